@@ -1,0 +1,122 @@
+# Grapevine: one non-recursive Makefile. See README.md.
+#
+#   make            build the binaries into build/
+#   make test       build and run every test (installs missing packages)
+#   make run        the main job (installs missing packages)
+#   make asan       ASan + UBSan build, then its tests
+#   make fuzz       libFuzzer, FUZZ_SECONDS per target (clang)
+#   make bench      benchmarks, our figures beside raw libsodium
+#   make install    PREFIX=/usr/local
+#   make clean
+
+PREFIX    ?= /usr/local
+BUILD     ?= build
+CC        ?= cc
+FUZZ_SECONDS ?= 30
+PKGS      := libsodium libuv libcjson sqlite3
+TEST_PKGS := check
+
+# Recursively expanded on purpose: pkg-config runs after deps are installed.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm
+CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+             -Iproto -Inode $(PKG_CFLAGS) -MMD -MP
+LDFLAGS ?=
+
+PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
+             proto/link.c proto/addr.c proto/msg.c
+NODE_SRC  := node/main.c node/demo.c node/conn.c node/cli.c
+TEST_NAMES := err identity frame handshake link msg
+BENCH_SRC := tests/bench/bench_proto.c
+FUZZ_NAMES := frame msg handshake
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+PROTO_OBJ := $(call obj,$(PROTO_SRC))
+NODE_OBJ  := $(call obj,$(NODE_SRC))
+TEST_BINS := $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
+BINS      := $(BUILD)/grapevine
+
+.PHONY: all test run asan fuzz bench install clean deps check-deps \
+        test-bins vectors
+all: $(BINS)
+
+# Installs missing Debian packages only when pkg-config cannot find one.
+deps:
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null || scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libgvproto.a: $(PROTO_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/grapevine: $(NODE_OBJ) $(BUILD)/libgvproto.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o \
+                        $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+
+$(BUILD)/tests/gen_vectors: $(BUILD)/obj/tests/gen_vectors.o \
+                            $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_proto: $(call obj,$(BENCH_SRC)) $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+test-bins: $(BINS) $(TEST_BINS) $(BUILD)/tests/gen_vectors
+
+test: deps
+	@$(MAKE) --no-print-directory test-bins
+	@BUILD=$(BUILD) tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	$(BUILD)/grapevine demo --dir run/demo
+
+# The sanitizer build lives in its own tree so it never mixes objects.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test-bins
+	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh
+
+FUZZ_FLAGS = -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
+             -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZ_NAMES))
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) tests/fuzz/run.sh $(FUZZ_NAMES)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/bench_proto
+	$(BUILD)/bench/bench_proto
+
+# Regenerates the worked examples in docs/PROTOCOL.md.
+vectors: $(BUILD)/tests/gen_vectors
+	$(BUILD)/tests/gen_vectors --markdown > $(BUILD)/vectors.md
+	scripts/splice-vectors.sh docs/PROTOCOL.md $(BUILD)/vectors.md
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,718 @@
+/* Message validation and encoding. The step numbers in comments are those of
+ * PROTOCOL.md §6.6. */
+#include "msg.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char SIG_PREFIX[] = "grapevine/1 msg";
+#define SIG_PREFIX_LEN (sizeof(SIG_PREFIX) - 1)
+
+static const struct {
+  const char *name;
+  int max_ttl;
+} types[GV__MSG_COUNT] = {
+    [GV_MSG_NONE] = {"NONE", -1},
+#define XX(n, ttl) [GV_MSG_##n] = {#n, ttl},
+    GV_MSG_TYPE_MAP(XX)
+#undef XX
+};
+
+const char *gv_msg_type_name(gv_msg_type t) {
+  return t > GV_MSG_NONE && t < GV__MSG_COUNT ? types[t].name : "NONE";
+}
+
+gv_msg_type gv_msg_type_from_name(const char *name, size_t len) {
+  for (int t = GV_MSG_NONE + 1; t < GV__MSG_COUNT; t++)
+    if (strlen(types[t].name) == len && memcmp(types[t].name, name, len) == 0)
+      return (gv_msg_type)t;
+  return GV_MSG_NONE;
+}
+
+bool gv_msg_is_gossip(gv_msg_type t) {
+  return t > GV_MSG_NONE && t < GV__MSG_COUNT && types[t].max_ttl > 0;
+}
+
+unsigned gv_msg_max_ttl(gv_msg_type t) {
+  return gv_msg_is_gossip(t) ? (unsigned)types[t].max_ttl : 0;
+}
+
+void gv_msg_clear(gv_msg *m) {
+  if (m->type == GV_MSG_PEER_LIST_RESPONSE && m->u.response.peers != NULL) {
+    for (size_t i = 0; i < m->u.response.n_peers; i++)
+      gv_msg_clear(&m->u.response.peers[i]);
+    free(m->u.response.peers);
+  }
+  free(m->body);
+  memset(m, 0, sizeof(*m));
+}
+
+/* ---- field readers: each returns 0 or a GV_E* with a reason ---- */
+
+static int get_uint(const cJSON *obj, const char *key, uint64_t min,
+                    uint64_t max, uint64_t *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+  double d;
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsNumber(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a number", key);
+  d = it->valuedouble;
+  if (!isfinite(d) || d != floor(d))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an integer", key);
+  if (d < (double)min || d > (double)max)
+    return gv_fail(why, GV_ERANGE, "field '%s' = %.0f is outside %llu..%llu",
+                   key, d, (unsigned long long)min, (unsigned long long)max);
+  *out = (uint64_t)d;
+  return 0;
+}
+
+/* A string member; *len is its length in bytes. */
+static int get_str(const cJSON *obj, const char *key, const char **s,
+                   size_t *len, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a string", key);
+  *s = it->valuestring;
+  *len = strlen(it->valuestring);
+  return 0;
+}
+
+static int get_bool(const cJSON *obj, const char *key, bool *out,
+                    gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsBool(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a boolean", key);
+  *out = cJSON_IsTrue(it);
+  return 0;
+}
+
+static int get_hex32(const cJSON *obj, const char *key, uint8_t out[32],
+                     gv_why *why) {
+  const char *s;
+  size_t len;
+  int rc = get_str(obj, key, &s, &len, why);
+
+  if (rc < 0)
+    return rc;
+  if (gv_id_from_hex(out, s, len) < 0)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not 64 hex digits", key);
+  return 0;
+}
+
+/* An array member of at most max elements; *n its size. */
+static int get_array(const cJSON *obj, const char *key, int max,
+                     const cJSON **arr, int *n, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsArray(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an array", key);
+  *n = cJSON_GetArraySize(it);
+  if (*n > max)
+    return gv_fail(why, GV_ELIMIT, "field '%s' has %d entries, limit %d", key,
+                   *n, max);
+  *arr = it;
+  return 0;
+}
+
+static int printable(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+      return 0;
+  return 1;
+}
+
+/* A printable-ASCII string member of min..max bytes copied into out. */
+static int get_text(const cJSON *obj, const char *key, size_t min, size_t max,
+                    char *out, gv_why *why) {
+  const char *s;
+  size_t len;
+  int rc = get_str(obj, key, &s, &len, why);
+
+  if (rc < 0)
+    return rc;
+  if (len < min || len > max || !printable(s, len))
+    return gv_fail(why, GV_EFIELD,
+                   "field '%s' must be %zu..%zu printable ASCII bytes", key,
+                   min, max);
+  memcpy(out, s, len + 1);
+  return 0;
+}
+
+int gv_repo_name_check(const char *name, size_t len) {
+  if (len == 0 || len > GV_REPO_MAX)
+    return GV_EFIELD;
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || strchr("._-/:@+", c) != NULL) ||
+        c == '\0')
+      return GV_EFIELD;
+  }
+  return 0;
+}
+
+static int get_repo(const cJSON *it, const char *what, char out[GV_REPO_MAX + 1],
+                    gv_why *why) {
+  size_t len;
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", what);
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "%s: repository name is not a string",
+                   what);
+  len = strlen(it->valuestring);
+  if (gv_repo_name_check(it->valuestring, len) < 0)
+    return gv_fail(why, GV_EFIELD,
+                   "%s: bad repository name (1..%d of A-Za-z0-9._-/:@+)", what,
+                   GV_REPO_MAX);
+  memcpy(out, it->valuestring, len + 1);
+  return 0;
+}
+
+/* ---- type-specific members (step 7) ---- */
+
+static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
+  const cJSON *arr, *it;
+  int n, rc, i = 0;
+
+  if ((rc = get_bool(b, "broadcasting", &p->broadcasting, why)) < 0 ||
+      (rc = get_bool(b, "bootstrap", &p->bootstrap, why)) < 0)
+    return rc;
+  if (p->bootstrap && !p->broadcasting)
+    return gv_fail(why, GV_EFIELD, "bootstrap requires broadcasting");
+  if ((rc = get_array(b, "addrs", GV_MAX_ADDRS, &arr, &n, why)) < 0)
+    return rc;
+  /* The IP-sharing rule: no address may be attached to a silent node. */
+  if (n > 0 && !p->broadcasting)
+    return gv_fail(why, GV_ESILENTADDR,
+                   "%d address(es) attached to a node that is not "
+                   "broadcasting",
+                   n);
+  cJSON_ArrayForEach(it, arr) {
+    if (!cJSON_IsString(it) || it->valuestring == NULL ||
+        gv_addr_parse(&p->addrs[i], it->valuestring,
+                      strlen(it->valuestring)) < 0)
+      return gv_fail(why, GV_EFIELD, "addrs[%d] is not a numeric HOST:PORT",
+                     i);
+    i++;
+  }
+  p->n_addrs = (uint8_t)n;
+  if ((rc = get_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
+    return rc;
+  i = 0;
+  cJSON_ArrayForEach(it, arr) {
+    if ((rc = get_repo(it, "repos", p->repos[i], why)) < 0)
+      return rc;
+    for (int j = 0; j < i; j++)
+      if (strcmp(p->repos[j], p->repos[i]) == 0)
+        return gv_fail(why, GV_EFIELD, "repos: '%s' listed twice",
+                       p->repos[i]);
+    i++;
+  }
+  p->n_repos = (uint8_t)n;
+  return 0;
+}
+
+static int parse_signed(gv_msg *m, const char *body, size_t body_len,
+                        const char *sig_hex, size_t sig_len, bool embedded,
+                        const gv_msg_policy *pol, gv_why *why);
+
+static int parse_response(const cJSON *b, gv_msg *m, const gv_msg_policy *pol,
+                          gv_why *why) {
+  const cJSON *arr, *it;
+  int n, rc, i = 0;
+
+  if ((rc = get_hex32(b, "to", m->u.response.to, why)) < 0 ||
+      (rc = get_hex32(b, "request", m->u.response.request, why)) < 0 ||
+      (rc = get_array(b, "peers", GV_MAX_PEERS, &arr, &n, why)) < 0)
+    return rc;
+  if (n == 0)
+    return 0;
+  m->u.response.peers = calloc((size_t)n, sizeof(gv_msg));
+  if (m->u.response.peers == NULL)
+    return GV_ENOMEM;
+  cJSON_ArrayForEach(it, arr) {
+    gv_msg *rec = &m->u.response.peers[i];
+    const char *rb, *rs;
+    size_t rbl, rsl;
+
+    m->u.response.n_peers = (size_t)i + 1; /* so clear() frees it */
+    if (!cJSON_IsObject(it))
+      return gv_fail(why, GV_EFIELD, "peers[%d] is not an object", i);
+    if ((rc = get_str(it, "body", &rb, &rbl, why)) < 0 ||
+        (rc = get_str(it, "sig", &rs, &rsl, why)) < 0 ||
+        (rc = parse_signed(rec, rb, rbl, rs, rsl, true, pol, why)) < 0) {
+      char inner[sizeof(why->text)];
+      if (why != NULL) {
+        memcpy(inner, why->text, sizeof(inner));
+        gv_fail(why, rc, "peers[%d]: %.160s", i, inner);
+      }
+      return rc;
+    }
+    i++;
+  }
+  return 0;
+}
+
+static int parse_body_fields(const cJSON *b, gv_msg *m,
+                             const gv_msg_policy *pol, gv_why *why) {
+  uint64_t v;
+  int rc;
+
+  switch (m->type) {
+  case GV_MSG_PEER_ANNOUNCEMENT:
+  case GV_MSG_PEER_UPDATE:
+    return parse_peer_state(b, &m->u.peer, why);
+  case GV_MSG_PEER_REQUEST:
+    if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
+                       m->u.request.repo, why)) < 0 ||
+        (rc = get_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
+      return rc;
+    m->u.request.max = (uint32_t)v;
+    return 0;
+  case GV_MSG_PEER_LIST_RESPONSE:
+    return parse_response(b, m, pol, why);
+  case GV_MSG_HEARTBEAT:
+    return 0;
+  default:
+    return gv_fail(why, GV_ETYPE, "%s is not a gossip type",
+                   gv_msg_type_name(m->type));
+  }
+}
+
+static int check_version(const cJSON *obj, const char *where, gv_why *why) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "v");
+
+  if (v == NULL)
+    return gv_fail(why, GV_EFIELD, "%s: missing field 'v'", where);
+  if (!cJSON_IsNumber(v) || v->valuedouble != GV_MSG_VERSION)
+    return gv_fail(why, GV_EVERSION, "%s: version is not %d", where,
+                   GV_MSG_VERSION);
+  return 0;
+}
+
+/* The type member, resolved; reserved types are GV_ENOTIMPL. */
+static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
+  const char *s;
+  size_t len;
+  int rc = get_str(obj, "type", &s, &len, why);
+
+  if (rc < 0)
+    return rc;
+  *t = gv_msg_type_from_name(s, len);
+  if (*t == GV_MSG_NONE)
+    return gv_fail(why, GV_ETYPE, "unknown type '%.40s'", s);
+  if (types[*t].max_ttl < 0)
+    return gv_fail(why, GV_ENOTIMPL, "type %s is reserved for the relay",
+                   types[*t].name);
+  return 0;
+}
+
+/* Steps 4 (body), 6, 7, 9 for one signed body: a top-level gossip message or
+ * an embedded record (which must be an announcement or update, and is exempt
+ * from the staleness rule). */
+static int parse_signed(gv_msg *m, const char *body, size_t body_len,
+                        const char *sig_hex, size_t sig_len, bool embedded,
+                        const gv_msg_policy *pol, gv_why *why) {
+  uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
+  const char *end = NULL;
+  size_t bin_len = 0;
+  cJSON *b = NULL;
+  uint64_t v;
+  int rc;
+
+  if (sig_len != 2 * GV_SIG_BYTES ||
+      sodium_hex2bin(m->sig, sizeof(m->sig), sig_hex, sig_len, NULL, &bin_len,
+                     &end) != 0 ||
+      bin_len != GV_SIG_BYTES)
+    return gv_fail(why, GV_EFIELD, "field 'sig' is not 128 hex digits");
+  if (body_len == 0 || !printable(body, body_len))
+    return gv_fail(why, GV_EFIELD, "body is empty or not printable ASCII");
+  crypto_generichash(m->id, sizeof(m->id), (const uint8_t *)body, body_len,
+                     NULL, 0);
+  b = cJSON_ParseWithLength(body, body_len);
+  if (b == NULL || !cJSON_IsObject(b)) {
+    rc = gv_fail(why, GV_EJSON, "body is not a JSON object");
+    goto out;
+  }
+  if ((rc = check_version(b, "body", why)) < 0 ||
+      (rc = get_type(b, &m->type, why)) < 0)
+    goto out;
+  if (!gv_msg_is_gossip(m->type)) {
+    rc = gv_fail(why, GV_ETYPE, "link type %s inside a signed body",
+                 gv_msg_type_name(m->type));
+    goto out;
+  }
+  if (embedded && m->type != GV_MSG_PEER_ANNOUNCEMENT &&
+      m->type != GV_MSG_PEER_UPDATE) {
+    rc = gv_fail(why, GV_ETYPE, "a %s cannot be a peer record",
+                 gv_msg_type_name(m->type));
+    goto out;
+  }
+  if ((rc = get_hex32(b, "origin", m->origin, why)) < 0 ||
+      (rc = get_uint(b, "seq", 1, GV_INT_MAX, &m->seq, why)) < 0 ||
+      (rc = get_uint(b, "ts", 0, GV_INT_MAX, &v, why)) < 0)
+    goto out;
+  m->ts = (int64_t)v;
+
+  /* 5. ttl for the type (the envelope was read by the caller) */
+  if (!embedded && m->ttl > gv_msg_max_ttl(m->type)) {
+    rc = gv_fail(why, GV_ETTL, "ttl %u exceeds %u for %s", m->ttl,
+                 gv_msg_max_ttl(m->type), gv_msg_type_name(m->type));
+    goto out;
+  }
+  /* 6. the clock window */
+  if (m->ts > pol->now_ms + GV_CLOCK_SKEW_MS) {
+    rc = gv_fail(why, GV_EFUTURE, "ts is %lld ms ahead of this node's clock",
+                 (long long)(m->ts - pol->now_ms));
+    goto out;
+  }
+  if (!embedded && m->ts < pol->now_ms - GV_MSG_MAX_AGE_MS) {
+    rc = gv_fail(why, GV_ESTALE, "ts is %lld s old, the limit is %lld s",
+                 (long long)((pol->now_ms - m->ts) / 1000),
+                 GV_MSG_MAX_AGE_MS / 1000);
+    goto out;
+  }
+  /* 7. */
+  if ((rc = parse_body_fields(b, m, pol, why)) < 0)
+    goto out;
+  /* 8. a duplicate costs a hash, not a signature check */
+  if (!embedded && pol->seen != NULL && pol->seen(pol->seen_ctx, m->id)) {
+    rc = gv_fail(why, GV_EDUP, "duplicate message");
+    goto out;
+  }
+  /* 9. Ed25519 over "grapevine/1 msg" || id, id = BLAKE2b(exact body) */
+  memcpy(tbs, SIG_PREFIX, SIG_PREFIX_LEN);
+  memcpy(tbs + SIG_PREFIX_LEN, m->id, GV_MSG_ID_BYTES);
+  if (crypto_sign_verify_detached(m->sig, tbs, sizeof(tbs), m->origin) != 0) {
+    rc = gv_fail(why, GV_EBADSIG, "signature does not verify for origin");
+    goto out;
+  }
+  m->body = malloc(body_len + 1);
+  if (m->body == NULL) {
+    rc = GV_ENOMEM;
+    goto out;
+  }
+  memcpy(m->body, body, body_len + 1);
+  m->body_len = body_len;
+out:
+  cJSON_Delete(b);
+  return rc;
+}
+
+static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
+  const cJSON *arr, *it;
+  uint64_t v;
+  int n, rc, i = 0;
+
+  if ((rc = get_type(root, &m->type, why)) < 0)
+    return rc;
+  switch (m->type) {
+  case GV_MSG_HELLO:
+    if ((rc = get_text(root, "agent", 1, GV_AGENT_MAX, m->u.hello.agent,
+                       why)) < 0 ||
+        (rc = get_uint(root, "ts", 0, GV_INT_MAX, &v, why)) < 0 ||
+        (rc = get_uint(root, "seq", 0, GV_INT_MAX, &m->u.hello.seq, why)) < 0)
+      return rc;
+    m->ts = (int64_t)v;
+    return 0;
+  case GV_MSG_PING:
+  case GV_MSG_PONG:
+    return get_uint(root, "nonce", 0, GV_INT_MAX, &m->u.nonce, why);
+  case GV_MSG_IHAVE:
+  case GV_MSG_IWANT:
+    if ((rc = get_array(root, "ids", GV_MAX_IDS, &arr, &n, why)) < 0)
+      return rc;
+    if (n == 0)
+      return gv_fail(why, GV_EFIELD, "field 'ids' is empty");
+    cJSON_ArrayForEach(it, arr) {
+      if (!cJSON_IsString(it) || it->valuestring == NULL ||
+          gv_id_from_hex(m->u.ids.ids[i], it->valuestring,
+                         strlen(it->valuestring)) < 0)
+        return gv_fail(why, GV_EFIELD, "ids[%d] is not 64 hex digits", i);
+      i++;
+    }
+    m->u.ids.n = (size_t)n;
+    return 0;
+  case GV_MSG_GOODBYE:
+    return get_text(root, "reason", 0, GV_REASON_MAX, m->u.reason, why);
+  default:
+    return gv_fail(why, GV_ETYPE, "%s must travel signed, not as a link message",
+                   gv_msg_type_name(m->type));
+  }
+}
+
+int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
+                  const gv_msg_policy *pol, gv_why *why) {
+  const char *end = NULL;
+  cJSON *root = NULL;
+  int rc;
+
+  memset(m, 0, sizeof(*m));
+  /* 1. size, before anything is parsed or allocated */
+  if (len > GV_MSG_MAX)
+    return gv_fail(why, GV_ETOOBIG, "%zu bytes, the limit is %u", len,
+                   GV_MSG_MAX);
+  /* 2. syntax */
+  root = cJSON_ParseWithLengthOpts((const char *)buf, len, &end, 0);
+  if (root == NULL) {
+    size_t at = end != NULL && end >= (const char *)buf
+                    ? (size_t)(end - (const char *)buf)
+                    : 0;
+    return gv_fail(why, GV_EJSON, "malformed JSON at byte %zu", at);
+  }
+  if (!cJSON_IsObject(root)) {
+    rc = gv_fail(why, GV_EJSON, "top level is not a JSON object");
+    goto out;
+  }
+  /* 3. envelope */
+  if ((rc = check_version(root, "envelope", why)) < 0)
+    goto out;
+  if (cJSON_GetObjectItemCaseSensitive(root, "body") == NULL) {
+    rc = parse_link(root, m, why);
+  } else {
+    const char *body, *sig;
+    size_t blen, slen;
+    uint64_t ttl, hops;
+    /* 4. hop fields, then the signed body */
+    if ((rc = get_uint(root, "ttl", 0, 255, &ttl, why)) < 0 ||
+        (rc = get_uint(root, "hops", 0, GV_HOPS_MAX, &hops, why)) < 0 ||
+        (rc = get_str(root, "body", &body, &blen, why)) < 0 ||
+        (rc = get_str(root, "sig", &sig, &slen, why)) < 0)
+      goto out;
+    m->ttl = (uint32_t)ttl;
+    m->hops = (uint32_t)hops;
+    rc = parse_signed(m, body, blen, sig, slen, false, pol, why);
+  }
+out:
+  cJSON_Delete(root);
+  return rc;
+}
+
+/* ---- encoding ---- */
+
+static int add_hex(cJSON *obj, const char *key, const uint8_t *bin,
+                   size_t n) {
+  char hex[2 * GV_SIG_BYTES + 1];
+  sodium_bin2hex(hex, sizeof(hex), bin, n);
+  return cJSON_AddStringToObject(obj, key, hex) != NULL ? 0 : GV_ENOMEM;
+}
+
+static int add_num(cJSON *obj, const char *key, double v) {
+  return cJSON_AddNumberToObject(obj, key, v) != NULL ? 0 : GV_ENOMEM;
+}
+
+/* Prints obj compactly into *out, checking the size limit. Frees obj. */
+static int print_obj(cJSON *obj, char **out, size_t *len) {
+  char *s = cJSON_PrintUnformatted(obj);
+
+  cJSON_Delete(obj);
+  if (s == NULL)
+    return GV_ENOMEM;
+  *len = strlen(s);
+  if (*len > GV_MSG_MAX) {
+    free(s);
+    return GV_ETOOBIG;
+  }
+  *out = s;
+  return 0;
+}
+
+static int add_str_array(cJSON *obj, const char *key, size_t n,
+                         const char *(*get)(const gv_msg *, size_t, char *),
+                         const gv_msg *m) {
+  cJSON *arr = cJSON_AddArrayToObject(obj, key);
+  char tmp[GV_ADDR_TEXT_MAX];
+
+  if (arr == NULL)
+    return GV_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    cJSON *s = cJSON_CreateString(get(m, i, tmp));
+    if (s == NULL || !cJSON_AddItemToArray(arr, s))
+      return GV_ENOMEM;
+  }
+  return 0;
+}
+
+static const char *addr_at(const gv_msg *m, size_t i, char *tmp) {
+  gv_addr_format(&m->u.peer.addrs[i], tmp);
+  return tmp;
+}
+
+static const char *repo_at(const gv_msg *m, size_t i, char *tmp) {
+  (void)tmp;
+  return m->u.peer.repos[i];
+}
+
+int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
+  cJSON *o = cJSON_CreateObject();
+  int rc = 0;
+
+  if (o == NULL)
+    return GV_ENOMEM;
+  if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
+      m->type >= GV_MSG_ROUTE) {
+    cJSON_Delete(o);
+    return GV_EINVAL;
+  }
+  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
+      cJSON_AddStringToObject(o, "type", gv_msg_type_name(m->type)) == NULL)
+    goto fail;
+  switch (m->type) {
+  case GV_MSG_HELLO:
+    if (cJSON_AddStringToObject(o, "agent", m->u.hello.agent) == NULL ||
+        add_num(o, "ts", (double)m->ts) < 0 ||
+        add_num(o, "seq", (double)m->u.hello.seq) < 0)
+      goto fail;
+    break;
+  case GV_MSG_PING:
+  case GV_MSG_PONG:
+    if (add_num(o, "nonce", (double)m->u.nonce) < 0)
+      goto fail;
+    break;
+  case GV_MSG_IHAVE:
+  case GV_MSG_IWANT: {
+    cJSON *arr = cJSON_AddArrayToObject(o, "ids");
+    if (arr == NULL || m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
+      rc = arr == NULL ? GV_ENOMEM : GV_EINVAL;
+      goto fail;
+    }
+    for (size_t i = 0; i < m->u.ids.n; i++) {
+      char hex[2 * GV_MSG_ID_BYTES + 1];
+      sodium_bin2hex(hex, sizeof(hex), m->u.ids.ids[i], GV_MSG_ID_BYTES);
+      if (!cJSON_AddItemToArray(arr, cJSON_CreateString(hex)))
+        goto fail;
+    }
+    break;
+  }
+  case GV_MSG_GOODBYE:
+    if (cJSON_AddStringToObject(o, "reason", m->u.reason) == NULL)
+      goto fail;
+    break;
+  default:
+    break;
+  }
+  return print_obj(o, out, len);
+fail:
+  cJSON_Delete(o);
+  return rc < 0 ? rc : GV_ENOMEM;
+}
+
+static int build_body(const gv_msg *m, cJSON *b) {
+  int rc;
+
+  if ((rc = add_num(b, "v", GV_MSG_VERSION)) < 0 ||
+      cJSON_AddStringToObject(b, "type", gv_msg_type_name(m->type)) == NULL ||
+      (rc = add_hex(b, "origin", m->origin, GV_ID_BYTES)) < 0 ||
+      (rc = add_num(b, "seq", (double)m->seq)) < 0 ||
+      (rc = add_num(b, "ts", (double)m->ts)) < 0)
+    return rc < 0 ? rc : GV_ENOMEM;
+  switch (m->type) {
+  case GV_MSG_PEER_ANNOUNCEMENT:
+  case GV_MSG_PEER_UPDATE:
+    if (m->u.peer.n_addrs > GV_MAX_ADDRS || m->u.peer.n_repos > GV_MAX_REPOS ||
+        (m->u.peer.n_addrs > 0 && !m->u.peer.broadcasting))
+      return GV_EINVAL; /* never sign what validation would reject */
+    if (cJSON_AddBoolToObject(b, "broadcasting", m->u.peer.broadcasting) ==
+            NULL ||
+        cJSON_AddBoolToObject(b, "bootstrap", m->u.peer.bootstrap) == NULL)
+      return GV_ENOMEM;
+    if ((rc = add_str_array(b, "addrs", m->u.peer.n_addrs, addr_at, m)) < 0)
+      return rc;
+    return add_str_array(b, "repos", m->u.peer.n_repos, repo_at, m);
+  case GV_MSG_PEER_REQUEST:
+    if (cJSON_AddStringToObject(b, "repo", m->u.request.repo) == NULL)
+      return GV_ENOMEM;
+    return add_num(b, "max", m->u.request.max);
+  case GV_MSG_PEER_LIST_RESPONSE: {
+    cJSON *arr;
+    if ((rc = add_hex(b, "to", m->u.response.to, GV_ID_BYTES)) < 0 ||
+        (rc = add_hex(b, "request", m->u.response.request,
+                      GV_MSG_ID_BYTES)) < 0)
+      return rc;
+    if (m->u.response.n_peers > GV_MAX_PEERS)
+      return GV_EINVAL;
+    if ((arr = cJSON_AddArrayToObject(b, "peers")) == NULL)
+      return GV_ENOMEM;
+    for (size_t i = 0; i < m->u.response.n_peers; i++) {
+      const gv_msg *rec = &m->u.response.peers[i];
+      cJSON *e = cJSON_CreateObject();
+      if (e == NULL || !cJSON_AddItemToArray(arr, e))
+        return GV_ENOMEM;
+      if (rec->body == NULL)
+        return GV_EINVAL;
+      if (cJSON_AddStringToObject(e, "body", rec->body) == NULL)
+        return GV_ENOMEM;
+      if ((rc = add_hex(e, "sig", rec->sig, GV_SIG_BYTES)) < 0)
+        return rc;
+    }
+    return 0;
+  }
+  case GV_MSG_HEARTBEAT:
+    return 0;
+  default:
+    return GV_EINVAL;
+  }
+}
+
+int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
+  cJSON *o = cJSON_CreateObject();
+  int rc;
+
+  if (o == NULL)
+    return GV_ENOMEM;
+  if (m->body == NULL || !gv_msg_is_gossip(m->type)) {
+    cJSON_Delete(o);
+    return GV_EINVAL;
+  }
+  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
+      (rc = add_num(o, "ttl", m->ttl)) < 0 ||
+      (rc = add_num(o, "hops", m->hops)) < 0 ||
+      (rc = cJSON_AddStringToObject(o, "body", m->body) ? 0 : GV_ENOMEM) <
+          0 ||
+      (rc = add_hex(o, "sig", m->sig, GV_SIG_BYTES)) < 0) {
+    cJSON_Delete(o);
+    return rc;
+  }
+  return print_obj(o, out, len);
+}
+
+int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len) {
+  uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
+  cJSON *b;
+  int rc;
+
+  if (!gv_msg_is_gossip(m->type) || m->seq == 0 || m->seq > GV_INT_MAX ||
+      m->ttl > gv_msg_max_ttl(m->type))
+    return GV_EINVAL;
+  memcpy(m->origin, id->pk, GV_ID_BYTES);
+  if ((b = cJSON_CreateObject()) == NULL)
+    return GV_ENOMEM;
+  if ((rc = build_body(m, b)) < 0) {
+    cJSON_Delete(b);
+    return rc;
+  }
+  free(m->body);
+  m->body = NULL;
+  if ((rc = print_obj(b, &m->body, &m->body_len)) < 0)
+    return rc;
+  crypto_generichash(m->id, sizeof(m->id), (const uint8_t *)m->body,
+                     m->body_len, NULL, 0);
+  memcpy(tbs, SIG_PREFIX, SIG_PREFIX_LEN);
+  memcpy(tbs + SIG_PREFIX_LEN, m->id, GV_MSG_ID_BYTES);
+  crypto_sign_detached(m->sig, NULL, tbs, sizeof(tbs), id->sk);
+  return gv_msg_encode_gossip(m, out, len);
+}

@@ -1,0 +1,158 @@
+/* Grapevine messages (PROTOCOL.md §6): JSON through cJSON. Gossip messages
+ * carry an origin-signed body as a JSON string, verified over the exact
+ * bytes received; link messages travel one hop, unsigned.
+ *
+ * gv_msg_decode() is the one entry point from bytes to a validated message.
+ *
+ * Lifetime: a gv_msg is a value the caller owns (stack or embedded). Decoding
+ * and sealing may attach heap memory to it (the body, the peers of a
+ * response); gv_msg_clear() releases it and must be called on every gv_msg
+ * that a decode or seal touched, whether it succeeded or not.
+ */
+#ifndef GV_MSG_H
+#define GV_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "identity.h"
+
+#define GV_MSG_VERSION 1
+#define GV_MSG_MAX (512u * 1024u) /* largest accepted message, bytes */
+#define GV_MAX_REPOS 64
+#define GV_REPO_MAX 64 /* bytes in a repository name */
+#define GV_MAX_ADDRS 8
+#define GV_MAX_PEERS 32 /* records in a PEER_LIST_RESPONSE */
+#define GV_MAX_IDS 64   /* ids in IHAVE / IWANT */
+#define GV_AGENT_MAX 64
+#define GV_REASON_MAX 64
+#define GV_HOPS_MAX 32
+#define GV_CLOCK_SKEW_MS 30000LL
+#define GV_MSG_MAX_AGE_MS 600000LL
+#define GV_INT_MAX 9007199254740991ULL /* 2^53 - 1 */
+#define GV_MSG_ID_BYTES 32
+#define GV_SIG_BYTES 64
+
+/* TTL limits (and initial values) by type. */
+#define GV_TTL_ANNOUNCE 32
+#define GV_TTL_REQUEST 16
+#define GV_TTL_RESPONSE 16
+#define GV_TTL_HEARTBEAT 2
+
+#define GV_MSG_TYPE_MAP(XX)                                                    \
+  XX(HELLO, 0)                                                                 \
+  XX(PING, 0)                                                                  \
+  XX(PONG, 0)                                                                  \
+  XX(IHAVE, 0)                                                                 \
+  XX(IWANT, 0)                                                                 \
+  XX(GOODBYE, 0)                                                               \
+  XX(PEER_ANNOUNCEMENT, GV_TTL_ANNOUNCE)                                       \
+  XX(PEER_UPDATE, GV_TTL_ANNOUNCE)                                             \
+  XX(PEER_REQUEST, GV_TTL_REQUEST)                                             \
+  XX(PEER_LIST_RESPONSE, GV_TTL_RESPONSE)                                      \
+  XX(HEARTBEAT, GV_TTL_HEARTBEAT)                                              \
+  XX(ROUTE, -1)                                                                \
+  XX(ACK, -1)                                                                  \
+  XX(NACK, -1)                                                                 \
+  XX(BUSY, -1)
+
+/* Max ttl: 0 marks a link message, -1 a reserved type. */
+typedef enum gv_msg_type {
+  GV_MSG_NONE = 0,
+#define XX(name, ttl) GV_MSG_##name,
+  GV_MSG_TYPE_MAP(XX)
+#undef XX
+  GV__MSG_COUNT
+} gv_msg_type;
+
+const char *gv_msg_type_name(gv_msg_type t);
+/* GV_MSG_NONE if name (of len bytes) names no type. */
+gv_msg_type gv_msg_type_from_name(const char *name, size_t len);
+bool gv_msg_is_gossip(gv_msg_type t);
+unsigned gv_msg_max_ttl(gv_msg_type t);
+
+/* A node's self-description: PEER_ANNOUNCEMENT and PEER_UPDATE. */
+typedef struct gv_peer_state {
+  bool broadcasting;
+  bool bootstrap;
+  uint8_t n_addrs;
+  uint8_t n_repos;
+  gv_addr addrs[GV_MAX_ADDRS];
+  char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
+} gv_peer_state;
+
+typedef struct gv_msg gv_msg;
+
+struct gv_msg {
+  gv_msg_type type;
+  /* Gossip: hop fields (unsigned), then the signed part. */
+  uint32_t ttl;
+  uint32_t hops;
+  uint8_t id[GV_MSG_ID_BYTES];
+  uint8_t origin[GV_ID_BYTES];
+  uint8_t sig[GV_SIG_BYTES];
+  uint64_t seq;
+  int64_t ts; /* gossip and HELLO: ms since the epoch */
+  char *body; /* exact signed bytes, NUL-terminated, owned */
+  size_t body_len;
+  union {
+    gv_peer_state peer; /* PEER_ANNOUNCEMENT, PEER_UPDATE */
+    struct {
+      char repo[GV_REPO_MAX + 1];
+      uint32_t max;
+    } request;
+    struct {
+      uint8_t to[GV_ID_BYTES];
+      uint8_t request[GV_MSG_ID_BYTES];
+      size_t n_peers;
+      gv_msg *peers; /* owned array of signed records */
+    } response;
+    struct {
+      char agent[GV_AGENT_MAX + 1];
+      uint64_t seq;
+    } hello;
+    uint64_t nonce; /* PING, PONG */
+    struct {
+      size_t n;
+      uint8_t ids[GV_MAX_IDS][GV_MSG_ID_BYTES];
+    } ids; /* IHAVE, IWANT */
+    char reason[GV_REASON_MAX + 1]; /* GOODBYE */
+  } u;
+};
+
+/* What the receiver brings to validation. */
+typedef struct gv_msg_policy {
+  int64_t now_ms; /* the receiver's clock */
+  /* Optional dedup probe, asked after the id is known and before the
+   * signature is checked: nonzero means already seen (GV_EDUP). */
+  int (*seen)(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]);
+  void *seen_ctx;
+} gv_msg_policy;
+
+/* Validates buf[0..len) into *m (PROTOCOL.md §6.6). Returns 0, or a GV_E*
+ * code with a specific reason in why. */
+int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
+                  const gv_msg_policy *pol, gv_why *why);
+
+/* Releases what decode or seal attached to m, and zeroes it. */
+void gv_msg_clear(gv_msg *m);
+
+/* Encodes a link message from m->type and its union member. *out is
+ * malloc'd (free() it), NUL-terminated; *len excludes the NUL. */
+int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len);
+
+/* Gossip origin: fills m->origin from id, builds and signs the body from
+ * m->type, m->seq, m->ts and the union member, sets m->body and m->id, then
+ * encodes the envelope with m->ttl and m->hops. */
+int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len);
+
+/* Encodes the envelope of an already-signed gossip message (forwarding:
+ * change m->ttl and m->hops first). The body is emitted unchanged. */
+int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len);
+
+/* Checks a repository name (PROTOCOL.md §6.2). 0 or GV_EFIELD. */
+int gv_repo_name_check(const char *name, size_t len);
+
+#endif
