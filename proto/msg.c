@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,26 @@ void gv_msg_clear(gv_msg *m) {
   }
   free(m->body);
   memset(m, 0, sizeof(*m));
+}
+
+/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
+ * white space are an error. Returns NULL and the failing offset in *at. */
+static cJSON *parse_exact(const char *text, size_t len, size_t *at) {
+  const char *end = NULL;
+  cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+
+  *at = end != NULL && end >= text && end <= text + len
+            ? (size_t)(end - text)
+            : 0;
+  if (v == NULL)
+    return NULL;
+  while (*at < len && strchr(" \t\r\n", text[*at]) != NULL && text[*at])
+    (*at)++;
+  if (*at != len) {
+    cJSON_Delete(v);
+    return NULL;
+  }
+  return v;
 }
 
 /* ---- field readers: each returns 0 or a GV_E* with a reason ---- */
@@ -329,7 +350,7 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                         const gv_msg_policy *pol, gv_why *why) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
   const char *end = NULL;
-  size_t bin_len = 0;
+  size_t bin_len = 0, at;
   cJSON *b = NULL;
   uint64_t v;
   int rc;
@@ -343,9 +364,9 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     return gv_fail(why, GV_EFIELD, "body is empty or not printable ASCII");
   crypto_generichash(m->id, sizeof(m->id), (const uint8_t *)body, body_len,
                      NULL, 0);
-  b = cJSON_ParseWithLength(body, body_len);
+  b = parse_exact(body, body_len, &at);
   if (b == NULL || !cJSON_IsObject(b)) {
-    rc = gv_fail(why, GV_EJSON, "body is not a JSON object");
+    rc = gv_fail(why, GV_EJSON, "body is not one JSON object (byte %zu)", at);
     goto out;
   }
   if ((rc = check_version(b, "body", why)) < 0 ||
@@ -457,8 +478,8 @@ static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
 
 int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
                   const gv_msg_policy *pol, gv_why *why) {
-  const char *end = NULL;
   cJSON *root = NULL;
+  size_t at;
   int rc;
 
   memset(m, 0, sizeof(*m));
@@ -467,13 +488,9 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
     return gv_fail(why, GV_ETOOBIG, "%zu bytes, the limit is %u", len,
                    GV_MSG_MAX);
   /* 2. syntax */
-  root = cJSON_ParseWithLengthOpts((const char *)buf, len, &end, 0);
-  if (root == NULL) {
-    size_t at = end != NULL && end >= (const char *)buf
-                    ? (size_t)(end - (const char *)buf)
-                    : 0;
+  root = parse_exact((const char *)buf, len, &at);
+  if (root == NULL)
     return gv_fail(why, GV_EJSON, "malformed JSON at byte %zu", at);
-  }
   if (!cJSON_IsObject(root)) {
     rc = gv_fail(why, GV_EJSON, "top level is not a JSON object");
     goto out;
@@ -511,8 +528,12 @@ static int add_hex(cJSON *obj, const char *key, const uint8_t *bin,
   return cJSON_AddStringToObject(obj, key, hex) != NULL ? 0 : GV_ENOMEM;
 }
 
-static int add_num(cJSON *obj, const char *key, double v) {
-  return cJSON_AddNumberToObject(obj, key, v) != NULL ? 0 : GV_ENOMEM;
+/* Integers are written as exact decimal text: cJSON's own number printer
+ * rounds values above 10^15 to 15 significant digits. */
+static int add_num(cJSON *obj, const char *key, uint64_t v) {
+  char digits[24];
+  snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v);
+  return cJSON_AddRawToObject(obj, key, digits) != NULL ? 0 : GV_ENOMEM;
 }
 
 /* Prints obj compactly into *out, checking the size limit. Frees obj. */
@@ -574,13 +595,13 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
   switch (m->type) {
   case GV_MSG_HELLO:
     if (cJSON_AddStringToObject(o, "agent", m->u.hello.agent) == NULL ||
-        add_num(o, "ts", (double)m->ts) < 0 ||
-        add_num(o, "seq", (double)m->u.hello.seq) < 0)
+        add_num(o, "ts", (uint64_t)m->ts) < 0 ||
+        add_num(o, "seq", m->u.hello.seq) < 0)
       goto fail;
     break;
   case GV_MSG_PING:
   case GV_MSG_PONG:
-    if (add_num(o, "nonce", (double)m->u.nonce) < 0)
+    if (add_num(o, "nonce", m->u.nonce) < 0)
       goto fail;
     break;
   case GV_MSG_IHAVE:
@@ -617,8 +638,8 @@ static int build_body(const gv_msg *m, cJSON *b) {
   if ((rc = add_num(b, "v", GV_MSG_VERSION)) < 0 ||
       cJSON_AddStringToObject(b, "type", gv_msg_type_name(m->type)) == NULL ||
       (rc = add_hex(b, "origin", m->origin, GV_ID_BYTES)) < 0 ||
-      (rc = add_num(b, "seq", (double)m->seq)) < 0 ||
-      (rc = add_num(b, "ts", (double)m->ts)) < 0)
+      (rc = add_num(b, "seq", m->seq)) < 0 ||
+      (rc = add_num(b, "ts", (uint64_t)m->ts)) < 0)
     return rc < 0 ? rc : GV_ENOMEM;
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:

@@ -1,0 +1,30 @@
+/* The grapevine command line: one function per subcommand. Each takes the
+ * subcommand's argc/argv (argv[0] is the subcommand's name) and returns the
+ * process exit status: 0 success, 1 failure, 2 usage error. */
+#ifndef GV_CLI_H
+#define GV_CLI_H
+
+#include <stddef.h>
+
+#include "identity.h"
+
+#define GV_VERSION "0.1.0"
+#define GV_AGENT "grapevine/" GV_VERSION
+
+int gv_cmd_id(int argc, char **argv);
+int gv_cmd_keygen(int argc, char **argv);
+int gv_cmd_msg_check(int argc, char **argv);
+int gv_cmd_demo(int argc, char **argv);
+
+/* Resolves the data directory: flag, else $GRAPEVINE_DIR, else
+ * $XDG_DATA_HOME/grapevine, else ~/.local/share/grapevine. */
+int gv_cli_data_dir(const char *flag, char *out, size_t cap);
+
+/* mkdir -p with mode 0700 for what it creates. Returns 0 or -errno. */
+int gv_cli_mkdirs(const char *path);
+
+/* Wall clock in ms since the epoch (for the adapters; cores take it as an
+ * argument). */
+long long gv_cli_now_ms(void);
+
+#endif

@@ -1,0 +1,59 @@
+/* A link (proto/link.h) carried over a libuv TCP stream: the adapter
+ * between the sans-I/O link and real sockets.
+ *
+ *   gv_conn_new -> gv_conn_dial (initiator) | uv_accept + gv_conn_start
+ *   -> on_open -> on_msg* -> gv_conn_close (graceful) | gv_conn_abort
+ *   -> on_close (always exactly once, last)
+ *
+ * Lifetime: the conn owns its TCP handle and link. After on_close returns,
+ * the conn is freed; do not touch it again. If gv_conn_dial() or
+ * gv_conn_start() fails, on_close is still called (once the handle is
+ * closed). The identity is borrowed and must outlive the conn.
+ */
+#ifndef GV_CONN_H
+#define GV_CONN_H
+
+#include <uv.h>
+
+#include "link.h"
+
+typedef struct gv_conn gv_conn;
+
+typedef struct gv_conn_cbs {
+  /* The handshake is done; gv_conn_peer_id() is valid from now on. */
+  void (*on_open)(gv_conn *c);
+  /* One message; msg is valid only during the call. */
+  void (*on_msg)(gv_conn *c, const uint8_t *msg, size_t len);
+  /* The connection is gone. status: 0 for a clean close by both sides
+   * (FINAL frames), else a GV_E* or -errno (UV_E*) reason. */
+  void (*on_close)(gv_conn *c, int status);
+} gv_conn_cbs;
+
+/* How long a graceful close waits for the peer's FINAL frame. */
+#define GV_CONN_CLOSE_WAIT_MS 2000
+
+int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
+                gv_hs_role role, const uint8_t *pin, const gv_conn_cbs *cbs,
+                void *data);
+
+/* The TCP handle, for uv_accept() into it before gv_conn_start(). */
+uv_stream_t *gv_conn_stream(gv_conn *c);
+
+int gv_conn_dial(gv_conn *c, const struct sockaddr *addr);
+int gv_conn_start(gv_conn *c);
+
+/* Queues one message; errors as gv_link_send(). */
+int gv_conn_send(gv_conn *c, const uint8_t *msg, size_t len);
+
+/* Sends the FINAL frame (with msg as its plaintext, may be NULL) and closes
+ * once the peer's FINAL or end of stream arrives, or after
+ * GV_CONN_CLOSE_WAIT_MS. */
+void gv_conn_close(gv_conn *c, const uint8_t *msg, size_t len);
+
+/* Closes at once; on_close gets status. */
+void gv_conn_abort(gv_conn *c, int status);
+
+const uint8_t *gv_conn_peer_id(const gv_conn *c);
+void *gv_conn_data(const gv_conn *c);
+
+#endif

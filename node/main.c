@@ -1,0 +1,50 @@
+/* grapevine: the node's command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} commands[] = {
+    {"demo", gv_cmd_demo,
+     "protocol demo: two identities, a handshake over loopback TCP, "
+     "signed announcements"},
+    {"id", gv_cmd_id, "print this node's id"},
+    {"keygen", gv_cmd_keygen, "create this node's identity key"},
+    {"msg-check", gv_cmd_msg_check,
+     "validate a wire message and say why it is rejected"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: grapevine COMMAND [OPTIONS]\n\n"
+             "Grapevine " GV_VERSION ", a peer-discovery network node.\n\n"
+             "Commands:\n");
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nRun 'grapevine COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("grapevine " GV_VERSION "\n");
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "grapevine: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,142 @@
+/* Length-prefixed framing (PROTOCOL.md §3). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "testutil.h"
+
+/* Encodes n frames of sizes 1..n, body byte = frame index. */
+static uint8_t *make_stream(int n, size_t *len) {
+  size_t total = 0, off = 0;
+  uint8_t *s;
+
+  for (int i = 1; i <= n; i++)
+    total += GV_FRAME_HDR + (size_t)i;
+  s = malloc(total);
+  for (int i = 1; i <= n; i++) {
+    gv_frame_put_hdr(s + off, (uint32_t)i);
+    memset(s + off + GV_FRAME_HDR, i, (size_t)i);
+    off += GV_FRAME_HDR + (size_t)i;
+  }
+  *len = total;
+  return s;
+}
+
+/* Feeds s in pieces of `chunk` bytes (0: whole); checks every frame. */
+static int decode_all(const uint8_t *s, size_t len, size_t chunk) {
+  gv_frame_dec d;
+  int frames = 0;
+  size_t off = 0;
+
+  gv_frame_dec_init(&d, 1024);
+  while (off < len) {
+    size_t piece = chunk == 0 || chunk > len - off ? len - off : chunk;
+    const uint8_t *p = s + off;
+    off += piece;
+    while (piece > 0) {
+      const uint8_t *f;
+      size_t used, flen;
+      int rc = gv_frame_dec_feed(&d, p, piece, &used, &f, &flen);
+      ck_assert_int_ge(rc, 0);
+      ck_assert_uint_le(used, piece);
+      p += used;
+      piece -= used;
+      if (rc == 1) {
+        frames++;
+        ck_assert_uint_eq(flen, (size_t)frames);
+        for (size_t k = 0; k < flen; k++)
+          ck_assert_uint_eq(f[k], (unsigned)frames);
+      }
+    }
+  }
+  ck_assert(gv_frame_dec_idle(&d));
+  gv_frame_dec_free(&d);
+  return frames;
+}
+
+START_TEST(test_coalesced) {
+  size_t len;
+  uint8_t *s = make_stream(40, &len);
+  ck_assert_int_eq(decode_all(s, len, 0), 40);
+  free(s);
+}
+END_TEST
+
+START_TEST(test_split_every_size) {
+  size_t len;
+  uint8_t *s = make_stream(20, &len);
+  /* _i is the read size: 1 (byte at a time) up to 32. */
+  ck_assert_int_eq(decode_all(s, len, (size_t)_i), 20);
+  free(s);
+}
+END_TEST
+
+START_TEST(test_oversize_prefix_no_alloc) {
+  gv_frame_dec d;
+  uint8_t hdr[4];
+  const uint8_t *f;
+  size_t used, flen;
+
+  gv_frame_dec_init(&d, 1024);
+  gv_frame_put_hdr(hdr, 1025);
+  /* Two bytes: not yet decidable. */
+  ck_assert_int_eq(gv_frame_dec_feed(&d, hdr, 2, &used, &f, &flen), 0);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, hdr + 2, 2, &used, &f, &flen),
+                   GV_ETOOBIG);
+  ck_assert_ptr_null(d.buf);
+  gv_frame_dec_free(&d);
+}
+END_TEST
+
+START_TEST(test_exact_limit) {
+  gv_frame_dec d;
+  uint8_t s[4 + 64];
+  const uint8_t *f;
+  size_t used, flen;
+
+  gv_frame_dec_init(&d, 64);
+  gv_frame_put_hdr(s, 64);
+  memset(s + 4, 7, 64);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s, sizeof(s), &used, &f, &flen), 1);
+  ck_assert_uint_eq(flen, 64);
+  ck_assert_uint_eq(used, sizeof(s));
+  gv_frame_dec_free(&d);
+}
+END_TEST
+
+START_TEST(test_zero_length) {
+  gv_frame_dec d;
+  uint8_t hdr[4] = {0, 0, 0, 0};
+  const uint8_t *f;
+  size_t used, flen;
+
+  gv_frame_dec_init(&d, 64);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, hdr, 4, &used, &f, &flen),
+                   GV_EFRAME);
+  gv_frame_dec_free(&d);
+}
+END_TEST
+
+START_TEST(test_prefix_big_endian) {
+  uint8_t hdr[4];
+  gv_frame_put_hdr(hdr, 0x01020304u);
+  ck_assert_uint_eq(hdr[0], 1);
+  ck_assert_uint_eq(hdr[3], 4);
+}
+END_TEST
+
+static Suite *frame_suite(void) {
+  Suite *s = suite_create("frame");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_coalesced);
+  tcase_add_loop_test(tc, test_split_every_size, 1, 33);
+  tcase_add_test(tc, test_oversize_prefix_no_alloc);
+  tcase_add_test(tc, test_exact_limit);
+  tcase_add_test(tc, test_zero_length);
+  tcase_add_test(tc, test_prefix_big_endian);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tu_run(frame_suite()); }

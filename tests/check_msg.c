@@ -1,0 +1,785 @@
+/* Messages: every type round-trips; every validation failure on its own
+ * (PROTOCOL.md §6). */
+#include <cjson/cJSON.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "testutil.h"
+
+static gv_identity alice, bob;
+static gv_msg_policy pol;
+
+static void setup(void) {
+  tu_identity(&alice, 1);
+  tu_identity(&bob, 2);
+  memset(&pol, 0, sizeof(pol));
+  pol.now_ms = T0_MS;
+}
+
+/* Signs an arbitrary body text as `id` would and wraps it in an envelope,
+ * so that validators behind the signature can be reached. */
+static char *sign_raw(const gv_identity *id, const char *body, int ttl,
+                      int hops) {
+  uint8_t mid[32], tbs[15 + 32], sig[64];
+  char hex[129];
+  cJSON *o = cJSON_CreateObject();
+  char *out;
+
+  crypto_generichash(mid, 32, (const uint8_t *)body, strlen(body), NULL, 0);
+  memcpy(tbs, "grapevine/1 msg", 15);
+  memcpy(tbs + 15, mid, 32);
+  crypto_sign_detached(sig, NULL, tbs, sizeof(tbs), id->sk);
+  sodium_bin2hex(hex, sizeof(hex), sig, 64);
+  cJSON_AddNumberToObject(o, "v", 1);
+  cJSON_AddNumberToObject(o, "ttl", ttl);
+  cJSON_AddNumberToObject(o, "hops", hops);
+  cJSON_AddStringToObject(o, "body", body);
+  cJSON_AddStringToObject(o, "sig", hex);
+  out = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return out;
+}
+
+/* A body of `type` from alice with `extra` members appended. */
+static char *body_of(const char *type, long long ts, const char *extra) {
+  char hex[65], *b = malloc(8192);
+  gv_id_to_hex(alice.pk, hex);
+  snprintf(b, 8192, "{\"v\":1,\"type\":\"%s\",\"origin\":\"%s\",\"seq\":5,"
+           "\"ts\":%lld%s%s}", type, hex, ts, *extra ? "," : "", extra);
+  return b;
+}
+
+static const char *ANN_OK =
+    "\"broadcasting\":true,\"bootstrap\":false,"
+    "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[\"demo/a\"]";
+
+/* Decodes text; returns the error and leaves the reason in why. */
+static int decode(const char *text, gv_msg *m, gv_why *why) {
+  why->text[0] = '\0';
+  return gv_msg_decode(m, (const uint8_t *)text, strlen(text), &pol, why);
+}
+
+/* Expects body `extra` of `type` (signed properly) to fail with err and a
+ * reason containing `needle`. */
+static void expect_body(const char *type, long long ts, const char *extra,
+                        int ttl, int err, const char *needle) {
+  char *body = body_of(type, ts, extra);
+  char *env = sign_raw(&alice, body, ttl, 0);
+  gv_msg m;
+  gv_why why;
+  int rc = decode(env, &m, &why);
+
+  ck_assert_msg(rc == err, "%s: got %s (%s), want %s", extra, gv_err_name(rc),
+                why.text, gv_err_name(err));
+  if (needle != NULL)
+    ck_assert_msg(strstr(why.text, needle) != NULL, "reason '%s' lacks '%s'",
+                  why.text, needle);
+  gv_msg_clear(&m);
+  free(env);
+  free(body);
+}
+
+static void seal_announce(gv_msg *m, bool broadcasting) {
+  memset(m, 0, sizeof(*m));
+  m->type = GV_MSG_PEER_ANNOUNCEMENT;
+  m->ttl = GV_TTL_ANNOUNCE;
+  m->seq = 1;
+  m->ts = T0_MS;
+  m->u.peer.broadcasting = broadcasting;
+  if (broadcasting) {
+    m->u.peer.n_addrs = 2;
+    ck_assert_int_eq(gv_addr_parse(&m->u.peer.addrs[0], "198.51.100.7:7411",
+                                   17), 0);
+    ck_assert_int_eq(gv_addr_parse(&m->u.peer.addrs[1], "[2001:db8::1]:7411",
+                                   18), 0);
+  }
+  m->u.peer.n_repos = 2;
+  strcpy(m->u.peer.repos[0], "demo/hello");
+  strcpy(m->u.peer.repos[1], "linux@v6.1");
+}
+
+/* ---- round trips ---- */
+
+START_TEST(test_roundtrip_announcement) {
+  gv_msg m, d;
+  gv_why why;
+  char *out;
+  size_t len;
+  char a0[GV_ADDR_TEXT_MAX];
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_int_eq(d.type, GV_MSG_PEER_ANNOUNCEMENT);
+  ck_assert_mem_eq(d.origin, alice.pk, 32);
+  ck_assert_mem_eq(d.id, m.id, 32);
+  ck_assert_uint_eq(d.ttl, 32);
+  ck_assert_uint_eq(d.seq, 1);
+  ck_assert_int_eq(d.ts, T0_MS);
+  ck_assert(d.u.peer.broadcasting && !d.u.peer.bootstrap);
+  ck_assert_uint_eq(d.u.peer.n_addrs, 2);
+  gv_addr_format(&d.u.peer.addrs[1], a0);
+  ck_assert_str_eq(a0, "[2001:db8::1]:7411");
+  ck_assert_uint_eq(d.u.peer.n_repos, 2);
+  ck_assert_str_eq(d.u.peer.repos[1], "linux@v6.1");
+  ck_assert_uint_eq(d.body_len, m.body_len);
+  ck_assert_str_eq(d.body, m.body);
+  gv_msg_clear(&d);
+  gv_msg_clear(&m);
+  free(out);
+}
+END_TEST
+
+/* Forwarding changes only the hop fields; the id and signature hold. */
+START_TEST(test_forward_keeps_id) {
+  gv_msg m, d, f;
+  gv_why why;
+  char *out, *fwd;
+  size_t len;
+
+  seal_announce(&m, false);
+  m.type = GV_MSG_PEER_UPDATE;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  d.ttl--;
+  d.hops++;
+  ck_assert_int_eq(gv_msg_encode_gossip(&d, &fwd, &len), 0);
+  ck_assert_int_eq(decode(fwd, &f, &why), 0);
+  ck_assert_mem_eq(f.id, m.id, 32);
+  ck_assert_uint_eq(f.ttl, 31);
+  ck_assert_uint_eq(f.hops, 1);
+  ck_assert_int_eq(f.type, GV_MSG_PEER_UPDATE);
+  gv_msg_clear(&m);
+  gv_msg_clear(&d);
+  gv_msg_clear(&f);
+  free(out);
+  free(fwd);
+}
+END_TEST
+
+START_TEST(test_roundtrip_request_heartbeat) {
+  gv_msg m = {0}, d;
+  gv_why why;
+  char *out;
+  size_t len;
+
+  m.type = GV_MSG_PEER_REQUEST;
+  m.ttl = GV_TTL_REQUEST;
+  m.seq = 2;
+  m.ts = T0_MS;
+  strcpy(m.u.request.repo, "demo/hello");
+  m.u.request.max = 8;
+  ck_assert_int_eq(gv_msg_seal(&m, &bob, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_int_eq(d.type, GV_MSG_PEER_REQUEST);
+  ck_assert_str_eq(d.u.request.repo, "demo/hello");
+  ck_assert_uint_eq(d.u.request.max, 8);
+  ck_assert_mem_eq(d.origin, bob.pk, 32);
+  gv_msg_clear(&d);
+  gv_msg_clear(&m);
+  free(out);
+
+  m.type = GV_MSG_HEARTBEAT;
+  m.ttl = GV_TTL_HEARTBEAT;
+  m.seq = GV_INT_MAX; /* the largest integer survives exactly */
+  m.ts = T0_MS;
+  ck_assert_int_eq(gv_msg_seal(&m, &bob, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_int_eq(d.type, GV_MSG_HEARTBEAT);
+  ck_assert_uint_eq(d.seq, GV_INT_MAX);
+  gv_msg_clear(&d);
+  gv_msg_clear(&m);
+  free(out);
+}
+END_TEST
+
+START_TEST(test_roundtrip_response) {
+  gv_msg rec, resp = {0}, d;
+  gv_why why;
+  char *out, *rec_out;
+  size_t len;
+
+  seal_announce(&rec, true);
+  ck_assert_int_eq(gv_msg_seal(&rec, &alice, &rec_out, &len), 0);
+  resp.type = GV_MSG_PEER_LIST_RESPONSE;
+  resp.ttl = GV_TTL_RESPONSE;
+  resp.seq = 9;
+  resp.ts = T0_MS;
+  memcpy(resp.u.response.to, alice.pk, 32);
+  memset(resp.u.response.request, 0xab, 32);
+  resp.u.response.n_peers = 1;
+  resp.u.response.peers = &rec;
+  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), 0);
+  resp.u.response.peers = NULL; /* rec is ours, not resp's */
+  resp.u.response.n_peers = 0;
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_int_eq(d.type, GV_MSG_PEER_LIST_RESPONSE);
+  ck_assert_mem_eq(d.origin, bob.pk, 32);
+  ck_assert_uint_eq(d.u.response.n_peers, 1);
+  ck_assert_mem_eq(d.u.response.peers[0].origin, alice.pk, 32);
+  ck_assert_mem_eq(d.u.response.peers[0].id, rec.id, 32);
+  ck_assert_uint_eq(d.u.response.peers[0].u.peer.n_addrs, 2);
+  gv_msg_clear(&d);
+  gv_msg_clear(&resp);
+  gv_msg_clear(&rec);
+  free(out);
+  free(rec_out);
+}
+END_TEST
+
+START_TEST(test_roundtrip_link_types) {
+  gv_msg m, d;
+  gv_why why;
+  char *out;
+  size_t len;
+
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_HELLO;
+  m.ts = T0_MS;
+  strcpy(m.u.hello.agent, "grapevine/0.1.0");
+  m.u.hello.seq = 12;
+  ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_int_eq(d.type, GV_MSG_HELLO);
+  ck_assert_str_eq(d.u.hello.agent, "grapevine/0.1.0");
+  ck_assert_uint_eq(d.u.hello.seq, 12);
+  ck_assert_int_eq(d.ts, T0_MS);
+  gv_msg_clear(&d);
+  free(out);
+
+  for (int t = GV_MSG_PING; t <= GV_MSG_PONG; t++) {
+    memset(&m, 0, sizeof(m));
+    m.type = (gv_msg_type)t;
+    m.u.nonce = GV_INT_MAX;
+    ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+    ck_assert_int_eq(decode(out, &d, &why), 0);
+    ck_assert_int_eq(d.type, t);
+    ck_assert_uint_eq(d.u.nonce, GV_INT_MAX);
+    gv_msg_clear(&d);
+    free(out);
+  }
+  for (int t = GV_MSG_IHAVE; t <= GV_MSG_IWANT; t++) {
+    memset(&m, 0, sizeof(m));
+    m.type = (gv_msg_type)t;
+    m.u.ids.n = GV_MAX_IDS;
+    for (int i = 0; i < GV_MAX_IDS; i++)
+      memset(m.u.ids.ids[i], i, 32);
+    ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+    ck_assert_int_eq(decode(out, &d, &why), 0);
+    ck_assert_int_eq(d.type, t);
+    ck_assert_uint_eq(d.u.ids.n, GV_MAX_IDS);
+    ck_assert_mem_eq(d.u.ids.ids[63], m.u.ids.ids[63], 32);
+    gv_msg_clear(&d);
+    free(out);
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_GOODBYE;
+  strcpy(m.u.reason, "shutdown");
+  ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_str_eq(d.u.reason, "shutdown");
+  gv_msg_clear(&d);
+  free(out);
+}
+END_TEST
+
+/* ---- the sealing side refuses what validation would reject ---- */
+
+START_TEST(test_seal_refuses_invalid) {
+  gv_msg m;
+  char *out;
+  size_t len;
+
+  seal_announce(&m, true);
+  m.u.peer.broadcasting = false; /* addresses on a silent node */
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  seal_announce(&m, true);
+  m.ttl = 33;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  seal_announce(&m, true);
+  m.seq = 0;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  m.type = GV_MSG_PING;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+}
+END_TEST
+
+/* ---- envelope and syntax failures ---- */
+
+START_TEST(test_malformed_json) {
+  gv_msg m;
+  gv_why why;
+  ck_assert_int_eq(decode("{\"v\":1,", &m, &why), GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "byte"));
+  ck_assert_int_eq(decode("[1,2]", &m, &why), GV_EJSON);
+  ck_assert_int_eq(decode("", &m, &why), GV_EJSON);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1} x", &m,
+                          &why),
+                   GV_EJSON);
+  ck_assert_int_eq(gv_msg_decode(&m, (const uint8_t *)"{\"v\":1}\0x", 9, &pol,
+                                 &why),
+                   GV_EJSON);
+}
+END_TEST
+
+START_TEST(test_too_big) {
+  size_t n = GV_MSG_MAX + 1;
+  char *big = malloc(n);
+  gv_msg m;
+  gv_why why;
+
+  memset(big, ' ', n);
+  ck_assert_int_eq(gv_msg_decode(&m, (const uint8_t *)big, n, &pol, &why),
+                   GV_ETOOBIG);
+  free(big);
+}
+END_TEST
+
+START_TEST(test_bad_version) {
+  gv_msg m;
+  gv_why why;
+  char *body = body_of("HEARTBEAT", T0_MS, "");
+  char *env;
+
+  ck_assert_int_eq(decode("{\"v\":2,\"type\":\"PING\",\"nonce\":1}", &m, &why),
+                   GV_EVERSION);
+  ck_assert_int_eq(decode("{\"type\":\"PING\",\"nonce\":1}", &m, &why),
+                   GV_EFIELD);
+  body[5] = '3'; /* {"v":3,... */
+  env = sign_raw(&alice, body, 2, 0);
+  ck_assert_int_eq(decode(env, &m, &why), GV_EVERSION);
+  ck_assert_ptr_nonnull(strstr(why.text, "body"));
+  free(env);
+  free(body);
+}
+END_TEST
+
+START_TEST(test_unknown_and_misplaced_type) {
+  gv_msg m;
+  gv_why why;
+  char *body, *env;
+
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"GOSSIP\"}", &m, &why),
+                   GV_ETYPE);
+  ck_assert_ptr_nonnull(strstr(why.text, "GOSSIP"));
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"ROUTE\"}", &m, &why),
+                   GV_ENOTIMPL);
+  /* A gossip type sent unsigned as a link message. */
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"HEARTBEAT\"}", &m, &why),
+                   GV_ETYPE);
+  /* A link type inside a signed body. */
+  body = body_of("PING", T0_MS, "\"nonce\":1");
+  env = sign_raw(&alice, body, 0, 0);
+  ck_assert_int_eq(decode(env, &m, &why), GV_ETYPE);
+  free(env);
+  free(body);
+}
+END_TEST
+
+START_TEST(test_bad_signature) {
+  gv_msg m;
+  gv_why why;
+  char *out;
+  size_t len;
+  char *p;
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  gv_msg_clear(&m);
+  /* Flip one hex digit of the signature. */
+  p = strstr(out, "\"sig\":\"") + 7;
+  *p = *p == '0' ? '1' : '0';
+  ck_assert_int_eq(decode(out, &m, &why), GV_EBADSIG);
+  free(out);
+
+  /* A body signed by bob claiming alice as origin. */
+  {
+    char *body = body_of("HEARTBEAT", T0_MS, "");
+    char *env = sign_raw(&bob, body, 2, 0);
+    ck_assert_int_eq(decode(env, &m, &why), GV_EBADSIG);
+    free(env);
+    free(body);
+  }
+}
+END_TEST
+
+/* One byte of the body changed after signing: the id and signature break. */
+START_TEST(test_tampered_body) {
+  gv_msg m;
+  gv_why why;
+  char *out, *p;
+  size_t len;
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  gv_msg_clear(&m);
+  p = strstr(out, "demo/hello");
+  p[0] = 'D';
+  ck_assert_int_eq(decode(out, &m, &why), GV_EBADSIG);
+  free(out);
+}
+END_TEST
+
+START_TEST(test_missing_fields) {
+  gv_msg m;
+  gv_why why;
+  const char *cases[] = {
+      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":\"{}\"}",              /* sig */
+      "{\"v\":1,\"hops\":0,\"body\":\"{}\",\"sig\":\"00\"}",         /* ttl */
+      "{\"v\":1,\"ttl\":1,\"body\":\"{}\",\"sig\":\"00\"}",          /* hops */
+      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":5,\"sig\":\"00\"}",    /* type */
+      "{\"v\":1,\"type\":\"PING\"}",                                 /* nonce */
+      "{\"v\":1,\"type\":\"HELLO\",\"ts\":1,\"seq\":0}",             /* agent */
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    ck_assert_msg(decode(cases[i], &m, &why) == GV_EFIELD, "case %zu: %s", i,
+                  why.text);
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":true,\"addrs\":[],\"repos\":[]", 32,
+              GV_EFIELD, "bootstrap");
+  expect_body("PEER_REQUEST", T0_MS, "\"max\":4", 16, GV_EFIELD, "repo");
+  expect_body("PEER_LIST_RESPONSE", T0_MS, "\"peers\":[]", 16, GV_EFIELD,
+              "to");
+}
+END_TEST
+
+START_TEST(test_malformed_fields) {
+  gv_msg m;
+  gv_why why;
+
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1.5}", &m,
+                          &why),
+                   GV_EFIELD);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":\"1\"}", &m,
+                          &why),
+                   GV_EFIELD);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":-1}", &m,
+                          &why),
+                   GV_ERANGE);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1e300}", &m,
+                          &why),
+                   GV_ERANGE);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"IHAVE\",\"ids\":[\"zz\"]}", &m,
+                          &why),
+                   GV_EFIELD);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"IHAVE\",\"ids\":[]}", &m, &why),
+                   GV_EFIELD);
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":1,\"bootstrap\":false,\"addrs\":[],"
+              "\"repos\":[]",
+              32, GV_EFIELD, "boolean");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":true,\"bootstrap\":false,"
+              "\"addrs\":[\"example.org:80\"],\"repos\":[]",
+              32, GV_EFIELD, "addrs[0]");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":true,\"bootstrap\":false,"
+              "\"addrs\":[\"1.2.3.4:0\"],\"repos\":[]",
+              32, GV_EFIELD, "addrs[0]");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
+              "\"repos\":[\"has space\"]",
+              32, GV_EFIELD, "repository name");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
+              "\"repos\":[\"a\",\"a\"]",
+              32, GV_EFIELD, "twice");
+  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":33", 16,
+              GV_ERANGE, "max");
+  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":0", 16,
+              GV_ERANGE, "max");
+}
+END_TEST
+
+/* Oversize single fields: a 65-byte repository name, a 65-byte agent. */
+START_TEST(test_oversize_fields) {
+  char extra[512], name[GV_REPO_MAX + 2];
+  char hello[256];
+  gv_msg m;
+  gv_why why;
+
+  memset(name, 'r', GV_REPO_MAX + 1);
+  name[GV_REPO_MAX + 1] = '\0';
+  snprintf(extra, sizeof(extra), "\"repo\":\"%s\",\"max\":1", name);
+  expect_body("PEER_REQUEST", T0_MS, extra, 16, GV_EFIELD, "repository");
+  name[GV_REPO_MAX] = '\0'; /* exactly the limit is fine */
+  snprintf(extra, sizeof(extra), "\"repo\":\"%s\",\"max\":1", name);
+  expect_body("PEER_REQUEST", T0_MS, extra, 16, 0, NULL);
+  memset(name, 'a', GV_AGENT_MAX + 1);
+  name[GV_AGENT_MAX + 1] = '\0';
+  snprintf(hello, sizeof(hello),
+           "{\"v\":1,\"type\":\"HELLO\",\"agent\":\"%s\",\"ts\":1,\"seq\":0}",
+           name);
+  ck_assert_int_eq(decode(hello, &m, &why), GV_EFIELD);
+}
+END_TEST
+
+START_TEST(test_ttl_per_type) {
+  struct {
+    const char *type, *extra;
+    int max;
+  } t[] = {
+      {"PEER_ANNOUNCEMENT", ANN_OK, 32},
+      {"PEER_UPDATE", ANN_OK, 32},
+      {"PEER_REQUEST", "\"repo\":\"a\",\"max\":1", 16},
+      {"HEARTBEAT", "", 2},
+  };
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    expect_body(t[i].type, T0_MS, t[i].extra, t[i].max, 0, NULL);
+    expect_body(t[i].type, T0_MS, t[i].extra, t[i].max + 1, GV_ETTL,
+                t[i].type);
+  }
+}
+END_TEST
+
+START_TEST(test_hops_range) {
+  char *body = body_of("HEARTBEAT", T0_MS, "");
+  char *env = sign_raw(&alice, body, 1, GV_HOPS_MAX + 1);
+  gv_msg m;
+  gv_why why;
+  ck_assert_int_eq(decode(env, &m, &why), GV_ERANGE);
+  free(env);
+  free(body);
+}
+END_TEST
+
+START_TEST(test_clock_window) {
+  expect_body("HEARTBEAT", T0_MS + GV_CLOCK_SKEW_MS, "", 2, 0, NULL);
+  expect_body("HEARTBEAT", T0_MS + GV_CLOCK_SKEW_MS + 1, "", 2, GV_EFUTURE,
+              "ahead");
+  expect_body("HEARTBEAT", T0_MS - GV_MSG_MAX_AGE_MS, "", 2, 0, NULL);
+  expect_body("HEARTBEAT", T0_MS - GV_MSG_MAX_AGE_MS - 1, "", 2, GV_ESTALE,
+              "old");
+}
+END_TEST
+
+START_TEST(test_limits) {
+  char extra[8192];
+  int off;
+
+  off = snprintf(extra, sizeof(extra),
+                 "\"broadcasting\":true,\"bootstrap\":false,\"addrs\":[");
+  for (int i = 0; i <= GV_MAX_ADDRS; i++)
+    off += snprintf(extra + off, sizeof(extra) - (size_t)off,
+                    "%s\"10.0.0.%d:1\"", i ? "," : "", i + 1);
+  snprintf(extra + off, sizeof(extra) - (size_t)off, "],\"repos\":[]");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS, extra, 32, GV_ELIMIT, "addrs");
+
+  off = snprintf(extra, sizeof(extra),
+                 "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
+                 "\"repos\":[");
+  for (int i = 0; i <= GV_MAX_REPOS; i++)
+    off += snprintf(extra + off, sizeof(extra) - (size_t)off, "%s\"r%d\"",
+                    i ? "," : "", i);
+  snprintf(extra + off, sizeof(extra) - (size_t)off, "]");
+  expect_body("PEER_ANNOUNCEMENT", T0_MS, extra, 32, GV_ELIMIT, "repos");
+}
+END_TEST
+
+/* The IP-sharing rule, at the validator: a silent node with an address is
+ * invalid even when its own key signed it. */
+START_TEST(test_silent_address) {
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,"
+              "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[]",
+              32, GV_ESILENTADDR, "not broadcasting");
+  expect_body("PEER_UPDATE", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,"
+              "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[]",
+              32, GV_ESILENTADDR, NULL);
+}
+END_TEST
+
+/* ...and inside a response: a record leaking a silent node's address
+ * poisons the whole response. */
+START_TEST(test_response_with_leaking_record) {
+  char *rec = body_of("PEER_ANNOUNCEMENT", T0_MS - 3600000,
+                      "\"broadcasting\":false,\"bootstrap\":false,"
+                      "\"addrs\":[\"198.51.100.9:1\"],\"repos\":[\"a\"]");
+  char *rec_env = sign_raw(&alice, rec, 0, 0);
+  cJSON *renv = cJSON_Parse(rec_env);
+  cJSON *peers = cJSON_CreateArray(), *e = cJSON_CreateObject();
+  char hex[65], *peers_txt, extra[16384];
+
+  cJSON_AddStringToObject(e, "body", rec);
+  cJSON_AddStringToObject(e, "sig",
+                          cJSON_GetObjectItem(renv, "sig")->valuestring);
+  cJSON_AddItemToArray(peers, e);
+  peers_txt = cJSON_PrintUnformatted(peers);
+  gv_id_to_hex(bob.pk, hex);
+  snprintf(extra, sizeof(extra), "\"to\":\"%s\",\"request\":\"%s\","
+           "\"peers\":%s", hex, hex, peers_txt);
+  expect_body("PEER_LIST_RESPONSE", T0_MS, extra, 16, GV_ESILENTADDR,
+              "peers[0]");
+  cJSON_Delete(renv);
+  cJSON_Delete(peers);
+  free(peers_txt);
+  free(rec_env);
+  free(rec);
+}
+END_TEST
+
+/* Records in a response are exempt from staleness, not from the signature;
+ * and only announcements and updates may be records. */
+START_TEST(test_response_records) {
+  gv_msg rec, resp = {0}, d;
+  gv_why why;
+  char *out, *rec_out;
+  size_t len;
+
+  seal_announce(&rec, true);
+  rec.ts = T0_MS - 7200000; /* two hours old: fine for a record */
+  ck_assert_int_eq(gv_msg_seal(&rec, &alice, &rec_out, &len), 0);
+  resp.type = GV_MSG_PEER_LIST_RESPONSE;
+  resp.seq = 1;
+  resp.ts = T0_MS;
+  resp.u.response.n_peers = 1;
+  resp.u.response.peers = &rec;
+  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  gv_msg_clear(&d);
+  free(out);
+
+  /* Forged record signature. */
+  rec.sig[0] ^= 1;
+  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), GV_EBADSIG);
+  ck_assert_ptr_nonnull(strstr(why.text, "peers[0]"));
+  gv_msg_clear(&d);
+  free(out);
+  rec.sig[0] ^= 1;
+
+  /* A heartbeat is not a record. */
+  rec.type = GV_MSG_HEARTBEAT;
+  rec.ttl = 2;
+  free(rec_out);
+  ck_assert_int_eq(gv_msg_seal(&rec, &alice, &rec_out, &len), 0);
+  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), GV_ETYPE);
+  gv_msg_clear(&d);
+  free(out);
+
+  resp.u.response.peers = NULL;
+  resp.u.response.n_peers = 0;
+  gv_msg_clear(&resp);
+  gv_msg_clear(&rec);
+  free(rec_out);
+}
+END_TEST
+
+START_TEST(test_non_printable_body) {
+  gv_msg m;
+  gv_why why;
+  char *body = body_of("HEARTBEAT", T0_MS, "\"x\":\"caf\xc3\xa9\"");
+  char *env = sign_raw(&alice, body, 2, 0);
+  ck_assert_int_eq(decode(env, &m, &why), GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "printable"));
+  free(env);
+  free(body);
+}
+END_TEST
+
+static int seen_all(void *ctx, const uint8_t id[32]) {
+  (*(int *)ctx)++;
+  (void)id;
+  return 1;
+}
+
+/* The dedup probe runs before the signature: a forged duplicate is GV_EDUP,
+ * not a signature check. */
+START_TEST(test_dedup_probe) {
+  gv_msg m;
+  gv_why why;
+  char *out;
+  size_t len;
+  int calls = 0;
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  gv_msg_clear(&m);
+  pol.seen = seen_all;
+  pol.seen_ctx = &calls;
+  ck_assert_int_eq(decode(out, &m, &why), GV_EDUP);
+  ck_assert_int_eq(calls, 1);
+  free(out);
+}
+END_TEST
+
+/* Unknown members are ignored (room for extension). */
+START_TEST(test_unknown_members_ignored) {
+  gv_msg m;
+  gv_why why;
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":3,\"x\":[1]}",
+                          &m, &why),
+                   0);
+  ck_assert_uint_eq(m.u.nonce, 3);
+  gv_msg_clear(&m);
+}
+END_TEST
+
+START_TEST(test_addr_parse) {
+  gv_addr a;
+  char out[GV_ADDR_TEXT_MAX];
+  const char *good[] = {"1.2.3.4:1", "255.255.255.255:65535", "[::1]:80",
+                        "[2001:db8::ff]:7411"};
+  const char *bad[] = {"1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3:80",
+                       "[::1]80", "::1:80", "1.2.3.4:08", "host:80",
+                       "[::1]:-1", " 1.2.3.4:80"};
+
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    ck_assert_int_eq(gv_addr_parse(&a, good[i], strlen(good[i])), 0);
+    gv_addr_format(&a, out);
+    ck_assert_str_eq(out, good[i]);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(gv_addr_parse(&a, bad[i], strlen(bad[i])) == GV_EFIELD,
+                  "accepted '%s'", bad[i]);
+}
+END_TEST
+
+static Suite *msg_suite(void) {
+  Suite *s = suite_create("msg");
+  TCase *rt = tcase_create("roundtrip");
+  TCase *bad = tcase_create("validation");
+
+  tcase_add_checked_fixture(rt, setup, NULL);
+  tcase_add_test(rt, test_roundtrip_announcement);
+  tcase_add_test(rt, test_forward_keeps_id);
+  tcase_add_test(rt, test_roundtrip_request_heartbeat);
+  tcase_add_test(rt, test_roundtrip_response);
+  tcase_add_test(rt, test_roundtrip_link_types);
+  tcase_add_test(rt, test_seal_refuses_invalid);
+  tcase_add_test(rt, test_addr_parse);
+  suite_add_tcase(s, rt);
+
+  tcase_add_checked_fixture(bad, setup, NULL);
+  tcase_add_test(bad, test_malformed_json);
+  tcase_add_test(bad, test_too_big);
+  tcase_add_test(bad, test_bad_version);
+  tcase_add_test(bad, test_unknown_and_misplaced_type);
+  tcase_add_test(bad, test_bad_signature);
+  tcase_add_test(bad, test_tampered_body);
+  tcase_add_test(bad, test_missing_fields);
+  tcase_add_test(bad, test_malformed_fields);
+  tcase_add_test(bad, test_oversize_fields);
+  tcase_add_test(bad, test_ttl_per_type);
+  tcase_add_test(bad, test_hops_range);
+  tcase_add_test(bad, test_clock_window);
+  tcase_add_test(bad, test_limits);
+  tcase_add_test(bad, test_silent_address);
+  tcase_add_test(bad, test_response_with_leaking_record);
+  tcase_add_test(bad, test_response_records);
+  tcase_add_test(bad, test_non_printable_body);
+  tcase_add_test(bad, test_dedup_probe);
+  tcase_add_test(bad, test_unknown_members_ignored);
+  suite_add_tcase(s, bad);
+  return s;
+}
+
+int main(void) { return tu_run(msg_suite()); }

@@ -1,0 +1,24 @@
+# Helpers for integration scripts: TAP-like "ok N - name" lines that
+# tests/run.sh counts. Source it; call `check NAME COMMAND...` or
+# `ok NAME` / `not_ok NAME DETAIL`; end with `finish`.
+set -u
+BUILD=${BUILD:-build}
+GV=$PWD/$BUILD/grapevine
+TMP=$(mktemp -d /tmp/gv-it-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+n=0 nfail=0
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() {
+  n=$((n + 1)) nfail=$((nfail + 1))
+  echo "not ok $n - $1"
+  [ -n "${2:-}" ] && printf '#   %s\n' "$2" | head -20
+  return 0
+}
+# check NAME CMD...: passes when CMD exits 0.
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+finish() { [ "$nfail" -eq 0 ]; }

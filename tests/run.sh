@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test program: the libcheck unit tests (build/tests/check_*) and
+# the integration scripts (tests/integration/test_*.sh), which start the
+# real binaries. Prints each program's summary and ends with one line:
+# "N passed, N failed". Exit status 0 only if nothing failed.
+#
+# Environment: BUILD (default build) is the tree whose binaries are tested.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD
+passed=0 failed=0 broken=()
+
+for t in "$BUILD"/tests/check_*; do
+  [ -x "$t" ] || continue
+  out=$("$t" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -E '^(Running suite|[0-9]+%: Checks)|:[EF]:' 
+  line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
+  if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then
+    n=${BASH_REMATCH[1]} f=$((BASH_REMATCH[2] + BASH_REMATCH[3]))
+    passed=$((passed + n - f)) failed=$((failed + f))
+    [ "$f" -eq 0 ] && [ "$rc" -ne 0 ] && { failed=$((failed + 1)); broken+=("$t (exit $rc)"); }
+  else
+    printf '%s\n' "$out" | tail -20
+    failed=$((failed + 1)) broken+=("$t (no summary, exit $rc)")
+  fi
+done
+
+for t in tests/integration/test_*.sh; do
+  [ -f "$t" ] || continue
+  echo "Running $t"
+  out=$(bash "$t" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -E '^(ok|not ok|#)' 
+  p=$(printf '%s\n' "$out" | grep -c '^ok ')
+  f=$(printf '%s\n' "$out" | grep -c '^not ok ')
+  passed=$((passed + p)) failed=$((failed + f))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    printf '%s\n' "$out" | tail -20
+    failed=$((failed + 1)) broken+=("$t (exit $rc)")
+  fi
+done
+
+for b in "${broken[@]}"; do echo "broken: $b"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
