@@ -68,9 +68,11 @@ END_TEST
 START_TEST(test_wrong_length) {
   gv_identity a, b;
   gv_why why;
+  uint8_t raw[128] = {0};
 
   tu_identity(&a, 9);
-  write_raw(a.sk, (size_t)_i, 0600);
+  memcpy(raw, a.sk, sizeof(a.sk));
+  write_raw(raw, (size_t)_i, 0600);
   ck_assert_int_eq(gv_id_load(&b, path, &why), GV_EKEYFMT);
   ck_assert_ptr_nonnull(strstr(why.text, "exactly 64"));
 }
