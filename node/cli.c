@@ -112,13 +112,14 @@ static int id_or_keygen(int argc, char **argv, int create) {
     snprintf(key, sizeof(key), "%s", key_flag);
   } else {
     if (gv_cli_data_dir(dir_flag, dir, sizeof(dir)) < 0) {
-      fprintf(stderr, "grapevine %s: cannot tell the data directory; "
-                      "pass --data-dir DIR\n", argv[0]);
+      fprintf(stderr,
+              "grapevine %s: cannot tell the data directory; "
+              "pass --data-dir DIR\n",
+              argv[0]);
       return 1;
     }
     if (create && (rc = gv_cli_mkdirs(dir)) < 0) {
-      fprintf(stderr, "grapevine %s: %s: %s\n", argv[0], dir,
-              gv_strerror(rc));
+      fprintf(stderr, "grapevine %s: %s: %s\n", argv[0], dir, gv_strerror(rc));
       return 1;
     }
     snprintf(key, sizeof(key), "%s/node.key", dir);
@@ -126,9 +127,10 @@ static int id_or_keygen(int argc, char **argv, int create) {
   rc = create ? gv_id_load_or_create(&id, key, &created, &why)
               : gv_id_load(&id, key, &why);
   if (rc == -ENOENT && !create) {
-    fprintf(stderr, "grapevine id: no key at %s; create one with "
-                    "'grapevine keygen%s%s'\n", key,
-            dir_flag ? " --data-dir " : "", dir_flag ? dir_flag : "");
+    fprintf(stderr,
+            "grapevine id: no key at %s; create one with "
+            "'grapevine keygen%s%s'\n",
+            key, dir_flag ? " --data-dir " : "", dir_flag ? dir_flag : "");
     return 1;
   }
   if (rc < 0) {
@@ -160,9 +162,7 @@ static int id_or_keygen(int argc, char **argv, int create) {
 
 int gv_cmd_id(int argc, char **argv) { return id_or_keygen(argc, argv, 0); }
 
-int gv_cmd_keygen(int argc, char **argv) {
-  return id_or_keygen(argc, argv, 1);
-}
+int gv_cmd_keygen(int argc, char **argv) { return id_or_keygen(argc, argv, 1); }
 
 static const struct option check_opts[] = {
     {"now", required_argument, NULL, 'n'},
@@ -172,17 +172,16 @@ static const struct option check_opts[] = {
 };
 
 static void check_usage(FILE *f) {
-  fprintf(f,
-          "usage: grapevine msg-check [--now MS] [--json] [FILE]\n\n"
-          "Validates one wire message (the plaintext of a frame: JSON) read "
-          "from FILE\nor standard input, exactly as a node would on "
-          "receipt, and prints its\ncontents or the reason it is "
-          "rejected. Exit status 0 valid, 1 rejected.\n\n"
-          "  --now MS  the receiver's clock, ms since the epoch (default: "
-          "now)\n"
-          "  --json    print {\"valid\", \"type\", \"id\", \"origin\", ...} "
-          "or\n"
-          "            {\"valid\": false, \"error\", \"reason\"}\n");
+  fprintf(f, "usage: grapevine msg-check [--now MS] [--json] [FILE]\n\n"
+             "Validates one wire message (the plaintext of a frame: JSON) read "
+             "from FILE\nor standard input, exactly as a node would on "
+             "receipt, and prints its\ncontents or the reason it is "
+             "rejected. Exit status 0 valid, 1 rejected.\n\n"
+             "  --now MS  the receiver's clock, ms since the epoch (default: "
+             "now)\n"
+             "  --json    print {\"valid\", \"type\", \"id\", \"origin\", ...} "
+             "or\n"
+             "            {\"valid\": false, \"error\", \"reason\"}\n");
 }
 
 /* Reads at most max + 1 bytes, so that an oversize input is detected
@@ -255,8 +254,10 @@ int gv_cmd_msg_check(int argc, char **argv) {
       errno = 0;
       pol.now_ms = strtoll(optarg, &end, 10);
       if (errno != 0 || *end != '\0' || pol.now_ms < 0) {
-        fprintf(stderr, "grapevine msg-check: --now takes milliseconds "
-                        "since the epoch, not '%s'\n", optarg);
+        fprintf(stderr,
+                "grapevine msg-check: --now takes milliseconds "
+                "since the epoch, not '%s'\n",
+                optarg);
         return 2;
       }
       break;

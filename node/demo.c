@@ -129,15 +129,13 @@ static void on_open(gv_conn *c) {
   int rc;
 
   peer = node_of(d, gv_conn_peer_id(c));
-  say(d, "[%s] link up: authenticated %s (%s)%s, %.2f ms after dial\n",
-      n->name, peer ? peer->name : "a stranger",
-      peer ? peer->shortid : "?",
+  say(d, "[%s] link up: authenticated %s (%s)%s, %.2f ms after dial\n", n->name,
+      peer ? peer->name : "a stranger", peer ? peer->shortid : "?",
       n == &d->alice ? ", the id alice pinned" : "", ms);
   if (n == &d->alice)
     cJSON_AddNumberToObject(d->report, "handshake_ms", ms);
   if ((rc = send_hello(n)) < 0 || (rc = send_announcement(n)) < 0) {
-    fprintf(stderr, "grapevine demo: %s: send: %s\n", n->name,
-            gv_strerror(rc));
+    fprintf(stderr, "grapevine demo: %s: send: %s\n", n->name, gv_strerror(rc));
     d->failed = 1;
     gv_conn_abort(c, rc);
   }
@@ -206,10 +204,10 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
       cJSON_AddStringToObject(e, "id", idhex);
       say(d, "       message id %s\n", idhex);
     }
-    say(d, "       %s, addresses:", m.u.peer.broadcasting
-                                       ? "broadcasting"
-                                       : "silent (no address may be "
-                                         "shared)");
+    say(d, "       %s, addresses:",
+        m.u.peer.broadcasting ? "broadcasting"
+                              : "silent (no address may be "
+                                "shared)");
     cJSON_AddBoolToObject(e, "broadcasting", m.u.peer.broadcasting);
     {
       cJSON *arr = cJSON_AddArrayToObject(e, "addrs");
@@ -243,9 +241,7 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
     say(d, "[%s] <- GOODBYE (%s); closing too\n", n->name, m.u.reason);
     gv_conn_close(c, NULL, 0);
     break;
-  default:
-    say(d, "[%s] <- %s\n", n->name, gv_msg_type_name(m.type));
-    break;
+  default: say(d, "[%s] <- %s\n", n->name, gv_msg_type_name(m.type)); break;
   }
   gv_msg_clear(&m);
 }
@@ -258,8 +254,7 @@ static void on_close(gv_conn *c, int status) {
   n->close_status = status;
   n->conn = NULL;
   if (status == 0)
-    say(d, "[%s] link closed cleanly (both FINAL frames exchanged)\n",
-        n->name);
+    say(d, "[%s] link closed cleanly (both FINAL frames exchanged)\n", n->name);
   else {
     say(d, "[%s] link closed: %s\n", n->name, gv_strerror(status));
     d->failed = 1;
@@ -276,8 +271,8 @@ static void on_connection(uv_stream_t *server, int status) {
 
   if (status < 0 || d->bob.conn != NULL)
     return;
-  rc = gv_conn_new(&c, &d->loop, &d->bob.id, GV_HS_RESPONDER, NULL,
-                   &demo_cbs, &d->bob);
+  rc = gv_conn_new(&c, &d->loop, &d->bob.id, GV_HS_RESPONDER, NULL, &demo_cbs,
+                   &d->bob);
   if (rc < 0)
     return;
   d->bob.conn = c;
@@ -303,8 +298,7 @@ static void on_deadline(uv_timer_t *t) {
   }
 }
 
-static int load_node(demo *d, demo_node *n, const char *name,
-                     const char *dir) {
+static int load_node(demo *d, demo_node *n, const char *name, const char *dir) {
   char path[4200];
   gv_why why = {""};
   int created, rc;
@@ -329,15 +323,14 @@ static int load_node(demo *d, demo_node *n, const char *name,
 }
 
 static void demo_usage(FILE *f) {
-  fprintf(f,
-          "usage: grapevine demo [--dir DIR] [--json]\n\n"
-          "Runs the wire protocol end to end on loopback TCP: two "
-          "identities (kept in\nDIR, reused on re-runs), a mutually "
-          "authenticated handshake with alice\npinning bob's id, HELLO and "
-          "signed PEER_ANNOUNCEMENTs both ways, a tampered\ncopy rejected, "
-          "and a clean close.\n\n"
-          "  --dir DIR  where the two key files live (default: run/demo)\n"
-          "  --json     print one JSON report instead of the narration\n");
+  fprintf(f, "usage: grapevine demo [--dir DIR] [--json]\n\n"
+             "Runs the wire protocol end to end on loopback TCP: two "
+             "identities (kept in\nDIR, reused on re-runs), a mutually "
+             "authenticated handshake with alice\npinning bob's id, HELLO and "
+             "signed PEER_ANNOUNCEMENTs both ways, a tampered\ncopy rejected, "
+             "and a clean close.\n\n"
+             "  --dir DIR  where the two key files live (default: run/demo)\n"
+             "  --json     print one JSON report instead of the narration\n");
 }
 
 int gv_cmd_demo(int argc, char **argv) {
@@ -388,8 +381,8 @@ int gv_cmd_demo(int argc, char **argv) {
   uv_ip4_addr("127.0.0.1", 0, &sin);
   if ((rc = uv_tcp_bind(&d.listener, (struct sockaddr *)&sin, 0)) < 0 ||
       (rc = uv_listen((uv_stream_t *)&d.listener, 16, on_connection)) < 0 ||
-      (rc = uv_tcp_getsockname(&d.listener, (struct sockaddr *)&ss,
-                               &namelen)) < 0) {
+      (rc = uv_tcp_getsockname(&d.listener, (struct sockaddr *)&ss, &namelen)) <
+          0) {
     fprintf(stderr, "grapevine demo: listen on 127.0.0.1: %s\n",
             uv_strerror(rc));
     return 1;
@@ -405,8 +398,10 @@ int gv_cmd_demo(int argc, char **argv) {
     return 1;
   }
   d.alice.conn = c;
-  say(&d, "[alice] dialing 127.0.0.1:%d, pinning bob's id (silent: alice "
-          "never listens)\n", d.port);
+  say(&d,
+      "[alice] dialing 127.0.0.1:%d, pinning bob's id (silent: alice "
+      "never listens)\n",
+      d.port);
   sin.sin_port = htons((uint16_t)d.port);
   d.t_dial = uv_hrtime();
   gv_conn_dial(c, (struct sockaddr *)&sin);
@@ -415,8 +410,7 @@ int gv_cmd_demo(int argc, char **argv) {
   uv_loop_close(&d.loop);
 
   cJSON_AddBoolToObject(d.report, "clean_close",
-                        d.alice.close_status == 0 &&
-                            d.bob.close_status == 0);
+                        d.alice.close_status == 0 && d.bob.close_status == 0);
   cJSON_AddBoolToObject(d.report, "ok", !d.failed);
   if (d.json) {
     char *s = cJSON_PrintUnformatted(d.report);

@@ -45,7 +45,7 @@ enum {
 #define XX(name, msg) GV__ERRIDX_##name,
   GV_ERRNO_MAP(XX)
 #undef XX
-  GV__ERR_COUNT
+      GV__ERR_COUNT
 };
 
 /* The codes: -1001, -1002, ... in table order. */

@@ -14,11 +14,11 @@
 #include "err.h"
 
 #define GV_FRAME_HDR 4
-#define GV_FRAME_HS_MAX 256u               /* body limit during handshake */
+#define GV_FRAME_HS_MAX 256u                 /* body limit during handshake */
 #define GV_FRAME_MAX_PAYLOAD (1024u * 1024u) /* plaintext limit: 1 MiB */
 
 typedef struct gv_frame_dec {
-  size_t max;      /* largest accepted body; may be changed between frames */
+  size_t max; /* largest accepted body; may be changed between frames */
   uint8_t hdr[GV_FRAME_HDR];
   size_t hdr_have; /* header bytes collected for the current frame */
   size_t len;      /* body length of the current frame, once known */

@@ -43,7 +43,7 @@ struct gv_hs {
   uint8_t peer_e[crypto_kx_PUBLICKEYBYTES];
   uint8_t k_ir[crypto_kx_SESSIONKEYBYTES]; /* initiator-to-responder */
   uint8_t k_ri[crypto_kx_SESSIONKEYBYTES];
-  uint8_t h[32];      /* running transcript hash */
+  uint8_t h[32]; /* running transcript hash */
   uint8_t id_r[GV_ID_BYTES];
   uint8_t id_i[GV_ID_BYTES];
   gv_hs_result res;
@@ -228,9 +228,9 @@ static int read_m2(gv_hs *hs, const uint8_t *msg, size_t len, uint8_t *out,
   }
   derive_h2(hs, hs->peer_e);
   kdf(hk, hs->k_ri, "hs r2i", hs->h);
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-          pt, &plen, NULL, msg + 32, len - 32, hs->h, 32, ZERO_NONCE, hk) !=
-          0 ||
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &plen, NULL, msg + 32,
+                                                 len - 32, hs->h, 32,
+                                                 ZERO_NONCE, hk) != 0 ||
       plen != ID_SIG_LEN) {
     rc = GV_EDECRYPT;
     goto out;
@@ -260,8 +260,8 @@ static int read_m2(gv_hs *hs, const uint8_t *msg, size_t len, uint8_t *out,
   memcpy(pt, hs->id_i, GV_ID_BYTES);
   crypto_sign_detached(pt + GV_ID_BYTES, NULL, tbs_i, sizeof(tbs_i),
                        hs->self->sk);
-  crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, pt, sizeof(pt),
-                                             hs->h, 32, NULL, ZERO_NONCE, hk);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, pt, sizeof(pt), hs->h,
+                                             32, NULL, ZERO_NONCE, hk);
   *out_len = GV_HS_M3_LEN;
 
   /* 7. */
@@ -285,9 +285,8 @@ static int read_m3(gv_hs *hs, const uint8_t *msg, size_t len) {
     goto out;
   }
   kdf(hk, hs->k_ir, "hs i2r", hs->h);
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &plen, NULL, msg, len,
-                                                 hs->h, 32, ZERO_NONCE,
-                                                 hk) != 0 ||
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          pt, &plen, NULL, msg, len, hs->h, 32, ZERO_NONCE, hk) != 0 ||
       plen != ID_SIG_LEN) {
     rc = GV_EDECRYPT;
     goto out;
@@ -314,14 +313,10 @@ int gv_hs_read(gv_hs *hs, const uint8_t *msg, size_t len,
                uint8_t out[GV_HS_MSG_MAX], size_t *out_len) {
   *out_len = 0;
   switch (hs->state) {
-  case HS_R_WAIT_M1:
-    return read_m1(hs, msg, len, out, out_len);
-  case HS_I_WAIT_M2:
-    return read_m2(hs, msg, len, out, out_len);
-  case HS_R_WAIT_M3:
-    return read_m3(hs, msg, len);
-  default:
-    return fail(hs, hs->state == HS_FAILED ? GV_ESTATE : GV_EHANDSHAKE);
+  case HS_R_WAIT_M1: return read_m1(hs, msg, len, out, out_len);
+  case HS_I_WAIT_M2: return read_m2(hs, msg, len, out, out_len);
+  case HS_R_WAIT_M3: return read_m3(hs, msg, len);
+  default: return fail(hs, hs->state == HS_FAILED ? GV_ESTATE : GV_EHANDSHAKE);
   }
 }
 

@@ -195,8 +195,7 @@ static int on_sealed_frame(gv_link *l, const uint8_t *body, size_t len,
     l->scratch_cap = cap;
   }
   if (crypto_secretstream_xchacha20poly1305_pull(&l->rx, l->scratch, &mlen,
-                                                 &tag, body, len, NULL,
-                                                 0) != 0)
+                                                 &tag, body, len, NULL, 0) != 0)
     return GV_EDECRYPT;
   if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL)
     l->peer_closed = 1;
@@ -213,8 +212,8 @@ static int on_sealed_frame(gv_link *l, const uint8_t *body, size_t len,
   return rc;
 }
 
-int gv_link_recv(gv_link *l, const uint8_t *data, size_t len,
-                 gv_link_msg_cb cb, void *ctx) {
+int gv_link_recv(gv_link *l, const uint8_t *data, size_t len, gv_link_msg_cb cb,
+                 void *ctx) {
   if (l->state == LINK_FAILED)
     return GV_ESTATE;
   while (len > 0) {

@@ -40,8 +40,8 @@ void gv_link_free(gv_link *l);
 /* Feeds transport bytes. Returns 0, or a negative error after which the link
  * is FAILED. Messages, and the handshake's replies, are produced as a side
  * effect. */
-int gv_link_recv(gv_link *l, const uint8_t *data, size_t len,
-                 gv_link_msg_cb cb, void *ctx);
+int gv_link_recv(gv_link *l, const uint8_t *data, size_t len, gv_link_msg_cb cb,
+                 void *ctx);
 
 /* Queues one message (1 byte to GV_FRAME_MAX_PAYLOAD). GV_ESTATE before the
  * handshake is done or after close, GV_ETOOBIG, GV_EBUSY. */

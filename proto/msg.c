@@ -15,10 +15,9 @@ static const char SIG_PREFIX[] = "grapevine/1 msg";
 static const struct {
   const char *name;
   int max_ttl;
-} types[GV__MSG_COUNT] = {
-    [GV_MSG_NONE] = {"NONE", -1},
+} types[GV__MSG_COUNT] = {[GV_MSG_NONE] = {"NONE", -1},
 #define XX(n, ttl) [GV_MSG_##n] = {#n, ttl},
-    GV_MSG_TYPE_MAP(XX)
+                          GV_MSG_TYPE_MAP(XX)
 #undef XX
 };
 
@@ -57,9 +56,8 @@ static cJSON *parse_exact(const char *text, size_t len, size_t *at) {
   const char *end = NULL;
   cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 
-  *at = end != NULL && end >= text && end <= text + len
-            ? (size_t)(end - text)
-            : 0;
+  *at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text)
+                                                        : 0;
   if (v == NULL)
     return NULL;
   while (*at < len && strchr(" \t\r\n", text[*at]) != NULL && text[*at])
@@ -106,8 +104,7 @@ static int get_str(const cJSON *obj, const char *key, const char **s,
   return 0;
 }
 
-static int get_bool(const cJSON *obj, const char *key, bool *out,
-                    gv_why *why) {
+static int get_bool(const cJSON *obj, const char *key, bool *out, gv_why *why) {
   const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
 
   if (it == NULL)
@@ -185,15 +182,14 @@ int gv_repo_name_check(const char *name, size_t len) {
   return 0;
 }
 
-static int get_repo(const cJSON *it, const char *what, char out[GV_REPO_MAX + 1],
-                    gv_why *why) {
+static int get_repo(const cJSON *it, const char *what,
+                    char out[GV_REPO_MAX + 1], gv_why *why) {
   size_t len;
 
   if (it == NULL)
     return gv_fail(why, GV_EFIELD, "missing field '%s'", what);
   if (!cJSON_IsString(it) || it->valuestring == NULL)
-    return gv_fail(why, GV_EFIELD, "%s: repository name is not a string",
-                   what);
+    return gv_fail(why, GV_EFIELD, "%s: repository name is not a string", what);
   len = strlen(it->valuestring);
   if (gv_repo_name_check(it->valuestring, len) < 0)
     return gv_fail(why, GV_EFIELD,
@@ -224,10 +220,9 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
                    n);
   cJSON_ArrayForEach(it, arr) {
     if (!cJSON_IsString(it) || it->valuestring == NULL ||
-        gv_addr_parse(&p->addrs[i], it->valuestring,
-                      strlen(it->valuestring)) < 0)
-      return gv_fail(why, GV_EFIELD, "addrs[%d] is not a numeric HOST:PORT",
-                     i);
+        gv_addr_parse(&p->addrs[i], it->valuestring, strlen(it->valuestring)) <
+            0)
+      return gv_fail(why, GV_EFIELD, "addrs[%d] is not a numeric HOST:PORT", i);
     i++;
   }
   p->n_addrs = (uint8_t)n;
@@ -239,8 +234,7 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
       return rc;
     for (int j = 0; j < i; j++)
       if (strcmp(p->repos[j], p->repos[i]) == 0)
-        return gv_fail(why, GV_EFIELD, "repos: '%s' listed twice",
-                       p->repos[i]);
+        return gv_fail(why, GV_EFIELD, "repos: '%s' listed twice", p->repos[i]);
     i++;
   }
   p->n_repos = (uint8_t)n;
@@ -295,8 +289,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
 
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
-  case GV_MSG_PEER_UPDATE:
-    return parse_peer_state(b, &m->u.peer, why);
+  case GV_MSG_PEER_UPDATE: return parse_peer_state(b, &m->u.peer, why);
   case GV_MSG_PEER_REQUEST:
     if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
                        m->u.request.repo, why)) < 0 ||
@@ -304,10 +297,8 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
       return rc;
     m->u.request.max = (uint32_t)v;
     return 0;
-  case GV_MSG_PEER_LIST_RESPONSE:
-    return parse_response(b, m, pol, why);
-  case GV_MSG_HEARTBEAT:
-    return 0;
+  case GV_MSG_PEER_LIST_RESPONSE: return parse_response(b, m, pol, why);
+  case GV_MSG_HEARTBEAT: return 0;
   default:
     return gv_fail(why, GV_ETYPE, "%s is not a gossip type",
                    gv_msg_type_name(m->type));
@@ -443,8 +434,8 @@ static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
     return rc;
   switch (m->type) {
   case GV_MSG_HELLO:
-    if ((rc = get_text(root, "agent", 1, GV_AGENT_MAX, m->u.hello.agent,
-                       why)) < 0 ||
+    if ((rc = get_text(root, "agent", 1, GV_AGENT_MAX, m->u.hello.agent, why)) <
+            0 ||
         (rc = get_uint(root, "ts", 0, GV_INT_MAX, &v, why)) < 0 ||
         (rc = get_uint(root, "seq", 0, GV_INT_MAX, &m->u.hello.seq, why)) < 0)
       return rc;
@@ -471,7 +462,8 @@ static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
   case GV_MSG_GOODBYE:
     return get_text(root, "reason", 0, GV_REASON_MAX, m->u.reason, why);
   default:
-    return gv_fail(why, GV_ETYPE, "%s must travel signed, not as a link message",
+    return gv_fail(why, GV_ETYPE,
+                   "%s must travel signed, not as a link message",
                    gv_msg_type_name(m->type));
   }
 }
@@ -521,8 +513,7 @@ out:
 
 /* ---- encoding ---- */
 
-static int add_hex(cJSON *obj, const char *key, const uint8_t *bin,
-                   size_t n) {
+static int add_hex(cJSON *obj, const char *key, const uint8_t *bin, size_t n) {
   char hex[2 * GV_SIG_BYTES + 1];
   sodium_bin2hex(hex, sizeof(hex), bin, n);
   return cJSON_AddStringToObject(obj, key, hex) != NULL ? 0 : GV_ENOMEM;
@@ -623,8 +614,7 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
     if (cJSON_AddStringToObject(o, "reason", m->u.reason) == NULL)
       goto fail;
     break;
-  default:
-    break;
+  default: break;
   }
   return print_obj(o, out, len);
 fail:
@@ -661,8 +651,8 @@ static int build_body(const gv_msg *m, cJSON *b) {
   case GV_MSG_PEER_LIST_RESPONSE: {
     cJSON *arr;
     if ((rc = add_hex(b, "to", m->u.response.to, GV_ID_BYTES)) < 0 ||
-        (rc = add_hex(b, "request", m->u.response.request,
-                      GV_MSG_ID_BYTES)) < 0)
+        (rc = add_hex(b, "request", m->u.response.request, GV_MSG_ID_BYTES)) <
+            0)
       return rc;
     if (m->u.response.n_peers > GV_MAX_PEERS)
       return GV_EINVAL;
@@ -682,10 +672,8 @@ static int build_body(const gv_msg *m, cJSON *b) {
     }
     return 0;
   }
-  case GV_MSG_HEARTBEAT:
-    return 0;
-  default:
-    return GV_EINVAL;
+  case GV_MSG_HEARTBEAT: return 0;
+  default: return GV_EINVAL;
   }
 }
 
@@ -702,8 +690,7 @@ int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
   if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
       (rc = add_num(o, "ttl", m->ttl)) < 0 ||
       (rc = add_num(o, "hops", m->hops)) < 0 ||
-      (rc = cJSON_AddStringToObject(o, "body", m->body) ? 0 : GV_ENOMEM) <
-          0 ||
+      (rc = cJSON_AddStringToObject(o, "body", m->body) ? 0 : GV_ENOMEM) < 0 ||
       (rc = add_hex(o, "sig", m->sig, GV_SIG_BYTES)) < 0) {
     cJSON_Delete(o);
     return rc;

@@ -64,7 +64,7 @@ typedef enum gv_msg_type {
 #define XX(name, ttl) GV_MSG_##name,
   GV_MSG_TYPE_MAP(XX)
 #undef XX
-  GV__MSG_COUNT
+      GV__MSG_COUNT
 } gv_msg_type;
 
 const char *gv_msg_type_name(gv_msg_type t);
@@ -117,7 +117,7 @@ struct gv_msg {
     struct {
       size_t n;
       uint8_t ids[GV_MAX_IDS][GV_MSG_ID_BYTES];
-    } ids; /* IHAVE, IWANT */
+    } ids;                          /* IHAVE, IWANT */
     char reason[GV_REASON_MAX + 1]; /* GOODBYE */
   } u;
 };

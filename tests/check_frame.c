@@ -111,8 +111,7 @@ START_TEST(test_zero_length) {
   size_t used, flen;
 
   gv_frame_dec_init(&d, 64);
-  ck_assert_int_eq(gv_frame_dec_feed(&d, hdr, 4, &used, &f, &flen),
-                   GV_EFRAME);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, hdr, 4, &used, &f, &flen), GV_EFRAME);
   gv_frame_dec_free(&d);
 }
 END_TEST

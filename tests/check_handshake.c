@@ -232,8 +232,7 @@ START_TEST(test_state_misuse) {
   gv_hs_result res;
   size_t n;
 
-  ck_assert_int_eq(gv_hs_new(&r, &bob, GV_HS_RESPONDER, alice.pk),
-                   GV_EINVAL);
+  ck_assert_int_eq(gv_hs_new(&r, &bob, GV_HS_RESPONDER, alice.pk), GV_EINVAL);
   ck_assert_int_eq(gv_hs_new(&r, &bob, GV_HS_RESPONDER, NULL), 0);
   ck_assert_int_eq(gv_hs_start(r, m1, &n), GV_ESTATE);
   gv_hs_free(r);

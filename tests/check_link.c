@@ -68,8 +68,7 @@ START_TEST(test_coalesced_and_max_size) {
   for (int i = 0; i < 50; i++)
     ck_assert_int_eq(gv_link_send(a, big, (size_t)i + 1), 0);
   ck_assert_int_eq(gv_link_send(a, big, GV_FRAME_MAX_PAYLOAD), 0);
-  ck_assert_int_eq(gv_link_send(a, big, GV_FRAME_MAX_PAYLOAD + 1),
-                   GV_ETOOBIG);
+  ck_assert_int_eq(gv_link_send(a, big, GV_FRAME_MAX_PAYLOAD + 1), GV_ETOOBIG);
   ck_assert_int_eq(tu_pump(a, b, 0, tu_inbox_cb, &in), 0);
   ck_assert_uint_eq(in.n, 51);
   ck_assert_uint_eq(in.last_len, GV_FRAME_MAX_PAYLOAD);
@@ -133,8 +132,7 @@ START_TEST(test_data_after_final) {
   tu_link_pair(&a, &b, &alice, &bob);
   ck_assert_int_eq(gv_link_close(a, NULL, 0), 0);
   ck_assert_int_eq(tu_pump(a, b, 0, NULL, NULL), 0);
-  ck_assert_int_eq(gv_link_recv(b, junk, sizeof(junk), NULL, NULL),
-                   GV_EFRAME);
+  ck_assert_int_eq(gv_link_recv(b, junk, sizeof(junk), NULL, NULL), GV_EFRAME);
   ck_assert(gv_link_failed(b));
   gv_link_free(a);
   gv_link_free(b);

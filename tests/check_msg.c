@@ -47,8 +47,10 @@ static char *sign_raw(const gv_identity *id, const char *body, int ttl,
 static char *body_of(const char *type, long long ts, const char *extra) {
   char hex[65], *b = malloc(8192);
   gv_id_to_hex(alice.pk, hex);
-  snprintf(b, 8192, "{\"v\":1,\"type\":\"%s\",\"origin\":\"%s\",\"seq\":5,"
-           "\"ts\":%lld%s%s}", type, hex, ts, *extra ? "," : "", extra);
+  snprintf(b, 8192,
+           "{\"v\":1,\"type\":\"%s\",\"origin\":\"%s\",\"seq\":5,"
+           "\"ts\":%lld%s%s}",
+           type, hex, ts, *extra ? "," : "", extra);
   return b;
 }
 
@@ -91,10 +93,10 @@ static void seal_announce(gv_msg *m, bool broadcasting) {
   m->u.peer.broadcasting = broadcasting;
   if (broadcasting) {
     m->u.peer.n_addrs = 2;
-    ck_assert_int_eq(gv_addr_parse(&m->u.peer.addrs[0], "198.51.100.7:7411",
-                                   17), 0);
-    ck_assert_int_eq(gv_addr_parse(&m->u.peer.addrs[1], "[2001:db8::1]:7411",
-                                   18), 0);
+    ck_assert_int_eq(
+        gv_addr_parse(&m->u.peer.addrs[0], "198.51.100.7:7411", 17), 0);
+    ck_assert_int_eq(
+        gv_addr_parse(&m->u.peer.addrs[1], "[2001:db8::1]:7411", 18), 0);
   }
   m->u.peer.n_repos = 2;
   strcpy(m->u.peer.repos[0], "demo/hello");
@@ -319,12 +321,11 @@ START_TEST(test_malformed_json) {
   ck_assert_ptr_nonnull(strstr(why.text, "byte"));
   ck_assert_int_eq(decode("[1,2]", &m, &why), GV_EJSON);
   ck_assert_int_eq(decode("", &m, &why), GV_EJSON);
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1} x", &m,
-                          &why),
-                   GV_EJSON);
-  ck_assert_int_eq(gv_msg_decode(&m, (const uint8_t *)"{\"v\":1}\0x", 9, &pol,
-                                 &why),
-                   GV_EJSON);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1} x", &m, &why), GV_EJSON);
+  ck_assert_int_eq(
+      gv_msg_decode(&m, (const uint8_t *)"{\"v\":1}\0x", 9, &pol, &why),
+      GV_EJSON);
 }
 END_TEST
 
@@ -365,8 +366,7 @@ START_TEST(test_unknown_and_misplaced_type) {
   gv_why why;
   char *body, *env;
 
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"GOSSIP\"}", &m, &why),
-                   GV_ETYPE);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"GOSSIP\"}", &m, &why), GV_ETYPE);
   ck_assert_ptr_nonnull(strstr(why.text, "GOSSIP"));
   ck_assert_int_eq(decode("{\"v\":1,\"type\":\"ROUTE\"}", &m, &why),
                    GV_ENOTIMPL);
@@ -430,22 +430,21 @@ START_TEST(test_missing_fields) {
   gv_msg m;
   gv_why why;
   const char *cases[] = {
-      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":\"{}\"}",              /* sig */
-      "{\"v\":1,\"hops\":0,\"body\":\"{}\",\"sig\":\"00\"}",         /* ttl */
-      "{\"v\":1,\"ttl\":1,\"body\":\"{}\",\"sig\":\"00\"}",          /* hops */
-      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":5,\"sig\":\"00\"}",    /* type */
-      "{\"v\":1,\"type\":\"PING\"}",                                 /* nonce */
-      "{\"v\":1,\"type\":\"HELLO\",\"ts\":1,\"seq\":0}",             /* agent */
+      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":\"{}\"}",           /* sig */
+      "{\"v\":1,\"hops\":0,\"body\":\"{}\",\"sig\":\"00\"}",      /* ttl */
+      "{\"v\":1,\"ttl\":1,\"body\":\"{}\",\"sig\":\"00\"}",       /* hops */
+      "{\"v\":1,\"ttl\":1,\"hops\":0,\"body\":5,\"sig\":\"00\"}", /* type */
+      "{\"v\":1,\"type\":\"PING\"}",                              /* nonce */
+      "{\"v\":1,\"type\":\"HELLO\",\"ts\":1,\"seq\":0}",          /* agent */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
     ck_assert_msg(decode(cases[i], &m, &why) == GV_EFIELD, "case %zu: %s", i,
                   why.text);
   expect_body("PEER_ANNOUNCEMENT", T0_MS,
-              "\"broadcasting\":true,\"addrs\":[],\"repos\":[]", 32,
-              GV_EFIELD, "bootstrap");
+              "\"broadcasting\":true,\"addrs\":[],\"repos\":[]", 32, GV_EFIELD,
+              "bootstrap");
   expect_body("PEER_REQUEST", T0_MS, "\"max\":4", 16, GV_EFIELD, "repo");
-  expect_body("PEER_LIST_RESPONSE", T0_MS, "\"peers\":[]", 16, GV_EFIELD,
-              "to");
+  expect_body("PEER_LIST_RESPONSE", T0_MS, "\"peers\":[]", 16, GV_EFIELD, "to");
 }
 END_TEST
 
@@ -453,21 +452,19 @@ START_TEST(test_malformed_fields) {
   gv_msg m;
   gv_why why;
 
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1.5}", &m,
-                          &why),
-                   GV_EFIELD);
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":\"1\"}", &m,
-                          &why),
-                   GV_EFIELD);
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":-1}", &m,
-                          &why),
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1.5}", &m, &why), GV_EFIELD);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":\"1\"}", &m, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":-1}", &m, &why),
                    GV_ERANGE);
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1e300}", &m,
-                          &why),
-                   GV_ERANGE);
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"IHAVE\",\"ids\":[\"zz\"]}", &m,
-                          &why),
-                   GV_EFIELD);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1e300}", &m, &why),
+      GV_ERANGE);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"IHAVE\",\"ids\":[\"zz\"]}", &m, &why),
+      GV_EFIELD);
   ck_assert_int_eq(decode("{\"v\":1,\"type\":\"IHAVE\",\"ids\":[]}", &m, &why),
                    GV_EFIELD);
   expect_body("PEER_ANNOUNCEMENT", T0_MS,
@@ -490,10 +487,10 @@ START_TEST(test_malformed_fields) {
               "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
               "\"repos\":[\"a\",\"a\"]",
               32, GV_EFIELD, "twice");
-  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":33", 16,
-              GV_ERANGE, "max");
-  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":0", 16,
-              GV_ERANGE, "max");
+  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":33", 16, GV_ERANGE,
+              "max");
+  expect_body("PEER_REQUEST", T0_MS, "\"repo\":\"a\",\"max\":0", 16, GV_ERANGE,
+              "max");
 }
 END_TEST
 
@@ -532,8 +529,7 @@ START_TEST(test_ttl_per_type) {
   };
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
     expect_body(t[i].type, T0_MS, t[i].extra, t[i].max, 0, NULL);
-    expect_body(t[i].type, T0_MS, t[i].extra, t[i].max + 1, GV_ETTL,
-                t[i].type);
+    expect_body(t[i].type, T0_MS, t[i].extra, t[i].max + 1, GV_ETTL, t[i].type);
   }
 }
 END_TEST
@@ -613,8 +609,10 @@ START_TEST(test_response_with_leaking_record) {
   cJSON_AddItemToArray(peers, e);
   peers_txt = cJSON_PrintUnformatted(peers);
   gv_id_to_hex(bob.pk, hex);
-  snprintf(extra, sizeof(extra), "\"to\":\"%s\",\"request\":\"%s\","
-           "\"peers\":%s", hex, hex, peers_txt);
+  snprintf(extra, sizeof(extra),
+           "\"to\":\"%s\",\"request\":\"%s\","
+           "\"peers\":%s",
+           hex, hex, peers_txt);
   expect_body("PEER_LIST_RESPONSE", T0_MS, extra, 16, GV_ESILENTADDR,
               "peers[0]");
   cJSON_Delete(renv);
@@ -715,9 +713,8 @@ END_TEST
 START_TEST(test_unknown_members_ignored) {
   gv_msg m;
   gv_why why;
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"PING\",\"nonce\":3,\"x\":[1]}",
-                          &m, &why),
-                   0);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":3,\"x\":[1]}", &m, &why), 0);
   ck_assert_uint_eq(m.u.nonce, 3);
   gv_msg_clear(&m);
 }
@@ -728,8 +725,8 @@ START_TEST(test_addr_parse) {
   char out[GV_ADDR_TEXT_MAX];
   const char *good[] = {"1.2.3.4:1", "255.255.255.255:65535", "[::1]:80",
                         "[2001:db8::ff]:7411"};
-  const char *bad[] = {"1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3:80",
-                       "[::1]80", "::1:80", "1.2.3.4:08", "host:80",
+  const char *bad[] = {"1.2.3.4",  "1.2.3.4:",   "1.2.3.4:65536", "1.2.3:80",
+                       "[::1]80",  "::1:80",     "1.2.3.4:08",    "host:80",
                        "[::1]:-1", " 1.2.3.4:80"};
 
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {

@@ -133,8 +133,8 @@ static void spec_handshake(const gv_identity *ini, const gv_identity *res,
   memcpy(tbs + 89, ini->pk, 32);
   memcpy(pt, ini->pk, 32);
   crypto_sign_detached(pt + 32, NULL, tbs, 25 + 96, ini->sk);
-  crypto_aead_xchacha20poly1305_ietf_encrypt(o->m3, NULL, pt, 96, h3, 32,
-                                             NULL, zero_nonce, hk_i);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(o->m3, NULL, pt, 96, h3, 32, NULL,
+                                             zero_nonce, hk_i);
   /* 7 */
   h_init(&st);
   crypto_generichash_update(&st, h3, 32);
@@ -274,8 +274,7 @@ static void emit(const char *dir, const char *file, const char *title,
     fclose(f);
   }
   if (gv_msg_decode(&d, (const uint8_t *)wire, len, &pol, &why) < 0) {
-    fprintf(stderr, "gen_vectors: %s does not validate: %s\n", title,
-            why.text);
+    fprintf(stderr, "gen_vectors: %s does not validate: %s\n", title, why.text);
     exit(1);
   }
   gv_msg_clear(&d);
@@ -326,8 +325,8 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   ann.u.peer.n_addrs = 1;
   strcpy(ann.u.peer.repos[0], "demo/hello");
   ann.u.peer.n_repos = 1;
-  seal_emit(dir, "announcement.json",
-            "PEER_ANNOUNCEMENT (bob, broadcasting)", &ann, bob);
+  seal_emit(dir, "announcement.json", "PEER_ANNOUNCEMENT (bob, broadcasting)",
+            &ann, bob);
 
   upd.type = GV_MSG_PEER_UPDATE;
   upd.ttl = GV_TTL_ANNOUNCE;
@@ -337,8 +336,7 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   strcpy(upd.u.peer.repos[1], "linux@v6.1");
   upd.u.peer.n_repos = 2;
   seal_emit(dir, "update.json",
-            "PEER_UPDATE (alice, silent: no address may appear)", &upd,
-            alice);
+            "PEER_UPDATE (alice, silent: no address may appear)", &upd, alice);
 
   req.type = GV_MSG_PEER_REQUEST;
   req.ttl = GV_TTL_REQUEST;
@@ -357,8 +355,8 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   resp.u.response.n_peers = 1;
   resp.u.response.peers = &ann;
   seal_emit(dir, "response.json",
-            "PEER_LIST_RESPONSE (bob answers alice with his own record)",
-            &resp, bob);
+            "PEER_LIST_RESPONSE (bob answers alice with his own record)", &resp,
+            bob);
   resp.u.response.peers = NULL;
   resp.u.response.n_peers = 0;
 
