@@ -1,4 +1,5 @@
 /* grapevine: the node's command line. */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +41,10 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "--version") == 0) {
     printf("grapevine " GV_VERSION "\n");
     return 0;
+  }
+  if (sodium_init() < 0) {
+    fprintf(stderr, "grapevine: libsodium failed to initialise\n");
+    return 1;
   }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     if (strcmp(argv[1], commands[i].name) == 0)

@@ -3,9 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A body larger than this is not kept in the buffer after delivery, so an
- * idle link holds at most this much. */
-#define KEEP_CAP (64u * 1024u)
+/* A buffer larger than this is released when the next, smaller frame
+ * arrives, not after each large frame: freeing after every frame made glibc
+ * return the memory to the kernel and fault it in again per message (0.7x
+ * raw throughput at 1 MiB). An idle link holds at most one large buffer
+ * until its next small frame. 64 KiB of payload plus overhead fit. */
+#define KEEP_CAP (64u * 1024u + 64u)
 
 void gv_frame_dec_init(gv_frame_dec *d, size_t max) {
   memset(d, 0, sizeof(*d));
@@ -33,11 +36,6 @@ static void reset(gv_frame_dec *d) {
   d->hdr_have = 0;
   d->len = 0;
   d->have = 0;
-  if (d->cap > KEEP_CAP) {
-    free(d->buf);
-    d->buf = NULL;
-    d->cap = 0;
-  }
 }
 
 int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
@@ -69,6 +67,11 @@ int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
       *used = off + n;
       d->have = n;
       return 1;
+    }
+    if (d->cap > KEEP_CAP && n <= KEEP_CAP) {
+      free(d->buf); /* the large frame is over; shrink */
+      d->buf = NULL;
+      d->cap = 0;
     }
     if (d->cap < n) {
       uint8_t *p = realloc(d->buf, n);

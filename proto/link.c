@@ -9,7 +9,9 @@
 #define SS_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
 #define SS_HDR crypto_secretstream_xchacha20poly1305_HEADERBYTES
 #define FRAME_MAX (GV_FRAME_MAX_PAYLOAD + SS_ABYTES)
-#define SCRATCH_KEEP (64u * 1024u)
+/* As KEEP_CAP in frame.c: a larger scratch buffer is released when a
+ * smaller message comes, not after each large one. */
+#define SCRATCH_KEEP (64u * 1024u + 64u)
 
 enum link_state {
   LINK_HANDSHAKE,
@@ -186,6 +188,12 @@ static int on_sealed_frame(gv_link *l, const uint8_t *body, size_t len,
     return GV_EFRAME;
   if (len < SS_ABYTES)
     return GV_EFRAME;
+  if (l->scratch_cap > SCRATCH_KEEP && len - SS_ABYTES <= SCRATCH_KEEP) {
+    sodium_memzero(l->scratch, l->scratch_cap);
+    free(l->scratch);
+    l->scratch = NULL;
+    l->scratch_cap = 0;
+  }
   if (l->scratch_cap < len - SS_ABYTES || l->scratch == NULL) {
     size_t cap = len - SS_ABYTES > 0 ? len - SS_ABYTES : 1;
     uint8_t *p = realloc(l->scratch, cap);
@@ -203,12 +211,6 @@ static int on_sealed_frame(gv_link *l, const uint8_t *body, size_t len,
     return GV_EFRAME;
   if (mlen > 0 && cb != NULL)
     rc = cb(ctx, l->scratch, (size_t)mlen);
-  if (l->scratch_cap > SCRATCH_KEEP) {
-    sodium_memzero(l->scratch, l->scratch_cap);
-    free(l->scratch);
-    l->scratch = NULL;
-    l->scratch_cap = 0;
-  }
   return rc;
 }
 

@@ -333,7 +333,7 @@ static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
   return 0;
 }
 
-/* Steps 4 (body), 6, 7, 9 for one signed body: a top-level gossip message or
+/* Steps 4 (body) to 10 for one signed body: a top-level gossip message or
  * an embedded record (which must be an announcement or update, and is exempt
  * from the staleness rule). */
 static int parse_signed(gv_msg *m, const char *body, size_t body_len,
@@ -355,6 +355,11 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     return gv_fail(why, GV_EFIELD, "body is empty or not printable ASCII");
   crypto_generichash(m->id, sizeof(m->id), (const uint8_t *)body, body_len,
                      NULL, 0);
+  /* 5. A duplicate costs a hash: ids are recorded only after the exact body
+   * fully validated, so a hit needs no second look. */
+  if (!embedded && pol->seen != NULL && pol->seen(pol->seen_ctx, m->id))
+    return gv_fail(why, GV_EDUP, "duplicate message");
+  /* 6. */
   b = parse_exact(body, body_len, &at);
   if (b == NULL || !cJSON_IsObject(b)) {
     rc = gv_fail(why, GV_EJSON, "body is not one JSON object (byte %zu)", at);
@@ -380,13 +385,13 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     goto out;
   m->ts = (int64_t)v;
 
-  /* 5. ttl for the type (the envelope was read by the caller) */
+  /* 7. ttl for the type (the envelope was read by the caller) */
   if (!embedded && m->ttl > gv_msg_max_ttl(m->type)) {
     rc = gv_fail(why, GV_ETTL, "ttl %u exceeds %u for %s", m->ttl,
                  gv_msg_max_ttl(m->type), gv_msg_type_name(m->type));
     goto out;
   }
-  /* 6. the clock window */
+  /* 8. the clock window */
   if (m->ts > pol->now_ms + GV_CLOCK_SKEW_MS) {
     rc = gv_fail(why, GV_EFUTURE, "ts is %lld ms ahead of this node's clock",
                  (long long)(m->ts - pol->now_ms));
@@ -398,15 +403,10 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                  GV_MSG_MAX_AGE_MS / 1000);
     goto out;
   }
-  /* 7. */
+  /* 9. */
   if ((rc = parse_body_fields(b, m, pol, why)) < 0)
     goto out;
-  /* 8. a duplicate costs a hash, not a signature check */
-  if (!embedded && pol->seen != NULL && pol->seen(pol->seen_ctx, m->id)) {
-    rc = gv_fail(why, GV_EDUP, "duplicate message");
-    goto out;
-  }
-  /* 9. Ed25519 over "grapevine/1 msg" || id, id = BLAKE2b(exact body) */
+  /* 10. Ed25519 over "grapevine/1 msg" || id, id = BLAKE2b(exact body) */
   memcpy(tbs, SIG_PREFIX, SIG_PREFIX_LEN);
   memcpy(tbs + SIG_PREFIX_LEN, m->id, GV_MSG_ID_BYTES);
   if (crypto_sign_verify_detached(m->sig, tbs, sizeof(tbs), m->origin) != 0) {

@@ -124,6 +124,32 @@ START_TEST(test_prefix_big_endian) {
 }
 END_TEST
 
+/* A large frame's buffer is kept until the next small frame, then
+ * released: memory stays bounded by one frame, without churn per frame. */
+START_TEST(test_large_buffer_released) {
+  const size_t big = 200000;
+  uint8_t *s = calloc(1, 4 + big), small[4 + 8] = {0, 0, 0, 8};
+  const uint8_t *f;
+  size_t used, flen;
+  gv_frame_dec d;
+
+  gv_frame_dec_init(&d, 1 << 20);
+  gv_frame_put_hdr(s, (uint32_t)big);
+  /* Split, so the body is buffered rather than passed through. */
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s, 10, &used, &f, &flen), 0);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s + 10, 4 + big - 10, &used, &f,
+                                     &flen),
+                   1);
+  ck_assert_uint_ge(d.cap, big);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, small, 6, &used, &f, &flen), 0);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, small + 6, 6, &used, &f, &flen), 1);
+  ck_assert_uint_eq(flen, 8);
+  ck_assert_uint_lt(d.cap, big);
+  gv_frame_dec_free(&d);
+  free(s);
+}
+END_TEST
+
 static Suite *frame_suite(void) {
   Suite *s = suite_create("frame");
   TCase *tc = tcase_create("core");
@@ -134,6 +160,7 @@ static Suite *frame_suite(void) {
   tcase_add_test(tc, test_exact_limit);
   tcase_add_test(tc, test_zero_length);
   tcase_add_test(tc, test_prefix_big_endian);
+  tcase_add_test(tc, test_large_buffer_released);
   suite_add_tcase(s, tc);
   return s;
 }

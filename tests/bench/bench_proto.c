@@ -166,8 +166,8 @@ static void work_decode(void *vctx, uint64_t n) {
   for (uint64_t i = 0; i < n; i++) {
     gv_msg m;
     gv_why why;
-    int rc = gv_msg_decode(&m, (const uint8_t *)c->wire, c->wire_len, &c->pol,
-                           &why);
+    int rc =
+        gv_msg_decode(&m, (const uint8_t *)c->wire, c->wire_len, &c->pol, &why);
     if (rc != c->expect) {
       fprintf(stderr, "bench_proto: decode: %s\n", why.text);
       die("gv_msg_decode", rc);
@@ -228,8 +228,8 @@ static void msg_setup(msg_ctx *c, const gv_identity *origin) {
   c->pol.seen = seen_never;
 
   /* Sanity: it validates, to the same id. */
-  rc = gv_msg_decode(&chk, (const uint8_t *)c->wire, c->wire_len, &c->pol,
-                     &why);
+  rc =
+      gv_msg_decode(&chk, (const uint8_t *)c->wire, c->wire_len, &c->pol, &why);
   if (rc != 0 || memcmp(chk.id, m->id, GV_MSG_ID_BYTES) != 0 ||
       chk.u.peer.n_repos != 5 || chk.u.peer.n_addrs != 2) {
     fprintf(stderr, "bench_proto: %s\n", rc ? why.text : "id mismatch");
@@ -347,8 +347,8 @@ static void raw_handshake(const hs_ctx *c) {
     die("raw server_session_keys", 1);
   memcpy(t, prologue, 21);
   memcpy(t + 21, m1, 36);
-  h256(h2, NULL, t, 57, er_pk, 32);                   /* H1 h2 */
-  h256(hk, r_kri, "hs r2i", 6, h2, 32);               /* H2 hk_R */
+  h256(h2, NULL, t, 57, er_pk, 32);     /* H1 h2 */
+  h256(hk, r_kri, "hs r2i", 6, h2, 32); /* H2 hk_R */
   memcpy(t, lab_r, 25);
   memcpy(t + 25, h2, 32);
   memcpy(t + 57, id_r, 32);
@@ -356,15 +356,15 @@ static void raw_handshake(const hs_ctx *c) {
   crypto_sign_detached(pt + 32, NULL, t, 89, c->res.sk);
   crypto_aead_xchacha20poly1305_ietf_encrypt(c2, &len, pt, 96, h2, 32, NULL,
                                              zero_nonce, hk);
-  h256(h3, NULL, h2, 32, c2, 112);                    /* H3 h3 */
+  h256(h3, NULL, h2, 32, c2, 112); /* H3 h3 */
 
   /* I: M2 in, M3 out */
   if (crypto_kx_client_session_keys(i_kri, i_kir, ei_pk, ei_sk, er_pk) != 0)
     die("raw client_session_keys", 1);
   memcpy(t, prologue, 21);
   memcpy(t + 21, m1, 36);
-  h256(h2, NULL, t, 57, er_pk, 32);                   /* H4 h2 */
-  h256(hk, i_kri, "hs r2i", 6, h2, 32);               /* H5 hk_R */
+  h256(h2, NULL, t, 57, er_pk, 32);     /* H4 h2 */
+  h256(hk, i_kri, "hs r2i", 6, h2, 32); /* H5 hk_R */
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &len, NULL, c2, 112, h2,
                                                  32, zero_nonce, hk) != 0 ||
       len != 96 || memcmp(pt, id_r, 32) != 0)
@@ -374,8 +374,8 @@ static void raw_handshake(const hs_ctx *c) {
   memcpy(t + 57, id_r, 32);
   if (crypto_sign_verify_detached(pt + 32, t, 89, id_r) != 0)
     die("raw verify sig_R", 1);
-  h256(h3, NULL, h2, 32, c2, 112);                    /* H6 h3 */
-  h256(hk, i_kir, "hs i2r", 6, h3, 32);               /* H7 hk_I */
+  h256(h3, NULL, h2, 32, c2, 112);      /* H6 h3 */
+  h256(hk, i_kir, "hs i2r", 6, h3, 32); /* H7 hk_I */
   memcpy(t, lab_i, 25);
   memcpy(t + 25, h3, 32);
   memcpy(t + 57, id_r, 32);
@@ -387,12 +387,12 @@ static void raw_handshake(const hs_ctx *c) {
   memcpy(t, h3, 32);
   memcpy(t + 32, c3, 112);
   memcpy(t + 144, id_r, 32);
-  h256(h4, NULL, t, 176, id_i, 32);                   /* H8 h4 */
-  h256(ir_i, i_kir, "stream i2r", 10, h4, 32);        /* H9 */
-  h256(ri_i, i_kri, "stream r2i", 10, h4, 32);        /* H10 */
+  h256(h4, NULL, t, 176, id_i, 32);            /* H8 h4 */
+  h256(ir_i, i_kir, "stream i2r", 10, h4, 32); /* H9 */
+  h256(ri_i, i_kri, "stream r2i", 10, h4, 32); /* H10 */
 
   /* R: M3 in */
-  h256(hk, r_kir, "hs i2r", 6, h3, 32);               /* H11 hk_I */
+  h256(hk, r_kir, "hs i2r", 6, h3, 32); /* H11 hk_I */
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &len, NULL, c3, 112, h3,
                                                  32, zero_nonce, hk) != 0 ||
       len != 96 || memcmp(pt, id_i, 32) != 0)
@@ -406,9 +406,9 @@ static void raw_handshake(const hs_ctx *c) {
   memcpy(t, h3, 32);
   memcpy(t + 32, c3, 112);
   memcpy(t + 144, id_r, 32);
-  h256(h4, NULL, t, 176, id_i, 32);                   /* H12 h4 */
-  h256(ir_r, r_kir, "stream i2r", 10, h4, 32);        /* H13 */
-  h256(ri_r, r_kri, "stream r2i", 10, h4, 32);        /* H14 */
+  h256(h4, NULL, t, 176, id_i, 32);            /* H12 h4 */
+  h256(ir_r, r_kir, "stream i2r", 10, h4, 32); /* H13 */
+  h256(ri_r, r_kri, "stream r2i", 10, h4, 32); /* H14 */
 
   /* step 8: both streams, both directions */
   crypto_secretstream_xchacha20poly1305_init_push(&push_i, hdr_i, ir_i);
@@ -480,9 +480,8 @@ static void work_link_raw(void *vctx, uint64_t n) {
     crypto_secretstream_xchacha20poly1305_push(
         &c->push, c->ct, NULL, c->msg, c->size, NULL, 0,
         crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-    if (crypto_secretstream_xchacha20poly1305_pull(&c->pull, c->pt, &mlen, &tag,
-                                                   c->ct, c->size + ab, NULL,
-                                                   0) != 0 ||
+    if (crypto_secretstream_xchacha20poly1305_pull(
+            &c->pull, c->pt, &mlen, &tag, c->ct, c->size + ab, NULL, 0) != 0 ||
         mlen != c->size)
       die("raw secretstream pull", 1);
     c->sink += touch(c->pt, (size_t)mlen);
@@ -532,6 +531,19 @@ typedef struct figure {
   double o_med, r_med;
 } figure;
 
+/* ours and raw share ctx; raw may be NULL (no anchor). */
+static void set_figure(figure *f, const char *label, const char *key,
+                       const char *unit, double scale, int decimals,
+                       work_fn ours, work_fn raw, void *ctx, uint64_t max_ops) {
+  f->label = label;
+  f->key = key;
+  f->unit = unit;
+  f->scale = scale;
+  f->decimals = decimals;
+  f->ours = (bench){ours, ctx, max_ops, 1};
+  f->raw = (bench){raw, raw != NULL ? ctx : NULL, max_ops, 1};
+}
+
 static double env_double(const char *name, double def, double lo, double hi) {
   const char *s = getenv(name);
   char *end;
@@ -549,26 +561,27 @@ static double env_double(const char *name, double def, double lo, double hi) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: bench_proto [--json] [--help]\n"
-          "\n"
-          "Benchmarks proto/ beside raw libsodium doing the same crypto work:\n"
-          "messages validated/s (and duplicates rejected/s), handshakes/s,\n"
-          "and encrypted-link MB/s for 64 KiB, 1 KiB and 512 KiB messages.\n"
-          "ratio = ours / raw as rates: 0.87 = proto/ reaches 87%% of raw\n"
-          "libsodium's rate (1.00 = no overhead).\n"
-          "\n"
-          "  --json   print one JSON object instead of the table\n"
-          "  --help   this text\n"
-          "\n"
-          "environment:\n"
-          "  BENCH_SECONDS  seconds per measurement (default 1)\n"
-          "  BENCH_ROUNDS   rounds, the median is reported (default 3, max "
-          "%d)\n"
-          "  BENCH_READ_BYTES  bytes per gv_link_recv() call, like one socket\n"
-          "                 read (default 65536, node/conn.c's buffer; 0 = all\n"
-          "                 pending bytes at once)\n",
-          MAX_ROUNDS);
+  fprintf(
+      f,
+      "usage: bench_proto [--json] [--help]\n"
+      "\n"
+      "Benchmarks proto/ beside raw libsodium doing the same crypto work:\n"
+      "messages validated/s (and duplicates rejected/s), handshakes/s,\n"
+      "and encrypted-link MB/s for 64 KiB, 1 KiB and 512 KiB messages.\n"
+      "ratio = ours / raw as rates: 0.87 = proto/ reaches 87%% of raw\n"
+      "libsodium's rate (1.00 = no overhead).\n"
+      "\n"
+      "  --json   print one JSON object instead of the table\n"
+      "  --help   this text\n"
+      "\n"
+      "environment:\n"
+      "  BENCH_SECONDS  seconds per measurement (default 1)\n"
+      "  BENCH_ROUNDS   rounds, the median is reported (default 3, max "
+      "%d)\n"
+      "  BENCH_READ_BYTES  bytes per gv_link_recv() call, like one socket\n"
+      "                 read (default 65536, node/conn.c's buffer; 0 = all\n"
+      "                 pending bytes at once)\n",
+      MAX_ROUNDS);
 }
 
 static void cpu_model(char *out, size_t cap) {
@@ -625,12 +638,11 @@ static void print_json(const figure *f, int nf, int rounds, double seconds,
     cJSON_AddStringToObject(o, "unit", f[i].unit);
     cJSON_AddNumberToObject(o, "ours", round_to(f[i].o_med, f[i].decimals));
     for (int r = 0; r < rounds; r++)
-      cJSON_AddItemToArray(ro,
-                           cJSON_CreateNumber(round_to(f[i].o[r], f[i].decimals)));
+      cJSON_AddItemToArray(
+          ro, cJSON_CreateNumber(round_to(f[i].o[r], f[i].decimals)));
     if (f[i].raw.fn != NULL) {
       cJSON_AddNumberToObject(o, "raw", round_to(f[i].r_med, f[i].decimals));
-      cJSON_AddNumberToObject(o, "ratio",
-                              round_to(f[i].o_med / f[i].r_med, 3));
+      cJSON_AddNumberToObject(o, "ratio", round_to(f[i].o_med / f[i].r_med, 3));
       for (int r = 0; r < rounds; r++)
         cJSON_AddItemToArray(
             rr, cJSON_CreateNumber(round_to(f[i].r[r], f[i].decimals)));
@@ -711,8 +723,8 @@ int main(int argc, char **argv) {
   }
   seconds = env_double("BENCH_SECONDS", 1.0, 0.01, 600);
   rounds = (int)env_double("BENCH_ROUNDS", 3, 1, MAX_ROUNDS);
-  read_size = (size_t)env_double("BENCH_READ_BYTES", (double)read_size, 0,
-                                 1 << 30);
+  read_size =
+      (size_t)env_double("BENCH_READ_BYTES", (double)read_size, 0, 1 << 30);
   warm = seconds / 4 < 0.25 ? seconds / 4 : 0.25;
   if (sodium_init() < 0)
     die("sodium_init", GV_ENOMEM);
@@ -737,35 +749,21 @@ int main(int argc, char **argv) {
   link_setup(&l512, &hc, GV_MSG_MAX);
 
   memset(f, 0, sizeof(f));
-  f[0] = (figure){"messages validated/s", "messages_validated_per_s", "1/s",
-                  1, 0,
-                  {work_decode, &mc, 10000000, 1},
-                  {work_decode_raw, &mc, 10000000, 1},
-                  {0}, {0}, 0, 0};
-  f[1] = (figure){"  duplicates rejected/s", "duplicates_rejected_per_s",
-                  "1/s", 1, 0,
-                  {work_decode, &mc_dup, 10000000, 1},
-                  {NULL, NULL, 0, 0},
-                  {0}, {0}, 0, 0};
-  f[2] = (figure){"handshakes/s", "handshakes_per_s", "1/s", 1, 0,
-                  {work_handshake, &hc, 1000000, 1},
-                  {work_handshake_raw, &hc, 1000000, 1},
-                  {0}, {0}, 0, 0};
-  f[3] = (figure){"link MB/s (64 KiB messages)", "link_mb_per_s_64k", "MB/s",
-                  65536 / 1e6, 1,
-                  {work_link, &l64, LINK_TOTAL_BYTES / 65536, 1},
-                  {work_link_raw, &l64, LINK_TOTAL_BYTES / 65536, 1},
-                  {0}, {0}, 0, 0};
-  f[4] = (figure){"link MB/s (1 KiB messages)", "link_mb_per_s_1k", "MB/s",
-                  1024 / 1e6, 1,
-                  {work_link, &l1, LINK_TOTAL_BYTES / 1024, 1},
-                  {work_link_raw, &l1, LINK_TOTAL_BYTES / 1024, 1},
-                  {0}, {0}, 0, 0};
-  f[5] = (figure){"link MB/s (512 KiB messages)", "link_mb_per_s_512k",
-                  "MB/s", GV_MSG_MAX / 1e6, 1,
-                  {work_link, &l512, LINK_TOTAL_BYTES / GV_MSG_MAX, 1},
-                  {work_link_raw, &l512, LINK_TOTAL_BYTES / GV_MSG_MAX, 1},
-                  {0}, {0}, 0, 0};
+  set_figure(&f[0], "messages validated/s", "messages_validated_per_s", "1/s",
+             1, 0, work_decode, work_decode_raw, &mc, 10000000);
+  set_figure(&f[1], "  duplicates rejected/s", "duplicates_rejected_per_s",
+             "1/s", 1, 0, work_decode, NULL, &mc_dup, 10000000);
+  set_figure(&f[2], "handshakes/s", "handshakes_per_s", "1/s", 1, 0,
+             work_handshake, work_handshake_raw, &hc, 1000000);
+  set_figure(&f[3], "link MB/s (64 KiB messages)", "link_mb_per_s_64k", "MB/s",
+             65536 / 1e6, 1, work_link, work_link_raw, &l64,
+             LINK_TOTAL_BYTES / 65536);
+  set_figure(&f[4], "link MB/s (1 KiB messages)", "link_mb_per_s_1k", "MB/s",
+             1024 / 1e6, 1, work_link, work_link_raw, &l1,
+             LINK_TOTAL_BYTES / 1024);
+  set_figure(&f[5], "link MB/s (512 KiB messages)", "link_mb_per_s_512k",
+             "MB/s", GV_MSG_MAX / 1e6, 1, work_link, work_link_raw, &l512,
+             LINK_TOTAL_BYTES / GV_MSG_MAX);
   nf = (int)(sizeof(f) / sizeof(f[0]));
 
   if (isatty(STDERR_FILENO))
