@@ -38,8 +38,15 @@ FUZZ_NAMES := frame msg handshake
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
 NODE_OBJ  := $(call obj,$(NODE_SRC))
-TEST_BINS := $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
 BINS      := $(BUILD)/grapevine
+
+# Each module beyond proto/ and node/ adds its sources, binaries, tests and
+# packages in its own fragment: <module>/module.mk may append to BINS,
+# TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
+BENCH_BINS := $(BUILD)/bench/bench_proto
+include $(wildcard */module.mk)
+
+TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
 
 .PHONY: all test run asan fuzz bench install clean deps check-deps \
         test-bins vectors
@@ -74,7 +81,8 @@ $(BUILD)/bench/bench_proto: $(call obj,$(BENCH_SRC)) $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-test-bins: $(BINS) $(TEST_BINS) $(BUILD)/tests/gen_vectors
+test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
+           $(BUILD)/tests/gen_vectors
 
 test: deps
 	@$(MAKE) --no-print-directory test-bins
@@ -105,8 +113,8 @@ fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) tests/fuzz/run.sh $(FUZZ_NAMES)
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/bench/bench_proto
-	$(BUILD)/bench/bench_proto
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 # Regenerates the worked examples in docs/PROTOCOL.md.
 vectors: $(BUILD)/tests/gen_vectors

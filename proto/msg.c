@@ -46,6 +46,10 @@ void gv_msg_clear(gv_msg *m) {
       gv_msg_clear(&m->u.response.peers[i]);
     free(m->u.response.peers);
   }
+  if (m->type == GV_MSG_HELLO && m->u.hello.record != NULL) {
+    gv_msg_clear(m->u.hello.record);
+    free(m->u.hello.record);
+  }
   free(m->body);
   memset(m, 0, sizeof(*m));
 }
@@ -245,6 +249,29 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                         const char *sig_hex, size_t sig_len, bool embedded,
                         const gv_msg_policy *pol, gv_why *why);
 
+/* A signed record {"body": B, "sig": S} (a PEER_ANNOUNCEMENT or PEER_UPDATE
+ * as its origin signed it) into rec; `where` prefixes the reason. */
+static int parse_record(const cJSON *it, gv_msg *rec, const gv_msg_policy *pol,
+                        const char *where, gv_why *why) {
+  const char *rb, *rs;
+  size_t rbl, rsl;
+  int rc;
+
+  if (!cJSON_IsObject(it))
+    return gv_fail(why, GV_EFIELD, "%s is not an object", where);
+  if ((rc = get_str(it, "body", &rb, &rbl, why)) < 0 ||
+      (rc = get_str(it, "sig", &rs, &rsl, why)) < 0 ||
+      (rc = parse_signed(rec, rb, rbl, rs, rsl, true, pol, why)) < 0) {
+    if (why != NULL) {
+      char inner[sizeof(why->text)];
+      memcpy(inner, why->text, sizeof(inner));
+      gv_fail(why, rc, "%s: %.160s", where, inner);
+    }
+    return rc;
+  }
+  return 0;
+}
+
 static int parse_response(const cJSON *b, gv_msg *m, const gv_msg_policy *pol,
                           gv_why *why) {
   const cJSON *arr, *it;
@@ -260,23 +287,12 @@ static int parse_response(const cJSON *b, gv_msg *m, const gv_msg_policy *pol,
   if (m->u.response.peers == NULL)
     return GV_ENOMEM;
   cJSON_ArrayForEach(it, arr) {
-    gv_msg *rec = &m->u.response.peers[i];
-    const char *rb, *rs;
-    size_t rbl, rsl;
+    char where[24];
 
     m->u.response.n_peers = (size_t)i + 1; /* so clear() frees it */
-    if (!cJSON_IsObject(it))
-      return gv_fail(why, GV_EFIELD, "peers[%d] is not an object", i);
-    if ((rc = get_str(it, "body", &rb, &rbl, why)) < 0 ||
-        (rc = get_str(it, "sig", &rs, &rsl, why)) < 0 ||
-        (rc = parse_signed(rec, rb, rbl, rs, rsl, true, pol, why)) < 0) {
-      char inner[sizeof(why->text)];
-      if (why != NULL) {
-        memcpy(inner, why->text, sizeof(inner));
-        gv_fail(why, rc, "peers[%d]: %.160s", i, inner);
-      }
+    snprintf(where, sizeof(where), "peers[%d]", i);
+    if ((rc = parse_record(it, &m->u.response.peers[i], pol, where, why)) < 0)
       return rc;
-    }
     i++;
   }
   return 0;
@@ -425,7 +441,8 @@ out:
   return rc;
 }
 
-static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
+static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
+                      gv_why *why) {
   const cJSON *arr, *it;
   uint64_t v;
   int n, rc, i = 0;
@@ -440,7 +457,12 @@ static int parse_link(const cJSON *root, gv_msg *m, gv_why *why) {
         (rc = get_uint(root, "seq", 0, GV_INT_MAX, &m->u.hello.seq, why)) < 0)
       return rc;
     m->ts = (int64_t)v;
-    return 0;
+    it = cJSON_GetObjectItemCaseSensitive(root, "record");
+    if (it == NULL)
+      return 0;
+    if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL)
+      return GV_ENOMEM;
+    return parse_record(it, m->u.hello.record, pol, "record", why);
   case GV_MSG_PING:
   case GV_MSG_PONG:
     return get_uint(root, "nonce", 0, GV_INT_MAX, &m->u.nonce, why);
@@ -491,7 +513,7 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
   if ((rc = check_version(root, "envelope", why)) < 0)
     goto out;
   if (cJSON_GetObjectItemCaseSensitive(root, "body") == NULL) {
-    rc = parse_link(root, m, why);
+    rc = parse_link(root, m, pol, why);
   } else {
     const char *body, *sig;
     size_t blen, slen;
@@ -569,6 +591,25 @@ static const char *repo_at(const gv_msg *m, size_t i, char *tmp) {
   return m->u.peer.repos[i];
 }
 
+/* Appends {"body": ..., "sig": ...} of an already-signed record. */
+static int add_record(cJSON *arr_or_obj, const char *key, const gv_msg *rec) {
+  cJSON *e = cJSON_CreateObject();
+
+  if (e == NULL)
+    return GV_ENOMEM;
+  if (key != NULL ? !cJSON_AddItemToObject(arr_or_obj, key, e)
+                  : !cJSON_AddItemToArray(arr_or_obj, e)) {
+    cJSON_Delete(e);
+    return GV_ENOMEM;
+  }
+  if (rec->body == NULL || (rec->type != GV_MSG_PEER_ANNOUNCEMENT &&
+                            rec->type != GV_MSG_PEER_UPDATE))
+    return GV_EINVAL;
+  if (cJSON_AddStringToObject(e, "body", rec->body) == NULL)
+    return GV_ENOMEM;
+  return add_hex(e, "sig", rec->sig, GV_SIG_BYTES);
+}
+
 int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
   cJSON *o = cJSON_CreateObject();
   int rc = 0;
@@ -588,6 +629,9 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
     if (cJSON_AddStringToObject(o, "agent", m->u.hello.agent) == NULL ||
         add_num(o, "ts", (uint64_t)m->ts) < 0 ||
         add_num(o, "seq", m->u.hello.seq) < 0)
+      goto fail;
+    if (m->u.hello.record != NULL &&
+        (rc = add_record(o, "record", m->u.hello.record)) < 0)
       goto fail;
     break;
   case GV_MSG_PING:
@@ -658,18 +702,9 @@ static int build_body(const gv_msg *m, cJSON *b) {
       return GV_EINVAL;
     if ((arr = cJSON_AddArrayToObject(b, "peers")) == NULL)
       return GV_ENOMEM;
-    for (size_t i = 0; i < m->u.response.n_peers; i++) {
-      const gv_msg *rec = &m->u.response.peers[i];
-      cJSON *e = cJSON_CreateObject();
-      if (e == NULL || !cJSON_AddItemToArray(arr, e))
-        return GV_ENOMEM;
-      if (rec->body == NULL)
-        return GV_EINVAL;
-      if (cJSON_AddStringToObject(e, "body", rec->body) == NULL)
-        return GV_ENOMEM;
-      if ((rc = add_hex(e, "sig", rec->sig, GV_SIG_BYTES)) < 0)
+    for (size_t i = 0; i < m->u.response.n_peers; i++)
+      if ((rc = add_record(arr, NULL, &m->u.response.peers[i])) < 0)
         return rc;
-    }
     return 0;
   }
   case GV_MSG_HEARTBEAT: return 0;

@@ -112,6 +112,7 @@ struct gv_msg {
     struct {
       char agent[GV_AGENT_MAX + 1];
       uint64_t seq;
+      gv_msg *record; /* optional: the sender's own signed record, owned */
     } hello;
     uint64_t nonce; /* PING, PONG */
     struct {

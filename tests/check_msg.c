@@ -653,19 +653,66 @@ START_TEST(test_response_records) {
   free(out);
   rec.sig[0] ^= 1;
 
-  /* A heartbeat is not a record. */
+  /* A heartbeat is not a record: the encoder refuses to embed one... */
   rec.type = GV_MSG_HEARTBEAT;
   rec.ttl = 2;
   free(rec_out);
   ck_assert_int_eq(gv_msg_seal(&rec, &alice, &rec_out, &len), 0);
-  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), 0);
-  ck_assert_int_eq(decode(out, &d, &why), GV_ETYPE);
-  gv_msg_clear(&d);
-  free(out);
+  ck_assert_int_eq(gv_msg_seal(&resp, &bob, &out, &len), GV_EINVAL);
+  /* ...and the decoder rejects one built by hand. */
+  {
+    char hex[65], extra[4096];
+    cJSON *e = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    char sig[129], *txt;
+    sodium_bin2hex(sig, sizeof(sig), rec.sig, 64);
+    cJSON_AddStringToObject(e, "body", rec.body);
+    cJSON_AddStringToObject(e, "sig", sig);
+    cJSON_AddItemToArray(arr, e);
+    txt = cJSON_PrintUnformatted(arr);
+    gv_id_to_hex(bob.pk, hex);
+    snprintf(extra, sizeof(extra),
+             "\"to\":\"%s\",\"request\":\"%s\",\"peers\":%s", hex, hex, txt);
+    expect_body("PEER_LIST_RESPONSE", T0_MS, extra, 16, GV_ETYPE, "record");
+    free(txt);
+    cJSON_Delete(arr);
+  }
 
   resp.u.response.peers = NULL;
   resp.u.response.n_peers = 0;
   gv_msg_clear(&resp);
+  gv_msg_clear(&rec);
+  free(rec_out);
+}
+END_TEST
+
+/* HELLO may carry the sender's own signed record. */
+START_TEST(test_hello_record) {
+  gv_msg rec, h = {0}, d;
+  gv_why why;
+  char *out, *rec_out, *p;
+  size_t len;
+
+  seal_announce(&rec, true);
+  ck_assert_int_eq(gv_msg_seal(&rec, &alice, &rec_out, &len), 0);
+  h.type = GV_MSG_HELLO;
+  h.ts = T0_MS;
+  h.u.hello.seq = rec.seq;
+  strcpy(h.u.hello.agent, "grapevine/test");
+  h.u.hello.record = &rec;
+  ck_assert_int_eq(gv_msg_encode_link(&h, &out, &len), 0);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_ptr_nonnull(d.u.hello.record);
+  ck_assert_mem_eq(d.u.hello.record->origin, alice.pk, 32);
+  ck_assert_mem_eq(d.u.hello.record->id, rec.id, 32);
+  ck_assert_uint_eq(d.u.hello.record->u.peer.n_addrs, 2);
+  gv_msg_clear(&d);
+  /* A forged record fails the whole HELLO. */
+  p = strstr(out, "\"sig\":\"") + 7;
+  *p = *p == 'a' ? 'b' : 'a';
+  ck_assert_int_eq(decode(out, &d, &why), GV_EBADSIG);
+  ck_assert_ptr_nonnull(strstr(why.text, "record"));
+  gv_msg_clear(&d);
+  free(out);
   gv_msg_clear(&rec);
   free(rec_out);
 }
@@ -751,6 +798,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_roundtrip_request_heartbeat);
   tcase_add_test(rt, test_roundtrip_response);
   tcase_add_test(rt, test_roundtrip_link_types);
+  tcase_add_test(rt, test_hello_record);
   tcase_add_test(rt, test_seal_refuses_invalid);
   tcase_add_test(rt, test_addr_parse);
   suite_add_tcase(s, rt);

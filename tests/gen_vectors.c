@@ -368,11 +368,13 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
 
   if (markdown)
     printf("\n### 7.5 Link messages\n");
-  l.type = GV_MSG_HELLO;
+  l.type = GV_MSG_HELLO; /* alice's, with her latest record */
   l.ts = T0;
-  l.u.hello.seq = 5;
+  l.u.hello.seq = upd.seq;
   strcpy(l.u.hello.agent, "grapevine/0.1.0");
+  l.u.hello.record = &upd;
   link_emit(dir, "hello.json", &l);
+  l.u.hello.record = NULL;
   memset(&l, 0, sizeof(l));
   l.type = GV_MSG_PING;
   l.u.nonce = 7;
