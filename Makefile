@@ -30,13 +30,16 @@ LDFLAGS ?=
 
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/link.c proto/addr.c proto/msg.c
+# The pure cores (no I/O): linked by the node, the simulator and the tests.
+CORE_SRC  := node/engine.c node/idmap.c
 NODE_SRC  := node/main.c node/demo.c node/conn.c node/cli.c
-TEST_NAMES := err identity frame handshake link msg
+TEST_NAMES := err identity frame handshake link msg idmap engine
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
+CORE_OBJ  := $(call obj,$(CORE_SRC))
 NODE_OBJ  := $(call obj,$(NODE_SRC))
 BINS      := $(BUILD)/grapevine
 
@@ -64,11 +67,16 @@ $(BUILD)/libgvproto.a: $(PROTO_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/grapevine: $(NODE_OBJ) $(BUILD)/libgvproto.a
+$(BUILD)/libgvcore.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/grapevine: $(NODE_OBJ) $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o \
-                        $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvproto.a
+                        $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvcore.a \
+                        $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 

@@ -34,7 +34,8 @@
   XX(DECRYPT, "decryption failed")                                             \
   XX(TRUNCATED, "stream ended before its final frame")                         \
   XX(STATE, "operation not valid in this state")                               \
-  XX(BUSY, "send queue full")                                                  \
+  XX(BUSY, "send queue full or no room for another link")                     \
+  XX(BANNED, "peer is banned for misbehaviour")                                \
   XX(KEYPERM, "key file is readable by others")                                \
   XX(KEYFMT, "key file is malformed")
 

@@ -130,6 +130,9 @@ typedef struct gv_msg_policy {
    * signature is checked: nonzero means already seen (GV_EDUP). */
   int (*seen)(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]);
   void *seen_ctx;
+  /* SIMULATOR ONLY (grapevine-sim --stub-sigs): skip signature checks.
+   * Off (false) everywhere else; a node never sets it. */
+  bool trust_sigs;
 } gv_msg_policy;
 
 /* Validates buf[0..len) into *m (PROTOCOL.md §6.6). Returns 0, or a GV_E*
@@ -148,6 +151,11 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len);
  * m->type, m->seq, m->ts and the union member, sets m->body and m->id, then
  * encodes the envelope with m->ttl and m->hops. */
 int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len);
+
+/* As gv_msg_seal(); with stub_sig (SIMULATOR ONLY) the signature is left
+ * all zero and id->sk is not used. */
+int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig,
+                    char **out, size_t *len);
 
 /* Encodes the envelope of an already-signed gossip message (forwarding:
  * change m->ttl and m->hops first). The body is emitted unchanged. */

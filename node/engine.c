@@ -1,0 +1,1649 @@
+/* The gossip engine. docs/GOSSIP.md is its specification; section numbers
+ * in comments refer to it.
+ *
+ * Link life:   link_up -> ACTIVE -> link_down (removed; backoff for dials)
+ * Dial life:   DIAL action -> pending -> link_up(we_dialed) | dial_failed
+ * Message:     recv -> decode (dedup probe) -> first receipt: DELIVER,
+ *              apply, eager push (§2.1), lazy push (§2.2), cache
+ * Pull:        IHAVE(unknown id) -> pending pull -> deadline: IWANT to an
+ *              announcer -> message arrives (repaired) | next announcer
+ */
+#include "engine.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idmap.h"
+#include "rng.h"
+
+#define MAX_ANNOUNCERS 4
+#define MAX_PULL_TRIES 4
+#define ANTI_ENTROPY_IDS GV_MAX_IDS
+#define MAINT_MS 1000
+#define SWEEP_MS 10000
+#define DIAL_TIMEOUT_MS 30000
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_MAX_MS 300000
+#define PENALTY_HALF_LIFE_MS 600000.0
+#define NO_WAKE INT64_MAX
+
+/* ---- buffers ---- */
+
+gv_buf *gv_buf_new(const void *data, size_t len) {
+  gv_buf *b = malloc(sizeof(*b) + len);
+  if (b == NULL)
+    return NULL;
+  b->refs = 1;
+  b->len = (uint32_t)len;
+  if (data != NULL)
+    memcpy(b->data, data, len);
+  return b;
+}
+
+void gv_buf_ref(gv_buf *b) { b->refs++; }
+
+void gv_buf_unref(gv_buf *b) {
+  if (b != NULL && --b->refs == 0)
+    free(b);
+}
+
+/* ---- internal types ---- */
+
+typedef struct elink {
+  gv_linkid id;
+  uint8_t peer[GV_ID_BYTES];
+  bool dialed;
+  int64_t up_at;
+  double tokens;
+  int64_t tokens_at;
+  double penalty;
+  int64_t penalty_at;
+  uint64_t ping_nonce;
+  int64_t ping_sent, next_ping;
+  uint64_t rx_window;
+  int64_t bw_at;
+} elink;
+
+typedef struct entry {
+  gv_peer_entry pub;
+  int failures;     /* consecutive dial failures */
+  int64_t next_try; /* backoff */
+  int64_t last_hb;
+} entry;
+
+typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
+  bool has_id;
+  uint8_t id[GV_ID_BYTES];
+  gv_addr addr;
+  int failures;
+  int64_t next_try;
+} cand;
+
+typedef struct dialing {
+  bool has_id;
+  uint8_t id[GV_ID_BYTES];
+  gv_addr addr;
+  int64_t started;
+} dialing;
+
+typedef struct cached { /* a message kept to answer IWANT */
+  uint8_t id[GV_MSG_ID_BYTES];
+  gv_msg_type type;
+  uint8_t ttl, hops; /* as this node sends it on */
+  uint8_t sig[GV_SIG_BYTES];
+  char *body;
+  int64_t at;
+} cached;
+
+typedef struct pull {
+  uint8_t id[GV_MSG_ID_BYTES];
+  gv_linkid from[MAX_ANNOUNCERS];
+  int n_from, tries;
+  int64_t deadline;
+} pull;
+
+typedef struct route {
+  uint8_t id[GV_MSG_ID_BYTES];
+  gv_linkid link;
+  int64_t until;
+} route;
+
+typedef struct pending_id { /* an IHAVE or IWANT entry awaiting flush */
+  gv_linkid link;
+  uint8_t id[GV_MSG_ID_BYTES];
+} pending_id;
+
+/* A FIFO of pointers (expiry order). */
+typedef struct fifo {
+  void **items;
+  size_t head, len, cap;
+} fifo;
+
+struct gv_engine {
+  gv_engine_cfg cfg;
+  const gv_identity *id;
+  gv_rng rng;
+  int64_t now;
+  uint64_t seq;
+  gv_engine_stats stats;
+
+  /* this node's own latest signed record */
+  char *self_body;
+  size_t self_len;
+  uint8_t self_sig[GV_SIG_BYTES];
+  gv_msg_type self_type;
+  uint64_t self_seq;
+
+  elink *links;
+  size_t n_links, cap_links;
+  gv_idmap table;
+  entry **entries; /* dense, for iteration */
+  size_t n_entries, cap_entries;
+  cand *cands;
+  size_t n_cands, cap_cands;
+  dialing *dials;
+  size_t n_dials, cap_dials;
+  gv_idmap bans; /* id -> (intptr) until, boxed */
+
+  gv_idmap dedup; /* id -> expiry boxed in the fifo item */
+  fifo dedup_q;
+  gv_idmap cache;
+  fifo cache_q;
+  gv_idmap pulls;
+  gv_idmap routes;
+  fifo route_q;
+
+  pending_id *lazy, *wants;
+  size_t n_lazy, cap_lazy, n_wants, cap_wants;
+
+  gv_action *acts;
+  size_t act_head, n_acts, cap_acts;
+  gv_msg report; /* the response behind a REPORT, until the next call */
+
+  int64_t next_maint, next_sweep, next_hb, last_wake;
+};
+
+/* ---- small helpers ---- */
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size) {
+  size_t c = *cap ? *cap : 4;
+  void *q;
+  if (need <= *cap)
+    return p;
+  while (c < need)
+    c *= 2;
+  q = realloc(p, c * size);
+  if (q != NULL)
+    *cap = c;
+  return q;
+}
+
+static int fifo_push(fifo *f, void *item) {
+  if (f->len == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 8;
+    void **items = malloc(cap * sizeof(void *));
+    if (items == NULL)
+      return GV_ENOMEM;
+    for (size_t i = 0; i < f->len; i++)
+      items[i] = f->items[(f->head + i) % f->cap];
+    free(f->items);
+    f->items = items;
+    f->cap = cap;
+    f->head = 0;
+  }
+  f->items[(f->head + f->len) % f->cap] = item;
+  f->len++;
+  return 0;
+}
+
+static void *fifo_peek(const fifo *f) {
+  return f->len ? f->items[f->head] : NULL;
+}
+
+static void *fifo_pop(fifo *f) {
+  void *it;
+  if (f->len == 0)
+    return NULL;
+  it = f->items[f->head];
+  f->head = (f->head + 1) % f->cap;
+  f->len--;
+  return it;
+}
+
+static bool is_self(const gv_engine *e, const uint8_t *id) {
+  return memcmp(id, e->id->pk, GV_ID_BYTES) == 0;
+}
+
+static elink *link_find(gv_engine *e, gv_linkid id) {
+  for (size_t i = 0; i < e->n_links; i++)
+    if (e->links[i].id == id)
+      return &e->links[i];
+  return NULL;
+}
+
+static elink *link_to(gv_engine *e, const uint8_t *peer) {
+  for (size_t i = 0; i < e->n_links; i++)
+    if (memcmp(e->links[i].peer, peer, GV_ID_BYTES) == 0)
+      return &e->links[i];
+  return NULL;
+}
+
+static int64_t jitter(gv_engine *e, int64_t ms) {
+  /* ±50% */
+  return ms / 2 + (int64_t)gv_rng_below(&e->rng, (uint64_t)ms + 1);
+}
+
+static int64_t backoff(gv_engine *e, int failures) {
+  int64_t ms = BACKOFF_BASE_MS;
+  for (int i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
+    ms *= 2;
+  return jitter(e, ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS);
+}
+
+/* ---- actions ---- */
+
+static gv_action *push_act(gv_engine *e, gv_act_type type) {
+  gv_action *a;
+  if (e->act_head > 0 && e->act_head == e->n_acts) {
+    e->act_head = 0;
+    e->n_acts = 0;
+  }
+  e->acts = grow(e->acts, &e->cap_acts, e->n_acts + 1, sizeof(gv_action));
+  if (e->acts == NULL)
+    abort(); /* out of memory while queueing: nothing sane is left */
+  a = &e->acts[e->n_acts++];
+  memset(a, 0, sizeof(*a));
+  a->type = type;
+  return a;
+}
+
+bool gv_engine_next(gv_engine *e, gv_action *a) {
+  if (e->act_head == e->n_acts)
+    return false;
+  *a = e->acts[e->act_head++];
+  return true;
+}
+
+static void send_buf(gv_engine *e, elink *l, gv_buf *b, gv_msg_type type,
+                     bool payload) {
+  gv_action *a = push_act(e, GV_ACT_SEND);
+  a->link = l->id;
+  a->buf = b;
+  gv_buf_ref(b);
+  e->stats.msgs_out[type]++;
+  e->stats.bytes_out += b->len;
+  if (payload)
+    e->stats.payload_out++;
+}
+
+static void send_link_msg(gv_engine *e, elink *l, const gv_msg *m) {
+  char *out;
+  size_t len;
+  gv_buf *b;
+
+  if (gv_msg_encode_link(m, &out, &len) < 0)
+    return;
+  b = gv_buf_new(out, len);
+  free(out);
+  if (b == NULL)
+    return;
+  send_buf(e, l, b, m->type, false);
+  gv_buf_unref(b);
+}
+
+static void close_link(gv_engine *e, gv_linkid link, int reason) {
+  gv_action *a = push_act(e, GV_ACT_CLOSE);
+  a->link = link;
+  a->reason = reason;
+}
+
+static void persist(gv_engine *e, const uint8_t *id, const entry *en) {
+  gv_action *a = push_act(e, GV_ACT_PERSIST);
+  memcpy(a->peer, id, GV_ID_BYTES);
+  a->entry = en != NULL ? &en->pub : NULL;
+}
+
+/* ---- peer table (§4) ---- */
+
+bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name) {
+  const char *r = p->repos;
+  for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
+    if (strcmp(r, name) == 0)
+      return true;
+  return false;
+}
+
+static double entry_score(const entry *en) {
+  return (en->pub.availability + en->pub.performance) / 2.0;
+}
+
+static void entry_free(entry *en) {
+  free(en->pub.addrs);
+  free(en->pub.repos);
+  free(en->pub.body);
+  free(en);
+}
+
+static void table_remove(gv_engine *e, size_t i, bool tell) {
+  entry *en = e->entries[i];
+  gv_idmap_del(&e->table, en->pub.id);
+  e->entries[i] = e->entries[--e->n_entries];
+  if (tell)
+    persist(e, en->pub.id, NULL);
+  entry_free(en);
+}
+
+/* Makes room for one entry: evicts the lowest-scored unlinked entry. */
+static bool table_room(gv_engine *e) {
+  size_t worst = SIZE_MAX;
+  if (e->n_entries < e->cfg.table_cap)
+    return true;
+  for (size_t i = 0; i < e->n_entries; i++) {
+    entry *en = e->entries[i];
+    if (en->pub.connected)
+      continue;
+    if (worst == SIZE_MAX || entry_score(en) < entry_score(e->entries[worst]))
+      worst = i;
+  }
+  if (worst == SIZE_MAX)
+    return false;
+  table_remove(e, worst, true);
+  return true;
+}
+
+/* Copies a validated record into en (the compact form). */
+static int entry_set_record(entry *en, const gv_msg *rec) {
+  const gv_peer_state *p = &rec->u.peer;
+  size_t rlen = 0;
+  char *body = malloc(rec->body_len + 1), *repos = NULL, *w;
+  gv_addr *addrs = NULL;
+
+  for (int i = 0; i < p->n_repos; i++)
+    rlen += strlen(p->repos[i]) + 1;
+  if (rlen > 0)
+    repos = malloc(rlen);
+  if (p->broadcasting && p->n_addrs > 0)
+    addrs = malloc(p->n_addrs * sizeof(gv_addr));
+  if (body == NULL || (rlen > 0 && repos == NULL) ||
+      (p->broadcasting && p->n_addrs > 0 && addrs == NULL)) {
+    free(body);
+    free(repos);
+    free(addrs);
+    return GV_ENOMEM;
+  }
+  memcpy(body, rec->body, rec->body_len + 1);
+  w = repos;
+  for (int i = 0; i < p->n_repos; i++) {
+    size_t n = strlen(p->repos[i]) + 1;
+    memcpy(w, p->repos[i], n);
+    w += n;
+  }
+  if (addrs != NULL)
+    memcpy(addrs, p->addrs, p->n_addrs * sizeof(gv_addr));
+  free(en->pub.body);
+  free(en->pub.repos);
+  free(en->pub.addrs);
+  en->pub.body = body;
+  en->pub.body_len = (uint32_t)rec->body_len;
+  en->pub.repos = repos;
+  en->pub.n_repos = p->n_repos;
+  /* IP rule (§8): addresses only for a broadcasting origin. */
+  en->pub.addrs = addrs;
+  en->pub.n_addrs = addrs != NULL ? p->n_addrs : 0;
+  en->pub.broadcasting = p->broadcasting;
+  en->pub.bootstrap = p->bootstrap;
+  en->pub.seq = rec->seq;
+  en->pub.type = rec->type;
+  memcpy(en->pub.sig, rec->sig, GV_SIG_BYTES);
+  return 0;
+}
+
+/* Applies an origin-signed record (§4): newest seq wins. seen_at is the
+ * evidence of life it brings. */
+static void table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
+  entry *en;
+
+  if (is_self(e, rec->origin))
+    return;
+  en = gv_idmap_get(&e->table, rec->origin);
+  if (en != NULL && rec->seq <= en->pub.seq)
+    return;
+  if (en == NULL) {
+    if (!table_room(e))
+      return;
+    if ((en = calloc(1, sizeof(*en))) == NULL)
+      return;
+    memcpy(en->pub.id, rec->origin, GV_ID_BYTES);
+    en->pub.discovered_at = e->now;
+    en->pub.availability = 50;
+    en->pub.performance = 50;
+    en->pub.connected = link_to(e, rec->origin) != NULL;
+    e->entries =
+        grow(e->entries, &e->cap_entries, e->n_entries + 1, sizeof(entry *));
+    if (e->entries == NULL || gv_idmap_put(&e->table, en->pub.id, en) < 0) {
+      free(en);
+      return;
+    }
+    e->entries[e->n_entries++] = en;
+  }
+  if (entry_set_record(en, rec) < 0)
+    return;
+  if (seen_at > en->pub.last_seen)
+    en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
+  persist(e, en->pub.id, en);
+}
+
+static void table_touch(gv_engine *e, const uint8_t *id) {
+  entry *en = gv_idmap_get(&e->table, id);
+  if (en != NULL)
+    en->pub.last_seen = e->now;
+}
+
+/* ---- bans and penalties (§7) ---- */
+
+static bool banned(gv_engine *e, const uint8_t *id) {
+  int64_t *until = gv_idmap_get(&e->bans, id);
+  return until != NULL && *until > e->now;
+}
+
+static double link_penalty(gv_engine *e, elink *l) {
+  double dt = (double)(e->now - l->penalty_at);
+  if (dt > 0 && l->penalty > 0) {
+    l->penalty *= pow(0.5, dt / PENALTY_HALF_LIFE_MS);
+    l->penalty_at = e->now;
+  }
+  return l->penalty;
+}
+
+static double link_score(gv_engine *e, elink *l) {
+  entry *en = gv_idmap_get(&e->table, l->peer);
+  return (en != NULL ? entry_score(en) : 50.0) - link_penalty(e, l);
+}
+
+static void ban(gv_engine *e, elink *l) {
+  int64_t *until = gv_idmap_get(&e->bans, l->peer);
+  if (until == NULL) {
+    if ((until = malloc(sizeof(*until))) == NULL)
+      return;
+    if (gv_idmap_put(&e->bans, l->peer, until) < 0) {
+      free(until);
+      return;
+    }
+  }
+  *until = e->now + e->cfg.ban_ms;
+  e->stats.bans++;
+  close_link(e, l->id, GV_EBANNED);
+}
+
+/* Returns true if the link was banned (and must not be used further). */
+static bool penalize(gv_engine *e, elink *l, double points) {
+  link_penalty(e, l);
+  l->penalty += points;
+  l->penalty_at = e->now;
+  if (link_score(e, l) < e->cfg.ban_threshold) {
+    ban(e, l);
+    return true;
+  }
+  return false;
+}
+
+/* ---- dedup (§2.3) ---- */
+
+typedef struct dedup_item {
+  uint8_t id[GV_MSG_ID_BYTES];
+  int64_t until;
+} dedup_item;
+
+static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
+  gv_engine *e = ctx;
+  if (gv_idmap_get(&e->dedup, id) != NULL) {
+    e->stats.dedup_hits++;
+    return 1;
+  }
+  return 0;
+}
+
+static void dedup_add(gv_engine *e, const uint8_t *id) {
+  dedup_item *it;
+
+  if (e->dedup_q.len >= e->cfg.dedup_cap) {
+    dedup_item *old = fifo_pop(&e->dedup_q);
+    gv_idmap_del(&e->dedup, old->id);
+    free(old);
+    e->stats.dedup_evictions++;
+  }
+  if ((it = malloc(sizeof(*it))) == NULL)
+    return;
+  memcpy(it->id, id, GV_MSG_ID_BYTES);
+  it->until = e->now + e->cfg.dedup_ms;
+  if (gv_idmap_put(&e->dedup, it->id, it) < 0 ||
+      fifo_push(&e->dedup_q, it) < 0) {
+    gv_idmap_del(&e->dedup, it->id);
+    free(it);
+  }
+}
+
+/* ---- cache for IWANT ---- */
+
+static void cache_drop_oldest(gv_engine *e) {
+  cached *c = fifo_pop(&e->cache_q);
+  gv_idmap_del(&e->cache, c->id);
+  free(c->body);
+  free(c);
+}
+
+static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
+                      uint32_t hops) {
+  cached *c;
+
+  if (e->cfg.cache_cap == 0 || gv_idmap_get(&e->cache, m->id) != NULL)
+    return;
+  if (e->cache_q.len >= e->cfg.cache_cap)
+    cache_drop_oldest(e);
+  if ((c = calloc(1, sizeof(*c))) == NULL)
+    return;
+  if ((c->body = malloc(m->body_len + 1)) == NULL) {
+    free(c);
+    return;
+  }
+  memcpy(c->body, m->body, m->body_len + 1);
+  memcpy(c->id, m->id, GV_MSG_ID_BYTES);
+  memcpy(c->sig, m->sig, GV_SIG_BYTES);
+  c->type = m->type;
+  c->ttl = (uint8_t)ttl;
+  c->hops = (uint8_t)hops;
+  c->at = e->now;
+  if (gv_idmap_put(&e->cache, c->id, c) < 0 || fifo_push(&e->cache_q, c) < 0) {
+    gv_idmap_del(&e->cache, c->id);
+    free(c->body);
+    free(c);
+  }
+}
+
+/* Encodes a gossip message for sending with the given hop fields. */
+static gv_buf *encode_gossip(gv_msg_type type, const char *body,
+                             const uint8_t *sig, uint32_t ttl, uint32_t hops) {
+  gv_msg tmp;
+  char *out;
+  size_t len;
+  gv_buf *b;
+
+  memset(&tmp, 0, sizeof(tmp));
+  tmp.type = type;
+  tmp.ttl = ttl;
+  tmp.hops = hops;
+  tmp.body = (char *)body;
+  memcpy(tmp.sig, sig, GV_SIG_BYTES);
+  if (gv_msg_encode_gossip(&tmp, &out, &len) < 0)
+    return NULL;
+  b = gv_buf_new(out, len);
+  free(out);
+  return b;
+}
+
+/* ---- batches of ids (IHAVE, IWANT) ---- */
+
+static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
+                     const uint8_t *id) {
+  pending_id *p = grow(*arr, cap, *n + 1, sizeof(pending_id));
+  if (p == NULL)
+    return;
+  *arr = p;
+  p[*n].link = link;
+  memcpy(p[*n].id, id, GV_MSG_ID_BYTES);
+  (*n)++;
+}
+
+static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
+                      gv_msg_type type) {
+  for (size_t i = 0; i<e->n_links && * n> 0; i++) {
+    elink *l = &e->links[i];
+    gv_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    for (size_t j = 0; j < *n; j++) {
+      if (arr[j].link != l->id)
+        continue;
+      memcpy(m.u.ids.ids[m.u.ids.n++], arr[j].id, GV_MSG_ID_BYTES);
+      if (m.u.ids.n == GV_MAX_IDS) {
+        send_link_msg(e, l, &m);
+        m.u.ids.n = 0;
+      }
+    }
+    if (m.u.ids.n > 0)
+      send_link_msg(e, l, &m);
+  }
+  *n = 0;
+}
+
+/* ---- dissemination (§2) ---- */
+
+static bool is_flooded(gv_msg_type t) {
+  return t == GV_MSG_PEER_ANNOUNCEMENT || t == GV_MSG_PEER_UPDATE ||
+         t == GV_MSG_PEER_REQUEST || t == GV_MSG_HEARTBEAT;
+}
+
+static bool is_repaired(gv_msg_type t) {
+  return t == GV_MSG_PEER_ANNOUNCEMENT || t == GV_MSG_PEER_UPDATE ||
+         t == GV_MSG_PEER_REQUEST;
+}
+
+static bool announced_by(const pull *p, gv_linkid link) {
+  for (int i = 0; p != NULL && i < p->n_from; i++)
+    if (p->from[i] == link)
+      return true;
+  return false;
+}
+
+/* Eager push to `fanout` links by score-weighted choice, then lazy push of
+ * the id to the rest, with the given outgoing hop fields. src is the link it
+ * came on (0: we are the origin). */
+static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
+                        uint32_t hops, gv_linkid src, bool repaired,
+                        const pull *known) {
+  elink *pick[64];
+  double w[64], total = 0;
+  size_t n = 0;
+  unsigned want = repaired ? 0 : e->cfg.fanout;
+  gv_buf *b = NULL;
+
+  for (size_t i = 0; i < e->n_links && n < 64; i++) {
+    elink *l = &e->links[i];
+    if (l->id == src || announced_by(known, l->id))
+      continue;
+    pick[n] = l;
+    w[n] = 1.0 + fmax(link_score(e, l), 0.0);
+    total += w[n++];
+  }
+  /* Weighted choice without replacement. */
+  for (unsigned k = 0; k < want && n > 0; k++) {
+    double r = gv_rng_unit(&e->rng) * total;
+    size_t i = 0;
+    while (i + 1 < n && r >= w[i])
+      r -= w[i++];
+    if (b == NULL) {
+      b = encode_gossip(m->type, m->body, m->sig, ttl, hops);
+      if (b == NULL)
+        return;
+    }
+    send_buf(e, pick[i], b, m->type, true);
+    total -= w[i];
+    pick[i] = pick[n - 1];
+    w[i] = w[n - 1];
+    n--;
+  }
+  gv_buf_unref(b);
+  if (e->cfg.repair && is_repaired(m->type))
+    for (size_t i = 0; i < n; i++)
+      queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, pick[i]->id, m->id);
+}
+
+/* ---- requests (§5) ---- */
+
+static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
+  route *r = malloc(sizeof(*r));
+  if (r == NULL)
+    return;
+  memcpy(r->id, id, GV_MSG_ID_BYTES);
+  r->link = link;
+  r->until = e->now + e->cfg.route_ms;
+  if (gv_idmap_get(&e->routes, id) != NULL ||
+      gv_idmap_put(&e->routes, r->id, r) < 0 || fifo_push(&e->route_q, r) < 0) {
+    gv_idmap_del(&e->routes, r->id);
+    free(r);
+  }
+}
+
+static uint64_t next_seq(gv_engine *e) {
+  /* Wall-clock ms as a floor: strictly increasing across restarts too. */
+  e->seq = e->seq + 1 > (uint64_t)e->now ? e->seq + 1 : (uint64_t)e->now;
+  return e->seq;
+}
+
+/* Signs m as its origin (this node): sets body, id and sig. */
+static int sign(gv_engine *e, gv_msg *m) {
+  char *out;
+  size_t len;
+  int rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  free(out);
+  return rc;
+}
+
+static bool self_has_repo(const gv_engine *e, const char *name) {
+  for (int i = 0; i < e->cfg.self.n_repos; i++)
+    if (strcmp(e->cfg.self.repos[i], name) == 0)
+      return true;
+  return false;
+}
+
+static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
+  gv_msg resp, recs[GV_MAX_PEERS];
+  unsigned max = req->u.request.max, n = 0;
+  gv_buf *b;
+
+  memset(&resp, 0, sizeof(resp));
+  if (e->self_body != NULL && self_has_repo(e, req->u.request.repo)) {
+    memset(&recs[n], 0, sizeof(recs[n]));
+    recs[n].type = e->self_type;
+    recs[n].body = e->self_body;
+    memcpy(recs[n].sig, e->self_sig, GV_SIG_BYTES);
+    n++;
+  }
+  for (size_t i = 0; i < e->n_entries && n < max; i++) {
+    entry *en = e->entries[i];
+    if (memcmp(en->pub.id, req->origin, GV_ID_BYTES) == 0 ||
+        !gv_peer_entry_has_repo(&en->pub, req->u.request.repo))
+      continue;
+    memset(&recs[n], 0, sizeof(recs[n]));
+    recs[n].type = en->pub.type;
+    recs[n].body = en->pub.body;
+    memcpy(recs[n].sig, en->pub.sig, GV_SIG_BYTES);
+    n++;
+  }
+  if (n == 0)
+    return;
+  resp.type = GV_MSG_PEER_LIST_RESPONSE;
+  resp.ttl = e->cfg.ttl_request;
+  resp.seq = next_seq(e);
+  resp.ts = e->now;
+  memcpy(resp.u.response.to, req->origin, GV_ID_BYTES);
+  memcpy(resp.u.response.request, req->id, GV_MSG_ID_BYTES);
+  resp.u.response.peers = recs;
+  resp.u.response.n_peers = n;
+  b = sign(e, &resp) == 0
+          ? encode_gossip(resp.type, resp.body, resp.sig, resp.ttl, 0)
+          : NULL;
+  resp.u.response.peers = NULL; /* borrowed */
+  resp.u.response.n_peers = 0;
+  gv_msg_clear(&resp);
+  if (b != NULL) {
+    dedup_add(e, resp.id);
+    send_buf(e, back, b, GV_MSG_PEER_LIST_RESPONSE, false);
+    gv_buf_unref(b);
+  }
+}
+
+static void on_response(gv_engine *e, gv_msg *m) {
+  route *r;
+  elink *l;
+  gv_buf *b;
+
+  if (is_self(e, m->u.response.to)) {
+    gv_action *a;
+    for (size_t i = 0; i < m->u.response.n_peers; i++)
+      table_apply(e, &m->u.response.peers[i], m->u.response.peers[i].ts);
+    gv_msg_clear(&e->report);
+    e->report = *m; /* take ownership until the next call */
+    memset(m, 0, sizeof(*m));
+    a = push_act(e, GV_ACT_REPORT);
+    memcpy(a->msg_id, e->report.u.response.request, GV_MSG_ID_BYTES);
+    a->response = &e->report;
+    return;
+  }
+  /* Someone else's: back along the reverse path, never flooded. */
+  r = gv_idmap_get(&e->routes, m->u.response.request);
+  if (r == NULL || r->until < e->now || m->ttl <= 1 ||
+      (l = link_find(e, r->link)) == NULL)
+    return;
+  b = encode_gossip(m->type, m->body, m->sig, m->ttl - 1, m->hops + 1);
+  if (b != NULL) {
+    send_buf(e, l, b, m->type, false); /* reverse path, not flooded */
+    gv_buf_unref(b);
+  }
+}
+
+/* First receipt of a valid gossip message (§2.1). */
+static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
+  pull *p = gv_idmap_del(&e->pulls, m->id);
+  bool repaired = p != NULL;
+  gv_action *a;
+
+  dedup_add(e, m->id);
+  a = push_act(e, GV_ACT_DELIVER);
+  memcpy(a->msg_id, m->id, GV_MSG_ID_BYTES);
+  a->msg_type = m->type;
+  a->hops = m->hops + 1;
+  a->repaired = repaired;
+  table_touch(e, m->origin);
+
+  switch (m->type) {
+  case GV_MSG_PEER_ANNOUNCEMENT:
+  case GV_MSG_PEER_UPDATE: table_apply(e, m, e->now); break;
+  case GV_MSG_HEARTBEAT: {
+    entry *en = gv_idmap_get(&e->table, m->origin);
+    if (en != NULL) {
+      en->pub.availability += (100.0f - en->pub.availability) * 0.2f;
+      en->last_hb = e->now;
+    }
+    break;
+  }
+  case GV_MSG_PEER_REQUEST:
+    if (!is_self(e, m->origin)) {
+      route_add(e, m->id, src->id);
+      answer_request(e, m, src);
+    }
+    break;
+  case GV_MSG_PEER_LIST_RESPONSE:
+    on_response(e, m);
+    free(p);
+    return;
+  default: break;
+  }
+  /* ttl counts the hops still allowed, this one included. */
+  if (is_flooded(m->type) && m->ttl > 1) {
+    if (e->cfg.repair && is_repaired(m->type))
+      cache_add(e, m, m->ttl - 1, m->hops + 1);
+    disseminate(e, m, m->ttl - 1, m->hops + 1, src->id, repaired, p);
+  }
+  free(p);
+}
+
+/* ---- pulls (§2.2) ---- */
+
+static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
+  for (size_t i = 0; i < m->u.ids.n; i++) {
+    const uint8_t *id = m->u.ids.ids[i];
+    pull *p;
+    if (gv_idmap_get(&e->dedup, id) != NULL)
+      continue;
+    p = gv_idmap_get(&e->pulls, id);
+    if (p != NULL) {
+      if (p->n_from < MAX_ANNOUNCERS && !announced_by(p, l->id))
+        p->from[p->n_from++] = l->id;
+      continue;
+    }
+    if (e->pulls.len >= e->cfg.pull_cap)
+      continue; /* bounded; a later IHAVE will ask again */
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+      return;
+    memcpy(p->id, id, GV_MSG_ID_BYTES);
+    p->from[p->n_from++] = l->id;
+    p->deadline = e->now + e->cfg.pull_delay_ms;
+    if (gv_idmap_put(&e->pulls, p->id, p) < 0)
+      free(p);
+  }
+}
+
+static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
+  for (size_t i = 0; i < m->u.ids.n; i++) {
+    cached *c = gv_idmap_get(&e->cache, m->u.ids.ids[i]);
+    gv_buf *b;
+    if (c == NULL)
+      continue;
+    b = encode_gossip(c->type, c->body, c->sig, c->ttl, c->hops);
+    if (b == NULL)
+      continue;
+    send_buf(e, l, b, c->type, true);
+    gv_buf_unref(b);
+    e->stats.pulls_served++;
+  }
+}
+
+static void run_pulls(gv_engine *e) {
+  for (size_t i = 0; i < e->pulls.cap; i++) {
+    pull *p = e->pulls.slots[i].val;
+    elink *l = NULL;
+    if (p == NULL || p->deadline > e->now)
+      continue;
+    for (int k = 0; k < p->n_from && l == NULL; k++)
+      l = link_find(e, p->from[(p->tries + k) % p->n_from]);
+    if (l == NULL || p->tries >= MAX_PULL_TRIES) {
+      gv_idmap_del(&e->pulls, p->id);
+      free(p);
+      i--; /* backward shift may have moved another entry here */
+      continue;
+    }
+    queue_id(&e->wants, &e->n_wants, &e->cap_wants, l->id, p->id);
+    e->stats.pulls_sent++;
+    p->tries++;
+    p->deadline = e->now + e->cfg.pull_delay_ms;
+  }
+}
+
+/* ---- this node's record ---- */
+
+/* Re-signs this node's record with a new seq; kind is ANNOUNCEMENT or
+ * UPDATE. */
+static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
+  char *out;
+  size_t len;
+  int rc;
+
+  memset(m, 0, sizeof(*m));
+  m->type = kind;
+  m->ttl = e->cfg.ttl_announce;
+  m->seq = next_seq(e);
+  m->ts = e->now;
+  m->u.peer = e->cfg.self;
+  m->u.peer.broadcasting = e->cfg.broadcasting;
+  m->u.peer.bootstrap = e->cfg.bootstrap;
+  if (!e->cfg.broadcasting)
+    m->u.peer.n_addrs = 0; /* IP rule (§8): never for a silent node */
+  rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  if (rc < 0)
+    return rc;
+  free(out);
+  free(e->self_body);
+  if ((e->self_body = malloc(m->body_len + 1)) == NULL)
+    return GV_ENOMEM;
+  memcpy(e->self_body, m->body, m->body_len + 1);
+  e->self_len = m->body_len;
+  memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
+  e->self_type = kind;
+  e->self_seq = m->seq;
+  return 0;
+}
+
+/* Floods a sealed message as its origin: the first hop receives the full
+ * ttl and hops 0. */
+static void originate(gv_engine *e, const gv_msg *m) {
+  dedup_add(e, m->id);
+  if (e->cfg.repair && is_repaired(m->type))
+    cache_add(e, m, m->ttl, 0);
+  disseminate(e, m, m->ttl, 0, 0, false, NULL);
+}
+
+/* ---- wake-ups ---- */
+
+static bool wants_dial(const gv_engine *e) {
+  return e->n_links + e->n_dials < e->cfg.active_target &&
+         (e->n_cands > 0 || e->n_entries > 0);
+}
+
+static void schedule(gv_engine *e) {
+  int64_t at = e->next_sweep;
+
+  if (wants_dial(e) && e->next_maint < at)
+    at = e->next_maint;
+  if (e->cfg.heartbeat_ms > 0 && e->next_hb < at)
+    at = e->next_hb;
+  for (size_t i = 0; i < e->n_links; i++)
+    if (e->cfg.ping_ms > 0 && e->links[i].next_ping < at)
+      at = e->links[i].next_ping;
+  for (size_t i = 0; i < e->pulls.cap; i++) {
+    pull *p = e->pulls.slots[i].val;
+    if (p != NULL && p->deadline < at)
+      at = p->deadline;
+  }
+  if (at < e->now)
+    at = e->now;
+  if (at != e->last_wake) {
+    gv_action *a = push_act(e, GV_ACT_WAKE);
+    a->at = at;
+    e->last_wake = at;
+  }
+}
+
+/* Every event ends here: flush batches, then say when to wake. */
+static void finish(gv_engine *e) {
+  flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
+  flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
+  schedule(e);
+}
+
+static void begin(gv_engine *e, int64_t now) {
+  assert(now >= e->now && "the clock must never go backwards");
+  if (now > e->now)
+    e->now = now;
+  gv_msg_clear(&e->report);
+}
+
+/* ---- membership (§3) ---- */
+
+static bool dialing_to(const gv_engine *e, const uint8_t *id,
+                       const gv_addr *addr) {
+  for (size_t i = 0; i < e->n_dials; i++)
+    if ((id != NULL && e->dials[i].has_id &&
+         memcmp(e->dials[i].id, id, GV_ID_BYTES) == 0) ||
+        (addr != NULL && gv_addr_equal(&e->dials[i].addr, addr)))
+      return true;
+  return false;
+}
+
+static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
+  gv_action *a;
+  dialing *d;
+
+  e->dials = grow(e->dials, &e->cap_dials, e->n_dials + 1, sizeof(dialing));
+  if (e->dials == NULL)
+    abort();
+  d = &e->dials[e->n_dials++];
+  memset(d, 0, sizeof(*d));
+  d->has_id = id != NULL;
+  if (id != NULL)
+    memcpy(d->id, id, GV_ID_BYTES);
+  d->addr = *addr;
+  d->started = e->now;
+  a = push_act(e, GV_ACT_DIAL);
+  if (id != NULL)
+    memcpy(a->peer, id, GV_ID_BYTES);
+  a->addr = *addr;
+}
+
+/* Dials random passive-view candidates until the active view is full. */
+static void maintain(gv_engine *e) {
+  size_t tries = 0, total;
+
+  /* Dials the caller never answered are given up. */
+  for (size_t i = 0; i < e->n_dials;)
+    if (e->now - e->dials[i].started > DIAL_TIMEOUT_MS)
+      e->dials[i] = e->dials[--e->n_dials];
+    else
+      i++;
+  total = e->n_cands + e->n_entries;
+  while (e->n_links + e->n_dials < e->cfg.active_target && total > 0 &&
+         tries++ < 4 * total) {
+    size_t k = gv_rng_below(&e->rng, total);
+    if (k < e->n_cands) {
+      cand *c = &e->cands[k];
+      if (c->next_try > e->now ||
+          dialing_to(e, c->has_id ? c->id : NULL, &c->addr) ||
+          (c->has_id &&
+           (link_to(e, c->id) || banned(e, c->id) || is_self(e, c->id))))
+        continue;
+      dial(e, c->has_id ? c->id : NULL, &c->addr);
+    } else {
+      entry *en = e->entries[k - e->n_cands];
+      if (!en->pub.broadcasting || en->pub.n_addrs == 0 || en->pub.connected ||
+          en->next_try > e->now || banned(e, en->pub.id) ||
+          dialing_to(e, en->pub.id, NULL))
+        continue;
+      dial(e, en->pub.id,
+           &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
+    }
+  }
+}
+
+static void send_hello(gv_engine *e, elink *l) {
+  gv_msg h, rec;
+  memset(&h, 0, sizeof(h));
+  memset(&rec, 0, sizeof(rec));
+  h.type = GV_MSG_HELLO;
+  h.ts = e->now;
+  h.u.hello.seq = e->self_seq;
+  snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "grapevine/0.1.0");
+  if (e->self_body != NULL) {
+    rec.type = e->self_type;
+    rec.body = e->self_body;
+    memcpy(rec.sig, e->self_sig, GV_SIG_BYTES);
+    h.u.hello.record = &rec;
+  }
+  send_link_msg(e, l, &h);
+}
+
+void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
+                       bool we_dialed, int64_t now) {
+  size_t inbound = 0;
+  elink *l;
+  entry *en;
+
+  begin(e, now);
+  for (size_t i = 0; i < e->n_dials; i++) {
+    dialing *d = &e->dials[i];
+    if (!we_dialed)
+      break;
+    if (!d->has_id || memcmp(d->id, peer, GV_ID_BYTES) == 0) {
+      e->dials[i] = e->dials[--e->n_dials];
+      break;
+    }
+  }
+  for (size_t i = 0; i < e->n_links; i++)
+    inbound += !e->links[i].dialed;
+  if (is_self(e, peer) || banned(e, peer) || link_to(e, peer) != NULL ||
+      (!we_dialed && (!e->cfg.broadcasting || inbound >= e->cfg.inbound_max)) ||
+      (we_dialed && e->n_links >= e->cfg.active_max)) {
+    close_link(e, link, banned(e, peer) ? GV_EBANNED : GV_EBUSY);
+    finish(e);
+    return;
+  }
+  e->links = grow(e->links, &e->cap_links, e->n_links + 1, sizeof(elink));
+  if (e->links == NULL)
+    abort();
+  l = &e->links[e->n_links++];
+  memset(l, 0, sizeof(*l));
+  l->id = link;
+  memcpy(l->peer, peer, GV_ID_BYTES);
+  l->dialed = we_dialed;
+  l->up_at = e->now;
+  l->tokens = e->cfg.rate_burst;
+  l->tokens_at = e->now;
+  l->penalty_at = e->now;
+  l->bw_at = e->now;
+  l->next_ping = e->now + (e->cfg.ping_ms > 0 ? jitter(e, e->cfg.ping_ms) : 0);
+  if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
+    en->pub.connected = true;
+    en->failures = 0;
+    en->pub.last_seen = e->now;
+  }
+  for (size_t i = 0; i < e->n_cands; i++)
+    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
+      e->cands[i].failures = 0;
+  send_hello(e, l);
+  /* Anti-entropy (§2.2): the newest cached ids, so a new neighbour can pull
+   * what it missed. */
+  if (e->cfg.repair) {
+    size_t n =
+        e->cache_q.len < ANTI_ENTROPY_IDS ? e->cache_q.len : ANTI_ENTROPY_IDS;
+    for (size_t i = e->cache_q.len - n; i < e->cache_q.len; i++) {
+      cached *c = e->cache_q.items[(e->cache_q.head + i) % e->cache_q.cap];
+      queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, l->id, c->id);
+    }
+  }
+  finish(e);
+}
+
+void gv_engine_link_down(gv_engine *e, gv_linkid link, int64_t now) {
+  elink *l;
+  entry *en;
+
+  begin(e, now);
+  if ((l = link_find(e, link)) != NULL) {
+    if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
+      en->pub.connected = false;
+      en->next_try = e->now + jitter(e, BACKOFF_BASE_MS);
+    }
+    *l = e->links[--e->n_links];
+    e->next_maint = e->now; /* replace it */
+  }
+  finish(e);
+}
+
+void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
+                           const gv_addr *addr, int64_t now) {
+  begin(e, now);
+  for (size_t i = 0; i < e->n_dials; i++) {
+    dialing *d = &e->dials[i];
+    if ((peer != NULL && d->has_id && memcmp(d->id, peer, GV_ID_BYTES) == 0) ||
+        (addr != NULL && gv_addr_equal(&d->addr, addr))) {
+      e->dials[i] = e->dials[--e->n_dials];
+      break;
+    }
+  }
+  if (peer != NULL) {
+    entry *en = gv_idmap_get(&e->table, peer);
+    if (en != NULL)
+      en->next_try = e->now + backoff(e, ++en->failures);
+  }
+  for (size_t i = 0; i < e->n_cands; i++) {
+    cand *c = &e->cands[i];
+    if ((peer != NULL && c->has_id && memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
+        (addr != NULL && gv_addr_equal(&c->addr, addr)))
+      c->next_try = e->now + backoff(e, ++c->failures);
+  }
+  e->next_maint = e->now;
+  finish(e);
+}
+
+/* ---- receiving ---- */
+
+static bool rate_ok(gv_engine *e, elink *l) {
+  double dt = (double)(e->now - l->tokens_at) / 1000.0;
+  l->tokens = fmin(e->cfg.rate_burst, l->tokens + dt * e->cfg.rate_per_s);
+  l->tokens_at = e->now;
+  if (l->tokens < 1.0)
+    return false;
+  l->tokens -= 1.0;
+  return true;
+}
+
+void gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
+                    size_t len, int64_t now) {
+  gv_msg_policy pol;
+  gv_msg m;
+  elink *l;
+  int rc;
+
+  begin(e, now);
+  if ((l = link_find(e, link)) == NULL)
+    goto out;
+  e->stats.bytes_in += len;
+  l->rx_window += len;
+  if (e->now - l->bw_at >= 1000) {
+    entry *en = gv_idmap_get(&e->table, l->peer);
+    double bps = (double)l->rx_window * 1000.0 / (double)(e->now - l->bw_at);
+    if (en != NULL)
+      en->pub.bandwidth = (float)(en->pub.bandwidth * 0.8 + bps * 0.2);
+    l->rx_window = 0;
+    l->bw_at = e->now;
+  }
+  if (!rate_ok(e, l)) {
+    e->stats.rate_limited++;
+    penalize(e, l, 1);
+    goto out;
+  }
+  memset(&pol, 0, sizeof(pol));
+  pol.now_ms = e->now;
+  pol.seen = seen_probe;
+  pol.seen_ctx = e;
+  pol.trust_sigs = e->cfg.stub_sigs;
+  rc = gv_msg_decode(&m, data, len, &pol, NULL);
+  if (rc == GV_EDUP) {
+    table_touch(e, l->peer);
+    gv_msg_clear(&m);
+    goto out;
+  }
+  if (rc < 0) {
+    e->stats.rejected++;
+    gv_msg_clear(&m);
+    penalize(e, l,
+             rc == GV_EBADSIG                      ? 20
+             : rc == GV_ESTALE || rc == GV_EFUTURE ? 2
+                                                   : 10);
+    goto out;
+  }
+  e->stats.msgs_in[m.type]++;
+  table_touch(e, l->peer);
+  switch (m.type) {
+  case GV_MSG_HELLO:
+    /* The peer's own record introduces it (PROTOCOL.md §6.4). */
+    if (m.u.hello.record != NULL &&
+        memcmp(m.u.hello.record->origin, l->peer, GV_ID_BYTES) == 0)
+      table_apply(e, m.u.hello.record, e->now);
+    break;
+  case GV_MSG_PING: {
+    gv_msg pong;
+    memset(&pong, 0, sizeof(pong));
+    pong.type = GV_MSG_PONG;
+    pong.u.nonce = m.u.nonce;
+    send_link_msg(e, l, &pong);
+    break;
+  }
+  case GV_MSG_PONG:
+    if (l->ping_sent > 0 && m.u.nonce == l->ping_nonce) {
+      entry *en = gv_idmap_get(&e->table, l->peer);
+      double rtt = (double)(e->now - l->ping_sent);
+      double perf = fmax(0.0, fmin(100.0, 100.0 * (1.0 - rtt / 1000.0)));
+      if (en != NULL)
+        en->pub.performance = (float)(en->pub.performance * 0.7 + perf * 0.3);
+      l->ping_sent = 0;
+    }
+    break;
+  case GV_MSG_IHAVE: on_ihave(e, l, &m); break;
+  case GV_MSG_IWANT: on_iwant(e, l, &m); break;
+  case GV_MSG_GOODBYE: break;
+  default: on_gossip(e, l, &m); break;
+  }
+  gv_msg_clear(&m);
+out:
+  finish(e);
+}
+
+/* ---- timers ---- */
+
+static void sweep(gv_engine *e) {
+  dedup_item *d;
+  cached *c;
+  route *r;
+
+  while ((d = fifo_peek(&e->dedup_q)) != NULL && d->until <= e->now) {
+    fifo_pop(&e->dedup_q);
+    gv_idmap_del(&e->dedup, d->id);
+    free(d);
+  }
+  while ((c = fifo_peek(&e->cache_q)) != NULL &&
+         c->at + e->cfg.cache_ms <= e->now)
+    cache_drop_oldest(e);
+  while ((r = fifo_peek(&e->route_q)) != NULL && r->until <= e->now) {
+    fifo_pop(&e->route_q);
+    gv_idmap_del(&e->routes, r->id);
+    free(r);
+  }
+  for (size_t i = 0; i < e->n_entries;) {
+    entry *en = e->entries[i];
+    int64_t ttl =
+        en->pub.bootstrap ? e->cfg.bootstrap_expiry_ms : e->cfg.peer_expiry_ms;
+    if (!en->pub.connected && en->pub.last_seen + ttl <= e->now) {
+      table_remove(e, i, true);
+      continue;
+    }
+    /* Availability falls for every heartbeat interval missed. */
+    if (e->cfg.heartbeat_ms > 0 && en->last_hb > 0 &&
+        e->now - en->last_hb > 2 * e->cfg.heartbeat_ms)
+      en->pub.availability *= 0.9f;
+    i++;
+  }
+  for (size_t i = 0; i < e->bans.cap; i++) {
+    int64_t *until = e->bans.slots[i].val;
+    if (until != NULL && *until <= e->now) {
+      gv_idmap_del(&e->bans, e->bans.slots[i].key);
+      free(until);
+      i--;
+    }
+  }
+}
+
+static void heartbeat(gv_engine *e) {
+  gv_msg m;
+
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_HEARTBEAT;
+  m.ttl = e->cfg.ttl_heartbeat;
+  m.seq = next_seq(e);
+  m.ts = e->now;
+  if (sign(e, &m) == 0)
+    originate(e, &m);
+  gv_msg_clear(&m);
+}
+
+void gv_engine_tick(gv_engine *e, int64_t now) {
+  begin(e, now);
+  run_pulls(e);
+  if (e->now >= e->next_maint) {
+    maintain(e);
+    e->next_maint = e->now + MAINT_MS;
+  }
+  if (e->cfg.heartbeat_ms > 0 && e->now >= e->next_hb) {
+    heartbeat(e);
+    e->next_hb = e->now + e->cfg.heartbeat_ms;
+  }
+  for (size_t i = 0; i < e->n_links && e->cfg.ping_ms > 0; i++) {
+    elink *l = &e->links[i];
+    gv_msg ping;
+    if (l->next_ping > e->now)
+      continue;
+    memset(&ping, 0, sizeof(ping));
+    ping.type = GV_MSG_PING;
+    ping.u.nonce = l->ping_nonce = gv_rng_next(&e->rng) & GV_INT_MAX;
+    l->ping_sent = e->now;
+    l->next_ping = e->now + e->cfg.ping_ms;
+    send_link_msg(e, l, &ping);
+  }
+  if (e->now >= e->next_sweep) {
+    sweep(e);
+    e->next_sweep = e->now + SWEEP_MS;
+  }
+  finish(e);
+}
+
+/* ---- local commands ---- */
+
+static int flood_self(gv_engine *e, gv_msg_type kind) {
+  gv_msg m;
+  int rc = make_self_record(e, kind, &m);
+  if (rc == 0)
+    originate(e, &m);
+  gv_msg_clear(&m);
+  return rc;
+}
+
+int gv_engine_announce(gv_engine *e, int64_t now) {
+  int rc;
+  begin(e, now);
+  rc = flood_self(e, GV_MSG_PEER_ANNOUNCEMENT);
+  finish(e);
+  return rc;
+}
+
+int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
+                        size_t n, int64_t now) {
+  int rc;
+  if (n > GV_MAX_REPOS)
+    return GV_ELIMIT;
+  for (size_t i = 0; i < n; i++)
+    if (gv_repo_name_check(repos[i], strlen(repos[i])) < 0)
+      return GV_EFIELD;
+  begin(e, now);
+  for (size_t i = 0; i < n; i++)
+    memcpy(e->cfg.self.repos[i], repos[i], GV_REPO_MAX + 1);
+  e->cfg.self.n_repos = (uint8_t)n;
+  rc = flood_self(e, GV_MSG_PEER_UPDATE);
+  finish(e);
+  return rc;
+}
+
+int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
+                            const gv_addr *addrs, size_t n, int64_t now) {
+  int rc;
+  if (n > GV_MAX_ADDRS || (bootstrap && !on))
+    return GV_EINVAL;
+  begin(e, now);
+  e->cfg.broadcasting = on;
+  e->cfg.bootstrap = bootstrap;
+  e->cfg.self.n_addrs = on ? (uint8_t)n : 0;
+  for (size_t i = 0; on && i < n; i++)
+    e->cfg.self.addrs[i] = addrs[i];
+  rc = flood_self(e, GV_MSG_PEER_UPDATE);
+  /* A silent node takes no inbound links: they close after the update has
+   * gone out on them; maintenance dials out instead. */
+  for (size_t i = 0; !on && i < e->n_links; i++)
+    if (!e->links[i].dialed)
+      close_link(e, e->links[i].id, GV_ESTATE);
+  finish(e);
+  return rc;
+}
+
+int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
+                      uint8_t *req_id, int64_t now) {
+  gv_msg m;
+  int rc;
+
+  if (gv_repo_name_check(repo, strlen(repo)) < 0)
+    return GV_EFIELD;
+  if (max == 0 || max > GV_MAX_PEERS)
+    return GV_ERANGE;
+  begin(e, now);
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_PEER_REQUEST;
+  m.ttl = e->cfg.ttl_request;
+  m.seq = next_seq(e);
+  m.ts = e->now;
+  snprintf(m.u.request.repo, sizeof(m.u.request.repo), "%s", repo);
+  m.u.request.max = max;
+  if ((rc = sign(e, &m)) < 0) {
+    gv_msg_clear(&m);
+    finish(e);
+    return rc;
+  }
+  if (req_id != NULL)
+    memcpy(req_id, m.id, GV_MSG_ID_BYTES);
+  originate(e, &m);
+  gv_msg_clear(&m);
+  finish(e);
+  return 0;
+}
+
+void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
+                             const gv_addr *addr, int64_t now) {
+  cand *c;
+
+  begin(e, now);
+  for (size_t i = 0; i < e->n_cands; i++)
+    if (gv_addr_equal(&e->cands[i].addr, addr))
+      goto out;
+  if (e->n_cands >= e->cfg.table_cap)
+    goto out;
+  e->cands = grow(e->cands, &e->cap_cands, e->n_cands + 1, sizeof(cand));
+  if (e->cands == NULL)
+    abort();
+  c = &e->cands[e->n_cands++];
+  memset(c, 0, sizeof(*c));
+  c->has_id = peer != NULL;
+  if (peer != NULL)
+    memcpy(c->id, peer, GV_ID_BYTES);
+  c->addr = *addr;
+  e->next_maint = e->now;
+out:
+  finish(e);
+}
+
+int gv_engine_restore(gv_engine *e, const uint8_t *msg, size_t len,
+                      int64_t last_seen, int64_t now) {
+  gv_msg_policy pol;
+  gv_msg m;
+  int rc;
+
+  begin(e, now);
+  memset(&pol, 0, sizeof(pol));
+  pol.now_ms = e->now;
+  pol.trust_sigs = e->cfg.stub_sigs;
+  /* A stored record is a HELLO-borne record: validate it the same way. */
+  rc = gv_msg_decode(&m, msg, len, &pol, NULL);
+  if (rc == 0 && m.type == GV_MSG_HELLO && m.u.hello.record != NULL)
+    table_apply(e, m.u.hello.record, last_seen);
+  else if (rc == 0)
+    rc = GV_ETYPE;
+  gv_msg_clear(&m);
+  finish(e);
+  return rc;
+}
+
+/* ---- construction ---- */
+
+void gv_engine_cfg_default(gv_engine_cfg *c) {
+  memset(c, 0, sizeof(*c));
+  c->seed = 1;
+  c->fanout = 3;
+  c->ttl_announce = GV_TTL_ANNOUNCE;
+  c->ttl_request = GV_TTL_REQUEST;
+  c->ttl_heartbeat = GV_TTL_HEARTBEAT;
+  c->repair = true;
+  c->active_target = 5;
+  c->active_max = 8;
+  c->inbound_max = 32;
+  c->table_cap = 1024;
+  c->dedup_cap = 65536;
+  c->cache_cap = 1024;
+  c->pull_cap = 1024;
+  c->dedup_ms = 15 * 60000;
+  c->cache_ms = GV_MSG_MAX_AGE_MS;
+  c->pull_delay_ms = 250;
+  c->heartbeat_ms = 30000;
+  c->ping_ms = 30000;
+  c->peer_expiry_ms = 2 * 3600000;
+  c->bootstrap_expiry_ms = 3600000;
+  c->route_ms = 60000;
+  c->rate_per_s = 200;
+  c->rate_burst = 400;
+  c->ban_threshold = -30;
+  c->ban_ms = 10 * 60000;
+}
+
+int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
+                  const gv_identity *id, int64_t now) {
+  gv_engine *e = calloc(1, sizeof(*e));
+  gv_msg m;
+  int rc;
+
+  *out = NULL;
+  if (e == NULL)
+    return GV_ENOMEM;
+  if (cfg->fanout == 0 || cfg->bootstrap > cfg->broadcasting ||
+      cfg->ttl_announce > GV_TTL_ANNOUNCE ||
+      cfg->ttl_request > GV_TTL_REQUEST ||
+      cfg->ttl_heartbeat > GV_TTL_HEARTBEAT || cfg->table_cap == 0 ||
+      cfg->dedup_cap == 0) {
+    free(e);
+    return GV_EINVAL;
+  }
+  e->cfg = *cfg;
+  e->id = id;
+  e->now = now;
+  gv_rng_seed(&e->rng, cfg->seed);
+  e->next_maint = now;
+  e->next_sweep = now + SWEEP_MS;
+  e->next_hb = now + (cfg->heartbeat_ms > 0 ? jitter(e, cfg->heartbeat_ms) : 0);
+  e->last_wake = NO_WAKE;
+  gv_idmap_init(&e->table);
+  gv_idmap_init(&e->bans);
+  gv_idmap_init(&e->dedup);
+  gv_idmap_init(&e->cache);
+  gv_idmap_init(&e->pulls);
+  gv_idmap_init(&e->routes);
+  if ((rc = make_self_record(e, GV_MSG_PEER_ANNOUNCEMENT, &m)) < 0) {
+    gv_msg_clear(&m);
+    gv_engine_free(e);
+    return rc;
+  }
+  gv_msg_clear(&m);
+  *out = e;
+  return 0;
+}
+
+static void free_map_values(gv_idmap *m) {
+  for (size_t i = 0; i < m->cap; i++)
+    free(m->slots[i].val);
+  gv_idmap_free(m);
+}
+
+void gv_engine_free(gv_engine *e) {
+  gv_action a;
+
+  if (e == NULL)
+    return;
+  while (gv_engine_next(e, &a))
+    gv_buf_unref(a.buf);
+  for (size_t i = 0; i < e->n_entries; i++)
+    entry_free(e->entries[i]);
+  for (size_t i = 0; i < e->cache.cap; i++) {
+    cached *c = e->cache.slots[i].val;
+    if (c != NULL)
+      free(c->body);
+  }
+  free_map_values(&e->cache);
+  free_map_values(&e->dedup);
+  free_map_values(&e->pulls);
+  free_map_values(&e->routes);
+  free_map_values(&e->bans);
+  gv_idmap_free(&e->table);
+  free(e->dedup_q.items);
+  free(e->cache_q.items);
+  free(e->route_q.items);
+  free(e->entries);
+  free(e->links);
+  free(e->cands);
+  free(e->dials);
+  free(e->lazy);
+  free(e->wants);
+  free(e->acts);
+  free(e->self_body);
+  gv_msg_clear(&e->report);
+  free(e);
+}
+
+/* ---- inspection ---- */
+
+const gv_engine_stats *gv_engine_stats_get(const gv_engine *e) {
+  return &e->stats;
+}
+
+size_t gv_engine_table_size(const gv_engine *e) { return e->n_entries; }
+
+size_t gv_engine_link_count(const gv_engine *e) { return e->n_links; }
+
+const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
+  return i < e->n_entries ? &e->entries[i]->pub : NULL;
+}
+
+const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
+                                         const uint8_t *id) {
+  entry *en = gv_idmap_get(&e->table, id);
+  return en != NULL ? &en->pub : NULL;
+}
+
+int gv_engine_check(const gv_engine *e, gv_why *why) {
+  if (e->n_entries > e->cfg.table_cap || e->table.len != e->n_entries)
+    return gv_fail(why, GV_ELIMIT, "table holds %zu entries, cap %u",
+                   e->n_entries, e->cfg.table_cap);
+  if (e->dedup_q.len > e->cfg.dedup_cap || e->dedup.len != e->dedup_q.len)
+    return gv_fail(why, GV_ELIMIT, "dedup holds %zu ids, cap %u",
+                   e->dedup_q.len, e->cfg.dedup_cap);
+  if (e->cache_q.len > e->cfg.cache_cap || e->pulls.len > e->cfg.pull_cap)
+    return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
+                   e->cache_q.len, e->pulls.len);
+  if (e->n_links > e->cfg.active_max + e->cfg.inbound_max)
+    return gv_fail(why, GV_ELIMIT, "%zu links", e->n_links);
+  for (size_t i = 0; i < e->n_entries; i++) {
+    const gv_peer_entry *p = &e->entries[i]->pub;
+    if (!p->broadcasting && p->n_addrs > 0)
+      return gv_fail(why, GV_ESILENTADDR,
+                     "table entry of a silent node holds an address");
+  }
+  for (size_t i = 0; i < e->n_links; i++)
+    for (size_t j = i + 1; j < e->n_links; j++)
+      if (memcmp(e->links[i].peer, e->links[j].peer, GV_ID_BYTES) == 0)
+        return gv_fail(why, GV_ESTATE, "two links to one peer");
+  return 0;
+}

@@ -1,0 +1,197 @@
+/* The gossip engine (docs/GOSSIP.md): membership, peer table, dissemination
+ * with repair, requests, liveness, scores and abuse control, as a pure state
+ * machine. Events go in with the caller's clock; actions come out.
+ *
+ *   gv_engine_new -> { gv_engine_link_up | _link_down | _recv | _tick |
+ *                      _announce | _set_repos | _set_broadcast | _request |
+ *                      _add_candidate } -> drain gv_engine_next() -> ...
+ *
+ * The engine never reads a clock, touches a socket or file, or calls rand().
+ * `now` is milliseconds on the caller's wall clock (it is compared with
+ * message timestamps) and must never decrease.
+ *
+ * Lifetime: gv_engine_new() allocates; gv_engine_free() releases everything,
+ * including buffers of actions not yet drained. The identity is borrowed and
+ * must outlive the engine. Pointers inside an action (entry, records) are
+ * valid until the next call into the engine; a SEND's buffer carries one
+ * reference that the caller owns and releases with gv_buf_unref().
+ */
+#ifndef GV_ENGINE_H
+#define GV_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+/* ---- reference-counted byte buffers ---- */
+
+typedef struct gv_buf {
+  uint32_t refs;
+  uint32_t len;
+  uint8_t data[];
+} gv_buf;
+
+gv_buf *gv_buf_new(const void *data, size_t len);
+void gv_buf_ref(gv_buf *b);
+void gv_buf_unref(gv_buf *b);
+
+/* ---- configuration ---- */
+
+typedef struct gv_engine_cfg {
+  uint64_t seed;   /* PRNG seed */
+  unsigned fanout; /* eager push targets (3) */
+  unsigned ttl_announce, ttl_request, ttl_heartbeat; /* 32, 16, 2 */
+  bool repair;                /* lazy push + pull (true) */
+  unsigned active_target;     /* links a node aims for (5) */
+  unsigned active_max;        /* links it dials at most (8) */
+  unsigned inbound_max;       /* inbound links a broadcasting node takes (32) */
+  unsigned table_cap;         /* peer table entries (1024) */
+  unsigned dedup_cap;         /* ids remembered (65536) */
+  unsigned cache_cap;         /* messages kept for IWANT (1024) */
+  unsigned pull_cap;          /* ids awaited at once (1024) */
+  int64_t dedup_ms, cache_ms; /* 15 min, 10 min */
+  int64_t pull_delay_ms;      /* 250 */
+  int64_t heartbeat_ms, ping_ms;               /* 30 s, 30 s; 0 disables */
+  int64_t peer_expiry_ms, bootstrap_expiry_ms; /* 2 h, 1 h */
+  int64_t route_ms;                            /* reverse paths live 60 s */
+  double rate_per_s, rate_burst; /* per-link messages (200, 400) */
+  double ban_threshold;          /* score below which: ban (-30) */
+  int64_t ban_ms;                /* 10 min */
+  bool stub_sigs; /* SIMULATOR ONLY: sign nothing, verify nothing */
+  /* What this node says about itself. */
+  bool broadcasting, bootstrap;
+  gv_peer_state self; /* addrs (broadcasting only) and repos */
+} gv_engine_cfg;
+
+/* Fills cfg with the defaults above (not broadcasting, no repos). */
+void gv_engine_cfg_default(gv_engine_cfg *cfg);
+
+/* ---- the peer table, as the caller sees it ---- */
+
+/* Compact on purpose: the simulator holds millions. */
+typedef struct gv_peer_entry {
+  uint8_t id[GV_ID_BYTES];
+  uint64_t seq; /* of the record held */
+  bool broadcasting, bootstrap;
+  bool connected;
+  uint8_t n_addrs, n_repos;
+  gv_addr *addrs; /* n_addrs; none unless broadcasting */
+  char *repos;    /* n_repos NUL-terminated names, back to back */
+  char *body;     /* the origin's signed record, exact bytes */
+  uint32_t body_len;
+  uint8_t sig[GV_SIG_BYTES];
+  gv_msg_type type; /* PEER_ANNOUNCEMENT or PEER_UPDATE */
+  int64_t discovered_at, last_seen;
+  float availability, performance; /* 0..100 */
+  float bandwidth;                 /* bytes/s, EWMA */
+} gv_peer_entry;
+
+/* True if the entry lists repository name. */
+bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name);
+
+/* ---- actions ---- */
+
+typedef enum gv_act_type {
+  GV_ACT_NONE = 0,
+  GV_ACT_SEND,    /* link, buf */
+  GV_ACT_DIAL,    /* peer (all zero if unknown), addr */
+  GV_ACT_CLOSE,   /* link, reason */
+  GV_ACT_WAKE,    /* at: call gv_engine_tick() then, or earlier */
+  GV_ACT_PERSIST, /* peer, entry (NULL: delete the peer) */
+  GV_ACT_DELIVER, /* msg_id, msg_type, hops: first receipt of a message */
+  GV_ACT_REPORT,  /* msg_id (the request), response: results for us */
+} gv_act_type;
+
+typedef uint32_t gv_linkid;
+
+typedef struct gv_action {
+  gv_act_type type;
+  gv_linkid link;
+  gv_buf *buf;
+  int reason;
+  uint8_t peer[GV_ID_BYTES];
+  gv_addr addr;
+  int64_t at;
+  const gv_peer_entry *entry;
+  uint8_t msg_id[GV_MSG_ID_BYTES];
+  gv_msg_type msg_type;
+  uint32_t hops;
+  bool repaired;          /* DELIVER: obtained by pull */
+  const gv_msg *response; /* REPORT */
+} gv_action;
+
+/* ---- counters ---- */
+
+typedef struct gv_engine_stats {
+  uint64_t msgs_in[GV__MSG_COUNT], msgs_out[GV__MSG_COUNT];
+  uint64_t bytes_in, bytes_out;
+  uint64_t payload_out; /* gossip payload sends: eager pushes + pull answers */
+  uint64_t dedup_hits, dedup_evictions;
+  uint64_t pulls_sent, pulls_served;
+  uint64_t rejected, rate_limited, bans;
+} gv_engine_stats;
+
+typedef struct gv_engine gv_engine;
+
+int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
+                  const gv_identity *id, int64_t now);
+void gv_engine_free(gv_engine *e);
+
+/* ---- events ---- */
+
+/* A link finished its handshake with peer. we_dialed: this node dialed it
+ * (a silent node accepts no others). */
+void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
+                       bool we_dialed, int64_t now);
+/* A link is gone (closed by either side, failed, or a dial that failed:
+ * then link is 0 and peer/addr name the dial). */
+void gv_engine_link_down(gv_engine *e, gv_linkid link, int64_t now);
+void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
+                           const gv_addr *addr, int64_t now);
+/* One message received on link (a frame's plaintext). */
+void gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *msg,
+                    size_t len, int64_t now);
+/* The time given by the last WAKE (or any time) has come. */
+void gv_engine_tick(gv_engine *e, int64_t now);
+
+/* ---- local commands ---- */
+
+/* Floods this node's signed record network-wide (ttl 32). */
+int gv_engine_announce(gv_engine *e, int64_t now);
+/* Replace this node's repositories / broadcasting state; floods a
+ * PEER_UPDATE. Going silent drops the addresses from the record, so every
+ * node forgets them. */
+int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
+                        size_t n, int64_t now);
+int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
+                            const gv_addr *addrs, size_t n, int64_t now);
+/* Floods a PEER_REQUEST; results come as REPORT actions. *req_id (may be
+ * NULL) receives the request's message id. */
+int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
+                      uint8_t *req_id, int64_t now);
+/* A dialable candidate (tracker answer, --peer, cached peer). peer may be
+ * NULL when unknown; then the dial is not pinned. */
+void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
+                             const gv_addr *addr, int64_t now);
+/* Restores a cached entry (from the store) at start-up; the record is
+ * validated like any other. */
+int gv_engine_restore(gv_engine *e, const uint8_t *msg, size_t len,
+                      int64_t last_seen, int64_t now);
+
+/* ---- output and inspection ---- */
+
+/* Pops the next action; returns false when there is none. */
+bool gv_engine_next(gv_engine *e, gv_action *a);
+
+const gv_engine_stats *gv_engine_stats_get(const gv_engine *e);
+size_t gv_engine_table_size(const gv_engine *e);
+size_t gv_engine_link_count(const gv_engine *e);
+/* Iterates the table: i from 0 while it returns non-NULL. */
+const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i);
+const gv_peer_entry *gv_engine_table_get(const gv_engine *e, const uint8_t *id);
+/* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
+int gv_engine_check(const gv_engine *e, gv_why *why);
+
+#endif

@@ -1,0 +1,37 @@
+/* A hash map from 32-byte ids (node ids, message ids) to pointers. Open
+ * addressing with linear probing and backward-shift deletion; the first 8
+ * id bytes are the hash (ids are hashes or public keys: uniform). Pure:
+ * no I/O, no global state.
+ *
+ * Lifetime: the map owns its slot array, not the values. Keys are copied.
+ * gv_idmap_free() releases the slots; values are the caller's.
+ */
+#ifndef GV_IDMAP_H
+#define GV_IDMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gv_idmap_slot {
+  uint8_t key[32];
+  void *val; /* NULL marks an empty slot */
+} gv_idmap_slot;
+
+typedef struct gv_idmap {
+  gv_idmap_slot *slots;
+  size_t cap; /* a power of two, or 0 before the first insert */
+  size_t len;
+} gv_idmap;
+
+void gv_idmap_init(gv_idmap *m);
+void gv_idmap_free(gv_idmap *m);
+
+void *gv_idmap_get(const gv_idmap *m, const uint8_t key[32]);
+
+/* Inserts or replaces; val must not be NULL. Returns 0 or GV_ENOMEM. */
+int gv_idmap_put(gv_idmap *m, const uint8_t key[32], void *val);
+
+/* Removes key; returns its value, or NULL if absent. */
+void *gv_idmap_del(gv_idmap *m, const uint8_t key[32]);
+
+#endif

@@ -1,0 +1,70 @@
+/* The id-keyed hash map, against a brute-force model. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "idmap.h"
+#include "rng.h"
+#include "testutil.h"
+
+/* Random inserts and deletes, many colliding in their low hash bits, checked
+ * against a plain array after every step. */
+START_TEST(test_against_model) {
+  enum { KEYS = 300, STEPS = 20000 };
+  static uint8_t keys[KEYS][32];
+  static int present[KEYS];
+  gv_idmap m;
+  gv_rng r;
+
+  gv_rng_seed(&r, (uint64_t)_i + 1);
+  gv_idmap_init(&m);
+  memset(present, 0, sizeof(present));
+  for (int k = 0; k < KEYS; k++) {
+    for (int b = 0; b < 32; b++)
+      keys[k][b] = (uint8_t)gv_rng_next(&r);
+    keys[k][0] &= 0x0f; /* crowd the probe runs */
+    memset(keys[k] + 1, 0, 7);
+  }
+  for (int s = 0; s < STEPS; s++) {
+    int k = (int)gv_rng_below(&r, KEYS);
+    if (gv_rng_below(&r, 3) == 0) {
+      void *v = gv_idmap_del(&m, keys[k]);
+      ck_assert_ptr_eq(v, present[k] ? (void *)&present[k] : NULL);
+      present[k] = 0;
+    } else {
+      ck_assert_int_eq(gv_idmap_put(&m, keys[k], &present[k]), 0);
+      present[k] = 1;
+    }
+    if (s % 97 == 0) {
+      size_t n = 0;
+      for (int j = 0; j < KEYS; j++) {
+        ck_assert_ptr_eq(gv_idmap_get(&m, keys[j]),
+                         present[j] ? (void *)&present[j] : NULL);
+        n += (size_t)present[j];
+      }
+      ck_assert_uint_eq(m.len, n);
+    }
+  }
+  gv_idmap_free(&m);
+}
+END_TEST
+
+START_TEST(test_empty) {
+  gv_idmap m;
+  uint8_t k[32] = {1};
+  gv_idmap_init(&m);
+  ck_assert_ptr_null(gv_idmap_get(&m, k));
+  ck_assert_ptr_null(gv_idmap_del(&m, k));
+  gv_idmap_free(&m);
+}
+END_TEST
+
+static Suite *idmap_suite(void) {
+  Suite *s = suite_create("idmap");
+  TCase *tc = tcase_create("core");
+  tcase_add_loop_test(tc, test_against_model, 0, 4);
+  tcase_add_test(tc, test_empty);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tu_run(idmap_suite()); }
