@@ -19,9 +19,8 @@
 #include "idmap.h"
 #include "rng.h"
 
-#define MAX_ANNOUNCERS 4
+#define MAX_ANNOUNCERS 8
 #define MAX_PULL_TRIES 4
-#define ANTI_ENTROPY_IDS GV_MAX_IDS
 #define MAINT_MS 1000
 #define SWEEP_MS 10000
 #define DIAL_TIMEOUT_MS 30000
@@ -102,6 +101,7 @@ typedef struct pull {
   uint8_t id[GV_MSG_ID_BYTES];
   gv_linkid from[MAX_ANNOUNCERS];
   int n_from, tries;
+  gv_linkid asked; /* where the last IWANT went (0: none yet) */
   int64_t deadline;
 } pull;
 
@@ -130,7 +130,9 @@ struct gv_engine {
   uint64_t seq;
   gv_engine_stats stats;
 
-  /* this node's own latest signed record */
+  /* this node's own state and latest signed record */
+  char *self_repos; /* packed, as gv_peer_entry.repos */
+  uint8_t self_n_repos;
   char *self_body;
   size_t self_len;
   uint8_t self_sig[GV_SIG_BYTES];
@@ -163,7 +165,7 @@ struct gv_engine {
   size_t act_head, n_acts, cap_acts;
   gv_msg report; /* the response behind a REPORT, until the next call */
 
-  int64_t next_maint, next_sweep, next_hb, last_wake;
+  int64_t next_maint, next_sweep, next_hb, next_shuffle, last_wake;
 };
 
 /* ---- small helpers ---- */
@@ -640,14 +642,20 @@ static bool announced_by(const pull *p, gv_linkid link) {
 
 /* Eager push to `fanout` links by score-weighted choice, then lazy push of
  * the id to the rest, with the given outgoing hop fields. src is the link it
- * came on (0: we are the origin). */
+ * came on (0: we are the origin). Links known to hold the message (they
+ * announced it) get neither: after a pull, the eager push reaches only
+ * neighbours that have shown no sign of having it, which re-ignites a wave
+ * that died (its eager targets crashed) at little cost otherwise. */
 static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
-                        uint32_t hops, gv_linkid src, bool repaired,
-                        const pull *known) {
+                        uint32_t hops, gv_linkid src, const pull *known) {
   elink *pick[64];
   double w[64], total = 0;
   size_t n = 0;
-  unsigned want = repaired ? 0 : e->cfg.fanout;
+  /* A neighbour that announced the id holds it and pushes it on: once one
+   * has, push to one target fewer (EXPERIMENTS.md weighs the options). */
+  unsigned want = known != NULL && known->n_from > 0 && e->cfg.fanout > 1
+                      ? e->cfg.fanout - 1
+                      : e->cfg.fanout;
   gv_buf *b = NULL;
 
   for (size_t i = 0; i < e->n_links && n < 64; i++) {
@@ -713,10 +721,33 @@ static int sign(gv_engine *e, gv_msg *m) {
 }
 
 static bool self_has_repo(const gv_engine *e, const char *name) {
-  for (int i = 0; i < e->cfg.self.n_repos; i++)
-    if (strcmp(e->cfg.self.repos[i], name) == 0)
+  const char *r = e->self_repos;
+  for (int i = 0; i < e->self_n_repos; i++, r += strlen(r) + 1)
+    if (strcmp(r, name) == 0)
       return true;
   return false;
+}
+
+/* Packs n names into one allocation: "a\0b\0". */
+static int pack_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
+                      size_t n) {
+  size_t len = 0;
+  char *p, *w;
+
+  for (size_t i = 0; i < n; i++)
+    len += strlen(repos[i]) + 1;
+  if ((p = malloc(len ? len : 1)) == NULL)
+    return GV_ENOMEM;
+  w = p;
+  for (size_t i = 0; i < n; i++) {
+    size_t k = strlen(repos[i]) + 1;
+    memcpy(w, repos[i], k);
+    w += k;
+  }
+  free(e->self_repos);
+  e->self_repos = p;
+  e->self_n_repos = (uint8_t)n;
+  return 0;
 }
 
 static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
@@ -798,7 +829,8 @@ static void on_response(gv_engine *e, gv_msg *m) {
 /* First receipt of a valid gossip message (§2.1). */
 static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   pull *p = gv_idmap_del(&e->pulls, m->id);
-  bool repaired = p != NULL;
+  /* Repaired: the answer to our IWANT, not an eager copy that came first. */
+  bool repaired = p != NULL && p->asked == src->id;
   gv_action *a;
 
   dedup_add(e, m->id);
@@ -836,7 +868,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   if (is_flooded(m->type) && m->ttl > 1) {
     if (e->cfg.repair && is_repaired(m->type))
       cache_add(e, m, m->ttl - 1, m->hops + 1);
-    disseminate(e, m, m->ttl - 1, m->hops + 1, src->id, repaired, p);
+    disseminate(e, m, m->ttl - 1, m->hops + 1, src->id, p);
   }
   free(p);
 }
@@ -898,6 +930,7 @@ static void run_pulls(gv_engine *e) {
     }
     queue_id(&e->wants, &e->n_wants, &e->cap_wants, l->id, p->id);
     e->stats.pulls_sent++;
+    p->asked = l->id;
     p->tries++;
     p->deadline = e->now + e->cfg.pull_delay_ms;
   }
@@ -917,11 +950,17 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   m->ttl = e->cfg.ttl_announce;
   m->seq = next_seq(e);
   m->ts = e->now;
-  m->u.peer = e->cfg.self;
   m->u.peer.broadcasting = e->cfg.broadcasting;
   m->u.peer.bootstrap = e->cfg.bootstrap;
-  if (!e->cfg.broadcasting)
-    m->u.peer.n_addrs = 0; /* IP rule (§8): never for a silent node */
+  /* IP rule (§8): addresses never for a silent node. */
+  m->u.peer.n_addrs = e->cfg.broadcasting ? e->cfg.n_addrs : 0;
+  memcpy(m->u.peer.addrs, e->cfg.addrs, sizeof(e->cfg.addrs));
+  {
+    const char *r = e->self_repos;
+    for (int i = 0; i < e->self_n_repos; i++, r += strlen(r) + 1)
+      snprintf(m->u.peer.repos[i], sizeof(m->u.peer.repos[i]), "%s", r);
+    m->u.peer.n_repos = e->self_n_repos;
+  }
   rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
   if (rc < 0)
     return rc;
@@ -943,7 +982,7 @@ static void originate(gv_engine *e, const gv_msg *m) {
   dedup_add(e, m->id);
   if (e->cfg.repair && is_repaired(m->type))
     cache_add(e, m, m->ttl, 0);
-  disseminate(e, m, m->ttl, 0, 0, false, NULL);
+  disseminate(e, m, m->ttl, 0, 0, NULL);
 }
 
 /* ---- wake-ups ---- */
@@ -960,6 +999,8 @@ static void schedule(gv_engine *e) {
     at = e->next_maint;
   if (e->cfg.heartbeat_ms > 0 && e->next_hb < at)
     at = e->next_hb;
+  if (e->cfg.shuffle_ms > 0 && e->next_shuffle < at)
+    at = e->next_shuffle;
   for (size_t i = 0; i < e->n_links; i++)
     if (e->cfg.ping_ms > 0 && e->links[i].next_ping < at)
       at = e->links[i].next_ping;
@@ -1023,8 +1064,9 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
   a->addr = *addr;
 }
 
-/* Dials random passive-view candidates until the active view is full. */
-static void maintain(gv_engine *e) {
+/* Dials random passive-view candidates until the active view holds
+ * `target` links. */
+static void maintain(gv_engine *e, size_t target) {
   size_t tries = 0, total;
 
   /* Dials the caller never answered are given up. */
@@ -1034,8 +1076,7 @@ static void maintain(gv_engine *e) {
     else
       i++;
   total = e->n_cands + e->n_entries;
-  while (e->n_links + e->n_dials < e->cfg.active_target && total > 0 &&
-         tries++ < 4 * total) {
+  while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {
     size_t k = gv_rng_below(&e->rng, total);
     if (k < e->n_cands) {
       cand *c = &e->cands[k];
@@ -1122,16 +1163,13 @@ void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
     if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
       e->cands[i].failures = 0;
   send_hello(e, l);
-  /* Anti-entropy (§2.2): the newest cached ids, so a new neighbour can pull
-   * what it missed. */
-  if (e->cfg.repair) {
-    size_t n =
-        e->cache_q.len < ANTI_ENTROPY_IDS ? e->cache_q.len : ANTI_ENTROPY_IDS;
-    for (size_t i = e->cache_q.len - n; i < e->cache_q.len; i++) {
+  /* Anti-entropy (§2.2): every cached id (the cache is bounded), so a new
+   * neighbour can pull what it missed. */
+  if (e->cfg.repair)
+    for (size_t i = 0; i < e->cache_q.len; i++) {
       cached *c = e->cache_q.items[(e->cache_q.head + i) % e->cache_q.cap];
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, l->id, c->id);
     }
-  }
   finish(e);
 }
 
@@ -1332,8 +1370,15 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
   begin(e, now);
   run_pulls(e);
   if (e->now >= e->next_maint) {
-    maintain(e);
+    maintain(e, e->cfg.active_target);
     e->next_maint = e->now + MAINT_MS;
+  }
+  /* Shuffle (§3): one extra link now and then keeps views mixing, so two
+   * halves of a healed partition find each other again. */
+  if (e->cfg.shuffle_ms > 0 && e->now >= e->next_shuffle) {
+    if (e->n_links + e->n_dials < e->cfg.active_max)
+      maintain(e, e->n_links + e->n_dials + 1);
+    e->next_shuffle = e->now + jitter(e, e->cfg.shuffle_ms);
   }
   if (e->cfg.heartbeat_ms > 0 && e->now >= e->next_hb) {
     heartbeat(e);
@@ -1360,19 +1405,22 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
 
 /* ---- local commands ---- */
 
-static int flood_self(gv_engine *e, gv_msg_type kind) {
+static int flood_self(gv_engine *e, gv_msg_type kind, uint8_t *id) {
   gv_msg m;
   int rc = make_self_record(e, kind, &m);
-  if (rc == 0)
+  if (rc == 0) {
     originate(e, &m);
+    if (id != NULL)
+      memcpy(id, m.id, GV_MSG_ID_BYTES);
+  }
   gv_msg_clear(&m);
   return rc;
 }
 
-int gv_engine_announce(gv_engine *e, int64_t now) {
+int gv_engine_announce(gv_engine *e, uint8_t *id, int64_t now) {
   int rc;
   begin(e, now);
-  rc = flood_self(e, GV_MSG_PEER_ANNOUNCEMENT);
+  rc = flood_self(e, GV_MSG_PEER_ANNOUNCEMENT, id);
   finish(e);
   return rc;
 }
@@ -1386,10 +1434,9 @@ int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
     if (gv_repo_name_check(repos[i], strlen(repos[i])) < 0)
       return GV_EFIELD;
   begin(e, now);
-  for (size_t i = 0; i < n; i++)
-    memcpy(e->cfg.self.repos[i], repos[i], GV_REPO_MAX + 1);
-  e->cfg.self.n_repos = (uint8_t)n;
-  rc = flood_self(e, GV_MSG_PEER_UPDATE);
+  rc = pack_repos(e, repos, n);
+  if (rc == 0)
+    rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   finish(e);
   return rc;
 }
@@ -1402,10 +1449,10 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   begin(e, now);
   e->cfg.broadcasting = on;
   e->cfg.bootstrap = bootstrap;
-  e->cfg.self.n_addrs = on ? (uint8_t)n : 0;
+  e->cfg.n_addrs = on ? (uint8_t)n : 0;
   for (size_t i = 0; on && i < n; i++)
-    e->cfg.self.addrs[i] = addrs[i];
-  rc = flood_self(e, GV_MSG_PEER_UPDATE);
+    e->cfg.addrs[i] = addrs[i];
+  rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   /* A silent node takes no inbound links: they close after the update has
    * gone out on them; maintenance dials out instead. */
   for (size_t i = 0; !on && i < e->n_links; i++)
@@ -1515,6 +1562,7 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->peer_expiry_ms = 2 * 3600000;
   c->bootstrap_expiry_ms = 3600000;
   c->route_ms = 60000;
+  c->shuffle_ms = 60000;
   c->rate_per_s = 200;
   c->rate_burst = 400;
   c->ban_threshold = -30;
@@ -1534,17 +1582,31 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
       cfg->ttl_announce > GV_TTL_ANNOUNCE ||
       cfg->ttl_request > GV_TTL_REQUEST ||
       cfg->ttl_heartbeat > GV_TTL_HEARTBEAT || cfg->table_cap == 0 ||
-      cfg->dedup_cap == 0) {
+      cfg->dedup_cap == 0 || cfg->n_repos > GV_MAX_REPOS ||
+      cfg->n_addrs > GV_MAX_ADDRS) {
     free(e);
     return GV_EINVAL;
   }
+  for (size_t i = 0; i < cfg->n_repos; i++)
+    if (gv_repo_name_check(cfg->repos[i], strlen(cfg->repos[i])) < 0) {
+      free(e);
+      return GV_EFIELD;
+    }
   e->cfg = *cfg;
+  e->cfg.repos = NULL; /* not retained */
+  e->cfg.n_repos = 0;
+  if (pack_repos(e, cfg->repos, cfg->n_repos) < 0) {
+    free(e);
+    return GV_ENOMEM;
+  }
   e->id = id;
   e->now = now;
   gv_rng_seed(&e->rng, cfg->seed);
   e->next_maint = now;
   e->next_sweep = now + SWEEP_MS;
   e->next_hb = now + (cfg->heartbeat_ms > 0 ? jitter(e, cfg->heartbeat_ms) : 0);
+  e->next_shuffle =
+      now + (cfg->shuffle_ms > 0 ? jitter(e, cfg->shuffle_ms) : 0);
   e->last_wake = NO_WAKE;
   gv_idmap_init(&e->table);
   gv_idmap_init(&e->bans);
@@ -1599,6 +1661,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->wants);
   free(e->acts);
   free(e->self_body);
+  free(e->self_repos);
   gv_msg_clear(&e->report);
   free(e);
 }

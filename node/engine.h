@@ -56,13 +56,19 @@ typedef struct gv_engine_cfg {
   int64_t heartbeat_ms, ping_ms;               /* 30 s, 30 s; 0 disables */
   int64_t peer_expiry_ms, bootstrap_expiry_ms; /* 2 h, 1 h */
   int64_t route_ms;                            /* reverse paths live 60 s */
+  int64_t shuffle_ms; /* one extra dial up to active_max (60 s; 0: off) */
   double rate_per_s, rate_burst; /* per-link messages (200, 400) */
   double ban_threshold;          /* score below which: ban (-30) */
   int64_t ban_ms;                /* 10 min */
   bool stub_sigs; /* SIMULATOR ONLY: sign nothing, verify nothing */
   /* What this node says about itself. */
   bool broadcasting, bootstrap;
-  gv_peer_state self; /* addrs (broadcasting only) and repos */
+  uint8_t n_addrs; /* used only when broadcasting */
+  gv_addr addrs[GV_MAX_ADDRS];
+  /* Read by gv_engine_new() only (the engine keeps a packed copy); may
+   * point to the caller's storage. */
+  size_t n_repos;
+  const char (*repos)[GV_REPO_MAX + 1];
 } gv_engine_cfg;
 
 /* Fills cfg with the defaults above (not broadcasting, no repos). */
@@ -158,8 +164,9 @@ void gv_engine_tick(gv_engine *e, int64_t now);
 
 /* ---- local commands ---- */
 
-/* Floods this node's signed record network-wide (ttl 32). */
-int gv_engine_announce(gv_engine *e, int64_t now);
+/* Floods this node's signed record network-wide (ttl 32). *id (may be
+ * NULL) receives the message id. */
+int gv_engine_announce(gv_engine *e, uint8_t *id, int64_t now);
 /* Replace this node's repositories / broadcasting state; floods a
  * PEER_UPDATE. Going silent drops the addresses from the record, so every
  * node forgets them. */

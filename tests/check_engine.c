@@ -61,6 +61,7 @@ static void h_init(int n) {
     H.cfg[i].heartbeat_ms = 0;
     H.cfg[i].ping_ms = 0;
     H.cfg[i].active_target = 0;
+    H.cfg[i].shuffle_ms = 0;
   }
 }
 
@@ -195,12 +196,15 @@ static void h_tick_all(int64_t now) {
 
 static void broadcasting(int i, const char *addr) {
   H.cfg[i].broadcasting = true;
-  gv_addr_parse(&H.cfg[i].self.addrs[0], addr, strlen(addr));
-  H.cfg[i].self.n_addrs = 1;
+  gv_addr_parse(&H.cfg[i].addrs[0], addr, strlen(addr));
+  H.cfg[i].n_addrs = 1;
 }
 
+static char repo_store[MAXN][4][GV_REPO_MAX + 1];
+
 static void holds(int i, const char *repo) {
-  strcpy(H.cfg[i].self.repos[H.cfg[i].self.n_repos++], repo);
+  strcpy(repo_store[i][H.cfg[i].n_repos++], repo);
+  H.cfg[i].repos = (const char(*)[GV_REPO_MAX + 1]) repo_store[i];
 }
 
 static int count_sent(gv_msg_type t) {
@@ -246,7 +250,7 @@ START_TEST(test_dedup_and_never_back) {
   h_connect(1, 2);
   h_connect(2, 0);
   H.nlog = 0;
-  ck_assert_int_eq(gv_engine_announce(H.e[0], H.now), 0);
+  ck_assert_int_eq(gv_engine_announce(H.e[0], NULL, H.now), 0);
   h_pump();
   ck_assert_int_eq(H.delivered[1], 1);
   ck_assert_int_eq(H.delivered[2], 1);
@@ -277,7 +281,7 @@ START_TEST(test_ttl_per_type) {
   h_connect(1, 0);
   h_connect(2, 1);
   H.nlog = 0;
-  gv_engine_announce(H.e[0], H.now);
+  gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   ck_assert_int_eq(H.log[0].type, GV_MSG_PEER_ANNOUNCEMENT);
   ck_assert_uint_eq(H.log[0].ttl, 32);
@@ -375,7 +379,7 @@ START_TEST(test_switch_to_silent) {
   h_start();
   h_connect(0, 1);
   h_connect(1, 2);
-  gv_engine_announce(H.e[2], H.now);
+  gv_engine_announce(H.e[2], NULL, H.now);
   h_pump();
   p = gv_engine_table_get(H.e[0], H.ids[2].pk);
   ck_assert_ptr_nonnull(p);
@@ -477,7 +481,7 @@ START_TEST(test_repair_pulls_missed_message) {
   h_connect(0, 2);
   h_connect(1, 2);
   H.drop = drop_eager_0_to_2;
-  gv_engine_announce(H.e[0], H.now);
+  gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   H.drop = NULL;
   /* Whoever missed the eager copy heard an IHAVE and pulls it. */
@@ -504,7 +508,7 @@ START_TEST(test_no_repair_loses) {
   h_connect(0, 1);
   h_connect(0, 2);
   H.drop = drop_eager_0_to_2;
-  gv_engine_announce(H.e[0], H.now);
+  gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   h_tick_all(H.now + 1000);
   ck_assert_int_eq(H.delivered[2], 0); /* its only copy was lost */
@@ -517,7 +521,7 @@ START_TEST(test_anti_entropy_on_link_up) {
   broadcasting(1, "198.51.100.2:7411");
   h_start();
   h_connect(0, 1);
-  gv_engine_announce(H.e[0], H.now);
+  gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   ck_assert_int_eq(H.delivered[1], 1);
   h_connect(2, 1); /* joins later */

@@ -1,0 +1,721 @@
+/* grapevine-sim: the real gossip engine, N copies, over a virtual network
+ * and clock, deterministically from a seed. See docs/EXPERIMENTS.md. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "net.h"
+
+#define FORM_MS 5000     /* formation before anything is measured */
+#define HORIZON_MS 20000 /* how long a broadcast is followed */
+
+typedef struct opts {
+  gv_sim_cfg cfg;
+  const char *scenario;
+  const char *out;
+  double fail_frac;
+  double churn_frac;
+  bool json, timing;
+  int argc;
+  char **argv;
+} opts;
+
+typedef struct result {
+  uint32_t live, delivered, receivers;
+  uint64_t payload, frames, bytes;
+  double reliability, rmr;
+  unsigned ldh;
+  double p50, p90, p99, max;
+  double *lat; /* sorted delivery latencies, ms */
+  size_t n_lat;
+} result;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void progress(const opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void progress(const opts *o, const char *fmt, ...) {
+  va_list ap;
+  (void)o;
+  va_start(ap, fmt);
+  fputs("grapevine-sim: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* ---- phases ---- */
+
+static void form(gv_sim *s, const opts *o, double silent_frac, unsigned cands) {
+  uint32_t n = o->cfg.nodes;
+  bool any = false;
+
+  for (uint32_t i = 0; i < n; i++) {
+    bool silent = gv_rng_unit(&s->rng) < silent_frac;
+    if (i == n - 1 && !any)
+      silent = false; /* someone must accept links */
+    any |= !silent;
+    gv_sim_add_node(s, silent);
+    if (n >= 100000 && (i + 1) % (n / 10) == 0)
+      progress(o, "created %u of %u nodes", i + 1, n);
+  }
+  for (uint32_t i = 0; i < n; i++)
+    gv_sim_seed_candidates(s, i, cands);
+  gv_sim_run_until(s, s->now + FORM_MS);
+  progress(o, "formed: %u nodes, %u links, %llu events", n, s->n_links,
+           (unsigned long long)s->events);
+}
+
+static uint64_t sum_payload(const gv_sim *s) {
+  uint64_t t = 0;
+  for (uint32_t i = 0; i < s->n_nodes; i++)
+    t += gv_engine_stats_get(s->nodes[i].e)->payload_out;
+  return t;
+}
+
+static uint32_t pick_live(gv_sim *s) {
+  for (;;) {
+    uint32_t i = (uint32_t)gv_rng_below(&s->rng, s->n_nodes);
+    if (!s->nodes[i].dead)
+      return i;
+  }
+}
+
+/* Crashes `frac` of the nodes other than `keep`, nobody noticing. */
+static void crash_fraction(gv_sim *s, double frac, uint32_t keep) {
+  uint32_t want = (uint32_t)(frac * s->n_nodes), done = 0;
+  while (done < want) {
+    uint32_t i = (uint32_t)gv_rng_below(&s->rng, s->n_nodes);
+    if (i == keep || s->nodes[i].dead)
+      continue;
+    gv_sim_crash(s, i);
+    done++;
+  }
+}
+
+static uint32_t broadcast(gv_sim *s, uint32_t origin) {
+  uint8_t id[GV_MSG_ID_BYTES];
+  gv_engine_announce(s->nodes[origin].e, id, s->now);
+  gv_sim_track(s, id);
+  s->nodes[origin].delivered_at = s->now;
+  s->nodes[origin].hops = 0;
+  gv_sim_drain(s, origin);
+  return origin;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double pct(const double *v, size_t n, double p) {
+  size_t k;
+  if (n == 0)
+    return 0;
+  k = (size_t)ceil(p * (double)n) - 1;
+  return v[k < n ? k : n - 1];
+}
+
+static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
+                    uint64_t bytes0, result *r) {
+  memset(r, 0, sizeof(*r));
+  r->lat = malloc((s->n_nodes + 1) * sizeof(double));
+  for (uint32_t i = 0; i < s->n_nodes; i++) {
+    gv_sim_node *n = &s->nodes[i];
+    if (n->delivered_at >= 0) {
+      r->receivers++;
+      if (n->hops > r->ldh)
+        r->ldh = n->hops;
+      if (n->hops > 0)
+        r->lat[r->n_lat++] = (double)(n->delivered_at - s->tracked_at);
+    }
+    if (n->dead || n->flooder) /* hostile nodes are not owed delivery */
+      continue;
+    r->live++;
+    r->delivered += n->delivered_at >= 0;
+  }
+  qsort(r->lat, r->n_lat, sizeof(double), cmp_double);
+  r->payload = sum_payload(s) - payload0;
+  r->frames = s->frames - frames0;
+  r->bytes = s->frame_bytes - bytes0;
+  r->reliability = r->live ? (double)r->delivered / r->live : 0;
+  r->rmr = r->receivers > 1
+               ? (double)r->payload / (double)(r->receivers - 1) - 1.0
+               : 0;
+  r->p50 = pct(r->lat, r->n_lat, 0.50);
+  r->p90 = pct(r->lat, r->n_lat, 0.90);
+  r->p99 = pct(r->lat, r->n_lat, 0.99);
+  r->max = r->n_lat ? r->lat[r->n_lat - 1] : 0;
+}
+
+/* ---- output ---- */
+
+static cJSON *report(const opts *o, const gv_sim *s, const result *r,
+                     double wall) {
+  cJSON *j = cJSON_CreateObject(), *lat;
+
+  cJSON_AddNumberToObject(j, "nodes", o->cfg.nodes);
+  cJSON_AddNumberToObject(j, "seed", (double)o->cfg.seed);
+  cJSON_AddStringToObject(j, "scenario", o->scenario);
+  cJSON_AddNumberToObject(j, "fanout", o->cfg.fanout);
+  cJSON_AddNumberToObject(j, "ttl", o->cfg.ttl);
+  cJSON_AddBoolToObject(j, "repair", o->cfg.repair);
+  cJSON_AddBoolToObject(j, "stub_sigs", o->cfg.stub_sigs);
+  cJSON_AddNumberToObject(j, "fail_frac", o->fail_frac);
+  cJSON_AddNumberToObject(j, "loss", o->cfg.loss);
+  cJSON_AddNumberToObject(j, "silent_frac", o->cfg.silent_frac);
+  cJSON_AddNumberToObject(j, "live", r->live);
+  cJSON_AddNumberToObject(j, "delivered", r->delivered);
+  cJSON_AddNumberToObject(j, "reliability", r->reliability);
+  cJSON_AddNumberToObject(j, "rmr", round(r->rmr * 10000) / 10000);
+  cJSON_AddNumberToObject(j, "ldh", r->ldh);
+  lat = cJSON_AddObjectToObject(j, "latency_ms");
+  cJSON_AddNumberToObject(lat, "p50", r->p50);
+  cJSON_AddNumberToObject(lat, "p90", r->p90);
+  cJSON_AddNumberToObject(lat, "p99", r->p99);
+  cJSON_AddNumberToObject(lat, "max", r->max);
+  cJSON_AddNumberToObject(j, "payload_msgs", (double)r->payload);
+  cJSON_AddNumberToObject(j, "msgs_per_node",
+                          round((double)r->frames / s->n_nodes * 100) / 100);
+  cJSON_AddNumberToObject(j, "bytes_per_node",
+                          round((double)r->bytes / s->n_nodes));
+  cJSON_AddNumberToObject(j, "links", s->n_links);
+  cJSON_AddNumberToObject(j, "ip_leaks", (double)s->ip_leaks);
+  cJSON_AddNumberToObject(j, "events", (double)s->events);
+  if (o->timing) {
+    cJSON_AddNumberToObject(j, "wall_s", round(wall * 1000) / 1000);
+    cJSON_AddNumberToObject(j, "events_per_s", round((double)s->events / wall));
+  }
+  return j;
+}
+
+static int write_file(const char *dir, const char *name, const char *text) {
+  char path[4096];
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  if ((f = fopen(path, "w")) == NULL) {
+    fprintf(stderr, "grapevine-sim: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  fputs(text, f);
+  fclose(f);
+  return 0;
+}
+
+static void plot(const char *dir, const char *name) {
+  char cmd[8400];
+  snprintf(cmd, sizeof(cmd),
+           "command -v gnuplot >/dev/null && cd '%s' && gnuplot %s.gp", dir,
+           name);
+  if (system(cmd) != 0)
+    fprintf(stderr,
+            "grapevine-sim: gnuplot not found or failed; %s/%s.gp "
+            "and its CSV are written\n",
+            dir, name);
+}
+
+/* latency CDF, messages per node, in-degree distribution */
+static void write_series(const opts *o, const gv_sim *s, const result *r,
+                         const uint64_t *sent0) {
+  size_t cap = 64 + r->n_lat * 32 + ((size_t)1 << 20);
+  char *buf = malloc(cap);
+  size_t off = 0;
+  uint32_t maxd = 0, maxm = 0, *hist;
+
+  mkdir(o->out, 0755);
+  off = (size_t)snprintf(buf, cap, "latency_ms,cdf\n");
+  for (size_t i = 0; i < r->n_lat && off < cap - 64; i++)
+    if (i + 1 == r->n_lat || r->lat[i + 1] != r->lat[i])
+      off += (size_t)snprintf(buf + off, cap - off, "%.0f,%.6f\n", r->lat[i],
+                              (double)(i + 1) / r->n_lat);
+  write_file(o->out, "latency_cdf.csv", buf);
+  write_file(o->out, "latency_cdf.gp",
+             "set terminal svg size 640,400\nset output 'latency_cdf.svg'\n"
+             "set datafile separator ','\nset key off\n"
+             "set xlabel 'delivery latency (ms)'\nset ylabel 'fraction of "
+             "receivers'\nset grid\nplot 'latency_cdf.csv' every ::1 using "
+             "1:2 with steps lw 2\n");
+  plot(o->out, "latency_cdf");
+
+  for (uint32_t i = 0; i < s->n_nodes; i++) {
+    const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
+    uint64_t m = 0;
+    for (int t = 0; t < GV__MSG_COUNT; t++)
+      m += st->msgs_out[t];
+    m -= sent0[i];
+    if (m > maxm)
+      maxm = (uint32_t)m;
+    if (s->nodes[i].indegree > maxd)
+      maxd = s->nodes[i].indegree;
+  }
+  hist = calloc((size_t)(maxm > maxd ? maxm : maxd) + 1, sizeof(uint32_t));
+  for (uint32_t i = 0; i < s->n_nodes; i++) {
+    const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
+    uint64_t m = 0;
+    for (int t = 0; t < GV__MSG_COUNT; t++)
+      m += st->msgs_out[t];
+    hist[m - sent0[i]]++;
+  }
+  off = (size_t)snprintf(buf, cap, "messages_sent,nodes\n");
+  for (uint32_t k = 0; k <= maxm; k++)
+    if (hist[k])
+      off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
+  write_file(o->out, "msgs_per_node.csv", buf);
+  write_file(o->out, "msgs_per_node.gp",
+             "set terminal svg size 640,400\nset output "
+             "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
+             "set xlabel 'messages sent during the broadcast'\nset ylabel "
+             "'nodes'\nset style fill solid\nset grid\nplot "
+             "'msgs_per_node.csv' every ::1 using 1:2 with boxes\n");
+  plot(o->out, "msgs_per_node");
+
+  memset(hist, 0, ((size_t)(maxm > maxd ? maxm : maxd) + 1) * sizeof(uint32_t));
+  for (uint32_t i = 0; i < s->n_nodes; i++)
+    hist[s->nodes[i].indegree]++;
+  off = (size_t)snprintf(buf, cap, "in_degree,nodes\n");
+  for (uint32_t k = 0; k <= maxd; k++)
+    if (hist[k])
+      off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
+  write_file(o->out, "indegree.csv", buf);
+  write_file(o->out, "indegree.gp",
+             "set terminal svg size 640,400\nset output 'indegree.svg'\n"
+             "set datafile separator ','\nset key off\nset xlabel 'inbound "
+             "links'\nset ylabel 'nodes'\nset style fill solid\nset grid\n"
+             "plot 'indegree.csv' every ::1 using 1:2 with boxes\n");
+  plot(o->out, "indegree");
+  free(hist);
+  free(buf);
+}
+
+static void count_indegree(gv_sim *s) {
+  for (uint32_t k = 0; k < s->n_links; k++)
+    if (s->links[k].up)
+      s->nodes[s->links[k].b].indegree++;
+}
+
+/* ---- scenarios ---- */
+
+typedef struct extra {
+  cJSON *j; /* scenario-specific keys */
+} extra;
+
+/* Runs one scenario; fills r and adds keys to x->j. */
+static void run(const opts *o, gv_sim *s, result *r, extra *x,
+                uint64_t **sent0) {
+  const char *sc = o->scenario;
+  uint64_t p0, f0, b0;
+  uint32_t origin;
+  double silent = o->cfg.silent_frac;
+
+  if (strcmp(sc, "silent-majority") == 0 && silent == 0)
+    silent = 0.8;
+  form(s, o, silent, strcmp(sc, "tracker-down") == 0 ? 3 : o->cfg.candidates);
+
+  if (strcmp(sc, "join") == 0) {
+    /* Everyone announces (staggered), then a newcomer joins: how long until
+     * its table lists every other live node? */
+    for (uint32_t i = 0; i < s->n_nodes; i++) {
+      gv_sim_run_until(s, s->now + 2);
+      gv_engine_announce(s->nodes[i].e, NULL, s->now);
+      gv_sim_drain(s, i);
+    }
+    gv_sim_run_until(s, s->now + 10000);
+    uint32_t nw = gv_sim_add_node(s, true);
+    int64_t t_join = s->now, done = -1;
+    gv_sim_seed_candidates(s, nw, o->cfg.candidates);
+    while (s->now < t_join + 60000) {
+      gv_sim_run_until(s, s->now + 50);
+      if (gv_engine_table_size(s->nodes[nw].e) >= s->n_nodes - 1) {
+        done = s->now - t_join;
+        break;
+      }
+    }
+    cJSON_AddNumberToObject(x->j, "join_ms", (double)done);
+    cJSON_AddNumberToObject(x->j, "join_table",
+                            (double)gv_engine_table_size(s->nodes[nw].e));
+  }
+
+  origin = pick_live(s);
+  if (o->fail_frac > 0)
+    crash_fraction(s, o->fail_frac, origin);
+  if (strcmp(sc, "partition") == 0) {
+    for (uint32_t i = 0; i < s->n_nodes; i++)
+      s->nodes[i].side = (uint8_t)(gv_rng_below(&s->rng, 2));
+    s->nodes[origin].side = 0;
+    gv_sim_partition(s);
+    gv_sim_run_until(s, s->now + 3000); /* each side settles */
+  }
+  *sent0 = calloc(s->n_nodes, sizeof(uint64_t));
+  for (uint32_t i = 0; i < s->n_nodes; i++) {
+    const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
+    for (int t = 0; t < GV__MSG_COUNT; t++)
+      (*sent0)[i] += st->msgs_out[t];
+  }
+  p0 = sum_payload(s);
+  f0 = s->frames;
+  b0 = s->frame_bytes;
+  broadcast(s, origin);
+
+  if (strcmp(sc, "churn") == 0) {
+    /* Over the first 2 s: churn_frac/2 of the nodes crash, as many join. */
+    uint32_t events = (uint32_t)(o->churn_frac / 2 * s->n_nodes);
+    for (uint32_t k = 0; k < events; k++) {
+      gv_sim_run_until(s, s->now + 2000 / (events ? events : 1));
+      gv_sim_crash(s, pick_live(s));
+      uint32_t j = gv_sim_add_node(s, gv_rng_unit(&s->rng) < silent);
+      s->nodes[j].joined = true;
+      gv_sim_seed_candidates(s, j, o->cfg.candidates);
+    }
+  } else if (strcmp(sc, "partition") == 0) {
+    gv_sim_run_until(s, s->now + 10000);
+    measure(s, p0, f0, b0, r);
+    cJSON_AddNumberToObject(x->j, "reliability_before_heal", r->reliability);
+    free(r->lat);
+    gv_sim_heal(s);
+    progress(o, "partition healed at +10 s");
+  } else if (strcmp(sc, "flood") == 0) {
+    /* 2% of nodes turn hostile and send junk every 20 ms. */
+    uint32_t nf = s->n_nodes / 50 ? s->n_nodes / 50 : 1;
+    for (uint32_t k = 0; k < nf; k++)
+      s->nodes[pick_live(s)].flooder = true;
+    for (int64_t t = 0; t < 5000; t += 20) {
+      for (uint32_t i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].flooder && !s->nodes[i].dead)
+          gv_sim_flood_once(s, i);
+      gv_sim_run_until(s, s->now + 20);
+    }
+  }
+  gv_sim_run_until(s, s->now + HORIZON_MS +
+                          (strcmp(sc, "partition") == 0 ? 40000 : 0));
+  measure(s, p0, f0, b0, r);
+  if (strcmp(sc, "flood") == 0) {
+    uint64_t bans = 0;
+    for (uint32_t i = 0; i < s->n_nodes; i++)
+      bans += gv_engine_stats_get(s->nodes[i].e)->bans;
+    cJSON_AddNumberToObject(x->j, "bans", (double)bans);
+  }
+}
+
+/* Reliability against the failed fraction, ours beside plain push. */
+static int sweep(const opts *o) {
+  char csv[4096];
+  size_t off =
+      (size_t)snprintf(csv, sizeof(csv), "fail_frac,grapevine,plain_push\n");
+  cJSON *arr = cJSON_CreateArray();
+
+  for (int f = 0; f <= 7; f++) {
+    double rel[2];
+    for (int repair = 1; repair >= 0; repair--) {
+      opts oo = *o;
+      gv_sim *s;
+      result r;
+      extra x = {cJSON_CreateObject()};
+      uint64_t *sent0 = NULL;
+      oo.cfg.repair = repair;
+      oo.fail_frac = f / 10.0;
+      oo.scenario = "failures";
+      gv_sim_new(&s, &oo.cfg);
+      run(&oo, s, &r, &x, &sent0);
+      rel[repair] = r.reliability;
+      cJSON *e = cJSON_CreateObject();
+      cJSON_AddNumberToObject(e, "fail_frac", oo.fail_frac);
+      cJSON_AddBoolToObject(e, "repair", repair);
+      cJSON_AddNumberToObject(e, "reliability", r.reliability);
+      cJSON_AddNumberToObject(e, "rmr", round(r.rmr * 10000) / 10000);
+      cJSON_AddNumberToObject(e, "ldh", r.ldh);
+      cJSON_AddNumberToObject(e, "p99_ms", r.p99);
+      cJSON_AddItemToArray(arr, e);
+      progress(o, "sweep fail %.1f %s: reliability %.5f rmr %.3f", oo.fail_frac,
+               repair ? "grapevine" : "plain push", r.reliability, r.rmr);
+      free(r.lat);
+      free(sent0);
+      cJSON_Delete(x.j);
+      gv_sim_free(s);
+    }
+    off += (size_t)snprintf(csv + off, sizeof(csv) - off, "%.1f,%.6f,%.6f\n",
+                            f / 10.0, rel[1], rel[0]);
+  }
+  if (o->out != NULL) {
+    mkdir(o->out, 0755);
+    write_file(o->out, "reliability.csv", csv);
+    write_file(o->out, "reliability.gp",
+               "set terminal svg size 640,400\nset output "
+               "'reliability.svg'\nset datafile separator ','\n"
+               "set xlabel 'fraction of nodes crashed'\nset ylabel "
+               "'reliability (live nodes reached)'\nset yrange [0:1.02]\n"
+               "set grid\nset key bottom left\nplot 'reliability.csv' every "
+               "::1 using 1:2 with linespoints lw 2 title 'grapevine "
+               "(repair)', '' every ::1 using 1:3 with linespoints lw 2 "
+               "title 'plain push'\n");
+    plot(o->out, "reliability");
+  }
+  {
+    cJSON *j = cJSON_CreateObject();
+    char *txt;
+    cJSON_AddNumberToObject(j, "nodes", o->cfg.nodes);
+    cJSON_AddNumberToObject(j, "seed", (double)o->cfg.seed);
+    cJSON_AddStringToObject(j, "scenario", "sweep");
+    cJSON_AddItemToObject(j, "points", arr);
+    txt = o->json ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
+    puts(txt);
+    free(txt);
+    cJSON_Delete(j);
+  }
+  return 0;
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: grapevine-sim --nodes N [options]\n\n"
+          "Runs N copies of the real gossip engine over a virtual network and "
+          "clock,\ndeterministically from a seed, and reports how a broadcast "
+          "spread.\n\n"
+          "  --nodes N            network size (required)\n"
+          "  --fanout K           eager push targets (3)\n"
+          "  --ttl T              initial ttl of announcements (32)\n"
+          "  --seed S             seed of everything random (1)\n"
+          "  --fail-frac F        crash this fraction after formation, before "
+          "the\n"
+          "                       broadcast, unannounced (0)\n"
+          "  --loss P             drop this fraction of frames (0)\n"
+          "  --silent-frac F      fraction of non-broadcasting nodes (0)\n"
+          "  --latency-ms MIN:MAX one-way link latency (10:100)\n"
+          "  --scenario NAME      single, failures, loss, churn, partition,\n"
+          "                       tracker-down, silent-majority, join, flood, "
+          "sweep\n"
+          "  --churn-frac F       churn: nodes replaced during the broadcast "
+          "(0.1)\n"
+          "  --active K           links a node aims for (5)\n"
+          "  --no-repair          plain push: no lazy push, no pulls\n"
+          "  --stub-sigs          SIMULATOR ONLY: sign and verify nothing\n"
+          "  --out DIR            write CSV series and gnuplot SVG plots\n"
+          "  --json               one JSON object on stdout\n"
+          "  --no-timing          leave out wall-clock keys (byte-identical "
+          "output)\n\n"
+          "Exit status: 0 ok, 2 usage, 3 an invariant was violated (the seed "
+          "and the\ncommand that reproduces it are printed).\n");
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  *out = strtod(s, &end);
+  return errno == 0 && *end == '\0' && *out >= lo && *out <= hi ? 0 : -1;
+}
+
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+  char *end;
+  errno = 0;
+  *out = strtoull(s, &end, 10);
+  return errno == 0 && *end == '\0' && *s != '-' && *out >= lo && *out <= hi
+             ? 0
+             : -1;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+  static const struct option lo[] = {
+      {"nodes", required_argument, NULL, 'n'},
+      {"fanout", required_argument, NULL, 'f'},
+      {"ttl", required_argument, NULL, 't'},
+      {"seed", required_argument, NULL, 's'},
+      {"fail-frac", required_argument, NULL, 'F'},
+      {"loss", required_argument, NULL, 'l'},
+      {"silent-frac", required_argument, NULL, 'S'},
+      {"latency-ms", required_argument, NULL, 'L'},
+      {"scenario", required_argument, NULL, 'c'},
+      {"churn-frac", required_argument, NULL, 'C'},
+      {"active", required_argument, NULL, 'a'},
+      {"no-repair", no_argument, NULL, 'R'},
+      {"stub-sigs", no_argument, NULL, 'X'},
+      {"out", required_argument, NULL, 'o'},
+      {"json", no_argument, NULL, 'j'},
+      {"no-timing", no_argument, NULL, 'T'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  static const char *scenarios[] = {
+      "single",       "failures",        "loss", "churn", "partition",
+      "tracker-down", "silent-majority", "join", "flood", "sweep"};
+  uint64_t v;
+  int opt, ok = 0;
+
+  memset(o, 0, sizeof(*o));
+  o->cfg.fanout = 3;
+  o->cfg.ttl = 32;
+  o->cfg.seed = 1;
+  o->cfg.lat_min = 10;
+  o->cfg.lat_max = 100;
+  o->cfg.repair = true;
+  o->cfg.active_target = 5;
+  o->cfg.candidates = 8;
+  o->cfg.shuffle_ms = 60000;
+  o->scenario = "single";
+  o->churn_frac = 0.1;
+  o->timing = true;
+  o->fail_frac = -1;
+  o->cfg.loss = -1;
+  while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    const char *bad = NULL;
+    double d;
+    switch (opt) {
+    case 'n':
+      if (parse_u64(optarg, 2, 4000000, &v) < 0)
+        bad = "--nodes takes 2..4000000";
+      o->cfg.nodes = (uint32_t)v;
+      break;
+    case 'f':
+      if (parse_u64(optarg, 1, 16, &v) < 0)
+        bad = "--fanout takes 1..16";
+      o->cfg.fanout = (unsigned)v;
+      break;
+    case 't':
+      if (parse_u64(optarg, 1, GV_TTL_ANNOUNCE, &v) < 0)
+        bad = "--ttl takes 1..32";
+      o->cfg.ttl = (unsigned)v;
+      break;
+    case 's':
+      if (parse_u64(optarg, 0, UINT64_MAX, &v) < 0)
+        bad = "--seed takes a non-negative integer";
+      o->cfg.seed = v;
+      break;
+    case 'F':
+      if (parse_double(optarg, 0, 0.95, &o->fail_frac) < 0)
+        bad = "--fail-frac takes 0..0.95";
+      break;
+    case 'l':
+      if (parse_double(optarg, 0, 0.9, &o->cfg.loss) < 0)
+        bad = "--loss takes 0..0.9";
+      break;
+    case 'S':
+      if (parse_double(optarg, 0, 0.99, &o->cfg.silent_frac) < 0)
+        bad = "--silent-frac takes 0..0.99";
+      break;
+    case 'L':
+      if (sscanf(optarg, "%d:%d", &o->cfg.lat_min, &o->cfg.lat_max) != 2 ||
+          o->cfg.lat_min < 1 || o->cfg.lat_max < o->cfg.lat_min ||
+          o->cfg.lat_max > 10000)
+        bad = "--latency-ms takes MIN:MAX, 1 <= MIN <= MAX <= 10000";
+      break;
+    case 'c': o->scenario = optarg; break;
+    case 'C':
+      if (parse_double(optarg, 0, 0.9, &d) < 0)
+        bad = "--churn-frac takes 0..0.9";
+      o->churn_frac = d;
+      break;
+    case 'a':
+      if (parse_u64(optarg, 1, 32, &v) < 0)
+        bad = "--active takes 1..32";
+      o->cfg.active_target = (unsigned)v;
+      break;
+    case 'R': o->cfg.repair = false; break;
+    case 'X': o->cfg.stub_sigs = true; break;
+    case 'o': o->out = optarg; break;
+    case 'j': o->json = true; break;
+    case 'T': o->timing = false; break;
+    case 'h': usage(stdout); exit(0);
+    default: usage(stderr); return -1;
+    }
+    if (bad != NULL) {
+      fprintf(stderr, "grapevine-sim: %s (got '%s')\n", bad, optarg);
+      return -1;
+    }
+  }
+  if (optind != argc || o->cfg.nodes == 0) {
+    fprintf(stderr, "grapevine-sim: %s\n",
+            o->cfg.nodes == 0 ? "--nodes N is required"
+                              : "unexpected argument");
+    usage(stderr);
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+    ok |= strcmp(o->scenario, scenarios[i]) == 0;
+  if (!ok) {
+    fprintf(stderr, "grapevine-sim: unknown scenario '%s'\n", o->scenario);
+    return -1;
+  }
+  if (strcmp(o->scenario, "join") == 0 && o->cfg.nodes > 1000) {
+    fprintf(stderr, "grapevine-sim: the join scenario fills every table: "
+                    "use --nodes 1000 or fewer\n");
+    return -1;
+  }
+  /* Scenario defaults, unless given. */
+  if (o->fail_frac < 0)
+    o->fail_frac = strcmp(o->scenario, "failures") == 0 ? 0.3 : 0;
+  if (o->cfg.loss < 0)
+    o->cfg.loss = strcmp(o->scenario, "loss") == 0 ? 0.05 : 0;
+  if (strcmp(o->scenario, "partition") == 0)
+    o->cfg.shuffle_ms = 2000;
+  o->argc = argc;
+  o->argv = argv;
+  return 0;
+}
+
+static void print_repro(const opts *o) {
+  fprintf(stderr, "grapevine-sim: seed %llu; reproduce with:\n ",
+          (unsigned long long)o->cfg.seed);
+  for (int i = 0; i < o->argc; i++)
+    fprintf(stderr, " %s", o->argv[i]);
+  fprintf(stderr, "\n");
+}
+
+int main(int argc, char **argv) {
+  opts o;
+  gv_sim *s;
+  result r;
+  extra x;
+  uint64_t *sent0 = NULL;
+  double t0;
+  cJSON *j;
+  char *txt;
+  int status = 0;
+
+  if (parse_args(argc, argv, &o) < 0)
+    return 2;
+  if (strcmp(o.scenario, "sweep") == 0)
+    return sweep(&o);
+  t0 = now_s();
+  if (gv_sim_new(&s, &o.cfg) < 0) {
+    fprintf(stderr, "grapevine-sim: out of memory\n");
+    return 1;
+  }
+  x.j = cJSON_CreateObject();
+  run(&o, s, &r, &x, &sent0);
+  count_indegree(s);
+  if (!gv_sim_check(s) || s->ip_leaks > 0) {
+    fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED: %s\n",
+            s->ip_leaks > 0 ? "a silent node's address was sent"
+                            : s->violation);
+    print_repro(&o);
+    status = 3;
+  }
+  j = report(&o, s, &r, now_s() - t0);
+  for (cJSON *it = x.j->child; it != NULL;) {
+    cJSON *next = it->next;
+    cJSON_AddItemToObject(j, it->string, cJSON_DetachItemViaPointer(x.j, it));
+    it = next;
+  }
+  if (o.out != NULL)
+    write_series(&o, s, &r, sent0);
+  txt = o.json ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
+  puts(txt);
+  free(txt);
+  cJSON_Delete(j);
+  cJSON_Delete(x.j);
+  free(r.lat);
+  free(sent0);
+  gv_sim_free(s);
+  return status;
+}

@@ -1,0 +1,107 @@
+/* The simulator's virtual network: N real engines (node/engine.c), links
+ * with latency and loss, a virtual clock, and one event heap. Everything
+ * random comes from the seed, and ties break by insertion order, so the same
+ * configuration gives the same run.
+ *
+ * Lifetime: gv_sim_new() allocates all nodes; gv_sim_free() releases them.
+ */
+#ifndef GV_SIM_NET_H
+#define GV_SIM_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "idmap.h"
+#include "rng.h"
+
+#define GV_SIM_T0 1767225600000LL /* virtual start: 2026-01-01T00:00:00Z */
+#define GV_SIM_SPARE_NODES 1024   /* room for nodes that join later */
+
+typedef struct gv_sim_cfg {
+  uint32_t nodes;
+  unsigned fanout, ttl, active_target, candidates;
+  uint64_t seed;
+  double loss, silent_frac;
+  int lat_min, lat_max; /* one-way link latency, ms */
+  bool repair, stub_sigs;
+  int64_t shuffle_ms, heartbeat_ms;
+} gv_sim_cfg;
+
+typedef struct gv_sim_node {
+  gv_engine *e;
+  gv_identity id;
+  int64_t wake;         /* the pending timer; INT64_MAX: none */
+  int64_t delivered_at; /* of the tracked message; -1: not yet */
+  uint16_t hops;
+  bool dead, silent, flooder, joined;
+  uint8_t side; /* partition side */
+  uint32_t indegree;
+} gv_sim_node;
+
+typedef struct gv_sim_link {
+  uint32_t a, b; /* a dialed b */
+  uint16_t lat;
+  bool up;
+} gv_sim_link;
+
+typedef struct gv_sim_ev gv_sim_ev;
+
+typedef struct gv_sim {
+  gv_sim_cfg cfg;
+  gv_rng rng;
+  int64_t now;
+  gv_sim_node *nodes;
+  uint32_t n_nodes, cap_nodes;
+  gv_sim_link *links;
+  uint32_t n_links, cap_links;
+  gv_sim_ev *heap;
+  size_t n_heap, cap_heap;
+  uint64_t ev_seq;
+  /* tracked message */
+  bool tracking;
+  uint8_t tracked[GV_MSG_ID_BYTES];
+  int64_t tracked_at;
+  /* partition */
+  bool partitioned;
+  /* counters */
+  uint64_t events, frames, frame_bytes, ip_leaks, dropped, violations;
+  gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
+  char violation[256];
+} gv_sim;
+
+int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg);
+void gv_sim_free(gv_sim *s);
+
+/* Adds a node (formation or a later join) and gives it `candidates` random
+ * broadcasting nodes to dial. Returns its index. */
+uint32_t gv_sim_add_node(gv_sim *s, bool silent);
+/* Gives node i k random candidates (live or not: a stale cache). */
+void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k);
+
+/* Runs events until the clock reaches t (or none are left). */
+void gv_sim_run_until(gv_sim *s, int64_t t);
+
+/* A crash: the node stops; nobody is told. Frames to it are lost and their
+ * senders see the link go down one round trip later (a TCP reset). */
+void gv_sim_crash(gv_sim *s, uint32_t i);
+
+/* Cuts every link between side 0 and side 1; dials across fail until
+ * gv_sim_heal(). */
+void gv_sim_partition(gv_sim *s);
+void gv_sim_heal(gv_sim *s);
+
+/* Injects one junk frame from a flooder on each of its links. */
+void gv_sim_flood_once(gv_sim *s, uint32_t i);
+
+/* Starts tracking a message: DELIVERs of it set delivered_at and hops. */
+void gv_sim_track(gv_sim *s, const uint8_t *id);
+
+/* Checks every live engine's invariants; false (and s->violation set) on
+ * the first failure. */
+bool gv_sim_check(gv_sim *s);
+
+/* After any call into node i's engine: carry out its actions. */
+void gv_sim_drain(gv_sim *s, uint32_t i);
+
+#endif
