@@ -163,7 +163,7 @@ struct gv_engine {
 
   gv_action *acts;
   size_t act_head, n_acts, cap_acts;
-  gv_msg report; /* the response behind a REPORT, until the next call */
+  gv_msg *report; /* the response behind a REPORT, until the next call */
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle, last_wake;
 };
@@ -262,9 +262,20 @@ static gv_action *push_act(gv_engine *e, gv_act_type type) {
   return a;
 }
 
+/* Queues and batches are released once drained: an idle engine holds
+ * none of its peak (the simulator keeps a million idle engines). */
+#define IDLE_KEEP 4
+
 bool gv_engine_next(gv_engine *e, gv_action *a) {
-  if (e->act_head == e->n_acts)
+  if (e->act_head == e->n_acts) {
+    if (e->cap_acts > IDLE_KEEP) {
+      free(e->acts);
+      e->acts = NULL;
+      e->cap_acts = 0;
+    }
+    e->act_head = e->n_acts = 0;
     return false;
+  }
   *a = e->acts[e->act_head++];
   return true;
 }
@@ -621,6 +632,14 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
   *n = 0;
 }
 
+static void release_batch(pending_id **arr, size_t *cap) {
+  if (*cap > IDLE_KEEP) {
+    free(*arr);
+    *arr = NULL;
+    *cap = 0;
+  }
+}
+
 /* ---- dissemination (§2) ---- */
 
 static bool is_flooded(gv_msg_type t) {
@@ -797,6 +816,14 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
   }
 }
 
+static void drop_report(gv_engine *e) {
+  if (e->report != NULL) {
+    gv_msg_clear(e->report);
+    free(e->report);
+    e->report = NULL;
+  }
+}
+
 static void on_response(gv_engine *e, gv_msg *m) {
   route *r;
   elink *l;
@@ -806,12 +833,14 @@ static void on_response(gv_engine *e, gv_msg *m) {
     gv_action *a;
     for (size_t i = 0; i < m->u.response.n_peers; i++)
       table_apply(e, &m->u.response.peers[i], m->u.response.peers[i].ts);
-    gv_msg_clear(&e->report);
-    e->report = *m; /* take ownership until the next call */
+    drop_report(e);
+    if ((e->report = malloc(sizeof(*e->report))) == NULL)
+      return;
+    *e->report = *m; /* take ownership until the next call */
     memset(m, 0, sizeof(*m));
     a = push_act(e, GV_ACT_REPORT);
-    memcpy(a->msg_id, e->report.u.response.request, GV_MSG_ID_BYTES);
-    a->response = &e->report;
+    memcpy(a->msg_id, e->report->u.response.request, GV_MSG_ID_BYTES);
+    a->response = e->report;
     return;
   }
   /* Someone else's: back along the reverse path, never flooded. */
@@ -1022,6 +1051,8 @@ static void schedule(gv_engine *e) {
 static void finish(gv_engine *e) {
   flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
   flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
+  release_batch(&e->lazy, &e->cap_lazy);
+  release_batch(&e->wants, &e->cap_wants);
   schedule(e);
 }
 
@@ -1029,7 +1060,7 @@ static void begin(gv_engine *e, int64_t now) {
   assert(now >= e->now && "the clock must never go backwards");
   if (now > e->now)
     e->now = now;
-  gv_msg_clear(&e->report);
+  drop_report(e);
 }
 
 /* ---- membership (§3) ---- */
@@ -1662,7 +1693,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->acts);
   free(e->self_body);
   free(e->self_repos);
-  gv_msg_clear(&e->report);
+  drop_report(e);
   free(e);
 }
 

@@ -318,8 +318,6 @@ static void run(const opts *o, gv_sim *s, result *r, extra *x,
   uint32_t origin;
   double silent = o->cfg.silent_frac;
 
-  if (strcmp(sc, "silent-majority") == 0 && silent == 0)
-    silent = 0.8;
   form(s, o, silent, strcmp(sc, "tracker-down") == 0 ? 3 : o->cfg.candidates);
 
   if (strcmp(sc, "join") == 0) {
@@ -567,6 +565,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->timing = true;
   o->fail_frac = -1;
   o->cfg.loss = -1;
+  o->cfg.silent_frac = -1;
   while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
     const char *bad = NULL;
     double d;
@@ -656,6 +655,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->fail_frac = strcmp(o->scenario, "failures") == 0 ? 0.3 : 0;
   if (o->cfg.loss < 0)
     o->cfg.loss = strcmp(o->scenario, "loss") == 0 ? 0.05 : 0;
+  if (o->cfg.silent_frac < 0)
+    o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ? 0.8 : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
   o->argc = argc;
