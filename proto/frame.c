@@ -60,6 +60,11 @@ int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
     if (n > d->max)
       return GV_ETOOBIG;
     d->len = n;
+    if (d->cap > KEEP_CAP && n <= KEEP_CAP) {
+      free(d->buf); /* the large frame is over; shrink */
+      d->buf = NULL;
+      d->cap = 0;
+    }
     /* Whole body already in the input: hand it out without copying. */
     if (len - off >= n) {
       *frame = in + off;
@@ -67,11 +72,6 @@ int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
       *used = off + n;
       d->have = n;
       return 1;
-    }
-    if (d->cap > KEEP_CAP && n <= KEEP_CAP) {
-      free(d->buf); /* the large frame is over; shrink */
-      d->buf = NULL;
-      d->cap = 0;
     }
     if (d->cap < n) {
       uint8_t *p = realloc(d->buf, n);

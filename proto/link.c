@@ -268,7 +268,7 @@ int gv_link_eof(const gv_link *l) {
 }
 
 size_t gv_link_out(const gv_link *l, const uint8_t **data) {
-  *data = l->out + l->head;
+  *data = l->out != NULL ? l->out + l->head : NULL; /* nothing queued yet */
   return l->len;
 }
 

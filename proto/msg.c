@@ -54,11 +54,62 @@ void gv_msg_clear(gv_msg *m) {
   memset(m, 0, sizeof(*m));
 }
 
+/* cJSON strings end at their first NUL, so a NUL byte or a \u0000 escape
+ * would silently truncate a value (and let junk ride behind a signed body).
+ * Both are refused before parsing. This looks only at escapes: a backslash
+ * and the character it escapes are skipped as a pair. */
+static size_t find_nul(const char *text, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (text[i] == '\0')
+      return i;
+    if (text[i] != '\\' || i + 1 >= len)
+      continue;
+    if (text[i + 1] == 'u' && i + 6 <= len &&
+        memcmp(text + i + 2, "0000", 4) == 0)
+      return i;
+    i++; /* the escaped character */
+  }
+  return len;
+}
+
+/* No object may hold more than this many members. It bounds the duplicate
+ * check; no message of ours comes close. */
+#define MAX_MEMBERS 64
+
+/* Refuses duplicate member names anywhere in the tree: parsers disagree on
+ * which of two equal names wins, and a check passed by the first must not
+ * be bypassed by the second. Returns 0, GV_EFIELD or GV_ELIMIT. */
+static int check_members(const cJSON *v, gv_why *why) {
+  const cJSON *a, *b;
+  int n = 0, rc;
+
+  if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+    return 0;
+  for (a = v->child; a != NULL; a = a->next) {
+    if (cJSON_IsObject(v)) {
+      if (++n > MAX_MEMBERS)
+        return gv_fail(why, GV_ELIMIT, "an object has more than %d members",
+                       MAX_MEMBERS);
+      for (b = v->child; b != a; b = b->next)
+        if (strcmp(a->string, b->string) == 0)
+          return gv_fail(why, GV_EFIELD, "member '%.40s' appears twice",
+                         a->string);
+    }
+    if ((rc = check_members(a, why)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
 /* Parses exactly text[0..len) as one JSON value: trailing bytes other than
  * white space are an error. Returns NULL and the failing offset in *at. */
 static cJSON *parse_exact(const char *text, size_t len, size_t *at) {
   const char *end = NULL;
-  cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  cJSON *v;
+
+  if ((*at = find_nul(text, len)) < len)
+    return NULL;
+  v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 
   *at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text)
                                                         : 0;
@@ -381,6 +432,8 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     rc = gv_fail(why, GV_EJSON, "body is not one JSON object (byte %zu)", at);
     goto out;
   }
+  if ((rc = check_members(b, why)) < 0)
+    goto out;
   if ((rc = check_version(b, "body", why)) < 0 ||
       (rc = get_type(b, &m->type, why)) < 0)
     goto out;
@@ -510,6 +563,8 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
     rc = gv_fail(why, GV_EJSON, "top level is not a JSON object");
     goto out;
   }
+  if ((rc = check_members(root, why)) < 0)
+    goto out;
   /* 3. envelope */
   if ((rc = check_version(root, "envelope", why)) < 0)
     goto out;

@@ -137,14 +137,20 @@ START_TEST(test_large_buffer_released) {
   gv_frame_put_hdr(s, (uint32_t)big);
   /* Split, so the body is buffered rather than passed through. */
   ck_assert_int_eq(gv_frame_dec_feed(&d, s, 10, &used, &f, &flen), 0);
-  ck_assert_int_eq(gv_frame_dec_feed(&d, s + 10, 4 + big - 10, &used, &f,
-                                     &flen),
-                   1);
+  ck_assert_int_eq(
+      gv_frame_dec_feed(&d, s + 10, 4 + big - 10, &used, &f, &flen), 1);
   ck_assert_uint_ge(d.cap, big);
   ck_assert_int_eq(gv_frame_dec_feed(&d, small, 6, &used, &f, &flen), 0);
   ck_assert_int_eq(gv_frame_dec_feed(&d, small + 6, 6, &used, &f, &flen), 1);
   ck_assert_uint_eq(flen, 8);
   ck_assert_uint_lt(d.cap, big);
+  /* ...also when the small frame arrives whole (found by fuzzing). */
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s, 10, &used, &f, &flen), 0);
+  ck_assert_int_eq(
+      gv_frame_dec_feed(&d, s + 10, 4 + big - 10, &used, &f, &flen), 1);
+  ck_assert_uint_ge(d.cap, big);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, small, 12, &used, &f, &flen), 1);
+  ck_assert_uint_eq(d.cap, 0);
   gv_frame_dec_free(&d);
   free(s);
 }

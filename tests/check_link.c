@@ -81,7 +81,13 @@ START_TEST(test_coalesced_and_max_size) {
 END_TEST
 
 START_TEST(test_send_before_open) {
-  gv_link *a;
+  gv_link *a, *r;
+  const uint8_t *p = (const uint8_t *)"x";
+  /* Found by fuzzing: a fresh responder has no output buffer at all. */
+  ck_assert_int_eq(gv_link_new(&r, &bob, GV_HS_RESPONDER, NULL), 0);
+  ck_assert_uint_eq(gv_link_out(r, &p), 0);
+  ck_assert_ptr_null(p);
+  gv_link_free(r);
   ck_assert_int_eq(gv_link_new(&a, &alice, GV_HS_INITIATOR, NULL), 0);
   ck_assert_ptr_null(gv_link_peer_id(a));
   ck_assert_int_eq(gv_link_send(a, (const uint8_t *)"x", 1), GV_ESTATE);

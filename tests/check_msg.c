@@ -787,6 +787,67 @@ START_TEST(test_addr_parse) {
 }
 END_TEST
 
+/* Found by fuzzing: \u0000 ended cJSON strings early, so junk could ride
+ * behind a signed body or a name. */
+START_TEST(test_nul_escapes_refused) {
+  gv_msg m, d;
+  gv_why why;
+  char *out, *tampered, *p;
+  size_t len;
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  gv_msg_clear(&m);
+  /* ..."repos":[...]}\u0000junk" as the body string's end */
+  p = strstr(out, "]}\",\"sig\"");
+  ck_assert_ptr_nonnull(p);
+  tampered = malloc(len + 32);
+  memcpy(tampered, out, (size_t)(p - out) + 2);
+  strcpy(tampered + (p - out) + 2, "\\u0000junk");
+  strcat(tampered, p + 2);
+  ck_assert_int_eq(decode(tampered, &d, &why), GV_EJSON);
+  gv_msg_clear(&d);
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"HELLO\",\"agent\":\"ok\\u0000x\","
+             "\"ts\":1,\"seq\":0}",
+             &d, &why),
+      GV_EJSON);
+  /* An escaped backslash followed by u0000 is just text. */
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"HELLO\",\"agent\":\"a\\\\u0000\","
+             "\"ts\":1,\"seq\":0}",
+             &d, &why),
+      0);
+  ck_assert_str_eq(d.u.hello.agent, "a\\u0000");
+  gv_msg_clear(&d);
+  free(tampered);
+  free(out);
+}
+END_TEST
+
+/* Found by fuzzing: with two "addrs", a first-wins parser saw none and a
+ * last-wins parser one: duplicates are refused outright. */
+START_TEST(test_duplicate_members_refused) {
+  char big[4096];
+  int off;
+  gv_msg m;
+  gv_why why;
+
+  expect_body("PEER_ANNOUNCEMENT", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
+              "\"repos\":[],\"addrs\":[\"192.0.2.9:1\"]",
+              32, GV_EFIELD, "appears twice");
+  ck_assert_int_eq(
+      decode("{\"v\":1,\"type\":\"PING\",\"nonce\":1,\"nonce\":2}", &m, &why),
+      GV_EFIELD);
+  off = snprintf(big, sizeof(big), "{\"v\":1,\"type\":\"PING\",\"nonce\":1");
+  for (int i = 0; i < 70; i++)
+    off += snprintf(big + off, sizeof(big) - (size_t)off, ",\"x%d\":0", i);
+  snprintf(big + off, sizeof(big) - (size_t)off, "}");
+  ck_assert_int_eq(decode(big, &m, &why), GV_ELIMIT);
+}
+END_TEST
+
 static Suite *msg_suite(void) {
   Suite *s = suite_create("msg");
   TCase *rt = tcase_create("roundtrip");
@@ -823,6 +884,8 @@ static Suite *msg_suite(void) {
   tcase_add_test(bad, test_non_printable_body);
   tcase_add_test(bad, test_dedup_probe);
   tcase_add_test(bad, test_unknown_members_ignored);
+  tcase_add_test(bad, test_nul_escapes_refused);
+  tcase_add_test(bad, test_duplicate_members_refused);
   suite_add_tcase(s, bad);
   return s;
 }

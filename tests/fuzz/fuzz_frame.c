@@ -27,7 +27,7 @@
 #define FZ_CHECK(c)                                                            \
   do {                                                                         \
     if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);   \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
       abort();                                                                 \
     }                                                                          \
   } while (0)
@@ -115,9 +115,9 @@ static size_t fz_next_chunk(fz_chunker *c, size_t left) {
 
 /* Feeds s through a decoder in chunks and checks it against e. Frames are
  * appended, re-encoded, to *enc (capacity size) when enc is non-NULL. */
-static void fz_run_decoder(const uint8_t *s, size_t size,
-                           const fz_limits *lim, const fz_expect *e,
-                           fz_chunker ch, uint8_t *enc, size_t *enc_len) {
+static void fz_run_decoder(const uint8_t *s, size_t size, const fz_limits *lim,
+                           const fz_expect *e, fz_chunker ch, uint8_t *enc,
+                           size_t *enc_len) {
   gv_frame_dec d;
   size_t pos = 0, n = 0;
   int err = 0;
@@ -183,8 +183,8 @@ static void fz_run_decoder(const uint8_t *s, size_t size,
 }
 
 /* Decodes enc[0..len) from one buffer; it must give back frames of e. */
-static void fz_check_reencoded(const uint8_t *s, const uint8_t *enc,
-                               size_t len, const fz_expect *e) {
+static void fz_check_reencoded(const uint8_t *s, const uint8_t *enc, size_t len,
+                               const fz_expect *e) {
   gv_frame_dec d;
   size_t off = 0, n = 0;
 

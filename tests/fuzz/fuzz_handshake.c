@@ -19,8 +19,9 @@
  *      bytes [pos_hi pos_lo xor flags payload...] choosing one byte of the
  *      whole transcript (both directions, in delivery order) to XOR with
  *      xor, or (flags bit 0) where to cut the connection. Flags bit 1: close
- *      without a GOODBYE text. The payload, split in half, is what each side
- *      sends once open.
+ *      without a GOODBYE text; bit 2: each side also sends a 5000-byte
+ *      message, bit 3: a 70000-byte one. The payload, split in half, is what
+ *      each side sends first once open.
  * In modes 0 and 1 a delivered message starting with 'S' is sent back, 'C'
  * closes the link, 'E' makes the callback fail.
  *
@@ -43,14 +44,15 @@
 #define FZ_CHECK(c)                                                            \
   do {                                                                         \
     if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);   \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
       abort();                                                                 \
     }                                                                          \
   } while (0)
 
 #define FZ_LINK_FRAME_MAX                                                      \
   (GV_FRAME_MAX_PAYLOAD + crypto_secretstream_xchacha20poly1305_ABYTES)
-#define FZ_SEALED(n) (GV_FRAME_HDR + crypto_secretstream_xchacha20poly1305_ABYTES + (n))
+#define FZ_SEALED(n)                                                           \
+  (GV_FRAME_HDR + crypto_secretstream_xchacha20poly1305_ABYTES + (n))
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -89,6 +91,13 @@ static randombytes_implementation fz_rng_impl = {
 
 static gv_identity fz_alice, fz_bob;
 
+/* Mode 2's large messages: over the link's first 4 KiB output buffer, and
+ * over the 64 KiB that frame.c and link.c keep between frames. */
+#define FZ_BIG_SMALL 5000u
+#define FZ_BIG_LARGE 70000u
+static uint8_t fz_big[FZ_BIG_LARGE + 1];
+static uint8_t fz_huge[GV_FRAME_MAX_PAYLOAD + 1]; /* one byte too many */
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   uint8_t seed[32];
 
@@ -101,11 +110,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   FZ_CHECK(gv_id_from_seed(&fz_alice, seed) == 0);
   memset(seed, 0x02, sizeof(seed));
   FZ_CHECK(gv_id_from_seed(&fz_bob, seed) == 0);
+  for (size_t i = 0; i < sizeof(fz_big); i++)
+    fz_big[i] = (uint8_t)(i * 31 + (i >> 8));
   return 0;
 }
 
 /* Read sizes selected by bits 4-7 of byte 0; 0 is "everything at once". */
-static const size_t fz_chunks[16] = {0,  1,  2,  3,   4,   5,   7,   13,
+static const size_t fz_chunks[16] = {0,  1,  2,  3,  4,   5,   7,   13,
                                      24, 36, 40, 64, 100, 148, 200, 256};
 
 /* An error from the link: a GV_E* code, or the callback's own (GV_EINVAL). */
@@ -157,10 +168,8 @@ static int fz_victim_cb(void *ctx, const uint8_t *msg, size_t len) {
     rc = gv_link_close(v->link, msg + 1, len - 1);
     FZ_CHECK(rc == 0 || rc == GV_ESTATE);
     return 0;
-  case 'E':
-    return GV_EINVAL;
-  default:
-    return 0;
+  case 'E': return GV_EINVAL;
+  default: return 0;
   }
 }
 
@@ -233,8 +242,8 @@ static void fz_mode_initiator(const uint8_t *p, size_t n, size_t chunk,
 /* One side and the messages it must receive, in order. */
 typedef struct fz_side {
   gv_link *link;
-  const uint8_t *want[2];
-  size_t want_len[2], n_want, n_got;
+  const uint8_t *want[3];
+  size_t want_len[3], n_want, n_got;
   int err; /* the first error of gv_link_recv(), or 0 */
 } fz_side;
 
@@ -252,7 +261,7 @@ static int fz_side_cb(void *ctx, const uint8_t *msg, size_t len) {
 /* The connection: what to change, and how far delivery got. */
 typedef struct fz_wire {
   size_t pos;   /* transcript index of the byte to change or cut at */
-  uint8_t xor;  /* 0: leave it */
+  uint8_t flip; /* XORed into the byte; 0: leave it */
   int truncate; /* cut the connection at pos instead */
   size_t chunk; /* read size, 0: all pending */
   size_t sent;  /* bytes taken from both sides so far */
@@ -262,7 +271,7 @@ typedef struct fz_wire {
 
 /* Moves one read's worth from `from` to `to`; returns the bytes taken. */
 static size_t fz_step(fz_wire *w, fz_side *from, fz_side *to) {
-  uint8_t buf[512];
+  static uint8_t buf[16384];
   const uint8_t *out;
   size_t n, deliver;
   int rc;
@@ -284,8 +293,8 @@ static size_t fz_step(fz_wire *w, fz_side *from, fz_side *to) {
       deliver = w->pos - w->sent;
       w->hit = 1;
       w->down = 1;
-    } else if (w->xor != 0) {
-      buf[w->pos - w->sent] ^= w->xor;
+    } else if (w->flip != 0) {
+      buf[w->pos - w->sent] ^= w->flip;
       w->hit = 1;
     }
   }
@@ -313,15 +322,31 @@ static void fz_check_peer(const fz_side *s, const gv_identity *peer) {
   FZ_CHECK(id == NULL || memcmp(id, peer->pk, GV_ID_BYTES) == 0);
 }
 
+/* Queues what a side expects to receive next. */
+static void fz_expect(fz_side *s, const uint8_t *msg, size_t len) {
+  FZ_CHECK(s->n_want < sizeof(s->want) / sizeof(s->want[0]));
+  s->want[s->n_want] = msg;
+  s->want_len[s->n_want++] = len;
+}
+
+/* The limits of gv_link_send() and gv_link_close() on an open link. */
+static void fz_check_send_limits(gv_link *l) {
+  FZ_CHECK(gv_link_send(l, fz_huge, 0) == GV_EINVAL);
+  FZ_CHECK(gv_link_send(l, fz_huge, sizeof(fz_huge)) == GV_ETOOBIG);
+  FZ_CHECK(gv_link_close(l, fz_huge, sizeof(fz_huge)) == GV_ETOOBIG);
+  FZ_CHECK(gv_link_peer_id(l) != NULL && !gv_link_failed(l));
+}
+
 static void fz_mode_genuine(const uint8_t *p, size_t n, size_t chunk,
                             const uint8_t *pin, int wrong_pin) {
   static const uint8_t def_a[] = "hello bob", def_b[] = "hello alice";
   static const uint8_t bye_i[] = "bye from alice", bye_r[] = "bye from bob";
+  const size_t bye_i_len = sizeof(bye_i) - 1, bye_r_len = sizeof(bye_r) - 1;
   uint8_t hdr[4] = {0};
   fz_wire w = {0};
   fz_side ini = {0}, res = {0};
   const uint8_t *a = def_a, *b = def_b;
-  size_t a_len = sizeof(def_a) - 1, b_len = sizeof(def_b) - 1, total;
+  size_t a_len = sizeof(def_a) - 1, b_len = sizeof(def_b) - 1, big, total, v;
   int empty_close, complete;
 
   memcpy(hdr, p, n < sizeof(hdr) ? n : sizeof(hdr)); /* short: zero-padded */
@@ -337,27 +362,28 @@ static void fz_mode_genuine(const uint8_t *p, size_t n, size_t chunk,
     }
   }
   empty_close = (hdr[3] & 2) != 0;
-  ini.want[0] = b;
-  ini.want_len[0] = b_len;
-  ini.want[1] = bye_r;
-  ini.want_len[1] = sizeof(bye_r) - 1;
-  ini.n_want = empty_close ? 1 : 2;
-  res.want[0] = a;
-  res.want_len[0] = a_len;
-  res.want[1] = bye_i;
-  res.want_len[1] = sizeof(bye_i) - 1;
-  res.n_want = ini.n_want;
+  big = hdr[3] & 8 ? FZ_BIG_LARGE : hdr[3] & 4 ? FZ_BIG_SMALL : 0;
+  fz_expect(&res, a, a_len);
+  fz_expect(&ini, b, b_len);
+  if (big > 0) {
+    fz_expect(&res, fz_big, big);
+    fz_expect(&ini, fz_big + 1, big);
+  }
+  if (!empty_close) {
+    fz_expect(&res, bye_i, bye_i_len);
+    fz_expect(&ini, bye_r, bye_r_len);
+  }
 
   /* The whole transcript's length; pos == total changes nothing. */
-  total = 2 * GV_FRAME_HDR + GV_HS_M1_LEN + GV_HS_M2_LEN + GV_HS_M3_LEN +
-          2 * (GV_FRAME_HDR + crypto_secretstream_xchacha20poly1305_HEADERBYTES) +
-          FZ_SEALED(a_len) + FZ_SEALED(b_len) +
-          (empty_close ? 2 * FZ_SEALED(0)
-                       : FZ_SEALED(sizeof(bye_i) - 1) +
-                             FZ_SEALED(sizeof(bye_r) - 1));
-  total += GV_FRAME_HDR; /* M2's frame header (M1's and M3's are above) */
-  w.pos = ((size_t)hdr[0] << 8 | hdr[1]) % (total + 1);
-  w.xor = hdr[2];
+  total =
+      3 * GV_FRAME_HDR + GV_HS_M1_LEN + GV_HS_M2_LEN + GV_HS_M3_LEN +
+      2 * (GV_FRAME_HDR + crypto_secretstream_xchacha20poly1305_HEADERBYTES) +
+      FZ_SEALED(a_len) + FZ_SEALED(b_len) + (big > 0 ? 2 * FZ_SEALED(big) : 0) +
+      (empty_close ? 2 * FZ_SEALED(0)
+                   : FZ_SEALED(bye_i_len) + FZ_SEALED(bye_r_len));
+  v = (size_t)hdr[0] << 8 | hdr[1];
+  w.pos = total < 65536 ? v % (total + 1) : v * (total + 1) / 65536;
+  w.flip = hdr[2];
   w.truncate = hdr[3] & 1;
   w.chunk = chunk;
 
@@ -374,18 +400,29 @@ static void fz_mode_genuine(const uint8_t *p, size_t n, size_t chunk,
     FZ_CHECK(w.hit || ini.err == GV_EPEERID);
   }
 
-  /* One message each way, then both close. */
-  if (gv_link_peer_id(ini.link) != NULL)
+  /* A message each way; a large one queued behind a half-sent first one
+   * (the output buffer compacts and grows); then both close at once. */
+  if (gv_link_peer_id(ini.link) != NULL) {
+    fz_check_send_limits(ini.link);
     FZ_CHECK(gv_link_send(ini.link, a, a_len) == 0);
-  if (gv_link_peer_id(res.link) != NULL)
+  }
+  if (gv_link_peer_id(res.link) != NULL) {
+    fz_check_send_limits(res.link);
     FZ_CHECK(gv_link_send(res.link, b, b_len) == 0);
-  fz_pump(&w, &ini, &res);
-  if (gv_link_peer_id(ini.link) != NULL)
+  }
+  fz_step(&w, &ini, &res);
+  if (gv_link_peer_id(ini.link) != NULL) {
+    if (big > 0)
+      FZ_CHECK(gv_link_send(ini.link, fz_big, big) == 0);
     FZ_CHECK(gv_link_close(ini.link, empty_close ? NULL : bye_i,
-                           empty_close ? 0 : sizeof(bye_i) - 1) == 0);
-  if (gv_link_peer_id(res.link) != NULL)
+                           empty_close ? 0 : bye_i_len) == 0);
+  }
+  if (gv_link_peer_id(res.link) != NULL) {
+    if (big > 0)
+      FZ_CHECK(gv_link_send(res.link, fz_big + 1, big) == 0);
     FZ_CHECK(gv_link_close(res.link, empty_close ? NULL : bye_r,
-                           empty_close ? 0 : sizeof(bye_r) - 1) == 0);
+                           empty_close ? 0 : bye_r_len) == 0);
+  }
   fz_pump(&w, &ini, &res);
   fz_check_peer(&ini, &fz_bob);
   fz_check_peer(&res, &fz_alice);
@@ -418,15 +455,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (data[0] & 0x04)
     pin = wrong_pin ? fz_alice.pk : fz_bob.pk;
   switch (data[0] & 3) {
-  case 0:
-    fz_mode_responder(data + 1, size - 1, chunk);
-    break;
-  case 1:
-    fz_mode_initiator(data + 1, size - 1, chunk, pin);
-    break;
-  default:
-    fz_mode_genuine(data + 1, size - 1, chunk, pin, wrong_pin);
-    break;
+  case 0: fz_mode_responder(data + 1, size - 1, chunk); break;
+  case 1: fz_mode_initiator(data + 1, size - 1, chunk, pin); break;
+  default: fz_mode_genuine(data + 1, size - 1, chunk, pin, wrong_pin); break;
   }
   return 0;
 }
