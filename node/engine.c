@@ -671,9 +671,10 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
   double w[64], total = 0;
   size_t n = 0;
   /* A neighbour that announced the id holds it and pushes it on: once one
-   * has, push to one target fewer (EXPERIMENTS.md weighs the options). */
-  unsigned want = known != NULL && known->n_from > 0 && e->cfg.fanout > 1
-                      ? e->cfg.fanout - 1
+   * has, push to fanout_announced targets (EXPERIMENTS.md weighs it). */
+  unsigned want = known != NULL && known->n_from > 0 &&
+                          e->cfg.fanout_announced < e->cfg.fanout
+                      ? e->cfg.fanout_announced
                       : e->cfg.fanout;
   gv_buf *b = NULL;
 
@@ -1574,6 +1575,7 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   memset(c, 0, sizeof(*c));
   c->seed = 1;
   c->fanout = 3;
+  c->fanout_announced = 2;
   c->ttl_announce = GV_TTL_ANNOUNCE;
   c->ttl_request = GV_TTL_REQUEST;
   c->ttl_heartbeat = GV_TTL_HEARTBEAT;

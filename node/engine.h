@@ -40,8 +40,9 @@ void gv_buf_unref(gv_buf *b);
 /* ---- configuration ---- */
 
 typedef struct gv_engine_cfg {
-  uint64_t seed;   /* PRNG seed */
-  unsigned fanout; /* eager push targets (3) */
+  uint64_t seed;             /* PRNG seed */
+  unsigned fanout;           /* eager push targets (3) */
+  unsigned fanout_announced; /* ...once a neighbour announced it (2) */
   unsigned ttl_announce, ttl_request, ttl_heartbeat; /* 32, 16, 2 */
   bool repair;                /* lazy push + pull (true) */
   unsigned active_target;     /* links a node aims for (5) */

@@ -11,6 +11,7 @@ PKGS=(
   build-essential pkg-config git
   libsodium-dev libuv1-dev libcjson-dev libsqlite3-dev check
   clang libclang-rt-14-dev
+  python3 gnuplot-nox
 )
 
 missing=()

@@ -169,6 +169,7 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
   cJSON_AddNumberToObject(j, "seed", (double)o->cfg.seed);
   cJSON_AddStringToObject(j, "scenario", o->scenario);
   cJSON_AddNumberToObject(j, "fanout", o->cfg.fanout);
+  cJSON_AddNumberToObject(j, "fanout_announced", o->cfg.fanout_announced);
   cJSON_AddNumberToObject(j, "ttl", o->cfg.ttl);
   cJSON_AddBoolToObject(j, "repair", o->cfg.repair);
   cJSON_AddBoolToObject(j, "stub_sigs", o->cfg.stub_sigs);
@@ -483,6 +484,8 @@ static void usage(FILE *f) {
           "spread.\n\n"
           "  --nodes N            network size (required)\n"
           "  --fanout K           eager push targets (3)\n"
+          "  --fanout-announced K ...once a neighbour announced the message\n"
+          "                       (fanout - 1)\n"
           "  --ttl T              initial ttl of announcements (32)\n"
           "  --seed S             seed of everything random (1)\n"
           "  --fail-frac F        crash this fraction after formation, before "
@@ -527,6 +530,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   static const struct option lo[] = {
       {"nodes", required_argument, NULL, 'n'},
       {"fanout", required_argument, NULL, 'f'},
+      {"fanout-announced", required_argument, NULL, 'A'},
       {"ttl", required_argument, NULL, 't'},
       {"seed", required_argument, NULL, 's'},
       {"fail-frac", required_argument, NULL, 'F'},
@@ -552,6 +556,7 @@ static int parse_args(int argc, char **argv, opts *o) {
 
   memset(o, 0, sizeof(*o));
   o->cfg.fanout = 3;
+  o->cfg.fanout_announced = 0; /* default: fanout - 1 */
   o->cfg.ttl = 32;
   o->cfg.seed = 1;
   o->cfg.lat_min = 10;
@@ -579,6 +584,11 @@ static int parse_args(int argc, char **argv, opts *o) {
       if (parse_u64(optarg, 1, 16, &v) < 0)
         bad = "--fanout takes 1..16";
       o->cfg.fanout = (unsigned)v;
+      break;
+    case 'A':
+      if (parse_u64(optarg, 1, 16, &v) < 0)
+        bad = "--fanout-announced takes 1..16";
+      o->cfg.fanout_announced = (unsigned)v;
       break;
     case 't':
       if (parse_u64(optarg, 1, GV_TTL_ANNOUNCE, &v) < 0)
@@ -659,6 +669,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ? 0.8 : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
+  if (o->cfg.fanout_announced == 0)
+    o->cfg.fanout_announced = o->cfg.fanout > 1 ? o->cfg.fanout - 1 : 1;
   o->argc = argc;
   o->argv = argv;
   return 0;

@@ -329,6 +329,7 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
   gv_engine_cfg_default(&c);
   c.seed = gv__splitmix64(&seed);
   c.fanout = s->cfg.fanout;
+  c.fanout_announced = s->cfg.fanout_announced;
   c.ttl_announce = s->cfg.ttl;
   c.repair = s->cfg.repair;
   c.stub_sigs = s->cfg.stub_sigs;

@@ -20,7 +20,7 @@
 
 typedef struct gv_sim_cfg {
   uint32_t nodes;
-  unsigned fanout, ttl, active_target, candidates;
+  unsigned fanout, fanout_announced, ttl, active_target, candidates;
   uint64_t seed;
   double loss, silent_frac;
   int lat_min, lat_max; /* one-way link latency, ms */
