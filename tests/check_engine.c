@@ -46,9 +46,14 @@ typedef struct harness {
 
 static harness H;
 
-static void h_init(int n) {
+static void h_clear_log(void) {
   for (int i = 0; i < H.nlog; i++)
     free(H.log[i].text);
+  H.nlog = 0;
+}
+
+static void h_init(int n) {
+  h_clear_log();
   for (int i = 0; i < H.n; i++)
     gv_engine_free(H.e[i]);
   memset(&H, 0, sizeof(H));
@@ -249,7 +254,7 @@ START_TEST(test_dedup_and_never_back) {
   h_connect(0, 1);
   h_connect(1, 2);
   h_connect(2, 0);
-  H.nlog = 0;
+  h_clear_log();
   ck_assert_int_eq(gv_engine_announce(H.e[0], NULL, H.now), 0);
   h_pump();
   ck_assert_int_eq(H.delivered[1], 1);
@@ -280,7 +285,7 @@ START_TEST(test_ttl_per_type) {
   h_start();
   h_connect(1, 0);
   h_connect(2, 1);
-  H.nlog = 0;
+  h_clear_log();
   gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   ck_assert_int_eq(H.log[0].type, GV_MSG_PEER_ANNOUNCEMENT);
@@ -288,12 +293,12 @@ START_TEST(test_ttl_per_type) {
   ck_assert_uint_eq(H.log[0].hops, 0);
   ck_assert_int_eq(H.delivered[2], 1);
   ck_assert_uint_eq(H.hops[2], 2);
-  H.nlog = 0;
+  h_clear_log();
   ck_assert_int_eq(gv_engine_request(H.e[0], "x", 4, rid, H.now), 0);
   h_pump();
   ck_assert_int_eq(H.log[0].type, GV_MSG_PEER_REQUEST);
   ck_assert_uint_eq(H.log[0].ttl, 16);
-  H.nlog = 0;
+  h_clear_log();
   h_tick_all(H.now + 46000); /* past the jittered first heartbeat */
   ck_assert_int_ge(count_sent(GV_MSG_HEARTBEAT), 1);
   for (int i = 0; i < H.nlog; i++)
@@ -385,7 +390,7 @@ START_TEST(test_switch_to_silent) {
   ck_assert_ptr_nonnull(p);
   ck_assert_uint_eq(p->n_addrs, 1);
   H.now += 10;
-  H.nlog = 0;
+  h_clear_log();
   ck_assert_int_eq(
       gv_engine_set_broadcast(H.e[2], false, false, NULL, 0, H.now), 0);
   h_pump();
@@ -401,7 +406,7 @@ START_TEST(test_switch_to_silent) {
    * now answers without the address. */
   ck_assert_uint_eq(gv_engine_link_count(H.e[2]), 0);
   h_connect(2, 1);
-  H.nlog = 0;
+  h_clear_log();
   {
     char repos[1][GV_REPO_MAX + 1] = {"r"};
     H.now += 10;

@@ -21,6 +21,8 @@ for t in "$BUILD"/tests/check_*; do
     n=${BASH_REMATCH[1]} f=$((BASH_REMATCH[2] + BASH_REMATCH[3]))
     passed=$((passed + n - f)) failed=$((failed + f))
     [ "$f" -eq 0 ] && [ "$rc" -ne 0 ] && { failed=$((failed + 1)); broken+=("$t (exit $rc)"); }
+    # Sanitizer reports go to the test's stderr: show them.
+    [ "$f" -gt 0 ] || [ "$rc" -ne 0 ] && printf '%s\n' "$out" | grep -E 'ERROR: |SUMMARY: |runtime error|#[0-9] ' | head -40
   else
     printf '%s\n' "$out" | tail -20
     failed=$((failed + 1)) broken+=("$t (no summary, exit $rc)")
