@@ -13,7 +13,7 @@ PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
 FUZZ_SECONDS ?= 30
-PKGS      := libsodium libuv libcjson sqlite3
+PKGS      := libsodium libuv libcjson sqlite3 libmicrohttpd libcurl
 TEST_PKGS := check
 
 # Recursively expanded on purpose: pkg-config runs after deps are installed.
@@ -31,11 +31,14 @@ LDFLAGS ?=
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/link.c proto/addr.c proto/msg.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
-CORE_SRC  := node/engine.c node/idmap.c
-NODE_SRC  := node/main.c node/demo.c node/conn.c node/cli.c
-TEST_NAMES := err identity frame handshake link msg idmap engine
+CORE_SRC  := node/engine.c node/idmap.c node/ctl.c
+# The node's adapters (everything of the grapevine binary but main.c).
+NODE_SRC  := node/conn.c node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
+             node/store.c node/config.c node/metrics.c node/trkclient.c
+TEST_NAMES := err identity frame handshake link msg idmap engine store \
+              config metrics ctl
 BENCH_SRC := tests/bench/bench_proto.c
-FUZZ_NAMES := frame msg handshake
+FUZZ_NAMES := frame msg handshake ctl config
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -46,7 +49,7 @@ BINS      := $(BUILD)/grapevine
 # Each module beyond proto/ and node/ adds its sources, binaries, tests and
 # packages in its own fragment: <module>/module.mk may append to BINS,
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
-BENCH_BINS := $(BUILD)/bench/bench_proto
+BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -71,12 +74,17 @@ $(BUILD)/libgvcore.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/grapevine: $(NODE_OBJ) $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+$(BUILD)/libgvnode.a: $(NODE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/grapevine: $(call obj,node/main.c) $(BUILD)/libgvnode.a \
+                    $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o \
-                        $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvcore.a \
-                        $(BUILD)/libgvproto.a
+                        $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvnode.a \
+                        $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 
@@ -89,6 +97,11 @@ $(BUILD)/bench/bench_proto: $(call obj,$(BENCH_SRC)) $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
            $(BUILD)/tests/gen_vectors
 
@@ -98,7 +111,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)
-	$(BUILD)/grapevine demo --dir run/demo
+	@BUILD=$(BUILD) scripts/localnet.sh
 
 # The sanitizer build lives in its own tree so it never mixes objects.
 asan: deps
@@ -114,6 +127,14 @@ FUZZ_FLAGS = -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(PROTO_SRC) node/ctl.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(PROTO_SRC) node/config.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
 
 fuzz:
 	@scripts/deps.sh

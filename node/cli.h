@@ -15,6 +15,12 @@ int gv_cmd_id(int argc, char **argv);
 int gv_cmd_keygen(int argc, char **argv);
 int gv_cmd_msg_check(int argc, char **argv);
 int gv_cmd_demo(int argc, char **argv);
+int gv_cmd_node(int argc, char **argv);
+int gv_cmd_status(int argc, char **argv);
+int gv_cmd_peers(int argc, char **argv);
+int gv_cmd_request(int argc, char **argv);
+int gv_cmd_repo(int argc, char **argv);
+int gv_cmd_broadcast(int argc, char **argv);
 
 /* Resolves the data directory: flag, else $GRAPEVINE_DIR, else
  * $XDG_DATA_HOME/grapevine, else ~/.local/share/grapevine. */

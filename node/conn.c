@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,7 +8,7 @@
 
 struct gv_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* bounds a graceful close */
+  uv_timer_t timer; /* handshake deadline, idle check, or close wait */
   uv_connect_t connect;
   uv_shutdown_t shutdown;
   gv_link *link;
@@ -19,6 +20,7 @@ struct gv_conn {
   int finished;     /* handles are closing; nothing more is delivered */
   int handles_open; /* uv handles not yet closed */
   int status;
+  uint64_t handshake_ms, idle_ms, last_rx;
   uint8_t rbuf[READ_BUF];
 };
 
@@ -29,6 +31,8 @@ typedef struct write_req {
 } write_req;
 
 static void finish(gv_conn *c, int status);
+static void on_watch(uv_timer_t *t);
+static void arm_watch(gv_conn *c);
 
 static void on_handle_closed(uv_handle_t *h) {
   gv_conn *c = h->data;
@@ -90,6 +94,9 @@ static void flush(gv_conn *c) {
 static void check_open(gv_conn *c) {
   if (!c->opened && !c->finished && gv_link_peer_id(c->link) != NULL) {
     c->opened = 1;
+    uv_timer_stop(&c->timer);
+    if (c->idle_ms > 0)
+      uv_timer_start(&c->timer, on_watch, c->idle_ms, 0);
     c->cbs.on_open(c);
   }
 }
@@ -112,6 +119,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   gv_conn *c = s->data;
   int rc;
 
+  c->last_rx = uv_now(s->loop);
   if (nread == UV_EOF) {
     rc = gv_link_eof(c->link);
     finish(c, rc < 0 || c->opened ? rc : GV_EHANDSHAKE);
@@ -165,6 +173,8 @@ uv_stream_t *gv_conn_stream(gv_conn *c) { return (uv_stream_t *)&c->tcp; }
 
 int gv_conn_start(gv_conn *c) {
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!uv_is_active((uv_handle_t *)&c->timer))
+    arm_watch(c);
   if (rc < 0) {
     finish(c, rc);
     return rc;
@@ -190,6 +200,7 @@ int gv_conn_dial(gv_conn *c, const struct sockaddr *addr) {
   int rc;
 
   c->connect.data = c;
+  arm_watch(c); /* the deadline covers the TCP connect too */
   rc = uv_tcp_connect(&c->connect, &c->tcp, addr, on_connect);
   if (rc < 0)
     finish(c, rc);
@@ -247,6 +258,36 @@ void gv_conn_close(gv_conn *c, const uint8_t *msg, size_t len) {
 }
 
 void gv_conn_abort(gv_conn *c, int status) { finish(c, status); }
+
+/* The one timer: the handshake deadline, then the idle check. */
+static void on_watch(uv_timer_t *t) {
+  gv_conn *c = t->data;
+  uint64_t now = uv_now(t->loop);
+
+  if (c->closing || c->finished)
+    return;
+  if (!c->opened) {
+    finish(c, -ETIMEDOUT);
+    return;
+  }
+  if (c->idle_ms > 0) {
+    if (now - c->last_rx >= c->idle_ms)
+      finish(c, -ETIMEDOUT);
+    else
+      uv_timer_start(&c->timer, on_watch, c->idle_ms - (now - c->last_rx), 0);
+  }
+}
+
+void gv_conn_set_timeouts(gv_conn *c, uint64_t handshake_ms, uint64_t idle_ms) {
+  c->handshake_ms = handshake_ms;
+  c->idle_ms = idle_ms;
+}
+
+static void arm_watch(gv_conn *c) {
+  c->last_rx = uv_now(c->tcp.loop);
+  if (c->handshake_ms > 0)
+    uv_timer_start(&c->timer, on_watch, c->handshake_ms, 0);
+}
 
 const uint8_t *gv_conn_peer_id(const gv_conn *c) {
   return gv_link_peer_id(c->link);

@@ -39,6 +39,11 @@ int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
 /* The TCP handle, for uv_accept() into it before gv_conn_start(). */
 uv_stream_t *gv_conn_stream(gv_conn *c);
 
+/* Before gv_conn_dial()/gv_conn_start(): a connection that has not finished
+ * its handshake within handshake_ms, or that has received nothing for
+ * idle_ms once open, is aborted with -ETIMEDOUT. 0 disables either. */
+void gv_conn_set_timeouts(gv_conn *c, uint64_t handshake_ms, uint64_t idle_ms);
+
 int gv_conn_dial(gv_conn *c, const struct sockaddr *addr);
 int gv_conn_start(gv_conn *c);
 

@@ -1548,8 +1548,9 @@ out:
   finish(e);
 }
 
-int gv_engine_restore(gv_engine *e, const uint8_t *msg, size_t len,
-                      int64_t last_seen, int64_t now) {
+int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
+                      const uint8_t sig[GV_SIG_BYTES], int64_t last_seen,
+                      int64_t now) {
   gv_msg_policy pol;
   gv_msg m;
   int rc;
@@ -1558,12 +1559,9 @@ int gv_engine_restore(gv_engine *e, const uint8_t *msg, size_t len,
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = e->now;
   pol.trust_sigs = e->cfg.stub_sigs;
-  /* A stored record is a HELLO-borne record: validate it the same way. */
-  rc = gv_msg_decode(&m, msg, len, &pol, NULL);
-  if (rc == 0 && m.type == GV_MSG_HELLO && m.u.hello.record != NULL)
-    table_apply(e, m.u.hello.record, last_seen);
-  else if (rc == 0)
-    rc = GV_ETYPE;
+  rc = gv_msg_decode_record(&m, body, body_len, sig, &pol, NULL);
+  if (rc == 0)
+    table_apply(e, &m, last_seen);
   gv_msg_clear(&m);
   finish(e);
   return rc;

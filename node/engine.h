@@ -183,10 +183,11 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
  * NULL when unknown; then the dial is not pinned. */
 void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
                              const gv_addr *addr, int64_t now);
-/* Restores a cached entry (from the store) at start-up; the record is
- * validated like any other. */
-int gv_engine_restore(gv_engine *e, const uint8_t *msg, size_t len,
-                      int64_t last_seen, int64_t now);
+/* Restores a cached peer (from the store) at start-up: the origin's signed
+ * record, validated like any other, and when it was last seen. */
+int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
+                      const uint8_t sig[GV_SIG_BYTES], int64_t last_seen,
+                      int64_t now);
 
 /* ---- output and inspection ---- */
 

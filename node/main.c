@@ -4,12 +4,21 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
   const char *summary;
 } commands[] = {
+    {"node", gv_cmd_node, "run this machine's node (the daemon)"},
+    {"status", gv_cmd_status, "show the running node: links, table, mode"},
+    {"peers", gv_cmd_peers, "print the node's peer table with scores"},
+    {"request", gv_cmd_request, "ask the network who holds a repository"},
+    {"repo", gv_cmd_repo, "add or remove a repository this node holds"},
+    {"broadcast", gv_cmd_broadcast,
+     "switch sharing this node's address on or off"},
+    {"config", gv_cmd_config, "check a configuration file"},
     {"demo", gv_cmd_demo,
      "protocol demo: two identities, a handshake over loopback TCP, "
      "signed announcements"},

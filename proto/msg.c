@@ -488,11 +488,25 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     rc = GV_ENOMEM;
     goto out;
   }
-  memcpy(m->body, body, body_len + 1);
+  memcpy(m->body, body, body_len); /* body need not be NUL-terminated */
+  m->body[body_len] = '\0';
   m->body_len = body_len;
 out:
   cJSON_Delete(b);
   return rc;
+}
+
+int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
+                         const uint8_t sig[GV_SIG_BYTES],
+                         const gv_msg_policy *pol, gv_why *why) {
+  char hex[2 * GV_SIG_BYTES + 1];
+
+  memset(m, 0, sizeof(*m));
+  if (body_len > GV_MSG_MAX)
+    return gv_fail(why, GV_ETOOBIG, "record of %zu bytes", body_len);
+  sodium_bin2hex(hex, sizeof(hex), sig, GV_SIG_BYTES);
+  return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol,
+                      why);
 }
 
 static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,

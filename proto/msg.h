@@ -140,6 +140,13 @@ typedef struct gv_msg_policy {
 int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
                   const gv_msg_policy *pol, gv_why *why);
 
+/* Validates one stored signed record (a PEER_ANNOUNCEMENT or PEER_UPDATE as
+ * its origin signed it: exact body bytes and signature) into *m, by the
+ * rules for records embedded in a response (PROTOCOL.md §6.5). */
+int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
+                         const uint8_t sig[GV_SIG_BYTES],
+                         const gv_msg_policy *pol, gv_why *why);
+
 /* Releases what decode or seal attached to m, and zeroes it. */
 void gv_msg_clear(gv_msg *m);
 

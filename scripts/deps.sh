@@ -12,6 +12,7 @@ PKGS=(
   libsodium-dev libuv1-dev libcjson-dev libsqlite3-dev check
   clang libclang-rt-14-dev
   python3 gnuplot-nox
+  libmicrohttpd-dev libcurl4-openssl-dev curl sqlite3 wrk opentracker
 )
 
 missing=()

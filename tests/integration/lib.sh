@@ -6,12 +6,12 @@ BUILD=${BUILD:-build}
 GV=$PWD/$BUILD/grapevine
 TMP=$(mktemp -d /tmp/gv-it-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-n=0 nfail=0
+_tap_n=0 _tap_fail=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
+ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; }
 not_ok() {
-  n=$((n + 1)) nfail=$((nfail + 1))
-  echo "not ok $n - $1"
+  _tap_n=$((_tap_n + 1)) _tap_fail=$((_tap_fail + 1))
+  echo "not ok $_tap_n - $1"
   [ -n "${2:-}" ] && printf '#   %s\n' "$2" | head -20
   return 0
 }
@@ -21,4 +21,4 @@ check() {
   shift
   if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
 }
-finish() { [ "$nfail" -eq 0 ]; }
+finish() { [ "$_tap_fail" -eq 0 ]; }

@@ -1,0 +1,70 @@
+/* The node's configuration: command-line flags and an optional file with
+ * the same keys (`key = value` lines; `#` starts a comment; repo and peer
+ * may repeat). Flags given on the command line override the file.
+ *
+ * Keys: data-dir, listen (ADDR:PORT, numeric), broadcast (true/false),
+ * bootstrap (true/false; implies broadcast), repo (repeatable), peer
+ * (HOST:PORT, repeatable), tracker (http:// or https:// URL), metrics
+ * (ADDR:PORT), log-level (error, warn, info, debug).
+ *
+ * Pure parsing: no I/O except gv_config_load_file() reading its file.
+ */
+#ifndef GV_CONFIG_H
+#define GV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "err.h"
+#include "msg.h"
+
+#define GV_CONFIG_MAX_PEERS 32
+#define GV_CONFIG_PEER_MAX 256 /* HOST:PORT text */
+#define GV_CONFIG_URL_MAX 512
+#define GV_CONFIG_FILE_MAX (64 * 1024) /* larger config files are refused */
+
+typedef enum gv_log_level {
+  GV_LOG_ERROR,
+  GV_LOG_WARN,
+  GV_LOG_INFO,
+  GV_LOG_DEBUG,
+} gv_log_level;
+
+typedef struct gv_config {
+  char data_dir[4096]; /* "" until set: the daemon resolves a default */
+  bool broadcast, bootstrap;
+  bool has_listen;
+  gv_addr listen;
+  char tracker[GV_CONFIG_URL_MAX]; /* "" if none */
+  bool has_metrics;
+  gv_addr metrics;
+  gv_log_level log_level; /* default GV_LOG_INFO */
+  size_t n_repos;
+  char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
+  size_t n_peers;
+  char peers[GV_CONFIG_MAX_PEERS][GV_CONFIG_PEER_MAX]; /* HOST:PORT */
+} gv_config;
+
+void gv_config_default(gv_config *c);
+
+/* Applies one key. Unknown key, bad value or too many repeats: GV_EFIELD /
+ * GV_ELIMIT with a reason naming the key. bootstrap=true sets broadcast. */
+int gv_config_set(gv_config *c, const char *key, const char *value,
+                  gv_why *why);
+
+/* Parses a whole file's text (len bytes, need not be NUL-terminated). On
+ * error, why reads "line N: key 'k': reason". */
+int gv_config_parse(gv_config *c, const char *text, size_t len, gv_why *why);
+
+/* Reads path (at most GV_CONFIG_FILE_MAX bytes, else GV_ETOOBIG) and
+ * parses it; why is prefixed with the path. */
+int gv_config_load_file(gv_config *c, const char *path, gv_why *why);
+
+/* After all sources: cross-checks (broadcast needs listen, and so on). */
+int gv_config_validate(const gv_config *c, gv_why *why);
+
+/* grapevine config check FILE: exit status as the other commands. */
+int gv_cmd_config(int argc, char **argv);
+
+#endif

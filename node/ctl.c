@@ -1,0 +1,89 @@
+#include "ctl.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+
+static int get_uint(const cJSON *o, const char *key, unsigned lo, unsigned hi,
+                    unsigned dflt, unsigned *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+  if (it == NULL) {
+    *out = dflt;
+    return 0;
+  }
+  if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long)it->valuedouble)
+    return gv_fail(why, GV_EFIELD, "'%s' must be a whole number", key);
+  if (it->valuedouble < lo || it->valuedouble > hi)
+    return gv_fail(why, GV_ERANGE, "'%s' must be %u..%u", key, lo, hi);
+  *out = (unsigned)it->valuedouble;
+  return 0;
+}
+
+static int get_repo(const cJSON *o, const char *key, char *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+  size_t len;
+
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "'%s' must be a repository name", key);
+  len = strlen(it->valuestring);
+  if (gv_repo_name_check(it->valuestring, len) < 0)
+    return gv_fail(why, GV_EFIELD,
+                   "'%.64s' is not a repository name (1..%d of "
+                   "A-Za-z0-9._-/:@+)",
+                   it->valuestring, GV_REPO_MAX);
+  memcpy(out, it->valuestring, len + 1);
+  return 0;
+}
+
+int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
+  cJSON *o;
+  const cJSON *cmd, *it;
+  int rc = 0;
+
+  memset(req, 0, sizeof(*req));
+  if (len > GV_CTL_LINE_MAX)
+    return gv_fail(why, GV_ETOOBIG, "request longer than %d bytes",
+                   GV_CTL_LINE_MAX);
+  if (memchr(line, '\0', len) != NULL)
+    return gv_fail(why, GV_EJSON, "request contains a NUL byte");
+  o = cJSON_ParseWithLength(line, len);
+  if (o == NULL || !cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    return gv_fail(why, GV_EJSON, "request is not a JSON object");
+  }
+  cmd = cJSON_GetObjectItemCaseSensitive(o, "cmd");
+  if (!cJSON_IsString(cmd) || cmd->valuestring == NULL) {
+    rc = gv_fail(why, GV_EFIELD, "missing 'cmd'");
+  } else if (strcmp(cmd->valuestring, "status") == 0) {
+    req->cmd = GV_CTL_STATUS;
+  } else if (strcmp(cmd->valuestring, "peers") == 0) {
+    req->cmd = GV_CTL_PEERS;
+  } else if (strcmp(cmd->valuestring, "request") == 0) {
+    req->cmd = GV_CTL_REQUEST;
+    if ((rc = get_repo(o, "repo", req->repo, why)) == 0 &&
+        (rc = get_uint(o, "max", 1, GV_MAX_PEERS, 16, &req->max, why)) == 0)
+      rc = get_uint(o, "wait_ms", 1, GV_CTL_WAIT_MAX_MS, 3000, &req->wait_ms,
+                    why);
+  } else if (strcmp(cmd->valuestring, "repo") == 0) {
+    it = cJSON_GetObjectItemCaseSensitive(o, "op");
+    if (cJSON_IsString(it) && strcmp(it->valuestring, "add") == 0)
+      req->cmd = GV_CTL_REPO_ADD;
+    else if (cJSON_IsString(it) && strcmp(it->valuestring, "rm") == 0)
+      req->cmd = GV_CTL_REPO_RM;
+    else
+      rc = gv_fail(why, GV_EFIELD, "'op' must be \"add\" or \"rm\"");
+    if (rc == 0)
+      rc = get_repo(o, "name", req->repo, why);
+  } else if (strcmp(cmd->valuestring, "broadcast") == 0) {
+    req->cmd = GV_CTL_BROADCAST;
+    it = cJSON_GetObjectItemCaseSensitive(o, "on");
+    if (!cJSON_IsBool(it))
+      rc = gv_fail(why, GV_EFIELD, "'on' must be true or false");
+    else
+      req->on = cJSON_IsTrue(it);
+  } else {
+    rc = gv_fail(why, GV_EFIELD, "unknown command '%.32s'", cmd->valuestring);
+  }
+  cJSON_Delete(o);
+  return rc;
+}

@@ -1,0 +1,38 @@
+/* The control protocol between the grapevine CLI and a running node: one
+ * JSON object per line each way over the node's Unix socket (docs/NODE.md).
+ * This is the pure part: parsing a request line. */
+#ifndef GV_CTL_H
+#define GV_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "msg.h"
+
+#define GV_CTL_LINE_MAX (64 * 1024) /* longer lines close the connection */
+#define GV_CTL_WAIT_MAX_MS 60000
+
+typedef enum gv_ctl_cmd {
+  GV_CTL_STATUS,
+  GV_CTL_PEERS,
+  GV_CTL_REQUEST,
+  GV_CTL_REPO_ADD,
+  GV_CTL_REPO_RM,
+  GV_CTL_BROADCAST,
+} gv_ctl_cmd;
+
+typedef struct gv_ctl_req {
+  gv_ctl_cmd cmd;
+  char repo[GV_REPO_MAX + 1]; /* REQUEST, REPO_* */
+  unsigned max;               /* REQUEST: 1..GV_MAX_PEERS (default 16) */
+  unsigned wait_ms;           /* REQUEST: 1..GV_CTL_WAIT_MAX_MS (3000) */
+  bool on;                    /* BROADCAST */
+} gv_ctl_req;
+
+/* Parses one request line (without its newline). 0, or GV_EJSON /
+ * GV_EFIELD / GV_ERANGE / GV_ETOOBIG with a reason. */
+int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why);
+
+#endif

@@ -1,0 +1,424 @@
+/* The CLI side of the control socket: status, peers, request, repo and
+ * broadcast talk to a running node (docs/NODE.md, "Control protocol"). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "ctl.h"
+
+typedef struct call {
+  uv_pipe_t pipe;
+  uv_connect_t connect;
+  uv_write_t write;
+  uv_timer_t timer;
+  const char *request;
+  char *reply;
+  size_t len;
+  int rc;
+  bool done;
+} call;
+
+static void call_finish(call *c, int rc) {
+  if (c->done)
+    return;
+  c->done = true;
+  c->rc = rc;
+  uv_close((uv_handle_t *)&c->pipe, NULL);
+  uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  call *c = h->data;
+  char *p;
+  (void)hint;
+  if (c->len > GV_CTL_LINE_MAX * 64 ||
+      (p = realloc(c->reply, c->len + 65536)) == NULL) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  c->reply = p;
+  *buf = uv_buf_init(c->reply + c->len, 65536);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  call *c = s->data;
+  (void)buf;
+  if (n < 0) {
+    call_finish(c, n == UV_EOF ? -EPROTO : (int)n);
+    return;
+  }
+  c->len += (size_t)n;
+  if (memchr(c->reply, '\n', c->len) != NULL)
+    call_finish(c, 0);
+}
+
+static void on_written(uv_write_t *w, int status) {
+  call *c = w->data;
+  if (status < 0)
+    call_finish(c, status);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  call *c = req->data;
+  uv_buf_t buf = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
+  if (status < 0) {
+    call_finish(c, status);
+    return;
+  }
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t *)&c->pipe, &buf, 1, on_written) < 0 ||
+      uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
+    call_finish(c, -EIO);
+}
+
+static void on_timeout(uv_timer_t *t) { call_finish(t->data, -ETIMEDOUT); }
+
+/* Sends one request line to the node on dir and parses its one-line
+ * answer. Prints a one-line hint and returns NULL when no node runs. */
+static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
+                       uint64_t timeout_ms) {
+  char path[4200];
+  uv_loop_t loop;
+  call c;
+  cJSON *o = NULL;
+
+  memset(&c, 0, sizeof(c));
+  c.request = request;
+  snprintf(path, sizeof(path), "%s/control.sock", dir);
+  uv_loop_init(&loop);
+  uv_pipe_init(&loop, &c.pipe, 0);
+  uv_timer_init(&loop, &c.timer);
+  c.pipe.data = c.timer.data = c.connect.data = &c;
+  uv_pipe_connect(&c.connect, &c.pipe, path, on_connect);
+  uv_timer_start(&c.timer, on_timeout, timeout_ms, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (c.rc == UV_ENOENT || c.rc == UV_ECONNREFUSED)
+    fprintf(stderr,
+            "grapevine %s: no node is running on %s (start one with "
+            "'grapevine node')\n",
+            cmd, dir);
+  else if (c.rc < 0)
+    fprintf(stderr, "grapevine %s: the node did not answer: %s\n", cmd,
+            uv_strerror(c.rc));
+  else if ((o = cJSON_ParseWithLength(c.reply, c.len)) == NULL)
+    fprintf(stderr, "grapevine %s: the node's answer is not JSON\n", cmd);
+  free(c.reply);
+  return o;
+}
+
+/* Prints the node's answer: JSON as is, or a failure as one line. Returns
+ * the exit status for a non-ok answer, or -1 when the caller should go on
+ * to print a success in its own words. */
+static int check_reply(const char *cmd, cJSON *o, bool json) {
+  const cJSON *ok = cJSON_GetObjectItem(o, "ok");
+  char *txt;
+
+  if (json) {
+    txt = cJSON_PrintUnformatted(o);
+    puts(txt);
+    free(txt);
+    return cJSON_IsTrue(ok) ? 0 : 1;
+  }
+  if (cJSON_IsTrue(ok))
+    return -1;
+  fprintf(stderr, "grapevine %s: %s\n", cmd,
+          cJSON_GetStringValue(cJSON_GetObjectItem(o, "reason")));
+  return 1;
+}
+
+static const char *str(const cJSON *o, const char *key) {
+  const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
+  return s != NULL ? s : "";
+}
+
+static double num(const cJSON *o, const char *key) {
+  return cJSON_GetNumberValue(cJSON_GetObjectItem(o, key));
+}
+
+static void join(const cJSON *arr, char *out, size_t cap) {
+  const cJSON *it;
+  size_t off = 0;
+  out[0] = '\0';
+  cJSON_ArrayForEach(it, arr) {
+    if (cJSON_IsString(it))
+      off += (size_t)snprintf(out + off, off < cap ? cap - off : 0, "%s%s",
+                              off ? "," : "", it->valuestring);
+  }
+  if (off == 0)
+    snprintf(out, cap, "-");
+}
+
+static void print_peers(const cJSON *arr, int64_t now) {
+  const cJSON *p;
+  printf("%-12s  %-22s %-5s %-4s %5s %5s %9s %-4s %s\n", "ID", "ADDRESS",
+         "BCAST", "BOOT", "AVAIL", "PERF", "SEEN", "LINK", "REPOSITORIES");
+  cJSON_ArrayForEach(p, arr) {
+    char addrs[256], repos[512], seen[32];
+    double ago = ((double)now - num(p, "last_seen")) / 1000.0;
+    join(cJSON_GetObjectItem(p, "addresses"), addrs, sizeof(addrs));
+    join(cJSON_GetObjectItem(p, "repositories"), repos, sizeof(repos));
+    if (ago < 120)
+      snprintf(seen, sizeof(seen), "%.0fs ago", fmax(ago, 0));
+    else
+      snprintf(seen, sizeof(seen), "%.0fm ago", ago / 60);
+    printf("%-12.12s  %-22s %-5s %-4s %5.0f %5.0f %9s %-4s %s\n", str(p, "id"),
+           addrs,
+           cJSON_IsTrue(cJSON_GetObjectItem(p, "broadcasting")) ? "yes" : "no",
+           cJSON_IsTrue(cJSON_GetObjectItem(p, "bootstrap")) ? "yes" : "no",
+           num(p, "availability"), num(p, "performance"), seen,
+           cJSON_IsTrue(cJSON_GetObjectItem(p, "connected")) ? "up" : "-",
+           repos);
+  }
+}
+
+typedef struct cmd_spec {
+  const char *name, *usage, *about;
+  int min_args, max_args;
+} cmd_spec;
+
+/* Shared option parsing: --data-dir, --json, --help, plus request's
+ * --max/--wait. Returns 0 to go on, else the exit status. */
+static int parse(const cmd_spec *spec, int argc, char **argv, char *dir,
+                 size_t cap, bool *json, long *max, long *wait) {
+  static const struct option opts[] = {
+      {"data-dir", required_argument, NULL, 'd'},
+      {"json", no_argument, NULL, 'j'},
+      {"max", required_argument, NULL, 'm'},
+      {"wait", required_argument, NULL, 'w'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *dflag = NULL;
+  int opt;
+
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    char *end;
+    switch (opt) {
+    case 'd': dflag = optarg; break;
+    case 'j': *json = true; break;
+    case 'm':
+    case 'w':
+      if (max == NULL)
+        goto usage;
+      *(opt == 'm' ? max : wait) = strtol(optarg, &end, 10);
+      if (*end != '\0')
+        goto usage;
+      break;
+    case 'h':
+      printf(
+          "usage: grapevine %s %s\n\n%s\n\n  --data-dir DIR  the node's data "
+          "directory (default: $GRAPEVINE_DIR,\n                  else "
+          "$XDG_DATA_HOME/grapevine)\n  --json          print the node's "
+          "JSON answer\n",
+          spec->name, spec->usage, spec->about);
+      return 0 + 100;
+    default: goto usage;
+    }
+  }
+  if (argc - optind < spec->min_args || argc - optind > spec->max_args)
+    goto usage;
+  if (gv_cli_data_dir(dflag, dir, cap) < 0) {
+    fprintf(stderr,
+            "grapevine %s: cannot tell the data directory; pass "
+            "--data-dir DIR\n",
+            spec->name);
+    return 1;
+  }
+  return 0;
+usage:
+  fprintf(stderr, "usage: grapevine %s %s\n", spec->name, spec->usage);
+  return 2;
+}
+
+#define PARSE(spec, max, wait)                                                 \
+  do {                                                                         \
+    int prc = parse(&spec, argc, argv, dir, sizeof(dir), &json, max, wait);    \
+    if (prc != 0)                                                              \
+      return prc == 100 ? 0 : prc;                                             \
+  } while (0)
+
+int gv_cmd_status(int argc, char **argv) {
+  static const cmd_spec spec = {
+      "status", "[--data-dir DIR] [--json]",
+      "Shows the running node: id, uptime, links, table size, and whether it\n"
+      "broadcasts its address or is a bootstrap node.",
+      0, 0};
+  char dir[4096], repos[1024];
+  bool json = false;
+  cJSON *o;
+  int rc;
+  double up;
+
+  PARSE(spec, NULL, NULL);
+  if ((o = ctl_call("status", dir, "{\"cmd\":\"status\"}\n", 5000)) == NULL)
+    return 1;
+  if ((rc = check_reply("status", o, json)) < 0) {
+    up = num(o, "uptime_s");
+    join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
+    printf("node       %s\n", str(o, "id"));
+    printf("uptime     %.0fh %02.0fm %02.0fs\n", floor(up / 3600),
+           fmod(floor(up / 60), 60), fmod(up, 60));
+    printf("links      %.0f up, %.0f handshaking\n", num(o, "links"),
+           num(o, "handshaking"));
+    printf("table      %.0f peers\n", num(o, "table"));
+    if (cJSON_IsTrue(cJSON_GetObjectItem(o, "broadcasting")))
+      printf("mode       broadcasting on %s%s\n", str(o, "listen"),
+             cJSON_IsTrue(cJSON_GetObjectItem(o, "bootstrap")) ? ", bootstrap"
+                                                               : "");
+    else
+      printf("mode       silent (dials out only; address never shared)\n");
+    printf("repos      %s\n", repos);
+    printf("data       %s\n", str(o, "data_dir"));
+    rc = 0;
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
+int gv_cmd_peers(int argc, char **argv) {
+  static const cmd_spec spec = {
+      "peers", "[--data-dir DIR] [--json]",
+      "Prints the node's peer table with scores. Silent nodes have no "
+      "address.",
+      0, 0};
+  char dir[4096];
+  bool json = false;
+  cJSON *o;
+  int rc;
+
+  PARSE(spec, NULL, NULL);
+  if ((o = ctl_call("peers", dir, "{\"cmd\":\"peers\"}\n", 5000)) == NULL)
+    return 1;
+  if ((rc = check_reply("peers", o, json)) < 0) {
+    print_peers(cJSON_GetObjectItem(o, "peers"), gv_cli_now_ms());
+    rc = 0;
+  } else if (json) {
+    /* The contract for scripts: the array itself. */
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
+int gv_cmd_request(int argc, char **argv) {
+  static const cmd_spec spec = {
+      "request", "REPO [--max N] [--wait MS] [--data-dir DIR] [--json]",
+      "Asks the network who holds repository REPO (a PEER_REQUEST), waits\n"
+      "up to --wait ms (default 3000) and prints the matching nodes.",
+      1, 1};
+  char dir[4096], req[256];
+  bool json = false;
+  long max = 16, wait = 3000;
+  cJSON *o, *r;
+  int rc;
+
+  PARSE(spec, &max, &wait);
+  if (gv_repo_name_check(argv[optind], strlen(argv[optind])) < 0) {
+    fprintf(stderr,
+            "grapevine request: '%s' is not a repository name "
+            "(1..%d of A-Za-z0-9._-/:@+)\n",
+            argv[optind], GV_REPO_MAX);
+    return 2;
+  }
+  if (max < 1 || max > GV_MAX_PEERS || wait < 1 || wait > GV_CTL_WAIT_MAX_MS) {
+    fprintf(stderr, "grapevine request: --max takes 1..%d, --wait 1..%d\n",
+            GV_MAX_PEERS, GV_CTL_WAIT_MAX_MS);
+    return 2;
+  }
+  r = cJSON_CreateObject();
+  cJSON_AddStringToObject(r, "cmd", "request");
+  cJSON_AddStringToObject(r, "repo", argv[optind]);
+  cJSON_AddNumberToObject(r, "max", (double)max);
+  cJSON_AddNumberToObject(r, "wait_ms", (double)wait);
+  {
+    char *t = cJSON_PrintUnformatted(r);
+    snprintf(req, sizeof(req), "%s\n", t);
+    free(t);
+    cJSON_Delete(r);
+  }
+  if ((o = ctl_call("request", dir, req, (uint64_t)wait + 5000)) == NULL)
+    return 1;
+  if ((rc = check_reply("request", o, json)) < 0) {
+    const cJSON *arr = cJSON_GetObjectItem(o, "peers");
+    printf("%d node(s) hold '%s'\n", cJSON_GetArraySize(arr), argv[optind]);
+    if (cJSON_GetArraySize(arr) > 0)
+      print_peers(arr, gv_cli_now_ms());
+    rc = 0;
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
+int gv_cmd_repo(int argc, char **argv) {
+  static const cmd_spec spec = {
+      "repo", "add|rm NAME [--data-dir DIR] [--json]",
+      "Adds or removes a repository this node holds, and tells the network\n"
+      "(a PEER_UPDATE).",
+      2, 2};
+  char dir[4096], req[256];
+  bool json = false;
+  cJSON *o;
+  int rc;
+
+  PARSE(spec, NULL, NULL);
+  if (strcmp(argv[optind], "add") != 0 && strcmp(argv[optind], "rm") != 0) {
+    fprintf(stderr, "usage: grapevine repo %s\n", spec.usage);
+    return 2;
+  }
+  if (gv_repo_name_check(argv[optind + 1], strlen(argv[optind + 1])) < 0) {
+    fprintf(stderr, "grapevine repo: '%s' is not a repository name\n",
+            argv[optind + 1]);
+    return 2;
+  }
+  snprintf(req, sizeof(req),
+           "{\"cmd\":\"repo\",\"op\":\"%s\",\"name\":\"%s\"}\n", argv[optind],
+           argv[optind + 1]);
+  if ((o = ctl_call("repo", dir, req, 5000)) == NULL)
+    return 1;
+  if ((rc = check_reply("repo", o, json)) < 0) {
+    char repos[1024];
+    join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
+    printf("repositories: %s\n", repos);
+    rc = 0;
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
+int gv_cmd_broadcast(int argc, char **argv) {
+  static const cmd_spec spec = {
+      "broadcast", "on|off [--data-dir DIR] [--json]",
+      "Switches whether this node shares its address. 'off' publishes a\n"
+      "newer signed record without it, and every node forgets it.",
+      1, 1};
+  char dir[4096], req[64];
+  bool json = false, on;
+  cJSON *o;
+  int rc;
+
+  PARSE(spec, NULL, NULL);
+  on = strcmp(argv[optind], "on") == 0;
+  if (!on && strcmp(argv[optind], "off") != 0) {
+    fprintf(stderr, "usage: grapevine broadcast %s\n", spec.usage);
+    return 2;
+  }
+  snprintf(req, sizeof(req), "{\"cmd\":\"broadcast\",\"on\":%s}\n",
+           on ? "true" : "false");
+  if ((o = ctl_call("broadcast", dir, req, 5000)) == NULL)
+    return 1;
+  if ((rc = check_reply("broadcast", o, json)) < 0) {
+    printf("broadcast %s\n", on ? "on: this node's address is shared"
+                                : "off: the network forgets this node's "
+                                  "address");
+    rc = 0;
+  }
+  cJSON_Delete(o);
+  return rc;
+}

@@ -1,0 +1,80 @@
+/* Control-socket request parsing (node/ctl.c). */
+#include <string.h>
+
+#include "ctl.h"
+#include "testutil.h"
+
+static int parse(const char *line, gv_ctl_req *r, gv_why *why) {
+  why->text[0] = '\0';
+  return gv_ctl_parse(r, line, strlen(line), why);
+}
+
+START_TEST(test_commands) {
+  gv_ctl_req r;
+  gv_why why;
+
+  ck_assert_int_eq(parse("{\"cmd\":\"status\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_STATUS);
+  ck_assert_int_eq(parse("{\"cmd\":\"peers\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_PEERS);
+  ck_assert_int_eq(parse("{\"cmd\":\"request\",\"repo\":\"linux\"}", &r, &why),
+                   0);
+  ck_assert_int_eq(r.cmd, GV_CTL_REQUEST);
+  ck_assert_str_eq(r.repo, "linux");
+  ck_assert_uint_eq(r.max, 16);
+  ck_assert_uint_eq(r.wait_ms, 3000);
+  ck_assert_int_eq(parse("{\"cmd\":\"request\",\"repo\":\"a\",\"max\":32,"
+                         "\"wait_ms\":60000}",
+                         &r, &why),
+                   0);
+  ck_assert_uint_eq(r.max, 32);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"repo\",\"op\":\"rm\",\"name\":\"a/b\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_REPO_RM);
+  ck_assert_int_eq(parse("{\"cmd\":\"broadcast\",\"on\":false}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_BROADCAST);
+  ck_assert(!r.on);
+}
+END_TEST
+
+START_TEST(test_rejections) {
+  gv_ctl_req r;
+  gv_why why;
+  static char big[GV_CTL_LINE_MAX + 2];
+
+  ck_assert_int_eq(parse("status", &r, &why), GV_EJSON);
+  ck_assert_int_eq(parse("{}", &r, &why), GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "cmd"));
+  ck_assert_int_eq(parse("{\"cmd\":\"reboot\"}", &r, &why), GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "reboot"));
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"request\",\"repo\":\"has space\"}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"request\",\"repo\":\"a\",\"max\":33}", &r, &why),
+      GV_ERANGE);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"request\",\"repo\":\"a\",\"wait_ms\":1.5}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"repo\",\"op\":\"mv\",\"name\":\"a\"}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(parse("{\"cmd\":\"broadcast\",\"on\":\"yes\"}", &r, &why),
+                   GV_EFIELD);
+  ck_assert_int_eq(gv_ctl_parse(&r, "{\"cmd\":\"status\"}\0", 17, &why),
+                   GV_EJSON);
+  memset(big, ' ', sizeof(big));
+  ck_assert_int_eq(gv_ctl_parse(&r, big, sizeof(big), &why), GV_ETOOBIG);
+}
+END_TEST
+
+static Suite *ctl_suite(void) {
+  Suite *s = suite_create("ctl");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_commands);
+  tcase_add_test(tc, test_rejections);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tu_run(ctl_suite()); }
