@@ -18,15 +18,18 @@ RUN=${RUN_DIR:-run}
 BASE=${BASE_PORT:-7400}
 GV=$BUILD/grapevine
 TRK=$BUILD/grapevine-tracker
-pids=()
+node_pids=()
+tracker_pid=""
 names=()
 
 stop_all() {
   trap - INT TERM
   echo
-  echo "stopping: SIGTERM to ${#pids[@]} process(es)"
-  kill -TERM "${pids[@]}" 2>/dev/null
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  echo "stopping: SIGTERM to ${#node_pids[@]} node(s), then the tracker"
+  kill -TERM "${node_pids[@]}" 2>/dev/null
+  for p in "${node_pids[@]}"; do wait "$p" 2>/dev/null; done
+  # The tracker goes last, so that bootstrap nodes can unregister.
+  [ -n "$tracker_pid" ] && kill -TERM "$tracker_pid" && wait "$tracker_pid" 2>/dev/null
   echo "stopped cleanly; logs are in $RUN/*/log"
   exit 0
 }
@@ -45,7 +48,7 @@ if [ -x "$TRK" ]; then
   mkdir -p "$RUN/tracker"
   "$TRK" --listen "127.0.0.1:$BASE" --db "$RUN/tracker/tracker.db" \
     > "$RUN/tracker/log" 2>&1 &
-  pids+=($!)
+  tracker_pid=$!
   tracker_flags=(--tracker "http://127.0.0.1:$BASE")
   echo "tracker    http://127.0.0.1:$BASE"
 fi
@@ -57,7 +60,7 @@ node() {
   mkdir -p "$RUN/$name"
   "$GV" node --data-dir "$RUN/$name" "${tracker_flags[@]}" "$@" \
     > "$RUN/$name/log" 2>&1 &
-  pids+=($!)
+  node_pids+=($!)
   names+=("$name")
 }
 seed=(--peer "127.0.0.1:$((BASE + 1))")

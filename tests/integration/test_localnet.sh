@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make run's local network, bounded: it starts, converges, answers the
+# request and stops cleanly; a re-run keeps the identities.
+cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+BASE=$((30000 + RANDOM % 20000))
+run() {
+  DEMO_SECONDS=9 RUN_DIR="$TMP/run" BASE_PORT=$BASE BUILD=$BUILD \
+    timeout 60 scripts/localnet.sh 2>&1
+}
+out=$(run); rc=$?
+last=$(awk '/--- t=9s ---/{f=1} f' <<<"$out")
+if [ $rc -eq 0 ] && grep -q "1 node(s) hold 'linux'" <<<"$out" &&
+   grep -q "stopped cleanly" <<<"$out" &&
+   ! grep -Eq "\(starting\)| 0 +[0-9]+$" <<<"$last"; then
+  ok "make run: 7 nodes link up, a silent node finds 'linux', Ctrl-C stops cleanly"
+else not_ok "localnet" "$out"; fi
+id1=$("$GV" id --data-dir "$TMP/run/silent1")
+out=$(run)
+id2=$("$GV" id --data-dir "$TMP/run/silent1")
+[ -n "$id1" ] && [ "$id1" = "$id2" ] && grep -q "stopped cleanly" <<<"$out" &&
+  ok "make run again: the same identities" || not_ok "localnet rerun" "$id1 $id2"
+finish
