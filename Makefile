@@ -49,7 +49,8 @@ BINS      := $(BUILD)/grapevine
 # Each module beyond proto/ and node/ adds its sources, binaries, tests and
 # packages in its own fragment: <module>/module.mk may append to BINS,
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
-BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store
+BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
+              tests/bench/bench_node.sh
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -94,6 +95,11 @@ $(BUILD)/tests/gen_vectors: $(BUILD)/obj/tests/gen_vectors.o \
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/bench/bench_proto: $(call obj,$(BENCH_SRC)) $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/gossip_load: $(call obj,tests/bench/gossip_load.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -142,7 +148,8 @@ fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) tests/fuzz/run.sh $(FUZZ_NAMES)
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BINS)
+	@$(MAKE) --no-print-directory $(filter-out %.sh,$(BENCH_BINS)) \
+	  $(BINS) $(BUILD)/bench/gossip_load
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 # Regenerates the worked examples in docs/PROTOCOL.md.
@@ -151,8 +158,13 @@ vectors: $(BUILD)/tests/gen_vectors
 	scripts/splice-vectors.sh docs/PROTOCOL.md $(BUILD)/vectors.md
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/user \
+	  $(DESTDIR)$(PREFIX)/share/doc/grapevine
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin|$(PREFIX)/bin|' dist/grapevine.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/user/grapevine.service
+	install -m 0644 docs/*.md $(wildcard dist/*.example) \
+	  $(DESTDIR)$(PREFIX)/share/doc/grapevine/
 
 clean:
 	rm -rf build build-asan

@@ -1243,7 +1243,8 @@ int gv_cmd_node(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   umask(077);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (n->cfg.tracker[0])
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* only a tracker needs it */
   uv_loop_init(&loop);
   n->loop = &loop;
   n->lock_fd = -1;
@@ -1265,8 +1266,9 @@ int gv_cmd_node(int argc, char **argv) {
   gv_id_wipe(&n->id);
   if (n->lock_fd >= 0)
     close(n->lock_fd);
+  if (n->cfg.tracker[0])
+    curl_global_cleanup();
   free(n->links);
   free(n);
-  curl_global_cleanup();
   return rc < 0 ? 1 : 0;
 }
