@@ -1639,12 +1639,22 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   e->next_shuffle =
       now + (cfg->shuffle_ms > 0 ? jitter(e, cfg->shuffle_ms) : 0);
   e->last_wake = NO_WAKE;
-  gv_idmap_init(&e->table);
-  gv_idmap_init(&e->bans);
-  gv_idmap_init(&e->dedup);
-  gv_idmap_init(&e->cache);
-  gv_idmap_init(&e->pulls);
-  gv_idmap_init(&e->routes);
+  {
+    /* Map keys from the caller's seed, apart from the gossip PRNG's
+     * stream: secret in a node (seeded from libsodium), reproducible in
+     * the simulator. */
+    uint8_t key[GV_IDMAP_KEY_BYTES];
+    uint64_t x = cfg->seed ^ 0x6b65796b65796b65ULL, a = gv__splitmix64(&x),
+             b = gv__splitmix64(&x);
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
+    gv_idmap_init(&e->table, key);
+    gv_idmap_init(&e->bans, key);
+    gv_idmap_init(&e->dedup, key);
+    gv_idmap_init(&e->cache, key);
+    gv_idmap_init(&e->pulls, key);
+    gv_idmap_init(&e->routes, key);
+  }
   if ((rc = make_self_record(e, GV_MSG_PEER_ANNOUNCEMENT, &m)) < 0) {
     gv_msg_clear(&m);
     gv_engine_free(e);

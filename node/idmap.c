@@ -1,21 +1,28 @@
 #include "idmap.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
 
-static size_t hash(const uint8_t key[32]) {
+static size_t hash(const gv_idmap *m, const uint8_t id[32]) {
+  uint8_t out[crypto_shorthash_siphash24_BYTES];
   uint64_t h;
-  memcpy(&h, key, sizeof(h));
+  crypto_shorthash_siphash24(out, id, 32, m->key);
+  memcpy(&h, out, sizeof(h));
   return (size_t)h;
 }
 
-void gv_idmap_init(gv_idmap *m) { memset(m, 0, sizeof(*m)); }
+void gv_idmap_init(gv_idmap *m, const uint8_t key[GV_IDMAP_KEY_BYTES]) {
+  memset(m, 0, sizeof(*m));
+  memcpy(m->key, key, GV_IDMAP_KEY_BYTES);
+}
 
 void gv_idmap_free(gv_idmap *m) {
   free(m->slots);
-  memset(m, 0, sizeof(*m));
+  m->slots = NULL;
+  m->cap = m->len = 0;
 }
 
 static gv_idmap_slot *find(const gv_idmap *m, const uint8_t key[32]) {
@@ -23,7 +30,7 @@ static gv_idmap_slot *find(const gv_idmap *m, const uint8_t key[32]) {
 
   if (m->cap == 0)
     return NULL;
-  for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash(m, key) & mask;; i = (i + 1) & mask) {
     gv_idmap_slot *s = &m->slots[i];
     if (s->val == NULL)
       return NULL;
@@ -66,7 +73,7 @@ int gv_idmap_put(gv_idmap *m, const uint8_t key[32], void *val) {
   if ((m->len + 1) * 4 > m->cap * 3 && grow(m) < 0)
     return GV_ENOMEM;
   mask = m->cap - 1;
-  for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash(m, key) & mask;; i = (i + 1) & mask) {
     if (m->slots[i].val == NULL) {
       memcpy(m->slots[i].key, key, 32);
       m->slots[i].val = val;
@@ -87,7 +94,7 @@ void *gv_idmap_del(gv_idmap *m, const uint8_t key[32]) {
   i = (size_t)(s - m->slots);
   /* Backward-shift: move later members of the probe run into the hole. */
   for (j = (i + 1) & mask; m->slots[j].val != NULL; j = (j + 1) & mask) {
-    size_t home = hash(m->slots[j].key) & mask;
+    size_t home = hash(m, m->slots[j].key) & mask;
     /* Move j into i unless its home lies cyclically in (i, j]. */
     if ((j > i && (home <= i || home > j)) ||
         (j < i && home <= i && home > j)) {

@@ -1,7 +1,8 @@
 /* A hash map from 32-byte ids (node ids, message ids) to pointers. Open
- * addressing with linear probing and backward-shift deletion; the first 8
- * id bytes are the hash (ids are hashes or public keys: uniform). Pure:
- * no I/O, no global state.
+ * addressing with linear probing and backward-shift deletion. Ids come
+ * from the network and a peer can grind them (a node id is any public key
+ * it likes), so slots are chosen by SipHash-2-4 under a secret per-map key:
+ * nobody can aim ids at one probe run. Pure: no I/O, no global state.
  *
  * Lifetime: the map owns its slot array, not the values. Keys are copied.
  * gv_idmap_free() releases the slots; values are the caller's.
@@ -18,12 +19,17 @@ typedef struct gv_idmap_slot {
 } gv_idmap_slot;
 
 typedef struct gv_idmap {
+  uint8_t key[16]; /* SipHash key: secret and random in a node */
   gv_idmap_slot *slots;
   size_t cap; /* a power of two, or 0 before the first insert */
   size_t len;
 } gv_idmap;
 
-void gv_idmap_init(gv_idmap *m);
+#define GV_IDMAP_KEY_BYTES 16
+
+/* key: GV_IDMAP_KEY_BYTES of secret randomness (a node draws it from
+ * libsodium; the simulator from its seed). */
+void gv_idmap_init(gv_idmap *m, const uint8_t key[GV_IDMAP_KEY_BYTES]);
 void gv_idmap_free(gv_idmap *m);
 
 void *gv_idmap_get(const gv_idmap *m, const uint8_t key[32]);

@@ -34,6 +34,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -304,7 +305,11 @@ int gv_store_open(gv_store **out, const char *path, gv_why *why) {
     rc = gv_fail(&inner, GV_ENOMEM, "out of memory");
     goto out;
   }
-  gv_idmap_init(&s->index);
+  {
+    uint8_t key[GV_IDMAP_KEY_BYTES];
+    randombytes_buf(key, sizeof(key)); /* ids come from the network */
+    gv_idmap_init(&s->index, key);
+  }
   rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                        NULL);
   if (rc != SQLITE_OK) {

@@ -433,7 +433,11 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
     return GV_ENOMEM;
   }
   gv_rng_seed(&s->rng, cfg->seed);
-  gv_idmap_init(&s->delivered);
+  {
+    uint8_t key[GV_IDMAP_KEY_BYTES] = {0};
+    memcpy(key, &cfg->seed, sizeof(cfg->seed));
+    gv_idmap_init(&s->delivered, key);
+  }
   *out = s;
   return 0;
 }

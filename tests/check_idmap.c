@@ -16,13 +16,13 @@ START_TEST(test_against_model) {
   gv_rng r;
 
   gv_rng_seed(&r, (uint64_t)_i + 1);
-  gv_idmap_init(&m);
+  gv_idmap_init(&m, (const uint8_t *)"0123456789abcdef");
   memset(present, 0, sizeof(present));
   for (int k = 0; k < KEYS; k++) {
     for (int b = 0; b < 32; b++)
       keys[k][b] = (uint8_t)gv_rng_next(&r);
-    keys[k][0] &= 0x0f; /* crowd the probe runs */
-    memset(keys[k] + 1, 0, 7);
+    memset(keys[k], 0, 8); /* equal first bytes: the old, unkeyed hash's
+                              worst case; the keyed one must not care */
   }
   for (int s = 0; s < STEPS; s++) {
     int k = (int)gv_rng_below(&r, KEYS);
@@ -51,7 +51,7 @@ END_TEST
 START_TEST(test_empty) {
   gv_idmap m;
   uint8_t k[32] = {1};
-  gv_idmap_init(&m);
+  gv_idmap_init(&m, (const uint8_t *)"0123456789abcdef");
   ck_assert_ptr_null(gv_idmap_get(&m, k));
   ck_assert_ptr_null(gv_idmap_del(&m, k));
   gv_idmap_free(&m);
