@@ -44,7 +44,7 @@
 
 #define FZ_NOW_MS 1767225600000LL /* 2026-01-01T00:00:00Z */
 
-        static const uint8_t KEY16[16] = {1, 2, 3};
+static const uint8_t KEY16[16] = {1, 2, 3};
 static gv_identity alice;
 
 static int all_zero(const void *p, size_t n) {

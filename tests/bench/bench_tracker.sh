@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The tracker's benchmark: wrk with keep-alive, on this machine, in one run:
+#   grapevine-tracker  GET /api/bootstrap/peers and
+#                      GET /api/bootstrap/discover?repos=...
+#                      with 10,000 registered bootstraps (rate limit off)
+#   opentracker        HTTP announces (compact, numwant=32) for a torrent
+#                      with 10,000 peers, the C anchor
+# and prints req/s and p99 latency for each, and the ratios ours/opentracker.
+# opentracker closes every connection after one answer, so wrk reconnects
+# for each of its requests; the row "peers, new connection each" measures
+# the tracker under the same condition (Connection: close).
+#
+#   tests/bench/bench_tracker.sh BUILD_DIR      (make bench runs it)
+#
+# Environment: BENCH_SECONDS (default 5; rounded up to whole seconds, at
+# least 1) per measured run, BENCH_ROUNDS (default 1; the median is
+# reported), BENCH_CONNS (default 64), BENCH_THREADS (default 2). Never
+# fails for being slow; exits 1 only if the tracker itself will not serve.
+set -u -o pipefail
+
+BUILD=${1:-build}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+TRK=$BUILD/grapevine-tracker
+LUA=$here/tracker.lua
+NODES=10000
+secs=${BENCH_SECONDS:-5}
+secs=$(awk -v s="$secs" 'BEGIN { n = int(s); if (n < s) n++; if (n < 1) n = 1; print n }')
+rounds=${BENCH_ROUNDS:-1}
+conns=${BENCH_CONNS:-64}
+threads=${BENCH_THREADS:-2}
+
+for tool in wrk opentracker sqlite3 curl; do
+  if ! command -v "$tool" >/dev/null; then
+    "$root/scripts/deps.sh" >/dev/null 2>&1 || true
+    break
+  fi
+done
+for tool in wrk sqlite3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench_tracker: skipped: $tool is not installed (scripts/deps.sh)"; exit 0; }
+done
+[ -x "$TRK" ] || { echo "bench_tracker: $TRK not built"; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/gv-bench-trk.XXXXXX") || exit 1
+chmod 755 "$work"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # FILE REGEX: bounded at 30 s
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -qE "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# A port nothing listens on (probed; opentracker cannot be given port 0).
+free_port() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# --- 10,000 bootstraps, written with the schema of docs/TRACKER.md §5.2 ---
+now=$(date +%s%3N)
+sqlite3 "$work/bench.db" >/dev/null <<SQL || { echo "bench_tracker: cannot write the database"; exit 1; }
+PRAGMA journal_mode = WAL;
+CREATE TABLE registration (
+  id TEXT PRIMARY KEY NOT NULL, addr TEXT NOT NULL, repos TEXT NOT NULL,
+  caps TEXT NOT NULL, ts INTEGER NOT NULL, registered_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $NODES - 1)
+INSERT INTO registration
+  SELECT lower(hex(randomblob(32))),
+         printf('10.%d.%d.%d:%d', i / 65536 % 256, i / 256 % 256, i % 256,
+                7000 + i % 1000),
+         printf('["repo/%d","repo/%d","common"]', i % 100, (i * 7 + 3) % 100),
+         '["relay"]', $now, $now, $now + 3600000
+  FROM n;
+SQL
+
+"$TRK" --listen 127.0.0.1:0 --db "$work/bench.db" --key "$work/tracker.key" \
+  --rate-limit 0 --threads "$threads" --max-conns 4096 --max-conns-per-ip 0 \
+  --log-level info 2>"$work/tracker.log" &
+pids+=($!)
+if ! wait_for "$work/tracker.log" 'listening on http://'; then
+  echo "bench_tracker: the tracker did not start:"
+  cat "$work/tracker.log"
+  exit 1
+fi
+url=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$work/tracker.log" | head -1)
+listed=$(curl -s "$url/health" | grep -oE '"listed":[0-9]+' | cut -d: -f2)
+if [ "${listed:-0}" -ne "$NODES" ]; then
+  echo "bench_tracker: the tracker lists ${listed:-0} of $NODES bootstraps"
+  exit 1
+fi
+
+ot_url=
+if command -v opentracker >/dev/null && port=$(free_port); then
+  mkdir -p "$work/ot"
+  chmod 755 "$work/ot"
+  echo 0123456789abcdef0123456789abcdef01234567 >"$work/ot/whitelist"
+  # Paths are inside the chroot (-d); as root it drops to nobody.
+  echo "access.whitelist ./whitelist" >"$work/ot/opentracker.conf"
+  chmod 644 "$work/ot/whitelist" "$work/ot/opentracker.conf"
+  user=()
+  [ "$(id -u)" -eq 0 ] && user=(-u nobody)
+  opentracker -i 127.0.0.1 -p "$port" -P "$port" -f "$work/ot/opentracker.conf" \
+    -d "$work/ot" "${user[@]}" >"$work/ot.log" 2>&1 &
+  pids+=($!)
+  for ((i = 0; i < 200; i++)); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/stats" && { ot_url=http://127.0.0.1:$port; break; }
+    sleep 0.05
+  done
+fi
+
+# run MODE URL SECONDS: prints "req/s p99_ms non2xx".
+run() {
+  local hdr=()
+  [ "$1" = close ] && hdr=(-H "Connection: close")
+  BENCH_WRK_MODE=$1 wrk -t"$threads" -c"$conns" -d"$3s" --latency "${hdr[@]}" \
+    -s "$LUA" "$2" >"$work/wrk.out" 2>&1
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return v / 1000
+      if (v ~ /ms$/) return v + 0
+      if (v ~ /s$/) return v * 1000
+      return v
+    }
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx/ { bad = $NF }
+    END { printf "%.0f %.3f %d\n", rps, p99, bad }' "$work/wrk.out"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
+
+targets=("peers|$url/api/bootstrap/peers" "discover|$url/api/bootstrap/discover"
+  "close|$url/api/bootstrap/peers")
+[ -n "$ot_url" ] && targets+=("announce|$ot_url/announce")
+
+# Warm-up: fills opentracker's swarm with its 10,000 peers, warms caches.
+for t in "${targets[@]}"; do run "${t%%|*}" "${t#*|}" 1 >/dev/null; done
+
+declare -A rps p99 bad
+for ((r = 0; r < rounds; r++)); do
+  for t in "${targets[@]}"; do
+    read -r a b c < <(run "${t%%|*}" "${t#*|}" "$secs")
+    rps[${t%%|*}]+="$a "
+    p99[${t%%|*}]+="$b "
+    bad[${t%%|*}]=$((${bad[${t%%|*}]:-0} + c))
+  done
+done
+
+bytes_peers=$(curl -s "$url/api/bootstrap/peers" | wc -c)
+bytes_disc=$(curl -s "$url/api/bootstrap/discover?repos=repo/1,repo/2" | wc -c)
+bytes_ot=0
+[ -n "$ot_url" ] && bytes_ot=$(curl -s "$ot_url/announce?info_hash=%01%23Eg%89%AB%CD%EF%01%23Eg%89%AB%CD%EF%01%23Eg&peer_id=-GV0001-999999999999&port=9&left=0&compact=1&numwant=32" | wc -c)
+echo "tracker: $NODES registered bootstraps; wrk -t$threads -c$conns -d${secs}s --latency, keep-alive, 127.0.0.1; median of $rounds round(s)"
+printf '%-58s %10s %9s %8s\n' target req/s "p99 ms" non-2xx
+declare -A med_rps med_p99
+for t in "${targets[@]}"; do
+  m=${t%%|*}
+  med_rps[$m]=$(tr ' ' '\n' <<<"${rps[$m]}" | grep . | median)
+  med_p99[$m]=$(tr ' ' '\n' <<<"${p99[$m]}" | grep . | median)
+  case $m in
+    peers) label="grapevine-tracker GET peers (32 of 10k, ${bytes_peers} B)" ;;
+    discover) label="grapevine-tracker GET discover 2 repos (${bytes_disc} B)" ;;
+    close) label="grapevine-tracker GET peers, new connection each" ;;
+    announce) label="opentracker announce (numwant=32, ${bytes_ot} B)" ;;
+  esac
+  printf '%-58s %10s %9s %8s\n' "$label" "${med_rps[$m]}" "${med_p99[$m]}" "${bad[$m]}"
+done
+if [ -n "$ot_url" ]; then
+  for m in peers discover close; do
+    awk -v m="$m" -v a="${med_rps[$m]}" -v b="${med_rps[announce]}" \
+      -v c="${med_p99[$m]}" -v d="${med_p99[announce]}" 'BEGIN {
+        printf "ratio %s/opentracker: req/s %.2f, p99 %.2f (p99: lower is better)\n",
+          m, (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+  done
+else
+  echo "opentracker: skipped (not installed; scripts/deps.sh installs it)"
+fi
+exit 0

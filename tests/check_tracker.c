@@ -1,0 +1,1222 @@
+/* Unit tests of the tracker: the sans-I/O cores under an injected clock
+ * (registry: expiry at 1 h, renewal, per-address limits, sampling; replay
+ * window; token buckets; request parsing and signatures), the SQLite store,
+ * and the client's signing against the worked example of
+ * docs/TRACKER.md §2.4. */
+#include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../node/trkclient.h"
+#include "../tracker/bucket.h"
+#include "../tracker/map.h"
+#include "../tracker/registry.h"
+#include "../tracker/replay.h"
+#include "../tracker/req.h"
+#include "../tracker/store.h"
+#include "testutil.h"
+
+#define HOUR GV_TRK_TTL_MS
+#define MIN 60000LL
+
+static const uint8_t KEY16[16] = {7};
+
+static void rng_for(gv_trk_rng *r, uint8_t b) {
+  uint8_t seed[GV_TRK_RNG_SEED_BYTES];
+  memset(seed, b, sizeof(seed));
+  gv_trk_rng_init(r, seed);
+}
+
+/* A registration of id number n from ip:port holding repos (a
+ * comma-separated list, may be ""). */
+static void mkrec(gv_trk_rec *rec, unsigned n, const char *ip, uint16_t port,
+                  const char *repos) {
+  char text[80];
+  const char *p = repos;
+
+  memset(rec, 0, sizeof(*rec));
+  memset(rec->id, 0xA0, GV_ID_BYTES);
+  memcpy(rec->id, &n, sizeof(n));
+  snprintf(text, sizeof(text), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+  ck_assert_int_eq(gv_addr_parse(&rec->addr, text, strlen(text)), 0);
+  while (*p) {
+    const char *c = strchr(p, ',');
+    size_t len = c ? (size_t)(c - p) : strlen(p);
+    memcpy(rec->repos[rec->n_repos], p, len);
+    rec->repos[rec->n_repos++][len] = '\0';
+    p += len + (c != NULL);
+  }
+  strcpy(rec->caps[rec->n_caps++], "relay");
+  rec->ts = T0_MS;
+}
+
+static gv_trk_reg *mkreg(unsigned k, unsigned max_verifying) {
+  gv_trk_reg_cfg cfg = {k, max_verifying, GV_TRK_TTL_MS};
+  gv_trk_reg *r;
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  return r;
+}
+
+static void assert_ok(const gv_trk_reg *r) {
+  gv_why why = {""};
+  int rc = gv__trk_reg_check(r, &why);
+  ck_assert_msg(rc == 0, "invariant: %s", why.text);
+}
+
+/* begin + commit at now; returns begin's result. */
+static int list_at(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now) {
+  int rc = gv_trk_reg_begin(r, rec, now, NULL);
+  ck_assert_int_ge(rc, 0);
+  ck_assert_int_eq(gv_trk_reg_commit(r, rec, now + HOUR, now), 0);
+  assert_ok(r);
+  return rc;
+}
+
+/* ---- map ---- */
+
+typedef struct kv {
+  uint32_t k;
+} kv;
+
+static int kv_match(const void *item, const void *key, size_t len) {
+  return len == 4 && memcmp(&((const kv *)item)->k, key, 4) == 0;
+}
+
+START_TEST(test_map_model) {
+  gv_trk_map m;
+  kv items[300];
+  int in[300] = {0};
+  gv_trk_rng rng;
+
+  rng_for(&rng, 1);
+  gv_trk_map_init(&m, KEY16, kv_match);
+  for (uint32_t i = 0; i < 300; i++)
+    items[i].k = i;
+  for (int op = 0; op < 20000; op++) {
+    uint32_t k = gv_trk_rng_uniform(&rng, 300);
+    void *got = gv_trk_map_get(&m, &k, 4);
+    ck_assert_ptr_eq(got, in[k] ? &items[k] : NULL);
+    if (gv_trk_rng_uniform(&rng, 2) == 0 && !in[k]) {
+      ck_assert_int_eq(gv_trk_map_put(&m, &k, 4, &items[k]), 0);
+      in[k] = 1;
+    } else if (in[k]) {
+      ck_assert_ptr_eq(gv_trk_map_del(&m, &k, 4), &items[k]);
+      in[k] = 0;
+    }
+  }
+  {
+    size_t pos = 0, n = 0, want = 0;
+    while (gv_trk_map_next(&m, &pos) != NULL)
+      n++;
+    for (int i = 0; i < 300; i++)
+      want += (size_t)in[i];
+    ck_assert_uint_eq(n, want);
+    ck_assert_uint_eq(m.count, want);
+  }
+  gv_trk_map_free(&m);
+}
+END_TEST
+
+/* ---- rng ---- */
+
+START_TEST(test_rng) {
+  gv_trk_rng a, b;
+  int hist[10] = {0};
+
+  rng_for(&a, 3);
+  rng_for(&b, 3);
+  for (int i = 0; i < 1000; i++)
+    ck_assert_uint_eq(gv_trk_rng_uniform(&a, 1000003),
+                      gv_trk_rng_uniform(&b, 1000003));
+  for (int i = 0; i < 100; i++)
+    ck_assert_uint_eq(gv_trk_rng_uniform(&a, 1), 0);
+  for (int i = 0; i < 20000; i++)
+    hist[gv_trk_rng_uniform(&a, 10)]++;
+  for (int i = 0; i < 10; i++)
+    ck_assert_msg(hist[i] > 1700 && hist[i] < 2300, "bucket %d: %d", i,
+                  hist[i]);
+  gv_trk_rng_wipe(&a);
+  gv_trk_rng_wipe(&b);
+}
+END_TEST
+
+/* ---- registry ---- */
+
+START_TEST(test_reg_register_and_list) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec rec;
+  gv_trk_reg_stats st;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[4];
+  const char *json;
+  size_t len;
+  char *text, hex[GV_ID_HEX_LEN + 1];
+
+  rng_for(&rng, 1);
+  mkrec(&rec, 1, "198.51.100.7", 7411, "demo/hello,linux@v6.1");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  /* VERIFYING is invisible. */
+  ck_assert_ptr_null(gv_trk_reg_find(r, rec.id));
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 4, NULL, out), 0);
+  gv_trk_reg_get_stats(r, &st);
+  ck_assert_uint_eq(st.listed, 0);
+  ck_assert_uint_eq(st.verifying, 1);
+  ck_assert_uint_eq(st.ips, 1);
+  assert_ok(r);
+
+  ck_assert_int_eq(gv_trk_reg_commit(r, &rec, T0_MS + HOUR, T0_MS + 10), 0);
+  assert_ok(r);
+  ck_assert_ptr_nonnull(gv_trk_reg_find(r, rec.id));
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 4, NULL, out), 1);
+  ck_assert_int_eq(gv_trk_entry_expires(out[0]), T0_MS + HOUR);
+  ck_assert_int_eq(gv_trk_entry_registered(out[0]), T0_MS + 10);
+  gv_trk_reg_get_stats(r, &st);
+  ck_assert_uint_eq(st.listed, 1);
+  ck_assert_uint_eq(st.verifying, 0);
+  ck_assert_uint_eq(st.repos, 2);
+
+  json = gv_trk_entry_json(out[0], &len);
+  text = strndup(json, len);
+  gv_id_to_hex(rec.id, hex);
+  ck_assert_ptr_nonnull(strstr(text, hex));
+  ck_assert_ptr_nonnull(strstr(text, "\"addr\":\"198.51.100.7:7411\""));
+  ck_assert_ptr_nonnull(
+      strstr(text, "\"repos\":[\"demo/hello\",\"linux@v6.1\"]"));
+  ck_assert_ptr_nonnull(strstr(text, "\"caps\":[\"relay\"]"));
+  ck_assert_ptr_nonnull(strstr(text, "\"expires\":1767229200000"));
+  free(text);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+static int expired_n;
+static uint8_t expired_id[GV_ID_BYTES];
+static void on_expired(void *ctx, const uint8_t id[GV_ID_BYTES]) {
+  (void)ctx;
+  expired_n++;
+  memcpy(expired_id, id, GV_ID_BYTES);
+}
+
+START_TEST(test_reg_expiry_one_hour) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a, b;
+
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  mkrec(&b, 2, "10.0.0.2", 1000, "x");
+  list_at(r, &a, T0_MS);
+  list_at(r, &b, T0_MS + 5 * MIN);
+  ck_assert_int_eq(gv_trk_reg_next_expiry(r), T0_MS + HOUR);
+  expired_n = 0;
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR - 1, on_expired, NULL),
+                    0);
+  ck_assert_ptr_nonnull(gv_trk_reg_find(r, a.id));
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR, on_expired, NULL), 1);
+  ck_assert_int_eq(expired_n, 1);
+  ck_assert_mem_eq(expired_id, a.id, GV_ID_BYTES);
+  ck_assert_ptr_null(gv_trk_reg_find(r, a.id));
+  ck_assert_ptr_nonnull(gv_trk_reg_find(r, b.id));
+  assert_ok(r);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR + 5 * MIN, NULL, NULL),
+                    1);
+  ck_assert_int_eq(gv_trk_reg_next_expiry(r), INT64_MAX);
+  assert_ok(r);
+  /* An expired id may register again: it starts from scratch. */
+  ck_assert_int_eq(list_at(r, &a, T0_MS + 2 * HOUR), 0);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_renewal_extends) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a, a2;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[4];
+  const char names[2][GV_REPO_MAX + 1] = {"old", "new"};
+
+  rng_for(&rng, 2);
+  mkrec(&a, 1, "10.0.0.1", 1000, "old");
+  list_at(r, &a, T0_MS);
+  /* Renew after 20 minutes, with a new port and repositories. */
+  mkrec(&a2, 1, "10.0.0.1", 2000, "new");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a2, T0_MS + 20 * MIN, NULL), 1);
+  ck_assert_ptr_nonnull(gv_trk_reg_find(r, a.id)); /* still listed */
+  assert_ok(r);
+  ck_assert_int_eq(
+      gv_trk_reg_commit(r, &a2, T0_MS + 20 * MIN + HOUR, T0_MS + 20 * MIN), 0);
+  assert_ok(r);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR, NULL, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, names, 1, 4, out), 0);
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, names + 1, 1, 4, out), 1);
+  ck_assert_uint_eq(gv_trk_entry_addr(out[0])->port, 2000);
+  ck_assert_int_eq(gv_trk_entry_registered(out[0]), T0_MS);
+  ck_assert_uint_eq(
+      gv_trk_reg_expire(r, T0_MS + 20 * MIN + HOUR - 1, NULL, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + 20 * MIN + HOUR, NULL, NULL),
+                    1);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_renewal_pending_is_not_expired) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a;
+
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  list_at(r, &a, T0_MS);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS + HOUR - 1000, NULL), 1);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR + 5000, NULL, NULL), 0);
+  ck_assert_ptr_nonnull(gv_trk_reg_find(r, a.id));
+  assert_ok(r);
+  /* The store failed: the old listing stays, and expires as it would. */
+  ck_assert_int_eq(gv_trk_reg_abort(r, a.id, 1), 0);
+  assert_ok(r);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR + 5000, NULL, NULL), 1);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_renewal_failed_dialback_delists) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a;
+  gv_trk_reg_stats st;
+
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  list_at(r, &a, T0_MS);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS + 20 * MIN, NULL), 1);
+  ck_assert_int_eq(gv_trk_reg_abort(r, a.id, 0), 1);
+  ck_assert_ptr_null(gv_trk_reg_find(r, a.id));
+  gv_trk_reg_get_stats(r, &st);
+  ck_assert_uint_eq(st.listed + st.verifying + st.ips + st.repos, 0);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_per_ip_limit) {
+  gv_trk_reg *r = mkreg(3, 64);
+  gv_trk_rec rec;
+  gv_why why = {""};
+
+  for (unsigned i = 0; i < 3; i++) {
+    mkrec(&rec, i, "203.0.113.5", (uint16_t)(1000 + i), "");
+    ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  }
+  mkrec(&rec, 3, "203.0.113.5", 1003, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, &why), GV_ELIMIT);
+  ck_assert_ptr_nonnull(strstr(why.text, "3 ids"));
+  /* Another address is not affected. */
+  mkrec(&rec, 4, "203.0.113.6", 1000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  /* A failed verification frees its slot. */
+  mkrec(&rec, 0, "203.0.113.5", 1000, "");
+  ck_assert_int_eq(gv_trk_reg_abort(r, rec.id, 0), 0);
+  mkrec(&rec, 3, "203.0.113.5", 1003, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  assert_ok(r);
+
+  /* IPv6 counts by /64. */
+  for (unsigned i = 0; i < 3; i++) {
+    char ip[40];
+    snprintf(ip, sizeof(ip), "2001:db8::%u", i + 1);
+    mkrec(&rec, 100 + i, ip, 1000, "");
+    ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  }
+  mkrec(&rec, 103, "2001:db8::ffff:1", 1000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), GV_ELIMIT);
+  mkrec(&rec, 103, "2001:db8:0:1::1", 1000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_renewal_from_new_address) {
+  gv_trk_reg *r = mkreg(1, 64);
+  gv_trk_rec a, b, a3, c;
+
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  mkrec(&b, 2, "10.0.0.2", 1000, "x");
+  list_at(r, &a, T0_MS);
+  list_at(r, &b, T0_MS);
+  /* 10.0.0.2 is full: a cannot move there. */
+  mkrec(&a3, 1, "10.0.0.2", 1000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a3, T0_MS + MIN, NULL), GV_ELIMIT);
+  assert_ok(r);
+  /* It can move to 10.0.0.3; until it settles, both addresses count. */
+  mkrec(&a3, 1, "10.0.0.3", 1000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a3, T0_MS + MIN, NULL), 1);
+  mkrec(&c, 3, "10.0.0.1", 1000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &c, T0_MS + MIN, NULL), GV_ELIMIT);
+  assert_ok(r);
+  /* Committing with another address than begun is refused. */
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS + MIN),
+                   GV_ESTATE);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a3, T0_MS + MIN + HOUR, T0_MS + MIN),
+                   0);
+  assert_ok(r);
+  ck_assert_str_eq(gv_trk_entry_addr(gv_trk_reg_find(r, a.id))->ip[3] == 3
+                       ? "moved"
+                       : "stayed",
+                   "moved");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &c, T0_MS + MIN, NULL), 0);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_busy_overload_unregister) {
+  gv_trk_reg *r = mkreg(8, 2);
+  gv_trk_rec a, b, c;
+
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  mkrec(&b, 2, "10.0.0.1", 1001, "x");
+  mkrec(&c, 3, "10.0.0.1", 1002, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), GV_EBUSY);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &b, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &c, T0_MS, NULL), -EAGAIN);
+  ck_assert_int_eq(gv_trk_reg_unregister(r, a.id), GV_EBUSY);
+  ck_assert_int_eq(gv_trk_reg_unregister(r, c.id), -ENOENT);
+  ck_assert_int_eq(gv_trk_reg_abort(r, c.id, 0), GV_ESTATE);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &c, T0_MS + HOUR, T0_MS), GV_ESTATE);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS), 0);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS), GV_ESTATE);
+  ck_assert_int_eq(gv_trk_reg_abort(r, a.id, 0), GV_ESTATE);
+  ck_assert_int_eq(gv_trk_reg_unregister(r, a.id), 0);
+  ck_assert_ptr_null(gv_trk_reg_find(r, a.id));
+  ck_assert_int_eq(gv_trk_reg_unregister(r, a.id), -ENOENT);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_load) {
+  gv_trk_reg *r = mkreg(1, 4);
+  gv_trk_rec rec;
+  int64_t exp[5] = {T0_MS + 50 * MIN, T0_MS + 10 * MIN, T0_MS + 30 * MIN,
+                    T0_MS + 10 * MIN, T0_MS + 5 * MIN};
+
+  mkrec(&rec, 99, "10.0.0.1", 1000, "x");
+  ck_assert_int_eq(gv_trk_reg_load(r, &rec, T0_MS - HOUR, T0_MS, T0_MS),
+                   GV_ESTALE);
+  /* Out of order and over the per-address limit: all loaded. */
+  for (unsigned i = 0; i < 5; i++) {
+    mkrec(&rec, i, "10.0.0.1", (uint16_t)(1000 + i), "x,y");
+    ck_assert_int_eq(gv_trk_reg_load(r, &rec, T0_MS - MIN, exp[i], T0_MS), 0);
+    assert_ok(r);
+  }
+  ck_assert_int_eq(gv_trk_reg_load(r, &rec, T0_MS, T0_MS + HOUR, T0_MS),
+                   -EEXIST);
+  ck_assert_int_eq(gv_trk_reg_next_expiry(r), T0_MS + 5 * MIN);
+  mkrec(&rec, 50, "10.0.0.1", 2000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), GV_ELIMIT);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + 10 * MIN, NULL, NULL), 3);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + HOUR, NULL, NULL), 2);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_sample) {
+  gv_trk_reg *r = mkreg(64, 64);
+  gv_trk_rec rec;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[GV_TRK_MAX_RESULTS];
+  int hist[10] = {0};
+  uint8_t ex[GV_ID_BYTES];
+
+  rng_for(&rng, 4);
+  for (unsigned i = 0; i < 10; i++) {
+    mkrec(&rec, i, "10.0.0.1", (uint16_t)(1000 + i), "x");
+    list_at(r, &rec, T0_MS);
+  }
+  memcpy(ex, rec.id, GV_ID_BYTES); /* id 9 */
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 32, NULL, out), 10);
+  for (int i = 0; i < 10; i++)
+    for (int j = 0; j < i; j++)
+      ck_assert_ptr_ne(out[i], out[j]);
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 3, NULL, out), 3);
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 32, ex, out), 9);
+  for (int t = 0; t < 2000; t++) {
+    size_t n = gv_trk_reg_sample(r, &rng, 9, ex, out);
+    ck_assert_uint_eq(n, 9);
+    for (size_t i = 0; i < n; i++)
+      ck_assert_mem_ne(gv_trk_entry_id(out[i]), ex, GV_ID_BYTES);
+  }
+  ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 0, NULL, out), 0);
+  /* Uniform: each of 10 entries about 1/10 of single draws. */
+  for (int t = 0; t < 20000; t++) {
+    unsigned n;
+    ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 1, NULL, out), 1);
+    memcpy(&n, gv_trk_entry_id(out[0]), sizeof(n));
+    hist[n]++;
+  }
+  for (int i = 0; i < 10; i++)
+    ck_assert_msg(hist[i] > 1700 && hist[i] < 2300, "entry %d: %d", i, hist[i]);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+START_TEST(test_reg_discover) {
+  gv_trk_reg *r = mkreg(64, 64);
+  gv_trk_rec rec;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[GV_TRK_MAX_RESULTS];
+  const char *repos[6] = {"a", "a,b", "b", "c", "a,b,c", ""};
+  char q[4][GV_REPO_MAX + 1] = {"a", "b", "a", "zz"};
+
+  rng_for(&rng, 5);
+  for (unsigned i = 0; i < 6; i++) {
+    mkrec(&rec, i, "10.0.0.1", (uint16_t)(1000 + i), repos[i]);
+    list_at(r, &rec, T0_MS);
+  }
+  /* "a": entries 0, 1, 4. */
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, q, 1, 32, out), 3);
+  /* "a" or "b" (and "a" again): 0, 1, 2, 4, each once. */
+  for (int t = 0; t < 200; t++) {
+    size_t n = gv_trk_reg_discover(r, &rng, q, 3, 32, out);
+    ck_assert_uint_eq(n, 4);
+    for (size_t i = 0; i < n; i++) {
+      unsigned id;
+      memcpy(&id, gv_trk_entry_id(out[i]), sizeof(id));
+      ck_assert(id == 0 || id == 1 || id == 2 || id == 4);
+      for (size_t j = 0; j < i; j++)
+        ck_assert_ptr_ne(out[i], out[j]);
+    }
+    /* Bounded: at most 2, distinct, even though pairs repeat entries. */
+    n = gv_trk_reg_discover(r, &rng, q, 3, 2, out);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_ptr_ne(out[0], out[1]);
+  }
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, q + 3, 1, 32, out), 0);
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, q, 1, 0, out), 0);
+  /* Unregistering takes an entry out of every index. */
+  mkrec(&rec, 4, "10.0.0.1", 1004, "a,b,c");
+  ck_assert_int_eq(gv_trk_reg_unregister(r, rec.id), 0);
+  ck_assert_uint_eq(gv_trk_reg_discover(r, &rng, q, 1, 32, out), 2);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+/* Random operations against a model of every id's state. */
+enum { M_ABSENT, M_VERIFYING, M_LISTED, M_RENEWING };
+
+START_TEST(test_reg_model) {
+  enum { IDS = 40, IPS = 5, K = 3, MAXV = 8 };
+  static const char *ips[IPS] = {"10.0.0.1", "10.0.0.2", "10.0.0.3",
+                                 "2001:db8::1", "2001:db8::2"};
+  static const char *repos[4] = {"", "a", "a,b", "c"};
+  gv_trk_reg *r = mkreg(K, MAXV);
+  int state[IDS] = {0}, ip_of[IDS], pend_ip[IDS], verifying = 0;
+  int64_t expires[IDS], now = T0_MS;
+  gv_trk_rng rng;
+  gv_trk_rec rec;
+  const gv_trk_entry *out[GV_TRK_MAX_RESULTS];
+
+  rng_for(&rng, 6);
+  for (int step = 0; step < 4000; step++) {
+    int id = (int)gv_trk_rng_uniform(&rng, IDS);
+    int ip = (int)gv_trk_rng_uniform(&rng, IPS), rc;
+    int group = ip >= 3 ? 3 : ip; /* the two IPv6 addresses share a /64 */
+    int held = 0, want;
+
+    for (int i = 0; i < IDS; i++) {
+      int g = (ip_of[i] >= 3 ? 3 : ip_of[i]);
+      int pg = (pend_ip[i] >= 3 ? 3 : pend_ip[i]);
+      if (state[i] != M_ABSENT && g == group)
+        held++;
+      if (state[i] == M_RENEWING && pg != g && pg == group)
+        held++;
+    }
+    switch (gv_trk_rng_uniform(&rng, 6)) {
+    case 0:
+    case 1: /* begin */
+      mkrec(&rec, (unsigned)id, ips[ip], (uint16_t)(1000 + id), repos[id % 4]);
+      rc = gv_trk_reg_begin(r, &rec, now, NULL);
+      if (state[id] == M_VERIFYING || state[id] == M_RENEWING)
+        want = GV_EBUSY;
+      else if (verifying >= MAXV)
+        want = -EAGAIN;
+      else if ((state[id] == M_ABSENT ||
+                (ip_of[id] >= 3 ? 3 : ip_of[id]) != group) &&
+               held >= K)
+        want = GV_ELIMIT;
+      else
+        want = state[id] == M_LISTED;
+      ck_assert_int_eq(rc, want);
+      if (rc >= 0) {
+        if (state[id] == M_ABSENT)
+          ip_of[id] = ip;
+        pend_ip[id] = ip;
+        state[id] = rc == 0 ? M_VERIFYING : M_RENEWING;
+        verifying++;
+      }
+      break;
+    case 2: /* commit */
+      if (state[id] != M_VERIFYING && state[id] != M_RENEWING)
+        break;
+      mkrec(&rec, (unsigned)id, ips[pend_ip[id]], (uint16_t)(1000 + id),
+            repos[(id + step) % 4]);
+      ck_assert_int_eq(gv_trk_reg_commit(r, &rec, now + HOUR, now), 0);
+      ip_of[id] = pend_ip[id];
+      state[id] = M_LISTED;
+      expires[id] = now + HOUR;
+      verifying--;
+      break;
+    case 3: /* abort */ {
+      int keep = (int)gv_trk_rng_uniform(&rng, 2);
+      rc = gv_trk_reg_abort(
+          r, (mkrec(&rec, (unsigned)id, ips[0], 1, ""), rec.id), keep);
+      if (state[id] != M_VERIFYING && state[id] != M_RENEWING) {
+        ck_assert_int_eq(rc, GV_ESTATE);
+        break;
+      }
+      ck_assert_int_eq(rc, state[id] == M_RENEWING && !keep);
+      state[id] = state[id] == M_RENEWING && keep ? M_LISTED : M_ABSENT;
+      verifying--;
+      break;
+    }
+    case 4: /* unregister */
+      mkrec(&rec, (unsigned)id, ips[0], 1, "");
+      rc = gv_trk_reg_unregister(r, rec.id);
+      ck_assert_int_eq(rc, state[id] == M_ABSENT   ? -ENOENT
+                           : state[id] == M_LISTED ? 0
+                                                   : GV_EBUSY);
+      if (rc == 0)
+        state[id] = M_ABSENT;
+      break;
+    case 5: /* time passes */ {
+      size_t n = 0;
+      now += (int64_t)gv_trk_rng_uniform(&rng, 20 * 60) * 1000;
+      for (int i = 0; i < IDS; i++)
+        if (state[i] == M_LISTED && expires[i] <= now) {
+          state[i] = M_ABSENT;
+          n++;
+        }
+      ck_assert_uint_eq(gv_trk_reg_expire(r, now, NULL, NULL), n);
+      break;
+    }
+    }
+    assert_ok(r);
+    {
+      size_t visible = 0;
+      for (int i = 0; i < IDS; i++) {
+        mkrec(&rec, (unsigned)i, ips[0], 1, "");
+        int vis = state[i] == M_LISTED || state[i] == M_RENEWING;
+        visible += (size_t)vis;
+        ck_assert_int_eq(gv_trk_reg_find(r, rec.id) != NULL, vis);
+      }
+      ck_assert_uint_eq(gv_trk_reg_sample(r, &rng, 256, NULL, out), visible);
+    }
+  }
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+/* ---- replay ---- */
+
+START_TEST(test_replay_window) {
+  gv_trk_replay *rp;
+  uint8_t id[GV_ID_BYTES] = {1}, nonce[GV_TRK_NONCE_BYTES] = {0};
+  int64_t now = T0_MS + MIN;
+  gv_why why = {""};
+
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 1024, T0_MS, KEY16), 0);
+  /* Inside the window but signed before the tracker started. */
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, id, nonce, T0_MS - 1, T0_MS + 5000, &why),
+      GV_ESTALE);
+  ck_assert_ptr_nonnull(strstr(why.text, "before this tracker started"));
+  nonce[0] = 1;
+  ck_assert_int_eq(gv_trk_replay_check(rp, id, nonce, now, now, NULL), 0);
+  nonce[0] = 2;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, id, nonce, now + GV_TRK_SKEW_MS, now, NULL), 0);
+  nonce[0] = 3;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, id, nonce, now + GV_TRK_SKEW_MS + 1, now, &why),
+      GV_EFUTURE);
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, id, nonce, now - GV_TRK_SKEW_MS, now, NULL), 0);
+  nonce[0] = 4;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, id, nonce, now - GV_TRK_SKEW_MS - 1, now, NULL),
+      GV_ESTALE);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+START_TEST(test_replay_nonce) {
+  gv_trk_replay *rp;
+  uint8_t a[GV_ID_BYTES] = {1}, b[GV_ID_BYTES] = {2};
+  uint8_t n1[GV_TRK_NONCE_BYTES] = {9};
+  int64_t now = T0_MS;
+
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 3, T0_MS, KEY16), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL),
+                   GV_EDUP);
+  /* The same nonce from another id is another pair. */
+  ck_assert_int_eq(gv_trk_replay_check(rp, b, n1, now, now + 1000, NULL), 0);
+  n1[1] = 1;
+  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL), 0);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 3);
+  /* Full: fail closed rather than forget. */
+  n1[1] = 2;
+  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL),
+                   -EAGAIN);
+  /* Remembered for as long as its ts can stay in the window. */
+  n1[1] = 0;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, a, n1, now + 30000, now + 59999, NULL), GV_EDUP);
+  /* Then forgotten. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS), 1);
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS + 1000),
+                    2);
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, a, n1, now + 70000, now + 70000, NULL), 0);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* ---- buckets ---- */
+
+START_TEST(test_buckets) {
+  gv_trk_buckets *b;
+  gv_trk_ipkey k1, k2, k3;
+  gv_addr a;
+  int64_t retry = 0, now = T0_MS;
+
+  gv_addr_parse(&a, "10.0.0.1:1", 10);
+  gv_trk_ipkey_of(&k1, &a);
+  gv_addr_parse(&a, "10.0.0.2:1", 10);
+  gv_trk_ipkey_of(&k2, &a);
+  gv_addr_parse(&a, "10.0.0.3:1", 10);
+  gv_trk_ipkey_of(&k3, &a);
+  ck_assert_int_eq(gv_trk_buckets_new(&b, 2, 4, 2, KEY16), 0);
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(gv_trk_buckets_take(b, &k1, now, &retry), 0);
+  ck_assert_int_eq(gv_trk_buckets_take(b, &k1, now, &retry), GV_EBUSY);
+  ck_assert_int_eq(retry, 500);
+  ck_assert_int_eq(gv_trk_buckets_take(b, &k1, now + 499, &retry), GV_EBUSY);
+  ck_assert_int_eq(retry, 1);
+  ck_assert_int_eq(gv_trk_buckets_take(b, &k1, now + 500, &retry), 0);
+  ck_assert_int_eq(gv_trk_buckets_take(b, &k2, now + 500, &retry), 0);
+  /* Capacity 2: a third client evicts the least recently used (k1). */
+  ck_assert_int_eq(gv_trk_buckets_take(b, &k3, now + 500, &retry), 0);
+  ck_assert_uint_eq(gv_trk_buckets_count(b), 2);
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(gv_trk_buckets_take(b, &k1, now + 500, &retry), 0);
+  /* Refilled buckets carry no information and are swept. */
+  ck_assert_uint_eq(gv_trk_buckets_sweep(b, now + 600), 0);
+  ck_assert_uint_eq(gv_trk_buckets_sweep(b, now + 10000), 2);
+  ck_assert_uint_eq(gv_trk_buckets_count(b), 0);
+  gv_trk_buckets_free(b);
+}
+END_TEST
+
+/* ---- request parsing and signatures ---- */
+
+static const char VEC_BODY[] =
+    "{\"id\":\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5"
+    "c\",\"port\":7411,\"repos\":[\"demo/hello\"],\"caps\":[\"relay\"],\"ts\":"
+    "1767225600000,\"nonce\":\"000102030405060708090a0b0c0d0e0f\"}";
+static const char VEC_SIG[] =
+    "43e7bcdccde3e72b9149d53016fc981945e14854ad7a2e3587ddaca419e2b9c7f8165d4c0"
+    "c08d4e59c52b51a9df72d49d90e9383e5b814441fe5cdcef35f2607";
+
+START_TEST(test_req_vector) {
+  gv_identity alice;
+  gv_trk_signed s;
+  gv_trk_rec rec;
+  char sig[2 * GV_SIG_BYTES + 1];
+  const uint8_t *body = (const uint8_t *)VEC_BODY;
+  size_t len = strlen(VEC_BODY);
+  uint8_t msg[GV_TRK_SIGNED_MAX];
+  size_t mlen;
+
+  tu_identity(&alice, 0x01);
+  ck_assert_uint_eq(len, 187);
+  ck_assert_int_eq(gv_trk_req_register(body, len, &s, &rec, NULL), 0);
+  ck_assert_mem_eq(s.id, alice.pk, GV_ID_BYTES);
+  ck_assert_mem_eq(rec.id, alice.pk, GV_ID_BYTES);
+  ck_assert_int_eq(s.ts, T0_MS);
+  ck_assert_uint_eq(s.nonce[15], 0x0f);
+  ck_assert_uint_eq(rec.addr.port, 7411);
+  ck_assert_uint_eq(rec.n_repos, 1);
+  ck_assert_str_eq(rec.repos[0], "demo/hello");
+  ck_assert_uint_eq(rec.n_caps, 1);
+  ck_assert_str_eq(rec.caps[0], "relay");
+
+  ck_assert_int_eq(gv_trk_req_signed_string("POST", GV_TRK_PATH_REGISTER, body,
+                                            len, msg, &mlen),
+                   0);
+  ck_assert_uint_eq(mlen, 81);
+  gv_trkc_sign(&alice, "POST", GV_TRK_PATH_REGISTER, body, len, sig);
+  ck_assert_str_eq(sig, VEC_SIG);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                     VEC_SIG, s.id, NULL),
+                   0);
+  /* Upper-case hex is the same signature. */
+  {
+    char up[sizeof(VEC_SIG)];
+    for (size_t i = 0; i < sizeof(VEC_SIG); i++)
+      up[i] = (char)toupper((unsigned char)VEC_SIG[i]);
+    ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                       up, s.id, NULL),
+                     0);
+  }
+  ck_assert_int_eq(gv_trk_req_verify("DELETE", GV_TRK_PATH_REGISTER, body, len,
+                                     VEC_SIG, s.id, NULL),
+                   GV_EBADSIG);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_UNREGISTER, body, len,
+                                     VEC_SIG, s.id, NULL),
+                   GV_EBADSIG);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body,
+                                     len - 1, VEC_SIG, s.id, NULL),
+                   GV_EBADSIG);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                     NULL, s.id, NULL),
+                   GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                     "abcd", s.id, NULL),
+                   GV_EFIELD);
+  {
+    char bad[sizeof(VEC_SIG)];
+    memcpy(bad, VEC_SIG, sizeof(bad));
+    bad[5] = 'g';
+    ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                       bad, s.id, NULL),
+                     GV_EFIELD);
+    bad[5] = VEC_SIG[5] == '0' ? '1' : '0';
+    ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER, body, len,
+                                       bad, s.id, NULL),
+                     GV_EBADSIG);
+  }
+  gv_id_wipe(&alice);
+}
+END_TEST
+
+#define ID64 "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+#define N32 "000102030405060708090a0b0c0d0e0f"
+
+static int parse_reg(const char *body) {
+  gv_trk_signed s;
+  gv_trk_rec rec;
+  gv_why why = {""};
+  int rc =
+      gv_trk_req_register((const uint8_t *)body, strlen(body), &s, &rec, &why);
+  ck_assert(rc == 0 || why.text[0] != '\0');
+  return rc;
+}
+
+START_TEST(test_req_bad_bodies) {
+  static const struct {
+    const char *body;
+    int want;
+  } cases[] = {
+      {"", GV_EJSON},
+      {"{", GV_EJSON},
+      {"[]", GV_EJSON},
+      {"\"x\"", GV_EJSON},
+      {"{\"id\":\"" ID64 "\"} x", GV_EJSON},
+      {"{}", GV_EFIELD},
+      {"{\"id\":7,\"port\":1,\"repos\":[],\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"abc\",\"port\":1,\"repos\":[],\"ts\":1,\"nonce\":\"" N32
+       "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64
+       "\",\"port\":\"1\",\"repos\":[],\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":0,\"repos\":[],\"ts\":1,\"nonce\":\"" N32
+       "\"}",
+       GV_ERANGE},
+      {"{\"id\":\"" ID64
+       "\",\"port\":65536,\"repos\":[],\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_ERANGE},
+      {"{\"id\":\"" ID64
+       "\",\"port\":1.5,\"repos\":[],\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64
+       "\",\"port\":1,\"repos\":\"a\",\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[1],\"ts\":1,\"nonce\":\"" N32
+       "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[\"a b\"],\"ts\":1,\"nonce\":"
+       "\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[\"a\",\"a\"],\"ts\":1,"
+       "\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"caps\":[\"Relay\"],"
+       "\"ts\":1,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"caps\":{},\"ts\":1,"
+       "\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"ts\":-1,\"nonce\":\"" N32
+       "\"}",
+       GV_ERANGE},
+      {"{\"id\":\"" ID64
+       "\",\"port\":1,\"repos\":[],\"ts\":1e300,\"nonce\":\"" N32 "\"}",
+       GV_ERANGE},
+      {"{\"id\":\"" ID64
+       "\",\"port\":1,\"repos\":[],\"ts\":true,\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64
+       "\",\"port\":1,\"repos\":[],\"ts\":1,\"nonce\":\"00\"}",
+       GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"ts\":1}", GV_EFIELD},
+      {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[\"a\\u0000b\"],\"ts\":1,"
+       "\"nonce\":\"" N32 "\"}",
+       GV_EFIELD},
+      /* Valid: caps optional, unknown members ignored, spaces around. */
+      {" {\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"ts\":1,\"nonce\":\"" N32
+       "\",\"addr\":\"6.6.6.6:1\"}\n",
+       0},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int rc = parse_reg(cases[i].body);
+    ck_assert_msg(rc == cases[i].want, "case %zu: got %s, want %s", i,
+                  gv_err_name(rc), gv_err_name(cases[i].want));
+  }
+}
+END_TEST
+
+/* Builds a body with n repos of the given name length. */
+static char *body_with_repos(int n, size_t name_len) {
+  size_t cap = 256 + (size_t)n * (name_len + 8);
+  char *b = malloc(cap);
+  size_t at =
+      (size_t)snprintf(b, cap, "{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[");
+  for (int i = 0; i < n; i++) {
+    at += (size_t)snprintf(b + at, cap - at, "%s\"%0*d", i ? "," : "",
+                           (int)name_len, i);
+    b[at++] = '"';
+    b[at] = '\0';
+  }
+  snprintf(b + at, cap - at, "],\"ts\":1,\"nonce\":\"" N32 "\"}");
+  return b;
+}
+
+START_TEST(test_req_limits) {
+  char *b;
+  uint8_t *big;
+  gv_trk_signed s;
+  gv_trk_rec rec;
+
+  b = body_with_repos(GV_MAX_REPOS, GV_REPO_MAX);
+  ck_assert_int_eq(parse_reg(b), 0);
+  free(b);
+  b = body_with_repos(GV_MAX_REPOS + 1, 4);
+  ck_assert_int_eq(parse_reg(b), GV_ELIMIT);
+  free(b);
+  b = body_with_repos(1, GV_REPO_MAX + 1);
+  ck_assert_int_eq(parse_reg(b), GV_EFIELD);
+  free(b);
+  big = malloc(GV_TRK_BODY_MAX + 1);
+  memset(big, ' ', GV_TRK_BODY_MAX + 1);
+  ck_assert_int_eq(
+      gv_trk_req_register(big, GV_TRK_BODY_MAX + 1, &s, &rec, NULL),
+      GV_ETOOBIG);
+  big[10] = '\0';
+  ck_assert_int_eq(gv_trk_req_register(big, 20, &s, &rec, NULL), GV_EJSON);
+  free(big);
+  {
+    const char *u = "{\"id\":\"" ID64 "\",\"ts\":5,\"nonce\":\"" N32 "\"}";
+    ck_assert_int_eq(
+        gv_trk_req_unregister((const uint8_t *)u, strlen(u), &s, NULL), 0);
+    ck_assert_int_eq(s.ts, 5);
+  }
+}
+END_TEST
+
+START_TEST(test_req_query) {
+  char names[GV_TRK_MAX_QUERY_REPOS][GV_REPO_MAX + 1];
+  char q[2048];
+  size_t n = 99;
+  unsigned max;
+
+  ck_assert_int_eq(gv_trk_req_repos("a,linux@v6.1", names, &n, NULL), 0);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_str_eq(names[1], "linux@v6.1");
+  ck_assert_int_eq(gv_trk_req_repos(NULL, names, &n, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_repos("", names, &n, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_repos("a,,b", names, &n, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_repos("a,", names, &n, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_repos("a b", names, &n, NULL), GV_EFIELD);
+  ck_assert_uint_eq(n, 0);
+  q[0] = '\0';
+  for (int i = 0; i < GV_TRK_MAX_QUERY_REPOS; i++)
+    snprintf(q + strlen(q), sizeof(q) - strlen(q), "%sr%d", i ? "," : "", i);
+  ck_assert_int_eq(gv_trk_req_repos(q, names, &n, NULL), 0);
+  ck_assert_uint_eq(n, GV_TRK_MAX_QUERY_REPOS);
+  strcat(q, ",extra");
+  ck_assert_int_eq(gv_trk_req_repos(q, names, &n, NULL), GV_ELIMIT);
+  memset(q, 'x', GV_REPO_MAX + 1);
+  q[GV_REPO_MAX + 1] = '\0';
+  ck_assert_int_eq(gv_trk_req_repos(q, names, &n, NULL), GV_EFIELD);
+  q[GV_REPO_MAX] = '\0';
+  ck_assert_int_eq(gv_trk_req_repos(q, names, &n, NULL), 0);
+
+  ck_assert_int_eq(gv_trk_req_max(NULL, 32, &max, NULL), 0);
+  ck_assert_uint_eq(max, 32);
+  ck_assert_int_eq(gv_trk_req_max("7", 32, &max, NULL), 0);
+  ck_assert_uint_eq(max, 7);
+  ck_assert_int_eq(gv_trk_req_max("256", 32, &max, NULL), 0);
+  ck_assert_int_eq(gv_trk_req_max("257", 32, &max, NULL), GV_ERANGE);
+  ck_assert_int_eq(gv_trk_req_max("0", 32, &max, NULL), GV_ERANGE);
+  ck_assert_int_eq(gv_trk_req_max("", 32, &max, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_max("-1", 32, &max, NULL), GV_EFIELD);
+  ck_assert_int_eq(gv_trk_req_max("99999999999", 32, &max, NULL), GV_EFIELD);
+}
+END_TEST
+
+START_TEST(test_client_body_round_trip) {
+  gv_identity bob;
+  const char *repos[] = {"demo/hello", "linux@v6.1"}, *caps[] = {"relay"};
+  gv_trkc_reg reg = {7411, 2, repos, 1, caps};
+  gv_trk_signed s;
+  gv_trk_rec rec;
+  char *body, sig[2 * GV_SIG_BYTES + 1];
+  size_t len;
+
+  tu_identity(&bob, 0x02);
+  ck_assert_int_eq(gv_trkc_register_body(&bob, &reg, T0_MS, &body, &len), 0);
+  ck_assert_int_eq(
+      gv_trk_req_register((const uint8_t *)body, len, &s, &rec, NULL), 0);
+  ck_assert_mem_eq(s.id, bob.pk, GV_ID_BYTES);
+  ck_assert_int_eq(s.ts, T0_MS);
+  ck_assert_uint_eq(rec.n_repos, 2);
+  ck_assert_uint_eq(rec.addr.port, 7411);
+  gv_trkc_sign(&bob, "POST", GV_TRK_PATH_REGISTER, (const uint8_t *)body, len,
+               sig);
+  ck_assert_int_eq(gv_trk_req_verify("POST", GV_TRK_PATH_REGISTER,
+                                     (const uint8_t *)body, len, sig, s.id,
+                                     NULL),
+                   0);
+  free(body);
+  /* The client refuses what the tracker would. */
+  reg.port = 0;
+  ck_assert_int_eq(gv_trkc_register_body(&bob, &reg, T0_MS, &body, &len),
+                   GV_EFIELD);
+  reg.port = 1;
+  repos[1] = "demo/hello";
+  ck_assert_int_eq(gv_trkc_register_body(&bob, &reg, T0_MS, &body, &len),
+                   GV_EFIELD);
+  gv_id_wipe(&bob);
+}
+END_TEST
+
+/* ---- store ---- */
+
+static char db_dir[64];
+
+static void store_setup(void) {
+  strcpy(db_dir, "/tmp/gv-check-trk-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(db_dir));
+}
+
+static void store_teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", db_dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static const gv_trk_log quiet = {GV_TRK_LOG_ERROR, NULL};
+
+typedef struct loaded {
+  size_t n;
+  gv_trk_row rows[8];
+} loaded;
+
+static int on_row(void *ctx, const gv_trk_row *row) {
+  loaded *l = ctx;
+  if (l->n == 8)
+    return GV_ELIMIT;
+  l->rows[l->n++] = *row;
+  return 0;
+}
+
+static int acks;
+static void on_ack(void *ctx, int status) {
+  (void)ctx;
+  ck_assert_int_eq(status, 0);
+  acks++;
+}
+
+START_TEST(test_store_round_trip) {
+  char path[128];
+  gv_trk_store *s, *s2;
+  gv_trk_row row;
+  gv_trk_store_stats st;
+  gv_why why = {""};
+  loaded *l = calloc(1, sizeof(*l));
+  size_t n_loaded, skipped;
+  gv_trk_log lg = quiet;
+
+  lg.out = stderr;
+  snprintf(path, sizeof(path), "%s/t.db", db_dir);
+  ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), 0);
+  /* A second tracker on the same file is refused. */
+  ck_assert_int_eq(gv_trk_store_open(&s2, path, &lg, &why), -EBUSY);
+  ck_assert_ptr_nonnull(strstr(why.text, "in use by another"));
+  ck_assert_int_eq(gv_trk_store_start(s), 0);
+  acks = 0;
+  for (unsigned i = 0; i < 4; i++) {
+    memset(&row, 0, sizeof(row));
+    mkrec(&row.rec, i, i == 3 ? "2001:db8::7" : "10.0.0.1",
+          (uint16_t)(1000 + i), i == 0 ? "" : "demo/hello,linux@v6.1");
+    row.registered_ms = T0_MS;
+    row.expires_ms = T0_MS + (i == 2 ? MIN : HOUR);
+    ck_assert_int_eq(gv_trk_store_put(s, &row, on_ack, NULL), 0);
+  }
+  /* An upsert keeps registered_ms and changes the rest. */
+  row.registered_ms = T0_MS + 99;
+  row.expires_ms = T0_MS + 2 * HOUR;
+  row.rec.addr.port = 4242;
+  ck_assert_int_eq(gv_trk_store_put(s, &row, on_ack, NULL), 0);
+  mkrec(&row.rec, 1, "10.0.0.1", 1001, "");
+  ck_assert_int_eq(gv_trk_store_del(s, row.rec.id, on_ack, NULL), 0);
+  gv_trk_store_sync(s);
+  ck_assert_int_eq(acks, 6);
+  gv_trk_store_get_stats(s, &st);
+  ck_assert_uint_ge(st.commits, 1);
+  ck_assert_uint_eq(st.errors, 0);
+  ck_assert_int_eq(st.ok, 1);
+  gv_trk_store_close(s);
+
+  /* Reopen later: row 2 expired and is deleted; 0 and 3 come back. */
+  ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), 0);
+  ck_assert_int_eq(gv_trk_store_load(s, T0_MS + 2 * MIN, on_row, l, &n_loaded,
+                                     &skipped, &why),
+                   0);
+  ck_assert_uint_eq(n_loaded, 2);
+  ck_assert_uint_eq(skipped, 0);
+  ck_assert_uint_eq(l->rows[0].rec.n_repos, 0);
+  ck_assert_uint_eq(l->rows[0].rec.n_caps, 1);
+  ck_assert_str_eq(l->rows[0].rec.caps[0], "relay");
+  ck_assert_int_eq(l->rows[1].expires_ms, T0_MS + 2 * HOUR);
+  ck_assert_int_eq(l->rows[1].registered_ms, T0_MS);
+  ck_assert_uint_eq(l->rows[1].rec.addr.port, 4242);
+  ck_assert_uint_eq(l->rows[1].rec.addr.family, 6);
+  ck_assert_uint_eq(l->rows[1].rec.n_repos, 2);
+  ck_assert_str_eq(l->rows[1].rec.repos[1], "linux@v6.1");
+  gv_trk_store_close(s);
+  free(l);
+}
+END_TEST
+
+START_TEST(test_store_bad_rows_and_files) {
+  char path[128];
+  gv_trk_store *s;
+  sqlite3 *db;
+  gv_why why = {""};
+  loaded *l = calloc(1, sizeof(*l));
+  size_t n_loaded, skipped;
+  gv_trk_log lg = {GV_TRK_LOG_ERROR, stderr};
+
+  snprintf(path, sizeof(path), "%s/t.db", db_dir);
+  ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), 0);
+  gv_trk_store_close(s);
+  /* Rows written by hand, as the benchmark does: one good, three bad. */
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(
+      sqlite3_exec(db,
+                   "INSERT INTO registration VALUES"
+                   " ('" ID64 "', '127.0.0.1:9', '[\"a\"]', '[]', 1, 1,"
+                   " 9000000000000),"
+                   " ('zz', '127.0.0.1:9', '[]', '[]', 1, 1, 9000000000000),"
+                   " ('" ID64 "0', 'nowhere', '[]', '[]', 1, 1, 9000000000000),"
+                   " ('8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801"
+                   "b40f6f5d', '127.0.0.1:9', '[\"a\",\"a\"]', '[]', 1, 1,"
+                   " 9000000000000)",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), 0);
+  ck_assert_int_eq(
+      gv_trk_store_load(s, T0_MS, on_row, l, &n_loaded, &skipped, &why), 0);
+  ck_assert_uint_eq(n_loaded, 1);
+  ck_assert_uint_eq(skipped, 3);
+  gv_trk_store_close(s);
+
+  /* A newer schema is refused. */
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(
+      sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), GV_EVERSION);
+  ck_assert_ptr_nonnull(strstr(why.text, "schema version 2"));
+  /* A directory that does not exist. */
+  ck_assert_int_lt(gv_trk_store_open(&s, "/nonexistent/dir/t.db", &lg, &why),
+                   0);
+  ck_assert_ptr_nonnull(strstr(why.text, "/nonexistent/dir/t.db"));
+  free(l);
+}
+END_TEST
+
+static Suite *tracker_suite(void) {
+  Suite *s = suite_create("tracker");
+  TCase *tc;
+
+  tc = tcase_create("core");
+  tcase_add_test(tc, test_map_model);
+  tcase_add_test(tc, test_rng);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("registry");
+  tcase_add_test(tc, test_reg_register_and_list);
+  tcase_add_test(tc, test_reg_expiry_one_hour);
+  tcase_add_test(tc, test_reg_renewal_extends);
+  tcase_add_test(tc, test_reg_renewal_pending_is_not_expired);
+  tcase_add_test(tc, test_reg_renewal_failed_dialback_delists);
+  tcase_add_test(tc, test_reg_per_ip_limit);
+  tcase_add_test(tc, test_reg_renewal_from_new_address);
+  tcase_add_test(tc, test_reg_busy_overload_unregister);
+  tcase_add_test(tc, test_reg_load);
+  tcase_add_test(tc, test_reg_sample);
+  tcase_add_test(tc, test_reg_discover);
+  tcase_add_test(tc, test_reg_model);
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("limits");
+  tcase_add_test(tc, test_replay_window);
+  tcase_add_test(tc, test_replay_nonce);
+  tcase_add_test(tc, test_buckets);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("requests");
+  tcase_add_test(tc, test_req_vector);
+  tcase_add_test(tc, test_req_bad_bodies);
+  tcase_add_test(tc, test_req_limits);
+  tcase_add_test(tc, test_req_query);
+  tcase_add_test(tc, test_client_body_round_trip);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("store");
+  tcase_add_checked_fixture(tc, store_setup, store_teardown);
+  tcase_add_test(tc, test_store_round_trip);
+  tcase_add_test(tc, test_store_bad_rows_and_files);
+  tcase_set_timeout(tc, 30);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  if (sodium_init() < 0)
+    return 1;
+  return tu_run(tracker_suite());
+}

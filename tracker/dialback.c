@@ -1,0 +1,257 @@
+#include "dialback.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "msg.h"
+
+typedef struct job {
+  struct job *next, *prev; /* queue, then the in-flight list */
+  gv_trk_dialer *d;
+  gv_addr addr;
+  uint8_t id[GV_ID_BYTES];
+  gv_trk_dial_cb cb;
+  void *ctx;
+  gv_conn *conn;    /* NULL once closed */
+  uv_timer_t timer; /* bounds connect + handshake */
+  int reported;
+} job;
+
+struct gv_trk_dialer {
+  uv_loop_t *loop;
+  const gv_identity *self;
+  gv_trk_dial_cfg cfg;
+  uv_async_t async;
+  char *goodbye; /* the GOODBYE message sent in the FINAL frame */
+  size_t goodbye_len;
+  atomic_size_t active;
+  /* Guarded by mu: */
+  uv_mutex_t mu;
+  job *qhead, *qtail;
+  size_t queued;
+  int stopped;
+  /* Loop thread only: */
+  job *flying;
+  size_t in_flight;
+};
+
+static void kick(gv_trk_dialer *d);
+
+static void report(job *j, int status) {
+  if (j->reported)
+    return;
+  j->reported = 1;
+  j->cb(j->ctx, status);
+}
+
+static void job_done(job *j) {
+  gv_trk_dialer *d = j->d;
+
+  free(j);
+  atomic_fetch_sub(&d->active, 1);
+}
+
+static void on_timer_closed(uv_handle_t *h) { job_done(h->data); }
+
+static void on_open(gv_conn *c) {
+  job *j = gv_conn_data(c);
+  gv_trk_dialer *d = j->d;
+
+  /* The handshake proved the pinned id (gv_hs fails with GV_EPEERID
+   * otherwise): reachable and holding its key. */
+  uv_timer_stop(&j->timer);
+  report(j, 0);
+  gv_conn_close(c, (const uint8_t *)d->goodbye, d->goodbye_len);
+}
+
+static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
+  (void)c; /* a HELLO or anything else: the tracker only checks the link */
+  (void)msg;
+  (void)len;
+}
+
+static void on_close(gv_conn *c, int status) {
+  job *j = gv_conn_data(c);
+  gv_trk_dialer *d = j->d;
+
+  j->conn = NULL;
+  report(j, status < 0 ? status : GV_EHANDSHAKE);
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    d->flying = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  d->in_flight--;
+  uv_close((uv_handle_t *)&j->timer, on_timer_closed);
+  kick(d);
+}
+
+static const gv_conn_cbs dial_cbs = {on_open, on_msg, on_close};
+
+static void on_timeout(uv_timer_t *t) {
+  job *j = t->data;
+  if (j->conn != NULL)
+    gv_conn_abort(j->conn, UV_ETIMEDOUT);
+}
+
+static void to_sockaddr(const gv_addr *a, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (a->family == 4) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(a->port);
+    memcpy(&in->sin_addr, a->ip, 4);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+  }
+}
+
+static void start(gv_trk_dialer *d, job *j) {
+  struct sockaddr_storage ss;
+  int rc = gv_conn_new(&j->conn, d->loop, d->self, GV_HS_INITIATOR, j->id,
+                       &dial_cbs, j);
+
+  if (rc < 0) {
+    report(j, rc);
+    job_done(j);
+    return;
+  }
+  uv_timer_init(d->loop, &j->timer);
+  j->timer.data = j;
+  j->next = d->flying;
+  j->prev = NULL;
+  if (d->flying)
+    d->flying->prev = j;
+  d->flying = j;
+  d->in_flight++;
+  uv_timer_start(&j->timer, on_timeout, d->cfg.timeout_ms, 0);
+  to_sockaddr(&j->addr, &ss);
+  /* On failure the conn closes itself and on_close reports. */
+  gv_conn_dial(j->conn, (const struct sockaddr *)&ss);
+}
+
+/* Starts queued dials while slots are free. */
+static void kick(gv_trk_dialer *d) {
+  while (d->in_flight < d->cfg.concurrency) {
+    job *j;
+    uv_mutex_lock(&d->mu);
+    if ((j = d->qhead) != NULL) {
+      d->qhead = j->next;
+      if (d->qhead == NULL)
+        d->qtail = NULL;
+      d->queued--;
+    }
+    uv_mutex_unlock(&d->mu);
+    if (j == NULL)
+      return;
+    start(d, j);
+  }
+}
+
+static void on_async(uv_async_t *a) { kick(a->data); }
+
+int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
+                      const gv_identity *self, const gv_trk_dial_cfg *cfg) {
+  gv_trk_dialer *d;
+  gv_msg bye = {.type = GV_MSG_GOODBYE};
+  int rc;
+
+  *out = NULL;
+  if (cfg->timeout_ms < 1 || cfg->concurrency < 1)
+    return GV_EINVAL;
+  if ((d = calloc(1, sizeof(*d))) == NULL)
+    return GV_ENOMEM;
+  snprintf(bye.u.reason, sizeof(bye.u.reason), "tracker dial-back");
+  if ((rc = gv_msg_encode_link(&bye, &d->goodbye, &d->goodbye_len)) < 0) {
+    free(d);
+    return rc;
+  }
+  if ((rc = uv_async_init(loop, &d->async, on_async)) < 0) {
+    free(d->goodbye);
+    free(d);
+    return rc;
+  }
+  uv_mutex_init(&d->mu);
+  d->async.data = d;
+  d->loop = loop;
+  d->self = self;
+  d->cfg = *cfg;
+  *out = d;
+  return 0;
+}
+
+int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
+                const uint8_t id[GV_ID_BYTES], gv_trk_dial_cb cb, void *ctx) {
+  job *j = calloc(1, sizeof(*j));
+
+  if (j == NULL)
+    return GV_ENOMEM;
+  j->d = d;
+  j->addr = *addr;
+  memcpy(j->id, id, GV_ID_BYTES);
+  j->cb = cb;
+  j->ctx = ctx;
+  uv_mutex_lock(&d->mu);
+  if (d->stopped || d->queued >= d->cfg.queue_max) {
+    int rc = d->stopped ? GV_ESTATE : GV_EBUSY;
+    uv_mutex_unlock(&d->mu);
+    free(j);
+    return rc;
+  }
+  if (d->qtail)
+    d->qtail->next = j;
+  else
+    d->qhead = j;
+  d->qtail = j;
+  d->queued++;
+  atomic_fetch_add(&d->active, 1);
+  uv_mutex_unlock(&d->mu);
+  uv_async_send(&d->async);
+  return 0;
+}
+
+size_t gv_trk_dialer_active(const gv_trk_dialer *d) {
+  return atomic_load(&d->active);
+}
+
+void gv_trk_dialer_stop(gv_trk_dialer *d) {
+  job *q;
+
+  uv_mutex_lock(&d->mu);
+  d->stopped = 1;
+  q = d->qhead;
+  d->qhead = d->qtail = NULL;
+  d->queued = 0;
+  uv_mutex_unlock(&d->mu);
+  while (q != NULL) {
+    job *next = q->next;
+    report(q, UV_ECANCELED);
+    job_done(q);
+    q = next;
+  }
+  for (job *j = d->flying; j != NULL; j = j->next)
+    if (j->conn != NULL) {
+      report(j, UV_ECANCELED);
+      gv_conn_abort(j->conn, UV_ECANCELED);
+    }
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  gv_trk_dialer *d = h->data;
+
+  uv_mutex_destroy(&d->mu);
+  free(d->goodbye);
+  free(d);
+}
+
+void gv_trk_dialer_close(gv_trk_dialer *d) {
+  assert(d->stopped && atomic_load(&d->active) == 0);
+  uv_close((uv_handle_t *)&d->async, on_async_closed);
+}

@@ -1,0 +1,299 @@
+#include "req.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+/* ---- JSON field readers: 0 or a GV_E* with a reason ---- */
+
+/* Parses exactly body[0..len) as one JSON object. Raw NUL bytes and the
+ * \u0000 escape are refused: cJSON's strings end at the first NUL, and no
+ * member may hold one. */
+static int parse_object(const uint8_t *body, size_t len, cJSON **out,
+                        gv_why *why) {
+  const char *text = (const char *)body, *end = NULL;
+  cJSON *v;
+
+  *out = NULL;
+  if (len > GV_TRK_BODY_MAX)
+    return gv_fail(why, GV_ETOOBIG, "body of %zu bytes exceeds %u", len,
+                   GV_TRK_BODY_MAX);
+  if (len == 0)
+    return gv_fail(why, GV_EJSON, "empty body");
+  if (memchr(body, '\0', len) != NULL)
+    return gv_fail(why, GV_EJSON, "NUL byte in body");
+  if (memmem(body, len, "\\u0000", 6) != NULL)
+    return gv_fail(why, GV_EFIELD, "\\u0000 in a string");
+  v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  if (v == NULL) {
+    size_t at = end != NULL && end >= text && end <= text + len
+                    ? (size_t)(end - text)
+                    : 0;
+    return gv_fail(why, GV_EJSON, "malformed JSON near byte %zu", at);
+  }
+  while (end < text + len && strchr(" \t\r\n", *end) != NULL)
+    end++;
+  if (end != text + len) {
+    cJSON_Delete(v);
+    return gv_fail(why, GV_EJSON, "trailing bytes after the JSON value");
+  }
+  if (!cJSON_IsObject(v)) {
+    cJSON_Delete(v);
+    return gv_fail(why, GV_EJSON, "the body is not a JSON object");
+  }
+  *out = v;
+  return 0;
+}
+
+static const cJSON *member(const cJSON *obj, const char *key) {
+  return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+static int get_uint(const cJSON *obj, const char *key, uint64_t min,
+                    uint64_t max, uint64_t *out, gv_why *why) {
+  const cJSON *it = member(obj, key);
+  double d;
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsNumber(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a number", key);
+  d = it->valuedouble;
+  if (!isfinite(d) || d != floor(d))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an integer", key);
+  if (d < (double)min || d > (double)max)
+    return gv_fail(why, GV_ERANGE, "field '%s' is outside %llu..%llu", key,
+                   (unsigned long long)min, (unsigned long long)max);
+  *out = (uint64_t)d;
+  return 0;
+}
+
+static int get_str(const cJSON *obj, const char *key, const char **s,
+                   size_t *len, gv_why *why) {
+  const cJSON *it = member(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a string", key);
+  *s = it->valuestring;
+  *len = strlen(it->valuestring);
+  return 0;
+}
+
+static int get_hex(const cJSON *obj, const char *key, uint8_t *out, size_t n,
+                   gv_why *why) {
+  const char *s = NULL, *end = NULL;
+  size_t len = 0, got = 0;
+  int rc = get_str(obj, key, &s, &len, why);
+
+  if (rc < 0)
+    return rc;
+  if (len != 2 * n || sodium_hex2bin(out, n, s, len, NULL, &got, &end) != 0 ||
+      got != n || end != s + len)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not %zu hex digits", key,
+                   2 * n);
+  return 0;
+}
+
+int gv_trk_cap_name_check(const char *name, size_t len) {
+  if (len == 0 || len > GV_TRK_CAP_MAX)
+    return GV_EFIELD;
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return GV_EFIELD;
+  }
+  return 0;
+}
+
+/* An array of distinct names, each checked by check and copied into
+ * out[i] (of width w bytes). */
+static int get_names(const cJSON *obj, const char *key, int required, int max,
+                     size_t w, char *out, uint8_t *n,
+                     int (*check)(const char *, size_t), gv_why *why) {
+  const cJSON *arr = member(obj, key), *it;
+  int i = 0, count;
+
+  *n = 0;
+  if (arr == NULL) {
+    if (required)
+      return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+    return 0;
+  }
+  if (!cJSON_IsArray(arr))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an array", key);
+  count = cJSON_GetArraySize(arr);
+  if (count > max)
+    return gv_fail(why, GV_ELIMIT, "field '%s' has %d entries, limit %d", key,
+                   count, max);
+  cJSON_ArrayForEach(it, arr) {
+    size_t len;
+    if (!cJSON_IsString(it) || it->valuestring == NULL)
+      return gv_fail(why, GV_EFIELD, "%s[%d] is not a string", key, i);
+    len = strlen(it->valuestring);
+    if (check(it->valuestring, len) < 0)
+      return gv_fail(why, GV_EFIELD, "%s[%d] is not a valid name", key, i);
+    for (int j = 0; j < i; j++)
+      if (strcmp(out + (size_t)j * w, it->valuestring) == 0)
+        return gv_fail(why, GV_EFIELD, "%s[%d] repeats %s[%d]", key, i, key, j);
+    memcpy(out + (size_t)i * w, it->valuestring, len + 1);
+    i++;
+  }
+  *n = (uint8_t)i;
+  return 0;
+}
+
+static int get_signed(const cJSON *o, gv_trk_signed *s, gv_why *why) {
+  uint64_t ts;
+  int rc;
+
+  if ((rc = get_hex(o, "id", s->id, GV_ID_BYTES, why)) < 0 ||
+      (rc = get_uint(o, "ts", 0, GV_INT_MAX, &ts, why)) < 0 ||
+      (rc = get_hex(o, "nonce", s->nonce, GV_TRK_NONCE_BYTES, why)) < 0)
+    return rc;
+  s->ts = (int64_t)ts;
+  return 0;
+}
+
+int gv_trk_req_register(const uint8_t *body, size_t len, gv_trk_signed *s,
+                        gv_trk_rec *rec, gv_why *why) {
+  cJSON *o;
+  uint64_t port;
+  int rc;
+
+  memset(s, 0, sizeof(*s));
+  memset(rec, 0, sizeof(*rec));
+  if ((rc = parse_object(body, len, &o, why)) < 0)
+    return rc;
+  if ((rc = get_signed(o, s, why)) < 0 ||
+      (rc = get_uint(o, "port", 1, 65535, &port, why)) < 0 ||
+      (rc = get_names(o, "repos", 1, GV_MAX_REPOS, GV_REPO_MAX + 1,
+                      &rec->repos[0][0], &rec->n_repos, gv_repo_name_check,
+                      why)) < 0 ||
+      (rc = get_names(o, "caps", 0, GV_TRK_MAX_CAPS, GV_TRK_CAP_MAX + 1,
+                      &rec->caps[0][0], &rec->n_caps, gv_trk_cap_name_check,
+                      why)) < 0)
+    goto out;
+  memcpy(rec->id, s->id, GV_ID_BYTES);
+  rec->ts = s->ts;
+  rec->addr.port = (uint16_t)port;
+out:
+  cJSON_Delete(o);
+  if (rc < 0) {
+    memset(s, 0, sizeof(*s));
+    memset(rec, 0, sizeof(*rec));
+  }
+  return rc;
+}
+
+int gv_trk_req_unregister(const uint8_t *body, size_t len, gv_trk_signed *s,
+                          gv_why *why) {
+  cJSON *o;
+  int rc;
+
+  memset(s, 0, sizeof(*s));
+  if ((rc = parse_object(body, len, &o, why)) < 0)
+    return rc;
+  rc = get_signed(o, s, why);
+  cJSON_Delete(o);
+  if (rc < 0)
+    memset(s, 0, sizeof(*s));
+  return rc;
+}
+
+int gv_trk_req_signed_string(const char *method, const char *path,
+                             const uint8_t *body, size_t len,
+                             uint8_t out[GV_TRK_SIGNED_MAX], size_t *out_len) {
+  size_t lm = strlen(method), lp = strlen(path), n = 0;
+  const size_t ll = sizeof(GV_TRK_SIG_LABEL) - 1;
+
+  *out_len = 0;
+  if (ll + lm + 1 + lp + 1 + crypto_generichash_BYTES > GV_TRK_SIGNED_MAX)
+    return GV_EINVAL;
+  memcpy(out, GV_TRK_SIG_LABEL, ll);
+  n += ll;
+  memcpy(out + n, method, lm);
+  n += lm;
+  out[n++] = ' ';
+  memcpy(out + n, path, lp);
+  n += lp;
+  out[n++] = '\n';
+  crypto_generichash(out + n, crypto_generichash_BYTES, body, len, NULL, 0);
+  n += crypto_generichash_BYTES;
+  *out_len = n;
+  return 0;
+}
+
+int gv_trk_req_verify(const char *method, const char *path, const uint8_t *body,
+                      size_t len, const char *sig_hex,
+                      const uint8_t id[GV_ID_BYTES], gv_why *why) {
+  uint8_t sig[crypto_sign_BYTES], msg[GV_TRK_SIGNED_MAX];
+  size_t got = 0, mlen, hlen;
+  const char *end = NULL;
+
+  if (sig_hex == NULL)
+    return gv_fail(why, GV_EFIELD, "missing header " GV_TRK_SIG_HEADER);
+  hlen = strlen(sig_hex);
+  if (hlen != GV_TRK_SIG_HEX_LEN ||
+      sodium_hex2bin(sig, sizeof(sig), sig_hex, hlen, NULL, &got, &end) != 0 ||
+      got != sizeof(sig) || end != sig_hex + hlen)
+    return gv_fail(why, GV_EFIELD, GV_TRK_SIG_HEADER " is not %d hex digits",
+                   GV_TRK_SIG_HEX_LEN);
+  if (gv_trk_req_signed_string(method, path, body, len, msg, &mlen) < 0)
+    return gv_fail(why, GV_EINVAL, "method or path too long");
+  if (crypto_sign_verify_detached(sig, msg, mlen, id) != 0)
+    return gv_fail(why, GV_EBADSIG, "the signature does not verify for id");
+  return 0;
+}
+
+int gv_trk_req_repos(const char *q,
+                     char names[GV_TRK_MAX_QUERY_REPOS][GV_REPO_MAX + 1],
+                     size_t *n, gv_why *why) {
+  const char *p = q;
+  size_t k = 0;
+
+  *n = 0;
+  if (q == NULL || *q == '\0')
+    return gv_fail(why, GV_EFIELD, "missing query parameter 'repos'");
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (k == GV_TRK_MAX_QUERY_REPOS)
+      return gv_fail(why, GV_ELIMIT, "more than %d repositories in 'repos'",
+                     GV_TRK_MAX_QUERY_REPOS);
+    if (gv_repo_name_check(p, len) < 0)
+      return gv_fail(why, GV_EFIELD,
+                     "'repos' entry %zu is not a repository name "
+                     "(1..%d of A-Za-z0-9._-/:@+)",
+                     k + 1, GV_REPO_MAX);
+    memcpy(names[k], p, len);
+    names[k++][len] = '\0';
+    if (comma == NULL)
+      break;
+    p = comma + 1;
+  }
+  *n = k;
+  return 0;
+}
+
+int gv_trk_req_max(const char *q, unsigned def, unsigned *out, gv_why *why) {
+  unsigned long v = 0;
+
+  *out = def;
+  if (q == NULL)
+    return 0;
+  if (*q == '\0' || strlen(q) > 9)
+    return gv_fail(why, GV_EFIELD, "'max' is not a number");
+  for (const char *p = q; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return gv_fail(why, GV_EFIELD, "'max' is not a number");
+    v = v * 10 + (unsigned long)(*p - '0');
+  }
+  if (v < 1 || v > GV_TRK_MAX_RESULTS)
+    return gv_fail(why, GV_ERANGE, "'max' must be 1..%d", GV_TRK_MAX_RESULTS);
+  *out = (unsigned)v;
+  return 0;
+}
