@@ -3,13 +3,15 @@
  *
  * Reasons are built in layers, each adding its prefix:
  *
- *   set_key()             "'x' is not a boolean (...)"
+ *   a key's setter        "'x' is not a boolean (...)"
  *   gv_config_set()       "key 'broadcast': " ...
  *   gv_config_parse()     "line 3: " ...
  *   gv_config_load_file() "/etc/grapevine.conf: " ...
  *
- * Parsing allocates nothing: a file is read line by line into fixed
- * buffers, and a bad line leaves the caller's config as it was.
+ * Parsing allocates nothing: lines are copied into fixed buffers, the
+ * config is built in a copy, and a bad line leaves the caller's as it was.
+ * Within one text a key other than repo and peer may appear once; a later
+ * source (a flag, through gv_config_set) may set it again.
  */
 #include "config.h"
 
@@ -512,6 +514,11 @@ int gv_config_validate(const gv_config *c, gv_why *why) {
     return gv_fail(why, GV_EINVAL, "broadcast needs listen = ADDR:PORT");
   if (c->has_listen && c->listen.port == 0)
     return gv_fail(why, GV_EINVAL, "listen needs a port 1..65535, not 0");
+  if (c->has_listen && addr_is_any(&c->listen))
+    return gv_fail(why, GV_EINVAL,
+                   "listen is the address other nodes are told to dial: "
+                   "give one they can reach, not %s",
+                   c->listen.family == 6 ? "[::]" : "0.0.0.0");
   if (c->has_listen && c->has_metrics &&
       addr_collide(&c->listen, &c->metrics)) {
     char l[GV_ADDR_TEXT_MAX], m[GV_ADDR_TEXT_MAX];
@@ -532,11 +539,11 @@ static const struct option config_opts[] = {
 
 static void config_usage(FILE *f) {
   fprintf(f, "usage: grapevine config check FILE\n\n"
-             "Checks a configuration file (key = value lines, as in\n"
-             "grapevine.conf.example) the way the node does when it starts: "
-             "every key,\nthen the rules between keys. Prints 'FILE: ok', or "
-             "the first problem and\nits line. Exit status 0 valid, 1 "
-             "invalid.\n");
+             "Checks a node configuration file (key = value lines; see\n"
+             "dist/grapevine.conf.example): every key, then the rules "
+             "between keys.\nPrints 'FILE: ok', or the first problem with "
+             "its line number.\nExit status 0 valid, 1 invalid, 2 usage "
+             "error.\n");
 }
 
 int gv_cmd_config(int argc, char **argv) {

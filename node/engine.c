@@ -522,6 +522,8 @@ static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
 static void dedup_add(gv_engine *e, const uint8_t *id) {
   dedup_item *it;
 
+  if (gv_idmap_get(&e->dedup, id) != NULL)
+    return; /* one queue entry per id: the queue owns the items */
   if (e->dedup_q.len >= e->cfg.dedup_cap) {
     dedup_item *old = fifo_pop(&e->dedup_q);
     gv_idmap_del(&e->dedup, old->id);
@@ -809,9 +811,10 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
           : NULL;
   resp.u.response.peers = NULL; /* borrowed */
   resp.u.response.n_peers = 0;
+  if (b != NULL)
+    dedup_add(e, resp.id); /* before the clear: it zeroes the id */
   gv_msg_clear(&resp);
   if (b != NULL) {
-    dedup_add(e, resp.id);
     send_buf(e, back, b, GV_MSG_PEER_LIST_RESPONSE, false);
     gv_buf_unref(b);
   }

@@ -1,7 +1,7 @@
 /* The node's Prometheus endpoint (metrics.h), served by libmicrohttpd from
  * its own thread. The only state the two threads share is the published
  * text, behind one mutex: the daemon swaps in a new copy, a request copies
- * it into its response. Neither holds the lock for more than a memcpy.
+ * it into its response; neither holds the lock longer than one copy.
  *
  * Request life, with libmicrohttpd 0.9.75's two-phase handler (a response
  * queued on the first call makes 0.9.75 close keep-alive connections):
@@ -140,8 +140,9 @@ int gv_metrics_start(gv_metrics **out, const gv_addr *addr, gv_why *why) {
     free(m);
     return gv_fail(why, -err, "metrics: %s", strerror(err));
   }
-  /* libmicrohttpd leaves the failing call's errno (bind(), listen(), ...);
-   * without MHD_USE_ERROR_LOG it prints nothing. */
+  /* Without MHD_USE_ERROR_LOG libmicrohttpd prints nothing; 0.9.75 leaves
+   * the errno of the call that failed (bind(), listen(), ...), which is the
+   * reason, though no version promises it. */
   errno = 0;
   m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
                             MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,

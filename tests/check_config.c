@@ -381,7 +381,7 @@ START_TEST(test_parse_file) {
   static const char text[] = "# Grapevine\n"
                              "\n"
                              "data-dir = /srv/gv#1   \n"
-                             "listen=0.0.0.0:7411\r\n"
+                             "listen=192.0.2.1:7411\r\n"
                              "   \t\n"
                              "  # indented comment\n"
                              "bootstrap\t=\ttrue # a seed node\n"
@@ -679,6 +679,38 @@ START_TEST(test_load_unsized) {
 }
 END_TEST
 
+START_TEST(test_example_file) {
+  static const char example[] = "dist/grapevine.conf.example";
+  char text[8192], *p, *line;
+  gv_config c;
+  gv_why why = {""};
+  FILE *f;
+  size_t len;
+
+  /* As shipped. */
+  gv_config_default(&c);
+  ck_assert_msg(gv_config_load_file(&c, example, &why) == 0, "%s", why.text);
+  ck_assert_int_eq(gv_config_validate(&c, &why), 0);
+  ck_assert(c.has_metrics && c.metrics.port == 9411);
+  ck_assert(!c.has_listen);
+  /* With every commented-out key line turned on. */
+  f = fopen(example, "r");
+  ck_assert_ptr_nonnull(f);
+  len = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[len] = '\0';
+  for (p = text; (line = strstr(p, "\n#")) != NULL; p = line + 1)
+    if (line[2] >= 'a' && line[2] <= 'z')
+      line[1] = ' ';
+  gv_config_default(&c);
+  ck_assert_msg(gv_config_parse(&c, text, len, &why) == 0, "%s", why.text);
+  ck_assert_msg(gv_config_validate(&c, &why) == 0, "%s", why.text);
+  ck_assert(c.has_listen && c.n_repos == 2 && c.n_peers == 3);
+  ck_assert_str_ne(c.data_dir, "");
+  ck_assert_str_ne(c.tracker, "");
+}
+END_TEST
+
 static void validate_bad(const char *text, const char *reason) {
   gv_config c;
   gv_why why = {""};
@@ -704,12 +736,20 @@ START_TEST(test_validate) {
 
   gv_config_default(&c);
   ck_assert_int_eq(gv_config_validate(&c, &why), 0);
-  validate_ok("listen = 0.0.0.0:7411\n");
-  validate_ok("listen = 0.0.0.0:7411\nbootstrap = on\n");
+  validate_ok("listen = 192.0.2.1:7411\n");
+  validate_ok("listen = 192.0.2.1:7411\nbootstrap = on\n");
+  validate_ok("listen = [2001:db8::1]:7411\nbroadcast = on\n");
   validate_bad("broadcast = true\n", "broadcast needs listen = ADDR:PORT");
   validate_bad("bootstrap = true\n", "broadcast needs listen = ADDR:PORT");
-  validate_bad("listen = 0.0.0.0:7411\nbootstrap = true\nbroadcast = false\n",
+  validate_bad("listen = 192.0.2.1:7411\nbootstrap = true\nbroadcast = no\n",
                "bootstrap needs broadcast; remove broadcast = false");
+  /* The listen address is advertised as it is. */
+  validate_bad("listen = 0.0.0.0:7411\n",
+               "listen is the address other nodes are told to dial: give one "
+               "they can reach, not 0.0.0.0");
+  validate_bad("listen = [::]:7411\nbroadcast = true\n",
+               "listen is the address other nodes are told to dial: give one "
+               "they can reach, not [::]");
   /* A port 0 can only come from a struct filled by hand. */
   gv_config_default(&c);
   c.has_listen = true;
@@ -729,8 +769,8 @@ START_TEST(test_validate_metrics) {
   validate_bad("metrics = 127.0.0.1:7411\nlisten = 127.0.0.1:7411\n",
                "metrics (127.0.0.1:7411) and listen (127.0.0.1:7411) cannot "
                "share a port");
-  validate_bad("metrics = 127.0.0.1:7411\nlisten = 0.0.0.0:7411\n",
-               "metrics (127.0.0.1:7411) and listen (0.0.0.0:7411) cannot "
+  validate_bad("metrics = 0.0.0.0:7411\nlisten = 127.0.0.1:7411\n",
+               "metrics (0.0.0.0:7411) and listen (127.0.0.1:7411) cannot "
                "share a port");
   validate_bad("metrics = [::]:7411\nlisten = 10.0.0.1:7411\n",
                "metrics ([::]:7411) and listen (10.0.0.1:7411) cannot "
@@ -871,6 +911,7 @@ static Suite *config_suite(void) {
   tcase_add_test(files, test_load_too_big);
   tcase_add_test(files, test_load_at_limit);
   tcase_add_test(files, test_load_unsized);
+  tcase_add_test(files, test_example_file);
   suite_add_tcase(s, files);
 
   tcase_add_test(rules, test_validate);

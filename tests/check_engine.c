@@ -462,6 +462,12 @@ START_TEST(test_request_reverse_path) {
   /* The silent holder is found, without an address. */
   ck_assert_uint_eq(gv_engine_table_get(H.e[0], H.ids[3].pk)->n_addrs, 0);
   ck_assert_int_eq(H.reports[1], 0);
+  /* A second request: nodes answer again (a response's id was once
+   * recorded as all zero and leaked the second time). */
+  H.now += 10;
+  ck_assert_int_eq(gv_engine_request(H.e[0], "linux", 8, rid, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(H.reports[0], 4);
   for (int i = 0; i < H.nlog; i++)
     if (H.log[i].type == GV_MSG_PEER_LIST_RESPONSE)
       ck_assert_msg(H.log[i].to != 3,

@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -217,6 +218,26 @@ START_TEST(test_method_not_allowed) {
 }
 END_TEST
 
+START_TEST(test_get_with_body) {
+  char url[64];
+  reply r;
+
+  /* Refused by closing the connection: 0.9.75 cannot answer mid-body. */
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/metrics",
+           (unsigned)gv_metrics_port(m));
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, "a=1");
+  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "GET");
+  ck_assert_int_eq(curl_easy_perform(h), CURLE_GOT_NOTHING);
+  /* The server goes on serving. */
+  fetch("/metrics", NULL, &r);
+  ck_assert_int_eq(r.status, 200);
+  reply_free(&r);
+}
+END_TEST
+
 START_TEST(test_keep_alive) {
   reply r;
 
@@ -259,6 +280,7 @@ END_TEST
 typedef struct publisher {
   gv_metrics *m;
   atomic_bool stop;
+  atomic_int rounds;
 } publisher;
 
 /* Publishes bodies of 64 KiB of one letter, the letter changing, until
@@ -271,9 +293,18 @@ static void *publish_loop(void *arg) {
   for (int i = 0; text != NULL && !atomic_load(&p->stop); i++) {
     memset(text, 'a' + i % 26, len);
     gv_metrics_publish(p->m, text, len);
+    atomic_fetch_add(&p->rounds, 1);
   }
   free(text);
   return NULL;
+}
+
+/* Whether body is len bytes all equal. */
+static int uniform(const char *body, size_t len) {
+  for (size_t i = 1; i < len; i++)
+    if (body[i] != body[0])
+      return 0;
+  return 1;
 }
 
 START_TEST(test_publish_while_serving) {
@@ -282,14 +313,16 @@ START_TEST(test_publish_while_serving) {
   reply r;
 
   atomic_init(&p.stop, false);
+  atomic_init(&p.rounds, 0);
   ck_assert_int_eq(pthread_create(&t, NULL, publish_loop, &p), 0);
+  while (atomic_load(&p.rounds) == 0)
+    sched_yield();
   for (int i = 0; i < 50; i++) {
     fetch("/metrics", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     /* Each scrape sees one whole publication. */
-    ck_assert(r.len == 0 || r.len == 64u << 10);
-    for (size_t j = 1; j < r.len; j++)
-      ck_assert(r.body[j] == r.body[0]);
+    ck_assert_uint_eq(r.len, 64u << 10);
+    ck_assert(uniform(r.body, r.len));
     reply_free(&r);
   }
   atomic_store(&p.stop, true);
@@ -389,6 +422,7 @@ static Suite *metrics_suite(void) {
   tcase_add_test(tc, test_head);
   tcase_add_test(tc, test_not_found);
   tcase_add_test(tc, test_method_not_allowed);
+  tcase_add_test(tc, test_get_with_body);
   tcase_add_test(tc, test_keep_alive);
   tcase_add_test(tc, test_large);
   tcase_add_test(tc, test_publish_while_serving);

@@ -9,6 +9,8 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+# KEEP_LOGS=DIR keeps the nodes' logs for a post-mortem.
+[ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
 
 # A free block of ports.
 for _ in $(seq 1 50); do
@@ -179,4 +181,8 @@ kill -TERM "$pid_b2"
 wait "$pid_b2" 2>/dev/null; rc=$?
 [ $rc -eq 0 ] && grep -q "stopped" "$TMP/b2.log" && grep -q "goodbye to" "$TMP/b2.log" &&
   ok "SIGTERM: goodbye on every link, exit 0" || not_ok "shutdown" "$rc $(tail -3 "$TMP/b2.log")"
+# Under `make asan`, any sanitizer report in any node's log fails the run.
+if grep -lE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$TMP"/*.log >/dev/null; then
+  not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"
+else ok "no sanitizer report in any node's log"; fi
 finish
