@@ -297,11 +297,15 @@ int gv_cmd_peers(int argc, char **argv) {
   PARSE(spec, NULL, NULL);
   if ((o = ctl_call("peers", dir, "{\"cmd\":\"peers\"}\n", 5000)) == NULL)
     return 1;
-  if ((rc = check_reply("peers", o, json)) < 0) {
-    print_peers(cJSON_GetObjectItem(o, "peers"), gv_cli_now_ms());
+  if ((rc = check_reply("peers", o, false)) < 0) {
+    if (json) { /* the contract for scripts: the array itself */
+      char *txt = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "peers"));
+      puts(txt);
+      free(txt);
+    } else {
+      print_peers(cJSON_GetObjectItem(o, "peers"), gv_cli_now_ms());
+    }
     rc = 0;
-  } else if (json) {
-    /* The contract for scripts: the array itself. */
   }
   cJSON_Delete(o);
   return rc;

@@ -14,6 +14,13 @@ if [ $rc -eq 0 ] && grep -q "1 node(s) hold 'linux'" <<<"$out" &&
    ! grep -Eq "\(starting\)| 0 +[0-9]+$" <<<"$last"; then
   ok "make run: 7 nodes link up, a silent node finds 'linux', Ctrl-C stops cleanly"
 else not_ok "localnet" "$out"; fi
+if [ ! -x "$BUILD/grapevine-tracker" ]; then
+  ok "tracker not built: nodes bootstrapped from seeds # SKIP"
+elif grep -q "tracker: registered" "$TMP/run/boot1/log" &&
+     grep -q "tracker: asked for peers" "$TMP/run/silent1/log" &&
+     grep -q "registered" "$TMP/run/tracker/log"; then
+  ok "make run: bootstrap nodes register at the tracker (dial-back passed), others ask it"
+else not_ok "tracker in make run" "$(tail -3 "$TMP/run/boot1/log"; tail -3 "$TMP/run/tracker/log")"; fi
 id1=$("$GV" id --data-dir "$TMP/run/silent1")
 out=$(run)
 id2=$("$GV" id --data-dir "$TMP/run/silent1")

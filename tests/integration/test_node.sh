@@ -72,7 +72,7 @@ converged() { # every node lists the 9 others; broadcasting ones with an address
   for n in b0 b1 b2 s0 s1 s2 s3 s4 s5 s6; do
     "$GV" peers --data-dir "$TMP/$n" --json | python3 -c "
 import json, sys
-d = json.load(sys.stdin)['peers']
+d = json.load(sys.stdin)  # peers --json is the array
 b = [p for p in d if p['broadcasting']]
 s = [p for p in d if not p['broadcasting']]
 ok = len(d) == 9 and all(p['addresses'] for p in b) and not any(p['addresses'] for p in s)
