@@ -334,7 +334,13 @@ static void drain(gv_node *n) {
       }
       gv_buf_unref(a.buf);
       break;
-    case GV_ACT_DIAL: dial(n, a.peer, &a.addr); break;
+    case GV_ACT_DIAL: {
+      char text[GV_ADDR_TEXT_MAX];
+      gv_addr_format(&a.addr, text);
+      logf_(n, GV_LOG_DEBUG, "dialing %s", text);
+      dial(n, a.peer, &a.addr);
+      break;
+    }
     case GV_ACT_CLOSE:
       if ((l = link_find(n, a.link)) != NULL) {
         logf_(n, GV_LOG_INFO, "closing link %u: %s", l->id,
@@ -344,6 +350,8 @@ static void drain(gv_node *n) {
       break;
     case GV_ACT_WAKE: {
       int64_t now = now_ms(n);
+      logf_(n, GV_LOG_DEBUG, "engine wakes in %lld ms",
+            (long long)(a.at - now));
       if (!n->stopping)
         uv_timer_start(&n->wake, on_wake,
                        a.at > now ? (uint64_t)(a.at - now) : 0, 0);

@@ -1403,6 +1403,9 @@ static void heartbeat(gv_engine *e) {
 
 void gv_engine_tick(gv_engine *e, int64_t now) {
   begin(e, now);
+  /* The caller's timer is spent: say when to wake again even if nothing
+   * changed (a real timer may fire a little before the deadline). */
+  e->last_wake = NO_WAKE;
   run_pulls(e);
   if (e->now >= e->next_maint) {
     maintain(e, e->cfg.active_target);

@@ -618,6 +618,36 @@ START_TEST(test_dials_candidates_with_backoff) {
 }
 END_TEST
 
+/* A timer that fires a millisecond early must not end the engine's
+ * wake-ups (the daemon stalled on this: its dials stopped). */
+START_TEST(test_early_tick_rewakes) {
+  gv_action a;
+  int64_t at = 0;
+  gv_addr addr;
+  int wakes = 0;
+
+  h_init(1);
+  H.cfg[0].active_target = 2;
+  h_start();
+  gv_addr_parse(&addr, "198.51.100.9:7411", 17);
+  gv_engine_add_candidate(H.e[0], NULL, &addr, H.now);
+  while (gv_engine_next(H.e[0], &a))
+    if (a.type == GV_ACT_WAKE)
+      at = a.at;
+  gv_engine_tick(H.e[0], at);
+  while (gv_engine_next(H.e[0], &a))
+    if (a.type == GV_ACT_WAKE)
+      at = a.at;
+  ck_assert_int_gt(at, H.now);
+  gv_engine_tick(H.e[0], at - 1); /* early */
+  while (gv_engine_next(H.e[0], &a)) {
+    wakes += a.type == GV_ACT_WAKE;
+    gv_buf_unref(a.buf);
+  }
+  ck_assert_int_eq(wakes, 1);
+}
+END_TEST
+
 static Suite *engine_suite(void) {
   Suite *s = suite_create("engine");
   TCase *tc = tcase_create("core");
@@ -639,6 +669,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_rate_limit);
   tcase_add_test(tc, test_table_cap);
   tcase_add_test(tc, test_dials_candidates_with_backoff);
+  tcase_add_test(tc, test_early_tick_rewakes);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -40,7 +40,7 @@ ip -n "$NS_B" link set "vb$$" up
 start() { # NS NAME ARGS...
   local ns=$1 name=$2
   shift 2
-  ip netns exec "$ns" "$GV" node --data-dir "$TMP/$name" "$@" > "$TMP/$name.log" 2>&1 &
+  ip netns exec "$ns" "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" > "$TMP/$name.log" 2>&1 &
   pids+=($!)
 }
 start "$NS_A" a1 --broadcast --listen "$A:7411"
@@ -69,7 +69,7 @@ wait_for() { # SECONDS CMD...
 }
 
 wait_for 30 full && ok "two hosts, six nodes: every table complete" ||
-  not_ok "initial convergence" "$(for n in $nodes; do "$GV" status --data-dir "$TMP/$n" 2>&1 | grep table; done)"
+  not_ok "initial convergence" "$(for n in $nodes; do echo "$n: $("$GV" id --short --data-dir "$TMP/$n") sees"; "$GV" peers --data-dir "$TMP/$n" 2>&1 | cut -c1-12 | tail -n +2 | tr '\n' ' '; echo; done)"
 
 # Cut the link between the hosts; change something on side B.
 ip -n "$NS_A" link set "va$$" down
