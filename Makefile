@@ -49,6 +49,7 @@ BINS      := $(BUILD)/grapevine
 # Each module beyond proto/ and node/ adds its sources, binaries, tests and
 # packages in its own fragment: <module>/module.mk may append to BINS,
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
+.DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               tests/bench/bench_node.sh
 include $(wildcard */module.mk)
