@@ -15,7 +15,7 @@
 
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
-#define SWEEP_SEEDS 3     /* networks (and origins) per sweep point */
+#define SWEEP_SEEDS 3    /* networks (and origins) per sweep point */
 
 typedef struct opts {
   gv_sim_cfg cfg;
@@ -248,6 +248,26 @@ static void plot(const char *dir, const char *name) {
             dir, name);
 }
 
+/* Frames node i sent since the broadcast began. */
+static uint64_t sent_since(const gv_sim *s, uint32_t i, const uint64_t *sent0) {
+  const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
+  uint64_t m = 0;
+  for (int t = 0; t < GV__MSG_COUNT; t++)
+    m += st->msgs_out[t];
+  return m - sent0[i];
+}
+
+/* Writes "HEADER\nvalue,count" for every non-zero count. */
+static void write_hist(const opts *o, const char *name, const char *header,
+                       const uint32_t *hist, uint32_t max, char *buf,
+                       size_t cap) {
+  size_t off = (size_t)snprintf(buf, cap, "%s\n", header);
+  for (uint32_t k = 0; k <= max && off < cap; k++)
+    if (hist[k])
+      off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
+  write_file(o->out, name, buf);
+}
+
 /* latency CDF, messages per node, in-degree distribution */
 static void write_series(const opts *o, const gv_sim *s, const result *r,
                          const uint64_t *sent0) {
@@ -272,29 +292,17 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
   plot(o->out, "latency_cdf");
 
   for (uint32_t i = 0; i < s->n_nodes; i++) {
-    const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
-    uint64_t m = 0;
-    for (int t = 0; t < GV__MSG_COUNT; t++)
-      m += st->msgs_out[t];
-    m -= sent0[i];
+    uint64_t m = sent_since(s, i, sent0);
     if (m > maxm)
       maxm = (uint32_t)m;
     if (s->nodes[i].indegree > maxd)
       maxd = s->nodes[i].indegree;
   }
   hist = calloc((size_t)(maxm > maxd ? maxm : maxd) + 1, sizeof(uint32_t));
-  for (uint32_t i = 0; i < s->n_nodes; i++) {
-    const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
-    uint64_t m = 0;
-    for (int t = 0; t < GV__MSG_COUNT; t++)
-      m += st->msgs_out[t];
-    hist[m - sent0[i]]++;
-  }
-  off = (size_t)snprintf(buf, cap, "messages_sent,nodes\n");
-  for (uint32_t k = 0; k <= maxm; k++)
-    if (hist[k])
-      off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
-  write_file(o->out, "msgs_per_node.csv", buf);
+  for (uint32_t i = 0; i < s->n_nodes; i++)
+    hist[sent_since(s, i, sent0)]++;
+  write_hist(o, "msgs_per_node.csv", "messages_sent,nodes", hist, maxm, buf,
+             cap);
   write_file(o->out, "msgs_per_node.gp",
              "set terminal svg size 640,400\nset output "
              "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
@@ -306,11 +314,7 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
   memset(hist, 0, ((size_t)(maxm > maxd ? maxm : maxd) + 1) * sizeof(uint32_t));
   for (uint32_t i = 0; i < s->n_nodes; i++)
     hist[s->nodes[i].indegree]++;
-  off = (size_t)snprintf(buf, cap, "in_degree,nodes\n");
-  for (uint32_t k = 0; k <= maxd; k++)
-    if (hist[k])
-      off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
-  write_file(o->out, "indegree.csv", buf);
+  write_hist(o, "indegree.csv", "in_degree,nodes", hist, maxd, buf, cap);
   write_file(o->out, "indegree.gp",
              "set terminal svg size 640,400\nset output 'indegree.svg'\n"
              "set datafile separator ','\nset key off\nset xlabel 'inbound "
