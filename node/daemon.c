@@ -95,6 +95,7 @@ struct gv_node {
   size_t n_repos;
   uv_work_t trk_work;
   bool trk_busy, trk_asked, registered;
+  unsigned trk_failures; /* consecutive; sets the retry backoff */
   trk_job trk_job;
   int trk_rc;
   gv_trkc_result trk_res;
@@ -469,6 +470,7 @@ static void trk_run(uv_work_t *w) {
 }
 
 static void trk_start(gv_node *n, trk_job job);
+static void on_renew(uv_timer_t *t);
 
 static void trk_done(uv_work_t *w, int status) {
   gv_node *n = w->data;
@@ -491,6 +493,27 @@ static void trk_done(uv_work_t *w, int status) {
   gv_trkc_peers_free(&n->trk_peers);
   if (job == TRK_REGISTER && rc == 0)
     n->registered = true;
+  if (job == TRK_PEERS && rc == 0)
+    n->trk_asked = true;
+  if (job != TRK_UNREGISTER && !n->stopping) {
+    /* After a failure, try again soon (2 s doubling to 5 min, jittered):
+     * a tracker that starts after the node, or restarts, is found again.
+     * After a success, the normal cadence. */
+    uint64_t cadence =
+        n->cfg.bootstrap && n->broadcasting ? RENEW_MS : TRACKER_RETRY_MS;
+    uint64_t ms = cadence;
+    if (rc < 0) {
+      unsigned k = n->trk_failures < 8 ? n->trk_failures : 8;
+      ms = 2000u << k;
+      if (ms > 300000)
+        ms = 300000;
+      ms = ms / 2 + randombytes_uniform((uint32_t)ms);
+      n->trk_failures++;
+    } else {
+      n->trk_failures = 0;
+    }
+    uv_timer_start(&n->renew, on_renew, ms, cadence);
+  }
   if (job == TRK_UNREGISTER || n->stopping) {
     n->registered = false;
     maybe_finalize(n);
@@ -504,7 +527,6 @@ static void trk_start(gv_node *n, trk_job job) {
   if (n->trk == NULL || n->trk_busy)
     return;
   n->trk_busy = true;
-  n->trk_asked |= job == TRK_PEERS;
   n->trk_job = job;
   n->trk_work.data = n;
   if (uv_queue_work(n->loop, &n->trk_work, trk_run, trk_done) < 0)

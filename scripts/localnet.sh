@@ -50,6 +50,10 @@ if [ -x "$TRK" ]; then
     > "$RUN/tracker/log" 2>&1 &
   tracker_pid=$!
   tracker_flags=(--tracker "http://127.0.0.1:$BASE")
+  for _ in $(seq 1 100); do # up to 10 s for it to listen
+    (exec 3<>"/dev/tcp/127.0.0.1/$BASE") 2>/dev/null && break
+    sleep 0.1
+  done
   echo "tracker    http://127.0.0.1:$BASE"
 fi
 
