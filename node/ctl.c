@@ -1,6 +1,7 @@
 #include "ctl.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 
 static int get_uint(const cJSON *o, const char *key, unsigned lo, unsigned hi,
@@ -11,10 +12,14 @@ static int get_uint(const cJSON *o, const char *key, unsigned lo, unsigned hi,
     *out = dflt;
     return 0;
   }
-  if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long)it->valuedouble)
+  if (!cJSON_IsNumber(it))
     return gv_fail(why, GV_EFIELD, "'%s' must be a whole number", key);
-  if (it->valuedouble < lo || it->valuedouble > hi)
+  /* Range first: casting an out-of-range double is undefined (the fuzzer
+   * found 5e82). */
+  if (!(it->valuedouble >= lo && it->valuedouble <= hi))
     return gv_fail(why, GV_ERANGE, "'%s' must be %u..%u", key, lo, hi);
+  if (it->valuedouble != floor(it->valuedouble))
+    return gv_fail(why, GV_EFIELD, "'%s' must be a whole number", key);
   *out = (unsigned)it->valuedouble;
   return 0;
 }
