@@ -56,6 +56,13 @@ START_TEST(test_rejections) {
   ck_assert_int_eq(
       parse("{\"cmd\":\"request\",\"repo\":\"a\",\"wait_ms\":1.5}", &r, &why),
       GV_EFIELD);
+  /* Found by fuzzing: a huge number is out of range, not UB. */
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"request\",\"repo\":\"a\",\"max\":5.1e82}", &r, &why),
+      GV_ERANGE);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"request\",\"repo\":\"a\",\"max\":-1e300}", &r, &why),
+      GV_ERANGE);
   ck_assert_int_eq(
       parse("{\"cmd\":\"repo\",\"op\":\"mv\",\"name\":\"a\"}", &r, &why),
       GV_EFIELD);
