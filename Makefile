@@ -29,6 +29,7 @@ ALL_CFLAGS = -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
 LDFLAGS ?=
 
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
+             proto/json.c \
              proto/link.c proto/addr.c proto/msg.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/idmap.c node/ctl.c

@@ -2,6 +2,8 @@
  * PROTOCOL.md §6.6. */
 #include "msg.h"
 
+#include "json.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sodium.h>
@@ -54,152 +56,6 @@ void gv_msg_clear(gv_msg *m) {
   memset(m, 0, sizeof(*m));
 }
 
-/* cJSON strings end at their first NUL, so a NUL byte or a \u0000 escape
- * would silently truncate a value (and let junk ride behind a signed body).
- * Both are refused before parsing. This looks only at escapes: a backslash
- * and the character it escapes are skipped as a pair. */
-static size_t find_nul(const char *text, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    if (text[i] == '\0')
-      return i;
-    if (text[i] != '\\' || i + 1 >= len)
-      continue;
-    if (text[i + 1] == 'u' && i + 6 <= len &&
-        memcmp(text + i + 2, "0000", 4) == 0)
-      return i;
-    i++; /* the escaped character */
-  }
-  return len;
-}
-
-/* No object may hold more than this many members. It bounds the duplicate
- * check; no message of ours comes close. */
-#define MAX_MEMBERS 64
-
-/* Refuses duplicate member names anywhere in the tree: parsers disagree on
- * which of two equal names wins, and a check passed by the first must not
- * be bypassed by the second. Returns 0, GV_EFIELD or GV_ELIMIT. */
-static int check_members(const cJSON *v, gv_why *why) {
-  const cJSON *a, *b;
-  int n = 0, rc;
-
-  if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
-    return 0;
-  for (a = v->child; a != NULL; a = a->next) {
-    if (cJSON_IsObject(v)) {
-      if (++n > MAX_MEMBERS)
-        return gv_fail(why, GV_ELIMIT, "an object has more than %d members",
-                       MAX_MEMBERS);
-      for (b = v->child; b != a; b = b->next)
-        if (strcmp(a->string, b->string) == 0)
-          return gv_fail(why, GV_EFIELD, "member '%.40s' appears twice",
-                         a->string);
-    }
-    if ((rc = check_members(a, why)) < 0)
-      return rc;
-  }
-  return 0;
-}
-
-/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
- * white space are an error. Returns NULL and the failing offset in *at. */
-static cJSON *parse_exact(const char *text, size_t len, size_t *at) {
-  const char *end = NULL;
-  cJSON *v;
-
-  if ((*at = find_nul(text, len)) < len)
-    return NULL;
-  v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-
-  *at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text)
-                                                        : 0;
-  if (v == NULL)
-    return NULL;
-  while (*at < len && strchr(" \t\r\n", text[*at]) != NULL && text[*at])
-    (*at)++;
-  if (*at != len) {
-    cJSON_Delete(v);
-    return NULL;
-  }
-  return v;
-}
-
-/* ---- field readers: each returns 0 or a GV_E* with a reason ---- */
-
-static int get_uint(const cJSON *obj, const char *key, uint64_t min,
-                    uint64_t max, uint64_t *out, gv_why *why) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-  double d;
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsNumber(it))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not a number", key);
-  d = it->valuedouble;
-  if (!isfinite(d) || d != floor(d))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not an integer", key);
-  if (d < (double)min || d > (double)max)
-    return gv_fail(why, GV_ERANGE, "field '%s' = %.0f is outside %llu..%llu",
-                   key, d, (unsigned long long)min, (unsigned long long)max);
-  *out = (uint64_t)d;
-  return 0;
-}
-
-/* A string member; *len is its length in bytes. */
-static int get_str(const cJSON *obj, const char *key, const char **s,
-                   size_t *len, gv_why *why) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsString(it) || it->valuestring == NULL)
-    return gv_fail(why, GV_EFIELD, "field '%s' is not a string", key);
-  *s = it->valuestring;
-  *len = strlen(it->valuestring);
-  return 0;
-}
-
-static int get_bool(const cJSON *obj, const char *key, bool *out, gv_why *why) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsBool(it))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not a boolean", key);
-  *out = cJSON_IsTrue(it);
-  return 0;
-}
-
-static int get_hex32(const cJSON *obj, const char *key, uint8_t out[32],
-                     gv_why *why) {
-  const char *s;
-  size_t len;
-  int rc = get_str(obj, key, &s, &len, why);
-
-  if (rc < 0)
-    return rc;
-  if (gv_id_from_hex(out, s, len) < 0)
-    return gv_fail(why, GV_EFIELD, "field '%s' is not 64 hex digits", key);
-  return 0;
-}
-
-/* An array member of at most max elements; *n its size. */
-static int get_array(const cJSON *obj, const char *key, int max,
-                     const cJSON **arr, int *n, gv_why *why) {
-  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsArray(it))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not an array", key);
-  *n = cJSON_GetArraySize(it);
-  if (*n > max)
-    return gv_fail(why, GV_ELIMIT, "field '%s' has %d entries, limit %d", key,
-                   *n, max);
-  *arr = it;
-  return 0;
-}
-
 static int printable(const char *s, size_t len) {
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
@@ -212,7 +68,7 @@ static int get_text(const cJSON *obj, const char *key, size_t min, size_t max,
                     char *out, gv_why *why) {
   const char *s;
   size_t len;
-  int rc = get_str(obj, key, &s, &len, why);
+  int rc = gv_json_str(obj, key, &s, &len, why);
 
   if (rc < 0)
     return rc;
@@ -260,12 +116,12 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
   const cJSON *arr, *it;
   int n, rc, i = 0;
 
-  if ((rc = get_bool(b, "broadcasting", &p->broadcasting, why)) < 0 ||
-      (rc = get_bool(b, "bootstrap", &p->bootstrap, why)) < 0)
+  if ((rc = gv_json_bool(b, "broadcasting", &p->broadcasting, why)) < 0 ||
+      (rc = gv_json_bool(b, "bootstrap", &p->bootstrap, why)) < 0)
     return rc;
   if (p->bootstrap && !p->broadcasting)
     return gv_fail(why, GV_EFIELD, "bootstrap requires broadcasting");
-  if ((rc = get_array(b, "addrs", GV_MAX_ADDRS, &arr, &n, why)) < 0)
+  if ((rc = gv_json_array(b, "addrs", GV_MAX_ADDRS, &arr, &n, why)) < 0)
     return rc;
   /* The IP-sharing rule: no address may be attached to a silent node. */
   if (n > 0 && !p->broadcasting)
@@ -281,7 +137,7 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
     i++;
   }
   p->n_addrs = (uint8_t)n;
-  if ((rc = get_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
+  if ((rc = gv_json_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
     return rc;
   i = 0;
   cJSON_ArrayForEach(it, arr) {
@@ -310,8 +166,8 @@ static int parse_record(const cJSON *it, gv_msg *rec, const gv_msg_policy *pol,
 
   if (!cJSON_IsObject(it))
     return gv_fail(why, GV_EFIELD, "%s is not an object", where);
-  if ((rc = get_str(it, "body", &rb, &rbl, why)) < 0 ||
-      (rc = get_str(it, "sig", &rs, &rsl, why)) < 0 ||
+  if ((rc = gv_json_str(it, "body", &rb, &rbl, why)) < 0 ||
+      (rc = gv_json_str(it, "sig", &rs, &rsl, why)) < 0 ||
       (rc = parse_signed(rec, rb, rbl, rs, rsl, true, pol, why)) < 0) {
     if (why != NULL) {
       char inner[sizeof(why->text)];
@@ -328,9 +184,9 @@ static int parse_response(const cJSON *b, gv_msg *m, const gv_msg_policy *pol,
   const cJSON *arr, *it;
   int n, rc, i = 0;
 
-  if ((rc = get_hex32(b, "to", m->u.response.to, why)) < 0 ||
-      (rc = get_hex32(b, "request", m->u.response.request, why)) < 0 ||
-      (rc = get_array(b, "peers", GV_MAX_PEERS, &arr, &n, why)) < 0)
+  if ((rc = gv_json_hex(b, "to", m->u.response.to, 32, why)) < 0 ||
+      (rc = gv_json_hex(b, "request", m->u.response.request, 32, why)) < 0 ||
+      (rc = gv_json_array(b, "peers", GV_MAX_PEERS, &arr, &n, why)) < 0)
     return rc;
   if (n == 0)
     return 0;
@@ -360,7 +216,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
   case GV_MSG_PEER_REQUEST:
     if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
                        m->u.request.repo, why)) < 0 ||
-        (rc = get_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
+        (rc = gv_json_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
       return rc;
     m->u.request.max = (uint32_t)v;
     return 0;
@@ -387,7 +243,7 @@ static int check_version(const cJSON *obj, const char *where, gv_why *why) {
 static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
   const char *s;
   size_t len;
-  int rc = get_str(obj, "type", &s, &len, why);
+  int rc = gv_json_str(obj, "type", &s, &len, why);
 
   if (rc < 0)
     return rc;
@@ -427,12 +283,12 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
   if (!embedded && pol->seen != NULL && pol->seen(pol->seen_ctx, m->id))
     return gv_fail(why, GV_EDUP, "duplicate message");
   /* 6. */
-  b = parse_exact(body, body_len, &at);
+  b = gv_json_parse_exact(body, body_len, &at);
   if (b == NULL || !cJSON_IsObject(b)) {
     rc = gv_fail(why, GV_EJSON, "body is not one JSON object (byte %zu)", at);
     goto out;
   }
-  if ((rc = check_members(b, why)) < 0)
+  if ((rc = gv_json_check_members(b, why)) < 0)
     goto out;
   if ((rc = check_version(b, "body", why)) < 0 ||
       (rc = get_type(b, &m->type, why)) < 0)
@@ -448,9 +304,9 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                  gv_msg_type_name(m->type));
     goto out;
   }
-  if ((rc = get_hex32(b, "origin", m->origin, why)) < 0 ||
-      (rc = get_uint(b, "seq", 1, GV_INT_MAX, &m->seq, why)) < 0 ||
-      (rc = get_uint(b, "ts", 0, GV_INT_MAX, &v, why)) < 0)
+  if ((rc = gv_json_hex(b, "origin", m->origin, 32, why)) < 0 ||
+      (rc = gv_json_uint(b, "seq", 1, GV_INT_MAX, &m->seq, why)) < 0 ||
+      (rc = gv_json_uint(b, "ts", 0, GV_INT_MAX, &v, why)) < 0)
     goto out;
   m->ts = (int64_t)v;
 
@@ -505,8 +361,7 @@ int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
   if (body_len > GV_MSG_MAX)
     return gv_fail(why, GV_ETOOBIG, "record of %zu bytes", body_len);
   sodium_bin2hex(hex, sizeof(hex), sig, GV_SIG_BYTES);
-  return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol,
-                      why);
+  return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol, why);
 }
 
 static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
@@ -521,8 +376,9 @@ static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
   case GV_MSG_HELLO:
     if ((rc = get_text(root, "agent", 1, GV_AGENT_MAX, m->u.hello.agent, why)) <
             0 ||
-        (rc = get_uint(root, "ts", 0, GV_INT_MAX, &v, why)) < 0 ||
-        (rc = get_uint(root, "seq", 0, GV_INT_MAX, &m->u.hello.seq, why)) < 0)
+        (rc = gv_json_uint(root, "ts", 0, GV_INT_MAX, &v, why)) < 0 ||
+        (rc = gv_json_uint(root, "seq", 0, GV_INT_MAX, &m->u.hello.seq, why)) <
+            0)
       return rc;
     m->ts = (int64_t)v;
     it = cJSON_GetObjectItemCaseSensitive(root, "record");
@@ -533,10 +389,10 @@ static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
     return parse_record(it, m->u.hello.record, pol, "record", why);
   case GV_MSG_PING:
   case GV_MSG_PONG:
-    return get_uint(root, "nonce", 0, GV_INT_MAX, &m->u.nonce, why);
+    return gv_json_uint(root, "nonce", 0, GV_INT_MAX, &m->u.nonce, why);
   case GV_MSG_IHAVE:
   case GV_MSG_IWANT:
-    if ((rc = get_array(root, "ids", GV_MAX_IDS, &arr, &n, why)) < 0)
+    if ((rc = gv_json_array(root, "ids", GV_MAX_IDS, &arr, &n, why)) < 0)
       return rc;
     if (n == 0)
       return gv_fail(why, GV_EFIELD, "field 'ids' is empty");
@@ -570,14 +426,14 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
     return gv_fail(why, GV_ETOOBIG, "%zu bytes, the limit is %u", len,
                    GV_MSG_MAX);
   /* 2. syntax */
-  root = parse_exact((const char *)buf, len, &at);
+  root = gv_json_parse_exact((const char *)buf, len, &at);
   if (root == NULL)
     return gv_fail(why, GV_EJSON, "malformed JSON at byte %zu", at);
   if (!cJSON_IsObject(root)) {
     rc = gv_fail(why, GV_EJSON, "top level is not a JSON object");
     goto out;
   }
-  if ((rc = check_members(root, why)) < 0)
+  if ((rc = gv_json_check_members(root, why)) < 0)
     goto out;
   /* 3. envelope */
   if ((rc = check_version(root, "envelope", why)) < 0)
@@ -589,10 +445,10 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
     size_t blen, slen;
     uint64_t ttl, hops;
     /* 4. hop fields, then the signed body */
-    if ((rc = get_uint(root, "ttl", 0, 255, &ttl, why)) < 0 ||
-        (rc = get_uint(root, "hops", 0, GV_HOPS_MAX, &hops, why)) < 0 ||
-        (rc = get_str(root, "body", &body, &blen, why)) < 0 ||
-        (rc = get_str(root, "sig", &sig, &slen, why)) < 0)
+    if ((rc = gv_json_uint(root, "ttl", 0, 255, &ttl, why)) < 0 ||
+        (rc = gv_json_uint(root, "hops", 0, GV_HOPS_MAX, &hops, why)) < 0 ||
+        (rc = gv_json_str(root, "body", &body, &blen, why)) < 0 ||
+        (rc = gv_json_str(root, "sig", &sig, &slen, why)) < 0)
       goto out;
     m->ttl = (uint32_t)ttl;
     m->hops = (uint32_t)hops;
@@ -807,8 +663,8 @@ int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len) {
   return gv_msg_seal_opt(m, id, false, out, len);
 }
 
-int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig,
-                    char **out, size_t *len) {
+int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
+                    size_t *len) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
   cJSON *b;
   int rc;

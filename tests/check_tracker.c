@@ -879,7 +879,7 @@ START_TEST(test_req_bad_bodies) {
       {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"ts\":1}", GV_EFIELD},
       {"{\"id\":\"" ID64 "\",\"port\":1,\"repos\":[\"a\\u0000b\"],\"ts\":1,"
        "\"nonce\":\"" N32 "\"}",
-       GV_EFIELD},
+       GV_EJSON}, /* as PROTOCOL.md §6.2: one strict JSON for all */
       /* Valid: caps optional, unknown members ignored, spaces around. */
       {" {\"id\":\"" ID64 "\",\"port\":1,\"repos\":[],\"ts\":1,\"nonce\":\"" N32
        "\",\"addr\":\"6.6.6.6:1\"}\n",

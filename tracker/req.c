@@ -1,19 +1,20 @@
 #include "req.h"
 
+#include "json.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sodium.h>
 #include <string.h>
 
-/* ---- JSON field readers: 0 or a GV_E* with a reason ---- */
-
-/* Parses exactly body[0..len) as one JSON object. Raw NUL bytes and the
- * \u0000 escape are refused: cJSON's strings end at the first NUL, and no
- * member may hold one. */
+/* Parses exactly body[0..len) as one JSON object, with the strict rules
+ * every parser of untrusted JSON here shares (proto/json.h): no NUL or
+ * \u0000, no trailing bytes, no repeated member names. */
 static int parse_object(const uint8_t *body, size_t len, cJSON **out,
                         gv_why *why) {
-  const char *text = (const char *)body, *end = NULL;
+  size_t at;
   cJSON *v;
+  int rc;
 
   *out = NULL;
   if (len > GV_TRK_BODY_MAX)
@@ -21,79 +22,17 @@ static int parse_object(const uint8_t *body, size_t len, cJSON **out,
                    GV_TRK_BODY_MAX);
   if (len == 0)
     return gv_fail(why, GV_EJSON, "empty body");
-  if (memchr(body, '\0', len) != NULL)
-    return gv_fail(why, GV_EJSON, "NUL byte in body");
-  if (memmem(body, len, "\\u0000", 6) != NULL)
-    return gv_fail(why, GV_EFIELD, "\\u0000 in a string");
-  v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (v == NULL) {
-    size_t at = end != NULL && end >= text && end <= text + len
-                    ? (size_t)(end - text)
-                    : 0;
+  if ((v = gv_json_parse_exact((const char *)body, len, &at)) == NULL)
     return gv_fail(why, GV_EJSON, "malformed JSON near byte %zu", at);
-  }
-  while (end < text + len && strchr(" \t\r\n", *end) != NULL)
-    end++;
-  if (end != text + len) {
-    cJSON_Delete(v);
-    return gv_fail(why, GV_EJSON, "trailing bytes after the JSON value");
-  }
   if (!cJSON_IsObject(v)) {
     cJSON_Delete(v);
     return gv_fail(why, GV_EJSON, "the body is not a JSON object");
   }
-  *out = v;
-  return 0;
-}
-
-static const cJSON *member(const cJSON *obj, const char *key) {
-  return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
-
-static int get_uint(const cJSON *obj, const char *key, uint64_t min,
-                    uint64_t max, uint64_t *out, gv_why *why) {
-  const cJSON *it = member(obj, key);
-  double d;
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsNumber(it))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not a number", key);
-  d = it->valuedouble;
-  if (!isfinite(d) || d != floor(d))
-    return gv_fail(why, GV_EFIELD, "field '%s' is not an integer", key);
-  if (d < (double)min || d > (double)max)
-    return gv_fail(why, GV_ERANGE, "field '%s' is outside %llu..%llu", key,
-                   (unsigned long long)min, (unsigned long long)max);
-  *out = (uint64_t)d;
-  return 0;
-}
-
-static int get_str(const cJSON *obj, const char *key, const char **s,
-                   size_t *len, gv_why *why) {
-  const cJSON *it = member(obj, key);
-
-  if (it == NULL)
-    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
-  if (!cJSON_IsString(it) || it->valuestring == NULL)
-    return gv_fail(why, GV_EFIELD, "field '%s' is not a string", key);
-  *s = it->valuestring;
-  *len = strlen(it->valuestring);
-  return 0;
-}
-
-static int get_hex(const cJSON *obj, const char *key, uint8_t *out, size_t n,
-                   gv_why *why) {
-  const char *s = NULL, *end = NULL;
-  size_t len = 0, got = 0;
-  int rc = get_str(obj, key, &s, &len, why);
-
-  if (rc < 0)
+  if ((rc = gv_json_check_members(v, why)) < 0) {
+    cJSON_Delete(v);
     return rc;
-  if (len != 2 * n || sodium_hex2bin(out, n, s, len, NULL, &got, &end) != 0 ||
-      got != n || end != s + len)
-    return gv_fail(why, GV_EFIELD, "field '%s' is not %zu hex digits", key,
-                   2 * n);
+  }
+  *out = v;
   return 0;
 }
 
@@ -114,7 +53,7 @@ int gv_trk_cap_name_check(const char *name, size_t len) {
 static int get_names(const cJSON *obj, const char *key, int required, int max,
                      size_t w, char *out, uint8_t *n,
                      int (*check)(const char *, size_t), gv_why *why) {
-  const cJSON *arr = member(obj, key), *it;
+  const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *it;
   int i = 0, count;
 
   *n = 0;
@@ -150,9 +89,9 @@ static int get_signed(const cJSON *o, gv_trk_signed *s, gv_why *why) {
   uint64_t ts;
   int rc;
 
-  if ((rc = get_hex(o, "id", s->id, GV_ID_BYTES, why)) < 0 ||
-      (rc = get_uint(o, "ts", 0, GV_INT_MAX, &ts, why)) < 0 ||
-      (rc = get_hex(o, "nonce", s->nonce, GV_TRK_NONCE_BYTES, why)) < 0)
+  if ((rc = gv_json_hex(o, "id", s->id, GV_ID_BYTES, why)) < 0 ||
+      (rc = gv_json_uint(o, "ts", 0, GV_INT_MAX, &ts, why)) < 0 ||
+      (rc = gv_json_hex(o, "nonce", s->nonce, GV_TRK_NONCE_BYTES, why)) < 0)
     return rc;
   s->ts = (int64_t)ts;
   return 0;
@@ -169,7 +108,7 @@ int gv_trk_req_register(const uint8_t *body, size_t len, gv_trk_signed *s,
   if ((rc = parse_object(body, len, &o, why)) < 0)
     return rc;
   if ((rc = get_signed(o, s, why)) < 0 ||
-      (rc = get_uint(o, "port", 1, 65535, &port, why)) < 0 ||
+      (rc = gv_json_uint(o, "port", 1, 65535, &port, why)) < 0 ||
       (rc = get_names(o, "repos", 1, GV_MAX_REPOS, GV_REPO_MAX + 1,
                       &rec->repos[0][0], &rec->n_repos, gv_repo_name_check,
                       why)) < 0 ||

@@ -1,0 +1,151 @@
+/* Strict JSON helpers shared by every parser of untrusted JSON (proto/msg.c,
+ * tracker/req.c): one definition of "exactly one value", of the refusals the
+ * fuzzers forced (NUL, \u0000, repeated member names), and of the field
+ * readers with their reasons. Contracts in json.h. */
+#include "json.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+/* cJSON strings end at their first NUL, so a NUL byte or a \u0000 escape
+ * would silently truncate a value (and let junk ride behind a signed body).
+ * Both are refused before parsing. This looks only at escapes: a backslash
+ * and the character it escapes are skipped as a pair. */
+static size_t find_nul(const char *text, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (text[i] == '\0')
+      return i;
+    if (text[i] != '\\' || i + 1 >= len)
+      continue;
+    if (text[i + 1] == 'u' && i + 6 <= len &&
+        memcmp(text + i + 2, "0000", 4) == 0)
+      return i;
+    i++; /* the escaped character */
+  }
+  return len;
+}
+
+/* Refuses duplicate member names anywhere in the tree: parsers disagree on
+ * which of two equal names wins, and a check passed by the first must not
+ * be bypassed by the second. Returns 0, GV_EFIELD or GV_ELIMIT. */
+int gv_json_check_members(const cJSON *v, gv_why *why) {
+  const cJSON *a, *b;
+  int n = 0, rc;
+
+  if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+    return 0;
+  for (a = v->child; a != NULL; a = a->next) {
+    if (cJSON_IsObject(v)) {
+      if (++n > GV_JSON_MAX_MEMBERS)
+        return gv_fail(why, GV_ELIMIT, "an object has more than %d members",
+                       GV_JSON_MAX_MEMBERS);
+      for (b = v->child; b != a; b = b->next)
+        if (strcmp(a->string, b->string) == 0)
+          return gv_fail(why, GV_EFIELD, "member '%.40s' appears twice",
+                         a->string);
+    }
+    if ((rc = gv_json_check_members(a, why)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
+ * white space are an error. Returns NULL and the failing offset in *at. */
+cJSON *gv_json_parse_exact(const char *text, size_t len, size_t *at) {
+  const char *end = NULL;
+  cJSON *v;
+
+  if ((*at = find_nul(text, len)) < len)
+    return NULL;
+  v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+
+  *at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text)
+                                                        : 0;
+  if (v == NULL)
+    return NULL;
+  while (*at < len && strchr(" \t\r\n", text[*at]) != NULL && text[*at])
+    (*at)++;
+  if (*at != len) {
+    cJSON_Delete(v);
+    return NULL;
+  }
+  return v;
+}
+
+int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,
+                 uint64_t *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+  double d;
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsNumber(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a number", key);
+  d = it->valuedouble;
+  if (!isfinite(d) || d != floor(d))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an integer", key);
+  if (d < (double)min || d > (double)max)
+    return gv_fail(why, GV_ERANGE, "field '%s' = %.0f is outside %llu..%llu",
+                   key, d, (unsigned long long)min, (unsigned long long)max);
+  *out = (uint64_t)d;
+  return 0;
+}
+
+/* A string member; *len is its length in bytes. */
+int gv_json_str(const cJSON *obj, const char *key, const char **s, size_t *len,
+                gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a string", key);
+  *s = it->valuestring;
+  *len = strlen(it->valuestring);
+  return 0;
+}
+
+int gv_json_bool(const cJSON *obj, const char *key, bool *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsBool(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not a boolean", key);
+  *out = cJSON_IsTrue(it);
+  return 0;
+}
+
+int gv_json_hex(const cJSON *obj, const char *key, uint8_t *out, size_t n,
+                gv_why *why) {
+  const char *s, *end = NULL;
+  size_t len, got = 0;
+  int rc = gv_json_str(obj, key, &s, &len, why);
+
+  if (rc < 0)
+    return rc;
+  if (len != 2 * n || sodium_hex2bin(out, n, s, len, NULL, &got, &end) != 0 ||
+      got != n || end != s + len)
+    return gv_fail(why, GV_EFIELD, "field '%s' is not %zu hex digits", key,
+                   2 * n);
+  return 0;
+}
+
+/* An array member of at most max elements; *n its size. */
+int gv_json_array(const cJSON *obj, const char *key, int max, const cJSON **arr,
+                  int *n, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+  if (it == NULL)
+    return gv_fail(why, GV_EFIELD, "missing field '%s'", key);
+  if (!cJSON_IsArray(it))
+    return gv_fail(why, GV_EFIELD, "field '%s' is not an array", key);
+  *n = cJSON_GetArraySize(it);
+  if (*n > max)
+    return gv_fail(why, GV_ELIMIT, "field '%s' has %d entries, limit %d", key,
+                   *n, max);
+  *arr = it;
+  return 0;
+}

@@ -1,0 +1,41 @@
+/* Strict JSON on top of cJSON, for bytes from the network or a user. */
+#ifndef GV_JSON_H
+#define GV_JSON_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* No object may hold more members: it bounds the duplicate check, and no
+ * message of ours comes close. */
+#define GV_JSON_MAX_MEMBERS 64
+
+/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
+ * white space, a NUL byte or a \u0000 escape (cJSON would truncate the
+ * string there) are errors. Returns NULL and the failing offset in *at. */
+cJSON *gv_json_parse_exact(const char *text, size_t len, size_t *at);
+
+/* Refuses a member name repeated in any object of the tree (parsers
+ * disagree on which wins) and objects over GV_JSON_MAX_MEMBERS. 0,
+ * GV_EFIELD or GV_ELIMIT with a reason. */
+int gv_json_check_members(const cJSON *v, gv_why *why);
+
+/* Field readers: 0, or GV_EFIELD (missing, wrong type) / GV_ERANGE with a
+ * reason naming the field. */
+int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,
+                 uint64_t *out, gv_why *why);
+/* *s is the string member (NUL-terminated), *len its length in bytes. */
+int gv_json_str(const cJSON *obj, const char *key, const char **s, size_t *len,
+                gv_why *why);
+int gv_json_bool(const cJSON *obj, const char *key, bool *out, gv_why *why);
+/* Exactly 2 * n hex digits into out[0..n). */
+int gv_json_hex(const cJSON *obj, const char *key, uint8_t *out, size_t n,
+                gv_why *why);
+/* An array member of at most max elements; *n its size. */
+int gv_json_array(const cJSON *obj, const char *key, int max, const cJSON **arr,
+                  int *n, gv_why *why);
+
+#endif
