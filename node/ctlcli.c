@@ -245,42 +245,95 @@ usage:
       return prc == 100 ? 0 : prc;                                             \
   } while (0)
 
+/* Prints a successful answer in the command's own words; arg is the
+ * command's argument, if any. */
+typedef void (*reply_printer)(const cJSON *o, const char *arg);
+
+/* One request, one answer: with --json the node's answer as is, else the
+ * printer's words; a failure as one line. Returns the exit status. */
+static int exchange(const char *cmd, const char *dir, const char *req,
+                    uint64_t timeout_ms, bool json, reply_printer print,
+                    const char *arg) {
+  cJSON *o = ctl_call(cmd, dir, req, timeout_ms);
+  int rc;
+
+  if (o == NULL)
+    return 1;
+  if ((rc = check_reply(cmd, o, json)) < 0) {
+    print(o, arg);
+    rc = 0;
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
+/* 0 for a repository name, else a one-line reason and exit status 2. */
+static int repo_arg(const char *cmd, const char *name) {
+  if (gv_repo_name_check(name, strlen(name)) == 0)
+    return 0;
+  fprintf(stderr,
+          "grapevine %s: '%s' is not a repository name (1..%d of "
+          "A-Za-z0-9._-/:@+)\n",
+          cmd, name, GV_REPO_MAX);
+  return 2;
+}
+
+static void print_status(const cJSON *o, const char *arg) {
+  char repos[1024];
+  double up = num(o, "uptime_s");
+
+  (void)arg;
+  join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
+  printf("node       %s\n", str(o, "id"));
+  printf("uptime     %.0fh %02.0fm %02.0fs\n", floor(up / 3600),
+         fmod(floor(up / 60), 60), fmod(up, 60));
+  printf("links      %.0f up, %.0f handshaking\n", num(o, "links"),
+         num(o, "handshaking"));
+  printf("table      %.0f peers\n", num(o, "table"));
+  if (cJSON_IsTrue(cJSON_GetObjectItem(o, "broadcasting")))
+    printf("mode       broadcasting on %s%s\n", str(o, "listen"),
+           cJSON_IsTrue(cJSON_GetObjectItem(o, "bootstrap")) ? ", bootstrap"
+                                                             : "");
+  else
+    printf("mode       silent (dials out only; address never shared)\n");
+  printf("repos      %s\n", repos);
+  printf("data       %s\n", str(o, "data_dir"));
+}
+
+static void print_holders(const cJSON *o, const char *repo) {
+  const cJSON *arr = cJSON_GetObjectItem(o, "peers");
+  printf("%d node(s) hold '%s'\n", cJSON_GetArraySize(arr), repo);
+  if (cJSON_GetArraySize(arr) > 0)
+    print_peers(arr, gv_cli_now_ms());
+}
+
+static void print_repos(const cJSON *o, const char *arg) {
+  char repos[1024];
+  (void)arg;
+  join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
+  printf("repositories: %s\n", repos);
+}
+
+static void print_broadcast(const cJSON *o, const char *arg) {
+  (void)o;
+  printf("broadcast %s\n", strcmp(arg, "on") == 0
+                               ? "on: this node's address is shared"
+                               : "off: the network forgets this node's "
+                                 "address");
+}
+
 int gv_cmd_status(int argc, char **argv) {
   static const cmd_spec spec = {
       "status", "[--data-dir DIR] [--json]",
       "Shows the running node: id, uptime, links, table size, and whether it\n"
       "broadcasts its address or is a bootstrap node.",
       0, 0};
-  char dir[4096], repos[1024];
+  char dir[4096];
   bool json = false;
-  cJSON *o;
-  int rc;
-  double up;
 
   PARSE(spec, NULL, NULL);
-  if ((o = ctl_call("status", dir, "{\"cmd\":\"status\"}\n", 5000)) == NULL)
-    return 1;
-  if ((rc = check_reply("status", o, json)) < 0) {
-    up = num(o, "uptime_s");
-    join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
-    printf("node       %s\n", str(o, "id"));
-    printf("uptime     %.0fh %02.0fm %02.0fs\n", floor(up / 3600),
-           fmod(floor(up / 60), 60), fmod(up, 60));
-    printf("links      %.0f up, %.0f handshaking\n", num(o, "links"),
-           num(o, "handshaking"));
-    printf("table      %.0f peers\n", num(o, "table"));
-    if (cJSON_IsTrue(cJSON_GetObjectItem(o, "broadcasting")))
-      printf("mode       broadcasting on %s%s\n", str(o, "listen"),
-             cJSON_IsTrue(cJSON_GetObjectItem(o, "bootstrap")) ? ", bootstrap"
-                                                               : "");
-    else
-      printf("mode       silent (dials out only; address never shared)\n");
-    printf("repos      %s\n", repos);
-    printf("data       %s\n", str(o, "data_dir"));
-    rc = 0;
-  }
-  cJSON_Delete(o);
-  return rc;
+  return exchange("status", dir, "{\"cmd\":\"status\"}\n", 5000, json,
+                  print_status, NULL);
 }
 
 int gv_cmd_peers(int argc, char **argv) {
@@ -320,17 +373,13 @@ int gv_cmd_request(int argc, char **argv) {
   char dir[4096], req[256];
   bool json = false;
   long max = 16, wait = 3000;
-  cJSON *o, *r;
+  cJSON *r;
+  char *t;
   int rc;
 
   PARSE(spec, &max, &wait);
-  if (gv_repo_name_check(argv[optind], strlen(argv[optind])) < 0) {
-    fprintf(stderr,
-            "grapevine request: '%s' is not a repository name "
-            "(1..%d of A-Za-z0-9._-/:@+)\n",
-            argv[optind], GV_REPO_MAX);
-    return 2;
-  }
+  if ((rc = repo_arg("request", argv[optind])) != 0)
+    return rc;
   if (max < 1 || max > GV_MAX_PEERS || wait < 1 || wait > GV_CTL_WAIT_MAX_MS) {
     fprintf(stderr, "grapevine request: --max takes 1..%d, --wait 1..%d\n",
             GV_MAX_PEERS, GV_CTL_WAIT_MAX_MS);
@@ -341,23 +390,12 @@ int gv_cmd_request(int argc, char **argv) {
   cJSON_AddStringToObject(r, "repo", argv[optind]);
   cJSON_AddNumberToObject(r, "max", (double)max);
   cJSON_AddNumberToObject(r, "wait_ms", (double)wait);
-  {
-    char *t = cJSON_PrintUnformatted(r);
-    snprintf(req, sizeof(req), "%s\n", t);
-    free(t);
-    cJSON_Delete(r);
-  }
-  if ((o = ctl_call("request", dir, req, (uint64_t)wait + 5000)) == NULL)
-    return 1;
-  if ((rc = check_reply("request", o, json)) < 0) {
-    const cJSON *arr = cJSON_GetObjectItem(o, "peers");
-    printf("%d node(s) hold '%s'\n", cJSON_GetArraySize(arr), argv[optind]);
-    if (cJSON_GetArraySize(arr) > 0)
-      print_peers(arr, gv_cli_now_ms());
-    rc = 0;
-  }
-  cJSON_Delete(o);
-  return rc;
+  t = cJSON_PrintUnformatted(r);
+  snprintf(req, sizeof(req), "%s\n", t);
+  free(t);
+  cJSON_Delete(r);
+  return exchange("request", dir, req, (uint64_t)wait + 5000, json,
+                  print_holders, argv[optind]);
 }
 
 int gv_cmd_repo(int argc, char **argv) {
@@ -368,7 +406,6 @@ int gv_cmd_repo(int argc, char **argv) {
       2, 2};
   char dir[4096], req[256];
   bool json = false;
-  cJSON *o;
   int rc;
 
   PARSE(spec, NULL, NULL);
@@ -376,24 +413,12 @@ int gv_cmd_repo(int argc, char **argv) {
     fprintf(stderr, "usage: grapevine repo %s\n", spec.usage);
     return 2;
   }
-  if (gv_repo_name_check(argv[optind + 1], strlen(argv[optind + 1])) < 0) {
-    fprintf(stderr, "grapevine repo: '%s' is not a repository name\n",
-            argv[optind + 1]);
-    return 2;
-  }
+  if ((rc = repo_arg("repo", argv[optind + 1])) != 0)
+    return rc;
   snprintf(req, sizeof(req),
            "{\"cmd\":\"repo\",\"op\":\"%s\",\"name\":\"%s\"}\n", argv[optind],
            argv[optind + 1]);
-  if ((o = ctl_call("repo", dir, req, 5000)) == NULL)
-    return 1;
-  if ((rc = check_reply("repo", o, json)) < 0) {
-    char repos[1024];
-    join(cJSON_GetObjectItem(o, "repos"), repos, sizeof(repos));
-    printf("repositories: %s\n", repos);
-    rc = 0;
-  }
-  cJSON_Delete(o);
-  return rc;
+  return exchange("repo", dir, req, 5000, json, print_repos, NULL);
 }
 
 int gv_cmd_broadcast(int argc, char **argv) {
@@ -404,8 +429,6 @@ int gv_cmd_broadcast(int argc, char **argv) {
       1, 1};
   char dir[4096], req[64];
   bool json = false, on;
-  cJSON *o;
-  int rc;
 
   PARSE(spec, NULL, NULL);
   on = strcmp(argv[optind], "on") == 0;
@@ -415,14 +438,6 @@ int gv_cmd_broadcast(int argc, char **argv) {
   }
   snprintf(req, sizeof(req), "{\"cmd\":\"broadcast\",\"on\":%s}\n",
            on ? "true" : "false");
-  if ((o = ctl_call("broadcast", dir, req, 5000)) == NULL)
-    return 1;
-  if ((rc = check_reply("broadcast", o, json)) < 0) {
-    printf("broadcast %s\n", on ? "on: this node's address is shared"
-                                : "off: the network forgets this node's "
-                                  "address");
-    rc = 0;
-  }
-  cJSON_Delete(o);
-  return rc;
+  return exchange("broadcast", dir, req, 5000, json, print_broadcast,
+                  argv[optind]);
 }

@@ -14,14 +14,7 @@
 #include <string.h>
 
 #include "../../node/config.h"
-
-#define FZ_CHECK(c)                                                            \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
+#include "fuzz.h"
 
 static int is_gv_error(int rc) {
   return rc <= -(GV__ERR_FIRST + 1) && rc >= -(GV__ERR_FIRST + GV__ERR_COUNT);

@@ -23,14 +23,7 @@
 #include <string.h>
 
 #include "frame.h"
-
-#define FZ_CHECK(c)                                                            \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
+#include "fuzz.h"
 
 /* The link's limit after the handshake: 1 MiB plaintext + secretstream tag. */
 #define FZ_LINK_MAX                                                            \

@@ -39,15 +39,8 @@
 #include <string.h>
 
 #include "frame.h"
+#include "fuzz.h"
 #include "link.h"
-
-#define FZ_CHECK(c)                                                            \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
 
 #define FZ_LINK_FRAME_MAX                                                      \
   (GV_FRAME_MAX_PAYLOAD + crypto_secretstream_xchacha20poly1305_ABYTES)

@@ -27,15 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "msg.h"
-
-#define FZ_CHECK(c)                                                            \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
 
 #define FZ_NOW_MS 1767225600000LL /* 2026-01-01T00:00:00Z */
 

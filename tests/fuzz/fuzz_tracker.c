@@ -33,14 +33,7 @@
 #include "../../tracker/registry.h"
 #include "../../tracker/replay.h"
 #include "../../tracker/req.h"
-
-#define FZ_CHECK(c)                                                            \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
+#include "fuzz.h"
 
 #define FZ_NOW_MS 1767225600000LL /* 2026-01-01T00:00:00Z */
 
