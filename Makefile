@@ -30,9 +30,9 @@ LDFLAGS ?=
 
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/json.c \
-             proto/link.c proto/addr.c proto/msg.c
+             proto/link.c proto/addr.c proto/msg.c proto/chan.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
-CORE_SRC  := node/engine.c node/idmap.c node/ctl.c
+CORE_SRC  := node/engine.c node/lcore.c node/oom.c node/idmap.c node/ctl.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/conn.c node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/store.c node/config.c node/metrics.c node/trkclient.c

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan.h"
 #include "idmap.h"
+#include "lcore.h"
+#include "oom.h"
 #include "rng.h"
 
 #define MAX_ANNOUNCERS 8
@@ -26,15 +29,11 @@
 #define DIAL_TIMEOUT_MS 30000
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
-#define PENALTY_HALF_LIFE_MS 600000.0
-#define NO_WAKE INT64_MAX
 
 /* ---- buffers ---- */
 
 gv_buf *gv_buf_new(const void *data, size_t len) {
-  gv_buf *b = malloc(sizeof(*b) + len);
-  if (b == NULL)
-    return NULL;
+  gv_buf *b = gv__xmalloc(sizeof(*b) + len);
   b->refs = 1;
   b->len = (uint32_t)len;
   if (data != NULL)
@@ -49,21 +48,21 @@ void gv_buf_unref(gv_buf *b) {
     free(b);
 }
 
+gv_buf *gv_chan_buf(gv_chan chan, const void *msg, size_t len) {
+  gv_buf *b = gv_buf_new(NULL, GV_CHAN_HDR + len);
+  b->data[0] = (uint8_t)chan;
+  if (len > 0)
+    memcpy(b->data + GV_CHAN_HDR, msg, len);
+  return b;
+}
+
 /* ---- internal types ---- */
 
 typedef struct elink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
   bool dialed;
-  int64_t up_at;
-  double tokens;
-  int64_t tokens_at;
-  double penalty;
-  int64_t penalty_at;
-  uint64_t ping_nonce;
-  int64_t ping_sent, next_ping;
-  uint64_t rx_window;
-  int64_t bw_at;
+  double score; /* the link core's */
 } elink;
 
 typedef struct entry {
@@ -126,7 +125,7 @@ struct gv_engine {
   gv_engine_cfg cfg;
   const gv_identity *id;
   gv_rng rng;
-  int64_t now;
+  int64_t now, wall_offset;
   uint64_t seq;
   gv_engine_stats stats;
 
@@ -134,7 +133,6 @@ struct gv_engine {
   char *self_repos; /* packed, as gv_peer_entry.repos */
   uint8_t self_n_repos;
   char *self_body;
-  size_t self_len;
   uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
   uint64_t self_seq;
@@ -148,7 +146,6 @@ struct gv_engine {
   size_t n_cands, cap_cands;
   dialing *dials;
   size_t n_dials, cap_dials;
-  gv_idmap bans; /* id -> (intptr) until, boxed */
 
   gv_idmap dedup; /* id -> expiry boxed in the fifo item */
   fifo dedup_q;
@@ -163,32 +160,30 @@ struct gv_engine {
 
   gv_action *acts;
   size_t act_head, n_acts, cap_acts;
-  gv_msg *report; /* the response behind a REPORT, until the next call */
+  gv_msg *report;   /* the response behind a REPORT, until the next call */
+  gv_msg hello_rec; /* gv_engine_hello()'s view of this node's record */
 
-  int64_t next_maint, next_sweep, next_hb, next_shuffle, last_wake;
+  int64_t next_maint, next_sweep, next_hb, next_shuffle;
 };
 
 /* ---- small helpers ---- */
 
+/* Returns p grown to hold need items (oom.h: never NULL). */
 static void *grow(void *p, size_t *cap, size_t need, size_t size) {
   size_t c = *cap ? *cap : 4;
-  void *q;
   if (need <= *cap)
     return p;
   while (c < need)
     c *= 2;
-  q = realloc(p, c * size);
-  if (q != NULL)
-    *cap = c;
-  return q;
+  p = gv__xrealloc(p, c * size);
+  *cap = c;
+  return p;
 }
 
-static int fifo_push(fifo *f, void *item) {
+static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
     size_t cap = f->cap ? f->cap * 2 : 8;
-    void **items = malloc(cap * sizeof(void *));
-    if (items == NULL)
-      return GV_ENOMEM;
+    void **items = gv__xmalloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
     free(f->items);
@@ -198,7 +193,6 @@ static int fifo_push(fifo *f, void *item) {
   }
   f->items[(f->head + f->len) % f->cap] = item;
   f->len++;
-  return 0;
 }
 
 static void *fifo_peek(const fifo *f) {
@@ -213,6 +207,12 @@ static void *fifo_pop(fifo *f) {
   f->head = (f->head + 1) % f->cap;
   f->len--;
   return it;
+}
+
+/* gv_idmap_put fails only when out of memory (oom.h). */
+static void map_put(gv_idmap *m, const uint8_t *key, void *val) {
+  if (gv_idmap_put(m, key, val) < 0)
+    abort();
 }
 
 static bool is_self(const gv_engine *e, const uint8_t *id) {
@@ -254,8 +254,6 @@ static gv_action *push_act(gv_engine *e, gv_act_type type) {
     e->n_acts = 0;
   }
   e->acts = grow(e->acts, &e->cap_acts, e->n_acts + 1, sizeof(gv_action));
-  if (e->acts == NULL)
-    abort(); /* out of memory while queueing: nothing sane is left */
   a = &e->acts[e->n_acts++];
   memset(a, 0, sizeof(*a));
   a->type = type;
@@ -292,31 +290,34 @@ static void send_buf(gv_engine *e, elink *l, gv_buf *b, gv_msg_type type,
     e->stats.payload_out++;
 }
 
-static void send_link_msg(gv_engine *e, elink *l, const gv_msg *m) {
+/* IHAVE and IWANT: one-hop messages on the gossip channel. */
+static void send_ids_msg(gv_engine *e, elink *l, const gv_msg *m) {
   char *out;
   size_t len;
   gv_buf *b;
 
   if (gv_msg_encode_link(m, &out, &len) < 0)
-    return;
-  b = gv_buf_new(out, len);
+    abort(); /* only out of memory: our own messages always encode */
+  b = gv_chan_buf(GV_CHAN_GOSSIP, out, len);
   free(out);
-  if (b == NULL)
-    return;
   send_buf(e, l, b, m->type, false);
   gv_buf_unref(b);
 }
 
-static void close_link(gv_engine *e, gv_linkid link, int reason) {
-  gv_action *a = push_act(e, GV_ACT_CLOSE);
+/* Gossip no longer needs the link; the link core closes it unless another
+ * service holds it. */
+static void release_link(gv_engine *e, gv_linkid link) {
+  gv_action *a = push_act(e, GV_ACT_RELEASE);
   a->link = link;
-  a->reason = reason;
 }
+
+static int64_t wall(const gv_engine *e) { return e->now + e->wall_offset; }
 
 static void persist(gv_engine *e, const uint8_t *id, const entry *en) {
   gv_action *a = push_act(e, GV_ACT_PERSIST);
   memcpy(a->peer, id, GV_ID_BYTES);
   a->entry = en != NULL ? &en->pub : NULL;
+  a->at = en != NULL ? en->pub.last_seen + e->wall_offset : 0;
 }
 
 /* ---- peer table (§4) ---- */
@@ -368,25 +369,18 @@ static bool table_room(gv_engine *e) {
 }
 
 /* Copies a validated record into en (the compact form). */
-static int entry_set_record(entry *en, const gv_msg *rec) {
+static void entry_set_record(entry *en, const gv_msg *rec) {
   const gv_peer_state *p = &rec->u.peer;
   size_t rlen = 0;
-  char *body = malloc(rec->body_len + 1), *repos = NULL, *w;
+  char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL, *w;
   gv_addr *addrs = NULL;
 
   for (int i = 0; i < p->n_repos; i++)
     rlen += strlen(p->repos[i]) + 1;
   if (rlen > 0)
-    repos = malloc(rlen);
+    repos = gv__xmalloc(rlen);
   if (p->broadcasting && p->n_addrs > 0)
-    addrs = malloc(p->n_addrs * sizeof(gv_addr));
-  if (body == NULL || (rlen > 0 && repos == NULL) ||
-      (p->broadcasting && p->n_addrs > 0 && addrs == NULL)) {
-    free(body);
-    free(repos);
-    free(addrs);
-    return GV_ENOMEM;
-  }
+    addrs = gv__xmalloc(p->n_addrs * sizeof(gv_addr));
   memcpy(body, rec->body, rec->body_len + 1);
   w = repos;
   for (int i = 0; i < p->n_repos; i++) {
@@ -411,7 +405,6 @@ static int entry_set_record(entry *en, const gv_msg *rec) {
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
   memcpy(en->pub.sig, rec->sig, GV_SIG_BYTES);
-  return 0;
 }
 
 /* Applies an origin-signed record (§4): newest seq wins. seen_at is the
@@ -427,23 +420,17 @@ static void table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
   if (en == NULL) {
     if (!table_room(e))
       return;
-    if ((en = calloc(1, sizeof(*en))) == NULL)
-      return;
+    en = gv__xcalloc(1, sizeof(*en));
     memcpy(en->pub.id, rec->origin, GV_ID_BYTES);
-    en->pub.discovered_at = e->now;
     en->pub.availability = 50;
     en->pub.performance = 50;
     en->pub.connected = link_to(e, rec->origin) != NULL;
     e->entries =
         grow(e->entries, &e->cap_entries, e->n_entries + 1, sizeof(entry *));
-    if (e->entries == NULL || gv_idmap_put(&e->table, en->pub.id, en) < 0) {
-      free(en);
-      return;
-    }
+    map_put(&e->table, en->pub.id, en);
     e->entries[e->n_entries++] = en;
   }
-  if (entry_set_record(en, rec) < 0)
-    return;
+  entry_set_record(en, rec);
   if (seen_at > en->pub.last_seen)
     en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
   persist(e, en->pub.id, en);
@@ -453,54 +440,6 @@ static void table_touch(gv_engine *e, const uint8_t *id) {
   entry *en = gv_idmap_get(&e->table, id);
   if (en != NULL)
     en->pub.last_seen = e->now;
-}
-
-/* ---- bans and penalties (§7) ---- */
-
-static bool banned(gv_engine *e, const uint8_t *id) {
-  int64_t *until = gv_idmap_get(&e->bans, id);
-  return until != NULL && *until > e->now;
-}
-
-static double link_penalty(gv_engine *e, elink *l) {
-  double dt = (double)(e->now - l->penalty_at);
-  if (dt > 0 && l->penalty > 0) {
-    l->penalty *= pow(0.5, dt / PENALTY_HALF_LIFE_MS);
-    l->penalty_at = e->now;
-  }
-  return l->penalty;
-}
-
-static double link_score(gv_engine *e, elink *l) {
-  entry *en = gv_idmap_get(&e->table, l->peer);
-  return (en != NULL ? entry_score(en) : 50.0) - link_penalty(e, l);
-}
-
-static void ban(gv_engine *e, elink *l) {
-  int64_t *until = gv_idmap_get(&e->bans, l->peer);
-  if (until == NULL) {
-    if ((until = malloc(sizeof(*until))) == NULL)
-      return;
-    if (gv_idmap_put(&e->bans, l->peer, until) < 0) {
-      free(until);
-      return;
-    }
-  }
-  *until = e->now + e->cfg.ban_ms;
-  e->stats.bans++;
-  close_link(e, l->id, GV_EBANNED);
-}
-
-/* Returns true if the link was banned (and must not be used further). */
-static bool penalize(gv_engine *e, elink *l, double points) {
-  link_penalty(e, l);
-  l->penalty += points;
-  l->penalty_at = e->now;
-  if (link_score(e, l) < e->cfg.ban_threshold) {
-    ban(e, l);
-    return true;
-  }
-  return false;
 }
 
 /* ---- dedup (§2.3) ---- */
@@ -530,15 +469,11 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
     free(old);
     e->stats.dedup_evictions++;
   }
-  if ((it = malloc(sizeof(*it))) == NULL)
-    return;
+  it = gv__xmalloc(sizeof(*it));
   memcpy(it->id, id, GV_MSG_ID_BYTES);
   it->until = e->now + e->cfg.dedup_ms;
-  if (gv_idmap_put(&e->dedup, it->id, it) < 0 ||
-      fifo_push(&e->dedup_q, it) < 0) {
-    gv_idmap_del(&e->dedup, it->id);
-    free(it);
-  }
+  map_put(&e->dedup, it->id, it);
+  fifo_push(&e->dedup_q, it);
 }
 
 /* ---- cache for IWANT ---- */
@@ -558,12 +493,8 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
     return;
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
-  if ((c = calloc(1, sizeof(*c))) == NULL)
-    return;
-  if ((c->body = malloc(m->body_len + 1)) == NULL) {
-    free(c);
-    return;
-  }
+  c = gv__xcalloc(1, sizeof(*c));
+  c->body = gv__xmalloc(m->body_len + 1);
   memcpy(c->body, m->body, m->body_len + 1);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
   memcpy(c->sig, m->sig, GV_SIG_BYTES);
@@ -571,14 +502,12 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   c->ttl = (uint8_t)ttl;
   c->hops = (uint8_t)hops;
   c->at = e->now;
-  if (gv_idmap_put(&e->cache, c->id, c) < 0 || fifo_push(&e->cache_q, c) < 0) {
-    gv_idmap_del(&e->cache, c->id);
-    free(c->body);
-    free(c);
-  }
+  map_put(&e->cache, c->id, c);
+  fifo_push(&e->cache_q, c);
 }
 
-/* Encodes a gossip message for sending with the given hop fields. */
+/* Encodes a gossip message for sending with the given hop fields: the
+ * whole plaintext, channel byte first. */
 static gv_buf *encode_gossip(gv_msg_type type, const char *body,
                              const uint8_t *sig, uint32_t ttl, uint32_t hops) {
   gv_msg tmp;
@@ -593,8 +522,8 @@ static gv_buf *encode_gossip(gv_msg_type type, const char *body,
   tmp.body = (char *)body;
   memcpy(tmp.sig, sig, GV_SIG_BYTES);
   if (gv_msg_encode_gossip(&tmp, &out, &len) < 0)
-    return NULL;
-  b = gv_buf_new(out, len);
+    abort(); /* only out of memory: the body was validated or ours */
+  b = gv_chan_buf(GV_CHAN_GOSSIP, out, len);
   free(out);
   return b;
 }
@@ -604,8 +533,6 @@ static gv_buf *encode_gossip(gv_msg_type type, const char *body,
 static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
                      const uint8_t *id) {
   pending_id *p = grow(*arr, cap, *n + 1, sizeof(pending_id));
-  if (p == NULL)
-    return;
   *arr = p;
   p[*n].link = link;
   memcpy(p[*n].id, id, GV_MSG_ID_BYTES);
@@ -624,12 +551,12 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
         continue;
       memcpy(m.u.ids.ids[m.u.ids.n++], arr[j].id, GV_MSG_ID_BYTES);
       if (m.u.ids.n == GV_MAX_IDS) {
-        send_link_msg(e, l, &m);
+        send_ids_msg(e, l, &m);
         m.u.ids.n = 0;
       }
     }
     if (m.u.ids.n > 0)
-      send_link_msg(e, l, &m);
+      send_ids_msg(e, l, &m);
   }
   *n = 0;
 }
@@ -685,7 +612,7 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
     if (l->id == src || announced_by(known, l->id))
       continue;
     pick[n] = l;
-    w[n] = 1.0 + fmax(link_score(e, l), 0.0);
+    w[n] = 1.0 + fmax(l->score, 0.0);
     total += w[n++];
   }
   /* Weighted choice without replacement. */
@@ -694,11 +621,8 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
     size_t i = 0;
     while (i + 1 < n && r >= w[i])
       r -= w[i++];
-    if (b == NULL) {
+    if (b == NULL)
       b = encode_gossip(m->type, m->body, m->sig, ttl, hops);
-      if (b == NULL)
-        return;
-    }
     send_buf(e, pick[i], b, m->type, true);
     total -= w[i];
     pick[i] = pick[n - 1];
@@ -714,22 +638,22 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
 /* ---- requests (§5) ---- */
 
 static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
-  route *r = malloc(sizeof(*r));
-  if (r == NULL)
+  route *r;
+  if (gv_idmap_get(&e->routes, id) != NULL)
     return;
+  r = gv__xmalloc(sizeof(*r));
   memcpy(r->id, id, GV_MSG_ID_BYTES);
   r->link = link;
   r->until = e->now + e->cfg.route_ms;
-  if (gv_idmap_get(&e->routes, id) != NULL ||
-      gv_idmap_put(&e->routes, r->id, r) < 0 || fifo_push(&e->route_q, r) < 0) {
-    gv_idmap_del(&e->routes, r->id);
-    free(r);
-  }
+  map_put(&e->routes, r->id, r);
+  fifo_push(&e->route_q, r);
 }
 
 static uint64_t next_seq(gv_engine *e) {
-  /* Wall-clock ms as a floor: strictly increasing across restarts too. */
-  e->seq = e->seq + 1 > (uint64_t)e->now ? e->seq + 1 : (uint64_t)e->now;
+  /* Wall-clock ms as a floor: increasing across restarts too, unless the
+   * clock went back (the hardening issue persists the last seq). */
+  uint64_t w = (uint64_t)wall(e);
+  e->seq = e->seq + 1 > w ? e->seq + 1 : w;
   return e->seq;
 }
 
@@ -751,15 +675,14 @@ static bool self_has_repo(const gv_engine *e, const char *name) {
 }
 
 /* Packs n names into one allocation: "a\0b\0". */
-static int pack_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
-                      size_t n) {
+static void pack_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
+                       size_t n) {
   size_t len = 0;
   char *p, *w;
 
   for (size_t i = 0; i < n; i++)
     len += strlen(repos[i]) + 1;
-  if ((p = malloc(len ? len : 1)) == NULL)
-    return GV_ENOMEM;
+  p = gv__xmalloc(len ? len : 1);
   w = p;
   for (size_t i = 0; i < n; i++) {
     size_t k = strlen(repos[i]) + 1;
@@ -769,7 +692,6 @@ static int pack_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
   free(e->self_repos);
   e->self_repos = p;
   e->self_n_repos = (uint8_t)n;
-  return 0;
 }
 
 static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
@@ -801,7 +723,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
   resp.type = GV_MSG_PEER_LIST_RESPONSE;
   resp.ttl = e->cfg.ttl_request;
   resp.seq = next_seq(e);
-  resp.ts = e->now;
+  resp.ts = wall(e);
   memcpy(resp.u.response.to, req->origin, GV_ID_BYTES);
   memcpy(resp.u.response.request, req->id, GV_MSG_ID_BYTES);
   resp.u.response.peers = recs;
@@ -835,11 +757,12 @@ static void on_response(gv_engine *e, gv_msg *m) {
 
   if (is_self(e, m->u.response.to)) {
     gv_action *a;
+    /* A record's ts (the origin's wall clock) is its evidence of life. */
     for (size_t i = 0; i < m->u.response.n_peers; i++)
-      table_apply(e, &m->u.response.peers[i], m->u.response.peers[i].ts);
+      table_apply(e, &m->u.response.peers[i],
+                  m->u.response.peers[i].ts - e->wall_offset);
     drop_report(e);
-    if ((e->report = malloc(sizeof(*e->report))) == NULL)
-      return;
+    e->report = gv__xmalloc(sizeof(*e->report));
     *e->report = *m; /* take ownership until the next call */
     memset(m, 0, sizeof(*m));
     a = push_act(e, GV_ACT_REPORT);
@@ -853,10 +776,8 @@ static void on_response(gv_engine *e, gv_msg *m) {
       (l = link_find(e, r->link)) == NULL)
     return;
   b = encode_gossip(m->type, m->body, m->sig, m->ttl - 1, m->hops + 1);
-  if (b != NULL) {
-    send_buf(e, l, b, m->type, false); /* reverse path, not flooded */
-    gv_buf_unref(b);
-  }
+  send_buf(e, l, b, m->type, false); /* reverse path, not flooded */
+  gv_buf_unref(b);
 }
 
 /* First receipt of a valid gossip message (§2.1). */
@@ -922,13 +843,11 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     }
     if (e->pulls.len >= e->cfg.pull_cap)
       continue; /* bounded; a later IHAVE will ask again */
-    if ((p = calloc(1, sizeof(*p))) == NULL)
-      return;
+    p = gv__xcalloc(1, sizeof(*p));
     memcpy(p->id, id, GV_MSG_ID_BYTES);
     p->from[p->n_from++] = l->id;
     p->deadline = e->now + e->cfg.pull_delay_ms;
-    if (gv_idmap_put(&e->pulls, p->id, p) < 0)
-      free(p);
+    map_put(&e->pulls, p->id, p);
   }
 }
 
@@ -939,8 +858,6 @@ static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
     if (c == NULL)
       continue;
     b = encode_gossip(c->type, c->body, c->sig, c->ttl, c->hops);
-    if (b == NULL)
-      continue;
     send_buf(e, l, b, c->type, true);
     gv_buf_unref(b);
     e->stats.pulls_served++;
@@ -982,7 +899,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   m->type = kind;
   m->ttl = e->cfg.ttl_announce;
   m->seq = next_seq(e);
-  m->ts = e->now;
+  m->ts = wall(e);
   m->u.peer.broadcasting = e->cfg.broadcasting;
   m->u.peer.bootstrap = e->cfg.bootstrap;
   /* IP rule (§8): addresses never for a silent node. */
@@ -999,10 +916,8 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     return rc;
   free(out);
   free(e->self_body);
-  if ((e->self_body = malloc(m->body_len + 1)) == NULL)
-    return GV_ENOMEM;
+  e->self_body = gv__xmalloc(m->body_len + 1);
   memcpy(e->self_body, m->body, m->body_len + 1);
-  e->self_len = m->body_len;
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;
@@ -1018,14 +933,14 @@ static void originate(gv_engine *e, const gv_msg *m) {
   disseminate(e, m, m->ttl, 0, 0, NULL);
 }
 
-/* ---- wake-ups ---- */
+/* ---- timers ---- */
 
 static bool wants_dial(const gv_engine *e) {
   return e->n_links + e->n_dials < e->cfg.active_target &&
          (e->n_cands > 0 || e->n_entries > 0);
 }
 
-static void schedule(gv_engine *e) {
+int64_t gv_engine_expiry(const gv_engine *e) {
   int64_t at = e->next_sweep;
 
   if (wants_dial(e) && e->next_maint < at)
@@ -1034,30 +949,20 @@ static void schedule(gv_engine *e) {
     at = e->next_hb;
   if (e->cfg.shuffle_ms > 0 && e->next_shuffle < at)
     at = e->next_shuffle;
-  for (size_t i = 0; i < e->n_links; i++)
-    if (e->cfg.ping_ms > 0 && e->links[i].next_ping < at)
-      at = e->links[i].next_ping;
   for (size_t i = 0; i < e->pulls.cap; i++) {
     pull *p = e->pulls.slots[i].val;
     if (p != NULL && p->deadline < at)
       at = p->deadline;
   }
-  if (at < e->now)
-    at = e->now;
-  if (at != e->last_wake) {
-    gv_action *a = push_act(e, GV_ACT_WAKE);
-    a->at = at;
-    e->last_wake = at;
-  }
+  return at;
 }
 
-/* Every event ends here: flush batches, then say when to wake. */
+/* Every event ends here: flush the batches of ids. */
 static void finish(gv_engine *e) {
   flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
   flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
   release_batch(&e->lazy, &e->cap_lazy);
   release_batch(&e->wants, &e->cap_wants);
-  schedule(e);
 }
 
 static void begin(gv_engine *e, int64_t now) {
@@ -1084,8 +989,6 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
   dialing *d;
 
   e->dials = grow(e->dials, &e->cap_dials, e->n_dials + 1, sizeof(dialing));
-  if (e->dials == NULL)
-    abort();
   d = &e->dials[e->n_dials++];
   memset(d, 0, sizeof(*d));
   d->has_id = id != NULL;
@@ -1117,15 +1020,13 @@ static void maintain(gv_engine *e, size_t target) {
       cand *c = &e->cands[k];
       if (c->next_try > e->now ||
           dialing_to(e, c->has_id ? c->id : NULL, &c->addr) ||
-          (c->has_id &&
-           (link_to(e, c->id) || banned(e, c->id) || is_self(e, c->id))))
+          (c->has_id && (link_to(e, c->id) || is_self(e, c->id))))
         continue;
       dial(e, c->has_id ? c->id : NULL, &c->addr);
     } else {
       entry *en = e->entries[k - e->n_cands];
       if (!en->pub.broadcasting || en->pub.n_addrs == 0 || en->pub.connected ||
-          en->next_try > e->now || banned(e, en->pub.id) ||
-          dialing_to(e, en->pub.id, NULL))
+          en->next_try > e->now || dialing_to(e, en->pub.id, NULL))
         continue;
       dial(e, en->pub.id,
            &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
@@ -1133,71 +1034,82 @@ static void maintain(gv_engine *e, size_t target) {
   }
 }
 
-static void send_hello(gv_engine *e, elink *l) {
-  gv_msg h, rec;
-  memset(&h, 0, sizeof(h));
-  memset(&rec, 0, sizeof(rec));
-  h.type = GV_MSG_HELLO;
-  h.ts = e->now;
-  h.u.hello.seq = e->self_seq;
-  snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "grapevine/0.1.0");
+void gv_engine_hello(gv_engine *e, gv_msg *hello) {
+  hello->u.hello.seq = e->self_seq;
   if (e->self_body != NULL) {
-    rec.type = e->self_type;
-    rec.body = e->self_body;
-    memcpy(rec.sig, e->self_sig, GV_SIG_BYTES);
-    h.u.hello.record = &rec;
+    /* A view of the engine's record: its pointers stay the engine's. */
+    gv_msg *r = &e->hello_rec;
+    memset(r, 0, sizeof(*r));
+    r->type = e->self_type;
+    r->body = e->self_body;
+    memcpy(r->sig, e->self_sig, GV_SIG_BYTES);
+    hello->u.hello.record = r;
   }
-  send_link_msg(e, l, &h);
 }
 
-void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
-                       bool we_dialed, int64_t now) {
-  size_t inbound = 0;
-  elink *l;
-  entry *en;
-
-  begin(e, now);
+/* The dial that produced a link is done; a seed dialed by address alone
+ * now has an id, so it is never dialed again while linked (that was the
+ * redial churn of a network of mutual --peer nodes). */
+static void dial_done(gv_engine *e, const uint8_t *peer, const gv_addr *addr) {
   for (size_t i = 0; i < e->n_dials; i++) {
     dialing *d = &e->dials[i];
-    if (!we_dialed)
-      break;
-    if (!d->has_id || memcmp(d->id, peer, GV_ID_BYTES) == 0) {
+    if ((d->has_id && memcmp(d->id, peer, GV_ID_BYTES) == 0) ||
+        (addr != NULL && gv_addr_equal(&d->addr, addr))) {
       e->dials[i] = e->dials[--e->n_dials];
       break;
     }
   }
+  for (size_t i = 0; i < e->n_cands; i++) {
+    cand *c = &e->cands[i];
+    if (addr != NULL && !c->has_id && gv_addr_equal(&c->addr, addr)) {
+      c->has_id = true;
+      memcpy(c->id, peer, GV_ID_BYTES);
+    }
+    if (c->has_id && memcmp(c->id, peer, GV_ID_BYTES) == 0)
+      c->failures = 0;
+  }
+}
+
+static size_t dialed_links(const gv_engine *e) {
+  size_t n = 0;
   for (size_t i = 0; i < e->n_links; i++)
-    inbound += !e->links[i].dialed;
-  if (is_self(e, peer) || banned(e, peer) || link_to(e, peer) != NULL ||
-      (!we_dialed && (!e->cfg.broadcasting || inbound >= e->cfg.inbound_max)) ||
+    n += e->links[i].dialed;
+  return n;
+}
+
+bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
+                       bool we_dialed, const gv_addr *addr, const gv_msg *hello,
+                       int64_t now) {
+  elink *l;
+  entry *en;
+
+  begin(e, now);
+  if (we_dialed)
+    dial_done(e, peer, addr);
+  /* The peer's own record introduces it (PROTOCOL.md §6.4). */
+  if (hello != NULL && hello->u.hello.record != NULL)
+    table_apply(e, hello->u.hello.record, e->now);
+  /* Gossip uses every inbound link a broadcasting node takes, and a dialed
+   * one while it has fewer than active_max links in all (inbound links may
+   * have filled the view while the dial ran). */
+  if (is_self(e, peer) || link_to(e, peer) != NULL ||
+      (!we_dialed && !e->cfg.broadcasting) ||
       (we_dialed && e->n_links >= e->cfg.active_max)) {
-    close_link(e, link, banned(e, peer) ? GV_EBANNED : GV_EBUSY);
     finish(e);
-    return;
+    return false;
   }
   e->links = grow(e->links, &e->cap_links, e->n_links + 1, sizeof(elink));
-  if (e->links == NULL)
-    abort();
   l = &e->links[e->n_links++];
   memset(l, 0, sizeof(*l));
   l->id = link;
   memcpy(l->peer, peer, GV_ID_BYTES);
   l->dialed = we_dialed;
-  l->up_at = e->now;
-  l->tokens = e->cfg.rate_burst;
-  l->tokens_at = e->now;
-  l->penalty_at = e->now;
-  l->bw_at = e->now;
-  l->next_ping = e->now + (e->cfg.ping_ms > 0 ? jitter(e, e->cfg.ping_ms) : 0);
+  l->score = 50;
   if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
     en->pub.connected = true;
     en->failures = 0;
     en->pub.last_seen = e->now;
   }
-  for (size_t i = 0; i < e->n_cands; i++)
-    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
-      e->cands[i].failures = 0;
-  send_hello(e, l);
   /* Anti-entropy (§2.2): every cached id (the cache is bounded), so a new
    * neighbour can pull what it missed. */
   if (e->cfg.repair)
@@ -1206,9 +1118,10 @@ void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, l->id, c->id);
     }
   finish(e);
+  return true;
 }
 
-void gv_engine_link_down(gv_engine *e, gv_linkid link, int64_t now) {
+void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
   elink *l;
   entry *en;
 
@@ -1216,12 +1129,28 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int64_t now) {
   if ((l = link_find(e, link)) != NULL) {
     if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
-      en->next_try = e->now + jitter(e, BACKOFF_BASE_MS);
+      /* A banned peer is not dialed again until its ban is over. */
+      en->next_try =
+          e->now + (why == GV_CLOSE_BANNED ? e->cfg.banned_redial_ms
+                                           : jitter(e, BACKOFF_BASE_MS));
     }
     *l = e->links[--e->n_links];
     e->next_maint = e->now; /* replace it */
   }
   finish(e);
+}
+
+void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
+                          double performance, int64_t now) {
+  elink *l;
+  entry *en;
+
+  begin(e, now);
+  if ((l = link_find(e, link)) == NULL)
+    return;
+  l->score = score;
+  if ((en = gv_idmap_get(&e->table, l->peer)) != NULL)
+    en->pub.performance = (float)performance;
 }
 
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
@@ -1252,96 +1181,45 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
 
 /* ---- receiving ---- */
 
-static bool rate_ok(gv_engine *e, elink *l) {
-  double dt = (double)(e->now - l->tokens_at) / 1000.0;
-  l->tokens = fmin(e->cfg.rate_burst, l->tokens + dt * e->cfg.rate_per_s);
-  l->tokens_at = e->now;
-  if (l->tokens < 1.0)
-    return false;
-  l->tokens -= 1.0;
-  return true;
-}
-
-void gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
-                    size_t len, int64_t now) {
+int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
+                   size_t len, int64_t now, gv_why *why) {
   gv_msg_policy pol;
   gv_msg m;
   elink *l;
-  int rc;
+  int rc = 0;
 
   begin(e, now);
   if ((l = link_find(e, link)) == NULL)
-    goto out;
+    goto out; /* not a link gossip holds: ignored */
   e->stats.bytes_in += len;
-  l->rx_window += len;
-  if (e->now - l->bw_at >= 1000) {
-    entry *en = gv_idmap_get(&e->table, l->peer);
-    double bps = (double)l->rx_window * 1000.0 / (double)(e->now - l->bw_at);
-    if (en != NULL)
-      en->pub.bandwidth = (float)(en->pub.bandwidth * 0.8 + bps * 0.2);
-    l->rx_window = 0;
-    l->bw_at = e->now;
-  }
-  if (!rate_ok(e, l)) {
-    e->stats.rate_limited++;
-    penalize(e, l, 1);
-    goto out;
-  }
   memset(&pol, 0, sizeof(pol));
-  pol.now_ms = e->now;
+  pol.now_ms = wall(e);
   pol.seen = seen_probe;
   pol.seen_ctx = e;
   pol.trust_sigs = e->cfg.stub_sigs;
-  rc = gv_msg_decode(&m, data, len, &pol, NULL);
+  rc = gv_msg_decode(&m, data, len, &pol, why);
+  if (rc == 0 && !gv_msg_is_gossip(m.type) && m.type != GV_MSG_IHAVE &&
+      m.type != GV_MSG_IWANT)
+    rc = gv_fail(why, GV_ETYPE, "%s on the gossip channel",
+                 gv_msg_type_name(m.type));
   if (rc == GV_EDUP) {
     table_touch(e, l->peer);
-    gv_msg_clear(&m);
-    goto out;
-  }
-  if (rc < 0) {
+    rc = 0;
+  } else if (rc < 0) {
     e->stats.rejected++;
-    gv_msg_clear(&m);
-    penalize(e, l,
-             rc == GV_EBADSIG                      ? 20
-             : rc == GV_ESTALE || rc == GV_EFUTURE ? 2
-                                                   : 10);
-    goto out;
-  }
-  e->stats.msgs_in[m.type]++;
-  table_touch(e, l->peer);
-  switch (m.type) {
-  case GV_MSG_HELLO:
-    /* The peer's own record introduces it (PROTOCOL.md §6.4). */
-    if (m.u.hello.record != NULL &&
-        memcmp(m.u.hello.record->origin, l->peer, GV_ID_BYTES) == 0)
-      table_apply(e, m.u.hello.record, e->now);
-    break;
-  case GV_MSG_PING: {
-    gv_msg pong;
-    memset(&pong, 0, sizeof(pong));
-    pong.type = GV_MSG_PONG;
-    pong.u.nonce = m.u.nonce;
-    send_link_msg(e, l, &pong);
-    break;
-  }
-  case GV_MSG_PONG:
-    if (l->ping_sent > 0 && m.u.nonce == l->ping_nonce) {
-      entry *en = gv_idmap_get(&e->table, l->peer);
-      double rtt = (double)(e->now - l->ping_sent);
-      double perf = fmax(0.0, fmin(100.0, 100.0 * (1.0 - rtt / 1000.0)));
-      if (en != NULL)
-        en->pub.performance = (float)(en->pub.performance * 0.7 + perf * 0.3);
-      l->ping_sent = 0;
+  } else {
+    e->stats.msgs_in[m.type]++;
+    table_touch(e, l->peer);
+    switch (m.type) {
+    case GV_MSG_IHAVE: on_ihave(e, l, &m); break;
+    case GV_MSG_IWANT: on_iwant(e, l, &m); break;
+    default: on_gossip(e, l, &m); break;
     }
-    break;
-  case GV_MSG_IHAVE: on_ihave(e, l, &m); break;
-  case GV_MSG_IWANT: on_iwant(e, l, &m); break;
-  case GV_MSG_GOODBYE: break;
-  default: on_gossip(e, l, &m); break;
   }
   gv_msg_clear(&m);
 out:
   finish(e);
+  return rc;
 }
 
 /* ---- timers ---- */
@@ -1378,14 +1256,6 @@ static void sweep(gv_engine *e) {
       en->pub.availability *= 0.9f;
     i++;
   }
-  for (size_t i = 0; i < e->bans.cap; i++) {
-    int64_t *until = e->bans.slots[i].val;
-    if (until != NULL && *until <= e->now) {
-      gv_idmap_del(&e->bans, e->bans.slots[i].key);
-      free(until);
-      i--;
-    }
-  }
 }
 
 static void heartbeat(gv_engine *e) {
@@ -1395,7 +1265,7 @@ static void heartbeat(gv_engine *e) {
   m.type = GV_MSG_HEARTBEAT;
   m.ttl = e->cfg.ttl_heartbeat;
   m.seq = next_seq(e);
-  m.ts = e->now;
+  m.ts = wall(e);
   if (sign(e, &m) == 0)
     originate(e, &m);
   gv_msg_clear(&m);
@@ -1403,9 +1273,6 @@ static void heartbeat(gv_engine *e) {
 
 void gv_engine_tick(gv_engine *e, int64_t now) {
   begin(e, now);
-  /* The caller's timer is spent: say when to wake again even if nothing
-   * changed (a real timer may fire a little before the deadline). */
-  e->last_wake = NO_WAKE;
   run_pulls(e);
   if (e->now >= e->next_maint) {
     maintain(e, e->cfg.active_target);
@@ -1422,23 +1289,15 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
     heartbeat(e);
     e->next_hb = e->now + e->cfg.heartbeat_ms;
   }
-  for (size_t i = 0; i < e->n_links && e->cfg.ping_ms > 0; i++) {
-    elink *l = &e->links[i];
-    gv_msg ping;
-    if (l->next_ping > e->now)
-      continue;
-    memset(&ping, 0, sizeof(ping));
-    ping.type = GV_MSG_PING;
-    ping.u.nonce = l->ping_nonce = gv_rng_next(&e->rng) & GV_INT_MAX;
-    l->ping_sent = e->now;
-    l->next_ping = e->now + e->cfg.ping_ms;
-    send_link_msg(e, l, &ping);
-  }
   if (e->now >= e->next_sweep) {
     sweep(e);
     e->next_sweep = e->now + SWEEP_MS;
   }
   finish(e);
+}
+
+void gv_engine_set_wall(gv_engine *e, int64_t offset) {
+  e->wall_offset = offset;
 }
 
 /* ---- local commands ---- */
@@ -1472,9 +1331,8 @@ int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
     if (gv_repo_name_check(repos[i], strlen(repos[i])) < 0)
       return GV_EFIELD;
   begin(e, now);
-  rc = pack_repos(e, repos, n);
-  if (rc == 0)
-    rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
+  pack_repos(e, repos, n);
+  rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   finish(e);
   return rc;
 }
@@ -1491,11 +1349,12 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   for (size_t i = 0; on && i < n; i++)
     e->cfg.addrs[i] = addrs[i];
   rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
-  /* A silent node takes no inbound links: they close after the update has
-   * gone out on them; maintenance dials out instead. */
+  /* A silent node keeps no inbound links: gossip lets them go after the
+   * update has gone out on them (the caller tells the link core to stop
+   * accepting); maintenance dials out instead. */
   for (size_t i = 0; !on && i < e->n_links; i++)
     if (!e->links[i].dialed)
-      close_link(e, e->links[i].id, GV_ESTATE);
+      release_link(e, e->links[i].id);
   finish(e);
   return rc;
 }
@@ -1514,7 +1373,7 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
   m.type = GV_MSG_PEER_REQUEST;
   m.ttl = e->cfg.ttl_request;
   m.seq = next_seq(e);
-  m.ts = e->now;
+  m.ts = wall(e);
   snprintf(m.u.request.repo, sizeof(m.u.request.repo), "%s", repo);
   m.u.request.max = max;
   if ((rc = sign(e, &m)) < 0) {
@@ -1541,8 +1400,6 @@ void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
   if (e->n_cands >= e->cfg.table_cap)
     goto out;
   e->cands = grow(e->cands, &e->cap_cands, e->n_cands + 1, sizeof(cand));
-  if (e->cands == NULL)
-    abort();
   c = &e->cands[e->n_cands++];
   memset(c, 0, sizeof(*c));
   c->has_id = peer != NULL;
@@ -1563,11 +1420,11 @@ int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
 
   begin(e, now);
   memset(&pol, 0, sizeof(pol));
-  pol.now_ms = e->now;
+  pol.now_ms = wall(e);
   pol.trust_sigs = e->cfg.stub_sigs;
   rc = gv_msg_decode_record(&m, body, body_len, sig, &pol, NULL);
   if (rc == 0)
-    table_apply(e, &m, last_seen);
+    table_apply(e, &m, last_seen - e->wall_offset);
   gv_msg_clear(&m);
   finish(e);
   return rc;
@@ -1586,7 +1443,6 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->repair = true;
   c->active_target = 5;
   c->active_max = 8;
-  c->inbound_max = 32;
   c->table_cap = 1024;
   c->dedup_cap = 65536;
   c->cache_cap = 1024;
@@ -1595,26 +1451,20 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->cache_ms = GV_MSG_MAX_AGE_MS;
   c->pull_delay_ms = 250;
   c->heartbeat_ms = 30000;
-  c->ping_ms = 30000;
   c->peer_expiry_ms = 2 * 3600000;
   c->bootstrap_expiry_ms = 3600000;
   c->route_ms = 60000;
   c->shuffle_ms = 60000;
-  c->rate_per_s = 200;
-  c->rate_burst = 400;
-  c->ban_threshold = -30;
-  c->ban_ms = 10 * 60000;
+  c->banned_redial_ms = 10 * 60000;
 }
 
 int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
                   const gv_identity *id, int64_t now) {
-  gv_engine *e = calloc(1, sizeof(*e));
+  gv_engine *e = gv__xcalloc(1, sizeof(*e));
   gv_msg m;
   int rc;
 
   *out = NULL;
-  if (e == NULL)
-    return GV_ENOMEM;
   if (cfg->fanout == 0 || cfg->bootstrap > cfg->broadcasting ||
       cfg->ttl_announce > GV_TTL_ANNOUNCE ||
       cfg->ttl_request > GV_TTL_REQUEST ||
@@ -1632,10 +1482,7 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   e->cfg = *cfg;
   e->cfg.repos = NULL; /* not retained */
   e->cfg.n_repos = 0;
-  if (pack_repos(e, cfg->repos, cfg->n_repos) < 0) {
-    free(e);
-    return GV_ENOMEM;
-  }
+  pack_repos(e, cfg->repos, cfg->n_repos);
   e->id = id;
   e->now = now;
   gv_rng_seed(&e->rng, cfg->seed);
@@ -1644,7 +1491,6 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   e->next_hb = now + (cfg->heartbeat_ms > 0 ? jitter(e, cfg->heartbeat_ms) : 0);
   e->next_shuffle =
       now + (cfg->shuffle_ms > 0 ? jitter(e, cfg->shuffle_ms) : 0);
-  e->last_wake = NO_WAKE;
   {
     /* Map keys from the caller's seed, apart from the gossip PRNG's
      * stream: secret in a node (seeded from libsodium), reproducible in
@@ -1655,7 +1501,6 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
     memcpy(key, &a, 8);
     memcpy(key + 8, &b, 8);
     gv_idmap_init(&e->table, key);
-    gv_idmap_init(&e->bans, key);
     gv_idmap_init(&e->dedup, key);
     gv_idmap_init(&e->cache, key);
     gv_idmap_init(&e->pulls, key);
@@ -1695,7 +1540,6 @@ void gv_engine_free(gv_engine *e) {
   free_map_values(&e->dedup);
   free_map_values(&e->pulls);
   free_map_values(&e->routes);
-  free_map_values(&e->bans);
   gv_idmap_free(&e->table);
   free(e->dedup_q.items);
   free(e->cache_q.items);
@@ -1743,8 +1587,8 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
   if (e->cache_q.len > e->cfg.cache_cap || e->pulls.len > e->cfg.pull_cap)
     return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
                    e->cache_q.len, e->pulls.len);
-  if (e->n_links > e->cfg.active_max + e->cfg.inbound_max)
-    return gv_fail(why, GV_ELIMIT, "%zu links", e->n_links);
+  if (dialed_links(e) > e->cfg.active_max)
+    return gv_fail(why, GV_ELIMIT, "%zu dialed links", dialed_links(e));
   for (size_t i = 0; i < e->n_entries; i++) {
     const gv_peer_entry *p = &e->entries[i]->pub;
     if (!p->broadcasting && p->n_addrs > 0)
@@ -1756,4 +1600,36 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
       if (memcmp(e->links[i].peer, e->links[j].peer, GV_ID_BYTES) == 0)
         return gv_fail(why, GV_ESTATE, "two links to one peer");
   return 0;
+}
+
+/* ---- the gossip service of the link core ---- */
+
+static void svc_hello(void *ctx, gv_msg *hello) { gv_engine_hello(ctx, hello); }
+
+static bool svc_up(void *ctx, gv_linkid link, const uint8_t *peer, bool dialed,
+                   const gv_addr *addr, const gv_msg *hello, int64_t now) {
+  return gv_engine_link_up(ctx, link, peer, dialed, addr, hello, now);
+}
+
+static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
+  gv_engine_link_down(ctx, link, (int)why, now);
+}
+
+static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
+                    int64_t now, gv_why *why) {
+  return gv_engine_recv(ctx, link, msg, len, now, why);
+}
+
+static void svc_score(void *ctx, const gv_link_info *info, int64_t now) {
+  gv_engine_link_score(ctx, info->id, info->score, info->performance, now);
+}
+
+void gv_engine_service(gv_engine *e, gv_service *svc) {
+  memset(svc, 0, sizeof(*svc));
+  svc->ctx = e;
+  svc->hello = svc_hello;
+  svc->up = svc_up;
+  svc->down = svc_down;
+  svc->recv = svc_recv;
+  svc->score = svc_score;
 }

@@ -2,13 +2,15 @@
  * with repair, requests, liveness, scores and abuse control, as a pure state
  * machine. Events go in with the caller's clock; actions come out.
  *
- *   gv_engine_new -> { gv_engine_link_up | _link_down | _recv | _tick |
+ *   gv_engine_new -> { link core events (gv_engine_service) | _tick |
  *                      _announce | _set_repos | _set_broadcast | _request |
- *                      _add_candidate } -> drain gv_engine_next() -> ...
+ *                      _add_candidate } -> drain gv_engine_next() -> arm a
+ *   timer at gv_engine_expiry() -> ...
  *
  * The engine never reads a clock, touches a socket or file, or calls rand().
- * `now` is milliseconds on the caller's wall clock (it is compared with
- * message timestamps) and must never decrease.
+ * `now` is milliseconds on the caller's monotonic clock and must never
+ * decrease; the wall clock, for message timestamps only, is now plus the
+ * offset given to gv_engine_set_wall().
  *
  * Lifetime: gv_engine_new() allocates; gv_engine_free() releases everything,
  * including buffers of actions not yet drained. The identity is borrowed and
@@ -33,9 +35,13 @@ typedef struct gv_buf {
   uint8_t data[];
 } gv_buf;
 
+/* A new buffer with one reference (never NULL: node/oom.h). */
 gv_buf *gv_buf_new(const void *data, size_t len);
 void gv_buf_ref(gv_buf *b);
 void gv_buf_unref(gv_buf *b);
+/* A plaintext for the link: the channel byte (proto/chan.h), then len
+ * bytes of msg. */
+gv_buf *gv_chan_buf(unsigned chan, const void *msg, size_t len);
 
 /* ---- configuration ---- */
 
@@ -44,24 +50,21 @@ typedef struct gv_engine_cfg {
   unsigned fanout;           /* eager push targets (3) */
   unsigned fanout_announced; /* ...once a neighbour announced it (2) */
   unsigned ttl_announce, ttl_request, ttl_heartbeat; /* 32, 16, 2 */
-  bool repair;                /* lazy push + pull (true) */
-  unsigned active_target;     /* links a node aims for (5) */
-  unsigned active_max;        /* links it dials at most (8) */
-  unsigned inbound_max;       /* inbound links a broadcasting node takes (32) */
-  unsigned table_cap;         /* peer table entries (1024) */
-  unsigned dedup_cap;         /* ids remembered (65536) */
-  unsigned cache_cap;         /* messages kept for IWANT (1024) */
-  unsigned pull_cap;          /* ids awaited at once (1024) */
-  int64_t dedup_ms, cache_ms; /* 15 min, 10 min */
-  int64_t pull_delay_ms;      /* 250 */
-  int64_t heartbeat_ms, ping_ms;               /* 30 s, 30 s; 0 disables */
+  bool repair;            /* lazy push + pull (true) */
+  unsigned active_target; /* links a node aims for (5) */
+  unsigned active_max;    /* links beyond which it lets its own dials go (8) */
+  unsigned table_cap;     /* peer table entries (1024) */
+  unsigned dedup_cap;     /* ids remembered (65536) */
+  unsigned cache_cap;     /* messages kept for IWANT (1024) */
+  unsigned pull_cap;      /* ids awaited at once (1024) */
+  int64_t dedup_ms, cache_ms;                  /* 15 min, 10 min */
+  int64_t pull_delay_ms;                       /* 250 */
+  int64_t heartbeat_ms;                        /* 30 s; 0 disables */
   int64_t peer_expiry_ms, bootstrap_expiry_ms; /* 2 h, 1 h */
   int64_t route_ms;                            /* reverse paths live 60 s */
-  int64_t shuffle_ms; /* one extra dial up to active_max (60 s; 0: off) */
-  double rate_per_s, rate_burst; /* per-link messages (200, 400) */
-  double ban_threshold;          /* score below which: ban (-30) */
-  int64_t ban_ms;                /* 10 min */
-  bool stub_sigs; /* SIMULATOR ONLY: sign nothing, verify nothing */
+  int64_t shuffle_ms;       /* one extra dial up to active_max (60 s; 0: off) */
+  int64_t banned_redial_ms; /* a peer the link core banned: no dial (10 min) */
+  bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
   /* What this node says about itself. */
   bool broadcasting, bootstrap;
   uint8_t n_addrs; /* used only when broadcasting */
@@ -89,10 +92,9 @@ typedef struct gv_peer_entry {
   char *body;     /* the origin's signed record, exact bytes */
   uint32_t body_len;
   uint8_t sig[GV_SIG_BYTES];
-  gv_msg_type type; /* PEER_ANNOUNCEMENT or PEER_UPDATE */
-  int64_t discovered_at, last_seen;
+  gv_msg_type type;                /* PEER_ANNOUNCEMENT or PEER_UPDATE */
+  int64_t last_seen;               /* the engine's (monotonic) clock */
   float availability, performance; /* 0..100 */
-  float bandwidth;                 /* bytes/s, EWMA */
 } gv_peer_entry;
 
 /* True if the entry lists repository name. */
@@ -102,11 +104,12 @@ bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name);
 
 typedef enum gv_act_type {
   GV_ACT_NONE = 0,
-  GV_ACT_SEND,    /* link, buf */
+  GV_ACT_SEND,    /* link, buf: a whole plaintext, channel byte first */
   GV_ACT_DIAL,    /* peer (all zero if unknown), addr */
-  GV_ACT_CLOSE,   /* link, reason */
-  GV_ACT_WAKE,    /* at: call gv_engine_tick() then, or earlier */
-  GV_ACT_PERSIST, /* peer, entry (NULL: delete the peer) */
+  GV_ACT_CLOSE,   /* link core: link, reason (a gv_close) */
+  GV_ACT_RELEASE, /* engine: gossip no longer holds link */
+  GV_ACT_REJECT,  /* link core: link, reason (GV_E*), why: a message refused */
+  GV_ACT_PERSIST, /* peer, entry (NULL: delete the peer), at */
   GV_ACT_DELIVER, /* msg_id, msg_type, hops: first receipt of a message */
   GV_ACT_REPORT,  /* msg_id (the request), response: results for us */
 } gv_act_type;
@@ -118,10 +121,11 @@ typedef struct gv_action {
   gv_linkid link;
   gv_buf *buf;
   int reason;
+  const char *why; /* REJECT */
   uint8_t peer[GV_ID_BYTES];
   gv_addr addr;
-  int64_t at;
   const gv_peer_entry *entry;
+  int64_t at; /* PERSIST: the entry's last_seen on the wall clock */
   uint8_t msg_id[GV_MSG_ID_BYTES];
   gv_msg_type msg_type;
   uint32_t hops;
@@ -137,7 +141,7 @@ typedef struct gv_engine_stats {
   uint64_t payload_out; /* gossip payload sends: eager pushes + pull answers */
   uint64_t dedup_hits, dedup_evictions;
   uint64_t pulls_sent, pulls_served;
-  uint64_t rejected, rate_limited, bans;
+  uint64_t rejected;
 } gv_engine_stats;
 
 typedef struct gv_engine gv_engine;
@@ -146,22 +150,46 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
                   const gv_identity *id, int64_t now);
 void gv_engine_free(gv_engine *e);
 
-/* ---- events ---- */
+/* ---- events ----
+ *
+ * The link core (lcore.h) owns the links and calls these through the
+ * service gv_engine_service() fills; tests may call them directly. */
 
-/* A link finished its handshake with peer. we_dialed: this node dialed it
- * (a silent node accepts no others). */
-void gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
-                       bool we_dialed, int64_t now);
-/* A link is gone (closed by either side, failed, or a dial that failed:
- * then link is 0 and peer/addr name the dial). */
-void gv_engine_link_down(gv_engine *e, gv_linkid link, int64_t now);
+struct gv_service;
+/* Fills svc so that the link core drives this engine on the gossip
+ * channel. The engine must outlive the link core's use of svc. */
+void gv_engine_service(gv_engine *e, struct gv_service *svc);
+
+/* A link is READY (both HELLOs exchanged). addr: the address this node
+ * dialed (NULL for inbound); hello: the peer's HELLO, whose record (if
+ * any) is the peer's own. Returns true if gossip holds the link. */
+bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
+                       bool we_dialed, const gv_addr *addr, const gv_msg *hello,
+                       int64_t now);
+/* A READY link is gone; why is a gv_close (lcore.h). */
+void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now);
+/* A dial failed before a link was up. */
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
                            const gv_addr *addr, int64_t now);
-/* One message received on link (a frame's plaintext). */
-void gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *msg,
-                    size_t len, int64_t now);
-/* The time given by the last WAKE (or any time) has come. */
+/* One gossip-channel message (without the channel byte). Returns 0 (a
+ * duplicate is not an error) or the GV_E* of a rejected message, with the
+ * reason in why (may be NULL). */
+int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *msg, size_t len,
+                   int64_t now, gv_why *why);
+/* The link core's score for a link changed. */
+void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
+                          double performance, int64_t now);
+/* Fills the gossip part of this node's HELLO: seq and its signed record
+ * (pointing into the engine; valid until the next call into it). */
+void gv_engine_hello(gv_engine *e, gv_msg *hello);
+/* Timers: gv_engine_tick() is due at gv_engine_expiry() (never earlier
+ * than needed; INT64_MAX: nothing scheduled). */
 void gv_engine_tick(gv_engine *e, int64_t now);
+int64_t gv_engine_expiry(const gv_engine *e);
+/* The wall clock is now + offset (ms). Message timestamps and their
+ * validation use it; nothing is scheduled by it, so a wall-clock step never
+ * freezes or hurries a timer. */
+void gv_engine_set_wall(gv_engine *e, int64_t offset);
 
 /* ---- local commands ---- */
 
@@ -184,7 +212,8 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
 void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
                              const gv_addr *addr, int64_t now);
 /* Restores a cached peer (from the store) at start-up: the origin's signed
- * record, validated like any other, and when it was last seen. */
+ * record, validated like any other, and when it was last seen (wall
+ * clock, as stored). */
 int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
                       const uint8_t sig[GV_SIG_BYTES], int64_t last_seen,
                       int64_t now);

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint8_t MAGIC[4] = {'G', 'V', 'H', 0x01};
-static const char PROLOGUE[] = "grapevine/1 handshake";
-static const char SIG_R_LABEL[] = "grapevine/1 responder sig";
-static const char SIG_I_LABEL[] = "grapevine/1 initiator sig";
+static const uint8_t MAGIC[4] = {'G', 'V', 'H', 0x02};
+static const char PROLOGUE[] = "grapevine/2 handshake";
+static const char SIG_R_LABEL[] = "grapevine/2 responder sig";
+static const char SIG_I_LABEL[] = "grapevine/2 initiator sig";
 #define LABEL_LEN(s) (sizeof(s) - 1)
 #define AEAD_ABYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define ID_SIG_LEN (GV_ID_BYTES + crypto_sign_BYTES)

@@ -214,6 +214,18 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
   cJSON_AddNumberToObject(j, "bytes_per_node",
                           round((double)r->bytes / s->n_nodes));
   cJSON_AddNumberToObject(j, "links", s->n_links);
+  {
+    /* Why links closed, over the whole run (the link core's counters). */
+    uint64_t closed[GV__CLOSE_COUNT] = {0};
+    cJSON *c = cJSON_AddObjectToObject(j, "links_closed");
+    for (uint32_t i = 0; i < s->n_nodes; i++)
+      for (int k = 0; k < GV__CLOSE_COUNT; k++)
+        closed[k] += gv_lcore_stats_get(s->nodes[i].lc)->closed[k];
+    for (int k = 0; k < GV__CLOSE_COUNT; k++)
+      if (closed[k] > 0)
+        cJSON_AddNumberToObject(c, gv_close_label((gv_close)k),
+                                (double)closed[k]);
+  }
   cJSON_AddNumberToObject(j, "ip_leaks", (double)s->ip_leaks);
   cJSON_AddNumberToObject(j, "events", (double)s->events);
   if (o->timing) {
@@ -427,7 +439,7 @@ static void run(const opts *o, gv_sim *s, result *r, extra *x,
   if (strcmp(sc, "flood") == 0) {
     uint64_t bans = 0;
     for (uint32_t i = 0; i < s->n_nodes; i++)
-      bans += gv_engine_stats_get(s->nodes[i].e)->bans;
+      bans += gv_lcore_stats_get(s->nodes[i].lc)->bans;
     cJSON_AddNumberToObject(x->j, "bans", (double)bans);
   }
 }

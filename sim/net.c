@@ -1,6 +1,6 @@
 /* The simulator's virtual network. See net.h.
  *
- * Engine link ids: link k is 2k+1 on its dialer, 2k+2 on the other side.
+ * Link ids: link k is 2k+1 on its dialer, 2k+2 on the other side.
  * Node i's address is [2001:db8::<i>]:7411 (a documentation prefix; no
  * packet is ever sent). */
 #include "net.h"
@@ -208,38 +208,67 @@ static void do_dial(gv_sim *s, uint32_t i, const gv_action *a) {
   push(s, s->now + 4 * lat, EV_UP, i, k, NULL);
 }
 
+static void do_close(gv_sim *s, uint32_t i, gv_linkid link) {
+  uint32_t peer;
+  gv_linkid pside;
+  gv_sim_link *l = link_of(s, link, &peer, &pside);
+
+  /* A link already down has its EV_DOWN on the way to this side. */
+  if (l->up) {
+    l->up = false;
+    push(s, s->now, EV_DOWN, i, link, NULL);
+    push(s, s->now + l->lat, EV_DOWN, peer, pside, NULL);
+  }
+}
+
+static void run_action(gv_sim *s, uint32_t i, const gv_action *a) {
+  gv_sim_node *n = &s->nodes[i];
+  switch (a->type) {
+  case GV_ACT_SEND: do_send(s, i, a); break;
+  case GV_ACT_DIAL: do_dial(s, i, a); break;
+  case GV_ACT_CLOSE: do_close(s, i, a->link); break;
+  case GV_ACT_RELEASE:
+    gv_lcore_release(n->lc, a->link, GV_HOLD_GOSSIP, s->now);
+    break;
+  case GV_ACT_DELIVER: record_delivery(s, i, a); break;
+  default: /* PERSIST, REPORT, REJECT: nothing to keep in a simulation */ break;
+  }
+}
+
 void gv_sim_drain(gv_sim *s, uint32_t i) {
   gv_sim_node *n = &s->nodes[i];
   gv_action a;
-  uint32_t peer;
-  gv_linkid pside;
+  bool more = true;
+  int64_t at;
 
-  while (gv_engine_next(n->e, &a)) {
-    switch (a.type) {
-    case GV_ACT_SEND: do_send(s, i, &a); break;
-    case GV_ACT_DIAL: do_dial(s, i, &a); break;
-    case GV_ACT_CLOSE: {
-      gv_sim_link *l = link_of(s, a.link, &peer, &pside);
-      if (l->up) {
-        l->up = false;
-        push(s, s->now, EV_DOWN, i, a.link, NULL);
-        push(s, s->now + l->lat, EV_DOWN, peer, pside, NULL);
-      }
-      break;
+  /* Each core's actions may be events for the other (a release closes a
+   * link; a close tells the engine), so drain until both are quiet. */
+  while (more) {
+    more = false;
+    while (gv_engine_next(n->e, &a)) {
+      run_action(s, i, &a);
+      more = true;
     }
-    case GV_ACT_WAKE:
-      n->wake = a.at;
-      push(s, a.at, EV_TIMER, i, 0, NULL);
-      break;
-    case GV_ACT_DELIVER: record_delivery(s, i, &a); break;
-    default: /* PERSIST, REPORT: nothing to store in a simulation */ break;
+    while (gv_lcore_next(n->lc, &a)) {
+      run_action(s, i, &a);
+      more = true;
     }
+  }
+  at = gv_engine_expiry(n->e);
+  if (gv_lcore_expiry(n->lc) < at)
+    at = gv_lcore_expiry(n->lc);
+  if (at < s->now)
+    at = s->now;
+  if (at != n->wake && at != INT64_MAX) {
+    n->wake = at;
+    push(s, at, EV_TIMER, i, 0, NULL);
   }
 }
 
 static void on_up(gv_sim *s, uint32_t k) {
   gv_sim_link *l = &s->links[k];
   gv_sim_node *a = &s->nodes[l->a], *b = &s->nodes[l->b];
+  gv_addr addr;
 
   if (a->dead)
     return;
@@ -249,8 +278,9 @@ static void on_up(gv_sim *s, uint32_t k) {
     return;
   }
   l->up = true;
-  gv_engine_link_up(a->e, 2 * k + 1, b->id.pk, true, s->now);
-  gv_engine_link_up(b->e, 2 * k + 2, a->id.pk, false, s->now);
+  node_addr(l->b, &addr);
+  gv_lcore_open(a->lc, 2 * k + 1, b->id.pk, true, &addr, s->now);
+  gv_lcore_open(b->lc, 2 * k + 2, a->id.pk, false, NULL, s->now);
   gv_sim_drain(s, l->a);
   gv_sim_drain(s, l->b);
 }
@@ -268,15 +298,16 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     }
     switch (ev.kind) {
     case EV_FRAME:
-      gv_engine_recv(n->e, ev.arg, ev.buf->data, ev.buf->len, s->now);
+      gv_lcore_recv(n->lc, ev.arg, ev.buf->data, ev.buf->len, s->now);
       gv_buf_unref(ev.buf);
       break;
     case EV_UP: on_up(s, ev.arg); continue;
-    case EV_DOWN: gv_engine_link_down(n->e, ev.arg, s->now); break;
+    case EV_DOWN: gv_lcore_closed(n->lc, ev.arg, true, s->now); break;
     case EV_TIMER:
       if (n->wake != ev.t)
         continue; /* superseded */
       n->wake = INT64_MAX;
+      gv_lcore_tick(n->lc, s->now);
       gv_engine_tick(n->e, s->now);
       break;
     case EV_DIAL_FAIL: {
@@ -296,6 +327,7 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
 
 uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
   gv_engine_cfg c;
+  gv_lcore_cfg lc;
   gv_sim_node *n;
   uint32_t i;
   uint64_t seed;
@@ -335,17 +367,28 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
   c.stub_sigs = s->cfg.stub_sigs;
   c.active_target = s->cfg.active_target;
   c.heartbeat_ms = s->cfg.heartbeat_ms;
-  c.ping_ms = 0;
   c.shuffle_ms = s->cfg.shuffle_ms;
   c.broadcasting = !silent;
   if (!silent) {
     node_addr(i, &c.addrs[0]);
     c.n_addrs = 1;
   }
-  if (gv_engine_new(&n->e, &c, &n->id, s->now) < 0) {
-    fprintf(stderr, "grapevine-sim: cannot create engine %u\n", i);
+  gv_lcore_cfg_default(&lc);
+  lc.seed = c.seed;
+  lc.accepting = !silent;
+  lc.outbound_max = c.active_max;
+  lc.stub_sigs = s->cfg.stub_sigs;
+  /* No PINGs (as in every simulation so far), so no idle limit either:
+   * links end by close, crash or partition. */
+  lc.ping_ms = 0;
+  lc.idle_ms = INT64_MAX / 4;
+  if (gv_engine_new(&n->e, &c, &n->id, s->now) < 0 ||
+      gv_lcore_new(&n->lc, &lc, n->id.pk, s->now) < 0) {
+    fprintf(stderr, "grapevine-sim: cannot create node %u\n", i);
     exit(1);
   }
+  gv_engine_service(n->e, &n->svc);
+  gv_lcore_set_service(n->lc, GV_CHAN_GOSSIP, &n->svc);
   gv_sim_drain(s, i);
   return i;
 }
@@ -387,7 +430,7 @@ void gv_sim_flood_once(gv_sim *s, uint32_t i) {
     gv_buf *b;
     if (!l->up || (l->a != i && l->b != i))
       continue;
-    b = gv_buf_new(junk, sizeof(junk) - 1);
+    b = gv_chan_buf(GV_CHAN_GOSSIP, junk, sizeof(junk) - 1);
     if (l->a == i)
       push(s, s->now + l->lat, EV_FRAME, l->b, 2 * k + 2, b);
     else
@@ -410,7 +453,8 @@ bool gv_sim_check(gv_sim *s) {
   for (uint32_t i = 0; i < s->n_nodes; i++) {
     if (s->nodes[i].dead)
       continue;
-    if (gv_engine_check(s->nodes[i].e, &why) < 0) {
+    if (gv_engine_check(s->nodes[i].e, &why) < 0 ||
+        gv_lcore_check(s->nodes[i].lc, &why) < 0) {
       s->violations++;
       snprintf(s->violation, sizeof(s->violation), "node %u: %s", i, why.text);
       return false;
@@ -446,6 +490,7 @@ void gv_sim_free(gv_sim *s) {
   if (s == NULL)
     return;
   for (uint32_t i = 0; i < s->n_nodes; i++) {
+    gv_lcore_free(s->nodes[i].lc);
     gv_engine_free(s->nodes[i].e);
     gv_id_wipe(&s->nodes[i].id);
   }

@@ -1,4 +1,5 @@
-/* The simulator's virtual network: N real engines (node/engine.c), links
+/* The simulator's virtual network: N real nodes' cores (the link core,
+ * node/lcore.c, with the gossip engine, node/engine.c, as its service), links
  * with latency and loss, a virtual clock, and one event heap. Everything
  * random comes from the seed, and ties break by insertion order, so the same
  * configuration gives the same run.
@@ -13,6 +14,7 @@
 
 #include "engine.h"
 #include "idmap.h"
+#include "lcore.h"
 #include "rng.h"
 
 #define GV_SIM_T0 1767225600000LL /* virtual start: 2026-01-01T00:00:00Z */
@@ -30,6 +32,8 @@ typedef struct gv_sim_cfg {
 
 typedef struct gv_sim_node {
   gv_engine *e;
+  gv_lcore *lc;
+  gv_service svc; /* e on lc's gossip channel */
   gv_identity id;
   int64_t wake;         /* the pending timer; INT64_MAX: none */
   int64_t delivered_at; /* of the tracked message; -1: not yet */
@@ -101,7 +105,8 @@ void gv_sim_track(gv_sim *s, const uint8_t *id);
  * the first failure. */
 bool gv_sim_check(gv_sim *s);
 
-/* After any call into node i's engine: carry out its actions. */
+/* After any call into node i's cores: carry out their actions, then arm
+ * its timer at the earlier of their expiries. */
 void gv_sim_drain(gv_sim *s, uint32_t i);
 
 #endif

@@ -99,7 +99,7 @@ static void spec_handshake(const gv_identity *ini, const gv_identity *res,
   crypto_scalarmult_base(ei, ei_sk);
   crypto_scalarmult_base(er, er_sk);
   /* 1 */
-  memcpy(o->m1, "GVH\x01", 4);
+  memcpy(o->m1, "GVH\x02", 4);
   memcpy(o->m1 + 4, ei, 32);
   /* 2: the responder's view of the session keys */
   if (crypto_kx_server_session_keys(rx, tx, er, er_sk, ei) != 0)
@@ -108,12 +108,12 @@ static void spec_handshake(const gv_identity *ini, const gv_identity *res,
   memcpy(k_ri, tx, 32);
   /* 3 */
   h_init(&st);
-  crypto_generichash_update(&st, (const uint8_t *)"grapevine/1 handshake", 21);
+  crypto_generichash_update(&st, (const uint8_t *)"grapevine/2 handshake", 21);
   crypto_generichash_update(&st, o->m1, 36);
   crypto_generichash_update(&st, er, 32);
   crypto_generichash_final(&st, h2, 32);
   kdf(hk_r, k_ri, "hs r2i", h2);
-  memcpy(tbs, "grapevine/1 responder sig", 25);
+  memcpy(tbs, "grapevine/2 responder sig", 25);
   memcpy(tbs + 25, h2, 32);
   memcpy(tbs + 57, res->pk, 32);
   memcpy(pt, res->pk, 32);
@@ -127,7 +127,7 @@ static void spec_handshake(const gv_identity *ini, const gv_identity *res,
   crypto_generichash_update(&st, o->m2 + 32, 112);
   crypto_generichash_final(&st, h3, 32);
   kdf(hk_i, k_ir, "hs i2r", h3);
-  memcpy(tbs, "grapevine/1 initiator sig", 25);
+  memcpy(tbs, "grapevine/2 initiator sig", 25);
   memcpy(tbs + 25, h3, 32);
   memcpy(tbs + 57, res->pk, 32);
   memcpy(tbs + 89, ini->pk, 32);

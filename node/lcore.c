@@ -1,0 +1,795 @@
+/* The link core. node/lcore.h is its contract and draws the link states;
+ * PROTOCOL.md §5.2 gives the rules it enforces on the wire.
+ *
+ *   open --admit--> OPEN --HELLO--> READY --close_link--> CLOSING
+ *   gv_lcore_closed: any state --> removed
+ */
+#include "lcore.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idmap.h"
+#include "oom.h"
+#include "rng.h"
+
+#define PROTECT_SCORE 50.0
+#define PENALTY_HALF_LIFE_MS 600000.0
+#define REJECT_TEXTS 8 /* rejection reasons kept per drain; more are counted   \
+                        */
+
+typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
+
+typedef struct llink {
+  gv_linkid id;
+  uint8_t peer[GV_ID_BYTES];
+  bool dialed, has_addr;
+  gv_addr addr;
+  lstate state;
+  unsigned holds;
+  int64_t opened_at, up_at, last_rx;
+  double tokens;
+  int64_t tokens_at;
+  double penalty;
+  int64_t penalty_at;
+  uint64_t ping_nonce;
+  int64_t ping_sent; /* 0: no PING outstanding */
+  int64_t next_ping;
+  double rtt, availability, performance;
+  uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+} llink;
+
+struct gv_lcore {
+  gv_lcore_cfg cfg;
+  uint8_t self[GV_ID_BYTES];
+  gv_rng rng;
+  int64_t now, wall_offset;
+  llink *links;
+  size_t n_links, cap_links;
+  const gv_service *svc[GV__CHAN_COUNT];
+  gv_idmap bans; /* peer -> int64_t until, malloc'd */
+  gv_action *acts;
+  size_t act_head, n_acts, cap_acts;
+  char (*texts)[sizeof(((gv_why *)0)->text)]; /* REJECT_TEXTS, on demand */
+  size_t n_texts;
+  gv_lcore_stats stats;
+};
+
+const char *gv_close_label(gv_close why) {
+  static const char *const labels[] = {
+#define XX(name, label) label,
+      GV_CLOSE_MAP(XX)
+#undef XX
+  };
+  return (unsigned)why < GV__CLOSE_COUNT ? labels[why] : "unknown";
+}
+
+void gv_lcore_cfg_default(gv_lcore_cfg *c) {
+  memset(c, 0, sizeof(*c));
+  c->seed = 1;
+  c->inbound_max = 32;
+  c->outbound_max = 8;
+  c->hello_ms = 10000;
+  c->ping_ms = 30000;
+  c->ping_timeout_ms = 20000;
+  c->idle_ms = 90000;
+  c->protect_ms = 10 * 60000;
+  c->rate_per_s = 200;
+  c->rate_burst = 400;
+  c->ban_threshold = -30;
+  c->ban_ms = 10 * 60000;
+  c->agent = "grapevine/0.2.0";
+}
+
+/* ---- small helpers ---- */
+
+static int64_t jitter(gv_lcore *lc, int64_t ms) {
+  return ms / 2 + (int64_t)gv_rng_below(&lc->rng, (uint64_t)ms + 1); /* ±50% */
+}
+
+static llink *find(gv_lcore *lc, gv_linkid id) {
+  for (size_t i = 0; i < lc->n_links; i++)
+    if (lc->links[i].id == id)
+      return &lc->links[i];
+  return NULL;
+}
+
+static gv_action *push_act(gv_lcore *lc, gv_act_type type) {
+  gv_action *a;
+  if (lc->n_acts == lc->cap_acts) {
+    size_t cap = lc->cap_acts ? lc->cap_acts * 2 : 8;
+    lc->acts = gv__xrealloc(lc->acts, cap * sizeof(gv_action));
+    lc->cap_acts = cap;
+  }
+  a = &lc->acts[lc->n_acts++];
+  memset(a, 0, sizeof(*a));
+  a->type = type;
+  return a;
+}
+
+/* Queues are released once drained: an idle core holds none of its peak
+ * (the simulator keeps a million idle ones). */
+#define IDLE_KEEP 4
+
+bool gv_lcore_next(gv_lcore *lc, gv_action *a) {
+  if (lc->act_head == lc->n_acts) {
+    if (lc->cap_acts > IDLE_KEEP) {
+      free(lc->acts);
+      lc->acts = NULL;
+      lc->cap_acts = 0;
+    }
+    free(lc->texts);
+    lc->texts = NULL;
+    lc->act_head = lc->n_acts = 0;
+    lc->n_texts = 0;
+    return false;
+  }
+  *a = lc->acts[lc->act_head++];
+  return true;
+}
+
+static void begin(gv_lcore *lc, int64_t now) {
+  assert(now >= lc->now && "the clock must never go backwards");
+  if (now > lc->now)
+    lc->now = now;
+}
+
+/* ---- scores and bans ---- */
+
+static double penalty(gv_lcore *lc, llink *l) {
+  double dt = (double)(lc->now - l->penalty_at);
+  if (dt > 0 && l->penalty > 0) {
+    l->penalty *= pow(0.5, dt / PENALTY_HALF_LIFE_MS);
+    l->penalty_at = lc->now;
+  }
+  return l->penalty;
+}
+
+static double score(gv_lcore *lc, llink *l) {
+  return (l->availability + l->performance) / 2.0 - penalty(lc, l);
+}
+
+static void fill_info(gv_lcore *lc, llink *l, gv_link_info *o) {
+  memset(o, 0, sizeof(*o));
+  o->id = l->id;
+  memcpy(o->peer, l->peer, GV_ID_BYTES);
+  o->dialed = l->dialed;
+  o->ready = l->state == L_READY;
+  o->holds = l->holds;
+  o->up_at = l->up_at;
+  o->rtt_ms = l->rtt;
+  o->availability = l->availability;
+  o->performance = l->performance;
+  o->penalty = penalty(lc, l);
+  o->score = o->availability / 2 + o->performance / 2 - o->penalty;
+  o->msgs_in = l->msgs_in;
+  o->msgs_out = l->msgs_out;
+  o->bytes_in = l->bytes_in;
+  o->bytes_out = l->bytes_out;
+}
+
+static void tell_score(gv_lcore *lc, llink *l) {
+  gv_link_info info;
+  if (l->state != L_READY)
+    return;
+  fill_info(lc, l, &info);
+  for (unsigned c = 0; c < GV__CHAN_COUNT; c++)
+    if (lc->svc[c] != NULL && lc->svc[c]->score != NULL)
+      lc->svc[c]->score(lc->svc[c]->ctx, &info, lc->now);
+}
+
+bool gv_lcore_banned(const gv_lcore *lc, const uint8_t *peer) {
+  const int64_t *until = gv_idmap_get(&lc->bans, peer);
+  return until != NULL && *until > lc->now;
+}
+
+/* ---- closing ---- */
+
+static void close_link(gv_lcore *lc, llink *l, gv_close why) {
+  bool was_ready = l->state == L_READY;
+  gv_action *a;
+
+  if (l->state == L_CLOSING)
+    return;
+  l->state = L_CLOSING;
+  l->holds = 0;
+  lc->stats.closed[why]++;
+  a = push_act(lc, GV_ACT_CLOSE);
+  a->link = l->id;
+  a->reason = (int)why;
+  /* Services stop using it now, not when the transport is gone. */
+  if (was_ready)
+    for (unsigned c = 0; c < GV__CHAN_COUNT; c++)
+      if (lc->svc[c] != NULL && lc->svc[c]->down != NULL)
+        lc->svc[c]->down(lc->svc[c]->ctx, l->id, why, lc->now);
+}
+
+static void ban(gv_lcore *lc, llink *l) {
+  int64_t *until = gv_idmap_get(&lc->bans, l->peer);
+  if (until == NULL) {
+    until = gv__xmalloc(sizeof(*until));
+    if (gv_idmap_put(&lc->bans, l->peer, until) < 0)
+      abort(); /* only out of memory (oom.h) */
+  }
+  *until = lc->now + lc->cfg.ban_ms;
+  lc->stats.bans++;
+  close_link(lc, l, GV_CLOSE_BANNED);
+}
+
+static void add_penalty(gv_lcore *lc, llink *l, double points) {
+  penalty(lc, l);
+  l->penalty += points;
+  l->penalty_at = lc->now;
+  if (score(lc, l) < lc->cfg.ban_threshold)
+    ban(lc, l);
+  else
+    tell_score(lc, l);
+}
+
+/* ---- sending ---- */
+
+static void send_buf(gv_lcore *lc, llink *l, gv_buf *b) {
+  gv_action *a = push_act(lc, GV_ACT_SEND);
+  a->link = l->id;
+  a->buf = b; /* the caller's reference moves into the action */
+  l->msgs_out++;
+  l->bytes_out += b->len;
+}
+
+static void send_link_msg(gv_lcore *lc, llink *l, const gv_msg *m) {
+  char *out;
+  size_t len;
+  gv_buf *b;
+
+  if (gv_msg_encode_link(m, &out, &len) < 0)
+    abort(); /* only out of memory: our own messages always encode */
+  b = gv_chan_buf(GV_CHAN_LINK, out, len);
+  free(out);
+  send_buf(lc, l, b);
+}
+
+static void send_hello(gv_lcore *lc, llink *l) {
+  gv_msg h;
+  memset(&h, 0, sizeof(h));
+  h.type = GV_MSG_HELLO;
+  h.ts = lc->now + lc->wall_offset;
+  snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "%s", lc->cfg.agent);
+  if (lc->svc[GV_CHAN_GOSSIP] != NULL && lc->svc[GV_CHAN_GOSSIP]->hello != NULL)
+    lc->svc[GV_CHAN_GOSSIP]->hello(lc->svc[GV_CHAN_GOSSIP]->ctx, &h);
+  send_link_msg(lc, l, &h);
+  h.u.hello.record = NULL; /* the service's, not ours to clear */
+}
+
+static void send_ping(gv_lcore *lc, llink *l) {
+  gv_msg p;
+  memset(&p, 0, sizeof(p));
+  p.type = GV_MSG_PING;
+  p.u.nonce = l->ping_nonce = gv_rng_next(&lc->rng) & GV_INT_MAX;
+  l->ping_sent = lc->now;
+  lc->stats.pings++;
+  send_link_msg(lc, l, &p);
+}
+
+/* ---- admission ---- */
+
+/* The node that dialed a link. */
+static const uint8_t *initiator(const gv_lcore *lc, const llink *l) {
+  return l->dialed ? lc->self : l->peer;
+}
+
+static size_t count(const gv_lcore *lc, bool dialed) {
+  size_t n = 0;
+  for (size_t i = 0; i < lc->n_links; i++)
+    n += lc->links[i].state != L_CLOSING && lc->links[i].dialed == dialed;
+  return n;
+}
+
+/* The inbound link to give up for a newcomer: the lowest-scored one that
+ * is not an established good neighbour, the newest among equals. */
+static llink *eviction_victim(gv_lcore *lc) {
+  llink *worst = NULL;
+  double worst_score = 0;
+  for (size_t i = 0; i < lc->n_links; i++) {
+    llink *l = &lc->links[i];
+    double s;
+    if (l->dialed || l->state == L_CLOSING)
+      continue;
+    s = score(lc, l);
+    if (l->state == L_READY && lc->now - l->up_at >= lc->cfg.protect_ms &&
+        s >= PROTECT_SCORE)
+      continue;
+    if (worst == NULL || s < worst_score ||
+        (s == worst_score && l->opened_at > worst->opened_at)) {
+      worst = l;
+      worst_score = s;
+    }
+  }
+  return worst;
+}
+
+/* Decides on a new link; returns the reason to refuse it, or -1. May close
+ * another link (duplicate, eviction). */
+static int admit(gv_lcore *lc, llink *n) {
+  if (memcmp(n->peer, lc->self, GV_ID_BYTES) == 0)
+    return GV_CLOSE_SELF;
+  if (gv_lcore_banned(lc, n->peer))
+    return GV_CLOSE_BANNED;
+  if (!n->dialed && !lc->cfg.accepting)
+    return GV_CLOSE_NOT_ACCEPTING;
+  for (size_t i = 0; i < lc->n_links; i++) {
+    llink *o = &lc->links[i];
+    if (o == n || o->state == L_CLOSING ||
+        memcmp(o->peer, n->peer, GV_ID_BYTES) != 0)
+      continue;
+    /* Both ends keep the link dialed by the smaller id, so two nodes that
+     * dial each other at once agree on the survivor. */
+    if (memcmp(initiator(lc, n), initiator(lc, o), GV_ID_BYTES) >= 0)
+      return GV_CLOSE_DUPLICATE;
+    close_link(lc, o, GV_CLOSE_DUPLICATE);
+  }
+  if (n->dialed && count(lc, true) > lc->cfg.outbound_max)
+    return GV_CLOSE_FULL;
+  if (!n->dialed && count(lc, false) > lc->cfg.inbound_max) {
+    llink *v = eviction_victim(lc);
+    if (v == NULL || v == n)
+      return GV_CLOSE_FULL;
+    close_link(lc, v, GV_CLOSE_EVICTED);
+  }
+  return -1;
+}
+
+/* ---- events ---- */
+
+void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
+                   bool dialed, const gv_addr *addr, int64_t now) {
+  llink *l;
+  int refuse;
+
+  begin(lc, now);
+  if (lc->n_links == lc->cap_links) {
+    size_t cap = lc->cap_links ? lc->cap_links * 2 : 8;
+    lc->links = gv__xrealloc(lc->links, cap * sizeof(llink));
+    lc->cap_links = cap;
+  }
+  l = &lc->links[lc->n_links++];
+  memset(l, 0, sizeof(*l));
+  l->id = link;
+  memcpy(l->peer, peer, GV_ID_BYTES);
+  l->dialed = dialed;
+  if (dialed && addr != NULL) {
+    l->has_addr = true;
+    l->addr = *addr;
+  }
+  l->state = L_OPEN;
+  l->opened_at = l->last_rx = l->tokens_at = l->penalty_at = lc->now;
+  l->tokens = lc->cfg.rate_burst;
+  l->rtt = -1;
+  l->availability = l->performance = 50;
+  lc->stats.opened++;
+  refuse = admit(lc, l);
+  if (refuse >= 0) {
+    close_link(lc, l, (gv_close)refuse);
+    return;
+  }
+  send_hello(lc, l);
+}
+
+static void ready(gv_lcore *lc, llink *l, const gv_msg *hello) {
+  l->state = L_READY;
+  l->up_at = lc->now;
+  for (unsigned c = 1; c < GV__CHAN_COUNT && l->state == L_READY; c++) {
+    const gv_service *s = lc->svc[c];
+    if (s != NULL && s->up != NULL &&
+        s->up(s->ctx, l->id, l->peer, l->dialed, l->has_addr ? &l->addr : NULL,
+              hello, lc->now))
+      l->holds |= 1u << (c - 1);
+  }
+  if (l->state != L_READY)
+    return;
+  if (l->holds == 0) {
+    close_link(lc, l, GV_CLOSE_UNWANTED);
+    return;
+  }
+  /* The first PING at once: the link's RTT is known within a round trip,
+   * not after the first interval. */
+  if (lc->cfg.ping_ms > 0) {
+    send_ping(lc, l);
+    l->next_ping = lc->now + jitter(lc, lc->cfg.ping_ms);
+  }
+}
+
+static bool rate_ok(gv_lcore *lc, llink *l) {
+  double dt = (double)(lc->now - l->tokens_at) / 1000.0;
+  l->tokens = fmin(lc->cfg.rate_burst, l->tokens + dt * lc->cfg.rate_per_s);
+  l->tokens_at = lc->now;
+  if (l->tokens < 1.0)
+    return false;
+  l->tokens -= 1.0;
+  return true;
+}
+
+static double points_for(int rc) {
+  return rc == GV_EBADSIG ? 20 : rc == GV_ESTALE || rc == GV_EFUTURE ? 2 : 10;
+}
+
+static void reject(gv_lcore *lc, llink *l, int rc, const gv_why *why) {
+  gv_action *a;
+  lc->stats.rejected++;
+  if (lc->texts == NULL)
+    lc->texts = gv__xmalloc(REJECT_TEXTS * sizeof(*lc->texts));
+  if (lc->n_texts < REJECT_TEXTS) {
+    a = push_act(lc, GV_ACT_REJECT);
+    a->link = l->id;
+    a->reason = rc;
+    snprintf(lc->texts[lc->n_texts], sizeof(lc->texts[0]), "%s",
+             why != NULL && why->text[0] ? why->text : gv_strerror(rc));
+    a->why = lc->texts[lc->n_texts++];
+  }
+  add_penalty(lc, l, points_for(rc));
+}
+
+static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
+                        size_t len) {
+  gv_msg_policy pol;
+  gv_msg m;
+  gv_why why;
+  int rc;
+
+  memset(&pol, 0, sizeof(pol));
+  pol.now_ms = lc->now + lc->wall_offset;
+  pol.trust_sigs = lc->cfg.stub_sigs;
+  why.text[0] = '\0';
+  rc = gv_msg_decode(&m, msg, len, &pol, &why);
+  if (rc == 0 && gv_msg_is_gossip(m.type))
+    rc = gv_fail(&why, GV_ETYPE, "%s on the link channel",
+                 gv_msg_type_name(m.type));
+  if (rc == 0 && (m.type == GV_MSG_IHAVE || m.type == GV_MSG_IWANT))
+    rc = gv_fail(&why, GV_ETYPE, "%s belongs on the gossip channel",
+                 gv_msg_type_name(m.type));
+  if (rc == 0 && l->state == L_OPEN && m.type != GV_MSG_HELLO)
+    rc = gv_fail(&why, GV_ESTATE, "%s before HELLO", gv_msg_type_name(m.type));
+  if (rc == 0 && l->state == L_READY && m.type == GV_MSG_HELLO)
+    rc = gv_fail(&why, GV_ESTATE, "a second HELLO");
+  if (rc < 0) {
+    reject(lc, l, rc, &why);
+    /* The link's rules, not a message's content: the link is unusable. */
+    if (l->state == L_OPEN || rc == GV_ESTATE)
+      close_link(lc, l, GV_CLOSE_PROTOCOL);
+    gv_msg_clear(&m);
+    return;
+  }
+  switch (m.type) {
+  case GV_MSG_HELLO:
+    /* A record that is not the peer's own is ignored (PROTOCOL.md §6.4). */
+    if (m.u.hello.record != NULL &&
+        memcmp(m.u.hello.record->origin, l->peer, GV_ID_BYTES) != 0) {
+      gv_msg_clear(m.u.hello.record);
+      free(m.u.hello.record);
+      m.u.hello.record = NULL;
+    }
+    ready(lc, l, &m);
+    break;
+  case GV_MSG_PING: {
+    gv_msg pong;
+    memset(&pong, 0, sizeof(pong));
+    pong.type = GV_MSG_PONG;
+    pong.u.nonce = m.u.nonce;
+    send_link_msg(lc, l, &pong);
+    break;
+  }
+  case GV_MSG_PONG:
+    if (l->ping_sent > 0 && m.u.nonce == l->ping_nonce) {
+      double rtt = (double)(lc->now - l->ping_sent);
+      double perf = fmax(0.0, fmin(100.0, 100.0 * (1.0 - rtt / 1000.0)));
+      l->rtt = l->rtt < 0 ? rtt : l->rtt * 0.7 + rtt * 0.3;
+      l->performance = l->performance * 0.7 + perf * 0.3;
+      l->availability += (100.0 - l->availability) * 0.2;
+      l->ping_sent = 0;
+      lc->stats.pongs++;
+      tell_score(lc, l);
+    }
+    break;
+  default: break; /* GOODBYE: the transport reports the end */
+  }
+  gv_msg_clear(&m);
+}
+
+void gv_lcore_recv(gv_lcore *lc, gv_linkid link, const uint8_t *pt, size_t len,
+                   int64_t now) {
+  llink *l;
+  unsigned chan;
+
+  begin(lc, now);
+  if ((l = find(lc, link)) == NULL || l->state == L_CLOSING)
+    return;
+  l->last_rx = lc->now;
+  l->msgs_in++;
+  l->bytes_in += len;
+  if (len < GV_CHAN_HDR + 1) {
+    gv_why why;
+    reject(lc, l, gv_fail(&why, GV_EFRAME, "an empty plaintext"), &why);
+    close_link(lc, l, GV_CLOSE_PROTOCOL);
+    return;
+  }
+  chan = pt[0];
+  pt += GV_CHAN_HDR;
+  len -= GV_CHAN_HDR;
+  if (chan >= GV__CHAN_COUNT ||
+      (chan != GV_CHAN_LINK && lc->svc[chan] == NULL)) {
+    lc->stats.unknown_chan++; /* a newer node's service: not an error */
+    return;
+  }
+  lc->stats.msgs_in[chan]++;
+  lc->stats.bytes_in[chan] += len;
+  if (chan != GV_CHAN_LINK && l->state != L_READY) {
+    gv_why why;
+    reject(
+        lc, l,
+        gv_fail(&why, GV_ESTATE, "%s message before HELLO", gv_chan_name(chan)),
+        &why);
+    close_link(lc, l, GV_CLOSE_PROTOCOL);
+    return;
+  }
+  /* Link control and gossip share a per-link budget; relay and torrent
+   * have flow control of their own. */
+  if ((chan == GV_CHAN_LINK || chan == GV_CHAN_GOSSIP) && !rate_ok(lc, l)) {
+    lc->stats.rate_limited++;
+    add_penalty(lc, l, 1);
+    return;
+  }
+  if (len > gv_chan_max(chan)) {
+    gv_why why;
+    reject(lc, l,
+           gv_fail(&why, GV_ETOOBIG, "%zu bytes on the %s channel", len,
+                   gv_chan_name(chan)),
+           &why);
+    return;
+  }
+  if (chan == GV_CHAN_LINK) {
+    on_link_msg(lc, l, pt, len);
+  } else {
+    const gv_service *s = lc->svc[chan];
+    gv_why why;
+    int rc;
+    why.text[0] = '\0';
+    rc = s->recv(s->ctx, l->id, pt, len, lc->now, &why);
+    if (rc < 0 && l->state != L_CLOSING)
+      reject(lc, l, rc, &why);
+  }
+}
+
+void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
+  llink *l;
+
+  begin(lc, now);
+  if ((l = find(lc, link)) == NULL)
+    return;
+  close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
+  /* The CLOSE just queued for a link already gone is moot: drop it. */
+  for (size_t i = lc->act_head; i < lc->n_acts; i++)
+    if (lc->acts[i].type == GV_ACT_CLOSE && lc->acts[i].link == link)
+      lc->acts[i].type = GV_ACT_NONE;
+  *l = lc->links[--lc->n_links];
+}
+
+void gv_lcore_tick(gv_lcore *lc, int64_t now) {
+  begin(lc, now);
+  for (size_t i = 0; i < lc->n_links; i++) {
+    llink *l = &lc->links[i];
+    if (l->state == L_OPEN && lc->now - l->opened_at >= lc->cfg.hello_ms)
+      close_link(lc, l, GV_CLOSE_HELLO_TIMEOUT);
+    if (l->state != L_READY)
+      continue;
+    if (lc->now - l->last_rx >= lc->cfg.idle_ms) {
+      close_link(lc, l, GV_CLOSE_IDLE);
+      continue;
+    }
+    if (l->ping_sent > 0 && lc->now - l->ping_sent >= lc->cfg.ping_timeout_ms) {
+      close_link(lc, l, GV_CLOSE_PING_TIMEOUT);
+      continue;
+    }
+    if (lc->cfg.ping_ms > 0 && l->ping_sent == 0 && lc->now >= l->next_ping) {
+      send_ping(lc, l);
+      l->next_ping = lc->now + lc->cfg.ping_ms;
+    }
+  }
+  for (size_t i = 0; i < lc->bans.cap; i++) {
+    int64_t *until = lc->bans.slots[i].val;
+    if (until != NULL && *until <= lc->now) {
+      gv_idmap_del(&lc->bans, lc->bans.slots[i].key);
+      free(until);
+      i--; /* backward shift may have moved another entry here */
+    }
+  }
+}
+
+int64_t gv_lcore_expiry(const gv_lcore *lc) {
+  int64_t at = INT64_MAX;
+#define EARLIER(t)                                                             \
+  do {                                                                         \
+    int64_t t_ = (t);                                                          \
+    if (t_ < at)                                                               \
+      at = t_;                                                                 \
+  } while (0)
+  for (size_t i = 0; i < lc->n_links; i++) {
+    const llink *l = &lc->links[i];
+    if (l->state == L_OPEN)
+      EARLIER(l->opened_at + lc->cfg.hello_ms);
+    if (l->state != L_READY)
+      continue;
+    EARLIER(l->last_rx + lc->cfg.idle_ms);
+    if (l->ping_sent > 0)
+      EARLIER(l->ping_sent + lc->cfg.ping_timeout_ms);
+    else if (lc->cfg.ping_ms > 0)
+      EARLIER(l->next_ping);
+  }
+  for (size_t i = 0; i < lc->bans.cap; i++) {
+    const int64_t *until = lc->bans.slots[i].val;
+    if (until != NULL)
+      EARLIER(*until);
+  }
+#undef EARLIER
+  return at;
+}
+
+/* ---- commands ---- */
+
+int gv_lcore_hold(gv_lcore *lc, gv_linkid link, unsigned hold, int64_t now) {
+  llink *l;
+  begin(lc, now);
+  if ((l = find(lc, link)) == NULL || l->state != L_READY)
+    return GV_ESTATE;
+  l->holds |= hold;
+  return 0;
+}
+
+int gv_lcore_release(gv_lcore *lc, gv_linkid link, unsigned hold, int64_t now) {
+  llink *l;
+  begin(lc, now);
+  if ((l = find(lc, link)) == NULL || l->state != L_READY)
+    return GV_ESTATE;
+  l->holds &= ~hold;
+  if (l->holds == 0)
+    close_link(lc, l, GV_CLOSE_UNWANTED);
+  return 0;
+}
+
+void gv_lcore_penalize(gv_lcore *lc, gv_linkid link, double points,
+                       int64_t now) {
+  llink *l;
+  begin(lc, now);
+  if ((l = find(lc, link)) != NULL && l->state != L_CLOSING)
+    add_penalty(lc, l, points);
+}
+
+void gv_lcore_close_all(gv_lcore *lc, gv_close why, int64_t now) {
+  begin(lc, now);
+  for (size_t i = 0; i < lc->n_links; i++)
+    close_link(lc, &lc->links[i], why);
+}
+
+void gv_lcore_send_failed(gv_lcore *lc, gv_linkid link, int64_t now) {
+  llink *l;
+  begin(lc, now);
+  if ((l = find(lc, link)) != NULL)
+    close_link(lc, l, GV_CLOSE_QUEUE_FULL);
+}
+
+void gv_lcore_set_accepting(gv_lcore *lc, bool on, int64_t now) {
+  begin(lc, now);
+  lc->cfg.accepting = on;
+  for (size_t i = 0; !on && i < lc->n_links; i++)
+    if (!lc->links[i].dialed)
+      close_link(lc, &lc->links[i], GV_CLOSE_NOT_ACCEPTING);
+}
+
+void gv_lcore_set_wall(gv_lcore *lc, int64_t offset) {
+  lc->wall_offset = offset;
+}
+
+void gv_lcore_set_service(gv_lcore *lc, gv_chan chan, const gv_service *svc) {
+  if (chan != GV_CHAN_LINK && (unsigned)chan < GV__CHAN_COUNT)
+    lc->svc[chan] = svc;
+}
+
+/* ---- construction and inspection ---- */
+
+int gv_lcore_new(gv_lcore **out, const gv_lcore_cfg *cfg,
+                 const uint8_t self[GV_ID_BYTES], int64_t now) {
+  gv_lcore *lc;
+  uint8_t key[GV_IDMAP_KEY_BYTES];
+  uint64_t x = cfg->seed ^ 0x6c636f72656b6579ULL;
+
+  *out = NULL;
+  if (cfg->hello_ms <= 0 || cfg->idle_ms <= 0 || cfg->ping_timeout_ms <= 0 ||
+      cfg->rate_per_s <= 0 || cfg->rate_burst < 1 || cfg->agent == NULL ||
+      strlen(cfg->agent) == 0 || strlen(cfg->agent) > GV_AGENT_MAX)
+    return GV_EINVAL;
+  lc = gv__xcalloc(1, sizeof(*lc));
+  lc->cfg = *cfg;
+  memcpy(lc->self, self, GV_ID_BYTES);
+  lc->now = now;
+  gv_rng_seed(&lc->rng, cfg->seed ^ 0x6c696e6b636f7265ULL);
+  for (int i = 0; i < 2; i++) {
+    uint64_t k = gv__splitmix64(&x);
+    memcpy(key + 8 * i, &k, 8);
+  }
+  gv_idmap_init(&lc->bans, key);
+  *out = lc;
+  return 0;
+}
+
+void gv_lcore_free(gv_lcore *lc) {
+  gv_action a;
+  if (lc == NULL)
+    return;
+  while (gv_lcore_next(lc, &a))
+    gv_buf_unref(a.buf);
+  for (size_t i = 0; i < lc->bans.cap; i++)
+    free(lc->bans.slots[i].val);
+  gv_idmap_free(&lc->bans);
+  free(lc->links);
+  free(lc->acts);
+  free(lc->texts);
+  free(lc);
+}
+
+const gv_lcore_stats *gv_lcore_stats_get(const gv_lcore *lc) {
+  return &lc->stats;
+}
+
+size_t gv_lcore_count(const gv_lcore *lc) {
+  size_t n = 0;
+  for (size_t i = 0; i < lc->n_links; i++)
+    n += lc->links[i].state != L_CLOSING;
+  return n;
+}
+
+bool gv_lcore_info(const gv_lcore *lc, size_t i, gv_link_info *out) {
+  gv_lcore *m = (gv_lcore *)lc; /* decaying the penalty is not a change */
+  for (size_t k = 0; k < m->n_links; k++) {
+    if (m->links[k].state == L_CLOSING)
+      continue;
+    if (i-- == 0) {
+      fill_info(m, &m->links[k], out);
+      return true;
+    }
+  }
+  return false;
+}
+
+double gv_lcore_score(const gv_lcore *lc, gv_linkid link) {
+  gv_lcore *m = (gv_lcore *)lc;
+  llink *l = find(m, link);
+  return l != NULL ? score(m, l) : 50.0;
+}
+
+int gv_lcore_check(const gv_lcore *lc, gv_why *why) {
+  size_t in = 0, out = 0;
+  for (size_t i = 0; i < lc->n_links; i++) {
+    const llink *l = &lc->links[i];
+    if (l->state == L_CLOSING) {
+      if (l->holds != 0)
+        return gv_fail(why, GV_ESTATE, "closing link %u is held", l->id);
+      continue;
+    }
+    if (l->state == L_READY && l->holds == 0)
+      return gv_fail(why, GV_ESTATE, "ready link %u has no holder", l->id);
+    if (memcmp(l->peer, lc->self, GV_ID_BYTES) == 0)
+      return gv_fail(why, GV_ESTATE, "link %u to this node", l->id);
+    if (!l->dialed && !lc->cfg.accepting)
+      return gv_fail(why, GV_ESTATE, "inbound link %u while silent", l->id);
+    in += !l->dialed;
+    out += l->dialed;
+    for (size_t j = i + 1; j < lc->n_links; j++)
+      if (lc->links[j].state != L_CLOSING &&
+          memcmp(lc->links[j].peer, l->peer, GV_ID_BYTES) == 0)
+        return gv_fail(why, GV_ESTATE, "two links to one peer");
+  }
+  if (in > lc->cfg.inbound_max || out > lc->cfg.outbound_max)
+    return gv_fail(why, GV_ELIMIT, "%zu inbound, %zu outbound links", in, out);
+  return 0;
+}
