@@ -121,11 +121,13 @@ run: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@BUILD=$(BUILD) scripts/localnet.sh
 
-# The sanitizer build lives in its own tree so it never mixes objects.
+# The sanitizer build lives in its own tree so it never mixes objects. It is
+# also the debug build: GV_DEBUG checks the cores' invariants after every
+# event (node/invariant.h).
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_CFLAGS="-DGV_DEBUG -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test-bins
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh

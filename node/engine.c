@@ -18,6 +18,7 @@
 
 #include "chan.h"
 #include "idmap.h"
+#include "invariant.h"
 #include "lcore.h"
 #include "oom.h"
 #include "rng.h"
@@ -266,6 +267,11 @@ static gv_action *push_act(gv_engine *e, gv_act_type type) {
 
 bool gv_engine_next(gv_engine *e, gv_action *a) {
   if (e->act_head == e->n_acts) {
+#ifdef GV_DEBUG
+    gv_why why;
+    if (gv_engine_check(e, &why) < 0)
+      gv__invariant_failed(why.text, __FILE__, __LINE__);
+#endif
     if (e->cap_acts > IDLE_KEEP) {
       free(e->acts);
       e->acts = NULL;
@@ -851,11 +857,18 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
   }
 }
 
+/* A cached message may still be handed out: a PEER_REQUEST only while
+ * the reverse paths its answers need are alive (route_ms); pulled later,
+ * it would be answered into paths that are gone. */
+static bool servable(const gv_engine *e, const cached *c) {
+  return c->type != GV_MSG_PEER_REQUEST || e->now - c->at < e->cfg.route_ms;
+}
+
 static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
   for (size_t i = 0; i < m->u.ids.n; i++) {
     cached *c = gv_idmap_get(&e->cache, m->u.ids.ids[i]);
     gv_buf *b;
-    if (c == NULL)
+    if (c == NULL || !servable(e, c))
       continue;
     b = encode_gossip(c->type, c->body, c->sig, c->ttl, c->hops);
     send_buf(e, l, b, c->type, true);
@@ -1110,12 +1123,13 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
     en->failures = 0;
     en->pub.last_seen = e->now;
   }
-  /* Anti-entropy (§2.2): every cached id (the cache is bounded), so a new
-   * neighbour can pull what it missed. */
+  /* Anti-entropy (§2.2): every servable cached id (the cache is bounded),
+   * so a new neighbour can pull what it missed. */
   if (e->cfg.repair)
     for (size_t i = 0; i < e->cache_q.len; i++) {
       cached *c = e->cache_q.items[(e->cache_q.head + i) % e->cache_q.cap];
-      queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, l->id, c->id);
+      if (servable(e, c))
+        queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, l->id, c->id);
     }
   finish(e);
   return true;

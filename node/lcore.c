@@ -13,13 +13,15 @@
 #include <string.h>
 
 #include "idmap.h"
+#include "invariant.h"
 #include "oom.h"
 #include "rng.h"
 
 #define PROTECT_SCORE 50.0
 #define PENALTY_HALF_LIFE_MS 600000.0
-#define REJECT_TEXTS 8 /* rejection reasons kept per drain; more are counted   \
-                        */
+#define REJECT_TEXTS                                                           \
+  8 /* rejection reasons kept per drain; more are counted                      \
+     */
 
 typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
 
@@ -116,6 +118,11 @@ static gv_action *push_act(gv_lcore *lc, gv_act_type type) {
 
 bool gv_lcore_next(gv_lcore *lc, gv_action *a) {
   if (lc->act_head == lc->n_acts) {
+#ifdef GV_DEBUG
+    gv_why why;
+    if (gv_lcore_check(lc, &why) < 0)
+      gv__invariant_failed(why.text, __FILE__, __LINE__);
+#endif
     if (lc->cap_acts > IDLE_KEEP) {
       free(lc->acts);
       lc->acts = NULL;
@@ -565,8 +572,8 @@ void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
   llink *l;
 
   begin(lc, now);
-  if ((l = find(lc, link)) == NULL)
-    return;
+  if (NEVER((l = find(lc, link)) == NULL))
+    return; /* every link given to gv_lcore_open ends here once */
   close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
   for (size_t i = lc->act_head; i < lc->n_acts; i++)

@@ -751,6 +751,41 @@ START_TEST(test_dials_candidates_with_backoff) {
 }
 END_TEST
 
+/* A PEER_REQUEST is handed out by IWANT only while the reverse paths its
+ * answers need live (60 s); an announcement for the whole cache time. */
+START_TEST(test_request_served_within_route_time) {
+  uint8_t rid[32];
+  gv_msg want;
+  char *out;
+  size_t len;
+  gv_buf *b;
+  int k;
+
+  h_init(2);
+  broadcasting(1, "198.51.100.2:7411");
+  h_start();
+  k = h_connect(0, 1);
+  ck_assert_int_eq(gv_engine_request(H.e[0], "some/repo", 4, rid, H.now), 0);
+  h_pump();
+  memset(&want, 0, sizeof(want));
+  want.type = GV_MSG_IWANT;
+  want.u.ids.n = 1;
+  memcpy(want.u.ids.ids[0], rid, 32);
+  ck_assert_int_eq(gv_msg_encode_link(&want, &out, &len), 0);
+  b = gv_chan_buf(GV_CHAN_GOSSIP, out, len);
+  free(out);
+  H.now += 59000;
+  gv_lcore_recv(H.lc[0], (gv_linkid)(2 * k + 1), b->data, b->len, H.now);
+  h_pump();
+  ck_assert_uint_eq(gv_engine_stats_get(H.e[0])->pulls_served, 1);
+  H.now += 2000;
+  gv_lcore_recv(H.lc[0], (gv_linkid)(2 * k + 1), b->data, b->len, H.now);
+  h_pump();
+  ck_assert_uint_eq(gv_engine_stats_get(H.e[0])->pulls_served, 1);
+  gv_buf_unref(b);
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -831,6 +866,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_table_cap);
   tcase_add_test(tc, test_dedup_cap_and_expiry);
   tcase_add_test(tc, test_cache_cap_and_expiry);
+  tcase_add_test(tc, test_request_served_within_route_time);
   tcase_add_test(tc, test_dials_candidates_with_backoff);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
