@@ -22,12 +22,15 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "backoff.h"
 #include "cli.h"
 #include "config.h"
 #include "conn.h"
 #include "ctl.h"
 #include "engine.h"
+#include "log.h"
 #include "metrics.h"
+#include "sockaddr.h"
 #include "store.h"
 #include "trkclient.h"
 
@@ -37,6 +40,8 @@
 #define STOP_GRACE_MS 3000
 #define RENEW_MS (20 * 60 * 1000)
 #define TRACKER_RETRY_MS 30000
+#define TRACKER_BACKOFF_BASE_MS 2000
+#define TRACKER_BACKOFF_MAX_MS 300000
 #define ANNOUNCE_DELAY_MS 1000         /* after the first link: gather more */
 #define REANNOUNCE_MS (30 * 60 * 1000) /* well within the 2 h expiry */
 
@@ -101,24 +106,9 @@ struct gv_node {
   gv_trkc_result trk_res;
   gv_trkc_peers trk_peers;
   uint64_t delivered, reports;
+  gv_log log;
+  gv_rng rng; /* retry jitter */
 };
-
-/* ---- logging: one line per event on stderr ---- */
-
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
-static void logf_(gv_node *n, gv_log_level lv, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void logf_(gv_node *n, gv_log_level lv, const char *fmt, ...) {
-  va_list ap;
-  if (lv > n->cfg.log_level)
-    return;
-  fprintf(stderr, "grapevine[%d] %s: ", (int)getpid(), level_names[lv]);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
 
 /* The engine's clock: wall-clock ms, never allowed to go backwards. */
 static int64_t now_ms(gv_node *n) {
@@ -126,21 +116,6 @@ static int64_t now_ms(gv_node *n) {
   if (t > n->last_now)
     n->last_now = t;
   return n->last_now;
-}
-
-static void addr_to_sockaddr(const gv_addr *a, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof(*ss));
-  if (a->family == 6) {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-    s6->sin6_family = AF_INET6;
-    memcpy(&s6->sin6_addr, a->ip, 16);
-    s6->sin6_port = htons(a->port);
-  } else {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    s4->sin_family = AF_INET;
-    memcpy(&s4->sin_addr, a->ip, 4);
-    s4->sin_port = htons(a->port);
-  }
 }
 
 /* ---- links ---- */
@@ -206,8 +181,8 @@ static void on_conn_open(gv_conn *c) {
   l->open = true;
   n->pending_hs--;
   gv_id_to_short(gv_conn_peer_id(c), shrt);
-  logf_(n, GV_LOG_INFO, "link %u up with %s (%s)", l->id, shrt,
-        l->dialed ? "dialed" : "inbound");
+  gv_logf(&n->log, GV_LOG_INFO, "link %u up with %s (%s)", l->id, shrt,
+          l->dialed ? "dialed" : "inbound");
   gv_engine_link_up(n->engine, l->id, gv_conn_peer_id(c), l->dialed, now_ms(n));
   if (!uv_is_active((uv_handle_t *)&n->announce))
     uv_timer_start(&n->announce, on_announce, ANNOUNCE_DELAY_MS, REANNOUNCE_MS);
@@ -225,13 +200,14 @@ static void on_conn_close(gv_conn *c, int status) {
   gv_node *n = l->node;
 
   if (l->open) {
-    logf_(n, status == 0 ? GV_LOG_INFO : GV_LOG_WARN, "link %u closed: %s",
-          l->id, status == 0 ? "goodbye" : gv_strerror(status));
+    gv_logf(&n->log, status == 0 ? GV_LOG_INFO : GV_LOG_WARN,
+            "link %u closed: %s", l->id,
+            status == 0 ? "goodbye" : gv_strerror(status));
     gv_engine_link_down(n->engine, l->id, now_ms(n));
   } else {
     n->pending_hs--;
-    logf_(n, GV_LOG_DEBUG, "connection %u failed: %s", l->id,
-          gv_strerror(status));
+    gv_logf(&n->log, GV_LOG_DEBUG, "connection %u failed: %s", l->id,
+            gv_strerror(status));
     if (l->dialed)
       gv_engine_dial_failed(n->engine, l->has_pin ? l->pin : NULL, &l->addr,
                             now_ms(n));
@@ -266,7 +242,7 @@ static void dial(gv_node *n, const uint8_t *peer, const gv_addr *addr) {
   }
   l->conn = c;
   gv_conn_set_timeouts(c, HANDSHAKE_MS, IDLE_MS);
-  addr_to_sockaddr(addr, &ss);
+  gv_addr_to_sockaddr(addr, &ss, NULL);
   gv_conn_dial(c, (struct sockaddr *)&ss); /* failure: on_close reports it */
 }
 
@@ -331,28 +307,29 @@ static void drain(gv_node *n) {
       if ((l = link_find(n, a.link)) != NULL && l->conn != NULL) {
         int rc = gv_conn_send(l->conn, a.buf->data, a.buf->len);
         if (rc < 0)
-          logf_(n, GV_LOG_WARN, "link %u: send: %s", l->id, gv_strerror(rc));
+          gv_logf(&n->log, GV_LOG_WARN, "link %u: send: %s", l->id,
+                  gv_strerror(rc));
       }
       gv_buf_unref(a.buf);
       break;
     case GV_ACT_DIAL: {
       char text[GV_ADDR_TEXT_MAX];
       gv_addr_format(&a.addr, text);
-      logf_(n, GV_LOG_DEBUG, "dialing %s", text);
+      gv_logf(&n->log, GV_LOG_DEBUG, "dialing %s", text);
       dial(n, a.peer, &a.addr);
       break;
     }
     case GV_ACT_CLOSE:
       if ((l = link_find(n, a.link)) != NULL) {
-        logf_(n, GV_LOG_INFO, "closing link %u: %s", l->id,
-              gv_strerror(a.reason));
+        gv_logf(&n->log, GV_LOG_INFO, "closing link %u: %s", l->id,
+                gv_strerror(a.reason));
         gv_conn_close(l->conn, NULL, 0);
       }
       break;
     case GV_ACT_WAKE: {
       int64_t now = now_ms(n);
-      logf_(n, GV_LOG_DEBUG, "engine wakes in %lld ms",
-            (long long)(a.at - now));
+      gv_logf(&n->log, GV_LOG_DEBUG, "engine wakes in %lld ms",
+              (long long)(a.at - now));
       if (!n->stopping)
         uv_timer_start(&n->wake, on_wake,
                        a.at > now ? (uint64_t)(a.at - now) : 0, 0);
@@ -391,8 +368,8 @@ static void on_connection(uv_stream_t *server, int status) {
     if (t != NULL) {
       uv_tcp_init(n->loop, t);
       if (uv_accept(server, (uv_stream_t *)t) == 0)
-        logf_(n, GV_LOG_DEBUG, "refused a connection: %zu handshakes running",
-              n->pending_hs);
+        gv_logf(&n->log, GV_LOG_DEBUG,
+                "refused a connection: %zu handshakes running", n->pending_hs);
       uv_close((uv_handle_t *)t, on_refused_closed);
     }
     return;
@@ -419,7 +396,7 @@ static int start_listening(gv_node *n, gv_why *why) {
   if (n->listening)
     return 0;
   gv_addr_format(&n->cfg.listen, text);
-  addr_to_sockaddr(&n->cfg.listen, &ss);
+  gv_addr_to_sockaddr(&n->cfg.listen, &ss, NULL);
   uv_tcp_init(n->loop, &n->listener);
   n->listener.data = n;
   if ((rc = uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0)) < 0 ||
@@ -428,7 +405,7 @@ static int start_listening(gv_node *n, gv_why *why) {
     return gv_fail(why, rc, "cannot listen on %s: %s", text, uv_strerror(rc));
   }
   n->listening = true;
-  logf_(n, GV_LOG_INFO, "listening on %s (broadcasting)", text);
+  gv_logf(&n->log, GV_LOG_INFO, "listening on %s (broadcasting)", text);
   return 0;
 }
 
@@ -479,17 +456,18 @@ static void trk_done(uv_work_t *w, int status) {
 
   n->trk_busy = false;
   if (rc < 0)
-    logf_(n, GV_LOG_WARN, "tracker: %s: %s",
-          job == TRK_PEERS      ? "peers"
-          : job == TRK_REGISTER ? "register"
-                                : "unregister",
-          n->trk_res.reason[0] ? n->trk_res.reason : gv_strerror(rc));
+    gv_logf(&n->log, GV_LOG_WARN, "tracker: %s: %s",
+            job == TRK_PEERS      ? "peers"
+            : job == TRK_REGISTER ? "register"
+                                  : "unregister",
+            n->trk_res.reason[0] ? n->trk_res.reason : gv_strerror(rc));
   for (size_t i = 0; rc == 0 && i < n->trk_peers.n; i++)
     gv_engine_add_candidate(n->engine, n->trk_peers.v[i].id,
                             &n->trk_peers.v[i].addr, now_ms(n));
   if (rc == 0 && job != TRK_UNREGISTER)
-    logf_(n, GV_LOG_INFO, "tracker: %s; %zu bootstrap node(s)",
-          job == TRK_PEERS ? "asked for peers" : "registered", n->trk_peers.n);
+    gv_logf(&n->log, GV_LOG_INFO, "tracker: %s; %zu bootstrap node(s)",
+            job == TRK_PEERS ? "asked for peers" : "registered",
+            n->trk_peers.n);
   gv_trkc_peers_free(&n->trk_peers);
   if (job == TRK_REGISTER && rc == 0)
     n->registered = true;
@@ -503,12 +481,8 @@ static void trk_done(uv_work_t *w, int status) {
         n->cfg.bootstrap && n->broadcasting ? RENEW_MS : TRACKER_RETRY_MS;
     uint64_t ms = cadence;
     if (rc < 0) {
-      unsigned k = n->trk_failures < 8 ? n->trk_failures : 8;
-      ms = 2000u << k;
-      if (ms > 300000)
-        ms = 300000;
-      ms = ms / 2 + randombytes_uniform((uint32_t)ms);
-      n->trk_failures++;
+      ms = (uint64_t)gv_backoff_ms(&n->rng, TRACKER_BACKOFF_BASE_MS,
+                                   TRACKER_BACKOFF_MAX_MS, ++n->trk_failures);
     } else {
       n->trk_failures = 0;
     }
@@ -740,7 +714,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
     if (!req.on && n->registered)
       trk_start(n, TRK_UNREGISTER);
     drain(n);
-    logf_(n, GV_LOG_INFO, "broadcast %s", req.on ? "on" : "off");
+    gv_logf(&n->log, GV_LOG_INFO, "broadcast %s", req.on ? "on" : "off");
     o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "ok", 1);
     cJSON_AddBoolToObject(o, "broadcasting", n->broadcasting);
@@ -893,7 +867,7 @@ static void on_second(uv_timer_t *t) {
   gv_why why = {""};
 
   if (gv_store_pending(n->store) > 0 && gv_store_flush(n->store, &why) < 0)
-    logf_(n, GV_LOG_ERROR, "store: %s", why.text);
+    gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
   if (n->metrics != NULL)
     publish_metrics(n);
 }
@@ -917,7 +891,7 @@ static void maybe_finalize(gv_node *n) {
     return;
   n->finalized = true;
   if (gv_store_flush(n->store, &why) < 0)
-    logf_(n, GV_LOG_ERROR, "store: %s", why.text);
+    gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
   close_handle((uv_handle_t *)&n->wake);
   close_handle((uv_handle_t *)&n->second);
   close_handle((uv_handle_t *)&n->renew);
@@ -925,7 +899,7 @@ static void maybe_finalize(gv_node *n) {
   close_handle((uv_handle_t *)&n->announce);
   close_handle((uv_handle_t *)&n->sigint);
   close_handle((uv_handle_t *)&n->sigterm);
-  logf_(n, GV_LOG_INFO, "stopped");
+  gv_logf(&n->log, GV_LOG_INFO, "stopped");
 }
 
 static void on_grace(uv_timer_t *t) {
@@ -943,7 +917,7 @@ static void stop(gv_node *n) {
   size_t len = 0;
 
   n->stopping = true;
-  logf_(n, GV_LOG_INFO, "stopping: goodbye to %zu link(s)", n->n_links);
+  gv_logf(&n->log, GV_LOG_INFO, "stopping: goodbye to %zu link(s)", n->n_links);
   stop_listening(n);
   close_handle((uv_handle_t *)&n->ctl);
   while (n->clients != NULL)
@@ -970,10 +944,11 @@ static void stop(gv_node *n) {
 static void on_signal(uv_signal_t *s, int signum) {
   gv_node *n = s->data;
   if (n->stopping) {
-    logf_(n, GV_LOG_WARN, "second signal: exiting now");
+    gv_logf(&n->log, GV_LOG_WARN, "second signal: exiting now");
     _exit(1);
   }
-  logf_(n, GV_LOG_INFO, "%s received", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  gv_logf(&n->log, GV_LOG_INFO, "%s received",
+          signum == SIGINT ? "SIGINT" : "SIGTERM");
   stop(n);
 }
 
@@ -1011,7 +986,8 @@ static int restore_peer(void *ctx, const uint8_t id[GV_ID_BYTES],
   (void)id;
   if (gv_engine_restore(n->engine, body, body_len, sig, last_seen, now_ms(n)) <
       0)
-    logf_(n, GV_LOG_DEBUG, "store: a cached record no longer validates");
+    gv_logf(&n->log, GV_LOG_DEBUG,
+            "store: a cached record no longer validates");
   return 0;
 }
 
@@ -1028,10 +1004,10 @@ static void load_settings(gv_node *n) {
   if (n->broadcasting &&
       gv_store_get(n->store, "broadcast", buf, sizeof(buf)) == 0 &&
       strcmp(buf, "off") == 0) {
-    logf_(n, GV_LOG_WARN,
-          "broadcast was switched off with 'grapevine "
-          "broadcast off'; staying silent. Run 'grapevine "
-          "broadcast on' to share this node's address again");
+    gv_logf(&n->log, GV_LOG_WARN,
+            "broadcast was switched off with 'grapevine "
+            "broadcast off'; staying silent. Run 'grapevine "
+            "broadcast on' to share this node's address again");
     n->broadcasting = false;
   }
 }
@@ -1041,24 +1017,13 @@ static void on_seed_resolved(uv_getaddrinfo_t *req, int status,
   gv_node *n = req->data;
   for (struct addrinfo *ai = res; status == 0 && ai != NULL; ai = ai->ai_next) {
     gv_addr a;
-    memset(&a, 0, sizeof(a));
-    if (ai->ai_family == AF_INET) {
-      const struct sockaddr_in *s4 = (const void *)ai->ai_addr;
-      a.family = 4;
-      memcpy(a.ip, &s4->sin_addr, 4);
-      a.port = ntohs(s4->sin_port);
-    } else if (ai->ai_family == AF_INET6) {
-      const struct sockaddr_in6 *s6 = (const void *)ai->ai_addr;
-      a.family = 6;
-      memcpy(a.ip, &s6->sin6_addr, 16);
-      a.port = ntohs(s6->sin6_port);
-    } else {
+    if (gv_addr_from_sockaddr(&a, ai->ai_addr) < 0)
       continue;
-    }
     gv_engine_add_candidate(n->engine, NULL, &a, now_ms(n));
   }
   if (status < 0)
-    logf_(n, GV_LOG_WARN, "peer: cannot resolve: %s", uv_strerror(status));
+    gv_logf(&n->log, GV_LOG_WARN, "peer: cannot resolve: %s",
+            uv_strerror(status));
   uv_freeaddrinfo(res);
   free(req);
   drain(n);
@@ -1101,8 +1066,8 @@ static int start(gv_node *n, gv_why *why) {
   if ((rc = gv_id_load_or_create(&n->id, path, &created, why)) < 0)
     return rc;
   gv_id_to_hex(n->id.pk, n->idhex);
-  logf_(n, GV_LOG_INFO, "node %s%s, data in %s", n->idhex,
-        created ? " (new identity)" : "", n->dir);
+  gv_logf(&n->log, GV_LOG_INFO, "node %s%s, data in %s", n->idhex,
+          created ? " (new identity)" : "", n->dir);
   snprintf(path, sizeof(path), "%s/node.db", n->dir);
   if ((rc = gv_store_open(&n->store, path, why)) < 0)
     return rc;
@@ -1126,8 +1091,8 @@ static int start(gv_node *n, gv_why *why) {
   if ((rc = gv_engine_new(&n->engine, &ec, &n->id, n->started)) < 0)
     return gv_fail(why, rc, "engine: %s", gv_strerror(rc));
   rc = gv_store_load_peers(n->store, restore_peer, n);
-  logf_(n, GV_LOG_INFO, "restored %zu cached peer(s)",
-        gv_engine_table_size(n->engine));
+  gv_logf(&n->log, GV_LOG_INFO, "restored %zu cached peer(s)",
+          gv_engine_table_size(n->engine));
   if (rc < 0)
     return gv_fail(why, rc, "store: cannot read cached peers");
 
@@ -1271,6 +1236,12 @@ int gv_cmd_node(int argc, char **argv) {
     free(n);
     return 2;
   }
+  gv_log_init(&n->log, stderr, n->cfg.log_level, "grapevine");
+  {
+    uint64_t seed;
+    randombytes_buf(&seed, sizeof(seed));
+    gv_rng_seed(&n->rng, seed);
+  }
   signal(SIGPIPE, SIG_IGN);
   umask(077);
   if (n->cfg.tracker[0])
@@ -1298,6 +1269,7 @@ int gv_cmd_node(int argc, char **argv) {
     close(n->lock_fd);
   if (n->cfg.tracker[0])
     curl_global_cleanup();
+  gv_log_done(&n->log);
   free(n->links);
   free(n);
   return rc < 0 ? 1 : 0;

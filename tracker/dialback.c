@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "msg.h"
+#include "sockaddr.h"
 
 typedef struct job {
   struct job *next, *prev; /* queue, then the in-flight list */
@@ -98,21 +99,6 @@ static void on_timeout(uv_timer_t *t) {
     gv_conn_abort(j->conn, UV_ETIMEDOUT);
 }
 
-static void to_sockaddr(const gv_addr *a, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof(*ss));
-  if (a->family == 4) {
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    in->sin_family = AF_INET;
-    in->sin_port = htons(a->port);
-    memcpy(&in->sin_addr, a->ip, 4);
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(a->port);
-    memcpy(&in6->sin6_addr, a->ip, 16);
-  }
-}
-
 static void start(gv_trk_dialer *d, job *j) {
   struct sockaddr_storage ss;
   int rc = gv_conn_new(&j->conn, d->loop, d->self, GV_HS_INITIATOR, j->id,
@@ -132,7 +118,7 @@ static void start(gv_trk_dialer *d, job *j) {
   d->flying = j;
   d->in_flight++;
   uv_timer_start(&j->timer, on_timeout, d->cfg.timeout_ms, 0);
-  to_sockaddr(&j->addr, &ss);
+  gv_addr_to_sockaddr(&j->addr, &ss, NULL);
   /* On failure the conn closes itself and on_close reports. */
   gv_conn_dial(j->conn, (const struct sockaddr *)&ss);
 }
