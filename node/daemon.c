@@ -225,6 +225,7 @@ static void dial(gv_node *n, const uint8_t *peer, const gv_addr *addr) {
   struct sockaddr_storage ss;
   nlink *l;
   gv_conn *c;
+  int rc;
 
   if (n->stopping || (l = link_add(n, true)) == NULL) {
     gv_engine_dial_failed(n->engine, pinned ? peer : NULL, addr, now_ms(n));
@@ -243,7 +244,14 @@ static void dial(gv_node *n, const uint8_t *peer, const gv_addr *addr) {
   l->conn = c;
   gv_conn_set_timeouts(c, HANDSHAKE_MS, IDLE_MS);
   gv_addr_to_sockaddr(addr, &ss, NULL);
-  gv_conn_dial(c, (struct sockaddr *)&ss); /* failure: on_close reports it */
+  if ((rc = gv_conn_dial(c, (struct sockaddr *)&ss)) < 0) {
+    /* on_close never comes: fail the dial here. */
+    n->pending_hs--;
+    gv_logf(&n->log, GV_LOG_DEBUG, "connection %u failed: %s", l->id,
+            gv_strerror(rc));
+    link_remove(n, l);
+    gv_engine_dial_failed(n->engine, pinned ? peer : NULL, addr, now_ms(n));
+  }
 }
 
 /* ---- control clients waiting for request results ---- */
@@ -382,10 +390,12 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   l->conn = c;
   gv_conn_set_timeouts(c, HANDSHAKE_MS, IDLE_MS);
-  if (uv_accept(server, gv_conn_stream(c)) < 0)
+  if (uv_accept(server, gv_conn_stream(c)) < 0) {
     gv_conn_abort(c, GV_ESTATE);
-  else
-    gv_conn_start(c);
+  } else if (gv_conn_start(c) < 0) {
+    n->pending_hs--; /* on_close never comes */
+    link_remove(n, l);
+  }
 }
 
 static int start_listening(gv_node *n, gv_why *why) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "conn.h"
 #include "log.h"
 #include "sockaddr.h"
 #include "testutil.h"
@@ -126,6 +127,53 @@ START_TEST(test_backoff_bounds) {
 }
 END_TEST
 
+static int closes;
+static void on_open_none(gv_conn *c) { (void)c; }
+static void on_msg_none(gv_conn *c, const uint8_t *m, size_t n) {
+  (void)c;
+  (void)m;
+  (void)n;
+}
+static void on_close_count(gv_conn *c, int status) {
+  (void)c;
+  (void)status;
+  closes++;
+}
+
+/* libuv's rule: a dial that returns an error never calls on_close, and the
+ * conn still releases itself (ASan's leak check sees it). A dial that
+ * returns 0 and then fails calls on_close once. */
+START_TEST(test_conn_failed_dial_is_silent) {
+  static const gv_conn_cbs cbs = {on_open_none, on_msg_none, on_close_count};
+  struct sockaddr_storage bad = {.ss_family = AF_UNSPEC};
+  struct sockaddr_storage ss;
+  gv_identity id;
+  uv_loop_t loop;
+  gv_conn *c;
+  gv_addr a;
+
+  ck_assert_int_eq(gv_id_generate(&id), 0);
+  uv_loop_init(&loop);
+  closes = 0;
+  ck_assert_int_eq(
+      gv_conn_new(&c, &loop, &id, GV_HS_INITIATOR, NULL, &cbs, NULL), 0);
+  ck_assert_int_lt(gv_conn_dial(c, (struct sockaddr *)&bad), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(closes, 0);
+
+  /* Port 1 on loopback: refused after the dial returned 0. */
+  ck_assert_int_eq(gv_addr_parse(&a, "127.0.0.1:1", 11), 0);
+  gv_addr_to_sockaddr(&a, &ss, NULL);
+  ck_assert_int_eq(
+      gv_conn_new(&c, &loop, &id, GV_HS_INITIATOR, NULL, &cbs, NULL), 0);
+  ck_assert_int_eq(gv_conn_dial(c, (struct sockaddr *)&ss), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(closes, 1);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+  gv_id_wipe(&id);
+}
+END_TEST
+
 static Suite *common_suite(void) {
   Suite *s = suite_create("common");
   TCase *tc = tcase_create("core");
@@ -134,6 +182,7 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_log_rate_limit);
   tcase_add_test(tc, test_log_one_line_and_parse);
   tcase_add_test(tc, test_backoff_bounds);
+  tcase_add_test(tc, test_conn_failed_dial_is_silent);
   suite_add_tcase(s, tc);
   return s;
 }

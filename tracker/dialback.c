@@ -74,8 +74,10 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
   (void)len;
 }
 
-static void on_close(gv_conn *c, int status) {
-  job *j = gv_conn_data(c);
+/* The dial is over (its conn closed, or never started): report, leave the
+ * in-flight list, free the job once its timer is closed. The caller
+ * kicks the queue. */
+static void job_end(job *j, int status) {
   gv_trk_dialer *d = j->d;
 
   j->conn = NULL;
@@ -88,6 +90,13 @@ static void on_close(gv_conn *c, int status) {
     j->next->prev = j->prev;
   d->in_flight--;
   uv_close((uv_handle_t *)&j->timer, on_timer_closed);
+}
+
+static void on_close(gv_conn *c, int status) {
+  job *j = gv_conn_data(c);
+  gv_trk_dialer *d = j->d;
+
+  job_end(j, status);
   kick(d);
 }
 
@@ -119,8 +128,8 @@ static void start(gv_trk_dialer *d, job *j) {
   d->in_flight++;
   uv_timer_start(&j->timer, on_timeout, d->cfg.timeout_ms, 0);
   gv_addr_to_sockaddr(&j->addr, &ss, NULL);
-  /* On failure the conn closes itself and on_close reports. */
-  gv_conn_dial(j->conn, (const struct sockaddr *)&ss);
+  if ((rc = gv_conn_dial(j->conn, (const struct sockaddr *)&ss)) < 0)
+    job_end(j, rc); /* on_close never comes; kick()'s loop goes on */
 }
 
 /* Starts queued dials while slots are free. */
