@@ -37,7 +37,8 @@ CORE_SRC  := node/engine.c common/idmap.c node/ctl.c
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
-             node/store.c node/config.c node/metrics.c node/trkclient.c
+             node/store.c node/config.c node/metrics.c node/trkclient.c \
+             node/links.c node/ctlsrv.c node/trkjobs.c node/nodemetrics.c
 TEST_NAMES := err identity frame handshake link msg idmap engine store \
               config metrics ctl common
 BENCH_SRC := tests/bench/bench_proto.c
