@@ -141,7 +141,7 @@ static void drain(gv_node *n) {
       int rc = gv_links_send(n->links, a.link, a.buf->data, a.buf->len);
       if (rc < 0 && rc != -ENOENT) /* -ENOENT: the link is gone */
         gv_logf(&n->log, GV_LOG_WARN, "link %u: send: %s", a.link,
-                gv_strerror(rc));
+                rc == GV_EBUSY ? "send queue full" : gv_strerror(rc));
       gv_buf_unref(a.buf);
       break;
     }

@@ -250,8 +250,13 @@ void gv_links_close(gv_links *t, gv_linkid id, int reason) {
   nlink *l = link_find(t, id);
   if (l == NULL)
     return;
+  /* The engine closes with GV_EBUSY when it has no room for the link or
+   * already has one to that peer; gv_strerror() would blur it with a full
+   * send queue. */
   gv_logf(t->log, GV_LOG_INFO, "closing link %u: %s", l->id,
-          gv_strerror(reason));
+          reason == GV_EBUSY ? "no room for another link, or already linked "
+                               "to this peer"
+                             : gv_strerror(reason));
   gv_conn_close(l->conn, NULL, 0);
 }
 
