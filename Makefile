@@ -25,19 +25,22 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
-             -Iproto -Inode $(PKG_CFLAGS) -MMD -MP
+             -Iproto -Icommon -Inode $(PKG_CFLAGS) -MMD -MP
 LDFLAGS ?=
 
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/json.c \
              proto/link.c proto/addr.c proto/msg.c proto/chan.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
-CORE_SRC  := node/engine.c node/lcore.c node/oom.c node/idmap.c node/ctl.c
+CORE_SRC  := node/engine.c node/lcore.c node/oom.c common/idmap.c node/ctl.c
+# The adapters' helpers shared by the node and the tracker (common/).
+COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
-NODE_SRC  := node/conn.c node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
-             node/store.c node/config.c node/metrics.c node/trkclient.c
+NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
+             node/store.c node/config.c node/metrics.c node/trkclient.c \
+             node/links.c node/ctlsrv.c node/trkjobs.c node/nodemetrics.c
 TEST_NAMES := err identity frame handshake link msg idmap engine store \
-              config metrics ctl
+              config metrics ctl common
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config
 
@@ -45,6 +48,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
 CORE_OBJ  := $(call obj,$(CORE_SRC))
 NODE_OBJ  := $(call obj,$(NODE_SRC))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
 BINS      := $(BUILD)/grapevine
 
 # Each module beyond proto/ and node/ adds its sources, binaries, tests and
@@ -77,17 +81,23 @@ $(BUILD)/libgvcore.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/libgvcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/libgvnode.a: $(NODE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/grapevine: $(call obj,node/main.c) $(BUILD)/libgvnode.a \
-                    $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+                    $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+                    $(BUILD)/libgvproto.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o \
                         $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvnode.a \
-                        $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+                        $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+                        $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 
@@ -101,12 +111,14 @@ $(BUILD)/bench/bench_proto: $(call obj,$(BENCH_SRC)) $(BUILD)/libgvproto.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/bench/gossip_load: $(call obj,tests/bench/gossip_load.c) \
-    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+    $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
-    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+    $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -17,19 +17,13 @@
 
 #include "addr.h"
 #include "err.h"
+#include "log.h" /* gv_log_level */
 #include "msg.h"
 
 #define GV_CONFIG_MAX_PEERS 32
 #define GV_CONFIG_PEER_MAX 256 /* HOST:PORT text */
 #define GV_CONFIG_URL_MAX 512
 #define GV_CONFIG_FILE_MAX (64 * 1024) /* larger config files are refused */
-
-typedef enum gv_log_level {
-  GV_LOG_ERROR,
-  GV_LOG_WARN,
-  GV_LOG_INFO,
-  GV_LOG_DEBUG,
-} gv_log_level;
 
 typedef struct gv_config {
   char data_dir[4096]; /* "" until set: the daemon resolves a default */

@@ -278,8 +278,8 @@ static void on_connection(uv_stream_t *server, int status) {
   d->bob.conn = c;
   if (uv_accept(server, gv_conn_stream(c)) < 0)
     gv_conn_abort(c, GV_ESTATE);
-  else
-    gv_conn_start(c);
+  else if (gv_conn_start(c) < 0)
+    d->bob.conn = NULL; /* on_close never comes; the deadline reports */
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -404,8 +404,16 @@ int gv_cmd_demo(int argc, char **argv) {
       d.port);
   sin.sin_port = htons((uint16_t)d.port);
   d.t_dial = uv_hrtime();
-  gv_conn_dial(c, (struct sockaddr *)&sin);
-  uv_timer_start(&d.deadline, on_deadline, DEMO_DEADLINE_MS, 0);
+  if ((rc = gv_conn_dial(c, (struct sockaddr *)&sin)) < 0) {
+    /* on_close never comes: end the demo here. */
+    fprintf(stderr, "grapevine demo: dial: %s\n", gv_strerror(rc));
+    d.failed = 1;
+    d.alice.conn = NULL;
+    uv_close((uv_handle_t *)&d.listener, NULL);
+    uv_close((uv_handle_t *)&d.deadline, NULL);
+  } else {
+    uv_timer_start(&d.deadline, on_deadline, DEMO_DEADLINE_MS, 0);
+  }
   uv_run(&d.loop, UV_RUN_DEFAULT);
   uv_loop_close(&d.loop);
 

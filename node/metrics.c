@@ -17,6 +17,8 @@
  */
 #include "metrics.h"
 
+#include "sockaddr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -117,22 +119,12 @@ int gv_metrics_start(gv_metrics **out, const gv_addr *addr, gv_why *why) {
   int rc = 0, err;
 
   *out = NULL;
-  memset(&ss, 0, sizeof(ss));
-  if (addr->family == 4) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(addr->port);
-    memcpy(&sin->sin_addr, addr->ip, 4);
-  } else if (addr->family == 6) {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(addr->port);
-    memcpy(&sin6->sin6_addr, addr->ip, 16);
-    flags |= MHD_USE_IPv6;
-  } else {
+  if (addr->family != 4 && addr->family != 6)
     return gv_fail(why, GV_EINVAL, "metrics: address family %u is not 4 or 6",
                    (unsigned)addr->family);
-  }
+  if (addr->family == 6)
+    flags |= MHD_USE_IPv6;
+  gv_addr_to_sockaddr(addr, &ss, NULL);
   gv_addr_format(addr, text);
   if ((m = calloc(1, sizeof(*m))) == NULL)
     return gv_fail(why, GV_ENOMEM, "metrics: out of memory");

@@ -1,5 +1,6 @@
 /* The error table. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "err.h"
@@ -35,6 +36,27 @@ START_TEST(test_errno_passthrough) {
 }
 END_TEST
 
+/* Every errno the C library can describe has its symbolic name, never
+ * EUNKNOWN; and each name is the one for that number. */
+START_TEST(test_every_errno_named) {
+  ck_assert_str_eq(gv_err_name(-ECONNREFUSED), "ECONNREFUSED");
+  ck_assert_str_eq(gv_err_name(-EADDRINUSE), "EADDRINUSE");
+  ck_assert_str_eq(gv_err_name(-EPIPE), "EPIPE");
+  ck_assert_str_eq(gv_err_name(-ENETUNREACH), "ENETUNREACH");
+  ck_assert_str_eq(gv_err_name(-EWOULDBLOCK), "EAGAIN");
+  for (int e = 1; e < 134; e++) {
+    char unknown[64];
+    snprintf(unknown, sizeof(unknown), "Unknown error %d", e);
+    if (strcmp(strerror(e), unknown) == 0)
+      continue; /* a hole in the numbering (41, 58 on Linux) */
+    ck_assert_msg(strcmp(gv_err_name(-e), "EUNKNOWN") != 0,
+                  "errno %d (%s) has no name", e, strerror(e));
+    ck_assert_int_eq(gv_err_name(-e)[0], 'E');
+  }
+  ck_assert_str_eq(gv_err_name(-999), "EUNKNOWN");
+}
+END_TEST
+
 START_TEST(test_fail_formats) {
   gv_why why;
   ck_assert_int_eq(gv_fail(&why, GV_ETTL, "ttl %u exceeds %u", 40u, 32u),
@@ -49,6 +71,7 @@ static Suite *err_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_codes_distinct_and_named);
   tcase_add_test(tc, test_errno_passthrough);
+  tcase_add_test(tc, test_every_errno_named);
   tcase_add_test(tc, test_fail_formats);
   suite_add_tcase(s, tc);
   return s;

@@ -1034,7 +1034,7 @@ static void store_teardown(void) {
   ck_assert_int_eq(system(cmd), 0);
 }
 
-static const gv_trk_log quiet = {GV_TRK_LOG_ERROR, NULL};
+static const gv_log quiet = {.level = GV_LOG_ERROR};
 
 typedef struct loaded {
   size_t n;
@@ -1064,7 +1064,7 @@ START_TEST(test_store_round_trip) {
   gv_why why = {""};
   loaded *l = calloc(1, sizeof(*l));
   size_t n_loaded, skipped;
-  gv_trk_log lg = quiet;
+  gv_log lg = quiet;
 
   lg.out = stderr;
   snprintf(path, sizeof(path), "%s/t.db", db_dir);
@@ -1125,7 +1125,7 @@ START_TEST(test_store_bad_rows_and_files) {
   gv_why why = {""};
   loaded *l = calloc(1, sizeof(*l));
   size_t n_loaded, skipped;
-  gv_trk_log lg = {GV_TRK_LOG_ERROR, stderr};
+  gv_log lg = {.level = GV_LOG_ERROR, .out = stderr};
 
   snprintf(path, sizeof(path), "%s/t.db", db_dir);
   ck_assert_int_eq(gv_trk_store_open(&s, path, &lg, &why), 0);

@@ -72,8 +72,8 @@ static void on_connection(uv_stream_t *server, int status) {
   p->conns++;
   if (uv_accept(server, gv_conn_stream(c)) < 0)
     gv_conn_abort(c, GV_ESTATE);
-  else
-    gv_conn_start(c);
+  else if (gv_conn_start(c) < 0)
+    p->conns--; /* on_close never comes */
 }
 
 static void on_signal(uv_signal_t *h, int signum) {

@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "msg.h"
+#include "sockaddr.h"
 
 typedef struct job {
   struct job *next, *prev; /* queue, then the in-flight list */
@@ -73,8 +74,10 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
   (void)len;
 }
 
-static void on_close(gv_conn *c, int status) {
-  job *j = gv_conn_data(c);
+/* The dial is over (its conn closed, or never started): report, leave the
+ * in-flight list, free the job once its timer is closed. The caller
+ * kicks the queue. */
+static void job_end(job *j, int status) {
   gv_trk_dialer *d = j->d;
 
   j->conn = NULL;
@@ -87,6 +90,13 @@ static void on_close(gv_conn *c, int status) {
     j->next->prev = j->prev;
   d->in_flight--;
   uv_close((uv_handle_t *)&j->timer, on_timer_closed);
+}
+
+static void on_close(gv_conn *c, int status) {
+  job *j = gv_conn_data(c);
+  gv_trk_dialer *d = j->d;
+
+  job_end(j, status);
   kick(d);
 }
 
@@ -96,21 +106,6 @@ static void on_timeout(uv_timer_t *t) {
   job *j = t->data;
   if (j->conn != NULL)
     gv_conn_abort(j->conn, UV_ETIMEDOUT);
-}
-
-static void to_sockaddr(const gv_addr *a, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof(*ss));
-  if (a->family == 4) {
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    in->sin_family = AF_INET;
-    in->sin_port = htons(a->port);
-    memcpy(&in->sin_addr, a->ip, 4);
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(a->port);
-    memcpy(&in6->sin6_addr, a->ip, 16);
-  }
 }
 
 static void start(gv_trk_dialer *d, job *j) {
@@ -132,9 +127,9 @@ static void start(gv_trk_dialer *d, job *j) {
   d->flying = j;
   d->in_flight++;
   uv_timer_start(&j->timer, on_timeout, d->cfg.timeout_ms, 0);
-  to_sockaddr(&j->addr, &ss);
-  /* On failure the conn closes itself and on_close reports. */
-  gv_conn_dial(j->conn, (const struct sockaddr *)&ss);
+  gv_addr_to_sockaddr(&j->addr, &ss, NULL);
+  if ((rc = gv_conn_dial(j->conn, (const struct sockaddr *)&ss)) < 0)
+    job_end(j, rc); /* on_close never comes; kick()'s loop goes on */
 }
 
 /* Starts queued dials while slots are free. */

@@ -1,7 +1,7 @@
 /* Dial-backs: before listing a node, the tracker connects to the address
  * the request came from at the port the node named, and completes the link
  * handshake (PROTOCOL.md §4) as initiator pinned to the node's id, then
- * closes with a GOODBYE in the FINAL frame. Runs node/conn.c on the
+ * closes with a GOODBYE in the FINAL frame. Runs common/conn.c on the
  * caller's libuv loop; bounded by a timeout per dial, a cap on dials in
  * flight, and a cap on dials queued.
  *

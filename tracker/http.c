@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "req.h"
+#include "sockaddr.h"
 
 enum method { M_GET, M_HEAD, M_POST, M_DELETE, M_OTHER };
 
@@ -161,20 +162,6 @@ static void addr_of_in4(gv_addr *a, const struct in_addr *in) {
   memcpy(a->ip, in, 4);
 }
 
-/* The address of a socket peer; an IPv4-mapped IPv6 one as IPv4. */
-static int addr_of_sockaddr(gv_addr *a, const struct sockaddr *sa) {
-  memset(a, 0, sizeof(*a));
-  if (sa == NULL)
-    return GV_EINVAL;
-  if (sa->sa_family == AF_INET)
-    addr_of_in4(a, &((const struct sockaddr_in *)sa)->sin_addr);
-  else if (sa->sa_family == AF_INET6)
-    addr_of_in6(a, &((const struct sockaddr_in6 *)sa)->sin6_addr);
-  else
-    return GV_EINVAL;
-  return 0;
-}
-
 /* The last address of X-Forwarded-For: the one our proxy appended. */
 static int addr_of_forwarded(gv_addr *a, const char *xff) {
   const char *last = strrchr(xff, ',');
@@ -233,13 +220,13 @@ static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
   ret = MHD_queue_response(r->conn, status, resp);
   MHD_destroy_response(resp);
   gv_trk_metrics_request(&t->metrics, r->route, status);
-  if (gv_trk_log_on(&t->log, GV_TRK_LOG_DEBUG)) {
+  if (gv_log_on(&t->log, GV_LOG_DEBUG)) {
     char addr[INET6_ADDRSTRLEN];
     inet_ntop(r->client.family == 4 ? AF_INET : AF_INET6, r->client.ip, addr,
               sizeof(addr));
-    gv_trk_logf(&t->log, GV_TRK_LOG_DEBUG, "http %s %s %u client=%s us=%llu",
-                r->method_text, gv_trk_route_name(r->route), status, addr,
-                (unsigned long long)((uv_hrtime() - r->t0) / 1000));
+    gv_logf(&t->log, GV_LOG_DEBUG, "http %s %s %u client=%s us=%llu",
+            r->method_text, gv_trk_route_name(r->route), status, addr,
+            (unsigned long long)((uv_hrtime() - r->t0) / 1000));
   }
   return ret;
 }
@@ -534,9 +521,9 @@ static void on_stored(void *ctx, int status) {
   uv_rwlock_wrunlock(&t->reg_lock);
   gv_trk_count(p->renewal ? &t->metrics.registered_renewed
                           : &t->metrics.registered_new);
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO,
-              "registered id=%s addr=%s repos=%u caps=%u renewed=%d", sid, addr,
-              p->rec.n_repos, p->rec.n_caps, p->renewal);
+  gv_logf(&t->log, GV_LOG_INFO,
+          "registered id=%s addr=%s repos=%u caps=%u renewed=%d", sid, addr,
+          p->rec.n_repos, p->rec.n_caps, p->renewal);
   if (b.oom) {
     free(b.p);
     finish_error(r, 503, "overloaded", "out of memory");
@@ -570,9 +557,8 @@ static void on_dialed(void *ctx, int status) {
     uv_rwlock_wrunlock(&t->reg_lock);
     if (rc == 1)
       gv_trk_store_del(t->store, p->rec.id, NULL, NULL);
-    gv_trk_logf(&t->log, GV_TRK_LOG_INFO,
-                "dial-back failed id=%s addr=%s: %s%s", sid, addr,
-                gv_strerror(status), rc == 1 ? " (delisted)" : "");
+    gv_logf(&t->log, GV_LOG_INFO, "dial-back failed id=%s addr=%s: %s%s", sid,
+            addr, gv_strerror(status), rc == 1 ? " (delisted)" : "");
     finish_error(r, 422, "dialback_failed", "dial-back to %s failed: %s", addr,
                  gv_strerror(status));
     return;
@@ -647,7 +633,7 @@ static void on_deleted(void *ctx, int status) {
   }
   gv_id_to_hex(r->p->rec.id, hex);
   gv_trk_count(&t->metrics.unregistered);
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO, "unregistered id=%.12s", hex);
+  gv_logf(&t->log, GV_LOG_INFO, "unregistered id=%.12s", hex);
   sb_printf(&b, "{\"status\":\"unregistered\",\"id\":\"%s\"}", hex);
   if (b.oom) {
     free(b.p);
@@ -926,7 +912,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     randombytes_buf(seed, sizeof(seed));
     gv_trk_rng_init(&cc->rng, seed);
     sodium_memzero(seed, sizeof(seed));
-    addr_of_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
+    gv_addr_from_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
+    cc->tcp.port = 0; /* a source port means nothing to the registry */
     *socket_context = cc;
     return;
   }
@@ -946,7 +933,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   n = strlen(line);
   while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     line[--n] = '\0';
-  gv_trk_logf(&t->log, GV_TRK_LOG_WARN, "http: %s", line);
+  gv_logf(&t->log, GV_LOG_WARN, "http: %s", line);
 }
 
 int gv_trk_http_start(gv_trk_ctx *t, gv_why *why) {

@@ -22,6 +22,7 @@
 
 #include "http.h"
 #include "req.h"
+#include "sockaddr.h"
 
 #define DRAIN_MS 10000 /* bound on the wait for in-flight requests */
 
@@ -104,8 +105,8 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss,
   const char *colon, *h = s;
   size_t hlen;
   unsigned port;
+  gv_addr a;
 
-  memset(ss, 0, sizeof(*ss));
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
     if (close == NULL || close[1] != ':')
@@ -123,21 +124,12 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss,
     return GV_EINVAL;
   memcpy(host, h, hlen);
   host[hlen] = '\0';
-  if (s[0] != '[') {
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-      return GV_EINVAL;
-    in->sin_family = AF_INET;
-    in->sin_port = htons((uint16_t)port);
-    *len = sizeof(*in);
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
-      return GV_EINVAL;
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons((uint16_t)port);
-    *len = sizeof(*in6);
-  }
+  memset(&a, 0, sizeof(a));
+  a.family = s[0] == '[' ? 6 : 4;
+  a.port = (uint16_t)port;
+  if (inet_pton(a.family == 6 ? AF_INET6 : AF_INET, host, a.ip) != 1)
+    return GV_EINVAL;
+  gv_addr_to_sockaddr(&a, ss, len);
   return 0;
 }
 
@@ -145,6 +137,7 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss,
 static int open_listener(gv_trk_ctx *t, gv_why *why) {
   struct sockaddr_storage ss;
   socklen_t len;
+  gv_addr bound;
   int one = 1, zero = 0, fd;
 
   if (parse_listen(t->cfg.listen, &ss, &len) < 0)
@@ -165,19 +158,8 @@ static int open_listener(gv_trk_ctx *t, gv_why *why) {
     return gv_fail(why, -err, "cannot listen on %s: %s", t->cfg.listen,
                    strerror(err));
   }
-  if (ss.ss_family == AF_INET) {
-    char ip[INET_ADDRSTRLEN];
-    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-    snprintf(t->listen_text, sizeof(t->listen_text), "%s:%u", ip,
-             ntohs(in->sin_port));
-  } else {
-    char ip[INET6_ADDRSTRLEN];
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-    snprintf(t->listen_text, sizeof(t->listen_text), "[%s]:%u", ip,
-             ntohs(in6->sin6_port));
-  }
+  gv_addr_from_sockaddr(&bound, (const struct sockaddr *)&ss);
+  gv_addr_format(&bound, t->listen_text);
   t->listen_fd = fd;
   return 0;
 }
@@ -196,7 +178,7 @@ static void on_expired(void *ctx, const uint8_t id[GV_ID_BYTES]) {
   gv_id_to_short(id, sid);
   gv_trk_count(&t->metrics.expired);
   gv_trk_store_del(t->store, id, NULL, NULL);
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO, "expired id=%s", sid);
+  gv_logf(&t->log, GV_LOG_INFO, "expired id=%s", sid);
 }
 
 /* Every second: expiry, and forgetting what no longer matters. */
@@ -226,10 +208,10 @@ static void on_drain(uv_timer_t *h) {
     return;
   if (pending > 0) {
     /* libmicrohttpd must not be stopped with suspended requests. */
-    gv_trk_logf(&t->log, GV_TRK_LOG_ERROR,
-                "%ld requests still pending after %d ms; exiting without "
-                "answering them",
-                pending, DRAIN_MS);
+    gv_logf(&t->log, GV_LOG_ERROR,
+            "%ld requests still pending after %d ms; exiting without "
+            "answering them",
+            pending, DRAIN_MS);
     a->status = 1;
   } else {
     gv_trk_http_stop(t);
@@ -251,8 +233,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (a->shutting)
     return;
   a->shutting = 1;
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO, "%s: shutting down",
-              signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  gv_logf(&t->log, GV_LOG_INFO, "%s: shutting down",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT");
   atomic_store(&t->stopping, 1);
   gv_trk_http_quiesce(t);
   gv_trk_dialer_stop(t->dialer);
@@ -318,7 +300,7 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
   c->max_conns = 1024;
   c->max_conns_per_ip = 32;
   c->conn_timeout_s = 30;
-  t->log.level = GV_TRK_LOG_INFO;
+  t->log.level = GV_LOG_INFO;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     const char *what = NULL;
     switch (opt) {
@@ -327,7 +309,7 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     case O_KEY: key = optarg; break;
     case O_TRUST: c->trust_proxy = 1; break;
     case O_LOG:
-      if (gv_trk_level_parse(optarg, &t->log.level) < 0)
+      if (gv_log_level_parse(optarg, &t->log.level) < 0)
         what = "--log-level takes error, warn, info or debug";
       break;
     case O_RATE:
@@ -447,7 +429,6 @@ int main(int argc, char **argv) {
   if (a == NULL)
     return 1;
   t = &a->t;
-  t->log.out = stderr;
   t->listen_fd = -1;
   if ((rc = parse_args(t, argc, argv)) >= 0) {
     free(a);
@@ -458,6 +439,7 @@ int main(int argc, char **argv) {
     free(a);
     return 1;
   }
+  gv_log_init(&t->log, stderr, t->log.level, "grapevine-tracker");
   signal(SIGPIPE, SIG_IGN);
   t->start_ms = gv_trk_now(t);
   uv_rwlock_init(&t->reg_lock);
@@ -486,14 +468,14 @@ int main(int argc, char **argv) {
   uv_timer_start(&a->tick, on_tick, 1000, 1000);
   gv_id_to_short(t->self.pk, sid);
   if (created)
-    gv_trk_logf(&t->log, GV_TRK_LOG_INFO, "created key %s", t->cfg.key_path);
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO,
-              "store %s: %zu registrations loaded, %zu skipped", t->cfg.db_path,
-              loaded, skipped);
-  gv_trk_logf(&t->log, GV_TRK_LOG_INFO,
-              "grapevine-tracker %s listening on http://%s (id %s, %u "
-              "threads, rate limit %u/s)",
-              GV_TRK_VERSION, t->listen_text, sid, t->cfg.threads, t->cfg.rate);
+    gv_logf(&t->log, GV_LOG_INFO, "created key %s", t->cfg.key_path);
+  gv_logf(&t->log, GV_LOG_INFO,
+          "store %s: %zu registrations loaded, %zu skipped", t->cfg.db_path,
+          loaded, skipped);
+  gv_logf(&t->log, GV_LOG_INFO,
+          "grapevine-tracker %s listening on http://%s (id %s, %u "
+          "threads, rate limit %u/s)",
+          GV_TRK_VERSION, t->listen_text, sid, t->cfg.threads, t->cfg.rate);
 
 out:
   uv_run(&a->loop, UV_RUN_DEFAULT);
@@ -503,7 +485,7 @@ out:
     close(t->listen_fd);
   gv_trk_store_close(t->store); /* commits what is queued */
   if (uv_loop_close(&a->loop) != 0)
-    gv_trk_logf(&t->log, GV_TRK_LOG_WARN, "event loop closed with handles");
+    gv_logf(&t->log, GV_LOG_WARN, "event loop closed with handles");
   gv_trk_reg_free(t->reg);
   gv_trk_replay_free(t->replay);
   gv_trk_buckets_free(t->buckets);
@@ -512,7 +494,8 @@ out:
   uv_mutex_destroy(&t->bucket_lock);
   gv_id_wipe(&t->self);
   if (a->status == 0)
-    gv_trk_logf(&t->log, GV_TRK_LOG_INFO, "stopped");
+    gv_logf(&t->log, GV_LOG_INFO, "stopped");
+  gv_log_done(&t->log);
   rc = a->status;
   free(a);
   return rc;

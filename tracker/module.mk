@@ -6,26 +6,27 @@ PKGS += libmicrohttpd libcurl
 # Sans-I/O cores (unit-tested, fuzzed) and the adapters around them.
 TRK_CORE_SRC := tracker/map.c tracker/rng.c tracker/registry.c \
                 tracker/replay.c tracker/bucket.c tracker/req.c
-TRK_SRC      := $(TRK_CORE_SRC) tracker/log.c tracker/metrics.c \
+TRK_SRC      := $(TRK_CORE_SRC) tracker/metrics.c \
                 tracker/store.c tracker/dialback.c tracker/http.c \
                 tracker/main.c
 TRK_CORE_OBJ := $(call obj,$(TRK_CORE_SRC))
-TRK_OBJ      := $(call obj,$(TRK_SRC) node/conn.c)
+TRK_OBJ      := $(call obj,$(TRK_SRC))
 
 BINS       += $(BUILD)/grapevine-tracker
 TEST_NAMES += tracker
 FUZZ_NAMES += tracker
 BENCH_BINS += $(BUILD)/bench/bench_tracker
 
-$(BUILD)/grapevine-tracker: $(TRK_OBJ) $(BUILD)/libgvproto.a
+$(BUILD)/grapevine-tracker: $(TRK_OBJ) $(BUILD)/libgvcommon.a \
+                            $(BUILD)/libgvproto.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # An explicit rule, so that the cores come before libgvproto.a on the link
 # line (the generic check_% rule would put them after it).
 $(BUILD)/tests/check_tracker: $(BUILD)/obj/tests/check_tracker.o \
     $(BUILD)/obj/tests/testutil.o $(TRK_CORE_OBJ) \
-    $(call obj,tracker/store.c tracker/log.c node/trkclient.c) \
-    $(BUILD)/libgvproto.a
+    $(call obj,tracker/store.c node/trkclient.c) \
+    $(BUILD)/libgvcommon.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 
@@ -34,13 +35,14 @@ $(BUILD)/tests/check_tracker: $(BUILD)/obj/tests/check_tracker.o \
 TRK_HELPERS := $(BUILD)/tests/tracker_peer $(BUILD)/tests/tracker_client
 test-bins: $(TRK_HELPERS)
 
-$(BUILD)/tests/tracker_peer: $(call obj,tests/tracker_peer.c node/conn.c) \
-                             $(BUILD)/libgvproto.a
+$(BUILD)/tests/tracker_peer: $(call obj,tests/tracker_peer.c) \
+                             $(BUILD)/libgvcommon.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/tracker_client: $(call obj,tests/tracker_client.c \
-                               node/trkclient.c) $(BUILD)/libgvproto.a
+                               node/trkclient.c) $(BUILD)/libgvcommon.a \
+                               $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

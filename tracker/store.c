@@ -41,7 +41,7 @@ struct gv_trk_store {
   sqlite3_stmt *put, *del, *begin, *commit, *rollback;
   int lock_fd;
   char *path;
-  const gv_trk_log *lg;
+  gv_log *lg;
   uv_thread_t thread;
   int started;
   /* Guarded by mu: */
@@ -182,8 +182,8 @@ static void free_store(gv_trk_store *s) {
   free(s);
 }
 
-int gv_trk_store_open(gv_trk_store **out, const char *path,
-                      const gv_trk_log *lg, gv_why *why) {
+int gv_trk_store_open(gv_trk_store **out, const char *path, gv_log *lg,
+                      gv_why *why) {
   gv_trk_store *s = calloc(1, sizeof(*s));
   int rc;
 
@@ -330,9 +330,9 @@ int gv_trk_store_load(gv_trk_store *s, int64_t now,
     const char *what, *id = col_text(st, 0);
     int err = read_row(st, r, &what);
     if (err < 0 || (err = row(ctx, r)) < 0) {
-      gv_trk_logf(s->lg, GV_TRK_LOG_WARN, "store: skipping row id=%.64s: %s%s",
-                  id ? id : "(null)", err == GV_EFIELD ? "bad " : "",
-                  err == GV_EFIELD ? what : gv_strerror(err));
+      gv_logf(s->lg, GV_LOG_WARN, "store: skipping row id=%.64s: %s%s",
+              id ? id : "(null)", err == GV_EFIELD ? "bad " : "",
+              err == GV_EFIELD ? what : gv_strerror(err));
       ++*skipped;
       continue;
     }
@@ -439,8 +439,8 @@ static void writer(void *arg) {
       }
     }
     if (failed)
-      gv_trk_logf(s->lg, GV_TRK_LOG_ERROR,
-                  "store: %zu of %zu writes failed: %s", failed, n, err);
+      gv_logf(s->lg, GV_LOG_ERROR, "store: %zu of %zu writes failed: %s",
+              failed, n, err);
     for (size_t i = 0; i < n; i++) {
       if (v[i]->cb != NULL)
         v[i]->cb(v[i]->ctx, v[i]->status);

@@ -47,8 +47,8 @@ typedef struct gv_trk_store_stats {
  * open or not writable (-EACCES / -EIO), used by another tracker (-EBUSY),
  * a schema from a newer version (GV_EVERSION). lg is borrowed (warnings
  * about skipped rows). */
-int gv_trk_store_open(gv_trk_store **out, const char *path,
-                      const gv_trk_log *lg, gv_why *why);
+int gv_trk_store_open(gv_trk_store **out, const char *path, gv_log *lg,
+                      gv_why *why);
 
 /* Start-up: deletes the rows expired at now, then calls row() for every
  * other row in expiry order. A row that does not validate is logged and

@@ -46,7 +46,7 @@ typedef struct gv_trk_cfg {
 
 typedef struct gv_trk_ctx {
   gv_trk_cfg cfg;
-  gv_trk_log log;
+  gv_log log;
   int64_t start_ms;
   atomic_int_fast64_t clock; /* the latest gv_trk_now() */
   atomic_int stopping;       /* refuse writes: shutting down */

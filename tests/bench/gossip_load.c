@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
     m.ttl = 2;
     m.seq = 2 + (uint64_t)i;
     m.ts = now + (int64_t)(i / (l.rate > 0 ? l.rate : 1)) * 1000;
-    l.beats[i] = seal(&m, &l.ids[i % (l.peers > 0 ? l.peers : 1)],
-                      &l.beat_len[i]);
+    l.beats[i] =
+        seal(&m, &l.ids[i % (l.peers > 0 ? l.peers : 1)], &l.beat_len[i]);
   }
   l.loop = uv_default_loop();
   l.conns = calloc((size_t)l.n_links, sizeof(gv_conn *));
@@ -143,10 +143,11 @@ int main(int argc, char **argv) {
   memcpy(&sin.sin_addr, target.ip, 4);
   sin.sin_port = htons(target.port);
   for (int i = 0; i < l.n_links; i++) {
-    if (gv_conn_new(&l.conns[i], l.loop, &l.ids[i], GV_HS_INITIATOR, NULL,
-                    &cbs, &l) < 0)
+    if (gv_conn_new(&l.conns[i], l.loop, &l.ids[i], GV_HS_INITIATOR, NULL, &cbs,
+                    &l) < 0)
       return 1;
-    gv_conn_dial(l.conns[i], (struct sockaddr *)&sin);
+    if (gv_conn_dial(l.conns[i], (struct sockaddr *)&sin) < 0)
+      return 1; /* on_close never comes */
   }
   uv_timer_init(l.loop, &l.tick);
   l.tick.data = &l;

@@ -181,6 +181,10 @@ kill -TERM "$pid_b2"
 wait "$pid_b2" 2>/dev/null; rc=$?
 [ $rc -eq 0 ] && grep -q "stopped" "$TMP/b2.log" && grep -q "goodbye to" "$TMP/b2.log" &&
   ok "SIGTERM: goodbye on every link, exit 0" || not_ok "shutdown" "$rc $(tail -3 "$TMP/b2.log")"
+# GV_EBUSY covers two conditions; the log names the one that happened.
+if grep -q "send queue full or no room" "$TMP"/*.log; then
+  not_ok "one log line for two conditions" "$(grep -h "send queue full or no room" "$TMP"/*.log | head -3)"
+else ok "a full send queue and a full link table log apart"; fi
 # Under `make asan`, any sanitizer report in any node's log fails the run.
 if grep -lE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$TMP"/*.log >/dev/null; then
   not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"

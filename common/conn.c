@@ -19,6 +19,7 @@ struct gv_conn {
   int shut_done;    /* our FINAL and everything before it is written */
   int finished;     /* handles are closing; nothing more is delivered */
   int handles_open; /* uv handles not yet closed */
+  int silent;       /* a start or dial failed: on_close is not called */
   int status;
   uint64_t handshake_ms, idle_ms, last_rx;
   uint8_t rbuf[READ_BUF];
@@ -39,7 +40,8 @@ static void on_handle_closed(uv_handle_t *h) {
 
   if (--c->handles_open > 0)
     return;
-  c->cbs.on_close(c, c->status);
+  if (!c->silent)
+    c->cbs.on_close(c, c->status);
   gv_link_free(c->link);
   free(c);
 }
@@ -171,7 +173,8 @@ int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
 
 uv_stream_t *gv_conn_stream(gv_conn *c) { return (uv_stream_t *)&c->tcp; }
 
-int gv_conn_start(gv_conn *c) {
+/* Starts reading; on failure the conn is finished (on_close follows). */
+static int start(gv_conn *c) {
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (!uv_is_active((uv_handle_t *)&c->timer))
     arm_watch(c);
@@ -184,6 +187,21 @@ int gv_conn_start(gv_conn *c) {
   return 0;
 }
 
+/* libuv's rule: an error returned here means on_close is never called. */
+static int fail_silently(gv_conn *c, int rc) {
+  c->silent = 1;
+  finish(c, rc);
+  return rc;
+}
+
+int gv_conn_start(gv_conn *c) {
+  int rc;
+
+  if ((rc = start(c)) < 0)
+    c->silent = 1; /* finish() ran; its handles are still closing */
+  return rc;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   gv_conn *c = req->data;
 
@@ -193,7 +211,7 @@ static void on_connect(uv_connect_t *req, int status) {
     finish(c, status);
     return;
   }
-  gv_conn_start(c);
+  start(c); /* gv_conn_dial() succeeded: a failure here reaches on_close */
 }
 
 int gv_conn_dial(gv_conn *c, const struct sockaddr *addr) {
@@ -202,9 +220,7 @@ int gv_conn_dial(gv_conn *c, const struct sockaddr *addr) {
   c->connect.data = c;
   arm_watch(c); /* the deadline covers the TCP connect too */
   rc = uv_tcp_connect(&c->connect, &c->tcp, addr, on_connect);
-  if (rc < 0)
-    finish(c, rc);
-  return rc;
+  return rc < 0 ? fail_silently(c, rc) : 0;
 }
 
 int gv_conn_send(gv_conn *c, const uint8_t *msg, size_t len) {

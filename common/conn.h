@@ -3,12 +3,16 @@
  *
  *   gv_conn_new -> gv_conn_dial (initiator) | uv_accept + gv_conn_start
  *   -> on_open -> on_msg* -> gv_conn_close (graceful) | gv_conn_abort
- *   -> on_close (always exactly once, last)
+ *   -> on_close (exactly once, last, unless dial/start returned an error)
  *
  * Lifetime: the conn owns its TCP handle and link. After on_close returns,
- * the conn is freed; do not touch it again. If gv_conn_dial() or
- * gv_conn_start() fails, on_close is still called (once the handle is
- * closed). The identity is borrowed and must outlive the conn.
+ * the conn is freed; do not touch it again. Failure follows libuv's rule:
+ * when gv_conn_dial() or gv_conn_start() returns an error, on_close is
+ * never called; the conn then releases itself (do not touch it again) and
+ * the caller undoes its own state at once. Once either has returned 0,
+ * on_close is called exactly once, last. A conn that was never dialed or
+ * started is released with gv_conn_abort() (on_close follows). The
+ * identity is borrowed and must outlive the conn.
  */
 #ifndef GV_CONN_H
 #define GV_CONN_H
@@ -44,6 +48,7 @@ uv_stream_t *gv_conn_stream(gv_conn *c);
  * idle_ms once open, is aborted with -ETIMEDOUT. 0 disables either. */
 void gv_conn_set_timeouts(gv_conn *c, uint64_t handshake_ms, uint64_t idle_ms);
 
+/* 0, or a UV_E* error after which on_close is never called. */
 int gv_conn_dial(gv_conn *c, const struct sockaddr *addr);
 int gv_conn_start(gv_conn *c);
 

@@ -1,0 +1,301 @@
+#include "ctlsrv.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct gv_ctlsrv {
+  uv_loop_t *loop;
+  uv_pipe_t pipe;
+  gv_engine *engine;
+  gv_ctlsrv_cbs cbs;
+  void *ctx;
+  struct ctl_client *clients;
+};
+
+typedef struct ctl_client {
+  uv_pipe_t pipe;
+  uv_timer_t wait;
+  gv_ctlsrv *srv;
+  char *buf;
+  size_t len;
+  bool waiting; /* a request command awaiting responses */
+  uint8_t req_id[GV_MSG_ID_BYTES];
+  char repo[GV_REPO_MAX + 1];
+  cJSON *found; /* object: id hex -> peer */
+  int handles;  /* uv handles not yet closed */
+  bool closing;
+  struct ctl_client *next;
+} ctl_client;
+
+static void write_line(ctl_client *c, cJSON *o);
+static void client_close(ctl_client *c);
+
+static cJSON *peer_json(const gv_peer_entry *p) {
+  cJSON *o = cJSON_CreateObject(), *a;
+  char hex[GV_ID_HEX_LEN + 1], addr[GV_ADDR_TEXT_MAX];
+  const char *r = p->repos;
+
+  gv_id_to_hex(p->id, hex);
+  cJSON_AddStringToObject(o, "id", hex);
+  a = cJSON_AddArrayToObject(o, "addresses");
+  for (int i = 0; i < p->n_addrs; i++) {
+    gv_addr_format(&p->addrs[i], addr);
+    cJSON_AddItemToArray(a, cJSON_CreateString(addr));
+  }
+  cJSON_AddBoolToObject(o, "broadcasting", p->broadcasting);
+  cJSON_AddBoolToObject(o, "bootstrap", p->bootstrap);
+  a = cJSON_AddArrayToObject(o, "repositories");
+  for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
+    cJSON_AddItemToArray(a, cJSON_CreateString(r));
+  cJSON_AddNumberToObject(o, "availability", round(p->availability));
+  cJSON_AddNumberToObject(o, "performance", round(p->performance));
+  cJSON_AddNumberToObject(o, "last_seen", (double)p->last_seen);
+  cJSON_AddBoolToObject(o, "connected", p->connected);
+  return o;
+}
+
+void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a) {
+  for (ctl_client *c = s->clients; c != NULL; c = c->next) {
+    if (!c->waiting || memcmp(c->req_id, a->msg_id, GV_MSG_ID_BYTES) != 0)
+      continue;
+    for (size_t i = 0; i < a->response->u.response.n_peers; i++) {
+      const gv_msg *rec = &a->response->u.response.peers[i];
+      const gv_peer_entry *p = gv_engine_table_get(s->engine, rec->origin);
+      char hex[GV_ID_HEX_LEN + 1];
+      gv_id_to_hex(rec->origin, hex);
+      if (p != NULL && cJSON_GetObjectItem(c->found, hex) == NULL &&
+          gv_peer_entry_has_repo(p, c->repo))
+        cJSON_AddItemToObject(c->found, hex, peer_json(p));
+    }
+  }
+}
+
+static void on_write_done(uv_write_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+static void write_line(ctl_client *c, cJSON *o) {
+  char *txt = cJSON_PrintUnformatted(o);
+  size_t len;
+  uv_write_t *req;
+  uv_buf_t buf;
+
+  cJSON_Delete(o);
+  if (txt == NULL)
+    return;
+  len = strlen(txt);
+  req = malloc(sizeof(*req) + len + 1);
+  if (req != NULL) {
+    memcpy((char *)(req + 1), txt, len);
+    ((char *)(req + 1))[len] = '\n';
+    buf = uv_buf_init((char *)(req + 1), (unsigned)len + 1);
+    if (uv_write(req, (uv_stream_t *)&c->pipe, &buf, 1, on_write_done) < 0)
+      free(req);
+  }
+  free(txt);
+}
+
+cJSON *gv_ctlsrv_error(int rc, const char *reason) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 0);
+  cJSON_AddStringToObject(o, "error", gv_err_name(rc));
+  cJSON_AddStringToObject(o, "reason", reason);
+  return o;
+}
+
+static void on_wait_done(uv_timer_t *t) {
+  ctl_client *c = t->data;
+  gv_ctlsrv *s = c->srv;
+  cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "peers");
+
+  /* Add what this node already knows, then answer. */
+  for (size_t i = 0;; i++) {
+    const gv_peer_entry *p = gv_engine_table_at(s->engine, i);
+    char hex[GV_ID_HEX_LEN + 1];
+    if (p == NULL)
+      break;
+    gv_id_to_hex(p->id, hex);
+    if (gv_peer_entry_has_repo(p, c->repo) &&
+        cJSON_GetObjectItem(c->found, hex) == NULL)
+      cJSON_AddItemToObject(c->found, hex, peer_json(p));
+  }
+  for (cJSON *it = c->found->child; it != NULL;) {
+    cJSON *next = it->next;
+    cJSON_AddItemToArray(arr, cJSON_DetachItemViaPointer(c->found, it));
+    it = next;
+  }
+  cJSON_AddBoolToObject(o, "ok", 1);
+  cJSON_AddStringToObject(o, "repo", c->repo);
+  cJSON_Delete(c->found);
+  c->found = NULL;
+  c->waiting = false;
+  write_line(c, o);
+}
+
+static void handle_line(ctl_client *c, const char *line, size_t len) {
+  gv_ctlsrv *s = c->srv;
+  gv_ctl_req req;
+  gv_why why = {""};
+  cJSON *o;
+  int rc;
+
+  if (c->waiting)
+    return; /* one request at a time per connection */
+  if ((rc = gv_ctl_parse(&req, line, len, &why)) < 0) {
+    write_line(c, gv_ctlsrv_error(rc, why.text));
+    return;
+  }
+  switch (req.cmd) {
+  case GV_CTL_STATUS: write_line(c, s->cbs.status(s->ctx)); return;
+  case GV_CTL_PEERS: {
+    cJSON *arr;
+    o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 1);
+    arr = cJSON_AddArrayToObject(o, "peers");
+    for (size_t i = 0;; i++) {
+      const gv_peer_entry *p = gv_engine_table_at(s->engine, i);
+      if (p == NULL)
+        break;
+      cJSON_AddItemToArray(arr, peer_json(p));
+    }
+    write_line(c, o);
+    return;
+  }
+  case GV_CTL_REQUEST:
+    rc = gv_engine_request(s->engine, req.repo, req.max, c->req_id,
+                           s->cbs.now(s->ctx));
+    if (rc < 0) {
+      write_line(c, gv_ctlsrv_error(rc, "the request could not be sent"));
+      return;
+    }
+    snprintf(c->repo, sizeof(c->repo), "%s", req.repo);
+    c->found = cJSON_CreateObject();
+    c->waiting = true;
+    uv_timer_start(&c->wait, on_wait_done, req.wait_ms, 0);
+    s->cbs.changed(s->ctx);
+    return;
+  case GV_CTL_REPO_ADD:
+  case GV_CTL_REPO_RM:
+  case GV_CTL_BROADCAST: write_line(c, s->cbs.command(s->ctx, &req)); return;
+  }
+}
+
+static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  static char slab[64 * 1024];
+  (void)h;
+  (void)hint;
+  *buf = uv_buf_init(slab, sizeof(slab)); /* copied out in on_client_read */
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  ctl_client *c = s->data;
+  char *nl;
+
+  if (nread < 0) {
+    client_close(c);
+    return;
+  }
+  if (c->len + (size_t)nread > GV_CTL_LINE_MAX + 1) {
+    write_line(c, gv_ctlsrv_error(GV_ETOOBIG, "request line too long"));
+    client_close(c);
+    return;
+  }
+  char *p = realloc(c->buf, c->len + (size_t)nread + 1);
+  if (p == NULL) {
+    client_close(c);
+    return;
+  }
+  c->buf = p;
+  memcpy(c->buf + c->len, b->base, (size_t)nread);
+  c->len += (size_t)nread;
+  while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+    size_t line = (size_t)(nl - c->buf);
+    handle_line(c, c->buf, line);
+    memmove(c->buf, nl + 1, c->len - line - 1);
+    c->len -= line + 1;
+  }
+}
+
+static void on_client_closed(uv_handle_t *h) {
+  ctl_client *c = h->data;
+  if (--c->handles > 0)
+    return;
+  free(c->buf);
+  cJSON_Delete(c->found);
+  free(c);
+}
+
+static void client_close(ctl_client *c) {
+  gv_ctlsrv *s = c->srv;
+  if (c->closing)
+    return;
+  c->closing = true;
+  c->waiting = false;
+  for (ctl_client **pp = &s->clients; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+  uv_close((uv_handle_t *)&c->wait, on_client_closed);
+}
+
+static void on_ctl_connection(uv_stream_t *server, int status) {
+  gv_ctlsrv *s = server->data;
+  ctl_client *c;
+
+  if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
+    return;
+  c->srv = s;
+  uv_pipe_init(s->loop, &c->pipe, 0);
+  uv_timer_init(s->loop, &c->wait);
+  c->pipe.data = c->wait.data = c;
+  c->handles = 2;
+  c->next = s->clients;
+  s->clients = c;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
+      uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc, on_client_read) <
+          0)
+    client_close(c);
+}
+
+static void on_srv_closed(uv_handle_t *h) { free(h->data); }
+
+int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
+                    gv_engine *engine, const gv_ctlsrv_cbs *cbs, void *ctx,
+                    gv_why *why) {
+  gv_ctlsrv *s = calloc(1, sizeof(*s));
+  int rc;
+
+  *out = NULL;
+  if (s == NULL)
+    return gv_fail(why, GV_ENOMEM, "control socket: out of memory");
+  s->loop = loop;
+  s->engine = engine;
+  s->cbs = *cbs;
+  s->ctx = ctx;
+  unlink(path); /* stale from a crash: the caller holds the node's lock */
+  uv_pipe_init(loop, &s->pipe, 0);
+  s->pipe.data = s;
+  if ((rc = uv_pipe_bind(&s->pipe, path)) < 0 ||
+      (rc = uv_listen((uv_stream_t *)&s->pipe, 16, on_ctl_connection)) < 0) {
+    uv_close((uv_handle_t *)&s->pipe, on_srv_closed);
+    return gv_fail(why, rc, "control socket %s: %s", path, uv_strerror(rc));
+  }
+  chmod(path, 0600);
+  *out = s;
+  return 0;
+}
+
+void gv_ctlsrv_stop(gv_ctlsrv *s) {
+  if (s == NULL)
+    return;
+  while (s->clients != NULL)
+    client_close(s->clients);
+  uv_close((uv_handle_t *)&s->pipe, on_srv_closed);
+}

@@ -1,0 +1,49 @@
+/* The control-socket server: a Unix socket that takes one JSON request per
+ * line (node/ctl.c parses it) and writes one JSON answer per line, for the
+ * CLI (docs/NODE.md). It answers `peers` and `request` itself from the
+ * engine it is given (read-only, plus gv_engine_request()), and hands every
+ * command that changes the node to the owner through cbs.command. A
+ * `request` waits wait_ms for PEER_LIST_RESPONSEs, which the owner passes
+ * in with gv_ctlsrv_report().
+ *
+ * Lifetime: gv_ctlsrv_start() binds and listens; gv_ctlsrv_stop() closes
+ * every client and the socket, and the server frees itself once its
+ * handles are closed (the loop must run). The engine is borrowed.
+ */
+#ifndef GV_CTLSRV_H
+#define GV_CTLSRV_H
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+#include "ctl.h"
+#include "engine.h"
+
+typedef struct gv_ctlsrv gv_ctlsrv;
+
+typedef struct gv_ctlsrv_cbs {
+  /* The answer to `status`. */
+  cJSON *(*status)(void *ctx);
+  /* The answer to a command that changes the node (repo add/rm,
+   * broadcast); gv_ctlsrv_error() builds a refusal. */
+  cJSON *(*command)(void *ctx, const gv_ctl_req *req);
+  /* The engine was called and may have actions to drain. */
+  void (*changed)(void *ctx);
+  /* The engine's clock. */
+  int64_t (*now)(void *ctx);
+} gv_ctlsrv_cbs;
+
+int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
+                    gv_engine *engine, const gv_ctlsrv_cbs *cbs, void *ctx,
+                    gv_why *why);
+
+/* A GV_ACT_REPORT action: adds the answering peers that hold the repo to
+ * every client waiting on that request. */
+void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a);
+
+void gv_ctlsrv_stop(gv_ctlsrv *s);
+
+/* {"ok":false,"error":NAME,"reason":reason}. */
+cJSON *gv_ctlsrv_error(int rc, const char *reason);
+
+#endif

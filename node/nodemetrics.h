@@ -1,0 +1,18 @@
+/* The node's metrics text: the Prometheus exposition of an engine's
+ * counters, links and peer table (docs/NODE.md lists the series). Pure
+ * rendering: the daemon publishes the text through node/metrics.c.
+ */
+#ifndef GV_NODEMETRICS_H
+#define GV_NODEMETRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+/* Renders into *out (malloc'd, NUL-terminated, the caller frees) and
+ * *len. 0 or GV_ENOMEM. */
+int gv_nodemetrics_render(const gv_engine *e, int64_t uptime_s, char **out,
+                          size_t *len);
+
+#endif

@@ -1,0 +1,190 @@
+/* The adapters' shared helpers (common/): sockaddr conversion, the
+ * rate-limited logger and the retry backoff. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "conn.h"
+#include "log.h"
+#include "sockaddr.h"
+#include "testutil.h"
+
+START_TEST(test_sockaddr_round_trip) {
+  static const char *const texts[] = {"127.0.0.1:7000", "[2001:db8::1]:1",
+                                      "10.1.2.3:65535", "[::1]:443"};
+  for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    gv_addr a, b;
+    char out[GV_ADDR_TEXT_MAX];
+    ck_assert_int_eq(gv_addr_parse(&a, texts[i], strlen(texts[i])), 0);
+    gv_addr_to_sockaddr(&a, &ss, &len);
+    ck_assert_int_eq(ss.ss_family, a.family == 6 ? AF_INET6 : AF_INET);
+    ck_assert_uint_eq(len, a.family == 6 ? sizeof(struct sockaddr_in6)
+                                         : sizeof(struct sockaddr_in));
+    ck_assert_int_eq(gv_addr_from_sockaddr(&b, (struct sockaddr *)&ss), 0);
+    ck_assert(gv_addr_equal(&a, &b));
+    gv_addr_format(&b, out);
+    ck_assert_str_eq(out, texts[i]);
+  }
+}
+END_TEST
+
+START_TEST(test_sockaddr_mapped_and_bad) {
+  struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+  struct sockaddr sa = {.sa_family = AF_UNIX};
+  gv_addr a;
+
+  inet_pton(AF_INET6, "::ffff:192.0.2.7", &s6.sin6_addr);
+  s6.sin6_port = htons(99);
+  ck_assert_int_eq(gv_addr_from_sockaddr(&a, (struct sockaddr *)&s6), 0);
+  ck_assert_int_eq(a.family, 4);
+  ck_assert_int_eq(a.port, 99);
+  ck_assert_mem_eq(a.ip, "\xc0\x00\x02\x07", 4);
+  ck_assert_int_eq(gv_addr_from_sockaddr(&a, &sa), GV_EINVAL);
+  ck_assert_int_eq(gv_addr_from_sockaddr(&a, NULL), GV_EINVAL);
+}
+END_TEST
+
+static int64_t fake_now;
+static int64_t fake_clock(void) { return fake_now; }
+
+static size_t count_lines(FILE *f, const char *needle) {
+  char line[1200];
+  size_t n = 0;
+  rewind(f);
+  while (fgets(line, sizeof(line), f) != NULL)
+    n += strstr(line, needle) != NULL;
+  return n;
+}
+
+/* One site flooding: GV_LOG_BURST lines per window, the rest counted and
+ * the count reported with the next window's first line; another site keeps
+ * its own budget; levels filter before the limiter. */
+START_TEST(test_log_rate_limit) {
+  FILE *f = tmpfile();
+  gv_log lg;
+
+  ck_assert_ptr_nonnull(f);
+  gv_log_init(&lg, f, GV_LOG_INFO, "test");
+  lg.now_ms = fake_clock;
+  fake_now = 1000;
+  for (int i = 0; i < 100; i++)
+    gv_logf(&lg, GV_LOG_INFO, "flood %d", i);
+  gv_logf(&lg, GV_LOG_WARN, "other site");
+  gv_logf(&lg, GV_LOG_DEBUG, "too verbose");
+  ck_assert_uint_eq(count_lines(f, "info: flood "), GV_LOG_BURST);
+  ck_assert_uint_eq(count_lines(f, "other site"), 1);
+  ck_assert_uint_eq(count_lines(f, "too verbose"), 0);
+  ck_assert_uint_eq(count_lines(f, "suppressed"), 0);
+  fake_now += GV_LOG_WINDOW_MS;
+  gv_logf(&lg, GV_LOG_INFO, "flood %d", 100);
+  ck_assert_uint_eq(count_lines(f, "suppressed 80 line(s) like: flood %d"), 1);
+  ck_assert_uint_eq(count_lines(f, "info: flood 100"), 1);
+  for (int i = 0; i < 30; i++)
+    gv_logf(&lg, GV_LOG_INFO, "flood %d", i);
+  gv_log_done(&lg); /* reports the 11 still pending */
+  ck_assert_uint_eq(count_lines(f, "suppressed 11 line(s)"), 1);
+  ck_assert_uint_eq(count_lines(f, "test["), count_lines(f, ": "));
+  fclose(f);
+}
+END_TEST
+
+START_TEST(test_log_one_line_and_parse) {
+  FILE *f = tmpfile();
+  gv_log lg = {.level = GV_LOG_DEBUG, .out = f};
+  gv_log_level lv;
+
+  gv_logf(&lg, GV_LOG_ERROR, "two\nlines");
+  ck_assert_uint_eq(count_lines(f, "error: two lines"), 1);
+  ck_assert_int_eq(gv_log_level_parse("warn", &lv), 0);
+  ck_assert_int_eq(lv, GV_LOG_WARN);
+  ck_assert_int_eq(gv_log_level_parse("loud", &lv), GV_EINVAL);
+  fclose(f);
+}
+END_TEST
+
+/* Every delay lies within +-50% of base * 2^(n-1), capped at max. */
+START_TEST(test_backoff_bounds) {
+  gv_rng r;
+  gv_rng_seed(&r, 7);
+  for (unsigned n = 1; n <= 20; n++) {
+    int64_t nominal = 2000;
+    for (unsigned i = 1; i < n && nominal < 300000; i++)
+      nominal *= 2;
+    if (nominal > 300000)
+      nominal = 300000;
+    for (int k = 0; k < 50; k++) {
+      int64_t d = gv_backoff_ms(&r, 2000, 300000, n);
+      ck_assert_int_ge(d, nominal / 2);
+      ck_assert_int_le(d, nominal / 2 + nominal);
+    }
+  }
+  ck_assert_int_eq(gv_jitter_ms(&r, 0), 0);
+}
+END_TEST
+
+static int closes;
+static void on_open_none(gv_conn *c) { (void)c; }
+static void on_msg_none(gv_conn *c, const uint8_t *m, size_t n) {
+  (void)c;
+  (void)m;
+  (void)n;
+}
+static void on_close_count(gv_conn *c, int status) {
+  (void)c;
+  (void)status;
+  closes++;
+}
+
+/* libuv's rule: a dial that returns an error never calls on_close, and the
+ * conn still releases itself (ASan's leak check sees it). A dial that
+ * returns 0 and then fails calls on_close once. */
+START_TEST(test_conn_failed_dial_is_silent) {
+  static const gv_conn_cbs cbs = {on_open_none, on_msg_none, on_close_count};
+  struct sockaddr_storage bad = {.ss_family = AF_UNSPEC};
+  struct sockaddr_storage ss;
+  gv_identity id;
+  uv_loop_t loop;
+  gv_conn *c;
+  gv_addr a;
+
+  ck_assert_int_eq(gv_id_generate(&id), 0);
+  uv_loop_init(&loop);
+  closes = 0;
+  ck_assert_int_eq(
+      gv_conn_new(&c, &loop, &id, GV_HS_INITIATOR, NULL, &cbs, NULL), 0);
+  ck_assert_int_lt(gv_conn_dial(c, (struct sockaddr *)&bad), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(closes, 0);
+
+  /* Port 1 on loopback: refused after the dial returned 0. */
+  ck_assert_int_eq(gv_addr_parse(&a, "127.0.0.1:1", 11), 0);
+  gv_addr_to_sockaddr(&a, &ss, NULL);
+  ck_assert_int_eq(
+      gv_conn_new(&c, &loop, &id, GV_HS_INITIATOR, NULL, &cbs, NULL), 0);
+  ck_assert_int_eq(gv_conn_dial(c, (struct sockaddr *)&ss), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(closes, 1);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+  gv_id_wipe(&id);
+}
+END_TEST
+
+static Suite *common_suite(void) {
+  Suite *s = suite_create("common");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_sockaddr_round_trip);
+  tcase_add_test(tc, test_sockaddr_mapped_and_bad);
+  tcase_add_test(tc, test_log_rate_limit);
+  tcase_add_test(tc, test_log_one_line_and_parse);
+  tcase_add_test(tc, test_backoff_bounds);
+  tcase_add_test(tc, test_conn_failed_dial_is_silent);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tu_run(common_suite()); }
