@@ -1,10 +1,13 @@
 /* grapevine node: the daemon, wiring only. It owns the node's state and
- * connects the pieces, each in its own file: the gossip engine (engine.c)
- * decides everything about gossip; the link table (links.c) carries it;
+ * connects the pieces, each in its own file: the link core (lcore.c) owns
+ * every link's rules and hands each channel to its service; the gossip
+ * engine (engine.c), the gossip service, decides everything about gossip;
+ * the link table (links.c) carries the bytes;
  * the control socket (ctlsrv.c), the tracker jobs (trkjobs.c), the metrics
  * text (nodemetrics.c, served by metrics.c), the store (store.c) and the
- * logger (common/log.c) each do one job. Engine actions become calls on
- * those pieces in drain(); their callbacks become engine events here.
+ * logger (common/log.c) each do one job. The cores' actions become calls
+ * on those pieces in drain(); their callbacks become core events here. One
+ * timer serves both cores, armed at the earlier of their expiries.
  *
  *   start -> RUNNING --SIGINT/SIGTERM--> STOPPING (unregister, GOODBYE on
  *   every link, flush) --all links closed or 3 s--> closed handles -> exit 0
@@ -27,6 +30,7 @@
 #include "config.h"
 #include "ctlsrv.h"
 #include "engine.h"
+#include "lcore.h"
 #include "links.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,6 +54,8 @@ typedef struct gv_node {
   char idhex[GV_ID_HEX_LEN + 1];
   gv_log log;
   gv_engine *engine;
+  gv_lcore *lc;
+  gv_service gossip; /* the engine, as the link core's gossip service */
   gv_store *store;
   gv_metrics *metrics;
   gv_trkc *trk;
@@ -59,17 +65,24 @@ typedef struct gv_node {
   int lock_fd;
   uv_timer_t wake, second, grace, announce;
   uv_signal_t sigint, sigterm;
-  int64_t last_now, started;
+  int64_t last_now, started, wake_at;
   bool stopping, finalized, broadcasting;
   char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
   size_t n_repos;
 } gv_node;
 
-/* The engine's clock: wall-clock ms, never allowed to go backwards. */
+/* The cores' clock: monotonic ms. The wall clock reaches them only as an
+ * offset, for message timestamps, so stepping it freezes no timer. */
 static int64_t now_ms(gv_node *n) {
-  int64_t t = gv_cli_now_ms();
+  int64_t t = (int64_t)(uv_hrtime() / 1000000u);
   if (t > n->last_now)
     n->last_now = t;
+  if (n->engine != NULL) {
+    int64_t offset = gv_cli_now_ms() - n->last_now;
+    gv_engine_set_wall(n->engine, offset);
+    if (n->lc != NULL)
+      gv_lcore_set_wall(n->lc, offset);
+  }
   return n->last_now;
 }
 
@@ -84,7 +97,7 @@ static void set_trk_role(gv_node *n) {
   gv_trkjobs_set_role(n->jobs, &role);
 }
 
-/* ---- links -> engine ---- */
+/* ---- links -> link core ---- */
 
 /* This node's record floods the network once it has links to carry it,
  * and again every 30 min so that no node lets it expire. */
@@ -97,9 +110,9 @@ static void on_announce(uv_timer_t *t) {
 }
 
 static void on_link_up(void *ctx, gv_linkid id, const uint8_t *peer,
-                       bool dialed) {
+                       bool dialed, const gv_addr *addr) {
   gv_node *n = ctx;
-  gv_engine_link_up(n->engine, id, peer, dialed, now_ms(n));
+  gv_lcore_open(n->lc, id, peer, dialed, addr, now_ms(n));
   if (!uv_is_active((uv_handle_t *)&n->announce))
     uv_timer_start(&n->announce, on_announce, ANNOUNCE_DELAY_MS, REANNOUNCE_MS);
   drain(n);
@@ -108,14 +121,14 @@ static void on_link_up(void *ctx, gv_linkid id, const uint8_t *peer,
 static void on_link_msg(void *ctx, gv_linkid id, const uint8_t *msg,
                         size_t len) {
   gv_node *n = ctx;
-  gv_engine_recv(n->engine, id, msg, len, now_ms(n));
+  gv_lcore_recv(n->lc, id, msg, len, now_ms(n));
   drain(n);
 }
 
 static void on_link_down(void *ctx, const gv_links_down *ev) {
   gv_node *n = ctx;
   if (ev->was_open)
-    gv_engine_link_down(n->engine, ev->id, now_ms(n));
+    gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
   else if (ev->dialed)
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
   drain(n);
@@ -124,63 +137,115 @@ static void on_link_down(void *ctx, const gv_links_down *ev) {
 
 static const gv_links_cbs links_cbs = {on_link_up, on_link_msg, on_link_down};
 
-/* ---- engine actions ---- */
+/* ---- the cores' actions ---- */
 
 static void on_wake(uv_timer_t *t) {
   gv_node *n = t->data;
-  gv_engine_tick(n->engine, now_ms(n));
+  int64_t now = now_ms(n);
+  n->wake_at = INT64_MAX;
+  gv_lcore_tick(n->lc, now);
+  gv_engine_tick(n->engine, now);
   drain(n);
 }
 
+/* FINAL's plaintext: a GOODBYE saying why, on the link channel. */
+static void close_link(gv_node *n, gv_linkid link, gv_close why) {
+  gv_msg bye;
+  char *out;
+  size_t len;
+  gv_buf *b;
+
+  memset(&bye, 0, sizeof(bye));
+  bye.type = GV_MSG_GOODBYE;
+  snprintf(bye.u.reason, sizeof(bye.u.reason), "%s", gv_close_label(why));
+  if (gv_msg_encode_link(&bye, &out, &len) < 0) {
+    gv_links_close(n->links, link, gv_close_label(why), NULL, 0);
+    return;
+  }
+  b = gv_chan_buf(GV_CHAN_LINK, out, len);
+  free(out);
+  gv_links_close(n->links, link, gv_close_label(why), b->data, b->len);
+  gv_buf_unref(b);
+}
+
+static void run_action(gv_node *n, const gv_action *a) {
+  switch (a->type) {
+  case GV_ACT_SEND: {
+    int rc = gv_links_send(n->links, a->link, a->buf->data, a->buf->len);
+    if (rc == GV_EBUSY) {
+      /* The peer does not read: its queue is full. */
+      gv_logf(&n->log, GV_LOG_WARN, "link %u: send queue full", a->link);
+      gv_lcore_send_failed(n->lc, a->link, now_ms(n));
+    } else if (rc < 0 && rc != -ENOENT) { /* -ENOENT: the link is gone */
+      gv_logf(&n->log, GV_LOG_WARN, "link %u: send: %s", a->link,
+              gv_strerror(rc));
+    }
+    gv_buf_unref(a->buf);
+    break;
+  }
+  case GV_ACT_DIAL: {
+    char text[GV_ADDR_TEXT_MAX];
+    gv_addr_format(&a->addr, text);
+    gv_logf(&n->log, GV_LOG_DEBUG, "dialing %s", text);
+    if (gv_links_dial(n->links, a->peer, &a->addr) < 0) {
+      static const uint8_t zero[GV_ID_BYTES];
+      bool pinned = memcmp(a->peer, zero, GV_ID_BYTES) != 0;
+      gv_engine_dial_failed(n->engine, pinned ? a->peer : NULL, &a->addr,
+                            now_ms(n));
+    }
+    break;
+  }
+  case GV_ACT_CLOSE: close_link(n, a->link, (gv_close)a->reason); break;
+  case GV_ACT_RELEASE:
+    gv_lcore_release(n->lc, a->link, GV_HOLD_GOSSIP, now_ms(n));
+    break;
+  case GV_ACT_REJECT:
+    gv_logf(&n->log, GV_LOG_DEBUG, "link %u: rejected a message: %s",
+            a->link, a->why);
+    break;
+  case GV_ACT_PERSIST:
+    if (a->entry != NULL)
+      gv_store_put_peer(n->store, a->peer, a->entry->body, a->entry->body_len,
+                        a->entry->sig, a->at);
+    else
+      gv_store_del_peer(n->store, a->peer);
+    break;
+  case GV_ACT_REPORT:
+    if (n->ctl != NULL)
+      gv_ctlsrv_report(n->ctl, a);
+    break;
+  default: break;
+  }
+}
+
+/* Carries out both cores' actions until both are quiet (one core's action
+ * may be the other's event), then arms the one timer. */
 static void drain(gv_node *n) {
   gv_action a;
+  bool more = true;
+  int64_t at, now;
 
-  while (gv_engine_next(n->engine, &a)) {
-    switch (a.type) {
-    case GV_ACT_SEND: {
-      int rc = gv_links_send(n->links, a.link, a.buf->data, a.buf->len);
-      if (rc < 0 && rc != -ENOENT) /* -ENOENT: the link is gone */
-        gv_logf(&n->log, GV_LOG_WARN, "link %u: send: %s", a.link,
-                rc == GV_EBUSY ? "send queue full" : gv_strerror(rc));
-      gv_buf_unref(a.buf);
-      break;
+  while (more) {
+    more = false;
+    while (gv_engine_next(n->engine, &a)) {
+      run_action(n, &a);
+      more = true;
     }
-    case GV_ACT_DIAL: {
-      char text[GV_ADDR_TEXT_MAX];
-      gv_addr_format(&a.addr, text);
-      gv_logf(&n->log, GV_LOG_DEBUG, "dialing %s", text);
-      if (gv_links_dial(n->links, a.peer, &a.addr) < 0) {
-        static const uint8_t zero[GV_ID_BYTES];
-        bool pinned = memcmp(a.peer, zero, GV_ID_BYTES) != 0;
-        gv_engine_dial_failed(n->engine, pinned ? a.peer : NULL, &a.addr,
-                              now_ms(n));
-      }
-      break;
-    }
-    case GV_ACT_CLOSE: gv_links_close(n->links, a.link, a.reason); break;
-    case GV_ACT_WAKE: {
-      int64_t now = now_ms(n);
-      gv_logf(&n->log, GV_LOG_DEBUG, "engine wakes in %lld ms",
-              (long long)(a.at - now));
-      if (!n->stopping)
-        uv_timer_start(&n->wake, on_wake,
-                       a.at > now ? (uint64_t)(a.at - now) : 0, 0);
-      break;
-    }
-    case GV_ACT_PERSIST:
-      if (a.entry != NULL)
-        gv_store_put_peer(n->store, a.peer, a.entry->body, a.entry->body_len,
-                          a.entry->sig, a.entry->last_seen);
-      else
-        gv_store_del_peer(n->store, a.peer);
-      break;
-    case GV_ACT_REPORT:
-      if (n->ctl != NULL)
-        gv_ctlsrv_report(n->ctl, &a);
-      break;
-    default: break;
+    while (gv_lcore_next(n->lc, &a)) {
+      run_action(n, &a);
+      more = true;
     }
   }
+  if (n->stopping)
+    return;
+  at = gv_engine_expiry(n->engine);
+  if (gv_lcore_expiry(n->lc) < at)
+    at = gv_lcore_expiry(n->lc);
+  if (at == n->wake_at || at == INT64_MAX)
+    return;
+  n->wake_at = at;
+  now = now_ms(n);
+  uv_timer_start(&n->wake, on_wake, at > now ? (uint64_t)(at - now) : 0, 0);
 }
 
 /* ---- tracker jobs -> engine ---- */
@@ -194,7 +259,7 @@ static void on_trk_found(void *ctx, const gv_trkc_peers *peers) {
 
 static size_t on_trk_link_count(void *ctx) {
   gv_node *n = ctx;
-  return gv_engine_link_count(n->engine);
+  return gv_lcore_count(n->lc);
 }
 
 static void on_trk_done(void *ctx) {
@@ -226,7 +291,7 @@ static cJSON *on_ctl_status(void *ctx) {
   cJSON_AddStringToObject(o, "short", shrt);
   cJSON_AddNumberToObject(o, "uptime_s",
                           (double)((now_ms(n) - n->started) / 1000));
-  cJSON_AddNumberToObject(o, "links", (double)gv_engine_link_count(n->engine));
+  cJSON_AddNumberToObject(o, "links", (double)gv_lcore_count(n->lc));
   cJSON_AddNumberToObject(o, "handshaking",
                           (double)gv_links_handshaking(n->links));
   cJSON_AddNumberToObject(o, "table", (double)gv_engine_table_size(n->engine));
@@ -295,6 +360,8 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   gv_store_set(n->store, "broadcast", req->on ? "on" : "off");
   if (!req->on)
     gv_trkjobs_unregister(n->jobs);
+  drain(n); /* the update goes out on every link before inbound ones end */
+  gv_lcore_set_accepting(n->lc, req->on, now_ms(n));
   drain(n);
   gv_logf(&n->log, GV_LOG_INFO, "broadcast %s", req->on ? "on" : "off");
   o = cJSON_CreateObject();
@@ -321,8 +388,8 @@ static void on_second(uv_timer_t *t) {
   if (gv_store_pending(n->store) > 0 && gv_store_flush(n->store, &why) < 0)
     gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
   if (n->metrics != NULL &&
-      gv_nodemetrics_render(n->engine, (now_ms(n) - n->started) / 1000, &text,
-                            &len) == 0) {
+      gv_nodemetrics_render(n->engine, n->lc, (now_ms(n) - n->started) / 1000,
+                            &text, &len) == 0) {
     gv_metrics_publish(n->metrics, text, len);
     free(text);
   }
@@ -369,8 +436,10 @@ static void on_grace(uv_timer_t *t) {
 
 static void stop(gv_node *n) {
   gv_msg bye;
+  gv_action a;
   char *out = NULL;
   size_t len = 0;
+  gv_buf *b;
 
   n->stopping = true;
   gv_logf(&n->log, GV_LOG_INFO, "stopping: goodbye to %zu link(s)",
@@ -378,12 +447,22 @@ static void stop(gv_node *n) {
   gv_ctlsrv_stop(n->ctl);
   n->ctl = NULL;
   uv_timer_stop(&n->wake);
+  /* Counted as SHUTDOWN; the link table sends the FINALs itself below. */
+  gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));
+  while (gv_lcore_next(n->lc, &a))
+    gv_buf_unref(a.buf); /* CLOSEs: gv_links_goodbye() does them */
   memset(&bye, 0, sizeof(bye));
   bye.type = GV_MSG_GOODBYE;
-  snprintf(bye.u.reason, sizeof(bye.u.reason), "shutdown");
-  gv_msg_encode_link(&bye, &out, &len);
-  gv_links_goodbye(n->links, (const uint8_t *)out, len);
-  free(out);
+  snprintf(bye.u.reason, sizeof(bye.u.reason), "%s",
+           gv_close_label(GV_CLOSE_SHUTDOWN));
+  if (gv_msg_encode_link(&bye, &out, &len) == 0) {
+    b = gv_chan_buf(GV_CHAN_LINK, out, len);
+    gv_links_goodbye(n->links, b->data, b->len);
+    gv_buf_unref(b);
+    free(out);
+  } else {
+    gv_links_goodbye(n->links, NULL, 0);
+  }
   gv_trkjobs_stop(n->jobs);
   gv_trkjobs_unregister(n->jobs);
   uv_timer_start(&n->grace, on_grace, STOP_GRACE_MS, 0);
@@ -504,6 +583,7 @@ static void resolve_seeds(gv_node *n) {
 
 static int start(gv_node *n, gv_why *why) {
   gv_engine_cfg ec;
+  gv_lcore_cfg lcfg;
   char path[4200];
   int created, rc;
 
@@ -539,6 +619,15 @@ static int start(gv_node *n, gv_why *why) {
   n->started = now_ms(n);
   if ((rc = gv_engine_new(&n->engine, &ec, &n->id, n->started)) < 0)
     return gv_fail(why, rc, "engine: %s", gv_strerror(rc));
+  gv_lcore_cfg_default(&lcfg);
+  randombytes_buf(&lcfg.seed, sizeof(lcfg.seed));
+  lcfg.accepting = n->broadcasting;
+  lcfg.outbound_max = ec.active_max;
+  if ((rc = gv_lcore_new(&n->lc, &lcfg, n->id.pk, n->started)) < 0)
+    return gv_fail(why, rc, "link core: %s", gv_strerror(rc));
+  gv_engine_service(n->engine, &n->gossip);
+  gv_lcore_set_service(n->lc, GV_CHAN_GOSSIP, &n->gossip);
+  now_ms(n); /* the wall-clock offset, before any record is restored */
   rc = gv_store_load_peers(n->store, restore_peer, n);
   gv_logf(&n->log, GV_LOG_INFO, "restored %zu cached peer(s)",
           gv_engine_table_size(n->engine));
@@ -579,6 +668,7 @@ static int start(gv_node *n, gv_why *why) {
   uv_signal_start(&n->sigint, on_signal, SIGINT);
   uv_signal_start(&n->sigterm, on_signal, SIGTERM);
   resolve_seeds(n);
+  n->wake_at = INT64_MAX;
   gv_engine_tick(n->engine, now_ms(n));
   drain(n);
   return 0;
@@ -713,6 +803,7 @@ int gv_cmd_node(int argc, char **argv) {
   gv_links_free(n->links);
   gv_trkc_free(n->trk);
   gv_store_close(n->store);
+  gv_lcore_free(n->lc);
   gv_engine_free(n->engine);
   gv_id_wipe(&n->id);
   if (n->lock_fd >= 0)

@@ -113,7 +113,8 @@ static void on_conn_open(gv_conn *c) {
   gv_id_to_short(gv_conn_peer_id(c), shrt);
   gv_logf(t->log, GV_LOG_INFO, "link %u up with %s (%s)", l->id, shrt,
           l->dialed ? "dialed" : "inbound");
-  t->cbs.up(t->ctx, l->id, gv_conn_peer_id(c), l->dialed);
+  t->cbs.up(t->ctx, l->id, gv_conn_peer_id(c), l->dialed,
+            l->dialed ? &l->addr : NULL);
 }
 
 static void on_conn_msg(gv_conn *c, const uint8_t *msg, size_t len) {
@@ -246,18 +247,13 @@ int gv_links_send(gv_links *t, gv_linkid id, const uint8_t *msg, size_t len) {
   return gv_conn_send(l->conn, msg, len);
 }
 
-void gv_links_close(gv_links *t, gv_linkid id, int reason) {
+void gv_links_close(gv_links *t, gv_linkid id, const char *why,
+                    const uint8_t *msg, size_t len) {
   nlink *l = link_find(t, id);
   if (l == NULL)
     return;
-  /* The engine closes with GV_EBUSY when it has no room for the link or
-   * already has one to that peer; gv_strerror() would blur it with a full
-   * send queue. */
-  gv_logf(t->log, GV_LOG_INFO, "closing link %u: %s", l->id,
-          reason == GV_EBUSY ? "no room for another link, or already linked "
-                               "to this peer"
-                             : gv_strerror(reason));
-  gv_conn_close(l->conn, NULL, 0);
+  gv_logf(t->log, GV_LOG_INFO, "closing link %u: %s", l->id, why);
+  gv_conn_close(l->conn, msg, len);
 }
 
 void gv_links_goodbye(gv_links *t, const uint8_t *msg, size_t len) {

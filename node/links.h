@@ -37,7 +37,10 @@ typedef struct gv_links_down {
 } gv_links_down;
 
 typedef struct gv_links_cbs {
-  void (*up)(void *ctx, gv_linkid id, const uint8_t *peer, bool dialed);
+  /* The handshake is done. addr: the address dialed; NULL for an inbound
+   * link, whose source address is never handed on (IP rule 2). */
+  void (*up)(void *ctx, gv_linkid id, const uint8_t *peer, bool dialed,
+             const gv_addr *addr);
   void (*msg)(void *ctx, gv_linkid id, const uint8_t *msg, size_t len);
   void (*down)(void *ctx, const gv_links_down *ev);
 } gv_links_cbs;
@@ -58,8 +61,10 @@ int gv_links_dial(gv_links *t, const uint8_t peer[GV_ID_BYTES],
  * there is no such link. */
 int gv_links_send(gv_links *t, gv_linkid id, const uint8_t *msg, size_t len);
 
-/* Closes link id gracefully (FINAL frame, no message); reason is logged. */
-void gv_links_close(gv_links *t, gv_linkid id, int reason);
+/* Closes link id gracefully: a FINAL frame with msg (may be NULL) as its
+ * plaintext; why is logged. */
+void gv_links_close(gv_links *t, gv_linkid id, const char *why,
+                    const uint8_t *msg, size_t len);
 
 /* Shutdown: stops listening and refuses new links, sends msg in a FINAL
  * frame on every open link and aborts the rest. */

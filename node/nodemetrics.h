@@ -1,6 +1,7 @@
-/* The node's metrics text: the Prometheus exposition of an engine's
- * counters, links and peer table (docs/NODE.md lists the series). Pure
- * rendering: the daemon publishes the text through node/metrics.c.
+/* The node's metrics text: the Prometheus exposition of the gossip
+ * engine's counters and peer table and the link core's links, churn and
+ * link scores (docs/NODE.md lists the series). Pure rendering: the daemon
+ * publishes the text through node/metrics.c.
  */
 #ifndef GV_NODEMETRICS_H
 #define GV_NODEMETRICS_H
@@ -9,10 +10,11 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "lcore.h"
 
 /* Renders into *out (malloc'd, NUL-terminated, the caller frees) and
  * *len. 0 or GV_ENOMEM. */
-int gv_nodemetrics_render(const gv_engine *e, int64_t uptime_s, char **out,
-                          size_t *len);
+int gv_nodemetrics_render(const gv_engine *e, const gv_lcore *lc,
+                          int64_t uptime_s, char **out, size_t *len);
 
 #endif
