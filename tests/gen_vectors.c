@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan.h"
 #include "frame.h"
 #include "link.h"
 #include "msg.h"
@@ -176,6 +177,98 @@ static size_t pump(gv_link *from, gv_link *to, uint8_t *copy, size_t cap) {
   return n;
 }
 
+/* The channel a message travels on (PROTOCOL.md §5.1): link control on 0,
+ * gossip with IHAVE and IWANT on 1. */
+static unsigned channel_of(gv_msg_type t) {
+  return gv_msg_is_gossip(t) || t == GV_MSG_IHAVE || t == GV_MSG_IWANT
+             ? GV_CHAN_GOSSIP
+             : GV_CHAN_LINK;
+}
+
+/* pt = channel || the encoded link message m; returns its length. */
+static size_t link_plaintext(const gv_msg *m, uint8_t *pt, size_t cap) {
+  char *json;
+  size_t len;
+  if (gv_msg_encode_link(m, &json, &len) < 0 || len + GV_CHAN_HDR > cap)
+    die("encode");
+  pt[0] = (uint8_t)channel_of(m->type);
+  memcpy(pt + GV_CHAN_HDR, json, len);
+  free(json);
+  return GV_CHAN_HDR + len;
+}
+
+/* Queues alice's HELLO and PING, then her FINAL frame with a GOODBYE, on
+ * link i; decrypts each frame with the spec's key and her stream header,
+ * independently of the link, and prints the plaintexts and frames. */
+static void encrypted_frames(gv_link *i, const uint8_t *header,
+                             const uint8_t *sk_ir) {
+  static const struct {
+    gv_msg_type type;
+    unsigned char tag;
+    const char *tag_name;
+  } seq[] = {
+      {GV_MSG_HELLO, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE,
+       "MESSAGE"},
+      {GV_MSG_PING, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE,
+       "MESSAGE"},
+      {GV_MSG_GOODBYE, crypto_secretstream_xchacha20poly1305_TAG_FINAL,
+       "FINAL"},
+  };
+  crypto_secretstream_xchacha20poly1305_state st;
+
+  if (crypto_secretstream_xchacha20poly1305_init_pull(&st, header, sk_ir) != 0)
+    die("alice's stream header does not open under the spec's sk_IR");
+  if (markdown)
+    printf("\n### 7.3 Encrypted frames\n\nalice's first three frames after "
+           "her stream header, under `sk_IR`: her HELLO (here without the "
+           "optional `record`), a PING, and the FINAL frame that closes the "
+           "link, carrying a GOODBYE. Each plaintext is the channel byte "
+           "(`00`: link) followed by the message (§5.1).\n");
+  for (size_t k = 0; k < sizeof(seq) / sizeof(seq[0]); k++) {
+    uint8_t pt[256], got[256];
+    unsigned long long glen;
+    unsigned char tag;
+    const uint8_t *p;
+    size_t len, n;
+    gv_msg m;
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    m.type = seq[k].type;
+    if (m.type == GV_MSG_HELLO) {
+      m.ts = T0;
+      strcpy(m.u.hello.agent, "grapevine/0.2.0");
+    } else if (m.type == GV_MSG_PING) {
+      m.u.nonce = 7;
+    } else {
+      strcpy(m.u.reason, "shutdown");
+    }
+    len = link_plaintext(&m, pt, sizeof(pt));
+    rc = seq[k].tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL
+             ? gv_link_close(i, pt, len)
+             : gv_link_send(i, pt, len);
+    if (rc < 0)
+      die("send");
+    n = gv_link_out(i, &p);
+    if (n < 4 + crypto_secretstream_xchacha20poly1305_ABYTES ||
+        n - 4 - crypto_secretstream_xchacha20poly1305_ABYTES > sizeof(got) ||
+        crypto_secretstream_xchacha20poly1305_pull(&st, got, &glen, &tag, p + 4,
+                                                   n - 4, NULL, 0) != 0 ||
+        glen != len || memcmp(got, pt, len) != 0 || tag != seq[k].tag)
+      die("a frame does not decrypt to its plaintext under the spec's sk_IR");
+    if (markdown) {
+      printf("\n#### %s (channel %u, tag %s)\n", gv_msg_type_name(m.type),
+             pt[0], seq[k].tag_name);
+      printf("\nMessage:\n\n```\n%.*s\n```\n", (int)(len - GV_CHAN_HDR),
+             (const char *)pt + GV_CHAN_HDR);
+      hex_line("plaintext, channel byte first", pt, len);
+      hex_line("frame", p, n);
+    }
+    gv_link_out_consume(i, n);
+  }
+  sodium_memzero(&st, sizeof(st));
+}
+
 static void handshake_vectors(const gv_identity *alice,
                               const gv_identity *bob) {
   uint8_t ei_sk[32], er_sk[32], ei_pk[32], er_pk[32];
@@ -216,34 +309,8 @@ static void handshake_vectors(const gv_identity *alice,
     hex_line("alice's stream header frame", w3 + 4 + 112, 4 + 24);
   }
 
-  /* §5: the first message frame alice sends. */
-  {
-    const uint8_t *p;
-    size_t n;
-    const char *ping = "{\"v\":1,\"type\":\"PING\",\"nonce\":7}";
-    crypto_secretstream_xchacha20poly1305_state st;
-    uint8_t pt[64];
-    unsigned long long plen;
-    unsigned char tag;
-
-    if (gv_link_send(i, (const uint8_t *)ping, strlen(ping)) < 0)
-      die("send");
-    n = gv_link_out(i, &p);
-    /* Decrypt it with the spec's key, independently of the link. */
-    if (crypto_secretstream_xchacha20poly1305_init_pull(&st, w3 + 4 + 112 + 4,
-                                                        spec.sk_ir) != 0 ||
-        crypto_secretstream_xchacha20poly1305_pull(&st, pt, &plen, &tag, p + 4,
-                                                   n - 4, NULL, 0) != 0 ||
-        plen != strlen(ping) || memcmp(pt, ping, plen) != 0)
-      die("the first data frame does not decrypt under the spec's sk_IR");
-    if (markdown) {
-      printf("\n### 7.3 An encrypted frame\n\nalice's first message, `%s` "
-             "(%zu bytes), tag MESSAGE, under `sk_IR` and her header "
-             "above:\n\n",
-             ping, strlen(ping));
-      hex_line("frame", p, n);
-    }
-  }
+  /* §5 and §5.1: alice's first frames after her stream header. */
+  encrypted_frames(i, w3 + 4 + 112 + 4, spec.sk_ir);
   gv_link_free(i);
   gv_link_free(r);
 }
@@ -286,7 +353,7 @@ static void emit(const char *dir, const char *file, const char *title,
     hex_line("message id = BLAKE2b-256(body)", m->id, 32);
     hex_line("signature over \"grapevine/1 msg\" || id", m->sig, 64);
   }
-  text_block("On the wire", wire);
+  text_block("Message bytes", wire);
 }
 
 static void seal_emit(const char *dir, const char *file, const char *title,
@@ -306,6 +373,15 @@ static void link_emit(const char *dir, const char *file, gv_msg *m) {
     die("encode");
   emit(dir, file, gv_msg_type_name(m->type), NULL, wire, len);
   free(wire);
+  if (markdown) {
+    uint8_t *pt = malloc(GV_CHAN_HDR + len);
+    if (pt == NULL)
+      die("out of memory");
+    len = link_plaintext(m, pt, GV_CHAN_HDR + len);
+    printf("\nOn the %s channel:\n\n", gv_chan_name(pt[0]));
+    hex_line("plaintext, channel byte first", pt, len);
+    free(pt);
+  }
 }
 
 static void message_vectors(const gv_identity *alice, const gv_identity *bob,
@@ -314,7 +390,9 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
 
   if (markdown)
     printf("\n### 7.4 Gossip messages\n\nAll at `ts` = %lld; they validate "
-           "with the receiver's clock at the same instant.\n",
+           "with the receiver's clock at the same instant. Each travels on "
+           "the gossip channel: its plaintext is the byte `01` followed by "
+           "the message bytes shown (§5.1).\n",
            T0);
   ann.type = GV_MSG_PEER_ANNOUNCEMENT;
   ann.ttl = GV_TTL_ANNOUNCE;
@@ -367,11 +445,13 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   seal_emit(dir, "heartbeat.json", "HEARTBEAT (bob)", &hb, bob);
 
   if (markdown)
-    printf("\n### 7.5 Link messages\n");
+    printf("\n### 7.5 Link messages\n\nHELLO, PING, PONG and GOODBYE "
+           "travel on the link channel (`00`), IHAVE and IWANT on the gossip "
+           "channel (`01`).\n");
   l.type = GV_MSG_HELLO; /* alice's, with her latest record */
   l.ts = T0;
   l.u.hello.seq = upd.seq;
-  strcpy(l.u.hello.agent, "grapevine/0.1.0");
+  strcpy(l.u.hello.agent, "grapevine/0.2.0");
   l.u.hello.record = &upd;
   link_emit(dir, "hello.json", &l);
   l.u.hello.record = NULL;
