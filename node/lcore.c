@@ -38,8 +38,8 @@ typedef struct llink {
   double penalty;
   int64_t penalty_at;
   uint64_t ping_nonce;
-  int64_t ping_sent; /* 0: no PING outstanding */
-  int64_t next_ping;
+  bool ping_out; /* a PING awaits its PONG, sent at ping_sent */
+  int64_t ping_sent, next_ping;
   double rtt, availability, performance;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 } llink;
@@ -275,6 +275,7 @@ static void send_ping(gv_lcore *lc, llink *l) {
   memset(&p, 0, sizeof(p));
   p.type = GV_MSG_PING;
   p.u.nonce = l->ping_nonce = gv_rng_next(&lc->rng) & GV_INT_MAX;
+  l->ping_out = true;
   l->ping_sent = lc->now;
   lc->stats.pings++;
   send_link_msg(lc, l, &p);
@@ -294,15 +295,15 @@ static size_t count(const gv_lcore *lc, bool dialed) {
   return n;
 }
 
-/* The inbound link to give up for a newcomer: the lowest-scored one that
+/* The inbound link to give up for newcomer n: the lowest-scored one that
  * is not an established good neighbour, the newest among equals. */
-static llink *eviction_victim(gv_lcore *lc) {
+static llink *eviction_victim(gv_lcore *lc, const llink *n) {
   llink *worst = NULL;
   double worst_score = 0;
   for (size_t i = 0; i < lc->n_links; i++) {
     llink *l = &lc->links[i];
     double s;
-    if (l->dialed || l->state == L_CLOSING)
+    if (l == n || l->dialed || l->state == L_CLOSING)
       continue;
     s = score(lc, l);
     if (l->state == L_READY && lc->now - l->up_at >= lc->cfg.protect_ms &&
@@ -340,8 +341,8 @@ static int admit(gv_lcore *lc, llink *n) {
   if (n->dialed && count(lc, true) > lc->cfg.outbound_max)
     return GV_CLOSE_FULL;
   if (!n->dialed && count(lc, false) > lc->cfg.inbound_max) {
-    llink *v = eviction_victim(lc);
-    if (v == NULL || v == n)
+    llink *v = eviction_victim(lc, n);
+    if (v == NULL)
       return GV_CLOSE_FULL;
     close_link(lc, v, GV_CLOSE_EVICTED);
   }
@@ -488,13 +489,13 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
     break;
   }
   case GV_MSG_PONG:
-    if (l->ping_sent > 0 && m.u.nonce == l->ping_nonce) {
+    if (l->ping_out && m.u.nonce == l->ping_nonce) {
       double rtt = (double)(lc->now - l->ping_sent);
       double perf = fmax(0.0, fmin(100.0, 100.0 * (1.0 - rtt / 1000.0)));
       l->rtt = l->rtt < 0 ? rtt : l->rtt * 0.7 + rtt * 0.3;
       l->performance = l->performance * 0.7 + perf * 0.3;
       l->availability += (100.0 - l->availability) * 0.2;
-      l->ping_sent = 0;
+      l->ping_out = false;
       lc->stats.pongs++;
       tell_score(lc, l);
     }
@@ -594,11 +595,11 @@ void gv_lcore_tick(gv_lcore *lc, int64_t now) {
       close_link(lc, l, GV_CLOSE_IDLE);
       continue;
     }
-    if (l->ping_sent > 0 && lc->now - l->ping_sent >= lc->cfg.ping_timeout_ms) {
+    if (l->ping_out && lc->now - l->ping_sent >= lc->cfg.ping_timeout_ms) {
       close_link(lc, l, GV_CLOSE_PING_TIMEOUT);
       continue;
     }
-    if (lc->cfg.ping_ms > 0 && l->ping_sent == 0 && lc->now >= l->next_ping) {
+    if (lc->cfg.ping_ms > 0 && !l->ping_out && lc->now >= l->next_ping) {
       send_ping(lc, l);
       l->next_ping = lc->now + lc->cfg.ping_ms;
     }
@@ -628,7 +629,7 @@ int64_t gv_lcore_expiry(const gv_lcore *lc) {
     if (l->state != L_READY)
       continue;
     EARLIER(l->last_rx + lc->cfg.idle_ms);
-    if (l->ping_sent > 0)
+    if (l->ping_out)
       EARLIER(l->ping_sent + lc->cfg.ping_timeout_ms);
     else if (lc->cfg.ping_ms > 0)
       EARLIER(l->next_ping);

@@ -202,7 +202,7 @@ START_TEST(test_version_and_magic) {
   size_t n;
 
   ck_assert_int_eq(run(&alice, &bob, NULL, &t, &ri, &rr), 0);
-  t.m1[3] = 2;
+  t.m1[3] = 1; /* a version-1 node: its plaintexts carry no channel */
   ck_assert_int_eq(gv_hs_new(&r, &bob, GV_HS_RESPONDER, NULL), 0);
   ck_assert_int_eq(gv_hs_read(r, t.m1, t.l1, out, &n), GV_EVERSION);
   gv_hs_free(r);
@@ -215,7 +215,7 @@ END_TEST
 
 /* An all-zero (low-order) ephemeral makes crypto_kx fail. */
 START_TEST(test_low_order_ephemeral) {
-  uint8_t m1[GV_HS_M1_LEN] = {'G', 'V', 'H', 1}, out[GV_HS_MSG_MAX];
+  uint8_t m1[GV_HS_M1_LEN] = {'G', 'V', 'H', 2}, out[GV_HS_MSG_MAX];
   gv_hs *r;
   size_t n;
 

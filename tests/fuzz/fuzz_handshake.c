@@ -218,7 +218,7 @@ static void fz_mode_responder(const uint8_t *p, size_t n, size_t chunk) {
 
 static void fz_mode_initiator(const uint8_t *p, size_t n, size_t chunk,
                               const uint8_t *pin) {
-  static const uint8_t m1_hdr[8] = {0, 0, 0, GV_HS_M1_LEN, 'G', 'V', 'H', 1};
+  static const uint8_t m1_hdr[8] = {0, 0, 0, GV_HS_M1_LEN, 'G', 'V', 'H', 2};
   gv_link *i;
   const uint8_t *out;
 
