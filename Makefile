@@ -36,7 +36,7 @@ CORE_SRC  := node/engine.c node/lcore.c node/oom.c node/idmap.c node/ctl.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/conn.c node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/store.c node/config.c node/metrics.c node/trkclient.c
-TEST_NAMES := err identity frame handshake link msg idmap engine store \
+TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config
