@@ -141,11 +141,6 @@ typedef struct net {
 
 static net T;
 
-static void t_init(int64_t t0) {
-  memset(&T, 0, sizeof(T));
-  T.now = t0;
-}
-
 static void t_free(void) {
   for (int i = 0; i < T.nq; i++)
     if (T.q[i].buf != NULL)
@@ -153,6 +148,12 @@ static void t_free(void) {
   for (int i = 0; i < T.nn; i++)
     gv_lcore_free(T.n[i].lc);
   memset(&T, 0, sizeof(T));
+}
+
+/* Frees what a failed test left behind (CK_FORK=no runs them in turn). */
+static void t_init(int64_t t0) {
+  t_free();
+  T.now = t0;
 }
 
 static void cfg_test(gv_lcore_cfg *c) {
@@ -764,12 +765,15 @@ typedef struct wall_run {
   unsigned n_ping[2];
   int64_t close_at, close_why;
   int64_t hello_ts, dial_at;
+  int64_t expiry[3][4800]; /* each core's, at each 250 ms sample */
+  unsigned n_samples;
 } wall_run;
 
 static void wall_scenario(bool stepped, wall_run *r) {
   gv_lcore_cfg c;
   int a, b, d, w;
   uint64_t seen[2] = {0, 0};
+  int64_t hello_due = 0;
 
   memset(r, 0, sizeof(*r));
   t_init(1000);
@@ -788,11 +792,20 @@ static void wall_scenario(bool stepped, wall_run *r) {
     }
     if (t == 14 * MIN)
       T.w[w].drop_pong[1] = true;
+    if (t == 7 * MIN + 500) { /* a peer that never says HELLO */
+      uint8_t peer[GV_ID_BYTES];
+      memset(peer, 0x77, sizeof(peer));
+      t_open_raw(a, peer, false);
+    }
     if (t == 8 * MIN) {
       r->dial_at = T.now;
       t_dial(a, d);
     }
     t_advance(t);
+    ck_assert_uint_lt(r->n_samples, 4800);
+    for (int i = 0; i < 3; i++)
+      r->expiry[i][r->n_samples] = gv_lcore_expiry(T.n[i].lc);
+    r->n_samples++;
     for (int s = 0; s < 2; s++) {
       uint64_t p = t_stats(s == 0 ? a : b)->pings;
       for (; seen[s] < p; seen[s]++) {
@@ -803,6 +816,10 @@ static void wall_scenario(bool stepped, wall_run *r) {
     if (t == 8 * MIN + 1000)
       r->hello_ts = T.n[d].f.up.ts;
   }
+  for (size_t i = 0; i < T.n[a].n_close; i++)
+    if (T.n[a].closes[i].why == GV_CLOSE_HELLO_TIMEOUT)
+      hello_due = T.n[a].closes[i].at;
+  ck_assert_int_eq(hello_due, 7 * MIN + 250 + 10000); /* opened at 7:00.25 */
   for (size_t i = 0; i < T.n[a].n_close; i++)
     if (T.n[a].closes[i].link == LA(w)) {
       r->close_at = T.n[a].closes[i].at;
@@ -826,6 +843,11 @@ START_TEST(test_wall_step) {
     }
   }
   ck_assert_uint_ge(after, 4); /* the comparison covers the step */
+  /* Every timer of every core is due at the same ms throughout. */
+  ck_assert_uint_eq(plain.n_samples, stepped.n_samples);
+  for (int i = 0; i < 3; i++)
+    for (unsigned k = 0; k < plain.n_samples; k++)
+      ck_assert_int_eq(plain.expiry[i][k], stepped.expiry[i][k]);
   /* The unanswered PING closes the link at the same time. */
   ck_assert_int_eq(plain.close_why, GV_CLOSE_PING_TIMEOUT);
   ck_assert_int_eq(stepped.close_why, GV_CLOSE_PING_TIMEOUT);
@@ -1156,7 +1178,9 @@ START_TEST(test_evict_protected) {
   ck_assert_int_eq(t_closed_why(a, LB(wc)), GV_CLOSE_EVICTED);
   ck_assert(t_ready(a, LB(wd)));
 
-  we = t_dial(e, a); /* b is protected, d scores above a newcomer */
+  t_advance(12 * MIN); /* d is old and good too */
+  ck_assert_double_ge(gv_lcore_score(T.n[a].lc, LB(wd)), 50);
+  we = t_dial(e, a); /* b and d are protected */
   t_advance(T.now + 1000);
   ck_assert_int_eq(t_closed_why(a, LB(we)), GV_CLOSE_FULL);
   ck_assert(t_ready(a, LB(wb)));
@@ -1164,6 +1188,40 @@ START_TEST(test_evict_protected) {
   ck_assert_uint_eq(t_stats(a)->closed[GV_CLOSE_FULL], 1);
   ck_assert_uint_eq(T.n[e].f.ups, 0);
   ck_assert_uint_eq(gv_lcore_count(T.n[e].lc), 0);
+  t_free();
+}
+END_TEST
+
+/* The header: FULL means "no inbound slot, none to evict", and only links
+ * older than protect_ms scoring >= 50 are spared. So a young inbound link
+ * is evicted for a newcomer even when it scores above 50: the lower-scored
+ * of two young links, both READY and pinged, goes. */
+START_TEST(test_evict_young) {
+  gv_lcore_cfg c;
+  int a, b, cc, d, wb, wc, wd;
+
+  t_init(1000);
+  cfg_test(&c);
+  c.inbound_max = 2;
+  c.protect_ms = 10 * MIN;
+  a = t_node(&c, 0x11, NULL);
+  b = t_node(&c, 0x22, NULL);
+  cc = t_node(&c, 0x33, NULL);
+  d = t_node(&c, 0x44, NULL);
+  wb = t_dial(b, a);
+  wc = t_dial(cc, a);
+  t_pump();
+  gv_lcore_penalize(T.n[a].lc, LB(wb), 5, T.now); /* the victim */
+  t_pump();
+  ck_assert_double_gt(gv_lcore_score(T.n[a].lc, LB(wb)), 50);
+  ck_assert_double_lt(gv_lcore_score(T.n[a].lc, LB(wb)),
+                      gv_lcore_score(T.n[a].lc, LB(wc)));
+  wd = t_dial(d, a);
+  t_pump();
+  ck_assert_int_eq(t_closed_why(a, LB(wd)), -1); /* not refused FULL */
+  ck_assert_int_eq(t_closed_why(a, LB(wb)), GV_CLOSE_EVICTED);
+  ck_assert(t_ready(a, LB(wc)));
+  ck_assert(t_ready(a, LB(wd)));
   t_free();
 }
 END_TEST
@@ -1510,6 +1568,7 @@ static Suite *lcore_suite(void) {
   tcase_add_loop_test(tc, test_duplicates, 0, 8);
   tcase_add_loop_test(tc, test_evict, 0, 2);
   tcase_add_test(tc, test_evict_protected);
+  tcase_add_test(tc, test_evict_young);
   tcase_add_test(tc, test_outbound_cap);
   tcase_add_test(tc, test_not_accepting);
   tcase_add_test(tc, test_unwanted);
