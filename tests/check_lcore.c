@@ -22,6 +22,7 @@ typedef struct fsvc {
   int recv_rc;          /* what recv() returns: 0 or a GV_E* */
   const char *recv_why; /* its reason */
   uint64_t hello_seq;   /* what hello() puts in this node's HELLO */
+  gv_msg *record;       /* ...and the record it attaches (may be NULL) */
   unsigned ups, downs, recvs, scores;
   unsigned ups_of[MAXL], downs_of[MAXL];
   int down_why[MAXL];
@@ -35,12 +36,15 @@ typedef struct fsvc {
     int64_t ts;
     uint64_t seq;
     int64_t now;
+    bool has_record;
+    uint8_t record_origin[GV_ID_BYTES];
   } up;
   gv_link_info score;
 } fsvc;
 
 static void fs_hello(void *ctx, gv_msg *hello) {
   hello->u.hello.seq = ((fsvc *)ctx)->hello_seq;
+  hello->u.hello.record = ((fsvc *)ctx)->record;
 }
 
 static bool fs_up(void *ctx, gv_linkid link, const uint8_t *peer, bool dialed,
@@ -60,6 +64,9 @@ static bool fs_up(void *ctx, gv_linkid link, const uint8_t *peer, bool dialed,
   memcpy(f->up.agent, hello->u.hello.agent, sizeof(f->up.agent));
   f->up.ts = hello->ts;
   f->up.seq = hello->u.hello.seq;
+  f->up.has_record = hello->u.hello.record != NULL;
+  if (f->up.has_record)
+    memcpy(f->up.record_origin, hello->u.hello.record->origin, GV_ID_BYTES);
   f->up.now = now;
   return f->hold;
 }
@@ -161,13 +168,14 @@ static void cfg_test(gv_lcore_cfg *c) {
   c->accepting = true;
 }
 
-/* A core whose id is 32 bytes of idb, with the fake service plugged in. */
-static int t_node(const gv_lcore_cfg *c, uint8_t idb, const char *agent) {
+/* A core with this id, with the fake service plugged in. */
+static int t_node_id(const gv_lcore_cfg *c, const uint8_t *id,
+                     const char *agent) {
   node *n = &T.n[T.nn];
   gv_lcore_cfg cc = *c;
   ck_assert_int_lt(T.nn, MAXN);
-  memset(n->id, idb, GV_ID_BYTES);
-  cc.seed = c->seed + idb;
+  memcpy(n->id, id, GV_ID_BYTES);
+  cc.seed = c->seed + id[0];
   if (agent != NULL)
     cc.agent = agent;
   ck_assert_int_eq(gv_lcore_new(&n->lc, &cc, n->id, T.now), 0);
@@ -180,6 +188,13 @@ static int t_node(const gv_lcore_cfg *c, uint8_t idb, const char *agent) {
   n->svc.score = fs_score;
   gv_lcore_set_service(n->lc, GV_CHAN_GOSSIP, &n->svc);
   return T.nn++;
+}
+
+/* A core whose id is 32 bytes of idb. */
+static int t_node(const gv_lcore_cfg *c, uint8_t idb, const char *agent) {
+  uint8_t id[GV_ID_BYTES];
+  memset(id, idb, sizeof(id));
+  return t_node_id(c, id, agent);
 }
 
 static gv_addr addr_of(int c) {
@@ -523,6 +538,71 @@ START_TEST(test_hello_ready) {
 }
 END_TEST
 
+/* HELLO carries the sender's own signed record to the service; a record
+ * of someone else is dropped (PROTOCOL.md §6.4); a record from the future
+ * of the receiver's wall clock fails HELLO, so the link closes PROTOCOL. */
+static void seal_record(gv_msg *m, const gv_identity *id, int64_t ts) {
+  char *out;
+  size_t len;
+  memset(m, 0, sizeof(*m));
+  m->type = GV_MSG_PEER_ANNOUNCEMENT;
+  m->seq = 3;
+  m->ts = ts;
+  ck_assert_int_eq(gv_msg_seal(m, id, &out, &len), 0);
+  free(out);
+}
+
+START_TEST(test_hello_record) {
+  gv_lcore_cfg c;
+  gv_identity ia, ib, ic;
+  gv_msg own, other;
+  int a, b, w;
+
+  t_init(1000);
+  cfg_test(&c);
+  tu_identity(&ia, 0x11);
+  tu_identity(&ib, 0x22);
+  tu_identity(&ic, 0x33);
+  a = t_node_id(&c, ia.pk, NULL);
+  b = t_node_id(&c, ib.pk, NULL);
+  gv_lcore_set_wall(T.n[a].lc, T0_MS);
+  gv_lcore_set_wall(T.n[b].lc, T0_MS);
+  seal_record(&own, &ia, T0_MS);
+  seal_record(&other, &ic, T0_MS);
+
+  T.n[a].f.record = &own;
+  w = t_dial(a, b);
+  t_pump();
+  ck_assert(t_ready(b, LB(w)));
+  ck_assert(T.n[b].f.up.has_record);
+  ck_assert_mem_eq(T.n[b].f.up.record_origin, ia.pk, GV_ID_BYTES);
+  ck_assert(!T.n[a].f.up.has_record); /* b sent none */
+  gv_lcore_close_all(T.n[a].lc, GV_CLOSE_SHUTDOWN, T.now);
+  t_pump();
+
+  T.n[a].f.record = &other;
+  w = t_dial(a, b);
+  t_pump();
+  ck_assert(t_ready(b, LB(w)));
+  ck_assert(!T.n[b].f.up.has_record);
+  gv_lcore_close_all(T.n[a].lc, GV_CLOSE_SHUTDOWN, T.now);
+  t_pump();
+
+  /* b's wall clock an hour behind: a's record is from its future. */
+  T.n[a].f.record = &own;
+  gv_lcore_set_wall(T.n[b].lc, T0_MS - 3600000);
+  w = t_dial(a, b);
+  t_pump();
+  ck_assert_int_eq(t_closed_why(b, LB(w)), GV_CLOSE_PROTOCOL);
+  ck_assert_uint_ge(T.n[b].n_reject, 1);
+  ck_assert_int_eq(T.n[b].rejects[T.n[b].n_reject - 1].rc, GV_EFUTURE);
+  ck_assert_uint_eq(T.n[b].f.ups, 2);
+  gv_msg_clear(&own);
+  gv_msg_clear(&other);
+  t_free();
+}
+END_TEST
+
 /* ---- 2. the channel byte ---- */
 
 START_TEST(test_channels) {
@@ -564,15 +644,46 @@ START_TEST(test_channels) {
 
   /* The gossip channel reaches the service. */
   t_inject(a, LA(w), GV_CHAN_GOSSIP, "{\"v\":1}");
+  /* An IHAVE on the link channel: rejected, penalized, the link stays. */
+  t_inject(a, LA(w), GV_CHAN_LINK,
+           "{\"v\":1,\"type\":\"IHAVE\",\"ids\":[\""
+           "0000000000000000000000000000000000000000000000000000000000000000"
+           "\"]}");
+  ck_assert_int_eq(T.n[a].rejects[T.n[a].n_reject - 1].rc, GV_ETYPE);
+  ck_assert(t_ready(a, LA(w)));
+  ck_assert_double_gt(T.n[a].f.score.penalty, 0);
   ck_assert_uint_eq(T.n[a].f.recvs, 1);
   ck_assert_uint_eq(t_stats(a)->msgs_in[GV_CHAN_GOSSIP], 2); /* + the first */
   ck_assert(t_ready(a, LA(w)));
 
+  /* A second HELLO breaks the link's rules: PROTOCOL. */
+  {
+    gv_msg h;
+    char *out;
+    size_t len;
+    int w2 = t_dial(a, b);
+    memset(&h, 0, sizeof(h));
+    h.type = GV_MSG_HELLO;
+    h.ts = 1000;
+    snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "again/1");
+    ck_assert_int_eq(gv_msg_encode_link(&h, &out, &len), 0);
+    t_pump(); /* b: a duplicate, refused; a's first link stays */
+    ck_assert(t_ready(a, LA(w)));
+    ck_assert_int_eq(t_closed_why(a, LA(w2)), GV_CLOSE_DUPLICATE);
+    t_inject(b, LB(w), GV_CHAN_LINK, out);
+    free(out);
+    ck_assert_int_eq(t_closed_why(b, LB(w)), GV_CLOSE_PROTOCOL);
+    ck_assert_int_eq(T.n[b].rejects[T.n[b].n_reject - 1].rc, GV_ESTATE);
+    w = t_dial(a, b);
+    t_pump();
+    ck_assert(t_ready(a, LA(w)));
+  }
   /* An empty plaintext (no channel byte): PROTOCOL. */
   gv_lcore_recv(T.n[a].lc, LA(w), &empty, 0, T.now);
   t_pump();
   ck_assert_int_eq(t_closed_why(a, LA(w)), GV_CLOSE_PROTOCOL);
   ck_assert_uint_eq(t_stats(a)->closed[GV_CLOSE_PROTOCOL], 2);
+  ck_assert_uint_eq(t_stats(b)->closed[GV_CLOSE_PROTOCOL], 1);
   ck_assert_uint_eq(T.n[a].f.downs_of[LA(w)], 1);
   ck_assert_int_eq(T.n[a].f.down_why[LA(w)], GV_CLOSE_PROTOCOL);
   ck_assert_uint_eq(t_stats(b)->closed[GV_CLOSE_GOODBYE], 1);
@@ -1383,6 +1494,9 @@ START_TEST(test_closed) {
   ck_assert_uint_eq(T.n[a].f.downs_of[LA(w)], 1);
   ck_assert_uint_eq(gv_lcore_count(T.n[a].lc), 0);
   ck_assert(!t_ready(a, LA(w)));
+  /* CLOSING: what still arrives is not dispatched. */
+  t_inject(a, LA(w), GV_CHAN_GOSSIP, "{}");
+  ck_assert_uint_eq(T.n[a].f.recvs, 0);
   tr = t_stats(a)->closed[GV_CLOSE_TRANSPORT];
   gv_lcore_closed(T.n[a].lc, LA(w), false, T.now);
   gv_lcore_closed(T.n[a].lc, LA(w), false, T.now); /* twice: no-op */
@@ -1556,6 +1670,7 @@ static Suite *lcore_suite(void) {
   Suite *s = suite_create("lcore");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_hello_ready);
+  tcase_add_test(tc, test_hello_record);
   tcase_add_test(tc, test_channels);
   tcase_add_loop_test(tc, test_ping_pong, 0, 2);
   tcase_add_test(tc, test_ping_timeout);
