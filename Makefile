@@ -39,7 +39,7 @@ COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/store.c node/config.c node/metrics.c node/trkclient.c \
              node/links.c node/ctlsrv.c node/trkjobs.c node/nodemetrics.c
-TEST_NAMES := err identity frame handshake link msg idmap engine store \
+TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config
