@@ -200,8 +200,8 @@ static void run_action(gv_node *n, const gv_action *a) {
     gv_lcore_release(n->lc, a->link, GV_HOLD_GOSSIP, now_ms(n));
     break;
   case GV_ACT_REJECT:
-    gv_logf(&n->log, GV_LOG_DEBUG, "link %u: rejected a message: %s",
-            a->link, a->why);
+    gv_logf(&n->log, GV_LOG_DEBUG, "link %u: rejected a message: %s", a->link,
+            a->why);
     break;
   case GV_ACT_PERSIST:
     if (a->entry != NULL)

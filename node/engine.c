@@ -161,8 +161,7 @@ struct gv_engine {
 
   gv_action *acts;
   size_t act_head, n_acts, cap_acts;
-  gv_msg *report;   /* the response behind a REPORT, until the next call */
-  gv_msg hello_rec; /* gv_engine_hello()'s view of this node's record */
+  gv_msg *report; /* the response behind a REPORT, until the next call */
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle;
 };
@@ -1047,16 +1046,13 @@ static void maintain(gv_engine *e, size_t target) {
   }
 }
 
-void gv_engine_hello(gv_engine *e, gv_msg *hello) {
+void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record) {
   hello->u.hello.seq = e->self_seq;
   if (e->self_body != NULL) {
     /* A view of the engine's record: its pointers stay the engine's. */
-    gv_msg *r = &e->hello_rec;
-    memset(r, 0, sizeof(*r));
-    r->type = e->self_type;
-    r->body = e->self_body;
-    memcpy(r->sig, e->self_sig, GV_SIG_BYTES);
-    hello->u.hello.record = r;
+    record->type = e->self_type;
+    record->body = e->self_body;
+    memcpy(record->sig, e->self_sig, GV_SIG_BYTES);
   }
 }
 
@@ -1618,7 +1614,9 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
 
 /* ---- the gossip service of the link core ---- */
 
-static void svc_hello(void *ctx, gv_msg *hello) { gv_engine_hello(ctx, hello); }
+static void svc_hello(void *ctx, gv_msg *hello, gv_msg *record) {
+  gv_engine_hello(ctx, hello, record);
+}
 
 static bool svc_up(void *ctx, gv_linkid link, const uint8_t *peer, bool dialed,
                    const gv_addr *addr, const gv_msg *hello, int64_t now) {

@@ -179,9 +179,10 @@ int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *msg, size_t len,
 /* The link core's score for a link changed. */
 void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
                           double performance, int64_t now);
-/* Fills the gossip part of this node's HELLO: seq and its signed record
- * (pointing into the engine; valid until the next call into it). */
-void gv_engine_hello(gv_engine *e, gv_msg *hello);
+/* Fills the gossip part of this node's HELLO: seq, and its signed record
+ * into *record (pointing into the engine; valid until the next call into
+ * it). */
+void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record);
 /* Timers: gv_engine_tick() is due at gv_engine_expiry() (never earlier
  * than needed; INT64_MAX: nothing scheduled). */
 void gv_engine_tick(gv_engine *e, int64_t now);

@@ -259,15 +259,17 @@ static void send_link_msg(gv_lcore *lc, llink *l, const gv_msg *m) {
 }
 
 static void send_hello(gv_lcore *lc, llink *l) {
-  gv_msg h;
+  gv_msg h, rec;
   memset(&h, 0, sizeof(h));
+  memset(&rec, 0, sizeof(rec));
   h.type = GV_MSG_HELLO;
   h.ts = lc->now + lc->wall_offset;
   snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "%s", lc->cfg.agent);
   if (lc->svc[GV_CHAN_GOSSIP] != NULL && lc->svc[GV_CHAN_GOSSIP]->hello != NULL)
-    lc->svc[GV_CHAN_GOSSIP]->hello(lc->svc[GV_CHAN_GOSSIP]->ctx, &h);
+    lc->svc[GV_CHAN_GOSSIP]->hello(lc->svc[GV_CHAN_GOSSIP]->ctx, &h, &rec);
+  if (rec.body != NULL)
+    h.u.hello.record = &rec; /* its pointers are the service's */
   send_link_msg(lc, l, &h);
-  h.u.hello.record = NULL; /* the service's, not ours to clear */
 }
 
 static void send_ping(gv_lcore *lc, llink *l) {

@@ -112,10 +112,11 @@ typedef struct gv_link_info {
 /* A service plugged into the core for one channel. ctx is passed back. */
 typedef struct gv_service {
   void *ctx;
-  /* Fills what this service adds to this node's HELLO (gossip: seq and
-   * the signed record); may be NULL. Pointers stored in hello must stay
-   * valid until the call that triggered it returns. */
-  void (*hello)(void *ctx, gv_msg *hello);
+  /* Fills what this service adds to this node's HELLO (gossip: seq, and
+   * the signed record in *record, storage the core provides, which it then
+   * attaches); may be NULL. Pointers stored must stay valid until the call
+   * that triggered it returns. */
+  void (*hello)(void *ctx, gv_msg *hello, gv_msg *record);
   /* The link is READY. hello is the peer's HELLO, validated. Returns true
    * to hold the link (GV_HOLD_* of this service). addr: the address this
    * node dialed, NULL for an inbound link (never shareable). */

@@ -42,9 +42,10 @@ typedef struct fsvc {
   gv_link_info score;
 } fsvc;
 
-static void fs_hello(void *ctx, gv_msg *hello) {
+static void fs_hello(void *ctx, gv_msg *hello, gv_msg *record) {
   hello->u.hello.seq = ((fsvc *)ctx)->hello_seq;
-  hello->u.hello.record = ((fsvc *)ctx)->record;
+  if (((fsvc *)ctx)->record != NULL)
+    *record = *((fsvc *)ctx)->record; /* a view: the core clears nothing */
 }
 
 static bool fs_up(void *ctx, gv_linkid link, const uint8_t *peer, bool dialed,
