@@ -35,9 +35,10 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
 CORE_SRC  := node/engine.c node/idmap.c node/ctl.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/conn.c node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
+             node/db.c \
              node/store.c node/config.c node/metrics.c node/trkclient.c
 TEST_NAMES := err identity frame handshake link msg idmap engine store \
-              config metrics ctl
+              config metrics ctl db
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config
 
