@@ -53,7 +53,7 @@ BINS      := $(BUILD)/grapevine
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
-              tests/bench/bench_node.sh
+              $(BUILD)/bench/bench_db tests/bench/bench_node.sh
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -107,6 +107,11 @@ $(BUILD)/bench/gossip_load: $(call obj,tests/bench/gossip_load.c) \
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
