@@ -551,7 +551,8 @@ int gv_db_exec(gv_db *db, const gv_db_stmt *stmts, size_t n, gv_db_done_cb done,
   for (size_t i = 0; i < n; i++) {
     gv_db_val *vals = (gv_db_val *)p;
     p += stmts[i].n_vals * sizeof(gv_db_val);
-    memcpy(vals, stmts[i].vals, stmts[i].n_vals * sizeof(gv_db_val));
+    if (stmts[i].n_vals > 0)
+      memcpy(vals, stmts[i].vals, stmts[i].n_vals * sizeof(gv_db_val));
     j->stmts[i].vals = vals;
     j->stmts[i].n_vals = stmts[i].n_vals;
   }
