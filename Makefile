@@ -37,10 +37,11 @@ CORE_SRC  := node/engine.c node/lcore.c node/oom.c common/idmap.c node/ctl.c
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
-             node/store.c node/config.c node/metrics.c node/trkclient.c \
-             node/links.c node/ctlsrv.c node/trkjobs.c node/nodemetrics.c
+             node/db.c node/store.c node/config.c node/metrics.c \
+             node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
+             node/nodemetrics.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
-              config metrics ctl common
+              config metrics ctl common db
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config
 
@@ -56,7 +57,7 @@ BINS      := $(BUILD)/grapevine
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
-              tests/bench/bench_node.sh
+              $(BUILD)/bench/bench_db tests/bench/bench_node.sh
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -119,6 +120,11 @@ $(BUILD)/bench/gossip_load: $(call obj,tests/bench/gossip_load.c) \
 $(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
     $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

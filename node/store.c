@@ -1,6 +1,7 @@
-/* The node's durable state: one SQLite database in WAL mode with
- * synchronous=NORMAL, so a committed transaction survives a crash or kill -9
- * of the process (not necessarily a power cut).
+/* The node's durable state, on gv_db (node/db.h): one SQLite connection
+ * in WAL mode with synchronous=FULL and one writer thread. A committed
+ * flush or setting survives kill -9 of the process and a power cut (to the
+ * extent the disk honours fsync).
  *
  * Schema (application_id GV_STORE_APP_ID, user_version 1):
  *   peers(id BLOB 32 bytes PRIMARY KEY, body TEXT, sig BLOB 64 bytes,
@@ -8,23 +9,28 @@
  *   settings(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
  * A database with another application_id, or tables but no application_id,
  * is "not a Grapevine database" (GV_EINVAL); a newer user_version is
- * GV_EVERSION. Neither is modified. SQLite errors are mapped to -errno
- * (-EIO when nothing more specific fits) or GV_ENOMEM.
+ * GV_EVERSION. Neither is modified: the check runs as gv_db's init, before
+ * the switch to WAL. SQLite errors are mapped by gv_db_status().
  *
- * The write-behind queue: a dense array of changes, one per peer id, and an
- * id -> index map, so a later put or del of the same id replaces the queued
- * change in O(1):
+ * The write-behind queue lives on the caller's thread: a dense array of
+ * changes, one per peer id, and an id -> index map, so a later put or del
+ * of the same id replaces the queued change in O(1):
  *
- *            put/del                       gv_store_flush: BEGIN IMMEDIATE,
- *   EMPTY ------------> PENDING ---------> every change, COMMIT -> EMPTY
- *                        |   ^
+ *            put/del                    gv_store_flush: one gv_db_call job
+ *   EMPTY ------------> PENDING ------> (every change, in the writer's next
+ *                        |   ^           group commit) -> EMPTY
  *                        +---+  put/del (replace or append);
- *                               flush fails: ROLLBACK, queue kept as it was
+ *                               flush fails: job rolled back, queue kept
  *
  * Bounds: at most GV_STORE_QUEUE_MAX changes and GV_STORE_QUEUE_BYTES of
  * queued bodies. A put or del that would cross either bound flushes first
  * (an auto-flush); if that flush fails, the put or del fails with its error
  * and the queue is left as it was.
+ *
+ * Writes (flush, set) go through gv_db_call: the caller blocks until the
+ * group holding them has committed. Reads (get, load) hold gv_db_lock and
+ * run on the caller's thread. This store's gv_db has no loop: it is used
+ * only synchronously.
  *
  * gv_store_load_peers() and gv_store_close() flush first. While
  * gv_store_load_peers() runs its callback, every other call on the store
@@ -41,14 +47,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "idmap.h"
 #include "msg.h"
 
-#define GV_STORE_APP_ID 0x4756534e           /* "GVSN": Grapevine node store */
-#define GV_STORE_SCHEMA 1                    /* user_version */
-#define GV_STORE_WAL_LIMIT (4 * 1024 * 1024) /* WAL file kept after a reset */
-#define GV_STORE_BUSY_MS 5000
-#define GV_STORE_QUEUE_MAX 65536                 /* queued changes */
+#define GV_STORE_APP_ID 0x4756534e /* "GVSN": Grapevine node store */
+#define GV_STORE_SCHEMA 1          /* user_version */
+#define GV_STORE_QUEUE_MAX 65536   /* queued changes */
 #define GV_STORE_QUEUE_BYTES (32u * 1024 * 1024) /* queued body bytes */
 #define GV_STORE_QUEUE_KEEP 1024     /* slots kept allocated after a flush */
 #define GV_STORE_BODY_MAX GV_MSG_MAX /* a record fits in a message */
@@ -78,8 +83,8 @@ typedef struct change {
 } change;
 
 struct gv_store {
-  sqlite3 *db;
-  sqlite3_stmt *begin, *commit, *rollback, *put, *del, *load, *set, *get;
+  gv_db *db;
+  sqlite3_stmt *put, *del, *load, *set, *get;
   /* The queue: q[0..len) in arrival order; index maps an id to its
    * position + 1 (a map value may not be NULL). */
   change *q;
@@ -98,66 +103,45 @@ static void check_queue(const gv_store *s) {
 
 /* ---- SQLite errors ---- */
 
-/* The -errno (or GV_E*) for SQLite result code rc. */
-static int map_rc(sqlite3 *db, int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_NOMEM: return GV_ENOMEM;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED: return -EBUSY;
-  case SQLITE_FULL: return -ENOSPC;
-  case SQLITE_READONLY:
-  case SQLITE_PERM: return -EACCES;
-  case SQLITE_NOTADB: return GV_EINVAL;
-  case SQLITE_TOOBIG: return GV_ETOOBIG;
-  case SQLITE_CANTOPEN:
-  case SQLITE_IOERR: {
-    int err = db != NULL ? sqlite3_system_errno(db) : 0;
-    return err > 0 ? -err : -EIO;
-  }
-  default: return -EIO;
-  }
-}
-
 /* Maps rc and writes "what: SQLite's message" into why. Call before
  * anything else touches the connection's error state. */
-static int sql_fail(gv_store *s, int rc, gv_why *why, const char *what) {
-  int err = map_rc(s->db, rc);
+static int sql_fail(sqlite3 *h, int rc, gv_why *why, const char *what) {
+  int err = gv_db_status(h, rc);
 
   if ((rc & 0xff) == SQLITE_NOTADB)
-    return gv_fail(why, err, "not a Grapevine database: %s",
-                   sqlite3_errmsg(s->db));
+    return gv_fail(why, err, "not a Grapevine database: %s", sqlite3_errmsg(h));
   if (((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR) &&
       err != -EIO) /* SQLite's text omits the system's reason */
-    return gv_fail(why, err, "%s: %s (%s)", what, sqlite3_errmsg(s->db),
+    return gv_fail(why, err, "%s: %s (%s)", what, sqlite3_errmsg(h),
                    strerror(-err));
-  return gv_fail(why, err, "%s: %s", what, sqlite3_errmsg(s->db));
+  return gv_fail(why, err, "%s: %s", what, sqlite3_errmsg(h));
 }
 
 /* Runs a prepared statement that returns no rows, then resets it. */
-static int run(gv_store *s, sqlite3_stmt *st, gv_why *why, const char *what) {
+static int run(sqlite3 *h, sqlite3_stmt *st, gv_why *why, const char *what) {
   int rc = sqlite3_step(st), err = 0;
 
   if (rc != SQLITE_DONE)
-    err = sql_fail(s, rc, why, what);
+    err = sql_fail(h, rc, why, what);
   sqlite3_reset(st);
   return err;
 }
 
-static int exec(gv_store *s, const char *sql, gv_why *why, const char *what) {
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : sql_fail(s, rc, why, what);
+static int exec(sqlite3 *h, const char *sql, gv_why *why, const char *what) {
+  int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : sql_fail(h, rc, why, what);
 }
 
 /* One integer from a one-row query (a pragma, a count). */
-static int query_int(gv_store *s, const char *sql, int64_t *out, gv_why *why) {
+static int query_int(sqlite3 *h, const char *sql, int64_t *out, gv_why *why) {
   sqlite3_stmt *st = NULL;
   int err = 0;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
 
   if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
     *out = sqlite3_column_int64(st, 0);
   else
-    err = sql_fail(s, rc, why, sql);
+    err = sql_fail(h, rc, why, sql);
   sqlite3_finalize(st);
   return err;
 }
@@ -167,22 +151,22 @@ static int query_int(gv_store *s, const char *sql, int64_t *out, gv_why *why) {
 /* Inside BEGIN IMMEDIATE: checks that the database is ours, or empty and
  * then made ours. A foreign database is left as it was (the caller rolls
  * back). */
-static int check_or_create(gv_store *s, gv_why *why) {
+static int check_or_create(sqlite3 *h, gv_why *why) {
   int64_t app = 0, version = 0, objs = 0; /* objs: tables, indexes, ... */
   int rc;
 
-  if ((rc = query_int(s, "PRAGMA application_id", &app, why)) < 0 ||
-      (rc = query_int(s, "PRAGMA user_version", &version, why)) < 0 ||
-      (rc = query_int(s, "SELECT count(*) FROM sqlite_schema", &objs, why)) < 0)
+  if ((rc = query_int(h, "PRAGMA application_id", &app, why)) < 0 ||
+      (rc = query_int(h, "PRAGMA user_version", &version, why)) < 0 ||
+      (rc = query_int(h, "SELECT count(*) FROM sqlite_schema", &objs, why)) < 0)
     return rc;
   if (app == 0 && version == 0 && objs == 0) {
     char stamp[96]; /* pragmas take no parameters */
     snprintf(stamp, sizeof(stamp),
              "PRAGMA application_id = %d; PRAGMA user_version = %d",
              GV_STORE_APP_ID, GV_STORE_SCHEMA);
-    if ((rc = exec(s, SCHEMA_SQL, why, "create schema")) < 0)
+    if ((rc = exec(h, SCHEMA_SQL, why, "create schema")) < 0)
       return rc;
-    return exec(s, stamp, why, "set schema version");
+    return exec(h, stamp, why, "set schema version");
   }
   if (app != GV_STORE_APP_ID)
     return gv_fail(why, GV_EINVAL,
@@ -199,53 +183,27 @@ static int check_or_create(gv_store *s, gv_why *why) {
   return 0;
 }
 
-/* Checks or creates the schema in one write transaction, so that two
- * processes opening a new file at once cannot both create it. */
-static int init_schema(gv_store *s, gv_why *why) {
-  int rc = exec(s, "BEGIN IMMEDIATE", why, "begin");
+/* gv_db's init: checks or creates the schema in one write transaction, so
+ * that two processes opening a new file at once cannot both create it. */
+static int init_schema(void *ctx, sqlite3 *h, gv_why *why) {
+  int rc = exec(h, "BEGIN IMMEDIATE", why, "begin");
 
   if (rc < 0)
     return rc;
-  if ((rc = check_or_create(s, why)) == 0)
-    rc = exec(s, "COMMIT", why, "commit schema");
-  if (rc < 0)
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  (void)ctx;
+  if ((rc = check_or_create(h, why)) == 0)
+    rc = exec(h, "COMMIT", why, "commit schema");
+  if (rc < 0 && !sqlite3_get_autocommit(h))
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 
-/* WAL (persistent in the file), then this connection's settings. */
-static int set_modes(gv_store *s, gv_why *why) {
-  sqlite3_stmt *st = NULL;
-  const unsigned char *mode = NULL;
-  char sql[96];
-  int err = 0;
-  int rc =
-      sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-
-  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-    mode = sqlite3_column_text(st, 0);
-  if (mode == NULL)
-    err = sql_fail(s, rc, why, "journal_mode");
-  else if (strcmp((const char *)mode, "wal") != 0)
-    err = gv_fail(why, -EIO, "cannot switch to WAL mode (journal_mode %s)",
-                  (const char *)mode);
-  sqlite3_finalize(st);
-  if (err < 0)
-    return err;
-  snprintf(sql, sizeof(sql),
-           "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d",
-           GV_STORE_WAL_LIMIT);
-  return exec(s, sql, why, "connection settings");
-}
-
-static int prepare_all(gv_store *s, gv_why *why) {
+/* On the caller's thread, under gv_db_lock. */
+static int prepare_all(gv_store *s, sqlite3 *h, gv_why *why) {
   const struct {
     sqlite3_stmt **st;
     const char *sql;
   } stmts[] = {
-      {&s->begin, "BEGIN IMMEDIATE"},
-      {&s->commit, "COMMIT"},
-      {&s->rollback, "ROLLBACK"},
       {&s->put, "INSERT INTO peers (id, body, sig, last_seen)"
                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET"
                 " body = excluded.body, sig = excluded.sig,"
@@ -258,10 +216,10 @@ static int prepare_all(gv_store *s, gv_why *why) {
   };
 
   for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-    int rc = sqlite3_prepare_v3(s->db, stmts[i].sql, -1,
-                                SQLITE_PREPARE_PERSISTENT, stmts[i].st, NULL);
+    int rc = sqlite3_prepare_v3(h, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                stmts[i].st, NULL);
     if (rc != SQLITE_OK)
-      return sql_fail(s, rc, why, "prepare");
+      return sql_fail(h, rc, why, "prepare");
   }
   return 0;
 }
@@ -278,15 +236,14 @@ static void queue_clear(gv_store *s) {
 static void destroy(gv_store *s) {
   if (s == NULL)
     return;
-  sqlite3_finalize(s->begin);
-  sqlite3_finalize(s->commit);
-  sqlite3_finalize(s->rollback);
+  /* The statements go before the connection, which gv_db_close closes
+   * (and the last connection checkpoints the WAL). */
   sqlite3_finalize(s->put);
   sqlite3_finalize(s->del);
   sqlite3_finalize(s->load);
   sqlite3_finalize(s->set);
   sqlite3_finalize(s->get);
-  sqlite3_close(s->db); /* the last connection checkpoints the WAL */
+  gv_db_close(s->db);
   queue_clear(s);
   free(s->q);
   free(s);
@@ -310,26 +267,26 @@ int gv_store_open(gv_store **out, const char *path, gv_why *why) {
     randombytes_buf(key, sizeof(key)); /* ids come from the network */
     gv_idmap_init(&s->index, key);
   }
-  rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       NULL);
-  if (rc != SQLITE_OK) {
-    rc = s->db == NULL ? gv_fail(&inner, GV_ENOMEM, "out of memory")
-                       : sql_fail(s, rc, &inner, "open");
-    goto out;
+  {
+    gv_db_opts opts = {.init = init_schema};
+    sqlite3 *h;
+
+    if ((rc = gv_db_open(&s->db, NULL, path, &opts, why)) < 0)
+      goto out; /* why already names the path */
+    if ((h = gv_db_lock(s->db)) == NULL) {
+      rc = gv_fail(&inner, GV_ESTATE, "database closing");
+      goto out;
+    }
+    rc = prepare_all(s, h, &inner);
+    gv_db_unlock(s->db);
+    if (rc < 0)
+      goto out;
   }
-  if (sqlite3_db_readonly(s->db, "main") == 1) {
-    rc = gv_fail(&inner, -EACCES, "database is not writable");
-    goto out;
-  }
-  sqlite3_busy_timeout(s->db, GV_STORE_BUSY_MS);
-  if ((rc = init_schema(s, &inner)) < 0 || (rc = set_modes(s, &inner)) < 0 ||
-      (rc = prepare_all(s, &inner)) < 0)
-    goto out;
   *out = s;
   s = NULL;
 out:
   destroy(s);
-  if (rc < 0)
+  if (rc < 0 && inner.text[0] != '\0')
     gv_fail(why, rc, "%s: %s", path, inner.text);
   return rc;
 }
@@ -347,7 +304,7 @@ void gv_store_close(gv_store *s) {
 size_t gv_store_pending(const gv_store *s) { return s->len; }
 
 /* Applies one queued change inside the flush transaction. */
-static int apply(gv_store *s, const change *c, gv_why *why) {
+static int apply(gv_store *s, sqlite3 *h, const change *c, gv_why *why) {
   sqlite3_stmt *st = c->del ? s->del : s->put;
   int rc = sqlite3_bind_blob(st, 1, c->id, GV_ID_BYTES, SQLITE_STATIC);
 
@@ -360,8 +317,18 @@ static int apply(gv_store *s, const change *c, gv_why *why) {
       rc = sqlite3_bind_int64(st, 4, c->last_seen);
   }
   if (rc != SQLITE_OK)
-    return sql_fail(s, rc, why, "bind");
-  return run(s, st, why, c->del ? "delete peer" : "write peer");
+    return sql_fail(h, rc, why, "bind");
+  return run(h, st, why, c->del ? "delete peer" : "write peer");
+}
+
+/* gv_store_flush's job, on the writer thread inside the group commit. */
+static int flush_job(void *arg, sqlite3 *h, gv_why *why) {
+  gv_store *s = arg;
+  int rc = 0;
+
+  for (size_t i = 0; i < s->len && rc == 0; i++)
+    rc = apply(s, h, &s->q[i], why);
+  return rc;
 }
 
 int gv_store_flush(gv_store *s, gv_why *why) {
@@ -372,19 +339,8 @@ int gv_store_flush(gv_store *s, gv_why *why) {
   check_queue(s);
   if (s->len == 0)
     return 0;
-  if ((rc = run(s, s->begin, why, "begin")) < 0)
+  if ((rc = gv_db_call(s->db, flush_job, s, why)) < 0)
     return rc;
-  for (size_t i = 0; i < s->len && rc == 0; i++)
-    rc = apply(s, &s->q[i], why);
-  if (rc == 0)
-    rc = run(s, s->commit, why, "commit");
-  if (rc < 0) {
-    /* COMMIT may fail and leave the transaction open, or SQLite may have
-     * rolled back already (a full disk): roll back only what is open. */
-    if (!sqlite3_get_autocommit(s->db))
-      run(s, s->rollback, NULL, "rollback");
-    return rc;
-  }
   queue_clear(s);
   if (s->cap > GV_STORE_QUEUE_KEEP) { /* after a burst, give memory back */
     free(s->q);
@@ -483,6 +439,7 @@ int gv_store_del_peer(gv_store *s, const uint8_t id[GV_ID_BYTES]) {
 /* Rows another writer left malformed (wrong sizes or types) are skipped:
  * the callback is promised a 32-byte id and a 64-byte signature. */
 int gv_store_load_peers(gv_store *s, gv_store_peer_cb cb, void *ctx) {
+  sqlite3 *h;
   int rc, step;
 
   if (cb == NULL)
@@ -491,6 +448,8 @@ int gv_store_load_peers(gv_store *s, gv_store_peer_cb cb, void *ctx) {
     return GV_ESTATE;
   if ((rc = gv_store_flush(s, NULL)) < 0)
     return rc;
+  if ((h = gv_db_lock(s->db)) == NULL)
+    return GV_ESTATE;
   s->walking = true;
   while ((step = sqlite3_step(s->load)) == SQLITE_ROW) {
     sqlite3_stmt *st = s->load;
@@ -516,51 +475,68 @@ int gv_store_load_peers(gv_store *s, gv_store_peer_cb cb, void *ctx) {
       break;
   }
   if (rc == 0 && step != SQLITE_DONE)
-    rc = map_rc(s->db, step);
+    rc = gv_db_status(h, step);
   sqlite3_reset(s->load);
   s->walking = false;
+  gv_db_unlock(s->db);
+  return rc;
+}
+
+typedef struct set_arg {
+  gv_store *s;
+  const char *key, *value;
+  size_t key_len, value_len;
+} set_arg;
+
+/* gv_store_set's job, on the writer thread inside the group commit. */
+static int set_job(void *arg, sqlite3 *h, gv_why *why) {
+  set_arg *a = arg;
+  sqlite3_stmt *st = a->s->set;
+  int rc;
+
+  if ((rc = sqlite3_bind_text(st, 1, a->key, (int)a->key_len, SQLITE_STATIC)) !=
+          SQLITE_OK ||
+      (rc = sqlite3_bind_text(st, 2, a->value, (int)a->value_len,
+                              SQLITE_STATIC)) != SQLITE_OK)
+    rc = sql_fail(h, rc, why, "bind");
+  else
+    rc = run(h, st, why, "write setting");
+  sqlite3_clear_bindings(st);
   return rc;
 }
 
 int gv_store_set(gv_store *s, const char *key, const char *value) {
-  size_t key_len, value_len;
-  int rc;
+  set_arg a = {s, key, value, 0, 0};
 
   if (key == NULL || value == NULL)
     return GV_EINVAL;
-  if ((key_len = strlen(key)) > GV_STORE_KEY_MAX ||
-      (value_len = strlen(value)) > GV_STORE_VALUE_MAX)
+  if ((a.key_len = strlen(key)) > GV_STORE_KEY_MAX ||
+      (a.value_len = strlen(value)) > GV_STORE_VALUE_MAX)
     return GV_ETOOBIG;
   if (s->walking)
     return GV_ESTATE;
-  /* Outside a transaction (flush never leaves one open), the statement
-   * commits on its own. */
-  if ((rc = sqlite3_bind_text(s->set, 1, key, (int)key_len, SQLITE_STATIC)) !=
-          SQLITE_OK ||
-      (rc = sqlite3_bind_text(s->set, 2, value, (int)value_len,
-                              SQLITE_STATIC)) != SQLITE_OK)
-    return map_rc(s->db, rc);
-  rc = sqlite3_step(s->set);
-  sqlite3_reset(s->set);
-  sqlite3_clear_bindings(s->set);
-  return rc == SQLITE_DONE ? 0 : map_rc(s->db, rc);
+  /* Its own job: committed (durably) whatever the peer queue holds. */
+  return gv_db_call(s->db, set_job, &a, NULL);
 }
 
 /* Returns 0 (out holds the value, truncated to cap - 1 bytes), -ENOENT, or
  * an error (cap 0: GV_EINVAL). */
 int gv_store_get(gv_store *s, const char *key, char *out, size_t cap) {
   size_t key_len;
+  sqlite3 *h;
   int rc, step;
 
   if (key == NULL || out == NULL || cap == 0)
     return GV_EINVAL;
   if ((key_len = strlen(key)) > GV_STORE_KEY_MAX)
     return -ENOENT; /* set() never stored it */
-  if (s->walking)
+  if (s->walking || (h = gv_db_lock(s->db)) == NULL)
     return GV_ESTATE;
   if ((rc = sqlite3_bind_text(s->get, 1, key, (int)key_len, SQLITE_STATIC)) !=
-      SQLITE_OK)
-    return map_rc(s->db, rc);
+      SQLITE_OK) {
+    gv_db_unlock(s->db);
+    return gv_db_status(h, rc);
+  }
   step = sqlite3_step(s->get);
   if (step == SQLITE_ROW) {
     const char *v = (const char *)sqlite3_column_text(s->get, 0);
@@ -575,9 +551,10 @@ int gv_store_get(gv_store *s, const char *key, char *out, size_t cap) {
       rc = 0;
     }
   } else {
-    rc = step == SQLITE_DONE ? -ENOENT : map_rc(s->db, step);
+    rc = step == SQLITE_DONE ? -ENOENT : gv_db_status(h, step);
   }
   sqlite3_reset(s->get);
   sqlite3_clear_bindings(s->get);
+  gv_db_unlock(s->db);
   return rc;
 }

@@ -1,15 +1,24 @@
-/* The node's durable state in SQLite (WAL): the cached peer table and
- * small settings (this node's repositories and broadcast choice).
+/* The node's durable state in SQLite (WAL, synchronous=FULL): the cached
+ * peer table and small settings (this node's repositories and broadcast
+ * choice). It runs on gv_db (node/db.h, docs/STORAGE.md): one connection,
+ * one writer thread, group commit.
  *
  * Writes are write-behind: gv_store_put_peer()/gv_store_del_peer() only
- * queue in memory (cheap, on the event loop); gv_store_flush() commits
- * everything queued in one transaction. The daemon flushes once a second
- * and at shutdown, so a peer-table change is durable within a second; a
- * setting is written and committed at once (gv_store_set), because the
- * user was told it is done.
+ * queue in memory (cheap, on the caller's thread); gv_store_flush() hands
+ * everything queued to the writer as one job and blocks until its
+ * transaction has committed. The daemon flushes once a second and at
+ * shutdown, so a peer-table change is durable within a second. A setting
+ * (gv_store_set) is its own job and is durable when the call returns,
+ * because the user was told it is done. Reads (gv_store_get,
+ * gv_store_load_peers) run on the caller's thread while the writer is
+ * paused between transactions (gv_db_lock), and see committed data.
+ *
+ * "Durable" is gv_db's guarantee: the COMMIT returned with the WAL
+ * fsync()ed, so the change survives kill -9 and a power loss.
  *
  * Lifetime: gv_store_open() returns a handle that gv_store_close() flushes
- * and frees. Not thread-safe: one thread uses a store.
+ * and frees (it owns its gv_db, which has no loop). Not thread-safe: one
+ * thread uses a store.
  */
 #ifndef GV_STORE_H
 #define GV_STORE_H

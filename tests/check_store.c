@@ -556,6 +556,45 @@ START_TEST(test_kill9_mid_flush) {
 }
 END_TEST
 
+/* A setting is durable when gv_store_set returns: the child says so on
+ * the pipe right after the call, the parent kills it at once. */
+START_TEST(test_kill9_after_set) {
+  int fds[2];
+  pid_t pid;
+  gv_store *s;
+  char out[32];
+
+  ck_assert_int_eq(pipe(fds), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    gv_why why;
+    close(fds[0]);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+      _exit(6);
+    if (gv_store_open(&s, path, &why) < 0)
+      _exit(2);
+    for (int i = 0; i < 20; i++) {
+      snprintf(out, sizeof(out), "value %d", i);
+      if (gv_store_set(s, "k", out) < 0 || write(fds[1], "\n", 1) != 1)
+        _exit(3);
+    }
+    for (;;)
+      pause();
+  }
+  close(fds[1]);
+  wait_lines(fds[0], 5);
+  kill_child(pid);
+  close(fds[0]);
+
+  raw_integrity_ok();
+  s = open_ok();
+  ck_assert_int_eq(gv_store_get(s, "k", out, sizeof(out)), 0);
+  ck_assert_int_ge(atoi(out + 6), 4); /* at least the fifth set */
+  gv_store_close(s);
+}
+END_TEST
+
 START_TEST(test_settings) {
   gv_store *s = open_ok();
   sqlite3 *db;
@@ -820,6 +859,7 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_kill9_after_flush);
   tcase_add_test(tc, test_kill9_mid_flush);
   tcase_add_test(tc, test_settings);
+  tcase_add_test(tc, test_kill9_after_set);
   tcase_add_test(tc, test_put_arguments);
   tcase_add_test(tc, test_refuses_garbage);
   tcase_add_test(tc, test_refuses_foreign_db);
