@@ -157,24 +157,31 @@ static void join(const cJSON *arr, char *out, size_t cap) {
 
 static void print_peers(const cJSON *arr, int64_t now) {
   const cJSON *p;
-  printf("%-12s  %-22s %-5s %-4s %5s %5s %9s %-4s %s\n", "ID", "ADDRESS",
-         "BCAST", "BOOT", "AVAIL", "PERF", "SEEN", "LINK", "REPOSITORIES");
+  printf("%-12s  %-22s %-5s %-4s %5s %5s %9s %-4s %5s %7s %s\n", "ID",
+         "ADDRESS", "BCAST", "BOOT", "AVAIL", "PERF", "SEEN", "LINK", "SCORE",
+         "RTT", "REPOSITORIES");
   cJSON_ArrayForEach(p, arr) {
-    char addrs[256], repos[512], seen[32];
+    char addrs[256], repos[512], seen[32], score[16] = "-", rtt[16] = "-";
     double ago = ((double)now - num(p, "last_seen")) / 1000.0;
+    const cJSON *l = cJSON_GetObjectItem(p, "link");
+    if (cJSON_IsObject(l)) {
+      snprintf(score, sizeof(score), "%.0f", num(l, "score"));
+      if (num(l, "rtt_ms") >= 0)
+        snprintf(rtt, sizeof(rtt), "%.1fms", num(l, "rtt_ms"));
+    }
     join(cJSON_GetObjectItem(p, "addresses"), addrs, sizeof(addrs));
     join(cJSON_GetObjectItem(p, "repositories"), repos, sizeof(repos));
     if (ago < 120)
       snprintf(seen, sizeof(seen), "%.0fs ago", fmax(ago, 0));
     else
       snprintf(seen, sizeof(seen), "%.0fm ago", ago / 60);
-    printf("%-12.12s  %-22s %-5s %-4s %5.0f %5.0f %9s %-4s %s\n", str(p, "id"),
-           addrs,
+    printf("%-12.12s  %-22s %-5s %-4s %5.0f %5.0f %9s %-4s %5s %7s %s\n",
+           str(p, "id"), addrs,
            cJSON_IsTrue(cJSON_GetObjectItem(p, "broadcasting")) ? "yes" : "no",
            cJSON_IsTrue(cJSON_GetObjectItem(p, "bootstrap")) ? "yes" : "no",
            num(p, "availability"), num(p, "performance"), seen,
            cJSON_IsTrue(cJSON_GetObjectItem(p, "connected")) ? "up" : "-",
-           repos);
+           score, rtt, repos);
   }
 }
 

@@ -11,6 +11,7 @@ struct gv_ctlsrv {
   uv_loop_t *loop;
   uv_pipe_t pipe;
   gv_engine *engine;
+  const gv_lcore *lc;
   gv_ctlsrv_cbs cbs;
   void *ctx;
   struct ctl_client *clients;
@@ -34,10 +35,34 @@ typedef struct ctl_client {
 static void write_line(ctl_client *c, cJSON *o);
 static void client_close(ctl_client *c);
 
-static cJSON *peer_json(const gv_peer_entry *p) {
+/* The link core's view of the link to p, or null: its scores are per
+ * link (PROTOCOL.md §5.2). */
+static cJSON *link_json(const gv_ctlsrv *s, const gv_peer_entry *p,
+                        int64_t now) {
+  gv_link_info li;
+  for (size_t i = 0; gv_lcore_info(s->lc, i, &li); i++) {
+    cJSON *o;
+    if (memcmp(li.peer, p->id, GV_ID_BYTES) != 0)
+      continue;
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "direction", li.dialed ? "out" : "in");
+    cJSON_AddNumberToObject(o, "up_s",
+                            li.ready ? (double)((now - li.up_at) / 1000) : 0);
+    cJSON_AddNumberToObject(o, "rtt_ms", round(li.rtt_ms * 10) / 10);
+    cJSON_AddNumberToObject(o, "availability", round(li.availability));
+    cJSON_AddNumberToObject(o, "performance", round(li.performance));
+    cJSON_AddNumberToObject(o, "penalty", round(li.penalty * 10) / 10);
+    cJSON_AddNumberToObject(o, "score", round(li.score));
+    return o;
+  }
+  return cJSON_CreateNull();
+}
+
+static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
   cJSON *o = cJSON_CreateObject(), *a;
   char hex[GV_ID_HEX_LEN + 1], addr[GV_ADDR_TEXT_MAX];
   const char *r = p->repos;
+  int64_t now = s->cbs.now(s->ctx);
 
   gv_id_to_hex(p->id, hex);
   cJSON_AddStringToObject(o, "id", hex);
@@ -53,8 +78,10 @@ static cJSON *peer_json(const gv_peer_entry *p) {
     cJSON_AddItemToArray(a, cJSON_CreateString(r));
   cJSON_AddNumberToObject(o, "availability", round(p->availability));
   cJSON_AddNumberToObject(o, "performance", round(p->performance));
-  cJSON_AddNumberToObject(o, "last_seen", (double)p->last_seen);
+  cJSON_AddNumberToObject(o, "last_seen",
+                          (double)gv_engine_wall(s->engine, p->last_seen));
   cJSON_AddBoolToObject(o, "connected", p->connected);
+  cJSON_AddItemToObject(o, "link", link_json(s, p, now));
   return o;
 }
 
@@ -69,7 +96,7 @@ void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a) {
       gv_id_to_hex(rec->origin, hex);
       if (p != NULL && cJSON_GetObjectItem(c->found, hex) == NULL &&
           gv_peer_entry_has_repo(p, c->repo))
-        cJSON_AddItemToObject(c->found, hex, peer_json(p));
+        cJSON_AddItemToObject(c->found, hex, peer_json(s, p));
     }
   }
 }
@@ -122,7 +149,7 @@ static void on_wait_done(uv_timer_t *t) {
     gv_id_to_hex(p->id, hex);
     if (gv_peer_entry_has_repo(p, c->repo) &&
         cJSON_GetObjectItem(c->found, hex) == NULL)
-      cJSON_AddItemToObject(c->found, hex, peer_json(p));
+      cJSON_AddItemToObject(c->found, hex, peer_json(s, p));
   }
   for (cJSON *it = c->found->child; it != NULL;) {
     cJSON *next = it->next;
@@ -161,7 +188,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
       const gv_peer_entry *p = gv_engine_table_at(s->engine, i);
       if (p == NULL)
         break;
-      cJSON_AddItemToArray(arr, peer_json(p));
+      cJSON_AddItemToArray(arr, peer_json(s, p));
     }
     write_line(c, o);
     return;
@@ -267,8 +294,8 @@ static void on_ctl_connection(uv_stream_t *server, int status) {
 static void on_srv_closed(uv_handle_t *h) { free(h->data); }
 
 int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
-                    gv_engine *engine, const gv_ctlsrv_cbs *cbs, void *ctx,
-                    gv_why *why) {
+                    gv_engine *engine, const gv_lcore *lc,
+                    const gv_ctlsrv_cbs *cbs, void *ctx, gv_why *why) {
   gv_ctlsrv *s = calloc(1, sizeof(*s));
   int rc;
 
@@ -277,6 +304,7 @@ int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
     return gv_fail(why, GV_ENOMEM, "control socket: out of memory");
   s->loop = loop;
   s->engine = engine;
+  s->lc = lc;
   s->cbs = *cbs;
   s->ctx = ctx;
   unlink(path); /* stale from a crash: the caller holds the node's lock */

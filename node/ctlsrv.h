@@ -1,14 +1,16 @@
 /* The control-socket server: a Unix socket that takes one JSON request per
  * line (node/ctl.c parses it) and writes one JSON answer per line, for the
  * CLI (docs/NODE.md). It answers `peers` and `request` itself from the
- * engine it is given (read-only, plus gv_engine_request()), and hands every
+ * engine and link core it is given (read-only, plus gv_engine_request()),
+ * and hands every
  * command that changes the node to the owner through cbs.command. A
  * `request` waits wait_ms for PEER_LIST_RESPONSEs, which the owner passes
  * in with gv_ctlsrv_report().
  *
  * Lifetime: gv_ctlsrv_start() binds and listens; gv_ctlsrv_stop() closes
  * every client and the socket, and the server frees itself once its
- * handles are closed (the loop must run). The engine is borrowed.
+ * handles are closed (the loop must run). The engine and the link core are
+ * borrowed.
  */
 #ifndef GV_CTLSRV_H
 #define GV_CTLSRV_H
@@ -18,6 +20,7 @@
 
 #include "ctl.h"
 #include "engine.h"
+#include "lcore.h"
 
 typedef struct gv_ctlsrv gv_ctlsrv;
 
@@ -34,8 +37,8 @@ typedef struct gv_ctlsrv_cbs {
 } gv_ctlsrv_cbs;
 
 int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
-                    gv_engine *engine, const gv_ctlsrv_cbs *cbs, void *ctx,
-                    gv_why *why);
+                    gv_engine *engine, const gv_lcore *lc,
+                    const gv_ctlsrv_cbs *cbs, void *ctx, gv_why *why);
 
 /* A GV_ACT_REPORT action: adds the answering peers that hold the repo to
  * every client waiting on that request. */

@@ -647,8 +647,8 @@ static int start(gv_node *n, gv_why *why) {
       (rc = gv_links_listen(n->links, &n->cfg.listen, why)) < 0)
     return rc;
   snprintf(path, sizeof(path), "%s/control.sock", n->dir);
-  if ((rc = gv_ctlsrv_start(&n->ctl, n->loop, path, n->engine, &ctl_cbs, n,
-                            why)) < 0)
+  if ((rc = gv_ctlsrv_start(&n->ctl, n->loop, path, n->engine, n->lc, &ctl_cbs,
+                            n, why)) < 0)
     return rc;
   if (n->cfg.has_metrics &&
       (rc = gv_metrics_start(&n->metrics, &n->cfg.metrics, why)) < 0)

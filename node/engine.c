@@ -322,7 +322,7 @@ static void persist(gv_engine *e, const uint8_t *id, const entry *en) {
   gv_action *a = push_act(e, GV_ACT_PERSIST);
   memcpy(a->peer, id, GV_ID_BYTES);
   a->entry = en != NULL ? &en->pub : NULL;
-  a->at = en != NULL ? en->pub.last_seen + e->wall_offset : 0;
+  a->at = en != NULL ? gv_engine_wall(e, en->pub.last_seen) : 0;
 }
 
 /* ---- peer table (§4) ---- */
@@ -1308,6 +1308,10 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
 
 void gv_engine_set_wall(gv_engine *e, int64_t offset) {
   e->wall_offset = offset;
+}
+
+int64_t gv_engine_wall(const gv_engine *e, int64_t t) {
+  return t + e->wall_offset;
 }
 
 /* ---- local commands ---- */

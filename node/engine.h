@@ -191,6 +191,8 @@ int64_t gv_engine_expiry(const gv_engine *e);
  * validation use it; nothing is scheduled by it, so a wall-clock step never
  * freezes or hurries a timer. */
 void gv_engine_set_wall(gv_engine *e, int64_t offset);
+/* A time of the engine's (a last_seen) on the wall clock. */
+int64_t gv_engine_wall(const gv_engine *e, int64_t t);
 
 /* ---- local commands ---- */
 
