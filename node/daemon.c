@@ -148,8 +148,9 @@ static void on_wake(uv_timer_t *t) {
   drain(n);
 }
 
-/* FINAL's plaintext: a GOODBYE saying why, on the link channel. */
-static void close_link(gv_node *n, gv_linkid link, gv_close why) {
+/* FINAL's plaintext: a GOODBYE saying why, on the link channel. NULL if
+ * it cannot be encoded (out of memory): the FINAL goes out empty. */
+static gv_buf *goodbye(gv_close why) {
   gv_msg bye;
   char *out;
   size_t len;
@@ -158,13 +159,17 @@ static void close_link(gv_node *n, gv_linkid link, gv_close why) {
   memset(&bye, 0, sizeof(bye));
   bye.type = GV_MSG_GOODBYE;
   snprintf(bye.u.reason, sizeof(bye.u.reason), "%s", gv_close_label(why));
-  if (gv_msg_encode_link(&bye, &out, &len) < 0) {
-    gv_links_close(n->links, link, gv_close_label(why), NULL, 0);
-    return;
-  }
+  if (gv_msg_encode_link(&bye, &out, &len) < 0)
+    return NULL;
   b = gv_chan_buf(GV_CHAN_LINK, out, len);
   free(out);
-  gv_links_close(n->links, link, gv_close_label(why), b->data, b->len);
+  return b;
+}
+
+static void close_link(gv_node *n, gv_linkid link, gv_close why) {
+  gv_buf *b = goodbye(why);
+  gv_links_close(n->links, link, gv_close_label(why), b ? b->data : NULL,
+                 b ? b->len : 0);
   gv_buf_unref(b);
 }
 
@@ -435,10 +440,7 @@ static void on_grace(uv_timer_t *t) {
 }
 
 static void stop(gv_node *n) {
-  gv_msg bye;
   gv_action a;
-  char *out = NULL;
-  size_t len = 0;
   gv_buf *b;
 
   n->stopping = true;
@@ -451,18 +453,9 @@ static void stop(gv_node *n) {
   gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));
   while (gv_lcore_next(n->lc, &a))
     gv_buf_unref(a.buf); /* CLOSEs: gv_links_goodbye() does them */
-  memset(&bye, 0, sizeof(bye));
-  bye.type = GV_MSG_GOODBYE;
-  snprintf(bye.u.reason, sizeof(bye.u.reason), "%s",
-           gv_close_label(GV_CLOSE_SHUTDOWN));
-  if (gv_msg_encode_link(&bye, &out, &len) == 0) {
-    b = gv_chan_buf(GV_CHAN_LINK, out, len);
-    gv_links_goodbye(n->links, b->data, b->len);
-    gv_buf_unref(b);
-    free(out);
-  } else {
-    gv_links_goodbye(n->links, NULL, 0);
-  }
+  b = goodbye(GV_CLOSE_SHUTDOWN);
+  gv_links_goodbye(n->links, b ? b->data : NULL, b ? b->len : 0);
+  gv_buf_unref(b);
   gv_trkjobs_stop(n->jobs);
   gv_trkjobs_unregister(n->jobs);
   uv_timer_start(&n->grace, on_grace, STOP_GRACE_MS, 0);

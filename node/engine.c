@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actq.h"
 #include "chan.h"
 #include "idmap.h"
 #include "invariant.h"
@@ -159,8 +160,7 @@ struct gv_engine {
   pending_id *lazy, *wants;
   size_t n_lazy, cap_lazy, n_wants, cap_wants;
 
-  gv_action *acts;
-  size_t act_head, n_acts, cap_acts;
+  gv_actq acts;
   gv_msg *report; /* the response behind a REPORT, until the next call */
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle;
@@ -248,39 +248,20 @@ static int64_t backoff(gv_engine *e, int failures) {
 /* ---- actions ---- */
 
 static gv_action *push_act(gv_engine *e, gv_act_type type) {
-  gv_action *a;
-  if (e->act_head > 0 && e->act_head == e->n_acts) {
-    e->act_head = 0;
-    e->n_acts = 0;
-  }
-  e->acts = grow(e->acts, &e->cap_acts, e->n_acts + 1, sizeof(gv_action));
-  a = &e->acts[e->n_acts++];
-  memset(a, 0, sizeof(*a));
-  a->type = type;
-  return a;
+  return gv_actq_push(&e->acts, type);
 }
 
-/* Queues and batches are released once drained: an idle engine holds
- * none of its peak (the simulator keeps a million idle engines). */
+/* Batches are released once drained: an idle engine holds none of its
+ * peak (the simulator keeps a million idle engines). */
 #define IDLE_KEEP 4
 
 bool gv_engine_next(gv_engine *e, gv_action *a) {
-  if (e->act_head == e->n_acts) {
 #ifdef GV_DEBUG
-    gv_why why;
-    if (gv_engine_check(e, &why) < 0)
-      gv__invariant_failed(why.text, __FILE__, __LINE__);
+  gv_why why;
+  if (gv_actq_empty(&e->acts) && gv_engine_check(e, &why) < 0)
+    gv__invariant_failed(why.text, __FILE__, __LINE__);
 #endif
-    if (e->cap_acts > IDLE_KEEP) {
-      free(e->acts);
-      e->acts = NULL;
-      e->cap_acts = 0;
-    }
-    e->act_head = e->n_acts = 0;
-    return false;
-  }
-  *a = e->acts[e->act_head++];
-  return true;
+  return gv_actq_pop(&e->acts, a);
 }
 
 static void send_buf(gv_engine *e, elink *l, gv_buf *b, gv_msg_type type,
@@ -1537,12 +1518,9 @@ static void free_map_values(gv_idmap *m) {
 }
 
 void gv_engine_free(gv_engine *e) {
-  gv_action a;
-
   if (e == NULL)
     return;
-  while (gv_engine_next(e, &a))
-    gv_buf_unref(a.buf);
+  gv_actq_free(&e->acts);
   for (size_t i = 0; i < e->n_entries; i++)
     entry_free(e->entries[i]);
   for (size_t i = 0; i < e->cache.cap; i++) {
@@ -1564,7 +1542,6 @@ void gv_engine_free(gv_engine *e) {
   free(e->dials);
   free(e->lazy);
   free(e->wants);
-  free(e->acts);
   free(e->self_body);
   free(e->self_repos);
   drop_report(e);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actq.h"
 #include "idmap.h"
 #include "invariant.h"
 #include "oom.h"
@@ -53,8 +54,7 @@ struct gv_lcore {
   size_t n_links, cap_links;
   const gv_service *svc[GV__CHAN_COUNT];
   gv_idmap bans; /* peer -> int64_t until, malloc'd */
-  gv_action *acts;
-  size_t act_head, n_acts, cap_acts;
+  gv_actq acts;
   char (*texts)[sizeof(((gv_why *)0)->text)]; /* REJECT_TEXTS, on demand */
   size_t n_texts;
   gv_lcore_stats stats;
@@ -100,42 +100,21 @@ static llink *find(gv_lcore *lc, gv_linkid id) {
 }
 
 static gv_action *push_act(gv_lcore *lc, gv_act_type type) {
-  gv_action *a;
-  if (lc->n_acts == lc->cap_acts) {
-    size_t cap = lc->cap_acts ? lc->cap_acts * 2 : 8;
-    lc->acts = gv__xrealloc(lc->acts, cap * sizeof(gv_action));
-    lc->cap_acts = cap;
-  }
-  a = &lc->acts[lc->n_acts++];
-  memset(a, 0, sizeof(*a));
-  a->type = type;
-  return a;
+  return gv_actq_push(&lc->acts, type);
 }
 
-/* Queues are released once drained: an idle core holds none of its peak
- * (the simulator keeps a million idle ones). */
-#define IDLE_KEEP 4
-
 bool gv_lcore_next(gv_lcore *lc, gv_action *a) {
-  if (lc->act_head == lc->n_acts) {
+  if (gv_actq_empty(&lc->acts)) {
 #ifdef GV_DEBUG
     gv_why why;
     if (gv_lcore_check(lc, &why) < 0)
       gv__invariant_failed(why.text, __FILE__, __LINE__);
 #endif
-    if (lc->cap_acts > IDLE_KEEP) {
-      free(lc->acts);
-      lc->acts = NULL;
-      lc->cap_acts = 0;
-    }
-    free(lc->texts);
+    free(lc->texts); /* the REJECT reasons drained with their actions */
     lc->texts = NULL;
-    lc->act_head = lc->n_acts = 0;
     lc->n_texts = 0;
-    return false;
   }
-  *a = lc->acts[lc->act_head++];
-  return true;
+  return gv_actq_pop(&lc->acts, a);
 }
 
 static void begin(gv_lcore *lc, int64_t now) {
@@ -579,9 +558,9 @@ void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
     return; /* every link given to gv_lcore_open ends here once */
   close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
-  for (size_t i = lc->act_head; i < lc->n_acts; i++)
-    if (lc->acts[i].type == GV_ACT_CLOSE && lc->acts[i].link == link)
-      lc->acts[i].type = GV_ACT_NONE;
+  for (size_t i = lc->acts.head; i < lc->acts.n; i++)
+    if (lc->acts.v[i].type == GV_ACT_CLOSE && lc->acts.v[i].link == link)
+      lc->acts.v[i].type = GV_ACT_NONE;
   *l = lc->links[--lc->n_links];
 }
 
@@ -733,16 +712,13 @@ int gv_lcore_new(gv_lcore **out, const gv_lcore_cfg *cfg,
 }
 
 void gv_lcore_free(gv_lcore *lc) {
-  gv_action a;
   if (lc == NULL)
     return;
-  while (gv_lcore_next(lc, &a))
-    gv_buf_unref(a.buf);
+  gv_actq_free(&lc->acts);
   for (size_t i = 0; i < lc->bans.cap; i++)
     free(lc->bans.slots[i].val);
   gv_idmap_free(&lc->bans);
   free(lc->links);
-  free(lc->acts);
   free(lc->texts);
   free(lc);
 }

@@ -1,0 +1,45 @@
+/* node/actq.h: a FIFO of actions in one array. */
+#include "actq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "oom.h"
+
+#define IDLE_KEEP 4 /* a drained queue keeps an array this small */
+
+gv_action *gv_actq_push(gv_actq *q, gv_act_type type) {
+  gv_action *a;
+  if (q->n == q->cap) {
+    q->cap = q->cap ? q->cap * 2 : IDLE_KEEP;
+    q->v = gv__xrealloc(q->v, q->cap * sizeof(gv_action));
+  }
+  a = &q->v[q->n++];
+  memset(a, 0, sizeof(*a));
+  a->type = type;
+  return a;
+}
+
+bool gv_actq_empty(const gv_actq *q) { return q->head == q->n; }
+
+bool gv_actq_pop(gv_actq *q, gv_action *a) {
+  if (q->head == q->n) {
+    if (q->cap > IDLE_KEEP) {
+      free(q->v);
+      q->v = NULL;
+      q->cap = 0;
+    }
+    q->head = q->n = 0;
+    return false;
+  }
+  *a = q->v[q->head++];
+  return true;
+}
+
+void gv_actq_free(gv_actq *q) {
+  gv_action a;
+  while (gv_actq_pop(q, &a))
+    gv_buf_unref(a.buf);
+  free(q->v);
+  memset(q, 0, sizeof(*q));
+}
