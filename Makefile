@@ -43,7 +43,7 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db
 BENCH_SRC := tests/bench/bench_proto.c
-FUZZ_NAMES := frame msg handshake ctl config
+FUZZ_NAMES := frame msg handshake ctl config lcore
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -159,6 +159,11 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
 $(BUILD)/fuzz/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(PROTO_SRC) node/ctl.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_lcore: tests/fuzz/fuzz_lcore.c $(PROTO_SRC) \
+    node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(PROTO_SRC) node/config.c
 	@mkdir -p $(dir $@)

@@ -33,6 +33,7 @@ max_len_for() {
     frame) echo 8192 ;;
     msg) echo 65536 ;;
     handshake) echo 2048 ;;
+    lcore) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }
