@@ -1,5 +1,6 @@
 /* The adapters' shared helpers (common/): sockaddr conversion, the
- * rate-limited logger and the retry backoff. */
+ * rate-limited logger, the retry backoff, and the libuv link adapter
+ * (conn.c) on a real loop over loopback. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -174,6 +175,174 @@ START_TEST(test_conn_failed_dial_is_silent) {
 }
 END_TEST
 
+/* ---- conn.c on a real loop over loopback ---- */
+
+/* One end of a conn under test: what its callbacks saw. */
+typedef struct end {
+  gv_conn *c;
+  int opened, closed, status;
+  int msgs;           /* messages delivered */
+  int sent_after_fin; /* gv_conn_send() calls accepted after the peer's FINAL */
+  uint64_t closed_at;
+  char last[16];
+} end;
+
+/* A loop with a listener on 127.0.0.1 and a guard timer: whatever is still
+ * open when the guard fires is aborted with GV_ESTATE, so no test waits on
+ * a defect for more than the guard. */
+typedef struct rig {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_timer_t guard;
+  struct sockaddr_in at;
+  gv_identity ida, idb;
+  end a, b; /* a dials, b is accepted */
+  uint64_t started;
+  int listening;
+} rig;
+
+static rig R;
+
+static void rig_on_guard(uv_timer_t *t) {
+  (void)t;
+  if (R.a.c != NULL && !R.a.closed)
+    gv_conn_abort(R.a.c, GV_ESTATE);
+  if (R.b.c != NULL && !R.b.closed)
+    gv_conn_abort(R.b.c, GV_ESTATE);
+  if (R.listening) {
+    uv_close((uv_handle_t *)&R.listener, NULL);
+    R.listening = 0;
+  }
+}
+
+/* Both ends closed: nothing is left but the guard and the listener. */
+static void rig_maybe_done(void) {
+  if ((R.a.c == NULL || R.a.closed) && (R.b.c == NULL || R.b.closed)) {
+    uv_timer_stop(&R.guard);
+    uv_close((uv_handle_t *)&R.guard, NULL);
+    if (R.listening) {
+      uv_close((uv_handle_t *)&R.listener, NULL);
+      R.listening = 0;
+    }
+  }
+}
+
+static void end_on_close(gv_conn *c, int status) {
+  end *e = gv_conn_data(c);
+  e->closed = 1;
+  e->status = status;
+  e->closed_at = uv_now(&R.loop) - R.started;
+  rig_maybe_done();
+}
+
+static void rig_init(uint64_t guard_ms) {
+  socklen_t len = sizeof(R.at);
+  memset(&R, 0, sizeof(R));
+  tu_identity(&R.ida, 1);
+  tu_identity(&R.idb, 2);
+  ck_assert_int_eq(uv_loop_init(&R.loop), 0);
+  uv_tcp_init(&R.loop, &R.listener);
+  uv_ip4_addr("127.0.0.1", 0, &R.at);
+  ck_assert_int_eq(uv_tcp_bind(&R.listener, (struct sockaddr *)&R.at, 0), 0);
+  ck_assert_int_eq(
+      uv_tcp_getsockname(&R.listener, (struct sockaddr *)&R.at, (int *)&len),
+      0);
+  R.listening = 1;
+  uv_timer_init(&R.loop, &R.guard);
+  uv_timer_start(&R.guard, rig_on_guard, guard_ms, 0);
+  R.started = uv_now(&R.loop);
+}
+
+static void rig_run(void) {
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&R.loop), 0);
+  gv_id_wipe(&R.ida);
+  gv_id_wipe(&R.idb);
+}
+
+/* b is the accepted end: a gv_conn responder. */
+static const gv_conn_cbs *b_cbs;
+static void rig_on_connection(uv_stream_t *s, int status) {
+  ck_assert_int_eq(status, 0);
+  ck_assert_int_eq(
+      gv_conn_new(&R.b.c, &R.loop, &R.idb, GV_HS_RESPONDER, NULL, b_cbs, &R.b),
+      0);
+  ck_assert_int_eq(uv_accept(s, gv_conn_stream(R.b.c)), 0);
+  ck_assert_int_eq(gv_conn_start(R.b.c), 0);
+}
+
+static void rig_listen(const gv_conn_cbs *cbs) {
+  b_cbs = cbs;
+  ck_assert_int_eq(uv_listen((uv_stream_t *)&R.listener, 8, rig_on_connection),
+                   0);
+}
+
+static void rig_dial(const gv_conn_cbs *cbs) {
+  ck_assert_int_eq(gv_conn_new(&R.a.c, &R.loop, &R.ida, GV_HS_INITIATOR,
+                               R.idb.pk, cbs, &R.a),
+                   0);
+  ck_assert_int_eq(gv_conn_dial(R.a.c, (struct sockaddr *)&R.at), 0);
+}
+
+static void end_record(end *e, const uint8_t *m, size_t n) {
+  e->msgs++;
+  snprintf(e->last, sizeof(e->last), "%.*s", (int)n, (const char *)m);
+}
+
+/* a: on open, two messages and then a graceful close. */
+static void bye_a_open(gv_conn *c) {
+  R.a.opened = 1;
+  ck_assert_int_eq(gv_conn_send(c, (const uint8_t *)"a1", 2), 0);
+  ck_assert_int_eq(gv_conn_send(c, (const uint8_t *)"a2", 2), 0);
+  gv_conn_close(c, (const uint8_t *)"bye", 3);
+}
+static void bye_a_msg(gv_conn *c, const uint8_t *m, size_t n) {
+  (void)c;
+  end_record(&R.a, m, n);
+}
+/* b: answers every message it is given; after a's FINAL (whose plaintext
+ * "bye" it is given last) no send may be accepted. */
+static void bye_b_open(gv_conn *c) {
+  (void)c;
+  R.b.opened = 1;
+}
+static void bye_b_msg(gv_conn *c, const uint8_t *m, size_t n) {
+  int fin = n == 3 && memcmp(m, "bye", 3) == 0;
+  int rc;
+
+  ck_assert_int_eq(R.b.sent_after_fin, 0);
+  ck_assert_str_ne(R.b.last, "bye"); /* nothing is delivered after FINAL */
+  end_record(&R.b, m, n);
+  rc = gv_conn_send(c, (const uint8_t *)"r", 1);
+  if (fin)
+    R.b.sent_after_fin += rc == 0;
+  else
+    ck_assert_int_eq(rc, 0);
+}
+
+/* PROTOCOL.md §5.2: the receiver of a FINAL stops sending, answers with its
+ * own FINAL and closes the TCP connection once that is written; both ends
+ * see a clean close (status 0), well before a's close wait runs out. */
+START_TEST(test_conn_goodbye_answered) {
+  static const gv_conn_cbs acbs = {bye_a_open, bye_a_msg, end_on_close};
+  static const gv_conn_cbs bcbs = {bye_b_open, bye_b_msg, end_on_close};
+
+  rig_init(GV_CONN_CLOSE_WAIT_MS * 3 / 4);
+  rig_listen(&bcbs);
+  rig_dial(&acbs);
+  rig_run();
+  ck_assert(R.a.opened && R.b.opened);
+  ck_assert_int_eq(R.b.msgs, 3); /* a1, a2, then FINAL's plaintext */
+  ck_assert_str_eq(R.b.last, "bye");
+  ck_assert_int_eq(R.b.sent_after_fin, 0);
+  ck_assert_int_eq(R.a.msgs, 2); /* b's answers to a1 and a2 only */
+  ck_assert_int_eq(R.b.status, 0);
+  ck_assert_int_eq(R.a.status, 0);
+  ck_assert_uint_lt(R.b.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+  ck_assert_uint_lt(R.a.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+}
+END_TEST
+
 static Suite *common_suite(void) {
   Suite *s = suite_create("common");
   TCase *tc = tcase_create("core");
@@ -183,6 +352,7 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_log_one_line_and_parse);
   tcase_add_test(tc, test_backoff_bounds);
   tcase_add_test(tc, test_conn_failed_dial_is_silent);
+  tcase_add_test(tc, test_conn_goodbye_answered);
   suite_add_tcase(s, tc);
   return s;
 }
