@@ -61,10 +61,10 @@ static int on_msg(void *ctx, const uint8_t *msg, size_t len) {
   int *pinged = ctx;
   gv_msg m;
 
-  if (len > GV_CHAN_HDR && msg[0] == GV_CHAN_LINK &&
-      gv_msg_decode(&m, msg + GV_CHAN_HDR, len - GV_CHAN_HDR, &pol, NULL) ==
-          0) {
-    *pinged |= m.type == GV_MSG_PING;
+  if (len > GV_CHAN_HDR && msg[0] == GV_CHAN_LINK) {
+    if (gv_msg_decode(&m, msg + GV_CHAN_HDR, len - GV_CHAN_HDR, &pol, NULL) ==
+        0)
+      *pinged |= m.type == GV_MSG_PING;
     gv_msg_clear(&m);
   }
   return 0;

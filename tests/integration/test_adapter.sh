@@ -135,4 +135,8 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 kill -0 "$pid_n" 2>/dev/null && not_ok "SIGTERM stops the nodes" || ok "SIGTERM stops the nodes"
+# Under the sanitizer build, any report in a node's log fails the run.
+if grep -lE "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$TMP"/*.log >/dev/null; then
+  not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"
+else ok "no sanitizer report in any node's log"; fi
 finish
