@@ -131,6 +131,12 @@ $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
 test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
            $(BUILD)/tests/gen_vectors
 
+# A helper for tests/integration/test_adapter.sh: says goodbye to a node.
+test-bins: $(BUILD)/tests/link_probe
+$(BUILD)/tests/link_probe: $(call obj,tests/link_probe.c) $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 test: deps
 	@$(MAKE) --no-print-directory test-bins
 	@BUILD=$(BUILD) tests/run.sh

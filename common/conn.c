@@ -8,7 +8,7 @@
 
 struct gv_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* handshake deadline, idle check, or close wait */
+  uv_timer_t timer; /* first-byte or handshake deadline, or close wait */
   uv_connect_t connect;
   uv_shutdown_t shutdown;
   gv_link *link;
@@ -20,8 +20,12 @@ struct gv_conn {
   int finished;     /* handles are closing; nothing more is delivered */
   int handles_open; /* uv handles not yet closed */
   int silent;       /* a start or dial failed: on_close is not called */
+  int got_byte;     /* the peer has sent at least one byte */
   int status;
-  uint64_t handshake_ms, idle_ms, last_rx;
+  gv_conn_timeouts to;
+  uint64_t armed_at; /* when the deadlines started: dial or start */
+  uint8_t *final;    /* our answer to the peer's FINAL (NULL: empty) */
+  size_t final_len;
   uint8_t rbuf[READ_BUF];
 };
 
@@ -32,7 +36,6 @@ typedef struct write_req {
 } write_req;
 
 static void finish(gv_conn *c, int status);
-static void on_watch(uv_timer_t *t);
 static void arm_watch(gv_conn *c);
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -43,7 +46,14 @@ static void on_handle_closed(uv_handle_t *h) {
   if (!c->silent)
     c->cbs.on_close(c, c->status);
   gv_link_free(c->link);
+  free(c->final);
   free(c);
+}
+
+/* The peer ended with its FINAL (nothing partial after it): a transport
+ * error that follows is its leaving, not a failure. */
+static int peer_said_goodbye(const gv_conn *c) {
+  return gv_link_eof(c->link) == 0;
 }
 
 static void finish(gv_conn *c, int status) {
@@ -62,7 +72,7 @@ static void on_write(uv_write_t *req, int status) {
 
   free(w);
   if (status < 0 && status != UV_ECANCELED)
-    finish(c, status);
+    finish(c, peer_said_goodbye(c) ? 0 : status);
 }
 
 /* Writes whatever the link has queued. */
@@ -97,15 +107,21 @@ static void check_open(gv_conn *c) {
   if (!c->opened && !c->finished && gv_link_peer_id(c->link) != NULL) {
     c->opened = 1;
     uv_timer_stop(&c->timer);
-    if (c->idle_ms > 0)
-      uv_timer_start(&c->timer, on_watch, c->idle_ms, 0);
     c->cbs.on_open(c);
   }
+}
+
+/* PROTOCOL.md §5.2, the peer's FINAL: send nothing more but our own FINAL,
+ * and close the TCP connection once it is written (on_shutdown). */
+static void answer_final(gv_conn *c) {
+  if (gv_link_peer_closed(c->link) && !c->closing && !c->finished)
+    gv_conn_close(c, c->final, c->final_len);
 }
 
 static int on_link_msg(void *ctx, const uint8_t *msg, size_t len) {
   gv_conn *c = ctx;
   check_open(c);
+  answer_final(c); /* before the FINAL's plaintext reaches the owner */
   if (!c->finished)
     c->cbs.on_msg(c, msg, len);
   return 0;
@@ -121,15 +137,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   gv_conn *c = s->data;
   int rc;
 
-  c->last_rx = uv_now(s->loop);
   if (nread == UV_EOF) {
     rc = gv_link_eof(c->link);
+    /* The peer is done; our FINAL may still be on its way: on_shutdown or
+     * the close wait ends the conn. */
+    if (rc == 0 && c->closing && !c->shut_done) {
+      uv_read_stop(s);
+      return;
+    }
     finish(c, rc < 0 || c->opened ? rc : GV_EHANDSHAKE);
     return;
   }
   if (nread < 0) {
-    finish(c, (int)nread);
+    finish(c, peer_said_goodbye(c) ? 0 : (int)nread);
     return;
+  }
+  if (nread > 0 && !c->got_byte) {
+    c->got_byte = 1;
+    if (!c->opened && !c->closing)
+      arm_watch(c); /* the first-byte deadline is met */
   }
   rc = gv_link_recv(c->link, (const uint8_t *)buf->base, (size_t)nread,
                     on_link_msg, c);
@@ -138,6 +164,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   check_open(c);
+  answer_final(c); /* a FINAL with an empty plaintext reaches no on_msg */
   flush(c);
   /* Both sides sent FINAL and ours is out: the conversation is over. */
   if (c->shut_done && gv_link_peer_closed(c->link))
@@ -166,6 +193,7 @@ int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
   }
   uv_timer_init(loop, &c->timer); /* cannot fail */
   c->tcp.data = c->timer.data = c;
+  c->to.close_wait_ms = GV_CONN_CLOSE_WAIT_MS;
   c->handles_open = 2;
   *out = c;
   return 0;
@@ -176,8 +204,10 @@ uv_stream_t *gv_conn_stream(gv_conn *c) { return (uv_stream_t *)&c->tcp; }
 /* Starts reading; on failure the conn is finished (on_close follows). */
 static int start(gv_conn *c) {
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (!uv_is_active((uv_handle_t *)&c->timer))
+  if (!uv_is_active((uv_handle_t *)&c->timer)) {
+    c->armed_at = uv_now(c->tcp.loop);
     arm_watch(c);
+  }
   if (rc < 0) {
     finish(c, rc);
     return rc;
@@ -218,7 +248,8 @@ int gv_conn_dial(gv_conn *c, const struct sockaddr *addr) {
   int rc;
 
   c->connect.data = c;
-  arm_watch(c); /* the deadline covers the TCP connect too */
+  c->armed_at = uv_now(c->tcp.loop);
+  arm_watch(c); /* the deadlines cover the TCP connect too */
   rc = uv_tcp_connect(&c->connect, &c->tcp, addr, on_connect);
   return rc < 0 ? fail_silently(c, rc) : 0;
 }
@@ -247,7 +278,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     return;
   c->shut_done = 1;
   if (status < 0)
-    finish(c, status);
+    finish(c, peer_said_goodbye(c) ? 0 : status);
   else if (gv_link_peer_closed(c->link))
     finish(c, 0);
 }
@@ -270,39 +301,52 @@ void gv_conn_close(gv_conn *c, const uint8_t *msg, size_t len) {
     finish(c, rc);
     return;
   }
-  uv_timer_start(&c->timer, on_close_wait, GV_CONN_CLOSE_WAIT_MS, 0);
+  uv_timer_start(&c->timer, on_close_wait, c->to.close_wait_ms, 0);
 }
 
 void gv_conn_abort(gv_conn *c, int status) { finish(c, status); }
 
-/* The one timer: the handshake deadline, then the idle check. */
+/* A deadline before the handshake is done ran out. */
 static void on_watch(uv_timer_t *t) {
   gv_conn *c = t->data;
-  uint64_t now = uv_now(t->loop);
-
-  if (c->closing || c->finished)
-    return;
-  if (!c->opened) {
+  if (!c->closing && !c->opened)
     finish(c, -ETIMEDOUT);
-    return;
-  }
-  if (c->idle_ms > 0) {
-    if (now - c->last_rx >= c->idle_ms)
-      finish(c, -ETIMEDOUT);
-    else
-      uv_timer_start(&c->timer, on_watch, c->idle_ms - (now - c->last_rx), 0);
-  }
 }
 
-void gv_conn_set_timeouts(gv_conn *c, uint64_t handshake_ms, uint64_t idle_ms) {
-  c->handshake_ms = handshake_ms;
-  c->idle_ms = idle_ms;
+void gv_conn_set_timeouts(gv_conn *c, const gv_conn_timeouts *to) {
+  c->to = *to;
+  if (c->to.close_wait_ms == 0)
+    c->to.close_wait_ms = GV_CONN_CLOSE_WAIT_MS;
 }
 
+int gv_conn_set_final(gv_conn *c, const uint8_t *msg, size_t len) {
+  uint8_t *p = NULL;
+
+  if (len > 0) {
+    if ((p = malloc(len)) == NULL)
+      return GV_ENOMEM;
+    memcpy(p, msg, len);
+  }
+  free(c->final);
+  c->final = p;
+  c->final_len = len;
+  return 0;
+}
+
+/* (Re)arms the timer at the earlier of the deadlines still pending, both
+ * counted from armed_at; none pending stops it. */
 static void arm_watch(gv_conn *c) {
-  c->last_rx = uv_now(c->tcp.loop);
-  if (c->handshake_ms > 0)
-    uv_timer_start(&c->timer, on_watch, c->handshake_ms, 0);
+  uint64_t due = 0, now = uv_now(c->tcp.loop), spent = now - c->armed_at;
+
+  if (c->to.handshake_ms > 0)
+    due = c->to.handshake_ms;
+  if (c->to.first_byte_ms > 0 && !c->got_byte &&
+      (due == 0 || c->to.first_byte_ms < due))
+    due = c->to.first_byte_ms;
+  if (due == 0)
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, on_watch, due > spent ? due - spent : 0, 0);
 }
 
 const uint8_t *gv_conn_peer_id(const gv_conn *c) {

@@ -2,7 +2,8 @@
  * between the sans-I/O link and real sockets.
  *
  *   gv_conn_new -> gv_conn_dial (initiator) | uv_accept + gv_conn_start
- *   -> on_open -> on_msg* -> gv_conn_close (graceful) | gv_conn_abort
+ *   -> on_open -> on_msg* -> gv_conn_close or the peer's FINAL (graceful:
+ *   FINAL both ways) | gv_conn_abort
  *   -> on_close (exactly once, last, unless dial/start returned an error)
  *
  * Lifetime: the conn owns its TCP handle and link. After on_close returns,
@@ -33,8 +34,18 @@ typedef struct gv_conn_cbs {
   void (*on_close)(gv_conn *c, int status);
 } gv_conn_cbs;
 
-/* How long a graceful close waits for the peer's FINAL frame. */
+/* How long a graceful close waits for the peer's FINAL frame, unless
+ * gv_conn_set_timeouts() says otherwise. */
 #define GV_CONN_CLOSE_WAIT_MS 2000
+
+/* Deadlines, in ms of the loop's monotonic clock; 0 leaves one off. The
+ * first two count from gv_conn_dial() (the TCP connect included) or
+ * gv_conn_start(), and abort the conn with -ETIMEDOUT when they run out. */
+typedef struct gv_conn_timeouts {
+  uint64_t handshake_ms;  /* until the handshake is done (on_open) */
+  uint64_t first_byte_ms; /* until the peer's first byte arrives */
+  uint64_t close_wait_ms; /* after our FINAL (0: GV_CONN_CLOSE_WAIT_MS) */
+} gv_conn_timeouts;
 
 int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
                 gv_hs_role role, const uint8_t *pin, const gv_conn_cbs *cbs,
@@ -43,10 +54,15 @@ int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,
 /* The TCP handle, for uv_accept() into it before gv_conn_start(). */
 uv_stream_t *gv_conn_stream(gv_conn *c);
 
-/* Before gv_conn_dial()/gv_conn_start(): a connection that has not finished
- * its handshake within handshake_ms, or that has received nothing for
- * idle_ms once open, is aborted with -ETIMEDOUT. 0 disables either. */
-void gv_conn_set_timeouts(gv_conn *c, uint64_t handshake_ms, uint64_t idle_ms);
+/* Before gv_conn_dial()/gv_conn_start(). Without it no deadline runs but
+ * the close wait (GV_CONN_CLOSE_WAIT_MS). An open link has no idle limit
+ * here: its owner decides when a quiet link is dead (the node's link core,
+ * PROTOCOL.md §5.2). */
+void gv_conn_set_timeouts(gv_conn *c, const gv_conn_timeouts *to);
+
+/* The plaintext of the FINAL frame that answers the peer's FINAL (copied;
+ * empty until set). 0 or GV_ENOMEM. */
+int gv_conn_set_final(gv_conn *c, const uint8_t *msg, size_t len);
 
 /* 0, or a UV_E* error after which on_close is never called. */
 int gv_conn_dial(gv_conn *c, const struct sockaddr *addr);
@@ -56,8 +72,12 @@ int gv_conn_start(gv_conn *c);
 int gv_conn_send(gv_conn *c, const uint8_t *msg, size_t len);
 
 /* Sends the FINAL frame (with msg as its plaintext, may be NULL) and closes
- * once the peer's FINAL or end of stream arrives, or after
- * GV_CONN_CLOSE_WAIT_MS. */
+ * once it is written and the peer's FINAL has arrived, or after the close
+ * wait; nothing can be sent after it. The peer's FINAL does the same by
+ * itself (PROTOCOL.md §5.2): the conn answers with its own FINAL (see
+ * gv_conn_set_final()) before it hands the FINAL's plaintext, if any, to
+ * on_msg, so gv_conn_send() fails from then on (GV_ESTATE). Either way
+ * on_close gets 0 once both FINALs are out. */
 void gv_conn_close(gv_conn *c, const uint8_t *msg, size_t len);
 
 /* Closes at once; on_close gets status. */

@@ -8,16 +8,25 @@
 #include "sockaddr.h"
 
 #define HANDSHAKE_MS 10000
-#define IDLE_MS 90000
+#define FIRST_BYTE_MS                                                          \
+  2000 /* inbound: until the peer's first handshake byte                       \
+        */
 #define MAX_PENDING_HS 64
+#define MAX_PENDING_PER_SRC 8 /* per IPv4 address, per IPv6 /64 */
+#define SRC_KEY_MAX 8
 
 typedef struct nlink {
   gv_links *t;
   gv_linkid id;
   gv_conn *conn;
   bool dialed, open, has_pin;
+  bool refused; /* over its source's share: never entered the table */
   uint8_t pin[GV_ID_BYTES];
   gv_addr addr; /* dialed address; never recorded for inbound links */
+  /* Inbound, while handshaking: the source's IPv4 address or IPv6 /64,
+   * only to count its handshakes; wiped at open, never handed on. */
+  uint8_t src[SRC_KEY_MAX];
+  size_t src_len;
 } nlink;
 
 struct gv_links {
@@ -59,28 +68,61 @@ void gv_links_free(gv_links *t) {
   free(t);
 }
 
-static nlink *link_add(gv_links *t, bool dialed) {
-  nlink *l = calloc(1, sizeof(*l));
-  if (l == NULL)
-    return NULL;
+/* Puts l in the table with a fresh id, counted as a handshake in progress.
+ * 0 or GV_ENOMEM (l is then untouched). */
+static int link_insert(gv_links *t, nlink *l) {
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 16;
     nlink **p = realloc(t->v, cap * sizeof(*p));
-    if (p == NULL) {
-      free(l);
-      return NULL;
-    }
+    if (p == NULL)
+      return GV_ENOMEM;
     t->v = p;
     t->cap = cap;
   }
-  l->t = t;
-  l->dialed = dialed;
   if (++t->next_id == 0)
     t->next_id = 1;
   l->id = t->next_id;
   t->v[t->n++] = l;
   t->pending_hs++;
+  return 0;
+}
+
+static nlink *link_add(gv_links *t, bool dialed) {
+  nlink *l = calloc(1, sizeof(*l));
+  if (l == NULL)
+    return NULL;
+  l->t = t;
+  l->dialed = dialed;
+  if (link_insert(t, l) < 0) {
+    free(l);
+    return NULL;
+  }
   return l;
+}
+
+/* The share key of an inbound connection's source: its IPv4 address, or
+ * its IPv6 /64 (one host commonly holds a whole /64). 0 when unknown. */
+static size_t src_key(uv_tcp_t *tcp, uint8_t key[SRC_KEY_MAX]) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  gv_addr a;
+
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) < 0 ||
+      gv_addr_from_sockaddr(&a, (struct sockaddr *)&ss) < 0)
+    return 0;
+  memcpy(key, a.ip, a.family == 4 ? 4 : 8);
+  return a.family == 4 ? 4 : 8;
+}
+
+/* Inbound handshakes in progress from the source with this key. */
+static size_t src_pending(const gv_links *t, const uint8_t *key, size_t len) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    const nlink *l = t->v[i];
+    n += !l->open && !l->dialed && l->src_len == len &&
+         memcmp(l->src, key, len) == 0;
+  }
+  return n;
 }
 
 static nlink *link_find(gv_links *t, gv_linkid id) {
@@ -110,6 +152,8 @@ static void on_conn_open(gv_conn *c) {
 
   l->open = true;
   t->pending_hs--;
+  memset(l->src, 0, sizeof(l->src));
+  l->src_len = 0;
   gv_id_to_short(gv_conn_peer_id(c), shrt);
   gv_logf(t->log, GV_LOG_INFO, "link %u up with %s (%s)", l->id, shrt,
           l->dialed ? "dialed" : "inbound");
@@ -125,11 +169,18 @@ static void on_conn_msg(gv_conn *c, const uint8_t *msg, size_t len) {
 static void on_conn_close(gv_conn *c, int status) {
   nlink *l = gv_conn_data(c);
   gv_links *t = l->t;
-  nlink copy = *l;
-  gv_links_down ev = {
+  nlink copy;
+
+  if (l->refused) { /* never in the table: no event */
+    free(l);
+    return;
+  }
+  copy = *l;
+  gv_links_down ev;
+
+  ev = (gv_links_down){
       copy.id,   status, copy.open, copy.dialed, copy.has_pin ? copy.pin : NULL,
       &copy.addr};
-
   if (l->open)
     gv_logf(t->log, status == 0 ? GV_LOG_INFO : GV_LOG_WARN,
             "link %u closed: %s", l->id,
@@ -165,7 +216,7 @@ int gv_links_dial(gv_links *t, const uint8_t peer[GV_ID_BYTES],
     return rc;
   }
   l->conn = c;
-  gv_conn_set_timeouts(c, HANDSHAKE_MS, IDLE_MS);
+  gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, 0, 0});
   gv_addr_to_sockaddr(addr, &ss, NULL);
   if ((rc = gv_conn_dial(c, (struct sockaddr *)&ss)) < 0) {
     /* on_close never comes. */
@@ -178,6 +229,24 @@ int gv_links_dial(gv_links *t, const uint8_t peer[GV_ID_BYTES],
 
 static void on_refused_closed(uv_handle_t *h) { free(h); }
 
+/* Accepts the next connection and closes it at once, so the backlog cannot
+ * pin the node. */
+static void refuse(gv_links *t, uv_stream_t *server) {
+  uv_tcp_t *s = malloc(sizeof(*s));
+  if (s == NULL)
+    return;
+  uv_tcp_init(t->loop, s);
+  if (uv_accept(server, (uv_stream_t *)s) == 0)
+    gv_logf(t->log, GV_LOG_DEBUG,
+            "refused a connection: %zu handshakes running", t->pending_hs);
+  uv_close((uv_handle_t *)s, on_refused_closed);
+}
+
+/* Admission before any byte is read: at most MAX_PENDING_HS handshakes in
+ * all and MAX_PENDING_PER_SRC per source (refused ones are accepted and
+ * closed at once); then the peer has FIRST_BYTE_MS to start its handshake
+ * and HANDSHAKE_MS to finish it. Idle sockets from one address thus hold
+ * at most its share, and each for FIRST_BYTE_MS. */
 static void on_connection(uv_stream_t *server, int status) {
   gv_links *t = server->data;
   gv_conn *c;
@@ -185,30 +254,36 @@ static void on_connection(uv_stream_t *server, int status) {
 
   if (status < 0)
     return;
-  /* Over the handshake cap (or stopping): accept and close at once, so the
-   * backlog cannot pin the node. */
   if (t->stopping || t->pending_hs >= MAX_PENDING_HS ||
-      (l = link_add(t, false)) == NULL) {
-    uv_tcp_t *s = malloc(sizeof(*s));
-    if (s != NULL) {
-      uv_tcp_init(t->loop, s);
-      if (uv_accept(server, (uv_stream_t *)s) == 0)
-        gv_logf(t->log, GV_LOG_DEBUG,
-                "refused a connection: %zu handshakes running", t->pending_hs);
-      uv_close((uv_handle_t *)s, on_refused_closed);
-    }
+      (l = calloc(1, sizeof(*l))) == NULL) {
+    refuse(t, server);
     return;
   }
+  l->t = t;
   if (gv_conn_new(&c, t->loop, t->self, GV_HS_RESPONDER, NULL, &conn_cbs, l) <
       0) {
-    link_remove(t, l);
+    free(l);
+    refuse(t, server);
     return;
   }
   l->conn = c;
-  gv_conn_set_timeouts(c, HANDSHAKE_MS, IDLE_MS);
-  if (uv_accept(server, gv_conn_stream(c)) < 0)
+  if (uv_accept(server, gv_conn_stream(c)) < 0) {
+    l->refused = true;
     gv_conn_abort(c, GV_ESTATE);
-  else if (gv_conn_start(c) < 0)
+    return;
+  }
+  l->src_len = src_key((uv_tcp_t *)gv_conn_stream(c), l->src);
+  if (src_pending(t, l->src, l->src_len) >= MAX_PENDING_PER_SRC ||
+      link_insert(t, l) < 0) {
+    gv_logf(t->log, GV_LOG_DEBUG,
+            "refused a connection: %d handshakes running from its address",
+            MAX_PENDING_PER_SRC);
+    l->refused = true;
+    gv_conn_abort(c, GV_ELIMIT);
+    return;
+  }
+  gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, FIRST_BYTE_MS, 0});
+  if (gv_conn_start(c) < 0)
     link_remove(t, l); /* on_close never comes */
 }
 

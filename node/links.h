@@ -1,13 +1,17 @@
 /* The node's link table: every TCP link, dialed or inbound, from the first
  * SYN to its close, over common/conn.c. It listens when asked, dials when
- * asked, enforces the cap on handshakes in progress, carries bytes, and
+ * asked, enforces the caps on handshakes in progress (64 in all, 8 per
+ * source IPv4 address or IPv6 /64) and their deadlines (an inbound peer's
+ * first byte within 2 s, every handshake within 10 s), carries bytes, and
  * reports each link's events through callbacks; it never calls the gossip
  * engine and knows nothing of the daemon. Link ids are never 0 and never
  * reused while a link holds one.
  *
  *   gv_links_dial | inbound accept -> handshaking --open--> up (cbs.up,
- *   cbs.msg*) -> gv_links_close (FINAL) | failure -> cbs.down (always,
- *   exactly once per link, after the link has left the table)
+ *   cbs.msg*) -> gv_links_close (FINAL) | the peer's FINAL (answered with
+ *   ours) | failure -> cbs.down (always, exactly once per link, after the
+ *   link has left the table). An inbound connection refused by a cap never
+ *   enters the table and gets no callback.
  *
  * Lifetime: gv_links_new() on a loop; gv_links_free() once the table is
  * empty (after gv_links_goodbye() and the last cbs.down). The identity and

@@ -1,6 +1,8 @@
 /* The adapters' shared helpers (common/): sockaddr conversion, the
- * rate-limited logger and the retry backoff. */
+ * rate-limited logger, the retry backoff, and the libuv link adapter
+ * (conn.c) on a real loop over loopback. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +176,312 @@ START_TEST(test_conn_failed_dial_is_silent) {
 }
 END_TEST
 
+/* ---- conn.c on a real loop over loopback ---- */
+
+/* One end of a conn under test: what its callbacks saw. */
+typedef struct end {
+  gv_conn *c;
+  int opened, closed, status;
+  int msgs;           /* messages delivered */
+  int sent_after_fin; /* gv_conn_send() calls accepted after the peer's FINAL */
+  uint64_t closed_at;
+  char last[16];
+} end;
+
+/* A loop with a listener on 127.0.0.1 and a guard timer: whatever is still
+ * open when the guard fires is aborted with GV_ESTATE, so no test waits on
+ * a defect for more than the guard. */
+typedef struct rig {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_timer_t guard;
+  struct sockaddr_in at;
+  gv_identity ida, idb;
+  end a, b; /* a dials, b is accepted */
+  uint64_t started;
+  int listening;
+  gv_conn_timeouts b_to; /* b's deadlines */
+  uv_tcp_t raw;          /* instead of a: a bare TCP client */
+  uv_connect_t raw_req;
+  gv_link *raw_link; /* what raw says, if anything: a link that never closes */
+  int raw_open;
+  int raw_got_final; /* raw's link received b's FINAL */
+} rig;
+
+static rig R;
+
+static void raw_close(void) {
+  if (R.raw_open) {
+    uv_close((uv_handle_t *)&R.raw, NULL);
+    R.raw_open = 0;
+  }
+}
+
+static void rig_on_guard(uv_timer_t *t) {
+  (void)t;
+  raw_close();
+  if (R.a.c != NULL && !R.a.closed)
+    gv_conn_abort(R.a.c, GV_ESTATE);
+  if (R.b.c != NULL && !R.b.closed)
+    gv_conn_abort(R.b.c, GV_ESTATE);
+  if (R.listening) {
+    uv_close((uv_handle_t *)&R.listener, NULL);
+    R.listening = 0;
+  }
+}
+
+/* Both ends closed: nothing is left but the guard and the listener. */
+static void rig_maybe_done(void) {
+  if ((R.a.c == NULL || R.a.closed) && (R.b.c == NULL || R.b.closed)) {
+    uv_timer_stop(&R.guard);
+    uv_close((uv_handle_t *)&R.guard, NULL);
+    raw_close();
+    if (R.listening) {
+      uv_close((uv_handle_t *)&R.listener, NULL);
+      R.listening = 0;
+    }
+  }
+}
+
+static void end_on_close(gv_conn *c, int status) {
+  end *e = gv_conn_data(c);
+  e->closed = 1;
+  e->status = status;
+  e->closed_at = uv_now(&R.loop) - R.started;
+  rig_maybe_done();
+}
+
+static void rig_init(uint64_t guard_ms) {
+  socklen_t len = sizeof(R.at);
+  memset(&R, 0, sizeof(R));
+  tu_identity(&R.ida, 1);
+  tu_identity(&R.idb, 2);
+  ck_assert_int_eq(uv_loop_init(&R.loop), 0);
+  uv_tcp_init(&R.loop, &R.listener);
+  uv_ip4_addr("127.0.0.1", 0, &R.at);
+  ck_assert_int_eq(uv_tcp_bind(&R.listener, (struct sockaddr *)&R.at, 0), 0);
+  ck_assert_int_eq(
+      uv_tcp_getsockname(&R.listener, (struct sockaddr *)&R.at, (int *)&len),
+      0);
+  R.listening = 1;
+  uv_timer_init(&R.loop, &R.guard);
+  uv_timer_start(&R.guard, rig_on_guard, guard_ms, 0);
+  R.started = uv_now(&R.loop);
+}
+
+static void rig_run(void) {
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&R.loop), 0);
+  gv_link_free(R.raw_link);
+  gv_id_wipe(&R.ida);
+  gv_id_wipe(&R.idb);
+}
+
+/* b is the accepted end: a gv_conn responder. */
+static const gv_conn_cbs *b_cbs;
+static void rig_on_connection(uv_stream_t *s, int status) {
+  ck_assert_int_eq(status, 0);
+  ck_assert_int_eq(
+      gv_conn_new(&R.b.c, &R.loop, &R.idb, GV_HS_RESPONDER, NULL, b_cbs, &R.b),
+      0);
+  ck_assert_int_eq(uv_accept(s, gv_conn_stream(R.b.c)), 0);
+  gv_conn_set_timeouts(R.b.c, &R.b_to);
+  ck_assert_int_eq(gv_conn_start(R.b.c), 0);
+}
+
+static void rig_listen(const gv_conn_cbs *cbs) {
+  b_cbs = cbs;
+  ck_assert_int_eq(uv_listen((uv_stream_t *)&R.listener, 8, rig_on_connection),
+                   0);
+}
+
+static void rig_dial(const gv_conn_cbs *cbs) {
+  ck_assert_int_eq(gv_conn_new(&R.a.c, &R.loop, &R.ida, GV_HS_INITIATOR,
+                               R.idb.pk, cbs, &R.a),
+                   0);
+  ck_assert_int_eq(gv_conn_dial(R.a.c, (struct sockaddr *)&R.at), 0);
+}
+
+static void end_record(end *e, const uint8_t *m, size_t n) {
+  e->msgs++;
+  snprintf(e->last, sizeof(e->last), "%.*s", (int)n, (const char *)m);
+}
+
+/* a: on open, two messages and then a graceful close. */
+static void bye_a_open(gv_conn *c) {
+  R.a.opened = 1;
+  ck_assert_int_eq(gv_conn_send(c, (const uint8_t *)"a1", 2), 0);
+  ck_assert_int_eq(gv_conn_send(c, (const uint8_t *)"a2", 2), 0);
+  gv_conn_close(c, (const uint8_t *)"bye", 3);
+}
+static void bye_a_msg(gv_conn *c, const uint8_t *m, size_t n) {
+  (void)c;
+  end_record(&R.a, m, n);
+}
+/* b: answers every message it is given; after a's FINAL (whose plaintext
+ * "bye" it is given last) no send may be accepted. */
+static void bye_b_open(gv_conn *c) {
+  R.b.opened = 1;
+  ck_assert_int_eq(gv_conn_set_final(c, (const uint8_t *)"ok", 2), 0);
+}
+static void bye_b_msg(gv_conn *c, const uint8_t *m, size_t n) {
+  int fin = n == 3 && memcmp(m, "bye", 3) == 0;
+  int rc;
+
+  ck_assert_int_eq(R.b.sent_after_fin, 0);
+  ck_assert_str_ne(R.b.last, "bye"); /* nothing is delivered after FINAL */
+  end_record(&R.b, m, n);
+  rc = gv_conn_send(c, (const uint8_t *)"r", 1);
+  if (fin)
+    R.b.sent_after_fin += rc == 0;
+  else
+    ck_assert_int_eq(rc, 0);
+}
+
+/* PROTOCOL.md §5.2: the receiver of a FINAL stops sending, answers with its
+ * own FINAL and closes the TCP connection once that is written; both ends
+ * see a clean close (status 0), well before a's close wait runs out. b's
+ * FINAL carries the plaintext its owner set. */
+START_TEST(test_conn_goodbye_answered) {
+  static const gv_conn_cbs acbs = {bye_a_open, bye_a_msg, end_on_close};
+  static const gv_conn_cbs bcbs = {bye_b_open, bye_b_msg, end_on_close};
+
+  rig_init(GV_CONN_CLOSE_WAIT_MS * 3 / 4);
+  rig_listen(&bcbs);
+  rig_dial(&acbs);
+  rig_run();
+  ck_assert(R.a.opened && R.b.opened);
+  ck_assert_int_eq(R.b.msgs, 3); /* a1, a2, then FINAL's plaintext */
+  ck_assert_str_eq(R.b.last, "bye");
+  ck_assert_int_eq(R.b.sent_after_fin, 0);
+  ck_assert_int_eq(R.a.msgs, 3); /* b's answers to a1 and a2, its FINAL */
+  ck_assert_str_eq(R.a.last, "ok");
+  ck_assert_int_eq(R.b.status, 0);
+  ck_assert_int_eq(R.a.status, 0);
+  ck_assert_uint_lt(R.b.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+  ck_assert_uint_lt(R.a.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+}
+END_TEST
+
+/* ---- a bare TCP client against b's deadlines ---- */
+
+static void raw_write_out(void) {
+  const uint8_t *p;
+  size_t n = gv_link_out(R.raw_link, &p);
+  uv_buf_t buf = uv_buf_init((char *)p, (unsigned)n);
+
+  if (n == 0)
+    return;
+  /* Loopback takes a few hundred bytes at once. */
+  ck_assert_int_eq(uv_try_write((uv_stream_t *)&R.raw, &buf, 1), (int)n);
+  gv_link_out_consume(R.raw_link, n);
+}
+
+static uint8_t raw_buf[65536];
+static void raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h;
+  (void)hint;
+  *buf = uv_buf_init((char *)raw_buf, sizeof(raw_buf));
+}
+/* raw's link reads b's bytes and answers the handshake, never a FINAL. */
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)s;
+  if (n <= 0 || R.raw_link == NULL)
+    return;
+  ck_assert_int_eq(
+      gv_link_recv(R.raw_link, (uint8_t *)buf->base, (size_t)n, NULL, NULL), 0);
+  R.raw_got_final = gv_link_peer_closed(R.raw_link);
+  raw_write_out();
+}
+
+static const uint8_t *raw_says;
+static size_t raw_says_len;
+static void raw_connected(uv_connect_t *req, int status) {
+  uv_buf_t buf = uv_buf_init((char *)raw_says, (unsigned)raw_says_len);
+  (void)req;
+  ck_assert_int_eq(status, 0);
+  if (raw_says_len > 0)
+    ck_assert_int_eq(uv_try_write((uv_stream_t *)&R.raw, &buf, 1),
+                     (int)raw_says_len);
+  if (R.raw_link != NULL)
+    raw_write_out();
+  uv_read_start((uv_stream_t *)&R.raw, raw_alloc, raw_read);
+}
+
+/* A bare client connects to b and sends says[0..len) (nothing if len is 0),
+ * or, with a link, runs that link's side of the handshake. */
+static void raw_dial(const uint8_t *says, size_t len, int with_link) {
+  raw_says = says;
+  raw_says_len = len;
+  if (with_link)
+    ck_assert_int_eq(gv_link_new(&R.raw_link, &R.ida, GV_HS_INITIATOR, NULL),
+                     0);
+  uv_tcp_init(&R.loop, &R.raw);
+  R.raw_open = 1;
+  ck_assert_int_eq(uv_tcp_connect(&R.raw_req, &R.raw, (struct sockaddr *)&R.at,
+                                  raw_connected),
+                   0);
+}
+
+static void none_open(gv_conn *c) {
+  (void)c;
+  R.b.opened = 1;
+}
+static void none_msg(gv_conn *c, const uint8_t *m, size_t n) {
+  (void)c;
+  end_record(&R.b, m, n);
+}
+
+/* A client that connects and says nothing runs into the first-byte deadline;
+ * one that says a byte (half a frame header) and stalls, into the handshake
+ * deadline; with no first-byte deadline, the handshake deadline alone. */
+START_TEST(test_conn_handshake_deadlines) {
+  static const gv_conn_cbs cbs = {none_open, none_msg, end_on_close};
+  static const struct {
+    gv_conn_timeouts to;
+    size_t says;
+    uint64_t at;
+  } cases[] = {
+      {{300, 100, 0}, 0, 100}, {{300, 100, 0}, 1, 300}, {{200, 0, 0}, 0, 200}};
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    rig_init(1500);
+    R.b_to = cases[i].to;
+    rig_listen(&cbs);
+    raw_dial((const uint8_t *)"\x00", cases[i].says, 0);
+    rig_run();
+    ck_assert_int_eq(R.b.opened, 0);
+    ck_assert_int_eq(R.b.status, -ETIMEDOUT);
+    /* The loop's clock counts whole ms: allow one either side. */
+    ck_assert_uint_ge(R.b.closed_at + 1, cases[i].at);
+    ck_assert_uint_lt(R.b.closed_at, cases[i].at + 150);
+  }
+}
+END_TEST
+
+static void closer_open(gv_conn *c) {
+  R.b.opened = 1;
+  gv_conn_close(c, NULL, 0);
+}
+
+/* b closes gracefully; its peer completes the handshake but never answers
+ * the FINAL: b gives up after its close wait, a truncated stream. */
+START_TEST(test_conn_close_wait) {
+  static const gv_conn_cbs cbs = {closer_open, none_msg, end_on_close};
+
+  rig_init(1500);
+  R.b_to = (gv_conn_timeouts){1000, 0, 200};
+  rig_listen(&cbs);
+  raw_dial(NULL, 0, 1);
+  rig_run();
+  ck_assert_int_eq(R.b.opened, 1);
+  ck_assert_int_eq(R.raw_got_final, 1); /* b's FINAL arrived */
+  ck_assert_int_eq(R.b.status, GV_ETRUNCATED);
+  ck_assert_uint_ge(R.b.closed_at, 200);
+  ck_assert_uint_lt(R.b.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+}
+END_TEST
+
 static Suite *common_suite(void) {
   Suite *s = suite_create("common");
   TCase *tc = tcase_create("core");
@@ -183,6 +491,9 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_log_one_line_and_parse);
   tcase_add_test(tc, test_backoff_bounds);
   tcase_add_test(tc, test_conn_failed_dial_is_silent);
+  tcase_add_test(tc, test_conn_goodbye_answered);
+  tcase_add_test(tc, test_conn_handshake_deadlines);
+  tcase_add_test(tc, test_conn_close_wait);
   suite_add_tcase(s, tc);
   return s;
 }
