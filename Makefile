@@ -129,7 +129,14 @@ $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
-           $(BUILD)/tests/gen_vectors
+           $(BUILD)/tests/gen_vectors $(BUILD)/tests/link_peer
+
+# Throw-away identities that take a node's inbound links, for
+# tests/integration/test_links.sh.
+$(BUILD)/tests/link_peer: $(call obj,tests/link_peer.c) \
+                          $(BUILD)/libgvcommon.a $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # A helper for tests/integration/test_adapter.sh: says goodbye to a node.
 test-bins: $(BUILD)/tests/link_probe

@@ -1,6 +1,7 @@
 # Helpers for integration scripts: TAP-like "ok N - name" lines that
 # tests/run.sh counts. Source it; call `check NAME COMMAND...` or
-# `ok NAME` / `not_ok NAME DETAIL`; end with `finish`.
+# `ok NAME` / `not_ok NAME DETAIL`; stop background processes with
+# `stop_pids PID...`; end with `finish`.
 set -u
 BUILD=${BUILD:-build}
 GV=$PWD/$BUILD/grapevine
@@ -12,7 +13,7 @@ ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; }
 not_ok() {
   _tap_n=$((_tap_n + 1)) _tap_fail=$((_tap_fail + 1))
   echo "not ok $_tap_n - $1"
-  [ -n "${2:-}" ] && printf '#   %s\n' "$2" | head -20
+  [ -n "${2:-}" ] && printf '%s\n' "$2" | head -20 | sed 's/^/#   /'
   return 0
 }
 # check NAME CMD...: passes when CMD exits 0.
@@ -20,5 +21,47 @@ check() {
   local name=$1 out
   shift
   if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+# stop_pids PID...: the clean stop for background processes of this shell.
+# Sends SIGTERM to each, waits at most STOP_SECONDS (5) for all of them,
+# and reports through not_ok each one that did not exit 0 in time (one
+# still running is then killed with SIGKILL); one `ok` when all did. Keep
+# `kill -9` for the EXIT trap, as a last resort, and where a crash is the
+# point.
+stop_pids() {
+  local p rc cmd left=() bad=0
+  [ $# -gt 0 ] || return 0
+  declare -A what=()
+  for p in "$@"; do # "grapevine node", "tracker_peer", ...
+    what[$p]=$(ps -o args= -p "$p" 2>/dev/null |
+      awk '{sub(".*/", "", $1); print $1 ($2 ~ /^[a-z]/ ? " " $2 : "")}')
+    kill -TERM "$p" 2>/dev/null
+  done
+  for _ in $(seq 1 $((${STOP_SECONDS:-5} * 10))); do
+    left=()
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+    [ ${#left[@]} -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "$@"; do
+    cmd=${what[$p]:-pid $p}
+    if kill -0 "$p" 2>/dev/null; then
+      kill -9 "$p" 2>/dev/null
+      wait "$p" 2>/dev/null
+      not_ok "SIGTERM: $cmd exits within ${STOP_SECONDS:-5} s" "killed with SIGKILL"
+      bad=1
+      continue
+    fi
+    wait "$p" 2>/dev/null
+    rc=$?
+    if [ $rc -ne 0 ]; then
+      not_ok "SIGTERM: $cmd exits 0" "exit status $rc$([ $rc = 127 ] && echo ' (or not a child of this shell)')"
+      bad=1
+    fi
+  done
+  [ $bad = 0 ] && ok "SIGTERM: $(for p in "$@"; do echo "${what[$p]:-pid $p}"; done |
+    sort | uniq -c | awk '{n = $1; $1 = ""; printf "%s%d x%s", s, n, $0; s = ", "}'
+    ) exit 0 within ${STOP_SECONDS:-5} s"
+  return 0
 }
 finish() { [ "$_tap_fail" -eq 0 ]; }

@@ -7,7 +7,18 @@ run() {
   DEMO_SECONDS=9 RUN_DIR="$TMP/run" BASE_PORT=$BASE BUILD=$BUILD \
     timeout 60 scripts/localnet.sh 2>&1
 }
+# localnet.sh stops its processes with SIGTERM; each must log its own clean
+# stop (the line a daemon writes last on that path).
+stopped() {
+  local d n=0
+  for d in "$TMP"/run/*/; do
+    n=$((n + 1))
+    grep -qE ' stopped$' "$d/log" || { echo "$d: $(tail -2 "$d/log")"; return 1; }
+  done
+  [ $n -ge 7 ]
+}
 out=$(run); rc=$?
+check "make run: SIGTERM, every node and the tracker log their clean stop" stopped
 last=$(awk '/--- t=9s ---/{f=1} f' <<<"$out")
 if [ $rc -eq 0 ] && grep -q "1 node(s) hold 'linux'" <<<"$out" &&
    grep -q "stopped cleanly" <<<"$out" &&
@@ -26,4 +37,5 @@ out=$(run)
 id2=$("$GV" id --data-dir "$TMP/run/silent1")
 [ -n "$id1" ] && [ "$id1" = "$id2" ] && grep -q "stopped cleanly" <<<"$out" &&
   ok "make run again: the same identities" || not_ok "localnet rerun" "$id1 $id2"
+check "make run again: every process stops cleanly" stopped
 finish

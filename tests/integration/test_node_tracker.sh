@@ -22,7 +22,7 @@ J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/nul
 boot=$!; pids+=($boot)
 sleep 2 # the tracker is not up yet: the node must retry on its own
 "$TRK" --listen "127.0.0.1:$P" --db "$TMP/t.db" > "$TMP/t.log" 2>&1 &
-pids+=($!)
+trk=$!; pids+=($trk)
 registered() { "$GV" status --data-dir "$TMP/boot" --json | J 'd["tracker_registered"]' | grep -q True; }
 wait_for 30 registered && ok "a bootstrap node started before its tracker registers once it is up" ||
   not_ok "late tracker" "$(tail -3 "$TMP/boot.log")"
@@ -30,12 +30,14 @@ listed() { curl -s "$URL/api/bootstrap/peers" | grep -q "$("$GV" id --data-dir "
 wait_for 10 listed && ok "the tracker lists it (its dial-back handshake passed)" || not_ok "listed"
 
 "$GV" node --data-dir "$TMP/silent" --tracker "$URL" > "$TMP/silent.log" 2>&1 &
-pids+=($!)
+silent=$!; pids+=($silent)
 linked() { "$GV" status --data-dir "$TMP/silent" --json | J 'd["links"] >= 1 and d["table"] >= 1' | grep -q True; }
 wait_for 30 linked && ok "a silent node with only the tracker finds the bootstrap and links up" ||
   not_ok "silent via tracker" "$(tail -3 "$TMP/silent.log")"
 
-kill -TERM "$boot"; wait "$boot"
+stop_pids "$boot"
 unlisted() { ! curl -s "$URL/api/bootstrap/peers" | grep -q "$("$GV" id --data-dir "$TMP/boot")"; }
 wait_for 10 unlisted && ok "SIGTERM: the bootstrap node unregisters" || not_ok "unregister" "$(tail -3 "$TMP/boot.log")"
+stop_pids "$silent"
+stop_pids "$trk" # last, as in make run
 finish

@@ -84,4 +84,5 @@ ip -n "$NS_A" link set "va$$" up
 all_see() { for n in a1 a2 a3; do sees $n during-cut || return 1; done; full; }
 wait_for 90 all_see && ok "link restored: side A learns the change, every table complete again" ||
   not_ok "after the heal" "$(for n in a1 a3; do "$GV" peers --data-dir "$TMP/$n"; done)"
+stop_pids "${pids[@]}"
 finish

@@ -3,13 +3,14 @@
 # endpoint, every bad input of docs/TRACKER.md §4, replay, rate and
 # per-address limits, dial-backs that fail, the node-side client
 # (node/trkclient.c via tests/tracker_client), kill -9 and restart, and a
-# clean shutdown. Every wait is bounded; every process is killed on exit.
+# clean shutdown. Every wait is bounded; every process is stopped with
+# SIGTERM, and killed on exit only if it is left over.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 
 TRK=$PWD/$BUILD/grapevine-tracker
 PEER=$PWD/$BUILD/tests/tracker_peer
 CLIBIN=$PWD/$BUILD/tests/tracker_client
-pids=()
+pids=() peer_pids=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -47,7 +48,7 @@ start_tracker() {
 # start_peer NAME: a node accepting links with key NAME.key; sets PORT.
 start_peer() {
   "$PEER" --key "$TMP/$1.key" >"$TMP/$1.out" 2>&1 &
-  pids+=("$!")
+  pids+=("$!") peer_pids+=("$!")
   PORT=
   wait_for "$TMP/$1.out" '^port ' || return 1
   PORT=$(awk '/^port /{print $2; exit}' "$TMP/$1.out")
@@ -286,7 +287,7 @@ else not_ok "rate limit" "$codes / $CODE $HDRS $RESP"; fi
 sleep 1.1
 req GET /health
 expect "the bucket refills" 200 -
-kill "$TPID"
+stop_pids "$TPID"
 
 start_tracker proxy --db "$TMP/proxy.db" --rate-limit 1 --rate-burst 1 --trust-proxy
 a=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 203.0.113.1, 10.0.0.1' "$URL/health")
@@ -294,7 +295,7 @@ b=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 10.0.0.1' "$URL/
 c=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 10.0.0.2' "$URL/health")
 if [ "$a$b$c" = 200429200 ]; then ok "--trust-proxy: clients are told apart by the last X-Forwarded-For"
 else not_ok "trust proxy" "$a $b $c"; fi
-kill "$TPID"
+stop_pids "$TPID"
 
 start_tracker perip --db "$TMP/perip.db" --max-per-ip 1
 start_peer dave
@@ -303,7 +304,7 @@ out2=$(cli "$URL" register --key "$TMP/dave.key" --port "$PORT")
 if grep -q '^rc=OK' <<<"$out" && grep -q '^rc=GV_ELIMIT http=403 error=ip_limit' <<<"$out2"; then
   ok "at most --max-per-ip ids per address: 403 ip_limit"
 else not_ok "per-ip" "$out / $out2"; fi
-kill "$TPID"
+stop_pids "$TPID"
 
 # --- kill -9 keeps every acknowledged registration ---
 start_tracker dur1 --db "$TMP/dur.db"
@@ -344,6 +345,8 @@ for ((i = 0; i < 200; i++)); do
 done
 if [ "$rc" -eq 0 ]; then ok "the tracker that took every bad input also exits 0"
 else not_ok "main shutdown" "rc=$rc $(tail -5 "$TMP/main.log")"; fi
+# The test peers stop as the trackers do.
+stop_pids "${peer_pids[@]}"
 # Sanitizer builds: no report from any process, exited or killed.
 if grep -lE 'Sanitizer|runtime error' "$TMP"/*.log "$TMP"/*.out "$TMP/client.err" 2>/dev/null; then
   not_ok "no sanitizer report from tracker, peers or client" \
