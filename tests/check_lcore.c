@@ -1500,7 +1500,6 @@ START_TEST(test_closed) {
   ck_assert_uint_eq(T.n[a].f.recvs, 0);
   tr = t_stats(a)->closed[GV_CLOSE_TRANSPORT];
   gv_lcore_closed(T.n[a].lc, LA(w), false, T.now);
-  gv_lcore_closed(T.n[a].lc, LA(w), false, T.now); /* twice: no-op */
   t_pump();
   ck_assert_uint_eq(T.n[a].f.downs_of[LA(w)], 1);
   ck_assert_uint_eq(t_stats(a)->closed[GV_CLOSE_TRANSPORT], tr);

@@ -180,7 +180,8 @@ static void dial_next(peer *p) {
       printf("close %d %s\n", l->index, gv_err_name(rc));
       continue;
     }
-    gv_conn_set_timeouts(l->conn, HANDSHAKE_MS, 0);
+    gv_conn_set_timeouts(l->conn,
+                         &(gv_conn_timeouts){.handshake_ms = HANDSHAKE_MS});
     if ((rc = gv_conn_dial(l->conn, (struct sockaddr *)&p->to)) < 0) {
       /* on_close never comes; the conn released itself. */
       l->conn = NULL;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "chan.h"
 #include "conn.h"
 #include "msg.h"
 
@@ -37,7 +38,12 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
   gv_msg_policy pol = {0};
   gv_msg m;
 
-  if (gv_msg_decode(&m, msg, len, &pol, NULL) == 0 &&
+  memset(&m, 0, sizeof(m));
+
+  /* A plaintext is the channel byte, then the message (PROTOCOL.md §5.1);
+   * a GOODBYE travels on the link channel. */
+  if (len > 1 && msg[0] == GV_CHAN_LINK &&
+      gv_msg_decode(&m, msg + 1, len - 1, &pol, NULL) == 0 &&
       m.type == GV_MSG_GOODBYE) {
     printf("goodbye %s\n", m.u.reason);
     gv_conn_close(c, NULL, 0);
