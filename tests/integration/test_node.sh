@@ -166,8 +166,12 @@ EOF
 hostile=$!
 sleep 4
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid_b0/status")
+# 64 MiB; under ASan, whose quarantine keeps up to 256 MiB of freed memory
+# resident, the bound says only that memory does not run away.
+rss_max=65536
+[[ $BUILD == *asan* ]] && rss_max=$((256 * 1024))
 out=$("$GV" status --data-dir "$TMP/b0" --json)
-if [ -n "$out" ] && [ "$(J 'd["links"]' <<<"$out")" -ge "$links_before" ] && [ "$rss" -lt 65536 ]; then
+if [ -n "$out" ] && [ "$(J 'd["links"]' <<<"$out")" -ge "$links_before" ] && [ "$rss" -lt "$rss_max" ]; then
   ok "under 1,000 connections, garbage and a bad handshake: b0 answers, keeps its $links_before links, RSS ${rss} KiB"
 else not_ok "hostile: during" "links_before=$links_before rss=$rss $out"; fi
 wait $hostile
