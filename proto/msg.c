@@ -93,28 +93,32 @@ int gv_repo_name_check(const char *name, size_t len) {
   return 0;
 }
 
-static int get_repo(const cJSON *it, const char *what,
-                    char out[GV_REPO_MAX + 1], gv_why *why) {
-  size_t len;
-
+/* A repository name element; *name borrows the tree's string. */
+static int get_repo(const cJSON *it, const char *what, const char **name,
+                    size_t *len, gv_why *why) {
   if (it == NULL)
     return gv_fail(why, GV_EFIELD, "missing field '%s'", what);
   if (!cJSON_IsString(it) || it->valuestring == NULL)
     return gv_fail(why, GV_EFIELD, "%s: repository name is not a string", what);
-  len = strlen(it->valuestring);
-  if (gv_repo_name_check(it->valuestring, len) < 0)
+  *len = strlen(it->valuestring);
+  if (gv_repo_name_check(it->valuestring, *len) < 0)
     return gv_fail(why, GV_EFIELD,
                    "%s: bad repository name (1..%d of A-Za-z0-9._-/:@+)", what,
                    GV_REPO_MAX);
-  memcpy(out, it->valuestring, len + 1);
+  *name = it->valuestring;
   return 0;
 }
 
 /* ---- type-specific members (step 7) ---- */
 
-static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
+/* Validates the members of a PEER_ANNOUNCEMENT or PEER_UPDATE. The names
+ * stay in b's tree; *repos_bytes is what they take packed (pack_body()). */
+static int parse_peer_state(const cJSON *b, gv_peer_state *p,
+                            size_t *repos_bytes, gv_why *why) {
+  const char *names[GV_MAX_REPOS];
   const cJSON *arr, *it;
   int n, rc, i = 0;
+  size_t len;
 
   if ((rc = gv_json_bool(b, "broadcasting", &p->broadcasting, why)) < 0 ||
       (rc = gv_json_bool(b, "bootstrap", &p->bootstrap, why)) < 0)
@@ -140,21 +144,56 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p, gv_why *why) {
   if ((rc = gv_json_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
     return rc;
   i = 0;
+  *repos_bytes = 0;
   cJSON_ArrayForEach(it, arr) {
-    if ((rc = get_repo(it, "repos", p->repos[i], why)) < 0)
+    if ((rc = get_repo(it, "repos", &names[i], &len, why)) < 0)
       return rc;
     for (int j = 0; j < i; j++)
-      if (strcmp(p->repos[j], p->repos[i]) == 0)
-        return gv_fail(why, GV_EFIELD, "repos: '%s' listed twice", p->repos[i]);
+      if (strcmp(names[j], names[i]) == 0)
+        return gv_fail(why, GV_EFIELD, "repos: '%s' listed twice", names[i]);
+    *repos_bytes += len + 1;
     i++;
   }
   p->n_repos = (uint8_t)n;
   return 0;
 }
 
-static int parse_signed(gv_msg *m, const char *body, size_t body_len,
-                        const char *sig_hex, size_t sig_len, bool embedded,
-                        const gv_msg_policy *pol, gv_why *why);
+/* Bytes of n packed names ("a\0b\0"). */
+static size_t repos_bytes(const char *repos, unsigned n) {
+  const char *r = repos;
+  if (n == 0)
+    return 0;
+  for (unsigned i = 0; i < n; i++)
+    r += strlen(r) + 1;
+  return (size_t)(r - repos);
+}
+
+/* Makes body[0..body_len) m's owned, NUL-terminated body, with room for
+ * extra bytes behind its NUL, in one allocation. With adopt (a malloc'd
+ * string equal to body) the string is taken over and *adopt set to NULL;
+ * else body is copied (it need not be NUL-terminated). Returns where the
+ * extra bytes go, or NULL for GV_ENOMEM (then *adopt is untouched). */
+static char *set_body(gv_msg *m, const char *body, size_t body_len,
+                      char **adopt, size_t extra) {
+  char *p;
+
+  if (adopt != NULL)
+    p = extra > 0 ? realloc(*adopt, body_len + 1 + extra) : *adopt;
+  else if ((p = malloc(body_len + 1 + extra)) != NULL)
+    memcpy(p, body, body_len);
+  if (p == NULL)
+    return NULL;
+  if (adopt != NULL)
+    *adopt = NULL;
+  p[body_len] = '\0';
+  m->body = p;
+  m->body_len = body_len;
+  return p + body_len + 1;
+}
+
+static int parse_signed(gv_msg *m, cJSON *item, const char *body,
+                        size_t body_len, const char *sig_hex, size_t sig_len,
+                        bool embedded, const gv_msg_policy *pol, gv_why *why);
 
 /* A signed record {"body": B, "sig": S} (a PEER_ANNOUNCEMENT or PEER_UPDATE
  * as its origin signed it) into rec; `where` prefixes the reason. */
@@ -168,7 +207,8 @@ static int parse_record(const cJSON *it, gv_msg *rec, const gv_msg_policy *pol,
     return gv_fail(why, GV_EFIELD, "%s is not an object", where);
   if ((rc = gv_json_str(it, "body", &rb, &rbl, why)) < 0 ||
       (rc = gv_json_str(it, "sig", &rs, &rsl, why)) < 0 ||
-      (rc = parse_signed(rec, rb, rbl, rs, rsl, true, pol, why)) < 0) {
+      (rc = parse_signed(rec, cJSON_GetObjectItemCaseSensitive(it, "body"), rb,
+                         rbl, rs, rsl, true, pol, why)) < 0) {
     if (why != NULL) {
       char inner[sizeof(why->text)];
       memcpy(inner, why->text, sizeof(inner));
@@ -205,19 +245,26 @@ static int parse_response(const cJSON *b, gv_msg *m, const gv_msg_policy *pol,
   return 0;
 }
 
+/* *repos_bytes: what a peer state's names take packed, else 0. */
 static int parse_body_fields(const cJSON *b, gv_msg *m,
-                             const gv_msg_policy *pol, gv_why *why) {
+                             const gv_msg_policy *pol, size_t *repos_bytes,
+                             gv_why *why) {
+  const char *repo;
+  size_t len;
   uint64_t v;
   int rc;
 
+  *repos_bytes = 0;
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
-  case GV_MSG_PEER_UPDATE: return parse_peer_state(b, &m->u.peer, why);
+  case GV_MSG_PEER_UPDATE:
+    return parse_peer_state(b, &m->u.peer, repos_bytes, why);
   case GV_MSG_PEER_REQUEST:
     if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
-                       m->u.request.repo, why)) < 0 ||
+                       &repo, &len, why)) < 0 ||
         (rc = gv_json_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
       return rc;
+    memcpy(m->u.request.repo, repo, len + 1);
     m->u.request.max = (uint32_t)v;
     return 0;
   case GV_MSG_PEER_LIST_RESPONSE: return parse_response(b, m, pol, why);
@@ -259,13 +306,14 @@ static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
 /* Steps 4 (body) to 10 for one signed body: a top-level gossip message or
  * an embedded record (which must be an announcement or update, and is exempt
  * from the staleness rule). */
-static int parse_signed(gv_msg *m, const char *body, size_t body_len,
-                        const char *sig_hex, size_t sig_len, bool embedded,
-                        const gv_msg_policy *pol, gv_why *why) {
+static int parse_signed(gv_msg *m, cJSON *item, const char *body,
+                        size_t body_len, const char *sig_hex, size_t sig_len,
+                        bool embedded, const gv_msg_policy *pol, gv_why *why) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
   const char *end = NULL;
-  size_t bin_len = 0, at;
+  size_t bin_len = 0, at, extra;
   cJSON *b = NULL;
+  char *w;
   uint64_t v;
   int rc;
 
@@ -329,7 +377,7 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     goto out;
   }
   /* 9. */
-  if ((rc = parse_body_fields(b, m, pol, why)) < 0)
+  if ((rc = parse_body_fields(b, m, pol, &extra, why)) < 0)
     goto out;
   /* 10. Ed25519 over "grapevine/1 msg" || id, id = BLAKE2b(exact body) */
   memcpy(tbs, SIG_PREFIX, SIG_PREFIX_LEN);
@@ -339,14 +387,23 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
     rc = gv_fail(why, GV_EBADSIG, "signature does not verify for origin");
     goto out;
   }
-  m->body = malloc(body_len + 1);
-  if (m->body == NULL) {
+  /* Copy less: the body string the parent's parse unescaped becomes m's
+   * body, and the repository names are packed behind it. */
+  w = set_body(m, body, body_len, item != NULL ? &item->valuestring : NULL,
+               extra);
+  if (w == NULL) {
     rc = GV_ENOMEM;
     goto out;
   }
-  memcpy(m->body, body, body_len); /* body need not be NUL-terminated */
-  m->body[body_len] = '\0';
-  m->body_len = body_len;
+  if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
+    const cJSON *it;
+    m->u.peer.repos = w;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(b, "repos")) {
+      size_t n = strlen(it->valuestring) + 1;
+      memcpy(w, it->valuestring, n);
+      w += n;
+    }
+  }
 out:
   cJSON_Delete(b);
   return rc;
@@ -361,7 +418,8 @@ int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
   if (body_len > GV_MSG_MAX)
     return gv_fail(why, GV_ETOOBIG, "record of %zu bytes", body_len);
   sodium_bin2hex(hex, sizeof(hex), sig, GV_SIG_BYTES);
-  return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol, why);
+  return parse_signed(m, NULL, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol,
+                      why);
 }
 
 static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
@@ -452,7 +510,8 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
       goto out;
     m->ttl = (uint32_t)ttl;
     m->hops = (uint32_t)hops;
-    rc = parse_signed(m, body, blen, sig, slen, false, pol, why);
+    rc = parse_signed(m, cJSON_GetObjectItemCaseSensitive(root, "body"), body,
+                      blen, sig, slen, false, pol, why);
   }
 out:
   cJSON_Delete(root);
@@ -512,9 +571,18 @@ static const char *addr_at(const gv_msg *m, size_t i, char *tmp) {
   return tmp;
 }
 
-static const char *repo_at(const gv_msg *m, size_t i, char *tmp) {
-  (void)tmp;
-  return m->u.peer.repos[i];
+static int add_repos(cJSON *obj, const gv_peer_state *p) {
+  cJSON *arr = cJSON_AddArrayToObject(obj, "repos");
+  const char *r = p->repos;
+
+  if (arr == NULL)
+    return GV_ENOMEM;
+  for (unsigned i = 0; i < p->n_repos; i++, r += strlen(r) + 1) {
+    cJSON *s = cJSON_CreateString(r);
+    if (s == NULL || !cJSON_AddItemToArray(arr, s))
+      return GV_ENOMEM;
+  }
+  return 0;
 }
 
 /* Appends {"body": ..., "sig": ...} of an already-signed record. */
@@ -605,6 +673,7 @@ static int build_body(const gv_msg *m, cJSON *b) {
   case GV_MSG_PEER_ANNOUNCEMENT:
   case GV_MSG_PEER_UPDATE:
     if (m->u.peer.n_addrs > GV_MAX_ADDRS || m->u.peer.n_repos > GV_MAX_REPOS ||
+        (m->u.peer.n_repos > 0 && m->u.peer.repos == NULL) ||
         (m->u.peer.n_addrs > 0 && !m->u.peer.broadcasting))
       return GV_EINVAL; /* never sign what validation would reject */
     if (cJSON_AddBoolToObject(b, "broadcasting", m->u.peer.broadcasting) ==
@@ -613,7 +682,7 @@ static int build_body(const gv_msg *m, cJSON *b) {
       return GV_ENOMEM;
     if ((rc = add_str_array(b, "addrs", m->u.peer.n_addrs, addr_at, m)) < 0)
       return rc;
-    return add_str_array(b, "repos", m->u.peer.n_repos, repo_at, m);
+    return add_repos(b, &m->u.peer);
   case GV_MSG_PEER_REQUEST:
     if (cJSON_AddStringToObject(b, "repo", m->u.request.repo) == NULL)
       return GV_ENOMEM;
@@ -666,6 +735,10 @@ int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len) {
 int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
                     size_t *len) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
+  bool peer =
+      m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
+  char *old = m->body, *body = NULL, *w;
+  size_t len_body, extra;
   cJSON *b;
   int rc;
 
@@ -679,10 +752,21 @@ int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
     cJSON_Delete(b);
     return rc;
   }
-  free(m->body);
-  m->body = NULL;
-  if ((rc = print_obj(b, &m->body, &m->body_len)) < 0)
+  if ((rc = print_obj(b, &body, &len_body)) < 0)
     return rc;
+  /* The names move behind the new body, as after a decode: m no longer
+   * borrows them (they may have lived in the old body). */
+  extra = peer ? repos_bytes(m->u.peer.repos, m->u.peer.n_repos) : 0;
+  if ((w = set_body(m, body, len_body, &body, extra)) == NULL) {
+    free(body);
+    return GV_ENOMEM;
+  }
+  if (peer) {
+    if (extra > 0)
+      memcpy(w, m->u.peer.repos, extra);
+    m->u.peer.repos = w;
+  }
+  free(old);
   crypto_generichash(m->id, sizeof(m->id), (const uint8_t *)m->body,
                      m->body_len, NULL, 0);
   memcpy(tbs, SIG_PREFIX, SIG_PREFIX_LEN);

@@ -119,11 +119,13 @@ int main(int argc, char **argv) {
     gv_id_generate(&l.ids[i]);
   for (int i = 0; i < l.peers; i++) {
     gv_msg m = {0};
+    char repo[GV_REPO_MAX + 1];
     m.type = GV_MSG_PEER_ANNOUNCEMENT;
     m.ttl = 1;
     m.seq = 1;
     m.ts = now;
-    snprintf(m.u.peer.repos[0], sizeof(m.u.peer.repos[0]), "repo-%d", i);
+    snprintf(repo, sizeof(repo), "repo-%d", i);
+    m.u.peer.repos = repo;
     m.u.peer.n_repos = 1;
     l.intro[i] = seal(&m, &l.ids[i], &l.intro_len[i]);
   }
@@ -133,8 +135,8 @@ int main(int argc, char **argv) {
     m.ttl = 2;
     m.seq = 2 + (uint64_t)i;
     m.ts = now + (int64_t)(i / (l.rate > 0 ? l.rate : 1)) * 1000;
-    l.beats[i] = seal(&m, &l.ids[i % (l.peers > 0 ? l.peers : 1)],
-                      &l.beat_len[i]);
+    l.beats[i] =
+        seal(&m, &l.ids[i % (l.peers > 0 ? l.peers : 1)], &l.beat_len[i]);
   }
   l.loop = uv_default_loop();
   l.conns = calloc((size_t)l.n_links, sizeof(gv_conn *));
@@ -143,8 +145,8 @@ int main(int argc, char **argv) {
   memcpy(&sin.sin_addr, target.ip, 4);
   sin.sin_port = htons(target.port);
   for (int i = 0; i < l.n_links; i++) {
-    if (gv_conn_new(&l.conns[i], l.loop, &l.ids[i], GV_HS_INITIATOR, NULL,
-                    &cbs, &l) < 0)
+    if (gv_conn_new(&l.conns[i], l.loop, &l.ids[i], GV_HS_INITIATOR, NULL, &cbs,
+                    &l) < 0)
       return 1;
     gv_conn_dial(l.conns[i], (struct sockaddr *)&sin);
   }
