@@ -170,21 +170,22 @@ static size_t repos_bytes(const char *repos, unsigned n) {
 
 /* Makes body[0..body_len) m's owned, NUL-terminated body, with room for
  * extra bytes behind its NUL, in one allocation. With adopt (a malloc'd
- * string equal to body) the string is taken over and *adopt set to NULL;
- * else body is copied (it need not be NUL-terminated). Returns where the
- * extra bytes go, or NULL for GV_ENOMEM (then *adopt is untouched). */
+ * string equal to body) and no extra bytes the string is taken over and
+ * *adopt set to NULL; else body is copied (it need not be NUL-terminated;
+ * a copy into a fresh block costs less than realloc growing one). Returns
+ * where the extra bytes go, or NULL for GV_ENOMEM. */
 static char *set_body(gv_msg *m, const char *body, size_t body_len,
                       char **adopt, size_t extra) {
   char *p;
 
-  if (adopt != NULL)
-    p = extra > 0 ? realloc(*adopt, body_len + 1 + extra) : *adopt;
-  else if ((p = malloc(body_len + 1 + extra)) != NULL)
-    memcpy(p, body, body_len);
-  if (p == NULL)
-    return NULL;
-  if (adopt != NULL)
+  if (adopt != NULL && extra == 0) {
+    p = *adopt;
     *adopt = NULL;
+  } else if ((p = malloc(body_len + 1 + extra)) != NULL) {
+    memcpy(p, body, body_len);
+  } else {
+    return NULL;
+  }
   p[body_len] = '\0';
   m->body = p;
   m->body_len = body_len;
@@ -757,10 +758,10 @@ int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
   /* The names move behind the new body, as after a decode: m no longer
    * borrows them (they may have lived in the old body). */
   extra = peer ? repos_bytes(m->u.peer.repos, m->u.peer.n_repos) : 0;
-  if ((w = set_body(m, body, len_body, &body, extra)) == NULL) {
-    free(body);
+  w = set_body(m, body, len_body, &body, extra);
+  free(body); /* NULL if adopted */
+  if (w == NULL)
     return GV_ENOMEM;
-  }
   if (peer) {
     if (extra > 0)
       memcpy(w, m->u.peer.repos, extra);
