@@ -195,6 +195,7 @@ static void print_valid(const gv_msg *m, int json) {
   char origin[GV_ID_HEX_LEN + 1], id[GV_ID_HEX_LEN + 1];
   char addr[GV_ADDR_TEXT_MAX];
   cJSON *o = cJSON_CreateObject(), *arr;
+  const char *r;
   char *s;
 
   cJSON_AddBoolToObject(o, "valid", 1);
@@ -218,8 +219,9 @@ static void print_valid(const gv_msg *m, int json) {
       cJSON_AddItemToArray(arr, cJSON_CreateString(addr));
     }
     arr = cJSON_AddArrayToObject(o, "repos");
-    for (int i = 0; i < m->u.peer.n_repos; i++)
-      cJSON_AddItemToArray(arr, cJSON_CreateString(m->u.peer.repos[i]));
+    r = m->u.peer.repos;
+    for (int i = 0; i < m->u.peer.n_repos; i++, r += strlen(r) + 1)
+      cJSON_AddItemToArray(arr, cJSON_CreateString(r));
   } else if (m->type == GV_MSG_PEER_REQUEST) {
     cJSON_AddStringToObject(o, "repo", m->u.request.repo);
   } else if (m->type == GV_MSG_PEER_LIST_RESPONSE) {

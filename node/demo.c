@@ -103,13 +103,14 @@ static int send_announcement(demo_node *n) {
   m.ttl = GV_TTL_ANNOUNCE;
   m.ts = gv_cli_now_ms();
   m.seq = (uint64_t)m.ts; /* strictly increasing across demo runs */
-  strcpy(m.u.peer.repos[m.u.peer.n_repos++], "demo/hello");
+  m.u.peer.repos = "demo/hello\0demo/world"; /* bob names both */
+  m.u.peer.n_repos = 1;
   if (n == &d->bob) {
     m.u.peer.broadcasting = true;
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", d->port);
     gv_addr_parse(&m.u.peer.addrs[0], addr, strlen(addr));
     m.u.peer.n_addrs = 1;
-    strcpy(m.u.peer.repos[m.u.peer.n_repos++], "demo/world");
+    m.u.peer.n_repos = 2;
   }
   if ((rc = gv_msg_seal(&m, &n->id, &out, &len)) < 0)
     goto out;
@@ -180,6 +181,7 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
   gv_msg m;
   cJSON *e;
   char addr[GV_ADDR_TEXT_MAX];
+  const char *r;
   int rc = gv_msg_decode(&m, msg, len, &pol, &why);
 
   if (rc < 0) {
@@ -218,8 +220,9 @@ static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
       }
     }
     say(d, "%s, repositories:", m.u.peer.n_addrs ? "" : " none");
-    for (int i = 0; i < m.u.peer.n_repos; i++)
-      say(d, " %s", m.u.peer.repos[i]);
+    r = m.u.peer.repos;
+    for (int i = 0; i < m.u.peer.n_repos; i++, r += strlen(r) + 1)
+      say(d, " %s", r);
     say(d, "\n");
     n->got_announcement = 1;
     if (n == &d->bob)

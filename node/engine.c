@@ -357,23 +357,21 @@ static bool table_room(gv_engine *e) {
 /* Copies a validated record into en (the compact form). */
 static void entry_set_record(entry *en, const gv_msg *rec) {
   const gv_peer_state *p = &rec->u.peer;
-  size_t rlen = 0;
-  char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL, *w;
+  const char *r = p->repos;
+  size_t rlen;
+  char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL;
   gv_addr *addrs = NULL;
 
-  for (int i = 0; i < p->n_repos; i++)
-    rlen += strlen(p->repos[i]) + 1;
+  for (int i = 0; i < p->n_repos; i++) /* both packed: "a\0b\0" */
+    r += strlen(r) + 1;
+  rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
   if (rlen > 0)
     repos = gv__xmalloc(rlen);
   if (p->broadcasting && p->n_addrs > 0)
     addrs = gv__xmalloc(p->n_addrs * sizeof(gv_addr));
   memcpy(body, rec->body, rec->body_len + 1);
-  w = repos;
-  for (int i = 0; i < p->n_repos; i++) {
-    size_t n = strlen(p->repos[i]) + 1;
-    memcpy(w, p->repos[i], n);
-    w += n;
-  }
+  if (rlen > 0)
+    memcpy(repos, p->repos, rlen);
   if (addrs != NULL)
     memcpy(addrs, p->addrs, p->n_addrs * sizeof(gv_addr));
   free(en->pub.body);
@@ -681,10 +679,12 @@ static void pack_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
 }
 
 static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
-  gv_msg resp, recs[GV_MAX_PEERS];
   unsigned max = req->u.request.max, n = 0;
+  gv_msg resp, *recs;
   gv_buf *b;
 
+  /* On the heap, not the stack; only the entries used are zeroed. */
+  recs = gv__xmalloc(max * sizeof(*recs));
   memset(&resp, 0, sizeof(resp));
   if (e->self_body != NULL && self_has_repo(e, req->u.request.repo)) {
     memset(&recs[n], 0, sizeof(recs[n]));
@@ -704,8 +704,10 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memcpy(recs[n].sig, en->pub.sig, GV_SIG_BYTES);
     n++;
   }
-  if (n == 0)
+  if (n == 0) {
+    free(recs);
     return;
+  }
   resp.type = GV_MSG_PEER_LIST_RESPONSE;
   resp.ttl = e->cfg.ttl_request;
   resp.seq = next_seq(e);
@@ -719,6 +721,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
           : NULL;
   resp.u.response.peers = NULL; /* borrowed */
   resp.u.response.n_peers = 0;
+  free(recs);
   if (b != NULL)
     dedup_add(e, resp.id); /* before the clear: it zeroes the id */
   gv_msg_clear(&resp);
@@ -898,12 +901,8 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   /* IP rule (§8): addresses never for a silent node. */
   m->u.peer.n_addrs = e->cfg.broadcasting ? e->cfg.n_addrs : 0;
   memcpy(m->u.peer.addrs, e->cfg.addrs, sizeof(e->cfg.addrs));
-  {
-    const char *r = e->self_repos;
-    for (int i = 0; i < e->self_n_repos; i++, r += strlen(r) + 1)
-      snprintf(m->u.peer.repos[i], sizeof(m->u.peer.repos[i]), "%s", r);
-    m->u.peer.n_repos = e->self_n_repos;
-  }
+  m->u.peer.repos = e->self_repos; /* packed alike; seal copies them */
+  m->u.peer.n_repos = e->self_n_repos;
   rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
   if (rc < 0)
     return rc;

@@ -9,6 +9,8 @@
  * raw throughput at 1 MiB). An idle link holds at most one large buffer
  * until its next small frame. 64 KiB of payload plus overhead fit. */
 #define KEEP_CAP (64u * 1024u + 64u)
+/* The first buffer for a split body; it then doubles as bytes arrive. */
+#define MIN_CAP 256u
 
 void gv_frame_dec_init(gv_frame_dec *d, size_t max) {
   memset(d, 0, sizeof(*d));
@@ -30,6 +32,30 @@ void gv_frame_put_hdr(uint8_t hdr[GV_FRAME_HDR], uint32_t len) {
   hdr[1] = (uint8_t)(len >> 16);
   hdr[2] = (uint8_t)(len >> 8);
   hdr[3] = (uint8_t)len;
+}
+
+size_t gv_frame_dec_partial(const gv_frame_dec *d) {
+  return gv_frame_dec_idle(d) ? 0 : d->hdr_have + d->have;
+}
+
+/* Makes room for need body bytes (need <= d->len). The buffer doubles, so
+ * a frame costs O(log len) reallocations and its memory follows the bytes
+ * that actually arrived, never the length a peer announced. */
+static int grow(gv_frame_dec *d, size_t need) {
+  size_t cap = d->cap > 0 ? d->cap : MIN_CAP;
+  uint8_t *p;
+
+  if (d->cap >= need)
+    return 0;
+  while (cap < need)
+    cap *= 2;
+  if (cap > d->len)
+    cap = d->len;
+  if ((p = realloc(d->buf, cap)) == NULL)
+    return GV_ENOMEM;
+  d->buf = p;
+  d->cap = cap;
+  return 0;
 }
 
 static void reset(gv_frame_dec *d) {
@@ -73,19 +99,16 @@ int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
       d->have = n;
       return 1;
     }
-    if (d->cap < n) {
-      uint8_t *p = realloc(d->buf, n);
-      if (p == NULL)
-        return GV_ENOMEM;
-      d->buf = p;
-      d->cap = n;
-    }
   }
   {
     size_t take = d->len - d->have;
     if (take > len - off)
       take = len - off;
-    memcpy(d->buf + d->have, in + off, take);
+    if (take > 0) {
+      if (grow(d, d->have + take) < 0)
+        return GV_ENOMEM;
+      memcpy(d->buf + d->have, in + off, take);
+    }
     d->have += take;
     off += take;
   }

@@ -26,7 +26,7 @@ typedef struct gv_frame_dec {
   size_t len;      /* body length of the current frame, once known */
   size_t have;     /* body bytes collected in buf */
   uint8_t *buf;    /* owned; holds a body split across reads */
-  size_t cap;
+  size_t cap;      /* <= the largest len since the last small frame */
 } gv_frame_dec;
 
 void gv_frame_dec_init(gv_frame_dec *d, size_t max);
@@ -43,6 +43,11 @@ int gv_frame_dec_feed(gv_frame_dec *d, const uint8_t *in, size_t len,
 
 /* True between frames (nothing partial buffered). */
 int gv_frame_dec_idle(const gv_frame_dec *d);
+
+/* Bytes of an incomplete frame held (prefix and body so far), 0 between
+ * frames. The body buffer grows with these bytes, doubling, up to the
+ * announced length: a length prefix alone allocates nothing. */
+size_t gv_frame_dec_partial(const gv_frame_dec *d);
 
 /* Writes the 4-byte prefix for a body of len bytes. */
 void gv_frame_put_hdr(uint8_t hdr[GV_FRAME_HDR], uint32_t len);

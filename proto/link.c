@@ -285,6 +285,10 @@ const uint8_t *gv_link_peer_id(const gv_link *l) {
   return l->state == LINK_OPEN || l->state == LINK_CLOSING ? l->peer_id : NULL;
 }
 
+size_t gv_link_rx_partial(const gv_link *l) {
+  return gv_frame_dec_partial(&l->dec);
+}
+
 int gv_link_peer_closed(const gv_link *l) { return l->peer_closed; }
 
 int gv_link_failed(const gv_link *l) { return l->state == LINK_FAILED; }

@@ -60,6 +60,14 @@ void gv_link_out_consume(gv_link *l, size_t n);
 
 /* The authenticated peer id once the handshake is done, else NULL. */
 const uint8_t *gv_link_peer_id(const gv_link *l);
+
+/* Bytes of an incomplete frame held (its prefix and body so far), 0 between
+ * frames. Memory for a frame grows with these bytes, not with the length
+ * the peer announced. An adapter uses it to give a frame that has started
+ * arriving its own deadline: nonzero and not growing for too long means a
+ * stalled frame. */
+size_t gv_link_rx_partial(const gv_link *l);
+
 int gv_link_peer_closed(const gv_link *l);
 int gv_link_failed(const gv_link *l);
 

@@ -73,14 +73,21 @@ gv_msg_type gv_msg_type_from_name(const char *name, size_t len);
 bool gv_msg_is_gossip(gv_msg_type t);
 unsigned gv_msg_max_ttl(gv_msg_type t);
 
-/* A node's self-description: PEER_ANNOUNCEMENT and PEER_UPDATE. */
+/* A node's self-description: PEER_ANNOUNCEMENT and PEER_UPDATE.
+ *
+ * repos holds n_repos names, each NUL-terminated, back to back
+ * ("demo/hello\0linux@v6.1\0"); step through them with r += strlen(r) + 1.
+ * After a decode or a seal it points into the allocation of m->body (behind
+ * the body's NUL), so it lives exactly as long as the body and
+ * gv_msg_clear() releases both. To seal, point it at names of the caller's;
+ * seal copies them and re-points it. */
 typedef struct gv_peer_state {
   bool broadcasting;
   bool bootstrap;
   uint8_t n_addrs;
   uint8_t n_repos;
   gv_addr addrs[GV_MAX_ADDRS];
-  char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
+  const char *repos;
 } gv_peer_state;
 
 typedef struct gv_msg gv_msg;
@@ -161,8 +168,8 @@ int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len);
 
 /* As gv_msg_seal(); with stub_sig (SIMULATOR ONLY) the signature is left
  * all zero and id->sk is not used. */
-int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig,
-                    char **out, size_t *len);
+int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
+                    size_t *len);
 
 /* Encodes the envelope of an already-signed gossip message (forwarding:
  * change m->ttl and m->hops first). The body is emitted unchanged. */

@@ -156,6 +156,78 @@ START_TEST(test_large_buffer_released) {
 }
 END_TEST
 
+/* A 1 MiB length prefix and 10 bytes of body hold a small buffer: memory
+ * follows the bytes received, not the length announced. */
+START_TEST(test_buffer_grows_with_bytes) {
+  const size_t big = GV_FRAME_MAX_PAYLOAD;
+  uint8_t *s = malloc(4 + big);
+  const uint8_t *f;
+  size_t used, flen, off;
+  gv_frame_dec d;
+
+  for (size_t i = 0; i < big; i++)
+    s[4 + i] = (uint8_t)(i * 7);
+  gv_frame_dec_init(&d, big);
+  gv_frame_put_hdr(s, (uint32_t)big);
+  ck_assert_uint_eq(gv_frame_dec_partial(&d), 0);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s, 4, &used, &f, &flen), 0);
+  ck_assert_ptr_null(d.buf); /* the prefix alone allocates nothing */
+  ck_assert_uint_eq(gv_frame_dec_partial(&d), 4);
+  ck_assert_int_eq(gv_frame_dec_feed(&d, s + 4, 10, &used, &f, &flen), 0);
+  ck_assert_uint_eq(used, 10);
+  ck_assert_uint_le(d.cap, 1024);
+  ck_assert_uint_eq(gv_frame_dec_partial(&d), 14);
+  /* The rest in 64 KiB reads: the buffer never exceeds twice what came. */
+  for (off = 14; off < 4 + big; off += used) {
+    size_t n = 4 + big - off < 65536 ? 4 + big - off : 65536;
+    int rc = gv_frame_dec_feed(&d, s + off, n, &used, &f, &flen);
+    ck_assert_int_ge(rc, 0);
+    ck_assert_uint_eq(used, n);
+    ck_assert_uint_le(d.cap, 2 * (off + used - 4));
+    ck_assert_uint_eq(rc, off + used == 4 + big);
+    if (rc == 1) {
+      ck_assert_uint_eq(flen, big);
+      ck_assert_mem_eq(f, s + 4, big);
+    } else {
+      ck_assert_uint_eq(gv_frame_dec_partial(&d), off + used);
+    }
+  }
+  ck_assert_uint_eq(gv_frame_dec_partial(&d), 0);
+  ck_assert(gv_frame_dec_idle(&d));
+  gv_frame_dec_free(&d);
+  free(s);
+}
+END_TEST
+
+/* A large frame byte by byte: every byte counted, the body intact. */
+START_TEST(test_large_frame_byte_by_byte) {
+  const size_t big = 100000;
+  uint8_t *s = malloc(4 + big);
+  const uint8_t *f = NULL;
+  size_t used, flen = 0;
+  int rc = 0;
+  gv_frame_dec d;
+
+  for (size_t i = 0; i < big; i++)
+    s[4 + i] = (uint8_t)(i * 13 + 1);
+  gv_frame_put_hdr(s, (uint32_t)big);
+  gv_frame_dec_init(&d, 1 << 20);
+  for (size_t off = 0; off < 4 + big; off++) {
+    rc = gv_frame_dec_feed(&d, s + off, 1, &used, &f, &flen);
+    ck_assert_uint_eq(used, 1);
+    ck_assert_int_eq(rc, off + 1 == 4 + big);
+    if (rc == 0)
+      ck_assert_uint_eq(gv_frame_dec_partial(&d), off + 1);
+  }
+  ck_assert_uint_eq(flen, big);
+  ck_assert_mem_eq(f, s + 4, big);
+  ck_assert_uint_eq(d.cap, big);
+  ck_assert_uint_eq(gv_frame_dec_partial(&d), 0);
+  gv_frame_dec_free(&d);
+  free(s);
+}
+END_TEST
+
 static Suite *frame_suite(void) {
   Suite *s = suite_create("frame");
   TCase *tc = tcase_create("core");
@@ -167,6 +239,8 @@ static Suite *frame_suite(void) {
   tcase_add_test(tc, test_zero_length);
   tcase_add_test(tc, test_prefix_big_endian);
   tcase_add_test(tc, test_large_buffer_released);
+  tcase_add_test(tc, test_buffer_grows_with_bytes);
+  tcase_add_test(tc, test_large_frame_byte_by_byte);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -99,11 +99,58 @@ static void seal_announce(gv_msg *m, bool broadcasting) {
         gv_addr_parse(&m->u.peer.addrs[1], "[2001:db8::1]:7411", 18), 0);
   }
   m->u.peer.n_repos = 2;
-  strcpy(m->u.peer.repos[0], "demo/hello");
-  strcpy(m->u.peer.repos[1], "linux@v6.1");
+  m->u.peer.repos = "demo/hello\0linux@v6.1";
 }
 
 /* ---- round trips ---- */
+
+/* Repository names live packed behind the body, unescaped, one allocation
+ * with it: a gv_msg stays small, and re-sealing a decoded message (whose
+ * names live in the body it replaces) keeps them. */
+START_TEST(test_repos_packed_with_body) {
+  char *body =
+      body_of("PEER_UPDATE", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,"
+              "\"addrs\":[],\"repos\":[\"a\\/b\",\"\\u0063@1\",\"z\"]");
+  char *env = sign_raw(&alice, body, 3, 0), *out, names[] = "x/1\0y/2";
+  gv_msg d, m;
+  gv_why why;
+  size_t len;
+
+  ck_assert_uint_le(sizeof(gv_peer_state), 256);
+  ck_assert_int_eq(decode(env, &d, &why), 0);
+  ck_assert_uint_eq(d.u.peer.n_repos, 3);
+  ck_assert_ptr_eq(d.u.peer.repos, d.body + d.body_len + 1);
+  ck_assert_mem_eq(d.u.peer.repos, "a/b\0c@1\0z", 10);
+  /* Re-seal the decoded message: the names move behind the new body. */
+  d.seq = 6;
+  ck_assert_int_eq(gv_msg_seal(&d, &alice, &out, &len), 0);
+  ck_assert_ptr_eq(d.u.peer.repos, d.body + d.body_len + 1);
+  ck_assert_mem_eq(d.u.peer.repos, "a/b\0c@1\0z", 10);
+  ck_assert_ptr_nonnull(strstr(d.body, "\"repos\":[\"a/b\",\"c@1\",\"z\"]"));
+  free(out);
+  gv_msg_clear(&d);
+  /* Sealing copies borrowed names: the caller's buffer is not kept. */
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_PEER_ANNOUNCEMENT;
+  m.ttl = 1;
+  m.seq = 1;
+  m.ts = T0_MS;
+  m.u.peer.repos = names;
+  m.u.peer.n_repos = 2;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  memset(names, '#', sizeof(names));
+  ck_assert_ptr_eq(m.u.peer.repos, m.body + m.body_len + 1);
+  ck_assert_mem_eq(m.u.peer.repos, "x/1\0y/2", 8);
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_mem_eq(d.u.peer.repos, "x/1\0y/2", 8);
+  gv_msg_clear(&d);
+  gv_msg_clear(&m);
+  free(out);
+  free(env);
+  free(body);
+}
+END_TEST
 
 START_TEST(test_roundtrip_announcement) {
   gv_msg m, d;
@@ -126,7 +173,8 @@ START_TEST(test_roundtrip_announcement) {
   gv_addr_format(&d.u.peer.addrs[1], a0);
   ck_assert_str_eq(a0, "[2001:db8::1]:7411");
   ck_assert_uint_eq(d.u.peer.n_repos, 2);
-  ck_assert_str_eq(d.u.peer.repos[1], "linux@v6.1");
+  ck_assert_str_eq(d.u.peer.repos, "demo/hello");
+  ck_assert_str_eq(d.u.peer.repos + 11, "linux@v6.1");
   ck_assert_uint_eq(d.body_len, m.body_len);
   ck_assert_str_eq(d.body, m.body);
   gv_msg_clear(&d);
@@ -862,6 +910,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_hello_record);
   tcase_add_test(rt, test_seal_refuses_invalid);
   tcase_add_test(rt, test_addr_parse);
+  tcase_add_test(rt, test_repos_packed_with_body);
   suite_add_tcase(s, rt);
 
   tcase_add_checked_fixture(bad, setup, NULL);

@@ -401,7 +401,7 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   ann.u.peer.broadcasting = true;
   gv_addr_parse(&ann.u.peer.addrs[0], "198.51.100.7:7411", 17);
   ann.u.peer.n_addrs = 1;
-  strcpy(ann.u.peer.repos[0], "demo/hello");
+  ann.u.peer.repos = "demo/hello";
   ann.u.peer.n_repos = 1;
   seal_emit(dir, "announcement.json", "PEER_ANNOUNCEMENT (bob, broadcasting)",
             &ann, bob);
@@ -410,8 +410,7 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   upd.ttl = GV_TTL_ANNOUNCE;
   upd.seq = 2;
   upd.ts = T0;
-  strcpy(upd.u.peer.repos[0], "demo/hello");
-  strcpy(upd.u.peer.repos[1], "linux@v6.1");
+  upd.u.peer.repos = "demo/hello\0linux@v6.1";
   upd.u.peer.n_repos = 2;
   seal_emit(dir, "update.json",
             "PEER_UPDATE (alice, silent: no address may appear)", &upd, alice);

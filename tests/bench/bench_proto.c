@@ -199,6 +199,7 @@ static void msg_setup(msg_ctx *c, const gv_identity *origin) {
       "gitlab.com/acme/widgets-core", "codeberg.org/ops/infra-tools",
       "git.example.org:team/monorepo"};
   gv_msg *m = &c->sealed;
+  char packed[sizeof(repos) / sizeof(repos[0]) * (GV_REPO_MAX + 1)], *w;
   gv_msg chk;
   gv_why why;
   int rc;
@@ -215,9 +216,12 @@ static void msg_setup(msg_ctx *c, const gv_identity *origin) {
     if ((rc = gv_addr_parse(&m->u.peer.addrs[m->u.peer.n_addrs++], addrs[i],
                             strlen(addrs[i]))) < 0)
       die("gv_addr_parse", rc);
-  for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++)
-    snprintf(m->u.peer.repos[m->u.peer.n_repos++], GV_REPO_MAX + 1, "%s",
-             repos[i]);
+  w = packed;
+  for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++) {
+    w += snprintf(w, GV_REPO_MAX + 1, "%s", repos[i]) + 1;
+    m->u.peer.n_repos++;
+  }
+  m->u.peer.repos = packed;
   if ((rc = gv_msg_seal(m, origin, &c->wire, &c->wire_len)) < 0)
     die("gv_msg_seal", rc);
   c->body = (const uint8_t *)m->body;

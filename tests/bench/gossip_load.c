@@ -119,11 +119,13 @@ int main(int argc, char **argv) {
     gv_id_generate(&l.ids[i]);
   for (int i = 0; i < l.peers; i++) {
     gv_msg m = {0};
+    char repo[GV_REPO_MAX + 1];
     m.type = GV_MSG_PEER_ANNOUNCEMENT;
     m.ttl = 1;
     m.seq = 1;
     m.ts = now;
-    snprintf(m.u.peer.repos[0], sizeof(m.u.peer.repos[0]), "repo-%d", i);
+    snprintf(repo, sizeof(repo), "repo-%d", i);
+    m.u.peer.repos = repo;
     m.u.peer.n_repos = 1;
     l.intro[i] = seal(&m, &l.ids[i], &l.intro_len[i]);
   }

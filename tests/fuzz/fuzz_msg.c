@@ -88,7 +88,12 @@ static void fz_check_signed(const gv_msg *m) {
   FZ_CHECK(m->ts >= 0 && m->ts <= FZ_NOW_MS + GV_CLOCK_SKEW_MS);
 }
 
-static void fz_check_peer_state(const gv_peer_state *p) {
+/* A decoded peer state: its names packed right behind the body's NUL. */
+static void fz_check_peer_state(const gv_msg *m) {
+  const gv_peer_state *p = &m->u.peer;
+  const char *ri, *rj;
+
+  FZ_CHECK(p->repos == m->body + m->body_len + 1);
   FZ_CHECK(p->n_addrs <= GV_MAX_ADDRS && p->n_repos <= GV_MAX_REPOS);
   FZ_CHECK(!p->bootstrap || p->broadcasting);
   FZ_CHECK(p->n_addrs == 0 || p->broadcasting); /* the IP-sharing rule */
@@ -96,10 +101,12 @@ static void fz_check_peer_state(const gv_peer_state *p) {
     FZ_CHECK(p->addrs[i].family == 4 || p->addrs[i].family == 6);
     FZ_CHECK(p->addrs[i].port != 0);
   }
-  for (unsigned i = 0; i < p->n_repos; i++) {
-    FZ_CHECK(gv_repo_name_check(p->repos[i], strlen(p->repos[i])) == 0);
-    for (unsigned j = 0; j < i; j++)
-      FZ_CHECK(strcmp(p->repos[i], p->repos[j]) != 0);
+  ri = p->repos;
+  for (unsigned i = 0; i < p->n_repos; i++, ri += strlen(ri) + 1) {
+    FZ_CHECK(gv_repo_name_check(ri, strlen(ri)) == 0);
+    rj = p->repos;
+    for (unsigned j = 0; j < i; j++, rj += strlen(rj) + 1)
+      FZ_CHECK(strcmp(ri, rj) != 0);
   }
 }
 
@@ -108,7 +115,7 @@ static void fz_check_record(const gv_msg *r) {
   FZ_CHECK(r->type == GV_MSG_PEER_ANNOUNCEMENT ||
            r->type == GV_MSG_PEER_UPDATE);
   fz_check_signed(r);
-  fz_check_peer_state(&r->u.peer);
+  fz_check_peer_state(r);
 }
 
 static void fz_check_valid(const gv_msg *m) {
@@ -145,7 +152,7 @@ static void fz_check_valid(const gv_msg *m) {
   FZ_CHECK(m->ts >= FZ_NOW_MS - GV_MSG_MAX_AGE_MS);
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
-  case GV_MSG_PEER_UPDATE: fz_check_peer_state(&m->u.peer); break;
+  case GV_MSG_PEER_UPDATE: fz_check_peer_state(m); break;
   case GV_MSG_PEER_REQUEST:
     FZ_CHECK(gv_repo_name_check(m->u.request.repo, strlen(m->u.request.repo)) ==
              0);
@@ -170,8 +177,13 @@ static void fz_check_peer_eq(const gv_peer_state *a, const gv_peer_state *b) {
   FZ_CHECK(a->n_addrs == b->n_addrs && a->n_repos == b->n_repos);
   for (unsigned i = 0; i < a->n_addrs; i++)
     FZ_CHECK(gv_addr_equal(&a->addrs[i], &b->addrs[i]));
-  for (unsigned i = 0; i < a->n_repos; i++)
-    FZ_CHECK(strcmp(a->repos[i], b->repos[i]) == 0);
+  /* Same names in the same order: the packed bytes are equal. */
+  if (a->n_repos > 0) {
+    const char *end = a->repos;
+    for (unsigned i = 0; i < a->n_repos; i++)
+      end += strlen(end) + 1;
+    FZ_CHECK(memcmp(a->repos, b->repos, (size_t)(end - a->repos)) == 0);
+  }
 }
 
 static void fz_check_content_eq(const gv_msg *a, const gv_msg *b);
