@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,7 +9,8 @@
 
 struct gv_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* first-byte or handshake deadline, or close wait */
+  uv_timer_t timer; /* first-byte or handshake deadline, a frame's
+                       deadline once open, or the close wait */
   uv_connect_t connect;
   uv_shutdown_t shutdown;
   gv_link *link;
@@ -21,6 +23,9 @@ struct gv_conn {
   int handles_open; /* uv handles not yet closed */
   int silent;       /* a start or dial failed: on_close is not called */
   int got_byte;     /* the peer has sent at least one byte */
+  int frame_timed;  /* the timer runs for the frame now arriving */
+  uint64_t msgs;    /* messages delivered: a new one ends a frame */
+  uint64_t timed_msgs;
   int status;
   gv_conn_timeouts to;
   uint64_t armed_at; /* when the deadlines started: dial or start */
@@ -122,9 +127,33 @@ static int on_link_msg(void *ctx, const uint8_t *msg, size_t len) {
   gv_conn *c = ctx;
   check_open(c);
   answer_final(c); /* before the FINAL's plaintext reaches the owner */
+  c->msgs++;
   if (!c->finished)
     c->cbs.on_msg(c, msg, len);
   return 0;
+}
+
+static void on_frame_late(uv_timer_t *t) {
+  gv_conn *c = t->data;
+  if (c->frame_timed && !c->closing)
+    finish(c, -ETIMEDOUT);
+}
+
+/* After a read on an open conn: a frame that has started arriving runs
+ * against frame_ms from its start; a whole one stops the clock. */
+static void time_frame(gv_conn *c) {
+  bool partial;
+  if (c->to.frame_ms == 0 || !c->opened || c->closing || c->finished)
+    return;
+  partial = gv_link_rx_partial(c->link) > 0;
+  if (partial && (!c->frame_timed || c->msgs != c->timed_msgs)) {
+    c->frame_timed = 1;
+    c->timed_msgs = c->msgs;
+    uv_timer_start(&c->timer, on_frame_late, c->to.frame_ms, 0);
+  } else if (!partial && c->frame_timed) {
+    c->frame_timed = 0;
+    uv_timer_stop(&c->timer);
+  }
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -165,6 +194,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   check_open(c);
   answer_final(c); /* a FINAL with an empty plaintext reaches no on_msg */
+  time_frame(c);
   flush(c);
   /* Both sides sent FINAL and ours is out: the conversation is over. */
   if (c->shut_done && gv_link_peer_closed(c->link))

@@ -45,6 +45,10 @@ typedef struct gv_conn_timeouts {
   uint64_t handshake_ms;  /* until the handshake is done (on_open) */
   uint64_t first_byte_ms; /* until the peer's first byte arrives */
   uint64_t close_wait_ms; /* after our FINAL (0: GV_CONN_CLOSE_WAIT_MS) */
+  /* Once open: a frame that has started arriving must be whole within
+   * this, counted from its first byte (0: off). A peer cannot hold a
+   * large receive buffer by trickling a frame. */
+  uint64_t frame_ms;
 } gv_conn_timeouts;
 
 int gv_conn_new(gv_conn **out, uv_loop_t *loop, const gv_identity *self,

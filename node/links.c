@@ -8,9 +8,10 @@
 #include "sockaddr.h"
 
 #define HANDSHAKE_MS 10000
-#define FIRST_BYTE_MS                                                          \
-  2000 /* inbound: until the peer's first handshake byte                       \
-        */
+/* Inbound: until the peer's first handshake byte. */
+#define FIRST_BYTE_MS 2000
+/* A frame that has started must be whole within (1 MiB at 35 KB/s). */
+#define FRAME_MS 30000
 #define MAX_PENDING_HS 64
 #define MAX_PENDING_PER_SRC 8 /* per IPv4 address, per IPv6 /64 */
 #define SRC_KEY_MAX 8
@@ -216,7 +217,7 @@ int gv_links_dial(gv_links *t, const uint8_t peer[GV_ID_BYTES],
     return rc;
   }
   l->conn = c;
-  gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, 0, 0});
+  gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, 0, 0, FRAME_MS});
   gv_addr_to_sockaddr(addr, &ss, NULL);
   if ((rc = gv_conn_dial(c, (struct sockaddr *)&ss)) < 0) {
     /* on_close never comes. */
@@ -282,7 +283,8 @@ static void on_connection(uv_stream_t *server, int status) {
     gv_conn_abort(c, GV_ELIMIT);
     return;
   }
-  gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, FIRST_BYTE_MS, 0});
+  gv_conn_set_timeouts(
+      c, &(gv_conn_timeouts){HANDSHAKE_MS, FIRST_BYTE_MS, 0, FRAME_MS});
   if (gv_conn_start(c) < 0)
     link_remove(t, l); /* on_close never comes */
 }

@@ -441,8 +441,9 @@ START_TEST(test_conn_handshake_deadlines) {
     gv_conn_timeouts to;
     size_t says;
     uint64_t at;
-  } cases[] = {
-      {{300, 100, 0}, 0, 100}, {{300, 100, 0}, 1, 300}, {{200, 0, 0}, 0, 200}};
+  } cases[] = {{{300, 100, 0, 0}, 0, 100},
+               {{300, 100, 0, 0}, 1, 300},
+               {{200, 0, 0, 0}, 0, 200}};
 
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     rig_init(1500);
@@ -470,7 +471,7 @@ START_TEST(test_conn_close_wait) {
   static const gv_conn_cbs cbs = {closer_open, none_msg, end_on_close};
 
   rig_init(1500);
-  R.b_to = (gv_conn_timeouts){1000, 0, 200};
+  R.b_to = (gv_conn_timeouts){1000, 0, 200, 0};
   rig_listen(&cbs);
   raw_dial(NULL, 0, 1);
   rig_run();
@@ -479,6 +480,40 @@ START_TEST(test_conn_close_wait) {
   ck_assert_int_eq(R.b.status, GV_ETRUNCATED);
   ck_assert_uint_ge(R.b.closed_at, 200);
   ck_assert_uint_lt(R.b.closed_at, GV_CONN_CLOSE_WAIT_MS / 2);
+}
+END_TEST
+
+/* Once open, a frame whose length has arrived but whose bytes trickle in
+ * must be whole within frame_ms of its start: b cuts a peer that sends a
+ * header announcing 1,024 bytes, then 10 bytes, then nothing. */
+static void frame_open(gv_conn *c) {
+  static const uint8_t part[14] = {0, 0, 4, 0, 'p', 'a', 'r', 't'};
+  uv_buf_t buf = uv_buf_init((char *)part, sizeof(part));
+  (void)c;
+  R.b.opened = 1;
+  R.b.closed_at = uv_now(&R.loop) - R.started; /* when the frame starts */
+  ck_assert_int_eq(uv_try_write((uv_stream_t *)&R.raw, &buf, 1),
+                   (int)sizeof(part));
+}
+
+static uint64_t frame_started;
+static void frame_close(gv_conn *c, int status) {
+  frame_started = R.b.closed_at;
+  end_on_close(c, status);
+}
+
+START_TEST(test_conn_frame_deadline) {
+  static const gv_conn_cbs cbs = {frame_open, none_msg, frame_close};
+
+  rig_init(1500);
+  R.b_to = (gv_conn_timeouts){1000, 0, 0, 200};
+  rig_listen(&cbs);
+  raw_dial(NULL, 0, 1);
+  rig_run();
+  ck_assert_int_eq(R.b.opened, 1);
+  ck_assert_int_eq(R.b.status, -ETIMEDOUT);
+  ck_assert_uint_ge(R.b.closed_at - frame_started + 1, 200);
+  ck_assert_uint_lt(R.b.closed_at - frame_started, 500);
 }
 END_TEST
 
@@ -494,6 +529,7 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_conn_goodbye_answered);
   tcase_add_test(tc, test_conn_handshake_deadlines);
   tcase_add_test(tc, test_conn_close_wait);
+  tcase_add_test(tc, test_conn_frame_deadline);
   suite_add_tcase(s, tc);
   return s;
 }
