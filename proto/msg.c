@@ -281,7 +281,7 @@ static int check_version(const cJSON *obj, const char *where, gv_why *why) {
   return 0;
 }
 
-/* The type member, resolved; reserved types are GV_ENOTIMPL. */
+/* The type member, resolved. */
 static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
   const char *s;
   size_t len;
@@ -292,9 +292,6 @@ static int get_type(const cJSON *obj, gv_msg_type *t, gv_why *why) {
   *t = gv_msg_type_from_name(s, len);
   if (*t == GV_MSG_NONE)
     return gv_fail(why, GV_ETYPE, "unknown type '%.40s'", s);
-  if (types[*t].max_ttl < 0)
-    return gv_fail(why, GV_ENOTIMPL, "type %s is reserved for the relay",
-                   types[*t].name);
   return 0;
 }
 
@@ -602,7 +599,7 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
   if (o == NULL)
     return GV_ENOMEM;
   if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
-      m->type >= GV_MSG_ROUTE) {
+      m->type >= GV__MSG_COUNT) {
     cJSON_Delete(o);
     return GV_EINVAL;
   }

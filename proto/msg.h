@@ -52,13 +52,10 @@
   XX(PEER_UPDATE, GV_TTL_ANNOUNCE)                                             \
   XX(PEER_REQUEST, GV_TTL_REQUEST)                                             \
   XX(PEER_LIST_RESPONSE, GV_TTL_RESPONSE)                                      \
-  XX(HEARTBEAT, GV_TTL_HEARTBEAT)                                              \
-  XX(ROUTE, -1)                                                                \
-  XX(ACK, -1)                                                                  \
-  XX(NACK, -1)                                                                 \
-  XX(BUSY, -1)
+  XX(HEARTBEAT, GV_TTL_HEARTBEAT)
 
-/* Max ttl: 0 marks a link message, -1 a reserved type. */
+/* Max ttl: 0 marks a link message. The relay and the torrent module have
+ * message sets of their own, on their own channels (PROTOCOL.md §5.1). */
 typedef enum gv_msg_type {
   GV_MSG_NONE = 0,
 #define XX(name, ttl) GV_MSG_##name,

@@ -119,7 +119,7 @@ static void fz_check_record(const gv_msg *r) {
 }
 
 static void fz_check_valid(const gv_msg *m) {
-  FZ_CHECK(m->type > GV_MSG_NONE && m->type < GV_MSG_ROUTE);
+  FZ_CHECK(m->type > GV_MSG_NONE && m->type < GV__MSG_COUNT);
   if (!gv_msg_is_gossip(m->type)) {
     FZ_CHECK(m->body == NULL);
     switch (m->type) {

@@ -74,7 +74,7 @@ expect_reject "truncated JSON" "$TMP/trunc.json" GV_EJSON
 head -c 600000 /dev/zero | tr '\0' ' ' > "$TMP/big.json"
 expect_reject "a 600 KB message" "$TMP/big.json" GV_ETOOBIG
 printf '{"v":1,"type":"ROUTE"}' > "$TMP/route.json"
-expect_reject "a relay type v1 does not implement" "$TMP/route.json" GV_ENOTIMPL
+expect_reject "a relay type is not a gossip or link message" "$TMP/route.json" GV_ETYPE
 out=$(printf '{"v":1,"type":"PING","nonce":5}' | "$GV" msg-check --json); rc=$?
 if [ $rc -eq 0 ] && grep -q '"type":"PING"' <<<"$out"; then
   ok "msg-check reads standard input"
