@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "actq.h"
+#include "backoff.h"
 #include "chan.h"
 #include "idmap.h"
 #include "invariant.h"
@@ -231,18 +232,6 @@ static elink *link_to(gv_engine *e, const uint8_t *peer) {
     if (memcmp(e->links[i].peer, peer, GV_ID_BYTES) == 0)
       return &e->links[i];
   return NULL;
-}
-
-static int64_t jitter(gv_engine *e, int64_t ms) {
-  /* ±50% */
-  return ms / 2 + (int64_t)gv_rng_below(&e->rng, (uint64_t)ms + 1);
-}
-
-static int64_t backoff(gv_engine *e, int failures) {
-  int64_t ms = BACKOFF_BASE_MS;
-  for (int i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
-    ms *= 2;
-  return jitter(e, ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS);
 }
 
 /* ---- actions ---- */
@@ -1120,9 +1109,9 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
       /* A banned peer is not dialed again until its ban is over. */
-      en->next_try =
-          e->now + (why == GV_CLOSE_BANNED ? e->cfg.banned_redial_ms
-                                           : jitter(e, BACKOFF_BASE_MS));
+      en->next_try = e->now + (why == GV_CLOSE_BANNED
+                                   ? e->cfg.banned_redial_ms
+                                   : gv_jitter_ms(&e->rng, BACKOFF_BASE_MS));
     }
     *l = e->links[--e->n_links];
     e->next_maint = e->now; /* replace it */
@@ -1157,13 +1146,17 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
   if (peer != NULL) {
     entry *en = gv_idmap_get(&e->table, peer);
     if (en != NULL)
-      en->next_try = e->now + backoff(e, ++en->failures);
+      en->next_try =
+          e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                                 (unsigned)++en->failures);
   }
   for (size_t i = 0; i < e->n_cands; i++) {
     cand *c = &e->cands[i];
     if ((peer != NULL && c->has_id && memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&c->addr, addr)))
-      c->next_try = e->now + backoff(e, ++c->failures);
+      c->next_try =
+          e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                                 (unsigned)++c->failures);
   }
   e->next_maint = e->now;
   finish(e);
@@ -1273,7 +1266,7 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
   if (e->cfg.shuffle_ms > 0 && e->now >= e->next_shuffle) {
     if (e->n_links + e->n_dials < e->cfg.active_max)
       maintain(e, e->n_links + e->n_dials + 1);
-    e->next_shuffle = e->now + jitter(e, e->cfg.shuffle_ms);
+    e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg.shuffle_ms);
   }
   if (e->cfg.heartbeat_ms > 0 && e->now >= e->next_hb) {
     heartbeat(e);
@@ -1482,9 +1475,11 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   gv_rng_seed(&e->rng, cfg->seed);
   e->next_maint = now;
   e->next_sweep = now + SWEEP_MS;
-  e->next_hb = now + (cfg->heartbeat_ms > 0 ? jitter(e, cfg->heartbeat_ms) : 0);
+  e->next_hb =
+      now +
+      (cfg->heartbeat_ms > 0 ? gv_jitter_ms(&e->rng, cfg->heartbeat_ms) : 0);
   e->next_shuffle =
-      now + (cfg->shuffle_ms > 0 ? jitter(e, cfg->shuffle_ms) : 0);
+      now + (cfg->shuffle_ms > 0 ? gv_jitter_ms(&e->rng, cfg->shuffle_ms) : 0);
   {
     /* Map keys from the caller's seed, apart from the gossip PRNG's
      * stream: secret in a node (seeded from libsodium), reproducible in

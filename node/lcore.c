@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "actq.h"
+#include "backoff.h"
 #include "idmap.h"
 #include "invariant.h"
 #include "oom.h"
@@ -87,10 +88,6 @@ void gv_lcore_cfg_default(gv_lcore_cfg *c) {
 }
 
 /* ---- small helpers ---- */
-
-static int64_t jitter(gv_lcore *lc, int64_t ms) {
-  return ms / 2 + (int64_t)gv_rng_below(&lc->rng, (uint64_t)ms + 1); /* ±50% */
-}
 
 static llink *find(gv_lcore *lc, gv_linkid id) {
   for (size_t i = 0; i < lc->n_links; i++)
@@ -386,7 +383,7 @@ static void ready(gv_lcore *lc, llink *l, const gv_msg *hello) {
    * not after the first interval. */
   if (lc->cfg.ping_ms > 0) {
     send_ping(lc, l);
-    l->next_ping = lc->now + jitter(lc, lc->cfg.ping_ms);
+    l->next_ping = lc->now + gv_jitter_ms(&lc->rng, lc->cfg.ping_ms);
   }
 }
 
