@@ -80,7 +80,9 @@ static void on_write(uv_write_t *req, int status) {
     finish(c, peer_said_goodbye(c) ? 0 : status);
 }
 
-/* Writes whatever the link has queued. */
+/* Writes whatever the link has queued: straight from the link's buffer
+ * as far as the socket takes it at once (nothing else is queued ahead),
+ * and a copy of the rest behind a uv_write. */
 static void flush(gv_conn *c) {
   const uint8_t *p;
   size_t n = gv_link_out(c->link, &p);
@@ -90,6 +92,19 @@ static void flush(gv_conn *c) {
 
   if (n == 0 || c->finished)
     return;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+    buf = uv_buf_init((char *)p, (unsigned)n);
+    rc = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (rc < 0 && rc != UV_EAGAIN) {
+      finish(c, peer_said_goodbye(c) ? 0 : rc);
+      return;
+    }
+    if (rc > 0) {
+      gv_link_out_consume(c->link, (size_t)rc);
+      if ((n = gv_link_out(c->link, &p)) == 0)
+        return;
+    }
+  }
   w = malloc(sizeof(*w) + n);
   if (w == NULL) {
     finish(c, GV_ENOMEM);
@@ -289,6 +304,11 @@ int gv_conn_send(gv_conn *c, const uint8_t *msg, size_t len) {
 
   if (c->finished)
     return GV_ESTATE;
+  /* What libuv still holds counts against the link's send limit: a peer
+   * that does not read cannot make us buffer without bound. */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len >
+      GV_LINK_OUT_MAX)
+    return GV_EBUSY;
   rc = gv_link_send(c->link, msg, len);
   if (rc == 0)
     flush(c);

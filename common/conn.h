@@ -72,7 +72,9 @@ int gv_conn_set_final(gv_conn *c, const uint8_t *msg, size_t len);
 int gv_conn_dial(gv_conn *c, const struct sockaddr *addr);
 int gv_conn_start(gv_conn *c);
 
-/* Queues one message; errors as gv_link_send(). */
+/* Queues one message; errors as gv_link_send(). GV_EBUSY also when the
+ * bytes not yet taken by the socket would pass GV_LINK_OUT_MAX (8 MiB): the
+ * peer does not read. */
 int gv_conn_send(gv_conn *c, const uint8_t *msg, size_t len);
 
 /* Sends the FINAL frame (with msg as its plaintext, may be NULL) and closes

@@ -517,6 +517,36 @@ START_TEST(test_conn_frame_deadline) {
 }
 END_TEST
 
+/* A peer that stops reading: b's sends are refused with GV_EBUSY once
+ * about GV_LINK_OUT_MAX waits beyond what the kernel took, rather than
+ * queued without bound. */
+static size_t busy_sent;
+static int busy_rc;
+static void busy_open(gv_conn *c) {
+  static uint8_t msg[64 * 1024];
+  R.b.opened = 1;
+  uv_read_stop((uv_stream_t *)&R.raw);
+  for (busy_sent = 0; busy_sent < ((size_t)256 << 20); busy_sent += sizeof(msg))
+    if ((busy_rc = gv_conn_send(c, msg, sizeof(msg))) < 0)
+      break;
+  gv_conn_abort(c, GV_ESTATE);
+}
+
+START_TEST(test_conn_send_queue_bounded) {
+  static const gv_conn_cbs cbs = {busy_open, none_msg, end_on_close};
+
+  rig_init(3000);
+  R.b_to = (gv_conn_timeouts){1000, 0, 0, 0};
+  rig_listen(&cbs);
+  raw_dial(NULL, 0, 1);
+  rig_run();
+  ck_assert_int_eq(R.b.opened, 1);
+  ck_assert_int_eq(busy_rc, GV_EBUSY);
+  ck_assert_uint_ge(busy_sent, GV_LINK_OUT_MAX);
+  ck_assert_uint_lt(busy_sent, (size_t)64 << 20); /* kernel buffers + 8 MiB */
+}
+END_TEST
+
 static Suite *common_suite(void) {
   Suite *s = suite_create("common");
   TCase *tc = tcase_create("core");
@@ -530,6 +560,7 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_conn_handshake_deadlines);
   tcase_add_test(tc, test_conn_close_wait);
   tcase_add_test(tc, test_conn_frame_deadline);
+  tcase_add_test(tc, test_conn_send_queue_bounded);
   suite_add_tcase(s, tc);
   return s;
 }
