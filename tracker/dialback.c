@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan.h"
 #include "conn.h"
 #include "msg.h"
 #include "sockaddr.h"
@@ -26,7 +27,7 @@ struct gv_trk_dialer {
   const gv_identity *self;
   gv_trk_dial_cfg cfg;
   uv_async_t async;
-  char *goodbye; /* the GOODBYE message sent in the FINAL frame */
+  char *goodbye; /* the FINAL frame's plaintext: channel 0, GOODBYE */
   size_t goodbye_len;
   atomic_size_t active;
   /* Guarded by mu: */
@@ -156,6 +157,8 @@ int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
                       const gv_identity *self, const gv_trk_dial_cfg *cfg) {
   gv_trk_dialer *d;
   gv_msg bye = {.type = GV_MSG_GOODBYE};
+  char *json;
+  size_t len;
   int rc;
 
   *out = NULL;
@@ -164,10 +167,21 @@ int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
   if ((d = calloc(1, sizeof(*d))) == NULL)
     return GV_ENOMEM;
   snprintf(bye.u.reason, sizeof(bye.u.reason), "tracker dial-back");
-  if ((rc = gv_msg_encode_link(&bye, &d->goodbye, &d->goodbye_len)) < 0) {
+  if ((rc = gv_msg_encode_link(&bye, &json, &len)) < 0) {
     free(d);
     return rc;
   }
+  /* A plaintext is the channel byte, then the message (PROTOCOL.md §5.1). */
+  d->goodbye = malloc(GV_CHAN_HDR + len);
+  if (d->goodbye == NULL) {
+    free(json);
+    free(d);
+    return GV_ENOMEM;
+  }
+  d->goodbye[0] = (char)GV_CHAN_LINK;
+  memcpy(d->goodbye + GV_CHAN_HDR, json, len);
+  d->goodbye_len = GV_CHAN_HDR + len;
+  free(json);
   if ((rc = uv_async_init(loop, &d->async, on_async)) < 0) {
     free(d->goodbye);
     free(d);
