@@ -32,6 +32,7 @@
 #define DIAL_TIMEOUT_MS 30000
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
+#define DUPLICATE_REDIAL_MS 30000
 
 /* ---- buffers ---- */
 
@@ -1108,9 +1109,12 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
   if ((l = link_find(e, link)) != NULL) {
     if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
-      /* A banned peer is not dialed again until its ban is over. */
-      en->next_try = e->now + (why == GV_CLOSE_BANNED
-                                   ? e->cfg.banned_redial_ms
+      /* A banned peer is not dialed again until its ban is over; a
+       * duplicate's twin survives (it may still be saying HELLO), so a
+       * redial would only make another duplicate. */
+      en->next_try = e->now + (why == GV_CLOSE_BANNED ? e->cfg.banned_redial_ms
+                               : why == GV_CLOSE_DUPLICATE
+                                   ? DUPLICATE_REDIAL_MS
                                    : gv_jitter_ms(&e->rng, BACKOFF_BASE_MS));
     }
     *l = e->links[--e->n_links];

@@ -786,6 +786,28 @@ START_TEST(test_request_served_within_route_time) {
 }
 END_TEST
 
+/* A link closed as a duplicate has a surviving twin (maybe still saying
+ * HELLO): its peer is not redialed at once, which would only make another
+ * duplicate; a link that simply went down is replaced within seconds. */
+START_TEST(test_no_redial_after_duplicate) {
+  int k, dials;
+  h_init(2);
+  broadcasting(1, "198.51.100.2:7411");
+  H.cfg[0].active_target = 1;
+  h_start();
+  k = h_connect(0, 1);
+  dials = H.dials[0];
+  gv_engine_link_down(H.e[0], (gv_linkid)(2 * k + 1), GV_CLOSE_DUPLICATE,
+                      H.now);
+  h_pump();
+  for (int i = 1; i <= 10; i++)
+    h_tick_all(H.now + 1000);
+  ck_assert_int_eq(H.dials[0], dials);
+  h_tick_all(H.now + 21000);
+  ck_assert_int_eq(H.dials[0], dials + 1);
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -868,6 +890,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_cache_cap_and_expiry);
   tcase_add_test(tc, test_request_served_within_route_time);
   tcase_add_test(tc, test_dials_candidates_with_backoff);
+  tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   suite_add_tcase(s, tc);
