@@ -22,6 +22,16 @@ gv_action *gv_actq_push(gv_actq *q, gv_act_type type) {
 
 bool gv_actq_empty(const gv_actq *q) { return q->head == q->n; }
 
+void gv_actq_cancel(gv_actq *q,
+                    bool (*match)(const gv_action *a, const void *ctx),
+                    const void *ctx) {
+  for (size_t i = q->head; i < q->n; i++)
+    if (q->v[i].type != GV_ACT_NONE && match(&q->v[i], ctx)) {
+      gv_buf_unref(q->v[i].buf);
+      memset(&q->v[i], 0, sizeof(q->v[i]));
+    }
+}
+
 bool gv_actq_pop(gv_actq *q, gv_action *a) {
   if (q->head == q->n) {
     if (q->cap > IDLE_KEEP) {

@@ -21,6 +21,11 @@ gv_action *gv_actq_push(gv_actq *q, gv_act_type type);
  * million idle ones). */
 bool gv_actq_pop(gv_actq *q, gv_action *a);
 bool gv_actq_empty(const gv_actq *q);
+/* Turns every queued action that match() accepts into GV_ACT_NONE (its
+ * buffer released): an action made moot before it was drained. */
+void gv_actq_cancel(gv_actq *q,
+                    bool (*match)(const gv_action *a, const void *ctx),
+                    const void *ctx);
 void gv_actq_free(gv_actq *q);
 
 #endif

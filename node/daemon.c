@@ -127,9 +127,11 @@ static void on_link_msg(void *ctx, gv_linkid id, const uint8_t *msg,
 
 static void on_link_down(void *ctx, const gv_links_down *ev) {
   gv_node *n = ctx;
-  if (ev->was_open)
-    gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
-  else if (ev->dialed)
+  bool ready = ev->was_open &&
+               gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
+  /* A dial that never became a link gossip knew (refused, full, no HELLO)
+   * failed: the engine backs off from it. */
+  if (ev->dialed && !ready)
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
   drain(n);
   maybe_finalize(n);
@@ -181,7 +183,8 @@ static void run_action(gv_node *n, const gv_action *a) {
       /* The peer does not read: its queue is full. */
       gv_logf(&n->log, GV_LOG_WARN, "link %u: send queue full", a->link);
       gv_lcore_send_failed(n->lc, a->link, now_ms(n));
-    } else if (rc < 0 && rc != -ENOENT) { /* -ENOENT: the link is gone */
+    } else if (rc < 0 && rc != -ENOENT && rc != GV_ESTATE) {
+      /* -ENOENT: the link is gone; GV_ESTATE: it is closing */
       gv_logf(&n->log, GV_LOG_WARN, "link %u: send: %s", a->link,
               gv_strerror(rc));
     }
@@ -228,7 +231,7 @@ static void run_action(gv_node *n, const gv_action *a) {
 static void drain(gv_node *n) {
   gv_action a;
   bool more = true;
-  int64_t at, now;
+  int64_t at, lc_at, now;
 
   while (more) {
     more = false;
@@ -244,12 +247,15 @@ static void drain(gv_node *n) {
   if (n->stopping)
     return;
   at = gv_engine_expiry(n->engine);
-  if (gv_lcore_expiry(n->lc) < at)
-    at = gv_lcore_expiry(n->lc);
+  lc_at = gv_lcore_expiry(n->lc);
+  if (lc_at < at)
+    at = lc_at;
   if (at == n->wake_at || at == INT64_MAX)
     return;
   n->wake_at = at;
-  now = now_ms(n);
+  /* Counted from the loop's own (cached, same monotonic) clock, so the
+   * timer never fires before at. */
+  now = (int64_t)uv_now(n->loop);
   uv_timer_start(&n->wake, on_wake, at > now ? (uint64_t)(at - now) : 0, 0);
 }
 
@@ -365,7 +371,8 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   gv_store_set(n->store, "broadcast", req->on ? "on" : "off");
   if (!req->on)
     gv_trkjobs_unregister(n->jobs);
-  drain(n); /* the update goes out on every link before inbound ones end */
+  /* Inbound links end as not_accepting; drain() carries out the engine's
+   * actions first, so the update goes out on them before their FINAL. */
   gv_lcore_set_accepting(n->lc, req->on, now_ms(n));
   drain(n);
   gv_logf(&n->log, GV_LOG_INFO, "broadcast %s", req->on ? "on" : "off");
@@ -601,6 +608,8 @@ static int start(gv_node *n, gv_why *why) {
 
   gv_engine_cfg_default(&ec);
   randombytes_buf(&ec.seed, sizeof(ec.seed));
+  n->started = now_ms(n);
+  ec.wall_offset = gv_cli_now_ms() - n->started; /* for the first record */
   ec.broadcasting = n->broadcasting;
   ec.bootstrap = n->broadcasting && n->cfg.bootstrap;
   if (n->broadcasting) {
@@ -609,7 +618,6 @@ static int start(gv_node *n, gv_why *why) {
   }
   ec.repos = (const char(*)[GV_REPO_MAX + 1]) n->repos;
   ec.n_repos = n->n_repos;
-  n->started = now_ms(n);
   if ((rc = gv_engine_new(&n->engine, &ec, &n->id, n->started)) < 0)
     return gv_fail(why, rc, "engine: %s", gv_strerror(rc));
   gv_lcore_cfg_default(&lcfg);
@@ -629,6 +637,12 @@ static int start(gv_node *n, gv_why *why) {
   if ((rc = gv_links_new(&n->links, n->loop, &n->id, &n->log, &links_cbs, n)) <
       0)
     return gv_fail(why, rc, "links: %s", gv_strerror(rc));
+  {
+    gv_buf *b = goodbye(GV_CLOSE_GOODBYE); /* the answer to a peer's FINAL */
+    if (b != NULL)
+      gv_links_set_final(n->links, b->data, b->len);
+    gv_buf_unref(b);
+  }
   if (n->cfg.tracker[0] && gv_trkc_new(&n->trk, n->cfg.tracker, NULL) < 0)
     return gv_fail(why, GV_EINVAL, "tracker: bad URL %s", n->cfg.tracker);
   if ((rc = gv_trkjobs_new(&n->jobs, n->loop, n->trk, &n->id, &n->log, &trk_cbs,

@@ -26,7 +26,8 @@
  * The queue is bounded: at most queue_max jobs (default GV_DB_QUEUE_MAX)
  * and queue_bytes bytes of copied statements and values (default
  * GV_DB_QUEUE_BYTES) may be outstanding, from submission until their
- * callback has returned (or gv_db_call has returned). A submission beyond
+ * transaction has ended (the room is given back just before the callbacks
+ * run, so a callback may submit again). A submission beyond
  * either bound fails at once with GV_EBUSY; nothing is ever dropped.
  *
  * Threads: gv_db_submit, gv_db_exec and gv_db_close are called on the

@@ -241,16 +241,17 @@ static gv_action *push_act(gv_engine *e, gv_act_type type) {
   return gv_actq_push(&e->acts, type);
 }
 
-/* Batches are released once drained: an idle engine holds none of its
- * peak (the simulator keeps a million idle engines). */
-#define IDLE_KEEP 4
+static void drop_report(gv_engine *e);
 
 bool gv_engine_next(gv_engine *e, gv_action *a) {
+  if (gv_actq_empty(&e->acts)) {
 #ifdef GV_DEBUG
-  gv_why why;
-  if (gv_actq_empty(&e->acts) && gv_engine_check(e, &why) < 0)
-    gv__invariant_failed(why.text, __FILE__, __LINE__);
+    gv_why why;
+    if (gv_engine_check(e, &why) < 0)
+      gv__invariant_failed(why.text, __FILE__, __LINE__);
 #endif
+    drop_report(e); /* its REPORT has been drained */
+  }
   return gv_actq_pop(&e->acts, a);
 }
 
@@ -280,11 +281,15 @@ static void send_ids_msg(gv_engine *e, elink *l, const gv_msg *m) {
   gv_buf_unref(b);
 }
 
-/* Gossip no longer needs the link; the link core closes it unless another
- * service holds it. */
-static void release_link(gv_engine *e, gv_linkid link) {
+/* Gossip no longer needs link l and forgets it; the link core closes it
+ * unless another service holds it. The last link moves into l's slot. */
+static void release_link(gv_engine *e, elink *l) {
   gv_action *a = push_act(e, GV_ACT_RELEASE);
-  a->link = link;
+  entry *en = gv_idmap_get(&e->table, l->peer);
+  a->link = l->id;
+  if (en != NULL)
+    en->pub.connected = false;
+  *l = e->links[--e->n_links];
 }
 
 static int64_t wall(const gv_engine *e) { return e->now + e->wall_offset; }
@@ -317,8 +322,15 @@ static void entry_free(entry *en) {
   free(en);
 }
 
+static bool persists(const gv_action *a, const void *en) {
+  return a->type == GV_ACT_PERSIST && a->entry == en;
+}
+
 static void table_remove(gv_engine *e, size_t i, bool tell) {
   entry *en = e->entries[i];
+  /* A queued upsert of this entry would point at freed memory; the delete
+   * below supersedes it. */
+  gv_actq_cancel(&e->acts, persists, &en->pub);
   gv_idmap_del(&e->table, en->pub.id);
   e->entries[i] = e->entries[--e->n_entries];
   if (tell)
@@ -534,6 +546,10 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
   }
   *n = 0;
 }
+
+/* Batches are released once drained: an idle engine holds none of its
+ * peak (the simulator keeps a million idle engines). */
+#define IDLE_KEEP 4
 
 static void release_batch(pending_id **arr, size_t *cap) {
   if (*cap > IDLE_KEEP) {
@@ -951,7 +967,6 @@ static void begin(gv_engine *e, int64_t now) {
   assert(now >= e->now && "the clock must never go backwards");
   if (now > e->now)
     e->now = now;
-  drop_report(e);
 }
 
 /* ---- membership (§3) ---- */
@@ -1343,9 +1358,11 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   /* A silent node keeps no inbound links: gossip lets them go after the
    * update has gone out on them (the caller tells the link core to stop
    * accepting); maintenance dials out instead. */
-  for (size_t i = 0; !on && i < e->n_links; i++)
+  for (size_t i = 0; !on && i < e->n_links;)
     if (!e->links[i].dialed)
-      release_link(e, e->links[i].id);
+      release_link(e, &e->links[i]); /* the last link moved into slot i */
+    else
+      i++;
   finish(e);
   return rc;
 }
@@ -1476,6 +1493,7 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   pack_repos(e, cfg->repos, cfg->n_repos);
   e->id = id;
   e->now = now;
+  e->wall_offset = cfg->wall_offset; /* before the first record is signed */
   gv_rng_seed(&e->rng, cfg->seed);
   e->next_maint = now;
   e->next_sweep = now + SWEEP_MS;

@@ -14,9 +14,11 @@
  *
  * Lifetime: gv_engine_new() allocates; gv_engine_free() releases everything,
  * including buffers of actions not yet drained. The identity is borrowed and
- * must outlive the engine. Pointers inside an action (entry, records) are
- * valid until the next call into the engine; a SEND's buffer carries one
- * reference that the caller owns and releases with gv_buf_unref().
+ * must outlive the engine. Pointers inside an action (entry, response) are
+ * valid until the queue has been drained (gv_engine_next() returned false),
+ * even if the caller calls into the engine meanwhile; a SEND's buffer
+ * carries one reference that the caller owns and releases with
+ * gv_buf_unref().
  */
 #ifndef GV_ENGINE_H
 #define GV_ENGINE_H
@@ -65,6 +67,8 @@ typedef struct gv_engine_cfg {
   int64_t shuffle_ms;       /* one extra dial up to active_max (60 s; 0: off) */
   int64_t banned_redial_ms; /* a peer the link core banned: no dial (10 min) */
   bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
+  int64_t wall_offset;      /* wall clock = now + this, from the start; later
+                               changes through gv_engine_set_wall() */
   /* What this node says about itself. */
   bool broadcasting, bootstrap;
   uint8_t n_addrs; /* used only when broadcasting */

@@ -21,9 +21,15 @@
 
 #define PROTECT_SCORE 50.0
 #define PENALTY_HALF_LIFE_MS 600000.0
-#define REJECT_TEXTS                                                           \
-  8 /* rejection reasons kept per drain; more are counted                      \
-     */
+/* Rejection reasons kept per drain; more are counted. */
+#define REJECT_TEXTS 8
+/* Bans held at most; identities cost nothing to make. */
+#define BAN_CAP 4096
+
+typedef struct ban_item {
+  uint8_t peer[GV_ID_BYTES];
+  int64_t until;
+} ban_item;
 
 typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
 
@@ -34,6 +40,7 @@ typedef struct llink {
   gv_addr addr;
   lstate state;
   unsigned holds;
+  unsigned told; /* bit per channel: services told up, so owed a down */
   int64_t opened_at, up_at, last_rx;
   double tokens;
   int64_t tokens_at;
@@ -54,7 +61,12 @@ struct gv_lcore {
   llink *links;
   size_t n_links, cap_links;
   const gv_service *svc[GV__CHAN_COUNT];
-  gv_idmap bans; /* peer -> int64_t until, malloc'd */
+  /* Bans, oldest first: every ban lasts ban_ms, and a banned peer cannot
+   * link (so is never banned again while banned), so this order is expiry
+   * order. At most BAN_CAP; past it the oldest ban is lifted early. */
+  gv_idmap bans; /* peer -> its ban_item */
+  ban_item *ban_ring;
+  size_t ban_head, n_bans;
   gv_actq acts;
   char (*texts)[sizeof(((gv_why *)0)->text)]; /* REJECT_TEXTS, on demand */
   size_t n_texts;
@@ -165,8 +177,8 @@ static void tell_score(gv_lcore *lc, llink *l) {
 }
 
 bool gv_lcore_banned(const gv_lcore *lc, const uint8_t *peer) {
-  const int64_t *until = gv_idmap_get(&lc->bans, peer);
-  return until != NULL && *until > lc->now;
+  const ban_item *b = gv_idmap_get(&lc->bans, peer);
+  return b != NULL && b->until > lc->now;
 }
 
 /* ---- closing ---- */
@@ -183,21 +195,34 @@ static void close_link(gv_lcore *lc, llink *l, gv_close why) {
   a = push_act(lc, GV_ACT_CLOSE);
   a->link = l->id;
   a->reason = (int)why;
-  /* Services stop using it now, not when the transport is gone. */
+  /* Services stop using it now, not when the transport is gone; each that
+   * was told up, and only those. */
   if (was_ready)
     for (unsigned c = 0; c < GV__CHAN_COUNT; c++)
-      if (lc->svc[c] != NULL && lc->svc[c]->down != NULL)
+      if ((l->told & 1u << c) && lc->svc[c] != NULL && lc->svc[c]->down != NULL)
         lc->svc[c]->down(lc->svc[c]->ctx, l->id, why, lc->now);
 }
 
+static void unban_oldest(gv_lcore *lc) {
+  ban_item *b = &lc->ban_ring[lc->ban_head];
+  gv_idmap_del(&lc->bans, b->peer);
+  lc->ban_head = (lc->ban_head + 1) % BAN_CAP;
+  lc->n_bans--;
+}
+
 static void ban(gv_lcore *lc, llink *l) {
-  int64_t *until = gv_idmap_get(&lc->bans, l->peer);
-  if (until == NULL) {
-    until = gv__xmalloc(sizeof(*until));
-    if (gv_idmap_put(&lc->bans, l->peer, until) < 0)
+  ban_item *b = gv_idmap_get(&lc->bans, l->peer);
+  if (b == NULL) { /* else a ban past its time, not yet swept */
+    if (lc->ban_ring == NULL)
+      lc->ban_ring = gv__xmalloc(BAN_CAP * sizeof(ban_item));
+    if (lc->n_bans == BAN_CAP)
+      unban_oldest(lc);
+    b = &lc->ban_ring[(lc->ban_head + lc->n_bans++) % BAN_CAP];
+    memcpy(b->peer, l->peer, GV_ID_BYTES);
+    if (gv_idmap_put(&lc->bans, b->peer, b) < 0)
       abort(); /* only out of memory (oom.h) */
   }
-  *until = lc->now + lc->cfg.ban_ms;
+  b->until = lc->now + lc->cfg.ban_ms;
   lc->stats.bans++;
   close_link(lc, l, GV_CLOSE_BANNED);
 }
@@ -274,14 +299,15 @@ static size_t count(const gv_lcore *lc, bool dialed) {
 }
 
 /* The inbound link to give up for newcomer n: the lowest-scored one that
- * is not an established good neighbour, the newest among equals. */
-static llink *eviction_victim(gv_lcore *lc, const llink *n) {
+ * is not an established good neighbour, the newest among equals; never n
+ * itself nor skip (a duplicate that goes anyway). */
+static llink *eviction_victim(gv_lcore *lc, const llink *n, const llink *skip) {
   llink *worst = NULL;
   double worst_score = 0;
   for (size_t i = 0; i < lc->n_links; i++) {
     llink *l = &lc->links[i];
     double s;
-    if (l == n || l->dialed || l->state == L_CLOSING)
+    if (l == n || l == skip || l->dialed || l->state == L_CLOSING)
       continue;
     s = score(lc, l);
     if (l->state == L_READY && lc->now - l->up_at >= lc->cfg.protect_ms &&
@@ -299,6 +325,8 @@ static llink *eviction_victim(gv_lcore *lc, const llink *n) {
 /* Decides on a new link; returns the reason to refuse it, or -1. May close
  * another link (duplicate, eviction). */
 static int admit(gv_lcore *lc, llink *n) {
+  llink *dup = NULL, *victim = NULL;
+
   if (memcmp(n->peer, lc->self, GV_ID_BYTES) == 0)
     return GV_CLOSE_SELF;
   if (gv_lcore_banned(lc, n->peer))
@@ -314,16 +342,20 @@ static int admit(gv_lcore *lc, llink *n) {
      * dial each other at once agree on the survivor. */
     if (memcmp(initiator(lc, n), initiator(lc, o), GV_ID_BYTES) >= 0)
       return GV_CLOSE_DUPLICATE;
-    close_link(lc, o, GV_CLOSE_DUPLICATE);
+    dup = o; /* n wins, once it is admitted at all */
   }
-  if (n->dialed && count(lc, true) > lc->cfg.outbound_max)
+  /* The room is counted as it will be: without the duplicate n replaces. */
+  if (n->dialed &&
+      count(lc, true) - (dup != NULL && dup->dialed) > lc->cfg.outbound_max)
     return GV_CLOSE_FULL;
-  if (!n->dialed && count(lc, false) > lc->cfg.inbound_max) {
-    llink *v = eviction_victim(lc, n);
-    if (v == NULL)
-      return GV_CLOSE_FULL;
-    close_link(lc, v, GV_CLOSE_EVICTED);
-  }
+  if (!n->dialed &&
+      count(lc, false) - (dup != NULL && !dup->dialed) > lc->cfg.inbound_max &&
+      (victim = eviction_victim(lc, n, dup)) == NULL)
+    return GV_CLOSE_FULL;
+  if (dup != NULL)
+    close_link(lc, dup, GV_CLOSE_DUPLICATE);
+  if (victim != NULL)
+    close_link(lc, victim, GV_CLOSE_EVICTED);
   return -1;
 }
 
@@ -366,11 +398,17 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
 static void ready(gv_lcore *lc, llink *l, const gv_msg *hello) {
   l->state = L_READY;
   l->up_at = lc->now;
+  /* A service may end the link from inside up (a penalty that bans):
+   * then no later service hears of it, and no hold is taken. */
   for (unsigned c = 1; c < GV__CHAN_COUNT && l->state == L_READY; c++) {
     const gv_service *s = lc->svc[c];
-    if (s != NULL && s->up != NULL &&
-        s->up(s->ctx, l->id, l->peer, l->dialed, l->has_addr ? &l->addr : NULL,
-              hello, lc->now))
+    bool hold;
+    if (s == NULL || s->up == NULL)
+      continue;
+    l->told |= 1u << c;
+    hold = s->up(s->ctx, l->id, l->peer, l->dialed,
+                 l->has_addr ? &l->addr : NULL, hello, lc->now);
+    if (hold && l->state == L_READY)
       l->holds |= 1u << (c - 1);
   }
   if (l->state != L_READY)
@@ -532,6 +570,8 @@ void gv_lcore_recv(gv_lcore *lc, gv_linkid link, const uint8_t *pt, size_t len,
            gv_fail(&why, GV_ETOOBIG, "%zu bytes on the %s channel", len,
                    gv_chan_name(chan)),
            &why);
+    if (l->state == L_OPEN) /* HELLO must come first, and this is not it */
+      close_link(lc, l, GV_CLOSE_PROTOCOL);
     return;
   }
   if (chan == GV_CHAN_LINK) {
@@ -547,18 +587,24 @@ void gv_lcore_recv(gv_lcore *lc, gv_linkid link, const uint8_t *pt, size_t len,
   }
 }
 
-void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
+static bool is_close_of(const gv_action *a, const void *link) {
+  return a->type == GV_ACT_CLOSE && a->link == *(const gv_linkid *)link;
+}
+
+bool gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye,
+                     int64_t now) {
   llink *l;
+  bool was_ready;
 
   begin(lc, now);
   if (NEVER((l = find(lc, link)) == NULL))
-    return; /* every link given to gv_lcore_open ends here once */
+    return false; /* every link given to gv_lcore_open ends here once */
+  was_ready = l->told != 0;
   close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
-  for (size_t i = lc->acts.head; i < lc->acts.n; i++)
-    if (lc->acts.v[i].type == GV_ACT_CLOSE && lc->acts.v[i].link == link)
-      lc->acts.v[i].type = GV_ACT_NONE;
+  gv_actq_cancel(&lc->acts, is_close_of, &link);
   *l = lc->links[--lc->n_links];
+  return was_ready;
 }
 
 void gv_lcore_tick(gv_lcore *lc, int64_t now) {
@@ -582,13 +628,12 @@ void gv_lcore_tick(gv_lcore *lc, int64_t now) {
       l->next_ping = lc->now + lc->cfg.ping_ms;
     }
   }
-  for (size_t i = 0; i < lc->bans.cap; i++) {
-    int64_t *until = lc->bans.slots[i].val;
-    if (until != NULL && *until <= lc->now) {
-      gv_idmap_del(&lc->bans, lc->bans.slots[i].key);
-      free(until);
-      i--; /* backward shift may have moved another entry here */
-    }
+  while (lc->n_bans > 0 && lc->ban_ring[lc->ban_head].until <= lc->now)
+    unban_oldest(lc);
+  if (lc->n_bans == 0) {
+    free(lc->ban_ring); /* an idle core holds none of its peak */
+    lc->ban_ring = NULL;
+    lc->ban_head = 0;
   }
 }
 
@@ -612,11 +657,8 @@ int64_t gv_lcore_expiry(const gv_lcore *lc) {
     else if (lc->cfg.ping_ms > 0)
       EARLIER(l->next_ping);
   }
-  for (size_t i = 0; i < lc->bans.cap; i++) {
-    const int64_t *until = lc->bans.slots[i].val;
-    if (until != NULL)
-      EARLIER(*until);
-  }
+  if (lc->n_bans > 0)
+    EARLIER(lc->ban_ring[lc->ban_head].until);
 #undef EARLIER
   return at;
 }
@@ -712,9 +754,8 @@ void gv_lcore_free(gv_lcore *lc) {
   if (lc == NULL)
     return;
   gv_actq_free(&lc->acts);
-  for (size_t i = 0; i < lc->bans.cap; i++)
-    free(lc->bans.slots[i].val);
   gv_idmap_free(&lc->bans);
+  free(lc->ban_ring);
   free(lc->links);
   free(lc->texts);
   free(lc);

@@ -168,8 +168,10 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
 /* One plaintext from the link (channel byte first). */
 void gv_lcore_recv(gv_lcore *lc, gv_linkid link, const uint8_t *pt, size_t len,
                    int64_t now);
-/* The transport is gone. goodbye: the peer ended with a FINAL frame. */
-void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now);
+/* The transport is gone. goodbye: the peer ended with a FINAL frame.
+ * Returns true if the link had been READY; a dialed link that never was is
+ * a failed dial for whoever dialed it (gv_engine_dial_failed). */
+bool gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now);
 void gv_lcore_tick(gv_lcore *lc, int64_t now);
 
 /* ---- commands ---- */

@@ -36,7 +36,10 @@ struct gv_links {
   gv_log *log;
   gv_links_cbs cbs;
   void *ctx;
-  uv_tcp_t listener;
+  uv_tcp_t *listener; /* one per listen, freed by its close callback, so a
+                         quick off/on never reuses a closing handle */
+  uint8_t *final;     /* the plaintext that answers a peer's FINAL */
+  size_t final_len;
   bool listening, stopping;
   nlink **v;
   size_t n, cap;
@@ -66,7 +69,19 @@ void gv_links_free(gv_links *t) {
   for (size_t i = 0; i < t->n; i++)
     free(t->v[i]);
   free(t->v);
+  free(t->final);
   free(t);
+}
+
+int gv_links_set_final(gv_links *t, const uint8_t *msg, size_t len) {
+  uint8_t *p = malloc(len ? len : 1);
+  if (p == NULL)
+    return GV_ENOMEM;
+  memcpy(p, msg, len);
+  free(t->final);
+  t->final = p;
+  t->final_len = len;
+  return 0;
 }
 
 /* Puts l in the table with a fresh id, counted as a handshake in progress.
@@ -218,6 +233,8 @@ int gv_links_dial(gv_links *t, const uint8_t peer[GV_ID_BYTES],
   }
   l->conn = c;
   gv_conn_set_timeouts(c, &(gv_conn_timeouts){HANDSHAKE_MS, 0, 0, FRAME_MS});
+  if (t->final != NULL)
+    gv_conn_set_final(c, t->final, t->final_len); /* empty if out of memory */
   gv_addr_to_sockaddr(addr, &ss, NULL);
   if ((rc = gv_conn_dial(c, (struct sockaddr *)&ss)) < 0) {
     /* on_close never comes. */
@@ -285,9 +302,13 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   gv_conn_set_timeouts(
       c, &(gv_conn_timeouts){HANDSHAKE_MS, FIRST_BYTE_MS, 0, FRAME_MS});
+  if (t->final != NULL)
+    gv_conn_set_final(c, t->final, t->final_len); /* empty if out of memory */
   if (gv_conn_start(c) < 0)
     link_remove(t, l); /* on_close never comes */
 }
+
+static void free_handle(uv_handle_t *h) { free(h); }
 
 int gv_links_listen(gv_links *t, const gv_addr *addr, gv_why *why) {
   struct sockaddr_storage ss;
@@ -298,11 +319,14 @@ int gv_links_listen(gv_links *t, const gv_addr *addr, gv_why *why) {
     return 0;
   gv_addr_format(addr, text);
   gv_addr_to_sockaddr(addr, &ss, NULL);
-  uv_tcp_init(t->loop, &t->listener);
-  t->listener.data = t;
-  if ((rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0)) < 0 ||
-      (rc = uv_listen((uv_stream_t *)&t->listener, 128, on_connection)) < 0) {
-    uv_close((uv_handle_t *)&t->listener, NULL);
+  if ((t->listener = malloc(sizeof(*t->listener))) == NULL)
+    return gv_fail(why, GV_ENOMEM, "cannot listen on %s: out of memory", text);
+  uv_tcp_init(t->loop, t->listener);
+  t->listener->data = t;
+  if ((rc = uv_tcp_bind(t->listener, (struct sockaddr *)&ss, 0)) < 0 ||
+      (rc = uv_listen((uv_stream_t *)t->listener, 128, on_connection)) < 0) {
+    uv_close((uv_handle_t *)t->listener, free_handle);
+    t->listener = NULL;
     return gv_fail(why, rc, "cannot listen on %s: %s", text, uv_strerror(rc));
   }
   t->listening = true;
@@ -312,7 +336,8 @@ int gv_links_listen(gv_links *t, const gv_addr *addr, gv_why *why) {
 
 void gv_links_unlisten(gv_links *t) {
   if (t->listening) {
-    uv_close((uv_handle_t *)&t->listener, NULL);
+    uv_close((uv_handle_t *)t->listener, free_handle);
+    t->listener = NULL;
     t->listening = false;
   }
 }

@@ -52,6 +52,10 @@ typedef struct gv_links_cbs {
 int gv_links_new(gv_links **out, uv_loop_t *loop, const gv_identity *self,
                  gv_log *log, const gv_links_cbs *cbs, void *ctx);
 
+/* What every link answers a peer's FINAL with (copied): the daemon's
+ * GOODBYE. Empty until set. 0 or GV_ENOMEM. */
+int gv_links_set_final(gv_links *t, const uint8_t *msg, size_t len);
+
 /* Starts accepting on addr (no-op if listening). 0, or an error and why. */
 int gv_links_listen(gv_links *t, const gv_addr *addr, gv_why *why);
 void gv_links_unlisten(gv_links *t);
