@@ -127,11 +127,11 @@ static void on_link_msg(void *ctx, gv_linkid id, const uint8_t *msg,
 
 static void on_link_down(void *ctx, const gv_links_down *ev) {
   gv_node *n = ctx;
-  bool ready = ev->was_open &&
-               gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
-  /* A dial that never became a link gossip knew (refused, full, no HELLO)
-   * failed: the engine backs off from it. */
-  if (ev->dialed && !ready)
+  /* After the handshake the link core tells the engine how a dial ended
+   * (the service's dial_ended); before it, the dial failed here. */
+  if (ev->was_open)
+    gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
+  else if (ev->dialed)
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
   drain(n);
   maybe_finalize(n);

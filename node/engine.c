@@ -1151,6 +1151,26 @@ void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
     en->pub.performance = (float)performance;
 }
 
+void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
+                          const gv_addr *addr, int why, int64_t now) {
+  entry *en;
+
+  if (why != GV_CLOSE_DUPLICATE) {
+    gv_engine_dial_failed(e, peer, addr, now);
+    return;
+  }
+  /* The peer is reached by the twin that won; it may still be saying
+   * HELLO, so do not dial it again meanwhile. */
+  begin(e, now);
+  dial_done(e, peer, addr);
+  if ((en = gv_idmap_get(&e->table, peer)) != NULL)
+    en->next_try = e->now + DUPLICATE_REDIAL_MS;
+  for (size_t i = 0; i < e->n_cands; i++)
+    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
+      e->cands[i].next_try = e->now + DUPLICATE_REDIAL_MS;
+  finish(e);
+}
+
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
                            const gv_addr *addr, int64_t now) {
   begin(e, now);
@@ -1629,6 +1649,11 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   return gv_engine_recv(ctx, link, msg, len, now, why);
 }
 
+static void svc_dial_ended(void *ctx, const uint8_t *peer, const gv_addr *addr,
+                           gv_close why, int64_t now) {
+  gv_engine_dial_ended(ctx, peer, addr, (int)why, now);
+}
+
 static void svc_score(void *ctx, const gv_link_info *info, int64_t now) {
   gv_engine_link_score(ctx, info->id, info->score, info->performance, now);
 }
@@ -1640,5 +1665,6 @@ void gv_engine_service(gv_engine *e, gv_service *svc) {
   svc->up = svc_up;
   svc->down = svc_down;
   svc->recv = svc_recv;
+  svc->dial_ended = svc_dial_ended;
   svc->score = svc_score;
 }

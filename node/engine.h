@@ -172,7 +172,12 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
                        int64_t now);
 /* A READY link is gone; why is a gv_close (lcore.h). */
 void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now);
-/* A dial failed before a link was up. */
+/* A dial this node made ended before its link was READY; why is a gv_close
+ * (lcore.h): a DUPLICATE means the peer is reached by the other link, any
+ * other reason is a failed dial (backoff). */
+void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
+                          const gv_addr *addr, int why, int64_t now);
+/* A dial failed before a link was up (TCP or handshake). */
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
                            const gv_addr *addr, int64_t now);
 /* One gossip-channel message (without the channel byte). Returns 0 (a

@@ -196,11 +196,17 @@ static void close_link(gv_lcore *lc, llink *l, gv_close why) {
   a->link = l->id;
   a->reason = (int)why;
   /* Services stop using it now, not when the transport is gone; each that
-   * was told up, and only those. */
-  if (was_ready)
-    for (unsigned c = 0; c < GV__CHAN_COUNT; c++)
-      if ((l->told & 1u << c) && lc->svc[c] != NULL && lc->svc[c]->down != NULL)
-        lc->svc[c]->down(lc->svc[c]->ctx, l->id, why, lc->now);
+   * was told up, and only those. A dial that never became READY is over. */
+  for (unsigned c = 0; c < GV__CHAN_COUNT; c++) {
+    const gv_service *s = lc->svc[c];
+    if (s == NULL)
+      continue;
+    if (was_ready && (l->told & 1u << c) && s->down != NULL)
+      s->down(s->ctx, l->id, why, lc->now);
+    else if (!was_ready && l->dialed && s->dial_ended != NULL)
+      s->dial_ended(s->ctx, l->peer, l->has_addr ? &l->addr : NULL, why,
+                    lc->now);
+  }
 }
 
 static void unban_oldest(gv_lcore *lc) {
@@ -591,20 +597,16 @@ static bool is_close_of(const gv_action *a, const void *link) {
   return a->type == GV_ACT_CLOSE && a->link == *(const gv_linkid *)link;
 }
 
-bool gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye,
-                     int64_t now) {
+void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
   llink *l;
-  bool was_ready;
 
   begin(lc, now);
   if (NEVER((l = find(lc, link)) == NULL))
-    return false; /* every link given to gv_lcore_open ends here once */
-  was_ready = l->told != 0;
+    return; /* every link given to gv_lcore_open ends here once */
   close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
   gv_actq_cancel(&lc->acts, is_close_of, &link);
   *l = lc->links[--lc->n_links];
-  return was_ready;
 }
 
 void gv_lcore_tick(gv_lcore *lc, int64_t now) {

@@ -129,6 +129,13 @@ typedef struct gv_service {
    * in why: the core logs it and penalizes the link. */
   int (*recv)(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
               int64_t now, gv_why *why);
+  /* A link this node dialed ended before READY (refused, a duplicate that
+   * lost, no HELLO): the dial is over, and why says whether the peer is
+   * reached anyway (GV_CLOSE_DUPLICATE) or failed. addr: the address
+   * dialed. Every service hears it; each minds only its own dials. May be
+   * NULL. */
+  void (*dial_ended)(void *ctx, const uint8_t *peer, const gv_addr *addr,
+                     gv_close why, int64_t now);
   /* The link's score changed (after a PONG or a penalty); may be NULL. */
   void (*score)(void *ctx, const gv_link_info *info, int64_t now);
 } gv_service;
@@ -168,10 +175,8 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
 /* One plaintext from the link (channel byte first). */
 void gv_lcore_recv(gv_lcore *lc, gv_linkid link, const uint8_t *pt, size_t len,
                    int64_t now);
-/* The transport is gone. goodbye: the peer ended with a FINAL frame.
- * Returns true if the link had been READY; a dialed link that never was is
- * a failed dial for whoever dialed it (gv_engine_dial_failed). */
-bool gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now);
+/* The transport is gone. goodbye: the peer ended with a FINAL frame. */
+void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now);
 void gv_lcore_tick(gv_lcore *lc, int64_t now);
 
 /* ---- commands ---- */

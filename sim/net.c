@@ -302,12 +302,7 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
       gv_buf_unref(ev.buf);
       break;
     case EV_UP: on_up(s, ev.arg); continue;
-    case EV_DOWN:
-      /* A dialed link that never became READY is a failed dial. */
-      if (!gv_lcore_closed(n->lc, ev.arg, true, s->now) && ev.arg % 2 == 1)
-        gv_engine_dial_failed(
-            n->e, s->nodes[s->links[(ev.arg - 1) / 2].b].id.pk, NULL, s->now);
-      break;
+    case EV_DOWN: gv_lcore_closed(n->lc, ev.arg, true, s->now); break;
     case EV_TIMER:
       if (n->wake != ev.t)
         continue; /* superseded */
