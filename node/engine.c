@@ -1116,6 +1116,17 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   return true;
 }
 
+/* Neither peer's table entry nor a seed with its id is dialed before
+ * until. */
+static void hold_off(gv_engine *e, const uint8_t *peer, int64_t until) {
+  entry *en = gv_idmap_get(&e->table, peer);
+  if (en != NULL)
+    en->next_try = until;
+  for (size_t i = 0; i < e->n_cands; i++)
+    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
+      e->cands[i].next_try = until;
+}
+
 void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
   elink *l;
   entry *en;
@@ -1124,14 +1135,15 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
   if ((l = link_find(e, link)) != NULL) {
     if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
-      /* A banned peer is not dialed again until its ban is over; a
-       * duplicate's twin survives (it may still be saying HELLO), so a
-       * redial would only make another duplicate. */
-      en->next_try = e->now + (why == GV_CLOSE_BANNED ? e->cfg.banned_redial_ms
-                               : why == GV_CLOSE_DUPLICATE
-                                   ? DUPLICATE_REDIAL_MS
-                                   : gv_jitter_ms(&e->rng, BACKOFF_BASE_MS));
+      en->next_try = e->now + gv_jitter_ms(&e->rng, BACKOFF_BASE_MS);
     }
+    /* A banned peer is not dialed again until its ban is over; a
+     * duplicate's twin survives (it may still be saying HELLO), so a
+     * redial would only make another duplicate. */
+    if (why == GV_CLOSE_BANNED)
+      hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
+    else if (why == GV_CLOSE_DUPLICATE)
+      hold_off(e, l->peer, e->now + DUPLICATE_REDIAL_MS);
     *l = e->links[--e->n_links];
     e->next_maint = e->now; /* replace it */
   }
@@ -1153,8 +1165,6 @@ void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
 
 void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
                           const gv_addr *addr, int why, int64_t now) {
-  entry *en;
-
   if (why != GV_CLOSE_DUPLICATE) {
     gv_engine_dial_failed(e, peer, addr, now);
     return;
@@ -1163,11 +1173,7 @@ void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
    * HELLO, so do not dial it again meanwhile. */
   begin(e, now);
   dial_done(e, peer, addr);
-  if ((en = gv_idmap_get(&e->table, peer)) != NULL)
-    en->next_try = e->now + DUPLICATE_REDIAL_MS;
-  for (size_t i = 0; i < e->n_cands; i++)
-    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
-      e->cands[i].next_try = e->now + DUPLICATE_REDIAL_MS;
+  hold_off(e, peer, e->now + DUPLICATE_REDIAL_MS);
   finish(e);
 }
 

@@ -796,6 +796,9 @@ START_TEST(test_no_redial_after_duplicate) {
   H.cfg[0].active_target = 1;
   h_start();
   k = h_connect(0, 1);
+  /* Node 1 is also a seed with a known id (a --peer once dialed). */
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  h_pump();
   dials = H.dials[0];
   gv_engine_link_down(H.e[0], (gv_linkid)(2 * k + 1), GV_CLOSE_DUPLICATE,
                       H.now);
