@@ -419,6 +419,15 @@ static void table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
   entry_set_record(en, rec);
   if (seen_at > en->pub.last_seen)
     en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
+  /* A seed known by address alone is this node, if it advertises that
+   * address: then it is never dialed again while linked (a node that
+   * dialed us first must not be dialed back as a stranger). */
+  for (size_t i = 0; i < e->n_cands; i++)
+    for (int k = 0; !e->cands[i].has_id && k < en->pub.n_addrs; k++)
+      if (gv_addr_equal(&e->cands[i].addr, &en->pub.addrs[k])) {
+        e->cands[i].has_id = true;
+        memcpy(e->cands[i].id, en->pub.id, GV_ID_BYTES);
+      }
   persist(e, en->pub.id, en);
 }
 

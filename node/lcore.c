@@ -48,6 +48,7 @@ typedef struct llink {
   int64_t penalty_at;
   uint64_t ping_nonce;
   bool ping_out; /* a PING awaits its PONG, sent at ping_sent */
+  bool peer_dup; /* the peer's GOODBYE said "duplicate" */
   int64_t ping_sent, next_ping;
   double rtt, availability, performance;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -479,7 +480,9 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
   if (rc == 0 && (m.type == GV_MSG_IHAVE || m.type == GV_MSG_IWANT))
     rc = gv_fail(&why, GV_ETYPE, "%s belongs on the gossip channel",
                  gv_msg_type_name(m.type));
-  if (rc == 0 && l->state == L_OPEN && m.type != GV_MSG_HELLO)
+  /* Before HELLO only HELLO, or the GOODBYE of a peer that refused us. */
+  if (rc == 0 && l->state == L_OPEN && m.type != GV_MSG_HELLO &&
+      m.type != GV_MSG_GOODBYE)
     rc = gv_fail(&why, GV_ESTATE, "%s before HELLO", gv_msg_type_name(m.type));
   if (rc == 0 && l->state == L_READY && m.type == GV_MSG_HELLO)
     rc = gv_fail(&why, GV_ESTATE, "a second HELLO");
@@ -522,7 +525,12 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
       tell_score(lc, l);
     }
     break;
-  default: break; /* GOODBYE: the transport reports the end */
+  case GV_MSG_GOODBYE:
+    /* The transport reports the end; the reason tells a duplicate the peer
+     * closed from any other goodbye, so this side holds off too. */
+    l->peer_dup = strcmp(m.u.reason, gv_close_label(GV_CLOSE_DUPLICATE)) == 0;
+    break;
+  default: break;
   }
   gv_msg_clear(&m);
 }
@@ -603,7 +611,10 @@ void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
   begin(lc, now);
   if (NEVER((l = find(lc, link)) == NULL))
     return; /* every link given to gv_lcore_open ends here once */
-  close_link(lc, l, goodbye ? GV_CLOSE_GOODBYE : GV_CLOSE_TRANSPORT);
+  close_link(lc, l,
+             !goodbye      ? GV_CLOSE_TRANSPORT
+             : l->peer_dup ? GV_CLOSE_DUPLICATE
+                           : GV_CLOSE_GOODBYE);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
   gv_actq_cancel(&lc->acts, is_close_of, &link);
   *l = lc->links[--lc->n_links];
