@@ -164,7 +164,7 @@ asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh
 
 FUZZ_FLAGS = -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
-             -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS)
+             -fno-sanitize-recover=undefined -Iproto -Icommon $(PKG_CFLAGS)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
