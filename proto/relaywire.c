@@ -3,6 +3,7 @@
 #include "relaywire.h"
 
 #include <sodium.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char TEAM_ID_LABEL[] = "grapevine/2 team id";
@@ -651,6 +652,9 @@ static int check_body(const gv_rw_body *m, size_t *size, gv_why *why) {
     if (m->u.members.n > GV_RW_MEMBERS_MAX)
       return gv_fail(why, GV_ELIMIT, "MEMBERS of %u ids, at most %d",
                      m->u.members.n, GV_RW_MEMBERS_MAX);
+    if (m->u.members.n > 0 && m->u.members.ids == NULL)
+      return gv_fail(why, GV_EINVAL, "MEMBERS of %u ids without ids",
+                     m->u.members.n);
     n = 2 + (size_t)m->u.members.n * GV_ID_BYTES;
     break;
   case GV_RW_DIR:
@@ -660,6 +664,9 @@ static int check_body(const gv_rw_body *m, size_t *size, gv_why *why) {
     if (d->n > GV_RW_DIR_MAX)
       return gv_fail(why, GV_ELIMIT, "DIR of %u entries, at most %d", d->n,
                      GV_RW_DIR_MAX);
+    /* A decoded DIR has raw, not list: the caller fills list to encode. */
+    if (d->n > 0 && d->list == NULL)
+      return gv_fail(why, GV_EINVAL, "DIR of %u entries without a list", d->n);
     n = 3;
     for (size_t i = 0; i < d->n; i++) {
       const gv_rw_dir_entry *e = &d->list[i];
@@ -680,7 +687,7 @@ static int check_body(const gv_rw_body *m, size_t *size, gv_why *why) {
 
 size_t gv_rw_body_size(const gv_rw_body *m) {
   size_t n;
-  return check_body(m, &n, NULL) < 0 ? 0 : n;
+  return check_body(m, &n, NULL) < 0 ? SIZE_MAX : n;
 }
 
 static uint8_t *put_str(uint8_t *p, const gv_rw_str *s) {

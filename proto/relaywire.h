@@ -274,11 +274,13 @@ typedef struct gv_rw_body {
 int gv_rw_body_decode(unsigned kind, const uint8_t *b, size_t len,
                       gv_rw_body *out, gv_why *why);
 
-/* Bytes gv_rw_body_encode() writes for m, or 0 if m is not encodable. */
+/* Bytes gv_rw_body_encode() writes for m (0 for the empty kinds), or
+ * SIZE_MAX if m is not encodable. */
 size_t gv_rw_body_size(const gv_rw_body *m);
 
 /* Writes m's body into out[0..cap); *len its size. Refuses what the decoder
- * would refuse, and a short cap (GV_ETOOBIG). */
+ * would refuse, a short cap (GV_ETOOBIG), and entries promised but not
+ * given (GV_EINVAL: a DIR with n > 0 and no list, MEMBERS without ids). */
 int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
                       size_t *len, gv_why *why);
 

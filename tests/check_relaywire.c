@@ -474,7 +474,7 @@ START_TEST(test_names) {
     m.u.data.to = str(bad[i]);
     ck_assert_int_eq(gv_rw_body_encode(&m, buf, sizeof(buf), &len, &why),
                      GV_EFIELD);
-    ck_assert_uint_eq(gv_rw_body_size(&m), 0);
+    ck_assert_uint_eq(gv_rw_body_size(&m), SIZE_MAX);
     /* Put the bad name on the wire by hand: "to" follows 4+8+1+9. */
     m = sample_data();
     m.u.data.to = str("a:b");
@@ -641,6 +641,9 @@ START_TEST(test_limits) {
   ck_assert_uint_eq(d.u.dir.n, GV_RW_DIR_MAX);
   m.u.dir.n = GV_RW_DIR_MAX + 1;
   ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_ELIMIT);
+  m.u.dir.n = 1;
+  m.u.dir.list = NULL; /* as decoded: raw, not list */
+  ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_EINVAL);
   buf[0] = 0;
   buf[1] = 0x10; /* n = 4097 */
   buf[2] = 0x01;
