@@ -333,7 +333,7 @@ int gv_rw_open(const gv_rw_boxkey *k, const gv_rw_route *r,
   body_len = inner_len - GV_RW_INNER_HDR;
   for (size_t i = 0; i < n_teams && out->team == NULL; i++) {
     if (memcmp(teams[i].team_id, buf + 2, GV_RW_TEAM_ID8) != 0)
-      continue; /* team_id8 is a public hint, compared in the open */
+      continue; /* team_id8 only picks candidates; the mac decides */
     team_mac(mac, &teams[i], r, buf[1], body, body_len);
     if (crypto_verify_32(mac, buf + 2 + GV_RW_TEAM_ID8) == 0)
       out->team = &teams[i];
@@ -341,7 +341,8 @@ int gv_rw_open(const gv_rw_boxkey *k, const gv_rw_route *r,
   sodium_memzero(mac, sizeof(mac));
   if (out->team == NULL)
     return gv_fail(why, GV_EBADSIG,
-                   "not in team: no team of ours proves this packet");
+                   "not in team: no team of ours proves this packet (or "
+                   "its outer id was altered)");
   if (gv_rw_kind_name(buf[1]) == NULL) {
     out->team = NULL;
     return gv_fail(why, GV_ETYPE, "0x%02x is no inner kind", buf[1]);
