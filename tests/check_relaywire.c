@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan.h"
 #include "relaywire.h"
 #include "testutil.h"
 
@@ -177,7 +178,9 @@ START_TEST(test_route_rejects) {
   p[65] = 3;
   ck_assert_int_eq(gv_rw_hop_decode(p, len, &h, &why), GV_ERANGE);
   p[65] = 0;
-  /* The sealed limit, and one past it. */
+  /* The sealed limit, and one past it; the largest ROUTE fits channel 2. */
+  ck_assert_uint_le(gv_rw_route_size(GV_RW_SEALED_MAX),
+                    gv_chan_max(GV_CHAN_RELAY));
   ck_assert_int_eq(
       gv_rw_hop_decode(p, GV_RW_ROUTE_HDR + GV_RW_SEALED_MAX, &h, NULL), 0);
   ck_assert_int_eq(
