@@ -184,6 +184,11 @@ void gv_rw_token_encode(const uint8_t T[GV_RW_KEY_BYTES],
   sodium_memzero(bin, sizeof(bin));
 }
 
+static int b64url_digit(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
 int gv_rw_token_decode(const char *text, size_t len, uint8_t T[GV_RW_KEY_BYTES],
                        uint8_t inviter[GV_ID_BYTES], gv_why *why) {
   uint8_t bin[TOKEN_BIN], curve[crypto_scalarmult_curve25519_BYTES];
@@ -201,6 +206,14 @@ int gv_rw_token_decode(const char *text, size_t len, uint8_t T[GV_RW_KEY_BYTES],
                    "team token of %zu characters, must be %u (truncated or "
                    "pasted twice?)",
                    len, GV_RW_TOKEN_LEN);
+  /* The alphabet is checked here: libsodium's decoder takes some bytes
+   * over 0x7f for digits (found by fuzz_relaywire). */
+  for (size_t i = TOKEN_PREFIX_LEN; i < len; i++)
+    if (!b64url_digit(text[i]))
+      return gv_fail(why, GV_EFIELD,
+                     "team token is not base64url (A-Z a-z 0-9 - _, no "
+                     "padding): bad character at %zu",
+                     i);
   /* Exactly 86 digits decode to exactly 64 bytes; libsodium refuses
    * non-zero padding bits, so each token has one spelling. */
   if (sodium_base642bin(bin, sizeof(bin), text + TOKEN_PREFIX_LEN,

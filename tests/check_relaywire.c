@@ -282,7 +282,7 @@ START_TEST(test_token_bad) {
                    GV_EFIELD);
   ck_assert_ptr_nonnull(strstr(why.text, "gvteam1."));
   /* Characters of standard base64, padding, space, NUL. */
-  const char subst[] = {'+', '/', '=', ' ', '\0', '.'};
+  const char subst[] = {'+', '/', '=', ' ', '\0', '.', '\xb7', '\xad'};
   for (size_t i = 0; i < sizeof(subst); i++) {
     memcpy(bad, tok, sizeof(tok));
     bad[40] = subst[i];
