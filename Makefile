@@ -30,7 +30,8 @@ LDFLAGS ?=
 
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/json.c \
-             proto/link.c proto/addr.c proto/msg.c proto/chan.c
+             proto/link.c proto/addr.c proto/msg.c proto/chan.c \
+             proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c
 # The adapters' helpers shared by the node and the tracker (common/).
@@ -41,9 +42,9 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
              node/nodemetrics.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
-              config metrics ctl common db
+              config metrics ctl common db relaywire
 BENCH_SRC := tests/bench/bench_proto.c
-FUZZ_NAMES := frame msg handshake ctl config lcore
+FUZZ_NAMES := frame msg handshake ctl config lcore relaywire
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
