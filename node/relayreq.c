@@ -428,13 +428,23 @@ char *gv_rreq_enc_hello(const char *req, const gv_raddr_name *as,
                        add_hex(o, "session", session, GV_RREQ_SESSION_BYTES));
 }
 
-char *gv_rreq_enc_sent(const char *req, const uint8_t id[GV_RREQ_ID_BYTES],
-                       const char *to, gv_rstate state, gv_rfail reason) {
-  cJSON *o = answer(req, true);
+static bool add_sent(cJSON *o, const gv_rreq_sent *s) {
+  return add_hex(o, "id", s->id, GV_RREQ_ID_BYTES) && add_str(o, "to", s->to) &&
+         add_state(o, s->state, s->reason);
+}
 
-  return finish(o, o != NULL && add_hex(o, "id", id, GV_RREQ_ID_BYTES) &&
-                       (to == NULL || add_str(o, "to", to)) &&
-                       add_state(o, state, reason));
+char *gv_rreq_enc_sent(const char *req, const gv_rreq_sent *s, size_t n,
+                       bool fanout) {
+  cJSON *o = answer(req, true), *arr, *e;
+  bool ok = o != NULL;
+
+  if (!fanout)
+    return finish(o, ok && n == 1 && add_sent(o, s));
+  ok = ok && (arr = cJSON_AddArrayToObject(o, "sent")) != NULL;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (e = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(arr, e) &&
+         add_sent(e, &s[i]);
+  return finish(o, ok);
 }
 
 /* The members of a message, into o. */

@@ -140,10 +140,21 @@ char *gv_rreq_enc_ok(const char *req);
 char *gv_rreq_enc_hello(const char *req, const gv_raddr_name *as,
                         const uint8_t node[GV_ID_BYTES],
                         const uint8_t session[GV_RREQ_SESSION_BYTES]);
-/* send: {"ok":true,"id","state"}, plus "reason" when state is failed.
- * For a fan-out, one answer per recipient, each with "to". to may be NULL. */
-char *gv_rreq_enc_sent(const char *req, const uint8_t id[GV_RREQ_ID_BYTES],
-                       const char *to, gv_rstate state, gv_rfail reason);
+/* One recipient of a send and where its message is. */
+typedef struct gv_rreq_sent {
+  uint8_t id[GV_RREQ_ID_BYTES];
+  const char *to; /* the full address, project:name@NODE */
+  gv_rstate state;
+  gv_rfail reason; /* when state is failed */
+} gv_rreq_sent;
+
+/* send: a single recipient (fanout false, n == 1):
+ *   {"ok":true,"id","to","state","reason"?}
+ * a fan-out (`*` forms), one entry per recipient, in directory order:
+ *   {"ok":true,"sent":[{"id","to","state","reason"?}...]}
+ * NULL also when a state is outside the enum or failed has no reason. */
+char *gv_rreq_enc_sent(const char *req, const gv_rreq_sent *s, size_t n,
+                       bool fanout);
 
 /* A message as an agent sees it: pushed as an event and listed by inbox. */
 typedef struct gv_rreq_msg {

@@ -690,10 +690,15 @@ START_TEST(test_encoders) {
        .n_skipped = 2},
       {.from = "api:Ann@" HEX_A, .to = "web:Bob", .body = "", .seq = 6},
   };
+  gv_rreq_sent sent[2] = {{.to = "web:Bob@" HEX_A, .state = GV_RSTATE_ACCEPTED},
+                          {.to = "api:Bob@" HEX_B,
+                           .state = GV_RSTATE_FAILED,
+                           .reason = GV_RFAIL_NOT_IN_TEAM}};
   gv_rreq_step trace[2] = {{GV_RSTATE_ACCEPTED, T0_MS, NULL},
                            {GV_RSTATE_SENT, T0_MS + 3, node_b}};
 
   memset(id, 0xab, sizeof(id));
+  memcpy(sent[0].id, id, 16);
   memset(session, 0x01, sizeof(session));
   memcpy(m[0].id, id, 16);
 
@@ -722,20 +727,23 @@ START_TEST(test_encoders) {
   ck_assert_uint_eq(strlen(get_s(o, "session")), 64);
   cJSON_Delete(o);
 
-  o = one_line(gv_rreq_enc_sent("r", id, NULL, GV_RSTATE_ACCEPTED, 0));
+  o = one_line(gv_rreq_enc_sent("r", &sent[0], 1, false));
   ck_assert_str_eq(get_s(o, "id"), "abababababababababababababababab");
+  ck_assert_str_eq(get_s(o, "to"), "web:Bob@" HEX_A);
   ck_assert_str_eq(get_s(o, "state"), "accepted");
   ck_assert_ptr_null(cJSON_GetObjectItem(o, "reason"));
-  ck_assert_ptr_null(cJSON_GetObjectItem(o, "to"));
   cJSON_Delete(o);
-  o = one_line(gv_rreq_enc_sent(NULL, id, "web:Bob@" HEX_A, GV_RSTATE_FAILED,
-                                GV_RFAIL_NOT_IN_TEAM));
-  ck_assert_str_eq(get_s(o, "state"), "failed");
-  ck_assert_str_eq(get_s(o, "reason"), "not_in_team");
-  ck_assert_str_eq(get_s(o, "to"), "web:Bob@" HEX_A);
+  o = one_line(gv_rreq_enc_sent(NULL, sent, 2, true));
+  arr = cJSON_GetObjectItem(o, "sent");
+  ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
+  ck_assert_str_eq(get_s(cJSON_GetArrayItem(arr, 1), "state"), "failed");
+  ck_assert_str_eq(get_s(cJSON_GetArrayItem(arr, 1), "reason"), "not_in_team");
+  ck_assert_str_eq(get_s(cJSON_GetArrayItem(arr, 1), "to"), "api:Bob@" HEX_B);
   cJSON_Delete(o);
-  /* failed without a reason, or a state outside the enum: refused */
-  ck_assert_ptr_null(gv_rreq_enc_sent(NULL, id, NULL, GV_RSTATE_FAILED, 0));
+  /* one recipient is not a list; failed without a reason is refused */
+  ck_assert_ptr_null(gv_rreq_enc_sent(NULL, sent, 2, false));
+  sent[1].reason = GV_RFAIL_NONE;
+  ck_assert_ptr_null(gv_rreq_enc_sent(NULL, &sent[1], 1, false));
   ck_assert_ptr_null(gv_rreq_enc_ev_state(id, (gv_rstate)17, 0));
 
   o = one_line(gv_rreq_enc_inbox("r", m, 2));
