@@ -238,7 +238,7 @@ int gv_raddr_resolve(const gv_raddr *a, const gv_raddr_ent *dir, size_t n,
     k++;
   }
   *found = k;
-  gv_raddr_format(a, text);
+  gv_raddr_format(a, text); /* for the reasons below */
   if (k == 0)
     return gv_fail(why, GV_EUNKNOWN_RECIPIENT,
                    fanout ? "no agent in the team directory matches '%s' "
