@@ -119,8 +119,9 @@ typedef struct gv_rreq {
  * object; a NUL byte), GV_EFIELD / GV_ERANGE / GV_ELIMIT (a field, named in
  * the reason), GV_ETYPE (an unknown `cmd`), GV_EPAYLOAD_TOO_LARGE
  * (`message` over 1 MiB), GV_ENOMEM. Members not named above are ignored;
- * a repeated member is an error. Call gv_rreq_free() after success and
- * failure alike (r->req may be set on failure). */
+ * a repeated member is an error. On failure only r->req means anything
+ * (set if it was valid, so the error can echo it). Call gv_rreq_free()
+ * after success and failure alike. */
 int gv_rreq_parse(gv_rreq *r, const char *line, size_t len, gv_why *why);
 void gv_rreq_free(gv_rreq *r);
 
