@@ -633,6 +633,16 @@ START_TEST(test_req_envelope) {
       GV_ERANGE, "'req' has 65 bytes");
   bad("{\"cmd\":\"inbox\",\"req\":\"a\\u007fb\"}", GV_EFIELD, "0x7f");
 
+  /* 65 members: over proto/json.c's bound on one object */
+  {
+    char wide[1024];
+    size_t n = (size_t)snprintf(wide, sizeof(wide), "{\"cmd\":\"inbox\"");
+    for (int i = 0; i < 64; i++)
+      n += (size_t)snprintf(wide + n, sizeof(wide) - n, ",\"m%d\":0", i);
+    snprintf(wide + n, sizeof(wide) - n, "}");
+    bad(wide, GV_ELIMIT, "more than 64 members");
+  }
+
   ck_assert_int_eq(gv_rreq_parse(&r, nul, sizeof(nul) - 1, &why), GV_EJSON);
   ck_assert_ptr_nonnull(strstr(why.text, "NUL byte at 15"));
   gv_rreq_free(&r);
