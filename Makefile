@@ -40,11 +40,11 @@ COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
-             node/nodemetrics.c
+             node/nodemetrics.c node/relayaddr.c node/relayreq.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
-              config metrics ctl common db relaywire
+              config metrics ctl common db relaywire relayreq
 BENCH_SRC := tests/bench/bench_proto.c
-FUZZ_NAMES := frame msg handshake ctl config lcore relaywire
+FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -171,6 +171,16 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(PROTO_SRC) node/ctl.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_relayaddr: tests/fuzz/fuzz_relayaddr.c $(PROTO_SRC) \
+    node/relayaddr.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_relayreq: tests/fuzz/fuzz_relayreq.c $(PROTO_SRC) \
+    node/relayaddr.c node/relayreq.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
 

@@ -37,7 +37,12 @@
   XX(BUSY, "send queue full or no room for another link")                     \
   XX(BANNED, "peer is banned for misbehaviour")                                \
   XX(KEYPERM, "key file is readable by others")                                \
-  XX(KEYFMT, "key file is malformed")
+  XX(KEYFMT, "key file is malformed")                                          \
+  XX(UNKNOWN_RECIPIENT, "no agent matches the address")                        \
+  XX(AMBIGUOUS, "the address matches more than one agent or node")             \
+  XX(NAME_TAKEN, "the agent name is registered on this node already")          \
+  XX(PAYLOAD_TOO_LARGE, "message larger than 1 MiB")                           \
+  XX(OUTBOX_FULL, "the outbox is full")
 
 #define GV__ERR_FIRST 1000
 
