@@ -4,7 +4,9 @@
  * ttl 1, so the table fills without a flood), then sends signed
  * HEARTBEATs at RATE msg/s in total for SECONDS, spread over the links so
  * that no link exceeds the node's per-link rate limit. All signing happens
- * before the clock starts.
+ * before the clock starts. Each link speaks wire version 2 as a node would
+ * (PROTOCOL.md §5): HELLO first, gossip on channel 1, PINGs answered, and
+ * nothing is sent until every link has the node's HELLO.
  *
  *   gossip_load HOST:PORT PEERS RATE SECONDS [LINKS]
  */
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "chan.h"
 #include "cli.h"
 #include "conn.h"
 #include "msg.h"
@@ -22,7 +25,8 @@ typedef struct load {
   uv_loop_t *loop;
   gv_conn **conns;
   gv_identity *ids;
-  int n_links, open, closed;
+  int n_links, dialed, open, ready, closed;
+  struct sockaddr_in to;
   char **intro, **beats;
   size_t *intro_len, *beat_len;
   int peers, beats_total, sent_intro, sent_beats;
@@ -30,15 +34,66 @@ typedef struct load {
   uv_timer_t tick;
 } load;
 
+/* Sends m on the link channel. */
+static void send_link(gv_conn *c, const gv_msg *m) {
+  char *out;
+  size_t len;
+  uint8_t *pt;
+  if (gv_msg_encode_link(m, &out, &len) < 0 || (pt = malloc(len + 1)) == NULL)
+    exit(1);
+  pt[0] = GV_CHAN_LINK;
+  memcpy(pt + 1, out, len);
+  gv_conn_send(c, pt, len + 1);
+  free(pt);
+  free(out);
+}
+
+static const gv_conn_cbs cbs;
+
+/* Links are dialed one after another: a node takes at most 8 handshakes
+ * from one address at a time (PROTOCOL.md §5.2). */
+static void dial_next(load *l) {
+  int i = l->dialed++;
+  if (gv_conn_new(&l->conns[i], l->loop, &l->ids[i], GV_HS_INITIATOR, NULL,
+                  &cbs, l) < 0 ||
+      gv_conn_dial(l->conns[i], (struct sockaddr *)&l->to) < 0) {
+    fprintf(stderr, "gossip_load: cannot dial\n");
+    exit(1);
+  }
+}
+
 static void on_open(gv_conn *c) {
   load *l = gv_conn_data(c);
+  if (l->dialed < l->n_links)
+    dial_next(l);
+  gv_msg hello = {.type = GV_MSG_HELLO};
+  snprintf(hello.u.hello.agent, sizeof(hello.u.hello.agent), "gossip_load/2");
+  hello.ts = gv_cli_now_ms();
+  send_link(c, &hello);
   l->open++;
 }
 
+/* The node's HELLO makes the link ready; its PINGs are answered (else it
+ * would close the link); nothing else is measured. */
 static void on_msg(gv_conn *c, const uint8_t *msg, size_t len) {
-  (void)c;
-  (void)msg;
-  (void)len; /* what the node sends back is not measured */
+  load *l = gv_conn_data(c);
+  gv_msg_policy pol = {.now_ms = gv_cli_now_ms()};
+  gv_msg m;
+
+  memset(&m, 0, sizeof(m));
+  if (len < 2 || msg[0] != GV_CHAN_LINK ||
+      gv_msg_decode(&m, msg + 1, len - 1, &pol, NULL) < 0) {
+    gv_msg_clear(&m);
+    return;
+  }
+  if (m.type == GV_MSG_HELLO) {
+    l->ready++;
+  } else if (m.type == GV_MSG_PING) {
+    gv_msg pong = {.type = GV_MSG_PONG};
+    pong.u.nonce = m.u.nonce;
+    send_link(c, &pong);
+  }
+  gv_msg_clear(&m);
 }
 
 static void on_close(gv_conn *c, int status) {
@@ -54,7 +109,7 @@ static void on_tick(uv_timer_t *t) {
   load *l = t->data;
   int per_tick = l->rate / 100 > 0 ? l->rate / 100 : 1;
 
-  if (l->open < l->n_links)
+  if (l->ready < l->n_links)
     return;
   for (int k = 0; k < per_tick; k++) {
     gv_conn *c = l->conns[(l->sent_intro + l->sent_beats) % l->n_links];
@@ -76,14 +131,19 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
+/* Signs m as id's; returns the plaintext for the gossip channel. */
 static char *seal(gv_msg *m, const gv_identity *id, size_t *len) {
-  char *out = NULL;
-  if (gv_msg_seal(m, id, &out, len) < 0) {
+  char *out = NULL, *pt;
+  if (gv_msg_seal(m, id, &out, len) < 0 || (pt = malloc(*len + 1)) == NULL) {
     fprintf(stderr, "gossip_load: cannot sign\n");
     exit(1);
   }
+  pt[0] = GV_CHAN_GOSSIP;
+  memcpy(pt + 1, out, *len);
+  (*len)++;
+  free(out);
   gv_msg_clear(m);
-  return out;
+  return pt;
 }
 
 int main(int argc, char **argv) {
@@ -144,13 +204,8 @@ int main(int argc, char **argv) {
   sin.sin_family = AF_INET;
   memcpy(&sin.sin_addr, target.ip, 4);
   sin.sin_port = htons(target.port);
-  for (int i = 0; i < l.n_links; i++) {
-    if (gv_conn_new(&l.conns[i], l.loop, &l.ids[i], GV_HS_INITIATOR, NULL, &cbs,
-                    &l) < 0)
-      return 1;
-    if (gv_conn_dial(l.conns[i], (struct sockaddr *)&sin) < 0)
-      return 1; /* on_close never comes */
-  }
+  l.to = sin;
+  dial_next(&l);
   uv_timer_init(l.loop, &l.tick);
   l.tick.data = &l;
   uv_timer_start(&l.tick, on_tick, 10, 10);
