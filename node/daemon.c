@@ -154,18 +154,10 @@ static void on_wake(uv_timer_t *t) {
  * it cannot be encoded (out of memory): the FINAL goes out empty. */
 static gv_buf *goodbye(gv_close why) {
   gv_msg bye;
-  char *out;
-  size_t len;
-  gv_buf *b;
-
   memset(&bye, 0, sizeof(bye));
   bye.type = GV_MSG_GOODBYE;
   snprintf(bye.u.reason, sizeof(bye.u.reason), "%s", gv_close_label(why));
-  if (gv_msg_encode_link(&bye, &out, &len) < 0)
-    return NULL;
-  b = gv_chan_buf(GV_CHAN_LINK, out, len);
-  free(out);
-  return b;
+  return gv_chan_msg(GV_CHAN_LINK, &bye);
 }
 
 static void close_link(gv_node *n, gv_linkid link, gv_close why) {

@@ -60,6 +60,18 @@ gv_buf *gv_chan_buf(gv_chan chan, const void *msg, size_t len) {
   return b;
 }
 
+gv_buf *gv_chan_msg(unsigned chan, const gv_msg *m) {
+  char *out;
+  size_t len;
+  gv_buf *b;
+
+  if (gv_msg_encode_link(m, &out, &len) < 0)
+    return NULL;
+  b = gv_chan_buf(chan, out, len);
+  free(out);
+  return b;
+}
+
 /* ---- internal types ---- */
 
 typedef struct elink {
@@ -269,14 +281,9 @@ static void send_buf(gv_engine *e, elink *l, gv_buf *b, gv_msg_type type,
 
 /* IHAVE and IWANT: one-hop messages on the gossip channel. */
 static void send_ids_msg(gv_engine *e, elink *l, const gv_msg *m) {
-  char *out;
-  size_t len;
-  gv_buf *b;
-
-  if (gv_msg_encode_link(m, &out, &len) < 0)
+  gv_buf *b = gv_chan_msg(GV_CHAN_GOSSIP, m);
+  if (b == NULL)
     abort(); /* only out of memory: our own messages always encode */
-  b = gv_chan_buf(GV_CHAN_GOSSIP, out, len);
-  free(out);
   send_buf(e, l, b, m->type, false);
   gv_buf_unref(b);
 }

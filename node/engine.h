@@ -44,6 +44,9 @@ void gv_buf_unref(gv_buf *b);
 /* A plaintext for the link: the channel byte (proto/chan.h), then len
  * bytes of msg. */
 gv_buf *gv_chan_buf(unsigned chan, const void *msg, size_t len);
+/* A link message (m->type and its union member, gv_msg_encode_link) as a
+ * plaintext for chan; NULL only if m does not encode. */
+gv_buf *gv_chan_msg(unsigned chan, const gv_msg *m);
 
 /* ---- configuration ---- */
 

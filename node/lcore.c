@@ -255,14 +255,9 @@ static void send_buf(gv_lcore *lc, llink *l, gv_buf *b) {
 }
 
 static void send_link_msg(gv_lcore *lc, llink *l, const gv_msg *m) {
-  char *out;
-  size_t len;
-  gv_buf *b;
-
-  if (gv_msg_encode_link(m, &out, &len) < 0)
+  gv_buf *b = gv_chan_msg(GV_CHAN_LINK, m);
+  if (b == NULL)
     abort(); /* only out of memory: our own messages always encode */
-  b = gv_chan_buf(GV_CHAN_LINK, out, len);
-  free(out);
   send_buf(lc, l, b);
 }
 

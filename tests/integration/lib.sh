@@ -65,3 +65,37 @@ stop_pids() {
   return 0
 }
 finish() { [ "$_tap_fail" -eq 0 ]; }
+
+# free_ports N: sets BASE to the first of N consecutive free loopback ports.
+free_ports() {
+  local p free
+  for _ in $(seq 1 50); do
+    BASE=$((20000 + RANDOM % 30000))
+    free=1
+    for p in $(seq "$BASE" $((BASE + $1 - 1))); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { free=0; break; }
+    done
+    [ $free = 1 ] && return 0
+  done
+  return 1
+}
+
+# start NAME ARGS...: starts `grapevine node` with its data in $TMP/NAME and
+# its log in $TMP/NAME.log, adds it to pids and sets pid_NAME; waits (10 s at
+# most) until it answers.
+start() {
+  local name=$1
+  shift
+  "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" >> "$TMP/$name.log" 2>&1 &
+  pids+=($!)
+  eval "pid_$name=$!"
+  for _ in $(seq 1 100); do
+    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "# $name did not start:"; tail -5 "$TMP/$name.log"
+  return 1
+}
+
+# J EXPR: evaluates EXPR over the JSON on stdin as d.
+J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

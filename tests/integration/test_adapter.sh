@@ -19,20 +19,6 @@ for _ in $(seq 1 50); do
 done
 N=127.0.0.1:$PORT
 
-start() { # NAME ARGS...: start a node, wait until it answers
-  local name=$1
-  shift
-  "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" >> "$TMP/$name.log" 2>&1 &
-  pids+=($!)
-  eval "pid_$name=$!"
-  for _ in $(seq 1 100); do
-    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "# $name did not start:"; tail -5 "$TMP/$name.log"
-  return 1
-}
-J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 stat_of() { "$GV" status --data-dir "$TMP/$1" --json | J "d['$2']"; }
 
 start n --broadcast --listen "$N" || not_ok "start n"

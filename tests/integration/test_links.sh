@@ -21,30 +21,9 @@ trap cleanup EXIT
 # KEEP_LOGS=DIR keeps the logs for a post-mortem.
 [ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$TMP"/*.out "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
 
-# A free block of 16 ports.
-for _ in $(seq 1 50); do
-  BASE=$((20000 + RANDOM % 30000))
-  free=1
-  for p in $(seq $BASE $((BASE + 15))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { free=0; break; }
-  done
-  [ $free = 1 ] && break
-done
+free_ports 16 || { echo "no free ports"; exit 1; }
 port() { echo $((BASE + $1)); }
 
-start() { # NAME ARGS...: starts a node, waits until it answers; sets pid_NAME
-  local name=$1
-  shift
-  "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" >> "$TMP/$name.log" 2>&1 &
-  pids+=($!)
-  eval "pid_$name=$!"
-  for _ in $(seq 1 100); do
-    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "# $name did not start:"; tail -5 "$TMP/$name.log"
-  return 1
-}
 links() { # NAME: the node's links up, from grapevine status
   "$GV" status --data-dir "$TMP/$1" --json 2>/dev/null |
     python3 -c "import json,sys; print(json.load(sys.stdin)['links'])" 2>/dev/null

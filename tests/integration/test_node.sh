@@ -13,30 +13,8 @@ trap cleanup EXIT
 # KEEP_LOGS=DIR keeps the nodes' logs for a post-mortem.
 [ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
 
-# A free block of ports.
-for _ in $(seq 1 50); do
-  BASE=$((20000 + RANDOM % 30000))
-  free=1
-  for p in $(seq $BASE $((BASE + 12))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { free=0; break; }
-  done
-  [ $free = 1 ] && break
-done
+free_ports 13 || { echo "no free ports"; exit 1; }
 
-start() { # NAME ARGS...: start a node, wait until it answers
-  local name=$1
-  shift
-  "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" >> "$TMP/$name.log" 2>&1 &
-  pids+=($!)
-  eval "pid_$name=$!"
-  for _ in $(seq 1 100); do
-    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "# $name did not start:"; tail -5 "$TMP/$name.log"
-  return 1
-}
-J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 id_of() { "$GV" id --data-dir "$TMP/$1"; }
 # until SECONDS CMD...: retries CMD every 0.5 s for at most SECONDS.
 until_ok() {
