@@ -33,10 +33,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench.h"
 #include "db.h"
 
 #define ROW_LEN 1024
-#define MAX_ROUNDS 15
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
 #define MAX_INFLIGHT 4096
 #define INSERT "INSERT INTO t (k, v) VALUES (?1, ?2)"
 
@@ -46,24 +47,6 @@ static char row[ROW_LEN];
 static void die(const char *what, const char *detail) {
   fprintf(stderr, "bench_db: %s: %s\n", what, detail);
   exit(1);
-}
-
-static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
-
-static double env_double(const char *name, double def, double lo, double hi) {
-  const char *v = getenv(name);
-  double x = v != NULL ? strtod(v, NULL) : def;
-  return x < lo ? lo : x > hi ? hi : x;
-}
-
-static void remove_db(void) {
-  static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-  char file[4300];
-
-  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-    snprintf(file, sizeof(file), "%s%s", path, suffixes[i]);
-    unlink(file);
-  }
 }
 
 static const char SCHEMA[] =
@@ -103,7 +86,7 @@ static void on_done(void *ctx, int status) {
   if (status != 0)
     die("write", gv_strerror(status));
   r->acked++;
-  r->last = now_s();
+  r->last = bench_now_s();
   if (r->last < r->deadline)
     submit(r);
 }
@@ -117,12 +100,12 @@ static double run_ours(double seconds, int inflight, double *commits_s) {
   run r = {0};
   double t0;
 
-  remove_db();
+  bench_remove_db(path);
   if (uv_loop_init(&loop) < 0)
     die("uv_loop_init", "failed");
   if (gv_db_open(&r.db, &loop, path, &opts, &why) < 0)
     die("gv_db_open", why.text);
-  t0 = now_s();
+  t0 = bench_now_s();
   r.deadline = t0 + seconds;
   for (int i = 0; i < inflight; i++)
     submit(&r);
@@ -148,41 +131,31 @@ static double run_raw(double seconds) {
   double t0, t1;
   int64_t n = 0;
 
-  remove_db();
+  bench_remove_db(path);
   if (sqlite3_open(path, &db) != SQLITE_OK)
     die("sqlite3_open", sqlite3_errmsg(db));
   raw_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL");
   raw_exec(db, SCHEMA);
   if (sqlite3_prepare_v2(db, INSERT, -1, &st, NULL) != SQLITE_OK)
     die("prepare", sqlite3_errmsg(db));
-  t0 = t1 = now_s();
+  t0 = t1 = bench_now_s();
   while (t1 < t0 + seconds) {
     sqlite3_bind_int64(st, 1, n++);
     sqlite3_bind_blob(st, 2, row, ROW_LEN, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
       die("insert", sqlite3_errmsg(db));
     sqlite3_reset(st);
-    t1 = now_s();
+    t1 = bench_now_s();
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
   return (double)n / (t1 - t0);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv) {
-  double seconds = env_double("BENCH_SECONDS", 2, 0.05, 600);
-  int rounds = (int)env_double("BENCH_ROUNDS", 3, 1, MAX_ROUNDS);
-  int inflight = (int)env_double("BENCH_INFLIGHT", 256, 1, MAX_INFLIGHT);
+  double seconds = bench_env("BENCH_SECONDS", 2, 0.05, 600);
+  int rounds = (int)bench_env("BENCH_ROUNDS", 3, 1, MAX_ROUNDS);
+  int inflight = (int)bench_env("BENCH_INFLIGHT", 256, 1, MAX_INFLIGHT);
   const char *base = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/tmp";
   double group[MAX_ROUNDS], commits[MAX_ROUNDS], one[MAX_ROUNDS],
       raw[MAX_ROUNDS], unused;
@@ -213,11 +186,11 @@ int main(int argc, char **argv) {
       group[r] = run_ours(seconds, inflight, &commits[r]);
     }
   }
-  remove_db();
+  bench_remove_db(path);
   rmdir(dir);
 
-  double mg = median(group, rounds), mc = median(commits, rounds),
-         mo = median(one, rounds), mr = median(raw, rounds);
+  double mg = bench_median(group, rounds), mc = bench_median(commits, rounds),
+         mo = bench_median(one, rounds), mr = bench_median(raw, rounds);
   printf("bench_db: rows of %d bytes, WAL, synchronous=FULL, %.2f s per "
          "measurement, %d rounds, in %s\n",
          ROW_LEN + 8, seconds, rounds, base);

@@ -47,12 +47,13 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "bench.h"
 #include "identity.h"
 #include "link.h"
 #include "msg.h"
 
 #define T0_MS 1767225600000LL /* 2026-01-01T00:00:00Z, as in PROTOCOL.md §7 */
-#define MAX_ROUNDS 15
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
 #define LINK_TOTAL_BYTES (512ull * 1024 * 1024) /* per measurement, at most */
 #define BATCH_TARGET_S 0.002 /* clock read about every 2 ms */
 
@@ -60,12 +61,6 @@ static void die(const char *what, int rc) {
   fprintf(stderr, "bench_proto: %s failed: %d (%s)\n", what, rc,
           rc < 0 ? gv_strerror(rc) : "unexpected result");
   exit(1);
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- timing ---------------------------------------------------------- */
@@ -82,12 +77,12 @@ typedef struct bench {
 
 static void warm_up(bench *b, double seconds) {
   uint64_t done = 0;
-  double t0 = now_s(), t, per;
+  double t0 = bench_now_s(), t, per;
 
   do {
     b->fn(b->ctx, 1);
     done++;
-    t = now_s();
+    t = bench_now_s();
   } while (t - t0 < seconds && done < b->max_ops);
   per = (t - t0) / (double)done;
   b->batch = per > 0 ? (uint64_t)(BATCH_TARGET_S / per) : 1000;
@@ -98,7 +93,7 @@ static void warm_up(bench *b, double seconds) {
 /* Runs b for about `seconds` (or max_ops) and returns operations per second. */
 static double measure(const bench *b, double seconds) {
   uint64_t done = 0;
-  double t0 = now_s(), t;
+  double t0 = bench_now_s(), t;
 
   do {
     uint64_t n = b->batch;
@@ -106,26 +101,14 @@ static double measure(const bench *b, double seconds) {
       n = b->max_ops - done;
     b->fn(b->ctx, n);
     done += n;
-    t = now_s();
+    t = bench_now_s();
   } while (t - t0 < seconds && done < b->max_ops);
   return (double)done / (t - t0);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n) {
-  double s[MAX_ROUNDS];
-  memcpy(s, v, (size_t)n * sizeof(*s));
-  qsort(s, (size_t)n, sizeof(*s), cmp_double);
-  return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 /* (max - min) / median, in percent. */
 static double spread_pct(const double *v, int n) {
-  double lo = v[0], hi = v[0], med = median(v, n);
+  double lo = v[0], hi = v[0], med = bench_median(v, n);
   for (int i = 1; i < n; i++) {
     lo = v[i] < lo ? v[i] : lo;
     hi = v[i] > hi ? v[i] : hi;
@@ -548,22 +531,6 @@ static void set_figure(figure *f, const char *label, const char *key,
   f->raw = (bench){raw, raw != NULL ? ctx : NULL, max_ops, 1};
 }
 
-static double env_double(const char *name, double def, double lo, double hi) {
-  const char *s = getenv(name);
-  char *end;
-  double v;
-
-  if (s == NULL || *s == '\0')
-    return def;
-  v = strtod(s, &end);
-  if (*end != '\0' || !(v >= lo && v <= hi)) {
-    fprintf(stderr, "bench_proto: %s=%s: want a number in %g..%g\n", name, s,
-            lo, hi);
-    exit(2);
-  }
-  return v;
-}
-
 static void usage(FILE *f) {
   fprintf(
       f,
@@ -725,10 +692,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  seconds = env_double("BENCH_SECONDS", 1.0, 0.01, 600);
-  rounds = (int)env_double("BENCH_ROUNDS", 3, 1, MAX_ROUNDS);
+  seconds = bench_env("BENCH_SECONDS", 1.0, 0.01, 600);
+  rounds = (int)bench_env("BENCH_ROUNDS", 3, 1, MAX_ROUNDS);
   read_size =
-      (size_t)env_double("BENCH_READ_BYTES", (double)read_size, 0, 1 << 30);
+      (size_t)bench_env("BENCH_READ_BYTES", (double)read_size, 0, 1 << 30);
   warm = seconds / 4 < 0.25 ? seconds / 4 : 0.25;
   if (sodium_init() < 0)
     die("sodium_init", GV_ENOMEM);
@@ -789,8 +756,8 @@ int main(int argc, char **argv) {
     }
   }
   for (int i = 0; i < nf; i++) {
-    f[i].o_med = median(f[i].o, rounds);
-    f[i].r_med = f[i].raw.fn != NULL ? median(f[i].r, rounds) : 0;
+    f[i].o_med = bench_median(f[i].o, rounds);
+    f[i].r_med = f[i].raw.fn != NULL ? bench_median(f[i].r, rounds) : 0;
   }
 
   if (json)

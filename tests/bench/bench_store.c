@@ -31,10 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "store.h"
 
 #define BODY_LEN 605
-#define MAX_ROUNDS 15
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
 
 typedef struct row {
   uint8_t id[GV_ID_BYTES];
@@ -50,34 +51,12 @@ static void die(const char *what, const char *detail) {
   exit(1);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static long env_long(const char *name, long def, long lo, long hi) {
-  const char *v = getenv(name);
-  long n = v != NULL ? strtol(v, NULL, 10) : def;
-  return n < lo ? lo : n > hi ? hi : n;
-}
-
-static void remove_db(void) {
-  static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-  char file[4300];
-
-  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-    snprintf(file, sizeof(file), "%s%s", path, suffixes[i]);
-    unlink(file);
-  }
-}
-
 /* A fresh database with the store's schema, opened by the store. */
 static gv_store *fresh_store(void) {
   gv_store *s;
   gv_why why;
 
-  remove_db();
+  bench_remove_db(path);
   if (gv_store_open(&s, path, &why) < 0)
     die("gv_store_open", why.text);
   return s;
@@ -104,15 +83,15 @@ static double run_ours(const row *rows, size_t n, double *put_s) {
   double t0, t1, t2;
   int rc;
 
-  t0 = now_s();
+  t0 = bench_now_s();
   for (size_t i = 0; i < n; i++)
     if ((rc = gv_store_put_peer(s, rows[i].id, rows[i].body, BODY_LEN,
                                 rows[i].sig, rows[i].last_seen)) < 0)
       die("gv_store_put_peer", gv_strerror(rc));
-  t1 = now_s();
+  t1 = bench_now_s();
   if (gv_store_flush(s, &why) < 0)
     die("gv_store_flush", why.text);
-  t2 = now_s();
+  t2 = bench_now_s();
   gv_store_close(s);
   *put_s = t1 - t0;
   return t2 - t0;
@@ -136,7 +115,7 @@ static double run_raw(const row *rows, size_t n) {
   if (sqlite3_prepare_v2(db, "INSERT INTO peers VALUES (?1, ?2, ?3, ?4)", -1,
                          &st, NULL) != SQLITE_OK)
     die("prepare", sqlite3_errmsg(db));
-  t0 = now_s();
+  t0 = bench_now_s();
   raw_exec(db, "BEGIN IMMEDIATE");
   for (size_t i = 0; i < n; i++) {
     sqlite3_bind_blob(st, 1, rows[i].id, GV_ID_BYTES, SQLITE_STATIC);
@@ -148,25 +127,15 @@ static double run_raw(const row *rows, size_t n) {
     sqlite3_reset(st);
   }
   raw_exec(db, "COMMIT");
-  t1 = now_s();
+  t1 = bench_now_s();
   sqlite3_finalize(st);
   sqlite3_close(db);
   return t1 - t0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv) {
-  size_t n = (size_t)env_long("BENCH_PEERS", 20000, 100, 50000);
-  int rounds = (int)env_long("BENCH_ROUNDS", 5, 1, MAX_ROUNDS);
+  size_t n = (size_t)bench_env("BENCH_PEERS", 20000, 100, 50000);
+  int rounds = (int)bench_env("BENCH_ROUNDS", 5, 1, MAX_ROUNDS);
   const char *base = getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/tmp";
   double ours[MAX_ROUNDS], raw[MAX_ROUNDS], queued[MAX_ROUNDS], put_s;
   row *rows = malloc(n * sizeof(*rows));
@@ -198,17 +167,17 @@ int main(int argc, char **argv) {
     }
     queued[r] = (double)n / put_s;
   }
-  remove_db();
+  bench_remove_db(path);
   rmdir(dir);
   free(rows);
 
-  double mo = median(ours, rounds), mr = median(raw, rounds);
+  double mo = bench_median(ours, rounds), mr = bench_median(raw, rounds);
   printf("bench_store: %zu peers of %d bytes per measurement, %d rounds, "
          "in %s\n",
          n, BODY_LEN, rounds, base);
   printf("%-22s %14s %14s %7s\n", "figure", "ours", "raw sqlite3", "ratio");
   printf("%-22s %12.0f/s %12.0f/s %7.2f\n", "peers committed", mo, mr, mo / mr);
-  printf("%-22s %12.0f/s %14s %7s\n", "puts queued", median(queued, rounds),
-         "-", "-");
+  printf("%-22s %12.0f/s %14s %7s\n", "puts queued",
+         bench_median(queued, rounds), "-", "-");
   return 0;
 }
