@@ -19,3 +19,5 @@ void *gv__xcalloc(size_t n, size_t size) {
 }
 
 void *gv__xrealloc(void *p, size_t n) { return check(realloc(p, n), n); }
+
+void *gv__xcheck(void *p) { return check(p, 1); }

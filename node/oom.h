@@ -16,5 +16,7 @@
 void *gv__xmalloc(size_t n);
 void *gv__xcalloc(size_t n, size_t size);
 void *gv__xrealloc(void *p, size_t n);
+/* p, or the abort when a callee that allocates returned NULL for it. */
+void *gv__xcheck(void *p);
 
 #endif

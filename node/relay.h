@@ -38,7 +38,7 @@
 #define GV_RELAY_RELAYS_MAX 4 /* relays a silent node names (§5.7) */
 #define GV_RELAY_TEAMS_MAX 16
 #define GV_RELAY_WINDOW (4u * 1024 * 1024) /* per-link relay credit */
-#define GV_RELAY_PUSH_MAX 256 /* unacknowledged pushes per agent */
+#define GV_RELAY_PUSH_MAX 256              /* unacknowledged pushes per agent */
 
 typedef uint32_t gv_rconn; /* an agent connection, numbered by the driver */
 
@@ -211,18 +211,20 @@ void gv_relay_tick(gv_relay *r, int64_t now);
 bool gv_relay_next(gv_relay *r, gv_ract *a);
 int64_t gv_relay_expiry(const gv_relay *r);
 
-#define GV_RELAY_LAT_BUCKETS 12 /* le 1,2,5,10,20,50,100,200,500,1000,5000,+Inf ms */
+#define GV_RELAY_LAT_BUCKETS                                                   \
+  12 /* le 1,2,5,10,20,50,100,200,500,1000,5000,+Inf ms */
 extern const double gv_relay_lat_le[GV_RELAY_LAT_BUCKETS];
 
 typedef struct gv_relay_stats {
-  uint64_t by_state[GV_RSTATE_FAILED + 1]; /* outbox messages now */
-  uint64_t failed[GV_RFAIL_NOT_IN_TEAM + 1]; /* failures since start */
+  uint64_t by_state[GV_RSTATE_FAILED + 1];       /* outbox messages now */
+  uint64_t failed[GV_RFAIL_NOT_IN_TEAM + 1];     /* failures since start */
   uint64_t refused_in[GV_RFAIL_NOT_IN_TEAM + 1]; /* packets refused */
   uint64_t busy_sent, busy_received;
   uint64_t forwarded, forward_dropped;
   uint64_t outbox, outbox_bytes, inbox, inbox_bytes; /* depths now */
   uint64_t agents_online;
-  uint64_t lat_stored[GV_RELAY_LAT_BUCKETS], lat_delivered[GV_RELAY_LAT_BUCKETS];
+  uint64_t lat_stored[GV_RELAY_LAT_BUCKETS],
+      lat_delivered[GV_RELAY_LAT_BUCKETS];
   double lat_stored_sum, lat_delivered_sum; /* ms */
 } gv_relay_stats;
 void gv_relay_stats_get(const gv_relay *r, gv_relay_stats *out);

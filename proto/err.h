@@ -42,7 +42,8 @@
   XX(AMBIGUOUS, "the address matches more than one agent or node")             \
   XX(NAME_TAKEN, "the agent name is registered on this node already")          \
   XX(PAYLOAD_TOO_LARGE, "message larger than 1 MiB")                           \
-  XX(OUTBOX_FULL, "the outbox is full")
+  XX(OUTBOX_FULL, "the outbox is full")                                        \
+  XX(NOT_FOUND, "no such message on this node")
 
 #define GV__ERR_FIRST 1000
 

@@ -525,6 +525,17 @@ static int check_data(const gv_rw_data *d, gv_why *why) {
   return 0;
 }
 
+static int check_gone(const gv_rw_body *m, gv_why *why) {
+  int rc;
+
+  if (m->u.gone.seq == 0)
+    return gv_fail(why, GV_ERANGE, "GONE: seq 0 (sequences start at 1)");
+  if ((rc = check_agent(&m->u.gone.from, "GONE", "from", why)) < 0 ||
+      (rc = check_agent(&m->u.gone.to, "GONE", "to", why)) < 0)
+    return rc;
+  return 0;
+}
+
 static int decode_data(rd *r, gv_rw_data *d, gv_why *why) {
   uint32_t plen;
   int rc;
@@ -615,6 +626,13 @@ int gv_rw_body_decode(unsigned kind, const uint8_t *b, size_t len,
                    &out->u.members.ids, "ids", why);
     break;
   case GV_RW_DIR: rc = decode_dir(&r, &out->u.dir, why); break;
+  case GV_RW_GONE:
+    if ((rc = get_u64(&r, &out->u.gone.seq, "seq", why)) < 0 ||
+        (rc = get_str(&r, &out->u.gone.from, "from", why)) < 0 ||
+        (rc = get_str(&r, &out->u.gone.to, "to", why)) < 0)
+      break;
+    rc = check_gone(out, why);
+    break;
   }
   if (rc == 0 && r.left != 0)
     rc =
@@ -662,6 +680,11 @@ static int check_body(const gv_rw_body *m, size_t *size, gv_why *why) {
     n = 1;
     break;
   case GV_RW_BUSY: n = 4; break;
+  case GV_RW_GONE:
+    if ((rc = check_gone(m, why)) < 0)
+      return rc;
+    n = 8 + 1 + m->u.gone.from.len + 1 + m->u.gone.to.len;
+    break;
   case GV_RW_MEMBERS:
     if (m->u.members.n > GV_RW_MEMBERS_MAX)
       return gv_fail(why, GV_ELIMIT, "MEMBERS of %u ids, at most %d",
@@ -737,6 +760,12 @@ int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
     p += 4 + d->payload_len;
     break;
   case GV_RW_FAILED: *p++ = m->u.reason; break;
+  case GV_RW_GONE:
+    put32(p, (uint32_t)(m->u.gone.seq >> 32));
+    put32(p + 4, (uint32_t)m->u.gone.seq);
+    p = put_str(p + 8, &m->u.gone.from);
+    p = put_str(p, &m->u.gone.to);
+    break;
   case GV_RW_BUSY:
     put32(p, m->u.retry_after_ms);
     p += 4;

@@ -65,6 +65,7 @@ enum { GV_RW_ROUTE = 0x01, GV_RW_CREDIT = 0x02 };
   XX(READ, 0x13, "READ")                                                       \
   XX(FAILED, 0x14, "FAILED")                                                   \
   XX(BUSY, 0x15, "BUSY")                                                       \
+  XX(GONE, 0x16, "GONE")                                                       \
   XX(JOIN, 0x20, "JOIN")                                                       \
   XX(MEMBERS, 0x21, "MEMBERS")                                                 \
   XX(DIR, 0x22, "DIR")
@@ -261,6 +262,10 @@ typedef struct gv_rw_body {
       const uint8_t *ids; /* n x GV_ID_BYTES, contiguous */
     } members;
     gv_rw_dir dir;
+    struct { /* GONE: the origin gave up on seq of (from, to) */
+      uint64_t seq;
+      gv_rw_str from, to;
+    } gone;
   } u; /* nothing for STORED, DELIVERED, READ, JOIN: their body is empty */
 } gv_rw_body;
 

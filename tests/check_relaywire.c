@@ -328,7 +328,7 @@ START_TEST(test_body_roundtrip) {
   uint8_t ids[3 * 32];
   gv_rw_dir_entry list[2] = {{str("web"), str("Alice"), 1},
                              {str("api"), str("Bob-2.x_y"), 0}};
-  gv_rw_body ms[9], d;
+  gv_rw_body ms[10], d;
   size_t n = 0, len, len2, off = 0;
   gv_rw_dir_entry e;
 
@@ -350,6 +350,10 @@ START_TEST(test_body_roundtrip) {
   ms[n].u.dir.full = 1;
   ms[n].u.dir.n = 2;
   ms[n++].u.dir.list = list;
+  ms[n].kind = GV_RW_GONE;
+  ms[n].u.gone.seq = 42;
+  ms[n].u.gone.from = str("web:Alice");
+  ms[n++].u.gone.to = str("api:Bob");
   for (size_t i = 0; i < n; i++) {
     uint8_t *b = encode(&ms[i], &len), *b2;
     gv_why why = {{0}};
@@ -370,6 +374,12 @@ START_TEST(test_body_roundtrip) {
       break;
     case GV_RW_FAILED: ck_assert_uint_eq(d.u.reason, 3); break;
     case GV_RW_BUSY: ck_assert_uint_eq(d.u.retry_after_ms, 0x01020304); break;
+    case GV_RW_GONE:
+      ck_assert(d.u.gone.seq == 42);
+      ck_assert_mem_eq(d.u.gone.from.s, "web:Alice", 9);
+      ck_assert_mem_eq(d.u.gone.to.s, "api:Bob", 7);
+      ck_assert_uint_eq(len, 8 + 10 + 8);
+      break;
     case GV_RW_MEMBERS:
       ck_assert_uint_eq(d.u.members.n, 3);
       ck_assert_mem_eq(d.u.members.ids, ids, sizeof(ids));
