@@ -854,7 +854,7 @@ START_TEST(test_inner_rejects) {
                    GV_EVERSION);
   free(buf);
   free(p);
-  p = handmade(1, 0x16, &h, &len);
+  p = handmade(1, 0x17, &h, &len);
   ck_assert_int_eq(open_packet(p, len, &bob, &team1, 1, &o, &buf, &why),
                    GV_ETYPE);
   ck_assert_ptr_null(o.team);
