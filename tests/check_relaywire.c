@@ -871,7 +871,7 @@ START_TEST(test_inner_rejects) {
   free(buf);
   free(p);
   /* The sealing side refuses the same. */
-  ck_assert_int_eq(gv_rw_seal(&k_ab, &team1, NONCE, &h, 0x16, NULL, 0, out,
+  ck_assert_int_eq(gv_rw_seal(&k_ab, &team1, NONCE, &h, 0x17, NULL, 0, out,
                               sizeof(out), NULL),
                    GV_ETYPE);
   ck_assert_int_eq(gv_rw_seal(&k_ab, &team1, NONCE, &h, GV_RW_JOIN, NULL, 0,
