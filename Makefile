@@ -45,7 +45,8 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay
 BENCH_SRC := tests/bench/bench_proto.c
-FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr
+FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
+              relay
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -187,6 +188,11 @@ $(BUILD)/fuzz/fuzz_relayreq: tests/fuzz/fuzz_relayreq.c $(PROTO_SRC) \
 
 $(BUILD)/fuzz/fuzz_lcore: tests/fuzz/fuzz_lcore.c $(PROTO_SRC) \
     node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_relay: tests/fuzz/fuzz_relay.c $(PROTO_SRC) node/relay.c \
+    node/relayaddr.c node/relayreq.c node/oom.c common/idmap.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
 

@@ -1396,6 +1396,11 @@ static void in_data(gv_relay *r, size_t ti, const uint8_t *src,
     send_reply(r, ti, src, id, GV_RW_DELIVERED, 0, now);
     return;
   }
+  if (pair_find(p, d->seq) != NULL) { /* another id holds this seq */
+    r->st.refused_in[GV_RFAIL_REFUSED]++;
+    send_reply(r, ti, src, id, GV_RW_FAILED, GV_RW_FAIL_REFUSED, now);
+    return;
+  }
   if (r->n_queue >= r->cfg.inbox_max ||
       r->in_bytes + d->payload_len > r->cfg.inbox_bytes) {
     r->st.busy_sent++;
@@ -1444,7 +1449,8 @@ static void in_gone(gv_relay *r, size_t ti, const uint8_t *src,
     return;
   }
   p = pair_in(r, ag, src, b->u.gone.from.s, b->u.gone.from.len);
-  if (b->u.gone.seq <= p->cursor || b->u.gone.seq <= p->pushed) {
+  if (b->u.gone.seq <= p->cursor || b->u.gone.seq <= p->pushed ||
+      pair_find(p, b->u.gone.seq) != NULL) {
     send_reply(r, ti, src, id, GV_RW_STORED, 0, now);
     return;
   }
