@@ -148,6 +148,8 @@ struct gv_engine {
   /* this node's own state and latest signed record */
   char *self_repos; /* packed, as gv_peer_entry.repos */
   uint8_t self_n_repos;
+  uint8_t self_n_relays; /* none while broadcasting */
+  uint8_t self_relays[GV_MAX_RELAYS][GV_ID_BYTES];
   char *self_body;
   uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
@@ -324,6 +326,7 @@ static double entry_score(const entry *en) {
 
 static void entry_free(entry *en) {
   free(en->pub.addrs);
+  free(en->pub.relays);
   free(en->pub.repos);
   free(en->pub.body);
   free(en);
@@ -370,6 +373,7 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
   size_t rlen;
   char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL;
   gv_addr *addrs = NULL;
+  uint8_t(*relays)[GV_ID_BYTES] = NULL;
 
   for (int i = 0; i < p->n_repos; i++) /* both packed: "a\0b\0" */
     r += strlen(r) + 1;
@@ -383,9 +387,14 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
     memcpy(repos, p->repos, rlen);
   if (addrs != NULL)
     memcpy(addrs, p->addrs, p->n_addrs * sizeof(gv_addr));
+  if (!p->broadcasting && p->n_relays > 0) {
+    relays = gv__xmalloc(p->n_relays * sizeof(*relays));
+    memcpy(relays, p->relays, p->n_relays * sizeof(*relays));
+  }
   free(en->pub.body);
   free(en->pub.repos);
   free(en->pub.addrs);
+  free(en->pub.relays);
   en->pub.body = body;
   en->pub.body_len = (uint32_t)rec->body_len;
   en->pub.repos = repos;
@@ -393,6 +402,8 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
   /* IP rule (§8): addresses only for a broadcasting origin. */
   en->pub.addrs = addrs;
   en->pub.n_addrs = addrs != NULL ? p->n_addrs : 0;
+  en->pub.relays = relays;
+  en->pub.n_relays = relays != NULL ? p->n_relays : 0;
   en->pub.broadcasting = p->broadcasting;
   en->pub.bootstrap = p->bootstrap;
   en->pub.seq = rec->seq;
@@ -925,6 +936,9 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   memcpy(m->u.peer.addrs, e->cfg.addrs, sizeof(e->cfg.addrs));
   m->u.peer.repos = e->self_repos; /* packed alike; seal copies them */
   m->u.peer.n_repos = e->self_n_repos;
+  /* Relays by id only, and only while silent (PROTOCOL.md §6.5). */
+  m->u.peer.n_relays = e->cfg.broadcasting ? 0 : e->self_n_relays;
+  memcpy(m->u.peer.relays, e->self_relays, sizeof(e->self_relays));
   rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
   if (rc < 0)
     return rc;
@@ -1396,6 +1410,8 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   e->cfg.n_addrs = on ? (uint8_t)n : 0;
   for (size_t i = 0; on && i < n; i++)
     e->cfg.addrs[i] = addrs[i];
+  if (on) /* a broadcasting record names no relays */
+    e->self_n_relays = 0;
   rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   /* A silent node keeps no inbound links: gossip lets them go after the
    * update has gone out on them (the caller tells the link core to stop
@@ -1405,6 +1421,47 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
       release_link(e, &e->links[i]); /* the last link moved into slot i */
     else
       i++;
+  finish(e);
+  return rc;
+}
+
+/* True if ids[0..n) and this node's relays are the same set. */
+static bool same_relays(const gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
+                        size_t n) {
+  if (n != e->self_n_relays)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    bool found = false;
+    for (size_t j = 0; !found && j < n; j++)
+      found = memcmp(ids[i], e->self_relays[j], GV_ID_BYTES) == 0;
+    if (!found)
+      return false;
+  }
+  return true;
+}
+
+int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
+                         size_t n, int64_t now) {
+  int rc = 0;
+
+  if (e->cfg.broadcasting)
+    return GV_ESTATE;
+  if (n > GV_MAX_RELAYS)
+    return GV_ELIMIT;
+  for (size_t i = 0; i < n; i++) {
+    if (is_self(e, ids[i]))
+      return GV_EINVAL;
+    for (size_t j = 0; j < i; j++)
+      if (memcmp(ids[i], ids[j], GV_ID_BYTES) == 0)
+        return GV_EINVAL;
+  }
+  begin(e, now);
+  if (!same_relays(e, ids, n)) {
+    if (n > 0)
+      memcpy(e->self_relays, ids, n * GV_ID_BYTES);
+    e->self_n_relays = (uint8_t)n;
+    rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
+  }
   finish(e);
   return rc;
 }
@@ -1636,6 +1693,9 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
   if (e->cache_q.len > e->cfg.cache_cap || e->pulls.len > e->cfg.pull_cap)
     return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
                    e->cache_q.len, e->pulls.len);
+  if (e->cfg.broadcasting && e->self_n_relays > 0)
+    return gv_fail(why, GV_ESTATE, "broadcasting, yet %u relays named",
+                   e->self_n_relays);
   if (dialed_links(e) > e->cfg.active_max)
     return gv_fail(why, GV_ELIMIT, "%zu dialed links", dialed_links(e));
   for (size_t i = 0; i < e->n_entries; i++) {
@@ -1643,6 +1703,10 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
     if (!p->broadcasting && p->n_addrs > 0)
       return gv_fail(why, GV_ESILENTADDR,
                      "table entry of a silent node holds an address");
+    if (p->n_relays > GV_MAX_RELAYS || (p->broadcasting && p->n_relays > 0) ||
+        (p->n_relays > 0) != (p->relays != NULL))
+      return gv_fail(why, GV_ESTATE, "table entry holds %u relays%s",
+                     p->n_relays, p->broadcasting ? " while broadcasting" : "");
   }
   for (size_t i = 0; i < e->n_links; i++)
     for (size_t j = i + 1; j < e->n_links; j++)

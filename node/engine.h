@@ -3,8 +3,9 @@
  * machine. Events go in with the caller's clock; actions come out.
  *
  *   gv_engine_new -> { link core events (gv_engine_service) | _tick |
- *                      _announce | _set_repos | _set_broadcast | _request |
- *                      _add_candidate } -> drain gv_engine_next() -> arm a
+ *                      _announce | _set_repos | _set_broadcast |
+ *                      _set_relays | _request | _add_candidate }
+ *                      -> drain gv_engine_next() -> arm a
  *   timer at gv_engine_expiry() -> ...
  *
  * The engine never reads a clock, touches a socket or file, or calls rand().
@@ -94,9 +95,13 @@ typedef struct gv_peer_entry {
   bool broadcasting, bootstrap;
   bool connected;
   uint8_t n_addrs, n_repos;
-  gv_addr *addrs; /* n_addrs; none unless broadcasting */
-  char *repos;    /* n_repos NUL-terminated names, back to back */
-  char *body;     /* the origin's signed record, exact bytes */
+  uint8_t n_relays; /* 0..GV_MAX_RELAYS; none unless silent */
+  gv_addr *addrs;   /* n_addrs; none unless broadcasting */
+  char *repos;      /* n_repos NUL-terminated names, back to back */
+  /* n_relays node ids the (silent) origin names as its relays, in its
+   * order (PROTOCOL.md §6.5); owned like addrs, NULL when there are none. */
+  uint8_t (*relays)[GV_ID_BYTES];
+  char *body; /* the origin's signed record, exact bytes */
   uint32_t body_len;
   uint8_t sig[GV_SIG_BYTES];
   gv_msg_type type;                /* PEER_ANNOUNCEMENT or PEER_UPDATE */
@@ -218,6 +223,16 @@ int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
                         size_t n, int64_t now);
 int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
                             const gv_addr *addrs, size_t n, int64_t now);
+/* Names this silent node's relays (RELAY.md §5.7): the broadcasting nodes
+ * it keeps links to, by id, in order of preference; n 0 names none. When
+ * the set differs from the one in force (order aside), re-signs the record
+ * and floods a PEER_UPDATE; an equal set changes and sends nothing. Returns
+ * 0; GV_ESTATE while broadcasting (a broadcasting node is dialed directly,
+ * and going broadcasting drops the relays); GV_ELIMIT for n over
+ * GV_MAX_RELAYS; GV_EINVAL for an id given twice or this node's own id.
+ * ids is read during the call only. */
+int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
+                         size_t n, int64_t now);
 /* Floods a PEER_REQUEST; results come as REPORT actions. *req_id (may be
  * NULL) receives the request's message id. */
 int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
@@ -243,6 +258,9 @@ size_t gv_engine_table_size(const gv_engine *e);
 size_t gv_engine_link_count(const gv_engine *e);
 /* Iterates the table: i from 0 while it returns non-NULL. */
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i);
+/* The entry of node id (its record as last applied: addresses, relays),
+ * or NULL if the table holds none; valid until the next call into the
+ * engine. This node itself is never in its table. */
 const gv_peer_entry *gv_engine_table_get(const gv_engine *e, const uint8_t *id);
 /* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
 int gv_engine_check(const gv_engine *e, gv_why *why);

@@ -111,10 +111,57 @@ static int get_repo(const cJSON *it, const char *what, const char **name,
 
 /* ---- type-specific members (step 7) ---- */
 
+static bool lower_hex(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return true;
+}
+
+/* The optional `relays` of a peer state (§6.5): absent, or 1..GV_MAX_RELAYS
+ * distinct node ids as 64 lower-case hex digits, none the origin's own, and
+ * only in a silent record. Needs p->broadcasting parsed. */
+static int parse_relays(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
+                        gv_peer_state *p, gv_why *why) {
+  const cJSON *arr, *it;
+  int n, rc, i = 0;
+
+  p->n_relays = 0;
+  if (cJSON_GetObjectItemCaseSensitive(b, "relays") == NULL)
+    return 0;
+  if (p->broadcasting)
+    return gv_fail(why, GV_EFIELD,
+                   "a broadcasting node names relays (only a silent node "
+                   "is reached through relays)");
+  /* The bound comes before any id is read; the ids land in p's array. */
+  if ((rc = gv_json_array(b, "relays", GV_MAX_RELAYS, &arr, &n, why)) < 0)
+    return rc;
+  if (n == 0)
+    return gv_fail(why, GV_EFIELD, "field 'relays' is empty (omit it)");
+  cJSON_ArrayForEach(it, arr) {
+    if (!cJSON_IsString(it) || it->valuestring == NULL ||
+        strlen(it->valuestring) != GV_ID_HEX_LEN ||
+        !lower_hex(it->valuestring, GV_ID_HEX_LEN) ||
+        gv_id_from_hex(p->relays[i], it->valuestring, GV_ID_HEX_LEN) < 0)
+      return gv_fail(why, GV_EFIELD,
+                     "relays[%d] is not a node id (64 lower-case hex digits)",
+                     i);
+    if (sodium_memcmp(p->relays[i], origin, GV_ID_BYTES) == 0)
+      return gv_fail(why, GV_EFIELD, "relays[%d] is the origin itself", i);
+    for (int j = 0; j < i; j++)
+      if (sodium_memcmp(p->relays[j], p->relays[i], GV_ID_BYTES) == 0)
+        return gv_fail(why, GV_EFIELD, "relays[%d] repeats relays[%d]", i, j);
+    i++;
+  }
+  p->n_relays = (uint8_t)n;
+  return 0;
+}
+
 /* Validates the members of a PEER_ANNOUNCEMENT or PEER_UPDATE. The names
  * stay in b's tree; *repos_bytes is what they take packed (pack_body()). */
-static int parse_peer_state(const cJSON *b, gv_peer_state *p,
-                            size_t *repos_bytes, gv_why *why) {
+static int parse_peer_state(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
+                            gv_peer_state *p, size_t *repos_bytes,
+                            gv_why *why) {
   const char *names[GV_MAX_REPOS];
   const cJSON *arr, *it;
   int n, rc, i = 0;
@@ -141,6 +188,8 @@ static int parse_peer_state(const cJSON *b, gv_peer_state *p,
     i++;
   }
   p->n_addrs = (uint8_t)n;
+  if ((rc = parse_relays(b, origin, p, why)) < 0)
+    return rc;
   if ((rc = gv_json_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
     return rc;
   i = 0;
@@ -253,7 +302,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
   case GV_MSG_PEER_UPDATE:
-    return parse_peer_state(b, &m->u.peer, repos_bytes, why);
+    return parse_peer_state(b, m->origin, &m->u.peer, repos_bytes, why);
   case GV_MSG_PEER_REQUEST:
     if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
                        &repo, &len, why)) < 0 ||
@@ -559,6 +608,40 @@ static const char *addr_at(const gv_msg *m, size_t i, char *tmp) {
   return tmp;
 }
 
+/* What parse_relays() accepts, for the origin `origin`. */
+static bool relays_valid(const gv_peer_state *p,
+                         const uint8_t origin[GV_ID_BYTES]) {
+  if (p->n_relays > GV_MAX_RELAYS || (p->n_relays > 0 && p->broadcasting))
+    return false;
+  for (unsigned i = 0; i < p->n_relays; i++) {
+    if (sodium_memcmp(p->relays[i], origin, GV_ID_BYTES) == 0)
+      return false;
+    for (unsigned j = 0; j < i; j++)
+      if (sodium_memcmp(p->relays[j], p->relays[i], GV_ID_BYTES) == 0)
+        return false;
+  }
+  return true;
+}
+
+/* "relays", only when there are any: a record without relays encodes to
+ * the bytes it had before the member existed. */
+static int add_relays(cJSON *obj, const gv_peer_state *p) {
+  cJSON *arr;
+
+  if (p->n_relays == 0)
+    return 0;
+  if ((arr = cJSON_AddArrayToObject(obj, "relays")) == NULL)
+    return GV_ENOMEM;
+  for (unsigned i = 0; i < p->n_relays; i++) {
+    char hex[GV_ID_HEX_LEN + 1];
+    cJSON *s;
+    gv_id_to_hex(p->relays[i], hex);
+    if ((s = cJSON_CreateString(hex)) == NULL || !cJSON_AddItemToArray(arr, s))
+      return GV_ENOMEM;
+  }
+  return 0;
+}
+
 static int add_repos(cJSON *obj, const gv_peer_state *p) {
   cJSON *arr = cJSON_AddArrayToObject(obj, "repos");
   const char *r = p->repos;
@@ -662,15 +745,17 @@ static int build_body(const gv_msg *m, cJSON *b) {
   case GV_MSG_PEER_UPDATE:
     if (m->u.peer.n_addrs > GV_MAX_ADDRS || m->u.peer.n_repos > GV_MAX_REPOS ||
         (m->u.peer.n_repos > 0 && m->u.peer.repos == NULL) ||
-        (m->u.peer.n_addrs > 0 && !m->u.peer.broadcasting))
+        (m->u.peer.n_addrs > 0 && !m->u.peer.broadcasting) ||
+        !relays_valid(&m->u.peer, m->origin))
       return GV_EINVAL; /* never sign what validation would reject */
     if (cJSON_AddBoolToObject(b, "broadcasting", m->u.peer.broadcasting) ==
             NULL ||
         cJSON_AddBoolToObject(b, "bootstrap", m->u.peer.bootstrap) == NULL)
       return GV_ENOMEM;
-    if ((rc = add_str_array(b, "addrs", m->u.peer.n_addrs, addr_at, m)) < 0)
+    if ((rc = add_str_array(b, "addrs", m->u.peer.n_addrs, addr_at, m)) < 0 ||
+        (rc = add_repos(b, &m->u.peer)) < 0)
       return rc;
-    return add_repos(b, &m->u.peer);
+    return add_relays(b, &m->u.peer);
   case GV_MSG_PEER_REQUEST:
     if (cJSON_AddStringToObject(b, "repo", m->u.request.repo) == NULL)
       return GV_ENOMEM;

@@ -24,6 +24,7 @@
 #define GV_MAX_REPOS 64
 #define GV_REPO_MAX 64 /* bytes in a repository name */
 #define GV_MAX_ADDRS 8
+#define GV_MAX_RELAYS 4 /* relays a silent record names (PROTOCOL.md §6.5) */
 #define GV_MAX_PEERS 32 /* records in a PEER_LIST_RESPONSE */
 #define GV_MAX_IDS 64   /* ids in IHAVE / IWANT */
 #define GV_AGENT_MAX 64
@@ -77,14 +78,23 @@ unsigned gv_msg_max_ttl(gv_msg_type t);
  * After a decode or a seal it points into the allocation of m->body (behind
  * the body's NUL), so it lives exactly as long as the body and
  * gv_msg_clear() releases both. To seal, point it at names of the caller's;
- * seal copies them and re-points it. */
+ * seal copies them and re-points it.
+ *
+ * relays: the node ids of the broadcasting nodes a silent origin keeps
+ * links to, so that relay traffic reaches it through one of them
+ * (RELAY.md §5.7). Ids only, never addresses; distinct, none the origin's
+ * own id, and none at all unless the origin is silent. n_relays 0: the
+ * member is absent from the body (records from before it stay valid and
+ * encode to the same bytes). */
 typedef struct gv_peer_state {
   bool broadcasting;
   bool bootstrap;
   uint8_t n_addrs;
   uint8_t n_repos;
+  uint8_t n_relays;
   gv_addr addrs[GV_MAX_ADDRS];
   const char *repos;
+  uint8_t relays[GV_MAX_RELAYS][GV_ID_BYTES];
 } gv_peer_state;
 
 typedef struct gv_msg gv_msg;

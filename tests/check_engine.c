@@ -1,6 +1,7 @@
 /* The gossip engine under a fake clock: a few nodes, each a link core
  * (node/lcore.c) with the engine as its gossip service, wired together by
  * an in-memory router (docs/GOSSIP.md). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,207 @@ START_TEST(test_switch_to_silent) {
 }
 END_TEST
 
+/* Sends of PEER_UPDATE from origin i in the log; all must be copies of one
+ * message (*id receives its id). */
+static int updates_from(int i, uint8_t id[32]) {
+  int n = 0;
+  for (int k = 0; k < H.nlog; k++) {
+    gv_msg m;
+    gv_msg_policy pol = {.now_ms = H.now, .trust_sigs = true};
+    if (H.log[k].type != GV_MSG_PEER_UPDATE)
+      continue;
+    ck_assert_int_eq(gv_msg_decode(&m, (const uint8_t *)H.log[k].text,
+                                   strlen(H.log[k].text), &pol, NULL),
+                     0);
+    if (memcmp(m.origin, H.ids[i].pk, 32) == 0) {
+      if (n++ == 0)
+        memcpy(id, m.id, 32);
+      ck_assert_mem_eq(m.id, id, 32);
+    }
+    gv_msg_clear(&m);
+  }
+  return n;
+}
+
+/* A silent node names its relays: one PEER_UPDATE floods, and every node's
+ * entry for it then lists them, in order; the same set again (in another
+ * order) sends and changes nothing; an empty set floods once more. */
+START_TEST(test_set_relays) {
+  const uint8_t(*rel)[GV_ID_BYTES];
+  uint8_t ids[2][GV_ID_BYTES], swapped[2][GV_ID_BYTES], id[32];
+  const gv_peer_entry *p;
+  uint64_t seq;
+  int persists;
+
+  h_init(4);
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  broadcasting(3, "198.51.100.4:7411");
+  h_start();
+  h_connect(0, 1);
+  h_connect(0, 2);
+  h_connect(3, 1); /* node 3 hears of node 0 through node 1 only */
+  gv_engine_announce(H.e[0], NULL, H.now);
+  h_pump();
+  p = gv_engine_table_get(H.e[3], H.ids[0].pk);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq(p->n_relays, 0);
+  ck_assert_ptr_null(p->relays);
+
+  memcpy(ids[0], H.ids[2].pk, GV_ID_BYTES);
+  memcpy(ids[1], H.ids[1].pk, GV_ID_BYTES);
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 2, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(updates_from(0, id), 1); /* one message, flooded */
+  for (int i = 1; i < 4; i++) {
+    p = gv_engine_table_get(H.e[i], H.ids[0].pk);
+    ck_assert_ptr_nonnull(p);
+    ck_assert(!p->broadcasting);
+    ck_assert_uint_eq(p->n_addrs, 0);
+    ck_assert_uint_eq(p->n_relays, 2);
+    rel = (const uint8_t(*)[GV_ID_BYTES])p->relays;
+    ck_assert_mem_eq(rel[0], H.ids[2].pk, GV_ID_BYTES);
+    ck_assert_mem_eq(rel[1], H.ids[1].pk, GV_ID_BYTES);
+  }
+  /* The same set, in another order: nothing is signed or sent. */
+  seq = gv_engine_table_get(H.e[3], H.ids[0].pk)->seq;
+  persists = H.persists[3];
+  memcpy(swapped[0], ids[1], GV_ID_BYTES);
+  memcpy(swapped[1], ids[0], GV_ID_BYTES);
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], swapped, 2, H.now), 0);
+  h_pump();
+  ck_assert_int_eq(H.nlog, 0);
+  ck_assert_int_eq(H.persists[3], persists);
+  ck_assert_uint_eq(gv_engine_table_get(H.e[3], H.ids[0].pk)->seq, seq);
+  /* A changed set floods again; none at all leaves the member out. */
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 1, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(updates_from(0, id), 1);
+  ck_assert_uint_eq(gv_engine_table_get(H.e[3], H.ids[0].pk)->n_relays, 1);
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], NULL, 0, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(updates_from(0, id), 1);
+  p = gv_engine_table_get(H.e[3], H.ids[0].pk);
+  ck_assert_uint_eq(p->n_relays, 0);
+  ck_assert_ptr_null(p->relays);
+  ck_assert_ptr_null(strstr(p->body, "relays"));
+}
+END_TEST
+
+/* Relays belong to silent nodes: a broadcasting one is refused, going
+ * broadcasting drops them; bad sets are refused; a refusal sends nothing. */
+START_TEST(test_set_relays_refused) {
+  uint8_t ids[GV_MAX_RELAYS + 1][GV_ID_BYTES];
+  gv_addr addr;
+  const gv_peer_entry *p;
+
+  h_init(3);
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  h_start();
+  h_connect(0, 1);
+  h_connect(2, 1);
+  for (int i = 0; i <= GV_MAX_RELAYS; i++)
+    memset(ids[i], 0x40 + i, GV_ID_BYTES);
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[1], ids, 1, H.now), GV_ESTATE);
+  ck_assert_int_eq(gv_engine_set_relays(H.e[1], NULL, 0, H.now), GV_ESTATE);
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, GV_MAX_RELAYS + 1, H.now),
+                   GV_ELIMIT);
+  memcpy(ids[1], H.ids[0].pk, GV_ID_BYTES); /* itself */
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 2, H.now), GV_EINVAL);
+  memcpy(ids[1], ids[0], GV_ID_BYTES); /* twice */
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 2, H.now), GV_EINVAL);
+  h_pump();
+  ck_assert_int_eq(H.nlog, 0);
+
+  /* Going broadcasting drops the relays from the record everyone holds. */
+  memcpy(ids[0], H.ids[1].pk, GV_ID_BYTES);
+  H.now += 10;
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 1, H.now), 0);
+  h_pump();
+  ck_assert_uint_eq(gv_engine_table_get(H.e[2], H.ids[0].pk)->n_relays, 1);
+  gv_addr_parse(&addr, "198.51.100.1:7411", 17);
+  H.now += 10;
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[0], true, false, &addr, 1, H.now), 0);
+  h_pump();
+  p = gv_engine_table_get(H.e[2], H.ids[0].pk);
+  ck_assert(p->broadcasting);
+  ck_assert_uint_eq(p->n_addrs, 1);
+  ck_assert_uint_eq(p->n_relays, 0);
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 1, H.now), GV_ESTATE);
+}
+END_TEST
+
+/* Every string in JSON value v: none is an address, none holds one of the
+ * IPs given. */
+static void no_address_in(const cJSON *v, const char *const *ips, int n) {
+  const cJSON *c;
+  if (cJSON_IsString(v)) {
+    gv_addr a;
+    ck_assert_msg(gv_addr_parse(&a, v->valuestring, strlen(v->valuestring)),
+                  "address '%s' in a silent record", v->valuestring);
+    for (int i = 0; i < n; i++)
+      ck_assert_ptr_null(strstr(v->valuestring, ips[i]));
+  }
+  cJSON_ArrayForEach(c, v) no_address_in(c, ips, n);
+}
+
+/* Privacy (DESIGN-BRIEF 7): a silent record with relays names them by id
+ * and carries no address anywhere: not its own (configured but not
+ * broadcast), not its relays'. Nor does any message on the wire carry the
+ * silent node's address. */
+START_TEST(test_silent_relays_carry_no_address) {
+  static const char *const ips[] = {"203.0.113.9", "198.51.100.2",
+                                    "198.51.100.3"};
+  uint8_t ids[2][GV_ID_BYTES], id[32];
+  gv_msg hello = {0}, rec = {0};
+  cJSON *body;
+  char hex[65];
+
+  h_init(3);
+  broadcasting(0, "203.0.113.9:7411");
+  H.cfg[0].broadcasting = false; /* an address configured, not broadcast */
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  h_start();
+  h_connect(0, 1);
+  h_connect(0, 2);
+  memcpy(ids[0], H.ids[1].pk, GV_ID_BYTES);
+  memcpy(ids[1], H.ids[2].pk, GV_ID_BYTES);
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_relays(H.e[0], ids, 2, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(updates_from(0, id), 1);
+  gv_engine_hello(H.e[0], &hello, &rec);
+  ck_assert_ptr_nonnull(rec.body);
+  gv_id_to_hex(H.ids[1].pk, hex);
+  ck_assert_ptr_nonnull(strstr(rec.body, hex)); /* named, by id */
+  ck_assert_ptr_nonnull(strstr(rec.body, "\"addrs\":[]"));
+  body = cJSON_Parse(rec.body);
+  ck_assert_ptr_nonnull(body);
+  no_address_in(body, ips, 3);
+  cJSON_Delete(body);
+  /* the same, as every node holds it */
+  body = cJSON_Parse(gv_engine_table_get(H.e[2], H.ids[0].pk)->body);
+  ck_assert_ptr_nonnull(body);
+  no_address_in(body, ips, 3);
+  cJSON_Delete(body);
+  for (int i = 0; i < H.nlog; i++)
+    ck_assert_ptr_null(strstr(H.log[i].text, "203.0.113.9"));
+}
+END_TEST
+
 /* A silent node takes no inbound link; an engine never sees an inbound
  * peer's address, so it cannot share one. */
 START_TEST(test_silent_refuses_inbound) {
@@ -883,6 +1085,9 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_seq_wins);
   tcase_add_test(tc, test_switch_to_silent);
   tcase_add_test(tc, test_silent_refuses_inbound);
+  tcase_add_test(tc, test_set_relays);
+  tcase_add_test(tc, test_set_relays_refused);
+  tcase_add_test(tc, test_silent_relays_carry_no_address);
   tcase_add_test(tc, test_request_reverse_path);
   tcase_add_test(tc, test_repair_pulls_missed_message);
   tcase_add_test(tc, test_no_repair_loses);

@@ -117,7 +117,10 @@ START_TEST(test_repos_packed_with_body) {
   gv_why why;
   size_t len;
 
-  ck_assert_uint_le(sizeof(gv_peer_state), 256);
+  /* Inline: addresses and up to 4 relay ids (304 bytes), still less than
+   * the union's largest member (IHAVE's ids), so no gv_msg grows. */
+  ck_assert_uint_le(sizeof(gv_peer_state), 320);
+  ck_assert_uint_le(sizeof(gv_peer_state), sizeof(((gv_msg *)0)->u.ids));
   ck_assert_int_eq(decode(env, &d, &why), 0);
   ck_assert_uint_eq(d.u.peer.n_repos, 3);
   ck_assert_ptr_eq(d.u.peer.repos, d.body + d.body_len + 1);
@@ -355,8 +358,66 @@ START_TEST(test_seal_refuses_invalid) {
   m.seq = 0;
   ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
   gv_msg_clear(&m);
+  seal_announce(&m, true); /* relays on a broadcasting node */
+  m.u.peer.n_relays = 1;
+  memcpy(m.u.peer.relays[0], bob.pk, GV_ID_BYTES);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  seal_announce(&m, false); /* the origin as its own relay */
+  m.u.peer.n_relays = 1;
+  memcpy(m.u.peer.relays[0], alice.pk, GV_ID_BYTES);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  seal_announce(&m, false); /* one relay twice */
+  m.u.peer.n_relays = 2;
+  memcpy(m.u.peer.relays[0], bob.pk, GV_ID_BYTES);
+  memcpy(m.u.peer.relays[1], bob.pk, GV_ID_BYTES);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+  seal_announce(&m, false); /* over the limit */
+  m.u.peer.n_relays = GV_MAX_RELAYS + 1;
+  for (int i = 0; i < GV_MAX_RELAYS + 1; i++)
+    memset(m.u.peer.relays[i], 0x10 + i, GV_ID_BYTES);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
   m.type = GV_MSG_PING;
   ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+}
+END_TEST
+
+/* A silent record names its relays by id (§6.5); a record without relays
+ * has no `relays` member at all, as before the member existed. */
+START_TEST(test_roundtrip_relays) {
+  gv_msg m, d;
+  gv_why why;
+  char *out;
+  size_t len;
+
+  seal_announce(&m, false);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_ptr_null(strstr(m.body, "relays"));
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_uint_eq(d.u.peer.n_relays, 0);
+  gv_msg_clear(&d);
+  free(out);
+  gv_msg_clear(&m);
+
+  seal_announce(&m, false);
+  m.u.peer.n_relays = GV_MAX_RELAYS;
+  memcpy(m.u.peer.relays[0], bob.pk, GV_ID_BYTES);
+  for (int i = 1; i < GV_MAX_RELAYS; i++)
+    memset(m.u.peer.relays[i], 0xa0 + i, GV_ID_BYTES);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_ptr_nonnull(strstr(m.body, "\"relays\":[\""));
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_uint_eq(d.u.peer.n_relays, GV_MAX_RELAYS);
+  ck_assert_mem_eq(d.u.peer.relays, m.u.peer.relays,
+                   GV_MAX_RELAYS * GV_ID_BYTES);
+  ck_assert(!d.u.peer.broadcasting);
+  ck_assert_uint_eq(d.u.peer.n_addrs, 0);
+  gv_msg_clear(&d);
+  free(out);
+  gv_msg_clear(&m);
 }
 END_TEST
 
@@ -417,8 +478,7 @@ START_TEST(test_unknown_and_misplaced_type) {
   ck_assert_int_eq(decode("{\"v\":1,\"type\":\"GOSSIP\"}", &m, &why), GV_ETYPE);
   ck_assert_ptr_nonnull(strstr(why.text, "GOSSIP"));
   /* Relay messages live on their own channel, not in this table. */
-  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"ROUTE\"}", &m, &why),
-                   GV_ETYPE);
+  ck_assert_int_eq(decode("{\"v\":1,\"type\":\"ROUTE\"}", &m, &why), GV_ETYPE);
   /* A gossip type sent unsigned as a link message. */
   ck_assert_int_eq(decode("{\"v\":1,\"type\":\"HEARTBEAT\"}", &m, &why),
                    GV_ETYPE);
@@ -638,6 +698,73 @@ START_TEST(test_silent_address) {
               "\"broadcasting\":false,\"bootstrap\":false,"
               "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[]",
               32, GV_ESILENTADDR, NULL);
+}
+END_TEST
+
+/* `relays` (§6.5): each way it can be wrong is refused on its own, with
+ * its reason. */
+START_TEST(test_relays_refused) {
+  char alice_hex[65], bob_hex[65], upper[65], extra[2048];
+  const char *silent = "\"broadcasting\":false,\"bootstrap\":false,"
+                       "\"addrs\":[],\"repos\":[]";
+  int off;
+
+  gv_id_to_hex(alice.pk, alice_hex);
+  gv_id_to_hex(bob.pk, bob_hex);
+  for (int i = 0; i < 65; i++)
+    upper[i] = (char)(bob_hex[i] >= 'a' && bob_hex[i] <= 'f' ? bob_hex[i] - 32
+                                                             : bob_hex[i]);
+  /* the valid case, so that each refusal below is for its own reason */
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%s\"]", silent, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, 0, NULL);
+  snprintf(extra, sizeof(extra),
+           "\"broadcasting\":true,\"bootstrap\":false,"
+           "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[],"
+           "\"relays\":[\"%s\"]",
+           bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "broadcasting node names relays");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":\"%s\"", silent, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD, "not an array");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[]", silent);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD, "empty");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":null", silent);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD, "not an array");
+  off = snprintf(extra, sizeof(extra), "%s,\"relays\":[", silent);
+  for (int i = 0; i <= GV_MAX_RELAYS; i++) {
+    char hex[65];
+    uint8_t id[GV_ID_BYTES];
+    memset(id, 0x30 + i, sizeof(id));
+    gv_id_to_hex(id, hex);
+    off += snprintf(extra + off, sizeof(extra) - (size_t)off, "%s\"%s\"",
+                    i ? "," : "", hex);
+  }
+  snprintf(extra + off, sizeof(extra) - (size_t)off, "]");
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_ELIMIT, "relays");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[7]", silent);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[0] is not a node id");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%.63s\"]", silent, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[0] is not a node id");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%s0\"]", silent, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[0] is not a node id");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%.63sg\"]", silent, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[0] is not a node id");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%s\"]", silent, upper);
+  ck_assert_str_ne(upper, bob_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[0] is not a node id (64 lower-case hex digits)");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%s\",\"%s\"]", silent,
+           bob_hex, alice_hex);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD,
+              "relays[1] is the origin itself");
+  snprintf(extra, sizeof(extra), "%s,\"relays\":[\"%s\",\"%s\"]", silent,
+           bob_hex, bob_hex);
+  expect_body("PEER_ANNOUNCEMENT", T0_MS, extra, 32, GV_EFIELD,
+              "relays[1] repeats relays[0]");
 }
 END_TEST
 
@@ -910,6 +1037,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_roundtrip_link_types);
   tcase_add_test(rt, test_hello_record);
   tcase_add_test(rt, test_seal_refuses_invalid);
+  tcase_add_test(rt, test_roundtrip_relays);
   tcase_add_test(rt, test_addr_parse);
   tcase_add_test(rt, test_repos_packed_with_body);
   suite_add_tcase(s, rt);
@@ -929,6 +1057,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(bad, test_clock_window);
   tcase_add_test(bad, test_limits);
   tcase_add_test(bad, test_silent_address);
+  tcase_add_test(bad, test_relays_refused);
   tcase_add_test(bad, test_response_with_leaking_record);
   tcase_add_test(bad, test_response_records);
   tcase_add_test(bad, test_non_printable_body);

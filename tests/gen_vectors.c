@@ -412,8 +412,12 @@ static void message_vectors(const gv_identity *alice, const gv_identity *bob,
   upd.ts = T0;
   upd.u.peer.repos = "demo/hello\0linux@v6.1";
   upd.u.peer.n_repos = 2;
+  upd.u.peer.n_relays = 1; /* reached through bob (§6.5), by id */
+  memcpy(upd.u.peer.relays[0], bob->pk, GV_ID_BYTES);
   seal_emit(dir, "update.json",
-            "PEER_UPDATE (alice, silent: no address may appear)", &upd, alice);
+            "PEER_UPDATE (alice, silent: no address may appear; bob is her "
+            "relay)",
+            &upd, alice);
 
   req.type = GV_MSG_PEER_REQUEST;
   req.ttl = GV_TTL_REQUEST;

@@ -97,6 +97,13 @@ static void fz_check_peer_state(const gv_msg *m) {
   FZ_CHECK(p->n_addrs <= GV_MAX_ADDRS && p->n_repos <= GV_MAX_REPOS);
   FZ_CHECK(!p->bootstrap || p->broadcasting);
   FZ_CHECK(p->n_addrs == 0 || p->broadcasting); /* the IP-sharing rule */
+  FZ_CHECK(p->n_relays <= GV_MAX_RELAYS);
+  FZ_CHECK(p->n_relays == 0 || !p->broadcasting); /* relays: silent only */
+  for (unsigned i = 0; i < p->n_relays; i++) {
+    FZ_CHECK(memcmp(p->relays[i], m->origin, GV_ID_BYTES) != 0);
+    for (unsigned j = 0; j < i; j++)
+      FZ_CHECK(memcmp(p->relays[i], p->relays[j], GV_ID_BYTES) != 0);
+  }
   for (unsigned i = 0; i < p->n_addrs; i++) {
     FZ_CHECK(p->addrs[i].family == 4 || p->addrs[i].family == 6);
     FZ_CHECK(p->addrs[i].port != 0);
@@ -175,6 +182,8 @@ static void fz_check_peer_eq(const gv_peer_state *a, const gv_peer_state *b) {
   FZ_CHECK(a->broadcasting == b->broadcasting);
   FZ_CHECK(a->bootstrap == b->bootstrap);
   FZ_CHECK(a->n_addrs == b->n_addrs && a->n_repos == b->n_repos);
+  FZ_CHECK(a->n_relays == b->n_relays);
+  FZ_CHECK(memcmp(a->relays, b->relays, a->n_relays * GV_ID_BYTES) == 0);
   for (unsigned i = 0; i < a->n_addrs; i++)
     FZ_CHECK(gv_addr_equal(&a->addrs[i], &b->addrs[i]));
   /* Same names in the same order: the packed bytes are equal. */
@@ -297,6 +306,16 @@ static void fz_check_reencode(const gv_msg *m) {
   gv_msg_clear(&m2);
 }
 
+/* True if m is a peer state that names id among its relays. */
+static int fz_names_relay(const gv_msg *m, const uint8_t id[GV_ID_BYTES]) {
+  if (m->type != GV_MSG_PEER_ANNOUNCEMENT && m->type != GV_MSG_PEER_UPDATE)
+    return 0;
+  for (unsigned i = 0; i < m->u.peer.n_relays; i++)
+    if (memcmp(m->u.peer.relays[i], id, GV_ID_BYTES) == 0)
+      return 1;
+  return 0;
+}
+
 /* Seals the content of a decoded gossip message anew, as its origin would
  * have; the result must be valid and carry the same content. */
 static void fz_check_reseal(const gv_msg *m) {
@@ -311,6 +330,10 @@ static void fz_check_reseal(const gv_msg *m) {
   free(s.body);
   if (rc == GV_ETOOBIG) /* records re-escaped can outgrow GV_MSG_MAX */
     return;
+  if (fz_names_relay(m, fz_alice.pk)) { /* alice cannot be her own relay */
+    FZ_CHECK(rc == GV_EINVAL);
+    return;
+  }
   FZ_CHECK(rc == 0);
   FZ_CHECK(memcmp(s.origin, fz_alice.pk, GV_ID_BYTES) == 0);
   FZ_CHECK(fz_decode(&d, (const uint8_t *)out, len, &fz_policy) == 0);
