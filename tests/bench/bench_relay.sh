@@ -99,9 +99,10 @@ EOF
     args+=(--mqtt-na "mosquitto did not listen: $(why "$TMP/mq.log")")
   fi
   echo "  mosquitto: $("$MQ" -h 2>/dev/null | head -n 1 | sed 's/^mosquitto //'), MQTT 3.1.1, QoS 1 publish and subscription,"
-  echo "    persistence true, autosave_on_changes true, autosave_interval 1: the"
-  echo "    whole store is rewritten after every change, from the broker's loop; a"
-  echo "    PUBACK is not held until that write, so it is not a durability ack"
+  echo "    persistence true, autosave_on_changes true, autosave_interval 1 (its most"
+  echo "    durable setting): the whole store is rewritten after each pass of the"
+  echo "    broker's loop that saw a change; a PUBACK is not held until that write,"
+  echo "    so it is not a durability ack"
 fi
 
 # ---- nats-server JetStream ----
