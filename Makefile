@@ -60,7 +60,10 @@ BINS      := $(BUILD)/grapevine
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
-              $(BUILD)/bench/bench_db tests/bench/bench_node.sh
+              $(BUILD)/bench/bench_db tests/bench/bench_node.sh \
+              tests/bench/bench_relay.sh
+# Packages only the benchmarks link (the relay bench's MQTT anchor client).
+BENCH_PKGS := libmosquitto
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -71,7 +74,8 @@ all: $(BINS)
 
 # Installs missing Debian packages only when pkg-config cannot find one.
 deps:
-	@pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null || scripts/deps.sh
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) $(BENCH_PKGS) 2>/dev/null || \
+	  scripts/deps.sh
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -130,6 +134,10 @@ $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_relay: $(call obj,tests/bench/bench_relay.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(BENCH_PKGS))
 
 test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
            $(BUILD)/tests/gen_vectors $(BUILD)/tests/link_peer
@@ -207,7 +215,7 @@ fuzz:
 
 bench: deps
 	@$(MAKE) --no-print-directory $(filter-out %.sh,$(BENCH_BINS)) \
-	  $(BINS) $(BUILD)/bench/gossip_load
+	  $(BINS) $(BUILD)/bench/gossip_load $(BUILD)/bench/bench_relay
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 # Regenerates the worked examples in docs/PROTOCOL.md.

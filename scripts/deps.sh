@@ -13,6 +13,7 @@ PKGS=(
   clang libclang-rt-14-dev
   python3 gnuplot-nox
   libmicrohttpd-dev libcurl4-openssl-dev curl sqlite3 wrk opentracker
+  mosquitto libmosquitto-dev nats-server
 )
 
 missing=()
