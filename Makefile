@@ -40,9 +40,11 @@ COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
-             node/nodemetrics.c node/relayaddr.c node/relayreq.c
+             node/nodemetrics.c node/relayaddr.c node/relayreq.c \
+             node/agentsrv.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
-              config metrics ctl common db relaywire relayreq
+              config metrics ctl common db relaywire relayreq \
+              agentsrv
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr
 
