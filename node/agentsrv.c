@@ -413,6 +413,8 @@ int gv_agentsrv_start(gv_agentsrv **out, uv_loop_t *loop, const char *path,
   s->max_queued = opts != NULL && opts->max_queued != 0
                       ? opts->max_queued
                       : GV_AGENTSRV_MAX_QUEUED;
+  if (s->max_queued > UINT32_MAX) /* a libuv buffer's length is unsigned */
+    s->max_queued = UINT32_MAX;
   while (n_slots < 2 * (uint64_t)s->max_conns && n_slots < (1u << 30))
     n_slots *= 2;
   s->mask = n_slots - 1;
