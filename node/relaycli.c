@@ -160,11 +160,11 @@ static cJSON *lc_next(lclient *c, uint64_t timeout_ms) {
   char *nl;
   cJSON *o;
 
-  while ((nl = memchr(c->buf, '\n', c->len)) == NULL) {
+  while (c->len == 0 || (nl = memchr(c->buf, '\n', c->len)) == NULL) {
     if (c->rc != 0)
       return NULL;
     lc_run(c, timeout_ms);
-    if (c->rc == 0 && memchr(c->buf, '\n', c->len) == NULL &&
+    if (c->rc == 0 && (c->len == 0 || memchr(c->buf, '\n', c->len) == NULL) &&
         !uv_loop_alive(&c->loop))
       c->rc = UV_EOF;
   }

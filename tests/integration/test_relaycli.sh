@@ -107,18 +107,17 @@ srv.bind(path)
 srv.listen(8)
 srv.settimeout(60)
 ID = "00112233445566778899aabbccddeeff"
-while True:
-    try:
-        c, _ = srv.accept()
-    except OSError:
-        break
-    f = c.makefile("rwb")
+PUSHED = {"event": "message", "id": "ff" * 16, "from": "web:al@" + "ab" * 32,
+          "to": "p:follow", "thread": "", "body": "pushed", "seq": 2}
+def serve(f):
+    who = ""
     for raw in f:
         r = json.loads(raw)
         log.write(json.dumps(r, sort_keys=True) + "\n")
         log.flush()
         cmd = r["cmd"]
         if cmd == "hello":
+            who = r["as"]
             a = {"ok": True, "as": r["as"], "node": "ab" * 32, "session": "cd" * 32}
         elif cmd == "send" and r["to"] == "Bob":
             a = {"ok": False, "error": "AMBIGUOUS", "reason": "2 agents",
@@ -138,7 +137,20 @@ while True:
         else:
             a = {"ok": True}
         f.write((json.dumps(a) + "\n").encode())
+        if who == "p:follow" and cmd == "inbox":
+            f.write((json.dumps(PUSHED) + "\n").encode())
         f.flush()
+        if cmd == "ack" and r["ids"] == [PUSHED["id"]]:
+            return  # --follow: the node goes away
+while True:
+    try:
+        c, _ = srv.accept()
+    except OSError:
+        break
+    try:
+        serve(c.makefile("rwb"))
+    except OSError:
+        pass  # the client went away: on to the next one
     c.close()
 EOF
 fake=$!
@@ -174,6 +186,13 @@ grep -q '"cmd": "ack", "ids": \["00112233445566778899aabbccddeeff"\]' "$S/log" &
 : > "$S/log"
 "$GV" inbox --as p:me --peek --data-dir "$S" >/dev/null
 grep -q '"ack"' "$S/log" && not_ok "inbox --peek does not ack" || ok "inbox --peek does not ack"
+: > "$S/log"
+out=$(timeout 10 "$GV" inbox --as p:follow --follow --data-dir "$S" 2>&1)
+rc=$?
+[ $rc = 1 ] && [[ $out == *"(t1): hi there"*"-> p:follow: pushed"*"closed the connection"* ]] &&
+  grep -q '"ids": \["ffffffffffffffffffffffffffffffff"\]' "$S/log" &&
+  ok "inbox --follow prints and acks a pushed message; exit 1 when the node goes" ||
+  not_ok "inbox --follow prints and acks a pushed message; exit 1 when the node goes" "exit $rc: $out"
 out=$("$GV" trace 00112233445566778899aabbccddeeff --as p:me --data-dir "$S")
 [[ $out == *"2026-01-01T00:00:00.123Z  accepted"* && $out == *"2026-01-01T00:00:01.000Z  sent       via efefefefefef"* ]] &&
   ok "trace prints each step with ISO-8601 ms time and hop" ||
