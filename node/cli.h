@@ -21,6 +21,12 @@ int gv_cmd_peers(int argc, char **argv);
 int gv_cmd_request(int argc, char **argv);
 int gv_cmd_repo(int argc, char **argv);
 int gv_cmd_broadcast(int argc, char **argv);
+/* The relay (node/relaycli.c); these also exit 3 when no node runs. */
+int gv_cmd_send(int argc, char **argv);
+int gv_cmd_inbox(int argc, char **argv);
+int gv_cmd_agents(int argc, char **argv);
+int gv_cmd_trace(int argc, char **argv);
+int gv_cmd_team(int argc, char **argv);
 
 /* Resolves the data directory: flag, else $GRAPEVINE_DIR, else
  * $XDG_DATA_HOME/grapevine, else ~/.local/share/grapevine. */

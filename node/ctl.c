@@ -86,6 +86,8 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
       rc = gv_fail(why, GV_EFIELD, "'on' must be true or false");
     else
       req->on = cJSON_IsTrue(it);
+  } else if (strcmp(cmd->valuestring, "team_reload") == 0) {
+    req->cmd = GV_CTL_TEAM_RELOAD;
   } else {
     rc = gv_fail(why, GV_EFIELD, "unknown command '%.32s'", cmd->valuestring);
   }

@@ -21,6 +21,7 @@ typedef enum gv_ctl_cmd {
   GV_CTL_REPO_ADD,
   GV_CTL_REPO_RM,
   GV_CTL_BROADCAST,
+  GV_CTL_TEAM_RELOAD, /* load the team files again (node/team.h) */
 } gv_ctl_cmd;
 
 typedef struct gv_ctl_req {

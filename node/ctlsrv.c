@@ -14,6 +14,7 @@ struct gv_ctlsrv {
   const gv_lcore *lc;
   gv_ctlsrv_cbs cbs;
   void *ctx;
+  cJSON *(*team_reload)(void *ctx); /* NULL: answer NOTIMPL */
   struct ctl_client *clients;
 };
 
@@ -209,6 +210,13 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
   case GV_CTL_REPO_ADD:
   case GV_CTL_REPO_RM:
   case GV_CTL_BROADCAST: write_line(c, s->cbs.command(s->ctx, &req)); return;
+  case GV_CTL_TEAM_RELOAD:
+    write_line(c, s->team_reload != NULL
+                      ? s->team_reload(s->ctx)
+                      : gv_ctlsrv_error(GV_ENOTIMPL,
+                                        "this node does not load teams while "
+                                        "running; restart it"));
+    return;
   }
 }
 
@@ -318,6 +326,10 @@ int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
   chmod(path, 0600);
   *out = s;
   return 0;
+}
+
+void gv_ctlsrv_set_team_reload(gv_ctlsrv *s, cJSON *(*team_reload)(void *ctx)) {
+  s->team_reload = team_reload;
 }
 
 void gv_ctlsrv_stop(gv_ctlsrv *s) {

@@ -44,6 +44,15 @@ int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
  * every client waiting on that request. */
 void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a);
 
+/* The optional handler of `team_reload` (called with the ctx given to
+ * gv_ctlsrv_start): load the team files of the data directory again
+ * (node/team.h) after `grapevine team create` or `join` wrote one, and
+ * return the answer, e.g. {"ok":true,"teams":N}, or gv_ctlsrv_error() with
+ * the reason. Until it is set, `team_reload` answers NOTIMPL. (A setter
+ * rather than a member of gv_ctlsrv_cbs, so that the callers' positional
+ * initializers of that struct stay complete.) */
+void gv_ctlsrv_set_team_reload(gv_ctlsrv *s, cJSON *(*team_reload)(void *ctx));
+
 void gv_ctlsrv_stop(gv_ctlsrv *s);
 
 /* {"ok":false,"error":NAME,"reason":reason}. */

@@ -18,6 +18,11 @@ static const struct {
     {"repo", gv_cmd_repo, "add or remove a repository this node holds"},
     {"broadcast", gv_cmd_broadcast,
      "switch sharing this node's address on or off"},
+    {"send", gv_cmd_send, "send a message to an agent by name (the relay)"},
+    {"inbox", gv_cmd_inbox, "read the messages sent to an agent"},
+    {"agents", gv_cmd_agents, "list the agents of this node's teams"},
+    {"trace", gv_cmd_trace, "show where a message is, step by step"},
+    {"team", gv_cmd_team, "create, join or list teams (who may message)"},
     {"config", gv_cmd_config, "check a configuration file"},
     {"demo", gv_cmd_demo,
      "protocol demo: two identities, a handshake over loopback TCP, "

@@ -34,6 +34,8 @@ START_TEST(test_commands) {
   ck_assert_int_eq(parse("{\"cmd\":\"broadcast\",\"on\":false}", &r, &why), 0);
   ck_assert_int_eq(r.cmd, GV_CTL_BROADCAST);
   ck_assert(!r.on);
+  ck_assert_int_eq(parse("{\"cmd\":\"team_reload\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_TEAM_RELOAD);
 }
 END_TEST
 
