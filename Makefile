@@ -40,9 +40,11 @@ COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
-             node/nodemetrics.c node/relayaddr.c node/relayreq.c
+             node/nodemetrics.c node/relayaddr.c node/relayreq.c \
+             node/relaystore.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
-              config metrics ctl common db relaywire relayreq
+              config metrics ctl common db relaywire relayreq \
+              relaystore
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr
 
@@ -58,7 +60,8 @@ BINS      := $(BUILD)/grapevine
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
-              $(BUILD)/bench/bench_db tests/bench/bench_node.sh
+              $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
+              tests/bench/bench_node.sh
 include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
@@ -126,6 +129,12 @@ $(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
 
 $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_rstore: $(call obj,tests/bench/bench_rstore.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+    $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
