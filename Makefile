@@ -41,10 +41,11 @@ COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
-             node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c
+             node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c \
+             node/relaystore.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team
+              agentsrv team relaystore
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay
@@ -61,8 +62,8 @@ BINS      := $(BUILD)/grapevine
 # TEST_NAMES, FUZZ_NAMES, BENCH_BINS, PKGS and TEST_PKGS, and add rules.
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
-              $(BUILD)/bench/bench_db tests/bench/bench_node.sh \
-              tests/bench/bench_relay.sh
+              $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
+              tests/bench/bench_node.sh tests/bench/bench_relay.sh
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto
 include $(wildcard */module.mk)
@@ -139,6 +140,12 @@ $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
 $(BUILD)/bench/bench_relay: $(call obj,tests/bench/bench_relay.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(BENCH_PKGS))
+
+$(BUILD)/bench/bench_rstore: $(call obj,tests/bench/bench_rstore.c) \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+    $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 test-bins: $(BINS) $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES)) \
            $(BUILD)/tests/gen_vectors $(BUILD)/tests/link_peer
