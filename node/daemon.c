@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agentsrv.h"
 #include "cli.h"
 #include "config.h"
 #include "ctlsrv.h"
@@ -35,8 +36,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "nodemetrics.h"
+#include "relay.h"
+#include "relaystore.h"
 #include "sockaddr.h"
 #include "store.h"
+#include "team.h"
 #include "trkclient.h"
 #include "trkjobs.h"
 
@@ -56,6 +60,9 @@ typedef struct gv_node {
   gv_engine *engine;
   gv_lcore *lc;
   gv_service gossip; /* the engine, as the link core's gossip service */
+  gv_relay *relay;   /* the relay core, the service of channel 2 */
+  gv_rstore *rstore; /* its rows (relay.db) */
+  gv_agentsrv *asrv; /* its agents (relay.sock) */
   gv_store *store;
   gv_metrics *metrics;
   gv_trkc *trk;
@@ -82,6 +89,8 @@ static int64_t now_ms(gv_node *n) {
     gv_engine_set_wall(n->engine, offset);
     if (n->lc != NULL)
       gv_lcore_set_wall(n->lc, offset);
+    if (n->relay != NULL)
+      gv_relay_set_wall(n->relay, offset);
   }
   return n->last_now;
 }
@@ -147,6 +156,7 @@ static void on_wake(uv_timer_t *t) {
   n->wake_at = INT64_MAX;
   gv_lcore_tick(n->lc, now);
   gv_engine_tick(n->engine, now);
+  gv_relay_tick(n->relay, now);
   drain(n);
 }
 
@@ -218,10 +228,91 @@ static void run_action(gv_node *n, const gv_action *a) {
   }
 }
 
-/* Carries out both cores' actions until both are quiet (one core's action
- * may be the other's event), then arms the one timer. */
+/* ---- the relay's actions ---- */
+
+static void on_rstore_done(void *ctx, uint64_t job, int status) {
+  gv_node *n = ctx;
+  gv_relay_committed(n->relay, job, status, now_ms(n));
+  drain(n);
+}
+
+static void run_relay_action(gv_node *n, gv_ract *a) {
+  int rc;
+
+  switch (a->type) {
+  case GV_RACT_SEND:
+    rc = gv_links_send(n->links, a->link, a->data, a->len);
+    if (rc == GV_EBUSY)
+      gv_lcore_send_failed(n->lc, a->link, now_ms(n));
+    break;
+  case GV_RACT_DIAL:
+    (void)gv_links_dial(n->links, a->peer, &a->addr); /* it retries */
+    break;
+  case GV_RACT_HOLD:
+    gv_lcore_hold(n->lc, a->link, GV_HOLD_RELAY, now_ms(n));
+    break;
+  case GV_RACT_RELEASE:
+    gv_lcore_release(n->lc, a->link, GV_HOLD_RELAY, now_ms(n));
+    break;
+  case GV_RACT_PERSIST:
+    /* A store that cannot take the job (its queue is full, or it closed)
+     * fails it now: the core answers BUSY, or the agent an error, and
+     * nothing is lost. */
+    rc = n->rstore == NULL ? GV_ESTATE
+                           : gv_rstore_persist(n->rstore, a->job, a->rows,
+                                               a->n_rows, on_rstore_done, n);
+    if (rc < 0)
+      gv_relay_committed(n->relay, a->job, rc, now_ms(n));
+    break;
+  case GV_RACT_LINE:
+    if (n->asrv != NULL) {
+      gv_agentsrv_write(n->asrv, a->conn, a->data, a->len);
+      a->data = NULL; /* the socket owns it */
+    }
+    break;
+  case GV_RACT_HANGUP:
+    if (n->asrv != NULL)
+      gv_agentsrv_hangup(n->asrv, a->conn);
+    break;
+  case GV_RACT_RELAYS:
+    if ((rc = gv_engine_set_relays(n->engine, a->relays, a->n_relays,
+                                   now_ms(n))) < 0)
+      gv_logf(&n->log, GV_LOG_WARN, "relays: %s", gv_strerror(rc));
+    break;
+  default: break;
+  }
+  free(a->data);
+}
+
+/* ---- agents (relay.sock) -> relay core ---- */
+
+static void on_agent_open(void *ctx, gv_rconn conn) {
+  gv_node *n = ctx;
+  gv_relay_conn_open(n->relay, conn, now_ms(n));
+  drain(n);
+}
+
+static void on_agent_line(void *ctx, gv_rconn conn, const char *line,
+                          size_t len) {
+  gv_node *n = ctx;
+  gv_relay_conn_line(n->relay, conn, line, len, now_ms(n));
+  drain(n);
+}
+
+static void on_agent_closed(void *ctx, gv_rconn conn) {
+  gv_node *n = ctx;
+  gv_relay_conn_closed(n->relay, conn, now_ms(n));
+  drain(n);
+}
+
+static const gv_agentsrv_cbs agent_cbs = {on_agent_open, on_agent_line,
+                                          on_agent_closed};
+
+/* Carries out the cores' actions until all are quiet (one core's action
+ * may be another's event), then arms the one timer. */
 static void drain(gv_node *n) {
   gv_action a;
+  gv_ract ra;
   bool more = true;
   int64_t at, lc_at, now;
 
@@ -235,11 +326,18 @@ static void drain(gv_node *n) {
       run_action(n, &a);
       more = true;
     }
+    while (n->relay != NULL && gv_relay_next(n->relay, &ra)) {
+      run_relay_action(n, &ra);
+      more = true;
+    }
   }
   if (n->stopping)
     return;
   at = gv_engine_expiry(n->engine);
   lc_at = gv_lcore_expiry(n->lc);
+  if (lc_at < at)
+    at = lc_at;
+  lc_at = gv_relay_expiry(n->relay);
   if (lc_at < at)
     at = lc_at;
   if (at == n->wake_at || at == INT64_MAX)
@@ -392,8 +490,9 @@ static void on_second(uv_timer_t *t) {
   if (gv_store_pending(n->store) > 0 && gv_store_flush(n->store, &why) < 0)
     gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
   if (n->metrics != NULL &&
-      gv_nodemetrics_render(n->engine, n->lc, (now_ms(n) - n->started) / 1000,
-                            &text, &len) == 0) {
+      gv_nodemetrics_render(n->engine, n->lc, n->relay,
+                            (now_ms(n) - n->started) / 1000, &text,
+                            &len) == 0) {
     gv_metrics_publish(n->metrics, text, len);
     free(text);
   }
@@ -420,6 +519,13 @@ static void maybe_finalize(gv_node *n) {
   n->finalized = true;
   if (gv_store_flush(n->store, &why) < 0)
     gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
+  gv_agentsrv_close(n->asrv);
+  n->asrv = NULL;
+  if (n->rstore != NULL) {
+    gv_rstore *rs = n->rstore;
+    n->rstore = NULL; /* what the commits below persist fails: stopping */
+    gv_rstore_close(rs);
+  }
   close_handle((uv_handle_t *)&n->wake);
   close_handle((uv_handle_t *)&n->second);
   gv_trkjobs_close(n->jobs);
@@ -573,6 +679,109 @@ static void resolve_seeds(gv_node *n) {
   }
 }
 
+/* ---- the relay ---- */
+
+static void relay_random(void *ctx, uint8_t *buf, size_t len) {
+  (void)ctx;
+  randombytes_buf(buf, len);
+}
+
+/* What the peer table says of a node, for the relay's routes. */
+static bool relay_route(void *ctx, const uint8_t id[GV_ID_BYTES],
+                        gv_rroute *out) {
+  gv_node *n = ctx;
+  const gv_peer_entry *p = gv_engine_table_get(n->engine, id);
+
+  memset(out, 0, sizeof(*out));
+  if (p == NULL)
+    return false;
+  out->known = true;
+  out->broadcasting = p->broadcasting && p->n_addrs > 0;
+  if (out->broadcasting)
+    out->addr = p->addrs[0];
+  out->n_relays =
+      p->n_relays < GV_RELAY_RELAYS_MAX ? p->n_relays : GV_RELAY_RELAYS_MAX;
+  if (out->n_relays > 0)
+    memcpy(out->relays, p->relays, out->n_relays * GV_ID_BYTES);
+  return true;
+}
+
+static void relay_load_row(void *ctx, const gv_rrow *row) {
+  gv_relay_load(((gv_node *)ctx)->relay, row);
+}
+
+/* Every team file of the data directory into the relay (again after
+ * `grapevine team create|join`: adding a team twice changes nothing). */
+static int load_teams(gv_node *n, size_t *count, gv_why *why) {
+  gv_team_ent *t;
+  size_t k;
+  int rc;
+
+  if ((rc = gv_team_list(n->dir, &t, &k, why)) < 0)
+    return rc;
+  for (size_t i = 0; i < k && rc == 0; i++) {
+    bool mine = memcmp(t[i].inviter, n->id.pk, GV_ID_BYTES) == 0;
+    if ((rc = gv_relay_team_add(n->relay, t[i].T, mine ? NULL : t[i].inviter,
+                                now_ms(n))) < 0)
+      gv_fail(why, rc, "%s: this node is in %d teams already", t[i].file,
+              GV_RELAY_TEAMS_MAX);
+  }
+  gv_team_list_free(t, k);
+  *count = k;
+  return rc;
+}
+
+static cJSON *on_team_reload(void *ctx) {
+  gv_node *n = ctx;
+  gv_why why = {""};
+  size_t k = 0;
+  cJSON *o;
+  int rc = load_teams(n, &k, &why);
+
+  drain(n);
+  if (rc < 0)
+    return gv_ctlsrv_error(rc, why.text);
+  o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 1);
+  cJSON_AddNumberToObject(o, "teams", (double)k);
+  return o;
+}
+
+/* The relay core, its teams, its rows from relay.db, and relay.sock. */
+static int start_relay(gv_node *n, gv_why *why) {
+  gv_relay_cfg rc_cfg;
+  char path[4200];
+  size_t k;
+  int rc;
+
+  gv_relay_cfg_default(&rc_cfg);
+  rc_cfg.silent = !n->broadcasting;
+  rc_cfg.random = relay_random;
+  rc_cfg.route = relay_route;
+  rc_cfg.ctx = n;
+  if ((rc = gv_relay_new(&n->relay, &rc_cfg, &n->id, now_ms(n))) < 0)
+    return gv_fail(why, rc, "relay: %s", gv_strerror(rc));
+  now_ms(n); /* the wall-clock offset */
+  if ((rc = load_teams(n, &k, why)) < 0)
+    return rc;
+  snprintf(path, sizeof(path), "%s/relay.db", n->dir);
+  if ((rc = gv_rstore_open(&n->rstore, n->loop, path, why)) < 0 ||
+      (rc = gv_rstore_load(n->rstore, relay_load_row, n, why)) < 0)
+    return rc;
+  gv_relay_loaded(n->relay, now_ms(n));
+  gv_lcore_set_service(n->lc, GV_CHAN_RELAY, gv_relay_service(n->relay));
+  snprintf(path, sizeof(path), "%s/relay.sock", n->dir);
+  if ((rc = gv_agentsrv_start(&n->asrv, n->loop, path, &agent_cbs, n, NULL,
+                              why)) < 0)
+    return rc;
+  gv_logf(&n->log, GV_LOG_INFO, "relay: %zu team(s), agents on %s", k, path);
+  if (k == 0)
+    gv_logf(&n->log, GV_LOG_INFO,
+            "relay: in no team yet; agents can register once you run "
+            "'grapevine team create' or 'grapevine team join TOKEN'");
+  return 0;
+}
+
 static int start(gv_node *n, gv_why *why) {
   gv_engine_cfg ec;
   gv_lcore_cfg lcfg;
@@ -645,10 +854,13 @@ static int start(gv_node *n, gv_why *why) {
   if (n->broadcasting &&
       (rc = gv_links_listen(n->links, &n->cfg.listen, why)) < 0)
     return rc;
+  if ((rc = start_relay(n, why)) < 0)
+    return rc;
   snprintf(path, sizeof(path), "%s/control.sock", n->dir);
   if ((rc = gv_ctlsrv_start(&n->ctl, n->loop, path, n->engine, n->lc, &ctl_cbs,
                             n, why)) < 0)
     return rc;
+  gv_ctlsrv_set_team_reload(n->ctl, on_team_reload);
   if (n->cfg.has_metrics &&
       (rc = gv_metrics_start(&n->metrics, &n->cfg.metrics, why)) < 0)
     return rc;
@@ -790,6 +1002,12 @@ int gv_cmd_node(int argc, char **argv) {
     n->stopping = true;
     gv_ctlsrv_stop(n->ctl);
     n->ctl = NULL;
+    gv_agentsrv_close(n->asrv);
+    n->asrv = NULL;
+    if (n->rstore != NULL) {
+      gv_rstore_close(n->rstore);
+      n->rstore = NULL;
+    }
     if (n->engine != NULL) {
       n->finalized = true;
       uv_walk(&loop, close_any, NULL);
@@ -803,6 +1021,7 @@ int gv_cmd_node(int argc, char **argv) {
   gv_trkc_free(n->trk);
   gv_store_close(n->store);
   gv_lcore_free(n->lc);
+  gv_relay_free(n->relay);
   gv_engine_free(n->engine);
   gv_id_wipe(&n->id);
   if (n->lock_fd >= 0)

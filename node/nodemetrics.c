@@ -58,8 +58,81 @@ static size_t links_text(const gv_lcore *lc, char *buf, size_t cap) {
   return off;
 }
 
+/* The relay's series: messages by state, failures and refusals by reason,
+ * BUSY, forwarding, queue depths, and the latency histograms from accepted
+ * to stored and to delivered. */
+static size_t relay_text(const gv_relay *r, char *buf, size_t cap) {
+  static const char *const hist[2][2] = {
+      {"grapevine_relay_stored_seconds",
+       "From accepted to stored at the destination (end-to-end ack)."},
+      {"grapevine_relay_delivered_seconds",
+       "From accepted to delivered to the recipient agent."}};
+  gv_relay_stats st;
+  size_t off = 0;
+
+  gv_relay_stats_get(r, &st);
+#define OUT(...)                                                               \
+  off += (size_t)snprintf(buf + off, off < cap ? cap - off : 0, __VA_ARGS__)
+  OUT("# HELP grapevine_relay_messages Outbox messages now, by state.\n"
+      "# TYPE grapevine_relay_messages gauge\n");
+  for (int i = GV_RSTATE_ACCEPTED; i <= GV_RSTATE_FAILED; i++)
+    OUT("grapevine_relay_messages{state=\"%s\"} %llu\n",
+        gv_rstate_name((gv_rstate)i), (unsigned long long)st.by_state[i]);
+  OUT("# HELP grapevine_relay_failed_total Messages of ours that failed.\n"
+      "# TYPE grapevine_relay_failed_total counter\n");
+  for (int i = GV_RFAIL_EXPIRED; i <= GV_RFAIL_NOT_IN_TEAM; i++)
+    OUT("grapevine_relay_failed_total{reason=\"%s\"} %llu\n",
+        gv_rfail_name((gv_rfail)i), (unsigned long long)st.failed[i]);
+  OUT("# HELP grapevine_relay_refused_total Relay packets refused here.\n"
+      "# TYPE grapevine_relay_refused_total counter\n");
+  for (int i = GV_RFAIL_EXPIRED; i <= GV_RFAIL_NOT_IN_TEAM; i++)
+    OUT("grapevine_relay_refused_total{reason=\"%s\"} %llu\n",
+        gv_rfail_name((gv_rfail)i), (unsigned long long)st.refused_in[i]);
+  OUT("# TYPE grapevine_relay_busy_total counter\n"
+      "grapevine_relay_busy_total{dir=\"sent\"} %llu\n"
+      "grapevine_relay_busy_total{dir=\"received\"} %llu\n"
+      "# TYPE grapevine_relay_forwarded_total counter\n"
+      "grapevine_relay_forwarded_total %llu\n"
+      "# TYPE grapevine_relay_forward_dropped_total counter\n"
+      "grapevine_relay_forward_dropped_total %llu\n"
+      "# HELP grapevine_relay_queue Messages and bytes held.\n"
+      "# TYPE grapevine_relay_queue gauge\n"
+      "grapevine_relay_queue{queue=\"outbox\"} %llu\n"
+      "grapevine_relay_queue{queue=\"inbox\"} %llu\n"
+      "grapevine_relay_queue_bytes{queue=\"outbox\"} %llu\n"
+      "grapevine_relay_queue_bytes{queue=\"inbox\"} %llu\n"
+      "# TYPE grapevine_relay_agents_online gauge\n"
+      "grapevine_relay_agents_online %llu\n",
+      (unsigned long long)st.busy_sent, (unsigned long long)st.busy_received,
+      (unsigned long long)st.forwarded, (unsigned long long)st.forward_dropped,
+      (unsigned long long)st.outbox, (unsigned long long)st.inbox,
+      (unsigned long long)st.outbox_bytes, (unsigned long long)st.inbox_bytes,
+      (unsigned long long)st.agents_online);
+  for (int h = 0; h < 2; h++) {
+    const uint64_t *b = h == 0 ? st.lat_stored : st.lat_delivered;
+    uint64_t cum = 0;
+    OUT("# HELP %s %s\n# TYPE %s histogram\n", hist[h][0], hist[h][1],
+        hist[h][0]);
+    for (int i = 0; i < GV_RELAY_LAT_BUCKETS; i++) {
+      cum += b[i];
+      if (i == GV_RELAY_LAT_BUCKETS - 1)
+        OUT("%s_bucket{le=\"+Inf\"} %llu\n", hist[h][0],
+            (unsigned long long)cum);
+      else
+        OUT("%s_bucket{le=\"%g\"} %llu\n", hist[h][0],
+            gv_relay_lat_le[i] / 1000.0, (unsigned long long)cum);
+    }
+    OUT("%s_sum %.6f\n%s_count %llu\n", hist[h][0],
+        (h == 0 ? st.lat_stored_sum : st.lat_delivered_sum) / 1000.0,
+        hist[h][0], (unsigned long long)cum);
+  }
+#undef OUT
+  return off;
+}
+
 int gv_nodemetrics_render(const gv_engine *e, const gv_lcore *lc,
-                          int64_t uptime_s, char **out, size_t *len) {
+                          const gv_relay *relay, int64_t uptime_s, char **out,
+                          size_t *len) {
   const gv_engine_stats *st = gv_engine_stats_get(e);
   const gv_lcore_stats *ls = gv_lcore_stats_get(lc);
   size_t cap = 16384 + 1024 * gv_lcore_count(lc), off = 0, connected = 0,
@@ -82,6 +155,8 @@ int gv_nodemetrics_render(const gv_engine *e, const gv_lcore *lc,
       "grapevine_links %zu\n",
       gv_lcore_count(lc));
   off += links_text(lc, buf + off, off < cap ? cap - off : 0);
+  if (relay != NULL)
+    off += relay_text(relay, buf + off, off < cap ? cap - off : 0);
   OUT("# HELP grapevine_peers Peer table entries by state.\n"
       "# TYPE grapevine_peers gauge\ngrapevine_peers{state=\"connected\"} "
       "%zu\ngrapevine_peers{state=\"known\"} %zu\n",
