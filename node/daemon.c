@@ -241,6 +241,15 @@ static void run_relay_action(gv_node *n, gv_ract *a) {
 
   switch (a->type) {
   case GV_RACT_SEND:
+    if (a->forwarded && n->log.level >= GV_LOG_DEBUG) {
+      /* The relay's frame log: all a relaying node learns of a packet. */
+      char dst[GV_ID_HEX_LEN + 1], id[2 * GV_RW_ID_BYTES + 1];
+      gv_id_to_hex(a->peer, dst);
+      sodium_bin2hex(id, sizeof(id), a->id, GV_RW_ID_BYTES);
+      gv_logf(&n->log, GV_LOG_DEBUG,
+              "relay: forwarded %zu bytes of message %s to %s", a->len - 1, id,
+              dst);
+    }
     rc = gv_links_send(n->links, a->link, a->data, a->len);
     if (rc == GV_EBUSY)
       gv_lcore_send_failed(n->lc, a->link, now_ms(n));

@@ -157,6 +157,7 @@ typedef struct fx {
   uint8_t kind;   /* FX_ACKED: DELIVERED or READ; FX_STATE: the state */
   uint8_t reason; /* FX_STATE */
   uint8_t step;   /* FX_STATE: trace steps with it */
+  bool quiet;     /* FX_STATE: told already (durable elsewhere) */
   gv_rconn conn;
   char *line;
   rmsg *m;
@@ -521,15 +522,23 @@ static void set_state(gv_relay *r, rmsg *m, uint8_t state, uint8_t reason,
 
 static void job_done(gv_relay *r, size_t i, int status, int64_t now);
 
+#define JOBS_INFLIGHT 2   /* jobs handed to the store at once */
+#define JOB_ROWS_MAX 4096 /* a job this big goes at once anyway */
+
 /* Emits the job built during this event. One without rows (an answer that
  * must follow earlier commits) completes with the jobs before it, so
  * nothing overtakes a commit. */
-static void flush_job(gv_relay *r, int64_t now) {
+static bool flush_job(gv_relay *r, int64_t now) {
   job *j = &r->cur;
   gv_ract *a;
 
   if (j->n_rows == 0 && j->n_fx == 0)
-    return;
+    return false;
+  /* Group commit: while JOBS_INFLIGHT jobs are being committed, what the
+   * events make meanwhile gathers into the next one, so the store commits
+   * a burst of messages in a few transactions, not one each. */
+  if (r->n_jobs >= JOBS_INFLIGHT && j->n_rows < JOB_ROWS_MAX)
+    return false;
   j->id = ++r->next_job;
   GROW(r->jobs, r->n_jobs, r->cap_jobs);
   r->jobs[r->n_jobs++] = *j;
@@ -537,12 +546,13 @@ static void flush_job(gv_relay *r, int64_t now) {
   if (r->jobs[r->n_jobs - 1].n_rows == 0) {
     if (r->n_jobs == 1)
       job_done(r, 0, 0, now);
-    return;
+    return true;
   }
   a = push_act(r, GV_RACT_PERSIST);
   a->job = r->jobs[r->n_jobs - 1].id;
   a->rows = r->jobs[r->n_jobs - 1].rows;
   a->n_rows = r->jobs[r->n_jobs - 1].n_rows;
+  return true;
 }
 
 /* ---- teams and the directory ---- */
@@ -1202,6 +1212,7 @@ static void kick(gv_relay *r, const uint8_t *via, int64_t now) {
 }
 
 static void notify_state(gv_relay *r, rmsg *m);
+static void check_waits(gv_relay *r, int64_t now);
 
 /* The destination answered about outbox message id. */
 static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
@@ -1259,6 +1270,16 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
     lat_observe(r->st.lat_delivered, &r->st.lat_delivered_sum,
                 (double)(now - m->accepted_at));
   set_state(r, m, target, 0, NULL, now);
+  /* Durable already where it happened: the destination committed it
+   * before it answered. So the sender is told now, and our own row of it
+   * only keeps the trace (a crash before it commits makes us retransmit,
+   * and the destination answers the same again). */
+  r->cur.fx[r->cur.n_fx - 1].quiet = true;
+  m->cstate = target;
+  m->creason = 0;
+  m->n_ctrace = m->n_trace;
+  notify_state(r, m);
+  check_waits(r, now);
   if (target >= GV_RSTATE_DELIVERED)
     retire(r, m);
 }
@@ -1950,11 +1971,10 @@ static void run_local(gv_relay *r, int64_t now) {
 static void end_event(gv_relay *r, int64_t now) {
   /* A job without rows may complete at once, and its effects may make
    * more: until quiet. */
-  while (r->n_loq > 0 || r->cur.n_rows > 0 || r->cur.n_fx > 0) {
+  do
     while (r->n_loq > 0)
       run_local(r, now);
-    flush_job(r, now);
-  }
+  while (flush_job(r, now));
 }
 
 /* ---- the link service (channel 2) ---- */
@@ -2081,6 +2101,9 @@ static void forward(gv_relay *r, const gv_rw_hop *h, const uint8_t *msg,
   buf[1 + 1 + 2 * GV_ID_BYTES] = (uint8_t)(h->u.route.hops + 1);
   q->credit -= (int64_t)len;
   emit_send(r, q, buf, 1 + len, now);
+  r->acts[r->n_act - 1].forwarded = true;
+  memcpy(r->acts[r->n_act - 1].peer, h->u.route.dst, GV_ID_BYTES);
+  memcpy(r->acts[r->n_act - 1].id, h->u.route.id, GV_RW_ID_BYTES);
   r->st.forwarded++;
 }
 
@@ -2238,11 +2261,14 @@ static void run_fx(gv_relay *r, fx *f, int status, int64_t now) {
       send_reply(r, m->team, m->src, m->id, f->kind, 0, now);
     return;
   case FX_STATE:
-    if (status == 0) {
+    if (f->step > m->n_ctrace && status == 0)
+      m->n_ctrace = f->step;
+    /* Told already, or overtaken by a later state told first. */
+    if (status == 0 && !f->quiet &&
+        !(f->kind != GV_RSTATE_FAILED && m->cstate != GV_RSTATE_FAILED &&
+          f->kind < m->cstate)) {
       m->cstate = f->kind;
       m->creason = f->reason;
-      if (f->step > m->n_ctrace)
-        m->n_ctrace = f->step;
       if (!m->inbound) {
         notify_state(r, m);
         check_waits(r, now);

@@ -14,8 +14,9 @@
  * Jobs complete in the order they were emitted (gv_db's contract).
  *
  * Restart: before the first event, the driver feeds back every row it
- * stored with the gv_relay_load_* calls, in the order rows were written
- * (by rowid), and then calls gv_relay_loaded().
+ * stored with gv_relay_load(): agents, members, then each message (with
+ * its current state) followed by its trace, then cursors; then it calls
+ * gv_relay_loaded().
  *
  * Lifetime: pointers inside an action stay valid until the next call into
  * the core; an action's line is the driver's to free() once popped.
@@ -149,7 +150,9 @@ typedef struct gv_rrow {
 
 typedef enum gv_ract_type {
   GV_RACT_NONE = 0,
-  GV_RACT_SEND,    /* link, data/len: a whole plaintext, channel byte first */
+  GV_RACT_SEND,    /* link, data/len: a whole plaintext, channel byte first;
+                    * forwarded: a packet of others we pass on (peer: its
+                    * destination, id: its message id), for a frame log */
   GV_RACT_DIAL,    /* peer, addr */
   GV_RACT_HOLD,    /* link: the relay holds it (GV_HOLD_RELAY) */
   GV_RACT_RELEASE, /* link: the relay no longer holds it */
@@ -167,6 +170,8 @@ typedef struct gv_ract {
   size_t len;
   uint8_t peer[GV_ID_BYTES];
   gv_addr addr;
+  bool forwarded;
+  uint8_t id[GV_RW_ID_BYTES];
   uint64_t job;
   const gv_rrow *rows;
   size_t n_rows;

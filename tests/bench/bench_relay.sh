@@ -152,7 +152,8 @@ else
       ours_na="the node does not answer: no relay.sock in its data directory"
   fi
   if [ -z "$ours_na" ]; then # one team: node 1 creates it, node 2 joins
-    if ! tok=$("$GV" team create --data-dir "$TMP/n1" 2> "$TMP/team.err"); then
+    if ! tok=$("$GV" team create --data-dir "$TMP/n1" 2> "$TMP/team.err" |
+      grep -o 'gvteam1\.[A-Za-z0-9_-]*' | head -n 1) || [ -z "$tok" ]; then
       ours_na="grapevine team create: $(why "$TMP/team.err")"
     elif ! "$GV" team join "$tok" --data-dir "$TMP/n2" > /dev/null 2> "$TMP/team.err"; then
       ours_na="grapevine team join: $(why "$TMP/team.err")"
