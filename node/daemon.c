@@ -140,8 +140,10 @@ static void on_link_down(void *ctx, const gv_links_down *ev) {
    * (the service's dial_ended); before it, the dial failed here. */
   if (ev->was_open)
     gv_lcore_closed(n->lc, ev->id, ev->status == 0, now_ms(n));
-  else if (ev->dialed)
+  else if (ev->dialed) {
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
+    gv_relay_dial_failed(n->relay, ev->pin, now_ms(n));
+  }
   drain(n);
   maybe_finalize(n);
 }
@@ -255,7 +257,8 @@ static void run_relay_action(gv_node *n, gv_ract *a) {
       gv_lcore_send_failed(n->lc, a->link, now_ms(n));
     break;
   case GV_RACT_DIAL:
-    (void)gv_links_dial(n->links, a->peer, &a->addr); /* it retries */
+    if (gv_links_dial(n->links, a->peer, &a->addr) < 0)
+      gv_relay_dial_failed(n->relay, a->peer, now_ms(n));
     break;
   case GV_RACT_HOLD:
     gv_lcore_hold(n->lc, a->link, GV_HOLD_RELAY, now_ms(n));
@@ -833,7 +836,8 @@ static int start(gv_node *n, gv_why *why) {
   gv_lcore_cfg_default(&lcfg);
   randombytes_buf(&lcfg.seed, sizeof(lcfg.seed));
   lcfg.accepting = n->broadcasting;
-  lcfg.outbound_max = ec.active_max;
+  /* Gossip dials up to active_max; the relay may add its routes. */
+  lcfg.outbound_max = ec.active_max + GV_RELAY_RELAYS_MAX;
   if ((rc = gv_lcore_new(&n->lc, &lcfg, n->id.pk, n->started)) < 0)
     return gv_fail(why, rc, "link core: %s", gv_strerror(rc));
   gv_engine_service(n->engine, &n->gossip);

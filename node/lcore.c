@@ -309,7 +309,9 @@ static llink *eviction_victim(gv_lcore *lc, const llink *n, const llink *skip) {
   for (size_t i = 0; i < lc->n_links; i++) {
     llink *l = &lc->links[i];
     double s;
-    if (l == n || l == skip || l->dialed || l->state == L_CLOSING)
+    /* A relay route (a silent node's only way in) is never the victim. */
+    if (l == n || l == skip || l->dialed || l->state == L_CLOSING ||
+        (l->holds & GV_HOLD_RELAY))
       continue;
     s = score(lc, l);
     if (l->state == L_READY && lc->now - l->up_at >= lc->cfg.protect_ms &&

@@ -37,6 +37,7 @@ typedef struct step {
 struct pairin;
 struct agent;
 struct rmsg;
+struct peer;
 
 /* A queue of messages: live ones are v[off..n). Taking from the front is
  * O(1), which is how acknowledgements and the ring of finished messages
@@ -69,7 +70,8 @@ typedef struct rmsg {
   int64_t next_try; /* monotonic */
   size_t hidx;      /* in the retry heap, or SIZE_MAX */
   unsigned tries;
-  bool waiting;        /* on a link's credit list */
+  bool waiting; /* on waitp's credit list */
+  struct peer *waitp;
   bool gone_pending;   /* failed: GONE not yet acknowledged */
   int64_t accepted_at; /* monotonic, for the latency histograms */
   /* inbox */
@@ -125,7 +127,9 @@ typedef struct team {
 /* What the relay knows of a peer node: its link, credit and timers. */
 typedef struct peer {
   uint8_t id[GV_ID_BYTES];
-  gv_linkid link; /* valid while up */
+  unsigned dial_fails; /* dials that ended before READY, in a row */
+  int64_t next_dial;   /* no dial before this (backoff after failures) */
+  gv_linkid link;      /* valid while up */
   bool up, held, relay, dialed;
   int64_t credit;   /* bytes of ROUTE we may still send */
   int64_t grant_in; /* bytes of ROUTE it may still send us */
@@ -680,7 +684,7 @@ static const gv_rw_boxkey *peer_key(gv_relay *r, const uint8_t *id) {
 static void dial(gv_relay *r, peer *p, const gv_addr *addr, int64_t now) {
   gv_ract *a;
 
-  if (p->up || now - p->last_dial < DIAL_HOLDOFF_MS)
+  if (p->up || now - p->last_dial < DIAL_HOLDOFF_MS || now < p->next_dial)
     return;
   p->last_dial = now;
   p->dialed = true;
@@ -691,7 +695,8 @@ static void dial(gv_relay *r, peer *p, const gv_addr *addr, int64_t now) {
 
 /* The link a packet for dst leaves on: dst's own, or one of its relays'.
  * Asks for a dial when there is none yet; NULL then. */
-static peer *route(gv_relay *r, const uint8_t *dst, int64_t now) {
+static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
+                   int64_t now) {
   peer *p = peer_get(r, dst, true), *q;
   gv_rroute rt;
 
@@ -701,7 +706,8 @@ static peer *route(gv_relay *r, const uint8_t *dst, int64_t now) {
   if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, dst, &rt) || !rt.known)
     return NULL;
   if (rt.broadcasting) {
-    dial(r, p, &rt.addr, now);
+    if (may_dial)
+      dial(r, p, &rt.addr, now);
     return NULL;
   }
   for (size_t i = 0; i < rt.n_relays; i++) {
@@ -709,7 +715,7 @@ static peer *route(gv_relay *r, const uint8_t *dst, int64_t now) {
     if (q->up)
       return q;
   }
-  for (size_t i = 0; i < rt.n_relays; i++) {
+  for (size_t i = 0; i < rt.n_relays && may_dial; i++) {
     gv_rroute rr;
     memset(&rr, 0, sizeof(rr));
     if (!is_self(r, rt.relays[i]) &&
@@ -781,12 +787,15 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
     q->len = blen;
     return TX_LOCAL;
   }
-  if ((p = route(r, dst, now)) == NULL)
+  /* Only messages dial: a control packet that finds no link waits for the
+   * next refresh or link-up, so the directory never fights for link slots. */
+  if ((p = route(r, dst, m != NULL, now)) == NULL)
     return TX_NOROUTE;
   if (m != NULL &&
       p->credit < (int64_t)(1 + GV_RW_ROUTE_HDR + gv_rw_sealed_size(blen))) {
     if (!m->waiting) {
       m->waiting = true;
+      m->waitp = p;
       GROW(p->wait, p->n_wait, p->cap_wait);
       p->wait[p->n_wait++] = m;
     }
@@ -951,18 +960,29 @@ static void list_del(rmsg **v, size_t *n, const rmsg *m) {
     }
 }
 
+/* Takes outbox message m off the retry heap and off any link's credit
+ * list: it has nothing more to send. */
+static void unqueue(gv_relay *r, rmsg *m) {
+  heap_del(r, m);
+  if (m->waiting) {
+    list_del(m->waitp->wait, &m->waitp->n_wait, m);
+    m->waiting = false;
+    m->waitp = NULL;
+  }
+}
+
+/* True while outbox message m has something to send: its DATA, not yet
+ * stored, or its GONE, not yet answered. */
+static bool to_send(const rmsg *m) {
+  return !m->inbound && m->committed &&
+         (m->gone_pending || m->state < GV_RSTATE_STORED);
+}
+
 /* Removes m from every structure and frees it. */
 static void msg_forget(gv_relay *r, rmsg *m) {
   uint8_t k[32];
-  peer *p;
 
-  heap_del(r, m);
-  if (m->waiting && (p = peer_get(r, m->dst, false)) != NULL)
-    list_del(p->wait, &p->n_wait, m);
-  if (m->waiting)
-    for (size_t i = 0; i < r->peers.cap; i++)
-      if ((p = r->peers.slots[i].val) != NULL)
-        list_del(p->wait, &p->n_wait, m);
+  unqueue(r, m);
   if (m->pair != NULL)
     mq_del(&m->pair->q, m);
   if (m->ag != NULL) {
@@ -1174,6 +1194,9 @@ static void flush_wait(gv_relay *r, peer *p, int64_t now) {
   p->n_wait = p->cap_wait = 0;
   for (; i < n; i++) {
     v[i]->waiting = false;
+    v[i]->waitp = NULL;
+    if (!to_send(v[i]))
+      continue;
     try_send(r, v[i], now);
     if (p->n_wait > 0) /* out of credit again: keep the rest in order */
       break;
@@ -1225,7 +1248,7 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
   if (m->gone_pending) {
     if (b->kind != GV_RW_BUSY) { /* any answer acknowledges the GONE */
       m->gone_pending = false;
-      heap_del(r, m);
+      unqueue(r, m);
       retire(r, m);
     }
     return;
@@ -1240,7 +1263,7 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
   case GV_RW_FAILED:
     if (m->state >= GV_RSTATE_DELIVERED)
       return;
-    heap_del(r, m);
+    unqueue(r, m);
     set_state(r, m, GV_RSTATE_FAILED,
               b->u.reason == GV_RW_FAIL_UNKNOWN_RECIPIENT
                   ? GV_RFAIL_UNKNOWN_RECIPIENT
@@ -1258,7 +1281,7 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
   }
   if (m->state == GV_RSTATE_FAILED || m->state >= target)
     return;
-  heap_del(r, m);
+  unqueue(r, m);
   if (m->state < GV_RSTATE_STORED) {
     if (m->accepted_at != 0)
       lat_observe(r->st.lat_stored, &r->st.lat_stored_sum,
@@ -2015,6 +2038,8 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   p->up = true;
   p->link = link;
   p->held = false;
+  p->dial_fails = 0;
+  p->next_dial = 0;
   p->credit = 0;
   p->grant_in = 0;
   p->consumed = 0;
@@ -2065,6 +2090,9 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
   p->n_wait = p->cap_wait = 0;
   for (size_t i = 0; i < n; i++) {
     v[i]->waiting = false;
+    v[i]->waitp = NULL;
+    if (!to_send(v[i]))
+      continue;
     v[i]->tries++;
     schedule(r, v[i],
              now + gv_backoff_ms(&r->rng, r->cfg.retry_min_ms,
@@ -2162,6 +2190,27 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   free(plain);
   end_event(r, now);
   return 0;
+}
+
+/* A dial ended before READY. Ours (a relay dial) backs off, so a node
+ * whose link slots are full is not dialed again and again; a duplicate
+ * means the peer is reached on another link. */
+void gv_relay_dial_failed(gv_relay *r, const uint8_t *id, int64_t now) {
+  peer *p = id != NULL ? peer_get(r, id, false) : NULL;
+
+  if (p == NULL || !p->dialed || p->up)
+    return;
+  p->dialed = false;
+  p->dial_fails++;
+  p->next_dial = now + gv_backoff_ms(&r->rng, r->cfg.retry_min_ms * 5,
+                                     r->cfg.retry_max_ms, p->dial_fails);
+}
+
+static void svc_dial_ended(void *ctx, const uint8_t *id, const gv_addr *addr,
+                           gv_close why, int64_t now) {
+  (void)addr;
+  if (why != GV_CLOSE_DUPLICATE)
+    gv_relay_dial_failed(ctx, id, now);
 }
 
 const gv_service *gv_relay_service(gv_relay *r) { return &r->svc; }
@@ -2399,13 +2448,7 @@ static void sweep(gv_relay *r, int64_t now) {
     }
     if (w >= m->deadline_wall) {
       if (!m->inbound && m->state < GV_RSTATE_STORED) {
-        heap_del(r, m);
-        if (m->waiting) { /* its link keeps the pointer: take it off */
-          peer *p = peer_get(r, m->dst, false);
-          if (p != NULL)
-            list_del(p->wait, &p->n_wait, m);
-          m->waiting = false;
-        }
+        unqueue(r, m);
         set_state(r, m, GV_RSTATE_FAILED, GV_RFAIL_EXPIRED, NULL, now);
         r->st.failed[GV_RFAIL_EXPIRED]++;
         drop_body(r, m);
@@ -2669,6 +2712,7 @@ int gv_relay_new(gv_relay **out, const gv_relay_cfg *cfg,
   r->svc.up = svc_up;
   r->svc.down = svc_down;
   r->svc.recv = svc_recv;
+  r->svc.dial_ended = svc_dial_ended;
   r->min_deadline = INT64_MAX;
   r->next_sweep = r->next_refresh = INT64_MAX;
   sodium_memzero(seed, sizeof(seed));

@@ -210,6 +210,10 @@ void gv_relay_conn_line(gv_relay *r, gv_rconn conn, const char *line,
                         size_t len, int64_t now);
 void gv_relay_conn_closed(gv_relay *r, gv_rconn conn, int64_t now);
 void gv_relay_tick(gv_relay *r, int64_t now);
+/* A dial the relay asked for (GV_RACT_DIAL) failed before its handshake;
+ * ones that fail later come through the service's dial_ended. The relay
+ * backs off dialing that node. */
+void gv_relay_dial_failed(gv_relay *r, const uint8_t *id, int64_t now);
 
 /* ---- output and inspection ---- */
 
