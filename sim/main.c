@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "net.h"
+#include "relaysim.h"
 
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
@@ -23,6 +24,7 @@ typedef struct opts {
   const char *out;
   double fail_frac;
   double churn_frac;
+  gv_relaysim_opts relay;
   bool json, timing;
   int argc;
   char **argv;
@@ -543,7 +545,18 @@ static void usage(FILE *f) {
           "  --latency-ms MIN:MAX one-way link latency (10:100)\n"
           "  --scenario NAME      single, failures, loss, churn, partition,\n"
           "                       tracker-down, silent-majority, join, flood, "
-          "sweep\n"
+          "sweep,\n"
+          "                       relay (agents message each other through "
+          "the relay\n"
+          "                       cores while nodes crash; --nodes defaults "
+          "to 200,\n"
+          "                       --silent-frac to 0.8)\n"
+          "  --rate R             relay: messages per agent per second (0.5)\n"
+          "  --crash-rate C       relay: node crashes per second, network-wide "
+          "(0.5)\n"
+          "  --duration-s D       relay: seconds of sends and crashes (60)\n"
+          "  --drain-s D          relay: then at most this long without "
+          "(900)\n"
           "  --churn-frac F       churn: nodes replaced during the broadcast "
           "(0.1)\n"
           "  --active K           links a node aims for (5)\n"
@@ -592,12 +605,17 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"out", required_argument, NULL, 'o'},
       {"json", no_argument, NULL, 'j'},
       {"no-timing", no_argument, NULL, 'T'},
+      {"rate", required_argument, NULL, 'r'},
+      {"crash-rate", required_argument, NULL, 'K'},
+      {"duration-s", required_argument, NULL, 'D'},
+      {"drain-s", required_argument, NULL, 'd'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
       "single",       "failures",        "loss", "churn", "partition",
-      "tracker-down", "silent-majority", "join", "flood", "sweep"};
+      "tracker-down", "silent-majority", "join", "flood", "sweep",
+      "relay"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -614,6 +632,10 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->cfg.shuffle_ms = 60000;
   o->scenario = "single";
   o->churn_frac = 0.1;
+  o->relay.rate = 0.5;
+  o->relay.crash_rate = 0.5;
+  o->relay.duration_ms = 60000;
+  o->relay.drain_ms = 900000;
   o->timing = true;
   o->fail_frac = -1;
   o->cfg.loss = -1;
@@ -681,6 +703,24 @@ static int parse_args(int argc, char **argv, opts *o) {
     case 'o': o->out = optarg; break;
     case 'j': o->json = true; break;
     case 'T': o->timing = false; break;
+    case 'r':
+      if (parse_double(optarg, 0.001, 1000, &o->relay.rate) < 0)
+        bad = "--rate takes 0.001..1000";
+      break;
+    case 'K':
+      if (parse_double(optarg, 0, 1000, &o->relay.crash_rate) < 0)
+        bad = "--crash-rate takes 0..1000";
+      break;
+    case 'D':
+      if (parse_u64(optarg, 1, 86400, &v) < 0)
+        bad = "--duration-s takes 1..86400";
+      o->relay.duration_ms = (int64_t)v * 1000;
+      break;
+    case 'd':
+      if (parse_u64(optarg, 1, 86400, &v) < 0)
+        bad = "--drain-s takes 1..86400";
+      o->relay.drain_ms = (int64_t)v * 1000;
+      break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -689,6 +729,9 @@ static int parse_args(int argc, char **argv, opts *o) {
       return -1;
     }
   }
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "relay") == 0)
+    o->cfg.nodes = 200;
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
             o->cfg.nodes == 0 ? "--nodes N is required"
@@ -713,13 +756,21 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (o->cfg.loss < 0)
     o->cfg.loss = strcmp(o->scenario, "loss") == 0 ? 0.05 : 0;
   if (o->cfg.silent_frac < 0)
-    o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ? 0.8 : 0;
+    o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ||
+                                 strcmp(o->scenario, "relay") == 0
+                             ? 0.8
+                             : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
   if (o->cfg.fanout_announced == 0)
     o->cfg.fanout_announced = o->cfg.fanout > 1 ? o->cfg.fanout - 1 : 1;
   o->argc = argc;
   o->argv = argv;
+  o->relay.out = o->out;
+  o->relay.json = o->json;
+  o->relay.timing = o->timing;
+  o->relay.argc = argc;
+  o->relay.argv = argv;
   return 0;
 }
 
@@ -737,6 +788,14 @@ int main(int argc, char **argv) {
     return 2;
   if (strcmp(o.scenario, "sweep") == 0)
     return sweep(&o);
+  if (strcmp(o.scenario, "relay") == 0) {
+    if (o.cfg.stub_sigs) {
+      fprintf(stderr, "grapevine-sim: the relay seals with the nodes' "
+                      "keys: --stub-sigs does not apply\n");
+      return 2;
+    }
+    return gv_relaysim_run(&o.cfg, &o.relay);
+  }
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");

@@ -16,14 +16,15 @@ struct gv_sim_ev {
   int64_t t;
   uint64_t seq;
   uint32_t node;
-  uint32_t arg; /* link side id, or link index for EV_UP */
-  gv_buf *buf;  /* EV_FRAME */
+  uint32_t arg;   /* link side id, or link index for EV_UP */
+  gv_buf *buf;    /* EV_FRAME */
+  uint32_t epoch; /* the node's incarnation when the event was made */
   uint8_t kind;
 };
 
 #define PORT 7411
 
-static void node_addr(uint32_t i, gv_addr *a) {
+void gv_sim_node_addr(uint32_t i, gv_addr *a) {
   memset(a, 0, sizeof(*a));
   a->family = 6;
   a->ip[0] = 0x20;
@@ -36,6 +37,8 @@ static void node_addr(uint32_t i, gv_addr *a) {
   a->ip[15] = (uint8_t)i;
   a->port = PORT;
 }
+
+static void node_addr(uint32_t i, gv_addr *a) { gv_sim_node_addr(i, a); }
 
 static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
   static const uint8_t prefix[12] = {0x20, 0x01, 0x0d, 0xb8};
@@ -66,7 +69,8 @@ static void push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
     s->cap_heap = cap;
   }
   i = s->n_heap++;
-  s->heap[i] = (gv_sim_ev){t, s->ev_seq++, node, arg, buf, kind};
+  s->heap[i] =
+      (gv_sim_ev){t, s->ev_seq++, node, arg, buf, s->nodes[node].epoch, kind};
   while (i > 0 && ev_less(&s->heap[i], &s->heap[(i - 1) / 2])) {
     gv_sim_ev tmp = s->heap[i];
     s->heap[i] = s->heap[(i - 1) / 2];
@@ -132,6 +136,23 @@ static void scan_leaks(gv_sim *s, const gv_buf *b) {
   }
 }
 
+/* The same rule on relay packets, which are binary: no silent node's
+ * address in its 16-byte form either (relay packets carry node ids only,
+ * docs/RELAY.md §8.6). */
+static void scan_leaks_bin(gv_sim *s, const uint8_t *p, size_t len) {
+  static const uint8_t prefix[12] = {0x20, 0x01, 0x0d, 0xb8};
+  const uint8_t *end = p + len, *q = p;
+
+  while (end - q >= 16 && (q = memmem(q, (size_t)(end - q - 4), prefix,
+                                      sizeof(prefix))) != NULL) {
+    uint32_t i = (uint32_t)q[12] << 24 | (uint32_t)q[13] << 16 |
+                 (uint32_t)q[14] << 8 | q[15];
+    if (i < s->n_nodes && s->nodes[i].silent)
+      s->ip_leaks++;
+    q++;
+  }
+}
+
 static void record_delivery(gv_sim *s, uint32_t i, const gv_action *a) {
   uint8_t key[GV_MSG_ID_BYTES];
   uint64_t salt = i * 0x9e3779b97f4a7c15ULL + 1;
@@ -180,15 +201,18 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   push(s, s->now + l->lat, EV_FRAME, peer, pside, a->buf);
 }
 
-static void do_dial(gv_sim *s, uint32_t i, const gv_action *a) {
+/* A dial from node i's engine (relay false) or relay core (true: it has
+ * no dial-failure event; it dials again after its hold-off). */
+static void do_dial(gv_sim *s, uint32_t i, const gv_addr *addr, bool relay) {
   uint32_t target, k;
   gv_sim_link *l;
   uint16_t lat = latency(s);
 
-  if (!addr_node(s, &a->addr, &target) || target == i ||
-      s->nodes[target].silent || s->nodes[target].dead ||
+  if (!addr_node(s, addr, &target) || target == i || s->nodes[target].silent ||
+      s->nodes[target].dead ||
       (s->partitioned && s->nodes[target].side != s->nodes[i].side)) {
-    push(s, s->now + 2 * lat, EV_DIAL_FAIL, i, target, NULL);
+    if (!relay)
+      push(s, s->now + 2 * lat, EV_DIAL_FAIL, i, target, NULL);
     return;
   }
   if (s->n_links == s->cap_links) {
@@ -203,7 +227,8 @@ static void do_dial(gv_sim *s, uint32_t i, const gv_action *a) {
   }
   k = s->n_links++;
   l = &s->links[k];
-  *l = (gv_sim_link){i, target, lat, false};
+  *l = (gv_sim_link){i,   target, s->nodes[i].epoch, s->nodes[target].epoch,
+                     lat, false};
   /* TCP and the 3-message handshake: about two round trips. */
   push(s, s->now + 4 * lat, EV_UP, i, k, NULL);
 }
@@ -225,7 +250,7 @@ static void run_action(gv_sim *s, uint32_t i, const gv_action *a) {
   gv_sim_node *n = &s->nodes[i];
   switch (a->type) {
   case GV_ACT_SEND: do_send(s, i, a); break;
-  case GV_ACT_DIAL: do_dial(s, i, a); break;
+  case GV_ACT_DIAL: do_dial(s, i, &a->addr, false); break;
   case GV_ACT_CLOSE: do_close(s, i, a->link); break;
   case GV_ACT_RELEASE:
     gv_lcore_release(n->lc, a->link, GV_HOLD_GOSSIP, s->now);
@@ -235,9 +260,42 @@ static void run_action(gv_sim *s, uint32_t i, const gv_action *a) {
   }
 }
 
+/* A relay packet: sent on the link as the link core's SENDs are. */
+static void relay_send(gv_sim *s, uint32_t i, const gv_ract *a) {
+  gv_action fa;
+
+  s->relay_frames++;
+  s->relay_bytes += a->len;
+  scan_leaks_bin(s, a->data, a->len);
+  memset(&fa, 0, sizeof(fa));
+  fa.type = GV_ACT_SEND;
+  fa.link = a->link;
+  fa.buf = gv_chan_buf(a->data[0], a->data + GV_CHAN_HDR, a->len - GV_CHAN_HDR);
+  do_send(s, i, &fa);
+}
+
+static void run_relay(gv_sim *s, uint32_t i, const gv_ract *a) {
+  gv_sim_node *n = &s->nodes[i];
+  switch (a->type) {
+  case GV_RACT_SEND: relay_send(s, i, a); break;
+  case GV_RACT_DIAL: do_dial(s, i, &a->addr, true); break;
+  case GV_RACT_HOLD:
+    (void)gv_lcore_hold(n->lc, a->link, GV_HOLD_RELAY, s->now);
+    break;
+  case GV_RACT_RELEASE:
+    (void)gv_lcore_release(n->lc, a->link, GV_HOLD_RELAY, s->now);
+    break;
+  default:
+    if (s->relay_fn != NULL)
+      s->relay_fn(s->relay_ctx, i, a);
+    break;
+  }
+}
+
 void gv_sim_drain(gv_sim *s, uint32_t i) {
   gv_sim_node *n = &s->nodes[i];
   gv_action a;
+  gv_ract ra;
   bool more = true;
   int64_t at;
 
@@ -253,10 +311,17 @@ void gv_sim_drain(gv_sim *s, uint32_t i) {
       run_action(s, i, &a);
       more = true;
     }
+    while (n->relay != NULL && gv_relay_next(n->relay, &ra)) {
+      run_relay(s, i, &ra);
+      free(ra.data);
+      more = true;
+    }
   }
   at = gv_engine_expiry(n->e);
   if (gv_lcore_expiry(n->lc) < at)
     at = gv_lcore_expiry(n->lc);
+  if (n->relay != NULL && gv_relay_expiry(n->relay) < at)
+    at = gv_relay_expiry(n->relay);
   if (at < s->now)
     at = s->now;
   if (at != n->wake && at != INT64_MAX) {
@@ -270,9 +335,10 @@ static void on_up(gv_sim *s, uint32_t k) {
   gv_sim_node *a = &s->nodes[l->a], *b = &s->nodes[l->b];
   gv_addr addr;
 
-  if (a->dead)
-    return;
-  if (b->dead || (s->partitioned && a->side != b->side)) {
+  if (a->dead || a->epoch != l->a_epoch)
+    return; /* the dialer crashed meanwhile */
+  if (b->dead || b->epoch != l->b_epoch ||
+      (s->partitioned && a->side != b->side)) {
     gv_engine_dial_failed(a->e, b->id.pk, NULL, s->now);
     gv_sim_drain(s, l->a);
     return;
@@ -292,8 +358,8 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
 
     s->now = ev.t;
     s->events++;
-    if (n->dead && ev.kind != EV_UP) {
-      gv_buf_unref(ev.buf);
+    if (n->dead || ev.epoch != n->epoch) {
+      gv_buf_unref(ev.buf); /* for a crashed node, or its past life */
       continue;
     }
     switch (ev.kind) {
@@ -309,6 +375,8 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
       n->wake = INT64_MAX;
       gv_lcore_tick(n->lc, s->now);
       gv_engine_tick(n->e, s->now);
+      if (n->relay != NULL && gv_relay_expiry(n->relay) <= s->now)
+        gv_relay_tick(n->relay, s->now);
       break;
     case EV_DIAL_FAIL: {
       gv_addr a;
@@ -325,24 +393,15 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
 
 /* ---- nodes ---- */
 
-uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
+/* Node i's identity and cores, from the seed (and its incarnation, for
+ * the cores' own randomness). */
+static void node_init(gv_sim *s, uint32_t i) {
+  gv_sim_node *n = &s->nodes[i];
+  bool silent = n->silent;
   gv_engine_cfg c;
   gv_lcore_cfg lc;
-  gv_sim_node *n;
-  uint32_t i;
   uint64_t seed;
 
-  /* Fixed capacity: engines borrow &node->id, so the array never moves. */
-  if (s->n_nodes == s->cap_nodes) {
-    fprintf(stderr, "grapevine-sim: more than %u nodes\n", s->cap_nodes);
-    exit(1);
-  }
-  i = s->n_nodes++;
-  n = &s->nodes[i];
-  memset(n, 0, sizeof(*n));
-  n->silent = silent;
-  n->wake = INT64_MAX;
-  n->delivered_at = -1;
   seed = s->cfg.seed ^ ((uint64_t)i * 0xd1b54a32d192ed03ULL);
   if (s->cfg.stub_sigs) {
     /* No keys needed: nothing is signed or verified. */
@@ -359,7 +418,7 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
     gv_id_from_seed(&n->id, key_seed);
   }
   gv_engine_cfg_default(&c);
-  c.seed = gv__splitmix64(&seed);
+  c.seed = gv__splitmix64(&seed) + n->epoch;
   c.fanout = s->cfg.fanout;
   c.fanout_announced = s->cfg.fanout_announced;
   c.ttl_announce = s->cfg.ttl;
@@ -389,8 +448,65 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
   }
   gv_engine_service(n->e, &n->svc);
   gv_lcore_set_service(n->lc, GV_CHAN_GOSSIP, &n->svc);
+}
+
+uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
+  gv_sim_node *n;
+  uint32_t i;
+
+  /* Fixed capacity: engines borrow &node->id, so the array never moves. */
+  if (s->n_nodes == s->cap_nodes) {
+    fprintf(stderr, "grapevine-sim: more than %u nodes\n", s->cap_nodes);
+    exit(1);
+  }
+  i = s->n_nodes++;
+  n = &s->nodes[i];
+  memset(n, 0, sizeof(*n));
+  n->silent = silent;
+  n->wake = INT64_MAX;
+  n->delivered_at = -1;
+  node_init(s, i);
   gv_sim_drain(s, i);
   return i;
+}
+
+void gv_sim_kill(gv_sim *s, uint32_t i) {
+  gv_sim_node *n = &s->nodes[i];
+
+  n->dead = true;
+  n->epoch++;
+  n->wake = INT64_MAX;
+  n->relay = NULL; /* the caller's to free */
+  for (uint32_t k = 0; k < s->n_links; k++) {
+    gv_sim_link *l = &s->links[k];
+    if (!l->up || (l->a != i && l->b != i))
+      continue;
+    l->up = false;
+    if (l->a == i)
+      push(s, s->now + l->lat, EV_DOWN, l->b, 2 * k + 2, NULL);
+    else
+      push(s, s->now + l->lat, EV_DOWN, l->a, 2 * k + 1, NULL);
+  }
+}
+
+void gv_sim_restart(gv_sim *s, uint32_t i, unsigned k) {
+  gv_sim_node *n = &s->nodes[i];
+
+  gv_lcore_free(n->lc);
+  gv_engine_free(n->e);
+  gv_id_wipe(&n->id);
+  n->relay = NULL;
+  node_init(s, i);
+  n->dead = false;
+  gv_sim_seed_candidates(s, i, k);
+}
+
+void gv_sim_set_relay(gv_sim *s, uint32_t i, gv_relay *r) {
+  gv_sim_node *n = &s->nodes[i];
+
+  n->relay = r;
+  gv_lcore_set_service(n->lc, GV_CHAN_RELAY,
+                       r != NULL ? gv_relay_service(r) : NULL);
 }
 
 void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k) {

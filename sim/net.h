@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "idmap.h"
 #include "lcore.h"
+#include "relay.h"
 #include "rng.h"
 
 #define GV_SIM_T0 1767225600000LL /* virtual start: 2026-01-01T00:00:00Z */
@@ -33,7 +34,9 @@ typedef struct gv_sim_cfg {
 typedef struct gv_sim_node {
   gv_engine *e;
   gv_lcore *lc;
-  gv_service svc; /* e on lc's gossip channel */
+  gv_relay *relay; /* the relay scenario's; owned by it, NULL otherwise */
+  uint32_t epoch;  /* incarnation: bumped by gv_sim_kill() */
+  gv_service svc;  /* e on lc's gossip channel */
   gv_identity id;
   int64_t wake;         /* the pending timer; INT64_MAX: none */
   int64_t delivered_at; /* of the tracked message; -1: not yet */
@@ -44,10 +47,16 @@ typedef struct gv_sim_node {
 } gv_sim_node;
 
 typedef struct gv_sim_link {
-  uint32_t a, b; /* a dialed b */
+  uint32_t a, b;             /* a dialed b */
+  uint32_t a_epoch, b_epoch; /* their incarnations at the dial */
   uint16_t lat;
   bool up;
 } gv_sim_link;
+
+/* What a node's relay core asks of its driver beyond the link layer
+ * (PERSIST, LINE, HANGUP, RELAYS). The action's pointers last for the
+ * call only; it must not call into the relay core. */
+typedef void gv_sim_relay_fn(void *ctx, uint32_t i, const gv_ract *a);
 
 typedef struct gv_sim_ev gv_sim_ev;
 
@@ -70,6 +79,9 @@ typedef struct gv_sim {
   bool partitioned;
   /* counters */
   uint64_t events, frames, frame_bytes, ip_leaks, dropped, violations;
+  uint64_t relay_frames, relay_bytes; /* channel 2, all kinds */
+  gv_sim_relay_fn *relay_fn;
+  void *relay_ctx;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   char violation[256];
 } gv_sim;
@@ -90,6 +102,20 @@ void gv_sim_run_until(gv_sim *s, int64_t t);
  * senders see the link go down one round trip later (a TCP reset). */
 void gv_sim_crash(gv_sim *s, uint32_t i);
 
+/* A crash that the peers notice (kill -9: the kernel resets its TCP
+ * connections): the node stops, its incarnation ends (events and dials of
+ * the old one are void), and each peer of an open link sees it go down
+ * after the link's latency. The caller frees the node's relay core. */
+void gv_sim_kill(gv_sim *s, uint32_t i);
+/* The killed node i starts again: a fresh engine and link core, the same
+ * identity and address, k candidates to dial. The caller plugs a new
+ * relay core in (gv_sim_set_relay) before the next event runs. */
+void gv_sim_restart(gv_sim *s, uint32_t i, unsigned k);
+/* Plugs r in as node i's channel-2 service; NULL unplugs. */
+void gv_sim_set_relay(gv_sim *s, uint32_t i, gv_relay *r);
+/* Node i's address (its record's, if it broadcasts). */
+void gv_sim_node_addr(uint32_t i, gv_addr *a);
+
 /* Cuts every link between side 0 and side 1; dials across fail until
  * gv_sim_heal(). */
 void gv_sim_partition(gv_sim *s);
@@ -106,7 +132,7 @@ void gv_sim_track(gv_sim *s, const uint8_t *id);
 bool gv_sim_check(gv_sim *s);
 
 /* After any call into node i's cores: carry out their actions, then arm
- * its timer at the earlier of their expiries. */
+ * its timer at the earliest of their expiries. */
 void gv_sim_drain(gv_sim *s, uint32_t i);
 
 #endif
