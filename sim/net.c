@@ -435,7 +435,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   gv_lcore_cfg_default(&lc);
   lc.seed = c.seed;
   lc.accepting = !silent;
-  lc.outbound_max = c.active_max;
+  lc.outbound_max = c.active_max + GV_RELAY_RELAYS_MAX; /* as the node */
   lc.stub_sigs = s->cfg.stub_sigs;
   /* No PINGs (as in every simulation so far), so no idle limit either:
    * links end by close, crash or partition. */
