@@ -118,10 +118,16 @@ typedef struct conn {
 
 typedef struct team {
   uint8_t T[GV_RW_KEY_BYTES];
+  uint8_t inviter[GV_ID_BYTES]; /* whose JOIN may dial; zero: none */
   uint8_t (*members)[GV_ID_BYTES];
   size_t n_members, cap_members;
   gv_raddr_ent *dir; /* every agent of the team, ours included */
   size_t n_dir, cap_dir;
+  struct {
+    uint8_t node[GV_ID_BYTES];
+    uint64_t ver; /* of the node's block held (§4.4) */
+  } * vers;
+  size_t n_vers, cap_vers;
 } team;
 
 /* What the relay knows of a peer node: its link, credit and timers. */
@@ -769,7 +775,7 @@ enum { TX_SENT, TX_LOCAL, TX_WAIT, TX_NOROUTE };
  * credit (TX_WAIT, when m is given), or not (TX_NOROUTE). */
 static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
                     const uint8_t *id, unsigned kind, const uint8_t *body,
-                    size_t blen, rmsg *m, peer **via, int64_t now) {
+                    size_t blen, rmsg *m, bool dial, peer **via, int64_t now) {
   peer *p;
   uint8_t *buf;
   size_t len;
@@ -787,9 +793,10 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
     q->len = blen;
     return TX_LOCAL;
   }
-  /* Only messages dial: a control packet that finds no link waits for the
-   * next refresh or link-up, so the directory never fights for link slots. */
-  if ((p = route(r, dst, m != NULL, now)) == NULL)
+  /* Only messages, and the JOIN to a team's inviter (how a node first
+   * reaches its team), dial: the directory's other packets go where links
+   * are, and flood on from there, so they never fight for link slots. */
+  if ((p = route(r, dst, m != NULL || dial, now)) == NULL)
     return TX_NOROUTE;
   if (m != NULL &&
       p->credit < (int64_t)(1 + GV_RW_ROUTE_HDR + gv_rw_sealed_size(blen))) {
@@ -812,7 +819,8 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
 
 /* A control or answer packet with a small body: best effort, no retry. */
 static void send_small(gv_relay *r, size_t ti, const uint8_t *dst,
-                       const uint8_t *id, const gv_rw_body *b, int64_t now) {
+                       const uint8_t *id, const gv_rw_body *b, bool dial,
+                       int64_t now) {
   uint8_t stack[256], *body = stack;
   size_t n = gv_rw_body_size(b), len = 0;
 
@@ -821,7 +829,7 @@ static void send_small(gv_relay *r, size_t ti, const uint8_t *dst,
   if (n > sizeof(stack))
     body = gv__xmalloc(n);
   if (gv_rw_body_encode(b, body, n, &len, NULL) == 0)
-    transmit(r, ti, dst, id, b->kind, body, len, NULL, NULL, now);
+    transmit(r, ti, dst, id, b->kind, body, len, NULL, dial, NULL, now);
   if (body != stack)
     free(body);
 }
@@ -839,66 +847,122 @@ static void send_reply(gv_relay *r, size_t ti, const uint8_t *dst,
     b.u.reason = (uint8_t)arg;
   else if (kind == GV_RW_BUSY)
     b.u.retry_after_ms = arg;
-  send_small(r, ti, dst, id, &b, now);
+  send_small(r, ti, dst, id, &b, false, now);
 }
 
-/* Our agents of team ti as a DIR (full) to dst. */
-static void send_dir_full(gv_relay *r, size_t ti, const uint8_t *dst,
-                          int64_t now) {
+/* The version of node's block in team t (0: none held). */
+static uint64_t dir_ver(const team *t, const uint8_t *node) {
+  for (size_t i = 0; i < t->n_vers; i++)
+    if (memcmp(t->vers[i].node, node, GV_ID_BYTES) == 0)
+      return t->vers[i].ver;
+  return 0;
+}
+
+static void dir_set_ver(team *t, const uint8_t *node, uint64_t ver) {
+  for (size_t i = 0; i < t->n_vers; i++)
+    if (memcmp(t->vers[i].node, node, GV_ID_BYTES) == 0) {
+      t->vers[i].ver = ver;
+      return;
+    }
+  GROW(t->vers, t->n_vers, t->cap_vers);
+  memcpy(t->vers[t->n_vers].node, node, GV_ID_BYTES);
+  t->vers[t->n_vers++].ver = ver;
+}
+
+/* Our own agents changed: a new version of our block, above every one we
+ * gave before (the wall clock, so a restart does not go back). */
+static void dir_bump(gv_relay *r, size_t ti, int64_t now) {
   team *t = &r->teams[ti];
-  gv_rw_dir_entry *list = NULL;
-  size_t n = 0;
+  uint64_t v = dir_ver(t, r->self.pk) + 1, w = (uint64_t)wall(r, now);
+  dir_set_ver(t, r->self.pk, w > v ? w : v);
+}
+
+/* Sends dst the blocks of team ti: node's only, or (node NULL) every one
+ * held, as many DIR packets as the limits need. */
+static void send_dir(gv_relay *r, size_t ti, const uint8_t *dst,
+                     const uint8_t *node, int64_t now) {
+  team *t = &r->teams[ti];
+  gv_rw_dir_node *blocks = gv__xcalloc(t->n_vers + 1, sizeof(*blocks));
+  gv_rw_dir_entry *list = gv__xcalloc(t->n_dir + 1, sizeof(*list));
+  size_t nb = 0, ne = 0, first = 0;
   gv_rw_body b;
 
-  list = gv__xcalloc(t->n_dir + 1, sizeof(*list));
-  for (size_t i = 0; i < t->n_dir && n < GV_RW_DIR_MAX; i++) {
-    gv_raddr_ent *e = &t->dir[i];
-    if (!is_self(r, e->node))
-      continue;
-    list[n].project = (gv_rw_str){e->agent.project, strlen(e->agent.project)};
-    list[n].name = (gv_rw_str){e->agent.name, strlen(e->agent.name)};
-    list[n++].online = e->online;
-  }
   memset(&b, 0, sizeof(b));
   b.kind = GV_RW_DIR;
-  b.u.dir.full = 1;
-  b.u.dir.n = (uint16_t)n;
-  b.u.dir.list = list;
-  send_small(r, ti, dst, zero_id, &b, now);
+  for (size_t k = 0; k <= t->n_vers; k++) {
+    bool last = k == t->n_vers;
+    size_t have = 0;
+    if (!last) {
+      const uint8_t *id = t->vers[k].node;
+      if (node != NULL && memcmp(id, node, GV_ID_BYTES) != 0)
+        continue;
+      for (size_t i = 0; i < t->n_dir; i++)
+        have += memcmp(t->dir[i].node, id, GV_ID_BYTES) == 0;
+    }
+    /* Full: what is gathered goes first. */
+    if (nb > 0 && (last || nb == GV_RW_MEMBERS_MAX ||
+                   ne - first + have > GV_RW_DIR_MAX)) {
+      b.u.dir.n_nodes = (uint16_t)nb;
+      b.u.dir.nodes = blocks;
+      send_small(r, ti, dst, zero_id, &b, false, now);
+      nb = 0;
+      first = ne;
+    }
+    if (last || have > GV_RW_DIR_MAX)
+      continue;
+    blocks[nb].node = t->vers[k].node;
+    blocks[nb].ver = t->vers[k].ver;
+    blocks[nb].list = list + ne;
+    for (size_t i = 0; i < t->n_dir; i++) {
+      gv_raddr_ent *e = &t->dir[i];
+      if (memcmp(e->node, t->vers[k].node, GV_ID_BYTES) != 0)
+        continue;
+      list[ne].project =
+          (gv_rw_str){e->agent.project, strlen(e->agent.project)};
+      list[ne].name = (gv_rw_str){e->agent.name, strlen(e->agent.name)};
+      list[ne++].online = e->online;
+    }
+    blocks[nb].n = (uint16_t)(ne - (size_t)(blocks[nb].list - list));
+    nb++;
+  }
+  free(blocks);
   free(list);
 }
 
-/* One of our agents came or went: tell every member. */
-static void send_dir_change(gv_relay *r, const agent *ag, bool online,
-                            int64_t now) {
-  team *t = &r->teams[ag->team];
-  gv_rw_dir_entry e = {{ag->name.project, strlen(ag->name.project)},
-                       {ag->name.name, strlen(ag->name.name)},
-                       online};
-  gv_rw_body b;
-
-  memset(&b, 0, sizeof(b));
-  b.kind = GV_RW_DIR;
-  b.u.dir.n = 1;
-  b.u.dir.list = &e;
-  for (size_t i = 0; i < t->n_members; i++)
-    send_small(r, ag->team, t->members[i], zero_id, &b, now);
+/* Passes node's block of team ti on to every member we have a link to,
+ * but `except` (who told us) and node itself: the directory floods the
+ * links between members, each block once per version. (Members reached
+ * only through others' relays hear it from a member linked to them, or at
+ * the next refresh.) */
+static void flood_dir(gv_relay *r, size_t ti, const uint8_t *node,
+                      const uint8_t *except, int64_t now) {
+  team *t = &r->teams[ti];
+  for (size_t i = 0; i < t->n_members; i++) {
+    const peer *p = peer_get(r, t->members[i], false);
+    if (p != NULL && p->up && memcmp(t->members[i], node, GV_ID_BYTES) != 0 &&
+        (except == NULL || memcmp(t->members[i], except, GV_ID_BYTES) != 0))
+      send_dir(r, ti, t->members[i], node, now);
+  }
 }
 
-static void send_join(gv_relay *r, size_t ti, const uint8_t *dst, int64_t now) {
+static void send_join(gv_relay *r, size_t ti, const uint8_t *dst, bool dial,
+                      int64_t now) {
   gv_rw_body b;
   memset(&b, 0, sizeof(b));
   b.kind = GV_RW_JOIN;
-  send_small(r, ti, dst, zero_id, &b, now);
+  send_small(r, ti, dst, zero_id, &b, dial, now);
 }
 
-/* JOIN to every member of every team, with our DIR: at start, on the
- * refresh timer. Each answers MEMBERS and its own DIR. */
+/* JOIN to every member of every team we reach, with the directory we
+ * hold: on the refresh timer. Each answers MEMBERS and its own. */
 static void refresh_all(gv_relay *r, int64_t now) {
   for (size_t ti = 0; ti < r->n_teams; ti++)
     for (size_t i = 0; i < r->teams[ti].n_members; i++) {
-      send_join(r, ti, r->teams[ti].members[i], now);
-      send_dir_full(r, ti, r->teams[ti].members[i], now);
+      send_join(r, ti, r->teams[ti].members[i],
+                memcmp(r->teams[ti].members[i], r->teams[ti].inviter,
+                       GV_ID_BYTES) == 0,
+                now);
+      send_dir(r, ti, r->teams[ti].members[i], NULL, now);
     }
 }
 
@@ -1170,8 +1234,8 @@ static void try_send(gv_relay *r, rmsg *m, int64_t now) {
   body = gv__xmalloc(n ? n : 1);
   rc = gv_rw_body_encode(&b, body, n, &len, NULL) < 0
            ? TX_NOROUTE
-           : transmit(r, m->team, m->dst, m->id, b.kind, body, len, m, &via,
-                      now);
+           : transmit(r, m->team, m->dst, m->id, b.kind, body, len, m, true,
+                      &via, now);
   free(body);
   if (rc == TX_WAIT) {
     heap_del(r, m);
@@ -1670,7 +1734,8 @@ static void cmd_hello(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   r->st.agents_online++;
   dir_set(&r->teams[ti], r->self.pk, ag->name.project, strlen(ag->name.project),
           ag->name.name, strlen(ag->name.name), true);
-  send_dir_change(r, ag, true, now);
+  dir_bump(r, (size_t)ti, now);
+  flood_dir(r, (size_t)ti, r->self.pk, NULL, now);
   /* Answered first, then what waits for it is pushed: after the commit of
    * its registration (an AGENT row) when it is new. */
   f = add_fx(r, FX_LINE);
@@ -1910,7 +1975,8 @@ static void agent_gone(gv_relay *r, conn *c, int64_t now) {
   dir_set(&r->teams[ag->team], r->self.pk, ag->name.project,
           strlen(ag->name.project), ag->name.name, strlen(ag->name.name),
           false);
-  send_dir_change(r, ag, false, now);
+  dir_bump(r, ag->team, now);
+  flood_dir(r, ag->team, r->self.pk, NULL, now);
 }
 
 /* ---- teams' control packets ---- */
@@ -1919,8 +1985,9 @@ static void in_control(gv_relay *r, size_t ti, const uint8_t *src,
                        const gv_rw_body *b, int64_t now) {
   team *t = &r->teams[ti];
   peer *p = peer_get(r, src, true);
+  gv_rw_dir_node blk;
   gv_rw_dir_entry e;
-  size_t off = 0;
+  size_t boff = 0, off;
 
   /* The team mac proved src holds the team's secret: it is a member. */
   add_member(r, ti, src, true);
@@ -1941,26 +2008,44 @@ static void in_control(gv_relay *r, size_t ti, const uint8_t *src,
       m.kind = GV_RW_MEMBERS;
       m.u.members.n = (uint16_t)n;
       m.u.members.ids = ids[0];
-      send_small(r, ti, src, zero_id, &m, now);
+      send_small(r, ti, src, zero_id, &m, false, now);
       free(ids);
     }
-    send_dir_full(r, ti, src, now);
+    send_dir(r, ti, src, NULL, now);
     return;
   case GV_RW_MEMBERS:
     for (size_t i = 0; i < b->u.members.n; i++) {
       const uint8_t *id = b->u.members.ids + i * GV_ID_BYTES;
       if (add_member(r, ti, id, true)) {
-        send_join(r, ti, id, now);
-        send_dir_full(r, ti, id, now);
+        send_join(r, ti, id, false, now);
+        send_dir(r, ti, id, NULL, now);
       }
     }
     return;
   case GV_RW_DIR:
-    if (b->u.dir.full)
-      dir_clear_node(t, src);
-    while (gv_rw_dir_next(&b->u.dir, &off, &e))
-      dir_set(t, src, e.project.s, e.project.len, e.name.s, e.name.len,
-              e.online);
+    /* A newer block of a node replaces its agents, and goes on to the
+     * members we reach; an older or equal one is dropped here. Our own
+     * block is ours to say. */
+    while (gv_rw_dir_node_next(&b->u.dir, &boff, &blk)) {
+      if (is_self(r, blk.node)) {
+        /* Ours as we said it before a clock step back: say it again,
+         * above that version, so that ours wins. */
+        if (blk.ver >= dir_ver(t, r->self.pk)) {
+          dir_set_ver(t, r->self.pk, blk.ver + 1);
+          flood_dir(r, ti, r->self.pk, NULL, now);
+        }
+        continue;
+      }
+      if (blk.ver <= dir_ver(t, blk.node))
+        continue;
+      dir_clear_node(t, blk.node);
+      for (off = 0; gv_rw_dir_next(&blk, &off, &e);)
+        dir_set(t, blk.node, e.project.s, e.project.len, e.name.s, e.name.len,
+                e.online);
+      dir_set_ver(t, blk.node, blk.ver);
+      add_member(r, ti, blk.node, true);
+      flood_dir(r, ti, blk.node, src, now);
+    }
     return;
   default: return;
   }
@@ -2065,8 +2150,8 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   p->held = hold;
   for (size_t ti = 0; ti < r->n_teams; ti++)
     if (is_member(&r->teams[ti], id)) {
-      send_join(r, ti, id, now);
-      send_dir_full(r, ti, id, now);
+      send_join(r, ti, id, false, now);
+      send_dir(r, ti, id, NULL, now);
     }
   kick(r, id, now);
   end_event(r, now);
@@ -2666,6 +2751,9 @@ void gv_relay_loaded(gv_relay *r, int64_t now) {
   for (size_t i = 0; i < n_done; i++)
     retire(r, done[i]);
   free(done);
+  /* Our agents are all offline now: a new version of our blocks. */
+  for (size_t ti = 0; ti < r->n_teams; ti++)
+    dir_bump(r, ti, now);
   r->loaded = true;
   r->next_sweep = now;
   r->next_refresh = now;
@@ -2734,13 +2822,15 @@ int gv_relay_team_add(gv_relay *r, const uint8_t T[GV_RW_KEY_BYTES],
     ti = (int)r->n_teams++;
     r->keys[ti] = k;
     memcpy(r->teams[ti].T, T, GV_RW_KEY_BYTES);
+    dir_bump(r, (size_t)ti, now);
   }
   gv_rw_team_keys_wipe(&k);
   if (inviter != NULL && !is_self(r, inviter)) {
+    memcpy(r->teams[ti].inviter, inviter, GV_ID_BYTES);
     add_member(r, (size_t)ti, inviter, r->loaded);
     if (r->loaded) {
-      send_join(r, (size_t)ti, inviter, now);
-      send_dir_full(r, (size_t)ti, inviter, now);
+      send_join(r, (size_t)ti, inviter, true, now);
+      send_dir(r, (size_t)ti, inviter, NULL, now);
     }
   }
   end_event(r, now);
@@ -2826,6 +2916,7 @@ void gv_relay_free(gv_relay *r) {
   for (size_t i = 0; i < r->n_teams; i++) {
     free(r->teams[i].members);
     free(r->teams[i].dir);
+    free(r->teams[i].vers);
     gv_rw_team_keys_wipe(&r->keys[i]);
     sodium_memzero(r->teams[i].T, GV_RW_KEY_BYTES);
   }

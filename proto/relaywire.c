@@ -560,31 +560,41 @@ static int decode_data(rd *r, gv_rw_data *d, gv_why *why) {
 
 static int decode_dir(rd *r, gv_rw_dir *d, gv_why *why) {
   gv_rw_dir_entry e;
-  const uint8_t *start;
+  const uint8_t *start = NULL, *node;
+  uint64_t ver;
+  uint16_t n;
+  size_t total = 0;
   int rc;
 
-  if ((rc = get_u8(r, &d->full, "full", why)) < 0)
+  if ((rc = get_u16(r, &d->n_nodes, "n_nodes", why)) < 0)
     return rc;
-  if (d->full > 1)
-    return gv_fail(why, GV_ERANGE, "DIR: full is %u, not 0 or 1", d->full);
-  if ((rc = get_u16(r, &d->n, "n", why)) < 0)
-    return rc;
-  if (d->n > GV_RW_DIR_MAX)
-    return gv_fail(why, GV_ELIMIT, "DIR of %u entries, at most %d", d->n,
-                   GV_RW_DIR_MAX);
+  if (d->n_nodes > GV_RW_MEMBERS_MAX)
+    return gv_fail(why, GV_ELIMIT, "DIR of %u nodes, at most %d", d->n_nodes,
+                   GV_RW_MEMBERS_MAX);
   start = r->p;
-  for (size_t i = 0; i < d->n; i++) {
-    if ((rc = get_str(r, &e.project, "project", why)) < 0 ||
-        (rc = check_part(&e.project, "project", i, why)) < 0 ||
-        (rc = get_str(r, &e.name, "name", why)) < 0 ||
-        (rc = check_part(&e.name, "name", i, why)) < 0 ||
-        (rc = get_u8(r, &e.online, "online", why)) < 0)
+  for (size_t k = 0; k < d->n_nodes; k++) {
+    if ((rc = get_bytes(r, GV_ID_BYTES, &node, "node", why)) < 0 ||
+        (rc = get_u64(r, &ver, "ver", why)) < 0 ||
+        (rc = get_u16(r, &n, "n", why)) < 0)
       return rc;
-    if (e.online > 1)
-      return gv_fail(why, GV_ERANGE, "DIR entry %zu: online is %u, not 0 or 1",
-                     i, e.online);
+    if (ver == 0)
+      return gv_fail(why, GV_ERANGE, "DIR block %zu: version 0", k);
+    if ((total += n) > GV_RW_DIR_MAX)
+      return gv_fail(why, GV_ELIMIT, "DIR of more than %d entries",
+                     GV_RW_DIR_MAX);
+    for (size_t i = 0; i < n; i++) {
+      if ((rc = get_str(r, &e.project, "project", why)) < 0 ||
+          (rc = check_part(&e.project, "project", i, why)) < 0 ||
+          (rc = get_str(r, &e.name, "name", why)) < 0 ||
+          (rc = check_part(&e.name, "name", i, why)) < 0 ||
+          (rc = get_u8(r, &e.online, "online", why)) < 0)
+        return rc;
+      if (e.online > 1)
+        return gv_fail(why, GV_ERANGE,
+                       "DIR entry %zu: online is %u, not 0 or 1", i, e.online);
+    }
   }
-  d->list = NULL;
+  d->nodes = NULL;
   d->raw = start;
   d->raw_len = (size_t)(r->p - start);
   return 0;
@@ -640,7 +650,28 @@ int gv_rw_body_decode(unsigned kind, const uint8_t *b, size_t len,
   return rc;
 }
 
-int gv_rw_dir_next(const gv_rw_dir *d, size_t *off, gv_rw_dir_entry *e) {
+int gv_rw_dir_node_next(const gv_rw_dir *d, size_t *off, gv_rw_dir_node *b) {
+  const uint8_t *p = d->raw + *off, *q;
+
+  if (*off >= d->raw_len)
+    return 0;
+  memset(b, 0, sizeof(*b));
+  b->node = p;
+  for (int i = 0; i < 8; i++)
+    b->ver = b->ver << 8 | p[GV_ID_BYTES + i];
+  b->n = (uint16_t)(p[GV_ID_BYTES + 8] << 8 | p[GV_ID_BYTES + 9]);
+  q = b->raw = p + GV_ID_BYTES + 10;
+  for (size_t i = 0; i < b->n; i++) {
+    q += 1 + q[0]; /* project */
+    q += 1 + q[0]; /* name */
+    q += 1;        /* online */
+  }
+  b->raw_len = (size_t)(q - b->raw);
+  *off = (size_t)(q - d->raw);
+  return 1;
+}
+
+int gv_rw_dir_next(const gv_rw_dir_node *d, size_t *off, gv_rw_dir_entry *e) {
   const uint8_t *p = d->raw + *off;
 
   if (*off >= d->raw_len)
@@ -694,28 +725,42 @@ static int check_body(const gv_rw_body *m, size_t *size, gv_why *why) {
                      m->u.members.n);
     n = 2 + (size_t)m->u.members.n * GV_ID_BYTES;
     break;
-  case GV_RW_DIR:
+  case GV_RW_DIR: {
+    size_t total = 0;
     d = &m->u.dir;
-    if (d->full > 1)
-      return gv_fail(why, GV_ERANGE, "DIR: full is %u, not 0 or 1", d->full);
-    if (d->n > GV_RW_DIR_MAX)
-      return gv_fail(why, GV_ELIMIT, "DIR of %u entries, at most %d", d->n,
-                     GV_RW_DIR_MAX);
-    /* A decoded DIR has raw, not list: the caller fills list to encode. */
-    if (d->n > 0 && d->list == NULL)
-      return gv_fail(why, GV_EINVAL, "DIR of %u entries without a list", d->n);
-    n = 3;
-    for (size_t i = 0; i < d->n; i++) {
-      const gv_rw_dir_entry *e = &d->list[i];
-      if ((rc = check_part(&e->project, "project", i, why)) < 0 ||
-          (rc = check_part(&e->name, "name", i, why)) < 0)
-        return rc;
-      if (e->online > 1)
-        return gv_fail(why, GV_ERANGE,
-                       "DIR entry %zu: online is %u, not 0 or 1", i, e->online);
-      n += 3 + e->project.len + e->name.len;
+    if (d->n_nodes > GV_RW_MEMBERS_MAX)
+      return gv_fail(why, GV_ELIMIT, "DIR of %u nodes, at most %d", d->n_nodes,
+                     GV_RW_MEMBERS_MAX);
+    /* A decoded DIR has raw, not nodes: the caller fills nodes to encode. */
+    if (d->n_nodes > 0 && d->nodes == NULL)
+      return gv_fail(why, GV_EINVAL, "DIR of %u nodes without nodes",
+                     d->n_nodes);
+    n = 2;
+    for (size_t k = 0; k < d->n_nodes; k++) {
+      const gv_rw_dir_node *b = &d->nodes[k];
+      if (b->node == NULL || b->ver == 0 || (b->n > 0 && b->list == NULL))
+        return gv_fail(why, GV_EINVAL,
+                       "DIR block %zu: no node, version or "
+                       "list",
+                       k);
+      if ((total += b->n) > GV_RW_DIR_MAX)
+        return gv_fail(why, GV_ELIMIT, "DIR of more than %d entries",
+                       GV_RW_DIR_MAX);
+      n += GV_ID_BYTES + 10;
+      for (size_t i = 0; i < b->n; i++) {
+        const gv_rw_dir_entry *e = &b->list[i];
+        if ((rc = check_part(&e->project, "project", i, why)) < 0 ||
+            (rc = check_part(&e->name, "name", i, why)) < 0)
+          return rc;
+        if (e->online > 1)
+          return gv_fail(why, GV_ERANGE,
+                         "DIR entry %zu: online is %u, not 0 or 1", i,
+                         e->online);
+        n += 3 + e->project.len + e->name.len;
+      }
     }
     break;
+  }
   default: return gv_fail(why, GV_ETYPE, "0x%02x is no inner kind", m->kind);
   }
   *size = n;
@@ -778,13 +823,21 @@ int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
     p += (size_t)m->u.members.n * GV_ID_BYTES;
     break;
   case GV_RW_DIR:
-    *p++ = m->u.dir.full;
-    *p++ = (uint8_t)(m->u.dir.n >> 8);
-    *p++ = (uint8_t)m->u.dir.n;
-    for (size_t i = 0; i < m->u.dir.n; i++) {
-      p = put_str(p, &m->u.dir.list[i].project);
-      p = put_str(p, &m->u.dir.list[i].name);
-      *p++ = m->u.dir.list[i].online;
+    *p++ = (uint8_t)(m->u.dir.n_nodes >> 8);
+    *p++ = (uint8_t)m->u.dir.n_nodes;
+    for (size_t k = 0; k < m->u.dir.n_nodes; k++) {
+      const gv_rw_dir_node *b = &m->u.dir.nodes[k];
+      memcpy(p, b->node, GV_ID_BYTES);
+      put32(p + GV_ID_BYTES, (uint32_t)(b->ver >> 32));
+      put32(p + GV_ID_BYTES + 4, (uint32_t)b->ver);
+      p[GV_ID_BYTES + 8] = (uint8_t)(b->n >> 8);
+      p[GV_ID_BYTES + 9] = (uint8_t)b->n;
+      p += GV_ID_BYTES + 10;
+      for (size_t i = 0; i < b->n; i++) {
+        p = put_str(p, &b->list[i].project);
+        p = put_str(p, &b->list[i].name);
+        *p++ = b->list[i].online;
+      }
     }
     break;
   default: break; /* empty bodies */

@@ -241,12 +241,23 @@ typedef struct gv_rw_dir_entry {
   uint8_t online; /* 0 or 1 */
 } gv_rw_dir_entry;
 
-typedef struct gv_rw_dir {
-  uint8_t full; /* 0 or 1 */
-  uint16_t n;   /* 0..GV_RW_DIR_MAX */
+/* One node's agents, complete, at the version the node gave them. */
+typedef struct gv_rw_dir_node {
+  const uint8_t *node; /* GV_ID_BYTES */
+  uint64_t ver;        /* higher replaces lower; never 0 */
+  uint16_t n;          /* entries: 0..GV_RW_DIR_MAX */
   /* Encoding reads the n entries of list; decoding sets list to NULL and
    * raw to the entries as on the wire (read them with gv_rw_dir_next()). */
   const gv_rw_dir_entry *list;
+  const uint8_t *raw;
+  size_t raw_len;
+} gv_rw_dir_node;
+
+typedef struct gv_rw_dir {
+  uint16_t n_nodes; /* 0..GV_RW_MEMBERS_MAX; entries of all <= DIR_MAX */
+  /* Encoding reads nodes[0..n_nodes); decoding sets nodes to NULL and raw
+   * to the blocks as on the wire (read them with gv_rw_dir_node_next()). */
+  const gv_rw_dir_node *nodes;
   const uint8_t *raw;
   size_t raw_len;
 } gv_rw_dir;
@@ -289,10 +300,13 @@ size_t gv_rw_body_size(const gv_rw_body *m);
 int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
                       size_t *len, gv_why *why);
 
-/* Reads the DIR entry at *off of d->raw (start with *off = 0) into e and
- * advances *off. Returns 1 for an entry, 0 past the last. Only for a d that
+/* Reads the DIR block at *off of d->raw (start with *off = 0) into b and
+ * advances *off. Returns 1 for a block, 0 past the last. Only for a d that
  * gv_rw_body_decode() accepted. */
-int gv_rw_dir_next(const gv_rw_dir *d, size_t *off, gv_rw_dir_entry *e);
+int gv_rw_dir_node_next(const gv_rw_dir *d, size_t *off, gv_rw_dir_node *b);
+/* Reads the entry at *off of a decoded block's raw (start with *off = 0)
+ * into e and advances *off. Returns 1 for an entry, 0 past the last. */
+int gv_rw_dir_next(const gv_rw_dir_node *b, size_t *off, gv_rw_dir_entry *e);
 
 /* ---- message ids (§5.1) ---- */
 

@@ -331,6 +331,11 @@ START_TEST(test_body_roundtrip) {
   gv_rw_body ms[10], d;
   size_t n = 0, len, len2, off = 0;
   gv_rw_dir_entry e;
+  gv_rw_dir_node blocks[3] = {{ids, 0x0102030405060708ull, 2, list, NULL, 0},
+                              {ids + 32, 1, 0, NULL, NULL, 0},
+                              {ids + 64, 7, 1, list + 1, NULL, 0}},
+                 blk, seen[3];
+  size_t boff = 0;
 
   memset(ms, 0, sizeof(ms));
   memset(ids, 0xcd, sizeof(ids));
@@ -347,9 +352,8 @@ START_TEST(test_body_roundtrip) {
   ms[n].u.members.n = 3;
   ms[n++].u.members.ids = ids;
   ms[n].kind = GV_RW_DIR;
-  ms[n].u.dir.full = 1;
-  ms[n].u.dir.n = 2;
-  ms[n++].u.dir.list = list;
+  ms[n].u.dir.n_nodes = 3;
+  ms[n++].u.dir.nodes = blocks;
   ms[n].kind = GV_RW_GONE;
   ms[n].u.gone.seq = 42;
   ms[n].u.gone.from = str("web:Alice");
@@ -385,18 +389,26 @@ START_TEST(test_body_roundtrip) {
       ck_assert_mem_eq(d.u.members.ids, ids, sizeof(ids));
       break;
     case GV_RW_DIR:
-      ck_assert_uint_eq(d.u.dir.full, 1);
-      ck_assert_uint_eq(d.u.dir.n, 2);
-      for (int j = 0; j < 2; j++) {
-        ck_assert_int_eq(gv_rw_dir_next(&d.u.dir, &off, &e), 1);
-        ck_assert_uint_eq(e.project.len, list[j].project.len);
-        ck_assert_mem_eq(e.project.s, list[j].project.s, e.project.len);
-        ck_assert_mem_eq(e.name.s, list[j].name.s, e.name.len);
-        ck_assert_uint_eq(e.online, list[j].online);
+      ck_assert_uint_eq(d.u.dir.n_nodes, 3);
+      for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(gv_rw_dir_node_next(&d.u.dir, &boff, &blk), 1);
+        ck_assert_mem_eq(blk.node, blocks[k].node, 32);
+        ck_assert(blk.ver == blocks[k].ver);
+        ck_assert_uint_eq(blk.n, blocks[k].n);
+        off = 0;
+        for (int j = 0; j < blk.n; j++) {
+          const gv_rw_dir_entry *want = &blocks[k].list[j];
+          ck_assert_int_eq(gv_rw_dir_next(&blk, &off, &e), 1);
+          ck_assert_uint_eq(e.project.len, want->project.len);
+          ck_assert_mem_eq(e.project.s, want->project.s, e.project.len);
+          ck_assert_mem_eq(e.name.s, want->name.s, e.name.len);
+          ck_assert_uint_eq(e.online, want->online);
+        }
+        ck_assert_int_eq(gv_rw_dir_next(&blk, &off, &e), 0);
+        seen[k] = blocks[k]; /* re-encode what was decoded */
       }
-      ck_assert_int_eq(gv_rw_dir_next(&d.u.dir, &off, &e), 0);
-      /* Re-encode what was decoded. */
-      d.u.dir.list = list;
+      ck_assert_int_eq(gv_rw_dir_node_next(&d.u.dir, &boff, &blk), 0);
+      d.u.dir.nodes = seen;
       break;
     default: ck_assert_uint_eq(len, 0); break;
     }
@@ -425,9 +437,10 @@ START_TEST(test_body_truncations) {
   ms[3].kind = GV_RW_MEMBERS;
   ms[3].u.members.n = 2;
   ms[3].u.members.ids = ids;
+  gv_rw_dir_node blocks[1] = {{ids, 3, 1, list, NULL, 0}};
   ms[4].kind = GV_RW_DIR;
-  ms[4].u.dir.n = 1;
-  ms[4].u.dir.list = list;
+  ms[4].u.dir.n_nodes = 1;
+  ms[4].u.dir.nodes = blocks;
   for (size_t i = 0; i < 5; i++) {
     uint8_t *b = encode(&ms[i], &len), *big = malloc(len + 1);
     gv_why why = {{0}};
@@ -505,14 +518,16 @@ START_TEST(test_names) {
   /* A DIR part with ':' or out of length. */
   {
     gv_rw_dir_entry e[1] = {{str("a:b"), str("n"), 1}};
+    uint8_t node[32] = {9};
+    gv_rw_dir_node blk = {node, 1, 1, e, NULL, 0};
     gv_rw_body m, d;
     uint8_t buf[300];
     size_t len;
     gv_why why = {{0}};
     memset(&m, 0, sizeof(m));
     m.kind = GV_RW_DIR;
-    m.u.dir.n = 1;
-    m.u.dir.list = e;
+    m.u.dir.n_nodes = 1;
+    m.u.dir.nodes = &blk;
     ck_assert_int_eq(gv_rw_body_encode(&m, buf, sizeof(buf), &len, &why),
                      GV_EFIELD);
     e[0].project = str(p65);
@@ -522,8 +537,11 @@ START_TEST(test_names) {
     e[0].name = str("");
     ck_assert_int_eq(gv_rw_body_encode(&m, buf, sizeof(buf), &len, &why),
                      GV_EFIELD);
-    /* On the wire: full 0, n 1, "p", "" , online. */
-    const uint8_t wire[] = {0, 0, 1, 1, 'p', 0, 1};
+    /* On the wire: 1 node, its id, version 1, 1 entry: "p", "", online. */
+    uint8_t wire[2 + 32 + 10 + 4] = {0, 1};
+    wire[2 + 32 + 7] = 1;
+    wire[2 + 32 + 9] = 1;
+    memcpy(wire + 2 + 32 + 10, (const uint8_t[]){1, 'p', 0, 1}, 4);
     ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, wire, sizeof(wire), &d, &why),
                      GV_EFIELD);
     ck_assert_ptr_nonnull(strstr(why.text, "name"));
@@ -645,27 +663,41 @@ START_TEST(test_limits) {
     list[i].name = str("agent");
     list[i].online = (uint8_t)(i & 1);
   }
-  memset(&m, 0, sizeof(m));
-  m.kind = GV_RW_DIR;
-  m.u.dir.list = list;
-  m.u.dir.n = GV_RW_DIR_MAX;
-  ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), 0);
-  ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, buf, len, &d, NULL), 0);
-  ck_assert_uint_eq(d.u.dir.n, GV_RW_DIR_MAX);
-  m.u.dir.n = GV_RW_DIR_MAX + 1;
-  ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_ELIMIT);
-  m.u.dir.n = 1;
-  m.u.dir.list = NULL; /* as decoded: raw, not list */
-  ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_EINVAL);
-  buf[0] = 0;
-  buf[1] = 0x10; /* n = 4097 */
-  buf[2] = 0x01;
-  ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, buf, 3, &d, &why), GV_ELIMIT);
-  /* full and online are 0 or 1; FAILED reasons 1..4. */
-  const uint8_t full2[] = {2, 0, 0}, online2[] = {0, 0, 1, 1, 'p', 1, 'n', 2};
-  ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, full2, 3, &d, &why), GV_ERANGE);
-  ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, online2, 8, &d, &why),
-                   GV_ERANGE);
+  /* DIR: 4096 entries in all, split over two blocks; 4097 is over; 1025
+   * blocks are over; version 0 and online 2 are out of range. */
+  {
+    gv_rw_dir_node blocks[2] = {{ids, 5, GV_RW_DIR_MAX - 1, list, NULL, 0},
+                                {ids + 32, 6, 1, list, NULL, 0}};
+    uint8_t bad[2 + 32 + 10 + 7] = {0, 1};
+    memset(&m, 0, sizeof(m));
+    m.kind = GV_RW_DIR;
+    m.u.dir.n_nodes = 2;
+    m.u.dir.nodes = blocks;
+    ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), 0);
+    ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, buf, len, &d, NULL), 0);
+    ck_assert_uint_eq(d.u.dir.n_nodes, 2);
+    blocks[1].n = 2;
+    ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_ELIMIT);
+    blocks[1].n = 1;
+    blocks[1].list = NULL; /* as decoded: raw, not list */
+    ck_assert_int_eq(gv_rw_body_encode(&m, buf, cap, &len, NULL), GV_EINVAL);
+    buf[0] = 0x04; /* 1025 nodes */
+    buf[1] = 0x01;
+    ck_assert_int_eq(gv_rw_body_decode(GV_RW_DIR, buf, 2, &d, &why), GV_ELIMIT);
+    /* One block: version 0, then online 2. */
+    bad[2 + 32 + 9] = 1;
+    memcpy(bad + 2 + 32 + 10, (const uint8_t[]){1, 'p', 1, 'n', 1}, 5);
+    ck_assert_int_eq(
+        gv_rw_body_decode(GV_RW_DIR, bad, sizeof(bad) - 2, &d, &why),
+        GV_ERANGE);
+    ck_assert_ptr_nonnull(strstr(why.text, "version 0"));
+    bad[2 + 32 + 7] = 1;
+    bad[sizeof(bad) - 3] = 2;
+    ck_assert_int_eq(
+        gv_rw_body_decode(GV_RW_DIR, bad, sizeof(bad) - 2, &d, &why),
+        GV_ERANGE);
+    ck_assert_ptr_nonnull(strstr(why.text, "online"));
+  }
   for (unsigned r = 0; r < 256; r++) {
     uint8_t b = (uint8_t)r;
     ck_assert_int_eq(gv_rw_body_decode(GV_RW_FAILED, &b, 1, &d, NULL),

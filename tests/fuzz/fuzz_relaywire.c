@@ -102,6 +102,7 @@ static void fz_hop(const uint8_t *b, size_t len) {
 /* A decoded body: limits, then encode again to the same bytes. */
 static void fz_check_body(gv_rw_body *m, const uint8_t *b, size_t len) {
   gv_rw_dir_entry *list = NULL;
+  gv_rw_dir_node *blocks = NULL;
   uint8_t *out = malloc(len + 1);
   size_t n = 0, off = 0, i = 0;
 
@@ -118,20 +119,36 @@ static void fz_check_body(gv_rw_body *m, const uint8_t *b, size_t len) {
     break;
   case GV_RW_FAILED: FZ_CHECK(m->u.reason >= 1 && m->u.reason <= 4); break;
   case GV_RW_MEMBERS: FZ_CHECK(m->u.members.n <= GV_RW_MEMBERS_MAX); break;
-  case GV_RW_DIR:
-    FZ_CHECK(m->u.dir.n <= GV_RW_DIR_MAX && m->u.dir.full <= 1);
-    FZ_CHECK(m->u.dir.list == NULL);
-    list = calloc(m->u.dir.n + 1u, sizeof(*list));
-    FZ_CHECK(list != NULL);
-    while (gv_rw_dir_next(&m->u.dir, &off, &list[i]) == 1) {
-      FZ_CHECK(i < m->u.dir.n);
-      FZ_CHECK(gv_rw_name_check(list[i].project.s, list[i].project.len) == 0);
-      FZ_CHECK(gv_rw_name_check(list[i].name.s, list[i].name.len) == 0);
-      FZ_CHECK(list[i].online <= 1);
-      i++;
+  case GV_RW_DIR: {
+    gv_rw_dir_node blk;
+    size_t boff = 0, k = 0;
+    FZ_CHECK(m->u.dir.n_nodes <= GV_RW_MEMBERS_MAX);
+    FZ_CHECK(m->u.dir.nodes == NULL);
+    blocks = calloc(m->u.dir.n_nodes + 1u, sizeof(*blocks));
+    list = calloc(GV_RW_DIR_MAX + 1u, sizeof(*list));
+    FZ_CHECK(blocks != NULL && list != NULL);
+    while (gv_rw_dir_node_next(&m->u.dir, &boff, &blk) == 1) {
+      FZ_CHECK(k < m->u.dir.n_nodes && blk.ver != 0);
+      blocks[k] = blk;
+      blocks[k].list = list + i;
+      for (off = 0; gv_rw_dir_next(&blk, &off, &list[i]) == 1; i++) {
+        FZ_CHECK(i < GV_RW_DIR_MAX);
+        FZ_CHECK(gv_rw_name_check(list[i].project.s, list[i].project.len) == 0);
+        FZ_CHECK(gv_rw_name_check(list[i].name.s, list[i].name.len) == 0);
+        FZ_CHECK(list[i].online <= 1);
+      }
+      FZ_CHECK(off == blk.raw_len &&
+               (size_t)(list + i - blocks[k].list) == blk.n);
+      k++;
     }
-    FZ_CHECK(i == m->u.dir.n && off == m->u.dir.raw_len);
-    m->u.dir.list = list;
+    FZ_CHECK(k == m->u.dir.n_nodes && boff == m->u.dir.raw_len);
+    m->u.dir.nodes = blocks;
+    break;
+  }
+  case GV_RW_GONE:
+    FZ_CHECK(m->u.gone.seq >= 1);
+    FZ_CHECK(gv_rw_agent_check(m->u.gone.from.s, m->u.gone.from.len) == 0);
+    FZ_CHECK(gv_rw_agent_check(m->u.gone.to.s, m->u.gone.to.len) == 0);
     break;
   default: FZ_CHECK(len == 0 || m->kind == GV_RW_BUSY); break;
   }
@@ -139,6 +156,7 @@ static void fz_check_body(gv_rw_body *m, const uint8_t *b, size_t len) {
   FZ_CHECK(gv_rw_body_encode(m, out, len + 1, &n, NULL) == 0);
   FZ_CHECK(n == len && memcmp(out, b, len) == 0);
   free(list);
+  free(blocks);
   free(out);
 }
 
