@@ -63,6 +63,8 @@ typedef struct gv_node {
   gv_relay *relay;   /* the relay core, the service of channel 2 */
   gv_rstore *rstore; /* its rows (relay.db) */
   gv_agentsrv *asrv; /* its agents (relay.sock) */
+  uint8_t rnd_key[crypto_stream_chacha20_ietf_KEYBYTES]; /* relay_random */
+  uint64_t rnd_ctr;
   gv_store *store;
   gv_metrics *metrics;
   gv_trkc *trk;
@@ -693,9 +695,16 @@ static void resolve_seeds(gv_node *n) {
 
 /* ---- the relay ---- */
 
+/* The relay's randomness (nonces, ids, session tokens): a ChaCha20 stream
+ * under a key drawn once, a fresh block counter per call, so a message
+ * costs no getrandom(2) call. */
 static void relay_random(void *ctx, uint8_t *buf, size_t len) {
-  (void)ctx;
-  randombytes_buf(buf, len);
+  gv_node *n = ctx;
+  uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {0};
+
+  memcpy(nonce, &n->rnd_ctr, sizeof(n->rnd_ctr));
+  n->rnd_ctr++;
+  crypto_stream_chacha20_ietf(buf, len, nonce, n->rnd_key);
 }
 
 /* What the peer table says of a node, for the relay's routes. */
@@ -766,6 +775,7 @@ static int start_relay(gv_node *n, gv_why *why) {
   size_t k;
   int rc;
 
+  randombytes_buf(n->rnd_key, sizeof(n->rnd_key));
   gv_relay_cfg_default(&rc_cfg);
   rc_cfg.silent = !n->broadcasting;
   rc_cfg.random = relay_random;
@@ -1037,6 +1047,7 @@ int gv_cmd_node(int argc, char **argv) {
   gv_relay_free(n->relay);
   gv_engine_free(n->engine);
   gv_id_wipe(&n->id);
+  sodium_memzero(n->rnd_key, sizeof(n->rnd_key));
   if (n->lock_fd >= 0)
     close(n->lock_fd);
   if (n->cfg.tracker[0])

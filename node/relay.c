@@ -49,6 +49,7 @@ typedef struct mq {
 
 /* A message: in our outbox (inbound false) or our inbox (true). */
 typedef struct rmsg {
+  uint64_t key; /* its rows' number in the store */
   uint8_t id[GV_RW_ID_BYTES];
   bool inbound;
   uint8_t team;
@@ -145,6 +146,8 @@ typedef struct peer {
   size_t n_wait, cap_wait;
   bool has_key;
   gv_rw_boxkey key;
+  bool has_via; /* the last hop its packets came to us through */
+  uint8_t via[GV_ID_BYTES];
 } peer;
 
 /* A send request of an agent, answered at commit or at its wait. */
@@ -236,6 +239,7 @@ struct gv_relay {
   size_t n_relays;
 
   int64_t next_sweep, next_refresh;
+  uint64_t last_key;    /* the last row number given to a message */
   int64_t min_deadline; /* earliest deadline of a live message (mono) */
   bool loaded;
   gv_relay_stats st;
@@ -464,6 +468,7 @@ static fx *add_fx(gv_relay *r, uint8_t type) {
 static void fill_msg_row(gv_relay *r, const rmsg *m, gv_rrow *w) {
   gv_rmsg_row *x = &w->u.msg;
 
+  x->key = m->key;
   memcpy(x->id, m->id, GV_RW_ID_BYTES);
   x->inbound = m->inbound;
   memcpy(x->team_id, r->keys[m->team].team_id, GV_RW_KEY_BYTES);
@@ -512,6 +517,7 @@ static void set_state(gv_relay *r, rmsg *m, uint8_t state, uint8_t reason,
   m->reason = reason;
   count_state(r, m, 1);
   add_step(m, state, reason, wall(r, now), hop);
+  w->u.state.key = m->key;
   memcpy(w->u.state.id, m->id, GV_RW_ID_BYTES);
   w->u.state.inbound = m->inbound;
   w->u.state.state = (gv_rstate)state;
@@ -709,6 +715,9 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
   if (p->up)
     return p;
   memset(&rt, 0, sizeof(rt));
+  /* The way its packets came in: an answer needs no record to go back. */
+  if (p->has_via && (q = peer_get(r, p->via, false)) != NULL && q->up)
+    return q;
   if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, dst, &rt) || !rt.known)
     return NULL;
   if (rt.broadcasting) {
@@ -974,10 +983,13 @@ static rmsg *msg_get(const gv_relay *r, const uint8_t *id, bool inbound) {
   return gv_idmap_get(&r->msgs, k);
 }
 
+/* A new message (its row number the next one; a loaded one's is set
+ * from its row). */
 static rmsg *msg_new(gv_relay *r, const uint8_t *id, bool inbound) {
   rmsg *m = gv__xcalloc(1, sizeof(*m));
   uint8_t k[32];
 
+  m->key = ++r->last_key;
   memcpy(m->id, id, GV_RW_ID_BYTES);
   m->inbound = inbound;
   m->hidx = SIZE_MAX;
@@ -1362,10 +1374,14 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
    * only keeps the trace (a crash before it commits makes us retransmit,
    * and the destination answers the same again). */
   r->cur.fx[r->cur.n_fx - 1].quiet = true;
-  m->cstate = target;
   m->creason = 0;
   m->n_ctrace = m->n_trace;
-  notify_state(r, m);
+  /* Every state between is told too, in order: a subscriber sees sent
+   * before stored even when the stored came before our row of sent. */
+  while (m->cstate < target) {
+    m->cstate++;
+    notify_state(r, m);
+  }
   check_waits(r, now);
   if (target >= GV_RSTATE_DELIVERED)
     retire(r, m);
@@ -1871,7 +1887,9 @@ static void cmd_inbox(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   from = gv__xcalloc(q->u.inbox.limit, sizeof(*from));
   for (size_t i = 0; i < mq_len(&ag->inbox) && n < q->u.inbox.limit; i++) {
     rmsg *m = mq_at(&ag->inbox, i);
-    if (m->skip || (q->u.inbox.unread_only && m->state == GV_RSTATE_READ))
+    /* Not yet taken; or, with unread_only, not yet read (taken or not). */
+    if (m->skip || (q->u.inbox.unread_only ? m->state == GV_RSTATE_READ
+                                           : m->state != GV_RSTATE_STORED))
       continue;
     msg_of(&v[n], from[n], m);
     n++;
@@ -2228,6 +2246,7 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   gv_rw_opened o;
   gv_rw_body b;
   const gv_rw_boxkey *k;
+  peer *via_peer = NULL;
   uint8_t *plain;
   int rc;
 
@@ -2261,17 +2280,28 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
     r->st.refused_in[GV_RFAIL_REFUSED]++;
     return 0;
   }
+  if (memcmp(p->id, h.u.route.src, GV_ID_BYTES) != 0) {
+    /* Relayed by p: the way back to src, until its own link or record
+     * says better. (Set only once the packet opens: a forger cannot
+     * steer our answers.) */
+    via_peer = peer_get(r, h.u.route.src, true);
+  }
   plain = gv__xmalloc(h.u.route.sealed_len);
   rc = gv_rw_open(k, &h.u.route, r->keys, r->n_teams, plain,
                   h.u.route.sealed_len, &o, NULL);
   if (rc == 0)
     rc = gv_rw_body_decode(o.kind, o.body, o.body_len, &b, NULL);
-  if (rc < 0)
+  if (rc < 0) {
     r->st.refused_in[rc == GV_EBADSIG ? GV_RFAIL_NOT_IN_TEAM
                                       : GV_RFAIL_REFUSED]++;
-  else
+  } else {
+    if (via_peer != NULL) {
+      via_peer->has_via = true;
+      memcpy(via_peer->via, p->id, GV_ID_BYTES);
+    }
     on_inner(r, (size_t)(o.team - r->keys), h.u.route.src, h.u.route.id, &b,
              now);
+  }
   free(plain);
   end_event(r, now);
   return 0;
@@ -2573,6 +2603,7 @@ static void sweep(gv_relay *r, int64_t now) {
   free(lapsed);
   for (size_t i = 0; i < n_dead; i++) {
     gv_rrow *row = add_row(r, GV_RROW_DROP);
+    row->u.drop.key = dead[i]->key;
     memcpy(row->u.drop.id, dead[i]->id, GV_RW_ID_BYTES);
     row->u.drop.inbound = dead[i]->inbound;
     msg_forget(r, dead[i]);
@@ -2647,6 +2678,9 @@ void gv_relay_load(gv_relay *r, const gv_rrow *w) {
         msg_get(r, x->id, x->inbound) != NULL)
       return; /* a team this node left */
     m = msg_new(r, x->id, x->inbound);
+    m->key = x->key;
+    if (x->key > r->last_key)
+      r->last_key = x->key;
     m->team = (uint8_t)ti;
     memcpy(m->src, x->src, GV_ID_BYTES);
     memcpy(m->dst, x->dst, GV_ID_BYTES);

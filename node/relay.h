@@ -88,6 +88,7 @@ typedef enum gv_rrow_type {
  * (we are dst). A skipped inbound seq (the origin gave up on it, GONE) is
  * an inbound row with state failed, reason expired, and no body. */
 typedef struct gv_rmsg_row {
+  uint64_t key; /* this node's number for the row: from 1, never reused */
   uint8_t id[GV_RW_ID_BYTES];
   bool inbound;
   uint8_t team_id[GV_RW_KEY_BYTES];
@@ -105,6 +106,7 @@ typedef struct gv_rmsg_row {
 } gv_rmsg_row;
 
 typedef struct gv_rstate_row {
+  uint64_t key; /* of the message (its MSG row's) */
   uint8_t id[GV_RW_ID_BYTES];
   bool inbound;
   gv_rstate state;
@@ -140,6 +142,7 @@ typedef struct gv_rrow {
     gv_ragent_row agent;
     gv_rmember_row member;
     struct {
+      uint64_t key;
       uint8_t id[GV_RW_ID_BYTES];
       bool inbound;
     } drop;

@@ -6,9 +6,13 @@
  *   agents  (n, team_id, project, name)          UNIQUE (team_id, project,
  *                                                name): insert or ignore
  *   members (n, team_id, node)                   UNIQUE: insert or ignore
- *   msgs    (n, id, inbound, team_id, src, dst, from_agent, to_agent,
- *            thread, seq, created_ms, deadline_ms, state, reason, body)
- *                                                UNIQUE (id, inbound)
+ *   msgs    (n = the row's key, id, inbound, team_id, src, dst,
+ *            from_agent, to_agent, thread, seq, created_ms, deadline_ms,
+ *            state, reason)                      (the core keeps (id,
+ *                                                inbound) unique; no
+ *                                                index on random ids)
+ *   bodies  (msg -> msgs.n, body)                apart, so that a state
+ *                                                change rewrites a small row
  *   trace   (n, msg -> msgs.n, state, reason, at_ms, hop)   index on msg
  *   cursors (n, to_agent, src, from_agent, seq)  UNIQUE (to_agent, src,
  *                                                from_agent): upsert
@@ -16,17 +20,18 @@
  * One gv_rrow is one or two statements of the job (gv_db_exec copies them):
  *
  *   AGENT, MEMBER  INSERT ... ON CONFLICT DO NOTHING
- *   MSG            INSERT (a duplicate (id, inbound) fails the job)
- *   STATE          INSERT INTO trace (msg = the message's n: NULL, so a
- *                  NOT NULL failure of the job, if the message is not
- *                  stored), then UPDATE msgs SET state, reason
+ *   MSG            INSERT (a duplicate key fails the job), then
+ *                  its body (msg = last_insert_rowid()) unless it has none
+ *   STATE          INSERT INTO trace (msg = the key: a foreign key, so the
+ *                  job fails if the message is not stored), then UPDATE
+ *                  msgs SET state, reason WHERE n = key
  *   CURSOR         INSERT ... ON CONFLICT DO UPDATE SET seq
- *   DROP           DELETE its trace, then the message (nothing stored:
+ *   DROP           DELETE its trace and body, then the message (nothing stored:
  *                  nothing deleted, not an error)
  *
  * A new n is above every n in its table (SQLite's rowid is max + 1), so a
  * number freed by a DROP never puts a later row before an earlier one.
- * The eight statements fit gv_db's cache of prepared statements.
+ * The ten statements fit gv_db's cache of prepared statements.
  *
  * The schema is checked or created in gv_db's init hook, before the file is
  * changed in any way; a foreign file or another version is refused, never
@@ -45,9 +50,9 @@
 #include "db.h"
 
 #define GV_RSTORE_APP_ID 0x4756524c /* "GVRL": Grapevine relay store */
-#define GV_RSTORE_SCHEMA 1          /* user_version */
+#define GV_RSTORE_SCHEMA 2          /* user_version (2: bodies apart) */
 #define GV_RSTORE_BODY_MAX GV_RW_PAYLOAD_MAX
-#define GV_RSTORE_VALS_MAX 14 /* values of the widest statement (MSG) */
+#define GV_RSTORE_VALS_MAX 15 /* values of the widest row (MSG and body) */
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -57,6 +62,7 @@
   " CHECK (typeof(" col ") = 'text' AND length(CAST(" col                      \
   " AS BLOB)) <= " STR(n) ")"
 
+/* clang-format off: one column a line reads better than what it makes. */
 static const char SCHEMA_SQL[] =
     "CREATE TABLE agents ("
     " n INTEGER PRIMARY KEY,"
@@ -125,13 +131,15 @@ static const char SCHEMA_SQL[] =
                                                                                                       " created_ms INTEGER NOT NULL,"
                                                                                                       " deadline_ms INTEGER NOT NULL,"
                                                                                                       " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-                                                                                                      " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5),"
-                                                                                                      " body BLOB CHECK (body IS NULL OR (typeof(body) = 'blob'"
-                                                                                                      "  AND length(body) <= 1048576)),"
-                                                                                                      " UNIQUE (id, inbound));"
+                                                                                                      " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5));"
+                                                                                                      /* Bodies apart, so that a state change rewrites a small row. */
+                                                                                                      "CREATE TABLE bodies ("
+                                                                                                      " msg INTEGER PRIMARY KEY REFERENCES msgs (n),"
+                                                                                                      " body BLOB NOT NULL CHECK (typeof(body) = 'blob'"
+                                                                                                      "  AND length(body) <= 1048576));"
                                                                                                       "CREATE TABLE trace ("
                                                                                                       " n INTEGER PRIMARY KEY,"
-                                                                                                      " msg INTEGER NOT NULL,"
+                                                                                                      " msg INTEGER NOT NULL REFERENCES msgs (n),"
                                                                                                       " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
                                                                                                       " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5),"
                                                                                                       " at_ms INTEGER NOT NULL,"
@@ -151,6 +159,7 @@ static const char SCHEMA_SQL[] =
                                                                                                                            129) ","
                                                                                                                                 " seq INTEGER NOT NULL,"
                                                                                                                                 " UNIQUE (to_agent, src, from_agent));";
+/* clang-format on */
 
 _Static_assert(GV_RW_ID_BYTES == 16 && GV_RW_KEY_BYTES == 32 &&
                    GV_ID_BYTES == 32 && GV_RW_AGENT_MAX == 129 &&
@@ -167,24 +176,25 @@ static const char SQL_MEMBER[] =
     " ON CONFLICT DO NOTHING";
 static const char SQL_MSG[] =
     "INSERT INTO msgs (id, inbound, team_id, src, dst, from_agent, to_agent,"
-    " thread, seq, created_ms, deadline_ms, state, reason, body)"
+    " thread, seq, created_ms, deadline_ms, state, reason, n)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
-/* Both take ?1 id, ?2 inbound, ?3 state, ?4 reason; the trace ?5 at_ms and
- * ?6 hop. */
+/* Right after SQL_MSG, in the same job: its body. */
+static const char SQL_BODY[] =
+    "INSERT INTO bodies (msg, body) VALUES (last_insert_rowid(), ?1)";
+/* Both take ?1 the message's key, ?2 state, ?3 reason; the trace ?4 at_ms
+ * and ?5 hop. (A trace of a message not stored fails its foreign key.) */
 static const char SQL_TRACE[] =
-    "INSERT INTO trace (msg, state, reason, at_ms, hop) VALUES ("
-    "(SELECT n FROM msgs WHERE id = ?1 AND inbound = ?2), ?3, ?4, ?5, ?6)";
+    "INSERT INTO trace (msg, state, reason, at_ms, hop)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)";
 static const char SQL_STATE[] =
-    "UPDATE msgs SET state = ?3, reason = ?4 WHERE id = ?1 AND inbound = ?2";
+    "UPDATE msgs SET state = ?2, reason = ?3 WHERE n = ?1";
 static const char SQL_CURSOR[] =
     "INSERT INTO cursors (to_agent, src, from_agent, seq)"
     " VALUES (?1, ?2, ?3, ?4)"
     " ON CONFLICT (to_agent, src, from_agent) DO UPDATE SET seq = excluded.seq";
-static const char SQL_DROP_TRACE[] =
-    "DELETE FROM trace WHERE msg ="
-    " (SELECT n FROM msgs WHERE id = ?1 AND inbound = ?2)";
-static const char SQL_DROP_MSG[] =
-    "DELETE FROM msgs WHERE id = ?1 AND inbound = ?2";
+static const char SQL_DROP_TRACE[] = "DELETE FROM trace WHERE msg = ?1";
+static const char SQL_DROP_BODY[] = "DELETE FROM bodies WHERE msg = ?1";
+static const char SQL_DROP_MSG[] = "DELETE FROM msgs WHERE n = ?1";
 
 struct gv_rstore {
   gv_db *db;
@@ -266,10 +276,14 @@ static int check_or_create(sqlite3 *h, gv_why *why) {
 /* gv_db's init: one write transaction, so that two processes opening a new
  * file at once cannot both create the schema. */
 static int init_schema(void *ctx, sqlite3 *h, gv_why *why) {
-  int rc = exec(h, "BEGIN IMMEDIATE", why, "begin");
+  int rc;
 
   (void)ctx;
-  if (rc < 0)
+  /* 32 MiB of page cache: the index on (id, inbound) takes random ids, so
+   * a burst touches pages all over it; read once, they stay. */
+  if ((rc = exec(h, "PRAGMA cache_size = -32768", why, "cache_size")) < 0 ||
+      (rc = exec(h, "PRAGMA foreign_keys = ON", why, "foreign_keys")) < 0 ||
+      (rc = exec(h, "BEGIN IMMEDIATE", why, "begin")) < 0)
     return rc;
   if ((rc = check_or_create(h, why)) == 0)
     rc = exec(h, "COMMIT", why, "commit schema");
@@ -335,7 +349,7 @@ static bool state_ok(gv_rstate st, gv_rfail why) {
 }
 
 /* Appends row's statements to st[*n_st..] with their values at v[..]
- * (at most 2 statements and GV_RSTORE_VALS_MAX values). The values point
+ * (at most 3 statements and GV_RSTORE_VALS_MAX values). The values point
  * into row. GV_EINVAL or GV_ETOOBIG for a malformed row. */
 static int row_stmts(const gv_rrow *row, gv_db_stmt *st, size_t *n_st,
                      gv_db_val *v) {
@@ -369,6 +383,8 @@ static int row_stmts(const gv_rrow *row, gv_db_stmt *st, size_t *n_st,
       return GV_EINVAL;
     if (m->body_len > GV_RSTORE_BODY_MAX)
       return GV_ETOOBIG;
+    if (m->key == 0 || m->key > INT64_MAX)
+      return GV_EINVAL;
     v[0] = GV_DB_BLOB(m->id, GV_RW_ID_BYTES);
     v[1] = GV_DB_INT(m->inbound);
     v[2] = GV_DB_BLOB(m->team_id, GV_RW_KEY_BYTES);
@@ -382,22 +398,25 @@ static int row_stmts(const gv_rrow *row, gv_db_stmt *st, size_t *n_st,
     v[10] = GV_DB_INT(m->deadline_ms);
     v[11] = GV_DB_INT(m->state);
     v[12] = GV_DB_INT(m->reason);
-    v[13] = m->body != NULL ? GV_DB_BLOB(m->body, m->body_len) : GV_DB_NULL;
+    v[13] = GV_DB_INT((int64_t)m->key);
     st[k++] = (gv_db_stmt){SQL_MSG, v, 14};
+    if (m->body != NULL) {
+      v[14] = GV_DB_BLOB(m->body, m->body_len);
+      st[k++] = (gv_db_stmt){SQL_BODY, v + 14, 1};
+    }
     break;
   }
   case GV_RROW_STATE: {
     const gv_rstate_row *s = &row->u.state;
-    if (!state_ok(s->state, s->reason))
+    if (!state_ok(s->state, s->reason) || s->key == 0 || s->key > INT64_MAX)
       return GV_EINVAL;
-    v[0] = GV_DB_BLOB(s->id, GV_RW_ID_BYTES);
-    v[1] = GV_DB_INT(s->inbound);
-    v[2] = GV_DB_INT(s->state);
-    v[3] = GV_DB_INT(s->reason);
-    v[4] = GV_DB_INT(s->at_ms);
-    v[5] = s->has_hop ? GV_DB_BLOB(s->hop, GV_ID_BYTES) : GV_DB_NULL;
-    st[k++] = (gv_db_stmt){SQL_TRACE, v, 6};
-    st[k++] = (gv_db_stmt){SQL_STATE, v, 4};
+    v[0] = GV_DB_INT((int64_t)s->key);
+    v[1] = GV_DB_INT(s->state);
+    v[2] = GV_DB_INT(s->reason);
+    v[3] = GV_DB_INT(s->at_ms);
+    v[4] = s->has_hop ? GV_DB_BLOB(s->hop, GV_ID_BYTES) : GV_DB_NULL;
+    st[k++] = (gv_db_stmt){SQL_TRACE, v, 5};
+    st[k++] = (gv_db_stmt){SQL_STATE, v, 3};
     break;
   }
   case GV_RROW_CURSOR: {
@@ -414,10 +433,12 @@ static int row_stmts(const gv_rrow *row, gv_db_stmt *st, size_t *n_st,
     break;
   }
   case GV_RROW_DROP:
-    v[0] = GV_DB_BLOB(row->u.drop.id, GV_RW_ID_BYTES);
-    v[1] = GV_DB_INT(row->u.drop.inbound);
-    st[k++] = (gv_db_stmt){SQL_DROP_TRACE, v, 2};
-    st[k++] = (gv_db_stmt){SQL_DROP_MSG, v, 2};
+    if (row->u.drop.key == 0 || row->u.drop.key > INT64_MAX)
+      return GV_EINVAL;
+    v[0] = GV_DB_INT((int64_t)row->u.drop.key);
+    st[k++] = (gv_db_stmt){SQL_DROP_TRACE, v, 1};
+    st[k++] = (gv_db_stmt){SQL_DROP_BODY, v, 1};
+    st[k++] = (gv_db_stmt){SQL_DROP_MSG, v, 1};
     break;
   default: return GV_EINVAL;
   }
@@ -438,7 +459,7 @@ int gv_rstore_persist(gv_rstore *s, uint64_t job, const gv_rrow *rows, size_t n,
     return GV_EINVAL;
   if (n > SIZE_MAX / (GV_RSTORE_VALS_MAX * sizeof(gv_db_val)))
     return GV_ENOMEM;
-  if ((st = malloc(2 * n * sizeof(*st))) == NULL ||
+  if ((st = malloc(3 * n * sizeof(*st))) == NULL ||
       (vals = malloc(GV_RSTORE_VALS_MAX * n * sizeof(*vals))) == NULL ||
       (t = malloc(sizeof(*t))) == NULL) {
     rc = GV_ENOMEM;
@@ -602,6 +623,7 @@ static int emit_trace(loader *l, int64_t msg_n, const gv_rmsg_row *msg) {
     memset(&row, 0, sizeof(row));
     row.type = GV_RROW_STATE;
     l->n = sqlite3_column_int64(tr, 0);
+    s->key = msg->key;
     memcpy(s->id, msg->id, GV_RW_ID_BYTES);
     s->inbound = msg->inbound;
     if ((rc = get_int(l, tr, 1, 0, GV_RSTATE_FAILED, &state, "state")) < 0 ||
@@ -651,6 +673,7 @@ static int each_msg(loader *l, sqlite3_stmt *st) {
       (rc = get_int(l, st, 12, 0, GV_RSTATE_FAILED, &state, "state")) < 0 ||
       (rc = get_int(l, st, 13, 0, GV_RFAIL_NOT_IN_TEAM, &reason, "reason")) < 0)
     return rc;
+  m->key = (uint64_t)l->n;
   m->inbound = inbound != 0;
   m->seq = (uint64_t)seq;
   m->state = (gv_rstate)state;
@@ -695,7 +718,8 @@ int gv_rstore_load(gv_rstore *s, void (*cb)(void *ctx, const gv_rrow *row),
       (rc = walk(&l, "msgs",
                  "SELECT n, id, inbound, team_id, src, dst, from_agent,"
                  " to_agent, thread, seq, created_ms, deadline_ms, state,"
-                 " reason, body FROM msgs ORDER BY n",
+                 " reason, (SELECT body FROM bodies WHERE msg = msgs.n)"
+                 " FROM msgs ORDER BY n",
                  each_msg)) < 0)
     goto out;
   rc = walk(&l, "cursors",

@@ -77,6 +77,7 @@ static gv_rrow msg_row(uint32_t k, bool inbound, const uint8_t *body,
 
   memset(&r, 0, sizeof(r));
   r.type = GV_RROW_MSG;
+  m->key = 2ull * k + inbound + 1;
   fill(m->id, sizeof(m->id), k, 1);
   m->inbound = inbound;
   fill(m->team_id, sizeof(m->team_id), k, 2);
@@ -100,7 +101,8 @@ static gv_rrow state_row(uint32_t k, bool inbound, gv_rstate st, gv_rfail why,
 
   memset(&r, 0, sizeof(r));
   r.type = GV_RROW_STATE;
-  fill(r.u.state.id, sizeof(r.u.state.id), k, 1); /* msg_row(k)'s id */
+  r.u.state.key = 2ull * k + inbound + 1; /* msg_row(k)'s */
+  fill(r.u.state.id, sizeof(r.u.state.id), k, 1);
   r.u.state.inbound = inbound;
   r.u.state.state = st;
   r.u.state.reason = why;
@@ -149,6 +151,7 @@ static gv_rrow drop_row(uint32_t k, bool inbound) {
 
   memset(&r, 0, sizeof(r));
   r.type = GV_RROW_DROP;
+  r.u.drop.key = 2ull * k + inbound + 1;
   fill(r.u.drop.id, sizeof(r.u.drop.id), k, 1);
   r.u.drop.inbound = inbound;
   return r;
@@ -381,13 +384,15 @@ START_TEST(test_load_order_and_drop) {
   /* The DROP forgot message 11 and its trace... */
   ck_assert_int_eq(raw_int("SELECT count(*) FROM msgs"), 2);
   ck_assert_int_eq(raw_int("SELECT count(*) FROM trace"), 2);
-  /* ...so the id can be stored again: after the others, with no trace. */
-  PERSIST_OK(s, 200, msg_row(11, false, NULL, 0));
+  /* ...so the id can be stored again, under a new key (the core's next):
+   * after the others, with no trace. */
+  gv_rrow m11 = msg_row(11, false, NULL, 0);
+  m11.u.msg.key = 1000;
+  PERSIST_OK(s, 200, m11);
   {
     got g;
     load_ok(s, &g);
     ck_assert_uint_eq(g.n, 11);
-    gv_rrow m11 = msg_row(11, false, NULL, 0);
     same_row(&g.rows[8], &m11, 8);
     ck_assert_int_eq(g.rows[9].type, GV_RROW_CURSOR);
     got_free(&g);
@@ -402,7 +407,7 @@ START_TEST(test_failing_jobs_and_bad_rows) {
   gv_rrow bad;
 
   PERSIST_OK(s, 1, msg_row(1, false, NULL, 0));
-  /* A duplicate (id, inbound) fails its whole job, alone. */
+  /* A duplicate key fails its whole job, alone. */
   {
     const gv_rrow dup[] = {agent_row(9), msg_row(1, false, NULL, 0)};
     ck_assert_int_eq(persist_wait(s, 2, dup, 2), GV_EINVAL);
@@ -500,7 +505,7 @@ START_TEST(test_refuses_other_files) {
                     strstr(why.text, "not migrated") != NULL,
                 "reason: %s", why.text);
   ck_assert_int_eq(raw_int("PRAGMA user_version"), 7); /* left as it was */
-  raw_exec("PRAGMA user_version = 1");
+  raw_exec("PRAGMA user_version = 2");
   s = open_ok(); /* the right version opens again */
   close_ok(s);
 
@@ -526,7 +531,7 @@ START_TEST(test_malformed_row_stops_load) {
   s = open_ok();
   memset(&g, 0, sizeof(g));
   ck_assert_int_eq(gv_rstore_load(s, collect, &g, &why), GV_EINVAL);
-  ck_assert_msg(strstr(why.text, "msgs row 1: malformed id") != NULL,
+  ck_assert_msg(strstr(why.text, "msgs row 3: malformed id") != NULL,
                 "reason: %s", why.text);
   ck_assert_uint_eq(g.n, 1); /* the member came before */
   got_free(&g);
