@@ -62,103 +62,56 @@
   " CHECK (typeof(" col ") = 'text' AND length(CAST(" col                      \
   " AS BLOB)) <= " STR(n) ")"
 
-/* clang-format off: one column a line reads better than what it makes. */
+/* One column a line reads better than what the formatter makes of it. */
+/* clang-format off */
 static const char SCHEMA_SQL[] =
     "CREATE TABLE agents ("
     " n INTEGER PRIMARY KEY,"
-    " team_id BLOB NOT NULL" BLOB_OF(
-        "team_id",
-        32) ","
-            " project TEXT NOT NULL" TEXT_OF(
-                "project",
-                64) ","
-                    " name TEXT NOT NULL" TEXT_OF(
-                        "name",
-                        64) ","
-                            " UNIQUE (team_id, project, name));"
-                            "CREATE TABLE members ("
-                            " n INTEGER PRIMARY KEY,"
-                            " team_id BLOB NOT NULL" BLOB_OF(
-                                "team_id",
-                                32) ","
-                                    " node BLOB NOT NULL" BLOB_OF(
-                                        "node",
-                                        32) ","
-                                            " UNIQUE (team_id, node));"
-                                            "CREATE TABLE msgs ("
-                                            " n INTEGER PRIMARY KEY,"
-                                            " id BLOB NOT NULL" BLOB_OF(
-                                                "id",
-                                                16) ","
-                                                    " inbound INTEGER NOT NULL "
-                                                    "CHECK (inbound IN (0, 1)),"
-                                                    " team_id BLOB NOT "
-                                                    "NULL" BLOB_OF(
-                                                        "team_id",
-                                                        32) ","
-                                                            " src BLOB NOT "
-                                                            "NULL" BLOB_OF(
-                                                                "src",
-                                                                32) ","
-                                                                    " dst BLOB "
-                                                                    "NOT "
-                                                                    "NUL"
-                                                                    "L" BLOB_OF(
-                                                                        "dst",
-                                                                        32) ","
-                                                                            " f"
-                                                                            "ro"
-                                                                            "m_"
-                                                                            "ag"
-                                                                            "en"
-                                                                            "t "
-                                                                            "TE"
-                                                                            "XT"
-                                                                            " N"
-                                                                            "OT"
-                                                                            " N"
-                                                                            "UL"
-                                                                            "L" TEXT_OF(
-                                                                                "from_agent",
-                                                                                129) ","
-                                                                                     " to_agent TEXT NOT NULL" TEXT_OF(
-                                                                                         "to_agent",
-                                                                                         129) ","
-                                                                                              " thread TEXT NOT NULL" TEXT_OF(
-                                                                                                  "thread",
-                                                                                                  64) ","
-                                                                                                      " seq INTEGER NOT NULL,"
-                                                                                                      " created_ms INTEGER NOT NULL,"
-                                                                                                      " deadline_ms INTEGER NOT NULL,"
-                                                                                                      " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-                                                                                                      " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5));"
-                                                                                                      /* Bodies apart, so that a state change rewrites a small row. */
-                                                                                                      "CREATE TABLE bodies ("
-                                                                                                      " msg INTEGER PRIMARY KEY REFERENCES msgs (n),"
-                                                                                                      " body BLOB NOT NULL CHECK (typeof(body) = 'blob'"
-                                                                                                      "  AND length(body) <= 1048576));"
-                                                                                                      "CREATE TABLE trace ("
-                                                                                                      " n INTEGER PRIMARY KEY,"
-                                                                                                      " msg INTEGER NOT NULL REFERENCES msgs (n),"
-                                                                                                      " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-                                                                                                      " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5),"
-                                                                                                      " at_ms INTEGER NOT NULL,"
-                                                                                                      " hop BLOB CHECK (hop IS NULL OR (typeof(hop) = 'blob'"
-                                                                                                      "  AND length(hop) = 32)));"
-                                                                                                      "CREATE INDEX trace_by_msg ON trace (msg);"
-                                                                                                      "CREATE TABLE cursors ("
-                                                                                                      " n INTEGER PRIMARY KEY,"
-                                                                                                      " to_agent TEXT NOT NULL" TEXT_OF(
-                                                                                                          "to_agent",
-                                                                                                          129) ","
-                                                                                                               " src BLOB NOT NULL" BLOB_OF(
-                                                                                                                   "src",
-                                                                                                                   32) ","
-                                                                                                                       " from_agent TEXT NOT NULL" TEXT_OF(
-                                                                                                                           "from_agent",
-                                                                                                                           129) ","
-                                                                                                                                " seq INTEGER NOT NULL,"
-                                                                                                                                " UNIQUE (to_agent, src, from_agent));";
+    " team_id BLOB NOT NULL" BLOB_OF("team_id", 32) ","
+    " project TEXT NOT NULL" TEXT_OF("project", 64) ","
+    " name TEXT NOT NULL" TEXT_OF("name", 64) ","
+    " UNIQUE (team_id, project, name));"
+    "CREATE TABLE members ("
+    " n INTEGER PRIMARY KEY,"
+    " team_id BLOB NOT NULL" BLOB_OF("team_id", 32) ","
+    " node BLOB NOT NULL" BLOB_OF("node", 32) ","
+    " UNIQUE (team_id, node));"
+    "CREATE TABLE msgs ("
+    " n INTEGER PRIMARY KEY,"
+    " id BLOB NOT NULL" BLOB_OF("id", 16) ","
+    " inbound INTEGER NOT NULL CHECK (inbound IN (0, 1)),"
+    " team_id BLOB NOT NULL" BLOB_OF("team_id", 32) ","
+    " src BLOB NOT NULL" BLOB_OF("src", 32) ","
+    " dst BLOB NOT NULL" BLOB_OF("dst", 32) ","
+    " from_agent TEXT NOT NULL" TEXT_OF("from_agent", 129) ","
+    " to_agent TEXT NOT NULL" TEXT_OF("to_agent", 129) ","
+    " thread TEXT NOT NULL" TEXT_OF("thread", 64) ","
+    " seq INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " deadline_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+    " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5));"
+    /* Bodies apart, so that a state change rewrites a small row. */
+    "CREATE TABLE bodies ("
+    " msg INTEGER PRIMARY KEY REFERENCES msgs (n),"
+    " body BLOB NOT NULL CHECK (typeof(body) = 'blob'"
+    "  AND length(body) <= 1048576));"
+    "CREATE TABLE trace ("
+    " n INTEGER PRIMARY KEY,"
+    " msg INTEGER NOT NULL REFERENCES msgs (n),"
+    " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+    " reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 5),"
+    " at_ms INTEGER NOT NULL,"
+    " hop BLOB CHECK (hop IS NULL OR (typeof(hop) = 'blob'"
+    "  AND length(hop) = 32)));"
+    "CREATE INDEX trace_by_msg ON trace (msg);"
+    "CREATE TABLE cursors ("
+    " n INTEGER PRIMARY KEY,"
+    " to_agent TEXT NOT NULL" TEXT_OF("to_agent", 129) ","
+    " src BLOB NOT NULL" BLOB_OF("src", 32) ","
+    " from_agent TEXT NOT NULL" TEXT_OF("from_agent", 129) ","
+    " seq INTEGER NOT NULL,"
+    " UNIQUE (to_agent, src, from_agent));";
 /* clang-format on */
 
 _Static_assert(GV_RW_ID_BYTES == 16 && GV_RW_KEY_BYTES == 32 &&
