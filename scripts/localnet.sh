@@ -6,6 +6,10 @@
 # a re-run shows the same ids). A compact live view every second shows each
 # node's links and table size; after a few seconds a silent node asks who
 # holds a repository that another node holds, and the answer is shown.
+# Then two AI-agent names talk through the relay: boot1 makes a team that
+# bcast1 and the silent silent2 join, demo:alice on bcast1 sends demo:bob
+# on silent2 a message, bob takes it and answers, and alice's trace shows
+# every state of hers.
 # Ctrl-C stops everything cleanly.
 #
 # Environment: BUILD (default build), RUN_DIR (default run), BASE_PORT
@@ -96,6 +100,39 @@ EOF
   done
 }
 
+# relay_demo: alice (bcast1) and bob (silent2), agents of one team.
+relay_demo() {
+  local tok id out
+  echo
+  if ! ls "$RUN"/silent2/team-*.key > /dev/null 2>&1; then
+    tok=$("$GV" team create --data-dir "$RUN/boot1" |
+      grep -o 'gvteam1\.[A-Za-z0-9_-]*' | head -n 1)
+    "$GV" team join "$tok" --data-dir "$RUN/bcast1" > /dev/null
+    "$GV" team join "$tok" --data-dir "$RUN/silent2" > /dev/null
+    echo "relay: boot1 made a team; bcast1 and silent2 joined it"
+  fi
+  # Each agent says hello once, so the team's directory knows it.
+  GRAPEVINE_AS=demo:bob "$GV" inbox --peek --data-dir "$RUN/silent2" > /dev/null
+  GRAPEVINE_AS=demo:alice "$GV" inbox --peek --data-dir "$RUN/bcast1" > /dev/null
+  sleep 2
+  echo "relay: agents of the team:"
+  "$GV" agents --data-dir "$RUN/bcast1" | sed 's/^/  /'
+  echo "relay: demo:alice on bcast1 -> bob (on silent2, which is silent)"
+  out=$(GRAPEVINE_AS=demo:alice "$GV" send bob "hello bob, alice here" \
+    --thread demo --wait stored --data-dir "$RUN/bcast1" 2>&1)
+  echo "  $out"
+  id=${out%% *}
+  echo "relay: demo:bob takes his inbox on silent2, and answers"
+  GRAPEVINE_AS=demo:bob "$GV" inbox --data-dir "$RUN/silent2" 2>&1 | sed 's/^/  /'
+  GRAPEVINE_AS=demo:bob "$GV" send alice "hi alice, got it" --thread demo \
+    --wait stored --data-dir "$RUN/silent2" 2>&1 | sed 's/^/  /'
+  echo "relay: demo:alice takes hers"
+  GRAPEVINE_AS=demo:alice "$GV" inbox --data-dir "$RUN/bcast1" 2>&1 | sed 's/^/  /'
+  echo "relay: the trace of alice's message (grapevine trace $id)"
+  GRAPEVINE_AS=demo:alice "$GV" trace "$id" --data-dir "$RUN/bcast1" 2>&1 | sed 's/^/  /'
+  echo
+}
+
 t=0
 asked=0
 while :; do
@@ -109,6 +146,9 @@ while :; do
     echo "silent1 asks: who holds 'linux'?"
     "$GV" request linux --data-dir "$RUN/silent1" --wait 2000
     echo
+  fi
+  if [ "$t" -eq 8 ]; then
+    relay_demo
   fi
   if [ -n "${DEMO_SECONDS:-}" ] && [ "$t" -ge "$DEMO_SECONDS" ]; then
     stop_all
