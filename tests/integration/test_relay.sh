@@ -67,7 +67,8 @@ B_SHORT=${B_ID:0:12}
 # both nodes (web:dave on A, api:dave on B) and frank on B register, then
 # go offline.
 $AG listen "$(sock B)" api:bob "$TMP/bob.out" 120 ack read &
-pids+=($!)
+bob=$!
+pids+=("$bob")
 $AG run "$(sock A)" web:dave >/dev/null
 $AG run "$(sock B)" api:dave >/dev/null
 $AG run "$(sock B)" api:frank >/dev/null
@@ -80,8 +81,7 @@ send() { # TO BODY [REQ-MEMBERS]: alice sends through the socket; sets out
   out=$($AG run "$(sock A)" web:alice "{\"cmd\":\"send\",\"to\":\"$1\",\"message\":\"$2\"${3:+,$3}}")
 }
 got() { until_ok 15 grep -qF "\"body\":\"$1\"" "$TMP/bob.out"; }
-for form in bob api:bob "bob@$B_SHORT" "bob@$B_ID" "api:bob@$B_SHORT" "api:BOB@X" ; do
-  [ "$form" = "api:BOB@X" ] && continue
+for form in bob api:bob "bob@$B_SHORT" "bob@$B_ID" "api:bob@$B_SHORT"; do
   send "$form" "form $form"
   if [ "$(printf '%s\n' "$out" | tail -1 | J 'd.get("to")')" = "$BOB" ] && got "form $form"; then
     ok "'$form' reaches $BOB, socket answer names it, bob receives it"
@@ -186,7 +186,8 @@ start T --listen "127.0.0.1:$(port 7)" --peer "127.0.0.1:$(port 3)" --metrics "1
 "$GV" team join "$(team_of S)" --data-dir "$TMP/T" >/dev/null
 S_ID=$("$GV" id --data-dir "$TMP/S")
 $AG listen "$(sock S)" ops:sam "$TMP/sam.out" 120 ack &
-pids+=($!)
+sam=$!
+pids+=("$sam")
 $AG run "$(sock T)" dev:tess >/dev/null
 if until_ok 30 sees T ops:sam; then ok "silent T learns silent S's agent through R"
 else not_ok "T's directory" "$("$GV" agents --data-dir "$TMP/T")"; fi
@@ -251,22 +252,27 @@ n=$($AG flood "$(sock A)" 1000)
 out=$(GRAPEVINE_AS=web:alice "$GV" send bob "still serving" --wait delivered --json --data-dir "$TMP/A")
 [ "$(printf '%s' "$out" | J 'd["state"]')" = delivered ] && ok "afterwards A still delivers" ||
   not_ok "A after abuse" "$out"
+# shellcheck disable=SC2154 # set by start()
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid_A/status")
 echo "# A's RSS after the bad input and the flood: $((rss / 1024)) MB"
 [ "$rss" -lt 204800 ] && ok "A's RSS stays under 200 MB ($((rss / 1024)) MB)" || not_ok "RSS" "$rss kB"
 
 # ================= 5. metrics =================
+miss=""
 m=$(curl -s --max-time 5 "http://127.0.0.1:$(port 1)/metrics")
 for s in accepted sent stored delivered read failed; do
   grep -qE "^grapevine_relay_messages\{state=\"$s\"\} [0-9]+$" <<<"$m" || miss+=" $s"
 done
-[ -z "${miss:-}" ] && ok "grapevine_relay_messages has every state" || not_ok "messages by state" "missing:$miss"
+[ -z "$miss" ] && ok "grapevine_relay_messages has every state" || not_ok "messages by state" "missing:$miss"
 for h in stored delivered; do
   c=$(awk -v s="grapevine_relay_${h}_seconds_bucket{le=\"+Inf\"}" '$1 == s {print $2}' <<<"$m")
   [ "${c:-0}" -gt 0 ] && ok "grapevine_relay_${h}_seconds_bucket counts $c" ||
     not_ok "${h} histogram" "$(grep "${h}_seconds" <<<"$m" | head -3)"
 done
 
-stop_pids "${pids[@]:0:2}" "$pid_R" "$pid_S" "$pid_T" "$pid_O"
+kill "$bob" "$sam" 2>/dev/null # the scripted agents: SIGTERM ends them
+wait "$bob" "$sam" 2>/dev/null
+# shellcheck disable=SC2154 # set by start()
+stop_pids "$pid_A" "$pid_B" "$pid_R" "$pid_S" "$pid_T" "$pid_O"
 pids=()
 finish
