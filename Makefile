@@ -163,6 +163,12 @@ $(BUILD)/tests/link_probe: $(call obj,tests/link_probe.c) $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# An outsider's forged relay packets, for tests/integration/test_relay.sh.
+test-bins: $(BUILD)/tests/relay_forge
+$(BUILD)/tests/relay_forge: $(call obj,tests/relay_forge.c) $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 test: deps
 	@$(MAKE) --no-print-directory test-bins
 	@BUILD=$(BUILD) tests/run.sh
