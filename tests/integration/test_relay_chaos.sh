@@ -2,7 +2,7 @@
 # Crash chaos (issue 9, docs/RELAY.md section 5): three nodes on loopback,
 # an origin O and a destination D, both silent, and a broadcasting relay R
 # between them, so every message goes through R. Sender agents on O (python,
-# tests/integration/relay_agent.py) send numbered messages, one at a time,
+# tests/integration/relay_chaos_agent.py) send numbered messages, one at a time,
 # each with an idempotency key, to one agent on D, which acks every push.
 # Meanwhile O, R and D are each kill -9ed at random moments and restarted
 # on the same data directory, several times each. Then, once delivery has
@@ -18,7 +18,7 @@ COUNT=${RELAY_CHAOS_COUNT:-10000}
 SEED=${RELAY_CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
 KILLS=${RELAY_CHAOS_KILLS:-3}
 SENDERS="web:alice web:carol api:dave"
-AGENT=tests/integration/relay_agent.py
+AGENT=tests/integration/relay_chaos_agent.py
 RANDOM=$SEED
 echo "# $COUNT messages, seed $SEED (RELAY_CHAOS_SEED=$SEED to repeat the schedule)"
 

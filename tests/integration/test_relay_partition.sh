@@ -11,7 +11,7 @@ N=${RELAY_PARTITION_COUNT:-200}
 NS_S=gvr2-s$$ NS_V=gvr2-v$$ IF_S=gvr2s$$ IF_V=gvr2v$$
 IP_V=10.252.$((RANDOM % 200)).1
 IP_S=${IP_V%.1}.2
-AGENT=tests/integration/relay_agent.py
+AGENT=tests/integration/relay_chaos_agent.py
 pids=() agents=()
 cleanup() {
   exec 2>/dev/null # the shell's "Killed" notices

@@ -3,7 +3,7 @@
 tests (test_relay_chaos.sh, test_relay_partition.sh). Each one survives its
 node's kill -9: it reconnects and carries on. Every loop is bounded in time.
 
-  relay_agent.py send SOCK AS TO FIRST LAST ACCEPTED DEADLINE_S
+  relay_chaos_agent.py send SOCK AS TO FIRST LAST ACCEPTED DEADLINE_S
       Sends bodies "AS #k" for k = FIRST..LAST, one at a time, each with the
       idempotency key "k<k>", so a resend of a message whose answer was lost
       is the same message (section 5.1). Appends "k id" to ACCEPTED for every
@@ -11,14 +11,14 @@ node's kill -9: it reconnects and carries on. Every loop is bounded in time.
       within 20 s, means reconnect and send k again. Exits 0 once LAST is
       accepted, 1 at the deadline.
 
-  relay_agent.py recv SOCK AS LOG DEADLINE_S
+  relay_chaos_agent.py recv SOCK AS LOG DEADLINE_S
       Takes every pushed message and acks it, until SIGTERM or the deadline.
       Writes to LOG, in the order things happened:
         "M id from seq skipped body"   a message pushed to it
         "A id"                         the node answered ok to an ack of id
       The count of distinct ids seen is kept in LOG.count (rewritten).
 
-  relay_agent.py check ACCEPTED... -- LOG
+  relay_chaos_agent.py check ACCEPTED... -- LOG
       Prints the counts and exits 1 unless every accepted message was
       delivered exactly once, in seq order per pair (see check()).
 """
