@@ -707,36 +707,43 @@ static void dial(gv_relay *r, peer *p, const gv_addr *addr, int64_t now) {
 
 /* The link a packet for dst leaves on: dst's own, or one of its relays'.
  * Asks for a dial when there is none yet; NULL then. */
+/* The link a packet for dst leaves on: dst's own; else, for a silent dst,
+ * one of the relays its record names that we have a link to, taken in
+ * turn by `turn` (a retry count), so that a relay that lost dst is not
+ * used for ever; else the hop dst's last packet came through (an answer
+ * needs no record to go back). Asks for a dial when there is no link yet
+ * and may_dial; NULL then. */
 static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
-                   int64_t now) {
-  peer *p = peer_get(r, dst, true), *q;
+                   unsigned turn, int64_t now) {
+  peer *p = peer_get(r, dst, true), *q, *up[GV_RELAY_RELAYS_MAX];
+  size_t n_up = 0;
   gv_rroute rt;
 
   if (p->up)
     return p;
   memset(&rt, 0, sizeof(rt));
-  /* The way its packets came in: an answer needs no record to go back. */
+  if (r->cfg.route != NULL && r->cfg.route(r->cfg.ctx, dst, &rt) && rt.known) {
+    if (rt.broadcasting) {
+      if (may_dial)
+        dial(r, p, &rt.addr, now);
+      return NULL;
+    }
+    for (size_t i = 0; i < rt.n_relays; i++)
+      if ((q = peer_get(r, rt.relays[i], true))->up)
+        up[n_up++] = q;
+    if (n_up > 0)
+      return up[turn % n_up];
+  }
   if (p->has_via && (q = peer_get(r, p->via, false)) != NULL && q->up)
     return q;
-  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, dst, &rt) || !rt.known)
-    return NULL;
-  if (rt.broadcasting) {
-    if (may_dial)
-      dial(r, p, &rt.addr, now);
-    return NULL;
-  }
-  for (size_t i = 0; i < rt.n_relays; i++) {
-    q = peer_get(r, rt.relays[i], true);
-    if (q->up)
-      return q;
-  }
   for (size_t i = 0; i < rt.n_relays && may_dial; i++) {
+    size_t k = (i + turn) % rt.n_relays;
     gv_rroute rr;
     memset(&rr, 0, sizeof(rr));
-    if (!is_self(r, rt.relays[i]) &&
-        r->cfg.route(r->cfg.ctx, rt.relays[i], &rr) && rr.known &&
+    if (!is_self(r, rt.relays[k]) &&
+        r->cfg.route(r->cfg.ctx, rt.relays[k], &rr) && rr.known &&
         rr.broadcasting) {
-      dial(r, peer_get(r, rt.relays[i], true), &rr.addr, now);
+      dial(r, peer_get(r, rt.relays[k], true), &rr.addr, now);
       break;
     }
   }
@@ -805,7 +812,8 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
   /* Only messages, and the JOIN to a team's inviter (how a node first
    * reaches its team), dial: the directory's other packets go where links
    * are, and flood on from there, so they never fight for link slots. */
-  if ((p = route(r, dst, m != NULL || dial, now)) == NULL)
+  if ((p = route(r, dst, m != NULL || dial, m != NULL ? m->tries : 0, now)) ==
+      NULL)
     return TX_NOROUTE;
   if (m != NULL &&
       p->credit < (int64_t)(1 + GV_RW_ROUTE_HDR + gv_rw_sealed_size(blen))) {
@@ -938,20 +946,15 @@ static void send_dir(gv_relay *r, size_t ti, const uint8_t *dst,
   free(list);
 }
 
-/* Passes node's block of team ti on to every member we have a link to,
- * but `except` (who told us) and node itself: the directory floods the
- * links between members, each block once per version. (Members reached
- * only through others' relays hear it from a member linked to them, or at
- * the next refresh.) */
-static void flood_dir(gv_relay *r, size_t ti, const uint8_t *node,
-                      const uint8_t *except, int64_t now) {
+/* Our block of team ti (new) to every member we reach without a dial:
+ * directly, or through the member's relays. Others' blocks are not passed
+ * on: a member hears them from their node, from the whole directory a
+ * JOIN is answered with, or at the refresh (flooding them over every link
+ * cost a 200-node team more than a million packets in the simulator). */
+static void send_own_dir(gv_relay *r, size_t ti, int64_t now) {
   team *t = &r->teams[ti];
-  for (size_t i = 0; i < t->n_members; i++) {
-    const peer *p = peer_get(r, t->members[i], false);
-    if (p != NULL && p->up && memcmp(t->members[i], node, GV_ID_BYTES) != 0 &&
-        (except == NULL || memcmp(t->members[i], except, GV_ID_BYTES) != 0))
-      send_dir(r, ti, t->members[i], node, now);
-  }
+  for (size_t i = 0; i < t->n_members; i++)
+    send_dir(r, ti, t->members[i], r->self.pk, now);
 }
 
 static void send_join(gv_relay *r, size_t ti, const uint8_t *dst, bool dial,
@@ -1751,7 +1754,7 @@ static void cmd_hello(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   dir_set(&r->teams[ti], r->self.pk, ag->name.project, strlen(ag->name.project),
           ag->name.name, strlen(ag->name.name), true);
   dir_bump(r, (size_t)ti, now);
-  flood_dir(r, (size_t)ti, r->self.pk, NULL, now);
+  send_own_dir(r, (size_t)ti, now);
   /* Answered first, then what waits for it is pushed: after the commit of
    * its registration (an AGENT row) when it is new. */
   f = add_fx(r, FX_LINE);
@@ -1994,7 +1997,7 @@ static void agent_gone(gv_relay *r, conn *c, int64_t now) {
           strlen(ag->name.project), ag->name.name, strlen(ag->name.name),
           false);
   dir_bump(r, ag->team, now);
-  flood_dir(r, ag->team, r->self.pk, NULL, now);
+  send_own_dir(r, ag->team, now);
 }
 
 /* ---- teams' control packets ---- */
@@ -2050,7 +2053,7 @@ static void in_control(gv_relay *r, size_t ti, const uint8_t *src,
          * above that version, so that ours wins. */
         if (blk.ver >= dir_ver(t, r->self.pk)) {
           dir_set_ver(t, r->self.pk, blk.ver + 1);
-          flood_dir(r, ti, r->self.pk, NULL, now);
+          send_own_dir(r, ti, now);
         }
         continue;
       }
@@ -2062,7 +2065,6 @@ static void in_control(gv_relay *r, size_t ti, const uint8_t *src,
                 e.online);
       dir_set_ver(t, blk.node, blk.ver);
       add_member(r, ti, blk.node, true);
-      flood_dir(r, ti, blk.node, src, now);
     }
     return;
   default: return;

@@ -84,6 +84,7 @@ typedef struct ragent {
 } ragent;
 
 typedef struct rrec {
+  uint8_t id[GV_RW_ID_BYTES];
   int64_t accepted_at, delivered_at; /* -1: not yet */
   uint32_t from, to;                 /* agents */
   bool handed;
@@ -323,6 +324,7 @@ static rrec *rec_get(rsim *m, const uint8_t id[GV_RW_ID_BYTES], bool create) {
   if ((r = calloc(1, sizeof(*r))) == NULL)
     exit(1);
   r->accepted_at = r->delivered_at = -1;
+  memcpy(r->id, id, GV_RW_ID_BYTES);
   gv_idmap_put(&m->msgs, k, r);
   GROW(m->recs, m->n_recs, m->cap_recs);
   m->recs[m->n_recs++] = r;
@@ -940,6 +942,30 @@ int gv_relaysim_run(const gv_sim_cfg *cfg, const gv_relaysim_opts *ro) {
   puts(txt);
   free(txt);
   cJSON_Delete(j);
+  for (size_t i = 0; i < m.n_recs && lost > 0; i++) {
+    /* Where each lost message is, as the two stores hold it. */
+    const rrec *r = m.recs[i];
+    char hex[2 * GV_RW_ID_BYTES + 1];
+    if (r->accepted_at < 0 || r->delivered_at >= 0)
+      continue;
+    sodium_bin2hex(hex, sizeof(hex), r->id, GV_RW_ID_BYTES);
+    fprintf(stderr, "grapevine-sim: lost %s %s -> %s accepted at %lld ms:", hex,
+            m.agents[r->from].as, m.agents[r->to].as,
+            (long long)r->accepted_at);
+    for (int in = 0; in < 2; in++) {
+      const rnode *t = &m.nodes[m.agents[in ? r->to : r->from].node];
+      int st = -1;
+      uint64_t seq = 0;
+      for (size_t k = 0; k < t->n_rows; k++)
+        if (same_msg(&t->rows[k], r->id, in)) {
+          st = t->rows[k].u.msg.state;
+          seq = t->rows[k].u.msg.seq;
+        }
+      fprintf(stderr, " %s state %d seq %llu", in ? "inbox" : "outbox", st,
+              (unsigned long long)seq);
+    }
+    fprintf(stderr, "\n");
+  }
   if (lost > 0 || m.dups > 0 || m.ooo > 0 || m.s->ip_leaks > 0) {
     fprintf(stderr,
             "grapevine-sim: RELAY INVARIANT VIOLATED: %llu lost, %llu "
