@@ -668,3 +668,92 @@ void gv_db_close(gv_db *db) {
   else
     free_db(db);
 }
+
+/* ---- schemas ---- */
+
+static int schema_fail(sqlite3 *h, const gv_db_schema *s, int rc, gv_why *why,
+                       const char *what) {
+  int err = gv_db_status(h, rc);
+
+  if ((rc & 0xff) == SQLITE_NOTADB)
+    return gv_fail(why, err, "not a %s database: %s", s->name,
+                   sqlite3_errmsg(h));
+  if (((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR) &&
+      err != -EIO) /* SQLite's text omits the system's reason */
+    return gv_fail(why, err, "%s: %s (%s)", what, sqlite3_errmsg(h),
+                   strerror(-err));
+  return gv_fail(why, err, "%s: %s", what, sqlite3_errmsg(h));
+}
+
+static int schema_exec(sqlite3 *h, const gv_db_schema *s, const char *sql,
+                       gv_why *why, const char *what) {
+  int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : schema_fail(h, s, rc, why, what);
+}
+
+/* One integer from a one-row query (a pragma, a count). */
+static int schema_int(sqlite3 *h, const gv_db_schema *s, const char *sql,
+                      int64_t *out, gv_why *why) {
+  sqlite3_stmt *st = NULL;
+  int err = 0;
+  int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
+
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  else
+    err = schema_fail(h, s, rc, why, sql);
+  sqlite3_finalize(st);
+  return err;
+}
+
+/* Inside BEGIN IMMEDIATE: the file is ours at our version, or empty and
+ * then made ours. Anything else is refused (the caller rolls back). */
+static int check_or_create(sqlite3 *h, const gv_db_schema *s, gv_why *why) {
+  int64_t app = 0, version = 0, objs = 0; /* objs: tables, indexes, ... */
+  char stamp[96];                         /* pragmas take no parameters */
+  int rc;
+
+  if ((rc = schema_int(h, s, "PRAGMA application_id", &app, why)) < 0 ||
+      (rc = schema_int(h, s, "PRAGMA user_version", &version, why)) < 0 ||
+      (rc = schema_int(h, s, "SELECT count(*) FROM sqlite_schema", &objs,
+                       why)) < 0)
+    return rc;
+  if (app == 0 && version == 0 && objs == 0) {
+    snprintf(stamp, sizeof(stamp),
+             "PRAGMA application_id = %d; PRAGMA user_version = %d",
+             (int)s->app_id, s->version);
+    if ((rc = schema_exec(h, s, s->sql, why, "create schema")) < 0)
+      return rc;
+    return schema_exec(h, s, stamp, why, "set schema version");
+  }
+  if (app != s->app_id)
+    return gv_fail(why, GV_EINVAL,
+                   "not a %s database (application_id %#llx, %lld schema "
+                   "objects)",
+                   s->name, (unsigned long long)(uint32_t)app, (long long)objs);
+  if (version > s->version)
+    return gv_fail(why, GV_EVERSION,
+                   "%s schema version %lld is newer than this Grapevine's "
+                   "(%d); refused, not migrated",
+                   s->name, (long long)version, s->version);
+  if (version != s->version)
+    return gv_fail(why, GV_EVERSION,
+                   "%s schema version %lld, this Grapevine reads version %d "
+                   "only; refused, not migrated",
+                   s->name, (long long)version, s->version);
+  return 0;
+}
+
+int gv_db_init_schema(sqlite3 *h, const gv_db_schema *s, gv_why *why) {
+  int rc;
+
+  if ((s->pragmas != NULL &&
+       (rc = schema_exec(h, s, s->pragmas, why, "pragmas")) < 0) ||
+      (rc = schema_exec(h, s, "BEGIN IMMEDIATE", why, "begin")) < 0)
+    return rc;
+  if ((rc = check_or_create(h, s, why)) == 0)
+    rc = schema_exec(h, s, "COMMIT", why, "commit schema");
+  if (rc < 0 && !sqlite3_get_autocommit(h))
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}

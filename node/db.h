@@ -154,6 +154,22 @@ typedef struct gv_db_stats {
 } gv_db_stats;
 void gv_db_get_stats(gv_db *db, gv_db_stats *out);
 
+/* A file's schema, for gv_db_init_schema(). */
+typedef struct gv_db_schema {
+  int32_t app_id;      /* PRAGMA application_id */
+  int version;         /* PRAGMA user_version */
+  const char *sql;     /* creates it in an empty file */
+  const char *name;    /* "Grapevine", "Grapevine relay": for reasons */
+  const char *pragmas; /* run first on the connection (may be NULL) */
+} gv_db_schema;
+
+/* For a gv_db init hook: runs s->pragmas, then, in one write transaction
+ * (so that two processes opening a new file cannot both create it), checks
+ * that the file holds schema s, or is empty and creates it. A foreign file
+ * (another application id) is GV_EINVAL, another version GV_EVERSION, each
+ * with a reason; either is left as it was, never migrated. */
+int gv_db_init_schema(sqlite3 *h, const gv_db_schema *s, gv_why *why);
+
 /* The GV_E* or -errno code for SQLite result code rc on handle h (NULL
  * allowed): NOMEM GV_ENOMEM, BUSY/LOCKED -EBUSY, FULL -ENOSPC,
  * READONLY/PERM -EACCES, NOTADB GV_EINVAL, TOOBIG GV_ETOOBIG, CONSTRAINT

@@ -172,77 +172,15 @@ static int sql_fail(sqlite3 *h, int rc, gv_why *why, const char *what) {
   return gv_fail(why, err, "%s: %s", what, sqlite3_errmsg(h));
 }
 
-static int exec(sqlite3 *h, const char *sql, gv_why *why, const char *what) {
-  int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : sql_fail(h, rc, why, what);
-}
-
-/* One integer from a one-row query. */
-static int query_int(sqlite3 *h, const char *sql, int64_t *out, gv_why *why) {
-  sqlite3_stmt *st = NULL;
-  int err = 0;
-  int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
-
-  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
-  else
-    err = sql_fail(h, rc, why, sql);
-  sqlite3_finalize(st);
-  return err;
-}
-
-/* ---- open and close ---- */
-
-/* Inside BEGIN IMMEDIATE: the file is ours at our version, or empty and
- * then made ours. Anything else is refused and left as it was (the caller
- * rolls back). */
-static int check_or_create(sqlite3 *h, gv_why *why) {
-  int64_t app = 0, version = 0, objs = 0;
-  int rc;
-
-  if ((rc = query_int(h, "PRAGMA application_id", &app, why)) < 0 ||
-      (rc = query_int(h, "PRAGMA user_version", &version, why)) < 0 ||
-      (rc = query_int(h, "SELECT count(*) FROM sqlite_schema", &objs, why)) < 0)
-    return rc;
-  if (app == 0 && version == 0 && objs == 0) {
-    char stamp[96]; /* pragmas take no parameters */
-    snprintf(stamp, sizeof(stamp),
-             "PRAGMA application_id = %d; PRAGMA user_version = %d",
-             GV_RSTORE_APP_ID, GV_RSTORE_SCHEMA);
-    if ((rc = exec(h, SCHEMA_SQL, why, "create schema")) < 0)
-      return rc;
-    return exec(h, stamp, why, "set schema version");
-  }
-  if (app != GV_RSTORE_APP_ID)
-    return gv_fail(why, GV_EINVAL,
-                   "not a Grapevine relay database (application_id %#llx, "
-                   "%lld schema objects)",
-                   (unsigned long long)(uint32_t)app, (long long)objs);
-  if (version != GV_RSTORE_SCHEMA)
-    return gv_fail(why, GV_EVERSION,
-                   "relay schema version %lld, this Grapevine reads version "
-                   "%d only; refused, not migrated",
-                   (long long)version, GV_RSTORE_SCHEMA);
-  return 0;
-}
-
-/* gv_db's init: one write transaction, so that two processes opening a new
- * file at once cannot both create the schema. */
+/* gv_db's init: the schema checked or made. 32 MiB of page cache keeps a
+ * burst's pages read once; foreign keys catch a trace or body whose
+ * message is not stored. */
 static int init_schema(void *ctx, sqlite3 *h, gv_why *why) {
-  int rc;
-
+  static const gv_db_schema schema = {
+      GV_RSTORE_APP_ID, GV_RSTORE_SCHEMA, SCHEMA_SQL, "Grapevine relay",
+      "PRAGMA cache_size = -32768; PRAGMA foreign_keys = ON"};
   (void)ctx;
-  /* 32 MiB of page cache: the index on (id, inbound) takes random ids, so
-   * a burst touches pages all over it; read once, they stay. */
-  if ((rc = exec(h, "PRAGMA cache_size = -32768", why, "cache_size")) < 0 ||
-      (rc = exec(h, "PRAGMA foreign_keys = ON", why, "foreign_keys")) < 0 ||
-      (rc = exec(h, "BEGIN IMMEDIATE", why, "begin")) < 0)
-    return rc;
-  if ((rc = check_or_create(h, why)) == 0)
-    rc = exec(h, "COMMIT", why, "commit schema");
-  if (rc < 0 && !sqlite3_get_autocommit(h))
-    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-  return rc;
+  return gv_db_init_schema(h, &schema, why);
 }
 
 int gv__rstore_open(gv_rstore **out, uv_loop_t *loop, const char *path,

@@ -127,75 +127,12 @@ static int run(sqlite3 *h, sqlite3_stmt *st, gv_why *why, const char *what) {
   return err;
 }
 
-static int exec(sqlite3 *h, const char *sql, gv_why *why, const char *what) {
-  int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : sql_fail(h, rc, why, what);
-}
-
-/* One integer from a one-row query (a pragma, a count). */
-static int query_int(sqlite3 *h, const char *sql, int64_t *out, gv_why *why) {
-  sqlite3_stmt *st = NULL;
-  int err = 0;
-  int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
-
-  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
-  else
-    err = sql_fail(h, rc, why, sql);
-  sqlite3_finalize(st);
-  return err;
-}
-
-/* ---- open and close ---- */
-
-/* Inside BEGIN IMMEDIATE: checks that the database is ours, or empty and
- * then made ours. A foreign database is left as it was (the caller rolls
- * back). */
-static int check_or_create(sqlite3 *h, gv_why *why) {
-  int64_t app = 0, version = 0, objs = 0; /* objs: tables, indexes, ... */
-  int rc;
-
-  if ((rc = query_int(h, "PRAGMA application_id", &app, why)) < 0 ||
-      (rc = query_int(h, "PRAGMA user_version", &version, why)) < 0 ||
-      (rc = query_int(h, "SELECT count(*) FROM sqlite_schema", &objs, why)) < 0)
-    return rc;
-  if (app == 0 && version == 0 && objs == 0) {
-    char stamp[96]; /* pragmas take no parameters */
-    snprintf(stamp, sizeof(stamp),
-             "PRAGMA application_id = %d; PRAGMA user_version = %d",
-             GV_STORE_APP_ID, GV_STORE_SCHEMA);
-    if ((rc = exec(h, SCHEMA_SQL, why, "create schema")) < 0)
-      return rc;
-    return exec(h, stamp, why, "set schema version");
-  }
-  if (app != GV_STORE_APP_ID)
-    return gv_fail(why, GV_EINVAL,
-                   "not a Grapevine database (application_id %#llx, %lld "
-                   "schema objects)",
-                   (unsigned long long)(uint32_t)app, (long long)objs);
-  if (version > GV_STORE_SCHEMA)
-    return gv_fail(why, GV_EVERSION,
-                   "schema version %lld is newer than this Grapevine's (%d)",
-                   (long long)version, GV_STORE_SCHEMA);
-  if (version != GV_STORE_SCHEMA)
-    return gv_fail(why, GV_EVERSION, "unknown schema version %lld",
-                   (long long)version);
-  return 0;
-}
-
-/* gv_db's init: checks or creates the schema in one write transaction, so
- * that two processes opening a new file at once cannot both create it. */
+/* gv_db's init: the schema checked or made (db.h). */
 static int init_schema(void *ctx, sqlite3 *h, gv_why *why) {
-  int rc = exec(h, "BEGIN IMMEDIATE", why, "begin");
-
-  if (rc < 0)
-    return rc;
+  static const gv_db_schema schema = {GV_STORE_APP_ID, GV_STORE_SCHEMA,
+                                      SCHEMA_SQL, "Grapevine", NULL};
   (void)ctx;
-  if ((rc = check_or_create(h, why)) == 0)
-    rc = exec(h, "COMMIT", why, "commit schema");
-  if (rc < 0 && !sqlite3_get_autocommit(h))
-    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-  return rc;
+  return gv_db_init_schema(h, &schema, why);
 }
 
 /* On the caller's thread, under gv_db_lock. */
