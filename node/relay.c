@@ -2168,11 +2168,16 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
       if (is_self(r, rt.relays[i]))
         hold = true;
   p->held = hold;
+  /* Members this link reaches (the peer, or a silent member it relays
+   * for) hear JOIN and our directory now: after a restart, that is how
+   * this node learns the team's agents again without waiting for the
+   * refresh. */
   for (size_t ti = 0; ti < r->n_teams; ti++)
-    if (is_member(&r->teams[ti], id)) {
-      send_join(r, ti, id, false, now);
-      send_dir(r, ti, id, NULL, now);
-    }
+    for (size_t i = 0; i < r->teams[ti].n_members; i++)
+      if (route_via(r, r->teams[ti].members[i], id)) {
+        send_join(r, ti, r->teams[ti].members[i], false, now);
+        send_dir(r, ti, r->teams[ti].members[i], NULL, now);
+      }
   kick(r, id, now);
   end_event(r, now);
   return hold;
