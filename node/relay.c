@@ -15,9 +15,9 @@
 #define DAY_MS (24LL * 3600 * 1000)
 #define SWEEP_MS (60LL * 1000)        /* expiry and idle-link sweep, at most */
 #define DIAL_HOLDOFF_MS (10LL * 1000) /* one DIAL per node per this */
-#define JOIN_HOLDOFF_MS (10LL * 1000) /* one MEMBERS+DIR answer per node */
-#define IDLE_LINK_MS (60LL * 1000)    /* a dialed relay link is let go */
-#define KEYS_MAX 4096                 /* cached peer box keys */
+#define JOIN_HOLDOFF_MS 1000 /* one MEMBERS+DIR answer per node a second */
+#define IDLE_LINK_MS (60LL * 1000) /* a dialed relay link is let go */
+#define KEYS_MAX 4096              /* cached peer box keys */
 #define CREDIT_MAX (64LL * 1024 * 1024)
 /* Finished messages kept in memory for status, trace and `read`; older
  * ones are forgotten (their rows stay on disk until a day past their
