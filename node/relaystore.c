@@ -145,6 +145,17 @@ static const char SQL_CURSOR[] =
     "INSERT INTO cursors (to_agent, src, from_agent, seq)"
     " VALUES (?1, ?2, ?3, ?4)"
     " ON CONFLICT (to_agent, src, from_agent) DO UPDATE SET seq = excluded.seq";
+/* Everything of the messages a day past their deadline (wall clock ms). */
+static const char SQL_PRUNE[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TEMP TABLE IF NOT EXISTS dead (n INTEGER PRIMARY KEY);"
+    "DELETE FROM temp.dead;"
+    "INSERT INTO temp.dead SELECT n FROM msgs WHERE deadline_ms <"
+    " CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;"
+    "DELETE FROM trace WHERE msg IN temp.dead;"
+    "DELETE FROM bodies WHERE msg IN temp.dead;"
+    "DELETE FROM msgs WHERE n IN temp.dead;"
+    "COMMIT;";
 static const char SQL_DROP_TRACE[] = "DELETE FROM trace WHERE msg = ?1";
 static const char SQL_DROP_BODY[] = "DELETE FROM bodies WHERE msg = ?1";
 static const char SQL_DROP_MSG[] = "DELETE FROM msgs WHERE n = ?1";
@@ -593,6 +604,14 @@ int gv_rstore_load(gv_rstore *s, void (*cb)(void *ctx, const gv_rrow *row),
     return gv_fail(why, GV_EINVAL, "no relay store or no callback");
   if ((l.h = gv_db_lock(s->db)) == NULL)
     return gv_fail(why, GV_ESTATE, "%s: relay store closing", s->path);
+  /* Rows a day past their deadline go first: the core would drop them at
+   * its first sweep, and a message forgotten from memory long ago has no
+   * other way out (docs/RELAY.md §5.8). */
+  if ((rc = sqlite3_exec(l.h, SQL_PRUNE, NULL, NULL, NULL)) != SQLITE_OK) {
+    rc = sql_fail(l.h, rc, &inner, "prune");
+    sqlite3_exec(l.h, "ROLLBACK", NULL, NULL, NULL);
+    goto out;
+  }
   if ((rc = sqlite3_prepare_v2(l.h,
                                "SELECT n, state, reason, at_ms, hop FROM trace"
                                " WHERE msg = ?1 ORDER BY n",

@@ -70,6 +70,8 @@ static uint32_t k_of(const uint8_t *p) {
          (uint32_t)p[3] << 24;
 }
 
+#define FAR_MS 4102444800000LL /* 2100-01-01 */
+
 static gv_rrow msg_row(uint32_t k, bool inbound, const uint8_t *body,
                        size_t len) {
   gv_rrow r;
@@ -88,7 +90,7 @@ static gv_rrow msg_row(uint32_t k, bool inbound, const uint8_t *body,
   snprintf(m->thread, sizeof(m->thread), "thread-%u", k);
   m->seq = (1ull << 63) + k; /* past INT64_MAX: the column is signed */
   m->created_ms = T0_MS + k;
-  m->deadline_ms = T0_MS + k + 7LL * 86400000;
+  m->deadline_ms = FAR_MS + k; /* the load prunes rows a day past it */
   m->state = GV_RSTATE_ACCEPTED;
   m->body = body;
   m->body_len = len;
@@ -397,6 +399,32 @@ START_TEST(test_load_order_and_drop) {
     ck_assert_int_eq(g.rows[9].type, GV_RROW_CURSOR);
     got_free(&g);
   }
+  close_ok(s);
+}
+END_TEST
+
+/* A message a day past its deadline is gone at the next load, with its
+ * trace and body; one within the day stays. */
+START_TEST(test_load_prunes_the_long_dead) {
+  gv_rstore *s = open_ok();
+  const uint8_t body[3] = {1, 2, 3};
+  gv_rrow dead = msg_row(1, true, body, sizeof(body));
+  gv_rrow late = msg_row(2, true, body, sizeof(body));
+  int64_t now = (int64_t)time(NULL) * 1000;
+  got g;
+
+  dead.u.msg.deadline_ms = now - 2 * 86400000LL;
+  late.u.msg.deadline_ms = now - 3600000LL;
+  PERSIST_OK(s, 1, dead, state_row(1, true, GV_RSTATE_DELIVERED, 0, false),
+             late);
+  close_ok(s);
+  s = open_ok();
+  load_ok(s, &g);
+  ck_assert_uint_eq(g.n, 1);
+  same_row(&g.rows[0], &late, 0);
+  got_free(&g);
+  ck_assert_int_eq(raw_int("SELECT count(*) FROM trace"), 0);
+  ck_assert_int_eq(raw_int("SELECT count(*) FROM bodies"), 1);
   close_ok(s);
 }
 END_TEST
@@ -761,6 +789,7 @@ static Suite *rstore_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_every_row_round_trips);
   tcase_add_test(tc, test_load_order_and_drop);
+  tcase_add_test(tc, test_load_prunes_the_long_dead);
   tcase_add_test(tc, test_failing_jobs_and_bad_rows);
   tcase_add_test(tc, test_one_mib_body);
   tcase_add_test(tc, test_busy_when_queue_full);
