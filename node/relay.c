@@ -146,7 +146,10 @@ typedef struct peer {
   size_t n_wait, cap_wait;
   bool has_key;
   gv_rw_boxkey key;
-  bool has_via; /* the last hop its packets came to us through */
+  bool need_sync;    /* a JOIN or DIR for it found no route */
+  unsigned sync_try; /* ...so many times in a row */
+  int64_t next_sync; /* when to try them again */
+  bool has_via;      /* the last hop its packets came to us through */
   uint8_t via[GV_ID_BYTES];
 } peer;
 
@@ -239,6 +242,7 @@ struct gv_relay {
   size_t n_relays;
 
   int64_t next_sweep, next_refresh;
+  int64_t next_sync;    /* the earliest peer's next_sync (INT64_MAX: none) */
   uint64_t last_key;    /* the last row number given to a message */
   int64_t min_deadline; /* earliest deadline of a live message (mono) */
   bool loaded;
@@ -845,8 +849,22 @@ static void send_small(gv_relay *r, size_t ti, const uint8_t *dst,
     return;
   if (n > sizeof(stack))
     body = gv__xmalloc(n);
-  if (gv_rw_body_encode(b, body, n, &len, NULL) == 0)
-    transmit(r, ti, dst, id, b->kind, body, len, NULL, dial, NULL, now);
+  if (gv_rw_body_encode(b, body, n, &len, NULL) == 0 &&
+      transmit(r, ti, dst, id, b->kind, body, len, NULL, dial, NULL, now) ==
+          TX_NOROUTE &&
+      (b->kind == GV_RW_JOIN || b->kind == GV_RW_DIR)) {
+    /* The team's sync with dst waits for a route: tried again soon (1 s
+     * doubling to a minute), not only at the refresh. */
+    peer *p = peer_get(r, dst, true);
+    if (!p->need_sync) {
+      int64_t wait = 1000LL << (p->sync_try < 6 ? p->sync_try : 6);
+      p->need_sync = true;
+      p->sync_try++;
+      p->next_sync = now + wait;
+      if (p->next_sync < r->next_sync)
+        r->next_sync = p->next_sync;
+    }
+  }
   if (body != stack)
     free(body);
 }
@@ -2628,6 +2646,36 @@ static void sweep(gv_relay *r, int64_t now) {
   r->next_sweep = now + SWEEP_MS;
 }
 
+/* JOIN and the directory again to the members that had no route. */
+static void retry_syncs(gv_relay *r, int64_t now) {
+  peer **due = NULL;
+  size_t n = 0, cap = 0;
+
+  r->next_sync = INT64_MAX;
+  for (size_t i = 0; i < r->peers.cap; i++) {
+    peer *p = r->peers.slots[i].val;
+    if (p == NULL || !p->need_sync)
+      continue;
+    if (p->next_sync <= now) {
+      GROW(due, n, cap);
+      due[n++] = p;
+    } else if (p->next_sync < r->next_sync) {
+      r->next_sync = p->next_sync;
+    }
+  }
+  for (size_t k = 0; k < n; k++) {
+    due[k]->need_sync = false; /* set again if still no route */
+    for (size_t ti = 0; ti < r->n_teams; ti++)
+      if (is_member(&r->teams[ti], due[k]->id)) {
+        send_join(r, ti, due[k]->id, false, now);
+        send_dir(r, ti, due[k]->id, NULL, now);
+      }
+    if (!due[k]->need_sync)
+      due[k]->sync_try = 0;
+  }
+  free(due);
+}
+
 void gv_relay_tick(gv_relay *r, int64_t now) {
   if (!r->loaded)
     return;
@@ -2637,6 +2685,8 @@ void gv_relay_tick(gv_relay *r, int64_t now) {
     refresh_all(r, now);
     r->next_refresh = now + r->cfg.dir_refresh_ms;
   }
+  if (now >= r->next_sync)
+    retry_syncs(r, now);
   while (r->n_heap > 0 && r->heap[0]->next_try <= now)
     try_send(r, r->heap[0], now);
   check_waits(r, now);
@@ -2649,6 +2699,8 @@ int64_t gv_relay_expiry(const gv_relay *r) {
   if (!r->loaded)
     return INT64_MAX;
   t = r->next_sweep < r->next_refresh ? r->next_sweep : r->next_refresh;
+  if (r->next_sync < t)
+    t = r->next_sync;
   if (r->min_deadline < t)
     t = r->min_deadline;
   if (r->n_heap > 0 && r->heap[0]->next_try < t)
@@ -2843,7 +2895,7 @@ int gv_relay_new(gv_relay **out, const gv_relay_cfg *cfg,
   r->svc.recv = svc_recv;
   r->svc.dial_ended = svc_dial_ended;
   r->min_deadline = INT64_MAX;
-  r->next_sweep = r->next_refresh = INT64_MAX;
+  r->next_sweep = r->next_refresh = r->next_sync = INT64_MAX;
   sodium_memzero(seed, sizeof(seed));
   *out = r;
   return 0;

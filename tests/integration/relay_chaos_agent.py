@@ -121,7 +121,10 @@ def cmd_send(path, agent, to, first, last, accepted, limit_s):
             c.close()
             c = None
             continue
-        if ans.get("ok") and ans.get("state") == "accepted":
+        # A resend of a key the node accepted before its answer was lost
+        # (a crash) is the same message: its answer gives the state it
+        # reached since (stored, delivered, ...), and it counts as accepted.
+        if ans.get("ok") and ans.get("id") and ans.get("state") != "failed":
             out.write(f"{k} {ans['id']}\n")
             out.flush()
             k += 1
