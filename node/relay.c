@@ -854,10 +854,11 @@ static void send_small(gv_relay *r, size_t ti, const uint8_t *dst,
           TX_NOROUTE &&
       (b->kind == GV_RW_JOIN || b->kind == GV_RW_DIR)) {
     /* The team's sync with dst waits for a route: tried again soon (1 s
-     * doubling to a minute), not only at the refresh. */
+     * doubling), not only at the refresh. */
     peer *p = peer_get(r, dst, true);
-    if (!p->need_sync) {
-      int64_t wait = 1000LL << (p->sync_try < 6 ? p->sync_try : 6);
+    /* Six tries (a minute in all); then the refresh and link-ups. */
+    if (!p->need_sync && p->sync_try < 6) {
+      int64_t wait = 1000LL << p->sync_try;
       p->need_sync = true;
       p->sync_try++;
       p->next_sync = now + wait;
@@ -2163,6 +2164,7 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   p->held = false;
   p->dial_fails = 0;
   p->next_dial = 0;
+  p->sync_try = 0;
   p->credit = 0;
   p->grant_in = 0;
   p->consumed = 0;
@@ -2670,8 +2672,6 @@ static void retry_syncs(gv_relay *r, int64_t now) {
         send_join(r, ti, due[k]->id, false, now);
         send_dir(r, ti, due[k]->id, NULL, now);
       }
-    if (!due[k]->need_sync)
-      due[k]->sync_try = 0;
   }
   free(due);
 }
