@@ -815,7 +815,8 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
   }
   /* Only messages, and the JOIN to a team's inviter (how a node first
    * reaches its team), dial: the directory's other packets go where links
-   * are, and flood on from there, so they never fight for link slots. */
+   * already are (or wait, retry_syncs), so they never fight for link
+   * slots. */
   if ((p = route(r, dst, m != NULL || dial, m != NULL ? m->tries : 0, now)) ==
       NULL)
     return TX_NOROUTE;
