@@ -9,6 +9,7 @@
 #include "backoff.h"
 #include "chan.h"
 #include "idmap.h"
+#include "invariant.h"
 #include "oom.h"
 #include "rng.h"
 
@@ -3020,6 +3021,11 @@ void gv_relay_free(gv_relay *r) {
 
 bool gv_relay_next(gv_relay *r, gv_ract *a) {
   if (r->head_act >= r->n_act) {
+#ifdef GV_DEBUG
+    gv_why why;
+    if (gv_relay_check(r, &why) < 0)
+      gv__invariant_failed(why.text, __FILE__, __LINE__);
+#endif
     r->head_act = r->n_act = 0;
     return false;
   }
@@ -3077,6 +3083,19 @@ int gv_relay_check(const gv_relay *r, gv_why *why) {
       continue;
     if (p->pushed < p->cursor)
       return gv_fail(why, GV_ESTATE, "pair: pushed below the cursor");
+    /* §8.3: what the hand-over passed was handed over (or taken, or is a
+     * skip), while the agent is connected. */
+    for (size_t k = 0; p->ag->conn != 0 && k < mq_len(&p->q); k++) {
+      const rmsg *m = mq_at(&p->q, k);
+      if (m->seq <= p->pushed && !m->skip && !m->pushed &&
+          m->state == GV_RSTATE_STORED)
+        return gv_fail(why, GV_ESTATE,
+                       "pair %s: seq %llu passed (pushed %llu, cursor %llu) "
+                       "but never handed over",
+                       p->from, (unsigned long long)m->seq,
+                       (unsigned long long)p->pushed,
+                       (unsigned long long)p->cursor);
+    }
     for (size_t k = 0; k < mq_len(&p->q); k++) {
       if (mq_at(&p->q, k)->seq <= p->cursor)
         return gv_fail(why, GV_ESTATE, "pair: seq %llu at or below cursor",

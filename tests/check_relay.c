@@ -617,6 +617,28 @@ START_TEST(test_restart_exactly_once) {
 }
 END_TEST
 
+/* The destination dies with a message handed over but not acked; while it
+ * is back and its agent not yet, the origin retransmits that one and sends
+ * two more: the agent, back, gets all three, in order. */
+START_TEST(test_restart_then_more_before_agent) {
+  int64_t now = 0;
+
+  two(now);
+  req(0, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"q1\"}");
+  ck_assert_int_eq(count_lines(1, 1, "\"body\":\"q1\""), 1);
+  restart(1, now);
+  link_up(0, 1, now);
+  req(0, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"q2\"}");
+  req(0, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"q3\"}");
+  tick(now += 5 * SEC);
+  open_agent(1, 7, "api:bob", now);
+  ck_assert_int_eq(count_lines(1, 7, "\"body\":\"q1\""), 1);
+  ck_assert_int_eq(count_lines(1, 7, "\"body\":\"q2\""), 1);
+  ck_assert_int_eq(count_lines(1, 7, "\"body\":\"q3\""), 1);
+  teardown_all();
+}
+END_TEST
+
 /* A node of another team sees no agent and cannot inject; an altered
  * packet is refused. */
 START_TEST(test_outsider) {
@@ -784,6 +806,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_retransmit_dedup);
   tcase_add_test(tc, test_gap_then_gone);
   tcase_add_test(tc, test_restart_exactly_once);
+  tcase_add_test(tc, test_restart_then_more_before_agent);
   tcase_add_test(tc, test_outsider);
   tcase_add_test(tc, test_silent_through_relay);
   tcase_add_test(tc, test_busy_and_outbox_full);
