@@ -107,6 +107,7 @@ typedef struct agent {
   bool has_session;
   uint8_t session[GV_RREQ_SESSION_BYTES];
   size_t unacked; /* pushes not acknowledged */
+  bool greeting;  /* its hello not answered yet: nothing is pushed before */
   mq inbox;       /* arrival order, skips left out */
   pairin **pairs;
   size_t n_pairs, cap_pairs;
@@ -175,6 +176,7 @@ typedef struct fx {
   uint8_t reason; /* FX_STATE */
   uint8_t step;   /* FX_STATE: trace steps with it */
   bool quiet;     /* FX_STATE: told already (durable elsewhere) */
+  bool hello;     /* FX_LINE: a hello's answer (then pushes may start) */
   gv_rconn conn;
   char *line;
   rmsg *m;
@@ -1452,7 +1454,8 @@ static void push_pair(gv_relay *r, pairin *p) {
   agent *ag = p->ag;
   uint64_t skipped[64];
 
-  while (ag->conn != 0 && ag->unacked < GV_RELAY_PUSH_MAX) {
+  /* Never before its hello's answer: a client reads that first. */
+  while (ag->conn != 0 && !ag->greeting && ag->unacked < GV_RELAY_PUSH_MAX) {
     uint64_t s = p->pushed + 1;
     size_t n_sk = 0;
     rmsg *m;
@@ -1778,11 +1781,12 @@ static void cmd_hello(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   send_own_dir(r, (size_t)ti, now);
   /* Answered first, then what waits for it is pushed: after the commit of
    * its registration (an AGENT row) when it is new. */
+  ag->greeting = true;
   f = add_fx(r, FX_LINE);
   f->conn = c->id;
   f->line =
       gv__xcheck(gv_rreq_enc_hello(q->req, &ag->name, r->self.pk, ag->session));
-  f->m = NULL;
+  f->hello = true;
 }
 
 static void cmd_send(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
@@ -2008,6 +2012,7 @@ static void agent_gone(gv_relay *r, conn *c, int64_t now) {
     return;
   c->ag = NULL;
   ag->conn = 0;
+  ag->greeting = false;
   ag->unacked = 0;
   for (size_t i = 0; i < ag->n_pairs; i++)
     ag->pairs[i]->pushed = ag->pairs[i]->cursor;
@@ -2388,10 +2393,14 @@ static void run_fx(gv_relay *r, fx *f, int status, int64_t now) {
       gv_fail(&why, status, "not stored: %s", gv_err_name(status));
       answer_err(r, f->conn, NULL, status, why.text);
     }
-    if (f->conn != 0 && status == 0) {
+    if (f->conn != 0) {
       conn *c = conn_get(r, f->conn);
-      if (c != NULL && c->ag != NULL)
-        push_agent(r, c->ag);
+      if (c != NULL && c->ag != NULL) {
+        if (f->hello)
+          c->ag->greeting = false;
+        if (status == 0)
+          push_agent(r, c->ag);
+      }
     }
     free(f->line);
     return;

@@ -80,11 +80,14 @@ def connect(path, agent, deadline):
             c.send({"cmd": "hello", "as": agent, "req": "hello"})
             end = time.monotonic() + ANSWER_TIMEOUT
             while time.monotonic() < end:
-                for m in c.lines(0.5):
+                got = c.lines(0.5)
+                for i, m in enumerate(got):
                     if m.get("req") != "hello":
                         continue
                     if m.get("ok"):
-                        return c, []
+                        # Pushes may follow the answer in the same read:
+                        # they are the caller's, not to be dropped.
+                        return c, got[i + 1:]
                     raise OSError(m.get("error"))
             raise OSError("hello unanswered")
         except (OSError, EOFError, ValueError):
@@ -145,14 +148,15 @@ def cmd_recv(path, agent, log, limit_s):
     seen, c, n_ack = set(), None, 0
     acks = {}  # req -> ids of an ack not answered yet
     while not stop and time.monotonic() < deadline:
+        early = []
         if c is None:
             acks = {}
-            c, _ = connect(path, agent, deadline)
+            c, early = connect(path, agent, deadline)
             if c is None:
                 break
         try:
             got = []
-            for m in c.lines(0.2):
+            for m in early + c.lines(0.2):
                 if m.get("event") == "message":
                     out.write("M %s %s %d %s %s\n" % (
                         m["id"], m["from"], m["seq"],
