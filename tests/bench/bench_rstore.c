@@ -56,9 +56,11 @@ typedef struct run {
 static void on_done(void *ctx, uint64_t job, int status);
 
 static void submit(run *r) {
+  static uint64_t keys; /* the core's row numbers: unique in the file */
   gv_rmsg_row *m = &r->row.u.msg;
   int rc;
 
+  m->key = ++keys;
   memcpy(m->id, &r->next, sizeof(r->next)); /* unique per message */
   m->seq = r->next + 1;
   rc = gv_rstore_persist(r->s, r->next, &r->row, 1, on_done, r);
