@@ -1,0 +1,106 @@
+/* The terminal wrapper's core (docs/AGENTS.md §5): pure, no clock, file,
+ * socket or terminal. The adapter (node/wrapcli.c) owns the pseudo-terminal,
+ * the person's terminal and the relay connection; it feeds this core what
+ * it sees, with the time, and carries out the actions it returns.
+ *
+ * What the core decides:
+ *  - Outgoing. The agent's output, ANSI escapes stripped, is split into
+ *    lines; `->relay:TO message` and `->relay:TO <<<` ... `>>>` at the start
+ *    of a line become SEND actions. Inside a fenced code block (``` or ~~~
+ *    at the start of a line) nothing is a marker; `\->relay:` is no marker.
+ *    An optional `[thread:T]` right after TO sets the thread. A block that
+ *    is not closed within cfg.block_lines lines or cfg.block_bytes bytes is
+ *    abandoned, and the next notice injected says so.
+ *  - Incoming. Messages and notices queue in order and are injected one at
+ *    a time, each as one line (a bracketed paste when the agent enabled
+ *    bracketed paste, then Enter), only when the agent has been quiet for
+ *    cfg.quiet_ms, the person has not typed for cfg.typing_ms and the
+ *    person's input line is empty. Between the paste and its Enter the
+ *    person's keystrokes are held, then passed on in order, so they can
+ *    never be spliced into an injection.
+ *  - Loop-proof. An injected line holds no newline and no "->relay:" (a
+ *    body's "->relay:" is written "->relay\:", its control characters as
+ *    spaces) and starts with "Relay message from " or "Relay notice: ",
+ *    and lines that start so are never parsed as outgoing.
+ *  - States. A message is acknowledged (ACK: `delivered`) once its Enter is
+ *    written; it is marked read (READ) at the agent's next turn: its first
+ *    output that comes more than cfg.echo_ms after that Enter.
+ *
+ * Every event may append actions; take them with gv_wrap_next() until it
+ * returns NULL. Bounds: the queue of incoming messages holds at most
+ * GV_WRAP_QUEUE_MAX (past that, gv_wrap_message() refuses and the message
+ * stays with the node, unacknowledged, to be pushed again later).
+ */
+#ifndef GV_WRAP_H
+#define GV_WRAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define GV_WRAP_QUEUE_MAX 256
+#define GV_WRAP_ID_HEX 32 /* a message id: 32 hex digits */
+
+typedef struct gv_wrap gv_wrap;
+
+typedef struct gv_wrap_cfg {
+  int64_t quiet_ms;   /* agent idle after this much silence; 1500 */
+  int64_t typing_ms;  /* the person idle after this; 3000 */
+  int64_t enter_ms;   /* between the paste and its Enter; 30 */
+  int64_t echo_ms;    /* output this soon after the Enter is its echo; 250 */
+  size_t block_lines; /* an open block is abandoned past this; 200 */
+  size_t block_bytes; /* ... or past this many body bytes; 1 MiB */
+} gv_wrap_cfg;
+
+typedef enum gv_wrap_act_type {
+  GV_WRAP_PTY = 1, /* write bytes[0..len) to the agent's terminal */
+  GV_WRAP_SEND,    /* send body to `to` with `thread` ("" none), `key` */
+  GV_WRAP_ACK,     /* id is delivered: written to the agent */
+  GV_WRAP_READ,    /* id is read: the agent's next turn began */
+} gv_wrap_act_type;
+
+typedef struct gv_wrap_act {
+  gv_wrap_act_type type;
+  const uint8_t *bytes; /* PTY */
+  size_t len;
+  const char *to, *thread, *body, *key; /* SEND; key: 32 hex, see below */
+  const char *id;                       /* ACK, READ */
+} gv_wrap_act;
+
+void gv_wrap_cfg_default(gv_wrap_cfg *cfg);
+/* session: 16 random bytes of this wrapper run. A SEND's idempotency key is
+ * BLAKE2b-128(session || turn || to || thread || body), turn counting the
+ * Enters written to the agent: one block a redrawing screen shows twice in
+ * one turn is sent once, the same text in two turns twice. */
+int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
+                const uint8_t session[16]);
+void gv_wrap_free(gv_wrap *w);
+
+/* Bytes the agent wrote (the adapter also copies them to the screen). */
+void gv_wrap_output(gv_wrap *w, const uint8_t *b, size_t n, int64_t now);
+/* Bytes the person typed; passed on as PTY actions (now or, while an
+ * injection is under way, after its Enter). */
+void gv_wrap_input(gv_wrap *w, const uint8_t *b, size_t n, int64_t now);
+/* A message the node pushed (docs/RELAY.md §7), copied. A repeat of an id
+ * already queued or injected this run is ignored (returns 0). Returns
+ * GV_EBUSY when the queue is full. */
+int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
+                    const char *thread, const char *body, int64_t now);
+/* A notice for the agent (a failed send, the node gone), injected like a
+ * message but never acknowledged to anyone. */
+void gv_wrap_notice(gv_wrap *w, const char *text, int64_t now);
+/* Time passed: injects what may be injected now. */
+void gv_wrap_tick(gv_wrap *w, int64_t now);
+/* When the adapter should tick next (absolute ms), or -1 if not needed. */
+int64_t gv_wrap_deadline(const gv_wrap *w);
+
+/* The next action, valid until the next call into the core; NULL when
+ * there are none left. */
+const gv_wrap_act *gv_wrap_next(gv_wrap *w);
+
+/* Messages queued, not yet injected. */
+size_t gv_wrap_queued(const gv_wrap *w);
+
+#endif
