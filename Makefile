@@ -18,7 +18,7 @@ TEST_PKGS := check
 
 # Recursively expanded on purpose: pkg-config runs after deps are installed.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm -lutil
 CHECK_LIBS = $(shell pkg-config --libs $(TEST_PKGS))
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -43,6 +43,8 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
              node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c \
              node/relaystore.c node/aclient.c
+# grapevine wrap (issue 10 §2): the adapter; forkpty needs -lutil.
+NODE_SRC  += node/wrapcli.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
               agentsrv team relaystore aclient
