@@ -27,6 +27,8 @@ int gv_cmd_inbox(int argc, char **argv);
 int gv_cmd_agents(int argc, char **argv);
 int gv_cmd_trace(int argc, char **argv);
 int gv_cmd_team(int argc, char **argv);
+/* The MCP server over stdio, and `mcp config` (node/mcpcli.c). */
+int gv_cmd_mcp(int argc, char **argv);
 
 /* Resolves the data directory: flag, else $GRAPEVINE_DIR, else
  * $XDG_DATA_HOME/grapevine, else ~/.local/share/grapevine. */
