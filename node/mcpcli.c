@@ -484,7 +484,8 @@ static void cfg_zed(const cfgctx *c) {
            "");
 }
 static void cfg_codex(const cfgctx *c) {
-  fputs("# ~/.codex/config.toml\n[mcp_servers.grapevine]\ncommand = ", stdout);
+  fputs("# in ~/.codex/config.toml:\n", stderr);
+  fputs("[mcp_servers.grapevine]\ncommand = ", stdout);
   tstr(c->exe);
   fputs("\nargs = ", stdout);
   jargs(c); /* a JSON array of strings is a TOML array */
