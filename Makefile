@@ -63,7 +63,8 @@ BINS      := $(BUILD)/grapevine
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
-              tests/bench/bench_node.sh tests/bench/bench_relay.sh
+              tests/bench/bench_node.sh tests/bench/bench_relay.sh \
+              tests/bench/bench_mcp.sh
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto
 include $(wildcard */module.mk)
