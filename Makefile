@@ -34,7 +34,7 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
-             node/relay.c node/relayaddr.c node/relayreq.c
+             node/relay.c node/relayaddr.c node/relayreq.c node/wrap.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).

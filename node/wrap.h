@@ -42,6 +42,21 @@
 
 #define GV_WRAP_QUEUE_MAX 256
 #define GV_WRAP_ID_HEX 32 /* a message id: 32 hex digits */
+/* Further bounds (docs/agents-wrap-core.md):
+ *  - a line of output outside a block keeps its first GV_WRAP_LINE_MAX
+ *    bytes; a marker on a longer line sends nothing and gives a notice;
+ *  - an injected line is at most GV_WRAP_INJECT_MAX bytes (a longer body is
+ *    cut and says so), plus the bracketed-paste brackets;
+ *  - at most GV_WRAP_NOTICE_MAX notices wait; past that they are counted,
+ *    and the next notice injected gives the count;
+ *  - keystrokes held during an injection: at most GV_WRAP_HOLD_MAX bytes;
+ *    past that the injection's Enter is written at once, then they follow;
+ *  - the ids seen this run: the last GV_WRAP_SEEN_MAX. */
+#define GV_WRAP_LINE_MAX (64 * 1024)
+#define GV_WRAP_INJECT_MAX (64 * 1024)
+#define GV_WRAP_NOTICE_MAX 64
+#define GV_WRAP_HOLD_MAX (64 * 1024)
+#define GV_WRAP_SEEN_MAX 4096
 
 typedef struct gv_wrap gv_wrap;
 
