@@ -45,10 +45,10 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/relaystore.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore
+              agentsrv team relaystore wrap
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
-              relay
+              relay wrap
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -217,6 +217,11 @@ $(BUILD)/fuzz/fuzz_relay: tests/fuzz/fuzz_relay.c $(PROTO_SRC) node/relay.c \
     node/relayaddr.c node/relayreq.c node/oom.c common/idmap.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_wrap: tests/fuzz/fuzz_wrap.c $(PROTO_SRC) node/wrap.c \
+    node/relayaddr.c node/oom.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(PROTO_SRC) node/config.c
 	@mkdir -p $(dir $@)
