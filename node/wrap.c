@@ -316,6 +316,8 @@ static void act_id(gv_wrap *w, gv_wrap_act_type type, const char *id) {
 
 /* Frees what the caller has taken and compacts the rest. */
 static void drop_taken(gv_wrap *w) {
+  if (w->a_head == 0)
+    return;
   for (size_t i = 0; i < w->a_head; i++)
     free(w->acts[i].buf);
   memmove(w->acts, w->acts + w->a_head,
@@ -562,7 +564,7 @@ static void block_line(gv_wrap *w, const char *s, size_t n) {
 }
 
 static void process_line(gv_wrap *w) {
-  const char *s = w->line.p;
+  const char *s = w->line.p != NULL ? w->line.p : "";
   size_t n = w->line.len, indent = 0;
 
   if (w->block) {
