@@ -42,10 +42,10 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
              node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c \
-             node/relaystore.c
+             node/relaystore.c node/aclient.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore wrap
+              agentsrv team relaystore aclient wrap
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay wrap

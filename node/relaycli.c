@@ -8,8 +8,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "aclient.h"
 #include "cli.h"
 #include "relayreq.h"
 #include "team.h"
@@ -259,20 +258,9 @@ static cJSON *call(common *c, cJSON *o, uint64_t timeout_ms, event_fn on_event,
 /* --as, else $GRAPEVINE_AS, else <basename of cwd>:cli, checked. */
 static int agent_name(const char *cmd, const char *flag, char *out,
                       size_t cap) {
-  gv_raddr_name n;
   gv_why why = {""};
-  char cwd[PATH_MAX];
-  const char *env = getenv("GRAPEVINE_AS");
 
-  if (flag != NULL)
-    snprintf(out, cap, "%s", flag);
-  else if (env != NULL && *env)
-    snprintf(out, cap, "%s", env);
-  else if (getcwd(cwd, sizeof(cwd)) != NULL)
-    snprintf(out, cap, "%s:cli", basename(cwd));
-  else
-    snprintf(out, cap, "cli:cli");
-  if (gv_raddr_name_parse(&n, out, strlen(out), &why) == 0)
+  if (gv_aclient_name(flag, "cli", out, cap, &why) == 0)
     return 0;
   fprintf(stderr,
           "grapevine %s: '%s' is not an agent name (%s); pass --as "
