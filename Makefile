@@ -34,7 +34,7 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
-             node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c
+             node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
@@ -45,10 +45,10 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/relaystore.c node/aclient.c node/mcpcli.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore aclient mcp
+              agentsrv team relaystore aclient mcp wrap
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
-              relay mcp
+              relay mcp wrap
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -223,6 +223,11 @@ $(BUILD)/fuzz/fuzz_mcp: tests/fuzz/fuzz_mcp.c $(PROTO_SRC) node/mcp.c \
     common/idmap.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_wrap: tests/fuzz/fuzz_wrap.c $(PROTO_SRC) node/wrap.c \
+    node/relayaddr.c node/oom.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(PROTO_SRC) node/config.c
 	@mkdir -p $(dir $@)
