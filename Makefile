@@ -34,7 +34,7 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
-             node/relay.c node/relayaddr.c node/relayreq.c
+             node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
@@ -42,15 +42,15 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
              node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c \
-             node/relaystore.c node/aclient.c
+             node/relaystore.c node/aclient.c node/mcpcli.c
 # grapevine wrap (issue 10 §2): the adapter; forkpty needs -lutil.
 NODE_SRC  += node/wrapcli.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore aclient
+              agentsrv team relaystore aclient mcp wrap
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
-              relay
+              relay mcp wrap
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
@@ -65,7 +65,8 @@ BINS      := $(BUILD)/grapevine
 .DEFAULT_GOAL := all # module fragments below define rules of their own
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
-              tests/bench/bench_node.sh tests/bench/bench_relay.sh
+              tests/bench/bench_node.sh tests/bench/bench_relay.sh \
+              tests/bench/bench_mcp.sh
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto
 include $(wildcard */module.mk)
@@ -219,6 +220,16 @@ $(BUILD)/fuzz/fuzz_relay: tests/fuzz/fuzz_relay.c $(PROTO_SRC) node/relay.c \
     node/relayaddr.c node/relayreq.c node/oom.c common/idmap.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_mcp: tests/fuzz/fuzz_mcp.c $(PROTO_SRC) node/mcp.c \
+    common/idmap.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_wrap: tests/fuzz/fuzz_wrap.c $(PROTO_SRC) node/wrap.c \
+    node/relayaddr.c node/oom.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(PROTO_SRC) node/config.c
 	@mkdir -p $(dir $@)

@@ -27,6 +27,8 @@ int gv_cmd_inbox(int argc, char **argv);
 int gv_cmd_agents(int argc, char **argv);
 int gv_cmd_trace(int argc, char **argv);
 int gv_cmd_team(int argc, char **argv);
+/* The MCP server over stdio, and `mcp config` (node/mcpcli.c). */
+int gv_cmd_mcp(int argc, char **argv);
 /* An agent CLI in a pseudo-terminal, relayed (node/wrapcli.c); exits with
  * the agent's status, 127 if it cannot run. */
 int gv_cmd_wrap(int argc, char **argv);

@@ -23,6 +23,7 @@ static const struct {
     {"agents", gv_cmd_agents, "list the agents of this node's teams"},
     {"trace", gv_cmd_trace, "show where a message is, step by step"},
     {"team", gv_cmd_team, "create, join or list teams (who may message)"},
+    {"mcp", gv_cmd_mcp, "an MCP server over stdio for AI agents (the relay)"},
     {"wrap", gv_cmd_wrap, "run an agent CLI in a terminal that relays for it"},
     {"config", gv_cmd_config, "check a configuration file"},
     {"demo", gv_cmd_demo,

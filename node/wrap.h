@@ -42,6 +42,21 @@
 
 #define GV_WRAP_QUEUE_MAX 256
 #define GV_WRAP_ID_HEX 32 /* a message id: 32 hex digits */
+/* Further bounds (docs/agents-wrap-core.md):
+ *  - a line of output outside a block keeps its first GV_WRAP_LINE_MAX
+ *    bytes; a marker on a longer line sends nothing and gives a notice;
+ *  - an injected line is at most GV_WRAP_INJECT_MAX bytes (a longer body is
+ *    cut and says so), plus the bracketed-paste brackets;
+ *  - at most GV_WRAP_NOTICE_MAX notices wait; past that they are counted,
+ *    and the next notice injected gives the count;
+ *  - keystrokes held during an injection: at most GV_WRAP_HOLD_MAX bytes;
+ *    past that the injection's Enter is written at once, then they follow;
+ *  - the ids seen this run: the last GV_WRAP_SEEN_MAX. */
+#define GV_WRAP_LINE_MAX (64 * 1024)
+#define GV_WRAP_INJECT_MAX (64 * 1024)
+#define GV_WRAP_NOTICE_MAX 64
+#define GV_WRAP_HOLD_MAX (64 * 1024)
+#define GV_WRAP_SEEN_MAX 4096
 
 typedef struct gv_wrap gv_wrap;
 
@@ -71,9 +86,11 @@ typedef struct gv_wrap_act {
 
 void gv_wrap_cfg_default(gv_wrap_cfg *cfg);
 /* session: 16 random bytes of this wrapper run. A SEND's idempotency key is
- * BLAKE2b-128(session || turn || to || thread || body), turn counting the
- * Enters written to the agent: one block a redrawing screen shows twice in
- * one turn is sent once, the same text in two turns twice. */
+ * BLAKE2b-128(session || turn || to || 0 || thread || 0 || body) in hex,
+ * turn (8 bytes, big-endian) counting the Enters written to the agent: one
+ * block a redrawing screen shows twice in one turn is sent once, the same
+ * text in two turns twice. Returns 0, or GV_EINVAL for a cfg out of range
+ * (negative times, zero block bounds). */
 int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
                 const uint8_t session[16]);
 void gv_wrap_free(gv_wrap *w);
@@ -84,8 +101,11 @@ void gv_wrap_output(gv_wrap *w, const uint8_t *b, size_t n, int64_t now);
  * injection is under way, after its Enter). */
 void gv_wrap_input(gv_wrap *w, const uint8_t *b, size_t n, int64_t now);
 /* A message the node pushed (docs/RELAY.md §7), copied. A repeat of an id
- * already queued or injected this run is ignored (returns 0). Returns
- * GV_EBUSY when the queue is full. */
+ * already queued or injected this run is ignored (returns 0), except that
+ * one already injected is acknowledged again (an ACK action): the node
+ * pushes again only what it did not hear acknowledged. Returns GV_EBUSY
+ * when the queue is full (the id is not remembered), GV_EINVAL when id is
+ * not 32 hex digits or from or body is NULL; thread may be NULL. */
 int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
                     const char *thread, const char *body, int64_t now);
 /* A notice for the agent (a failed send, the node gone), injected like a

@@ -14,6 +14,7 @@ PKGS=(
   python3 gnuplot-nox
   libmicrohttpd-dev libcurl4-openssl-dev curl sqlite3 wrk opentracker
   mosquitto libmosquitto-dev nats-server
+  tmux bsdutils
 )
 
 missing=()
@@ -22,6 +23,13 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+
+# Node.js and npm run the MCP tests' client (the official SDK, pinned in
+# tests/mcp/package-lock.json). A machine may have them from elsewhere than
+# Debian (nodesource's nodejs bundles npm), so they are looked for as
+# commands, and Debian's packages are installed only when absent.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0

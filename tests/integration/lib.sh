@@ -66,11 +66,14 @@ stop_pids() {
 }
 finish() { [ "$_tap_fail" -eq 0 ]; }
 
-# free_ports N: sets BASE to the first of N consecutive free loopback ports.
+# free_ports N: sets BASE to the first of N consecutive free loopback ports,
+# below the kernel's ephemeral range (32768 and up by default), so that no
+# outgoing connection of another test can take one between this check and
+# the bind.
 free_ports() {
   local p free
   for _ in $(seq 1 50); do
-    BASE=$((20000 + RANDOM % 30000))
+    BASE=$((20000 + RANDOM % (12000 - $1)))
     free=1
     for p in $(seq "$BASE" $((BASE + $1 - 1))); do
       (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { free=0; break; }

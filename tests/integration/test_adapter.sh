@@ -12,11 +12,8 @@ cleanup() {
 trap cleanup EXIT
 PROBE=$PWD/$BUILD/tests/link_probe
 
-# A free port.
-for _ in $(seq 1 50); do
-  PORT=$((20000 + RANDOM % 30000))
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
-done
+free_ports 1 || { echo "not ok - no free port"; exit 1; }
+PORT=$BASE
 N=127.0.0.1:$PORT
 
 stat_of() { "$GV" status --data-dir "$TMP/$1" --json | J "d['$2']"; }

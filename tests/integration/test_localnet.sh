@@ -2,7 +2,7 @@
 # make run's local network, bounded: it starts, converges, answers the
 # request and stops cleanly; a re-run keeps the identities.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
-BASE=$((30000 + RANDOM % 20000))
+free_ports 9 || { not_ok "no 9 free ports"; finish; exit; }
 run() {
   DEMO_SECONDS=9 RUN_DIR="$TMP/run" BASE_PORT=$BASE BUILD=$BUILD \
     timeout 60 scripts/localnet.sh 2>&1

@@ -12,7 +12,8 @@ fi
 pids=()
 cleanup() { exec 2>/dev/null; for p in "${pids[@]}"; do kill -9 "$p"; done; wait; rm -rf "$TMP"; }
 trap cleanup EXIT
-P=$((30000 + RANDOM % 20000))
+free_ports 4 || { echo "not ok - no free ports"; exit 1; }
+P=$BASE
 URL=http://127.0.0.1:$P
 wait_for() { local t=$1; shift; for _ in $(seq 1 $((t * 2))); do "$@" && return 0; sleep 0.5; done; return 1; }
 J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
