@@ -125,6 +125,7 @@ typedef struct wrapper {
 
   job *head, *tail;
   size_t njobs;
+  job *held, *held_tail; /* ACKs waiting for mq to be written */
   bool inflight;
   bool was_up, told_down;
   struct {
@@ -206,6 +207,7 @@ static void out_write(wrapper *w, const uint8_t *b, size_t n) {
 /* ---- the agent's terminal ---- */
 
 static void master_cb(uv_poll_t *p, int status, int events);
+static void release_held(wrapper *w);
 
 static void master_poll(wrapper *w) {
   if (w->master_eof)
@@ -233,6 +235,8 @@ static void master_flush(wrapper *w) {
   }
   w->mevents = (w->mevents & ~UV_WRITABLE) | (w->mq_len > 0 ? UV_WRITABLE : 0);
   master_poll(w);
+  if (w->mq_len == 0)
+    release_held(w);
 }
 
 static void master_write(wrapper *w, const uint8_t *b, size_t n) {
@@ -395,7 +399,8 @@ static void flush_jobs(wrapper *w) {
     w->inflight = true;
 }
 
-/* Queues a request (taken) for the node. */
+/* Queues a request (taken) for the node; an ACK waits until the bytes
+ * before it reached the agent's terminal: acknowledged means written. */
 static void job_add(wrapper *w, job_kind kind, cJSON *req, const char *to) {
   job *j;
   if (w->njobs >= JOBS_MAX || (j = calloc(1, sizeof(*j))) == NULL) {
@@ -414,12 +419,35 @@ static void job_add(wrapper *w, job_kind kind, cJSON *req, const char *to) {
   j->req = req;
   if (to != NULL)
     j->to = strdup(to);
+  if (kind == JOB_ACK && w->mq_len > 0) {
+    if (w->held_tail != NULL)
+      w->held_tail->next = j;
+    else
+      w->held = j;
+    w->held_tail = j;
+    return;
+  }
   if (w->tail != NULL)
     w->tail->next = j;
   else
     w->head = j;
   w->tail = j;
   w->njobs++;
+  flush_jobs(w);
+}
+
+/* The agent's terminal took everything queued: the ACKs held go out. */
+static void release_held(wrapper *w) {
+  if (w->held == NULL)
+    return;
+  if (w->tail != NULL)
+    w->tail->next = w->held;
+  else
+    w->head = w->held;
+  w->tail = w->held_tail;
+  for (job *j = w->held; j != NULL; j = j->next)
+    w->njobs++;
+  w->held = w->held_tail = NULL;
   flush_jobs(w);
 }
 
@@ -918,9 +946,12 @@ int gv_cmd_wrap(int argc, char **argv) {
   else
     rc = WEXITSTATUS(w->status);
   gv_logf(&w->log, GV_LOG_INFO, "exit %d", rc);
-  while (w->head != NULL) {
-    job *j = w->head;
-    w->head = j->next;
+  for (job *j = w->head, *next; j != NULL; j = next) {
+    next = j->next;
+    job_free(j);
+  }
+  for (job *j = w->held, *next; j != NULL; j = next) {
+    next = j->next;
     job_free(j);
   }
   gv_wrap_free(w->core);

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# grapevine wrap (issue 10 §2) in a real terminal: the scripted agent
+# tests/integration/fake_agent.py runs under the wrapper inside tmux (its own
+# server socket, fixed window size); `send-keys` types as a person,
+# `capture-pane` reads the screen, the agent's --log says exactly which
+# lines it received. Two nodes in one team: web:alice on A, api:bob on B.
+#   1. the command line: --help, usage, a COMMAND that cannot run (127);
+#   2. transparency: prompt, echo, Ctrl-C, window size, exit status, the
+#      person's terminal restored after SIGTERM;
+#   3. two wrapped agents converse (ping/pong both ways); delivered, read;
+#   4. a message waits while the person types and while the agent is busy;
+#      a person's half-typed line is never split;
+#   5. a fenced block sends nothing; a block is sent; an unknown recipient
+#      comes back as a notice;
+#   6. kill -9 of a wrapper: messages sent meanwhile arrive after restart.
+# Every wait is bounded.
+cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+FAKE=$PWD/tests/integration/fake_agent.py
+TSOCK=gvwrap-$$-$RANDOM
+T() { tmux -L "$TSOCK" -f /dev/null "$@"; }
+pids=()
+cleanup() {
+  exec 2>/dev/null
+  T kill-server
+  for p in "${pids[@]}"; do kill -9 "$p"; done
+  wait
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap 'cp -r "$TMP" "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
+
+if ! command -v tmux >/dev/null; then
+  not_ok "tmux is installed (scripts/deps.sh)"
+  finish
+  exit
+fi
+until_ok() { # SECONDS CMD...: retries CMD every 0.2 s for at most SECONDS
+  local t=$1
+  shift
+  for _ in $(seq 1 $((t * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+on_screen() { T capture-pane -p -t "$1" | grep -qF -- "$2"; }
+has() { [ -f "$1" ] && grep -qF -- "$2" "$1"; }
+line_no() { grep -nF -- "$2" "$1" 2>/dev/null | head -1 | cut -d: -f1; }
+type_line() { T send-keys -t "$1" -l "$2"; T send-keys -t "$1" Enter; }
+state_of() { # NODE ID: the message's state on NODE
+  "$GV" trace "$2" --as web:tester --data-dir "$TMP/$1" --json 2>/dev/null | J 'd["state"]'
+}
+states_of() { # NODE ID: every state of its trace, space-separated
+  "$GV" trace "$2" --as web:tester --data-dir "$TMP/$1" --json 2>/dev/null |
+    J '" ".join(s["state"] for s in d["trace"])'
+}
+has_state() { [[ " $(states_of "$1" "$2") " == *" $3 "* ]]; }
+send_cli() { # NODE TO BODY: sends as web:carol; prints the id
+  "$GV" send --as web:carol "$2" "$3" --data-dir "$TMP/$1" | awk '{print $1}'
+}
+# wrap_win WIN AS NODE: a window running the wrapper around the fake agent;
+# afterwards its exit status goes to WIN.rc and `stty -a` to WIN.stty.
+wrap_win() {
+  T new-window -d -n "$1" "$GV wrap --as $2 --data-dir $TMP/$3 --quiet 500ms \
+--typing 1s -- python3 $FAKE --log $TMP/$1.log --pidfile $TMP/$1.pid \
+--think 0.4; echo \$? > $TMP/$1.rc; stty -a > $TMP/$1.stty; sleep 600"
+}
+cooked() { # FILE of `stty -a`: canonical mode and echo on
+  grep -qE '(^|[ ;])icanon([ ;]|$)' "$1" && grep -qE '(^|[ ;])echo([ ;]|$)' "$1"
+}
+wrapper_pid() { awk '{print $2}' "$TMP/$1.pid"; }
+
+# ---- 1. the command line ----
+check "wrap --help" "$GV" wrap --help
+"$GV" wrap --help | grep -q -- '->relay:' && ok "wrap --help explains the markers" ||
+  not_ok "wrap --help explains the markers"
+"$GV" wrap --data-dir "$TMP/none" </dev/null >/dev/null 2>&1
+[ $? = 2 ] && ok "wrap without a command is a usage error" ||
+  not_ok "wrap without a command is a usage error"
+"$GV" wrap --quiet 5 --data-dir "$TMP/none" -- true </dev/null >/dev/null 2>&1
+[ $? = 2 ] && ok "wrap --quiet without a unit is a usage error" ||
+  not_ok "wrap --quiet without a unit is a usage error"
+out=$("$GV" wrap --as t:x --data-dir "$TMP/none" -- /nonexistent/agent </dev/null 2>&1)
+rc=$?
+[ $rc = 127 ] && [[ $out == *"cannot run '/nonexistent/agent'"* ]] &&
+  ok "a COMMAND that cannot run: exit 127 and why" ||
+  not_ok "a COMMAND that cannot run: exit 127 and why" "exit $rc: $out"
+out=$(printf 'hi\n' | "$GV" wrap --as t:x --data-dir "$TMP/none" -- sh -c 'read l; echo "got $l"; exit 3' 2>/dev/null)
+rc=$?
+[ $rc = 3 ] && [[ $out == *"got hi"* ]] &&
+  ok "stdin and stdout need not be terminals; the exit status passes" ||
+  not_ok "stdin and stdout need not be terminals; the exit status passes" "exit $rc: $out"
+[ "$(stat -c %a "$TMP/none/wrap-t-x.log" 2>/dev/null)" = 600 ] &&
+  ok "the wrapper logs to DIR/wrap-<project>-<name>.log, mode 0600" ||
+  not_ok "the wrapper logs to DIR/wrap-<project>-<name>.log, mode 0600" "$(ls -l "$TMP/none")"
+
+# ---- the two nodes, the tmux server ----
+free_ports 2 || { echo "no free ports"; exit 1; }
+start A --broadcast --listen "127.0.0.1:$BASE" || not_ok "start A"
+start B --peer "127.0.0.1:$BASE" || not_ok "start B"
+"$GV" team create --data-dir "$TMP/A" >/dev/null
+"$GV" team join "$(cat "$TMP"/A/team-*.key)" --data-dir "$TMP/B" >/dev/null
+T new-session -d -s gv -x 100 -y 30 "sleep 600"
+T set -g status off
+T set -g default-size 100x30
+wrap_win alice web:alice A
+wrap_win bob api:bob B
+online() { # NODE AGENT: NODE's directory shows AGENT online
+  "$GV" agents --data-dir "$TMP/$1" --json |
+    J "any(a['online'] for a in (d['agents'] if isinstance(d, dict) else d) if a['address'].startswith('$2@'))" |
+    grep -q True
+}
+offline() { ! online "$@"; }
+sees() { "$GV" agents --data-dir "$TMP/$1" --json | grep -qF "\"$2@"; }
+if until_ok 20 sees A api:bob && until_ok 20 sees B web:alice; then
+  ok "both wrapped agents are in the team's directory"
+else not_ok "both wrapped agents are in the team's directory" "$("$GV" agents --data-dir "$TMP/A")"; fi
+
+# ---- 2. transparency ----
+until_ok 10 on_screen alice "agent>" && ok "the agent's prompt is on the screen" ||
+  not_ok "the agent's prompt is on the screen" "$(T capture-pane -p -t alice)"
+type_line alice "hello there"
+until_ok 5 on_screen alice "you said: hello there" && ok "a typed line is echoed and answered" ||
+  not_ok "a typed line is echoed and answered" "$(T capture-pane -p -t alice)"
+T send-keys -t alice C-c
+until_ok 5 on_screen alice "interrupted" && ok "Ctrl-C reaches the agent as SIGINT" ||
+  not_ok "Ctrl-C reaches the agent as SIGINT" "$(T capture-pane -p -t alice)"
+type_line alice "size"
+until_ok 5 on_screen alice "size 100x30" && ok "the agent starts with the window's size" ||
+  not_ok "the agent starts with the window's size" "$(T capture-pane -p -t alice)"
+T resize-window -t alice -x 90 -y 25
+sleep 0.3
+type_line alice "size"
+until_ok 5 on_screen alice "size 90x25" && ok "a window resize reaches the agent" ||
+  not_ok "a window resize reaches the agent" "$(T capture-pane -p -t alice)"
+
+# ---- 3. a conversation ----
+type_line alice "say api:bob ping from alice"
+if until_ok 20 has "$TMP/bob.log" "ping from alice" &&
+  until_ok 20 has "$TMP/alice.log" ": pong"; then
+  ok "alice pings bob, bob's agent answers pong, alice gets it"
+else not_ok "alice pings bob" "$(cat "$TMP/bob.log" "$TMP/alice.log")"; fi
+has "$TMP/bob.log" "Relay message from web:alice@" && ok "the message is injected as 'Relay message from SENDER'" ||
+  not_ok "the message is injected as 'Relay message from SENDER'" "$(cat "$TMP/bob.log")"
+type_line bob "say web:alice ping from bob"
+if until_ok 20 has "$TMP/alice.log" "ping from bob" &&
+  until_ok 20 grep -q "web:alice@.*: pong" "$TMP/bob.log"; then
+  ok "bob pings alice, alice's agent answers pong"
+else not_ok "bob pings alice" "$(cat "$TMP/bob.log" "$TMP/alice.log")"; fi
+id=$(grep -F 'sent ' "$TMP/A/wrap-web-alice.log" | grep -F 'api:bob' | head -1 | awk '{print $5}')
+if [ ${#id} = 32 ] && until_ok 15 has_state A "$id" read && has_state A "$id" delivered; then
+  ok "alice's ping reaches delivered, then read (trace on A)"
+else not_ok "alice's ping reaches delivered, then read" "id '$id': $(states_of A "$id")"; fi
+
+# ---- 4. waiting for the person and for the agent ----
+until_ok 10 on_screen bob "agent>"
+T send-keys -t bob -l "half a li"
+sleep 0.3
+id=$(send_cli A api:bob "while typing")
+sleep 3 # past the quiet (0.5 s) and typing (1 s) periods: the line is not empty
+if [ "$(state_of A "$id")" = stored ] && ! has "$TMP/bob.log" "while typing"; then
+  ok "a message waits while the person's line is half typed"
+else not_ok "a message waits while the person's line is half typed" "state $(state_of A "$id")"; fi
+type_line bob "ne, then the rest"
+if until_ok 15 has "$TMP/bob.log" "while typing"; then
+  p=$(line_no "$TMP/bob.log" "half a line, then the rest")
+  m=$(line_no "$TMP/bob.log" "while typing")
+  [ -n "$p" ] && [ "$p" -lt "$m" ] &&
+    ok "the person's line arrives whole, the message after it" ||
+    not_ok "the person's line arrives whole, the message after it" "$(cat "$TMP/bob.log")"
+else not_ok "the message arrives once the person is done" "$(cat "$TMP/bob.log")"; fi
+
+type_line bob "busy 4"
+sleep 0.5
+id=$(send_cli A api:bob "while busy")
+sleep 2
+if [ "$(state_of A "$id")" = stored ]; then
+  ok "a message waits while the agent is busy"
+else not_ok "a message waits while the agent is busy" "state $(state_of A "$id")"; fi
+if until_ok 15 has "$TMP/bob.log" "while busy" && has_state A "$id" delivered; then
+  ok "and is delivered once the agent is idle"
+else not_ok "and is delivered once the agent is idle" "$(states_of A "$id")"; fi
+
+# ---- 5. what the agent writes ----
+before=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
+type_line alice "fence api:bob"
+sleep 2
+after=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
+[ "$before" = "$after" ] && ! has "$TMP/bob.log" "inside a fence" &&
+  ! grep -q "web:alice@.*: y$" "$TMP/bob.log" &&
+  ok "a fenced code block with ->relay: sends nothing" ||
+  not_ok "a fenced code block with ->relay: sends nothing" "$before -> $after sends"
+type_line alice "block api:bob"
+until_ok 15 has "$TMP/bob.log" "first line of the block" &&
+  ok "a ->relay: <<< >>> block is sent as one message" ||
+  not_ok "a ->relay: <<< >>> block is sent as one message" "$(tail -3 "$TMP/bob.log")"
+type_line alice "say nobody hello"
+until_ok 15 has "$TMP/alice.log" "Relay notice: message to nobody failed: UNKNOWN_RECIPIENT" &&
+  ok "an unknown recipient comes back to the agent as a Relay notice" ||
+  not_ok "an unknown recipient comes back as a Relay notice" "$(tail -3 "$TMP/alice.log")"
+
+# ---- 6. kill -9 of a wrapper ----
+kill -9 "$(wrapper_pid bob)"
+until_ok 10 offline B api:bob
+ids=()
+for i in 1 2 3; do ids+=("$(send_cli A api:bob "queued $i")"); done
+sleep 1
+if [ "$(state_of A "${ids[2]}")" = stored ] && ! has "$TMP/bob.log" "queued 1"; then
+  ok "messages to a killed wrapper are stored, not delivered"
+else not_ok "messages to a killed wrapper are stored, not delivered" "$(state_of A "${ids[2]}")"; fi
+wrap_win bob2 api:bob B
+if until_ok 30 has "$TMP/bob2.log" "queued 3"; then
+  a=$(line_no "$TMP/bob2.log" "queued 1") b=$(line_no "$TMP/bob2.log" "queued 2")
+  c=$(line_no "$TMP/bob2.log" "queued 3")
+  [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ] && [ "$b" -lt "$c" ] &&
+    ok "after a restart the queued messages arrive, in order" ||
+    not_ok "after a restart the queued messages arrive, in order" "$(cat "$TMP/bob2.log")"
+else not_ok "after a restart the queued messages arrive" "$(cat "$TMP/bob2.log" 2>/dev/null)"; fi
+until_ok 10 has_state A "${ids[2]}" delivered && ok "and are delivered" ||
+  not_ok "and are delivered" "$(states_of A "${ids[2]}")"
+
+# ---- exit status and the terminal ----
+type_line alice "exit 7"
+until_ok 10 test -s "$TMP/alice.rc"
+[ "$(cat "$TMP/alice.rc" 2>/dev/null)" = 7 ] && ok "the wrapper exits with the agent's status" ||
+  not_ok "the wrapper exits with the agent's status" "$(cat "$TMP/alice.rc" 2>/dev/null)"
+until_ok 10 test -s "$TMP/alice.stty"
+cooked "$TMP/alice.stty" &&
+  ok "the person's terminal is back in cooked mode after the agent exits" ||
+  not_ok "the person's terminal is back in cooked mode" "$(head -5 "$TMP/alice.stty" 2>/dev/null)"
+kill -TERM "$(wrapper_pid bob2)"
+until_ok 10 test -s "$TMP/bob2.stty"
+[ "$(cat "$TMP/bob2.rc" 2>/dev/null)" = 143 ] && cooked "$TMP/bob2.stty" &&
+  ok "SIGTERM to the wrapper: terminal restored, exit 128+15" ||
+  not_ok "SIGTERM to the wrapper: terminal restored, exit 128+15" "rc $(cat "$TMP/bob2.rc" 2>/dev/null)"
+stop_pids "${pids[@]}"
+pids=()
+finish
