@@ -66,6 +66,7 @@ BINS      := $(BUILD)/grapevine
 BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
               tests/bench/bench_node.sh tests/bench/bench_relay.sh \
+              tests/bench/bench_wrap.sh \
               tests/bench/bench_mcp.sh
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto

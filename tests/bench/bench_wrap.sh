@@ -42,7 +42,7 @@ secs() {
   t1=$(date +%s.%N)
   echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
 }
-best() { tr ' ' '\n' | sort -g | head -1; }
+best() { tr ' ' '\n' | grep . | sort -g | head -1; }
 
 # ---- 1. throughput ----
 head -c $((MB * 3 / 4 * 1048576)) /dev/urandom | base64 > "$TMP/in.txt"
