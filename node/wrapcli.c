@@ -112,7 +112,9 @@ typedef struct wrapper {
   uv_poll_t mpoll;
   int mevents; /* UV_READABLE | UV_WRITABLE asked of mpoll */
   bool master_eof, paused;
-  uint8_t *mq; /* for the agent's tty, not yet written */
+  uint8_t rbuf[READ_CHUNK]; /* the agent's output, one read at a time */
+  char ibuf[4096];          /* the person's input, one read at a time */
+  uint8_t *mq;              /* for the agent's tty, not yet written */
   size_t mq_len, mq_cap;
 
   stdio_h in, out;
@@ -264,7 +266,7 @@ static void master_write(wrapper *w, const uint8_t *b, size_t n) {
 
 static void master_cb(uv_poll_t *p, int status, int events) {
   wrapper *w = p->data;
-  static uint8_t buf[READ_CHUNK];
+  uint8_t *buf = w->rbuf;
 
   if (status < 0) {
     gv_logf(&w->log, GV_LOG_WARN, "the agent's terminal: %s",
@@ -276,7 +278,7 @@ static void master_cb(uv_poll_t *p, int status, int events) {
   if (!(events & UV_READABLE) || w->paused)
     return;
   for (int i = 0; i < READS_PER_WAKE && !w->paused; i++) {
-    ssize_t n = read(w->master, buf, sizeof(buf));
+    ssize_t n = read(w->master, buf, sizeof(w->rbuf));
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -793,10 +795,9 @@ static bool open_stdio(wrapper *w, stdio_h *h, int fd) {
 }
 
 static void in_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  static char buf[4096];
-  (void)h;
+  wrapper *w = h->data;
   (void)hint;
-  *b = uv_buf_init(buf, sizeof(buf));
+  *b = uv_buf_init(w->ibuf, sizeof(w->ibuf));
 }
 
 static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
