@@ -110,8 +110,8 @@ static void written(uv_write_t *w, int status) {
   free(w);
 }
 
-/* Queues o (taken) as one line. 0 or a libuv error. */
-static int write_line(gv_aclient *c, cJSON *o) {
+int gv_aclient_write_json(uv_stream_t *s, cJSON *o, uv_write_cb cb,
+                          void *data) {
   char *txt = cJSON_PrintUnformatted(o);
   size_t len;
   uv_write_t *w;
@@ -129,10 +129,15 @@ static int write_line(gv_aclient *c, cJSON *o) {
   memcpy(w + 1, txt, len);
   ((char *)(w + 1))[len] = '\n';
   free(txt);
+  w->data = data;
   b = uv_buf_init((char *)(w + 1), (unsigned)len + 1);
-  if ((rc = uv_write(w, (uv_stream_t *)&c->conn->pipe, &b, 1, written)) < 0)
+  if ((rc = uv_write(w, s, &b, 1, cb)) < 0)
     free(w);
   return rc;
+}
+
+static int write_line(gv_aclient *c, cJSON *o) {
+  return gv_aclient_write_json((uv_stream_t *)&c->conn->pipe, o, written, NULL);
 }
 
 static const char *jstr(const cJSON *o, const char *key) {

@@ -74,6 +74,11 @@ const char *gv_aclient_node(const gv_aclient *c);
 
 void gv_aclient_close(gv_aclient *c);
 
+/* Queues o (taken, freed here whatever happens) on s as one line: its
+ * unformatted JSON and '\n'. cb (req->data = data) must free(req). 0 or a
+ * libuv error; cb is called only on 0. Shared with the CLI's client. */
+int gv_aclient_write_json(uv_stream_t *s, cJSON *o, uv_write_cb cb, void *data);
+
 /* The agent name a command runs as: flag, else $GRAPEVINE_AS, else
  * "<basename of the working directory>:<fallback>". Checked as an agent
  * name (docs/RELAY.md §2); on failure returns GV_EFIELD with why set. */

@@ -35,6 +35,31 @@ int gv_cli_data_dir(const char *flag, char *out, size_t cap) {
   return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
 }
 
+bool gv_cli_duration(const char *s, uint64_t *ms) {
+  static const struct {
+    const char *unit;
+    double ms;
+  } units[] = {{"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}, {"d", 8.64e7}};
+  char *end;
+  double v;
+
+  if (*s < '0' || *s > '9')
+    return false; /* no sign, no "inf", no "nan" */
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno != 0)
+    return false;
+  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+    if (strcmp(end, units[i].unit) == 0) {
+      v *= units[i].ms;
+      if (v >= 3.7e17) /* about UINT32_MAX days: far inside uint64_t */
+        return false;
+      *ms = (uint64_t)v;
+      return true;
+    }
+  return false;
+}
+
 int gv_cli_mkdirs(const char *path) {
   char tmp[4096];
   size_t len = strlen(path);

@@ -4,7 +4,9 @@
 #ifndef GV_CLI_H
 #define GV_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "identity.h"
 
@@ -36,6 +38,10 @@ int gv_cmd_wrap(int argc, char **argv);
 /* Resolves the data directory: flag, else $GRAPEVINE_DIR, else
  * $XDG_DATA_HOME/grapevine, else ~/.local/share/grapevine. */
 int gv_cli_data_dir(const char *flag, char *out, size_t cap);
+
+/* "500ms", "1.5s", "5m", "2h", "7d" into ms (a decimal number, then one
+ * unit); false if s is not one, or past UINT32_MAX days. */
+bool gv_cli_duration(const char *s, uint64_t *ms);
 
 /* mkdir -p with mode 0700 for what it creates. Returns 0 or -errno. */
 int gv_cli_mkdirs(const char *path);

@@ -1,4 +1,4 @@
-/* The MCP server's core (`grapevine mcp`, docs/AGENTS.md "MCP"): JSON-RPC
+/* The MCP server's core (`grapevine mcp`, docs/AGENTS.md §3, §10): JSON-RPC
  * 2.0 lines of the Model Context Protocol in, lines for the client and
  * requests for the node's relay socket (docs/RELAY.md §7) out. No I/O, no
  * clock: node/mcpcli.c reads stdin, writes stdout and owns the relay

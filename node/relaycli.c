@@ -128,29 +128,9 @@ static void lc_close(lclient *c) {
 
 /* Queues one JSON object as a line; takes o. */
 static int lc_send(lclient *c, cJSON *o) {
-  char *txt = cJSON_PrintUnformatted(o);
-  size_t len;
-  uv_write_t *w;
-  uv_buf_t b;
-
-  cJSON_Delete(o);
-  if (txt == NULL)
-    return UV_ENOMEM;
-  len = strlen(txt);
-  if ((w = malloc(sizeof(*w) + len + 1)) == NULL) {
-    free(txt);
-    return UV_ENOMEM;
-  }
-  memcpy(w + 1, txt, len);
-  ((char *)(w + 1))[len] = '\n';
-  free(txt);
-  w->data = c;
-  b = uv_buf_init((char *)(w + 1), (unsigned)len + 1);
-  if (uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, lc_written) < 0) {
-    free(w);
-    return UV_EIO;
-  }
-  return 0;
+  return gv_aclient_write_json((uv_stream_t *)&c->pipe, o, lc_written, c) < 0
+             ? UV_EIO
+             : 0;
 }
 
 /* The next line as JSON, waiting at most timeout_ms (0: forever). NULL on
@@ -287,35 +267,6 @@ static int hello(common *c, const char *as) {
   return rc;
 }
 
-/* "500ms", "30s", "5m", "2h", "7d" into ms; false if not one. */
-static bool parse_duration(const char *s, uint64_t *ms) {
-  static const struct {
-    const char *unit;
-    uint64_t ms;
-  } units[] = {{"ms", 1},
-               {"s", 1000},
-               {"m", 60000},
-               {"h", 3600000ULL},
-               {"d", 86400000ULL}};
-  char *end;
-  unsigned long long v;
-
-  if (*s < '0' || *s > '9')
-    return false;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return false;
-  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-    if (strcmp(end, units[i].unit) == 0) {
-      if (v > UINT64_MAX / units[i].ms)
-        return false;
-      *ms = v * units[i].ms;
-      return true;
-    }
-  return false;
-}
-
 static const char *const data_dir_help =
     "  --data-dir DIR  the node's data directory (default: $GRAPEVINE_DIR,\n"
     "                  else $XDG_DATA_HOME/grapevine)\n";
@@ -443,7 +394,7 @@ int gv_cmd_send(int argc, char **argv) {
     case 'j': c.json = true; break;
     case 'h': send_help(); return 0;
     case 'T':
-      if (!parse_duration(optarg, &ttl) || ttl < 1 ||
+      if (!gv_cli_duration(optarg, &ttl) || ttl < 1 ||
           ttl > GV_RREQ_TTL_MAX_MS) {
         fprintf(stderr, "grapevine send: --ttl takes a duration from 1ms to "
                         "30d, like 5m or 7d\n");
@@ -451,7 +402,7 @@ int gv_cmd_send(int argc, char **argv) {
       }
       break;
     case 'o':
-      if (!parse_duration(optarg, &timeout) || timeout < 1 ||
+      if (!gv_cli_duration(optarg, &timeout) || timeout < 1 ||
           timeout > GV_RREQ_TIMEOUT_MAX_MS) {
         fprintf(stderr, "grapevine send: --timeout takes a duration from "
                         "1ms to 1h, like 500ms or 30s\n");

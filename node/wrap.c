@@ -1,5 +1,5 @@
 /* The terminal wrapper's pure core (wrap.h; the rules in
- * docs/agents-wrap-core.md).
+ * docs/AGENTS.md §11).
  *
  * The agent's output goes through two machines, one byte at a time:
  *

@@ -1,4 +1,4 @@
-/* The terminal wrapper's core (docs/AGENTS.md §5): pure, no clock, file,
+/* The terminal wrapper's core (docs/AGENTS.md §11): pure, no clock, file,
  * socket or terminal. The adapter (node/wrapcli.c) owns the pseudo-terminal,
  * the person's terminal and the relay connection; it feeds this core what
  * it sees, with the time, and carries out the actions it returns.
@@ -42,7 +42,7 @@
 
 #define GV_WRAP_QUEUE_MAX 256
 #define GV_WRAP_ID_HEX 32 /* a message id: 32 hex digits */
-/* Further bounds (docs/agents-wrap-core.md):
+/* Further bounds (docs/AGENTS.md §11):
  *  - a line of output outside a block keeps its first GV_WRAP_LINE_MAX
  *    bytes; a marker on a longer line sends nothing and gives a notice;
  *  - an injected line is at most GV_WRAP_INJECT_MAX bytes (a longer body is

@@ -1,5 +1,5 @@
 /* grapevine wrap: runs an agent CLI in a pseudo-terminal and relays for it
- * (docs/AGENTS.md §5). The adapter around the pure core node/wrap.h: it
+ * (docs/AGENTS.md §11). The adapter around the pure core node/wrap.h: it
  * owns the pty, the person's terminal, the relay connection (node/aclient.h)
  * and the clock, feeds the core what happens and carries out its actions.
  *
@@ -653,27 +653,6 @@ static void signal_cb(uv_signal_t *s, int signum) {
 
 /* ---- start-up ---- */
 
-static bool parse_ms(const char *s, int64_t *ms) {
-  char *end;
-  double v;
-  errno = 0;
-  if (*s < '0' || *s > '9')
-    return false;
-  v = strtod(s, &end);
-  if (errno != 0)
-    return false;
-  if (strcmp(end, "ms") == 0)
-    ;
-  else if (strcmp(end, "s") == 0)
-    v *= 1000;
-  else
-    return false;
-  if (v > DURATION_MAX_MS)
-    return false;
-  *ms = (int64_t)v;
-  return true;
-}
-
 static const char wrap_usage[] =
     "[--as project:name] [--data-dir DIR] [--quiet D] [--typing D]\n"
     "       -- COMMAND [ARGS...]";
@@ -823,6 +802,7 @@ int gv_cmd_wrap(int argc, char **argv) {
   };
   static const int sigs[5] = {SIGCHLD, SIGWINCH, SIGTERM, SIGHUP, SIGINT};
   const char *as_flag = NULL, *dflag = NULL;
+  uint64_t d;
   wrapper *w = NULL;
   gv_wrap_cfg cfg;
   gv_why why = {""};
@@ -844,13 +824,14 @@ int gv_cmd_wrap(int argc, char **argv) {
     case 'h': wrap_help(); return 0;
     case 'q':
     case 't':
-      if (!parse_ms(optarg, opt == 'q' ? &cfg.quiet_ms : &cfg.typing_ms)) {
+      if (!gv_cli_duration(optarg, &d) || d > DURATION_MAX_MS) {
         fprintf(stderr,
                 "grapevine wrap: --%s takes a duration up to 10 min, "
                 "like 500ms or 2s\n",
                 opt == 'q' ? "quiet" : "typing");
         return EXIT_USAGE;
       }
+      *(opt == 'q' ? &cfg.quiet_ms : &cfg.typing_ms) = (int64_t)d;
       break;
     default: return usage_err();
     }
