@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idmap.h"
 #include "invariant.h"
 #include "oom.h"
 #include "relayaddr.h"
@@ -88,12 +89,14 @@ typedef enum in_state { IN_TEXT, IN_ESC, IN_CSI, IN_SS3 } in_state;
 typedef struct item {
   bool notice;
   char id[GV_WRAP_ID_HEX + 1];
+  uint8_t key[32]; /* the id in binary, zero-padded: the seen map's key */
   char *text;
   size_t len;
 } item;
 
+/* An id seen this run: a slot of the ring that forgets the oldest. */
 typedef struct seen {
-  char id[GV_WRAP_ID_HEX + 1];
+  uint8_t key[32];
   bool acked;
 } seen;
 
@@ -150,6 +153,8 @@ struct gv_wrap {
   size_t q_head, q_n, q_cap;
   size_t q_msgs, q_notices, notices_dropped;
 
+  /* The ids seen: a map to their slots in a ring, oldest forgotten. */
+  gv_idmap seen_map;
   seen *seen;
   size_t seen_n, seen_next;
 
@@ -187,14 +192,16 @@ static bool starts(const char *s, size_t n, const char *prefix) {
   return n >= k && memcmp(s, prefix, k) == 0;
 }
 
-static bool is_hex(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
-          (s[i] >= 'A' && s[i] <= 'F')))
-      return false;
-  return true;
-}
+/* Whether s[0..n) is n hex digits and nothing else (s may go on past n);
+ * bin (n / 2 bytes) gets their value. */
+static bool hex_bin(uint8_t *bin, const char *s, size_t n) {
+  size_t got = 0;
+  const char *end = NULL;
 
+  return n % 2 == 0 &&
+         sodium_hex2bin(bin, n / 2, s, n, NULL, &got, &end) == 0 &&
+         got == n / 2 && end == s + n;
+}
 /* The length of the valid UTF-8 sequence at s[0..n), or 0 if there is none
  * (overlong forms, surrogates and code points past U+10FFFF are invalid).
  * *cp gets the code point. */
@@ -350,21 +357,24 @@ static item q_pop(gv_wrap *w) {
   return it;
 }
 
-static seen *seen_find(gv_wrap *w, const char *id) {
-  for (size_t i = 0; i < w->seen_n; i++)
-    if (strcmp(w->seen[i].id, id) == 0)
-      return &w->seen[i];
-  return NULL;
+static seen *seen_find(gv_wrap *w, const uint8_t key[32]) {
+  return gv_idmap_get(&w->seen_map, key);
 }
 
-static void seen_add(gv_wrap *w, const char *id) {
+/* Remembers key (not yet seen), forgetting the oldest when the ring is
+ * full. */
+static void seen_add(gv_wrap *w, const uint8_t key[32]) {
   seen *s = &w->seen[w->seen_next];
 
-  memcpy(s->id, id, GV_WRAP_ID_HEX + 1);
-  s->acked = false;
-  w->seen_next = (w->seen_next + 1) % GV_WRAP_SEEN_MAX;
-  if (w->seen_n < GV_WRAP_SEEN_MAX)
+  if (w->seen_n == GV_WRAP_SEEN_MAX)
+    gv_idmap_del(&w->seen_map, s->key);
+  else
     w->seen_n++;
+  memcpy(s->key, key, sizeof(s->key));
+  s->acked = false;
+  if (gv_idmap_put(&w->seen_map, s->key, s) < 0)
+    gv__xcheck(NULL);
+  w->seen_next = (w->seen_next + 1) % GV_WRAP_SEEN_MAX;
 }
 
 /* Queues a notice's text (its first GV_WRAP_INJECT_MAX bytes: the
@@ -849,7 +859,7 @@ static void finish_inject(gv_wrap *w) {
   w->last_enter = w->now;
   w->quiet_from = w->now; /* the next injection waits for quiet again */
   if (!w->cur.notice) {
-    seen *s = seen_find(w, w->cur.id);
+    seen *s = seen_find(w, w->cur.key);
 
     act_id(w, GV_WRAP_ACK, w->cur.id);
     if (s != NULL)
@@ -937,6 +947,7 @@ static void check(const gv_wrap *w) {
   ALWAYS(w->line.len <= GV_WRAP_LINE_MAX || w->block);
   ALWAYS(w->body.len <= w->cfg.block_bytes);
   ALWAYS(w->n_unread <= GV_WRAP_QUEUE_MAX);
+  ALWAYS(w->seen_n == w->seen_map.len);
 }
 #define CHECK(w) check(w)
 #else
@@ -987,6 +998,16 @@ int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
   w->q_cap = GV_WRAP_QUEUE_MAX + GV_WRAP_NOTICE_MAX;
   w->q = gv__xcalloc(w->q_cap, sizeof(*w->q));
   w->seen = gv__xcalloc(GV_WRAP_SEEN_MAX, sizeof(*w->seen));
+  {
+    uint8_t k[GV_IDMAP_KEY_BYTES];
+    static const char ctx[] = "grapevine wrap seen ids";
+
+    /* A key of its own, not the session's bytes themselves. */
+    crypto_generichash(k, sizeof(k), (const uint8_t *)ctx, sizeof(ctx) - 1,
+                       session, 16);
+    gv_idmap_init(&w->seen_map, k);
+    sodium_memzero(k, sizeof(k));
+  }
   w->unread = gv__xcalloc(GV_WRAP_QUEUE_MAX, sizeof(*w->unread));
   *out = w;
   return 0;
@@ -1004,6 +1025,7 @@ void gv_wrap_free(gv_wrap *w) {
   }
   free(w->q);
   free(w->cur.text);
+  gv_idmap_free(&w->seen_map);
   free(w->seen);
   free(w->unread);
   wbuf_free(&w->line);
@@ -1049,17 +1071,18 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
                     const char *thread, const char *body, int64_t now) {
   wbuf line = {0};
   const char *at;
+  uint8_t key[32] = {0}, node[32];
   seen *s;
   item it;
   int rc = 0;
 
   begin(w, now);
   if (id == NULL || strlen(id) != GV_WRAP_ID_HEX ||
-      !is_hex(id, GV_WRAP_ID_HEX) || from == NULL || body == NULL) {
+      !hex_bin(key, id, GV_WRAP_ID_HEX) || from == NULL || body == NULL) {
     rc = GV_EINVAL;
     goto out;
   }
-  s = seen_find(w, id);
+  s = seen_find(w, key);
   if (s != NULL) {
     /* Pushed again: the node did not hear our ack (a reconnect). */
     if (s->acked)
@@ -1073,7 +1096,7 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
   wbuf_puts(&line, MSG_PREFIX);
   /* project:name@<64 hex> is shown with the node's first 12 digits. */
   at = strchr(from, '@');
-  if (at != NULL && strlen(at + 1) == 64 && is_hex(at + 1, 64))
+  if (at != NULL && strlen(at + 1) == 64 && hex_bin(node, at + 1, 64))
     sanitize(&line, from, (size_t)(at - from) + 13, 1024);
   else
     sanitize(&line, from, strlen(from), 1024);
@@ -1090,10 +1113,11 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
              "grapevine inbox --peek shows it");
   memset(&it, 0, sizeof(it));
   memcpy(it.id, id, GV_WRAP_ID_HEX + 1);
+  memcpy(it.key, key, sizeof(key));
   it.text = line.p;
   it.len = line.len;
   q_push(w, &it);
-  seen_add(w, id);
+  seen_add(w, key);
 out:
   end(w);
   return rc;

@@ -462,6 +462,39 @@ START_TEST(dedup) {
 }
 END_TEST
 
+/* The ids seen: the last GV_WRAP_SEEN_MAX, the oldest forgotten. A hex id
+ * is an id whatever the case of its digits. */
+START_TEST(seen_ring) {
+  char id[33];
+  int64_t t = 0;
+
+  for (int i = 0; i <= GV_WRAP_SEEN_MAX; i++) {
+    snprintf(id, sizeof(id), "%032x", i);
+    ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+    tick(t += 1500);
+    tick(t += 30);
+    ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+    clear();
+  }
+  snprintf(id, sizeof(id), "%032x", GV_WRAP_SEEN_MAX);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1); /* remembered: acked again */
+  ck_assert_uint_eq(gv_wrap_queued(w), 0);
+  snprintf(id, sizeof(id), "%032x", 1);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 2); /* the oldest kept */
+  snprintf(id, sizeof(id), "%032x", 0);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(gv_wrap_queued(w), 1); /* forgotten: new again */
+  clear();
+  ck_assert_int_eq(msg(ID("A"), "a:b@c", "", "m", t), 0);
+  ck_assert_int_eq(msg(ID("a"), "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(gv_wrap_queued(w), 2);
+  ck_assert_int_eq(msg("0123456789abcdef0123456789abcdeg", "a:b@c", "", "m", t),
+                   GV_EINVAL);
+}
+END_TEST
+
 START_TEST(bracketed_paste) {
   msg(ID("a"), "web:al@x", "", "one", 0);
   tick(1500);
@@ -615,6 +648,7 @@ static Suite *wrap_suite(void) {
   tcase_add_test(tc, queue_order);
   tcase_add_test(tc, queue_full);
   tcase_add_test(tc, dedup);
+  tcase_add_test(tc, seen_ring);
   tcase_add_test(tc, bracketed_paste);
   tcase_add_test(tc, key_per_turn);
   tcase_add_test(tc, long_body_cut);
