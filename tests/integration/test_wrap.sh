@@ -13,6 +13,7 @@
 #   5. a fenced block sends nothing; a block is sent; an unknown recipient
 #      comes back as a notice;
 #   6. kill -9 of a wrapper: messages sent meanwhile arrive after restart.
+#   7. an agent that closed its terminal gets nothing acknowledged.
 # Every wait is bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 FAKE=$PWD/tests/integration/fake_agent.py
@@ -215,6 +216,24 @@ if until_ok 30 has "$TMP/bob2.log" "queued 3"; then
 else not_ok "after a restart the queued messages arrive" "$(cat "$TMP/bob2.log" 2>/dev/null)"; fi
 until_ok 10 has_state A "${ids[2]}" delivered && ok "and are delivered" ||
   not_ok "and are delivered" "$(states_of A "${ids[2]}")"
+
+# ---- 7. an agent that closed its terminal ----
+# Its terminal is gone (the master reads EOF) while it runs on: a message
+# for it must stay with the node, never be acknowledged as delivered.
+T new-window -d -n deaf "$GV wrap --as api:deaf --data-dir $TMP/B --quiet 500ms \
+--typing 1s -- sh -c 'exec </dev/null >/dev/null 2>&1; sleep 8'; echo \$? > $TMP/deaf.rc; sleep 600"
+if until_ok 20 sees A api:deaf && until_ok 10 online A api:deaf; then
+  id=$(send_cli A api:deaf "into the void")
+  sleep 3 # past the quiet period (0.5 s): the wrapper would have injected
+  [ ${#id} = 32 ] && [ "$(state_of A "$id")" = stored ] && ! has_state A "$id" delivered &&
+    ok "a message for an agent whose terminal is gone stays stored, not delivered" ||
+    not_ok "a message for an agent whose terminal is gone stays stored, not delivered" \
+      "id '$id': $(states_of A "$id"); $(grep -F "$id" "$TMP/B/wrap-api-deaf.log")"
+  until_ok 15 test -s "$TMP/deaf.rc"
+  [ "$(cat "$TMP/deaf.rc" 2>/dev/null)" = 0 ] && [ "$(state_of A "$id")" = stored ] &&
+    ok "and stays stored after the agent exits" ||
+    not_ok "and stays stored after the agent exits" "rc $(cat "$TMP/deaf.rc" 2>/dev/null): $(states_of A "$id")"
+else not_ok "the wrapper of an agent without a terminal joins the directory"; fi
 
 # ---- exit status and the terminal ----
 type_line alice "exit 7"
