@@ -228,7 +228,7 @@ $(BUILD)/fuzz/fuzz_mcp: tests/fuzz/fuzz_mcp.c $(PROTO_SRC) node/mcp.c \
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_wrap: tests/fuzz/fuzz_wrap.c $(PROTO_SRC) node/wrap.c \
-    node/relayaddr.c node/oom.c
+    node/relayaddr.c node/oom.c common/idmap.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -o $@ $^ $(PKG_LIBS)
 

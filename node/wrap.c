@@ -34,10 +34,17 @@
  *     NORMAL --"->relay:TO message"--> SEND (or a notice if malformed)
  *
  * The person's keystrokes go through a third, smaller scanner
- * (person_byte) that only tracks whether their input line is empty.
+ * (person_byte) that only tracks whether their input line is empty; time
+ * (person_time) ends a sequence left open GV_WRAP_ESC_MS and forgets an
+ * unknown line after cfg.unknown_ms.
  *
- * Injection (try_inject, finish_inject): IDLE --paste--> PASTED
- * --enter_ms--> IDLE, with the Enter, the ACK and the held keystrokes.
+ * Injection (try_inject, finish_inject, gv_wrap_gone):
+ *
+ *   IDLE --paste (not blocked)--> PASTED --enter_ms--> IDLE
+ *     |                              |   (the Enter, the ACK, the held
+ *     |                              |    keystrokes)
+ *     +----------gv_wrap_gone--------+--> GONE (the paste abandoned: no
+ *                                          Enter, no ACK; only SENDs)
  */
 #include "wrap.h"
 
@@ -47,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idmap.h"
 #include "invariant.h"
 #include "oom.h"
 #include "relayaddr.h"
@@ -88,12 +96,14 @@ typedef enum in_state { IN_TEXT, IN_ESC, IN_CSI, IN_SS3 } in_state;
 typedef struct item {
   bool notice;
   char id[GV_WRAP_ID_HEX + 1];
+  uint8_t key[32]; /* the id in binary, zero-padded: the seen map's key */
   char *text;
   size_t len;
 } item;
 
+/* An id seen this run: a slot of the ring that forgets the oldest. */
 typedef struct seen {
-  char id[GV_WRAP_ID_HEX + 1];
+  uint8_t key[32];
   bool acked;
 } seen;
 
@@ -133,6 +143,8 @@ struct gv_wrap {
   bool in_paste;   /* inside the person's own bracketed paste */
   size_t in_chars; /* characters typed on the line */
   bool in_unknown; /* an escape sequence or a control made it unknowable */
+  bool blocked; /* the adapter's bytes for the agent wait (gv_wrap_blocked) */
+  bool gone;    /* the agent's terminal is gone (gv_wrap_gone) */
   bool typed;
   int64_t last_typed;
 
@@ -150,6 +162,8 @@ struct gv_wrap {
   size_t q_head, q_n, q_cap;
   size_t q_msgs, q_notices, notices_dropped;
 
+  /* The ids seen: a map to their slots in a ring, oldest forgotten. */
+  gv_idmap seen_map;
   seen *seen;
   size_t seen_n, seen_next;
 
@@ -187,12 +201,15 @@ static bool starts(const char *s, size_t n, const char *prefix) {
   return n >= k && memcmp(s, prefix, k) == 0;
 }
 
-static bool is_hex(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
-          (s[i] >= 'A' && s[i] <= 'F')))
-      return false;
-  return true;
+/* Whether s[0..n) is n hex digits and nothing else (s may go on past n);
+ * bin (n / 2 bytes) gets their value. */
+static bool hex_bin(uint8_t *bin, const char *s, size_t n) {
+  size_t got = 0;
+  const char *end = NULL;
+
+  return n % 2 == 0 &&
+         sodium_hex2bin(bin, n / 2, s, n, NULL, &got, &end) == 0 &&
+         got == n / 2 && end == s + n;
 }
 
 /* The length of the valid UTF-8 sequence at s[0..n), or 0 if there is none
@@ -350,21 +367,24 @@ static item q_pop(gv_wrap *w) {
   return it;
 }
 
-static seen *seen_find(gv_wrap *w, const char *id) {
-  for (size_t i = 0; i < w->seen_n; i++)
-    if (strcmp(w->seen[i].id, id) == 0)
-      return &w->seen[i];
-  return NULL;
+static seen *seen_find(gv_wrap *w, const uint8_t key[32]) {
+  return gv_idmap_get(&w->seen_map, key);
 }
 
-static void seen_add(gv_wrap *w, const char *id) {
+/* Remembers key (not yet seen), forgetting the oldest when the ring is
+ * full. */
+static void seen_add(gv_wrap *w, const uint8_t key[32]) {
   seen *s = &w->seen[w->seen_next];
 
-  memcpy(s->id, id, GV_WRAP_ID_HEX + 1);
-  s->acked = false;
-  w->seen_next = (w->seen_next + 1) % GV_WRAP_SEEN_MAX;
-  if (w->seen_n < GV_WRAP_SEEN_MAX)
+  if (w->seen_n == GV_WRAP_SEEN_MAX)
+    gv_idmap_del(&w->seen_map, s->key);
+  else
     w->seen_n++;
+  memcpy(s->key, key, sizeof(s->key));
+  s->acked = false;
+  if (gv_idmap_put(&w->seen_map, s->key, s) < 0)
+    gv__xcheck(NULL);
+  w->seen_next = (w->seen_next + 1) % GV_WRAP_SEEN_MAX;
 }
 
 /* Queues a notice's text (its first GV_WRAP_INJECT_MAX bytes: the
@@ -829,17 +849,45 @@ static void person_byte(gv_wrap *w, uint8_t c) {
   }
 }
 
+/* What time alone changes in the person's line: a sequence with nothing
+ * more after GV_WRAP_ESC_MS is over (a lone Esc is a key of its own), and
+ * an unknown line is forgotten after cfg.unknown_ms without a keystroke. */
+static void person_time(gv_wrap *w) {
+  if (!w->typed)
+    return;
+  if (w->in != IN_TEXT && w->now >= w->last_typed + GV_WRAP_ESC_MS)
+    w->in = IN_TEXT;
+  if (w->in_unknown && w->now >= w->last_typed + w->cfg.unknown_ms)
+    w->in_unknown = false;
+}
+
+/* Characters are on the person's line, or their own paste is open: only
+ * they can empty it. */
+static bool person_line_busy(const gv_wrap *w) {
+  return w->in_chars > 0 || w->in_paste;
+}
+
 static bool person_line_empty(const gv_wrap *w) {
-  return w->in_chars == 0 && !w->in_unknown && !w->in_paste && w->in == IN_TEXT;
+  return !person_line_busy(w) && !w->in_unknown && w->in == IN_TEXT;
 }
 
 /* ---- incoming: injection ---- */
 
-static int64_t ready_at(const gv_wrap *w) {
-  int64_t quiet = w->quiet_from + w->cfg.quiet_ms;
-  int64_t typing = w->typed ? w->last_typed + w->cfg.typing_ms : quiet;
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-  return quiet > typing ? quiet : typing;
+/* When the agent and the person are idle and the person's line is empty,
+ * unless they type again; assumes !person_line_busy(). */
+static int64_t ready_at(const gv_wrap *w) {
+  int64_t t = w->quiet_from + w->cfg.quiet_ms;
+
+  if (w->typed) {
+    t = max64(t, w->last_typed + w->cfg.typing_ms);
+    if (w->in != IN_TEXT)
+      t = max64(t, w->last_typed + GV_WRAP_ESC_MS);
+    if (w->in_unknown)
+      t = max64(t, w->last_typed + w->cfg.unknown_ms);
+  }
+  return t;
 }
 
 static void finish_inject(gv_wrap *w) {
@@ -849,7 +897,7 @@ static void finish_inject(gv_wrap *w) {
   w->last_enter = w->now;
   w->quiet_from = w->now; /* the next injection waits for quiet again */
   if (!w->cur.notice) {
-    seen *s = seen_find(w, w->cur.id);
+    seen *s = seen_find(w, w->cur.key);
 
     act_id(w, GV_WRAP_ACK, w->cur.id);
     if (s != NULL)
@@ -875,7 +923,8 @@ static void try_inject(gv_wrap *w) {
   wbuf line = {0}, pty = {0};
   item it;
 
-  if (w->pasted || w->q_n == 0 || !person_line_empty(w) || w->now < ready_at(w))
+  if (w->pasted || w->blocked || w->gone || w->q_n == 0 ||
+      !person_line_empty(w) || w->now < ready_at(w))
     return;
   it = q_pop(w);
   if (it.notice) {
@@ -937,6 +986,8 @@ static void check(const gv_wrap *w) {
   ALWAYS(w->line.len <= GV_WRAP_LINE_MAX || w->block);
   ALWAYS(w->body.len <= w->cfg.block_bytes);
   ALWAYS(w->n_unread <= GV_WRAP_QUEUE_MAX);
+  ALWAYS(!w->gone || (!w->pasted && w->n_unread == 0));
+  ALWAYS(w->seen_n == w->seen_map.len);
 }
 #define CHECK(w) check(w)
 #else
@@ -953,6 +1004,7 @@ static void begin(gv_wrap *w, int64_t now) {
   }
   if (!NEVER(now < w->now))
     w->now = now;
+  person_time(w);
 }
 
 static void end(gv_wrap *w) {
@@ -965,6 +1017,7 @@ static void end(gv_wrap *w) {
 void gv_wrap_cfg_default(gv_wrap_cfg *cfg) {
   cfg->quiet_ms = 1500;
   cfg->typing_ms = 3000;
+  cfg->unknown_ms = 30000;
   cfg->enter_ms = 30;
   cfg->echo_ms = 250;
   cfg->block_lines = 200;
@@ -977,8 +1030,8 @@ int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
 
   *out = NULL;
   if (cfg == NULL || session == NULL || cfg->quiet_ms < 0 ||
-      cfg->typing_ms < 0 || cfg->enter_ms < 0 || cfg->echo_ms < 0 ||
-      cfg->block_lines == 0 || cfg->block_bytes == 0 ||
+      cfg->typing_ms < 0 || cfg->unknown_ms < 0 || cfg->enter_ms < 0 ||
+      cfg->echo_ms < 0 || cfg->block_lines == 0 || cfg->block_bytes == 0 ||
       cfg->block_bytes > SIZE_MAX / 4)
     return GV_EINVAL;
   w = gv__xcalloc(1, sizeof(*w));
@@ -987,6 +1040,16 @@ int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
   w->q_cap = GV_WRAP_QUEUE_MAX + GV_WRAP_NOTICE_MAX;
   w->q = gv__xcalloc(w->q_cap, sizeof(*w->q));
   w->seen = gv__xcalloc(GV_WRAP_SEEN_MAX, sizeof(*w->seen));
+  {
+    uint8_t k[GV_IDMAP_KEY_BYTES];
+    static const char ctx[] = "grapevine wrap seen ids";
+
+    /* A key of its own, not the session's bytes themselves. */
+    crypto_generichash(k, sizeof(k), (const uint8_t *)ctx, sizeof(ctx) - 1,
+                       session, 16);
+    gv_idmap_init(&w->seen_map, k);
+    sodium_memzero(k, sizeof(k));
+  }
   w->unread = gv__xcalloc(GV_WRAP_QUEUE_MAX, sizeof(*w->unread));
   *out = w;
   return 0;
@@ -1004,6 +1067,7 @@ void gv_wrap_free(gv_wrap *w) {
   }
   free(w->q);
   free(w->cur.text);
+  gv_idmap_free(&w->seen_map);
   free(w->seen);
   free(w->unread);
   wbuf_free(&w->line);
@@ -1018,6 +1082,7 @@ void gv_wrap_output(gv_wrap *w, const uint8_t *b, size_t n, int64_t now) {
   if (n > 0) {
     w->quiet_from = w->now;
     if (w->n_unread > 0 && w->now > w->last_enter + w->cfg.echo_ms) {
+      assert(!w->gone);
       for (size_t i = 0; i < w->n_unread; i++)
         act_id(w, GV_WRAP_READ, w->unread[i]);
       w->n_unread = 0;
@@ -1030,7 +1095,7 @@ void gv_wrap_output(gv_wrap *w, const uint8_t *b, size_t n, int64_t now) {
 
 void gv_wrap_input(gv_wrap *w, const uint8_t *b, size_t n, int64_t now) {
   begin(w, now);
-  if (n > 0) {
+  if (n > 0 && !w->gone) {
     w->typed = true;
     w->last_typed = w->now;
     for (size_t i = 0; i < n; i++)
@@ -1049,17 +1114,22 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
                     const char *thread, const char *body, int64_t now) {
   wbuf line = {0};
   const char *at;
+  uint8_t key[32] = {0}, node[32];
   seen *s;
   item it;
   int rc = 0;
 
   begin(w, now);
   if (id == NULL || strlen(id) != GV_WRAP_ID_HEX ||
-      !is_hex(id, GV_WRAP_ID_HEX) || from == NULL || body == NULL) {
+      !hex_bin(key, id, GV_WRAP_ID_HEX) || from == NULL || body == NULL) {
     rc = GV_EINVAL;
     goto out;
   }
-  s = seen_find(w, id);
+  if (w->gone) {
+    rc = GV_ESTATE;
+    goto out;
+  }
+  s = seen_find(w, key);
   if (s != NULL) {
     /* Pushed again: the node did not hear our ack (a reconnect). */
     if (s->acked)
@@ -1073,7 +1143,7 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
   wbuf_puts(&line, MSG_PREFIX);
   /* project:name@<64 hex> is shown with the node's first 12 digits. */
   at = strchr(from, '@');
-  if (at != NULL && strlen(at + 1) == 64 && is_hex(at + 1, 64))
+  if (at != NULL && strlen(at + 1) == 64 && hex_bin(node, at + 1, 64))
     sanitize(&line, from, (size_t)(at - from) + 13, 1024);
   else
     sanitize(&line, from, strlen(from), 1024);
@@ -1090,10 +1160,11 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
              "grapevine inbox --peek shows it");
   memset(&it, 0, sizeof(it));
   memcpy(it.id, id, GV_WRAP_ID_HEX + 1);
+  memcpy(it.key, key, sizeof(key));
   it.text = line.p;
   it.len = line.len;
   q_push(w, &it);
-  seen_add(w, id);
+  seen_add(w, key);
 out:
   end(w);
   return rc;
@@ -1106,6 +1177,38 @@ void gv_wrap_notice(gv_wrap *w, const char *text, int64_t now) {
   end(w);
 }
 
+void gv_wrap_blocked(gv_wrap *w, bool blocked, int64_t now) {
+  begin(w, now);
+  w->blocked = blocked;
+  end(w);
+}
+
+void gv_wrap_gone(gv_wrap *w, int64_t now) {
+  size_t k = 0;
+
+  begin(w, now); /* actions taken are released: those left are untaken */
+  if (w->gone)
+    goto out;
+  w->gone = true;
+  if (w->pasted) { /* its Enter never comes: no ACK, no READ */
+    free(w->cur.text);
+    memset(&w->cur, 0, sizeof(w->cur));
+    w->pasted = false;
+  }
+  w->held.len = 0;
+  w->n_unread = 0;
+  /* Withdraw what the adapter has not taken but SENDs. */
+  for (size_t i = 0; i < w->a_n; i++) {
+    if (w->acts[i].a.type == GV_WRAP_SEND)
+      w->acts[k++] = w->acts[i];
+    else
+      free(w->acts[i].buf);
+  }
+  w->a_n = k;
+out:
+  end(w);
+}
+
 void gv_wrap_tick(gv_wrap *w, int64_t now) {
   begin(w, now);
   end(w);
@@ -1114,8 +1217,8 @@ void gv_wrap_tick(gv_wrap *w, int64_t now) {
 int64_t gv_wrap_deadline(const gv_wrap *w) {
   if (w->pasted)
     return w->paste_at + w->cfg.enter_ms;
-  if (w->q_n == 0 || !person_line_empty(w))
-    return -1; /* nothing to inject, or the person's keystrokes come first */
+  if (w->gone || w->blocked || w->q_n == 0 || person_line_busy(w))
+    return -1; /* nothing to inject, or an event must come first */
   return ready_at(w);
 }
 

@@ -14,10 +14,18 @@
  *  - Incoming. Messages and notices queue in order and are injected one at
  *    a time, each as one line (a bracketed paste when the agent enabled
  *    bracketed paste, then Enter), only when the agent has been quiet for
- *    cfg.quiet_ms, the person has not typed for cfg.typing_ms and the
- *    person's input line is empty. Between the paste and its Enter the
- *    person's keystrokes are held, then passed on in order, so they can
- *    never be spliced into an injection.
+ *    cfg.quiet_ms, the person has not typed for cfg.typing_ms, the
+ *    person's input line is empty, and the adapter has not said the agent
+ *    is blocked (gv_wrap_blocked: bytes for its terminal still wait, so
+ *    it reads no input: it is not idle). Between the paste and its Enter
+ *    the person's keystrokes are held, then passed on in order, so they
+ *    can never be spliced into an injection.
+ *  - The person's line. It is empty after Enter, Ctrl-C or Ctrl-U, and
+ *    not after printable characters. An escape sequence (an arrow key) or
+ *    another control makes it unknown, and unknown counts as not empty
+ *    until Enter, Ctrl-C, Ctrl-U, or cfg.unknown_ms without a keystroke.
+ *    A sequence not finished GV_WRAP_ESC_MS after its last byte is over
+ *    (a lone Esc is a key of its own).
  *  - Loop-proof. An injected line holds no newline and no "->relay:" (a
  *    body's "->relay:" is written "->relay\:", its control characters as
  *    spaces) and starts with "Relay message from " or "Relay notice: ",
@@ -25,6 +33,9 @@
  *  - States. A message is acknowledged (ACK: `delivered`) once its Enter is
  *    written; it is marked read (READ) at the agent's next turn: its first
  *    output that comes more than cfg.echo_ms after that Enter.
+ *  - The end. Once the adapter says the agent's terminal is gone
+ *    (gv_wrap_gone), the core injects nothing more and acknowledges
+ *    nothing more: only SEND actions come out, for what the agent wrote.
  *
  * Every event may append actions; take them with gv_wrap_next() until it
  * returns NULL. Bounds: the queue of incoming messages holds at most
@@ -52,6 +63,7 @@
  *  - keystrokes held during an injection: at most GV_WRAP_HOLD_MAX bytes;
  *    past that the injection's Enter is written at once, then they follow;
  *  - the ids seen this run: the last GV_WRAP_SEEN_MAX. */
+#define GV_WRAP_ESC_MS 100
 #define GV_WRAP_LINE_MAX (64 * 1024)
 #define GV_WRAP_INJECT_MAX (64 * 1024)
 #define GV_WRAP_NOTICE_MAX 64
@@ -63,6 +75,8 @@ typedef struct gv_wrap gv_wrap;
 typedef struct gv_wrap_cfg {
   int64_t quiet_ms;   /* agent idle after this much silence; 1500 */
   int64_t typing_ms;  /* the person idle after this; 3000 */
+  int64_t unknown_ms; /* an unknown line is forgotten after this much
+                         idleness; 30000 (10 x typing_ms) */
   int64_t enter_ms;   /* between the paste and its Enter; 30 */
   int64_t echo_ms;    /* output this soon after the Enter is its echo; 250 */
   size_t block_lines; /* an open block is abandoned past this; 200 */
@@ -90,7 +104,8 @@ void gv_wrap_cfg_default(gv_wrap_cfg *cfg);
  * turn (8 bytes, big-endian) counting the Enters written to the agent: one
  * block a redrawing screen shows twice in one turn is sent once, the same
  * text in two turns twice. Returns 0, or GV_EINVAL for a cfg out of range
- * (negative times, zero block bounds). */
+ * (negative times, zero block bounds). Keys to the set of
+ * ids seen are derived from session too. */
 int gv_wrap_new(gv_wrap **out, const gv_wrap_cfg *cfg,
                 const uint8_t session[16]);
 void gv_wrap_free(gv_wrap *w);
@@ -111,6 +126,21 @@ int gv_wrap_message(gv_wrap *w, const char *id, const char *from,
 /* A notice for the agent (a failed send, the node gone), injected like a
  * message but never acknowledged to anyone. */
 void gv_wrap_notice(gv_wrap *w, const char *text, int64_t now);
+/* The adapter's queue of bytes for the agent's terminal is not empty
+ * (blocked) or is empty again (!blocked). While blocked no injection
+ * starts: an agent that does not read its input is not idle, and a paste
+ * queued behind unread bytes would be acknowledged before it reached the
+ * terminal. An injection under way still gets its Enter (queued behind
+ * its paste). Starts unblocked. */
+void gv_wrap_blocked(gv_wrap *w, bool blocked, int64_t now);
+/* The agent's terminal is gone (it read EOF, writing to it failed, or the
+ * agent exited): nothing written to it from now on reaches the agent. The
+ * paste under way, if any, is abandoned without its Enter or ACK; actions
+ * not yet taken other than SEND are withdrawn; from now on no PTY, ACK or
+ * READ action comes out, gv_wrap_message() refuses with GV_ESTATE (the
+ * node keeps the message for the next run), and what the agent still
+ * writes is parsed for SENDs as before. Idempotent. */
+void gv_wrap_gone(gv_wrap *w, int64_t now);
 /* Time passed: injects what may be injected now. */
 void gv_wrap_tick(gv_wrap *w, int64_t now);
 /* When the adapter should tick next (absolute ms), or -1 if not needed. */

@@ -9,6 +9,14 @@
  *                          \--gv_wrap_output()--> SEND actions --> relay
  *   relay events --gv_wrap_message()/notice()--> PTY actions, ACK, READ
  *
+ * Acknowledged means written to the agent's terminal: an ACK or READ the
+ * core asks for waits (held, in order) until the bytes queued before it
+ * are written, and the core starts no injection while bytes wait
+ * (gv_wrap_blocked). Once the terminal is gone (the master reads EOF, a
+ * write to it fails, or the agent exits) the core is told (gv_wrap_gone),
+ * the ACKs and READs held are dropped, and pushed messages are left with
+ * the node: it pushes them again to the next run.
+ *
  * Life of a run:
  *
  *   START --forkpty+exec--> RUNNING --SIGCHLD--> DRAINING --EOF/grace-->
@@ -112,6 +120,8 @@ typedef struct wrapper {
   uv_poll_t mpoll;
   int mevents; /* UV_READABLE | UV_WRITABLE asked of mpoll */
   bool master_eof, paused;
+  bool gone;    /* the agent's terminal is gone: nothing reaches the agent */
+  bool blocked; /* what the core was last told: mq is not empty */
   uint8_t rbuf[READ_CHUNK]; /* the agent's output, one read at a time */
   char ibuf[4096];          /* the person's input, one read at a time */
   uint8_t *mq;              /* for the agent's tty, not yet written */
@@ -127,7 +137,7 @@ typedef struct wrapper {
 
   job *head, *tail;
   size_t njobs;
-  job *held, *held_tail; /* ACKs waiting for mq to be written */
+  job *held, *held_tail; /* ACKs and READs waiting for mq to be written */
   bool inflight;
   bool was_up, told_down;
   struct {
@@ -210,6 +220,38 @@ static void out_write(wrapper *w, const uint8_t *b, size_t n) {
 
 static void master_cb(uv_poll_t *p, int status, int events);
 static void release_held(wrapper *w);
+static void job_free(struct job *j);
+
+/* Tells the core whether bytes for the agent wait (no injection starts
+ * while they do); the caller pumps the actions this may bring. */
+static void set_blocked(wrapper *w) {
+  bool blocked = w->mq_len > 0;
+  if (blocked != w->blocked) {
+    w->blocked = blocked;
+    gv_wrap_blocked(w->core, blocked, now_ms());
+  }
+}
+
+/* The agent's terminal is gone: whatever was queued for it, and the ACKs
+ * and READs waiting for that, go nowhere; the messages they name stay
+ * unacknowledged with the node, which pushes them to the next run. */
+static void set_gone(wrapper *w, const char *why) {
+  size_t n = 0;
+  if (w->gone)
+    return;
+  w->gone = true;
+  w->mq_len = 0;
+  for (job *j = w->held, *next; j != NULL; j = next, n++) {
+    next = j->next;
+    job_free(j);
+  }
+  w->held = w->held_tail = NULL;
+  gv_logf(&w->log, GV_LOG_INFO,
+          "the agent's terminal is gone (%s): nothing more is typed in; "
+          "%zu acks and reads not sent",
+          why, n);
+  gv_wrap_gone(w->core, now_ms());
+}
 
 static void master_poll(wrapper *w) {
   if (w->master_eof)
@@ -220,16 +262,19 @@ static void master_poll(wrapper *w) {
     uv_poll_start(&w->mpoll, w->mevents, master_cb);
 }
 
-/* Writes what can be written of the queue to the agent's terminal. */
-static void master_flush(wrapper *w) {
-  while (w->mq_len > 0) {
+/* Writes what can be written of the queue to the agent's terminal;
+ * returns 0, or -errno when the write failed (the terminal is gone). */
+static int master_flush(wrapper *w) {
+  int rc = 0;
+  while (w->mq_len > 0 && !w->gone) {
     ssize_t r = write(w->master, w->mq, w->mq_len);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
-    if (r <= 0) { /* EIO: the agent is gone; its input goes nowhere */
-      w->mq_len = 0;
+    if (r <= 0) { /* EIO: no one holds the terminal; its input goes nowhere */
+      rc = r < 0 ? -errno : -EIO;
+      set_gone(w, r < 0 ? strerror(errno) : "a write took nothing");
       break;
     }
     memmove(w->mq, w->mq + r, w->mq_len - (size_t)r);
@@ -239,13 +284,22 @@ static void master_flush(wrapper *w) {
   master_poll(w);
   if (w->mq_len == 0)
     release_held(w);
+  set_blocked(w);
+  return rc;
 }
 
-static void master_write(wrapper *w, const uint8_t *b, size_t n) {
+/* Queues b[0..n) for the agent's terminal and writes what it takes now.
+ * Returns 0; GV_EBUSY when MASTER_MAX bytes already wait (only the
+ * person's keystrokes can meet that: no injection starts while bytes
+ * wait), GV_ENOMEM, or -errno when the terminal is gone. The bytes are
+ * dropped on any error. */
+static int master_write(wrapper *w, const uint8_t *b, size_t n) {
+  if (w->gone)
+    return -EIO;
   if (w->mq_len + n > MASTER_MAX) {
     gv_logf(&w->log, GV_LOG_ERROR,
             "the agent reads no input: %zu bytes for it dropped", n);
-    return;
+    return GV_EBUSY;
   }
   if (w->mq_len + n > w->mq_cap) {
     size_t cap = w->mq_cap ? w->mq_cap : 4096;
@@ -254,14 +308,14 @@ static void master_write(wrapper *w, const uint8_t *b, size_t n) {
       cap *= 2;
     if ((q = realloc(w->mq, cap)) == NULL) {
       gv_logf(&w->log, GV_LOG_ERROR, "out of memory: %zu input bytes lost", n);
-      return;
+      return GV_ENOMEM;
     }
     w->mq = q;
     w->mq_cap = cap;
   }
   memcpy(w->mq + w->mq_len, b, n);
   w->mq_len += n;
-  master_flush(w);
+  return master_flush(w);
 }
 
 static void master_cb(uv_poll_t *p, int status, int events) {
@@ -275,8 +329,10 @@ static void master_cb(uv_poll_t *p, int status, int events) {
   }
   if (events & UV_WRITABLE)
     master_flush(w);
-  if (!(events & UV_READABLE) || w->paused)
+  if (!(events & UV_READABLE) || w->paused) {
+    pump(w); /* the queue drained: an injection may start */
     return;
+  }
   for (int i = 0; i < READS_PER_WAKE && !w->paused; i++) {
     ssize_t n = read(w->master, buf, sizeof(w->rbuf));
     if (n < 0 && errno == EINTR)
@@ -286,6 +342,8 @@ static void master_cb(uv_poll_t *p, int status, int events) {
     if (n <= 0) { /* EIO: every slave closed, all output read */
       w->master_eof = true;
       uv_poll_stop(&w->mpoll);
+      set_gone(w, "it reads end of file");
+      pump(w);
       maybe_finish(w);
       return;
     }
@@ -401,8 +459,10 @@ static void flush_jobs(wrapper *w) {
     w->inflight = true;
 }
 
-/* Queues a request (taken) for the node; an ACK waits until the bytes
- * before it reached the agent's terminal: acknowledged means written. */
+/* Queues a request (taken) for the node. An ACK or READ waits, in order
+ * behind those already waiting, until the bytes queued before it reached
+ * the agent's terminal: acknowledged means written, and the node hears an
+ * id's ACK before its READ. */
 static void job_add(wrapper *w, job_kind kind, cJSON *req, const char *to) {
   job *j;
   if (w->njobs >= JOBS_MAX || (j = calloc(1, sizeof(*j))) == NULL) {
@@ -421,7 +481,7 @@ static void job_add(wrapper *w, job_kind kind, cJSON *req, const char *to) {
   j->req = req;
   if (to != NULL)
     j->to = strdup(to);
-  if (kind == JOB_ACK && w->mq_len > 0) {
+  if (kind != JOB_SEND && (w->mq_len > 0 || w->held != NULL)) {
     if (w->held_tail != NULL)
       w->held_tail->next = j;
     else
@@ -438,7 +498,8 @@ static void job_add(wrapper *w, job_kind kind, cJSON *req, const char *to) {
   flush_jobs(w);
 }
 
-/* The agent's terminal took everything queued: the ACKs held go out. */
+/* The agent's terminal took everything queued: the ACKs and READs held
+ * go out. */
 static void release_held(wrapper *w) {
   if (w->held == NULL)
     return;
@@ -466,10 +527,18 @@ static cJSON *ids_req(const char *cmd, const char *id) {
 static void pump(wrapper *w) {
   const gv_wrap_act *a;
   int64_t d;
+  int rc;
 
   while ((a = gv_wrap_next(w->core)) != NULL) {
     switch (a->type) {
-    case GV_WRAP_PTY: master_write(w, a->bytes, a->len); break;
+    case GV_WRAP_PTY:
+      /* Past MASTER_MAX only keystrokes are dropped (no injection starts
+       * while bytes wait); any other failure is the end of the terminal,
+       * and the core withdraws the injection's Enter and ACK. */
+      rc = master_write(w, a->bytes, a->len);
+      if (rc < 0 && rc != GV_EBUSY)
+        set_gone(w, gv_strerror(rc));
+      break;
     case GV_WRAP_SEND: {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "cmd", "send");
@@ -542,7 +611,10 @@ static void on_event(void *ctx, const cJSON *ev) {
   wrapper *w = ctx;
   const char *kind = jstr(ev, "event"), *id = jstr(ev, "id");
 
-  if (strcmp(kind, "message") == 0) {
+  if (strcmp(kind, "message") == 0 && w->gone) {
+    gv_logf(&w->log, GV_LOG_INFO,
+            "message %s left with the node: the agent's terminal is gone", id);
+  } else if (strcmp(kind, "message") == 0) {
     int rc = gv_wrap_message(w->core, id, jstr(ev, "from"), jstr(ev, "thread"),
                              jstr(ev, "body"), now_ms());
     if (rc == GV_EBUSY)
@@ -581,6 +653,8 @@ static void check_child(wrapper *w) {
   w->child_done = true;
   w->status = st;
   gv_logf(&w->log, GV_LOG_INFO, "the agent exited (status 0x%x)", st);
+  set_gone(w, "the agent exited");
+  pump(w);
   uv_timer_start(&w->grace, grace_cb, GRACE_MS, GRACE_MS);
   maybe_finish(w);
 }
@@ -832,6 +906,7 @@ int gv_cmd_wrap(int argc, char **argv) {
         return EXIT_USAGE;
       }
       *(opt == 'q' ? &cfg.quiet_ms : &cfg.typing_ms) = (int64_t)d;
+      cfg.unknown_ms = 10 * cfg.typing_ms; /* an unknown line: forgotten */
       break;
     default: return usage_err();
     }

@@ -349,16 +349,19 @@ END_TEST
 START_TEST(person_escape_unknown) {
   msg(ID("a"), "web:al@x", "", "hi", 0);
   in("\x1b[D", 0); /* an arrow key: the line is unknowable */
-  tick(60000);
+  ck_assert_int_eq(gv_wrap_deadline(w), 30000);
+  tick(29999);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 1);
-  in("\x03", 60000); /* Ctrl-C empties it */
-  tick(63000);
+  in("\x03", 29999); /* Ctrl-C empties it */
+  tick(32998);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 2);
+  tick(32999);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
-  tick(63030);
+  tick(33029);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 4); /* its Enter */
   /* The person's own bracketed paste holds the line, even its "\r". */
-  msg(ID("b"), "web:al@x", "", "hi", 63030);
-  in("\x1b[200~a\rb", 63100);
+  msg(ID("b"), "web:al@x", "", "hi", 33029);
+  in("\x1b[200~a\rb", 33100);
   tick(70000);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 5);
   in("\x1b[201~\r", 70000);
@@ -366,6 +369,152 @@ START_TEST(person_escape_unknown) {
   ck_assert_uint_eq(count(GV_WRAP_PTY), 6);
   tick(73000);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 7);
+}
+END_TEST
+
+/* An unknown line is forgotten after cfg.unknown_ms without a keystroke;
+ * a keystroke starts that time again. Characters typed are never
+ * forgotten. */
+START_TEST(unknown_forgotten) {
+  gv_wrap_free(w);
+  cfg.unknown_ms = 5000;
+  ck_assert_int_eq(gv_wrap_new(&w, &cfg, session), 0);
+  msg(ID("a"), "web:al@x", "", "hi", 0);
+  in("\t", 0); /* tab completion: unknown */
+  in("\x1b[A", 4000);
+  ck_assert_int_eq(gv_wrap_deadline(w), 9000);
+  tick(8999);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 2);
+  tick(9000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_ptr_nonnull(strstr(nth(GV_WRAP_PTY, 2)->bytes, ": hi"));
+  tick(9030);
+  msg(ID("b"), "web:al@x", "", "ho", 9030);
+  in("ab\x1b[D", 9100); /* text, then an arrow key */
+  ck_assert_int_eq(gv_wrap_deadline(w), -1);
+  tick(100000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 5);
+  cfg.unknown_ms = -1;
+  ck_assert_int_eq(gv_wrap_new(&(gv_wrap *){NULL}, &cfg, session), GV_EINVAL);
+}
+END_TEST
+
+/* A lone Esc (to interrupt the agent) is a key of its own once nothing
+ * follows within GV_WRAP_ESC_MS: the next byte is not taken as part of a
+ * sequence, so an Enter after it empties the line. */
+START_TEST(lone_escape) {
+  msg(ID("a"), "web:al@x", "", "hi", 0);
+  in("\x1b", 1000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 1); /* passed on at once */
+  tick(1000 + GV_WRAP_ESC_MS);
+  in("\r", 2000); /* an Enter, not ESC CR */
+  ck_assert_int_eq(gv_wrap_deadline(w), 5000);
+  tick(5000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_ptr_nonnull(strstr(nth(GV_WRAP_PTY, 2)->bytes, ": hi"));
+  tick(5030);
+  /* Within GV_WRAP_ESC_MS a sequence goes on across reads: ESC, then "[D"
+   * is an arrow key, not the characters '[' and 'D'. */
+  msg(ID("b"), "web:al@x", "", "ho", 5030);
+  in("\x1b", 6000);
+  in("[D", 6000 + GV_WRAP_ESC_MS - 1);
+  ck_assert_int_eq(gv_wrap_deadline(w), 6000 + GV_WRAP_ESC_MS - 1 + 30000);
+  in("\x15", 6200); /* Ctrl-U: empty again */
+  ck_assert_int_eq(gv_wrap_deadline(w), 9200);
+  /* A lone Esc leaves no sequence open: at the deadline the line is
+   * empty, whatever came before. */
+  in("\x1b", 7000);
+  in("\r", 7500);
+  ck_assert_int_eq(gv_wrap_deadline(w), 10500);
+  tick(10500);
+  ck_assert_ptr_nonnull(
+      strstr(nth(GV_WRAP_PTY, count(GV_WRAP_PTY) - 1)->bytes, ": ho"));
+}
+END_TEST
+
+/* While the adapter's bytes for the agent wait, no injection starts; an
+ * injection under way still gets its Enter. */
+START_TEST(blocked) {
+  msg(ID("a"), "web:al@x", "", "one", 0);
+  gv_wrap_blocked(w, true, 100);
+  drain();
+  ck_assert_int_eq(gv_wrap_deadline(w), -1);
+  tick(5000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 0);
+  gv_wrap_blocked(w, false, 6000);
+  drain();
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 1); /* the paste, at once */
+  msg(ID("b"), "web:al@x", "", "two", 6001);
+  gv_wrap_blocked(w, true, 6001); /* the paste is not written yet */
+  drain();
+  tick(6030);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 2);
+  ck_assert_str_eq(nth(GV_WRAP_PTY, 1)->bytes, "\r");
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+  tick(20000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 2);
+  gv_wrap_blocked(w, false, 20000);
+  drain();
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_ptr_nonnull(strstr(nth(GV_WRAP_PTY, 2)->bytes, ": two"));
+}
+END_TEST
+
+/* Once the terminal is gone: the paste under way gets no Enter and no
+ * ACK, nothing more is injected, acknowledged or read, the person's
+ * keystrokes go nowhere, messages are refused; SENDs still come. */
+START_TEST(gone) {
+  msg(ID("a"), "web:al@x", "", "one", 0);
+  tick(1500);
+  tick(1530);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+  msg(ID("b"), "web:al@x", "", "two", 1600);
+  tick(3030); /* the paste of "two" */
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  gv_wrap_gone(w, 3040);
+  drain();
+  ck_assert_int_eq(gv_wrap_deadline(w), -1);
+  tick(3060);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+  ck_assert_int_eq(msg(ID("c"), "web:al@x", "", "three", 3100), GV_ESTATE);
+  ck_assert_int_eq(msg(ID("a"), "web:al@x", "", "one", 3100), GV_ESTATE);
+  in("typed\r", 3200);
+  out("the agent's last words\n->relay:web:bob bye\n", 4000);
+  ck_assert_uint_eq(count(GV_WRAP_READ), 0);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_uint_eq(count(GV_WRAP_SEND), 1);
+  gv_wrap_notice(w, "a notice", 4000);
+  drain();
+  tick(90000);
+  ck_assert_uint_eq(count(GV_WRAP_PTY), 3);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+}
+END_TEST
+
+/* The adapter finds the terminal gone while it takes actions (a write
+ * failed): what it has not taken of the injection is withdrawn. */
+START_TEST(gone_withdraws) {
+  const gv_wrap_act *a;
+
+  gv_wrap_free(w);
+  cfg.enter_ms = 0; /* the paste, its Enter and the ACK in one batch */
+  ck_assert_int_eq(gv_wrap_new(&w, &cfg, session), 0);
+  ck_assert_int_eq(gv_wrap_message(w, ID("a"), "web:al@x", "", "hi", 0), 0);
+  gv_wrap_output(w, (const uint8_t *)"->relay:web:bob x\n", 18, 0);
+  gv_wrap_tick(w, 1500);
+  a = gv_wrap_next(w);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_int_eq(a->type, GV_WRAP_SEND);
+  a = gv_wrap_next(w);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_int_eq(a->type, GV_WRAP_PTY); /* the paste: its write fails */
+  gv_wrap_gone(w, 1500);
+  drain();
+  ck_assert_uint_eq(nrec, 0);
+  gv_wrap_gone(w, 1600); /* again: nothing changes */
+  drain();
+  ck_assert_uint_eq(nrec, 0);
 }
 END_TEST
 
@@ -459,6 +608,39 @@ START_TEST(dedup) {
   ck_assert_uint_eq(count(GV_WRAP_ACK), 2);
   tick(9000);
   ck_assert_uint_eq(count(GV_WRAP_PTY), 2);
+}
+END_TEST
+
+/* The ids seen: the last GV_WRAP_SEEN_MAX, the oldest forgotten. A hex id
+ * is an id whatever the case of its digits. */
+START_TEST(seen_ring) {
+  char id[33];
+  int64_t t = 0;
+
+  for (int i = 0; i <= GV_WRAP_SEEN_MAX; i++) {
+    snprintf(id, sizeof(id), "%032x", i);
+    ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+    tick(t += 1500);
+    tick(t += 30);
+    ck_assert_uint_eq(count(GV_WRAP_ACK), 1);
+    clear();
+  }
+  snprintf(id, sizeof(id), "%032x", GV_WRAP_SEEN_MAX);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 1); /* remembered: acked again */
+  ck_assert_uint_eq(gv_wrap_queued(w), 0);
+  snprintf(id, sizeof(id), "%032x", 1);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(count(GV_WRAP_ACK), 2); /* the oldest kept */
+  snprintf(id, sizeof(id), "%032x", 0);
+  ck_assert_int_eq(msg(id, "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(gv_wrap_queued(w), 1); /* forgotten: new again */
+  clear();
+  ck_assert_int_eq(msg(ID("A"), "a:b@c", "", "m", t), 0);
+  ck_assert_int_eq(msg(ID("a"), "a:b@c", "", "m", t), 0);
+  ck_assert_uint_eq(gv_wrap_queued(w), 2);
+  ck_assert_int_eq(msg("0123456789abcdef0123456789abcdeg", "a:b@c", "", "m", t),
+                   GV_EINVAL);
 }
 END_TEST
 
@@ -610,11 +792,17 @@ static Suite *wrap_suite(void) {
   tcase_add_test(tc, injection_never_sends);
   tcase_add_test(tc, waits_for_quiet_and_person);
   tcase_add_test(tc, person_escape_unknown);
+  tcase_add_test(tc, unknown_forgotten);
+  tcase_add_test(tc, lone_escape);
+  tcase_add_test(tc, blocked);
+  tcase_add_test(tc, gone);
+  tcase_add_test(tc, gone_withdraws);
   tcase_add_test(tc, keystrokes_held);
   tcase_add_test(tc, ack_and_read);
   tcase_add_test(tc, queue_order);
   tcase_add_test(tc, queue_full);
   tcase_add_test(tc, dedup);
+  tcase_add_test(tc, seen_ring);
   tcase_add_test(tc, bracketed_paste);
   tcase_add_test(tc, key_per_turn);
   tcase_add_test(tc, long_body_cut);

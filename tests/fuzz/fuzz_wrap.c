@@ -11,7 +11,9 @@
  *    GV_WRAP_HOLD_MAX bytes;
  *  - a SEND has a recipient, a non-empty valid UTF-8 body, a 32-hex key;
  *  - ACK and READ name ids that were pushed; READ only after its ACK;
- *  - the queue never holds more than GV_WRAP_QUEUE_MAX messages.
+ *  - the queue never holds more than GV_WRAP_QUEUE_MAX messages;
+ *  - no paste starts while the adapter says bytes wait (gv_wrap_blocked);
+ *  - once the terminal is gone (gv_wrap_gone), only SENDs come out.
  * GV_DEBUG is on: the core checks its own invariants after every event. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +41,7 @@ typedef struct fz {
   size_t echo_len;
   uint8_t acked[IDS_MAX]; /* per id number: 0 new, 1 pushed, 2 acked */
   unsigned next_id;
+  bool blocked, gone;
 } fz;
 
 static bool utf8_ok(const char *s) {
@@ -65,6 +68,7 @@ static void drain(fz *f) {
   const gv_wrap_act *a;
 
   while ((a = gv_wrap_next(f->w)) != NULL) {
+    FZ_CHECK(!f->gone || a->type == GV_WRAP_SEND);
     switch (a->type) {
     case GV_WRAP_PTY: {
       const uint8_t *b = a->bytes;
@@ -72,6 +76,7 @@ static void drain(fz *f) {
       bool inj = (n >= 6 && memcmp(b, "Relay ", 6) == 0) ||
                  (n >= 12 && memcmp(b, "\x1b[200~Relay ", 12) == 0);
       if (inj) {
+        FZ_CHECK(!f->blocked);
         FZ_CHECK(n <= GV_WRAP_INJECT_MAX + 12);
         FZ_CHECK(memchr(b, '\n', n) == NULL && memchr(b, '\r', n) == NULL);
         FZ_CHECK(memmem(b, n, "->relay:", 8) == NULL);
@@ -159,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       snprintf(id, sizeof(id), "%024x%08x", 0xabcu, k);
       rc = gv_wrap_message(f.w, id, arg & 1 ? text : "web:al@x",
                            arg & 2 ? "t" : "", text, now);
-      FZ_CHECK(rc == 0 || rc == GV_EBUSY);
+      FZ_CHECK(rc == 0 || rc == GV_EBUSY || (f.gone && rc == GV_ESTATE));
       if (rc == 0 && f.acked[k] == 0)
         f.acked[k] = 1;
       if (k == f.next_id)
@@ -186,6 +191,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 7: {
       const char *d = decor[arg % 8];
       now += (int64_t)len;
+      if (arg >= 28) { /* the adapter's queue, or the end of the terminal */
+        if (arg == 31) {
+          f.gone = true;
+          gv_wrap_gone(f.w, now);
+        } else {
+          f.blocked = arg & 1;
+          gv_wrap_blocked(f.w, f.blocked, now);
+        }
+        break;
+      }
       gv_wrap_output(f.w, (const uint8_t *)d, strlen(d), now);
       break;
     }

@@ -10,9 +10,11 @@
 #   3. two wrapped agents converse (ping/pong both ways); delivered, read;
 #   4. a message waits while the person types and while the agent is busy;
 #      a person's half-typed line is never split;
-#   5. a fenced block sends nothing; a block is sent; an unknown recipient
-#      comes back as a notice;
-#   6. kill -9 of a wrapper: messages sent meanwhile arrive after restart.
+#   5. a fenced block (on the screen) sends nothing, the line after it is
+#      sent; a block is sent; an unknown recipient comes back as a notice;
+#   6. kill -9 of a wrapper while messages wait in its queue: after a
+#      restart they arrive exactly once each, in order.
+#   7. an agent that closed its terminal gets nothing acknowledged.
 # Every wait is bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 FAKE=$PWD/tests/integration/fake_agent.py
@@ -179,14 +181,23 @@ if until_ok 15 has "$TMP/bob.log" "while busy" && has_state A "$id" delivered; t
 else not_ok "and is delivered once the agent is idle" "$(states_of A "$id")"; fi
 
 # ---- 5. what the agent writes ----
+# The fence must really be on the screen, and the parser live after it:
+# a line after the fence is sent, nothing from inside it is.
 before=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
 type_line alice "fence api:bob"
-sleep 2
+if until_ok 10 on_screen alice "inside a fence" && until_ok 5 on_screen alice '```'; then
+  ok "the agent printed a fenced block with ->relay: lines"
+else not_ok "the agent printed a fenced block with ->relay: lines" "$(T capture-pane -p -t alice)"; fi
+type_line alice "say api:bob after the fence"
+if until_ok 15 has "$TMP/bob.log" "after the fence"; then
+  ok "a ->relay: line after the fence is sent"
+else not_ok "a ->relay: line after the fence is sent" "$(tail -3 "$TMP/bob.log")"; fi
+sleep 1 # anything from inside the fence would have come with it
 after=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
-[ "$before" = "$after" ] && ! has "$TMP/bob.log" "inside a fence" &&
+[ $((after - before)) = 1 ] && ! has "$TMP/bob.log" "inside a fence" &&
   ! grep -q "web:alice@.*: y$" "$TMP/bob.log" &&
-  ok "a fenced code block with ->relay: sends nothing" ||
-  not_ok "a fenced code block with ->relay: sends nothing" "$before -> $after sends"
+  ok "nothing inside the fenced block was sent" ||
+  not_ok "nothing inside the fenced block was sent" "$before -> $after sends; $(tail -3 "$TMP/bob.log")"
 type_line alice "block api:bob"
 until_ok 15 has "$TMP/bob.log" "first line of the block" &&
   ok "a ->relay: <<< >>> block is sent as one message" ||
@@ -196,25 +207,61 @@ until_ok 15 has "$TMP/alice.log" "Relay notice: message to nobody failed: UNKNOW
   ok "an unknown recipient comes back to the agent as a Relay notice" ||
   not_ok "an unknown recipient comes back as a Relay notice" "$(tail -3 "$TMP/alice.log")"
 
-# ---- 6. kill -9 of a wrapper ----
-kill -9 "$(wrapper_pid bob)"
-until_ok 10 offline B api:bob
+# ---- 6. kill -9 of a wrapper, mid-conversation ----
+# The messages are pushed to the wrapper while its agent is busy, so they
+# sit in its queue, unacknowledged, when it dies.
+pushed() { # ID...: bob's wrapper has queued each
+  local i
+  for i in "$@"; do grep -qF "message $i from" "$TMP/B/wrap-api-bob.log" || return 1; done
+}
+until_ok 10 on_screen bob "agent>"
+type_line bob "busy 4"
+until_ok 5 on_screen bob "working 1"
 ids=()
 for i in 1 2 3; do ids+=("$(send_cli A api:bob "queued $i")"); done
+busy_now() { T capture-pane -p -t bob | grep -v '^$' | tail -1 | grep -q '^working'; }
+if until_ok 3 pushed "${ids[@]}" && busy_now &&
+  [ "$(state_of A "${ids[0]}")" = stored ] && [ "$(state_of A "${ids[2]}")" = stored ]; then
+  ok "three messages wait in the wrapper's queue while the agent is busy"
+else not_ok "three messages wait in the wrapper's queue while the agent is busy" \
+  "$(states_of A "${ids[0]}"); $(tail -3 "$TMP/B/wrap-api-bob.log")"; fi
+kill -9 "$(wrapper_pid bob)"
+until_ok 10 offline B api:bob
 sleep 1
 if [ "$(state_of A "${ids[2]}")" = stored ] && ! has "$TMP/bob.log" "queued 1"; then
-  ok "messages to a killed wrapper are stored, not delivered"
-else not_ok "messages to a killed wrapper are stored, not delivered" "$(state_of A "${ids[2]}")"; fi
+  ok "messages in a killed wrapper's queue stay stored, not delivered"
+else not_ok "messages in a killed wrapper's queue stay stored, not delivered" "$(state_of A "${ids[2]}")"; fi
 wrap_win bob2 api:bob B
-if until_ok 30 has "$TMP/bob2.log" "queued 3"; then
+if until_ok 30 has "$TMP/bob2.log" "queued 3" && until_ok 10 has_state A "${ids[2]}" delivered; then
+  sleep 1 # a repeat would come right behind
   a=$(line_no "$TMP/bob2.log" "queued 1") b=$(line_no "$TMP/bob2.log" "queued 2")
   c=$(line_no "$TMP/bob2.log" "queued 3")
-  [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ] && [ "$b" -lt "$c" ] &&
-    ok "after a restart the queued messages arrive, in order" ||
-    not_ok "after a restart the queued messages arrive, in order" "$(cat "$TMP/bob2.log")"
-else not_ok "after a restart the queued messages arrive" "$(cat "$TMP/bob2.log" 2>/dev/null)"; fi
-until_ok 10 has_state A "${ids[2]}" delivered && ok "and are delivered" ||
-  not_ok "and are delivered" "$(states_of A "${ids[2]}")"
+  n=$(cat "$TMP/bob.log" "$TMP/bob2.log" | grep -cE ': queued [123]$')
+  [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ] && [ "$b" -lt "$c" ] && [ "$n" = 3 ] &&
+    ok "after a restart they arrive exactly once each, in order" ||
+    not_ok "after a restart they arrive exactly once each, in order" "$n lines: $(cat "$TMP/bob2.log")"
+else not_ok "after a restart they arrive and are delivered" "$(states_of A "${ids[2]}"): $(cat "$TMP/bob2.log" 2>/dev/null)"; fi
+has_state A "${ids[0]}" delivered && has_state A "${ids[1]}" delivered &&
+  ok "and each is delivered" ||
+  not_ok "and each is delivered" "$(states_of A "${ids[0]}"); $(states_of A "${ids[1]}")"
+
+# ---- 7. an agent that closed its terminal ----
+# Its terminal is gone (the master reads EOF) while it runs on: a message
+# for it must stay with the node, never be acknowledged as delivered.
+T new-window -d -n deaf "$GV wrap --as api:deaf --data-dir $TMP/B --quiet 500ms \
+--typing 1s -- sh -c 'exec </dev/null >/dev/null 2>&1; sleep 8'; echo \$? > $TMP/deaf.rc; sleep 600"
+if until_ok 20 sees A api:deaf && until_ok 10 online A api:deaf; then
+  id=$(send_cli A api:deaf "into the void")
+  sleep 3 # past the quiet period (0.5 s): the wrapper would have injected
+  [ ${#id} = 32 ] && [ "$(state_of A "$id")" = stored ] && ! has_state A "$id" delivered &&
+    ok "a message for an agent whose terminal is gone stays stored, not delivered" ||
+    not_ok "a message for an agent whose terminal is gone stays stored, not delivered" \
+      "id '$id': $(states_of A "$id"); $(grep -F "$id" "$TMP/B/wrap-api-deaf.log")"
+  until_ok 15 test -s "$TMP/deaf.rc"
+  [ "$(cat "$TMP/deaf.rc" 2>/dev/null)" = 0 ] && [ "$(state_of A "$id")" = stored ] &&
+    ok "and stays stored after the agent exits" ||
+    not_ok "and stays stored after the agent exits" "rc $(cat "$TMP/deaf.rc" 2>/dev/null): $(states_of A "$id")"
+else not_ok "the wrapper of an agent without a terminal joins the directory"; fi
 
 # ---- exit status and the terminal ----
 type_line alice "exit 7"
