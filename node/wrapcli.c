@@ -374,11 +374,6 @@ static void notice(wrapper *w, const char *fmt, ...) {
   gv_wrap_notice(w->core, text, now_ms());
 }
 
-static const char *jstr(const cJSON *o, const char *key) {
-  const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
-  return s != NULL ? s : "";
-}
-
 static void job_free(job *j) {
   cJSON_Delete(j->req);
   free(j->to);
@@ -418,25 +413,26 @@ static void job_answered(void *arg, const cJSON *a) {
   w->njobs--;
   if (!cJSON_IsTrue(cJSON_GetObjectItem(a, "ok"))) {
     if (j->kind == JOB_SEND)
-      notice(w, "message to %s failed: %s: %s", j->to, jstr(a, "error"),
-             jstr(a, "reason"));
+      notice(w, "message to %s failed: %s: %s", j->to,
+             gv_aclient_str(a, "error"), gv_aclient_str(a, "reason"));
     else
       gv_logf(&w->log, GV_LOG_WARN, "%s refused: %s: %s",
-              j->kind == JOB_ACK ? "ack" : "read", jstr(a, "error"),
-              jstr(a, "reason"));
+              j->kind == JOB_ACK ? "ack" : "read", gv_aclient_str(a, "error"),
+              gv_aclient_str(a, "reason"));
   } else if (j->kind == JOB_SEND) {
     sent = cJSON_GetObjectItem(a, "sent");
     if (!cJSON_IsArray(sent))
       sent = NULL;
     if (sent == NULL) {
-      gv_logf(&w->log, GV_LOG_INFO, "sent %s %s -> %s", jstr(a, "id"),
-              jstr(a, "state"), jstr(a, "to"));
-      remember_sent(w, jstr(a, "id"), jstr(a, "to"));
+      gv_logf(&w->log, GV_LOG_INFO, "sent %s %s -> %s", gv_aclient_str(a, "id"),
+              gv_aclient_str(a, "state"), gv_aclient_str(a, "to"));
+      remember_sent(w, gv_aclient_str(a, "id"), gv_aclient_str(a, "to"));
     }
     cJSON_ArrayForEach(it, sent) {
-      gv_logf(&w->log, GV_LOG_INFO, "sent %s %s -> %s", jstr(it, "id"),
-              jstr(it, "state"), jstr(it, "to"));
-      remember_sent(w, jstr(it, "id"), jstr(it, "to"));
+      gv_logf(&w->log, GV_LOG_INFO, "sent %s %s -> %s",
+              gv_aclient_str(it, "id"), gv_aclient_str(it, "state"),
+              gv_aclient_str(it, "to"));
+      remember_sent(w, gv_aclient_str(it, "id"), gv_aclient_str(it, "to"));
     }
   } else {
     gv_logf(&w->log, GV_LOG_DEBUG, "%s done",
@@ -576,8 +572,8 @@ static void pump(wrapper *w) {
 static void subscribed(void *arg, const cJSON *a) {
   wrapper *w = arg;
   if (a != NULL && !cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")))
-    gv_logf(&w->log, GV_LOG_WARN, "subscribe refused: %s: %s", jstr(a, "error"),
-            jstr(a, "reason"));
+    gv_logf(&w->log, GV_LOG_WARN, "subscribe refused: %s: %s",
+            gv_aclient_str(a, "error"), gv_aclient_str(a, "reason"));
 }
 
 static void on_state(void *ctx, bool up, const char *why) {
@@ -609,14 +605,16 @@ static void on_state(void *ctx, bool up, const char *why) {
 
 static void on_event(void *ctx, const cJSON *ev) {
   wrapper *w = ctx;
-  const char *kind = jstr(ev, "event"), *id = jstr(ev, "id");
+  const char *kind = gv_aclient_str(ev, "event"),
+             *id = gv_aclient_str(ev, "id");
 
   if (strcmp(kind, "message") == 0 && w->gone) {
     gv_logf(&w->log, GV_LOG_INFO,
             "message %s left with the node: the agent's terminal is gone", id);
   } else if (strcmp(kind, "message") == 0) {
-    int rc = gv_wrap_message(w->core, id, jstr(ev, "from"), jstr(ev, "thread"),
-                             jstr(ev, "body"), now_ms());
+    int rc = gv_wrap_message(w->core, id, gv_aclient_str(ev, "from"),
+                             gv_aclient_str(ev, "thread"),
+                             gv_aclient_str(ev, "body"), now_ms());
     if (rc == GV_EBUSY)
       gv_logf(&w->log, GV_LOG_WARN,
               "message %s left with the node: %zu already wait", id,
@@ -626,14 +624,14 @@ static void on_event(void *ctx, const cJSON *ev) {
               gv_strerror(rc));
     else
       gv_logf(&w->log, GV_LOG_INFO, "message %s from %s queued", id,
-              jstr(ev, "from"));
+              gv_aclient_str(ev, "from"));
   } else if (strcmp(kind, "state") == 0) {
-    const char *st = jstr(ev, "state"), *to = sent_to(w, id);
+    const char *st = gv_aclient_str(ev, "state"), *to = sent_to(w, id);
     gv_logf(&w->log, GV_LOG_INFO, "message %s: %s %s", id, st,
-            jstr(ev, "reason"));
+            gv_aclient_str(ev, "reason"));
     if (strcmp(st, "failed") == 0)
       notice(w, "message %.8s to %s failed: %s", id, to ? to : "?",
-             jstr(ev, "reason"));
+             gv_aclient_str(ev, "reason"));
   }
   pump(w);
 }
