@@ -140,7 +140,7 @@ static int write_line(gv_aclient *c, cJSON *o) {
   return gv_aclient_write_json((uv_stream_t *)&c->conn->pipe, o, written, NULL);
 }
 
-static const char *jstr(const cJSON *o, const char *key) {
+const char *gv_aclient_str(const cJSON *o, const char *key) {
   const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
   return s != NULL ? s : "";
 }
@@ -150,12 +150,12 @@ static void on_hello(gv_aclient *c, const cJSON *a) {
 
   if (!cJSON_IsTrue(cJSON_GetObjectItem(a, "ok"))) {
     snprintf(why, sizeof(why), "the node refused %s: %s: %s", c->as,
-             jstr(a, "error"), jstr(a, "reason"));
+             gv_aclient_str(a, "error"), gv_aclient_str(a, "reason"));
     drop(c, why);
     return;
   }
-  snprintf(c->node, sizeof(c->node), "%s", jstr(a, "node"));
-  snprintf(c->session, sizeof(c->session), "%s", jstr(a, "session"));
+  snprintf(c->node, sizeof(c->node), "%s", gv_aclient_str(a, "node"));
+  snprintf(c->session, sizeof(c->session), "%s", gv_aclient_str(a, "session"));
   c->st = AC_UP;
   c->backoff_ms = BACKOFF_MIN_MS;
   c->why[0] = '\0';
@@ -163,7 +163,7 @@ static void on_hello(gv_aclient *c, const cJSON *a) {
 }
 
 static void on_answer(gv_aclient *c, const cJSON *a) {
-  const char *req = jstr(a, "req");
+  const char *req = gv_aclient_str(a, "req");
   char *end;
   uint64_t n;
 
@@ -217,7 +217,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   if (c == NULL)
     return;
   if (c->cap - c->len < READ_CHUNK) {
-    if (c->cap > GV_RREQ_LINE_MAX ||
+    if (c->cap > GV_RREQ_ANSWER_MAX ||
         (p = realloc(c->buf, c->cap + READ_CHUNK)) == NULL)
       return; /* a line past the limit */
     c->buf = p;
@@ -239,7 +239,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
       snprintf(why, sizeof(why), "the node closed the connection");
     else if (n == UV_ENOBUFS)
       snprintf(why, sizeof(why), "the node sent a line longer than %d bytes",
-               GV_RREQ_LINE_MAX);
+               GV_RREQ_ANSWER_MAX);
     else
       snprintf(why, sizeof(why), "%s: %s", c->sock, uv_strerror((int)n));
     drop(c, why);

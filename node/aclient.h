@@ -79,6 +79,10 @@ void gv_aclient_close(gv_aclient *c);
  * libuv error; cb is called only on 0. Shared with the CLI's client. */
 int gv_aclient_write_json(uv_stream_t *s, cJSON *o, uv_write_cb cb, void *data);
 
+/* The string member key of o, or "" if absent or not a string: for the
+ * answers of relay.sock, whose members are checked by whoever reads them. */
+const char *gv_aclient_str(const cJSON *o, const char *key);
+
 /* The agent name a command runs as: flag, else $GRAPEVINE_AS, else
  * "<basename of the working directory>:<fallback>". Checked as an agent
  * name (docs/RELAY.md §2); on failure returns GV_EFIELD with why set. */

@@ -1901,11 +1901,28 @@ static void msg_of(gv_rreq_msg *x, char from[GV_RADDR_TEXT_MAX + 1],
   x->seq = m->seq;
 }
 
+/* An inbox answer of v[0..*n) that fits GV_RREQ_ANSWER_MAX: halves *n
+ * until it does (one message always fits); more is set when any was left
+ * out. */
+static char *inbox_line(const char *req, const gv_rreq_msg *v, size_t *n,
+                        bool more) {
+  for (;;) {
+    char *line = gv__xcheck(gv_rreq_enc_inbox(req, v, *n, more));
+    if (*n <= 1 || strlen(line) <= GV_RREQ_ANSWER_MAX)
+      return line;
+    free(line);
+    *n /= 2;
+    more = true;
+  }
+}
+
 static void cmd_inbox(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   agent *ag = c->ag;
   gv_rreq_msg *v;
   char(*from)[GV_RADDR_TEXT_MAX + 1];
   size_t n = 0;
+  bool more = false;
+  char *line;
 
   if (ag == NULL) {
     answer_err(r, c->id, q->req, GV_ESTATE, "say hello first");
@@ -1913,17 +1930,22 @@ static void cmd_inbox(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
   }
   v = gv__xcalloc(q->u.inbox.limit, sizeof(*v));
   from = gv__xcalloc(q->u.inbox.limit, sizeof(*from));
-  for (size_t i = 0; i < mq_len(&ag->inbox) && n < q->u.inbox.limit; i++) {
+  for (size_t i = 0; i < mq_len(&ag->inbox) && !more; i++) {
     rmsg *m = mq_at(&ag->inbox, i);
     /* Not yet taken; or, with unread_only, not yet read (taken or not). */
     if (m->skip || (q->u.inbox.unread_only ? m->state == GV_RSTATE_READ
                                            : m->state != GV_RSTATE_STORED))
       continue;
-    msg_of(&v[n], from[n], m);
-    n++;
+    if (n == q->u.inbox.limit) {
+      more = true;
+    } else {
+      msg_of(&v[n], from[n], m);
+      n++;
+    }
   }
+  line = inbox_line(q->req, v, &n, more);
   if (q->u.inbox.peek || n == 0) {
-    emit_line(r, c->id, gv_rreq_enc_inbox(q->req, v, n));
+    emit_line(r, c->id, line);
   } else {
     /* Taken: delivered once durable, and answered after that commit. */
     fx *f;
@@ -1931,7 +1953,7 @@ static void cmd_inbox(gv_relay *r, conn *c, const gv_rreq *q, int64_t now) {
       in_mark(r, msg_get(r, v[i].id, true), GV_RSTATE_DELIVERED, now);
     f = add_fx(r, FX_LINE);
     f->conn = c->id;
-    f->line = gv__xcheck(gv_rreq_enc_inbox(q->req, v, n));
+    f->line = line;
   }
   free(v);
   free(from);

@@ -33,7 +33,7 @@ typedef struct lclient {
   uv_pipe_t pipe;
   uv_connect_t connect;
   uv_timer_t timer;
-  char *buf; /* received, not yet taken; at most GV_RREQ_LINE_MAX + 64K */
+  char *buf; /* received, not yet taken; at most GV_RREQ_ANSWER_MAX + 64K */
   size_t len, cap;
   int rc;    /* first error: connect, read, write, EOF, timeout */
   bool open; /* the handles are initialised */
@@ -44,7 +44,7 @@ static void lc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   (void)hint;
   if (c->cap - c->len < 65536) {
     char *p;
-    if (c->cap > GV_RREQ_LINE_MAX ||
+    if (c->cap > GV_RREQ_ANSWER_MAX ||
         (p = realloc(c->buf, c->cap + 65536)) == NULL) {
       *b = uv_buf_init(NULL, 0); /* a line past the limit: UV_ENOBUFS */
       return;
@@ -165,11 +165,6 @@ typedef struct common {
   lclient lc;
 } common;
 
-static const char *jstr(const cJSON *o, const char *key) {
-  const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
-  return s != NULL ? s : "";
-}
-
 static void print_json(const cJSON *o) {
   char *t = cJSON_PrintUnformatted(o);
   if (t != NULL)
@@ -182,7 +177,8 @@ static void print_json(const cJSON *o) {
  * candidates) and returns EXIT_ANSWER. */
 static int print_error(const cJSON *o) {
   const cJSON *it;
-  fprintf(stderr, "error: %s: %s\n", jstr(o, "error"), jstr(o, "reason"));
+  fprintf(stderr, "error: %s: %s\n", gv_aclient_str(o, "error"),
+          gv_aclient_str(o, "reason"));
   cJSON_ArrayForEach(it, cJSON_GetObjectItem(o, "candidates")) {
     if (cJSON_IsString(it))
       fprintf(stderr, "  candidate: %s\n", it->valuestring);
@@ -357,8 +353,9 @@ static int read_stdin(char **out, size_t *len) {
 }
 
 static void print_sent(const cJSON *s) {
-  const char *reason = jstr(s, "reason");
-  printf("%s %s -> %s%s%s\n", jstr(s, "id"), jstr(s, "state"), jstr(s, "to"),
+  const char *reason = gv_aclient_str(s, "reason");
+  printf("%s %s -> %s%s%s\n", gv_aclient_str(s, "id"),
+         gv_aclient_str(s, "state"), gv_aclient_str(s, "to"),
          *reason ? ": " : "", reason);
 }
 
@@ -489,15 +486,16 @@ typedef struct inbox_state {
 
 /* Prints one message: `[id8] from -> to (thread): body`, or its JSON. */
 static void print_msg(const common *c, const cJSON *m) {
-  const char *thread = jstr(m, "thread");
+  const char *thread = gv_aclient_str(m, "thread");
   const cJSON *sk;
   if (c->json) {
     print_json(m);
     return;
   }
-  printf("[%.8s] %s -> %s%s%s%s: %s\n", jstr(m, "id"), jstr(m, "from"),
-         jstr(m, "to"), *thread ? " (" : "", thread, *thread ? ")" : "",
-         jstr(m, "body"));
+  printf("[%.8s] %s -> %s%s%s%s: %s\n", gv_aclient_str(m, "id"),
+         gv_aclient_str(m, "from"), gv_aclient_str(m, "to"),
+         *thread ? " (" : "", thread, *thread ? ")" : "",
+         gv_aclient_str(m, "body"));
   if (cJSON_GetArraySize(sk = cJSON_GetObjectItem(m, "skipped")) > 0)
     printf("  (%d earlier message(s) from this sender expired before "
            "delivery)\n",
@@ -525,10 +523,10 @@ static bool listed(const inbox_state *st, const char *id) {
 /* A pushed line in --follow: a message is printed and acked. */
 static void on_pushed(common *c, const cJSON *ev, void *arg) {
   inbox_state *st = arg;
-  const char *id = jstr(ev, "id");
+  const char *id = gv_aclient_str(ev, "id");
   cJSON *ids;
 
-  if (strcmp(jstr(ev, "event"), "message") != 0 || listed(st, id))
+  if (strcmp(gv_aclient_str(ev, "event"), "message") != 0 || listed(st, id))
     return;
   print_msg(c, ev);
   if (st->peek)
@@ -624,9 +622,16 @@ int gv_cmd_inbox(int argc, char **argv) {
   ids = cJSON_CreateArray();
   cJSON_ArrayForEach(it, cJSON_GetObjectItem(a, "messages")) {
     print_msg(&c, it);
-    cJSON_AddItemToArray(ids, cJSON_CreateString(jstr(it, "id")));
-    cJSON_AddItemToArray(st.listed, cJSON_CreateString(jstr(it, "id")));
+    cJSON_AddItemToArray(ids, cJSON_CreateString(gv_aclient_str(it, "id")));
+    cJSON_AddItemToArray(st.listed,
+                         cJSON_CreateString(gv_aclient_str(it, "id")));
   }
+  if (cJSON_IsTrue(cJSON_GetObjectItem(a, "more")))
+    fprintf(stderr,
+            "grapevine inbox: more messages wait than one listing holds; "
+            "%s\n",
+            st.peek ? "take these to see the rest"
+                    : "run it again for the rest");
   cJSON_Delete(a);
   a = NULL;
   if (!st.peek && cJSON_GetArraySize(ids) > 0) {
@@ -727,7 +732,7 @@ int gv_cmd_agents(int argc, char **argv) {
   } else if (!c.json) {
     printf("%-60s %s\n", "ADDRESS", "ONLINE");
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(a, "agents")) {
-      printf("%-60s %s\n", jstr(it, "address"),
+      printf("%-60s %s\n", gv_aclient_str(it, "address"),
              cJSON_IsTrue(cJSON_GetObjectItem(it, "online")) ? "yes" : "no");
     }
   }
@@ -816,13 +821,14 @@ int gv_cmd_trace(int argc, char **argv) {
   if (!is_ok(a)) {
     rc = print_error(a);
   } else if (!c.json) {
-    const char *reason = jstr(a, "reason");
-    printf("%s %s%s%s\n", id, jstr(a, "state"), *reason ? ": " : "", reason);
+    const char *reason = gv_aclient_str(a, "reason");
+    printf("%s %s%s%s\n", id, gv_aclient_str(a, "state"), *reason ? ": " : "",
+           reason);
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(a, "trace")) {
       char when[32];
-      const char *hop = jstr(it, "hop");
+      const char *hop = gv_aclient_str(it, "hop");
       iso_ms(cJSON_GetNumberValue(cJSON_GetObjectItem(it, "at_ms")), when);
-      printf("  %s  %-9s%s%.12s\n", when, jstr(it, "state"),
+      printf("  %s  %-9s%s%.12s\n", when, gv_aclient_str(it, "state"),
              *hop ? "  via " : "", hop);
     }
   }
@@ -859,7 +865,7 @@ static const char *team_reload(common *c, char *reason, size_t cap) {
     if (is_ok(a))
       res = "loaded";
     else
-      snprintf(reason, cap, "%s", jstr(a, "reason"));
+      snprintf(reason, cap, "%s", gv_aclient_str(a, "reason"));
     cJSON_Delete(a);
   }
   lc_close(&c->lc);

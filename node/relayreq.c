@@ -468,13 +468,16 @@ static bool add_msg(cJSON *o, const gv_rreq_msg *m) {
   return true;
 }
 
-char *gv_rreq_enc_inbox(const char *req, const gv_rreq_msg *m, size_t n) {
+char *gv_rreq_enc_inbox(const char *req, const gv_rreq_msg *m, size_t n,
+                        bool more) {
   cJSON *o = answer(req, true), *arr, *e;
   bool ok = o != NULL && (arr = cJSON_AddArrayToObject(o, "messages"));
 
   for (size_t i = 0; ok && i < n; i++)
     ok = (e = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(arr, e) &&
          add_msg(e, &m[i]);
+  if (ok && more)
+    ok = cJSON_AddTrueToObject(o, "more") != NULL;
   return finish(o, ok);
 }
 

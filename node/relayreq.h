@@ -20,13 +20,18 @@
 #include "relayaddr.h"
 
 #define GV_RREQ_LINE_MAX (2 * 1024 * 1024) /* longer: GV_ETOOBIG, close */
-#define GV_RREQ_MESSAGE_MAX (1024 * 1024)  /* bytes of `message` */
-#define GV_RREQ_TOKEN_MAX 64               /* `req`, `key`, `thread` */
-#define GV_RREQ_ID_BYTES 16                /* message ids, 32 hex digits */
-#define GV_RREQ_SESSION_BYTES 32           /* session tokens, 64 hex */
-#define GV_RREQ_TEAM_BYTES 8               /* team_id8, 16 hex digits */
-#define GV_RREQ_IDS_MAX 1000               /* ids of one ack / read */
-#define GV_RREQ_LIMIT_MAX 1000             /* inbox `limit` */
+/* The longest line the node writes: one message of 1 MiB whose every byte
+ * JSON escapes to 6 (\u00XX), with its envelope, fits; an inbox answer
+ * lists fewer messages rather than pass it ("more"). Clients read up to
+ * this. */
+#define GV_RREQ_ANSWER_MAX (8 * 1024 * 1024)
+#define GV_RREQ_MESSAGE_MAX (1024 * 1024) /* bytes of `message` */
+#define GV_RREQ_TOKEN_MAX 64              /* `req`, `key`, `thread` */
+#define GV_RREQ_ID_BYTES 16               /* message ids, 32 hex digits */
+#define GV_RREQ_SESSION_BYTES 32          /* session tokens, 64 hex */
+#define GV_RREQ_TEAM_BYTES 8              /* team_id8, 16 hex digits */
+#define GV_RREQ_IDS_MAX 1000              /* ids of one ack / read */
+#define GV_RREQ_LIMIT_MAX 1000            /* inbox `limit` */
 #define GV_RREQ_LIMIT_DEFAULT 100
 #define GV_RREQ_TTL_MAX_MS (30ULL * 24 * 3600 * 1000)
 #define GV_RREQ_TTL_DEFAULT_MS (7ULL * 24 * 3600 * 1000)
@@ -170,8 +175,10 @@ typedef struct gv_rreq_msg {
 } gv_rreq_msg;
 
 /* inbox: {"ok":true,"messages":[{"id","from","to","thread","body","seq",
- * "skipped"?}...]}. */
-char *gv_rreq_enc_inbox(const char *req, const gv_rreq_msg *m, size_t n);
+ * "skipped"?}...],"more"?:true}; more: messages that match were left out
+ * (the limit, or GV_RREQ_ANSWER_MAX). */
+char *gv_rreq_enc_inbox(const char *req, const gv_rreq_msg *m, size_t n,
+                        bool more);
 
 /* One step of a message's trace: the state, when it was reached (wall
  * clock, ms since the epoch, as the node recorded it) and, for `sent`, the

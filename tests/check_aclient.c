@@ -10,6 +10,7 @@
 
 #include "aclient.h"
 #include "agentsrv.h"
+#include "relayreq.h"
 #include "testutil.h"
 
 #define WAIT_MS 10000
@@ -23,6 +24,8 @@ typedef struct node {
   const char *refuse; /* answer hello with this error code */
   bool event_first;   /* push an event in the same write as hello's answer */
   bool silent;        /* answer no request but hello */
+  bool hangup_hello;  /* hang up instead of answering hello */
+  size_t big;         /* answer requests with a line this long */
 } node;
 
 /* What the client told its owner, in order, as text. */
@@ -62,6 +65,11 @@ static void n_line(void *ctx, gv_rconn conn, const char *line, size_t len) {
     N.conn = conn;
     if (cJSON_GetObjectItem(o, "resume") != NULL)
       N.resumes++;
+    if (N.hangup_hello) {
+      gv_agentsrv_hangup(N.srv, conn);
+      cJSON_Delete(o);
+      return;
+    }
     if (N.refuse != NULL)
       snprintf(out, sizeof(out),
                "{\"ok\":false,\"error\":\"%s\",\"reason\":\"taken\"}\n",
@@ -73,6 +81,13 @@ static void n_line(void *ctx, gv_rconn conn, const char *line, size_t len) {
                7, 9,
                N.event_first ? "{\"event\":\"message\",\"id\":\"e0\"}\n" : "");
     write_str(conn, out);
+  } else if (N.big > 0) {
+    uint8_t *b = malloc(N.big + 1);
+    int n = snprintf(out, sizeof(out), "{\"ok\":true,\"req\":\"%s\"}", req);
+    memset(b, ' ', N.big);
+    memcpy(b, out, (size_t)n);
+    b[N.big] = '\n';
+    ck_assert_int_eq(gv_agentsrv_write(N.srv, conn, b, N.big + 1), 0);
   } else if (!N.silent) {
     ck_assert_ptr_nonnull(req);
     snprintf(out, sizeof(out),
@@ -262,6 +277,33 @@ START_TEST(test_close_answers_pending_null) {
 }
 END_TEST
 
+START_TEST(test_line_limits) {
+  node_start();
+  ck_assert_int_eq(gv_aclient_start(&C, &loop, path, "p:a", &ccbs, NULL), 0);
+  pump_until(&S.ups, 1);
+  N.big = GV_RREQ_ANSWER_MAX; /* the longest line the node may write */
+  ck_assert_int_eq(gv_aclient_call(C, req("inbox"), c_answer, "b"), 0);
+  pump_until(&S.answers, 1);
+  N.big = GV_RREQ_ANSWER_MAX + 70000; /* past it: the connection drops */
+  ck_assert_int_eq(gv_aclient_call(C, req("inbox"), c_answer, "c"), 0);
+  pump_until(&S.downs, 1);
+  ck_assert_ptr_nonnull(strstr(S.log, "null:c;down:the node sent a line "
+                                      "longer than 8388608 bytes;"));
+}
+END_TEST
+
+START_TEST(test_lost_while_greeting) {
+  node_start();
+  N.hangup_hello = true;
+  ck_assert_int_eq(gv_aclient_start(&C, &loop, path, "p:a", &ccbs, NULL), 0);
+  pump_until(&S.downs, 1);
+  ck_assert_str_eq(S.log, "down:the node closed the connection;");
+  ck_assert_int_eq(gv_aclient_call(C, req("inbox"), c_answer, "x"), GV_ESTATE);
+  N.hangup_hello = false;
+  pump_until(&S.ups, 1);
+}
+END_TEST
+
 START_TEST(test_names) {
   char out[256];
   gv_why why = {""};
@@ -295,6 +337,8 @@ int main(void) {
   tcase_add_test(tc, test_drop_fails_pending_then_resumes);
   tcase_add_test(tc, test_refused_hello);
   tcase_add_test(tc, test_close_answers_pending_null);
+  tcase_add_test(tc, test_line_limits);
+  tcase_add_test(tc, test_lost_while_greeting);
   tcase_add_test(tc, test_names);
   suite_add_tcase(s, tc);
   return tu_run(s);

@@ -755,7 +755,8 @@ START_TEST(test_encoders) {
   ck_assert_ptr_null(gv_rreq_enc_sent(NULL, &sent[1], 1, false));
   ck_assert_ptr_null(gv_rreq_enc_ev_state(id, (gv_rstate)17, 0));
 
-  o = one_line(gv_rreq_enc_inbox("r", m, 2));
+  o = one_line(gv_rreq_enc_inbox("r", m, 2, false));
+  ck_assert_ptr_null(cJSON_GetObjectItem(o, "more"));
   arr = cJSON_GetObjectItem(o, "messages");
   ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
   ck_assert_str_eq(get_s(cJSON_GetArrayItem(arr, 0), "body"),
@@ -766,6 +767,9 @@ START_TEST(test_encoders) {
   ck_assert_str_eq(get_s(cJSON_GetArrayItem(arr, 1), "thread"), "");
   ck_assert_ptr_null(
       cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "skipped"));
+  cJSON_Delete(o);
+  o = one_line(gv_rreq_enc_inbox("r", m, 1, true));
+  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "more")));
   cJSON_Delete(o);
 
   o = one_line(gv_rreq_enc_ev_message(&m[0]));

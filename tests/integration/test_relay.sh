@@ -273,6 +273,27 @@ for h in stored delivered; do
     not_ok "${h} histogram" "$(grep "${h}_seconds" <<<"$m" | head -3)"
 done
 
+# ================= 6. an inbox bigger than one answer line =================
+# Ten 1,000,000-byte messages (10 MB) cannot go in one answer of at most
+# 8 MiB: a listing gives what fits and says "more"; taking twice gets all.
+big=$(head -c 1000000 /dev/zero | tr '\0' 'x')
+"$GV" inbox --as big:reader --peek --data-dir "$TMP/A" >/dev/null # registers it
+for i in $(seq 1 10); do
+  printf '%s%02d' "${big:2}" "$i" | "$GV" send --as big:sender big:reader - --data-dir "$TMP/A" >/dev/null ||
+    not_ok "send big message $i"
+done
+out=$("$GV" inbox --as big:reader --peek --json --data-dir "$TMP/A" 2>"$TMP/big.err")
+n=$(grep -c '"body"' <<<"$out")
+[ "$n" -ge 1 ] && [ "$n" -lt 10 ] && grep -q "more" "$TMP/big.err" &&
+  ok "a 10 MB inbox: the listing holds $n messages and says more wait" ||
+  not_ok "a 10 MB inbox: part of it, and more" "n=$n; $(cat "$TMP/big.err")"
+got=0
+for _ in 1 2 3 4; do
+  got=$((got + $("$GV" inbox --as big:reader --json --data-dir "$TMP/A" 2>/dev/null | grep -c '"body"')))
+done
+[ "$got" = 10 ] && ok "taking it in turns gets all 10, each once" ||
+  not_ok "taking it in turns gets all 10, each once" "got $got"
+
 kill "$bob" "$sam" 2>/dev/null # the scripted agents: SIGTERM ends them
 wait "$bob" "$sam" 2>/dev/null
 # shellcheck disable=SC2154 # set by start()
