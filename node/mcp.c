@@ -3,6 +3,7 @@
  * 2025-11-25 and the older ones negotiated below) and JSON-RPC 2.0. */
 #include "mcp.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "cli.h" /* GV_VERSION */
 #include "idmap.h"
 #include "json.h"
+#include "relay.h" /* GV_RELAY_PUSH_MAX */
 #include "relayaddr.h"
 #include "relayreq.h"
 
@@ -102,7 +104,10 @@ static const tool tools[] = {
 
 /* ---- state ---- */
 
-typedef enum pkind { P_FREE, P_TOOL, P_READ, P_SUBSCRIBE } pkind;
+/* P_PEEK: a relay_inbox tool call that lists untaken messages only (a
+ * peek without unread_only), so its length tells whether the node has
+ * stopped pushing. */
+typedef enum pkind { P_FREE, P_TOOL, P_PEEK, P_READ, P_SUBSCRIBE } pkind;
 
 typedef struct pending {
   pkind kind;
@@ -271,10 +276,11 @@ static bool structured(const gv_mcp *m) {
   return strcmp(m->version, STRUCTURED_SINCE) >= 0;
 }
 
-/* A tool result: text content, structuredContent when the version has
- * it. payload is taken. */
+/* A tool result: text content (text, else payload as JSON; then hint
+ * if not NULL), structuredContent when the version has it. payload is
+ * taken. */
 static void tool_result(gv_mcp *m, const cJSON *id, cJSON *payload,
-                        const char *text, bool is_error) {
+                        const char *text, const char *hint, bool is_error) {
   cJSON *r = xalloc(cJSON_CreateObject());
   cJSON *content = xalloc(cJSON_AddArrayToObject(r, "content"));
   cJSON *c = xalloc(cJSON_CreateObject());
@@ -287,6 +293,12 @@ static void tool_result(gv_mcp *m, const cJSON *id, cJSON *payload,
     free(s);
   }
   cJSON_AddItemToArray(content, c);
+  if (hint != NULL) {
+    c = xalloc(cJSON_CreateObject());
+    cJSON_AddStringToObject(c, "type", "text");
+    cJSON_AddStringToObject(c, "text", hint);
+    cJSON_AddItemToArray(content, c);
+  }
   if (structured(m))
     cJSON_AddItemToObject(r, "structuredContent", payload);
   else
@@ -320,7 +332,7 @@ static void tool_error(gv_mcp *m, const cJSON *id, const char *code,
     }
     snprintf(text + n, cap - n, ")");
   }
-  tool_result(m, id, p, text, true);
+  tool_result(m, id, p, text, NULL, true);
   free(text);
 }
 
@@ -355,6 +367,14 @@ static bool answer_failed(const cJSON *answer, const char *why,
   return true;
 }
 
+/* Past GV_RELAY_PUSH_MAX pushed messages not taken, the node pushes no
+ * more (docs/AGENTS.md §3.3): the agent must take or read. */
+static const char full_hint[] =
+    "Note: 256 or more messages wait untaken, so no notification of a new "
+    "message comes until you take some (relay_inbox with peek false) or "
+    "mark them read (relay_read).";
+_Static_assert(GV_RELAY_PUSH_MAX == 256, "full_hint names the number");
+
 void gv_mcp_answer(gv_mcp *m, uint64_t token, const cJSON *answer,
                    const char *why) {
   begin(m);
@@ -369,13 +389,19 @@ void gv_mcp_answer(gv_mcp *m, uint64_t token, const cJSON *answer,
   if (p->cancelled || p->kind == P_SUBSCRIBE) {
     /* a cancelled request gets no answer (cancellation); the relay's
      * subscribe needs none */
-  } else if (p->kind == P_TOOL) {
+  } else if (p->kind == P_TOOL || p->kind == P_PEEK) {
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(answer, "messages");
     if (failed)
       tool_error(m, p->id, code, reason,
                  answer ? cJSON_GetObjectItemCaseSensitive(answer, "candidates")
                         : NULL);
     else
-      tool_result(m, p->id, answer_body(answer), NULL, false);
+      tool_result(m, p->id, answer_body(answer), NULL,
+                  p->kind == P_PEEK &&
+                          cJSON_GetArraySize(msgs) >= GV_RELAY_PUSH_MAX
+                      ? full_hint
+                      : NULL,
+                  false);
   } else if (failed) { /* P_READ: resources have no isError */
     char msg[256];
     snprintf(msg, sizeof(msg), "%s: %s", code, reason);
@@ -407,24 +433,14 @@ void gv_mcp_relay_up(gv_mcp *m) {
   call(m, P_SUBSCRIBE, NULL, req);
 }
 
+/* The id in a pushed event: exactly 2 * GV_RREQ_ID_BYTES hex digits. It
+ * keys the seen set, so it is decoded, not trusted as text. */
 static bool hex_id(const char *s, uint8_t out_[GV_RREQ_ID_BYTES]) {
-  if (s == NULL || strlen(s) != 2 * GV_RREQ_ID_BYTES)
-    return false;
-  for (size_t i = 0; i < GV_RREQ_ID_BYTES; i++) {
-    unsigned v = 0;
-    for (size_t k = 0; k < 2; k++) {
-      char ch = s[2 * i + k];
-      unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                   : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                   : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
-                                            : 16;
-      if (d == 16)
-        return false;
-      v = v * 16 + d;
-    }
-    out_[i] = (uint8_t)v;
-  }
-  return true;
+  size_t got = 0;
+  return s != NULL && strlen(s) == 2 * GV_RREQ_ID_BYTES &&
+         sodium_hex2bin(out_, GV_RREQ_ID_BYTES, s, 2 * GV_RREQ_ID_BYTES, NULL,
+                        &got, NULL) == 0 &&
+         got == GV_RREQ_ID_BYTES;
 }
 
 void gv_mcp_event(gv_mcp *m, const cJSON *ev) {
@@ -720,7 +736,11 @@ static void m_tools_call(gv_mcp *m, const cJSON *id, const cJSON *params) {
     tool_error(m, id, gv_err_name(rc) + 4, why.text, NULL);
     return;
   }
-  if (!call(m, P_TOOL, id, req))
+  bool peek =
+      strcmp(t->cmd, "inbox") == 0 &&
+      !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(req, "peek")) &&
+      !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "unread_only"));
+  if (!call(m, peek ? P_PEEK : P_TOOL, id, req))
     tool_error(m, id, "BUSY", "too many tool calls wait for the node", NULL);
 }
 

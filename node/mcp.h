@@ -30,6 +30,10 @@
  * The core never sends `ack`: a pushed message is only a trigger for
  * notifications/resources/updated; messages become `delivered` when the
  * agent takes them (relay_inbox with peek false) and `read` by relay_read.
+ * So past GV_RELAY_PUSH_MAX (256) pushed messages not taken or read, the
+ * node pushes no more and no notification comes: a relay_inbox peek
+ * (without unread_only) that lists 256 or more messages says so in a
+ * second text content of its result.
  *
  * Lifetime: gv_mcp_new() allocates, gv_mcp_free() frees everything,
  * including actions not yet taken. Strings in an action live until the

@@ -7,12 +7,35 @@
  * A relay request made while the connection is not up waits for it at
  * most HOLD_MS (the connection comes up a moment after initialize, and
  * again after a node restart), then fails as NODE_DOWN with the reason the
- * client gave. stdin's end (the client left) ends the process at once with
- * status 0: requests already written to the node stand. */
+ * client gave.
+ *
+ * Output is a queue that libuv writes (stdout a pipe, socket or tty); a
+ * file is written at once. Past OUT_HIGH bytes queued, stdin is not read
+ * until the queue falls to OUT_LOW: a client that writes before it reads
+ * is served, one that never reads stops being read, and the loop never
+ * waits on stdout.
+ *
+ * The process, as states:
+ *
+ *   SERVING --stdin ends, or stdout fails (end_input)--> DRAINING
+ *   DRAINING --nothing held or unflushed (settle, finish)--> CLOSING
+ *   CLOSING --stdout's queue written (close_out)--> exit
+ *
+ *  - SERVING: lines in, answers out.
+ *  - DRAINING: stdin is no longer read. Held requests are sent once the
+ *    connection is up, or fail after HOLD_MS (their answers queued). Then
+ *    a `subscribe` (changes nothing: we are subscribed) goes out as a
+ *    barrier: its answer means the node has read every line before it, so
+ *    the requests sent stand. Their answers are not waited for.
+ *  - CLOSING: the relay client and timers close; stdout closes once its
+ *    queue is written (at once, discarded, if stdout failed).
+ *  - LINGER_MS after DRAINING began, whatever is left is given up (a node
+ *    that does not answer, a client that does not read): exit all the
+ *    same. The exit status is 0 unless stdin or stdout could not be set
+ *    up. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -27,13 +50,21 @@
 #include "relayreq.h"
 
 #define HOLD_MS 1000
+#define LINGER_MS 10000
 #define READ_SLAB 65536
+#define OUT_HIGH ((size_t)16 << 20) /* queued: stop reading stdin */
+#define OUT_LOW (OUT_HIGH / 2)      /* queued: read stdin again */
 
 typedef struct held {
   uint64_t token;
   cJSON *req;
   uint64_t deadline; /* uv_now */
 } held;
+
+typedef union stdio_h {
+  uv_pipe_t pipe;
+  uv_tty_t tty;
+} stdio_h;
 
 typedef struct srv {
   uv_loop_t *loop;
@@ -43,20 +74,26 @@ typedef struct srv {
   const char *flag_as; /* --as, or NULL */
   char why[256];       /* why the node is not reachable, for NODE_DOWN */
   /* stdin: a stream (pipe, tty) or a file read through the loop */
-  union {
-    uv_pipe_t pipe;
-    uv_tty_t tty;
-  } in;
-  bool in_stream, in_open;
+  stdio_h in;
+  bool in_stream, in_open, in_paused, fs_busy;
   uv_fs_t fsreq;
   char slab[READ_SLAB];
   char *line; /* the line read so far: at most GV_RREQ_LINE_MAX bytes */
   size_t len;
   bool discarding; /* inside a line past the limit */
+  /* stdout: a stream written by the loop, or a file written at once */
+  stdio_h out;
+  bool out_stream, out_open, out_broken;
+  size_t out_queued; /* bytes handed to uv_write, not yet called back */
   held *holds;
   size_t nholds, capholds;
-  uv_timer_t hold_timer;
-  bool closing;
+  uv_timer_t hold_timer, linger_timer;
+  /* requests written to the node, and how many of them a barrier's
+   * answer has shown the node read */
+  uint64_t sent, flushed, barrier_at;
+  bool barrier; /* one is in flight */
+  bool in_done; /* DRAINING or CLOSING */
+  bool closing; /* CLOSING */
 } srv;
 
 typedef struct answer_box {
@@ -64,27 +101,122 @@ typedef struct answer_box {
   uint64_t token;
 } answer_box;
 
-static void shutdown_srv(srv *s);
+typedef struct outw {
+  uv_write_t w; /* w.data: the srv */
+  size_t len;
+  char data[];
+} outw;
 
-/* Writes all of line to stdout, blocking (stdin's O_NONBLOCK may be
- * shared). false when the client no longer reads. */
-static bool write_out(const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(STDOUT_FILENO, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pf = {.fd = STDOUT_FILENO, .events = POLLOUT};
-      poll(&pf, 1, -1);
-      continue;
-    }
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= (size_t)w;
+static void end_input(srv *s);
+static void resume_input(srv *s);
+
+/* ---- stdout ---- */
+
+/* The last step: stdout and the linger timer close, and the loop ends. */
+static void close_out(srv *s) {
+  if (s->out_open) {
+    uv_close((uv_handle_t *)&s->out, NULL); /* cancels what is queued */
+    s->out_open = false;
   }
-  return true;
+  if (!uv_is_closing((uv_handle_t *)&s->linger_timer))
+    uv_close((uv_handle_t *)&s->linger_timer, NULL);
 }
+
+/* stdout failed: the client is gone. Nothing more is written. */
+static void client_gone(srv *s) {
+  if (s->out_broken)
+    return;
+  s->out_broken = true;
+  if (s->out_open) {
+    uv_close((uv_handle_t *)&s->out, NULL);
+    s->out_open = false;
+  }
+  end_input(s);
+}
+
+static void out_written(uv_write_t *w, int status) {
+  outw *o = (outw *)w;
+  srv *s = w->data;
+  s->out_queued -= o->len;
+  free(o);
+  if (status < 0 && status != UV_ECANCELED && !s->out_broken) {
+    fprintf(stderr, "grapevine mcp: stdout: %s\n", uv_strerror(status));
+    client_gone(s);
+  }
+  if (s->closing) {
+    if (s->out_queued == 0)
+      close_out(s);
+  } else if (s->in_paused && s->out_queued <= OUT_LOW) {
+    resume_input(s);
+  }
+}
+
+/* Queues n bytes for the client; past OUT_HIGH queued, stdin waits. */
+static void out_line(srv *s, const char *p, size_t n) {
+  if (s->out_broken)
+    return;
+  if (!s->out_stream) { /* a file: no reader to wait for */
+    while (n > 0) {
+      ssize_t w = write(STDOUT_FILENO, p, n);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0) {
+        fprintf(stderr, "grapevine mcp: stdout: %s\n",
+                w < 0 ? strerror(errno) : "nothing written");
+        client_gone(s);
+        return;
+      }
+      p += w;
+      n -= (size_t)w;
+    }
+    return;
+  }
+  outw *o = malloc(sizeof(*o) + n);
+  int rc = UV_ENOMEM;
+  if (o != NULL) {
+    memcpy(o->data, p, n);
+    o->len = n;
+    o->w.data = s;
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)n);
+    rc = uv_write(&o->w, (uv_stream_t *)&s->out, &b, 1, out_written);
+  }
+  if (rc < 0) {
+    free(o);
+    fprintf(stderr, "grapevine mcp: stdout: %s\n", uv_strerror(rc));
+    client_gone(s);
+    return;
+  }
+  s->out_queued += n;
+  if (s->out_queued > OUT_HIGH && !s->in_paused && !s->in_done) {
+    s->in_paused = true;
+    if (s->in_stream)
+      uv_read_stop((uv_stream_t *)&s->in);
+    /* a file: fs_read_cb reads on only when not paused */
+  }
+}
+
+static int start_output(srv *s) {
+  uv_handle_type t = uv_guess_handle(STDOUT_FILENO);
+  int rc;
+  if (t == UV_NAMED_PIPE || t == UV_TCP) {
+    if ((rc = uv_pipe_init(s->loop, &s->out.pipe, 0)) < 0)
+      return rc;
+    if ((rc = uv_pipe_open(&s->out.pipe, STDOUT_FILENO)) < 0) {
+      uv_close((uv_handle_t *)&s->out, NULL);
+      return rc;
+    }
+  } else if (t == UV_TTY) {
+    if ((rc = uv_tty_init(s->loop, &s->out.tty, STDOUT_FILENO, 0)) < 0)
+      return rc;
+  } else {
+    return 0;
+  }
+  s->out_stream = s->out_open = true;
+  s->out.pipe.data = s;
+  return 0;
+}
+
+/* ---- the relay connection ---- */
 
 static void answer_cb(void *arg, const cJSON *answer);
 static void drain(srv *s);
@@ -103,7 +235,9 @@ static void dispatch(srv *s, uint64_t token, cJSON *req) {
     if (gv_aclient_call(s->ac, req, answer_cb, b) < 0) { /* req freed */
       free(b);
       gv_mcp_answer(s->core, token, NULL, s->why);
+      return;
     }
+    s->sent++;
     return;
   }
   if (s->ac == NULL && s->why[0] != '\0') { /* no name could be made */
@@ -127,8 +261,8 @@ static void dispatch(srv *s, uint64_t token, cJSON *req) {
     uv_timer_start(&s->hold_timer, hold_expired, HOLD_MS, 0);
 }
 
-/* Fails the holds whose time is up (all if up is false and now is
- * UINT64_MAX), sends them all if the connection is up. */
+/* Fails the holds whose time is up, sends them all if the connection is
+ * up. */
 static void run_holds(srv *s, uint64_t now) {
   size_t k = 0;
   bool up = s->ac != NULL && gv_aclient_up(s->ac);
@@ -211,13 +345,88 @@ static void connect_as(srv *s, const char *fallback) {
   }
 }
 
+/* ---- ending: DRAINING and CLOSING ---- */
+
+/* CLOSING: no answer is awaited any more. */
+static void finish(srv *s) {
+  if (s->closing)
+    return;
+  s->closing = true;
+  uv_close((uv_handle_t *)&s->hold_timer, NULL);
+  for (size_t i = 0; i < s->nholds; i++) /* only if LINGER_MS ran out */
+    cJSON_Delete(s->holds[i].req);
+  s->nholds = 0;
+  if (s->ac != NULL) {
+    gv_aclient_close(s->ac); /* its NULL answers find s->closing */
+    s->ac = NULL;
+  }
+  if (s->out_queued == 0)
+    close_out(s);
+}
+
+static void settle(srv *s);
+
+static void barrier_cb(void *arg, const cJSON *answer) {
+  srv *s = arg;
+  s->barrier = false;
+  if (s->closing)
+    return;
+  /* answered: the node read what came before; NULL: the connection
+   * dropped, and what it had not read is answered NULL already */
+  s->flushed = answer != NULL ? s->barrier_at : s->sent;
+  settle(s);
+}
+
+/* DRAINING: once nothing is held, makes sure the node read what was
+ * sent (the barrier), then finishes. */
+static void settle(srv *s) {
+  if (!s->in_done || s->closing || s->nholds > 0 || s->barrier)
+    return;
+  if (s->flushed < s->sent && s->ac != NULL && gv_aclient_up(s->ac)) {
+    cJSON *req = cJSON_CreateObject();
+    if (req != NULL && cJSON_AddStringToObject(req, "cmd", "subscribe")) {
+      s->barrier_at = s->sent;
+      if (gv_aclient_call(s->ac, req, barrier_cb, s) == 0) {
+        s->barrier = true;
+        return;
+      }
+    } else {
+      cJSON_Delete(req);
+    }
+  }
+  finish(s);
+}
+
+static void linger_over(uv_timer_t *t) {
+  srv *s = t->data;
+  fprintf(stderr, "grapevine mcp: %s after %d ms: exiting\n",
+          s->closing ? "stdout still not written"
+                     : "the node still has not answered",
+          LINGER_MS);
+  finish(s);
+  close_out(s);
+}
+
+/* DRAINING: stdin is read no more. */
+static void end_input(srv *s) {
+  if (s->in_done)
+    return;
+  s->in_done = true;
+  if (s->in_open) {
+    uv_read_stop((uv_stream_t *)&s->in);
+    uv_close((uv_handle_t *)&s->in, NULL);
+    s->in_open = false;
+  }
+  uv_timer_start(&s->linger_timer, linger_over, LINGER_MS, 0);
+  settle(s);
+}
+
 /* Carries out what the core asks, until it asks nothing. */
 static void drain(srv *s) {
   gv_mcp_act a;
   while (gv_mcp_next(s->core, &a)) {
     if (a.kind == GV_MCP_OUT) {
-      if (!s->closing && !write_out(a.line, strlen(a.line)))
-        shutdown_srv(s); /* stdout closed: the client is gone */
+      out_line(s, a.line, strlen(a.line));
     } else if (a.kind == GV_MCP_CALL) {
       if (s->closing)
         cJSON_Delete(a.req); /* the core is freed after: no answer due */
@@ -227,12 +436,13 @@ static void drain(srv *s) {
       connect_as(s, a.fallback);
     }
   }
+  settle(s);
 }
 
 /* ---- stdin: lines of at most GV_RREQ_LINE_MAX bytes ---- */
 
 static void feed(srv *s, const char *p, size_t n) {
-  while (n > 0 && !s->closing) {
+  while (n > 0 && !s->in_done) {
     const char *nl = memchr(p, '\n', n);
     size_t seg = nl ? (size_t)(nl - p) : n;
     if (s->discarding) {
@@ -259,14 +469,14 @@ static void feed(srv *s, const char *p, size_t n) {
   }
 }
 
-/* stdin ended: a last line without its newline counts, then we go. */
+/* stdin ended: a last line without its newline counts. */
 static void end_of_input(srv *s) {
-  if (s->len > 0 && !s->discarding) {
+  if (s->len > 0 && !s->discarding && !s->in_done) {
     gv_mcp_line(s->core, s->line, s->len);
     drain(s);
   }
   s->len = 0;
-  shutdown_srv(s);
+  end_input(s);
 }
 
 static void in_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
@@ -286,11 +496,21 @@ static void in_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   }
 }
 
+static void fs_read_cb(uv_fs_t *req);
+
+static int read_file(srv *s) {
+  uv_buf_t b = uv_buf_init(s->slab, sizeof(s->slab));
+  int rc = uv_fs_read(s->loop, &s->fsreq, STDIN_FILENO, &b, 1, -1, fs_read_cb);
+  s->fs_busy = rc == 0;
+  return rc;
+}
+
 static void fs_read_cb(uv_fs_t *req) {
   srv *s = req->data;
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
-  if (s->closing)
+  s->fs_busy = false;
+  if (s->in_done)
     return;
   if (n <= 0) {
     if (n < 0)
@@ -299,9 +519,26 @@ static void fs_read_cb(uv_fs_t *req) {
     return;
   }
   feed(s, s->slab, (size_t)n);
-  if (!s->closing) {
-    uv_buf_t b = uv_buf_init(s->slab, sizeof(s->slab));
-    uv_fs_read(s->loop, &s->fsreq, STDIN_FILENO, &b, 1, -1, fs_read_cb);
+  int rc;
+  if (!s->in_done && !s->in_paused && (rc = read_file(s)) < 0) {
+    fprintf(stderr, "grapevine mcp: stdin: %s\n", uv_strerror(rc));
+    end_of_input(s);
+  }
+}
+
+/* The output queue fell to OUT_LOW: stdin is read again. */
+static void resume_input(srv *s) {
+  int rc = 0;
+  s->in_paused = false;
+  if (s->in_done)
+    return;
+  if (s->in_stream)
+    rc = uv_read_start((uv_stream_t *)&s->in, in_alloc, in_read);
+  else if (!s->fs_busy)
+    rc = read_file(s);
+  if (rc < 0) {
+    fprintf(stderr, "grapevine mcp: stdin: %s\n", uv_strerror(rc));
+    end_of_input(s);
   }
 }
 
@@ -309,44 +546,24 @@ static int start_input(srv *s) {
   uv_handle_type t = uv_guess_handle(STDIN_FILENO);
   int rc;
   if (t == UV_NAMED_PIPE || t == UV_TCP) {
-    if ((rc = uv_pipe_init(s->loop, &s->in.pipe, 0)) < 0 ||
-        (rc = uv_pipe_open(&s->in.pipe, STDIN_FILENO)) < 0)
+    if ((rc = uv_pipe_init(s->loop, &s->in.pipe, 0)) < 0)
+      return rc;
+    s->in_open = true; /* closed by end_input, opened or not */
+    if ((rc = uv_pipe_open(&s->in.pipe, STDIN_FILENO)) < 0)
       return rc;
     s->in_stream = true;
   } else if (t == UV_TTY) {
     if ((rc = uv_tty_init(s->loop, &s->in.tty, STDIN_FILENO, 1)) < 0)
       return rc;
-    s->in_stream = true;
+    s->in_open = s->in_stream = true;
   }
   if (s->in_stream) {
-    s->in_open = true;
     s->in.pipe.data = s;
-    return uv_read_start((uv_stream_t *)&s->in.pipe, in_alloc, in_read);
+    return uv_read_start((uv_stream_t *)&s->in, in_alloc, in_read);
   }
   /* a file, /dev/null, ...: read through the loop's thread pool */
-  uv_buf_t b = uv_buf_init(s->slab, sizeof(s->slab));
   s->fsreq.data = s;
-  return uv_fs_read(s->loop, &s->fsreq, STDIN_FILENO, &b, 1, -1, fs_read_cb);
-}
-
-/* Stops everything; uv_run returns once the handles are closed. */
-static void shutdown_srv(srv *s) {
-  if (s->closing)
-    return;
-  s->closing = true;
-  if (s->in_open) {
-    uv_read_stop((uv_stream_t *)&s->in.pipe);
-    uv_close((uv_handle_t *)&s->in.pipe, NULL);
-    s->in_open = false;
-  }
-  uv_close((uv_handle_t *)&s->hold_timer, NULL);
-  for (size_t i = 0; i < s->nholds; i++)
-    cJSON_Delete(s->holds[i].req);
-  s->nholds = 0;
-  if (s->ac != NULL) {
-    gv_aclient_close(s->ac); /* its NULL answers find s->closing */
-    s->ac = NULL;
-  }
+  return read_file(s);
 }
 
 /* ---- mcp config ---- */
@@ -673,15 +890,19 @@ int gv_cmd_mcp(int argc, char **argv) {
   uv_loop_init(&loop);
   s->loop = &loop;
   uv_timer_init(&loop, &s->hold_timer);
-  s->hold_timer.data = s;
-  if ((rc = start_input(s)) < 0) {
+  uv_timer_init(&loop, &s->linger_timer);
+  s->hold_timer.data = s->linger_timer.data = s;
+  if ((rc = start_output(s)) < 0) {
+    fprintf(stderr, "grapevine mcp: stdout: %s\n", uv_strerror(rc));
+    s->out_broken = true;
+  } else if ((rc = start_input(s)) < 0) {
     fprintf(stderr, "grapevine mcp: stdin: %s\n", uv_strerror(rc));
-    shutdown_srv(s);
+  }
+  if (rc < 0) {
+    end_input(s); /* nothing was sent: straight to CLOSING */
     rc = 1;
-  } else {
-    rc = 0;
-    if (have_name)
-      connect_as(s, "mcp");
+  } else if (have_name) {
+    connect_as(s, "mcp");
   }
   uv_run(&loop, UV_RUN_DEFAULT); /* until every handle is closed */
   gv_mcp_free(s->core);

@@ -526,6 +526,10 @@ START_TEST(test_push) {
   ev = cJSON_Parse("{\"event\":\"message\",\"id\":\"xyz\"}");
   gv_mcp_event(m, ev);
   cJSON_Delete(ev);
+  ev = cJSON_Parse("{\"event\":\"message\",\"id\":\""
+                   "0000000000000000000000000000000g\"}");
+  gv_mcp_event(m, ev);
+  cJSON_Delete(ev);
   drain();
   ck_assert_uint_eq(d.nout + d.ncall, 0);
   /* The set is bounded: past GV_MCP_SEEN_MAX new ids, id2 is forgotten
@@ -581,6 +585,57 @@ START_TEST(test_cancel_and_busy) {
 }
 END_TEST
 
+/* A relay_inbox answer listing n messages, for the call just made. */
+static void inbox_answer(int n) {
+  cJSON *a = cJSON_Parse("{\"ok\":true,\"messages\":[]}");
+  cJSON *arr = cJSON_GetObjectItem(a, "messages");
+  for (int i = 0; i < n; i++)
+    cJSON_AddItemToArray(arr, cJSON_CreateObject());
+  ck_assert_uint_eq(d.ncall, 1);
+  gv_mcp_answer(m, d.token[0], a, NULL);
+  cJSON_Delete(a);
+  drain();
+}
+
+static int content_items(void) {
+  return cJSON_GetArraySize(cJSON_GetObjectItem(result(), "content"));
+}
+
+START_TEST(test_full_hint) {
+  init_as("2025-06-18");
+  /* 255 untaken: the node still pushes; no hint. */
+  tool("relay_inbox", "{\"limit\":1000}");
+  inbox_answer(255);
+  tool_text(false);
+  ck_assert_int_eq(content_items(), 1);
+  /* 256 listed by a peek: the node has stopped pushing; the hint. */
+  tool("relay_inbox", "{\"limit\":1000,\"peek\":true}");
+  inbox_answer(256);
+  cJSON *j = cJSON_Parse(tool_text(false)); /* still the JSON first */
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "messages")), 256);
+  cJSON_Delete(j);
+  ck_assert_int_eq(content_items(), 2);
+  const cJSON *h =
+      cJSON_GetArrayItem(cJSON_GetObjectItem(result(), "content"), 1);
+  ck_assert_str_eq(cJSON_GetObjectItem(h, "type")->valuestring, "text");
+  ck_assert_ptr_nonnull(
+      strstr(cJSON_GetObjectItem(h, "text")->valuestring, "peek false"));
+  /* Taken (peek false) or unread_only (taken ones count too): no hint. */
+  tool("relay_inbox", "{\"limit\":1000,\"peek\":false}");
+  inbox_answer(300);
+  ck_assert_int_eq(content_items(), 1);
+  tool("relay_inbox", "{\"limit\":1000,\"unread_only\":true}");
+  inbox_answer(300);
+  ck_assert_int_eq(content_items(), 1);
+  /* The resource is no tool result: no hint there either. */
+  line("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\","
+       "\"params\":{\"uri\":\"relay://inbox\"}}");
+  inbox_answer(300);
+  ck_assert_int_eq(
+      cJSON_GetArraySize(cJSON_GetObjectItem(result(), "contents")), 1);
+}
+END_TEST
+
 static Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   TCase *tc = tcase_create("core");
@@ -594,6 +649,7 @@ static Suite *mcp_suite(void) {
   tcase_add_test(tc, test_resources);
   tcase_add_test(tc, test_push);
   tcase_add_test(tc, test_cancel_and_busy);
+  tcase_add_test(tc, test_full_hint);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -3,8 +3,10 @@
 # loopback; the official MCP TypeScript SDK's client (tests/mcp/client.mjs,
 # pinned in tests/mcp/package-lock.json) drives the server; raw bad input
 # (not JSON, an unknown method, a notification, a line over 2 MiB, a
-# batch); a client that leaves mid-call; the node down and back; and
-# `mcp config` for every client. Every wait is bounded.
+# batch); a client that leaves mid-call; one that pipes its lines and
+# leaves before the connection is up; one that writes before it reads; the
+# node down and back; and `mcp config` for every client. Every wait is
+# bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 pids=()
 cleanup() {
@@ -168,6 +170,88 @@ done
 [ -n "$id" ] && "$GV" trace "$id" --data-dir "$TMP/A" | grep -q accepted &&
   ok "its message was accepted and reached the other node (grapevine trace)" ||
   not_ok "its message was accepted and reached the other node (grapevine trace)" "id '$id'"
+
+# ---- stdin ends before the connection is up: the held send still goes ----
+# Exactly a client that pipes its lines and leaves: the send is held (the
+# connection is not up yet) when stdin ends.
+body="piped-$RANDOM$RANDOM"
+printf '%s\n{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"relay_send","arguments":{"to":"other:slow","message":"%s"}}}\n' \
+  '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x"}}}' "$body" |
+  timeout 20 "$GV" mcp --as proj:alice --data-dir "$TMP/A" >"$TMP/pipe.out" 2>"$TMP/pipe.err"
+rc=$?
+[ $rc = 0 ] && ok "initialize and relay_send piped, stdin closed at once: exit 0" ||
+  not_ok "initialize and relay_send piped, stdin closed at once: exit 0" "exit $rc: $(cat "$TMP/pipe.err")"
+seen=""
+for _ in $(seq 1 50); do
+  "$GV" inbox --as other:slow --peek --data-dir "$TMP/B" --json 2>/dev/null | grep -qF "\"$body\"" && { seen=1; break; }
+  sleep 0.2
+done
+[ -n "$seen" ] && ok "the held relay_send was sent: grapevine inbox --peek on the recipient shows it" ||
+  not_ok "the held relay_send was sent: grapevine inbox --peek on the recipient shows it" "$(cat "$TMP/pipe.out" "$TMP/pipe.err")"
+
+mkdir -p "$TMP/none"
+printf '%s\n%s\n' '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x"}}}' \
+  '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"relay_agents","arguments":{}}}' |
+  timeout 20 "$GV" mcp --as proj:alice --data-dir "$TMP/none" >"$TMP/none.out" 2>"$TMP/none.err"
+rc=$?
+[ $rc = 0 ] && grep -q '"id":1,"result":{"content":\[{"type":"text","text":"NODE_DOWN: ' "$TMP/none.out" &&
+  ok "no node, stdin closed with a call held: its NODE_DOWN answer is written, exit 0" ||
+  not_ok "no node, stdin closed with a call held: its NODE_DOWN answer is written, exit 0" "exit $rc: $(cat "$TMP/none.out" "$TMP/none.err")"
+
+# ---- a client that writes before it reads ----
+# burst.py N IDLEN CMD...: a writer thread sends N pings (ids IDLEN bytes)
+# and closes stdin, reading nothing meanwhile; the main thread notes how
+# many bytes went in before the writer stalled (2 s without progress),
+# then reads every answer. One JSON verdict line.
+cat >"$TMP/burst.py" <<'PY'
+import json, os, subprocess, sys, threading, time
+n, idlen = int(sys.argv[1]), int(sys.argv[2])
+p = subprocess.Popen(sys.argv[3:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+data = b"".join((json.dumps({"jsonrpc": "2.0", "id": "%0*d" % (idlen, i), "method": "ping"}) + "\n").encode() for i in range(n))
+done = [0]
+def writer():
+    fd, mv = p.stdin.fileno(), memoryview(data)
+    try:
+        while done[0] < len(data):
+            done[0] += os.write(fd, mv[done[0]:done[0] + 65536])
+        p.stdin.close()
+    except OSError:
+        pass
+t = threading.Thread(target=writer, daemon=True)
+t.start()
+last, still, end = -1, time.time(), time.time() + 30
+while time.time() < end and done[0] < len(data):
+    if done[0] != last: last, still = done[0], time.time()
+    elif time.time() - still > 2: break
+    time.sleep(0.1)
+stalled = done[0] if done[0] < len(data) else None
+got, buf, end = 0, b"", time.time() + 90
+good = True
+while got < n and time.time() < end:
+    d = p.stdout.read1(1 << 20)
+    if not d: break
+    buf += d
+    *lines, buf = buf.split(b"\n")
+    for l in lines:
+        a = json.loads(l)
+        good = good and a == {"jsonrpc": "2.0", "id": "%0*d" % (idlen, got), "result": {}}
+        got += 1
+try: rc = p.wait(10)
+except subprocess.TimeoutExpired: p.kill(); rc = "killed"
+print(json.dumps({"answers": got, "in_order": good, "stalled_at": stalled, "written": done[0], "total": len(data), "rc": rc}))
+PY
+timeout 150 python3 "$TMP/burst.py" 2000 200 "$GV" mcp --as proj:burst --data-dir "$TMP/A" >"$TMP/burst.out" 2>"$TMP/burst.err"
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["stalled_at"] is None and v["answers"] == 2000 and v["in_order"] and v["rc"] == 0, v' "$TMP/burst.out" 2>/dev/null &&
+  ok "2,000 pings written before any read (480 kB each way), stdin then closed: 2,000 answers in order, exit 0" ||
+  not_ok "2,000 pings written before any read (480 kB each way), stdin then closed: 2,000 answers in order, exit 0" "$(cat "$TMP/burst.out" "$TMP/burst.err")"
+timeout 150 python3 "$TMP/burst.py" 4000 10000 "$GV" mcp --as proj:burst --data-dir "$TMP/A" >"$TMP/burst.out" 2>"$TMP/burst.err"
+python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert v["stalled_at"] is not None and 8 << 20 < v["stalled_at"] < 24 << 20, v
+assert v["answers"] == 4000 and v["in_order"] and v["rc"] == 0, v' "$TMP/burst.out" 2>/dev/null &&
+  ok "40 MB of pings and no reader: stdin stops being read past the 16 MiB queue, then all 4,000 are answered" ||
+  not_ok "40 MB of pings and no reader: stdin stops being read past the 16 MiB queue, then all 4,000 are answered" "$(cat "$TMP/burst.out" "$TMP/burst.err")"
 
 # ---- the node down, then up ----
 cat >"$TMP/down.py" <<'EOF'
