@@ -107,8 +107,13 @@ python3 tests/integration/relay_agent.py listen "$TMP/n1/relay.sock" bench:sock 
 pids+=($!)
 sleep 0.5
 anchor=$(measure bench:sock) || anchor=""
-sleep 600 | "$GV" wrap --as bench:agent --quiet 200ms --data-dir "$TMP/n1" -- \
-  python3 tests/integration/fake_agent.py --think 0 > /dev/null 2>&1 &
+# The wrapper's stdin stays open (a FIFO held by a sleep of our own, which
+# cleanup kills: a pipeline's first process would outlive it).
+mkfifo "$TMP/in"
+sleep 600 > "$TMP/in" &
+pids+=($!)
+"$GV" wrap --as bench:agent --quiet 200ms --data-dir "$TMP/n1" -- \
+  python3 tests/integration/fake_agent.py --think 0 < "$TMP/in" > /dev/null 2>&1 &
 pids+=($!)
 sleep 1
 ours=$(measure bench:agent) || ours=""
