@@ -636,6 +636,18 @@ static void text_byte(gv_wrap *w, uint8_t c) {
   wbuf_putc(&w->line, (char)c);
 }
 
+/* text_byte() for each of b[0..n), none a control, the line not at
+ * column 0 (!w->cr). */
+static void text_run(gv_wrap *w, const uint8_t *b, size_t n) {
+  size_t cap = w->block ? w->cfg.block_bytes + 1 : GV_WRAP_LINE_MAX;
+  size_t room = w->line.len < cap ? cap - w->line.len : 0;
+
+  assert(!w->cr);
+  wbuf_put(&w->line, b, n < room ? n : room);
+  if (n > room)
+    w->line_cut = true;
+}
+
 static void backspace(gv_wrap *w) {
   if (w->cr || w->line_cut)
     return; /* at column 0, or in a line already cut */
@@ -1087,8 +1099,20 @@ void gv_wrap_output(gv_wrap *w, const uint8_t *b, size_t n, int64_t now) {
         act_id(w, GV_WRAP_READ, w->unread[i]);
       w->n_unread = 0;
     }
-    for (size_t i = 0; i < n; i++)
-      out_byte(w, b[i]);
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      /* The fast path: a run of text outside any sequence, as text_byte()
+       * would take it byte by byte. */
+      if (w->esc == ESC_NONE && !w->cr)
+        while (j < n && b[j] >= 0x20 && b[j] != 0x7f)
+          j++;
+      if (j == i) {
+        out_byte(w, b[i++]);
+        continue;
+      }
+      text_run(w, b + i, j - i);
+      i = j;
+    }
   }
   end(w);
 }
