@@ -74,7 +74,7 @@ include $(wildcard */module.mk)
 
 TEST_BINS = $(addprefix $(BUILD)/tests/check_,$(TEST_NAMES))
 
-.PHONY: all test run asan fuzz bench install clean deps check-deps \
+.PHONY: all test hostile run asan fuzz bench install clean deps check-deps \
         test-bins vectors
 all: $(BINS)
 
@@ -176,6 +176,11 @@ $(BUILD)/tests/relay_forge: $(call obj,tests/relay_forge.c) $(BUILD)/libgvproto.
 test: deps
 	@$(MAKE) --no-print-directory test-bins
 	@BUILD=$(BUILD) tests/run.sh
+
+# The hostile suite at full size (every `make test` runs it small).
+hostile: deps
+	@$(MAKE) --no-print-directory test-bins
+	@BUILD=$(BUILD) HOSTILE_ONLY=1 HOSTILE_SIZE=full tests/run.sh
 
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)

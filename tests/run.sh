@@ -5,13 +5,23 @@
 # "N passed, N failed". Exit status 0 only if nothing failed.
 #
 # Environment: BUILD (default build) is the tree whose binaries are tested.
+# HOSTILE_ONLY=1 runs only the hostile suite (tests/hostile/test_*.sh, the
+# attacks of docs/NODE.md and TRACKER.md), at HOSTILE_SIZE (small, the
+# default, as part of every run; full for `make hostile`).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-export BUILD
+HOSTILE_SIZE=${HOSTILE_SIZE:-small}
+export BUILD HOSTILE_SIZE
 passed=0 failed=0 broken=()
+units=("$BUILD"/tests/check_*)
+scripts=(tests/integration/test_*.sh tests/hostile/test_*.sh)
+if [ "${HOSTILE_ONLY:-0}" = 1 ]; then
+  units=()
+  scripts=(tests/hostile/test_*.sh)
+fi
 
-for t in "$BUILD"/tests/check_*; do
+for t in "${units[@]}"; do
   [ -x "$t" ] || continue
   out=$("$t" 2>&1)
   rc=$?
@@ -29,7 +39,7 @@ for t in "$BUILD"/tests/check_*; do
   fi
 done
 
-for t in tests/integration/test_*.sh; do
+for t in "${scripts[@]}"; do
   [ -f "$t" ] || continue
   echo "Running $t"
   out=$(bash "$t" 2>&1)
