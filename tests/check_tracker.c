@@ -983,6 +983,54 @@ START_TEST(test_req_query) {
 }
 END_TEST
 
+/* The head's fields: NUL bytes and repeated single fields are refused. */
+START_TEST(test_req_head_fields) {
+  gv_trk_head h = {0};
+  gv_why why = {""};
+
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER, "Host", 4, "x", 1, &why),
+      0);
+  ck_assert_int_eq(gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER,
+                                         "Content-Length", 14, "2", 1, &why),
+                   0);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER, "Accept", 6, "a", 1, &why),
+      0);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER, "Accept", 6, "b", 1, &why),
+      0);
+  ck_assert_int_eq(gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER,
+                                         "content-length", 14, "2", 1, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "Content-Length"));
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_HEADER, "HOST", 4, "y", 1, &why),
+      GV_EFIELD);
+  /* A query key named like a header is its own field. */
+  ck_assert_int_eq(gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "repos", 5,
+                                         "a\0zzz", 5, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "NUL"));
+  memset(&h, 0, sizeof(h));
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "repos", 5, "a", 1, &why),
+      0);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "max", 3, NULL, 0, &why),
+      0);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "Host", 4, "x", 1, &why),
+      0);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "repos", 5, "b", 1, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(
+      gv_trk_req_head_field(&h, GV_TRK_FIELD_QUERY, "x\0y", 3, "v", 1, &why),
+      GV_EFIELD);
+}
+END_TEST
+
 START_TEST(test_client_body_round_trip) {
   gv_identity bob;
   const char *repos[] = {"demo/hello", "linux@v6.1"}, *caps[] = {"relay"};
@@ -1203,6 +1251,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_req_bad_bodies);
   tcase_add_test(tc, test_req_limits);
   tcase_add_test(tc, test_req_query);
+  tcase_add_test(tc, test_req_head_fields);
   tcase_add_test(tc, test_client_body_round_trip);
   suite_add_tcase(s, tc);
 

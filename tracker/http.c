@@ -725,6 +725,44 @@ static void printable(char *out, size_t cap, const char *in) {
   out[i] = '\0';
 }
 
+/* One field of the head for gv_trk_req_head_field; stops the listing at
+ * the first refused one. */
+typedef struct head_check {
+  gv_trk_head head;
+  gv_trk_field_kind kind;
+  int rc;
+  gv_why why;
+} head_check;
+
+static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind,
+                                const char *key, size_t key_len,
+                                const char *val, size_t val_len) {
+  head_check *hc = cls;
+
+  (void)kind;
+  hc->rc = gv_trk_req_head_field(&hc->head, hc->kind, key, key_len, val,
+                                 val_len, &hc->why);
+  return hc->rc < 0 ? MHD_NO : MHD_YES;
+}
+
+/* The whole head, strictly: 0, or an early 400 was set. */
+static int check_head(req *r) {
+  head_check hc = {.kind = GV_TRK_FIELD_HEADER};
+
+  MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, on_field, &hc);
+  if (hc.rc < 0) {
+    set_early(r, 400, "bad_header", "%s", hc.why.text);
+    return hc.rc;
+  }
+  hc.kind = GV_TRK_FIELD_QUERY;
+  MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, on_field, &hc);
+  if (hc.rc < 0) {
+    set_early(r, 400, "bad_query", "%s", hc.why.text);
+    return hc.rc;
+  }
+  return 0;
+}
+
 /* Call 1: everything that can be decided from the headers. */
 static void on_headers(req *r, const char *url) {
   gv_trk_ctx *t = r->t;
@@ -754,6 +792,8 @@ static void on_headers(req *r, const char *url) {
       return;
     }
   }
+  if (check_head(r) < 0)
+    return;
   if (r->route == GV_TRK_ROUTE_OTHER) {
     char path[101];
     printable(path, sizeof(path), url);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <sodium.h>
 #include <string.h>
+#include <strings.h>
 
 /* Parses exactly body[0..len) as one JSON object, with the strict rules
  * every parser of untrusted JSON here shares (proto/json.h): no NUL or
@@ -234,5 +235,44 @@ int gv_trk_req_max(const char *q, unsigned def, unsigned *out, gv_why *why) {
   if (v < 1 || v > GV_TRK_MAX_RESULTS)
     return gv_fail(why, GV_ERANGE, "'max' must be 1..%d", GV_TRK_MAX_RESULTS);
   *out = (unsigned)v;
+  return 0;
+}
+
+/* The headers that must appear at most once (RFC 9110 §5.3, §8.6, §7.2),
+ * then the query keys, by bit. */
+static const char *const single_headers[] = {"Content-Length",
+                                             "Transfer-Encoding", "Host",
+                                             "Content-Type", GV_TRK_SIG_HEADER};
+static const char *const single_queries[] = {"repos", "max"};
+
+int gv_trk_req_head_field(gv_trk_head *h, gv_trk_field_kind kind,
+                          const char *key, size_t key_len, const char *val,
+                          size_t val_len, gv_why *why) {
+  const char *what = kind == GV_TRK_FIELD_HEADER ? "header" : "query parameter";
+  const char *const *names =
+      kind == GV_TRK_FIELD_HEADER ? single_headers : single_queries;
+  size_t n = kind == GV_TRK_FIELD_HEADER
+                 ? sizeof(single_headers) / sizeof(single_headers[0])
+                 : sizeof(single_queries) / sizeof(single_queries[0]);
+  unsigned base = kind == GV_TRK_FIELD_HEADER
+                      ? 0
+                      : sizeof(single_headers) / sizeof(single_headers[0]);
+
+  if (key == NULL || strnlen(key, key_len) != key_len)
+    return gv_fail(why, GV_EFIELD, "a %s name holds a NUL byte", what);
+  if (val != NULL && strnlen(val, val_len) != val_len)
+    return gv_fail(why, GV_EFIELD, "a %s value holds a NUL byte", what);
+  for (size_t i = 0; i < n; i++) {
+    unsigned bit = 1u << (base + i);
+    int same = kind == GV_TRK_FIELD_HEADER ? strcasecmp(key, names[i]) == 0
+                                           : strcmp(key, names[i]) == 0;
+    if (!same)
+      continue;
+    if (h->seen & bit)
+      return gv_fail(why, GV_EFIELD, "%s '%s' given more than once", what,
+                     names[i]);
+    h->seen |= bit;
+    break;
+  }
   return 0;
 }

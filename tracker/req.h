@@ -70,6 +70,26 @@ int gv_trk_req_repos(const char *q,
  * 1..GV_TRK_MAX_RESULTS (GV_EFIELD / GV_ERANGE). */
 int gv_trk_req_max(const char *q, unsigned def, unsigned *out, gv_why *why);
 
+/* The fields of a request head, checked one at a time as the HTTP layer
+ * lists them, so that no field is read leniently later: a header that
+ * must be single (Content-Length, Transfer-Encoding, Host, Content-Type,
+ * X-Grapevine-Sig) or a query parameter (`repos`, `max`) given twice, or
+ * any key or value holding a NUL byte (a decoded `%00`, which would
+ * truncate it), is refused. Zero-initialise one gv_trk_head per request.
+ * Returns 0, or GV_EFIELD with the reason. */
+typedef enum gv_trk_field_kind {
+  GV_TRK_FIELD_HEADER,
+  GV_TRK_FIELD_QUERY
+} gv_trk_field_kind;
+
+typedef struct gv_trk_head {
+  unsigned seen; /* one bit per single header and per query key */
+} gv_trk_head;
+
+int gv_trk_req_head_field(gv_trk_head *h, gv_trk_field_kind kind,
+                          const char *key, size_t key_len, const char *val,
+                          size_t val_len, gv_why *why);
+
 /* Checks a capability name: 1..GV_TRK_CAP_MAX of a-z 0-9 . _ -. */
 int gv_trk_cap_name_check(const char *name, size_t len);
 
