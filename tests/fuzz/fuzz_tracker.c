@@ -17,6 +17,9 @@
  *   5  a program of replay and  nonce checks and bucket takes against a
  *      bucket calls             clock the input advances
  *   6  a signature header       gv_trk_req_verify over a fixed body
+ *   7  a request head: fields    gv_trk_req_head_field, field by field
+ *      (kind, key len, key, val  until one is refused; a key or value
+ *      len, val)...              holding a NUL must be
  *
  * Checked: the return is 0 or a negative code with a reason; a parsed
  * request obeys every limit of docs/TRACKER.md §2.1 and a failed parse
@@ -345,6 +348,35 @@ static void fuzz_verify(const uint8_t *data, size_t len) {
   free(hex);
 }
 
+/* Mode 7: the fields of one request head. */
+static void fuzz_head(const uint8_t *d, size_t n) {
+  gv_trk_head h = {0};
+  gv_why why = {""};
+
+  while (n >= 3) {
+    gv_trk_field_kind kind =
+        d[0] & 1 ? GV_TRK_FIELD_QUERY : GV_TRK_FIELD_HEADER;
+    size_t klen = d[1], vlen;
+    const char *key = (const char *)d + 2, *val;
+    int rc;
+
+    if (n < 3 + klen)
+      return;
+    vlen = d[2 + klen];
+    val = (const char *)d + 3 + klen;
+    if (n < 3 + klen + vlen)
+      return;
+    rc = gv_trk_req_head_field(&h, kind, key, klen, val, vlen, &why);
+    check_rc(rc, &why);
+    if (memchr(key, '\0', klen) != NULL || memchr(val, '\0', vlen) != NULL)
+      FZ_CHECK(rc == GV_EFIELD);
+    if (rc < 0)
+      return;
+    d += 3 + klen + vlen;
+    n -= 3 + klen + vlen;
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int ready;
@@ -358,7 +390,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size < 1)
     return 0;
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
   case 0: fuzz_register(data + 1, size - 1); break;
   case 1: fuzz_unregister(data + 1, size - 1); break;
   case 2: fuzz_signed_flow(data + 1, size - 1); break;
@@ -369,6 +401,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       fuzz_limits(data + 1, size - 1);
     break;
   case 6: fuzz_verify(data + 1, size - 1); break;
+  case 7: fuzz_head(data + 1, size - 1); break;
   }
   return 0;
 }
