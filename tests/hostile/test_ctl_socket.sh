@@ -66,8 +66,12 @@ for _ in range(n):
 def drain(timeout):
     """Reads what is there; returns the sockets that reached EOF."""
     closed = []
-    r, _, _ = select.select([s for s in socks], [], [], timeout)
-    for s in r:
+    p = select.poll()
+    byfd = {s.fileno(): s for s in socks}
+    for fd in byfd:
+        p.register(fd, select.POLLIN)
+    for fd, _ in p.poll(timeout * 1000):
+        s = byfd[fd]
         try:
             b = s.recv(4096)
         except OSError:
