@@ -1,8 +1,22 @@
+/* Control requests: the strict JSON layer of the wire (proto/json.h), then
+ * the command's fields. Contracts in ctl.h. */
 #include "ctl.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
+
+#include "json.h"
+
+/* How many bytes of s (at most max) to quote in a reason without cutting a
+ * UTF-8 character: the reason travels back inside a JSON answer. */
+static int quote_len(const char *s, size_t max) {
+  size_t n = strnlen(s, max);
+
+  while (n > 0 && s[n] != '\0' && ((unsigned char)s[n] & 0xc0) == 0x80)
+    n--;
+  return (int)n;
+}
 
 static int get_uint(const cJSON *o, const char *key, unsigned lo, unsigned hi,
                     unsigned dflt, unsigned *out, gv_why *why) {
@@ -33,9 +47,10 @@ static int get_repo(const cJSON *o, const char *key, char *out, gv_why *why) {
   len = strlen(it->valuestring);
   if (gv_repo_name_check(it->valuestring, len) < 0)
     return gv_fail(why, GV_EFIELD,
-                   "'%.64s' is not a repository name (1..%d of "
+                   "'%.*s' is not a repository name (1..%d of "
                    "A-Za-z0-9._-/:@+)",
-                   it->valuestring, GV_REPO_MAX);
+                   quote_len(it->valuestring, 64), it->valuestring,
+                   GV_REPO_MAX);
   memcpy(out, it->valuestring, len + 1);
   return 0;
 }
@@ -49,10 +64,9 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
   if (len > GV_CTL_LINE_MAX)
     return gv_fail(why, GV_ETOOBIG, "request longer than %d bytes",
                    GV_CTL_LINE_MAX);
-  if (memchr(line, '\0', len) != NULL)
-    return gv_fail(why, GV_EJSON, "request contains a NUL byte");
-  o = cJSON_ParseWithLength(line, len);
-  if (o == NULL || !cJSON_IsObject(o)) {
+  if ((rc = gv_json_parse_strict(&o, line, len, why)) < 0)
+    return rc;
+  if (!cJSON_IsObject(o)) {
     cJSON_Delete(o);
     return gv_fail(why, GV_EJSON, "request is not a JSON object");
   }
@@ -89,7 +103,8 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
   } else if (strcmp(cmd->valuestring, "team_reload") == 0) {
     req->cmd = GV_CTL_TEAM_RELOAD;
   } else {
-    rc = gv_fail(why, GV_EFIELD, "unknown command '%.32s'", cmd->valuestring);
+    rc = gv_fail(why, GV_EFIELD, "unknown command '%.*s'",
+                 quote_len(cmd->valuestring, 32), cmd->valuestring);
   }
   cJSON_Delete(o);
   return rc;

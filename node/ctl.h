@@ -32,8 +32,11 @@ typedef struct gv_ctl_req {
   bool on;                    /* BROADCAST */
 } gv_ctl_req;
 
-/* Parses one request line (without its newline). 0, or GV_EJSON /
- * GV_EFIELD / GV_ERANGE / GV_ETOOBIG with a reason. */
+/* Parses one request line (without its newline) through the wire's strict
+ * JSON layer (gv_json_parse_strict): invalid UTF-8, a NUL byte, \u0000,
+ * trailing bytes and a repeated member name are refused. 0, or GV_EJSON /
+ * GV_EFIELD / GV_ELIMIT / GV_ERANGE / GV_ETOOBIG with a reason; a reason
+ * quotes the request only as whole UTF-8 characters. */
 int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why);
 
 #endif

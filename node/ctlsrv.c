@@ -1,5 +1,6 @@
 #include "ctlsrv.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -16,11 +17,14 @@ struct gv_ctlsrv {
   void *ctx;
   cJSON *(*team_reload)(void *ctx); /* NULL: answer NOTIMPL */
   struct ctl_client *clients;
+  int n_clients; /* in clients: at most GV_CTLSRV_CLIENTS_MAX */
 };
 
 typedef struct ctl_client {
   uv_pipe_t pipe;
   uv_timer_t wait;
+  uv_timer_t idle;     /* GV_CTLSRV_IDLE_MS without a request: close */
+  uint64_t idle_since; /* uv_now() when idle was last armed */
   gv_ctlsrv *srv;
   char *buf;
   size_t len;
@@ -35,6 +39,7 @@ typedef struct ctl_client {
 
 static void write_line(ctl_client *c, cJSON *o);
 static void client_close(ctl_client *c);
+static void idle_arm(ctl_client *c);
 
 /* The link core's view of the link to p, or null: its scores are per
  * link (PROTOCOL.md §5.2). */
@@ -163,6 +168,7 @@ static void on_wait_done(uv_timer_t *t) {
   c->found = NULL;
   c->waiting = false;
   write_line(c, o);
+  idle_arm(c);
 }
 
 static void handle_line(ctl_client *c, const char *line, size_t len) {
@@ -174,6 +180,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
 
   if (c->waiting)
     return; /* one request at a time per connection */
+  uv_timer_stop(&c->idle);
   if ((rc = gv_ctl_parse(&req, line, len, &why)) < 0) {
     write_line(c, gv_ctlsrv_error(rc, why.text));
     return;
@@ -203,7 +210,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
     }
     snprintf(c->repo, sizeof(c->repo), "%s", req.repo);
     c->found = cJSON_CreateObject();
-    c->waiting = true;
+    c->waiting = true; /* not idle: on_wait_done arms idle again */
     uv_timer_start(&c->wait, on_wait_done, req.wait_ms, 0);
     s->cbs.changed(s->ctx);
     return;
@@ -251,6 +258,10 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
     size_t line = (size_t)(nl - c->buf);
     handle_line(c, c->buf, line);
+    if (c->closing)
+      return;
+    if (!c->waiting)
+      idle_arm(c);
     memmove(c->buf, nl + 1, c->len - line - 1);
     c->len -= line + 1;
   }
@@ -278,24 +289,80 @@ static void client_close(ctl_client *c) {
     }
   uv_close((uv_handle_t *)&c->pipe, on_client_closed);
   uv_close((uv_handle_t *)&c->wait, on_client_closed);
+  uv_close((uv_handle_t *)&c->idle, on_client_closed);
+  s->n_clients--;
+}
+
+/* Writes o's line now if the socket takes it, then closes c: for a refusal
+ * that must not wait behind the loop. */
+static void refuse(ctl_client *c, int rc, const char *reason) {
+  cJSON *o = gv_ctlsrv_error(rc, reason);
+  char *txt = cJSON_PrintUnformatted(o);
+
+  cJSON_Delete(o);
+  if (txt != NULL) {
+    size_t len = strlen(txt);
+    char *line = realloc(txt, len + 2);
+    if (line != NULL) {
+      uv_buf_t buf;
+      txt = line;
+      txt[len] = '\n';
+      buf = uv_buf_init(txt, (unsigned)len + 1);
+      (void)uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+    }
+    free(txt);
+  }
+  client_close(c);
+}
+
+static void on_idle(uv_timer_t *t) {
+  refuse(t->data, -ETIMEDOUT, "no request within the idle timeout");
+}
+
+static void idle_arm(ctl_client *c) {
+  c->idle_since = uv_now(c->srv->loop);
+  uv_timer_start(&c->idle, on_idle, GV_CTLSRV_IDLE_MS, 0);
+}
+
+/* The client idle longest (no request in flight), or NULL. */
+static ctl_client *idlest(const gv_ctlsrv *s) {
+  ctl_client *best = NULL;
+
+  for (ctl_client *c = s->clients; c != NULL; c = c->next)
+    if (!c->waiting && (best == NULL || c->idle_since <= best->idle_since))
+      best = c;
+  return best;
 }
 
 static void on_ctl_connection(uv_stream_t *server, int status) {
   gv_ctlsrv *s = server->data;
-  ctl_client *c;
+  ctl_client *c, *old;
 
   if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
     return;
   c->srv = s;
   uv_pipe_init(s->loop, &c->pipe, 0);
   uv_timer_init(s->loop, &c->wait);
-  c->pipe.data = c->wait.data = c;
-  c->handles = 2;
+  uv_timer_init(s->loop, &c->idle);
+  c->pipe.data = c->wait.data = c->idle.data = c;
+  c->handles = 3;
+  if (s->n_clients >= GV_CTLSRV_CLIENTS_MAX && (old = idlest(s)) != NULL)
+    refuse(old, GV_EBUSY,
+           "too many control clients: closing the one idle longest");
   c->next = s->clients;
   s->clients = c;
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
-      uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc, on_client_read) <
-          0)
+  s->n_clients++;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+    client_close(c);
+    return;
+  }
+  if (s->n_clients > GV_CTLSRV_CLIENTS_MAX) {
+    refuse(c, GV_EBUSY, "too many control clients, each with a request");
+    return;
+  }
+  idle_arm(c);
+  if (uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc, on_client_read) <
+      0)
     client_close(c);
 }
 

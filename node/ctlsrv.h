@@ -22,6 +22,17 @@
 #include "engine.h"
 #include "lcore.h"
 
+/* At most this many clients are connected at once. A client past it evicts
+ * the one that has waited longest without sending a request (it gets a
+ * BUSY line and is closed), so idle connections cannot lock the CLI out;
+ * if every client has a request in flight, the newcomer gets the BUSY line
+ * and is closed instead. */
+#define GV_CTLSRV_CLIENTS_MAX 64
+/* A client that sends no complete request line for this long (since it
+ * connected or since its last answer) gets a TIMEOUT line and is closed.
+ * A `request` waiting for its answers is not idle. */
+#define GV_CTLSRV_IDLE_MS 10000
+
 typedef struct gv_ctlsrv gv_ctlsrv;
 
 typedef struct gv_ctlsrv_cbs {

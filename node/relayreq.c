@@ -38,48 +38,6 @@ const char *gv_rfail_name(gv_rfail f) {
 
 /* ---- Parsing ---- */
 
-/* RFC 3629 UTF-8: no overlong form, no surrogate, nothing past U+10FFFF.
- * The agent's client gets the body back inside JSON, which must be UTF-8. */
-static size_t utf8_bad_at(const unsigned char *s, size_t len) {
-  size_t i = 0;
-
-  while (i < len) {
-    unsigned c = s[i];
-    size_t need;
-    unsigned lo = 0x80, hi = 0xbf;
-
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if (c >= 0xc2 && c <= 0xdf)
-      need = 1;
-    else if (c >= 0xe0 && c <= 0xef) {
-      need = 2;
-      if (c == 0xe0)
-        lo = 0xa0; /* overlong */
-      if (c == 0xed)
-        hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      need = 3;
-      if (c == 0xf0)
-        lo = 0x90; /* overlong */
-      if (c == 0xf4)
-        hi = 0x8f; /* past U+10FFFF */
-    } else
-      return i;
-    if (len - i <= need)
-      return i;
-    if (s[i + 1] < lo || s[i + 1] > hi)
-      return i;
-    for (size_t k = 2; k <= need; k++)
-      if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-        return i;
-    i += need + 1;
-  }
-  return len;
-}
-
 /* A member that may be absent; JSON null counts as absent. */
 static const cJSON *opt(const cJSON *o, const char *key) {
   const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -172,7 +130,7 @@ static int parse_send(gv_rreq *r, const cJSON *o, gv_why *why) {
     return gv_fail(why, GV_EPAYLOAD_TOO_LARGE,
                    "'message' has %zu bytes, more than %d", len,
                    GV_RREQ_MESSAGE_MAX);
-  if ((bad = utf8_bad_at((const unsigned char *)s, len)) < len)
+  if ((bad = gv_json_utf8_bad_at(s, len)) < len)
     return gv_fail(why, GV_EFIELD, "'message' is not UTF-8 at byte %zu", bad);
   r->u.send.message = s;
   r->u.send.message_len = len;

@@ -1,7 +1,7 @@
 /* Strict JSON helpers shared by every parser of untrusted JSON (proto/msg.c,
- * tracker/req.c): one definition of "exactly one value", of the refusals the
- * fuzzers forced (NUL, \u0000, repeated member names), and of the field
- * readers with their reasons. Contracts in json.h. */
+ * tracker/req.c, node/relayreq.c, node/ctl.c): one definition of "exactly one
+ * value", of the refusals the fuzzers forced (NUL, \u0000, repeated member
+ * names), and of the field readers with their reasons. Contracts in json.h. */
 #include "json.h"
 
 #include <math.h>
@@ -57,27 +57,112 @@ int gv_json_check_members(const cJSON *v, gv_why *why) {
   return 0;
 }
 
-/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
- * white space are an error. Returns NULL and the failing offset in *at. */
-cJSON *gv_json_parse_exact(const char *text, size_t len, size_t *at) {
+/* RFC 3629 UTF-8: no overlong form, no surrogate, nothing past U+10FFFF. */
+size_t gv_json_utf8_bad_at(const char *text, size_t len) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t i = 0;
+
+  while (i < len) {
+    unsigned c = s[i];
+    size_t need;
+    unsigned lo = 0x80, hi = 0xbf;
+
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c == 0xe0)
+        lo = 0xa0; /* overlong */
+      if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c == 0xf0)
+        lo = 0x90; /* overlong */
+      if (c == 0xf4)
+        hi = 0x8f; /* past U+10FFFF */
+    } else
+      return i;
+    if (len - i <= need)
+      return i;
+    if (s[i + 1] < lo || s[i + 1] > hi)
+      return i;
+    for (size_t k = 2; k <= need; k++)
+      if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+        return i;
+    i += need + 1;
+  }
+  return len;
+}
+
+/* Why parse_value() refused its text. */
+typedef enum { PARSED, BAD_NUL, BAD_U0000, BAD_SYNTAX, BAD_TRAILING } parse_res;
+
+/* Parses exactly text[0..len) as one JSON value; *at is the failing offset,
+ * or len once parsed. */
+static cJSON *parse_value(const char *text, size_t len, size_t *at,
+                          parse_res *res) {
   const char *end = NULL;
   cJSON *v;
 
-  if ((*at = find_nul(text, len)) < len)
+  if ((*at = find_nul(text, len)) < len) {
+    *res = text[*at] == '\0' ? BAD_NUL : BAD_U0000;
     return NULL;
+  }
   v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 
   *at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text)
                                                         : 0;
-  if (v == NULL)
+  if (v == NULL) {
+    *res = BAD_SYNTAX;
     return NULL;
+  }
   while (*at < len && strchr(" \t\r\n", text[*at]) != NULL && text[*at])
     (*at)++;
   if (*at != len) {
     cJSON_Delete(v);
+    *res = BAD_TRAILING;
     return NULL;
   }
+  *res = PARSED;
   return v;
+}
+
+/* Parses exactly text[0..len) as one JSON value: trailing bytes other than
+ * white space are an error. Returns NULL and the failing offset in *at. */
+cJSON *gv_json_parse_exact(const char *text, size_t len, size_t *at) {
+  parse_res res;
+  return parse_value(text, len, at, &res);
+}
+
+int gv_json_parse_strict(cJSON **out, const char *text, size_t len,
+                         gv_why *why) {
+  size_t at = gv_json_utf8_bad_at(text, len);
+  parse_res res = PARSED;
+  int rc;
+
+  *out = NULL;
+  if (at < len)
+    return gv_fail(why, GV_EJSON, "not UTF-8 at byte %zu", at);
+  if ((*out = parse_value(text, len, &at, &res)) == NULL) {
+    switch (res) {
+    case BAD_NUL: return gv_fail(why, GV_EJSON, "NUL byte at %zu", at);
+    case BAD_U0000: return gv_fail(why, GV_EJSON, "\\u0000 at %zu", at);
+    case BAD_TRAILING:
+      return gv_fail(why, GV_EJSON, "trailing bytes after the JSON at %zu", at);
+    default:
+      return gv_fail(why, GV_EJSON, "not one JSON value (at byte %zu)", at);
+    }
+  }
+  if ((rc = gv_json_check_members(*out, why)) < 0) {
+    cJSON_Delete(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,

@@ -18,6 +18,20 @@
  * string there) are errors. Returns NULL and the failing offset in *at. */
 cJSON *gv_json_parse_exact(const char *text, size_t len, size_t *at);
 
+/* The offset of the first byte of text[0..len) that is not RFC 3629 UTF-8
+ * (overlong forms, surrogates and code points past U+10FFFF included), or
+ * len if all of it is. */
+size_t gv_json_utf8_bad_at(const char *text, size_t len);
+
+/* The whole strict layer for a request from outside: text[0..len) must be
+ * UTF-8 and exactly one JSON value (as gv_json_parse_exact) whose objects
+ * pass gv_json_check_members. 0 and the tree in *out (the caller frees it
+ * with cJSON_Delete), or GV_EJSON (not UTF-8, NUL byte, \u0000, trailing
+ * bytes, not JSON), GV_EFIELD or GV_ELIMIT with a reason naming the byte
+ * offset, and *out NULL. */
+int gv_json_parse_strict(cJSON **out, const char *text, size_t len,
+                         gv_why *why);
+
 /* Refuses a member name repeated in any object of the tree (parsers
  * disagree on which wins) and objects over GV_JSON_MAX_MEMBERS. 0,
  * GV_EFIELD or GV_ELIMIT with a reason. */

@@ -1,4 +1,5 @@
 /* Control-socket request parsing (node/ctl.c). */
+#include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -77,11 +78,65 @@ START_TEST(test_rejections) {
 }
 END_TEST
 
+/* The wire's strict JSON layer (proto/json.h), each with its own reason. */
+START_TEST(test_strict_json) {
+  gv_ctl_req r;
+  gv_why why;
+  char line[64];
+
+  ck_assert_int_eq(parse("{\"cmd\":\"status\"} x", &r, &why), GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "trailing"));
+  ck_assert_int_eq(parse("{\"cmd\":\"status\"}{}", &r, &why), GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "trailing"));
+  ck_assert_int_eq(parse("{\"cmd\":\"status\"} \r", &r, &why), 0);
+
+  ck_assert_int_eq(parse("{\"cmd\":\"status\",\"cmd\":\"peers\"}", &r, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "'cmd' appears twice"));
+  ck_assert_int_eq(parse("{\"cmd\":\"repo\",\"op\":\"add\",\"name\":\"a\","
+                         "\"name\":\"b\"}",
+                         &r, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "'name' appears twice"));
+
+  /* \u0000 would cut "a\u0000zzz" to "a". */
+  ck_assert_int_eq(parse("{\"cmd\":\"repo\",\"op\":\"add\","
+                         "\"name\":\"a\\u0000zzz\"}",
+                         &r, &why),
+                   GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "\\u0000"));
+  ck_assert_int_eq(parse("{\"cmd\":\"status\\u0000x\"}", &r, &why), GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "\\u0000"));
+
+  /* Invalid UTF-8 is refused, not echoed: a lone continuation byte, an
+   * overlong '/', a surrogate, a cut sequence. */
+  ck_assert_int_eq(parse("{\"cmd\":\"\x80\"}", &r, &why), GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "not UTF-8 at byte 8"));
+  ck_assert_ptr_null(strchr(why.text, '\x80'));
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"repo\",\"op\":\"add\",\"name\":\"a\xc0\xaf\"}", &r,
+            &why),
+      GV_EJSON);
+  ck_assert_ptr_nonnull(strstr(why.text, "not UTF-8"));
+  ck_assert_int_eq(parse("{\"cmd\":\"\xed\xa0\x80\"}", &r, &why), GV_EJSON);
+  ck_assert_int_eq(parse("{\"cmd\":\"\xe2\x82\"}", &r, &why), GV_EJSON);
+
+  /* Valid UTF-8 is quoted back only as whole characters: 31 'x' then a
+   * two-byte e-acute straddles the 32-byte quote. */
+  snprintf(line, sizeof(line), "{\"cmd\":\"%s\xc3\xa9\"}",
+           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+  ck_assert_int_eq(parse(line, &r, &why), GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "xxxxxxx'"));
+  ck_assert_ptr_null(strchr(why.text, '\xc3'));
+}
+END_TEST
+
 static Suite *ctl_suite(void) {
   Suite *s = suite_create("ctl");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_commands);
   tcase_add_test(tc, test_rejections);
+  tcase_add_test(tc, test_strict_json);
   suite_add_tcase(s, tc);
   return s;
 }
