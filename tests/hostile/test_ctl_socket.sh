@@ -18,14 +18,6 @@ full) IDLE_CLIENTS=2000 ;;
 esac
 CLIENTS_MAX=64 # GV_CTLSRV_CLIENTS_MAX
 IDLE_S=10      # GV_CTLSRV_IDLE_MS / 1000
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 start n || { not_ok "node starts"; finish; exit; }
 SOCK=$TMP/n/control.sock

@@ -16,14 +16,6 @@ case ${HOSTILE_SIZE:-small} in
 full) N=200 ;;
 *) N=30 ;;
 esac
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 # The black hole: a listener that never accepts, with a backlog of 1, so
 # that dial-backs hang until the tracker's dial timeout.

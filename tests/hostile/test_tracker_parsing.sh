@@ -13,14 +13,6 @@ case ${HOSTILE_SIZE:-small} in
 full) ROUNDS=20 ;;
 *) ROUNDS=2 ;;
 esac
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 "$TRK" --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0 2>"$TMP/trk.log" &
 pids+=($!)

@@ -6,7 +6,17 @@ set -u
 BUILD=${BUILD:-build}
 GV=$PWD/$BUILD/grapevine
 TMP=$(mktemp -d /tmp/gv-it-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+pids=()
+# On exit: kill -9 what the test started (its pids), wait for it, and remove
+# $TMP. A script with more to undo sets its own EXIT trap.
+lib_cleanup() {
+  exec 2>/dev/null # the shell's "Killed" notices
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p"; done
+  wait
+  rm -rf "$TMP"
+}
+trap lib_cleanup EXIT
 _tap_n=0 _tap_fail=0
 
 ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; }

@@ -10,16 +10,8 @@
 # The parts run side by side; every wait is bounded (about 45 s in all).
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 LP=$PWD/$BUILD/tests/link_peer
-pids=()
-cleanup() {
-  exec 2>/dev/null # the shell's "Killed" notices
-  for p in "${pids[@]}"; do kill -9 "$p"; done
-  wait
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 # KEEP_LOGS=DIR keeps the logs for a post-mortem.
-[ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$TMP"/*.out "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$TMP"/*.out "$KEEP_LOGS"/ 2>/dev/null; lib_cleanup' EXIT
 
 free_ports 16 || { echo "no free ports"; exit 1; }
 port() { echo $((BASE + $1)); }

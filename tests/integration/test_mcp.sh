@@ -8,14 +8,6 @@
 # node down and back; and `mcp config` for every client. Every wait is
 # bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
-pids=()
-cleanup() {
-  exec 2>/dev/null
-  for p in "${pids[@]}"; do kill -9 "$p"; done
-  wait
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 # ---- no node needed ----
 check "mcp --help" "$GV" mcp --help

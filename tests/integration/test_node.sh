@@ -3,15 +3,8 @@
 # sockets, kill -9 where a crash is the point, SIGTERM at the end. Every
 # wait is bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 # KEEP_LOGS=DIR keeps the nodes' logs for a post-mortem.
-[ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$KEEP_LOGS"/ 2>/dev/null; lib_cleanup' EXIT
 
 free_ports 13 || { echo "no free ports"; exit 1; }
 

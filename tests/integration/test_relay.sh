@@ -17,15 +17,7 @@
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 FORGE=$PWD/$BUILD/tests/relay_forge
 AG="python3 $PWD/tests/integration/relay_agent.py"
-pids=()
-cleanup() {
-  exec 2>/dev/null
-  for p in "${pids[@]}"; do kill -9 "$p"; done
-  wait
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-[ -n "${KEEP_LOGS:-}" ] && trap 'cp -r "$TMP" "$KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap 'cp -r "$TMP" "$KEEP_LOGS"/ 2>/dev/null; lib_cleanup' EXIT
 
 free_ports 16 || { echo "no free ports"; exit 1; }
 port() { echo $((BASE + $1)); }

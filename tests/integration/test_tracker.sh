@@ -10,15 +10,7 @@ cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 TRK=$PWD/$BUILD/grapevine-tracker
 PEER=$PWD/$BUILD/tests/tracker_peer
 CLIBIN=$PWD/$BUILD/tests/tracker_client
-pids=() peer_pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
+pids=() peer_
 # The client; its stderr is kept for the sanitizer check at the end.
 cli() { "$CLIBIN" "$@" 2>>"$TMP/client.err"; }
 
