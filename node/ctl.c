@@ -100,6 +100,8 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
       rc = gv_fail(why, GV_EFIELD, "'on' must be true or false");
     else
       req->on = cJSON_IsTrue(it);
+    if (rc == 0)
+      rc = get_uint(o, "wait_ms", 0, GV_CTL_WAIT_MAX_MS, 0, &req->wait_ms, why);
   } else if (strcmp(cmd->valuestring, "team_reload") == 0) {
     req->cmd = GV_CTL_TEAM_RELOAD;
   } else {

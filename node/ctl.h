@@ -28,7 +28,9 @@ typedef struct gv_ctl_req {
   gv_ctl_cmd cmd;
   char repo[GV_REPO_MAX + 1]; /* REQUEST, REPO_* */
   unsigned max;               /* REQUEST: 1..GV_MAX_PEERS (default 16) */
-  unsigned wait_ms;           /* REQUEST: 1..GV_CTL_WAIT_MAX_MS (3000) */
+  unsigned wait_ms;           /* REQUEST: 1..GV_CTL_WAIT_MAX_MS (3000);
+                                 BROADCAST: 0..GV_CTL_WAIT_MAX_MS (0), how
+                                 long to wait for the neighbours' uptake */
   bool on;                    /* BROADCAST */
 } gv_ctl_req;
 

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "ctl.h"
+#include "engine.h"
 
 typedef struct call {
   uv_pipe_t pipe;
@@ -191,7 +192,8 @@ typedef struct cmd_spec {
 } cmd_spec;
 
 /* Shared option parsing: --data-dir, --json, --help, plus request's
- * --max/--wait. Returns 0 to go on, else the exit status. */
+ * --max/--wait and broadcast's --wait (NULL: the option is refused). Returns 0
+ * to go on, else the exit status. */
 static int parse(const cmd_spec *spec, int argc, char **argv, char *dir,
                  size_t cap, bool *json, long *max, long *wait) {
   static const struct option opts[] = {
@@ -213,7 +215,7 @@ static int parse(const cmd_spec *spec, int argc, char **argv, char *dir,
     case 'j': *json = true; break;
     case 'm':
     case 'w':
-      if (max == NULL)
+      if ((opt == 'm' ? max : wait) == NULL)
         goto usage;
       *(opt == 'm' ? max : wait) = strtol(optarg, &end, 10);
       if (*end != '\0')
@@ -321,12 +323,32 @@ static void print_repos(const cJSON *o, const char *arg) {
   printf("repositories: %s\n", repos);
 }
 
+/* The uptake, plainly: how many neighbours confirmed the new record. */
 static void print_broadcast(const cJSON *o, const char *arg) {
-  (void)o;
-  printf("broadcast %s\n", strcmp(arg, "on") == 0
-                               ? "on: this node's address is shared"
-                               : "off: the network forgets this node's "
-                                 "address");
+  const cJSON *u = cJSON_GetObjectItem(o, "uptake");
+  bool on = strcmp(arg, "on") == 0;
+  double links, ok;
+
+  if (!cJSON_IsObject(u)) {
+    printf("broadcast %s\n", on ? "on: this node's address is shared"
+                                : "off: the network forgets this node's "
+                                  "address (not waiting for the uptake)");
+    return;
+  }
+  links = num(u, "neighbours");
+  ok = num(u, "confirmed");
+  if (links == 0) {
+    printf("broadcast %s: no neighbour is linked now; the update goes out "
+           "when a link comes up\n",
+           arg);
+    return;
+  }
+  printf("broadcast %s: taken up by %.0f of %.0f neighbour%s", arg, ok, links,
+         links == 1 ? "" : "s");
+  if (ok < links)
+    printf(" (%.0f did not confirm within %.0f s)", links - ok,
+           num(u, "wait_ms") / 1000.0);
+  printf("\n");
 }
 
 int gv_cmd_status(int argc, char **argv) {
@@ -430,21 +452,30 @@ int gv_cmd_repo(int argc, char **argv) {
 
 int gv_cmd_broadcast(int argc, char **argv) {
   static const cmd_spec spec = {
-      "broadcast", "on|off [--data-dir DIR] [--json]",
+      "broadcast", "on|off [--wait MS] [--data-dir DIR] [--json]",
       "Switches whether this node shares its address. 'off' publishes a\n"
-      "newer signed record without it, and every node forgets it.",
+      "newer signed record without it, and every node forgets it. Waits up\n"
+      "to --wait ms (default 10000; 0: do not wait) until the neighbours\n"
+      "confirm they took the new record, and says how many did.",
       1, 1};
-  char dir[4096], req[64];
+  char dir[4096], req[96];
   bool json = false, on;
+  long wait = GV_UPTAKE_WAIT_MS;
 
-  PARSE(spec, NULL, NULL);
+  PARSE(spec, NULL, &wait);
   on = strcmp(argv[optind], "on") == 0;
   if (!on && strcmp(argv[optind], "off") != 0) {
     fprintf(stderr, "usage: grapevine broadcast %s\n", spec.usage);
     return 2;
   }
-  snprintf(req, sizeof(req), "{\"cmd\":\"broadcast\",\"on\":%s}\n",
-           on ? "true" : "false");
-  return exchange("broadcast", dir, req, 5000, json, print_broadcast,
-                  argv[optind]);
+  if (wait < 0 || wait > GV_CTL_WAIT_MAX_MS) {
+    fprintf(stderr, "grapevine broadcast: --wait takes 0..%d\n",
+            GV_CTL_WAIT_MAX_MS);
+    return 2;
+  }
+  snprintf(req, sizeof(req),
+           "{\"cmd\":\"broadcast\",\"on\":%s,\"wait_ms\":%ld}\n",
+           on ? "true" : "false", wait);
+  return exchange("broadcast", dir, req, (uint64_t)wait + 5000, json,
+                  print_broadcast, argv[optind]);
 }

@@ -28,11 +28,13 @@ typedef struct ctl_client {
   gv_ctlsrv *srv;
   char *buf;
   size_t len;
-  bool waiting; /* a request command awaiting responses */
+  bool waiting; /* a request or broadcast command awaiting its answer */
   uint8_t req_id[GV_MSG_ID_BYTES];
   char repo[GV_REPO_MAX + 1];
-  cJSON *found; /* object: id hex -> peer */
-  int handles;  /* uv handles not yet closed */
+  cJSON *found;  /* request: object: id hex -> peer */
+  cJSON *answer; /* broadcast: the answer, awaiting the uptake */
+  uint64_t wait_from, wait_until; /* broadcast: uv_now() bounds */
+  int handles;                    /* uv handles not yet closed */
   bool closing;
   struct ctl_client *next;
 } ctl_client;
@@ -93,7 +95,8 @@ static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
 
 void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a) {
   for (ctl_client *c = s->clients; c != NULL; c = c->next) {
-    if (!c->waiting || memcmp(c->req_id, a->msg_id, GV_MSG_ID_BYTES) != 0)
+    if (!c->waiting || c->found == NULL ||
+        memcmp(c->req_id, a->msg_id, GV_MSG_ID_BYTES) != 0)
       continue;
     for (size_t i = 0; i < a->response->u.response.n_peers; i++) {
       const gv_msg *rec = &a->response->u.response.peers[i];
@@ -171,6 +174,38 @@ static void on_wait_done(uv_timer_t *t) {
   idle_arm(c);
 }
 
+/* Answers a waiting broadcast once every neighbour its record went out to
+ * has confirmed it, or at the deadline; polled every UPTAKE_POLL_MS. */
+#define UPTAKE_POLL_MS 50
+
+static bool uptake_answer(ctl_client *c) {
+  gv_ctlsrv *s = c->srv;
+  uint64_t now = uv_now(s->loop);
+  size_t confirmed, links;
+  cJSON *u;
+
+  gv_engine_uptake(s->engine, &confirmed, &links);
+  if (confirmed < links && now < c->wait_until)
+    return false;
+  u = cJSON_AddObjectToObject(c->answer, "uptake");
+  cJSON_AddNumberToObject(u, "neighbours", (double)links);
+  cJSON_AddNumberToObject(u, "confirmed", (double)confirmed);
+  cJSON_AddNumberToObject(u, "waited_ms", (double)(now - c->wait_from));
+  cJSON_AddNumberToObject(u, "wait_ms", (double)(c->wait_until - c->wait_from));
+  write_line(c, c->answer);
+  c->answer = NULL;
+  return true;
+}
+
+static void on_uptake_poll(uv_timer_t *t) {
+  ctl_client *c = t->data;
+  if (!uptake_answer(c))
+    return;
+  uv_timer_stop(&c->wait);
+  c->waiting = false;
+  idle_arm(c);
+}
+
 static void handle_line(ctl_client *c, const char *line, size_t len) {
   gv_ctlsrv *s = c->srv;
   gv_ctl_req req;
@@ -215,8 +250,21 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
     s->cbs.changed(s->ctx);
     return;
   case GV_CTL_REPO_ADD:
-  case GV_CTL_REPO_RM:
-  case GV_CTL_BROADCAST: write_line(c, s->cbs.command(s->ctx, &req)); return;
+  case GV_CTL_REPO_RM: write_line(c, s->cbs.command(s->ctx, &req)); return;
+  case GV_CTL_BROADCAST:
+    o = s->cbs.command(s->ctx, &req);
+    if (req.wait_ms == 0 || !cJSON_IsTrue(cJSON_GetObjectItem(o, "ok"))) {
+      write_line(c, o);
+      return;
+    }
+    c->answer = o;
+    c->wait_from = uv_now(s->loop);
+    c->wait_until = c->wait_from + req.wait_ms;
+    if (!uptake_answer(c)) { /* not idle: on_uptake_poll arms idle again */
+      c->waiting = true;
+      uv_timer_start(&c->wait, on_uptake_poll, UPTAKE_POLL_MS, UPTAKE_POLL_MS);
+    }
+    return;
   case GV_CTL_TEAM_RELOAD:
     write_line(c, s->team_reload != NULL
                       ? s->team_reload(s->ctx)
@@ -273,6 +321,7 @@ static void on_client_closed(uv_handle_t *h) {
     return;
   free(c->buf);
   cJSON_Delete(c->found);
+  cJSON_Delete(c->answer);
   free(c);
 }
 

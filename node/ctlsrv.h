@@ -5,7 +5,10 @@
  * and hands every
  * command that changes the node to the owner through cbs.command. A
  * `request` waits wait_ms for PEER_LIST_RESPONSEs, which the owner passes
- * in with gv_ctlsrv_report().
+ * in with gv_ctlsrv_report(). A `broadcast` with wait_ms > 0 answers once
+ * every neighbour has confirmed the new record or wait_ms has passed,
+ * with the engine's uptake (gv_engine_uptake) as
+ * "uptake":{"neighbours":N,"confirmed":K,"waited_ms":W}.
  *
  * Lifetime: gv_ctlsrv_start() binds and listens; gv_ctlsrv_stop() closes
  * every client and the socket, and the server frees itself once its

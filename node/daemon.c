@@ -75,6 +75,7 @@ typedef struct gv_node {
   uv_timer_t wake, second, grace, announce;
   uv_signal_t sigint, sigterm;
   int64_t last_now, started, wake_at;
+  int64_t silence_at; /* broadcast off: stop accepting then (0: not due) */
   bool stopping, finalized, broadcasting;
   char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
   size_t n_repos;
@@ -161,6 +162,12 @@ static void on_wake(uv_timer_t *t) {
   gv_lcore_tick(n->lc, now);
   gv_engine_tick(n->engine, now);
   gv_relay_tick(n->relay, now);
+  /* broadcast off: the inbound links had GV_UPTAKE_WAIT_MS to confirm the
+   * update (the engine let go of them at the same time). */
+  if (n->silence_at > 0 && now >= n->silence_at) {
+    n->silence_at = 0;
+    gv_lcore_set_accepting(n->lc, false, now);
+  }
   drain(n);
 }
 
@@ -181,8 +188,48 @@ static void close_link(gv_node *n, gv_linkid link, gv_close why) {
   gv_buf_unref(b);
 }
 
+#define SEQ_KEY "seq_ceiling"
+
+/* Stores the engine's new seq ceiling, committed (fsync'd) when it
+ * returns: the messages after the action carry seqs up to it. */
+static int reserve_seq(gv_node *n, uint64_t ceiling) {
+  char v[24];
+  snprintf(v, sizeof(v), "%llu", (unsigned long long)ceiling);
+  return gv_store_set(n->store, SEQ_KEY, v);
+}
+
+/* The ceiling the last run reserved (0: none stored). A value that is not
+ * a number in 1..2^53-1 is refused: starting lower could reuse numbers. */
+static int load_seq_floor(gv_node *n, uint64_t *floor, gv_why *why) {
+  char buf[32], *end;
+  unsigned long long v;
+
+  *floor = 0;
+  if (gv_store_get(n->store, SEQ_KEY, buf, sizeof(buf)) < 0)
+    return 0;
+  errno = 0;
+  v = strtoull(buf, &end, 10);
+  if (errno != 0 || end == buf || *end != '\0' || buf[0] == '-' || v == 0 ||
+      v > GV_SEQ_MAX)
+    return gv_fail(why, GV_ERANGE,
+                   "store: the stored %s '%.24s' is not a sequence number",
+                   SEQ_KEY, buf);
+  *floor = v;
+  return 0;
+}
+
 static void run_action(gv_node *n, const gv_action *a) {
   switch (a->type) {
+  case GV_ACT_SEQ_RESERVE:
+    /* Nothing after this action may go out unless the ceiling is durable:
+     * a node that cannot store it stops, as if killed (PROTOCOL.md §6.2). */
+    if (reserve_seq(n, a->seq) < 0) {
+      gv_logf(&n->log, GV_LOG_ERROR,
+              "store: cannot save the sequence ceiling; exiting so that no "
+              "sequence number is ever reused");
+      _exit(1);
+    }
+    break;
   case GV_ACT_SEND: {
     int rc = gv_links_send(n->links, a->link, a->buf->data, a->buf->len);
     if (rc == GV_EBUSY) {
@@ -475,9 +522,16 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   gv_store_set(n->store, "broadcast", req->on ? "on" : "off");
   if (!req->on)
     gv_trkjobs_unregister(n->jobs);
-  /* Inbound links end as not_accepting; drain() carries out the engine's
-   * actions first, so the update goes out on them before their FINAL. */
-  gv_lcore_set_accepting(n->lc, req->on, now_ms(n));
+  /* Going silent, inbound links stay while they may confirm the update
+   * (the engine releases each one that does); those left end as
+   * not_accepting after GV_UPTAKE_WAIT_MS (on_wake). The listener is
+   * closed already, so no new one comes in meanwhile. */
+  if (req->on) {
+    n->silence_at = 0;
+    gv_lcore_set_accepting(n->lc, true, now_ms(n));
+  } else {
+    n->silence_at = now_ms(n) + GV_UPTAKE_WAIT_MS;
+  }
   drain(n);
   gv_logf(&n->log, GV_LOG_INFO, "broadcast %s", req->on ? "on" : "off");
   o = cJSON_CreateObject();
@@ -841,8 +895,20 @@ static int start(gv_node *n, gv_why *why) {
   }
   ec.repos = (const char(*)[GV_REPO_MAX + 1]) n->repos;
   ec.n_repos = n->n_repos;
+  if ((rc = load_seq_floor(n, &ec.seq_floor, why)) < 0)
+    return rc;
   if ((rc = gv_engine_new(&n->engine, &ec, &n->id, n->started)) < 0)
-    return gv_fail(why, rc, "engine: %s", gv_strerror(rc));
+    return gv_fail(why, rc, "engine: %s",
+                   rc == GV_ERANGE ? "this identity has used up its "
+                                     "sequence numbers (2^53-1)"
+                                   : gv_strerror(rc));
+  {
+    /* The first record's ceiling, stored before any link can carry it. */
+    gv_action a;
+    while (gv_engine_next(n->engine, &a))
+      if (a.type == GV_ACT_SEQ_RESERVE && (rc = reserve_seq(n, a.seq)) < 0)
+        return gv_fail(why, rc, "store: cannot save the sequence ceiling");
+  }
   gv_lcore_cfg_default(&lcfg);
   randombytes_buf(&lcfg.seed, sizeof(lcfg.seed));
   lcfg.accepting = n->broadcasting;

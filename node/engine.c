@@ -78,6 +78,8 @@ typedef struct elink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
   bool dialed;
+  bool leaving; /* inbound, this node went silent: released once it
+                   confirms the update or at uptake_until */
   double score; /* the link core's */
 } elink;
 
@@ -126,6 +128,11 @@ typedef struct route {
   int64_t until;
 } route;
 
+typedef struct uptake { /* a link this node's newest record went out on */
+  gv_linkid link;
+  bool confirmed; /* it sent the record's id back (IHAVE) */
+} uptake;
+
 typedef struct pending_id { /* an IHAVE or IWANT entry awaiting flush */
   gv_linkid link;
   uint8_t id[GV_MSG_ID_BYTES];
@@ -142,7 +149,8 @@ struct gv_engine {
   const gv_identity *id;
   gv_rng rng;
   int64_t now, wall_offset;
-  uint64_t seq;
+  uint64_t seq;         /* the last one signed */
+  uint64_t seq_ceiling; /* reserved: durable before any seq above it */
   gv_engine_stats stats;
 
   /* this node's own state and latest signed record */
@@ -154,6 +162,10 @@ struct gv_engine {
   uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
   uint64_t self_seq;
+  uint8_t self_id[GV_MSG_ID_BYTES]; /* the record's message id */
+  uptake *up;                       /* its uptake by the links of the time */
+  size_t n_up, cap_up;
+  int64_t uptake_until; /* leaving links are released then */
 
   elink *links;
   size_t n_links, cap_links;
@@ -412,18 +424,18 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
 }
 
 /* Applies an origin-signed record (§4): newest seq wins. seen_at is the
- * evidence of life it brings. */
-static void table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
+ * evidence of life it brings. Returns true if the table took it. */
+static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
   entry *en;
 
   if (is_self(e, rec->origin))
-    return;
+    return false;
   en = gv_idmap_get(&e->table, rec->origin);
   if (en != NULL && rec->seq <= en->pub.seq)
-    return;
+    return false;
   if (en == NULL) {
     if (!table_room(e))
-      return;
+      return false;
     en = gv__xcalloc(1, sizeof(*en));
     memcpy(en->pub.id, rec->origin, GV_ID_BYTES);
     en->pub.availability = 50;
@@ -447,6 +459,7 @@ static void table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
         memcpy(e->cands[i].id, en->pub.id, GV_ID_BYTES);
       }
   persist(e, en->pub.id, en);
+  return true;
 }
 
 static void table_touch(gv_engine *e, const uint8_t *id) {
@@ -612,7 +625,8 @@ static bool announced_by(const pull *p, gv_linkid link) {
  * neighbours that have shown no sign of having it, which re-ignites a wave
  * that died (its eager targets crashed) at little cost otherwise. */
 static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
-                        uint32_t hops, gv_linkid src, const pull *known) {
+                        uint32_t hops, gv_linkid src, gv_linkid skip,
+                        const pull *known) {
   elink *pick[64];
   double w[64], total = 0;
   size_t n = 0;
@@ -626,7 +640,7 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
 
   for (size_t i = 0; i < e->n_links && n < 64; i++) {
     elink *l = &e->links[i];
-    if (l->id == src || announced_by(known, l->id))
+    if (l->id == src || l->id == skip || announced_by(known, l->id))
       continue;
     pick[n] = l;
     w[n] = 1.0 + fmax(l->score, 0.0);
@@ -666,12 +680,28 @@ static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
   fifo_push(&e->route_q, r);
 }
 
-static uint64_t next_seq(gv_engine *e) {
-  /* Wall-clock ms as a floor: increasing across restarts too, unless the
-   * clock went back (the hardening issue persists the last seq). */
-  uint64_t w = (uint64_t)wall(e);
-  e->seq = e->seq + 1 > w ? e->seq + 1 : w;
-  return e->seq;
+/* The next seq (PROTOCOL.md §6.2): above the last one and above the
+ * reserved floor, and at least the wall clock in ms, so that a node whose
+ * store was lost still starts above its old numbers unless its clock is
+ * behind. Crossing the ceiling reserves a new one first (SEQ_RESERVE
+ * precedes every action that carries the seq). GV_ERANGE near 2^53. */
+static int next_seq(gv_engine *e, uint64_t *out) {
+  int64_t w = wall(e);
+  uint64_t s = e->seq + 1;
+
+  if (w > 0 && (uint64_t)w > s)
+    s = (uint64_t)w;
+  if (s > GV_SEQ_MAX)
+    return GV_ERANGE;
+  if (s > e->seq_ceiling) {
+    gv_action *a = push_act(e, GV_ACT_SEQ_RESERVE);
+    e->seq_ceiling =
+        s <= GV_SEQ_MAX - GV_SEQ_BLOCK ? s + GV_SEQ_BLOCK : GV_SEQ_MAX;
+    a->seq = e->seq_ceiling;
+  }
+  e->seq = s;
+  *out = s;
+  return 0;
 }
 
 /* Signs m as its origin (this node): sets body, id and sig. */
@@ -737,13 +767,12 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memcpy(recs[n].sig, en->pub.sig, GV_SIG_BYTES);
     n++;
   }
-  if (n == 0) {
+  if (n == 0 || next_seq(e, &resp.seq) < 0) {
     free(recs);
     return;
   }
   resp.type = GV_MSG_PEER_LIST_RESPONSE;
   resp.ttl = e->cfg.ttl_request;
-  resp.seq = next_seq(e);
   resp.ts = wall(e);
   memcpy(resp.u.response.to, req->origin, GV_ID_BYTES);
   memcpy(resp.u.response.request, req->id, GV_MSG_ID_BYTES);
@@ -807,6 +836,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   pull *p = gv_idmap_del(&e->pulls, m->id);
   /* Repaired: the answer to our IWANT, not an eager copy that came first. */
   bool repaired = p != NULL && p->asked == src->id;
+  elink *origin = NULL; /* the link to the origin, told of the uptake */
   gv_action *a;
 
   dedup_add(e, m->id);
@@ -819,7 +849,13 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
 
   switch (m->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
-  case GV_MSG_PEER_UPDATE: table_apply(e, m, e->now); break;
+  case GV_MSG_PEER_UPDATE:
+    /* Uptake (PROTOCOL.md §6.7): a record taken into the table goes back
+     * to its origin as one IHAVE, when a link to the origin is up; that
+     * IHAVE replaces any push to the origin, which holds the record. */
+    if (table_apply(e, m, e->now) && (origin = link_to(e, m->origin)) != NULL)
+      queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, origin->id, m->id);
+    break;
   case GV_MSG_HEARTBEAT: {
     entry *en = gv_idmap_get(&e->table, m->origin);
     if (en != NULL) {
@@ -844,17 +880,32 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   if (is_flooded(m->type) && m->ttl > 1) {
     if (e->cfg.repair && is_repaired(m->type))
       cache_add(e, m, m->ttl - 1, m->hops + 1);
-    disseminate(e, m, m->ttl - 1, m->hops + 1, src->id, p);
+    disseminate(e, m, m->ttl - 1, m->hops + 1, src->id,
+                origin != NULL ? origin->id : 0, p);
   }
   free(p);
 }
 
 /* ---- pulls (§2.2) ---- */
 
+/* Link l confirmed this node's newest record; a leaving link has done
+ * its last duty and is let go (l is invalid afterwards). */
+static void uptake_confirm(gv_engine *e, elink *l) {
+  for (size_t i = 0; i < e->n_up; i++)
+    if (e->up[i].link == l->id)
+      e->up[i].confirmed = true;
+  if (l->leaving)
+    release_link(e, l);
+}
+
 static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
+  bool confirmed = false;
+
   for (size_t i = 0; i < m->u.ids.n; i++) {
     const uint8_t *id = m->u.ids.ids[i];
     pull *p;
+    if (e->n_up > 0 && memcmp(id, e->self_id, GV_MSG_ID_BYTES) == 0)
+      confirmed = true;
     if (gv_idmap_get(&e->dedup, id) != NULL)
       continue;
     p = gv_idmap_get(&e->pulls, id);
@@ -871,6 +922,8 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     p->deadline = e->now + e->cfg.pull_delay_ms;
     map_put(&e->pulls, p->id, p);
   }
+  if (confirmed)
+    uptake_confirm(e, l);
 }
 
 /* A cached message may still be handed out: a PEER_REQUEST only while
@@ -925,9 +978,10 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   int rc;
 
   memset(m, 0, sizeof(*m));
+  if ((rc = next_seq(e, &m->seq)) < 0)
+    return rc;
   m->type = kind;
   m->ttl = e->cfg.ttl_announce;
-  m->seq = next_seq(e);
   m->ts = wall(e);
   m->u.peer.broadcasting = e->cfg.broadcasting;
   m->u.peer.bootstrap = e->cfg.bootstrap;
@@ -949,6 +1003,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;
+  memcpy(e->self_id, m->id, GV_MSG_ID_BYTES);
   return 0;
 }
 
@@ -958,7 +1013,7 @@ static void originate(gv_engine *e, const gv_msg *m) {
   dedup_add(e, m->id);
   if (e->cfg.repair && is_repaired(m->type))
     cache_add(e, m, m->ttl, 0);
-  disseminate(e, m, m->ttl, 0, 0, NULL);
+  disseminate(e, m, m->ttl, 0, 0, 0, NULL);
 }
 
 /* ---- timers ---- */
@@ -977,6 +1032,8 @@ int64_t gv_engine_expiry(const gv_engine *e) {
     at = e->next_hb;
   if (e->cfg.shuffle_ms > 0 && e->next_shuffle < at)
     at = e->next_shuffle;
+  if (e->uptake_until > 0 && e->uptake_until < at)
+    at = e->uptake_until;
   for (size_t i = 0; i < e->pulls.cap; i++) {
     pull *p = e->pulls.slots[i].val;
     if (p != NULL && p->deadline < at)
@@ -1322,9 +1379,8 @@ static void heartbeat(gv_engine *e) {
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_HEARTBEAT;
   m.ttl = e->cfg.ttl_heartbeat;
-  m.seq = next_seq(e);
   m.ts = wall(e);
-  if (sign(e, &m) == 0)
+  if (next_seq(e, &m.seq) == 0 && sign(e, &m) == 0)
     originate(e, &m);
   gv_msg_clear(&m);
 }
@@ -1351,6 +1407,14 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
     sweep(e);
     e->next_sweep = e->now + SWEEP_MS;
   }
+  if (e->uptake_until > 0 && e->now >= e->uptake_until) {
+    for (size_t i = 0; i < e->n_links;)
+      if (e->links[i].leaving)
+        release_link(e, &e->links[i]); /* the last link moved into slot i */
+      else
+        i++;
+    e->uptake_until = 0;
+  }
   finish(e);
 }
 
@@ -1369,6 +1433,14 @@ static int flood_self(gv_engine *e, gv_msg_type kind, uint8_t *id) {
   int rc = make_self_record(e, kind, &m);
   if (rc == 0) {
     originate(e, &m);
+    /* Every link gets the record, eagerly or by pull: each is asked to
+     * confirm it. */
+    e->up = grow(e->up, &e->cap_up, e->n_links, sizeof(uptake));
+    for (size_t i = 0; i < e->n_links; i++) {
+      e->up[i].link = e->links[i].id;
+      e->up[i].confirmed = false;
+    }
+    e->n_up = e->n_links;
     if (id != NULL)
       memcpy(id, m.id, GV_MSG_ID_BYTES);
   }
@@ -1413,14 +1485,13 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   if (on) /* a broadcasting record names no relays */
     e->self_n_relays = 0;
   rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
-  /* A silent node keeps no inbound links: gossip lets them go after the
-   * update has gone out on them (the caller tells the link core to stop
-   * accepting); maintenance dials out instead. */
-  for (size_t i = 0; !on && i < e->n_links;)
-    if (!e->links[i].dialed)
-      release_link(e, &e->links[i]); /* the last link moved into slot i */
-    else
-      i++;
+  /* A silent node keeps no inbound links: gossip lets each go once it has
+   * confirmed the update, or after GV_UPTAKE_WAIT_MS (then the caller
+   * tells the link core to stop accepting); maintenance dials out
+   * instead. */
+  for (size_t i = 0; i < e->n_links; i++)
+    e->links[i].leaving = !on && !e->links[i].dialed;
+  e->uptake_until = on ? 0 : e->now + GV_UPTAKE_WAIT_MS;
   finish(e);
   return rc;
 }
@@ -1479,11 +1550,10 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_PEER_REQUEST;
   m.ttl = e->cfg.ttl_request;
-  m.seq = next_seq(e);
   m.ts = wall(e);
   snprintf(m.u.request.repo, sizeof(m.u.request.repo), "%s", repo);
   m.u.request.max = max;
-  if ((rc = sign(e, &m)) < 0) {
+  if ((rc = next_seq(e, &m.seq)) < 0 || (rc = sign(e, &m)) < 0) {
     gv_msg_clear(&m);
     finish(e);
     return rc;
@@ -1577,7 +1647,7 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
       cfg->ttl_request > GV_TTL_REQUEST ||
       cfg->ttl_heartbeat > GV_TTL_HEARTBEAT || cfg->table_cap == 0 ||
       cfg->dedup_cap == 0 || cfg->n_repos > GV_MAX_REPOS ||
-      cfg->n_addrs > GV_MAX_ADDRS) {
+      cfg->n_addrs > GV_MAX_ADDRS || cfg->seq_floor > GV_SEQ_MAX) {
     free(e);
     return GV_EINVAL;
   }
@@ -1593,6 +1663,7 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   e->id = id;
   e->now = now;
   e->wall_offset = cfg->wall_offset; /* before the first record is signed */
+  e->seq = e->seq_ceiling = cfg->seq_floor;
   gv_rng_seed(&e->rng, cfg->seed);
   e->next_maint = now;
   e->next_sweep = now + SWEEP_MS;
@@ -1657,6 +1728,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->dials);
   free(e->lazy);
   free(e->wants);
+  free(e->up);
   free(e->self_body);
   free(e->self_repos);
   drop_report(e);
@@ -1672,6 +1744,15 @@ const gv_engine_stats *gv_engine_stats_get(const gv_engine *e) {
 size_t gv_engine_table_size(const gv_engine *e) { return e->n_entries; }
 
 size_t gv_engine_link_count(const gv_engine *e) { return e->n_links; }
+
+void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
+  *confirmed = 0;
+  for (size_t i = 0; i < e->n_up; i++)
+    *confirmed += e->up[i].confirmed;
+  *links = e->n_up;
+}
+
+uint64_t gv_engine_seq(const gv_engine *e) { return e->seq; }
 
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;
@@ -1696,6 +1777,15 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
   if (e->cfg.broadcasting && e->self_n_relays > 0)
     return gv_fail(why, GV_ESTATE, "broadcasting, yet %u relays named",
                    e->self_n_relays);
+  if (e->seq > e->seq_ceiling || e->seq > GV_SEQ_MAX)
+    return gv_fail(why, GV_ESTATE, "seq %llu above the reserved %llu",
+                   (unsigned long long)e->seq,
+                   (unsigned long long)e->seq_ceiling);
+  for (size_t i = 0; i < e->n_links; i++)
+    if (e->links[i].leaving &&
+        (e->links[i].dialed || e->cfg.broadcasting || e->uptake_until == 0))
+      return gv_fail(why, GV_ESTATE, "link %u leaving out of turn",
+                     e->links[i].id);
   if (dialed_links(e) > e->cfg.active_max)
     return gv_fail(why, GV_ELIMIT, "%zu dialed links", dialed_links(e));
   for (size_t i = 0; i < e->n_entries; i++) {

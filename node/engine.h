@@ -73,6 +73,9 @@ typedef struct gv_engine_cfg {
   bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
   int64_t wall_offset;      /* wall clock = now + this, from the start; later
                                changes through gv_engine_set_wall() */
+  /* The seq ceiling reserved by an earlier run (GV_ACT_SEQ_RESERVE), 0 if
+   * none: every seq this engine signs is above it. */
+  uint64_t seq_floor;
   /* What this node says about itself. */
   bool broadcasting, bootstrap;
   uint8_t n_addrs; /* used only when broadcasting */
@@ -124,7 +127,21 @@ typedef enum gv_act_type {
   GV_ACT_PERSIST, /* peer, entry (NULL: delete the peer), at */
   GV_ACT_DELIVER, /* msg_id, msg_type, hops: first receipt of a message */
   GV_ACT_REPORT,  /* msg_id (the request), response: results for us */
+  /* seq: store this ceiling durably (it becomes the next run's
+   * cfg.seq_floor) before carrying out any later action; the messages
+   * queued after it carry seqs up to it. */
+  GV_ACT_SEQ_RESERVE,
 } gv_act_type;
+
+/* Sequence numbers (PROTOCOL.md §6.2): at most GV_SEQ_MAX (JSON-safe);
+ * reserved GV_SEQ_BLOCK ahead, so the ceiling is stored about once an hour
+ * of signing at the wall-clock pace. */
+#define GV_SEQ_MAX GV_INT_MAX /* 2^53 - 1 */
+#define GV_SEQ_BLOCK 3600000ULL
+/* How long an origin waits for its neighbours to confirm its newest record
+ * (IHAVE back, PROTOCOL.md §6.7) before a silent node lets its inbound
+ * links go. */
+#define GV_UPTAKE_WAIT_MS 10000
 
 typedef uint32_t gv_linkid;
 
@@ -143,6 +160,7 @@ typedef struct gv_action {
   uint32_t hops;
   bool repaired;          /* DELIVER: obtained by pull */
   const gv_msg *response; /* REPORT */
+  uint64_t seq;           /* SEQ_RESERVE */
 } gv_action;
 
 /* ---- counters ---- */
@@ -262,6 +280,14 @@ const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i);
  * or NULL if the table holds none; valid until the next call into the
  * engine. This node itself is never in its table. */
 const gv_peer_entry *gv_engine_table_get(const gv_engine *e, const uint8_t *id);
+/* Uptake of this node's newest record (PROTOCOL.md §6.7): *links is the
+ * number of gossip links it went out on when it was signed, *confirmed how
+ * many of those have sent its id back in an IHAVE (a link that went down
+ * unconfirmed stays counted as not confirming). Both 0 for a record signed
+ * with no link up (the next links get it in their HELLO). */
+void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links);
+/* The last seq this node signed (at least cfg.seq_floor). */
+uint64_t gv_engine_seq(const gv_engine *e);
 /* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
 int gv_engine_check(const gv_engine *e, gv_why *why);
 

@@ -256,7 +256,7 @@ static void run_action(gv_sim *s, uint32_t i, const gv_action *a) {
     gv_lcore_release(n->lc, a->link, GV_HOLD_GOSSIP, s->now);
     break;
   case GV_ACT_DELIVER: record_delivery(s, i, a); break;
-  default: /* PERSIST, REPORT, REJECT: nothing to keep in a simulation */ break;
+  default: /* PERSIST, REPORT, REJECT, SEQ_RESERVE: nothing to keep */ break;
   }
 }
 
