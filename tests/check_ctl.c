@@ -35,6 +35,11 @@ START_TEST(test_commands) {
   ck_assert_int_eq(parse("{\"cmd\":\"broadcast\",\"on\":false}", &r, &why), 0);
   ck_assert_int_eq(r.cmd, GV_CTL_BROADCAST);
   ck_assert(!r.on);
+  ck_assert_uint_eq(r.wait_ms, 0); /* answer at once, as before */
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"broadcast\",\"on\":false,\"wait_ms\":10000}", &r, &why),
+      0);
+  ck_assert_uint_eq(r.wait_ms, 10000);
   ck_assert_int_eq(parse("{\"cmd\":\"team_reload\"}", &r, &why), 0);
   ck_assert_int_eq(r.cmd, GV_CTL_TEAM_RELOAD);
 }
@@ -71,6 +76,9 @@ START_TEST(test_rejections) {
       GV_EFIELD);
   ck_assert_int_eq(parse("{\"cmd\":\"broadcast\",\"on\":\"yes\"}", &r, &why),
                    GV_EFIELD);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"broadcast\",\"on\":true,\"wait_ms\":60001}", &r, &why),
+      GV_ERANGE);
   ck_assert_int_eq(gv_ctl_parse(&r, "{\"cmd\":\"status\"}\0", 17, &why),
                    GV_EJSON);
   memset(big, ' ', sizeof(big));

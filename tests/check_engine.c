@@ -19,6 +19,8 @@ typedef struct sent {
   gv_msg_type type; /* decoded, for inspection */
   uint32_t ttl, hops;
   uint8_t id[32];
+  uint8_t origin[32]; /* gossip messages */
+  uint64_t seq;
   char *text;
 } sent;
 
@@ -48,6 +50,8 @@ typedef struct harness {
   int report_addrs[MAXN];
   int closes[MAXN], last_close_reason[MAXN], dials[MAXN], persists[MAXN];
   int deletes[MAXN];
+  uint64_t reserved[MAXN]; /* the last SEQ_RESERVE */
+  int reserves[MAXN];
   sent log[4096];
   int nlog;
 } harness;
@@ -123,6 +127,8 @@ static void h_log(int from, int to, const gv_buf *b) {
     s->ttl = m.ttl;
     s->hops = m.hops;
     memcpy(s->id, m.id, 32);
+    memcpy(s->origin, m.origin, 32);
+    s->seq = m.seq;
   }
   gv_msg_clear(&m);
 }
@@ -144,6 +150,10 @@ static void run_action(int i, const gv_action *a) {
     side_node(a->link, &peer, &pid);
     if (H.links[(a->link - 1) / 2].up) {
       h_log(i, peer, a->buf);
+      /* Nothing of this node's goes out with a seq not reserved first. */
+      if (gv_msg_is_gossip(H.log[H.nlog - 1].type) &&
+          memcmp(H.log[H.nlog - 1].origin, H.ids[i].pk, 32) == 0)
+        ck_assert_uint_le(H.log[H.nlog - 1].seq, H.reserved[i]);
       if (H.drop == NULL || !H.drop(i, peer, H.log[H.nlog - 1].type)) {
         q[qtail++ % 65536] = (ev){peer, pid, a->buf, 0};
         break;
@@ -178,6 +188,11 @@ static void run_action(int i, const gv_action *a) {
       H.report_addrs[i] += a->response->u.response.peers[k].u.peer.n_addrs;
     break;
   case GV_ACT_DIAL: H.dials[i]++; break;
+  case GV_ACT_SEQ_RESERVE:
+    ck_assert_uint_gt(a->seq, H.reserved[i]);
+    H.reserved[i] = a->seq;
+    H.reserves[i]++;
+    break;
   case GV_ACT_PERSIST:
     H.persists[i]++;
     H.deletes[i] += a->entry == NULL;
@@ -1072,6 +1087,171 @@ START_TEST(test_wall_clock_step_back) {
 }
 END_TEST
 
+/* Node i stops (its links cut) and starts again with the given seq floor
+ * and wall-clock offset: a restart, as the daemon does it. */
+static void h_restart(int i, uint64_t floor, int64_t wall_offset) {
+  for (int k = 0; k < H.nlinks; k++)
+    if (H.links[k].up && (H.links[k].a == i || H.links[k].b == i))
+      h_cut(k);
+  gv_lcore_free(H.lc[i]);
+  gv_engine_free(H.e[i]);
+  H.cfg[i].seq_floor = floor;
+  H.cfg[i].wall_offset = wall_offset;
+  H.reserved[i] = floor;
+  ck_assert_int_eq(gv_engine_new(&H.e[i], &H.cfg[i], &H.ids[i], H.now), 0);
+  ck_assert_int_eq(gv_lcore_new(&H.lc[i], &H.lcfg[i], H.ids[i].pk, H.now), 0);
+  gv_engine_service(H.e[i], &H.svc[i]);
+  gv_lcore_set_service(H.lc[i], GV_CHAN_GOSSIP, &H.svc[i]);
+}
+
+/* The ceiling is reserved before any message that carries a seq above it
+ * (run_action checks every send of ours against the last reserve), once
+ * at start and then about once an hour of heartbeats. */
+START_TEST(test_seq_reserved_before_send) {
+  gv_action a;
+  h_init(2);
+  broadcasting(0, "198.51.100.1:7411");
+  H.cfg[0].heartbeat_ms = 30000;
+  h_start();
+  /* The first action of a new engine reserves its first record's seq. */
+  ck_assert(gv_engine_next(H.e[0], &a));
+  ck_assert_int_eq(a.type, GV_ACT_SEQ_RESERVE);
+  ck_assert_uint_eq(a.seq, gv_engine_seq(H.e[0]) + GV_SEQ_BLOCK);
+  H.reserved[0] = a.seq;
+  H.reserves[0] = 1;
+  h_connect(1, 0);
+  for (int k = 1; k <= 3 * 120; k++) /* three hours of heartbeats */
+    h_tick_all(T0_MS + k * 30000);
+  ck_assert_int_ge(H.delivered[1], 300);
+  ck_assert_int_ge(H.reserves[0], 3);
+  ck_assert_int_le(H.reserves[0], 5);
+  ck_assert_uint_le(gv_engine_seq(H.e[0]), H.reserved[0]);
+}
+END_TEST
+
+/* The defect of issue 12 (item 8): a node restarts with its wall clock
+ * five minutes behind (its messages are still fresh: GV_MSG_MAX_AGE_MS)
+ * and goes silent. Started above its stored ceiling, its update
+ * wins and the address is forgotten; without the ceiling (floor 0, as
+ * before) the update would carry a lower seq and be ignored. */
+START_TEST(test_seq_restart_clock_back) {
+  const gv_peer_entry *p;
+  uint64_t before, ceiling;
+  h_init(2);
+  broadcasting(1, "198.51.100.2:7411");
+  h_start();
+  h_connect(0, 1);
+  gv_engine_announce(H.e[1], NULL, H.now);
+  h_pump();
+  p = gv_engine_table_get(H.e[0], H.ids[1].pk);
+  ck_assert_uint_eq(p->n_addrs, 1);
+  before = p->seq;
+  ceiling = H.reserved[1];
+  ck_assert_uint_gt(ceiling, before);
+
+  /* Control: today's floor (none), clock 5 min back: the update loses. */
+  H.now += 1000;
+  h_restart(1, 0, -5 * 60000);
+  h_connect(0, 1);
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[1], false, false, NULL, 0, H.now), 0);
+  h_pump();
+  p = gv_engine_table_get(H.e[0], H.ids[1].pk);
+  ck_assert_uint_eq(p->seq, before);
+  ck_assert_uint_eq(p->n_addrs, 1); /* the hole: the address is kept */
+
+  /* The fix: started above the stored ceiling. */
+  H.now += 1000;
+  h_restart(1, ceiling, -5 * 60000);
+  ck_assert_uint_gt(gv_engine_seq(H.e[1]), ceiling);
+  h_connect(0, 1);
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[1], false, false, NULL, 0, H.now), 0);
+  h_pump();
+  p = gv_engine_table_get(H.e[0], H.ids[1].pk);
+  ck_assert_uint_gt(p->seq, ceiling);
+  ck_assert(!p->broadcasting);
+  ck_assert_uint_eq(p->n_addrs, 0);
+}
+END_TEST
+
+/* seq stays within 2^53-1: a floor at the limit refuses to start, one
+ * below it signs its last number, then refuses with GV_ERANGE. */
+START_TEST(test_seq_limit) {
+  gv_engine *e;
+  gv_engine_cfg c;
+  gv_identity id;
+
+  tu_identity(&id, 9);
+  gv_engine_cfg_default(&c);
+  c.seq_floor = GV_SEQ_MAX + 1;
+  ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), GV_EINVAL);
+  c.seq_floor = GV_SEQ_MAX;
+  ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), GV_ERANGE);
+  c.seq_floor = GV_SEQ_MAX - 1;
+  ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), 0);
+  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_int_eq(gv_engine_announce(e, NULL, T0_MS), GV_ERANGE);
+  ck_assert_int_eq(gv_engine_request(e, "r", 1, NULL, T0_MS), GV_ERANGE);
+  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_int_eq(gv_engine_check(e, NULL), 0);
+  gv_engine_free(e);
+}
+END_TEST
+
+static bool drop_ihave_from_5(int from, int to, gv_msg_type type) {
+  (void)to;
+  return from == 5 && type == GV_MSG_IHAVE;
+}
+
+/* Uptake: five neighbours dialed a broadcasting node, which goes silent.
+ * Three get the update eagerly, two pull it; each takes it from its
+ * origin and sends one IHAVE back, which triggers no pull; each inbound
+ * link is let go once it confirmed. A neighbour whose IHAVE is lost stays
+ * unconfirmed, and its link goes at GV_UPTAKE_WAIT_MS. */
+START_TEST(test_uptake_confirmed) {
+  size_t confirmed, links;
+  uint8_t id[32];
+  int ihaves = 0;
+  h_init(6);
+  broadcasting(0, "198.51.100.1:7411");
+  h_start();
+  for (int i = 1; i <= 5; i++)
+    h_connect(i, 0);
+  gv_engine_uptake(H.e[0], &confirmed, &links);
+  ck_assert_uint_eq(links, 0); /* the first record went out in HELLOs */
+  H.drop = drop_ihave_from_5;
+  h_clear_log();
+  H.now += 10;
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[0], false, false, NULL, 0, H.now), 0);
+  h_pump();
+  h_tick_all(H.now + 300); /* the lazy ones pull */
+  ck_assert_int_eq(updates_from(0, id), 5);
+  gv_engine_uptake(H.e[0], &confirmed, &links);
+  ck_assert_uint_eq(links, 5);
+  ck_assert_uint_eq(confirmed, 4);
+  for (int k = 0; k < H.nlog; k++)
+    if (H.log[k].type == GV_MSG_IHAVE && H.log[k].to == 0) {
+      ck_assert_ptr_nonnull(strstr(H.log[k].text, "\"ids\""));
+      ihaves++;
+    }
+  ck_assert_int_eq(ihaves, 5);         /* one per neighbour, 5's lost */
+  ck_assert_int_eq(H.delivered[0], 0); /* 0 pulled nothing back */
+  for (int k = 0; k < H.nlog; k++)
+    ck_assert(!(H.log[k].from == 0 && H.log[k].type == GV_MSG_IWANT));
+  /* The confirmed inbound links are gone; 5's stays until the deadline. */
+  ck_assert_uint_eq(gv_engine_link_count(H.e[0]), 1);
+  h_tick_all(H.now + GV_UPTAKE_WAIT_MS);
+  ck_assert_uint_eq(gv_engine_link_count(H.e[0]), 0);
+  gv_engine_uptake(H.e[0], &confirmed, &links);
+  ck_assert_uint_eq(links, 5);
+  ck_assert_uint_eq(confirmed, 4);
+  for (int i = 1; i <= 5; i++)
+    ck_assert_uint_eq(gv_engine_table_get(H.e[i], H.ids[0].pk)->n_addrs, 0);
+}
+END_TEST
+
 static Suite *engine_suite(void) {
   Suite *s = suite_create("engine");
   TCase *tc = tcase_create("core");
@@ -1101,6 +1281,10 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
+  tcase_add_test(tc, test_seq_reserved_before_send);
+  tcase_add_test(tc, test_seq_restart_clock_back);
+  tcase_add_test(tc, test_seq_limit);
+  tcase_add_test(tc, test_uptake_confirmed);
   suite_add_tcase(s, tc);
   return s;
 }
