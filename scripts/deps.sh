@@ -15,6 +15,7 @@ PKGS=(
   libmicrohttpd-dev libcurl4-openssl-dev curl sqlite3 wrk opentracker
   mosquitto libmosquitto-dev nats-server
   tmux bsdutils
+  faketime
 )
 
 missing=()
