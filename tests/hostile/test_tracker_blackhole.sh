@@ -142,6 +142,15 @@ else
 fi
 if [ "$ms" -lt 2000 ]; then ok "and at once: no one's black holes are in its way"
 else not_ok "genuine register latency" "${ms} ms"; fi
+# And a real bootstrap node, started now, while the black holes still
+# hang: its tracker job (node/trkjobs.c) must log it registered, pending
+# or not, and never time out.
+free_ports 1
+NPORT=$BASE
+"$GV" node --data-dir "$TMP/boot" --bootstrap --listen "127.0.0.1:$NPORT" \
+  --tracker "$URL" >"$TMP/boot.log" 2>&1 &
+pids+=($!)
+NODE_PID=$!
 # Registering again while it is being verified: 202 again, never 409.
 if grep -q 'http=202' <<<"$out"; then
   again=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)
@@ -163,6 +172,20 @@ done
 echo "# listed after ${listed:-never} ms"
 if [ -n "$listed" ]; then ok "the genuine node is listed once its dial-back passes (${listed} ms)"
 else not_ok "genuine node listed" "$(tail -5 "$TMP/trk.log")"; fi
+NID=$("$GV" id --data-dir "$TMP/boot" 2>/dev/null)
+for _ in $(seq 1 150); do
+  "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "${NID:-none}" && break
+  sleep 0.1
+done
+reg=$(grep -E 'tracker: (registered|register:)' "$TMP/boot.log" | head -1)
+echo "# the node: ${reg#*tracker: }"
+if grep -qE 'tracker: registered' <<<"$reg" && [ -n "$NID" ] &&
+   "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "$NID"; then
+  ok "a real bootstrap node registers without a timeout and is listed"
+else
+  not_ok "bootstrap node" "$(grep tracker "$TMP/boot.log" | tail -3)"
+fi
+stop_pids "$NODE_PID"
 wait "$APID"
 echo "# the black-hole registers were answered: $(cat "$TMP/attack.out")"
 if ! "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "127.0.2."; then
