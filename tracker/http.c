@@ -6,10 +6,13 @@
  *                     Content-Length -> maybe an early error, kept
  *   call 2..n (body)  accumulate up to GV_TRK_BODY_MAX (413 at once past it)
  *   last call         answer: reads are served at once from the registry;
- *                     register/unregister are validated here, then the
+ *                     register/unregister are validated here (the nonce
+ *                     recorded last, docs/TRACKER.md §2.3), then the
  *                     connection is suspended while the dial-back (main
  *                     loop) and the commit (writer thread) run, and resumed
- *                     with the answer prepared, which the next call queues.
+ *                     with the answer prepared, which the next call queues;
+ *                     or, when the dialer is busy, a register is answered
+ *                     202 at once and verified in the background.
  *
  * Every connection owns a random generator, seeded once, for sampling.
  */
