@@ -509,18 +509,21 @@ int gv_trkc_register(gv_trkc *c, const gv_identity *id, const gv_trkc_reg *reg,
   addr = cJSON_GetObjectItemCaseSensitive(o, "addr");
   rid = cJSON_GetObjectItemCaseSensitive(o, "id");
   renewed = cJSON_GetObjectItemCaseSensitive(o, "renewed");
+  /* 202: accepted, the dial-back runs in the background; no expiry or
+   * peers yet (docs/TRACKER.md §3.4). */
+  res->verifying = res->http == 202;
   if (!cJSON_IsString(addr) || !cJSON_IsString(rid) ||
       gv_addr_parse(&res->addr, addr->valuestring, strlen(addr->valuestring)) <
           0 ||
       gv_id_from_hex(got, rid->valuestring, strlen(rid->valuestring)) < 0 ||
       sodium_memcmp(got, id->pk, GV_ID_BYTES) != 0 ||
-      get_ms(o, "expires", &res->expires_ms) < 0) {
+      (!res->verifying && get_ms(o, "expires", &res->expires_ms) < 0)) {
     set_reason(res, "register: malformed answer");
     rc = -EPROTO;
     goto out;
   }
   res->renewed = cJSON_IsTrue(renewed);
-  if (peers != NULL)
+  if (peers != NULL && !res->verifying)
     rc = parse_peers(o, peers, res);
 out:
   cJSON_Delete(o);

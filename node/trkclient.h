@@ -12,7 +12,8 @@
  * curl_global_init(CURL_GLOBAL_DEFAULT) before creating clients on several
  * threads. Identities passed in are borrowed for the call only.
  *
- * Errors: 0 when the tracker answered 2xx. Otherwise, with res->reason
+ * Errors: 0 when the tracker answered 2xx (for register, 202 means
+ * accepted and still verifying: res->verifying). Otherwise, with res->reason
  * saying why (and res->http, res->error set when the tracker answered):
  *   -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -EIO   transport failures
  *   GV_ETOOBIG    the response exceeded GV_TRKC_RESPONSE_MAX
@@ -82,8 +83,9 @@ typedef struct gv_trkc_result {
   long retry_after_s; /* from Retry-After, else 0 */
   /* register only: */
   int renewed;
-  gv_addr addr; /* the address the tracker lists */
-  int64_t expires_ms;
+  int verifying;      /* 202: listed only once the tracker's dial-back passes */
+  gv_addr addr;       /* the address the tracker lists (or will) */
+  int64_t expires_ms; /* 0 while verifying */
 } gv_trkc_result;
 
 /* base_url: "http://host:port" (a trailing slash is ignored). opts may be
@@ -93,7 +95,9 @@ void gv_trkc_free(gv_trkc *c);
 
 /* Registers (or renews) id, signed at now_ms. On success res has the
  * address and expiry, and peers (may be NULL) a sample of other bootstrap
- * nodes (free with gv_trkc_peers_free()). */
+ * nodes (free with gv_trkc_peers_free()); or, when the tracker answered
+ * 202, res->verifying set, the address, and no expiry or peers: the
+ * caller registers again soon to learn the outcome. */
 int gv_trkc_register(gv_trkc *c, const gv_identity *id, const gv_trkc_reg *reg,
                      int64_t now_ms, gv_trkc_result *res, gv_trkc_peers *peers);
 

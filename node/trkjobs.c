@@ -8,6 +8,10 @@
 #include "cli.h"
 
 #define RENEW_MS (20 * 60 * 1000)
+/* After a 202 (the tracker verifies in the background): register again
+ * this soon, to learn whether the dial-back passed; a listed node is then
+ * renewed (200), one that was not listed is registered afresh. */
+#define VERIFY_RECHECK_MS 30000
 #define TRACKER_RETRY_MS 30000
 #define TRACKER_BACKOFF_BASE_MS 2000
 #define TRACKER_BACKOFF_MAX_MS 300000
@@ -112,7 +116,12 @@ static void done(uv_work_t *w, int status) {
             t->res.reason[0] ? t->res.reason : gv_strerror(rc));
   if (rc == 0 && t->peers.n > 0)
     t->cbs.found(t->ctx, &t->peers);
-  if (rc == 0 && job != TRK_UNREGISTER)
+  if (rc == 0 && job == TRK_REGISTER && t->res.verifying)
+    gv_logf(t->log, GV_LOG_INFO,
+            "tracker: registered (verifying): listed once its dial-back "
+            "passes; checking again in %d s",
+            VERIFY_RECHECK_MS / 1000);
+  else if (rc == 0 && job != TRK_UNREGISTER)
     gv_logf(t->log, GV_LOG_INFO, "tracker: %s; %zu bootstrap node(s)",
             job == TRK_PEERS ? "asked for peers" : "registered", t->peers.n);
   gv_trkc_peers_free(&t->peers);
@@ -130,6 +139,8 @@ static void done(uv_work_t *w, int status) {
                                    TRACKER_BACKOFF_MAX_MS, ++t->failures);
     else
       t->failures = 0;
+    if (rc == 0 && job == TRK_REGISTER && t->res.verifying)
+      ms = VERIFY_RECHECK_MS;
     uv_timer_start(&t->renew, on_renew, ms, cadence);
   }
   if (job == TRK_UNREGISTER || t->stopping)

@@ -56,7 +56,7 @@ static void mkrec(gv_trk_rec *rec, unsigned n, const char *ip, uint16_t port,
 }
 
 static gv_trk_reg *mkreg(unsigned k, unsigned max_verifying) {
-  gv_trk_reg_cfg cfg = {k, max_verifying, GV_TRK_TTL_MS};
+  gv_trk_reg_cfg cfg = {k, max_verifying, GV_TRK_TTL_MS, 0};
   gv_trk_reg *r;
   ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
   return r;
@@ -621,35 +621,91 @@ START_TEST(test_reg_model) {
 }
 END_TEST
 
+/* At most max_verifying_per_ip verifications charged to one address at
+ * once (-EBUSY past it); another address is not affected, and a settled
+ * verification frees its place. */
+START_TEST(test_reg_verifying_per_ip) {
+  gv_trk_reg_cfg cfg = {8, 1024, GV_TRK_TTL_MS, 2};
+  gv_trk_reg *r;
+  gv_trk_rec a, b, c, d;
+  gv_why why = {""};
+
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  mkrec(&a, 1, "10.0.0.1", 7000, "");
+  mkrec(&b, 2, "10.0.0.1", 7001, "");
+  mkrec(&c, 3, "10.0.0.1", 7002, "");
+  mkrec(&d, 4, "10.0.0.2", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &b, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &c, T0_MS, &why), -EBUSY);
+  ck_assert_ptr_nonnull(strstr(why.text, "being verified"));
+  ck_assert_int_eq(gv_trk_reg_begin(r, &d, T0_MS, NULL), 0);
+  assert_ok(r);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &c, T0_MS, NULL), 0);
+  assert_ok(r);
+  /* A renewal is a verification too. */
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), -EBUSY);
+  ck_assert_int_eq(gv_trk_reg_abort(r, b.id, 0), 0);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), 1);
+  assert_ok(r);
+  ck_assert_int_eq(gv_trk_reg_abort(r, a.id, 1), 0);
+  ck_assert_int_eq(gv_trk_reg_abort(r, c.id, 0), 0);
+  ck_assert_int_eq(gv_trk_reg_abort(r, d.id, 0), 0);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
 /* ---- replay ---- */
+
+/* The replay cache's key for an address. */
+static void src_of(gv_trk_ipkey *k, const char *ip) {
+  gv_addr a;
+  char text[64];
+
+  snprintf(text, sizeof(text), strchr(ip, ':') ? "[%s]:1" : "%s:1", ip);
+  ck_assert_int_eq(gv_addr_parse(&a, text, strlen(text)), 0);
+  gv_trk_ipkey_of(k, &a);
+}
+
+/* nonce number n, for tests that need many. */
+static void nonce_of(uint8_t nonce[GV_TRK_NONCE_BYTES], unsigned n) {
+  memset(nonce, 0x55, GV_TRK_NONCE_BYTES);
+  memcpy(nonce, &n, sizeof(n));
+}
 
 START_TEST(test_replay_window) {
   gv_trk_replay *rp;
   uint8_t id[GV_ID_BYTES] = {1}, nonce[GV_TRK_NONCE_BYTES] = {0};
   int64_t now = T0_MS + MIN;
   gv_why why = {""};
+  gv_trk_ipkey src;
 
+  src_of(&src, "10.0.0.1");
   ck_assert_int_eq(gv_trk_replay_new(&rp, 1024, T0_MS, KEY16), 0);
   /* Inside the window but signed before the tracker started. */
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, id, nonce, T0_MS - 1, T0_MS + 5000, &why),
+      gv_trk_replay_check(rp, &src, id, nonce, T0_MS - 1, T0_MS + 5000, &why),
       GV_ESTALE);
   ck_assert_ptr_nonnull(strstr(why.text, "before this tracker started"));
   nonce[0] = 1;
-  ck_assert_int_eq(gv_trk_replay_check(rp, id, nonce, now, now, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, nonce, now, now, NULL), 0);
   nonce[0] = 2;
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, id, nonce, now + GV_TRK_SKEW_MS, now, NULL), 0);
+      gv_trk_replay_check(rp, &src, id, nonce, now + GV_TRK_SKEW_MS, now, NULL),
+      0);
   nonce[0] = 3;
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, nonce,
+                                       now + GV_TRK_SKEW_MS + 1, now, &why),
+                   GV_EFUTURE);
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, id, nonce, now + GV_TRK_SKEW_MS + 1, now, &why),
-      GV_EFUTURE);
-  ck_assert_int_eq(
-      gv_trk_replay_check(rp, id, nonce, now - GV_TRK_SKEW_MS, now, NULL), 0);
+      gv_trk_replay_check(rp, &src, id, nonce, now - GV_TRK_SKEW_MS, now, NULL),
+      0);
   nonce[0] = 4;
-  ck_assert_int_eq(
-      gv_trk_replay_check(rp, id, nonce, now - GV_TRK_SKEW_MS - 1, now, NULL),
-      GV_ESTALE);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, nonce,
+                                       now - GV_TRK_SKEW_MS - 1, now, NULL),
+                   GV_ESTALE);
   gv_trk_replay_free(rp);
 }
 END_TEST
@@ -659,30 +715,166 @@ START_TEST(test_replay_nonce) {
   uint8_t a[GV_ID_BYTES] = {1}, b[GV_ID_BYTES] = {2};
   uint8_t n1[GV_TRK_NONCE_BYTES] = {9};
   int64_t now = T0_MS;
+  gv_trk_ipkey src;
 
+  src_of(&src, "10.0.0.1");
   ck_assert_int_eq(gv_trk_replay_new(&rp, 3, T0_MS, KEY16), 0);
-  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now, NULL), 0);
-  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL),
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, a, n1, now, now, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, a, n1, now, now + 1000, NULL),
                    GV_EDUP);
   /* The same nonce from another id is another pair. */
-  ck_assert_int_eq(gv_trk_replay_check(rp, b, n1, now, now + 1000, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, b, n1, now, now + 1000, NULL),
+                   0);
   n1[1] = 1;
-  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, a, n1, now, now + 1000, NULL),
+                   0);
   ck_assert_uint_eq(gv_trk_replay_count(rp), 3);
-  /* Full: fail closed rather than forget. */
+  /* Full, and this source is the only one: it is refused rather than
+   * anything forgotten. */
   n1[1] = 2;
-  ck_assert_int_eq(gv_trk_replay_check(rp, a, n1, now, now + 1000, NULL),
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, a, n1, now, now + 1000, NULL),
                    -EAGAIN);
   /* Remembered for as long as its ts can stay in the window. */
   n1[1] = 0;
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, a, n1, now + 30000, now + 59999, NULL), GV_EDUP);
+      gv_trk_replay_check(rp, &src, a, n1, now + 30000, now + 59999, NULL),
+      GV_EDUP);
   /* Then forgotten. */
   ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS), 1);
   ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS + 1000),
                     2);
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, a, n1, now + 70000, now + 70000, NULL), 0);
+      gv_trk_replay_check(rp, &src, a, n1, now + 70000, now + 70000, NULL), 0);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* Peek applies the rules and records nothing: a request refused after
+ * its peek (404, 403, ...) costs no room. */
+START_TEST(test_replay_peek_records_nothing) {
+  gv_trk_replay *rp;
+  uint8_t id[GV_ID_BYTES] = {1}, nonce[GV_TRK_NONCE_BYTES] = {3};
+  gv_trk_ipkey src;
+  int64_t now = T0_MS;
+
+  src_of(&src, "10.0.0.1");
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 2, T0_MS, KEY16), 0);
+  for (unsigned i = 0; i < 1000; i++) {
+    nonce_of(nonce, i);
+    ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now, NULL), 0);
+  }
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 0);
+  ck_assert_uint_eq(gv_trk_replay_count_of(rp, &src), 0);
+  /* Peek still refuses what the window refuses. */
+  ck_assert_int_eq(
+      gv_trk_replay_peek(rp, id, nonce, now + GV_TRK_SKEW_MS + 1, now, NULL),
+      GV_EFUTURE);
+  /* Once recorded, a peek of the same pair is a replay; a second record of
+   * it (two identical requests racing past their peeks) is refused. */
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, nonce, now, now, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now, NULL), GV_EDUP);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, nonce, now, now, NULL),
+                   GV_EDUP);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 1);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* A flood from one address fills the cache; another address still gets
+ * in, at the flooder's expense (its oldest pair goes first), and the
+ * flooder, now the heaviest, is refused. */
+START_TEST(test_replay_eviction) {
+  gv_trk_replay *rp;
+  uint8_t id[GV_ID_BYTES] = {1}, good[GV_ID_BYTES] = {2};
+  uint8_t nonce[GV_TRK_NONCE_BYTES];
+  gv_trk_ipkey bad, ok6, ok6b;
+  int64_t now = T0_MS;
+  gv_why why = {""};
+
+  src_of(&bad, "10.0.0.66");
+  src_of(&ok6, "2001:db8::1");
+  src_of(&ok6b, "2001:db8::2"); /* the same /64 */
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 100, T0_MS, KEY16), 0);
+  for (unsigned i = 0; i < 100; i++) {
+    nonce_of(nonce, i);
+    ck_assert_int_eq(
+        gv_trk_replay_check(rp, &bad, id, nonce, now, now + i, NULL), 0);
+  }
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 100);
+  nonce_of(nonce, 100);
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &bad, id, nonce, now, now + 100, &why), -EAGAIN);
+  ck_assert_ptr_nonnull(strstr(why.text, "retry later"));
+  nonce_of(nonce, 7);
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &ok6, good, nonce, now, now + 100, NULL), 0);
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), 1);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 100);
+  ck_assert_uint_eq(gv_trk_replay_count_of(rp, &bad), 99);
+  ck_assert_uint_eq(gv_trk_replay_count_of(rp, &ok6b), 1);
+  /* The flooder's oldest pair was the one forgotten; its newer ones and
+   * the good one are still replays. */
+  nonce_of(nonce, 0);
+  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now + 100, NULL), 0);
+  nonce_of(nonce, 1);
+  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now + 100, NULL),
+                   GV_EDUP);
+  nonce_of(nonce, 7);
+  ck_assert_int_eq(gv_trk_replay_peek(rp, good, nonce, now, now + 100, NULL),
+                   GV_EDUP);
+  /* Expiry frees sources as well as pairs. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 100 + GV_TRK_NONCE_KEEP_MS),
+                    100);
+  ck_assert_uint_eq(gv_trk_replay_count_of(rp, &bad), 0);
+  ck_assert_uint_eq(gv_trk_replay_count_of(rp, &ok6), 0);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* Many flooding addresses share a full cache; a newcomer takes room from
+ * the heaviest until it is as heavy as they are: its share, cap / sources,
+ * is never refused, and no source ends up heavier than the rest by more
+ * than one. Memory stays at cap pairs. */
+START_TEST(test_replay_share) {
+  enum { CAP = 120, FLOODERS = 30 };
+  gv_trk_replay *rp;
+  uint8_t id[GV_ID_BYTES] = {1};
+  uint8_t nonce[GV_TRK_NONCE_BYTES];
+  gv_trk_ipkey src, me;
+  char ip[32];
+  int64_t now = T0_MS;
+  unsigned n = 0, mine = 0;
+  int rc;
+
+  ck_assert_int_eq(gv_trk_replay_new(&rp, CAP, T0_MS, KEY16), 0);
+  /* 30 addresses, round robin, until every one of them is refused. */
+  for (unsigned round = 0; round < 10; round++)
+    for (unsigned a = 0; a < FLOODERS; a++) {
+      snprintf(ip, sizeof(ip), "10.1.0.%u", a + 1);
+      src_of(&src, ip);
+      nonce_of(nonce, n++);
+      rc = gv_trk_replay_check(rp, &src, id, nonce, now, now, NULL);
+      ck_assert(rc == 0 || rc == -EAGAIN);
+      ck_assert_uint_le(gv_trk_replay_count(rp), CAP);
+    }
+  ck_assert_uint_eq(gv_trk_replay_count(rp), CAP);
+  for (unsigned a = 0; a < FLOODERS; a++) {
+    snprintf(ip, sizeof(ip), "10.1.0.%u", a + 1);
+    src_of(&src, ip);
+    ck_assert_uint_eq(gv_trk_replay_count_of(rp, &src), CAP / FLOODERS);
+  }
+  /* A newcomer: in until it holds what the heaviest holds. */
+  src_of(&me, "192.0.2.1");
+  for (unsigned i = 0; i < CAP; i++) {
+    nonce_of(nonce, n++);
+    if (gv_trk_replay_check(rp, &me, id, nonce, now, now, NULL) < 0)
+      break;
+    mine++;
+  }
+  ck_assert_uint_ge(mine, CAP / (FLOODERS + 1));
+  ck_assert_uint_le(mine, CAP / FLOODERS);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), CAP);
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), mine);
   gv_trk_replay_free(rp);
 }
 END_TEST
@@ -1243,6 +1435,10 @@ static Suite *tracker_suite(void) {
   tc = tcase_create("limits");
   tcase_add_test(tc, test_replay_window);
   tcase_add_test(tc, test_replay_nonce);
+  tcase_add_test(tc, test_replay_peek_records_nothing);
+  tcase_add_test(tc, test_replay_eviction);
+  tcase_add_test(tc, test_replay_share);
+  tcase_add_test(tc, test_reg_verifying_per_ip);
   tcase_add_test(tc, test_buckets);
   suite_add_tcase(s, tc);
 

@@ -230,6 +230,11 @@ size_t gv_trk_dialer_active(const gv_trk_dialer *d) {
   return atomic_load(&d->active);
 }
 
+size_t gv_trk_dialer_free_slots(const gv_trk_dialer *d) {
+  size_t active = atomic_load(&d->active);
+  return active < d->cfg.concurrency ? d->cfg.concurrency - active : 0;
+}
+
 void gv_trk_dialer_stop(gv_trk_dialer *d) {
   job *q;
 

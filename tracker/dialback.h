@@ -49,6 +49,10 @@ int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
 /* Dials queued or in flight, links still closing included. Thread-safe. */
 size_t gv_trk_dialer_active(const gv_trk_dialer *d);
 
+/* How many more dials would start at once: concurrency minus active, or
+ * 0. Thread-safe; a hint (other threads may take the slots meanwhile). */
+size_t gv_trk_dialer_free_slots(const gv_trk_dialer *d);
+
 /* Loop thread: reports UV_ECANCELED for every queued dial, aborts those in
  * flight, and refuses new ones. */
 void gv_trk_dialer_stop(gv_trk_dialer *d);

@@ -6,10 +6,13 @@
  *                     Content-Length -> maybe an early error, kept
  *   call 2..n (body)  accumulate up to GV_TRK_BODY_MAX (413 at once past it)
  *   last call         answer: reads are served at once from the registry;
- *                     register/unregister are validated here, then the
+ *                     register/unregister are validated here (the nonce
+ *                     recorded last, docs/TRACKER.md §2.3), then the
  *                     connection is suspended while the dial-back (main
  *                     loop) and the commit (writer thread) run, and resumed
- *                     with the answer prepared, which the next call queues.
+ *                     with the answer prepared, which the next call queues;
+ *                     or, when the dialer is busy, a register is answered
+ *                     202 at once and verified in the background.
  *
  * Every connection owns a random generator, seeded once, for sampling.
  */
@@ -32,14 +35,21 @@ enum method { M_GET, M_HEAD, M_POST, M_DELETE, M_OTHER };
 
 typedef struct conn_ctx conn_ctx;
 
-/* A register or unregister while suspended. */
+/* A register or unregister being carried out. A register's verification
+ * runs either for its request (r set: the connection is suspended and
+ * gets the outcome; the request owns p) or in the background (r NULL: the
+ * client was answered 202 at once; the chain of callbacks owns p and
+ * frees it at its end). */
 typedef struct pending {
+  gv_trk_ctx *t;
+  struct req *r;
   gv_trk_rec rec;
   int renewal;
   int64_t expires_ms;
 } pending;
 
-typedef struct req {
+typedef struct req req;
+struct req {
   gv_trk_ctx *t;
   conn_ctx *cc;
   struct MHD_Connection *conn;
@@ -63,7 +73,7 @@ typedef struct req {
   size_t resp_len;
   pending *p;
   uint64_t t0;
-} req;
+};
 
 struct conn_ctx {
   gv_trk_rng rng;
@@ -434,7 +444,21 @@ static enum MHD_Result do_metrics(req *r) {
 
 /* ---- signed requests ---- */
 
-/* Signature, then the replay rules. 0, or an answer was queued. */
+/* The answer to a refusal by the replay rules. */
+static enum MHD_Result respond_replay(req *r, int rc, const gv_why *why) {
+  gv_trk_count(&r->t->metrics.replays);
+  if (rc == -EAGAIN || rc == GV_ENOMEM)
+    return respond_error(r, 503, "overloaded", why->text);
+  return respond_error(r, 409,
+                       rc == GV_EDUP      ? "replay"
+                       : rc == GV_EFUTURE ? "future"
+                                          : "stale",
+                       why->text);
+}
+
+/* Signature, then the replay rules without recording the nonce (a
+ * request refused later must not take room in the cache). 0, or an
+ * answer was queued. */
 static int check_signed(req *r, const gv_trk_signed *s, enum MHD_Result *ret) {
   gv_trk_ctx *t = r->t;
   const char *sig =
@@ -453,20 +477,29 @@ static int check_signed(req *r, const gv_trk_signed *s, enum MHD_Result *ret) {
     return rc;
   }
   uv_mutex_lock(&t->replay_lock);
-  rc = gv_trk_replay_check(t->replay, s->id, s->nonce, s->ts, gv_trk_now(t),
-                           &why);
+  rc = gv_trk_replay_peek(t->replay, s->id, s->nonce, s->ts, gv_trk_now(t),
+                          &why);
   uv_mutex_unlock(&t->replay_lock);
-  if (rc < 0) {
-    gv_trk_count(&t->metrics.replays);
-    if (rc == -EAGAIN || rc == GV_ENOMEM)
-      *ret = respond_error(r, 503, "overloaded", why.text);
-    else
-      *ret = respond_error(r, 409,
-                           rc == GV_EDUP      ? "replay"
-                           : rc == GV_EFUTURE ? "future"
-                                              : "stale",
-                           why.text);
-  }
+  if (rc < 0)
+    *ret = respond_replay(r, rc, &why);
+  return rc;
+}
+
+/* Records the nonce of a request that passed every other check, charged
+ * to its source; the caller holds reg_lock (lock order: reg_lock, then
+ * replay_lock), so that the registry change and the nonce are one step,
+ * and undoes its change if this fails (GV_EDUP: the same request won a
+ * race; -EAGAIN: this source is the heaviest in a full cache). */
+static int commit_nonce(req *r, const gv_trk_signed *s, gv_why *why) {
+  gv_trk_ctx *t = r->t;
+  gv_trk_ipkey src;
+  int rc;
+
+  gv_trk_ipkey_of(&src, &r->client);
+  uv_mutex_lock(&t->replay_lock);
+  rc = gv_trk_replay_check(t->replay, &src, s->id, s->nonce, s->ts,
+                           gv_trk_now(t), why);
+  uv_mutex_unlock(&t->replay_lock);
   return rc;
 }
 
@@ -476,16 +509,46 @@ static void begin_async(req *r) {
   MHD_suspend_connection(r->conn);
 }
 
+/* The end of a verification: answers its request, or, in the background,
+ * frees p (nobody is waiting; the outcome is only logged). */
+static void verify_end(pending *p, unsigned status, char *body, size_t len) {
+  if (p->r != NULL) {
+    finish(p->r, status, body, len);
+    return;
+  }
+  free(body);
+  free(p);
+}
+
+static void verify_fail(pending *p, unsigned status, const char *code,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void verify_fail(pending *p, unsigned status, const char *code,
+                        const char *fmt, ...) {
+  char reason[GV_ADDR_TEXT_MAX + 160], *body;
+  size_t len = 0;
+  va_list ap;
+
+  if (p->r == NULL) {
+    free(p);
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof(reason), fmt, ap);
+  va_end(ap);
+  body = error_json(code, reason, &len);
+  finish(p->r, status, body, len);
+}
+
 /* Writer thread: the registration is committed; list it and answer. */
 static void on_stored(void *ctx, int status) {
-  req *r = ctx;
-  gv_trk_ctx *t = r->t;
-  pending *p = r->p;
+  pending *p = ctx;
+  gv_trk_ctx *t = p->t;
   const gv_trk_entry *v[GV_TRK_MAX_RESULTS];
   char hex[GV_ID_HEX_LEN + 1], addr[GV_ADDR_TEXT_MAX], sid[GV_ID_SHORT_LEN + 1];
   sbuf b = {0};
   int64_t now, expires;
-  size_t n;
+  size_t n = 0;
   int rc;
 
   gv_addr_format(&p->rec.addr, addr);
@@ -494,7 +557,9 @@ static void on_stored(void *ctx, int status) {
     uv_rwlock_wrlock(&t->reg_lock);
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
     uv_rwlock_wrunlock(&t->reg_lock);
-    finish_error(r, 503, "store_error", "the registration could not be stored");
+    gv_logf(&t->log, GV_LOG_WARN, "store failed id=%s: %s", sid,
+            gv_strerror(status));
+    verify_fail(p, 503, "store_error", "the registration could not be stored");
     return;
   }
   uv_rwlock_wrlock(&t->reg_lock);
@@ -508,35 +573,38 @@ static void on_stored(void *ctx, int status) {
      * and its row holds the newer, verified content. */
     if (!p->renewal)
       gv_trk_store_del(t->store, p->rec.id, NULL, NULL);
-    finish_error(r, 503, "overloaded", "out of memory");
+    verify_fail(p, 503, "overloaded", "out of memory");
     return;
   }
   gv_id_to_hex(p->rec.id, hex);
-  sb_printf(&b,
-            "{\"status\":\"listed\",\"renewed\":%s,\"id\":\"%s\",\"addr\":"
-            "\"%s\",\"expires\":%lld,",
-            p->renewal ? "true" : "false", hex, addr, (long long)expires);
-  n = gv_trk_reg_sample(t->reg, &r->cc->rng, t->cfg.max_results, p->rec.id, v);
-  sb_peers(&b, v, n);
+  if (p->r != NULL) {
+    sb_printf(&b,
+              "{\"status\":\"listed\",\"renewed\":%s,\"id\":\"%s\",\"addr\":"
+              "\"%s\",\"expires\":%lld,",
+              p->renewal ? "true" : "false", hex, addr, (long long)expires);
+    n = gv_trk_reg_sample(t->reg, &p->r->cc->rng, t->cfg.max_results, p->rec.id,
+                          v);
+    sb_peers(&b, v, n);
+  }
   uv_rwlock_wrunlock(&t->reg_lock);
   gv_trk_count(p->renewal ? &t->metrics.registered_renewed
                           : &t->metrics.registered_new);
   gv_logf(&t->log, GV_LOG_INFO,
-          "registered id=%s addr=%s repos=%u caps=%u renewed=%d", sid, addr,
-          p->rec.n_repos, p->rec.n_caps, p->renewal);
+          "registered id=%s addr=%s repos=%u caps=%u renewed=%d%s", sid, addr,
+          p->rec.n_repos, p->rec.n_caps, p->renewal,
+          p->r == NULL ? " (verified in the background)" : "");
   if (b.oom) {
     free(b.p);
-    finish_error(r, 503, "overloaded", "out of memory");
+    verify_fail(p, 503, "overloaded", "out of memory");
     return;
   }
-  finish(r, MHD_HTTP_OK, b.p, b.len);
+  verify_end(p, MHD_HTTP_OK, b.p, b.len);
 }
 
 /* Loop thread: the dial-back is settled. */
 static void on_dialed(void *ctx, int status) {
-  req *r = ctx;
-  gv_trk_ctx *t = r->t;
-  pending *p = r->p;
+  pending *p = ctx;
+  gv_trk_ctx *t = p->t;
   char addr[GV_ADDR_TEXT_MAX], sid[GV_ID_SHORT_LEN + 1];
   gv_trk_row row;
   int rc;
@@ -548,7 +616,7 @@ static void on_dialed(void *ctx, int status) {
     uv_rwlock_wrlock(&t->reg_lock);
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
     uv_rwlock_wrunlock(&t->reg_lock);
-    finish_error(r, 503, "shutting_down", "the tracker is shutting down");
+    verify_fail(p, 503, "shutting_down", "the tracker is shutting down");
     return;
   }
   if (status < 0) {
@@ -559,35 +627,65 @@ static void on_dialed(void *ctx, int status) {
       gv_trk_store_del(t->store, p->rec.id, NULL, NULL);
     gv_logf(&t->log, GV_LOG_INFO, "dial-back failed id=%s addr=%s: %s%s", sid,
             addr, gv_strerror(status), rc == 1 ? " (delisted)" : "");
-    finish_error(r, 422, "dialback_failed", "dial-back to %s failed: %s", addr,
-                 gv_strerror(status));
+    verify_fail(p, 422, "dialback_failed", "dial-back to %s failed: %s", addr,
+                gv_strerror(status));
     return;
   }
   memset(&row, 0, sizeof(row));
   row.rec = p->rec;
   row.registered_ms = gv_trk_now(t);
   row.expires_ms = p->expires_ms = row.registered_ms + GV_TRK_TTL_MS;
-  if ((rc = gv_trk_store_put(t->store, &row, on_stored, r)) < 0) {
+  if ((rc = gv_trk_store_put(t->store, &row, on_stored, p)) < 0) {
     uv_rwlock_wrlock(&t->reg_lock);
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
     uv_rwlock_wrunlock(&t->reg_lock);
-    finish_error(r, 503, "shutting_down", "the tracker is shutting down");
+    verify_fail(p, 503, "shutting_down", "the tracker is shutting down");
   }
 }
 
+/* 202: {"status":"verifying","id":...,"addr":...}, for a registration
+ * whose dial-back runs in the background (or already runs). */
+static enum MHD_Result respond_verifying(req *r, const uint8_t id[GV_ID_BYTES],
+                                         const gv_addr *a) {
+  char hex[GV_ID_HEX_LEN + 1], addr[GV_ADDR_TEXT_MAX];
+  sbuf b = {0};
+
+  gv_id_to_hex(id, hex);
+  gv_addr_format(a, addr);
+  sb_printf(&b,
+            "{\"status\":\"verifying\",\"id\":\"%s\",\"addr\":\"%s\","
+            "\"reason\":\"the dial-back runs in the background; the node is "
+            "listed once it passes\"}",
+            hex, addr);
+  if (b.oom) {
+    free(b.p);
+    return MHD_NO;
+  }
+  return respond(r, MHD_HTTP_ACCEPTED, "application/json", b.p, b.len);
+}
+
+/* Register (docs/TRACKER.md §3.4): the signature and replay rules, then
+ * the registry; the nonce is recorded last, in the same step as the
+ * registry change, which is undone if the nonce turns out to be taken.
+ * When the dialer has a free slot the request waits for its dial-back
+ * (200 listed, or 422); otherwise, and for a repeated register of an id
+ * being verified, it is answered 202 at once and the dial-back runs in the
+ * background, so no one's black holes can hold a genuine node past its
+ * client's timeout. */
 static enum MHD_Result do_register(req *r) {
   gv_trk_ctx *t = r->t;
   gv_trk_signed s;
-  gv_why why = {""};
+  gv_why why = {""}, nwhy = {""};
   enum MHD_Result ret;
   pending *p;
-  int rc;
+  int rc, nrc;
 
   if (atomic_load(&t->stopping))
     return respond_error(r, 503, "shutting_down",
                          "the tracker is shutting down");
   if ((p = r->p = calloc(1, sizeof(*p))) == NULL)
     return MHD_NO;
+  p->t = t;
   if ((rc = gv_trk_req_register(r->body, r->len, &s, &p->rec, &why)) < 0)
     return respond_rc(r, rc, &why);
   if (check_signed(r, &s, &ret) < 0)
@@ -597,18 +695,50 @@ static enum MHD_Result do_register(req *r) {
   memcpy(p->rec.addr.ip, r->client.ip, sizeof(p->rec.addr.ip));
   uv_rwlock_wrlock(&t->reg_lock);
   rc = gv_trk_reg_begin(t->reg, &p->rec, gv_trk_now(t), &why);
+  nrc = rc >= 0 || rc == GV_EBUSY ? commit_nonce(r, &s, &nwhy) : 0;
+  if (nrc < 0 && rc >= 0)
+    gv_trk_reg_abort(t->reg, p->rec.id, 1);
   uv_rwlock_wrunlock(&t->reg_lock);
+  if (nrc < 0)
+    return respond_replay(r, nrc, &nwhy);
   switch (rc) {
   case GV_ELIMIT: return respond_error(r, 403, "ip_limit", why.text);
-  case GV_EBUSY: return respond_error(r, 409, "busy", why.text);
+  case GV_EBUSY: /* being verified: the same answer as the first */
+    return respond_verifying(r, p->rec.id, &p->rec.addr);
+  case -EBUSY:
+    r->retry_after = (long)((t->cfg.dial_timeout_ms + 999) / 1000);
+    return respond_error(r, MHD_HTTP_TOO_MANY_REQUESTS, "verifying_limit",
+                         why.text);
   case -EAGAIN:
   case GV_ENOMEM: return respond_error(r, 503, "overloaded", why.text);
   default: break;
   }
   p->renewal = rc == 1;
+  if (gv_trk_dialer_free_slots(t->dialer) == 0) {
+    /* Busy dialer: in the background, the request answered now. p is the
+     * callbacks' from here on and may be freed at any time: the answer is
+     * made from copies. */
+    uint8_t id[GV_ID_BYTES];
+    gv_addr addr = p->rec.addr;
+    memcpy(id, p->rec.id, GV_ID_BYTES);
+    r->p = NULL;
+    if ((rc = gv_trk_dial(t->dialer, &p->rec.addr, p->rec.id, on_dialed, p)) <
+        0) {
+      uv_rwlock_wrlock(&t->reg_lock);
+      gv_trk_reg_abort(t->reg, p->rec.id, 1);
+      uv_rwlock_wrunlock(&t->reg_lock);
+      r->p = p; /* freed with the request */
+      return respond_error(r, 503,
+                           rc == GV_ESTATE ? "shutting_down" : "overloaded",
+                           rc == GV_ESTATE ? "the tracker is shutting down"
+                                           : "too many dial-backs queued");
+    }
+    return respond_verifying(r, id, &addr);
+  }
+  p->r = r;
   /* Suspend first: the dial-back may finish before gv_trk_dial returns. */
   begin_async(r);
-  if ((rc = gv_trk_dial(t->dialer, &p->rec.addr, p->rec.id, on_dialed, r)) <
+  if ((rc = gv_trk_dial(t->dialer, &p->rec.addr, p->rec.id, on_dialed, p)) <
       0) {
     uv_rwlock_wrlock(&t->reg_lock);
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
@@ -648,7 +778,7 @@ static enum MHD_Result do_unregister(req *r) {
   gv_trk_signed s;
   gv_why why = {""};
   enum MHD_Result ret;
-  int rc;
+  int rc, nrc = 0;
 
   if (atomic_load(&t->stopping))
     return respond_error(r, 503, "shutting_down",
@@ -660,9 +790,14 @@ static enum MHD_Result do_unregister(req *r) {
   if (check_signed(r, &s, &ret) < 0)
     return ret;
   memcpy(r->p->rec.id, s.id, GV_ID_BYTES);
+  /* The nonce is recorded only for an unregister that happens. */
   uv_rwlock_wrlock(&t->reg_lock);
-  rc = gv_trk_reg_unregister(t->reg, s.id);
+  rc = gv_trk_reg_may_unregister(t->reg, s.id);
+  if (rc == 0 && (nrc = commit_nonce(r, &s, &why)) == 0)
+    gv_trk_reg_unregister(t->reg, s.id);
   uv_rwlock_wrunlock(&t->reg_lock);
+  if (nrc < 0)
+    return respond_replay(r, nrc, &why);
   if (rc == -ENOENT)
     return respond_error(r, 404, "not_registered", "this id is not registered");
   if (rc < 0)

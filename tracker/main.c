@@ -75,6 +75,11 @@ static void usage(FILE *f) {
       "  --dial-concurrency N      dial-backs in flight (default 64)\n"
       "  --max-verifying N         registrations being verified "
       "(default 1024)\n"
+      "  --max-verifying-per-ip N  of those, from one address (default 2;\n"
+      "                            0 = no limit)\n"
+      "  --replay-cap N            signed requests remembered for replay\n"
+      "                            protection, shared fairly between\n"
+      "                            addresses (default 262144)\n"
       "  --threads N               HTTP threads (default: CPU count)\n"
       "  --max-conns N             HTTP connections (default 1024)\n"
       "  --max-conns-per-ip N      HTTP connections per address "
@@ -256,6 +261,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     O_DIAL_TIMEOUT,
     O_DIAL_CONC,
     O_MAX_VERIFYING,
+    O_VERIFYING_IP,
+    O_REPLAY_CAP,
     O_THREADS,
     O_CONNS,
     O_CONNS_IP,
@@ -275,6 +282,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
       {"dial-timeout-ms", required_argument, NULL, O_DIAL_TIMEOUT},
       {"dial-concurrency", required_argument, NULL, O_DIAL_CONC},
       {"max-verifying", required_argument, NULL, O_MAX_VERIFYING},
+      {"max-verifying-per-ip", required_argument, NULL, O_VERIFYING_IP},
+      {"replay-cap", required_argument, NULL, O_REPLAY_CAP},
       {"threads", required_argument, NULL, O_THREADS},
       {"max-conns", required_argument, NULL, O_CONNS},
       {"max-conns-per-ip", required_argument, NULL, O_CONNS_IP},
@@ -296,6 +305,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
   c->dial_timeout_ms = 5000;
   c->dial_concurrency = 64;
   c->max_verifying = 1024;
+  c->max_verifying_per_ip = 2;
+  c->replay_cap = GV_TRK_NONCE_CAP;
   c->threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (unsigned)cpus;
   c->max_conns = 1024;
   c->max_conns_per_ip = 32;
@@ -339,6 +350,14 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     case O_MAX_VERIFYING:
       if (parse_uint(optarg, 1, 1000000, &c->max_verifying) < 0)
         what = "--max-verifying takes 1..1000000";
+      break;
+    case O_VERIFYING_IP:
+      if (parse_uint(optarg, 0, 1000000, &c->max_verifying_per_ip) < 0)
+        what = "--max-verifying-per-ip takes 0..1000000";
+      break;
+    case O_REPLAY_CAP:
+      if (parse_uint(optarg, 1, 16777216, &c->replay_cap) < 0)
+        what = "--replay-cap takes 1..16777216";
       break;
     case O_THREADS:
       if (parse_uint(optarg, 1, 64, &c->threads) < 0)
@@ -386,8 +405,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
 static int open_all(app *a, int *created, size_t *loaded, size_t *skipped,
                     gv_why *why) {
   gv_trk_ctx *t = &a->t;
-  gv_trk_reg_cfg rcfg = {t->cfg.max_per_ip, t->cfg.max_verifying,
-                         GV_TRK_TTL_MS};
+  gv_trk_reg_cfg rcfg = {t->cfg.max_per_ip, t->cfg.max_verifying, GV_TRK_TTL_MS,
+                         t->cfg.max_verifying_per_ip};
   gv_trk_dial_cfg dcfg = {t->cfg.dial_timeout_ms, t->cfg.dial_concurrency,
                           t->cfg.max_verifying};
   uint8_t key[16];
@@ -399,8 +418,8 @@ static int open_all(app *a, int *created, size_t *loaded, size_t *skipped,
     return rc;
   randombytes_buf(key, sizeof(key));
   if ((rc = gv_trk_reg_new(&t->reg, &rcfg, key)) < 0 ||
-      (rc = gv_trk_replay_new(&t->replay, GV_TRK_NONCE_CAP, t->start_ms, key)) <
-          0 ||
+      (rc = gv_trk_replay_new(&t->replay, t->cfg.replay_cap, t->start_ms,
+                              key)) < 0 ||
       (t->cfg.rate > 0 &&
        (rc = gv_trk_buckets_new(&t->buckets, t->cfg.rate, t->cfg.burst,
                                 GV_TRK_BUCKETS_CAP, key)) < 0)) {

@@ -37,7 +37,8 @@ typedef struct repo_slot {
 
 typedef struct ip_count {
   gv_trk_ipkey key;
-  unsigned n;
+  unsigned n;         /* ids held, VERIFYING and RENEWING ones included */
+  unsigned verifying; /* of those, being verified from this address */
 } ip_count;
 
 struct gv_trk_entry {
@@ -178,6 +179,29 @@ static int ip_take(gv_trk_reg *r, const gv_trk_ipkey *key, unsigned limit) {
     return GV_ENOMEM;
   }
   return 0;
+}
+
+/* The address a verification of e is charged to. */
+static const gv_trk_ipkey *verify_ip(const gv_trk_entry *e) {
+  return e->new_ip_counted ? &e->new_ip : &e->ip;
+}
+
+/* Moves the count of verifications from e's address by delta (+1, -1);
+ * the address holds e's id, so its count exists. */
+static void ip_verifying(gv_trk_reg *r, const gv_trk_entry *e, int delta) {
+  const gv_trk_ipkey *k = verify_ip(e);
+  ip_count *c = gv_trk_map_get(&r->ips, k->b, sizeof(k->b));
+
+  assert(c != NULL && (delta > 0 || c->verifying > 0));
+  c->verifying = (unsigned)((int)c->verifying + delta);
+}
+
+/* Whether key may start one more verification. */
+static int ip_may_verify(const gv_trk_reg *r, const gv_trk_ipkey *key) {
+  const ip_count *c = gv_trk_map_get(&r->ips, key->b, sizeof(key->b));
+
+  return r->cfg.max_verifying_per_ip == 0 || c == NULL ||
+         c->verifying < r->cfg.max_verifying_per_ip;
 }
 
 static void ip_release(gv_trk_reg *r, const gv_trk_ipkey *key) {
@@ -411,6 +435,11 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
   if (r->verifying >= r->cfg.max_verifying)
     return gv_fail(why, -EAGAIN, "%zu registrations are being verified",
                    r->verifying);
+  if (!ip_may_verify(r, &k))
+    return gv_fail(why, -EBUSY,
+                   "this address already has %u registrations being "
+                   "verified",
+                   r->cfg.max_verifying_per_ip);
   if (e != NULL) {
     if (!ipkey_eq(&k, &e->ip)) {
       if ((rc = ip_take(r, &k, r->cfg.max_per_ip)) < 0)
@@ -421,6 +450,7 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
     e->state = RENEWING;
     expiry_unlink(r, e);
     r->verifying++;
+    ip_verifying(r, e, 1);
     return 1;
   }
   if ((rc = ip_take(r, &k, r->cfg.max_per_ip)) < 0)
@@ -435,6 +465,7 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
   e->ip = k;
   e->state = VERIFYING;
   r->verifying++;
+  ip_verifying(r, e, 1);
   return 0;
 limit:
   if (rc == GV_ELIMIT)
@@ -457,6 +488,7 @@ int gv_trk_reg_commit(gv_trk_reg *r, const gv_trk_rec *rec, int64_t expires_ms,
     return GV_ESTATE;
   if ((rc = set_content(r, e, rec, expires_ms)) < 0)
     return rc;
+  ip_verifying(r, e, -1);
   if (e->state == VERIFYING) {
     e->list_pos = r->n_listed; /* set_content reserved the room */
     r->listed[r->n_listed++] = e;
@@ -479,6 +511,7 @@ int gv_trk_reg_abort(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES], int keep) {
   if (e == NULL || e->state == LISTED)
     return GV_ESTATE;
   r->verifying--;
+  ip_verifying(r, e, -1);
   if (e->state == VERIFYING) {
     ip_release(r, &e->ip);
     gv_trk_map_del(&r->ids, id, GV_ID_BYTES);
@@ -497,14 +530,21 @@ int gv_trk_reg_abort(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES], int keep) {
   return 1;
 }
 
-int gv_trk_reg_unregister(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]) {
-  gv_trk_entry *e = gv_trk_map_get(&r->ids, id, GV_ID_BYTES);
+int gv_trk_reg_may_unregister(const gv_trk_reg *r,
+                              const uint8_t id[GV_ID_BYTES]) {
+  const gv_trk_entry *e = gv_trk_map_get(&r->ids, id, GV_ID_BYTES);
 
   if (e == NULL)
     return -ENOENT;
-  if (e->state != LISTED)
-    return GV_EBUSY;
-  remove_entry(r, e);
+  return e->state != LISTED ? GV_EBUSY : 0;
+}
+
+int gv_trk_reg_unregister(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]) {
+  int rc = gv_trk_reg_may_unregister(r, id);
+
+  if (rc < 0)
+    return rc;
+  remove_entry(r, gv_trk_map_get(&r->ids, id, GV_ID_BYTES));
   return 0;
 }
 
@@ -733,12 +773,16 @@ int gv__trk_reg_check(const gv_trk_reg *r, gv_why *why) {
     return gv_fail(why, GV_ESTATE, "expiry list length wrong");
   pos = 0;
   while ((c = gv_trk_map_next(&r->ips, &pos)) != NULL) {
-    size_t n = 0, epos = 0;
-    while ((e = gv_trk_map_next(&r->ids, &epos)) != NULL)
+    size_t n = 0, v = 0, epos = 0;
+    while ((e = gv_trk_map_next(&r->ids, &epos)) != NULL) {
       n += ipkey_eq(&e->ip, &c->key) +
            (e->new_ip_counted && ipkey_eq(&e->new_ip, &c->key));
+      v += e->state != LISTED && ipkey_eq(verify_ip(e), &c->key);
+    }
     if (n != c->n || n == 0)
       return gv_fail(why, GV_ESTATE, "address count wrong");
+    if (v != c->verifying)
+      return gv_fail(why, GV_ESTATE, "address verification count wrong");
   }
   pos = 0;
   while ((ix = gv_trk_map_next(&r->repos, &pos)) != NULL) {

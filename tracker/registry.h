@@ -61,6 +61,8 @@ typedef struct gv_trk_reg_cfg {
   unsigned max_per_ip;    /* ids per address, VERIFYING ones included; >= 1 */
   unsigned max_verifying; /* VERIFYING + RENEWING at once; >= 1 */
   int64_t ttl_ms;         /* GV_TRK_TTL_MS in the daemon */
+  /* VERIFYING + RENEWING charged to one address at once; 0 = no limit */
+  unsigned max_verifying_per_ip;
 } gv_trk_reg_cfg;
 
 typedef struct gv_trk_reg gv_trk_reg;
@@ -82,8 +84,9 @@ void gv_trk_reg_free(gv_trk_reg *r);
  * (LISTED -> RENEWING, returns 1) for rec->id from rec->addr. Fails, with a
  * reason in why, with GV_EBUSY if the id is already VERIFYING or RENEWING,
  * GV_ELIMIT if rec's address already holds max_per_ip ids, -EAGAIN if
- * max_verifying registrations are being verified, GV_ENOMEM. Nothing
- * changes on failure. rec is not kept. */
+ * max_verifying registrations are being verified, -EBUSY if rec's address
+ * already has max_verifying_per_ip of them, GV_ENOMEM. Nothing changes on
+ * failure. rec is not kept. */
 int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
                      gv_why *why);
 
@@ -103,6 +106,11 @@ int gv_trk_reg_abort(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES], int keep);
 /* LISTED -> absent. 0, -ENOENT if id is not registered, GV_EBUSY while it
  * is VERIFYING or RENEWING. */
 int gv_trk_reg_unregister(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]);
+
+/* What gv_trk_reg_unregister() would return, changing nothing. A reader
+ * (takes the lock as a writer when the unregister must follow). */
+int gv_trk_reg_may_unregister(const gv_trk_reg *r,
+                              const uint8_t id[GV_ID_BYTES]);
 
 /* Restores a stored registration at start-up: absent -> LISTED. The
  * per-address limit is not applied (the limit may have been lowered).

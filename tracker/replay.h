@@ -3,13 +3,24 @@
  * (id, nonce) pairs accepted in the last GV_TRK_NONCE_KEEP_MS. Sans-I/O:
  * `now` comes in as an argument and never decreases.
  *
- * The cache is a ring in acceptance order (every pair is kept for the same
- * time, so the oldest is always at the head) plus a hash table over it. It
- * holds at most `cap` pairs; when full, new pairs are refused (-EAGAIN)
- * rather than any pair forgotten early.
+ * A pair is recorded only once its request has passed every other check
+ * (the caller peeks first, then records last), so refused requests cost
+ * no room. Each pair is charged to the request's source (gv_trk_ipkey: an
+ * IPv4 address or an IPv6 /64). The cache holds at most `cap` pairs; when
+ * it is full, a new pair from a source holding fewer pairs than the
+ * heaviest source takes the heaviest source's oldest pair (an eviction),
+ * so that no flood, from any number of addresses, can refuse a source
+ * that holds less than its share. Only a source that is itself the
+ * heaviest is refused (-EAGAIN). Every operation is O(1) (amortized over
+ * pruning); memory is bounded by `cap` pairs and `cap` sources.
+ *
+ *   peek --ok--> (caller's other checks) --ok--> check: recorded
+ *   pair: recorded --prune (until <= now)--> forgotten
+ *         recorded --evicted (cache full, heaviest source)--> forgotten
  *
  * Lifetime: gv_trk_replay_new() allocates, gv_trk_replay_free() frees. Not
- * thread-safe.
+ * thread-safe: the daemon holds replay_lock around each call, and around
+ * the pair of peek and check only where it must be atomic.
  */
 #ifndef GV_TRK_REPLAY_H
 #define GV_TRK_REPLAY_H
@@ -19,6 +30,7 @@
 
 #include "err.h"
 #include "identity.h"
+#include "registry.h"
 
 #define GV_TRK_NONCE_BYTES 16
 #define GV_TRK_SKEW_MS 30000LL       /* accepted |ts - now| */
@@ -27,17 +39,25 @@
 
 typedef struct gv_trk_replay gv_trk_replay;
 
-/* start_ms: the process start; requests signed before it are refused. */
+/* start_ms: the process start; requests signed before it are refused.
+ * cap >= 1 pairs. */
 int gv_trk_replay_new(gv_trk_replay **out, size_t cap, int64_t start_ms,
                       const uint8_t hash_key[16]);
 void gv_trk_replay_free(gv_trk_replay *rp);
 
-/* Applies the rules to a request of id with ts and nonce, at now, and
- * records the pair if it passes. Returns 0, or with a reason in why:
- * GV_EFUTURE (ts > now + skew), GV_ESTALE (ts < now - skew, or before the
- * start), GV_EDUP (pair already accepted), -EAGAIN (cache full),
- * GV_ENOMEM. */
-int gv_trk_replay_check(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
+/* Applies the rules to a request of id with ts and nonce, at now, without
+ * recording anything. Returns 0, or with a reason in why: GV_EFUTURE
+ * (ts > now + skew), GV_ESTALE (ts < now - skew, or before the start),
+ * GV_EDUP (pair already recorded). */
+int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
+                       const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                       int64_t now, gv_why *why);
+
+/* The rules of peek, then records the pair charged to src, in one step (a
+ * second identical request gets GV_EDUP). Also -EAGAIN (the cache is full
+ * and src is the heaviest source), GV_ENOMEM. */
+int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                        const uint8_t id[GV_ID_BYTES],
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                         int64_t now, gv_why *why);
 
@@ -45,5 +65,11 @@ int gv_trk_replay_check(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
 size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now);
 
 size_t gv_trk_replay_count(const gv_trk_replay *rp);
+
+/* Pairs held for src. */
+size_t gv_trk_replay_count_of(const gv_trk_replay *rp, const gv_trk_ipkey *src);
+
+/* Pairs forgotten early to make room, since the start. */
+uint64_t gv_trk_replay_evictions(const gv_trk_replay *rp);
 
 #endif

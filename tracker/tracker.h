@@ -3,7 +3,9 @@
  * it on libmicrohttpd's threads, dialback.c and the housekeeping timer use
  * it on the main libuv loop, store.c's callbacks on the writer thread.
  *
- * Locks (never two at once, except reg_lock around nothing else):
+ * Locks (never two at once, except replay_lock inside reg_lock, where a
+ * registry change and the nonce that allows it are one step; never the
+ * other way round):
  *   reg_lock     read-write: readers sample, writers change the registry;
  *   replay_lock  the nonce cache;  bucket_lock  the token buckets.
  * A core's clock is read inside its lock (gv_trk_now() is monotonic across
@@ -38,6 +40,8 @@ typedef struct gv_trk_cfg {
   unsigned dial_timeout_ms;
   unsigned dial_concurrency;
   unsigned max_verifying;
+  unsigned max_verifying_per_ip; /* 0 = no limit */
+  unsigned replay_cap;           /* nonces remembered */
   unsigned threads;
   unsigned max_conns;
   unsigned max_conns_per_ip; /* 0 = no limit */

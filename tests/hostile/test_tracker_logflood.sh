@@ -26,7 +26,8 @@ print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/hole" &
 pids+=($!)
 HOLE_PID=$!
 "$TRK" --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0 \
-  --dial-timeout-ms 300 --max-per-ip 1000 2>"$TMP/trk.log" &
+  --dial-timeout-ms 300 --max-per-ip 1000 --max-verifying-per-ip 0 \
+  2>"$TMP/trk.log" &
 pids+=($!)
 TPID=$!
 for _ in $(seq 1 200); do

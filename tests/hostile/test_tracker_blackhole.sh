@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Issue 12 item 3, black-hole dial-backs: ADDRS source addresses
+# (127.0.2.x) each send 8 registrations, under throw-away keys, for a port
+# that never answers (on each address, a listener that never accepts,
+# backlog 1), so each dial-back hangs for the tracker's whole 5 s timeout. Then a genuine
+# node registers through the node's own client (node/trkclient.c, 15 s
+# timeout). Before the fix the dial-backs ran first come first served, 64
+# at a time, and the genuine register waited behind every black hole,
+# past its timeout. Now an address may have 2 verifications at once (the
+# rest get 429), and when the dialer is busy a register is answered 202
+# at once and verified in the background: the genuine node is answered
+# within its timeout (quickly), registering again meanwhile is 202 again
+# (not 409), and it is listed once its dial-back passes.
+# HOSTILE_SIZE=small: 32 addresses (256 black holes); full: 96 (768).
+# TRK (default $BUILD/grapevine-tracker) picks the binary under test.
+cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+
+TRK=${TRK:-$PWD/$BUILD/grapevine-tracker}
+CLI=$PWD/$BUILD/tests/tracker_client
+PEER=$PWD/$BUILD/tests/tracker_peer
+case ${HOSTILE_SIZE:-small} in
+full) ADDRS=96 ;;
+*) ADDRS=32 ;;
+esac
+PER=8
+
+# The black holes: a dial-back goes to the request's source address, so
+# each attacking address gets one, all on the same port, each listening
+# with a backlog of 1 and never accepting.
+python3 - "$ADDRS" >"$TMP/hole" <<'PY' &
+import socket, sys, time
+for attempt in range(20):  # a port free on every address
+    holes = []
+    try:
+        port = 0
+        for a in range(1, int(sys.argv[1]) + 1):
+            h = socket.socket()
+            holes.append(h)
+            h.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            h.bind(("127.0.2.%d" % a, port))
+            port = h.getsockname()[1]
+            h.listen(1)
+        break
+    except OSError:
+        for h in holes:
+            h.close()
+print(port, flush=True)
+time.sleep(120)
+PY
+pids+=($!)
+"$TRK" --listen 127.0.0.1:0 --db "$TMP/db" --max-per-ip "$PER" \
+  --max-conns-per-ip 64 2>"$TMP/trk.log" &
+pids+=($!)
+TPID=$!
+for _ in $(seq 1 200); do
+  grep -q 'listening on http://' "$TMP/trk.log" && [ -s "$TMP/hole" ] && break
+  sleep 0.05
+done
+URL=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/trk.log" | head -1)
+HOLE=$(cat "$TMP/hole")
+[ -n "$URL" ] && [ -n "$HOLE" ] ||
+  { not_ok "tracker and black hole start" "$(tail -5 "$TMP/trk.log")"; finish; exit; }
+
+# The attack: every register sent at once, each on its own connection,
+# signed with libsodium through ctypes; the answers are read at the end
+# (30 s at most) and counted by status.
+cat >"$TMP/attack.py" <<'PY'
+import ctypes, os, select, socket, sys, time
+from collections import Counter
+port, hole, addrs, per, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+na = ctypes.CDLL("libsodium.so.23")
+assert na.sodium_init() >= 0
+
+def signed(body):
+    pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
+    na.crypto_sign_keypair(pk, sk)
+    body = body.replace(b"ID", pk.raw.hex().encode())
+    h = ctypes.create_string_buffer(32)
+    na.crypto_generichash(h, 32, body, ctypes.c_ulonglong(len(body)), None, 0)
+    msg = b"grapevine/1 tracker POST /api/bootstrap/register\n" + h.raw
+    sig = ctypes.create_string_buffer(64)
+    na.crypto_sign_detached(sig, None, msg, ctypes.c_ulonglong(len(msg)), sk)
+    return (b"POST /api/bootstrap/register HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nX-Grapevine-Sig: " +
+            sig.raw.hex().encode() + b"\r\nContent-Length: " +
+            str(len(body)).encode() + b"\r\n\r\n" + body)
+
+socks = []
+for a in range(addrs):
+    for _ in range(per):
+        body = b'{"id":"ID","port":%d,"repos":[],"caps":[],"ts":%d,"nonce":"%s"}' % (
+            hole, int(time.time() * 1000), os.urandom(16).hex().encode())
+        s = socket.socket()
+        s.bind(("127.0.2.%d" % (1 + a), 0))
+        s.connect(("127.0.0.1", int(port)))
+        s.sendall(signed(body))
+        socks.append(s)
+open(go, "w").close()  # every black hole is in
+codes, bufs = Counter(), {s: b"" for s in socks}
+deadline = time.time() + 30
+while bufs and time.time() < deadline:
+    r, _, _ = select.select(list(bufs), [], [], 1)
+    for s in r:
+        c = s.recv(4096)
+        bufs[s] += c
+        if not c or b"\r\n\r\n" in bufs[s]:
+            codes[bufs[s].split(b" ", 2)[1].decode() if bufs[s] else "closed"] += 1
+            del bufs[s]
+            s.close()
+codes["unanswered"] += len(bufs)
+print(" ".join("%s=%d" % kv for kv in sorted(codes.items())))
+PY
+python3 "$TMP/attack.py" "${URL##*:}" "$HOLE" "$ADDRS" "$PER" "$TMP/go" \
+  >"$TMP/attack.out" 2>&1 &
+APID=$!
+pids+=("$APID")
+for _ in $(seq 1 200); do
+  [ -e "$TMP/go" ] && break
+  sleep 0.05
+done
+[ -e "$TMP/go" ] || { not_ok "the attack starts" "$(cat "$TMP/attack.out")"; finish; exit; }
+sleep 0.3 # every black-hole register is read and its dial-back queued
+
+# The genuine node, through the node's client (15 s timeout).
+"$PEER" --key "$TMP/good.key" >"$TMP/good.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  grep -q '^port ' "$TMP/good.out" && break
+  sleep 0.05
+done
+GPORT=$(awk '/^port /{print $2; exit}' "$TMP/good.out")
+GID=$("$CLI" id --key "$TMP/good.key")
+t0=$(date +%s%N)
+out=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+echo "# $ADDRS addresses x $PER black holes; genuine register: ${ms} ms: $out"
+if grep -qE '^rc=OK http=20[02] ' <<<"$out" && [ "$ms" -lt 15000 ]; then
+  ok "the genuine register is answered within the node client's 15 s (${ms} ms)"
+else
+  not_ok "genuine register" "${ms} ms: $out"
+fi
+if [ "$ms" -lt 2000 ]; then ok "and at once: no one's black holes are in its way"
+else not_ok "genuine register latency" "${ms} ms"; fi
+# And a real bootstrap node, started now, while the black holes still
+# hang: its tracker job (node/trkjobs.c) must log it registered, pending
+# or not, and never time out.
+free_ports 1
+NPORT=$BASE
+"$GV" node --data-dir "$TMP/boot" --bootstrap --listen "127.0.0.1:$NPORT" \
+  --tracker "$URL" >"$TMP/boot.log" 2>&1 &
+pids+=($!)
+NODE_PID=$!
+# Registering again while it is being verified: 202 again, never 409.
+if grep -q 'http=202' <<<"$out"; then
+  again=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)
+  if grep -qE '^rc=OK http=20[02] ' <<<"$again"; then
+    ok "registering again while verifying is accepted ($(grep -oE 'http=[0-9]+' <<<"$again"))"
+  else
+    not_ok "register again while verifying" "$again"
+  fi
+fi
+# Listed once its dial-back passes: poll, 25 s at most.
+listed=
+for i in $(seq 1 250); do
+  if "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "$GID"; then
+    listed=$(((($(date +%s%N) - t0) / 1000000)))
+    break
+  fi
+  sleep 0.1
+done
+echo "# listed after ${listed:-never} ms"
+if [ -n "$listed" ]; then ok "the genuine node is listed once its dial-back passes (${listed} ms)"
+else not_ok "genuine node listed" "$(tail -5 "$TMP/trk.log")"; fi
+NID=$("$GV" id --data-dir "$TMP/boot" 2>/dev/null)
+for _ in $(seq 1 150); do
+  "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "${NID:-none}" && break
+  sleep 0.1
+done
+reg=$(grep -E 'tracker: (registered|register:)' "$TMP/boot.log" | head -1)
+echo "# the node: ${reg#*tracker: }"
+if grep -qE 'tracker: registered' <<<"$reg" && [ -n "$NID" ] &&
+   "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "$NID"; then
+  ok "a real bootstrap node registers without a timeout and is listed"
+else
+  not_ok "bootstrap node" "$(grep tracker "$TMP/boot.log" | tail -3)"
+fi
+stop_pids "$NODE_PID"
+wait "$APID"
+echo "# the black-hole registers were answered: $(cat "$TMP/attack.out")"
+if ! "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "127.0.2."; then
+  ok "no black hole is listed"
+else not_ok "black hole listed" "$("$CLI" "$URL" peers --max 256)"; fi
+stop_pids "$TPID"
+finish
