@@ -617,6 +617,7 @@ static int take_lock(gv_node *n, int dirfd, gv_why *why) {
                    pid[0] ? pid : "?");
   }
   k = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  errno = EIO; /* what a short write, which sets none, reports */
   if (pwrite(n->lock_fd, pid, (size_t)k, 0) != k ||
       ftruncate(n->lock_fd, k) != 0)
     return gv_fail(why, -errno, "%s/lock: %s", n->dir, strerror(errno));
