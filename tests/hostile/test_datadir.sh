@@ -39,11 +39,11 @@ if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then
 fi
 chmod 0711 "$TMP" # the other user may pass through, not write
 
-# as_other CMD...: CMD as the other user, with a home of its own.
-as_other() {
-  setpriv --reuid=$OTHER --regid=$OTHER --clear-groups \
-    env HOME="$TMP/other" XDG_DATA_HOME="$TMP/other" XDG_CONFIG_HOME="$TMP/other" "$@"
-}
+# "${AS_OTHER[@]}" CMD...: CMD as the other user, with a home of its own.
+# A command, not a function: started in the background, its pid is the
+# command's own (setpriv and env exec it), so the exit trap kills it.
+AS_OTHER=(setpriv --reuid=$OTHER --regid=$OTHER --clear-groups
+  env HOME="$TMP/other" XDG_DATA_HOME="$TMP/other" XDG_CONFIG_HOME="$TMP/other")
 # snap DIR: what a refused start must leave as it was.
 snap() { find "$1" -printf '%P %y %s %m %U %T@\n' 2>/dev/null | sort; }
 # refused NAME DIR PATTERN: `grapevine node` on DIR exits non-zero within
@@ -63,8 +63,9 @@ refused() {
     ok "$name: refused ($(head -1 "$TMP/refused.out" | sed 's/^grapevine node: //'))"
   fi
 }
-# run_node DIR [as_other]: starts a node on DIR, waits (10 s) until its
-# control socket answers root; sets NODE_PID.
+# run_node DIR [PREFIX...]: starts a node on DIR (run by PREFIX, e.g.
+# "${AS_OTHER[@]}"), waits (10 s) until its control socket answers root;
+# sets NODE_PID.
 run_node() {
   local dir=$1
   shift
@@ -124,12 +125,12 @@ done
 # --- 4. control.sock and relay.sock replaced by the other user's node
 O=$TMP/other
 install -d -m 0700 -o $OTHER -g $OTHER "$O"
-if run_node "$O/node" as_other; then
+if run_node "$O/node" "${AS_OTHER[@]}"; then
   ok "root asks the other user's node in its own directory"
 else
   not_ok "root asks the other user's node in its own directory"
 fi
-FAKE=$(as_other "$GVB" id --data-dir "$O/node" 2>&1)
+FAKE=$("${AS_OTHER[@]}" "$GVB" id --data-dir "$O/node" 2>&1)
 R=$TMP/root
 mkdir -m 0700 "$R"
 mv "$O/node/control.sock" "$R/control.sock"
@@ -166,7 +167,7 @@ if run_node "$S"; then
   chmod 0711 "$S"
   chmod 0666 "$S/control.sock" "$S/relay.sock"
   for cmd in status agents; do
-    out=$(as_other timeout 10 "$GVB" $cmd --data-dir "$S" 2>&1)
+    out=$("${AS_OTHER[@]}" timeout 10 "$GVB" $cmd --data-dir "$S" 2>&1)
     rc=$?
     if [ $rc != 0 ] && grep -q "uid $OTHER may not use this node" <<<"$out"; then
       ok "$cmd as uid $OTHER on a 0666 socket: the node refuses it ($out)"
