@@ -47,7 +47,7 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
 NODE_SRC  += node/wrapcli.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore aclient mcp wrap
+              agentsrv team relaystore aclient mcp wrap cli
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay mcp wrap

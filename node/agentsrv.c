@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "relayreq.h"
 
 #define READ_SLAB (64 * 1024)
@@ -308,6 +309,8 @@ static gv_rconn alloc_id(gv_agentsrv *s) {
 
 static void on_connection(uv_stream_t *server, int status) {
   gv_agentsrv *s = server->data;
+  gv_why why = {""};
+  uv_os_fd_t fd;
   aconn *c;
 
   /* Without an accept libuv stops listening until the next one: a failed
@@ -326,6 +329,17 @@ static void on_connection(uv_stream_t *server, int status) {
     c->id = 0;
     s->refusing++; /* undone by on_conn_closed for id 0 */
     conn_close(c);
+    return;
+  }
+  /* Only this node's user, or root, may talk to it (SO_PEERCRED). */
+  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+      gv_cli_check_client(fd, &why) < 0) {
+    s->st.refused++;
+    if (s->refusing++ >= REFUSING_MAX)
+      conn_close(c);
+    else
+      conn_refuse(c, -EACCES,
+                  why.text[0] ? why.text : "cannot tell who connected");
     return;
   }
   if (s->st.conns >= s->max_conns) {
@@ -362,6 +376,9 @@ static int probe(const char *path, gv_why *why) {
                    "relay socket %s: a file that is not a socket is in the "
                    "way; not replacing it",
                    path);
+  /* A socket planted by another user is refused, not replaced. */
+  if ((rc = gv_cli_check_owned(path, &sb, S_IFSOCK, geteuid(), false, why)) < 0)
+    return rc;
   memcpy(sa.sun_path, path, strlen(path) + 1);
   if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
     return gv_fail(why, -errno, "relay socket: %s", strerror(errno));

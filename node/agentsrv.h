@@ -15,7 +15,9 @@
  *  - output queued to a client that does not read, past max_queued bytes:
  *    the connection is closed (counted in closed_slow);
  *  - past max_conns open connections, a new client is accepted, sent a
- *    LIMIT error line and closed; the owner never hears of it.
+ *    LIMIT error line and closed; the owner never hears of it;
+ *  - a client whose uid (SO_PEERCRED) is neither the node's nor root's:
+ *    sent an EACCES error line and closed; the owner never hears of it.
  *
  * Lifetime: gv_agentsrv_start() binds and listens; gv_agentsrv_close()
  * closes every connection and the socket, after which no callback fires;
@@ -38,7 +40,8 @@ typedef struct gv_agentsrv gv_agentsrv;
 #define GV_AGENTSRV_MAX_QUEUED (64u * 1024 * 1024)
 
 typedef struct gv_agentsrv_cbs {
-  /* A client connected (not called for one refused at the cap). */
+  /* A client connected (not called for one refused at the cap or for its
+   * uid). */
   void (*on_open)(void *ctx, gv_rconn conn);
   /* One input line, without its '\n' (a "\r" before it is kept). line is
    * borrowed for the call. The callback may write, hang up or close. */
@@ -60,15 +63,17 @@ typedef struct gv_agentsrv_stats {
   uint64_t lines_in;     /* lines handed to on_line */
   uint64_t lines_out;    /* lines queued by gv_agentsrv_write */
   uint64_t toobig;       /* connections closed for an oversized line */
-  uint64_t refused;      /* clients refused at the connection cap */
+  uint64_t refused;      /* clients refused at the cap or for their uid */
   uint64_t closed_slow;  /* connections closed for not reading */
   uint64_t write_errors; /* writes that failed on the socket */
 } gv_agentsrv_stats;
 
 /* Listens on path with mode 0600 (set by the umask at bind, so there is no
  * moment it is open to others). A socket file left at path by a dead node
- * (nobody answers on it) is replaced; a live one, or a path that is not a
- * socket, is refused with a reason (GV_EBUSY, -EEXIST). opts may be NULL.
+ * (nobody answers on it) is replaced; a live one, a path that is not a
+ * socket, or a socket of another user's or writable by others
+ * (gv_cli_check_owned), is refused with a reason (GV_EBUSY, -EEXIST,
+ * -EPERM). opts may be NULL.
  * cbs and ctx are kept. Returns 0 or GV_E* / -errno with a reason; on
  * failure *out is NULL and no callback ever fires. */
 int gv_agentsrv_start(gv_agentsrv **out, uv_loop_t *loop, const char *path,

@@ -2,13 +2,17 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "msg.h"
 
@@ -80,6 +84,228 @@ int gv_cli_mkdirs(const char *path) {
   return 0;
 }
 
+/* ---- what the node trusts in its data directory ---- */
+
+static const char *type_name(mode_t type) {
+  switch (type) {
+  case S_IFDIR: return "a directory";
+  case S_IFREG: return "a regular file";
+  case S_IFSOCK: return "a socket";
+  case S_IFLNK: return "a symbolic link";
+  default: return "a special file";
+  }
+}
+
+int gv_cli_check_owned(const char *path, const struct stat *st, mode_t type,
+                       uid_t uid, bool others_may_write, gv_why *why) {
+  mode_t mode = st->st_mode;
+
+  if (S_ISLNK(mode))
+    return gv_fail(why, -ELOOP, "%s: a symbolic link; refusing to follow it",
+                   path);
+  if ((mode & S_IFMT) != type)
+    return gv_fail(why, -EPERM, "%s: %s where %s belongs; refusing it", path,
+                   type_name(mode & S_IFMT), type_name(type));
+  if (st->st_uid != uid)
+    return gv_fail(why, -EPERM, "%s: owned by uid %u, not uid %u; refusing it",
+                   path, (unsigned)st->st_uid, (unsigned)uid);
+  if (!others_may_write && (mode & 022) != 0)
+    return gv_fail(why, -EPERM,
+                   "%s: mode %04o lets %s write it; refusing it (chmod go-w)",
+                   path, (unsigned)(mode & 07777),
+                   (mode & 022) == 022 ? "group and others"
+                   : (mode & 020)      ? "the group"
+                                       : "others");
+  return 0;
+}
+
+int gv_cli_open_dir(const char *dir, bool create, gv_why *why) {
+  struct stat st;
+  int fd, rc;
+
+  if (create && (rc = gv_cli_mkdirs(dir)) < 0)
+    return gv_fail(why, rc, "%s: %s", dir, gv_strerror(rc));
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    if ((rc == -ELOOP || rc == -ENOTDIR) && lstat(dir, &st) == 0)
+      return gv_cli_check_owned(dir, &st, S_IFDIR, geteuid(), false, why);
+    return gv_fail(why, rc, "%s: %s", dir, strerror(-rc));
+  }
+  if (fstat(fd, &st) != 0)
+    rc = gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+  else
+    rc = gv_cli_check_owned(dir, &st, S_IFDIR, geteuid(), false, why);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+int gv_cli_open_owned(int dirfd, const char *dir, const char *name, int flags,
+                      gv_why *why) {
+  char path[4200];
+  struct stat st;
+  int fd, rc;
+
+  snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+  /* O_NONBLOCK: a planted FIFO must not block the open; cleared below. */
+  fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+  if (fd < 0) {
+    rc = -errno;
+    if (rc == -ELOOP)
+      return gv_fail(why, rc, "%s: a symbolic link; refusing to follow it",
+                     path);
+    return gv_fail(why, rc, "%s: %s", path, strerror(-rc));
+  }
+  if (fstat(fd, &st) != 0)
+    rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+  else if ((rc = gv_cli_check_owned(path, &st, S_IFREG, geteuid(), false,
+                                    why)) == 0 &&
+           fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+    rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+int gv_cli_check_entries(int dirfd, const char *dir, gv_why *why) {
+  char path[4200];
+  struct dirent *e;
+  struct stat st;
+  DIR *d;
+  int fd, rc = 0;
+
+  if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+      (d = fdopendir(fd)) == NULL) {
+    rc = gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return rc;
+  }
+  while (rc == 0 && (e = readdir(d)) != NULL) {
+    mode_t type;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) /* gone meanwhile: nothing to trust */
+        rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+      continue;
+    }
+    type = S_ISDIR(st.st_mode) || S_ISSOCK(st.st_mode) ? st.st_mode & S_IFMT
+                                                       : S_IFREG;
+    rc = gv_cli_check_owned(path, &st, type, geteuid(), false, why);
+  }
+  closedir(d);
+  return rc;
+}
+
+int gv_cli_load_key(gv_identity *id, int dirfd, const char *dir,
+                    const char *name, bool create, int *created, gv_why *why) {
+  char path[4200];
+  int fd, rc;
+
+  snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+  if (created != NULL)
+    *created = 0;
+  fd = gv_cli_open_owned(dirfd, dir, name, O_RDONLY, why);
+  if (fd == -ENOENT && create) {
+    if ((rc = gv_id_generate(id)) < 0)
+      return rc;
+    rc = gv_id_save(id, path, why); /* never over a file, link or not */
+    gv_id_wipe(id);
+    if (rc < 0 && rc != -EEXIST) /* EEXIST: another creator won; use it */
+      return rc;
+    if (rc == 0 && created != NULL)
+      *created = 1;
+    fd = gv_cli_open_owned(dirfd, dir, name, O_RDONLY, why);
+  }
+  if (fd < 0)
+    return fd;
+  rc = gv_id_load_fd(id, fd, path, why);
+  close(fd);
+  return rc;
+}
+
+int gv_cli_check_stale_sock(const char *path, gv_why *why) {
+  struct stat st;
+
+  if (lstat(path, &st) != 0)
+    return errno == ENOENT
+               ? 0
+               : gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+  return gv_cli_check_owned(path, &st, S_IFSOCK, geteuid(), false, why);
+}
+
+int gv_cli_check_sock(const char *path, uid_t *owner, gv_why *why) {
+  char dir[4200];
+  struct stat st;
+  char *slash;
+  int rc;
+
+  snprintf(dir, sizeof(dir), "%s", path);
+  if ((slash = strrchr(dir, '/')) == NULL)
+    snprintf(dir, sizeof(dir), ".");
+  else
+    slash[slash == dir] = '\0'; /* "/x.sock" keeps its "/" */
+  if (lstat(dir, &st) != 0)
+    return gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+  /* Whoever owns the directory is the node's user: root may ask a user's
+   * node, but nobody else may stand in for it. */
+  if ((rc = gv_cli_check_owned(dir, &st, S_IFDIR, st.st_uid, false, why)) < 0)
+    return rc;
+  *owner = st.st_uid;
+  if (lstat(path, &st) != 0)
+    return gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+  /* Write on a socket only lets a user connect; the server checks who. */
+  return gv_cli_check_owned(path, &st, S_IFSOCK, *owner, true, why);
+}
+
+int gv_cli_peer_uid(int fd, uid_t *uid, gv_why *why) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return gv_fail(why, -errno, "SO_PEERCRED: %s", strerror(errno));
+  *uid = cred.uid;
+  return 0;
+}
+
+int gv_cli_check_server(int fd, uid_t owner, const char *path, gv_why *why) {
+  uid_t uid;
+  int rc;
+
+  if ((rc = gv_cli_peer_uid(fd, &uid, why)) < 0)
+    return rc;
+  if (uid != owner)
+    return gv_fail(why, -EPERM,
+                   "%s: the server runs as uid %u, not uid %u who owns the "
+                   "directory; refusing it",
+                   path, (unsigned)uid, (unsigned)owner);
+  return 0;
+}
+
+bool gv_cli_peer_allowed(uid_t peer, uid_t self) {
+  return peer == self || peer == 0;
+}
+
+int gv_cli_check_client(int fd, gv_why *why) {
+  uid_t uid;
+  int rc;
+
+  if ((rc = gv_cli_peer_uid(fd, &uid, why)) < 0)
+    return rc;
+  if (!gv_cli_peer_allowed(uid, geteuid()))
+    return gv_fail(why, -EACCES,
+                   "uid %u may not use this node, which runs as uid %u",
+                   (unsigned)uid, (unsigned)geteuid());
+  return 0;
+}
+
 static const struct option id_opts[] = {
     {"data-dir", required_argument, NULL, 'd'},
     {"key", required_argument, NULL, 'k'},
@@ -113,7 +339,7 @@ static int id_or_keygen(int argc, char **argv, int create) {
   const char *dir_flag = NULL, *key_flag = NULL;
   char dir[4096], key[4200];
   char hex[GV_ID_HEX_LEN + 1], shrt[GV_ID_SHORT_LEN + 1];
-  int opt, short_form = 0, json = 0, created = 0, rc;
+  int opt, short_form = 0, json = 0, created = 0, rc, dfd;
   gv_identity id;
   gv_why why = {""};
 
@@ -135,6 +361,7 @@ static int id_or_keygen(int argc, char **argv, int create) {
   }
   if (key_flag != NULL) {
     snprintf(key, sizeof(key), "%s", key_flag);
+    rc = gv_cli_load_key(&id, AT_FDCWD, NULL, key, create, &created, &why);
   } else {
     if (gv_cli_data_dir(dir_flag, dir, sizeof(dir)) < 0) {
       fprintf(stderr,
@@ -143,14 +370,14 @@ static int id_or_keygen(int argc, char **argv, int create) {
               argv[0]);
       return 1;
     }
-    if (create && (rc = gv_cli_mkdirs(dir)) < 0) {
-      fprintf(stderr, "grapevine %s: %s: %s\n", argv[0], dir, gv_strerror(rc));
-      return 1;
-    }
     snprintf(key, sizeof(key), "%s/node.key", dir);
+    if ((dfd = gv_cli_open_dir(dir, create, &why)) >= 0) {
+      rc = gv_cli_load_key(&id, dfd, dir, "node.key", create, &created, &why);
+      close(dfd);
+    } else {
+      rc = dfd;
+    }
   }
-  rc = create ? gv_id_load_or_create(&id, key, &created, &why)
-              : gv_id_load(&id, key, &why);
   if (rc == -ENOENT && !create) {
     fprintf(stderr,
             "grapevine id: no key at %s; create one with "

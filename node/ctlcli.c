@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@ typedef struct call {
   uv_write_t write;
   uv_timer_t timer;
   const char *request;
+  const char *path;
+  uid_t owner; /* the node's user: the owner of its directory */
+  gv_why why;  /* why the server was refused, if it was */
   char *reply;
   size_t len;
   int rc;
@@ -59,16 +63,24 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     call_finish(c, 0);
 }
 
+/* A failed write (a node that refused us and closed) shows on the read
+ * side, after the node's reason, which is read first. */
 static void on_written(uv_write_t *w, int status) {
-  call *c = w->data;
-  if (status < 0)
-    call_finish(c, status);
+  (void)w;
+  (void)status;
 }
 
 static void on_connect(uv_connect_t *req, int status) {
   call *c = req->data;
   uv_buf_t buf = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
+  uv_os_fd_t fd;
   if (status < 0) {
+    call_finish(c, status);
+    return;
+  }
+  /* Before a byte is sent: the server must run as the node's user. */
+  if ((status = uv_fileno((uv_handle_t *)&c->pipe, &fd)) < 0 ||
+      (status = gv_cli_check_server(fd, c->owner, c->path, &c->why)) < 0) {
     call_finish(c, status);
     return;
   }
@@ -88,10 +100,25 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
   uv_loop_t loop;
   call c;
   cJSON *o = NULL;
+  int rc;
 
   memset(&c, 0, sizeof(c));
   c.request = request;
+  c.path = path;
   snprintf(path, sizeof(path), "%s/control.sock", dir);
+  /* The socket must be the node's own, not one planted by someone else
+   * (docs/NODE.md, "Who may touch the data directory"). */
+  if ((rc = gv_cli_check_sock(path, &c.owner, &c.why)) == -ENOENT) {
+    fprintf(stderr,
+            "grapevine %s: no node is running on %s (start one with "
+            "'grapevine node')\n",
+            cmd, dir);
+    return NULL;
+  } else if (rc < 0) {
+    fprintf(stderr, "grapevine %s: %s\n", cmd, c.why.text);
+    return NULL;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a closed socket shows as EPIPE */
   uv_loop_init(&loop);
   uv_pipe_init(&loop, &c.pipe, 0);
   uv_timer_init(&loop, &c.timer);
@@ -105,6 +132,8 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
             "grapevine %s: no node is running on %s (start one with "
             "'grapevine node')\n",
             cmd, dir);
+  else if (c.rc < 0 && c.why.text[0] != '\0') /* the server was refused */
+    fprintf(stderr, "grapevine %s: %s\n", cmd, c.why.text);
   else if (c.rc < 0)
     fprintf(stderr, "grapevine %s: the node did not answer: %s\n", cmd,
             uv_strerror(c.rc));

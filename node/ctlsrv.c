@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
+
 struct gv_ctlsrv {
   uv_loop_t *loop;
   uv_pipe_t pipe;
@@ -386,6 +388,8 @@ static ctl_client *idlest(const gv_ctlsrv *s) {
 static void on_ctl_connection(uv_stream_t *server, int status) {
   gv_ctlsrv *s = server->data;
   ctl_client *c, *old;
+  gv_why why = {""};
+  uv_os_fd_t fd;
 
   if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
     return;
@@ -403,6 +407,12 @@ static void on_ctl_connection(uv_stream_t *server, int status) {
   s->n_clients++;
   if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
     client_close(c);
+    return;
+  }
+  /* Only this node's user, or root, may talk to it (SO_PEERCRED). */
+  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+      gv_cli_check_client(fd, &why) < 0) {
+    refuse(c, -EACCES, why.text[0] ? why.text : "cannot tell who connected");
     return;
   }
   if (s->n_clients > GV_CTLSRV_CLIENTS_MAX) {
@@ -431,7 +441,13 @@ int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
   s->lc = lc;
   s->cbs = *cbs;
   s->ctx = ctx;
-  unlink(path); /* stale from a crash: the caller holds the node's lock */
+  /* A stale one from a crash (the caller holds the node's lock), if it is
+   * ours: one planted by another user is refused, not replaced. */
+  if ((rc = gv_cli_check_stale_sock(path, why)) < 0) {
+    free(s);
+    return rc;
+  }
+  unlink(path);
   uv_pipe_init(loop, &s->pipe, 0);
   s->pipe.data = s;
   if ((rc = uv_pipe_bind(&s->pipe, path)) < 0 ||

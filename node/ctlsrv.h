@@ -10,6 +10,11 @@
  * with the engine's uptake (gv_engine_uptake) as
  * "uptake":{"neighbours":N,"confirmed":K,"waited_ms":W}.
  *
+ * Who may connect: the node's own uid or root, read with SO_PEERCRED; any
+ * other client gets one EACCES line and is closed before it is read. A
+ * stale socket at path is replaced only if it is this user's
+ * (gv_cli_check_stale_sock); another user's is refused at start.
+ *
  * Lifetime: gv_ctlsrv_start() binds and listens; gv_ctlsrv_stop() closes
  * every client and the socket, and the server frees itself once its
  * handles are closed (the loop must run). The engine and the link core are

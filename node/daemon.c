@@ -648,29 +648,49 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 /* ---- start-up ---- */
 
-static int take_lock(gv_node *n, gv_why *why) {
-  char path[4200], pid[32];
+/* Takes dir/lock (dirfd: the checked data directory) and writes our pid in
+ * it. The file is opened without following a symbolic link and checked like
+ * everything in the directory; only once its lock is ours is it written,
+ * through that fd alone. */
+static int take_lock(gv_node *n, int dirfd, gv_why *why) {
+  char pid[32];
   ssize_t got;
+  int k;
 
-  snprintf(path, sizeof(path), "%s/lock", n->dir);
-  n->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  n->lock_fd = gv_cli_open_owned(dirfd, n->dir, "lock", O_RDWR | O_CREAT, why);
   if (n->lock_fd < 0)
-    return gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+    return n->lock_fd;
   if (flock(n->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     got = pread(n->lock_fd, pid, sizeof(pid) - 1, 0);
     pid[got > 0 ? got : 0] = '\0';
     pid[strcspn(pid, "\n")] = '\0';
     close(n->lock_fd);
+    n->lock_fd = -1;
     return gv_fail(why, GV_EBUSY,
                    "another grapevine node is running on %s (pid %s)", n->dir,
                    pid[0] ? pid : "?");
   }
-  if (ftruncate(n->lock_fd, 0) == 0) {
-    int k = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (pwrite(n->lock_fd, pid, (size_t)k, 0) < 0)
-      return gv_fail(why, -errno, "%s: %s", path, strerror(errno));
-  }
+  k = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  errno = EIO; /* what a short write, which sets none, reports */
+  if (pwrite(n->lock_fd, pid, (size_t)k, 0) != k ||
+      ftruncate(n->lock_fd, k) != 0)
+    return gv_fail(why, -errno, "%s/lock: %s", n->dir, strerror(errno));
   return 0;
+}
+
+/* The data directory and what it holds, before anything is written: the
+ * directory (created 0700 if missing) and every entry in it must be ours
+ * and writable by nobody else (docs/NODE.md). Then the lock and the key. */
+static int open_data_dir(gv_node *n, int *created, gv_why *why) {
+  int rc, dfd = gv_cli_open_dir(n->dir, true, why);
+
+  if (dfd < 0)
+    return dfd;
+  if ((rc = gv_cli_check_entries(dfd, n->dir, why)) == 0 &&
+      (rc = take_lock(n, dfd, why)) == 0)
+    rc = gv_cli_load_key(&n->id, dfd, n->dir, "node.key", true, created, why);
+  close(dfd);
+  return rc;
 }
 
 static int restore_peer(void *ctx, const uint8_t id[GV_ID_BYTES],
@@ -864,12 +884,7 @@ static int start(gv_node *n, gv_why *why) {
   char path[4200];
   int created, rc;
 
-  if ((rc = gv_cli_mkdirs(n->dir)) < 0)
-    return gv_fail(why, rc, "%s: %s", n->dir, gv_strerror(rc));
-  if ((rc = take_lock(n, why)) < 0)
-    return rc;
-  snprintf(path, sizeof(path), "%s/node.key", n->dir);
-  if ((rc = gv_id_load_or_create(&n->id, path, &created, why)) < 0)
+  if ((rc = open_data_dir(n, &created, why)) < 0)
     return rc;
   gv_id_to_hex(n->id.pk, n->idhex);
   gv_logf(&n->log, GV_LOG_INFO, "node %s%s, data in %s", n->idhex,

@@ -200,8 +200,11 @@ int gv_db_open(gv_db **out, uv_loop_t *loop, const char *path,
   }
   uv_cond_init(&db->work);
   uv_cond_init(&db->settled);
-  rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       NULL);
+  /* NOFOLLOW: a symbolic link planted at path (or at its -wal or -journal)
+   * is refused, never written through (docs/NODE.md). */
+  rc = sqlite3_open_v2(
+      path, &db->h,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
   if (rc != SQLITE_OK) {
     rc = db->h == NULL ? gv_fail(&inner, GV_ENOMEM, "out of memory")
                        : sql_fail(db, rc, &inner, "open");

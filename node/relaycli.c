@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,9 @@ typedef struct lclient {
   size_t len, cap;
   int rc;    /* first error: connect, read, write, EOF, timeout */
   bool open; /* the handles are initialised */
+  const char *path;
+  uid_t owner; /* the node's user: the owner of its directory */
+  gv_why why;  /* why the socket or its server was refused, if it was */
 } lclient;
 
 static void lc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
@@ -71,8 +75,12 @@ static void lc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 
 static void lc_connected(uv_connect_t *req, int status) {
   lclient *c = req->data;
+  uv_os_fd_t fd;
   if (status < 0)
     c->rc = status;
+  else if ((status = uv_fileno((uv_handle_t *)&c->pipe, &fd)) < 0 ||
+           (status = gv_cli_check_server(fd, c->owner, c->path, &c->why)) < 0)
+    c->rc = status; /* not the node's user: nothing is sent */
   else if ((status =
                 uv_read_start((uv_stream_t *)&c->pipe, lc_alloc, lc_read)) < 0)
     c->rc = status;
@@ -85,10 +93,10 @@ static void lc_timeout(uv_timer_t *t) {
   uv_stop(&c->loop);
 }
 
+/* A failed write (a node that refused us and closed) shows on the read
+ * side, after the node's reason, which is read first. */
 static void lc_written(uv_write_t *w, int status) {
-  lclient *c = w->data;
-  if (status < 0 && c->rc == 0)
-    c->rc = status;
+  (void)status;
   free(w);
 }
 
@@ -101,10 +109,20 @@ static void lc_run(lclient *c, uint64_t timeout_ms) {
   uv_timer_stop(&c->timer);
 }
 
-/* Connects to path. 0, or a libuv error (UV_ENOENT, UV_ECONNREFUSED: no
- * node). */
+/* Connects to path, a node's socket, after checking it and then its
+ * server (gv_cli_check_sock, gv_cli_check_server). 0, or a libuv error
+ * (UV_ENOENT, UV_ECONNREFUSED: no node), or a refusal with c->why. */
 static int lc_open(lclient *c, const char *path) {
+  int rc;
+
   memset(c, 0, sizeof(*c));
+  if ((rc = gv_cli_check_sock(path, &c->owner, &c->why)) < 0) {
+    if (rc == -ENOENT)
+      c->why.text[0] = '\0'; /* no node runs: not a refusal */
+    return rc == -ENOENT ? UV_ENOENT : rc;
+  }
+  c->path = path;
+  signal(SIGPIPE, SIG_IGN); /* a closed socket shows as EPIPE */
   uv_loop_init(&c->loop);
   uv_pipe_init(&c->loop, &c->pipe, 0);
   uv_timer_init(&c->loop, &c->timer);
@@ -203,7 +221,10 @@ static int connect_node(common *c) {
             c->cmd, c->sock);
     return EXIT_NO_NODE;
   }
-  fprintf(stderr, "grapevine %s: %s: %s\n", c->cmd, c->sock, uv_strerror(rc));
+  if (c->lc.why.text[0] != '\0')
+    fprintf(stderr, "grapevine %s: %s\n", c->cmd, c->lc.why.text);
+  else
+    fprintf(stderr, "grapevine %s: %s: %s\n", c->cmd, c->sock, uv_strerror(rc));
   return EXIT_NO_NODE;
 }
 
@@ -854,7 +875,10 @@ static const char *team_reload(common *c, char *reason, size_t cap) {
   reason[0] = '\0';
   if (lc_open(&c->lc, path) != 0) {
     lc_close(&c->lc);
-    return "not_running";
+    if (c->lc.why.text[0] == '\0')
+      return "not_running";
+    snprintf(reason, cap, "%s", c->lc.why.text);
+    return res;
   }
   o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "cmd", "team_reload");
@@ -884,16 +908,22 @@ static void print_reload(const char *res, const char *reason) {
 }
 
 static int team_create(common *c) {
-  char key[4200], token[GV_RW_TOKEN_LEN + 1], reason[192];
+  char token[GV_RW_TOKEN_LEN + 1], reason[192];
   char file[GV_TEAM_FILE_NAME_LEN + 1], id8[2 * GV_RW_TEAM_ID8 + 1];
   uint8_t T[GV_RW_KEY_BYTES], inviter[GV_ID_BYTES];
   gv_identity self;
   gv_rw_team keys;
   gv_why why = {""};
   const char *res;
+  int dfd, rc;
 
-  snprintf(key, sizeof(key), "%s/node.key", c->dir);
-  if (gv_id_load(&self, key, &why) < 0) {
+  if ((dfd = gv_cli_open_dir(c->dir, false, &why)) >= 0) {
+    rc = gv_cli_load_key(&self, dfd, c->dir, "node.key", false, NULL, &why);
+    close(dfd);
+  } else {
+    rc = dfd;
+  }
+  if (rc < 0) {
     fprintf(stderr,
             "grapevine team: %s (create the node's key with "
             "'grapevine keygen')\n",

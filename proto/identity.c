@@ -26,15 +26,22 @@ int gv_id_from_seed(gv_identity *id, const uint8_t seed[32]) {
 void gv_id_wipe(gv_identity *id) { sodium_memzero(id, sizeof(*id)); }
 
 int gv_id_load(gv_identity *id, const char *path, gv_why *why) {
+  int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+  if (fd < 0)
+    return gv_fail(why, -errno, "%s: %s", path, strerror(errno));
+  rc = gv_id_load_fd(id, fd, path, why);
+  close(fd);
+  return rc;
+}
+
+int gv_id_load_fd(gv_identity *id, int fd, const char *path, gv_why *why) {
   uint8_t raw[GV_KEYFILE_BYTES + 1];
   gv_identity derived;
   struct stat st;
   ssize_t n;
   int rc = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-  if (fd < 0)
-    return gv_fail(why, -errno, "%s: %s", path, strerror(errno));
   if (fstat(fd, &st) != 0) {
     rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
     goto out;
@@ -79,7 +86,6 @@ int gv_id_load(gv_identity *id, const char *path, gv_why *why) {
 out:
   sodium_memzero(raw, sizeof(raw));
   sodium_memzero(&derived, sizeof(derived));
-  close(fd);
   return rc;
 }
 

@@ -33,6 +33,11 @@ int gv_id_from_seed(gv_identity *id, const uint8_t seed[32]);
  * match the seed (GV_EKEYFMT). */
 int gv_id_load(gv_identity *id, const char *path, gv_why *why);
 
+/* The same checks and parsing on fd, a key file the caller opened (and,
+ * for the node, checked for its owner: node/cli.h); path only names it in
+ * reasons. Reads from the file's current offset; fd stays open. */
+int gv_id_load_fd(gv_identity *id, int fd, const char *path, gv_why *why);
+
 /* Writes id to path atomically, mode 0600, fsynced. Fails with -EEXIST if
  * path exists (never overwrites a key). */
 int gv_id_save(const gv_identity *id, const char *path, gv_why *why);
