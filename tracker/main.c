@@ -81,6 +81,11 @@ static void usage(FILE *f) {
       "(default 32;\n"
       "                            0 = no limit)\n"
       "  --conn-timeout S          idle connection timeout (default 30)\n"
+      "  --header-timeout S        a request's head must be complete S\n"
+      "                            seconds after the connection opens or\n"
+      "                            the previous answer (default 5)\n"
+      "  --body-timeout S          its body S seconds after the head\n"
+      "                            (default 10)\n"
       "  --help                    this text\n");
 }
 
@@ -181,10 +186,12 @@ static void on_expired(void *ctx, const uint8_t id[GV_ID_BYTES]) {
   gv_logf(&t->log, GV_LOG_INFO, "expired id=%s", sid);
 }
 
-/* Every second: expiry, and forgetting what no longer matters. */
+/* Every second: expiry, forgetting what no longer matters, and closing
+ * connections past their head or body deadline. */
 static void on_tick(uv_timer_t *h) {
   gv_trk_ctx *t = h->data;
 
+  gv_trk_http_reap(t);
   uv_rwlock_wrlock(&t->reg_lock);
   gv_trk_reg_expire(t->reg, gv_trk_now(t), on_expired, t);
   uv_rwlock_wrunlock(&t->reg_lock);
@@ -260,6 +267,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     O_CONNS,
     O_CONNS_IP,
     O_CONN_TIMEOUT,
+    O_HEADER_TIMEOUT,
+    O_BODY_TIMEOUT,
     O_HELP
   };
   static const struct option opts[] = {
@@ -279,6 +288,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
       {"max-conns", required_argument, NULL, O_CONNS},
       {"max-conns-per-ip", required_argument, NULL, O_CONNS_IP},
       {"conn-timeout", required_argument, NULL, O_CONN_TIMEOUT},
+      {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+      {"body-timeout", required_argument, NULL, O_BODY_TIMEOUT},
       {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0},
   };
@@ -300,6 +311,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
   c->max_conns = 1024;
   c->max_conns_per_ip = 32;
   c->conn_timeout_s = 30;
+  c->header_timeout_s = 5;
+  c->body_timeout_s = 10;
   t->log.level = GV_LOG_INFO;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     const char *what = NULL;
@@ -355,6 +368,14 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     case O_CONN_TIMEOUT:
       if (parse_uint(optarg, 1, 86400, &c->conn_timeout_s) < 0)
         what = "--conn-timeout takes 1..86400 seconds";
+      break;
+    case O_HEADER_TIMEOUT:
+      if (parse_uint(optarg, 1, 3600, &c->header_timeout_s) < 0)
+        what = "--header-timeout takes 1..3600 seconds";
+      break;
+    case O_BODY_TIMEOUT:
+      if (parse_uint(optarg, 1, 3600, &c->body_timeout_s) < 0)
+        what = "--body-timeout takes 1..3600 seconds";
       break;
     case O_HELP: usage(stdout); return 0;
     default: bad = 1; break;
