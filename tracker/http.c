@@ -104,6 +104,9 @@ struct conn_ctx {
   peer *peer; /* NULL: not in the table */
   conn_ctx *prev, *next;
   int shut; /* shut down by the tracker, not yet closed */
+  /* The connection's thread: an answer went out before the body was read
+   * (the connection then closes; see drain_unread). */
+  int unread;
   req r;
 };
 
@@ -115,6 +118,11 @@ struct peer {
 };
 
 struct gv_trk_conns {
+  /* Each connection's generator is seeded with BLAKE2b(seed_key, seeds++):
+   * as unpredictable as a fresh randombytes_buf(), without its system
+   * call on every connection. */
+  uint8_t seed_key[crypto_generichash_KEYBYTES];
+  atomic_uint_fast64_t seeds;
   uv_mutex_t lock;
   gv_trk_map peers; /* of peer, by key */
   size_t open;      /* connections not shut down */
@@ -264,6 +272,7 @@ static void conns_free(gv_trk_conns *tab) {
 
   if (tab == NULL)
     return;
+  sodium_memzero(tab->seed_key, sizeof(tab->seed_key));
   while ((it = gv_trk_map_next(&tab->peers, &pos)) != NULL)
     free(it);
   gv_trk_map_free(&tab->peers);
@@ -285,9 +294,21 @@ static int conns_new(gv_trk_conns **out, size_t cap) {
   randombytes_buf(key, sizeof(key));
   gv_trk_map_init(&tab->peers, key, peer_match);
   sodium_memzero(key, sizeof(key));
+  randombytes_buf(tab->seed_key, sizeof(tab->seed_key));
   tab->cap = cap;
   *out = tab;
   return 0;
+}
+
+/* A fresh seed for a connection's generator. */
+static void conn_seed(gv_trk_conns *tab, uint8_t seed[GV_TRK_RNG_SEED_BYTES]) {
+  uint64_t n = atomic_fetch_add_explicit(&tab->seeds, 1, memory_order_relaxed);
+  uint8_t in[8];
+
+  for (int i = 0; i < 8; i++)
+    in[i] = (uint8_t)(n >> (8 * i));
+  crypto_generichash(seed, GV_TRK_RNG_SEED_BYTES, in, sizeof(in), tab->seed_key,
+                     sizeof(tab->seed_key));
 }
 
 /* Under the lock: shuts cc down, and it stops counting. */
@@ -1062,6 +1083,7 @@ static enum MHD_Result on_body(req *r, const char *data, size_t n) {
     if (!r->early)
       set_early(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                 "body over %u bytes", GV_TRK_BODY_MAX);
+    r->cc->unread = 1;
     return respond_early(r);
   }
   if (r->len + n > r->cap) {
@@ -1107,6 +1129,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *req_cls = r;
     if (hopeless(r)) {
       set_due(cc, DUE_NONE, 0);
+      cc->unread = 1;
       return respond_early(r);
     }
     return MHD_YES;
@@ -1159,6 +1182,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
   *req_cls = NULL;
 }
 
+/* A connection closing with a body unread: libmicrohttpd (MHD_USE_TURBO)
+ * closes without shutting down first, and closing with unread bytes makes
+ * the kernel reset the connection, which can destroy the answer before
+ * the client reads it. So: FIN after the answer, and the bytes already
+ * here read and dropped (at most DISCARD_MAX). */
+static void drain_unread(int fd) {
+  char buf[4096];
+  size_t total = 0;
+  ssize_t n;
+
+  shutdown(fd, SHUT_WR);
+  while (total < DISCARD_MAX &&
+         (n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+    total += (size_t)n;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn,
                           void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
@@ -1173,7 +1212,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (fi == NULL || (cc = calloc(1, sizeof(*cc))) == NULL)
       return; /* no context: the handler refuses the request */
-    randombytes_buf(seed, sizeof(seed));
+    conn_seed(t->conns, seed);
     gv_trk_rng_init(&cc->rng, seed);
     sodium_memzero(seed, sizeof(seed));
     gv_addr_from_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
@@ -1187,6 +1226,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
   }
   if ((cc = *socket_context) != NULL) {
     conns_remove(t->conns, cc);
+    if (cc->unread)
+      drain_unread(cc->fd);
     gv_trk_rng_wipe(&cc->rng);
     free(cc);
     *socket_context = NULL;
@@ -1207,7 +1248,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 int gv_trk_http_start(gv_trk_ctx *t, gv_why *why) {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
   int rc;
 
   if ((rc = conns_new(&t->conns, t->cfg.max_conns)) < 0)
