@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,6 +168,25 @@ static int open_listener(gv_trk_ctx *t, gv_why *why) {
   gv_addr_format(&bound, t->listen_text);
   t->listen_fd = fd;
   return 0;
+}
+
+/* Raises the soft limit on open files (up to the hard one) so that
+ * libmicrohttpd can hold --max-conns connections and the headroom above it
+ * (http.c): at the common default of 1,024, accept() would fail before the
+ * cap is reached and the fair share of the cap could not choose. */
+static void raise_nofile(gv_trk_ctx *t) {
+  rlim_t want = (rlim_t)t->cfg.max_conns * 2 + 256;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+    return;
+  rl.rlim_cur =
+      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+    gv_logf(&t->log, GV_LOG_WARN,
+            "open files limited to %llu; --max-conns %u wants %llu",
+            (unsigned long long)rl.rlim_cur, t->cfg.max_conns,
+            (unsigned long long)want);
 }
 
 /* Start-up: each stored row back into the registry. */
@@ -462,6 +482,7 @@ int main(int argc, char **argv) {
   }
   gv_log_init(&t->log, stderr, t->log.level, "grapevine-tracker");
   signal(SIGPIPE, SIG_IGN);
+  raise_nofile(t);
   t->start_ms = gv_trk_now(t);
   uv_rwlock_init(&t->reg_lock);
   uv_mutex_init(&t->replay_lock);
