@@ -5,7 +5,9 @@
 #                      with 10,000 registered bootstraps (rate limit off)
 #   opentracker        HTTP announces (compact, numwant=32) for a torrent
 #                      with 10,000 peers, the C anchor
-# and prints req/s and p99 latency for each, and the ratios ours/opentracker.
+# and prints req/s, p99 latency and the server's CPU time per request for
+# each, the ratios ours/opentracker, and the close/opentracker ratio of
+# each round (measured one after the other, under the same machine load).
 # opentracker closes every connection after one answer, so wrk reconnects
 # for each of its requests; the row "peers, new connection each" measures
 # the tracker under the same condition (Connection: close).
