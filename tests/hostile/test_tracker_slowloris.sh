@@ -147,11 +147,12 @@ echo "# attacker: $sum"
 echo "# tracker: $(curl -s -m 5 "$URL/metrics" | grep -E '^grapevine_tracker_connections_closed_total' | sed 's/.*reason=//' | tr '\n' ' ')"
 closed=$(sed -n 's/.*closed=\([0-9]*\).*/\1/p' <<<"$sum")
 longest=$(sed -n 's/.*longest=\([0-9.]*\).*/\1/p' <<<"$sum")
-# The deadline, plus the reaper's 1 s tick and 1 s for the attacker to see it.
-if [ "${closed:-0}" -gt 0 ] && awk -v l="$longest" -v d=$((HEAD_TIMEOUT + 2)) 'BEGIN { exit !(l <= d) }'; then
+# The deadline, plus the reaper's 1 s tick, 1 s for the attacker to see it
+# and 1 s of slack for a loaded machine.
+if [ "${closed:-0}" -gt 0 ] && awk -v l="$longest" -v d=$((HEAD_TIMEOUT + 3)) 'BEGIN { exit !(l <= d) }'; then
   ok "slow heads are closed by their deadline ($closed closed, the longest after ${longest} s)"
 else
-  not_ok "slow heads are closed within $((HEAD_TIMEOUT + 2)) s" "${sum:-no summary}"
+  not_ok "slow heads are closed within $((HEAD_TIMEOUT + 3)) s" "${sum:-no summary}"
 fi
 stop_pids "$TPID"
 finish
