@@ -15,6 +15,26 @@
  *                     202 at once and verified in the background.
  *
  * Every connection owns a random generator, seeded once, for sampling.
+ *
+ * Connections: deadlines and the fair share of the cap. Every connection
+ * is in the table (struct gv_trk_conns) from NOTIFY_STARTED to
+ * NOTIFY_CLOSED; libmicrohttpd closes the socket only after CLOSED, so a
+ * descriptor in the table is never one reused by another connection. Its
+ * deadline, on the monotonic clock, is set when it enters a phase and is
+ * never moved by the bytes that arrive:
+ *
+ *   accepted, or previous answer done   the head is due header_timeout later
+ *   head complete (handler call 1)      the body is due body_timeout later
+ *   last call (answering, suspended)    none: libmicrohttpd's idle timeout
+ *
+ * gv_trk_http_reap() shuts down (SHUT_RDWR) the sockets past their
+ * deadline; libmicrohttpd then reads the end of the stream and closes them.
+ * At most cfg.max_conns connections stay open: libmicrohttpd's own limit
+ * is HEADROOM higher, so that a newcomer is always accepted and the choice
+ * is ours. Past the cap, the newcomer is refused if its address (/64 for
+ * IPv6) holds as many connections as the heaviest address; otherwise the
+ * oldest connection of the heaviest address that is still waiting for a
+ * head or a body is closed instead.
  */
 #include "http.h"
 
@@ -27,13 +47,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "map.h"
 #include "req.h"
 #include "sockaddr.h"
 
 enum method { M_GET, M_HEAD, M_POST, M_DELETE, M_OTHER };
 
 typedef struct conn_ctx conn_ctx;
+typedef struct gv_trk_conns gv_trk_conns;
 
 /* A register or unregister being carried out. A register's verification
  * runs either for its request (r set: the connection is suspended and
@@ -75,11 +98,56 @@ struct req {
   uint64_t t0;
 };
 
+/* A connection's phase, in the low bits of conn_ctx.due. */
+enum { DUE_NONE, DUE_HEAD, DUE_BODY };
+
+typedef struct peer peer;
+
 struct conn_ctx {
   gv_trk_rng rng;
   gv_addr tcp; /* the TCP source address, port 0 */
+  int fd;
+  /* Written by the connection's thread, read by the reaper: the deadline
+   * in monotonic ms << 2 | DUE_*, or 0 for none. */
+  atomic_uint_fast64_t due;
+  /* Under the table's lock. */
+  peer *peer; /* NULL: not in the table */
+  conn_ctx *prev, *next;
+  int shut; /* shut down by the tracker, not yet closed */
+  /* The connection's thread: an answer went out before the body was read
+   * (the connection then closes; see drain_unread). */
+  int unread;
   req r;
 };
+
+/* One address's connections, in accept order. */
+struct peer {
+  gv_trk_ipkey key;
+  unsigned open; /* not shut down */
+  conn_ctx *first, *last;
+};
+
+struct gv_trk_conns {
+  /* Each connection's generator is seeded with BLAKE2b(seed_key, seeds++):
+   * as unpredictable as a fresh randombytes_buf(), without its system
+   * call on every connection. */
+  uint8_t seed_key[crypto_generichash_KEYBYTES];
+  atomic_uint_fast64_t seeds;
+  uv_mutex_t lock;
+  gv_trk_map peers; /* of peer, by key */
+  size_t open;      /* connections not shut down */
+  size_t cap;       /* cfg.max_conns */
+};
+
+/* Each connection's libmicrohttpd memory pool, which holds the head as
+ * read, its parsed fields and the answer's head. The default, 32 KiB, costs
+ * a 16 KiB read buffer that libmicrohttpd zeroes as it shrinks it after
+ * every head (4% of the CPU with a new connection per request); a head of
+ * a few KiB still fits in 8 KiB (a larger one is answered 431). */
+#define CONN_MEMORY (8 * 1024)
+
+/* libmicrohttpd's limit above ours: newcomers to choose against. */
+#define HEADROOM(cap) ((cap) / 8 + 16)
 
 /* ---- a growable output buffer ---- */
 
@@ -195,6 +263,182 @@ static int addr_of_forwarded(gv_addr *a, const char *xff) {
   else
     return GV_EINVAL;
   return 0;
+}
+
+/* ---- the connection table ---- */
+
+static uint64_t mono_ms(void) { return uv_hrtime() / 1000000; }
+
+/* Enters a phase: its deadline is timeout_s from now (none for DUE_NONE). */
+static void set_due(conn_ctx *cc, unsigned phase, unsigned timeout_s) {
+  uint64_t due = 0;
+
+  if (phase != DUE_NONE)
+    due = (mono_ms() + (uint64_t)timeout_s * 1000) << 2 | phase;
+  atomic_store_explicit(&cc->due, due, memory_order_relaxed);
+}
+
+static int peer_match(const void *item, const void *key, size_t len) {
+  return len == sizeof(gv_trk_ipkey) &&
+         memcmp(((const peer *)item)->key.b, key, len) == 0;
+}
+
+static void conns_free(gv_trk_conns *tab) {
+  size_t pos = 0;
+  void *it;
+
+  if (tab == NULL)
+    return;
+  sodium_memzero(tab->seed_key, sizeof(tab->seed_key));
+  while ((it = gv_trk_map_next(&tab->peers, &pos)) != NULL)
+    free(it);
+  gv_trk_map_free(&tab->peers);
+  uv_mutex_destroy(&tab->lock);
+  free(tab);
+}
+
+static int conns_new(gv_trk_conns **out, size_t cap) {
+  gv_trk_conns *tab = calloc(1, sizeof(*tab));
+  uint8_t key[GV_TRK_MAP_KEY_BYTES];
+
+  *out = NULL;
+  if (tab == NULL)
+    return GV_ENOMEM;
+  if (uv_mutex_init(&tab->lock) != 0) {
+    free(tab);
+    return GV_ENOMEM;
+  }
+  randombytes_buf(key, sizeof(key));
+  gv_trk_map_init(&tab->peers, key, peer_match);
+  sodium_memzero(key, sizeof(key));
+  randombytes_buf(tab->seed_key, sizeof(tab->seed_key));
+  tab->cap = cap;
+  *out = tab;
+  return 0;
+}
+
+/* A fresh seed for a connection's generator. */
+static void conn_seed(gv_trk_conns *tab, uint8_t seed[GV_TRK_RNG_SEED_BYTES]) {
+  uint64_t n = atomic_fetch_add_explicit(&tab->seeds, 1, memory_order_relaxed);
+  uint8_t in[8];
+
+  for (int i = 0; i < 8; i++)
+    in[i] = (uint8_t)(n >> (8 * i));
+  crypto_generichash(seed, GV_TRK_RNG_SEED_BYTES, in, sizeof(in), tab->seed_key,
+                     sizeof(tab->seed_key));
+}
+
+/* Under the lock: shuts cc down, and it stops counting. */
+static void conn_shut(gv_trk_conns *tab, conn_ctx *cc) {
+  shutdown(cc->fd, SHUT_RDWR);
+  cc->shut = 1;
+  cc->peer->open--;
+  tab->open--;
+}
+
+/* Under the lock, past the cap: the connection to close for cc, a
+ * newcomer (see the top of the file). */
+static conn_ctx *fair_victim(gv_trk_conns *tab, conn_ctx *cc) {
+  peer *heavy = NULL, *p;
+  size_t pos = 0;
+
+  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
+    if (heavy == NULL || p->open > heavy->open)
+      heavy = p;
+  if (heavy == NULL || cc->peer->open >= heavy->open)
+    return cc;
+  for (conn_ctx *c = heavy->first; c != NULL; c = c->next)
+    if (!c->shut && atomic_load_explicit(&c->due, memory_order_relaxed) != 0)
+      return c;
+  return cc;
+}
+
+/* A new connection: into the table, then the cap is enforced. 0, or
+ * GV_ENOMEM (cc is then not in the table; the caller shuts it down). */
+static int conns_add(gv_trk_ctx *t, conn_ctx *cc) {
+  gv_trk_conns *tab = t->conns;
+  gv_trk_ipkey key;
+  peer *p;
+  int rc = 0;
+
+  gv_trk_ipkey_of(&key, &cc->tcp);
+  uv_mutex_lock(&tab->lock);
+  if ((p = gv_trk_map_get(&tab->peers, key.b, sizeof(key.b))) == NULL) {
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+      rc = GV_ENOMEM;
+      goto out;
+    }
+    p->key = key;
+    if ((rc = gv_trk_map_put(&tab->peers, p->key.b, sizeof(p->key.b), p)) < 0) {
+      free(p);
+      goto out;
+    }
+  }
+  cc->peer = p;
+  cc->prev = p->last;
+  if (p->last != NULL)
+    p->last->next = cc;
+  else
+    p->first = cc;
+  p->last = cc;
+  p->open++;
+  tab->open++;
+  if (tab->open > tab->cap) {
+    conn_shut(tab, fair_victim(tab, cc));
+    gv_trk_count(&t->metrics.closed[GV_TRK_CLOSE_FAIR_SHARE]);
+  }
+out:
+  uv_mutex_unlock(&tab->lock);
+  return rc;
+}
+
+/* The connection is closing: out of the table. */
+static void conns_remove(gv_trk_conns *tab, conn_ctx *cc) {
+  peer *p = cc->peer;
+
+  if (p == NULL)
+    return;
+  uv_mutex_lock(&tab->lock);
+  if (!cc->shut) {
+    p->open--;
+    tab->open--;
+  }
+  if (cc->prev != NULL)
+    cc->prev->next = cc->next;
+  else
+    p->first = cc->next;
+  if (cc->next != NULL)
+    cc->next->prev = cc->prev;
+  else
+    p->last = cc->prev;
+  if (p->first == NULL) {
+    gv_trk_map_del(&tab->peers, p->key.b, sizeof(p->key.b));
+    free(p);
+  }
+  uv_mutex_unlock(&tab->lock);
+  cc->peer = NULL;
+}
+
+void gv_trk_http_reap(gv_trk_ctx *t) {
+  gv_trk_conns *tab = t->conns;
+  uint64_t now = mono_ms();
+  size_t pos = 0;
+  peer *p;
+
+  if (tab == NULL)
+    return;
+  uv_mutex_lock(&tab->lock);
+  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
+    for (conn_ctx *c = p->first; c != NULL; c = c->next) {
+      uint64_t due = atomic_load_explicit(&c->due, memory_order_relaxed);
+      if (c->shut || due == 0 || (due >> 2) > now)
+        continue;
+      conn_shut(tab, c);
+      gv_trk_count(&t->metrics.closed[(due & 3) == DUE_HEAD
+                                          ? GV_TRK_CLOSE_HEAD_DEADLINE
+                                          : GV_TRK_CLOSE_BODY_DEADLINE]);
+    }
+  uv_mutex_unlock(&tab->lock);
 }
 
 /* ---- answers ---- */
@@ -981,6 +1225,7 @@ static enum MHD_Result on_body(req *r, const char *data, size_t n) {
     if (!r->early)
       set_early(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                 "body over %u bytes", GV_TRK_BODY_MAX);
+    r->cc->unread = 1;
     return respond_early(r);
   }
   if (r->len + n > r->cap) {
@@ -1021,10 +1266,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->route = route_of(url);
     r->method = method_of(method);
     r->method_text = method;
+    set_due(cc, DUE_BODY, t->cfg.body_timeout_s);
     on_headers(r, url);
     *req_cls = r;
-    if (hopeless(r))
+    if (hopeless(r)) {
+      set_due(cc, DUE_NONE, 0);
+      cc->unread = 1;
       return respond_early(r);
+    }
     return MHD_YES;
   }
   if (*upload_size > 0) {
@@ -1032,6 +1281,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *upload_size = 0;
     return on_body(r, upload, n);
   }
+  set_due(r->cc, DUE_NONE, 0); /* the request is whole: answering */
   if (r->ready) {
     char *body = r->resp;
     r->resp = NULL;
@@ -1069,30 +1319,57 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
   if (r->async)
     atomic_fetch_sub(&t->async_reqs, 1);
   r->async = 0;
+  /* A keep-alive connection's next head is due from now. */
+  set_due(r->cc, DUE_HEAD, t->cfg.header_timeout_s);
   *req_cls = NULL;
+}
+
+/* A connection closing with a body unread: libmicrohttpd (MHD_USE_TURBO)
+ * closes without shutting down first, and closing with unread bytes makes
+ * the kernel reset the connection, which can destroy the answer before
+ * the client reads it. So: FIN after the answer, and the bytes already
+ * here read and dropped (at most DISCARD_MAX). */
+static void drain_unread(int fd) {
+  char buf[4096];
+  size_t total = 0;
+  ssize_t n;
+
+  shutdown(fd, SHUT_WR);
+  while (total < DISCARD_MAX &&
+         (n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+    total += (size_t)n;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn,
                           void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
+  gv_trk_ctx *t = cls;
   conn_ctx *cc;
 
-  (void)cls;
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
     uint8_t seed[GV_TRK_RNG_SEED_BYTES];
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if ((cc = calloc(1, sizeof(*cc))) == NULL)
-      return;
-    randombytes_buf(seed, sizeof(seed));
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fi == NULL || (cc = calloc(1, sizeof(*cc))) == NULL)
+      return; /* no context: the handler refuses the request */
+    conn_seed(t->conns, seed);
     gv_trk_rng_init(&cc->rng, seed);
     sodium_memzero(seed, sizeof(seed));
     gv_addr_from_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
     cc->tcp.port = 0; /* a source port means nothing to the registry */
+    cc->fd = fi->connect_fd;
+    set_due(cc, DUE_HEAD, t->cfg.header_timeout_s);
+    if (conns_add(t, cc) < 0)
+      shutdown(cc->fd, SHUT_RDWR);
     *socket_context = cc;
     return;
   }
   if ((cc = *socket_context) != NULL) {
+    conns_remove(t->conns, cc);
+    if (cc->unread)
+      drain_unread(cc->fd);
     gv_trk_rng_wipe(&cc->rng);
     free(cc);
     *socket_context = NULL;
@@ -1113,21 +1390,30 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 int gv_trk_http_start(gv_trk_ctx *t, gv_why *why) {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  int rc;
 
+  if ((rc = conns_new(&t->conns, t->cfg.max_conns)) < 0)
+    return gv_fail(why, rc, "cannot start the HTTP server: %s",
+                   gv_strerror(rc));
   t->mhd = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, t,
       /* First, so that every message of MHD's goes to our log. */
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, t, MHD_OPTION_LISTEN_SOCKET,
       t->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)t->cfg.threads,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)t->cfg.max_conns,
+      MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)(t->cfg.max_conns + HEADROOM(t->cfg.max_conns)),
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)t->cfg.max_conns_per_ip,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)t->cfg.conn_timeout_s,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, t,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, t, MHD_OPTION_END);
-  if (t->mhd == NULL)
+  if (t->mhd == NULL) {
+    conns_free(t->conns);
+    t->conns = NULL;
     return gv_fail(why, GV_EINVAL, "cannot start the HTTP server on %s",
                    t->listen_text);
+  }
   return 0;
 }
 
@@ -1138,6 +1424,8 @@ void gv_trk_http_quiesce(gv_trk_ctx *t) {
 
 void gv_trk_http_stop(gv_trk_ctx *t) {
   if (t->mhd != NULL)
-    MHD_stop_daemon(t->mhd);
+    MHD_stop_daemon(t->mhd); /* every connection's CLOSED comes first */
   t->mhd = NULL;
+  conns_free(t->conns);
+  t->conns = NULL;
 }

@@ -13,6 +13,11 @@
 /* Serves on t->listen_fd (bound and listening). 0 or GV_E* with why. */
 int gv_trk_http_start(gv_trk_ctx *t, gv_why *why);
 
+/* Shuts down the connections whose head or body is past its deadline
+ * (--header-timeout, --body-timeout); call it every second, from any
+ * thread. */
+void gv_trk_http_reap(gv_trk_ctx *t);
+
 /* Stops accepting connections; requests on open ones are still served. */
 void gv_trk_http_quiesce(gv_trk_ctx *t);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +87,11 @@ static void usage(FILE *f) {
       "(default 32;\n"
       "                            0 = no limit)\n"
       "  --conn-timeout S          idle connection timeout (default 30)\n"
+      "  --header-timeout S        a request's head must be complete S\n"
+      "                            seconds after the connection opens or\n"
+      "                            the previous answer (default 5)\n"
+      "  --body-timeout S          its body S seconds after the head\n"
+      "                            (default 10)\n"
       "  --help                    this text\n");
 }
 
@@ -169,6 +175,25 @@ static int open_listener(gv_trk_ctx *t, gv_why *why) {
   return 0;
 }
 
+/* Raises the soft limit on open files (up to the hard one) so that
+ * libmicrohttpd can hold --max-conns connections and the headroom above it
+ * (http.c): at the common default of 1,024, accept() would fail before the
+ * cap is reached and the fair share of the cap could not choose. */
+static void raise_nofile(gv_trk_ctx *t) {
+  rlim_t want = (rlim_t)t->cfg.max_conns * 2 + 256;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+    return;
+  rl.rlim_cur =
+      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+    gv_logf(&t->log, GV_LOG_WARN,
+            "open files limited to %llu; --max-conns %u wants %llu",
+            (unsigned long long)rl.rlim_cur, t->cfg.max_conns,
+            (unsigned long long)want);
+}
+
 /* Start-up: each stored row back into the registry. */
 static int on_row(void *ctx, const gv_trk_row *row) {
   gv_trk_ctx *t = ctx;
@@ -186,10 +211,12 @@ static void on_expired(void *ctx, const uint8_t id[GV_ID_BYTES]) {
   gv_logf(&t->log, GV_LOG_INFO, "expired id=%s", sid);
 }
 
-/* Every second: expiry, and forgetting what no longer matters. */
+/* Every second: expiry, forgetting what no longer matters, and closing
+ * connections past their head or body deadline. */
 static void on_tick(uv_timer_t *h) {
   gv_trk_ctx *t = h->data;
 
+  gv_trk_http_reap(t);
   uv_rwlock_wrlock(&t->reg_lock);
   gv_trk_reg_expire(t->reg, gv_trk_now(t), on_expired, t);
   uv_rwlock_wrunlock(&t->reg_lock);
@@ -267,6 +294,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     O_CONNS,
     O_CONNS_IP,
     O_CONN_TIMEOUT,
+    O_HEADER_TIMEOUT,
+    O_BODY_TIMEOUT,
     O_HELP
   };
   static const struct option opts[] = {
@@ -288,6 +317,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
       {"max-conns", required_argument, NULL, O_CONNS},
       {"max-conns-per-ip", required_argument, NULL, O_CONNS_IP},
       {"conn-timeout", required_argument, NULL, O_CONN_TIMEOUT},
+      {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+      {"body-timeout", required_argument, NULL, O_BODY_TIMEOUT},
       {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0},
   };
@@ -311,6 +342,8 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
   c->max_conns = 1024;
   c->max_conns_per_ip = 32;
   c->conn_timeout_s = 30;
+  c->header_timeout_s = 5;
+  c->body_timeout_s = 10;
   t->log.level = GV_LOG_INFO;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     const char *what = NULL;
@@ -374,6 +407,14 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
     case O_CONN_TIMEOUT:
       if (parse_uint(optarg, 1, 86400, &c->conn_timeout_s) < 0)
         what = "--conn-timeout takes 1..86400 seconds";
+      break;
+    case O_HEADER_TIMEOUT:
+      if (parse_uint(optarg, 1, 3600, &c->header_timeout_s) < 0)
+        what = "--header-timeout takes 1..3600 seconds";
+      break;
+    case O_BODY_TIMEOUT:
+      if (parse_uint(optarg, 1, 3600, &c->body_timeout_s) < 0)
+        what = "--body-timeout takes 1..3600 seconds";
       break;
     case O_HELP: usage(stdout); return 0;
     default: bad = 1; break;
@@ -460,6 +501,7 @@ int main(int argc, char **argv) {
   }
   gv_log_init(&t->log, stderr, t->log.level, "grapevine-tracker");
   signal(SIGPIPE, SIG_IGN);
+  raise_nofile(t);
   t->start_ms = gv_trk_now(t);
   uv_rwlock_init(&t->reg_lock);
   uv_mutex_init(&t->replay_lock);

@@ -17,6 +17,9 @@ static const char *const dial_names[GV_TRK_DIAL_COUNT] = {
     "ok",      "refused",   "timeout", "unreachable",
     "peer_id", "handshake", "error",   "cancelled"};
 
+static const char *const close_names[GV_TRK_CLOSE_COUNT] = {
+    "head_deadline", "body_deadline", "fair_share"};
+
 const char *gv_trk_route_name(gv_trk_route r) { return route_names[r]; }
 
 gv_trk_dial_result gv_trk_dial_result_of(int status) {
@@ -114,6 +117,12 @@ int gv_trk_metrics_render(const gv_trk_metrics *m, const gv_trk_gauges *g,
          "Signed requests refused by the replay rules.");
   fprintf(f, "grapevine_tracker_replay_rejections_total %llu\n",
           (unsigned long long)get(&m->replays));
+  header(f, "connections_closed_total", "counter",
+         "Connections the tracker closed itself, by reason.");
+  for (int c = 0; c < GV_TRK_CLOSE_COUNT; c++)
+    fprintf(f,
+            "grapevine_tracker_connections_closed_total{reason=\"%s\"} %llu\n",
+            close_names[c], (unsigned long long)get(&m->closed[c]));
   header(f, "store_commits_total", "counter", "SQLite transactions committed.");
   fprintf(f, "grapevine_tracker_store_commits_total %llu\n",
           (unsigned long long)g->store_commits);

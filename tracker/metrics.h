@@ -35,6 +35,15 @@ typedef enum gv_trk_dial_result {
   GV_TRK_DIAL_COUNT
 } gv_trk_dial_result;
 
+/* Why the tracker closed a connection itself (tracker/http.c). */
+typedef enum gv_trk_close_reason {
+  GV_TRK_CLOSE_HEAD_DEADLINE, /* the head was not complete in time */
+  GV_TRK_CLOSE_BODY_DEADLINE, /* the body was not complete in time */
+  GV_TRK_CLOSE_FAIR_SHARE,    /* the cap was reached and its address held
+                                 the most connections */
+  GV_TRK_CLOSE_COUNT
+} gv_trk_close_reason;
+
 /* The HTTP statuses the tracker sends, plus one slot for any other. */
 #define GV_TRK_STATUS_COUNT 12
 
@@ -44,6 +53,7 @@ typedef struct gv_trk_metrics {
   atomic_uint_fast64_t unregistered, expired;
   atomic_uint_fast64_t dial[GV_TRK_DIAL_COUNT];
   atomic_uint_fast64_t ratelimited, replays;
+  atomic_uint_fast64_t closed[GV_TRK_CLOSE_COUNT];
 } gv_trk_metrics;
 
 /* Gauges the owner reads under its own locks when rendering. */

@@ -7,7 +7,8 @@
  * registry change and the nonce that allows it are one step; never the
  * other way round):
  *   reg_lock     read-write: readers sample, writers change the registry;
- *   replay_lock  the nonce cache;  bucket_lock  the token buckets.
+ *   replay_lock  the nonce cache;  bucket_lock  the token buckets;
+ *   (http.c's connection table has its own lock, taken with no other.)
  * A core's clock is read inside its lock (gv_trk_now() is monotonic across
  * threads), so each core sees `now` never decrease.
  */
@@ -46,6 +47,8 @@ typedef struct gv_trk_cfg {
   unsigned max_conns;
   unsigned max_conns_per_ip; /* 0 = no limit */
   unsigned conn_timeout_s;
+  unsigned header_timeout_s; /* a head is complete this long after it is due */
+  unsigned body_timeout_s;   /* a body this long after its head */
 } gv_trk_cfg;
 
 typedef struct gv_trk_ctx {
@@ -66,6 +69,7 @@ typedef struct gv_trk_ctx {
   gv_trk_dialer *dialer;
   gv_trk_metrics metrics;
   struct MHD_Daemon *mhd;
+  struct gv_trk_conns *conns; /* http.c's connection table */
   int listen_fd;
   char listen_text[GV_ADDR_TEXT_MAX]; /* as bound */
 } gv_trk_ctx;

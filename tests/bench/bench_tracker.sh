@@ -5,7 +5,9 @@
 #                      with 10,000 registered bootstraps (rate limit off)
 #   opentracker        HTTP announces (compact, numwant=32) for a torrent
 #                      with 10,000 peers, the C anchor
-# and prints req/s and p99 latency for each, and the ratios ours/opentracker.
+# and prints req/s, p99 latency and the server's CPU time per request for
+# each, the ratios ours/opentracker, and the close/opentracker ratio of
+# each round (measured one after the other, under the same machine load).
 # opentracker closes every connection after one answer, so wrk reconnects
 # for each of its requests; the row "peers, new connection each" measures
 # the tracker under the same condition (Connection: close).
@@ -98,6 +100,7 @@ SQL
   --rate-limit 0 --threads "$threads" --max-conns 4096 --max-conns-per-ip 0 \
   --log-level info 2>"$work/tracker.log" &
 pids+=($!)
+trk_pid=$!
 if ! wait_for "$work/tracker.log" 'listening on http://'; then
   echo "bench_tracker: the tracker did not start:"
   cat "$work/tracker.log"
@@ -123,19 +126,27 @@ if command -v opentracker >/dev/null && port=$(free_port); then
   opentracker -i 127.0.0.1 -p "$port" -P "$port" -f "$work/ot/opentracker.conf" \
     -d "$work/ot" "${user[@]}" >"$work/ot.log" 2>&1 &
   pids+=($!)
+  ot_pid=$!
   for ((i = 0; i < 200; i++)); do
     curl -s -o /dev/null "http://127.0.0.1:$port/stats" && { ot_url=http://127.0.0.1:$port; break; }
     sleep 0.05
   done
 fi
 
-# run MODE URL SECONDS: prints "req/s p99_ms non2xx".
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+
+# run MODE URL SECONDS PID: prints "req/s p99_ms non2xx cpu_us", cpu_us
+# being the CPU time the server (PID) spent per answered request.
 run() {
-  local hdr=()
+  local hdr=() t0 t1
   [ "$1" = close ] && hdr=(-H "Connection: close")
+  t0=$(cpu_ticks "$4")
   BENCH_WRK_MODE=$1 wrk -t"$threads" -c"$conns" -d"$3s" --latency "${hdr[@]}" \
     -s "$LUA" "$2" >"$work/wrk.out" 2>&1
-  awk '
+  t1=$(cpu_ticks "$4")
+  awk -v ticks=$((t1 - t0)) -v hz="$hz" '
     function ms(v) {
       if (v ~ /us$/) return v / 1000
       if (v ~ /ms$/) return v + 0
@@ -143,27 +154,37 @@ run() {
       return v
     }
     /^Requests\/sec:/ { rps = $2 }
+    / requests in / { n = $1 }
     $1 == "99%" { p99 = ms($2) }
     /Non-2xx/ { bad = $NF }
-    END { printf "%.0f %.3f %d\n", rps, p99, bad }' "$work/wrk.out"
+    END { printf "%.0f %.3f %d %.1f\n", rps, p99, bad, (n > 0 ? ticks * 1e6 / hz / n : 0) }' "$work/wrk.out"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
 
-targets=("peers|$url/api/bootstrap/peers" "discover|$url/api/bootstrap/discover"
-  "close|$url/api/bootstrap/peers")
-[ -n "$ot_url" ] && targets+=("announce|$ot_url/announce")
+# MODE|URL|SERVER_PID; close and announce run one after the other in every
+# round, so that each round gives a ratio of the two under the same load
+# from the rest of the machine.
+targets=("peers|$url/api/bootstrap/peers|$trk_pid"
+  "discover|$url/api/bootstrap/discover|$trk_pid"
+  "close|$url/api/bootstrap/peers|$trk_pid")
+[ -n "$ot_url" ] && targets+=("announce|$ot_url/announce|$ot_pid")
 
 # Warm-up: fills opentracker's swarm with its 10,000 peers, warms caches.
-for t in "${targets[@]}"; do run "${t%%|*}" "${t#*|}" 1 >/dev/null; done
+for t in "${targets[@]}"; do
+  IFS='|' read -r m u p <<<"$t"
+  run "$m" "$u" 1 "$p" >/dev/null
+done
 
-declare -A rps p99 bad
+declare -A rps p99 bad cpu
 for ((r = 0; r < rounds; r++)); do
   for t in "${targets[@]}"; do
-    read -r a b c < <(run "${t%%|*}" "${t#*|}" "$secs")
-    rps[${t%%|*}]+="$a "
-    p99[${t%%|*}]+="$b "
-    bad[${t%%|*}]=$((${bad[${t%%|*}]:-0} + c))
+    IFS='|' read -r m u p <<<"$t"
+    read -r a b c d < <(run "$m" "$u" "$secs" "$p")
+    rps[$m]+="$a "
+    p99[$m]+="$b "
+    cpu[$m]+="$d "
+    bad[$m]=$((${bad[$m]:-0} + c))
   done
 done
 
@@ -172,20 +193,22 @@ bytes_disc=$(curl -s "$url/api/bootstrap/discover?repos=repo/1,repo/2" | wc -c)
 bytes_ot=0
 [ -n "$ot_url" ] && bytes_ot=$(curl -s "$ot_url/announce?info_hash=%01%23Eg%89%AB%CD%EF%01%23Eg%89%AB%CD%EF%01%23Eg&peer_id=-GV0001-999999999999&port=9&left=0&compact=1&numwant=32" | wc -c)
 echo "tracker: $NODES registered bootstraps; wrk -t$threads -c$conns -d${secs}s --latency, keep-alive, 127.0.0.1; median of $rounds round(s)"
-printf '%-58s %10s %9s %8s\n' target req/s "p99 ms" non-2xx
-declare -A med_rps med_p99
+printf '%-58s %10s %9s %8s %8s\n' target req/s "p99 ms" non-2xx "CPU us"
+declare -A med_rps med_p99 med_cpu
 for t in "${targets[@]}"; do
   m=${t%%|*}
   med_rps[$m]=$(tr ' ' '\n' <<<"${rps[$m]}" | grep . | median)
   med_p99[$m]=$(tr ' ' '\n' <<<"${p99[$m]}" | grep . | median)
+  med_cpu[$m]=$(tr ' ' '\n' <<<"${cpu[$m]}" | grep . | median)
   case $m in
     peers) label="grapevine-tracker GET peers (32 of 10k, ${bytes_peers} B)" ;;
     discover) label="grapevine-tracker GET discover 2 repos (${bytes_disc} B)" ;;
     close) label="grapevine-tracker GET peers, new connection each" ;;
     announce) label="opentracker announce (numwant=32, ${bytes_ot} B)" ;;
   esac
-  printf '%-58s %10s %9s %8s\n' "$label" "${med_rps[$m]}" "${med_p99[$m]}" "${bad[$m]}"
+  printf '%-58s %10s %9s %8s %8s\n' "$label" "${med_rps[$m]}" "${med_p99[$m]}" "${bad[$m]}" "${med_cpu[$m]}"
 done
+echo "(CPU us: the server's CPU time per answered request, user + system)"
 if [ -n "$ot_url" ]; then
   for m in peers discover close; do
     awk -v m="$m" -v a="${med_rps[$m]}" -v b="${med_rps[announce]}" \
@@ -193,6 +216,12 @@ if [ -n "$ot_url" ]; then
         printf "ratio %s/opentracker: req/s %.2f, p99 %.2f (p99: lower is better)\n",
           m, (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
   done
+  # Per round, from the two runs made one after the other.
+  paste -d' ' <(tr ' ' '\n' <<<"${rps[close]}" | grep .) \
+    <(tr ' ' '\n' <<<"${rps[announce]}" | grep .) |
+    awk '{ r[NR] = ($2 > 0 ? $1 / $2 : 0); if (NR == 1 || r[NR] < lo) lo = r[NR]
+           if (NR == 1 || r[NR] > hi) hi = r[NR]; s = s sprintf(" %.2f", r[NR]) }
+         END { printf "ratio close/opentracker req/s per round:%s (range %.2f-%.2f)\n", s, lo, hi }'
 else
   echo "opentracker: skipped (not installed; scripts/deps.sh installs it)"
 fi
