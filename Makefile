@@ -33,7 +33,7 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/link.c proto/addr.c proto/msg.c proto/chan.c \
              proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
-CORE_SRC  := node/engine.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
+CORE_SRC  := node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
              node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
@@ -47,7 +47,7 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
 NODE_SRC  += node/wrapcli.c
 TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore aclient mcp wrap
+              agentsrv team relaystore aclient mcp wrap guard
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay mcp wrap
