@@ -1097,8 +1097,21 @@ static void dial_entry(gv_engine *e, const entry *en) {
   dial(e, en->pub.id, &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
 }
 
+static bool linked_to(const gv_engine *e, const uint8_t *peer) {
+  for (size_t i = 0; i < e->n_links; i++)
+    if (memcmp(e->links[i].peer, peer, GV_ID_BYTES) == 0)
+      return true;
+  return false;
+}
+
+static bool dialable_cand(const gv_engine *e, const cand *c) {
+  return c->next_try <= e->now &&
+         !dialing_to(e, c->has_id ? c->id : NULL, &c->addr) &&
+         !(c->has_id && (linked_to(e, c->id) || is_self(e, c->id)));
+}
+
 /* A guarded node wants a dial when a guard is dialable, or when it has
- * too few guards and no link at all (then one seed teaches it the table). */
+ * too few guards and a seed to dial instead. */
 static bool guard_wants_dial(const gv_engine *e) {
   if (e->n_links + e->n_dials >= e->cfg.active_target)
     return false;
@@ -1107,14 +1120,8 @@ static bool guard_wants_dial(const gv_engine *e) {
     if (en != NULL && dialable_entry(e, en))
       return true;
   }
-  return e->guards.n < e->guards.cfg.count && e->n_links + e->n_dials == 0 &&
-         e->n_cands > 0;
-}
-
-static bool dialable_cand(gv_engine *e, const cand *c) {
-  return c->next_try <= e->now &&
-         !dialing_to(e, c->has_id ? c->id : NULL, &c->addr) &&
-         !(c->has_id && (link_to(e, c->id) || is_self(e, c->id)));
+  /* Seeds in backoff count: the tick at the backoff's end dials them. */
+  return e->guards.n < e->guards.cfg.count && e->n_cands > 0;
 }
 
 /* Dials random passive-view candidates until the active view holds
@@ -1140,11 +1147,10 @@ static void maintain(gv_engine *e, size_t target) {
       if (en != NULL && dialable_entry(e, en))
         dial_entry(e, en);
     }
-    /* Short of guards: one seed link at a time, and only with no other
-     * link, so few strangers ever see this node. */
-    if (e->guards.n >= e->guards.cfg.count || e->n_links + e->n_dials > 0)
+    /* Short of guards: the seeds (tracker, --peer) fill in, never a
+     * random table entry. */
+    if (e->guards.n >= e->guards.cfg.count)
       return;
-    target = 1;
   }
   total = e->n_cands + (guarded(e) ? 0 : e->n_entries);
   while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {

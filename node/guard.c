@@ -8,6 +8,9 @@
  */
 #include "guard.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,5 +185,59 @@ int gv_guards_restore(gv_guards *g, const gv_guard *saved, int64_t now) {
   *gd = *saved;
   if (gd->down_since != 0)
     gd->down_since = now > 0 ? now : 1;
+  return 0;
+}
+
+size_t gv_guard_format(const gv_guard *g, char *buf, size_t cap) {
+  char hex[GV_ID_HEX_LEN + 1];
+  int n;
+
+  gv_id_to_hex(g->id, hex);
+  n = snprintf(buf, cap, "%s %" PRId64 " %" PRId64 " %" PRId64 "\n", hex,
+               g->chosen_at, g->expires_at, g->down_since);
+  return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* A decimal int64 at *p (no sign but '-', no blanks), ending at end or a
+ * space; advances *p past it and one space. */
+static int parse_i64(const char **p, const char *end, int64_t *out) {
+  char tmp[24], *stop;
+  size_t k = 0;
+  long long v;
+
+  while (*p + k < end && (*p)[k] != ' ' && k < sizeof(tmp) - 1) {
+    tmp[k] = (*p)[k];
+    k++;
+  }
+  if (k == 0 || (*p + k < end && (*p)[k] != ' '))
+    return -1;
+  tmp[k] = '\0';
+  if (!(tmp[0] == '-' || (tmp[0] >= '0' && tmp[0] <= '9')))
+    return -1;
+  errno = 0;
+  v = strtoll(tmp, &stop, 10);
+  if (errno != 0 || *stop != '\0')
+    return -1;
+  *out = v;
+  *p += k + (*p + k < end);
+  return 0;
+}
+
+int gv_guard_parse(gv_guard *g, const char *line, size_t len, gv_why *why) {
+  const char *p = line + GV_ID_HEX_LEN + 1, *end = line + len;
+
+  memset(g, 0, sizeof(*g));
+  if (len < GV_ID_HEX_LEN + 1 || len >= GV_GUARD_LINE_MAX ||
+      line[GV_ID_HEX_LEN] != ' ' ||
+      gv_id_from_hex(g->id, line, GV_ID_HEX_LEN) < 0)
+    return gv_fail(why, GV_EFIELD, "a guard line starts with a 64-hex id");
+  if (parse_i64(&p, end, &g->chosen_at) < 0 ||
+      parse_i64(&p, end, &g->expires_at) < 0 ||
+      parse_i64(&p, end, &g->down_since) < 0 || p != end ||
+      line[len - 1] == ' ')
+    return gv_fail(why, GV_EFIELD,
+                   "a guard line is: id chosen_at expires_at down_since");
+  if (g->chosen_at >= g->expires_at || g->down_since < 0)
+    return gv_fail(why, GV_EFIELD, "a guard's times are out of order");
   return 0;
 }

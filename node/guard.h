@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "identity.h"
 #include "rng.h"
 
@@ -90,5 +91,17 @@ bool gv_guards_reached(gv_guards *g, const uint8_t *id);
  * now: the node's own downtime is no evidence against it. Returns
  * GV_ELIMIT when the set is full, GV_EINVAL for an id already held. */
 int gv_guards_restore(gv_guards *g, const gv_guard *saved, int64_t now);
+
+/* ---- the saved form (docs/STORAGE.md, the "guards" setting) ----
+ * One guard per line: "<64 hex id> <chosen_at> <expires_at> <down_since>",
+ * decimal milliseconds on the wall clock, down_since 0 while reachable. */
+#define GV_GUARD_LINE_MAX 160
+
+/* Writes g's line, with its newline, into buf (cap >= GV_GUARD_LINE_MAX);
+ * returns its length. */
+size_t gv_guard_format(const gv_guard *g, char *buf, size_t cap);
+/* Parses one line (len bytes, no newline). 0, or GV_EFIELD with a reason
+ * for anything but exactly that form with chosen_at < expires_at. */
+int gv_guard_parse(gv_guard *g, const char *line, size_t len, gv_why *why);
 
 #endif

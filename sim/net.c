@@ -155,8 +155,8 @@ static void scan_leaks_bin(gv_sim *s, const uint8_t *p, size_t len) {
 
 static void record_delivery(gv_sim *s, uint32_t i, const gv_action *a) {
   uint8_t key[GV_MSG_ID_BYTES];
-  uint64_t salt = i * 0x9e3779b97f4a7c15ULL + 1 +
-                  s->nodes[i].epoch * 0xd1b54a32d192ed03ULL;
+  uint64_t salt =
+      i * 0x9e3779b97f4a7c15ULL + 1 + s->nodes[i].epoch * 0xd1b54a32d192ed03ULL;
 
   /* (node incarnation, id) as one key: the id with the node mixed into 8
    * bytes. A restarted node remembers nothing, so it may deliver again. */

@@ -227,6 +227,49 @@ START_TEST(test_determinism_and_weight) {
 }
 END_TEST
 
+/* The saved line round-trips; anything else is refused with a reason. */
+START_TEST(test_line) {
+  static const char *const bad[] = {
+      "",
+      "zz",
+      "0101010101010101010101010101010101010101010101010101010101010101",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 2",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 2 3 "
+      "4",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 2 0 ",
+      "0101010101010101010101010101010101010101010101010101010101010101 1  2 0",
+      "0101010101010101010101010101010101010101010101010101010101010101 2 1 0",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 2 x",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 2 -5",
+      "0101010101010101010101010101010101010101010101010101010101010101 +1 2 0",
+      "0101010101010101010101010101010101010101010101010101010101010101 1 "
+      "99999999999999999999999 0",
+      "g101010101010101010101010101010101010101010101010101010101010101 1 2 0",
+  };
+  gv_guard g, h;
+  gv_why why;
+  char line[GV_GUARD_LINE_MAX];
+  size_t n;
+
+  memset(&g, 0, sizeof(g));
+  memcpy(g.id, ids[3], GV_ID_BYTES);
+  g.chosen_at = 1767225600000LL;
+  g.expires_at = g.chosen_at + 45 * DAY;
+  g.down_since = g.chosen_at + H;
+  n = gv_guard_format(&g, line, sizeof(line));
+  ck_assert_uint_gt(n, GV_ID_HEX_LEN);
+  ck_assert_int_eq(line[n - 1], '\n');
+  ck_assert_int_eq(gv_guard_parse(&h, line, n - 1, &why), 0);
+  ck_assert_mem_eq(&g, &h, sizeof(g));
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    why.text[0] = '\0';
+    ck_assert_msg(gv_guard_parse(&h, bad[i], strlen(bad[i]), &why) == GV_EFIELD,
+                  "accepted '%s'", bad[i]);
+    ck_assert_str_ne(why.text, "");
+  }
+}
+END_TEST
+
 static Suite *guard_suite(void) {
   Suite *s = suite_create("guard");
   TCase *tc = tcase_create("policy");
@@ -237,6 +280,7 @@ static Suite *guard_suite(void) {
   tcase_add_test(tc, test_rotation);
   tcase_add_test(tc, test_restore);
   tcase_add_test(tc, test_determinism_and_weight);
+  tcase_add_test(tc, test_line);
   suite_add_tcase(s, tc);
   return s;
 }
