@@ -1325,11 +1325,20 @@ void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
 
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
                            const gv_addr *addr, int64_t now) {
+  uint8_t pinned[GV_ID_BYTES];
+
   begin(e, now);
   for (size_t i = 0; i < e->n_dials; i++) {
     dialing *d = &e->dials[i];
     if ((peer != NULL && d->has_id && memcmp(d->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&d->addr, addr))) {
+      /* A guarded node dials its guards by id; a failure reported by
+       * address alone is still theirs (else the guard is redialed at
+       * once, forever). */
+      if (peer == NULL && d->has_id && guarded(e)) {
+        memcpy(pinned, d->id, GV_ID_BYTES);
+        peer = pinned;
+      }
       e->dials[i] = e->dials[--e->n_dials];
       break;
     }
