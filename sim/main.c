@@ -554,7 +554,7 @@ static void usage(FILE *f) {
           "to 200,\n"
           "                       --silent-frac to 0.8), harvest (attackers "
           "collect\n"
-          "                       silent nodes' addresses; --nodes 400, "
+          "                       silent nodes' addresses; --nodes 200, "
           "--silent-frac 0.5)\n"
           "  --rate R             relay: messages per agent per second (0.5)\n"
           "  --crash-rate C       relay: node crashes per second, network-wide "
@@ -767,7 +767,7 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->cfg.nodes = 200;
   if (o->cfg.nodes == 0 && o->scenario != NULL &&
       strcmp(o->scenario, "harvest") == 0)
-    o->cfg.nodes = 400;
+    o->cfg.nodes = 200;
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
             o->cfg.nodes == 0 ? "--nodes N is required"
