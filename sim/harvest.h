@@ -2,16 +2,17 @@
  * attacker who runs a share of the broadcasting nodes collects, with and
  * without entry guards (node/guard.h). See docs/EXPERIMENTS.md.
  *
- * The network: --nodes N, of which --silent-frac (0.5) are silent and never
- * leave. Of the broadcasting nodes, a share A are the attacker's: half of
+ * The network: --nodes N (200), of which --silent-frac (0.5) are silent and
+ * never leave. Of the broadcasting nodes, a share A are the attacker's: half of
  * them are there from the start, the other half join at times uniform over
  * the run; they never leave and behave well (so they score well). Honest
  * broadcasting nodes churn: sessions and downtimes exponential, with means
  * of 2 h and 30 min, except the operator's bootstrap nodes (5% of the
  * broadcasting, at least 5), which stay and which the tracker names to
- * every silent node besides its random seeds. Every broadcasting node
- * re-announces every 30 min (as the daemon does); heartbeats are off and
- * signatures stubbed (both only cost time here). A silent node is observed when
+ * every silent node besides its random seeds. Bootstrap nodes re-announce
+ * every 30 min (as the daemon does), the others every 90 min (within the
+ * 2 h expiry, at a third of the cost); heartbeats are off and signatures
+ * stubbed (both only cost time here). A silent node is observed when
  * a dial of its reaches a live attacker's node: the TCP connection alone shows
  * its address.
  */
