@@ -1121,15 +1121,34 @@ static bool guard_wants_dial(const gv_engine *e) {
       return true;
   }
   /* Seeds in backoff count: the tick at the backoff's end dials them. */
-  return e->guards.n < e->guards.cfg.count && e->n_cands > 0;
+  return e->guards.n < e->guards.cfg.count &&
+         (e->n_cands > 0 || (e->n_links + e->n_dials == 0 && e->n_entries > 0));
+}
+
+/* Dials random seeds and/or broadcasting table entries until the active
+ * view holds `target` links (or enough tries failed). */
+static void dial_random(gv_engine *e, size_t target, bool seeds, bool entries) {
+  size_t tries = 0, nc = seeds ? e->n_cands : 0;
+  size_t total = nc + (entries ? e->n_entries : 0);
+
+  while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {
+    size_t k = gv_rng_below(&e->rng, total);
+    if (k < nc) {
+      cand *c = &e->cands[k];
+      if (dialable_cand(e, c))
+        dial(e, c->has_id ? c->id : NULL, &c->addr);
+    } else {
+      entry *en = e->entries[k - nc];
+      if (dialable_entry(e, en))
+        dial_entry(e, en);
+    }
+  }
 }
 
 /* Dials random passive-view candidates until the active view holds
  * `target` links. A guarded node dials its guards, in order, and seeds
- * only while its set is short; never a random table entry. */
+ * only while its set is short; a random table entry only when stranded. */
 static void maintain(gv_engine *e, size_t target) {
-  size_t tries = 0, total;
-
   /* Dials the caller never answered are given up. */
   for (size_t i = 0; i < e->n_dials;)
     if (e->now - e->dials[i].started > DIAL_TIMEOUT_MS)
@@ -1147,24 +1166,18 @@ static void maintain(gv_engine *e, size_t target) {
       if (en != NULL && dialable_entry(e, en))
         dial_entry(e, en);
     }
-    /* Short of guards: the seeds (tracker, --peer) fill in, never a
-     * random table entry. */
+    /* Short of guards: the seeds (tracker, --peer) fill in. A random
+     * table entry only when the node is stranded (no link, and no seed
+     * it could dial: a restart from the cache alone, or its seeds went
+     * silent), and then one at a time. */
     if (e->guards.n >= e->guards.cfg.count)
       return;
+    dial_random(e, target, true, false);
+    if (e->n_links + e->n_dials == 0)
+      dial_random(e, 1, false, true);
+    return;
   }
-  total = e->n_cands + (guarded(e) ? 0 : e->n_entries);
-  while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {
-    size_t k = gv_rng_below(&e->rng, total);
-    if (k < e->n_cands) {
-      cand *c = &e->cands[k];
-      if (dialable_cand(e, c))
-        dial(e, c->has_id ? c->id : NULL, &c->addr);
-    } else {
-      entry *en = e->entries[k - e->n_cands];
-      if (dialable_entry(e, en))
-        dial_entry(e, en);
-    }
-  }
+  dial_random(e, target, true, true);
 }
 
 void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record) {
