@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "guard.h"
+
 /* The longest line, its newline excluded: room for any key with the longest
  * data-dir. */
 #define CONFIG_LINE_MAX 8192
@@ -296,6 +298,81 @@ static int set_log_level(gv_config *c, const char *v, size_t len, gv_why *why) {
                  "'%.32s' is not one of error, warn, info, debug", v);
 }
 
+#define DAY_MS (24LL * 3600000)
+#define GUARD_SECONDS_MAX (365LL * 24 * 3600)
+
+/* A decimal integer in lo..hi, digits only (no sign, blank or leading
+ * zero but "0"). */
+static int parse_uint(const char *v, size_t len, int64_t lo, int64_t hi,
+                      int64_t *out) {
+  int64_t x = 0;
+
+  if (len == 0 || len > 12 || (v[0] == '0' && len > 1))
+    return -1;
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] < '0' || v[i] > '9')
+      return -1;
+    x = x * 10 + (v[i] - '0');
+  }
+  if (x < lo || x > hi)
+    return -1;
+  *out = x;
+  return 0;
+}
+
+static int set_guards(gv_config *c, const char *v, size_t len, gv_why *why) {
+  (void)len;
+  return parse_bool(&c->guards, v, why);
+}
+
+static int set_guard_count(gv_config *c, const char *v, size_t len,
+                           gv_why *why) {
+  int64_t x;
+
+  if (parse_uint(v, len, 1, GV_GUARDS_MAX, &x) < 0)
+    return gv_fail(why, GV_EFIELD, "'%.32s' is not a count in 1..%d", v,
+                   GV_GUARDS_MAX);
+  c->guard_count = (unsigned)x;
+  return 0;
+}
+
+static int set_guard_min_age(gv_config *c, const char *v, size_t len,
+                             gv_why *why) {
+  int64_t x;
+
+  if (parse_uint(v, len, 0, GUARD_SECONDS_MAX, &x) < 0)
+    return gv_fail(why, GV_EFIELD, "'%.32s' is not seconds in 0..%lld", v,
+                   (long long)GUARD_SECONDS_MAX);
+  c->guard_min_age_ms = x * 1000;
+  return 0;
+}
+
+static int set_guard_down(gv_config *c, const char *v, size_t len,
+                          gv_why *why) {
+  int64_t x;
+
+  if (parse_uint(v, len, 1, GUARD_SECONDS_MAX, &x) < 0)
+    return gv_fail(why, GV_EFIELD, "'%.32s' is not seconds in 1..%lld", v,
+                   (long long)GUARD_SECONDS_MAX);
+  c->guard_down_ms = x * 1000;
+  return 0;
+}
+
+static int set_guard_lifetime(gv_config *c, const char *v, size_t len,
+                              gv_why *why) {
+  const char *dash = memchr(v, '-', len);
+  int64_t lo, hi;
+
+  if (dash == NULL || parse_uint(v, (size_t)(dash - v), 1, 365, &lo) < 0 ||
+      parse_uint(dash + 1, len - (size_t)(dash - v) - 1, 1, 365, &hi) < 0 ||
+      lo > hi)
+    return gv_fail(why, GV_EFIELD,
+                   "'%.32s' is not MIN-MAX days, 1 <= MIN <= MAX <= 365", v);
+  c->guard_life_min_ms = lo * DAY_MS;
+  c->guard_life_max_ms = hi * DAY_MS;
+  return 0;
+}
+
 typedef struct key_def {
   const char *name;
   int (*set)(gv_config *c, const char *v, size_t len, gv_why *why);
@@ -312,6 +389,11 @@ static const key_def keys[] = {
     {"tracker", set_tracker, false},
     {"metrics", set_metrics, false},
     {"log-level", set_log_level, false},
+    {"guards", set_guards, false},
+    {"guard-count", set_guard_count, false},
+    {"guard-min-age", set_guard_min_age, false},
+    {"guard-down", set_guard_down, false},
+    {"guard-lifetime", set_guard_lifetime, false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -327,6 +409,11 @@ static const key_def *key_find(const char *name) {
 void gv_config_default(gv_config *c) {
   memset(c, 0, sizeof(*c));
   c->log_level = GV_LOG_INFO;
+  c->guards = true;
+  c->guard_min_age_ms = 3600000;
+  c->guard_down_ms = 3600000;
+  c->guard_life_min_ms = 30 * DAY_MS;
+  c->guard_life_max_ms = 60 * DAY_MS;
 }
 
 int gv_config_set(gv_config *c, const char *key, const char *value,

@@ -5,7 +5,12 @@
  * Keys: data-dir, listen (ADDR:PORT, numeric), broadcast (true/false),
  * bootstrap (true/false; implies broadcast), repo (repeatable), peer
  * (HOST:PORT, repeatable), tracker (http:// or https:// URL), metrics
- * (ADDR:PORT), log-level (error, warn, info, debug).
+ * (ADDR:PORT), log-level (error, warn, info, debug); for a silent node's
+ * entry guards (docs/NODE.md "Privacy"): guards (true/false, default
+ * true), guard-count (1..16; default: the links a node aims for, 5),
+ * guard-min-age (seconds in the table before a node may be chosen, 3600),
+ * guard-down (seconds of failed dials before a guard is replaced, 3600),
+ * guard-lifetime (MIN-MAX days, a guard's lifetime drawn in it, 30-60).
  *
  * Pure parsing: no I/O except gv_config_load_file() reading its file.
  */
@@ -14,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "err.h"
@@ -38,6 +44,11 @@ typedef struct gv_config {
   char repos[GV_MAX_REPOS][GV_REPO_MAX + 1];
   size_t n_peers;
   char peers[GV_CONFIG_MAX_PEERS][GV_CONFIG_PEER_MAX]; /* HOST:PORT */
+  bool guards;                                         /* true */
+  unsigned guard_count;                         /* 0: the engine's default */
+  int64_t guard_min_age_ms;                     /* 1 h */
+  int64_t guard_down_ms;                        /* 1 h */
+  int64_t guard_life_min_ms, guard_life_max_ms; /* 30, 60 days */
 } gv_config;
 
 void gv_config_default(gv_config *c);

@@ -100,6 +100,7 @@ static int64_t now_ms(gv_node *n) {
 
 static void drain(gv_node *n);
 static void maybe_finalize(gv_node *n);
+static void save_guards(gv_node *n);
 
 /* What the tracker jobs register: follows broadcast on/off and repos. */
 static void set_trk_role(gv_node *n) {
@@ -275,6 +276,7 @@ static void run_action(gv_node *n, const gv_action *a) {
     if (n->ctl != NULL)
       gv_ctlsrv_report(n->ctl, a);
     break;
+  case GV_ACT_GUARDS: save_guards(n); break;
   default: break;
   }
 }
@@ -442,6 +444,35 @@ static cJSON *repos_json(gv_node *n) {
   return a;
 }
 
+/* The guard set for status --json: id, wall-clock times (ms), whether it
+ * is down and whether a link to it is up. Empty while broadcasting or with
+ * guards off. */
+static cJSON *guards_json(gv_node *n) {
+  cJSON *a = cJSON_CreateArray();
+  size_t k;
+  const gv_guard *g = gv_engine_guards(n->engine, &k);
+
+  for (size_t i = 0; i < k; i++) {
+    cJSON *o = cJSON_CreateObject();
+    const gv_peer_entry *p = gv_engine_table_get(n->engine, g[i].id);
+    char hex[GV_ID_HEX_LEN + 1];
+    gv_id_to_hex(g[i].id, hex);
+    cJSON_AddStringToObject(o, "id", hex);
+    cJSON_AddNumberToObject(o, "chosen_at",
+                            (double)gv_engine_wall(n->engine, g[i].chosen_at));
+    cJSON_AddNumberToObject(o, "expires_at",
+                            (double)gv_engine_wall(n->engine, g[i].expires_at));
+    if (g[i].down_since != 0)
+      cJSON_AddNumberToObject(
+          o, "down_since", (double)gv_engine_wall(n->engine, g[i].down_since));
+    else
+      cJSON_AddNullToObject(o, "down_since");
+    cJSON_AddBoolToObject(o, "linked", p != NULL && p->connected);
+    cJSON_AddItemToArray(a, o);
+  }
+  return a;
+}
+
 static cJSON *on_ctl_status(void *ctx) {
   gv_node *n = ctx;
   cJSON *o = cJSON_CreateObject();
@@ -469,6 +500,7 @@ static cJSON *on_ctl_status(void *ctx) {
   cJSON_AddStringToObject(o, "data_dir", n->dir);
   cJSON_AddBoolToObject(o, "tracker_registered",
                         gv_trkjobs_registered(n->jobs));
+  cJSON_AddItemToObject(o, "guards", guards_json(n));
   return o;
 }
 
@@ -693,6 +725,48 @@ static int open_data_dir(gv_node *n, int *created, gv_why *why) {
   return rc;
 }
 
+/* ---- entry guards (docs/NODE.md "Privacy") ---- */
+
+/* The "guards" setting: the set in force, one gv_guard_format() line each,
+ * times on the wall clock; written whole when the set changes. */
+static void save_guards(gv_node *n) {
+  char buf[GV_GUARDS_MAX * GV_GUARD_LINE_MAX + 1] = "";
+  size_t k, off = 0;
+  const gv_guard *g = gv_engine_guards(n->engine, &k);
+
+  for (size_t i = 0; i < k; i++) {
+    gv_guard w = g[i];
+    w.chosen_at = gv_engine_wall(n->engine, w.chosen_at);
+    w.expires_at = gv_engine_wall(n->engine, w.expires_at);
+    if (w.down_since != 0)
+      w.down_since = gv_engine_wall(n->engine, w.down_since);
+    off += gv_guard_format(&w, buf + off, sizeof(buf) - off);
+  }
+  if (gv_store_set(n->store, "guards", buf) < 0)
+    gv_logf(&n->log, GV_LOG_WARN, "store: cannot save the guard set");
+}
+
+/* Puts the saved guard set back into the engine (after the peer table). */
+static void restore_guards(gv_node *n) {
+  char buf[GV_GUARDS_MAX * GV_GUARD_LINE_MAX + 1], *save = NULL;
+  size_t restored = 0;
+  gv_why why = {""};
+
+  if (gv_store_get(n->store, "guards", buf, sizeof(buf)) < 0)
+    return;
+  for (char *line = strtok_r(buf, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save)) {
+    gv_guard g;
+    if (gv_guard_parse(&g, line, strlen(line), &why) < 0)
+      gv_logf(&n->log, GV_LOG_WARN, "store: a saved guard is refused: %s",
+              why.text);
+    else if (gv_engine_restore_guard(n->engine, &g, now_ms(n)) == 0)
+      restored++;
+  }
+  if (restored > 0)
+    gv_logf(&n->log, GV_LOG_INFO, "restored %zu guard(s)", restored);
+}
+
 static int restore_peer(void *ctx, const uint8_t id[GV_ID_BYTES],
                         const char *body, size_t body_len,
                         const uint8_t sig[64], int64_t last_seen) {
@@ -912,6 +986,12 @@ static int start(gv_node *n, gv_why *why) {
   ec.n_repos = n->n_repos;
   if ((rc = load_seq_floor(n, &ec.seq_floor, why)) < 0)
     return rc;
+  ec.guards = n->cfg.guards;
+  ec.guard_count = n->cfg.guard_count;
+  ec.guard_min_age_ms = n->cfg.guard_min_age_ms;
+  ec.guard_down_ms = n->cfg.guard_down_ms;
+  ec.guard_life_min_ms = n->cfg.guard_life_min_ms;
+  ec.guard_life_max_ms = n->cfg.guard_life_max_ms;
   if ((rc = gv_engine_new(&n->engine, &ec, &n->id, n->started)) < 0)
     return gv_fail(why, rc, "engine: %s",
                    rc == GV_ERANGE ? "this identity has used up its "
@@ -939,6 +1019,7 @@ static int start(gv_node *n, gv_why *why) {
           gv_engine_table_size(n->engine));
   if (rc < 0)
     return gv_fail(why, rc, "store: cannot read cached peers");
+  restore_guards(n);
   if ((rc = gv_links_new(&n->links, n->loop, &n->id, &n->log, &links_cbs, n)) <
       0)
     return gv_fail(why, rc, "links: %s", gv_strerror(rc));
@@ -1014,7 +1095,13 @@ static void node_usage(FILE *f) {
              "  --tracker URL      the bootstrap tracker, http://HOST:PORT\n"
              "  --metrics ADDR:PORT serve Prometheus metrics (loopback "
              "advised)\n"
-             "  --log-level L      error, warn, info (default) or debug\n");
+             "  --log-level L      error, warn, info (default) or debug\n"
+             "  --guards on|off    a silent node dials only its entry guards "
+             "(on)\n"
+             "  --guard-count G    how many (default: 5, the links it aims "
+             "for)\n"
+             "  --guard-min-age S  seconds a node is known before it may be "
+             "one (3600)\n");
 }
 
 int gv_cmd_node(int argc, char **argv) {
@@ -1029,13 +1116,17 @@ int gv_cmd_node(int argc, char **argv) {
       {"tracker", required_argument, NULL, 't'},
       {"metrics", required_argument, NULL, 'm'},
       {"log-level", required_argument, NULL, 'L'},
+      {"guards", required_argument, NULL, 'G'},
+      {"guard-count", required_argument, NULL, 'N'},
+      {"guard-min-age", required_argument, NULL, 'A'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *const keys[128] = {
-      ['d'] = "data-dir", ['b'] = "broadcast", ['B'] = "bootstrap",
-      ['l'] = "listen",   ['r'] = "repo",      ['p'] = "peer",
-      ['t'] = "tracker",  ['m'] = "metrics",   ['L'] = "log-level",
+      ['d'] = "data-dir", ['b'] = "broadcast",   ['B'] = "bootstrap",
+      ['l'] = "listen",   ['r'] = "repo",        ['p'] = "peer",
+      ['t'] = "tracker",  ['m'] = "metrics",     ['L'] = "log-level",
+      ['G'] = "guards",   ['N'] = "guard-count", ['A'] = "guard-min-age",
   };
   gv_node *n = calloc(1, sizeof(*n));
   gv_why why = {""};

@@ -33,6 +33,9 @@
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
 #define DUPLICATE_REDIAL_MS 30000
+#define GUARD_ROUND_MS 10000         /* the guard set is reviewed this often */
+#define GUARD_STABLE_MS 600000       /* a link this old: the guard is up */
+#define GUARD_EVICTED_HOLD_MS 300000 /* an evicting guard: redial after */
 
 /* ---- buffers ---- */
 
@@ -78,9 +81,10 @@ typedef struct elink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
   bool dialed;
-  bool leaving; /* inbound, this node went silent: released once it
-                   confirms the update or at uptake_until */
-  double score; /* the link core's */
+  bool leaving;  /* inbound, this node went silent: released once it
+                    confirms the update or at uptake_until */
+  double score;  /* the link core's */
+  int64_t up_at; /* READY since */
 } elink;
 
 typedef struct entry {
@@ -88,6 +92,7 @@ typedef struct entry {
   int failures;     /* consecutive dial failures */
   int64_t next_try; /* backoff */
   int64_t last_hb;
+  int64_t first_seen; /* entered the table (guard eligibility) */
 } entry;
 
 typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
@@ -192,6 +197,10 @@ struct gv_engine {
   gv_msg *report; /* the response behind a REPORT, until the next call */
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle;
+
+  bool guards_on; /* cfg.guards with a valid guard cfg */
+  gv_guards guards;
+  int64_t next_guards; /* the next guard round */
 };
 
 /* ---- small helpers ---- */
@@ -441,6 +450,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
     en->pub.availability = 50;
     en->pub.performance = 50;
     en->pub.connected = link_to(e, rec->origin) != NULL;
+    en->first_seen = e->now;
     e->entries =
         grow(e->entries, &e->cap_entries, e->n_entries + 1, sizeof(entry *));
     map_put(&e->table, en->pub.id, en);
@@ -1018,7 +1028,12 @@ static void originate(gv_engine *e, const gv_msg *m) {
 
 /* ---- timers ---- */
 
+static bool guarded(const gv_engine *e);
+static bool guard_wants_dial(const gv_engine *e);
+
 static bool wants_dial(const gv_engine *e) {
+  if (guarded(e))
+    return guard_wants_dial(e);
   return e->n_links + e->n_dials < e->cfg.active_target &&
          (e->n_cands > 0 || e->n_entries > 0);
 }
@@ -1086,36 +1101,140 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
   a->addr = *addr;
 }
 
-/* Dials random passive-view candidates until the active view holds
- * `target` links. */
-static void maintain(gv_engine *e, size_t target) {
-  size_t tries = 0, total;
+/* Guards apply to a silent node only: a broadcasting one publishes its
+ * address anyway. */
+static bool guarded(const gv_engine *e) {
+  return e->guards_on && !e->cfg.broadcasting;
+}
 
+/* A seed named by id (tracker answer, --peer): who the operator trusts. */
+static bool seed_named(const gv_engine *e, const uint8_t *id) {
+  for (size_t i = 0; i < e->n_cands; i++)
+    if (e->cands[i].has_id && memcmp(e->cands[i].id, id, GV_ID_BYTES) == 0)
+      return true;
+  return false;
+}
+
+static void guards_changed(gv_engine *e) { push_act(e, GV_ACT_GUARDS); }
+
+/* One round of the guard policy over the table's broadcasting nodes. */
+static void guards_update(gv_engine *e) {
+  gv_guard_cand *gc = gv__xmalloc((e->n_entries + 1) * sizeof(*gc));
+  size_t n = 0;
+
+  /* A guard is reachable again once a link to it has lasted. */
+  for (size_t i = 0; i < e->n_links; i++)
+    if (e->now - e->links[i].up_at >= GUARD_STABLE_MS &&
+        gv_guards_reached(&e->guards, e->links[i].peer))
+      guards_changed(e);
+
+  for (size_t i = 0; i < e->n_entries; i++) {
+    entry *en = e->entries[i];
+    if (!en->pub.broadcasting || en->pub.n_addrs == 0)
+      continue;
+    gc[n].id = en->pub.id;
+    /* Eligible at once: a bootstrap node the tracker (or --peer) named,
+     * not one that merely calls itself so in its record. */
+    gc[n].bootstrap = en->pub.bootstrap && seed_named(e, en->pub.id);
+    gc[n].first_seen = en->first_seen;
+    gc[n].score = entry_score(en);
+    n++;
+  }
+  if (gv_guards_update(&e->guards, gc, n, &e->rng, e->now))
+    guards_changed(e);
+  free(gc);
+}
+
+static bool dialable_entry(const gv_engine *e, const entry *en) {
+  return en->pub.broadcasting && en->pub.n_addrs > 0 && !en->pub.connected &&
+         en->next_try <= e->now && !dialing_to(e, en->pub.id, NULL);
+}
+
+static void dial_entry(gv_engine *e, const entry *en) {
+  dial(e, en->pub.id, &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
+}
+
+static bool linked_to(const gv_engine *e, const uint8_t *peer) {
+  for (size_t i = 0; i < e->n_links; i++)
+    if (memcmp(e->links[i].peer, peer, GV_ID_BYTES) == 0)
+      return true;
+  return false;
+}
+
+static bool dialable_cand(const gv_engine *e, const cand *c) {
+  return c->next_try <= e->now &&
+         !dialing_to(e, c->has_id ? c->id : NULL, &c->addr) &&
+         !(c->has_id && (linked_to(e, c->id) || is_self(e, c->id)));
+}
+
+/* A guarded node wants a dial when a guard is dialable, or when it has
+ * too few guards and a seed to dial instead. */
+static bool guard_wants_dial(const gv_engine *e) {
+  if (e->n_links + e->n_dials >= e->cfg.active_target)
+    return false;
+  for (size_t i = 0; i < e->guards.n; i++) {
+    const entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+    if (en != NULL && dialable_entry(e, en))
+      return true;
+  }
+  /* Seeds in backoff count: the tick at the backoff's end dials them. */
+  return e->guards.n < e->guards.cfg.count &&
+         (e->n_cands > 0 || (e->n_links + e->n_dials == 0 && e->n_entries > 0));
+}
+
+/* Dials random seeds and/or broadcasting table entries until the active
+ * view holds `target` links (or enough tries failed). */
+static void dial_random(gv_engine *e, size_t target, bool seeds, bool entries) {
+  size_t tries = 0, nc = seeds ? e->n_cands : 0;
+  size_t total = nc + (entries ? e->n_entries : 0);
+
+  while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {
+    size_t k = gv_rng_below(&e->rng, total);
+    if (k < nc) {
+      cand *c = &e->cands[k];
+      if (dialable_cand(e, c))
+        dial(e, c->has_id ? c->id : NULL, &c->addr);
+    } else {
+      entry *en = e->entries[k - nc];
+      if (dialable_entry(e, en))
+        dial_entry(e, en);
+    }
+  }
+}
+
+/* Dials random passive-view candidates until the active view holds
+ * `target` links. A guarded node dials its guards, in order, and seeds
+ * only while its set is short; a random table entry only when stranded. */
+static void maintain(gv_engine *e, size_t target) {
   /* Dials the caller never answered are given up. */
   for (size_t i = 0; i < e->n_dials;)
     if (e->now - e->dials[i].started > DIAL_TIMEOUT_MS)
       e->dials[i] = e->dials[--e->n_dials];
     else
       i++;
-  total = e->n_cands + e->n_entries;
-  while (e->n_links + e->n_dials < target && total > 0 && tries++ < 4 * total) {
-    size_t k = gv_rng_below(&e->rng, total);
-    if (k < e->n_cands) {
-      cand *c = &e->cands[k];
-      if (c->next_try > e->now ||
-          dialing_to(e, c->has_id ? c->id : NULL, &c->addr) ||
-          (c->has_id && (link_to(e, c->id) || is_self(e, c->id))))
-        continue;
-      dial(e, c->has_id ? c->id : NULL, &c->addr);
-    } else {
-      entry *en = e->entries[k - e->n_cands];
-      if (!en->pub.broadcasting || en->pub.n_addrs == 0 || en->pub.connected ||
-          en->next_try > e->now || dialing_to(e, en->pub.id, NULL))
-        continue;
-      dial(e, en->pub.id,
-           &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
+  if (guarded(e)) {
+    if (e->now >= e->next_guards) {
+      guards_update(e);
+      e->next_guards = e->now + GUARD_ROUND_MS;
     }
+    for (size_t i = 0; i < e->guards.n && e->n_links + e->n_dials < target;
+         i++) {
+      entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+      if (en != NULL && dialable_entry(e, en))
+        dial_entry(e, en);
+    }
+    /* Short of guards: the seeds (tracker, --peer) fill in. A random
+     * table entry only when the node is stranded (no link, and no seed
+     * it could dial: a restart from the cache alone, or its seeds went
+     * silent), and then one at a time. */
+    if (e->guards.n >= e->guards.cfg.count)
+      return;
+    dial_random(e, target, true, false);
+    if (e->n_links + e->n_dials == 0)
+      dial_random(e, 1, false, true);
+    return;
   }
+  dial_random(e, target, true, true);
 }
 
 void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record) {
@@ -1186,6 +1305,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   memcpy(l->peer, peer, GV_ID_BYTES);
   l->dialed = we_dialed;
   l->score = 50;
+  l->up_at = e->now;
   if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
     en->pub.connected = true;
     en->failures = 0;
@@ -1229,7 +1349,16 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
      * redial would only make another duplicate. */
     if (why == GV_CLOSE_BANNED)
       hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
-    else if (why == GV_CLOSE_DUPLICATE)
+    else if (guarded(e) && e->now - l->up_at < GUARD_STABLE_MS &&
+             gv_guards_has(&e->guards, l->peer)) {
+      /* A guard that drops this node soon after taking it (a full node
+       * evicting it for a newcomer, say) is not serving it: not redialed
+       * at once (its evictees would take turns forever), and down until a
+       * link to it lasts (guards_update). */
+      hold_off(e, l->peer, e->now + GUARD_EVICTED_HOLD_MS);
+      if (gv_guards_failed(&e->guards, l->peer, e->now))
+        guards_changed(e);
+    } else if (why == GV_CLOSE_DUPLICATE)
       hold_off(e, l->peer, e->now + DUPLICATE_REDIAL_MS);
     *l = e->links[--e->n_links];
     e->next_maint = e->now; /* replace it */
@@ -1266,11 +1395,20 @@ void gv_engine_dial_ended(gv_engine *e, const uint8_t *peer,
 
 void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
                            const gv_addr *addr, int64_t now) {
+  uint8_t pinned[GV_ID_BYTES];
+
   begin(e, now);
   for (size_t i = 0; i < e->n_dials; i++) {
     dialing *d = &e->dials[i];
     if ((peer != NULL && d->has_id && memcmp(d->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&d->addr, addr))) {
+      /* A guarded node dials its guards by id; a failure reported by
+       * address alone is still theirs (else the guard is redialed at
+       * once, forever). */
+      if (peer == NULL && d->has_id && guarded(e)) {
+        memcpy(pinned, d->id, GV_ID_BYTES);
+        peer = pinned;
+      }
       e->dials[i] = e->dials[--e->n_dials];
       break;
     }
@@ -1281,6 +1419,8 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
       en->next_try =
           e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
                                  (unsigned)++en->failures);
+    if (gv_guards_failed(&e->guards, peer, e->now))
+      guards_changed(e);
   }
   for (size_t i = 0; i < e->n_cands; i++) {
     cand *c = &e->cands[i];
@@ -1395,7 +1535,7 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
   /* Shuffle (§3): one extra link now and then keeps views mixing, so two
    * halves of a healed partition find each other again. */
   if (e->cfg.shuffle_ms > 0 && e->now >= e->next_shuffle) {
-    if (e->n_links + e->n_dials < e->cfg.active_max)
+    if (e->n_links + e->n_dials < e->cfg.active_max && !guarded(e))
       maintain(e, e->n_links + e->n_dials + 1);
     e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg.shuffle_ms);
   }
@@ -1607,6 +1747,30 @@ int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
   return rc;
 }
 
+int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now) {
+  gv_guard g = *saved;
+  int rc;
+
+  begin(e, now);
+  if (!e->guards_on) {
+    rc = GV_ESTATE;
+    goto out;
+  }
+  g.chosen_at -= e->wall_offset;
+  g.expires_at -= e->wall_offset;
+  if (g.down_since != 0)
+    g.down_since -= e->wall_offset;
+  rc = gv_guards_restore(&e->guards, &g, e->now);
+out:
+  finish(e);
+  return rc;
+}
+
+const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n) {
+  *n = guarded(e) ? e->guards.n : 0;
+  return e->guards.set;
+}
+
 /* ---- construction ---- */
 
 void gv_engine_cfg_default(gv_engine_cfg *c) {
@@ -1633,6 +1797,11 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->route_ms = 60000;
   c->shuffle_ms = 60000;
   c->banned_redial_ms = 10 * 60000;
+  c->guards = true;
+  c->guard_min_age_ms = 3600000;
+  c->guard_down_ms = 3600000;
+  c->guard_life_min_ms = 30 * 24 * 3600000LL;
+  c->guard_life_max_ms = 60 * 24 * 3600000LL;
 }
 
 int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
@@ -1656,6 +1825,21 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
       free(e);
       return GV_EFIELD;
     }
+  /* A node that never dials on its own (active_target 0) needs none. */
+  if (cfg->guards && (cfg->guard_count > 0 || cfg->active_target > 0)) {
+    gv_guard_cfg gc = {
+        .count = cfg->guard_count ? cfg->guard_count : cfg->active_target,
+        .min_age_ms = cfg->guard_min_age_ms,
+        .down_ms = cfg->guard_down_ms,
+        .life_min_ms = cfg->guard_life_min_ms,
+        .life_max_ms = cfg->guard_life_max_ms,
+    };
+    if ((rc = gv_guards_init(&e->guards, &gc)) < 0) {
+      free(e);
+      return rc;
+    }
+    e->guards_on = true;
+  }
   e->cfg = *cfg;
   e->cfg.repos = NULL; /* not retained */
   e->cfg.n_repos = 0;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guard.h"
 #include "msg.h"
 
 /* ---- reference-counted byte buffers ---- */
@@ -71,8 +72,16 @@ typedef struct gv_engine_cfg {
   int64_t shuffle_ms;       /* one extra dial up to active_max (60 s; 0: off) */
   int64_t banned_redial_ms; /* a peer the link core banned: no dial (10 min) */
   bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
-  int64_t wall_offset;      /* wall clock = now + this, from the start; later
-                               changes through gv_engine_set_wall() */
+  /* Entry guards (guard.h, NODE.md "Privacy"): while this node is silent
+   * and guards is on, it dials only its guards (and seeds until it holds
+   * guard_count), with no shuffle. Ignored while broadcasting. */
+  bool guards;                                  /* true */
+  unsigned guard_count;                         /* 0: active_target */
+  int64_t guard_min_age_ms;                     /* 1 h in the table */
+  int64_t guard_down_ms;                        /* 1 h of failed dials */
+  int64_t guard_life_min_ms, guard_life_max_ms; /* 30, 60 days */
+  int64_t wall_offset; /* wall clock = now + this, from the start; later
+                          changes through gv_engine_set_wall() */
   /* The seq ceiling reserved by an earlier run (GV_ACT_SEQ_RESERVE), 0 if
    * none: every seq this engine signs is above it. */
   uint64_t seq_floor;
@@ -127,6 +136,7 @@ typedef enum gv_act_type {
   GV_ACT_PERSIST, /* peer, entry (NULL: delete the peer), at */
   GV_ACT_DELIVER, /* msg_id, msg_type, hops: first receipt of a message */
   GV_ACT_REPORT,  /* msg_id (the request), response: results for us */
+  GV_ACT_GUARDS,  /* the guard set changed: save gv_engine_guards() */
   /* seq: store this ceiling durably (it becomes the next run's
    * cfg.seq_floor) before carrying out any later action; the messages
    * queued after it carry seqs up to it. */
@@ -266,6 +276,12 @@ int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
                       const uint8_t sig[GV_SIG_BYTES], int64_t last_seen,
                       int64_t now);
 
+/* Puts back one guard saved before a restart (GV_ACT_GUARDS), times on
+ * the wall clock as saved; call after the peer table is restored (a guard
+ * not in the table is dropped at the next round). Returns 0, GV_ESTATE if
+ * guards are off, or gv_guards_restore()'s error. */
+int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now);
+
 /* ---- output and inspection ---- */
 
 /* Pops the next action; returns false when there is none. */
@@ -280,6 +296,11 @@ const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i);
  * or NULL if the table holds none; valid until the next call into the
  * engine. This node itself is never in its table. */
 const gv_peer_entry *gv_engine_table_get(const gv_engine *e, const uint8_t *id);
+/* The guard set in force, in order of preference; *n receives its size (0
+ * while guards are off or the node broadcasts). Times are on the engine's
+ * clock (gv_engine_wall() converts). Valid until the next call into the
+ * engine. */
+const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n);
 /* Uptake of this node's newest record (PROTOCOL.md §6.7): *links is the
  * number of gossip links it went out on when it was signed, *confirmed how
  * many of those have sent its id back in an IHAVE (a link that went down

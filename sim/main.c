@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "harvest.h"
 #include "net.h"
 #include "relaysim.h"
 
@@ -25,6 +26,7 @@ typedef struct opts {
   double fail_frac;
   double churn_frac;
   gv_relaysim_opts relay;
+  gv_harvest_opts harvest;
   bool json, timing;
   int argc;
   char **argv;
@@ -550,13 +552,23 @@ static void usage(FILE *f) {
           "the relay\n"
           "                       cores while nodes crash; --nodes defaults "
           "to 200,\n"
-          "                       --silent-frac to 0.8)\n"
+          "                       --silent-frac to 0.8), harvest (attackers "
+          "collect\n"
+          "                       silent nodes' addresses; --nodes 200, "
+          "--silent-frac 0.5)\n"
           "  --rate R             relay: messages per agent per second (0.5)\n"
           "  --crash-rate C       relay: node crashes per second, network-wide "
           "(0.5)\n"
           "  --duration-s D       relay: seconds of sends and crashes (60)\n"
           "  --drain-s D          relay: then at most this long without "
           "(900)\n"
+          "  --attackers A        harvest: the attacker's share of the "
+          "broadcasting\n"
+          "                       nodes (default: the table for 0.01, 0.05, "
+          "0.2)\n"
+          "  --guards on|off      harvest: silent nodes keep entry guards "
+          "(both)\n"
+          "  --duration H         harvest: hours of simulated churn (24)\n"
           "  --churn-frac F       churn: nodes replaced during the broadcast "
           "(0.1)\n"
           "  --active K           links a node aims for (5)\n"
@@ -609,13 +621,16 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"crash-rate", required_argument, NULL, 'K'},
       {"duration-s", required_argument, NULL, 'D'},
       {"drain-s", required_argument, NULL, 'd'},
+      {"attackers", required_argument, NULL, 'y'},
+      {"guards", required_argument, NULL, 'g'},
+      {"duration", required_argument, NULL, 'u'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
       "single",       "failures",        "loss", "churn", "partition",
       "tracker-down", "silent-majority", "join", "flood", "sweep",
-      "relay"};
+      "relay",        "harvest"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -637,6 +652,9 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->relay.duration_ms = 60000;
   o->relay.drain_ms = 900000;
   o->timing = true;
+  o->harvest.attackers = -1;
+  o->harvest.guards = -1;
+  o->harvest.duration_ms = 24 * 3600000LL;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -721,6 +739,21 @@ static int parse_args(int argc, char **argv, opts *o) {
         bad = "--drain-s takes 1..86400";
       o->relay.drain_ms = (int64_t)v * 1000;
       break;
+    case 'y':
+      if (parse_double(optarg, 0, 0.9, &o->harvest.attackers) < 0)
+        bad = "--attackers takes 0..0.9";
+      break;
+    case 'g':
+      if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
+        o->harvest.guards = strcmp(optarg, "on") == 0;
+      else
+        bad = "--guards takes on or off";
+      break;
+    case 'u':
+      if (parse_u64(optarg, 1, 168, &v) < 0)
+        bad = "--duration takes 1..168 (hours)";
+      o->harvest.duration_ms = (int64_t)v * 3600000;
+      break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -731,6 +764,9 @@ static int parse_args(int argc, char **argv, opts *o) {
   }
   if (o->cfg.nodes == 0 && o->scenario != NULL &&
       strcmp(o->scenario, "relay") == 0)
+    o->cfg.nodes = 200;
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "harvest") == 0)
     o->cfg.nodes = 200;
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
@@ -759,7 +795,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ||
                                  strcmp(o->scenario, "relay") == 0
                              ? 0.8
-                             : 0;
+                         : strcmp(o->scenario, "harvest") == 0 ? 0.5
+                                                               : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
   if (o->cfg.fanout_announced == 0)
@@ -771,6 +808,11 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->relay.timing = o->timing;
   o->relay.argc = argc;
   o->relay.argv = argv;
+  o->harvest.out = o->out;
+  o->harvest.json = o->json;
+  o->harvest.timing = o->timing;
+  o->harvest.argc = argc;
+  o->harvest.argv = argv;
   return 0;
 }
 
@@ -796,6 +838,8 @@ int main(int argc, char **argv) {
     }
     return gv_relaysim_run(&o.cfg, &o.relay);
   }
+  if (strcmp(o.scenario, "harvest") == 0)
+    return gv_harvest_run(&o.cfg, &o.harvest);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");

@@ -155,9 +155,11 @@ static void scan_leaks_bin(gv_sim *s, const uint8_t *p, size_t len) {
 
 static void record_delivery(gv_sim *s, uint32_t i, const gv_action *a) {
   uint8_t key[GV_MSG_ID_BYTES];
-  uint64_t salt = i * 0x9e3779b97f4a7c15ULL + 1;
+  uint64_t salt =
+      i * 0x9e3779b97f4a7c15ULL + 1 + s->nodes[i].epoch * 0xd1b54a32d192ed03ULL;
 
-  /* (node, id) as one key: the id with the node mixed into 8 bytes. */
+  /* (node incarnation, id) as one key: the id with the node mixed into 8
+   * bytes. A restarted node remembers nothing, so it may deliver again. */
   memcpy(key, a->msg_id, sizeof(key));
   for (int k = 0; k < 8; k++)
     key[k] ^= (uint8_t)(gv__splitmix64(&salt) >> (8 * k));
@@ -224,6 +226,12 @@ static void do_dial(gv_sim *s, uint32_t i, const gv_addr *addr, bool relay) {
     }
     s->links = p;
     s->cap_links = cap;
+  }
+  /* The TCP connection alone shows the dialer's address to the target. */
+  if (s->nodes[target].attacker && s->nodes[i].silent &&
+      !s->nodes[i].observed) {
+    s->nodes[i].observed = true;
+    s->nodes[i].observed_at = s->now;
   }
   k = s->n_links++;
   l = &s->links[k];
@@ -427,6 +435,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   c.active_target = s->cfg.active_target;
   c.heartbeat_ms = s->cfg.heartbeat_ms;
   c.shuffle_ms = s->cfg.shuffle_ms;
+  c.guards = s->cfg.guards;
   c.broadcasting = !silent;
   if (!silent) {
     node_addr(i, &c.addrs[0]);

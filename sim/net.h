@@ -28,6 +28,7 @@ typedef struct gv_sim_cfg {
   double loss, silent_frac;
   int lat_min, lat_max; /* one-way link latency, ms */
   bool repair, stub_sigs;
+  bool guards; /* silent nodes keep entry guards (off but in harvest) */
   int64_t shuffle_ms, heartbeat_ms;
 } gv_sim_cfg;
 
@@ -42,6 +43,10 @@ typedef struct gv_sim_node {
   int64_t delivered_at; /* of the tracked message; -1: not yet */
   uint16_t hops;
   bool dead, silent, flooder, joined;
+  /* harvest: an attacker's node; a silent node whose dial reached one
+   * (at observed_at) */
+  bool attacker, observed;
+  int64_t observed_at;
   uint8_t side; /* partition side */
   uint32_t indegree;
 } gv_sim_node;

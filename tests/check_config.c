@@ -172,6 +172,44 @@ START_TEST(test_booleans) {
 }
 END_TEST
 
+/* The entry-guard keys: defaults, ranges, and reasons. */
+START_TEST(test_guard_keys) {
+  gv_config c;
+
+  gv_config_default(&c);
+  ck_assert(c.guards);
+  ck_assert_uint_eq(c.guard_count, 0);
+  ck_assert_int_eq(c.guard_min_age_ms, 3600000);
+  ck_assert_int_eq(c.guard_down_ms, 3600000);
+  ck_assert_int_eq(c.guard_life_min_ms, 30 * 86400000LL);
+  ck_assert_int_eq(c.guard_life_max_ms, 60 * 86400000LL);
+  set_ok(&c, "guards", "off");
+  ck_assert(!c.guards);
+  set_ok(&c, "guard-count", "3");
+  ck_assert_uint_eq(c.guard_count, 3);
+  set_ok(&c, "guard-min-age", "0");
+  ck_assert_int_eq(c.guard_min_age_ms, 0);
+  set_ok(&c, "guard-down", "90");
+  ck_assert_int_eq(c.guard_down_ms, 90000);
+  set_ok(&c, "guard-lifetime", "7-7");
+  ck_assert_int_eq(c.guard_life_min_ms, 7 * 86400000LL);
+  ck_assert_int_eq(c.guard_life_max_ms, 7 * 86400000LL);
+  set_bad(&c, "guards", "sometimes", "is not a boolean");
+  set_bad(&c, "guard-count", "0", "is not a count");
+  set_bad(&c, "guard-count", "17", "is not a count");
+  set_bad(&c, "guard-count", "-1", "is not a count");
+  set_bad(&c, "guard-min-age", "1h", "is not seconds");
+  set_bad(&c, "guard-min-age", "01", "is not seconds");
+  set_bad(&c, "guard-down", "0", "is not seconds");
+  set_bad(&c, "guard-lifetime", "60-30", "is not MIN-MAX days");
+  set_bad(&c, "guard-lifetime", "30", "is not MIN-MAX days");
+  set_bad(&c, "guard-lifetime", "0-30", "is not MIN-MAX days");
+  set_bad(&c, "guard-lifetime", "30-366", "is not MIN-MAX days");
+  set_bad(&c, "guard-lifetime", "30--60", "is not MIN-MAX days");
+  ck_assert_int_eq(c.guard_life_min_ms, 7 * 86400000LL); /* left as it was */
+}
+END_TEST
+
 START_TEST(test_bootstrap_implies_broadcast) {
   gv_config c;
 
@@ -884,6 +922,7 @@ static Suite *config_suite(void) {
   tcase_add_test(keys, test_data_dir);
   tcase_add_test(keys, test_listen_and_metrics);
   tcase_add_test(keys, test_booleans);
+  tcase_add_test(keys, test_guard_keys);
   tcase_add_test(keys, test_bootstrap_implies_broadcast);
   tcase_add_test(keys, test_repo);
   tcase_add_test(keys, test_repo_limit);

@@ -67,6 +67,21 @@ r=$("$SIM" --nodes 200 --scenario join --json --stub-sigs 2>/dev/null)
 python3 -c "import json,sys; d=json.loads(sys.argv[1]); sys.exit(not (d['join_ms']>0 and d['join_table']>=199))" "$r" &&
   ok "join: a new node's table lists all 200 nodes after $(J 'd["join_ms"]' <<<"$r") ms" || not_ok "join" "$r"
 
+# Harvest (issue 12, privacy): attackers holding 20% of the broadcasting
+# nodes observe fewer silent nodes when those keep entry guards; with no
+# attacker nobody is observed; the same seed gives the same table.
+h=$("$SIM" --scenario harvest --nodes 100 --duration 2 --attackers 0.2 --json --no-timing 2>/dev/null)
+h2=$("$SIM" --scenario harvest --nodes 100 --duration 2 --attackers 0.2 --json --no-timing 2>/dev/null)
+z=$("$SIM" --scenario harvest --nodes 100 --duration 2 --attackers 0 --guards off --json --no-timing 2>/dev/null)
+if python3 -c "
+import json,sys
+h=json.loads(sys.argv[1]); z=json.loads(sys.argv[2])
+r={x['guards']: x for x in h['rows']}
+sys.exit(not (r['on']['observed_end'] < r['off']['observed_end'] and r['off']['observed_end'] > 0
+              and z['rows'][0]['observed_end'] == 0 and len(z['rows']) == 1))" "$h" "$z" && [ "$h" = "$h2" ]; then
+  ok "harvest: guards cut the observed share at A=20% ($(J '[x["observed_end"] for x in d["rows"]]' <<<"$h") off/on); 0 attackers, 0 observed"
+else not_ok "harvest" "$h / $z"; fi
+
 # --out writes the series (and SVG plots when gnuplot is installed).
 "$SIM" --nodes 1000 --json --stub-sigs --out "$TMP/plots" >/dev/null 2>&1
 if [ -s "$TMP/plots/latency_cdf.csv" ] && [ -s "$TMP/plots/msgs_per_node.csv" ] && [ -s "$TMP/plots/indegree.csv" ] &&
