@@ -32,6 +32,7 @@
 #define DIAL_TIMEOUT_MS 30000
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
+#define FLAP_MS 10000 /* a link shorter than this was a failed dial */
 #define DUPLICATE_REDIAL_MS 30000
 #define GUARD_ROUND_MS 10000         /* the guard set is reviewed this often */
 #define GUARD_STABLE_MS 600000       /* a link this old: the guard is up */
@@ -89,7 +90,7 @@ typedef struct elink {
 
 typedef struct entry {
   gv_peer_entry pub;
-  int failures;     /* consecutive dial failures */
+  int failures;     /* consecutive failed dials and flapped links */
   int64_t next_try; /* backoff */
   int64_t last_hb;
   int64_t first_seen; /* entered the table (guard eligibility) */
@@ -1265,8 +1266,6 @@ static void dial_done(gv_engine *e, const uint8_t *peer, const gv_addr *addr) {
       c->has_id = true;
       memcpy(c->id, peer, GV_ID_BYTES);
     }
-    if (c->has_id && memcmp(c->id, peer, GV_ID_BYTES) == 0)
-      c->failures = 0;
   }
 }
 
@@ -1308,7 +1307,6 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   l->up_at = e->now;
   if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
     en->pub.connected = true;
-    en->failures = 0;
     en->pub.last_seen = e->now;
   }
   /* Anti-entropy (§2.2): every servable cached id (the cache is bounded),
@@ -1340,9 +1338,27 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
 
   begin(e, now);
   if ((l = link_find(e, link)) != NULL) {
+    /* A link that lasted counts as a success; one that ended within
+     * FLAP_MS (a HELLO refused at the far end, say) as a failed dial, so
+     * a peer that keeps refusing this node backs off exponentially
+     * instead of being redialed at once, over and over. */
+    bool flapped = e->now - l->up_at < FLAP_MS;
     if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
-      en->next_try = e->now + gv_jitter_ms(&e->rng, BACKOFF_BASE_MS);
+      en->failures = flapped ? en->failures + 1 : 0;
+      en->next_try =
+          e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                                 (unsigned)en->failures + !flapped);
+    }
+    for (size_t i = 0; i < e->n_cands; i++) {
+      cand *c = &e->cands[i];
+      if (c->has_id && memcmp(c->id, l->peer, GV_ID_BYTES) == 0) {
+        c->failures = flapped ? c->failures + 1 : 0;
+        if (flapped)
+          c->next_try =
+              e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                                     (unsigned)c->failures);
+      }
     }
     /* A banned peer is not dialed again until its ban is over; a
      * duplicate's twin survives (it may still be saying HELLO), so a

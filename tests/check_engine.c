@@ -1028,6 +1028,43 @@ START_TEST(test_no_redial_after_duplicate) {
 }
 END_TEST
 
+/* A link that ends moments after it came up (its HELLO refused at the far
+ * end, say) counts as a failed dial: the peer, a seed here, is redialed
+ * after a backoff that grows with each flap, not at once (a neighbour
+ * once redialed a node that kept refusing it 120 times a second). */
+START_TEST(test_flapping_link_backs_off) {
+  int k, dials;
+  h_init(2);
+  broadcasting(1, "198.51.100.2:7411");
+  H.cfg[0].active_target = 1;
+  H.cfg[0].shuffle_ms = 0;
+  h_start();
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  for (int round = 1; round <= 3; round++) {
+    int64_t min_wait = 1000LL << (round - 1); /* base 2^(n-1), -50% */
+    k = h_connect(0, 1);
+    H.now += 100;
+    h_cut(k);
+    dials = H.dials[0];
+    h_tick_all(H.now + min_wait / 2 - 50);
+    ck_assert_int_eq(H.dials[0], dials);
+    h_tick_all(H.now + 2 * min_wait);
+    ck_assert_int_eq(H.dials[0], dials + 1);
+    gv_engine_dial_ended(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0],
+                         GV_CLOSE_DUPLICATE, H.now);
+    h_pump();
+  }
+  /* A link that lasted resets the count: the next flap waits ~1 s. */
+  k = h_connect(0, 1);
+  H.now += 60000;
+  h_tick_all(H.now);
+  h_cut(k);
+  dials = H.dials[0];
+  h_tick_all(H.now + 2000);
+  ck_assert_int_eq(H.dials[0], dials + 1);
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -1279,6 +1316,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_request_served_within_route_time);
   tcase_add_test(tc, test_dials_candidates_with_backoff);
   tcase_add_test(tc, test_no_redial_after_duplicate);
+  tcase_add_test(tc, test_flapping_link_backs_off);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   tcase_add_test(tc, test_seq_reserved_before_send);
