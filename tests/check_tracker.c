@@ -734,17 +734,33 @@ START_TEST(test_replay_nonce) {
   n1[1] = 2;
   ck_assert_int_eq(gv_trk_replay_check(rp, &src, a, n1, now, now + 1000, NULL),
                    -EAGAIN);
-  /* Remembered for as long as its ts can stay in the window. */
+  /* Remembered for as long as its ts can stay in the window: the replay
+   * at ts + skew is a replay, a moment later it is stale. */
   n1[1] = 0;
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, &src, a, n1, now + 30000, now + 59999, NULL),
+      gv_trk_replay_check(rp, &src, a, n1, now, now + GV_TRK_SKEW_MS, NULL),
       GV_EDUP);
-  /* Then forgotten. */
-  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS), 1);
-  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_NONCE_KEEP_MS + 1000),
-                    2);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 3);
+  /* Then forgotten, at once: the pairs are kept by ts, not by arrival. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_SKEW_MS + 1), 3);
   ck_assert_int_eq(
-      gv_trk_replay_check(rp, &src, a, n1, now + 70000, now + 70000, NULL), 0);
+      gv_trk_replay_check(rp, &src, a, n1, now, now + GV_TRK_SKEW_MS + 1, NULL),
+      GV_ESTALE);
+  /* An old ts, accepted late, ages out first. */
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &src, a, n1, now + 40000, now + 41000, NULL), 0);
+  n1[1] = 1;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &src, a, n1, now + 12000, now + 41000, NULL), 0);
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 42001), 1);
+  ck_assert_uint_eq(gv_trk_replay_count(rp), 1);
+  n1[1] = 0;
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &src, a, n1, now + 40000, now + 42001, NULL),
+      GV_EDUP);
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 70000), 0);
+  ck_assert_int_eq(
+      gv_trk_replay_check(rp, &src, a, n1, now + 70001, now + 70001, NULL), 0);
   gv_trk_replay_free(rp);
 }
 END_TEST
@@ -812,10 +828,15 @@ START_TEST(test_replay_eviction) {
   ck_assert_uint_eq(gv_trk_replay_count(rp), 100);
   ck_assert_uint_eq(gv_trk_replay_count_of(rp, &bad), 99);
   ck_assert_uint_eq(gv_trk_replay_count_of(rp, &ok6b), 1);
-  /* The flooder's oldest pair was the one forgotten; its newer ones and
-   * the good one are still replays. */
+  /* The flooder's oldest pair was the one forgotten, yet it is still a
+   * replay (its id's floor), as are its newer ones and the good one; the
+   * flooder's id signing anew is not. */
   nonce_of(nonce, 0);
-  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now + 100, NULL), 0);
+  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now + 100, &why),
+                   GV_EDUP);
+  ck_assert_ptr_nonnull(strstr(why.text, "forgotten to make room"));
+  ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now + 1, now + 100, NULL),
+                   0);
   nonce_of(nonce, 1);
   ck_assert_int_eq(gv_trk_replay_peek(rp, id, nonce, now, now + 100, NULL),
                    GV_EDUP);
@@ -823,8 +844,7 @@ START_TEST(test_replay_eviction) {
   ck_assert_int_eq(gv_trk_replay_peek(rp, good, nonce, now, now + 100, NULL),
                    GV_EDUP);
   /* Expiry frees sources as well as pairs. */
-  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 100 + GV_TRK_NONCE_KEEP_MS),
-                    100);
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + GV_TRK_SKEW_MS + 1), 100);
   ck_assert_uint_eq(gv_trk_replay_count_of(rp, &bad), 0);
   ck_assert_uint_eq(gv_trk_replay_count_of(rp, &ok6), 0);
   gv_trk_replay_free(rp);
@@ -852,6 +872,7 @@ START_TEST(test_replay_share) {
     for (unsigned a = 0; a < FLOODERS; a++) {
       snprintf(ip, sizeof(ip), "10.1.0.%u", a + 1);
       src_of(&src, ip);
+      id[1] = (uint8_t)a; /* an id per address */
       nonce_of(nonce, n++);
       rc = gv_trk_replay_check(rp, &src, id, nonce, now, now, NULL);
       ck_assert(rc == 0 || rc == -EAGAIN);
@@ -865,6 +886,7 @@ START_TEST(test_replay_share) {
   }
   /* A newcomer: in until it holds what the heaviest holds. */
   src_of(&me, "192.0.2.1");
+  id[1] = 0xff;
   for (unsigned i = 0; i < CAP; i++) {
     nonce_of(nonce, n++);
     if (gv_trk_replay_check(rp, &me, id, nonce, now, now, NULL) < 0)
@@ -875,6 +897,101 @@ START_TEST(test_replay_share) {
   ck_assert_uint_le(mine, CAP / FLOODERS);
   ck_assert_uint_eq(gv_trk_replay_count(rp), CAP);
   ck_assert_uint_eq(gv_trk_replay_evictions(rp), mine);
+  gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* Every request in seen[0..n) is refused as a replay, from a fresh
+ * address (a check that refuses records nothing). */
+typedef struct seen_req {
+  uint8_t id, nonce;
+  int64_t ts;
+} seen_req;
+
+static void all_refused(gv_trk_replay *rp, const seen_req *seen, size_t n,
+                        int64_t now) {
+  gv_trk_ipkey f;
+
+  src_of(&f, "10.9.9.9");
+  for (size_t i = 0; i < n; i++) {
+    uint8_t id[GV_ID_BYTES] = {seen[i].id};
+    uint8_t nonce[GV_TRK_NONCE_BYTES] = {seen[i].nonce};
+    ck_assert_int_eq(
+        gv_trk_replay_check(rp, &f, id, nonce, seen[i].ts, now, NULL), GV_EDUP);
+  }
+}
+
+/* Review of issue 12 (the driver /tmp/rp.c): with the cache full, a
+ * newcomer evicts the heaviest source's oldest pair while its ts is still
+ * in the window; a replay of that request, from any address, must still
+ * be refused. The floors that remember evicted pairs are bounded by the
+ * cap too: when none is free, a newcomer is refused rather than a pair
+ * forgotten. */
+START_TEST(test_replay_evicted_not_replayable) {
+  gv_trk_replay *rp;
+  uint8_t id7[GV_ID_BYTES] = {7}, id9[GV_ID_BYTES] = {9};
+  uint8_t n1[GV_TRK_NONCE_BYTES] = {1}, n2[GV_TRK_NONCE_BYTES] = {2},
+          n3[GV_TRK_NONCE_BYTES] = {3}, n4[GV_TRK_NONCE_BYTES] = {4};
+  seen_req seen[16];
+  size_t n = 0;
+  gv_trk_ipkey A, B, C, src;
+  int64_t now = T0_MS + 1000;
+  gv_why why = {""};
+  char ip[32];
+  int full = 0, rc;
+
+  src_of(&A, "10.0.0.1");
+  src_of(&B, "10.0.0.2");
+  src_of(&C, "10.0.0.3");
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 2, T0_MS, KEY16), 0);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &A, id7, n1, now, now, NULL), 0);
+  seen[n++] = (seen_req){7, 1, now};
+  ck_assert_int_eq(gv_trk_replay_check(rp, &A, id7, n2, now, now, NULL), 0);
+  seen[n++] = (seen_req){7, 2, now};
+  ck_assert_int_eq(gv_trk_replay_check(rp, &B, id7, n1, now, now + 1, NULL),
+                   GV_EDUP);
+  /* B is lighter than A: A's oldest pair (id7, n1) makes room. */
+  ck_assert_int_eq(gv_trk_replay_check(rp, &B, id9, n3, now, now + 2, NULL), 0);
+  seen[n++] = (seen_req){9, 3, now};
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), 1);
+  /* The replay of the evicted request, 3 ms later from a third address:
+   * accepted before the floors. */
+  ck_assert_int_eq(gv_trk_replay_check(rp, &C, id7, n1, now, now + 3, &why),
+                   GV_EDUP);
+  ck_assert_ptr_nonnull(strstr(why.text, "forgotten to make room"));
+  /* id7 signing anew is served (its ts is above the floor). */
+  ck_assert_int_eq(gv_trk_replay_check(rp, &C, id7, n4, now + 4, now + 4, NULL),
+                   0);
+  seen[n++] = (seen_req){7, 4, now + 4};
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), 2);
+  all_refused(rp, seen, n, now + 5);
+  /* Newcomers with ids of their own, each evicting a pair, until the two
+   * floors are taken and one is refused; nothing accepted ever becomes
+   * replayable on the way. */
+  for (unsigned i = 0; i < 6 && !full; i++) {
+    uint8_t id[GV_ID_BYTES] = {(uint8_t)(20 + i)};
+    snprintf(ip, sizeof(ip), "10.0.1.%u", i + 1);
+    src_of(&src, ip);
+    rc = gv_trk_replay_check(rp, &src, id, n1, now + 10, now + 10, &why);
+    if (rc == 0) {
+      seen[n++] = (seen_req){(uint8_t)(20 + i), 1, now + 10};
+    } else {
+      ck_assert_int_eq(rc, -EAGAIN);
+      ck_assert_ptr_nonnull(strstr(why.text, "replay cache is full"));
+      full = 1;
+    }
+    ck_assert_uint_eq(gv_trk_replay_count(rp), 2);
+    all_refused(rp, seen, n, now + 10);
+  }
+  ck_assert(full);
+  /* The floors live as long as their pairs would have, no longer: once
+   * every ts so far is stale, the cache takes newcomers again. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 10 + GV_TRK_SKEW_MS + 1), 2);
+  src_of(&src, "10.0.2.1");
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, id9, n1,
+                                       now + 10 + GV_TRK_SKEW_MS + 1,
+                                       now + 10 + GV_TRK_SKEW_MS + 1, NULL),
+                   0);
   gv_trk_replay_free(rp);
 }
 END_TEST
@@ -1438,6 +1555,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_replay_peek_records_nothing);
   tcase_add_test(tc, test_replay_eviction);
   tcase_add_test(tc, test_replay_share);
+  tcase_add_test(tc, test_replay_evicted_not_replayable);
   tcase_add_test(tc, test_reg_verifying_per_ip);
   tcase_add_test(tc, test_buckets);
   suite_add_tcase(s, tc);

@@ -12,16 +12,35 @@
 
 typedef struct source source;
 
-/* One recorded pair; on two lists, both oldest first: every pair's, and
- * its source's. Every pair is kept for the same time, so acceptance order
- * is expiry order. */
+/* What the expiry heap orders: a pair or a floor, forgotten once
+ * now >= until. until = ts + GV_TRK_SKEW_MS + 1: the first moment a
+ * request signed at ts is refused as stale, so nothing is kept longer than
+ * it guards anything. */
+typedef struct timed {
+  int64_t until;
+  size_t hpos; /* heap[hpos] == this */
+  int is_floor;
+} timed;
+
+/* One recorded pair, on its source's list, oldest first. */
 typedef struct pair {
+  timed t;                 /* first: a timed * is a pair * when !is_floor */
   uint8_t key[PAIR_BYTES]; /* id || nonce */
-  int64_t until;           /* forgotten once now >= until */
+  int64_t ts;
   source *src;
-  struct pair *older, *newer;     /* all pairs; `newer` links the free list */
-  struct pair *s_older, *s_newer; /* the source's pairs */
+  struct pair *s_older, *s_newer; /* the source's pairs; s_newer links the
+                                     free list */
 } pair;
+
+/* What is left of an id's evicted pairs: its requests with ts <= ts are
+ * refused (GV_EDUP). One per id, the largest evicted ts; it lives exactly
+ * as long as the evicted pairs would have. */
+typedef struct floor_ {
+  timed t; /* first: a timed * is a floor_ * when is_floor */
+  uint8_t id[GV_ID_BYTES];
+  int64_t ts;
+  struct floor_ *next_free;
+} floor_;
 
 /* A source holding n >= 1 pairs, on the list by_count[n]. */
 struct source {
@@ -36,11 +55,16 @@ struct gv_trk_replay {
   size_t cap, used; /* slab[0..used) have been handed out at least once */
   pair *free;       /* pairs forgotten, for reuse */
   size_t n;         /* pairs recorded */
-  pair *oldest, *newest;
+  floor_ *fslab;    /* cap floors, likewise */
+  size_t fused, nf; /* handed out at least once; live */
+  floor_ *ffree;
+  timed **heap;      /* [0..hn): every pair and floor, min-heap by until */
+  size_t hn;         /* n + nf */
   source **by_count; /* [0..cap]: the sources holding exactly k pairs */
   size_t max_n;      /* the heaviest source's n; 0 when empty */
   gv_trk_map map;    /* key -> pair */
   gv_trk_map srcs;   /* ipkey -> source */
+  gv_trk_map floors; /* id -> floor_ */
   uint64_t evictions;
   int64_t start_ms;
   int64_t last_now;
@@ -55,18 +79,27 @@ static int source_match(const void *item, const void *key, size_t len) {
          memcmp(((const source *)item)->key.b, key, len) == 0;
 }
 
+static int floor_match(const void *item, const void *key, size_t len) {
+  return len == GV_ID_BYTES &&
+         memcmp(((const floor_ *)item)->id, key, len) == 0;
+}
+
 int gv_trk_replay_new(gv_trk_replay **out, size_t cap, int64_t start_ms,
                       const uint8_t hash_key[16]) {
   gv_trk_replay *rp;
-  uint8_t skey[16];
+  uint8_t skey[16], fkey[16];
 
   *out = NULL;
-  if (cap == 0)
+  if (cap == 0 || cap > SIZE_MAX / 2 / sizeof(timed *))
     return GV_EINVAL;
   if ((rp = calloc(1, sizeof(*rp))) == NULL)
     return GV_ENOMEM;
   if ((rp->slab = calloc(cap, sizeof(*rp->slab))) == NULL ||
+      (rp->fslab = calloc(cap, sizeof(*rp->fslab))) == NULL ||
+      (rp->heap = calloc(2 * cap, sizeof(*rp->heap))) == NULL ||
       (rp->by_count = calloc(cap + 1, sizeof(*rp->by_count))) == NULL) {
+    free(rp->heap);
+    free(rp->fslab);
     free(rp->slab);
     free(rp);
     return GV_ENOMEM;
@@ -75,10 +108,13 @@ int gv_trk_replay_new(gv_trk_replay **out, size_t cap, int64_t start_ms,
   rp->start_ms = start_ms;
   rp->last_now = start_ms;
   gv_trk_map_init(&rp->map, hash_key, pair_match);
-  /* A second key for the second table, derived, not reused. */
+  /* Keys for the other tables, derived, not reused. */
   crypto_generichash(skey, sizeof(skey), (const uint8_t *)"src", 3, hash_key,
                      16);
   gv_trk_map_init(&rp->srcs, skey, source_match);
+  crypto_generichash(fkey, sizeof(fkey), (const uint8_t *)"floor", 5, hash_key,
+                     16);
+  gv_trk_map_init(&rp->floors, fkey, floor_match);
   *out = rp;
   return 0;
 }
@@ -92,10 +128,65 @@ void gv_trk_replay_free(gv_trk_replay *rp) {
   while ((it = gv_trk_map_next(&rp->srcs, &pos)) != NULL)
     free(it);
   gv_trk_map_free(&rp->srcs);
+  gv_trk_map_free(&rp->floors);
   gv_trk_map_free(&rp->map);
   free(rp->by_count);
+  free(rp->heap);
+  free(rp->fslab);
   free(rp->slab);
   free(rp);
+}
+
+/* ---- the expiry heap ---- */
+
+static void heap_set(gv_trk_replay *rp, size_t i, timed *x) {
+  rp->heap[i] = x;
+  x->hpos = i;
+}
+
+static void heap_up(gv_trk_replay *rp, size_t i) {
+  timed *x = rp->heap[i];
+
+  while (i > 0 && rp->heap[(i - 1) / 2]->until > x->until) {
+    heap_set(rp, i, rp->heap[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  heap_set(rp, i, x);
+}
+
+static void heap_down(gv_trk_replay *rp, size_t i) {
+  timed *x = rp->heap[i];
+
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= rp->hn)
+      break;
+    if (c + 1 < rp->hn && rp->heap[c + 1]->until < rp->heap[c]->until)
+      c++;
+    if (rp->heap[c]->until >= x->until)
+      break;
+    heap_set(rp, i, rp->heap[c]);
+    i = c;
+  }
+  heap_set(rp, i, x);
+}
+
+static void heap_push(gv_trk_replay *rp, timed *x) {
+  assert(rp->hn < 2 * rp->cap);
+  heap_set(rp, rp->hn++, x);
+  heap_up(rp, x->hpos);
+}
+
+static void heap_remove(gv_trk_replay *rp, timed *x) {
+  size_t i = x->hpos;
+  timed *last = rp->heap[--rp->hn];
+
+  assert(rp->heap[i] == x);
+  if (last == x)
+    return;
+  heap_set(rp, i, last);
+  heap_up(rp, i);
+  heap_down(rp, last->hpos);
 }
 
 /* ---- sources, bucketed by how many pairs they hold ---- */
@@ -120,30 +211,8 @@ static void bucket_link(gv_trk_replay *rp, source *s) {
     rp->max_n = s->n;
 }
 
-/* ---- pairs ---- */
-
-/* Forgets p: off both lists and the table, its source lighter by one (and
- * gone at zero), p back on the free list. */
-static void pair_forget(gv_trk_replay *rp, pair *p) {
-  source *s = p->src;
-
-  gv_trk_map_del(&rp->map, p->key, PAIR_BYTES);
-  if (p->older)
-    p->older->newer = p->newer;
-  else
-    rp->oldest = p->newer;
-  if (p->newer)
-    p->newer->older = p->older;
-  else
-    rp->newest = p->older;
-  if (p->s_older)
-    p->s_older->s_newer = p->s_newer;
-  else
-    s->oldest = p->s_newer;
-  if (p->s_newer)
-    p->s_newer->s_older = p->s_older;
-  else
-    s->newest = p->s_older;
+/* s holds one pair fewer: rebucketed, or gone (freed) at zero. */
+static void source_dec(gv_trk_replay *rp, source *s) {
   bucket_unlink(rp, s);
   if (--s->n == 0) {
     gv_trk_map_del(&rp->srcs, s->key.b, sizeof(s->key.b));
@@ -155,8 +224,28 @@ static void pair_forget(gv_trk_replay *rp, pair *p) {
   if (rp->max_n > 0 && rp->by_count[rp->max_n] == NULL)
     rp->max_n--;
   assert(rp->max_n == 0 || rp->by_count[rp->max_n] != NULL);
+}
+
+/* ---- pairs and floors ---- */
+
+/* Forgets p: off its source's list, the heap and the table, its source
+ * lighter by one, p back on the free list. */
+static void pair_forget(gv_trk_replay *rp, pair *p) {
+  source *s = p->src;
+
+  gv_trk_map_del(&rp->map, p->key, PAIR_BYTES);
+  heap_remove(rp, &p->t);
+  if (p->s_older)
+    p->s_older->s_newer = p->s_newer;
+  else
+    s->oldest = p->s_newer;
+  if (p->s_newer)
+    p->s_newer->s_older = p->s_older;
+  else
+    s->newest = p->s_older;
+  source_dec(rp, s);
   p->src = NULL;
-  p->newer = rp->free;
+  p->s_newer = rp->free;
   rp->free = p;
   rp->n--;
 }
@@ -165,11 +254,55 @@ static pair *pair_alloc(gv_trk_replay *rp) {
   pair *p = rp->free;
 
   if (p != NULL) {
-    rp->free = p->newer;
+    rp->free = p->s_newer;
     return p;
   }
   assert(rp->used < rp->cap);
   return &rp->slab[rp->used++];
+}
+
+static void floor_forget(gv_trk_replay *rp, floor_ *f) {
+  gv_trk_map_del(&rp->floors, f->id, GV_ID_BYTES);
+  heap_remove(rp, &f->t);
+  f->next_free = rp->ffree;
+  rp->ffree = f;
+  rp->nf--;
+}
+
+/* Before p is evicted: its id's floor rises to p's ts (made if need be),
+ * so that p's request stays refused for as long as p would have been
+ * kept. 0, or -EAGAIN when every floor is live (then nothing changed),
+ * GV_ENOMEM. */
+static int floor_raise(gv_trk_replay *rp, const pair *p) {
+  floor_ *f = gv_trk_map_get(&rp->floors, p->key, GV_ID_BYTES);
+
+  if (f != NULL) {
+    if (p->ts > f->ts) {
+      f->ts = p->ts;
+      f->t.until = p->t.until;
+      heap_down(rp, f->t.hpos);
+    }
+    return 0;
+  }
+  if (rp->nf == rp->cap)
+    return -EAGAIN;
+  if ((f = rp->ffree) != NULL)
+    rp->ffree = f->next_free;
+  else
+    f = &rp->fslab[rp->fused++];
+  memset(f, 0, sizeof(*f));
+  f->t.is_floor = 1;
+  f->t.until = p->t.until;
+  f->ts = p->ts;
+  memcpy(f->id, p->key, GV_ID_BYTES);
+  if (gv_trk_map_put(&rp->floors, f->id, GV_ID_BYTES, f) < 0) {
+    f->next_free = rp->ffree;
+    rp->ffree = f;
+    return GV_ENOMEM;
+  }
+  heap_push(rp, &f->t);
+  rp->nf++;
+  return 0;
 }
 
 size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now) {
@@ -177,9 +310,14 @@ size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now) {
 
   assert(now >= rp->last_now);
   rp->last_now = now;
-  while (rp->oldest != NULL && rp->oldest->until <= now) {
-    pair_forget(rp, rp->oldest);
-    n++;
+  while (rp->hn > 0 && rp->heap[0]->until <= now) {
+    timed *x = rp->heap[0];
+    if (x->is_floor) {
+      floor_forget(rp, (floor_ *)x);
+    } else {
+      pair_forget(rp, (pair *)x);
+      n++;
+    }
   }
   return n;
 }
@@ -188,6 +326,7 @@ int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                        int64_t now, gv_why *why) {
   uint8_t key[PAIR_BYTES];
+  const floor_ *f;
 
   gv_trk_replay_prune(rp, now);
   if (ts > now + GV_TRK_SKEW_MS)
@@ -200,6 +339,11 @@ int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
                    (long long)(now - ts), GV_TRK_SKEW_MS);
   if (ts < rp->start_ms)
     return gv_fail(why, GV_ESTALE, "signed before this tracker started");
+  f = gv_trk_map_get(&rp->floors, id, GV_ID_BYTES);
+  if (f != NULL && ts <= f->ts)
+    return gv_fail(why, GV_EDUP,
+                   "a request of this id signed at or before this ts was "
+                   "forgotten to make room; sign a new one");
   memcpy(key, id, GV_ID_BYTES);
   memcpy(key + GV_ID_BYTES, nonce, GV_TRK_NONCE_BYTES);
   if (gv_trk_map_get(&rp->map, key, PAIR_BYTES) != NULL)
@@ -225,6 +369,10 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
       return gv_fail(why, -EAGAIN,
                      "too many signed requests from this address; retry "
                      "later");
+    if ((rc = floor_raise(rp, h->oldest)) < 0)
+      return gv_fail(why, rc,
+                     rc == -EAGAIN ? "the replay cache is full; retry later"
+                                   : "out of memory");
     pair_forget(rp, h->oldest);
     rp->evictions++;
   }
@@ -239,36 +387,23 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
   } else {
     bucket_unlink(rp, s);
   }
+  s->n++;
+  bucket_link(rp, s);
   p = pair_alloc(rp);
   memset(p, 0, sizeof(*p));
   memcpy(p->key, id, GV_ID_BYTES);
   memcpy(p->key + GV_ID_BYTES, nonce, GV_TRK_NONCE_BYTES);
-  p->until = now + GV_TRK_NONCE_KEEP_MS;
+  p->ts = ts;
+  p->t.until = ts + GV_TRK_SKEW_MS + 1; /* > now: peek refused older ts */
   p->src = s;
-  s->n++;
-  bucket_link(rp, s);
   if (gv_trk_map_put(&rp->map, p->key, PAIR_BYTES, p) < 0) {
     /* Undo: p is on no list yet. */
-    bucket_unlink(rp, s);
-    s->n--;
-    if (s->n == 0) {
-      gv_trk_map_del(&rp->srcs, s->key.b, sizeof(s->key.b));
-      free(s);
-    } else {
-      bucket_link(rp, s);
-    }
-    if (rp->max_n > 0 && rp->by_count[rp->max_n] == NULL)
-      rp->max_n--;
-    p->newer = rp->free;
+    source_dec(rp, s);
+    p->s_newer = rp->free;
     rp->free = p;
     return gv_fail(why, GV_ENOMEM, "out of memory");
   }
-  p->older = rp->newest;
-  if (rp->newest)
-    rp->newest->newer = p;
-  else
-    rp->oldest = p;
-  rp->newest = p;
+  heap_push(rp, &p->t);
   p->s_older = s->newest;
   if (s->newest)
     s->newest->s_newer = p;

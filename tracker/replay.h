@@ -1,22 +1,33 @@
 /* Replay protection for signed tracker requests (docs/TRACKER.md §2.3):
  * a clock window, a floor at the process start, and a cache of the
- * (id, nonce) pairs accepted in the last GV_TRK_NONCE_KEEP_MS. Sans-I/O:
+ * (id, nonce) pairs accepted whose ts is still inside the window. Sans-I/O:
  * `now` comes in as an argument and never decreases.
  *
  * A pair is recorded only once its request has passed every other check
  * (the caller peeks first, then records last), so refused requests cost
- * no room. Each pair is charged to the request's source (gv_trk_ipkey: an
- * IPv4 address or an IPv6 /64). The cache holds at most `cap` pairs; when
- * it is full, a new pair from a source holding fewer pairs than the
- * heaviest source takes the heaviest source's oldest pair (an eviction),
- * so that no flood, from any number of addresses, can refuse a source
- * that holds less than its share. Only a source that is itself the
- * heaviest is refused (-EAGAIN). Every operation is O(1) (amortized over
- * pruning); memory is bounded by `cap` pairs and `cap` sources.
+ * no room. A pair of ts is kept until ts + GV_TRK_SKEW_MS, the last moment
+ * its request could be accepted again. Each pair is charged to the
+ * request's source (gv_trk_ipkey: an IPv4 address or an IPv6 /64). The
+ * cache holds at most `cap` pairs; when it is full, a new pair from a
+ * source holding fewer pairs than the heaviest source takes the heaviest
+ * source's oldest pair (an eviction), so that no flood, from any number of
+ * addresses, can refuse a source that holds less than its share. Only a
+ * source that is itself the heaviest is refused (-EAGAIN).
+ *
+ * An eviction never reopens a replay: the evicted pair's id keeps a floor
+ * (one per id, at most `cap` of them), and that id's requests with
+ * ts <= the floor are refused (GV_EDUP) for as long as the pair would have
+ * been kept. A genuine client signs its next request later and passes.
+ * When all `cap` floors are live (more than 2 x cap requests accepted
+ * within one window) a newcomer is refused (-EAGAIN) rather than a pair
+ * forgotten. Operations are O(log cap) (one expiry heap); memory is
+ * bounded by `cap` pairs, `cap` floors and `cap` sources.
  *
  *   peek --ok--> (caller's other checks) --ok--> check: recorded
  *   pair: recorded --prune (until <= now)--> forgotten
- *         recorded --evicted (cache full, heaviest source)--> forgotten
+ *         recorded --evicted (cache full, heaviest source)--> floor of id
+ *   floor: --raised (another pair of id evicted)--> floor of id
+ *          --prune (until <= now)--> forgotten
  *
  * Lifetime: gv_trk_replay_new() allocates, gv_trk_replay_free() frees. Not
  * thread-safe: the daemon holds replay_lock around each call, and around
@@ -33,8 +44,7 @@
 #include "registry.h"
 
 #define GV_TRK_NONCE_BYTES 16
-#define GV_TRK_SKEW_MS 30000LL       /* accepted |ts - now| */
-#define GV_TRK_NONCE_KEEP_MS 60000LL /* 2 x skew: outlives every window */
+#define GV_TRK_SKEW_MS 30000LL /* accepted |ts - now| */
 #define GV_TRK_NONCE_CAP 262144
 
 typedef struct gv_trk_replay gv_trk_replay;
@@ -48,7 +58,7 @@ void gv_trk_replay_free(gv_trk_replay *rp);
 /* Applies the rules to a request of id with ts and nonce, at now, without
  * recording anything. Returns 0, or with a reason in why: GV_EFUTURE
  * (ts > now + skew), GV_ESTALE (ts < now - skew, or before the start),
- * GV_EDUP (pair already recorded). */
+ * GV_EDUP (pair already recorded, or ts at or below the id's floor). */
 int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                        int64_t now, gv_why *why);
@@ -61,12 +71,12 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                         int64_t now, gv_why *why);
 
-/* Forgets the pairs whose time is up; returns how many. */
+/* Forgets the pairs and floors whose time is up; returns how many pairs. */
 size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now);
 
 size_t gv_trk_replay_count(const gv_trk_replay *rp);
 
-/* Pairs held for src. */
+/* Pairs held for src (the unit tests check the fair share with it). */
 size_t gv_trk_replay_count_of(const gv_trk_replay *rp, const gv_trk_ipkey *src);
 
 /* Pairs forgotten early to make room, since the start. */
