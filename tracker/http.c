@@ -39,6 +39,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -912,15 +913,18 @@ static enum MHD_Result respond_verifying(req *r, const uint8_t id[GV_ID_BYTES],
  * the registry; the nonce is recorded last, in the same step as the
  * registry change, which is undone if the nonce turns out to be taken.
  * When the dialer has a free slot the request waits for its dial-back
- * (200 listed, or 422); otherwise, and for a repeated register of an id
- * being verified, it is answered 202 at once and the dial-back runs in the
- * background, so no one's black holes can hold a genuine node past its
- * client's timeout. */
+ * (200 listed, or 422); otherwise it is answered 202 at once and the
+ * dial-back runs in the background, so no one's black holes can hold a
+ * genuine node past its client's timeout. A repeated register of an id
+ * being verified is answered 202 with the address under test if it is the
+ * same, 409 verifying_other_address if not. */
 static enum MHD_Result do_register(req *r) {
   gv_trk_ctx *t = r->t;
   gv_trk_signed s;
   gv_why why = {""}, nwhy = {""};
   enum MHD_Result ret;
+  gv_addr inflight;
+  char abuf[GV_ADDR_TEXT_MAX];
   pending *p;
   int rc, nrc;
 
@@ -939,6 +943,13 @@ static enum MHD_Result do_register(req *r) {
   memcpy(p->rec.addr.ip, r->client.ip, sizeof(p->rec.addr.ip));
   uv_rwlock_wrlock(&t->reg_lock);
   rc = gv_trk_reg_begin(t->reg, &p->rec, gv_trk_now(t), &why);
+  if (rc == GV_EBUSY) {
+    /* Already being verified: only the first request's address is tested
+     * (begin said so under this lock, so the address is there). */
+    int vrc = gv_trk_reg_verifying_addr(t->reg, p->rec.id, &inflight);
+    assert(vrc == 0);
+    (void)vrc;
+  }
   nrc = rc >= 0 || rc == GV_EBUSY ? commit_nonce(r, &s, &nwhy) : 0;
   if (nrc < 0 && rc >= 0)
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
@@ -947,8 +958,16 @@ static enum MHD_Result do_register(req *r) {
     return respond_replay(r, nrc, &nwhy);
   switch (rc) {
   case GV_ELIMIT: return respond_error(r, 403, "ip_limit", why.text);
-  case GV_EBUSY: /* being verified: the same answer as the first */
-    return respond_verifying(r, p->rec.id, &p->rec.addr);
+  case GV_EBUSY: /* being verified: the first request's address */
+    if (gv_addr_equal(&inflight, &p->rec.addr))
+      return respond_verifying(r, p->rec.id, &inflight);
+    gv_addr_format(&inflight, abuf);
+    snprintf(why.text, sizeof(why.text),
+             "a registration of this id from %s is being verified; register "
+             "again once it settles",
+             abuf);
+    return respond_error(r, MHD_HTTP_CONFLICT, "verifying_other_address",
+                         why.text);
   case -EBUSY:
     r->retry_after = (long)((t->cfg.dial_timeout_ms + 999) / 1000);
     return respond_error(r, MHD_HTTP_TOO_MANY_REQUESTS, "verifying_limit",

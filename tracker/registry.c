@@ -47,6 +47,7 @@ struct gv_trk_entry {
   gv_trk_ipkey ip;     /* the address's key, counted in ips */
   gv_trk_ipkey new_ip; /* RENEWING from another address: counted as well */
   int new_ip_counted;
+  gv_addr verifying_addr; /* VERIFYING and RENEWING: being dial-tested */
   /* Visible entries only: */
   gv_addr addr;
   int64_t registered_ms;
@@ -448,6 +449,7 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
       e->new_ip_counted = 1;
     }
     e->state = RENEWING;
+    e->verifying_addr = rec->addr;
     expiry_unlink(r, e);
     r->verifying++;
     ip_verifying(r, e, 1);
@@ -464,6 +466,7 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
   memcpy(e->id, rec->id, GV_ID_BYTES);
   e->ip = k;
   e->state = VERIFYING;
+  e->verifying_addr = rec->addr;
   r->verifying++;
   ip_verifying(r, e, 1);
   return 0;
@@ -717,6 +720,16 @@ const char *gv_trk_entry_json(const gv_trk_entry *e, size_t *len) {
 }
 
 const uint8_t *gv_trk_entry_id(const gv_trk_entry *e) { return e->id; }
+int gv_trk_reg_verifying_addr(const gv_trk_reg *r,
+                              const uint8_t id[GV_ID_BYTES], gv_addr *out) {
+  const gv_trk_entry *e = gv_trk_map_get(&r->ids, id, GV_ID_BYTES);
+
+  if (e == NULL || e->state == LISTED)
+    return GV_ESTATE;
+  *out = e->verifying_addr;
+  return 0;
+}
+
 const gv_addr *gv_trk_entry_addr(const gv_trk_entry *e) { return &e->addr; }
 int64_t gv_trk_entry_expires(const gv_trk_entry *e) { return e->expires_ms; }
 int64_t gv_trk_entry_registered(const gv_trk_entry *e) {

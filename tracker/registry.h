@@ -151,6 +151,11 @@ const gv_addr *gv_trk_entry_addr(const gv_trk_entry *e);
 int64_t gv_trk_entry_expires(const gv_trk_entry *e);
 int64_t gv_trk_entry_registered(const gv_trk_entry *e);
 
+/* The address (with port) whose dial-back runs for id: 0 and *out set if
+ * id is VERIFYING or RENEWING, else GV_ESTATE. A reader. */
+int gv_trk_reg_verifying_addr(const gv_trk_reg *r,
+                              const uint8_t id[GV_ID_BYTES], gv_addr *out);
+
 /* The visible entry with this id, or NULL. */
 const gv_trk_entry *gv_trk_reg_find(const gv_trk_reg *r,
                                     const uint8_t id[GV_ID_BYTES]);

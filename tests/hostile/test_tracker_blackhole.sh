@@ -10,7 +10,8 @@
 # rest get 429), and when the dialer is busy a register is answered 202
 # at once and verified in the background: the genuine node is answered
 # within its timeout (quickly), registering again meanwhile is 202 again
-# (not 409), and it is listed once its dial-back passes.
+# (not 409; from another port, 409 naming the address under test), and it
+# is listed once its dial-back passes.
 # HOSTILE_SIZE=small: 32 addresses (256 black holes); full: 96 (768).
 # TRK (default $BUILD/grapevine-tracker) picks the binary under test.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
@@ -151,13 +152,28 @@ NPORT=$BASE
   --tracker "$URL" >"$TMP/boot.log" 2>&1 &
 pids+=($!)
 NODE_PID=$!
-# Registering again while it is being verified: 202 again, never 409.
+# Registering again while it is being verified: 202 again, never 409,
+# naming the address under test. From another port (the node restarted
+# elsewhere) it is not that address that is tested: 409
+# verifying_other_address, naming the one that is (before the fix: 202
+# with the new port).
 if grep -q 'http=202' <<<"$out"; then
   again=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)
   if grep -qE '^rc=OK http=20[02] ' <<<"$again"; then
     ok "registering again while verifying is accepted ($(grep -oE 'http=[0-9]+' <<<"$again"))"
   else
     not_ok "register again while verifying" "$again"
+  fi
+  if grep -q 'http=202' <<<"$again"; then
+    other=$((GPORT == 65535 ? GPORT - 1 : GPORT + 1))
+    moved=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$other" 2>&1 | head -1)
+    echo "# from port $other while $GPORT is verified: $moved"
+    if grep -q 'http=409 error=verifying_other_address ' <<<"$moved" &&
+       grep -q "127.0.0.1:$GPORT is being verified" <<<"$moved"; then
+      ok "registering from another port while verifying is 409, naming the address under test"
+    else
+      not_ok "register from another port while verifying" "$moved"
+    fi
   fi
 fi
 # Listed once its dial-back passes: poll, 25 s at most.
