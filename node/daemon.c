@@ -417,7 +417,7 @@ static void drain(gv_node *n) {
 static void on_trk_found(void *ctx, const gv_trkc_peers *peers) {
   gv_node *n = ctx;
   for (size_t i = 0; i < peers->n; i++)
-    gv_engine_add_candidate(n->engine, peers->v[i].id, &peers->v[i].addr,
+    gv_engine_add_candidate(n->engine, peers->v[i].id, &peers->v[i].addr, false,
                             now_ms(n));
 }
 
@@ -807,7 +807,7 @@ static void on_seed_resolved(uv_getaddrinfo_t *req, int status,
     gv_addr a;
     if (gv_addr_from_sockaddr(&a, ai->ai_addr) < 0)
       continue;
-    gv_engine_add_candidate(n->engine, NULL, &a, now_ms(n));
+    gv_engine_add_candidate(n->engine, NULL, &a, true, now_ms(n));
   }
   if (status < 0)
     gv_logf(&n->log, GV_LOG_WARN, "peer: cannot resolve: %s",

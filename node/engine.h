@@ -266,9 +266,13 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
 int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
                       uint8_t *req_id, int64_t now);
 /* A dialable candidate (tracker answer, --peer, cached peer). peer may be
- * NULL when unknown; then the dial is not pinned. */
+ * NULL when unknown; then the dial is not pinned. by_operator: the operator
+ * named it (--peer, config `peer`), so a bootstrap node among such seeds may
+ * serve as a guard at once; a tracker answer (anyone can register) never
+ * does, and waits guard_min_age like any entry. */
 void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
-                             const gv_addr *addr, int64_t now);
+                             const gv_addr *addr, bool by_operator,
+                             int64_t now);
 /* Restores a cached peer (from the store) at start-up: the origin's signed
  * record, validated like any other, and when it was last seen (wall
  * clock, as stored). */

@@ -956,7 +956,7 @@ START_TEST(test_dials_candidates_with_backoff) {
   H.cfg[0].active_target = 2;
   h_start();
   gv_addr_parse(&a, "198.51.100.9:7411", 17);
-  gv_engine_add_candidate(H.e[0], NULL, &a, H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &a, true, H.now);
   h_tick_all(H.now + 1);
   ck_assert_int_eq(H.dials[0], 1);
   gv_engine_dial_failed(H.e[0], NULL, &a, H.now);
@@ -1014,7 +1014,8 @@ START_TEST(test_no_redial_after_duplicate) {
   h_start();
   k = h_connect(0, 1);
   /* Node 1 is also a seed with a known id (a --peer once dialed). */
-  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
   h_pump();
   dials = H.dials[0];
   gv_engine_link_down(H.e[0], (gv_linkid)(2 * k + 1), GV_CLOSE_DUPLICATE,
@@ -1039,7 +1040,8 @@ START_TEST(test_flapping_link_backs_off) {
   H.cfg[0].active_target = 1;
   H.cfg[0].shuffle_ms = 0;
   h_start();
-  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
   for (int round = 1; round <= 3; round++) {
     int64_t min_wait = 1000LL << (round - 1); /* base 2^(n-1), -50% */
     k = h_connect(0, 1);
@@ -1065,6 +1067,44 @@ START_TEST(test_flapping_link_backs_off) {
 }
 END_TEST
 
+static bool guard_is(int i, int peer) {
+  size_t n;
+  const gv_guard *g = gv_engine_guards(H.e[i], &n);
+  for (size_t k = 0; k < n; k++)
+    if (memcmp(g[k].id, H.ids[peer].pk, GV_ID_BYTES) == 0)
+      return true;
+  return false;
+}
+
+/* A bootstrap node may be a guard before guard_min_age only if the
+ * operator named it (--peer, here by address alone, its id shown by the
+ * link); one a tracker named claims the flag in its own record, as anyone
+ * registering there can, and waits like any entry. */
+START_TEST(test_guard_bootstrap_operator_only) {
+  h_init(3);
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  H.cfg[1].bootstrap = true;
+  H.cfg[2].bootstrap = true;
+  H.cfg[0].active_target = 2;
+  H.cfg[0].guard_count = 2;
+  h_start();
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &H.cfg[2].addrs[0], true, H.now);
+  h_connect(0, 1);
+  h_connect(0, 2);
+  for (int i = 1; i <= 5; i++)
+    h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 2));
+  ck_assert(!guard_is(0, 1));
+  /* Past the minimum age both qualify. */
+  for (int i = 1; i <= 3; i++)
+    h_tick_all(H.now + H.cfg[0].guard_min_age_ms / 2);
+  ck_assert(guard_is(0, 1));
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -1076,7 +1116,7 @@ START_TEST(test_expiry_and_early_tick) {
   H.cfg[0].active_target = 2;
   h_start();
   gv_addr_parse(&addr, "198.51.100.9:7411", 17);
-  gv_engine_add_candidate(H.e[0], NULL, &addr, H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &addr, true, H.now);
   h_pump();
   ck_assert_int_eq(gv_engine_expiry(H.e[0]), H.now); /* dial at once */
   h_tick_all(H.now);
@@ -1317,6 +1357,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_dials_candidates_with_backoff);
   tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_flapping_link_backs_off);
+  tcase_add_test(tc, test_guard_bootstrap_operator_only);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   tcase_add_test(tc, test_seq_reserved_before_send);
