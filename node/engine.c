@@ -379,7 +379,9 @@ static bool table_room(gv_engine *e) {
     return true;
   for (size_t i = 0; i < e->n_entries; i++) {
     entry *en = e->entries[i];
-    if (en->pub.connected)
+    /* Never a linked peer, nor a guard: a flood of fresh records must
+     * not push the guards out. */
+    if (en->pub.connected || gv_guards_has(&e->guards, en->pub.id))
       continue;
     if (worst == SIZE_MAX || entry_score(en) < entry_score(e->entries[worst]))
       worst = i;

@@ -92,11 +92,9 @@ static bool in_cands(const uint8_t *id, const gv_guard_cand *cands, size_t n) {
   return false;
 }
 
-static bool must_go(const gv_guards *g, const gv_guard *gd,
-                    const gv_guard_cand *cands, size_t n, int64_t now) {
+static bool must_go(const gv_guards *g, const gv_guard *gd, int64_t now) {
   return now >= gd->expires_at ||
-         (gd->down_since > 0 && now - gd->down_since >= g->cfg.down_ms) ||
-         !in_cands(gd->id, cands, n);
+         (gd->down_since > 0 && now - gd->down_since >= g->cfg.down_ms);
 }
 
 /* Adds one guard drawn among the eligible cands not already held, with
@@ -139,8 +137,14 @@ bool gv_guards_update(gv_guards *g, const gv_guard_cand *cands, size_t n,
   bool changed = false;
   double median;
 
+  /* Gone from the table (expired, evicted, silent now) counts as down:
+   * the guard goes only after down_ms, so a table flood or a missed
+   * re-announce cannot rotate it out at once. */
+  for (size_t i = 0; i < g->n; i++)
+    if (!in_cands(g->set[i].id, cands, n))
+      changed |= gv_guards_failed(g, g->set[i].id, now);
   for (size_t i = 0; i < g->n;)
-    if (must_go(g, &g->set[i], cands, n, now)) {
+    if (must_go(g, &g->set[i], now)) {
       /* Keep the order of the rest: it is the order of preference. */
       memmove(&g->set[i], &g->set[i + 1], (g->n - i - 1) * sizeof(gv_guard));
       g->n--;

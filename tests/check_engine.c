@@ -1105,6 +1105,35 @@ START_TEST(test_guard_bootstrap_operator_only) {
 }
 END_TEST
 
+/* A flood of records into a full table never evicts a guard, linked or
+ * not: only unlinked non-guards make room. */
+START_TEST(test_table_cap_keeps_guard) {
+  int k;
+  h_init(4);
+  for (int i = 1; i < 4; i++) {
+    char addr[32];
+    snprintf(addr, sizeof(addr), "198.51.100.%d:7411", i + 1);
+    broadcasting(i, addr);
+  }
+  H.cfg[1].bootstrap = true;
+  H.cfg[0].active_target = 1;
+  H.cfg[0].guard_count = 1;
+  H.cfg[0].table_cap = 2;
+  h_start();
+  gv_engine_add_candidate(H.e[0], NULL, &H.cfg[1].addrs[0], true, H.now);
+  k = h_connect(0, 1);
+  h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 1));
+  h_cut(k); /* the guard is down now, its entry unlinked */
+  h_connect(0, 2);
+  h_connect(0, 3); /* the table is full: 3 finds no room */
+  ck_assert_ptr_nonnull(gv_engine_table_get(H.e[0], H.ids[1].pk));
+  ck_assert_ptr_null(gv_engine_table_get(H.e[0], H.ids[3].pk));
+  h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 1));
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -1358,6 +1387,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_flapping_link_backs_off);
   tcase_add_test(tc, test_guard_bootstrap_operator_only);
+  tcase_add_test(tc, test_table_cap_keeps_guard);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   tcase_add_test(tc, test_seq_reserved_before_send);

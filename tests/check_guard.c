@@ -113,8 +113,9 @@ START_TEST(test_newcomer_never_chosen) {
 END_TEST
 
 /* Rotation is slow: a failed dial alone is not enough, an hour of them is;
- * a reached guard is no longer down; a guard leaves at its lifetime's end
- * or when it leaves the table. */
+ * a reached guard is no longer down; a guard leaves at its lifetime's end,
+ * or an hour after it left the table (a flood of records that evicted it
+ * must not rotate it out at once). */
 START_TEST(test_rotation) {
   gv_guards g;
   gv_rng rng;
@@ -141,12 +142,17 @@ START_TEST(test_rotation) {
   ck_assert(gv_guards_update(&g, cands, N, &rng, 7 * H));
   ck_assert(!gv_guards_has(&g, first));
   ck_assert_uint_eq(g.n, 3);
-  /* Gone from the table: replaced at once. */
+  /* Gone from the table: down, kept for down_ms, then replaced. */
   memcpy(first, g.set[1].id, GV_ID_BYTES);
   for (int i = 0; i < N; i++)
     if (memcmp(ids[i], first, GV_ID_BYTES) == 0)
       cands[i] = cands[N - 1];
-  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 8 * H));
+  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 8 * H)); /* now down */
+  ck_assert(gv_guards_has(&g, first));
+  ck_assert_int_eq(gv_guards_find(&g, first)->down_since, 8 * H);
+  ck_assert(!gv_guards_update(&g, cands, N - 1, &rng, 9 * H - 1));
+  ck_assert(gv_guards_has(&g, first));
+  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 9 * H));
   ck_assert(!gv_guards_has(&g, first));
   ck_assert_uint_eq(g.n, 3);
   /* Lifetime: kept until expires_at, replaced at it. */
