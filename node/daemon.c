@@ -204,10 +204,19 @@ static int reserve_seq(gv_node *n, uint64_t ceiling) {
 static int load_seq_floor(gv_node *n, uint64_t *floor, gv_why *why) {
   char buf[32], *end;
   unsigned long long v;
+  int rc;
 
   *floor = 0;
-  if (gv_store_get(n->store, SEQ_KEY, buf, sizeof(buf)) < 0)
+  /* Only "never stored" means a floor of 0: after any other error a
+   * floor of 0 could send a sequence number again. */
+  rc = gv_store_get(n->store, SEQ_KEY, buf, sizeof(buf));
+  if (rc == -ENOENT)
     return 0;
+  if (rc < 0)
+    return gv_fail(why, rc,
+                   "store: cannot read the stored %s (%s); not starting, "
+                   "as sequence numbers could go back",
+                   SEQ_KEY, gv_strerror(rc));
   errno = 0;
   v = strtoull(buf, &end, 10);
   if (errno != 0 || end == buf || *end != '\0' || buf[0] == '-' || v == 0 ||
