@@ -364,6 +364,13 @@ static void print_broadcast(const cJSON *o, const char *arg) {
                                   "address (not waiting for the uptake)");
     return;
   }
+  if (cJSON_IsTrue(cJSON_GetObjectItem(u, "superseded"))) {
+    printf("broadcast %s: superseded by a newer record of this node "
+           "(it carries the same broadcast state); its uptake was not "
+           "followed\n",
+           arg);
+    return;
+  }
   links = num(u, "neighbours");
   ok = num(u, "confirmed");
   if (links == 0) {

@@ -1964,7 +1964,7 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
   *links = e->n_up;
 }
 
-uint64_t gv_engine_seq(const gv_engine *e) { return e->seq; }
+uint64_t gv_engine_record_seq(const gv_engine *e) { return e->self_seq; }
 
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;

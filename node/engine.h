@@ -311,8 +311,9 @@ const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n);
  * unconfirmed stays counted as not confirming). Both 0 for a record signed
  * with no link up (the next links get it in their HELLO). */
 void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links);
-/* The last seq this node signed (at least cfg.seq_floor). */
-uint64_t gv_engine_seq(const gv_engine *e);
+/* The seq of this node's newest record, the one gv_engine_uptake() reports
+ * on (above cfg.seq_floor); a heartbeat or request does not change it. */
+uint64_t gv_engine_record_seq(const gv_engine *e);
 /* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
 int gv_engine_check(const gv_engine *e, gv_why *why);
 

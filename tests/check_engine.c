@@ -1134,6 +1134,47 @@ START_TEST(test_table_cap_keeps_guard) {
 }
 END_TEST
 
+/* The record seq names the record gv_engine_uptake() follows (the CLI's
+ * `broadcast --wait` compares it to tell a superseded record): a
+ * re-announce changes it and restarts the uptake; a heartbeat or a
+ * request, which take seqs too, do not. */
+static bool drop_all(int from, int to, gv_msg_type type) {
+  (void)from;
+  (void)to;
+  (void)type;
+  return true;
+}
+
+START_TEST(test_record_seq_follows_uptake) {
+  uint64_t rs;
+  size_t ok, links;
+  h_init(2);
+  broadcasting(0, "198.51.100.1:7411");
+  H.cfg[0].heartbeat_ms = 30000;
+  h_start();
+  h_connect(1, 0);
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[0], true, false, H.cfg[0].addrs, 1, H.now),
+      0);
+  h_pump();
+  rs = gv_engine_record_seq(H.e[0]);
+  gv_engine_uptake(H.e[0], &ok, &links);
+  ck_assert_uint_eq(links, 1);
+  ck_assert_uint_eq(ok, 1);
+  h_tick_all(H.now + 30000); /* a heartbeat */
+  ck_assert_int_ge(H.delivered[1], 1);
+  ck_assert_int_eq(gv_engine_request(H.e[0], "r", 1, NULL, H.now), 0);
+  h_pump();
+  ck_assert_uint_eq(gv_engine_record_seq(H.e[0]), rs);
+  H.drop = drop_all;
+  ck_assert_int_eq(gv_engine_announce(H.e[0], NULL, H.now + 1), 0);
+  ck_assert_uint_gt(gv_engine_record_seq(H.e[0]), rs);
+  gv_engine_uptake(H.e[0], &ok, &links);
+  ck_assert_uint_eq(links, 1);
+  ck_assert_uint_eq(ok, 0);
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -1222,7 +1263,7 @@ START_TEST(test_seq_reserved_before_send) {
   /* The first action of a new engine reserves its first record's seq. */
   ck_assert(gv_engine_next(H.e[0], &a));
   ck_assert_int_eq(a.type, GV_ACT_SEQ_RESERVE);
-  ck_assert_uint_eq(a.seq, gv_engine_seq(H.e[0]) + GV_SEQ_BLOCK);
+  ck_assert_uint_eq(a.seq, gv_engine_record_seq(H.e[0]) + GV_SEQ_BLOCK);
   H.reserved[0] = a.seq;
   H.reserves[0] = 1;
   h_connect(1, 0);
@@ -1231,7 +1272,7 @@ START_TEST(test_seq_reserved_before_send) {
   ck_assert_int_ge(H.delivered[1], 300);
   ck_assert_int_ge(H.reserves[0], 3);
   ck_assert_int_le(H.reserves[0], 5);
-  ck_assert_uint_le(gv_engine_seq(H.e[0]), H.reserved[0]);
+  ck_assert_uint_le(gv_engine_record_seq(H.e[0]), H.reserved[0]);
 }
 END_TEST
 
@@ -1269,7 +1310,7 @@ START_TEST(test_seq_restart_clock_back) {
   /* The fix: started above the stored ceiling. */
   H.now += 1000;
   h_restart(1, ceiling, -5 * 60000);
-  ck_assert_uint_gt(gv_engine_seq(H.e[1]), ceiling);
+  ck_assert_uint_gt(gv_engine_record_seq(H.e[1]), ceiling);
   h_connect(0, 1);
   ck_assert_int_eq(
       gv_engine_set_broadcast(H.e[1], false, false, NULL, 0, H.now), 0);
@@ -1296,10 +1337,10 @@ START_TEST(test_seq_limit) {
   ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), GV_ERANGE);
   c.seq_floor = GV_SEQ_MAX - 1;
   ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), 0);
-  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_uint_eq(gv_engine_record_seq(e), GV_SEQ_MAX);
   ck_assert_int_eq(gv_engine_announce(e, NULL, T0_MS), GV_ERANGE);
   ck_assert_int_eq(gv_engine_request(e, "r", 1, NULL, T0_MS), GV_ERANGE);
-  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_uint_eq(gv_engine_record_seq(e), GV_SEQ_MAX);
   ck_assert_int_eq(gv_engine_check(e, NULL), 0);
   gv_engine_free(e);
 }
@@ -1388,6 +1429,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_flapping_link_backs_off);
   tcase_add_test(tc, test_guard_bootstrap_operator_only);
   tcase_add_test(tc, test_table_cap_keeps_guard);
+  tcase_add_test(tc, test_record_seq_follows_uptake);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   tcase_add_test(tc, test_seq_reserved_before_send);
