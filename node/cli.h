@@ -80,8 +80,8 @@ int gv_cli_check_entries(int dirfd, const char *dir, gv_why *why);
 
 /* Loads the key file name (relative to dirfd, as for gv_cli_open_owned)
  * after checking it with gv_cli_open_owned, creating it first (mode 0600,
- * gv_id_save) when create and it does not exist: *created is then 1
- * (created may be NULL). */
+ * gv_id_save_fd in dirfd, or gv_id_save for AT_FDCWD) when create and it does
+ * not exist: *created is then 1 (created may be NULL). */
 int gv_cli_load_key(gv_identity *id, int dirfd, const char *dir,
                     const char *name, bool create, int *created, gv_why *why);
 

@@ -75,16 +75,6 @@ static bool eligible(const gv_guard_cfg *cfg, const gv_guard_cand *c,
          (c->bootstrap || now - c->first_seen >= cfg->min_age_ms);
 }
 
-size_t gv_guards_eligible(const gv_guard_cfg *cfg, const gv_guard_cand *cands,
-                          size_t n, int64_t now) {
-  double median = median_score(cands, n);
-  size_t k = 0;
-
-  for (size_t i = 0; i < n; i++)
-    k += eligible(cfg, &cands[i], median, now);
-  return k;
-}
-
 static bool in_cands(const uint8_t *id, const gv_guard_cand *cands, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (memcmp(cands[i].id, id, GV_ID_BYTES) == 0)

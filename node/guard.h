@@ -74,9 +74,6 @@ int gv_guards_init(gv_guards *g, const gv_guard_cfg *cfg);
  * changed (then persist it). */
 bool gv_guards_update(gv_guards *g, const gv_guard_cand *cands, size_t n,
                       gv_rng *rng, int64_t now);
-/* The number of cands eligible at now (for "has it G eligible guards"). */
-size_t gv_guards_eligible(const gv_guard_cfg *cfg, const gv_guard_cand *cands,
-                          size_t n, int64_t now);
 
 /* The guard of that id, or NULL. */
 gv_guard *gv_guards_find(gv_guards *g, const uint8_t *id);

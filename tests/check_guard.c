@@ -54,30 +54,32 @@ END_TEST
 /* Young nodes are not eligible until min_age; bootstrap nodes at once;
  * below-median scores never. */
 START_TEST(test_eligibility) {
-  gv_guards g;
+  gv_guards g, all;
   gv_rng rng;
-  gv_guard_cfg cfg;
 
   gv_rng_seed(&rng, 1);
   make(&g, 3);
-  cfg = g.cfg;
   for (int i = 0; i < N; i++)
     cands[i].first_seen = 10 * H;
   cands[4].bootstrap = true;
   /* 30 min after they all appeared: only the bootstrap node is eligible. */
-  ck_assert_uint_eq(gv_guards_eligible(&cfg, cands, N, 10 * H + H / 2), 1);
   ck_assert(gv_guards_update(&g, cands, N, &rng, 10 * H + H / 2));
   ck_assert_uint_eq(g.n, 1);
   ck_assert(holds(&g, 4));
   /* Scores below the median exclude half the table. */
   for (int i = 0; i < N; i++)
     cands[i].score = i < N / 2 ? 10 : 90;
-  ck_assert_uint_eq(gv_guards_eligible(&cfg, cands, N, 11 * H), N / 2);
   ck_assert(gv_guards_update(&g, cands, N, &rng, 11 * H));
   ck_assert_uint_eq(g.n, 3);
   for (int i = 0; i < N / 2; i++)
     if (i != 4)
       ck_assert(!holds(&g, i));
+  /* A set with room for all takes exactly the upper half. */
+  make(&all, N);
+  ck_assert(gv_guards_update(&all, cands, N, &rng, 11 * H));
+  ck_assert_uint_eq(all.n, N / 2);
+  for (int i = N / 2; i < N; i++)
+    ck_assert(holds(&all, i));
 }
 END_TEST
 
