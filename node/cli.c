@@ -297,6 +297,18 @@ int gv_cli_check_server(int fd, uid_t owner, const char *path, gv_why *why) {
   return 0;
 }
 
+int gv_cli_check_node(const uv_pipe_t *pipe, const char *path, gv_why *why) {
+  uv_os_fd_t fd;
+  uid_t owner;
+  int rc;
+
+  if ((rc = gv_cli_check_sock(path, &owner, why)) < 0)
+    return rc;
+  if ((rc = uv_fileno((const uv_handle_t *)pipe, &fd)) < 0)
+    return gv_fail(why, rc, "%s: %s", path, uv_strerror(rc));
+  return gv_cli_check_server(fd, owner, path, why);
+}
+
 bool gv_cli_peer_allowed(uid_t peer, uid_t self) {
   return peer == self || peer == 0;
 }

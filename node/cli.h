@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <uv.h>
 
 #include "identity.h"
 
@@ -101,6 +102,12 @@ int gv_cli_peer_uid(int fd, uid_t *uid, gv_why *why);
 /* The client's check once connected: the server on fd runs as owner (the
  * uid gv_cli_check_sock returned). */
 int gv_cli_check_server(int fd, uid_t owner, const char *path, gv_why *why);
+
+/* A client's whole check of the node it just connected to on pipe, before
+ * sending a byte: gv_cli_check_sock(path), then gv_cli_check_server on the
+ * pipe's fd for the owner found. 0 or a negative code (a libuv one if the
+ * fd cannot be had), with the reason in why. */
+int gv_cli_check_node(const uv_pipe_t *pipe, const char *path, gv_why *why);
 
 /* The servers' rule, pure: a client of uid peer may use a node run by
  * self when it is the same user, or root. */
