@@ -255,8 +255,6 @@ static void on_connect(uv_connect_t *req, int status) {
   gv_aclient *c = k->c;
   char why[WHY_MAX];
   gv_why refusal = {""};
-  uv_os_fd_t fd;
-  uid_t owner;
   cJSON *o;
   int rc;
 
@@ -275,9 +273,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   /* Before a byte is sent: the socket and the server must be the node's
    * user's, the owner of its directory (docs/NODE.md). */
-  if (uv_fileno((uv_handle_t *)&k->pipe, &fd) < 0 ||
-      gv_cli_check_sock(c->sock, &owner, &refusal) < 0 ||
-      gv_cli_check_server(fd, owner, c->sock, &refusal) < 0) {
+  if (gv_cli_check_node(&k->pipe, c->sock, &refusal) < 0) {
     snprintf(why, sizeof(why), "%s",
              refusal.text[0] ? refusal.text : "cannot check the node's socket");
     drop(c, why);

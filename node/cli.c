@@ -143,13 +143,19 @@ int gv_cli_open_dir(const char *dir, bool create, gv_why *why) {
   return fd;
 }
 
+/* dir/name, or name alone when dir is NULL (for messages). */
+static void join_path(char *out, size_t cap, const char *dir,
+                      const char *name) {
+  snprintf(out, cap, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+}
+
 int gv_cli_open_owned(int dirfd, const char *dir, const char *name, int flags,
                       gv_why *why) {
   char path[4200];
   struct stat st;
   int fd, rc;
 
-  snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+  join_path(path, sizeof(path), dir, name);
   /* O_NONBLOCK: a planted FIFO must not block the open; cleared below. */
   fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
   if (fd < 0) {
@@ -209,14 +215,16 @@ int gv_cli_load_key(gv_identity *id, int dirfd, const char *dir,
   char path[4200];
   int fd, rc;
 
-  snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+  join_path(path, sizeof(path), dir, name);
   if (created != NULL)
     *created = 0;
   fd = gv_cli_open_owned(dirfd, dir, name, O_RDONLY, why);
   if (fd == -ENOENT && create) {
     if ((rc = gv_id_generate(id)) < 0)
       return rc;
-    rc = gv_id_save(id, path, why); /* never over a file, link or not */
+    /* Never over a file, link or not; in the checked directory itself. */
+    rc = dirfd == AT_FDCWD ? gv_id_save(id, path, why)
+                           : gv_id_save_fd(id, dirfd, name, path, why);
     gv_id_wipe(id);
     if (rc < 0 && rc != -EEXIST) /* EEXIST: another creator won; use it */
       return rc;
@@ -287,6 +295,18 @@ int gv_cli_check_server(int fd, uid_t owner, const char *path, gv_why *why) {
                    "directory; refusing it",
                    path, (unsigned)uid, (unsigned)owner);
   return 0;
+}
+
+int gv_cli_check_node(const uv_pipe_t *pipe, const char *path, gv_why *why) {
+  uv_os_fd_t fd;
+  uid_t owner;
+  int rc;
+
+  if ((rc = gv_cli_check_sock(path, &owner, why)) < 0)
+    return rc;
+  if ((rc = uv_fileno((const uv_handle_t *)pipe, &fd)) < 0)
+    return gv_fail(why, rc, "%s: %s", path, uv_strerror(rc));
+  return gv_cli_check_server(fd, owner, path, why);
 }
 
 bool gv_cli_peer_allowed(uid_t peer, uid_t self) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <uv.h>
 
 #include "identity.h"
 
@@ -80,8 +81,8 @@ int gv_cli_check_entries(int dirfd, const char *dir, gv_why *why);
 
 /* Loads the key file name (relative to dirfd, as for gv_cli_open_owned)
  * after checking it with gv_cli_open_owned, creating it first (mode 0600,
- * gv_id_save) when create and it does not exist: *created is then 1
- * (created may be NULL). */
+ * gv_id_save_fd in dirfd, or gv_id_save for AT_FDCWD) when create and it does
+ * not exist: *created is then 1 (created may be NULL). */
 int gv_cli_load_key(gv_identity *id, int dirfd, const char *dir,
                     const char *name, bool create, int *created, gv_why *why);
 
@@ -101,6 +102,12 @@ int gv_cli_peer_uid(int fd, uid_t *uid, gv_why *why);
 /* The client's check once connected: the server on fd runs as owner (the
  * uid gv_cli_check_sock returned). */
 int gv_cli_check_server(int fd, uid_t owner, const char *path, gv_why *why);
+
+/* A client's whole check of the node it just connected to on pipe, before
+ * sending a byte: gv_cli_check_sock(path), then gv_cli_check_server on the
+ * pipe's fd for the owner found. 0 or a negative code (a libuv one if the
+ * fd cannot be had), with the reason in why. */
+int gv_cli_check_node(const uv_pipe_t *pipe, const char *path, gv_why *why);
 
 /* The servers' rule, pure: a client of uid peer may use a node run by
  * self when it is the same user, or root. */

@@ -21,8 +21,7 @@ typedef struct call {
   uv_timer_t timer;
   const char *request;
   const char *path;
-  uid_t owner; /* the node's user: the owner of its directory */
-  gv_why why;  /* why the server was refused, if it was */
+  gv_why why; /* why the server was refused, if it was */
   char *reply;
   size_t len;
   int rc;
@@ -73,14 +72,12 @@ static void on_written(uv_write_t *w, int status) {
 static void on_connect(uv_connect_t *req, int status) {
   call *c = req->data;
   uv_buf_t buf = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
-  uv_os_fd_t fd;
   if (status < 0) {
     call_finish(c, status);
     return;
   }
   /* Before a byte is sent: the server must run as the node's user. */
-  if ((status = uv_fileno((uv_handle_t *)&c->pipe, &fd)) < 0 ||
-      (status = gv_cli_check_server(fd, c->owner, c->path, &c->why)) < 0) {
+  if ((status = gv_cli_check_node(&c->pipe, c->path, &c->why)) < 0) {
     call_finish(c, status);
     return;
   }
@@ -100,6 +97,7 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
   uv_loop_t loop;
   call c;
   cJSON *o = NULL;
+  uid_t owner;
   int rc;
 
   memset(&c, 0, sizeof(c));
@@ -108,7 +106,7 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
   snprintf(path, sizeof(path), "%s/control.sock", dir);
   /* The socket must be the node's own, not one planted by someone else
    * (docs/NODE.md, "Who may touch the data directory"). */
-  if ((rc = gv_cli_check_sock(path, &c.owner, &c.why)) == -ENOENT) {
+  if ((rc = gv_cli_check_sock(path, &owner, &c.why)) == -ENOENT) {
     fprintf(stderr,
             "grapevine %s: no node is running on %s (start one with "
             "'grapevine node')\n",
@@ -362,6 +360,13 @@ static void print_broadcast(const cJSON *o, const char *arg) {
     printf("broadcast %s\n", on ? "on: this node's address is shared"
                                 : "off: the network forgets this node's "
                                   "address (not waiting for the uptake)");
+    return;
+  }
+  if (cJSON_IsTrue(cJSON_GetObjectItem(u, "superseded"))) {
+    printf("broadcast %s: superseded by a newer record of this node "
+           "(it carries the same broadcast state); its uptake was not "
+           "followed\n",
+           arg);
     return;
   }
   links = num(u, "neighbours");

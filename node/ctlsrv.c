@@ -36,6 +36,7 @@ typedef struct ctl_client {
   cJSON *found;  /* request: object: id hex -> peer */
   cJSON *answer; /* broadcast: the answer, awaiting the uptake */
   uint64_t wait_from, wait_until; /* broadcast: uv_now() bounds */
+  uint64_t record_seq;            /* broadcast: the record it waits on */
   int handles;                    /* uv handles not yet closed */
   bool closing;
   struct ctl_client *next;
@@ -177,7 +178,10 @@ static void on_wait_done(uv_timer_t *t) {
 }
 
 /* Answers a waiting broadcast once every neighbour its record went out to
- * has confirmed it, or at the deadline; polled every UPTAKE_POLL_MS. */
+ * has confirmed it, or at the deadline; polled every UPTAKE_POLL_MS. If a
+ * newer record went out meanwhile (a re-announce, a repo change), the
+ * engine's uptake is that one's: the answer says "superseded" instead (the
+ * newer record carries the same broadcast state). */
 #define UPTAKE_POLL_MS 50
 
 static bool uptake_answer(ctl_client *c) {
@@ -186,12 +190,18 @@ static bool uptake_answer(ctl_client *c) {
   size_t confirmed, links;
   cJSON *u;
 
+  bool superseded = gv_engine_record_seq(s->engine) != c->record_seq;
+
   gv_engine_uptake(s->engine, &confirmed, &links);
-  if (confirmed < links && now < c->wait_until)
+  if (!superseded && confirmed < links && now < c->wait_until)
     return false;
   u = cJSON_AddObjectToObject(c->answer, "uptake");
-  cJSON_AddNumberToObject(u, "neighbours", (double)links);
-  cJSON_AddNumberToObject(u, "confirmed", (double)confirmed);
+  if (superseded) {
+    cJSON_AddBoolToObject(u, "superseded", 1);
+  } else {
+    cJSON_AddNumberToObject(u, "neighbours", (double)links);
+    cJSON_AddNumberToObject(u, "confirmed", (double)confirmed);
+  }
   cJSON_AddNumberToObject(u, "waited_ms", (double)(now - c->wait_from));
   cJSON_AddNumberToObject(u, "wait_ms", (double)(c->wait_until - c->wait_from));
   write_line(c, c->answer);
@@ -260,6 +270,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
       return;
     }
     c->answer = o;
+    c->record_seq = gv_engine_record_seq(s->engine);
     c->wait_from = uv_now(s->loop);
     c->wait_until = c->wait_from + req.wait_ms;
     if (!uptake_answer(c)) { /* not idle: on_uptake_poll arms idle again */

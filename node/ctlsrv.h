@@ -8,7 +8,10 @@
  * in with gv_ctlsrv_report(). A `broadcast` with wait_ms > 0 answers once
  * every neighbour has confirmed the new record or wait_ms has passed,
  * with the engine's uptake (gv_engine_uptake) as
- * "uptake":{"neighbours":N,"confirmed":K,"waited_ms":W}.
+ * "uptake":{"neighbours":N,"confirmed":K,"waited_ms":W,"wait_ms":M}, or,
+ * if a newer record of this node went out during the wait (a re-announce,
+ * a repo change; it carries the same broadcast state), as
+ * "uptake":{"superseded":true,"waited_ms":W,"wait_ms":M}.
  *
  * Who may connect: the node's own uid or root, read with SO_PEERCRED; any
  * other client gets one EACCES line and is closed before it is read. A

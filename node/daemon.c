@@ -30,6 +30,7 @@
 #include "cli.h"
 #include "config.h"
 #include "ctlsrv.h"
+#include "db.h"
 #include "engine.h"
 #include "lcore.h"
 #include "links.h"
@@ -72,6 +73,7 @@ typedef struct gv_node {
   gv_ctlsrv *ctl;
   gv_trkjobs *jobs;
   int lock_fd;
+  int dir_fd; /* the checked data directory, open while its dbs are */
   uv_timer_t wake, second, grace, announce;
   uv_signal_t sigint, sigterm;
   int64_t last_now, started, wake_at;
@@ -204,10 +206,19 @@ static int reserve_seq(gv_node *n, uint64_t ceiling) {
 static int load_seq_floor(gv_node *n, uint64_t *floor, gv_why *why) {
   char buf[32], *end;
   unsigned long long v;
+  int rc;
 
   *floor = 0;
-  if (gv_store_get(n->store, SEQ_KEY, buf, sizeof(buf)) < 0)
+  /* Only "never stored" means a floor of 0: after any other error a
+   * floor of 0 could send a sequence number again. */
+  rc = gv_store_get(n->store, SEQ_KEY, buf, sizeof(buf));
+  if (rc == -ENOENT)
     return 0;
+  if (rc < 0)
+    return gv_fail(why, rc,
+                   "store: cannot read the stored %s (%s); not starting, "
+                   "as sequence numbers could go back",
+                   SEQ_KEY, gv_strerror(rc));
   errno = 0;
   v = strtoull(buf, &end, 10);
   if (errno != 0 || end == buf || *end != '\0' || buf[0] == '-' || v == 0 ||
@@ -417,7 +428,7 @@ static void drain(gv_node *n) {
 static void on_trk_found(void *ctx, const gv_trkc_peers *peers) {
   gv_node *n = ctx;
   for (size_t i = 0; i < peers->n; i++)
-    gv_engine_add_candidate(n->engine, peers->v[i].id, &peers->v[i].addr,
+    gv_engine_add_candidate(n->engine, peers->v[i].id, &peers->v[i].addr, false,
                             now_ms(n));
 }
 
@@ -712,17 +723,24 @@ static int take_lock(gv_node *n, int dirfd, gv_why *why) {
 
 /* The data directory and what it holds, before anything is written: the
  * directory (created 0700 if missing) and every entry in it must be ours
- * and writable by nobody else (docs/NODE.md). Then the lock and the key. */
+ * and writable by nobody else (docs/NODE.md). Then the lock and the key.
+ * The directory stays open (n->dir_fd): the databases are opened through
+ * it (db_path), so a parent swapped after the check cannot redirect them. */
 static int open_data_dir(gv_node *n, int *created, gv_why *why) {
   int rc, dfd = gv_cli_open_dir(n->dir, true, why);
 
   if (dfd < 0)
     return dfd;
+  n->dir_fd = dfd;
   if ((rc = gv_cli_check_entries(dfd, n->dir, why)) == 0 &&
       (rc = take_lock(n, dfd, why)) == 0)
     rc = gv_cli_load_key(&n->id, dfd, n->dir, "node.key", true, created, why);
-  close(dfd);
   return rc;
+}
+
+/* The path that opens name inside the checked data directory (db.h). */
+static void db_path(const gv_node *n, const char *name, char *out, size_t cap) {
+  snprintf(out, cap, GV_DB_DIRFD_PREFIX "%d/%s", n->dir_fd, name);
 }
 
 /* ---- entry guards (docs/NODE.md "Privacy") ---- */
@@ -807,7 +825,7 @@ static void on_seed_resolved(uv_getaddrinfo_t *req, int status,
     gv_addr a;
     if (gv_addr_from_sockaddr(&a, ai->ai_addr) < 0)
       continue;
-    gv_engine_add_candidate(n->engine, NULL, &a, now_ms(n));
+    gv_engine_add_candidate(n->engine, NULL, &a, true, now_ms(n));
   }
   if (status < 0)
     gv_logf(&n->log, GV_LOG_WARN, "peer: cannot resolve: %s",
@@ -934,7 +952,7 @@ static int start_relay(gv_node *n, gv_why *why) {
   now_ms(n); /* the wall-clock offset */
   if ((rc = load_teams(n, &k, why)) < 0)
     return rc;
-  snprintf(path, sizeof(path), "%s/relay.db", n->dir);
+  db_path(n, "relay.db", path, sizeof(path));
   if ((rc = gv_rstore_open(&n->rstore, n->loop, path, why)) < 0 ||
       (rc = gv_rstore_load(n->rstore, relay_load_row, n, why)) < 0)
     return rc;
@@ -963,7 +981,7 @@ static int start(gv_node *n, gv_why *why) {
   gv_id_to_hex(n->id.pk, n->idhex);
   gv_logf(&n->log, GV_LOG_INFO, "node %s%s, data in %s", n->idhex,
           created ? " (new identity)" : "", n->dir);
-  snprintf(path, sizeof(path), "%s/node.db", n->dir);
+  db_path(n, "node.db", path, sizeof(path));
   if ((rc = gv_store_open(&n->store, path, why)) < 0)
     return rc;
   for (size_t i = 0; i < n->cfg.n_repos; i++)
@@ -1191,6 +1209,7 @@ int gv_cmd_node(int argc, char **argv) {
   uv_loop_init(&loop);
   n->loop = &loop;
   n->lock_fd = -1;
+  n->dir_fd = -1;
   rc = start(n, &why);
   if (rc < 0) {
     fprintf(stderr, "grapevine node: %s\n", why.text);
@@ -1222,6 +1241,8 @@ int gv_cmd_node(int argc, char **argv) {
   sodium_memzero(n->rnd_key, sizeof(n->rnd_key));
   if (n->lock_fd >= 0)
     close(n->lock_fd);
+  if (n->dir_fd >= 0)
+    close(n->dir_fd);
   if (n->cfg.tracker[0])
     curl_global_cleanup();
   gv_log_done(&n->log);

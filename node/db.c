@@ -179,8 +179,47 @@ static void on_closed(uv_handle_t *h) { free_db(h->data); }
 static void writer(void *arg);
 static void on_async(uv_async_t *a);
 
+/* ---- paths through an open directory ----
+ * GV_DB_DIRFD_PREFIX "<fd>/name" reaches the directory fd refers to by
+ * its inode, whatever was renamed or swapped along its path since it was
+ * opened and checked. SQLite's default VFS would resolve that link to a
+ * path string (and, with SQLITE_OPEN_NOFOLLOW, refuse it as a link), so
+ * such a path goes through a copy of the default VFS that keeps the name
+ * as given: the kernel follows the directory fd alone, and the -wal,
+ * -shm and -journal files, named after the database, are reached the
+ * same way. Registered once per process (SQLite's VFS list is global). */
+#define DIRFD_VFS "gv-dirfd"
+
+static sqlite3_vfs dirfd_vfs;
+static uv_once_t dirfd_once = UV_ONCE_INIT;
+static int dirfd_rc = SQLITE_ERROR;
+
+static int dirfd_full_pathname(sqlite3_vfs *vfs, const char *name, int cap,
+                               char *out) {
+  size_t len = strlen(name);
+
+  (void)vfs;
+  if (cap < 0 || len >= (size_t)cap)
+    return SQLITE_CANTOPEN;
+  memcpy(out, name, len + 1);
+  return SQLITE_OK;
+}
+
+static void dirfd_register(void) {
+  sqlite3_vfs *base = sqlite3_vfs_find(NULL);
+
+  if (base == NULL)
+    return;
+  dirfd_vfs = *base;
+  dirfd_vfs.pNext = NULL;
+  dirfd_vfs.zName = DIRFD_VFS;
+  dirfd_vfs.xFullPathname = dirfd_full_pathname;
+  dirfd_rc = sqlite3_vfs_register(&dirfd_vfs, 0);
+}
+
 int gv_db_open(gv_db **out, uv_loop_t *loop, const char *path,
                const gv_db_opts *opts, gv_why *why) {
+  const char *vfs = NULL;
   gv_db *db = NULL;
   gv_why inner = {{0}};
   int rc;
@@ -200,11 +239,19 @@ int gv_db_open(gv_db **out, uv_loop_t *loop, const char *path,
   }
   uv_cond_init(&db->work);
   uv_cond_init(&db->settled);
+  if (strncmp(path, GV_DB_DIRFD_PREFIX, strlen(GV_DB_DIRFD_PREFIX)) == 0) {
+    uv_once(&dirfd_once, dirfd_register);
+    if (dirfd_rc != SQLITE_OK) {
+      rc = gv_fail(&inner, GV_ENOMEM, "cannot register the %s VFS", DIRFD_VFS);
+      goto out;
+    }
+    vfs = DIRFD_VFS;
+  }
   /* NOFOLLOW: a symbolic link planted at path (or at its -wal or -journal)
    * is refused, never written through (docs/NODE.md). */
   rc = sqlite3_open_v2(
       path, &db->h,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, vfs);
   if (rc != SQLITE_OK) {
     rc = db->h == NULL ? gv_fail(&inner, GV_ENOMEM, "out of memory")
                        : sql_fail(db, rc, &inner, "open");

@@ -88,6 +88,11 @@ typedef struct gv_db_opts {
   void *init_ctx;
 } gv_db_opts;
 
+/* A path GV_DB_DIRFD_PREFIX "<fd>/<name>" opens name inside the open
+ * directory fd (which must stay open while the db is), not by the
+ * directory's path: see db.c. */
+#define GV_DB_DIRFD_PREFIX "/proc/self/fd/"
+
 /* Opens or creates the file at path and starts the writer. loop may be
  * NULL for a db used only synchronously (gv_db_call, gv_db_lock): then
  * gv_db_submit and gv_db_exec fail with GV_EINVAL. opts may be NULL

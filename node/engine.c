@@ -98,6 +98,8 @@ typedef struct entry {
 
 typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
   bool has_id;
+  bool by_operator; /* named by the operator (--peer, config), not a tracker */
+  bool id_linked;   /* id given by the operator or shown by a link to addr */
   uint8_t id[GV_ID_BYTES];
   gv_addr addr;
   int failures;
@@ -377,7 +379,9 @@ static bool table_room(gv_engine *e) {
     return true;
   for (size_t i = 0; i < e->n_entries; i++) {
     entry *en = e->entries[i];
-    if (en->pub.connected)
+    /* Never a linked peer, nor a guard: a flood of fresh records must
+     * not push the guards out. */
+    if (en->pub.connected || gv_guards_has(&e->guards, en->pub.id))
       continue;
     if (worst == SIZE_MAX || entry_score(en) < entry_score(e->entries[worst]))
       worst = i;
@@ -1108,11 +1112,15 @@ static bool guarded(const gv_engine *e) {
   return e->guards_on && !e->cfg.broadcasting;
 }
 
-/* A seed named by id (tracker answer, --peer): who the operator trusts. */
+/* A seed the operator named (--peer, config), whose id it gave or a link to
+ * its address showed: who the operator trusts. Not a tracker answer (anyone
+ * can register there) nor an id a record claimed by listing the address. */
 static bool seed_named(const gv_engine *e, const uint8_t *id) {
-  for (size_t i = 0; i < e->n_cands; i++)
-    if (e->cands[i].has_id && memcmp(e->cands[i].id, id, GV_ID_BYTES) == 0)
+  for (size_t i = 0; i < e->n_cands; i++) {
+    const cand *c = &e->cands[i];
+    if (c->by_operator && c->id_linked && memcmp(c->id, id, GV_ID_BYTES) == 0)
       return true;
+  }
   return false;
 }
 
@@ -1134,8 +1142,8 @@ static void guards_update(gv_engine *e) {
     if (!en->pub.broadcasting || en->pub.n_addrs == 0)
       continue;
     gc[n].id = en->pub.id;
-    /* Eligible at once: a bootstrap node the tracker (or --peer) named,
-     * not one that merely calls itself so in its record. */
+    /* Eligible at once: a bootstrap node the operator named, not one
+     * that merely calls itself so in its record or that a tracker named. */
     gc[n].bootstrap = en->pub.bootstrap && seed_named(e, en->pub.id);
     gc[n].first_seen = en->first_seen;
     gc[n].score = entry_score(en);
@@ -1262,8 +1270,9 @@ static void dial_done(gv_engine *e, const uint8_t *peer, const gv_addr *addr) {
   }
   for (size_t i = 0; i < e->n_cands; i++) {
     cand *c = &e->cands[i];
-    if (addr != NULL && !c->has_id && gv_addr_equal(&c->addr, addr)) {
+    if (addr != NULL && !c->id_linked && gv_addr_equal(&c->addr, addr)) {
       c->has_id = true;
+      c->id_linked = true;
       memcpy(c->id, peer, GV_ID_BYTES);
     }
   }
@@ -1723,7 +1732,8 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
 }
 
 void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
-                             const gv_addr *addr, int64_t now) {
+                             const gv_addr *addr, bool by_operator,
+                             int64_t now) {
   cand *c;
 
   begin(e, now);
@@ -1736,6 +1746,8 @@ void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
   c = &e->cands[e->n_cands++];
   memset(c, 0, sizeof(*c));
   c->has_id = peer != NULL;
+  c->id_linked = peer != NULL;
+  c->by_operator = by_operator;
   if (peer != NULL)
     memcpy(c->id, peer, GV_ID_BYTES);
   c->addr = *addr;
@@ -1952,7 +1964,7 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
   *links = e->n_up;
 }
 
-uint64_t gv_engine_seq(const gv_engine *e) { return e->seq; }
+uint64_t gv_engine_record_seq(const gv_engine *e) { return e->self_seq; }
 
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;

@@ -266,9 +266,13 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
 int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
                       uint8_t *req_id, int64_t now);
 /* A dialable candidate (tracker answer, --peer, cached peer). peer may be
- * NULL when unknown; then the dial is not pinned. */
+ * NULL when unknown; then the dial is not pinned. by_operator: the operator
+ * named it (--peer, config `peer`), so a bootstrap node among such seeds may
+ * serve as a guard at once; a tracker answer (anyone can register) never
+ * does, and waits guard_min_age like any entry. */
 void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
-                             const gv_addr *addr, int64_t now);
+                             const gv_addr *addr, bool by_operator,
+                             int64_t now);
 /* Restores a cached peer (from the store) at start-up: the origin's signed
  * record, validated like any other, and when it was last seen (wall
  * clock, as stored). */
@@ -307,8 +311,9 @@ const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n);
  * unconfirmed stays counted as not confirming). Both 0 for a record signed
  * with no link up (the next links get it in their HELLO). */
 void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links);
-/* The last seq this node signed (at least cfg.seq_floor). */
-uint64_t gv_engine_seq(const gv_engine *e);
+/* The seq of this node's newest record, the one gv_engine_uptake() reports
+ * on (above cfg.seq_floor); a heartbeat or request does not change it. */
+uint64_t gv_engine_record_seq(const gv_engine *e);
 /* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
 int gv_engine_check(const gv_engine *e, gv_why *why);
 

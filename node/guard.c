@@ -75,16 +75,6 @@ static bool eligible(const gv_guard_cfg *cfg, const gv_guard_cand *c,
          (c->bootstrap || now - c->first_seen >= cfg->min_age_ms);
 }
 
-size_t gv_guards_eligible(const gv_guard_cfg *cfg, const gv_guard_cand *cands,
-                          size_t n, int64_t now) {
-  double median = median_score(cands, n);
-  size_t k = 0;
-
-  for (size_t i = 0; i < n; i++)
-    k += eligible(cfg, &cands[i], median, now);
-  return k;
-}
-
 static bool in_cands(const uint8_t *id, const gv_guard_cand *cands, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (memcmp(cands[i].id, id, GV_ID_BYTES) == 0)
@@ -92,11 +82,9 @@ static bool in_cands(const uint8_t *id, const gv_guard_cand *cands, size_t n) {
   return false;
 }
 
-static bool must_go(const gv_guards *g, const gv_guard *gd,
-                    const gv_guard_cand *cands, size_t n, int64_t now) {
+static bool must_go(const gv_guards *g, const gv_guard *gd, int64_t now) {
   return now >= gd->expires_at ||
-         (gd->down_since > 0 && now - gd->down_since >= g->cfg.down_ms) ||
-         !in_cands(gd->id, cands, n);
+         (gd->down_since > 0 && now - gd->down_since >= g->cfg.down_ms);
 }
 
 /* Adds one guard drawn among the eligible cands not already held, with
@@ -139,8 +127,14 @@ bool gv_guards_update(gv_guards *g, const gv_guard_cand *cands, size_t n,
   bool changed = false;
   double median;
 
+  /* Gone from the table (expired, evicted, silent now) counts as down:
+   * the guard goes only after down_ms, so a table flood or a missed
+   * re-announce cannot rotate it out at once. */
+  for (size_t i = 0; i < g->n; i++)
+    if (!in_cands(g->set[i].id, cands, n))
+      changed |= gv_guards_failed(g, g->set[i].id, now);
   for (size_t i = 0; i < g->n;)
-    if (must_go(g, &g->set[i], cands, n, now)) {
+    if (must_go(g, &g->set[i], now)) {
       /* Keep the order of the rest: it is the order of preference. */
       memmove(&g->set[i], &g->set[i + 1], (g->n - i - 1) * sizeof(gv_guard));
       g->n--;

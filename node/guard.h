@@ -4,8 +4,8 @@
  *
  *   gv_guards_init -> { gv_guards_restore (at start) }
  *     -> gv_guards_update(table view, now) on every maintenance round:
- *          drop  a guard gone from the table, unreachable for down_ms,
- *                or past its lifetime;
+ *          drop  a guard unreachable or gone from the table for
+ *                down_ms, or past its lifetime;
  *          fill  up to count, score-weighted among the eligible
  *     -> gv_guards_failed / gv_guards_reached as dials end.
  *
@@ -67,15 +67,13 @@ void gv_guard_cfg_default(gv_guard_cfg *cfg, unsigned count);
  * lifetime range that is empty or negative. */
 int gv_guards_init(gv_guards *g, const gv_guard_cfg *cfg);
 
-/* Drops guards that are gone (not among cands), down for down_ms or
- * expired, then picks new ones among the eligible cands, score-weighted,
- * until the set holds cfg.count or none is left. cands is read during the
- * call only. Returns true if the set changed (then persist it). */
+/* Marks a guard gone from the table (not among cands) down, as a failed
+ * dial would; drops guards down for down_ms or expired, then picks new ones
+ * among the eligible cands, score-weighted, until the set holds cfg.count or
+ * none is left. cands is read during the call only. Returns true if the set
+ * changed (then persist it). */
 bool gv_guards_update(gv_guards *g, const gv_guard_cand *cands, size_t n,
                       gv_rng *rng, int64_t now);
-/* The number of cands eligible at now (for "has it G eligible guards"). */
-size_t gv_guards_eligible(const gv_guard_cfg *cfg, const gv_guard_cand *cands,
-                          size_t n, int64_t now);
 
 /* The guard of that id, or NULL. */
 gv_guard *gv_guards_find(gv_guards *g, const uint8_t *id);

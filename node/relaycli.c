@@ -39,8 +39,7 @@ typedef struct lclient {
   int rc;    /* first error: connect, read, write, EOF, timeout */
   bool open; /* the handles are initialised */
   const char *path;
-  uid_t owner; /* the node's user: the owner of its directory */
-  gv_why why;  /* why the socket or its server was refused, if it was */
+  gv_why why; /* why the socket or its server was refused, if it was */
 } lclient;
 
 static void lc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
@@ -75,11 +74,9 @@ static void lc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 
 static void lc_connected(uv_connect_t *req, int status) {
   lclient *c = req->data;
-  uv_os_fd_t fd;
   if (status < 0)
     c->rc = status;
-  else if ((status = uv_fileno((uv_handle_t *)&c->pipe, &fd)) < 0 ||
-           (status = gv_cli_check_server(fd, c->owner, c->path, &c->why)) < 0)
+  else if ((status = gv_cli_check_node(&c->pipe, c->path, &c->why)) < 0)
     c->rc = status; /* not the node's user: nothing is sent */
   else if ((status =
                 uv_read_start((uv_stream_t *)&c->pipe, lc_alloc, lc_read)) < 0)
@@ -110,13 +107,15 @@ static void lc_run(lclient *c, uint64_t timeout_ms) {
 }
 
 /* Connects to path, a node's socket, after checking it and then its
- * server (gv_cli_check_sock, gv_cli_check_server). 0, or a libuv error
- * (UV_ENOENT, UV_ECONNREFUSED: no node), or a refusal with c->why. */
+ * server (gv_cli_check_sock, then gv_cli_check_node once connected). 0, or a
+ * libuv error (UV_ENOENT, UV_ECONNREFUSED: no node), or a refusal with c->why.
+ */
 static int lc_open(lclient *c, const char *path) {
+  uid_t owner;
   int rc;
 
   memset(c, 0, sizeof(*c));
-  if ((rc = gv_cli_check_sock(path, &c->owner, &c->why)) < 0) {
+  if ((rc = gv_cli_check_sock(path, &owner, &c->why)) < 0) {
     if (rc == -ENOENT)
       c->why.text[0] = '\0'; /* no node runs: not a refusal */
     return rc == -ENOENT ? UV_ENOENT : rc;

@@ -25,7 +25,8 @@ int gv_id_from_seed(gv_identity *id, const uint8_t seed[32]) {
 
 void gv_id_wipe(gv_identity *id) { sodium_memzero(id, sizeof(*id)); }
 
-int gv_id_load(gv_identity *id, const char *path, gv_why *why) {
+/* gv_id_load_fd on path, opened without following a link. */
+static int load_path(gv_identity *id, const char *path, gv_why *why) {
   int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
   if (fd < 0)
@@ -89,60 +90,63 @@ out:
   return rc;
 }
 
-static int fsync_dir_of(const char *path) {
-  char copy[4096];
-  int fd, rc = 0;
-
-  if (strlen(path) >= sizeof(copy))
-    return -ENAMETOOLONG;
-  strcpy(copy, path);
-  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) != 0)
-    rc = -errno;
-  close(fd);
-  return rc;
-}
-
-int gv_id_save(const gv_identity *id, const char *path, gv_why *why) {
+int gv_id_save_fd(const gv_identity *id, int dirfd, const char *name,
+                  const char *path, gv_why *why) {
   char tmp[4096];
   int fd, rc = 0;
   size_t off = 0;
 
-  if (access(path, F_OK) == 0)
+  if (faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
     return gv_fail(why, -EEXIST, "%s: a key file already exists", path);
-  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= sizeof(tmp))
     return gv_fail(why, -ENAMETOOLONG, "%s: path too long", path);
-  (void)unlink(tmp); /* a leftover from a crash holds no committed key */
-  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  (void)unlinkat(dirfd, tmp, 0); /* a crash's leftover holds no key yet */
+  fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+              0600);
   if (fd < 0)
-    return gv_fail(why, -errno, "%s: %s", tmp, strerror(errno));
+    return gv_fail(why, -errno, "%s.tmp: %s", path, strerror(errno));
   while (off < sizeof(id->sk)) {
     ssize_t n = write(fd, id->sk + off, sizeof(id->sk) - off);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
-      rc = gv_fail(why, -errno, "%s: %s", tmp, strerror(errno));
+      rc = gv_fail(why, -errno, "%s.tmp: %s", path, strerror(errno));
       break;
     }
     off += (size_t)n;
   }
   if (rc == 0 && fsync(fd) != 0)
-    rc = gv_fail(why, -errno, "%s: fsync: %s", tmp, strerror(errno));
+    rc = gv_fail(why, -errno, "%s.tmp: fsync: %s", path, strerror(errno));
   close(fd);
-  /* link() rather than rename(): it fails if path appeared meanwhile. */
-  if (rc == 0 && link(tmp, path) != 0)
+  /* linkat() rather than renameat(): it fails if name appeared meanwhile,
+   * so a key is never replaced. */
+  if (rc == 0 && linkat(dirfd, tmp, dirfd, name, 0) != 0)
     rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
-  (void)unlink(tmp);
-  if (rc == 0 && (rc = fsync_dir_of(path)) < 0)
-    gv_fail(why, rc, "%s: fsync directory: %s", path, strerror(-rc));
+  (void)unlinkat(dirfd, tmp, 0);
+  if (rc == 0 && fsync(dirfd) != 0)
+    rc = gv_fail(why, -errno, "%s: fsync directory: %s", path, strerror(errno));
+  return rc;
+}
+
+int gv_id_save(const gv_identity *id, const char *path, gv_why *why) {
+  char dir[4096], base[4096];
+  int dfd, rc;
+
+  if (strlen(path) >= sizeof(dir))
+    return gv_fail(why, -ENAMETOOLONG, "%s: path too long", path);
+  strcpy(dir, path);
+  strcpy(base, path);
+  dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+  rc = gv_id_save_fd(id, dfd, basename(base), path, why);
+  close(dfd);
   return rc;
 }
 
 int gv_id_load_or_create(gv_identity *id, const char *path, int *created,
                          gv_why *why) {
-  int rc = gv_id_load(id, path, why);
+  int rc = load_path(id, path, why);
 
   *created = 0;
   if (rc != -ENOENT)
@@ -151,7 +155,7 @@ int gv_id_load_or_create(gv_identity *id, const char *path, int *created,
     return rc;
   rc = gv_id_save(id, path, why);
   if (rc == -EEXIST) /* lost a race with another creator: use theirs */
-    return gv_id_load(id, path, why);
+    return load_path(id, path, why);
   if (rc < 0) {
     gv_id_wipe(id);
     return rc;

@@ -27,23 +27,26 @@ int gv_id_generate(gv_identity *id);
 /* Derives an identity from a 32-byte seed (tests, simulator, vectors). */
 int gv_id_from_seed(gv_identity *id, const uint8_t seed[32]);
 
-/* Loads a key file (PROTOCOL.md §2). Rejects, with a reason in why:
- * a missing file (-ENOENT), permissions that let group or others in
- * (GV_EKEYPERM), a size other than 64 bytes or a public half that does not
- * match the seed (GV_EKEYFMT). */
-int gv_id_load(gv_identity *id, const char *path, gv_why *why);
-
-/* The same checks and parsing on fd, a key file the caller opened (and,
+/* Loads a key file (PROTOCOL.md §2) from fd, which the caller opened (and,
  * for the node, checked for its owner: node/cli.h); path only names it in
- * reasons. Reads from the file's current offset; fd stays open. */
+ * reasons. Reads from the file's current offset; fd stays open. Rejects,
+ * with a reason in why: permissions that let group or others in
+ * (GV_EKEYPERM), not a regular file, a size other than 64 bytes or a
+ * public half that does not match the seed (GV_EKEYFMT). */
 int gv_id_load_fd(gv_identity *id, int fd, const char *path, gv_why *why);
 
-/* Writes id to path atomically, mode 0600, fsynced. Fails with -EEXIST if
- * path exists (never overwrites a key). */
+/* Writes id as name (one component) in the open directory dirfd
+ * atomically, mode 0600, fsynced with the directory: name.tmp is created
+ * there (O_EXCL, O_NOFOLLOW), then linked as name. Fails with -EEXIST if
+ * name exists (never overwrites a key). path only names it in reasons. */
+int gv_id_save_fd(const gv_identity *id, int dirfd, const char *name,
+                  const char *path, gv_why *why);
+/* gv_id_save_fd in the directory of path, opened for the call. */
 int gv_id_save(const gv_identity *id, const char *path, gv_why *why);
 
-/* Loads path, or creates and saves a new identity if it does not exist.
- * *created is set to 1 when a key was made. */
+/* Loads path (not following a symbolic link; -ENOENT if missing), or
+ * creates and saves a new identity if it does not exist. *created is set
+ * to 1 when a key was made. */
 int gv_id_load_or_create(gv_identity *id, const char *path, int *created,
                          gv_why *why);
 

@@ -55,6 +55,16 @@ static double observed_frac(const gv_sim *s) {
   return silent ? (double)seen / silent : 0;
 }
 
+/* The attacker's nodes call themselves bootstrap nodes in their records:
+ * it costs nothing, and only the operator's naming may exempt a node from
+ * the guards' minimum age. */
+static void claim_bootstrap(gv_sim *s, uint32_t i) {
+  gv_addr ad;
+  gv_sim_node_addr(i, &ad);
+  gv_engine_set_broadcast(s->nodes[i].e, true, true, &ad, 1, s->now);
+  gv_sim_drain(s, i);
+}
+
 static void announce(gv_sim *s, uint32_t i) {
   gv_engine_announce(s->nodes[i].e, NULL, s->now);
   gv_sim_drain(s, i);
@@ -103,9 +113,11 @@ static int run_one(const gv_sim_cfg *base, const gv_harvest_opts *ho, double a,
   for (uint32_t i = 0; i < cfg.nodes - n_join; i++) {
     uint32_t k = gv_sim_add_node(s, i >= n_b - n_join);
     s->nodes[k].attacker = i >= n_b - n_att && i < n_b - n_join;
+    if (s->nodes[k].attacker)
+      claim_bootstrap(s, k);
   }
-  /* The operator's bootstrap nodes (they never leave); the tracker names
-   * them to every silent node, besides the random seeds. */
+  /* The operator's bootstrap nodes (they never leave); every silent node is
+   * configured with them (as with --peer), besides the random seeds. */
   n_boot = n_b / 20 > BOOT_MIN ? n_b / 20 : BOOT_MIN;
   for (uint32_t i = 0; i < n_boot && i < n_b - n_att; i++) {
     gv_addr ad;
@@ -118,7 +130,8 @@ static int run_one(const gv_sim_cfg *base, const gv_harvest_opts *ho, double a,
     for (uint32_t k = 0; s->nodes[i].silent && k < n_boot; k++) {
       gv_addr ad;
       gv_sim_node_addr(k, &ad);
-      gv_engine_add_candidate(s->nodes[i].e, s->nodes[k].id.pk, &ad, s->now);
+      gv_engine_add_candidate(s->nodes[i].e, s->nodes[k].id.pk, &ad, true,
+                              s->now);
     }
     gv_sim_drain(s, i);
   }
@@ -153,6 +166,7 @@ static int run_one(const gv_sim_cfg *base, const gv_harvest_opts *ho, double a,
       uint32_t k = gv_sim_add_node(s, false);
       s->nodes[k].attacker = true;
       s->nodes[k].joined = true;
+      claim_bootstrap(s, k);
       gv_sim_seed_candidates(s, k, cfg.candidates);
       next_change[k] = INT64_MAX;
       announce_at[k] = t + MIN_MS;
@@ -173,7 +187,9 @@ static int run_one(const gv_sim_cfg *base, const gv_harvest_opts *ho, double a,
       }
       if (!s->nodes[i].silent && !s->nodes[i].dead && announce_at[i] <= t) {
         announce(s, i);
-        announce_at[i] = t + (i < n_boot ? REANNOUNCE_BOOT_MS : REANNOUNCE_MS);
+        announce_at[i] =
+            t + (i < n_boot || s->nodes[i].attacker ? REANNOUNCE_BOOT_MS
+                                                    : REANNOUNCE_MS);
       }
     }
   }

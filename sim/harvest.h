@@ -8,8 +8,10 @@
  * the run; they never leave and behave well (so they score well). Honest
  * broadcasting nodes churn: sessions and downtimes exponential, with means
  * of 2 h and 30 min, except the operator's bootstrap nodes (5% of the
- * broadcasting, at least 5), which stay and which the tracker names to
- * every silent node besides its random seeds. Bootstrap nodes re-announce
+ * broadcasting, at least 5), which stay and which every silent node has
+ * as operator-named seeds (--peer) besides its random (tracker) seeds. The
+ * attacker's nodes claim to be bootstrap nodes in their records (and so
+ * re-announce as often as those, within the shorter bootstrap expiry). Bootstrap nodes re-announce
  * every 30 min (as the daemon does), the others every 90 min (within the
  * 2 h expiry, at a third of the cost); heartbeats are off and signatures
  * stubbed (both only cost time here). A silent node is observed when

@@ -526,7 +526,8 @@ void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k) {
     if (j == i || s->nodes[j].silent)
       continue;
     node_addr(j, &a);
-    gv_engine_add_candidate(s->nodes[i].e, s->nodes[j].id.pk, &a, s->now);
+    gv_engine_add_candidate(s->nodes[i].e, s->nodes[j].id.pk, &a, false,
+                            s->now);
     given++;
   }
   gv_sim_drain(s, i);

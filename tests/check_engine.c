@@ -956,7 +956,7 @@ START_TEST(test_dials_candidates_with_backoff) {
   H.cfg[0].active_target = 2;
   h_start();
   gv_addr_parse(&a, "198.51.100.9:7411", 17);
-  gv_engine_add_candidate(H.e[0], NULL, &a, H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &a, true, H.now);
   h_tick_all(H.now + 1);
   ck_assert_int_eq(H.dials[0], 1);
   gv_engine_dial_failed(H.e[0], NULL, &a, H.now);
@@ -1014,7 +1014,8 @@ START_TEST(test_no_redial_after_duplicate) {
   h_start();
   k = h_connect(0, 1);
   /* Node 1 is also a seed with a known id (a --peer once dialed). */
-  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
   h_pump();
   dials = H.dials[0];
   gv_engine_link_down(H.e[0], (gv_linkid)(2 * k + 1), GV_CLOSE_DUPLICATE,
@@ -1039,7 +1040,8 @@ START_TEST(test_flapping_link_backs_off) {
   H.cfg[0].active_target = 1;
   H.cfg[0].shuffle_ms = 0;
   h_start();
-  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], H.now);
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
   for (int round = 1; round <= 3; round++) {
     int64_t min_wait = 1000LL << (round - 1); /* base 2^(n-1), -50% */
     k = h_connect(0, 1);
@@ -1065,6 +1067,114 @@ START_TEST(test_flapping_link_backs_off) {
 }
 END_TEST
 
+static bool guard_is(int i, int peer) {
+  size_t n;
+  const gv_guard *g = gv_engine_guards(H.e[i], &n);
+  for (size_t k = 0; k < n; k++)
+    if (memcmp(g[k].id, H.ids[peer].pk, GV_ID_BYTES) == 0)
+      return true;
+  return false;
+}
+
+/* A bootstrap node may be a guard before guard_min_age only if the
+ * operator named it (--peer, here by address alone, its id shown by the
+ * link); one a tracker named claims the flag in its own record, as anyone
+ * registering there can, and waits like any entry. */
+START_TEST(test_guard_bootstrap_operator_only) {
+  h_init(3);
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  H.cfg[1].bootstrap = true;
+  H.cfg[2].bootstrap = true;
+  H.cfg[0].active_target = 2;
+  H.cfg[0].guard_count = 2;
+  h_start();
+  gv_engine_add_candidate(H.e[0], H.ids[1].pk, &H.cfg[1].addrs[0], false,
+                          H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &H.cfg[2].addrs[0], true, H.now);
+  h_connect(0, 1);
+  h_connect(0, 2);
+  for (int i = 1; i <= 5; i++)
+    h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 2));
+  ck_assert(!guard_is(0, 1));
+  /* Past the minimum age both qualify. */
+  for (int i = 1; i <= 3; i++)
+    h_tick_all(H.now + H.cfg[0].guard_min_age_ms / 2);
+  ck_assert(guard_is(0, 1));
+}
+END_TEST
+
+/* A flood of records into a full table never evicts a guard, linked or
+ * not: only unlinked non-guards make room. */
+START_TEST(test_table_cap_keeps_guard) {
+  int k;
+  h_init(4);
+  for (int i = 1; i < 4; i++) {
+    char addr[32];
+    snprintf(addr, sizeof(addr), "198.51.100.%d:7411", i + 1);
+    broadcasting(i, addr);
+  }
+  H.cfg[1].bootstrap = true;
+  H.cfg[0].active_target = 1;
+  H.cfg[0].guard_count = 1;
+  H.cfg[0].table_cap = 2;
+  h_start();
+  gv_engine_add_candidate(H.e[0], NULL, &H.cfg[1].addrs[0], true, H.now);
+  k = h_connect(0, 1);
+  h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 1));
+  h_cut(k); /* the guard is down now, its entry unlinked */
+  h_connect(0, 2);
+  h_connect(0, 3); /* the table is full: 3 finds no room */
+  ck_assert_ptr_nonnull(gv_engine_table_get(H.e[0], H.ids[1].pk));
+  ck_assert_ptr_null(gv_engine_table_get(H.e[0], H.ids[3].pk));
+  h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 1));
+}
+END_TEST
+
+/* The record seq names the record gv_engine_uptake() follows (the CLI's
+ * `broadcast --wait` compares it to tell a superseded record): a
+ * re-announce changes it and restarts the uptake; a heartbeat or a
+ * request, which take seqs too, do not. */
+static bool drop_all(int from, int to, gv_msg_type type) {
+  (void)from;
+  (void)to;
+  (void)type;
+  return true;
+}
+
+START_TEST(test_record_seq_follows_uptake) {
+  uint64_t rs;
+  size_t ok, links;
+  h_init(2);
+  broadcasting(0, "198.51.100.1:7411");
+  H.cfg[0].heartbeat_ms = 30000;
+  h_start();
+  h_connect(1, 0);
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[0], true, false, H.cfg[0].addrs, 1, H.now),
+      0);
+  h_pump();
+  rs = gv_engine_record_seq(H.e[0]);
+  gv_engine_uptake(H.e[0], &ok, &links);
+  ck_assert_uint_eq(links, 1);
+  ck_assert_uint_eq(ok, 1);
+  h_tick_all(H.now + 30000); /* a heartbeat */
+  ck_assert_int_ge(H.delivered[1], 1);
+  ck_assert_int_eq(gv_engine_request(H.e[0], "r", 1, NULL, H.now), 0);
+  h_pump();
+  ck_assert_uint_eq(gv_engine_record_seq(H.e[0]), rs);
+  H.drop = drop_all;
+  ck_assert_int_eq(gv_engine_announce(H.e[0], NULL, H.now + 1), 0);
+  ck_assert_uint_gt(gv_engine_record_seq(H.e[0]), rs);
+  gv_engine_uptake(H.e[0], &ok, &links);
+  ck_assert_uint_eq(links, 1);
+  ck_assert_uint_eq(ok, 0);
+}
+END_TEST
+
 /* The engine's expiry names the next deadline exactly; a tick a
  * millisecond early changes nothing and the deadline stays (the daemon
  * once stalled when an early timer lost its wake-up). */
@@ -1076,7 +1186,7 @@ START_TEST(test_expiry_and_early_tick) {
   H.cfg[0].active_target = 2;
   h_start();
   gv_addr_parse(&addr, "198.51.100.9:7411", 17);
-  gv_engine_add_candidate(H.e[0], NULL, &addr, H.now);
+  gv_engine_add_candidate(H.e[0], NULL, &addr, true, H.now);
   h_pump();
   ck_assert_int_eq(gv_engine_expiry(H.e[0]), H.now); /* dial at once */
   h_tick_all(H.now);
@@ -1153,7 +1263,7 @@ START_TEST(test_seq_reserved_before_send) {
   /* The first action of a new engine reserves its first record's seq. */
   ck_assert(gv_engine_next(H.e[0], &a));
   ck_assert_int_eq(a.type, GV_ACT_SEQ_RESERVE);
-  ck_assert_uint_eq(a.seq, gv_engine_seq(H.e[0]) + GV_SEQ_BLOCK);
+  ck_assert_uint_eq(a.seq, gv_engine_record_seq(H.e[0]) + GV_SEQ_BLOCK);
   H.reserved[0] = a.seq;
   H.reserves[0] = 1;
   h_connect(1, 0);
@@ -1162,7 +1272,7 @@ START_TEST(test_seq_reserved_before_send) {
   ck_assert_int_ge(H.delivered[1], 300);
   ck_assert_int_ge(H.reserves[0], 3);
   ck_assert_int_le(H.reserves[0], 5);
-  ck_assert_uint_le(gv_engine_seq(H.e[0]), H.reserved[0]);
+  ck_assert_uint_le(gv_engine_record_seq(H.e[0]), H.reserved[0]);
 }
 END_TEST
 
@@ -1200,7 +1310,7 @@ START_TEST(test_seq_restart_clock_back) {
   /* The fix: started above the stored ceiling. */
   H.now += 1000;
   h_restart(1, ceiling, -5 * 60000);
-  ck_assert_uint_gt(gv_engine_seq(H.e[1]), ceiling);
+  ck_assert_uint_gt(gv_engine_record_seq(H.e[1]), ceiling);
   h_connect(0, 1);
   ck_assert_int_eq(
       gv_engine_set_broadcast(H.e[1], false, false, NULL, 0, H.now), 0);
@@ -1227,10 +1337,10 @@ START_TEST(test_seq_limit) {
   ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), GV_ERANGE);
   c.seq_floor = GV_SEQ_MAX - 1;
   ck_assert_int_eq(gv_engine_new(&e, &c, &id, T0_MS), 0);
-  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_uint_eq(gv_engine_record_seq(e), GV_SEQ_MAX);
   ck_assert_int_eq(gv_engine_announce(e, NULL, T0_MS), GV_ERANGE);
   ck_assert_int_eq(gv_engine_request(e, "r", 1, NULL, T0_MS), GV_ERANGE);
-  ck_assert_uint_eq(gv_engine_seq(e), GV_SEQ_MAX);
+  ck_assert_uint_eq(gv_engine_record_seq(e), GV_SEQ_MAX);
   ck_assert_int_eq(gv_engine_check(e, NULL), 0);
   gv_engine_free(e);
 }
@@ -1317,6 +1427,9 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_dials_candidates_with_backoff);
   tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_flapping_link_backs_off);
+  tcase_add_test(tc, test_guard_bootstrap_operator_only);
+  tcase_add_test(tc, test_table_cap_keeps_guard);
+  tcase_add_test(tc, test_record_seq_follows_uptake);
   tcase_add_test(tc, test_expiry_and_early_tick);
   tcase_add_test(tc, test_wall_clock_step_back);
   tcase_add_test(tc, test_seq_reserved_before_send);

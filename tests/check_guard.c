@@ -54,30 +54,32 @@ END_TEST
 /* Young nodes are not eligible until min_age; bootstrap nodes at once;
  * below-median scores never. */
 START_TEST(test_eligibility) {
-  gv_guards g;
+  gv_guards g, all;
   gv_rng rng;
-  gv_guard_cfg cfg;
 
   gv_rng_seed(&rng, 1);
   make(&g, 3);
-  cfg = g.cfg;
   for (int i = 0; i < N; i++)
     cands[i].first_seen = 10 * H;
   cands[4].bootstrap = true;
   /* 30 min after they all appeared: only the bootstrap node is eligible. */
-  ck_assert_uint_eq(gv_guards_eligible(&cfg, cands, N, 10 * H + H / 2), 1);
   ck_assert(gv_guards_update(&g, cands, N, &rng, 10 * H + H / 2));
   ck_assert_uint_eq(g.n, 1);
   ck_assert(holds(&g, 4));
   /* Scores below the median exclude half the table. */
   for (int i = 0; i < N; i++)
     cands[i].score = i < N / 2 ? 10 : 90;
-  ck_assert_uint_eq(gv_guards_eligible(&cfg, cands, N, 11 * H), N / 2);
   ck_assert(gv_guards_update(&g, cands, N, &rng, 11 * H));
   ck_assert_uint_eq(g.n, 3);
   for (int i = 0; i < N / 2; i++)
     if (i != 4)
       ck_assert(!holds(&g, i));
+  /* A set with room for all takes exactly the upper half. */
+  make(&all, N);
+  ck_assert(gv_guards_update(&all, cands, N, &rng, 11 * H));
+  ck_assert_uint_eq(all.n, N / 2);
+  for (int i = N / 2; i < N; i++)
+    ck_assert(holds(&all, i));
 }
 END_TEST
 
@@ -113,8 +115,9 @@ START_TEST(test_newcomer_never_chosen) {
 END_TEST
 
 /* Rotation is slow: a failed dial alone is not enough, an hour of them is;
- * a reached guard is no longer down; a guard leaves at its lifetime's end
- * or when it leaves the table. */
+ * a reached guard is no longer down; a guard leaves at its lifetime's end,
+ * or an hour after it left the table (a flood of records that evicted it
+ * must not rotate it out at once). */
 START_TEST(test_rotation) {
   gv_guards g;
   gv_rng rng;
@@ -141,12 +144,17 @@ START_TEST(test_rotation) {
   ck_assert(gv_guards_update(&g, cands, N, &rng, 7 * H));
   ck_assert(!gv_guards_has(&g, first));
   ck_assert_uint_eq(g.n, 3);
-  /* Gone from the table: replaced at once. */
+  /* Gone from the table: down, kept for down_ms, then replaced. */
   memcpy(first, g.set[1].id, GV_ID_BYTES);
   for (int i = 0; i < N; i++)
     if (memcmp(ids[i], first, GV_ID_BYTES) == 0)
       cands[i] = cands[N - 1];
-  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 8 * H));
+  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 8 * H)); /* now down */
+  ck_assert(gv_guards_has(&g, first));
+  ck_assert_int_eq(gv_guards_find(&g, first)->down_since, 8 * H);
+  ck_assert(!gv_guards_update(&g, cands, N - 1, &rng, 9 * H - 1));
+  ck_assert(gv_guards_has(&g, first));
+  ck_assert(gv_guards_update(&g, cands, N - 1, &rng, 9 * H));
   ck_assert(!gv_guards_has(&g, first));
   ck_assert_uint_eq(g.n, 3);
   /* Lifetime: kept until expires_at, replaced at it. */

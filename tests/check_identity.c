@@ -32,6 +32,17 @@ static void write_raw(const void *data, size_t len, mode_t mode) {
   chmod(path, mode);
 }
 
+/* The key file at path, opened as the node opens it, through
+ * gv_id_load_fd; -errno if it cannot be opened. */
+static int load(gv_identity *id, gv_why *why) {
+  int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return -errno;
+  rc = gv_id_load_fd(id, fd, path, why);
+  close(fd);
+  return rc;
+}
+
 START_TEST(test_save_load_roundtrip) {
   gv_identity a, b;
   gv_why why;
@@ -42,7 +53,7 @@ START_TEST(test_save_load_roundtrip) {
   ck_assert_int_eq(stat(path, &st), 0);
   ck_assert_uint_eq(st.st_mode & 0777, 0600);
   ck_assert_int_eq(st.st_size, GV_KEYFILE_BYTES);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), 0);
+  ck_assert_int_eq(load(&b, &why), 0);
   ck_assert_mem_eq(a.pk, b.pk, 32);
   ck_assert_mem_eq(a.sk, b.sk, 64);
   /* Never overwrites an existing key. */
@@ -56,12 +67,12 @@ START_TEST(test_loose_permissions) {
 
   tu_identity(&a, 9);
   write_raw(a.sk, 64, 0644);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), GV_EKEYPERM);
+  ck_assert_int_eq(load(&b, &why), GV_EKEYPERM);
   ck_assert_ptr_nonnull(strstr(why.text, "chmod 600"));
   chmod(path, 0640);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), GV_EKEYPERM);
+  ck_assert_int_eq(load(&b, &why), GV_EKEYPERM);
   chmod(path, 0600);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), 0);
+  ck_assert_int_eq(load(&b, &why), 0);
 }
 END_TEST
 
@@ -73,7 +84,7 @@ START_TEST(test_wrong_length) {
   tu_identity(&a, 9);
   memcpy(raw, a.sk, sizeof(a.sk));
   write_raw(raw, (size_t)_i, 0600);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), GV_EKEYFMT);
+  ck_assert_int_eq(load(&b, &why), GV_EKEYFMT);
   ck_assert_ptr_nonnull(strstr(why.text, "exactly 64"));
 }
 END_TEST
@@ -85,7 +96,7 @@ START_TEST(test_mismatched_public_half) {
   tu_identity(&a, 9);
   a.sk[40] ^= 1;
   write_raw(a.sk, 64, 0600);
-  ck_assert_int_eq(gv_id_load(&b, path, &why), GV_EKEYFMT);
+  ck_assert_int_eq(load(&b, &why), GV_EKEYFMT);
   ck_assert_ptr_nonnull(strstr(why.text, "does not match"));
 }
 END_TEST
@@ -95,7 +106,7 @@ START_TEST(test_missing_and_create) {
   gv_why why;
   int created;
 
-  ck_assert_int_eq(gv_id_load(&a, path, &why), -ENOENT);
+  ck_assert_int_eq(load(&a, &why), -ENOENT);
   ck_assert_int_eq(gv_id_load_or_create(&a, path, &created, &why), 0);
   ck_assert_int_eq(created, 1);
   ck_assert_int_eq(gv_id_load_or_create(&b, path, &created, &why), 0);
@@ -108,8 +119,38 @@ START_TEST(test_not_a_regular_file) {
   gv_identity a;
   gv_why why;
   ck_assert_int_eq(mkdir(path, 0700), 0);
-  ck_assert_int_lt(gv_id_load(&a, path, &why), 0);
+  ck_assert_int_lt(load(&a, &why), 0);
   rmdir(path);
+}
+END_TEST
+
+/* Saved through the directory's fd: 0600, no temporary left behind, never
+ * over an existing name, a symbolic link included (not followed). */
+START_TEST(test_save_fd) {
+  gv_identity a, b;
+  gv_why why;
+  struct stat st;
+  char tmp[300], target[300];
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  ck_assert_int_ge(dfd, 0);
+  ck_assert_int_eq(gv_id_generate(&a), 0);
+  ck_assert_int_eq(gv_id_save_fd(&a, dfd, "node.key", path, &why), 0);
+  ck_assert_int_eq(stat(path, &st), 0);
+  ck_assert_uint_eq(st.st_mode & 0777, 0600);
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  ck_assert_int_ne(access(tmp, F_OK), 0);
+  ck_assert_int_eq(load(&b, &why), 0);
+  ck_assert_mem_eq(a.sk, b.sk, 64);
+  ck_assert_int_eq(gv_id_save_fd(&a, dfd, "node.key", path, &why), -EEXIST);
+  /* A dangling link at the name: refused, and nothing made where it
+   * points. */
+  unlink(path);
+  snprintf(target, sizeof(target), "%s/elsewhere", dir);
+  ck_assert_int_eq(symlink(target, path), 0);
+  ck_assert_int_eq(gv_id_save_fd(&a, dfd, "node.key", path, &why), -EEXIST);
+  ck_assert_int_ne(access(target, F_OK), 0);
+  close(dfd);
 }
 END_TEST
 
@@ -152,6 +193,7 @@ static Suite *identity_suite(void) {
   tcase_add_test(tc, test_mismatched_public_half);
   tcase_add_test(tc, test_missing_and_create);
   tcase_add_test(tc, test_not_a_regular_file);
+  tcase_add_test(tc, test_save_fd);
   tcase_add_test(tc, test_text_forms);
   suite_add_tcase(s, tc);
   return s;
