@@ -743,6 +743,25 @@ static void db_path(const gv_node *n, const char *name, char *out, size_t cap) {
   snprintf(out, cap, GV_DB_DIRFD_PREFIX "%d/%s", n->dir_fd, name);
 }
 
+/* A database's error names it by db_path(); the user knows it as
+ * DIR/name. Returns rc. */
+static int db_failed(const gv_node *n, const char *name, int rc, gv_why *why) {
+  char fdpath[64];
+  size_t k;
+
+  db_path(n, name, fdpath, sizeof(fdpath));
+  k = strlen(fdpath);
+  if (strncmp(why->text, fdpath, k) == 0) {
+    char rest[sizeof(why->text)];
+    snprintf(rest, sizeof(rest), "%s", why->text + k);
+    /* A long directory truncates the reason, which still leads with it. */
+    if (snprintf(why->text, sizeof(why->text), "%s/%s%s", n->dir, name, rest) <
+        0)
+      why->text[0] = '\0';
+  }
+  return rc;
+}
+
 /* ---- entry guards (docs/NODE.md "Privacy") ---- */
 
 /* The "guards" setting: the set in force, one gv_guard_format() line each,
@@ -955,7 +974,7 @@ static int start_relay(gv_node *n, gv_why *why) {
   db_path(n, "relay.db", path, sizeof(path));
   if ((rc = gv_rstore_open(&n->rstore, n->loop, path, why)) < 0 ||
       (rc = gv_rstore_load(n->rstore, relay_load_row, n, why)) < 0)
-    return rc;
+    return db_failed(n, "relay.db", rc, why);
   gv_relay_loaded(n->relay, now_ms(n));
   gv_lcore_set_service(n->lc, GV_CHAN_RELAY, gv_relay_service(n->relay));
   snprintf(path, sizeof(path), "%s/relay.sock", n->dir);
@@ -983,7 +1002,7 @@ static int start(gv_node *n, gv_why *why) {
           created ? " (new identity)" : "", n->dir);
   db_path(n, "node.db", path, sizeof(path));
   if ((rc = gv_store_open(&n->store, path, why)) < 0)
-    return rc;
+    return db_failed(n, "node.db", rc, why);
   for (size_t i = 0; i < n->cfg.n_repos; i++)
     memcpy(n->repos[i], n->cfg.repos[i], sizeof(n->repos[i]));
   n->n_repos = n->cfg.n_repos;
