@@ -633,6 +633,11 @@ static void gauges(gv_trk_ctx *t, gv_trk_gauges *g, gv_trk_reg_stats *st,
   g->listed = st->listed;
   g->verifying = st->verifying;
   g->dialing = gv_trk_dialer_active(t->dialer);
+  uv_mutex_lock(&t->replay_lock);
+  g->replay_pairs = gv_trk_replay_count(t->replay);
+  g->replay_evictions = gv_trk_replay_evictions(t->replay);
+  uv_mutex_unlock(&t->replay_lock);
+  g->replay_cap = t->cfg.replay_cap;
   g->store_commits = ss->commits;
   g->store_errors = ss->errors;
   g->uptime_s = (gv_trk_now(t) - t->start_ms) / 1000;
