@@ -31,10 +31,9 @@
  * deadline; libmicrohttpd then reads the end of the stream and closes them.
  * At most cfg.max_conns connections stay open: libmicrohttpd's own limit
  * is HEADROOM higher, so that a newcomer is always accepted and the choice
- * is ours. Past the cap, the newcomer is refused if its address (/64 for
- * IPv6) holds as many connections as the heaviest address; otherwise the
- * oldest connection of the heaviest address that is still waiting for a
- * head or a body is closed instead.
+ * is ours: tracker/fair.h picks the connection to close (the newcomer,
+ * or the heaviest address's oldest one still waiting for a head or a
+ * body), and this file shuts it down.
  */
 #include "http.h"
 
@@ -49,6 +48,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fair.h"
 #include "map.h"
 #include "req.h"
 #include "sockaddr.h"
@@ -101,8 +101,6 @@ struct req {
 /* A connection's phase, in the low bits of conn_ctx.due. */
 enum { DUE_NONE, DUE_HEAD, DUE_BODY };
 
-typedef struct peer peer;
-
 struct conn_ctx {
   gv_trk_rng rng;
   gv_addr tcp; /* the TCP source address, port 0 */
@@ -110,21 +108,13 @@ struct conn_ctx {
   /* Written by the connection's thread, read by the reaper: the deadline
    * in monotonic ms << 2 | DUE_*, or 0 for none. */
   atomic_uint_fast64_t due;
-  /* Under the table's lock. */
-  peer *peer; /* NULL: not in the table */
-  conn_ctx *prev, *next;
-  int shut; /* shut down by the tracker, not yet closed */
+  /* Under the table's lock; shut: shut down by the tracker, not yet
+   * closed. */
+  gv_trk_fair_conn fc;
   /* The connection's thread: an answer went out before the body was read
    * (the connection then closes; see drain_unread). */
   int unread;
   req r;
-};
-
-/* One address's connections, in accept order. */
-struct peer {
-  gv_trk_ipkey key;
-  unsigned open; /* not shut down */
-  conn_ctx *first, *last;
 };
 
 struct gv_trk_conns {
@@ -134,9 +124,7 @@ struct gv_trk_conns {
   uint8_t seed_key[crypto_generichash_KEYBYTES];
   atomic_uint_fast64_t seeds;
   uv_mutex_t lock;
-  gv_trk_map peers; /* of peer, by key */
-  size_t open;      /* connections not shut down */
-  size_t cap;       /* cfg.max_conns */
+  gv_trk_fair *fair; /* at most cfg.max_conns open */
 };
 
 /* Each connection's libmicrohttpd memory pool, which holds the head as
@@ -278,21 +266,22 @@ static void set_due(conn_ctx *cc, unsigned phase, unsigned timeout_s) {
   atomic_store_explicit(&cc->due, due, memory_order_relaxed);
 }
 
-static int peer_match(const void *item, const void *key, size_t len) {
-  return len == sizeof(gv_trk_ipkey) &&
-         memcmp(((const peer *)item)->key.b, key, len) == 0;
+static conn_ctx *conn_of(const gv_trk_fair_conn *fc) {
+  return (conn_ctx *)((char *)fc - offsetof(conn_ctx, fc));
+}
+
+/* A connection may be closed for a newcomer while it waits for its head
+ * or its body, not while it is being answered. */
+static int conn_evictable(const gv_trk_fair_conn *fc, void *ctx) {
+  (void)ctx;
+  return atomic_load_explicit(&conn_of(fc)->due, memory_order_relaxed) != 0;
 }
 
 static void conns_free(gv_trk_conns *tab) {
-  size_t pos = 0;
-  void *it;
-
   if (tab == NULL)
     return;
   sodium_memzero(tab->seed_key, sizeof(tab->seed_key));
-  while ((it = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    free(it);
-  gv_trk_map_free(&tab->peers);
+  gv_trk_fair_free(tab->fair);
   uv_mutex_destroy(&tab->lock);
   free(tab);
 }
@@ -300,6 +289,7 @@ static void conns_free(gv_trk_conns *tab) {
 static int conns_new(gv_trk_conns **out, size_t cap) {
   gv_trk_conns *tab = calloc(1, sizeof(*tab));
   uint8_t key[GV_TRK_MAP_KEY_BYTES];
+  int rc;
 
   *out = NULL;
   if (tab == NULL)
@@ -309,10 +299,13 @@ static int conns_new(gv_trk_conns **out, size_t cap) {
     return GV_ENOMEM;
   }
   randombytes_buf(key, sizeof(key));
-  gv_trk_map_init(&tab->peers, key, peer_match);
+  rc = gv_trk_fair_new(&tab->fair, cap, key, conn_evictable, NULL);
   sodium_memzero(key, sizeof(key));
+  if (rc < 0) {
+    conns_free(tab);
+    return rc;
+  }
   randombytes_buf(tab->seed_key, sizeof(tab->seed_key));
-  tab->cap = cap;
   *out = tab;
   return 0;
 }
@@ -331,113 +324,64 @@ static void conn_seed(gv_trk_conns *tab, uint8_t seed[GV_TRK_RNG_SEED_BYTES]) {
 /* Under the lock: shuts cc down, and it stops counting. */
 static void conn_shut(gv_trk_conns *tab, conn_ctx *cc) {
   shutdown(cc->fd, SHUT_RDWR);
-  cc->shut = 1;
-  cc->peer->open--;
-  tab->open--;
-}
-
-/* Under the lock, past the cap: the connection to close for cc, a
- * newcomer (see the top of the file). */
-static conn_ctx *fair_victim(gv_trk_conns *tab, conn_ctx *cc) {
-  peer *heavy = NULL, *p;
-  size_t pos = 0;
-
-  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    if (heavy == NULL || p->open > heavy->open)
-      heavy = p;
-  if (heavy == NULL || cc->peer->open >= heavy->open)
-    return cc;
-  for (conn_ctx *c = heavy->first; c != NULL; c = c->next)
-    if (!c->shut && atomic_load_explicit(&c->due, memory_order_relaxed) != 0)
-      return c;
-  return cc;
+  gv_trk_fair_shut(tab->fair, &cc->fc);
 }
 
 /* A new connection: into the table, then the cap is enforced. 0, or
  * GV_ENOMEM (cc is then not in the table; the caller shuts it down). */
 static int conns_add(gv_trk_ctx *t, conn_ctx *cc) {
   gv_trk_conns *tab = t->conns;
+  gv_trk_fair_conn *victim;
   gv_trk_ipkey key;
-  peer *p;
-  int rc = 0;
+  int rc;
 
   gv_trk_ipkey_of(&key, &cc->tcp);
   uv_mutex_lock(&tab->lock);
-  if ((p = gv_trk_map_get(&tab->peers, key.b, sizeof(key.b))) == NULL) {
-    if ((p = calloc(1, sizeof(*p))) == NULL) {
-      rc = GV_ENOMEM;
-      goto out;
-    }
-    p->key = key;
-    if ((rc = gv_trk_map_put(&tab->peers, p->key.b, sizeof(p->key.b), p)) < 0) {
-      free(p);
-      goto out;
-    }
-  }
-  cc->peer = p;
-  cc->prev = p->last;
-  if (p->last != NULL)
-    p->last->next = cc;
-  else
-    p->first = cc;
-  p->last = cc;
-  p->open++;
-  tab->open++;
-  if (tab->open > tab->cap) {
-    conn_shut(tab, fair_victim(tab, cc));
+  rc = gv_trk_fair_add(tab->fair, &cc->fc, &key, &victim);
+  if (rc == 0 && victim != NULL) {
+    shutdown(conn_of(victim)->fd, SHUT_RDWR);
     gv_trk_count(&t->metrics.closed[GV_TRK_CLOSE_FAIR_SHARE]);
   }
-out:
   uv_mutex_unlock(&tab->lock);
   return rc;
 }
 
 /* The connection is closing: out of the table. */
 static void conns_remove(gv_trk_conns *tab, conn_ctx *cc) {
-  peer *p = cc->peer;
-
-  if (p == NULL)
+  if (cc->fc.src == NULL)
     return;
   uv_mutex_lock(&tab->lock);
-  if (!cc->shut) {
-    p->open--;
-    tab->open--;
-  }
-  if (cc->prev != NULL)
-    cc->prev->next = cc->next;
-  else
-    p->first = cc->next;
-  if (cc->next != NULL)
-    cc->next->prev = cc->prev;
-  else
-    p->last = cc->prev;
-  if (p->first == NULL) {
-    gv_trk_map_del(&tab->peers, p->key.b, sizeof(p->key.b));
-    free(p);
-  }
+  gv_trk_fair_remove(tab->fair, &cc->fc);
   uv_mutex_unlock(&tab->lock);
-  cc->peer = NULL;
+}
+
+typedef struct reap_ctx {
+  gv_trk_ctx *t;
+  uint64_t now;
+} reap_ctx;
+
+/* Under the lock: shuts c down if it is past its deadline. */
+static void reap_one(gv_trk_fair_conn *fc, void *ctx) {
+  reap_ctx *rc = ctx;
+  conn_ctx *c = conn_of(fc);
+  uint64_t due = atomic_load_explicit(&c->due, memory_order_relaxed);
+
+  if (fc->shut || due == 0 || (due >> 2) > rc->now)
+    return;
+  conn_shut(rc->t->conns, c);
+  gv_trk_count(&rc->t->metrics.closed[(due & 3) == DUE_HEAD
+                                          ? GV_TRK_CLOSE_HEAD_DEADLINE
+                                          : GV_TRK_CLOSE_BODY_DEADLINE]);
 }
 
 void gv_trk_http_reap(gv_trk_ctx *t) {
   gv_trk_conns *tab = t->conns;
-  uint64_t now = mono_ms();
-  size_t pos = 0;
-  peer *p;
+  reap_ctx rc = {t, mono_ms()};
 
   if (tab == NULL)
     return;
   uv_mutex_lock(&tab->lock);
-  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    for (conn_ctx *c = p->first; c != NULL; c = c->next) {
-      uint64_t due = atomic_load_explicit(&c->due, memory_order_relaxed);
-      if (c->shut || due == 0 || (due >> 2) > now)
-        continue;
-      conn_shut(tab, c);
-      gv_trk_count(&t->metrics.closed[(due & 3) == DUE_HEAD
-                                          ? GV_TRK_CLOSE_HEAD_DEADLINE
-                                          : GV_TRK_CLOSE_BODY_DEADLINE]);
-    }
+  gv_trk_fair_each(tab->fair, reap_one, &rc);
   uv_mutex_unlock(&tab->lock);
 }
 
