@@ -465,6 +465,50 @@ START_TEST(test_reg_sample) {
 }
 END_TEST
 
+/* The generation moves with every change a read could show, and only
+ * then (the HTTP front shares a listing answer while it stays put). */
+START_TEST(test_reg_generation) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a, b, a2;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[4];
+  uint64_t g;
+
+  rng_for(&rng, 3);
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  mkrec(&b, 2, "10.0.0.2", 1000, "x");
+  g = gv_trk_reg_generation(r);
+  /* Verifying is not listed: no change. */
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_generation(r), g);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS), 0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  /* Reads and a failed verification of a newcomer change nothing. */
+  gv_trk_reg_sample(r, &rng, 4, NULL, out);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &b, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_abort(r, b.id, 0), 0);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + 1, NULL, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_generation(r), g);
+  /* A renewal changes the entry's JSON. */
+  mkrec(&a2, 1, "10.0.0.1", 2000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a2, T0_MS + MIN, NULL), 1);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a2, T0_MS + MIN + HOUR, T0_MS + MIN),
+                   0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  ck_assert_int_eq(gv_trk_reg_unregister(r, a.id), 0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  list_at(r, &b, T0_MS + MIN);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + MIN + HOUR, NULL, NULL), 1);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
 START_TEST(test_reg_discover) {
   gv_trk_reg *r = mkreg(64, 64);
   gv_trk_rec rec;
@@ -1587,6 +1631,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_reg_busy_overload_unregister);
   tcase_add_test(tc, test_reg_load);
   tcase_add_test(tc, test_reg_sample);
+  tcase_add_test(tc, test_reg_generation);
   tcase_add_test(tc, test_reg_discover);
   tcase_add_test(tc, test_reg_model);
   tcase_set_timeout(tc, 60);

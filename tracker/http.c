@@ -125,7 +125,18 @@ struct gv_trk_conns {
   atomic_uint_fast64_t seeds;
   uv_mutex_t lock;
   gv_trk_fair *fair; /* at most cfg.max_conns open */
+  /* The shared `peers` answer (see do_peers), under its own lock, taken
+   * inside the registry's read lock. */
+  uv_mutex_t peers_lock;
+  struct MHD_Response *peers; /* NULL: none */
+  unsigned peers_max, peers_uses;
+  uint64_t peers_gen, peers_born_ms;
 };
+
+/* A `peers` answer is shared by at most this many requests, within this
+ * many ms, for as long as the registry's generation stays put. */
+#define PEERS_SHARE_USES 16
+#define PEERS_SHARE_MS 100
 
 /* Each connection's libmicrohttpd memory pool, which holds the head as
  * read, its parsed fields and the answer's head. The default, 32 KiB, costs
@@ -282,6 +293,9 @@ static void conns_free(gv_trk_conns *tab) {
     return;
   sodium_memzero(tab->seed_key, sizeof(tab->seed_key));
   gv_trk_fair_free(tab->fair);
+  if (tab->peers != NULL)
+    MHD_destroy_response(tab->peers);
+  uv_mutex_destroy(&tab->peers_lock);
   uv_mutex_destroy(&tab->lock);
   free(tab);
 }
@@ -295,6 +309,11 @@ static int conns_new(gv_trk_conns **out, size_t cap) {
   if (tab == NULL)
     return GV_ENOMEM;
   if (uv_mutex_init(&tab->lock) != 0) {
+    free(tab);
+    return GV_ENOMEM;
+  }
+  if (uv_mutex_init(&tab->peers_lock) != 0) {
+    uv_mutex_destroy(&tab->lock);
     free(tab);
     return GV_ENOMEM;
   }
@@ -395,28 +414,26 @@ static const char *allow_of(gv_trk_route r) {
   }
 }
 
-/* Queues status with body (malloc'd, taken over; NULL for none). */
-static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
-                               char *body, size_t len) {
-  gv_trk_ctx *t = r->t;
-  struct MHD_Response *resp;
-  enum MHD_Result ret;
+/* A response with body (malloc'd, taken over), or NULL (body freed). */
+static struct MHD_Response *response_of(const char *ctype, char *body,
+                                        size_t len) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 
-  resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     free(body);
-    return MHD_NO;
+    return NULL;
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow_of(r->route));
-  if (r->retry_after > 0) {
-    char s[24];
-    snprintf(s, sizeof(s), "%ld", r->retry_after);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
-  }
-  ret = MHD_queue_response(r->conn, status, resp);
-  MHD_destroy_response(resp);
+  return resp;
+}
+
+/* Queues resp (the caller keeps its reference), counts and logs it. */
+static enum MHD_Result queue(req *r, unsigned status,
+                             struct MHD_Response *resp) {
+  gv_trk_ctx *t = r->t;
+  enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+
   gv_trk_metrics_request(&t->metrics, r->route, status);
   if (gv_log_on(&t->log, GV_LOG_DEBUG)) {
     char addr[INET6_ADDRSTRLEN];
@@ -426,6 +443,26 @@ static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
             r->method_text, gv_trk_route_name(r->route), status, addr,
             (unsigned long long)((uv_hrtime() - r->t0) / 1000));
   }
+  return ret;
+}
+
+/* Queues status with body (malloc'd, taken over; NULL for none). */
+static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
+                               char *body, size_t len) {
+  struct MHD_Response *resp = response_of(ctype, body, len);
+  enum MHD_Result ret;
+
+  if (resp == NULL)
+    return MHD_NO;
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow_of(r->route));
+  if (r->retry_after > 0) {
+    char s[24];
+    snprintf(s, sizeof(s), "%ld", r->retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
+  }
+  ret = queue(r, status, resp);
+  MHD_destroy_response(resp);
   return ret;
 }
 
@@ -523,13 +560,45 @@ static const char *query(req *r, const char *key) {
   return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* Under the registry's read lock: the shared `peers` answer for max, if
+ * it may serve one more request; it then returns with peers_lock held, and
+ * the caller queues it and unlocks. NULL: none, and not locked. */
+static struct MHD_Response *peers_shared(gv_trk_conns *tab, unsigned max,
+                                         uint64_t gen, uint64_t now) {
+  struct MHD_Response *resp = NULL;
+
+  uv_mutex_lock(&tab->peers_lock);
+  if (tab->peers != NULL && tab->peers_max == max && tab->peers_gen == gen &&
+      tab->peers_uses < PEERS_SHARE_USES &&
+      now - tab->peers_born_ms < PEERS_SHARE_MS) {
+    tab->peers_uses++;
+    /* MHD counts a response's references, and queueing is the only way
+     * to take one: the lock keeps it alive until the caller has. */
+    resp = tab->peers;
+  }
+  if (resp == NULL)
+    uv_mutex_unlock(&tab->peers_lock);
+  return resp;
+}
+
+/* GET peers: a random sample of the listing. Under a burst of requests an
+ * answer is shared: drawn with the connection's generator, then served to
+ * at most PEERS_SHARE_USES requests within PEERS_SHARE_MS, and never past
+ * a change of the listing (the registry's generation). Each answer is
+ * still a uniform sample that no client chose; requests close together
+ * may get the same one. At a node's pace (one call per node every
+ * 20 minutes) nearly every answer is drawn afresh. */
 static enum MHD_Result do_peers(req *r) {
   gv_trk_ctx *t = r->t;
+  gv_trk_conns *tab = t->conns;
   const gv_trk_entry *v[GV_TRK_MAX_RESULTS];
+  struct MHD_Response *resp;
+  enum MHD_Result ret;
   gv_trk_reg_stats st;
   gv_why why = {""};
   sbuf b = {0};
   unsigned max;
+  uint64_t gen, now = mono_ms();
   size_t n;
 
   if (gv_trk_req_max(query(r, "max"), t->cfg.max_results, &max, &why) < 0)
@@ -537,12 +606,35 @@ static enum MHD_Result do_peers(req *r) {
   if (max > t->cfg.max_results)
     max = t->cfg.max_results;
   uv_rwlock_rdlock(&t->reg_lock);
+  gen = gv_trk_reg_generation(t->reg);
+  if ((resp = peers_shared(tab, max, gen, now)) != NULL) {
+    uv_rwlock_rdunlock(&t->reg_lock);
+    ret = queue(r, MHD_HTTP_OK, resp);
+    uv_mutex_unlock(&tab->peers_lock);
+    return ret;
+  }
   n = gv_trk_reg_sample(t->reg, &r->cc->rng, max, NULL, v);
   gv_trk_reg_get_stats(t->reg, &st);
   sb_printf(&b, "{\"total\":%zu,", st.listed);
   sb_peers(&b, v, n);
   uv_rwlock_rdunlock(&t->reg_lock);
-  return respond_sbuf(r, &b);
+  if (b.oom) {
+    free(b.p);
+    return MHD_NO;
+  }
+  if ((resp = response_of("application/json", b.p, b.len)) == NULL)
+    return MHD_NO;
+  ret = queue(r, MHD_HTTP_OK, resp);
+  uv_mutex_lock(&tab->peers_lock);
+  if (tab->peers != NULL)
+    MHD_destroy_response(tab->peers); /* queued ones keep their reference */
+  tab->peers = resp;
+  tab->peers_max = max;
+  tab->peers_gen = gen;
+  tab->peers_uses = 1;
+  tab->peers_born_ms = now;
+  uv_mutex_unlock(&tab->peers_lock);
+  return ret;
 }
 
 static enum MHD_Result do_discover(req *r) {
