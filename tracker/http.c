@@ -14,7 +14,8 @@
  *                     or, when the dialer is busy, a register is answered
  *                     202 at once and verified in the background.
  *
- * Every connection owns a random generator, seeded once, for sampling.
+ * Every connection owns a random generator for sampling, seeded when it
+ * first draws.
  *
  * Connections: deadlines and the fair share of the cap. Every connection
  * is in the table (struct gv_trk_conns) from NOTIFY_STARTED to
@@ -102,7 +103,8 @@ struct req {
 enum { DUE_NONE, DUE_HEAD, DUE_BODY };
 
 struct conn_ctx {
-  gv_trk_rng rng;
+  gv_trk_rng rng; /* seeded on first use (conn_rng) */
+  int seeded;
   gv_addr tcp; /* the TCP source address, port 0 */
   int fd;
   /* Written by the connection's thread, read by the reaper: the deadline
@@ -338,6 +340,19 @@ static void conn_seed(gv_trk_conns *tab, uint8_t seed[GV_TRK_RNG_SEED_BYTES]) {
     in[i] = (uint8_t)(n >> (8 * i));
   crypto_generichash(seed, GV_TRK_RNG_SEED_BYTES, in, sizeof(in), tab->seed_key,
                      sizeof(tab->seed_key));
+}
+
+/* The connection's generator, seeded on first use: most connections
+ * never draw (a shared peers answer, a health check, an error). */
+static gv_trk_rng *conn_rng(gv_trk_ctx *t, conn_ctx *cc) {
+  if (!cc->seeded) {
+    uint8_t seed[GV_TRK_RNG_SEED_BYTES];
+    conn_seed(t->conns, seed);
+    gv_trk_rng_init(&cc->rng, seed);
+    sodium_memzero(seed, sizeof(seed));
+    cc->seeded = 1;
+  }
+  return &cc->rng;
 }
 
 /* Under the lock: shuts cc down, and it stops counting. */
@@ -613,7 +628,7 @@ static enum MHD_Result do_peers(req *r) {
     uv_mutex_unlock(&tab->peers_lock);
     return ret;
   }
-  n = gv_trk_reg_sample(t->reg, &r->cc->rng, max, NULL, v);
+  n = gv_trk_reg_sample(t->reg, conn_rng(t, r->cc), max, NULL, v);
   gv_trk_reg_get_stats(t->reg, &st);
   sb_printf(&b, "{\"total\":%zu,", st.listed);
   sb_peers(&b, v, n);
@@ -652,7 +667,7 @@ static enum MHD_Result do_discover(req *r) {
   if (max > t->cfg.max_results)
     max = t->cfg.max_results;
   uv_rwlock_rdlock(&t->reg_lock);
-  n = gv_trk_reg_discover(t->reg, &r->cc->rng,
+  n = gv_trk_reg_discover(t->reg, conn_rng(t, r->cc),
                           (const char(*)[GV_REPO_MAX + 1]) names, k, max, v);
   sb_add(&b, "{", 1);
   sb_peers(&b, v, n);
@@ -867,8 +882,8 @@ static void on_stored(void *ctx, int status) {
               "{\"status\":\"listed\",\"renewed\":%s,\"id\":\"%s\",\"addr\":"
               "\"%s\",\"expires\":%lld,",
               p->renewal ? "true" : "false", hex, addr, (long long)expires);
-    n = gv_trk_reg_sample(t->reg, &p->r->cc->rng, t->cfg.max_results, p->rec.id,
-                          v);
+    n = gv_trk_reg_sample(t->reg, conn_rng(t, p->r->cc), t->cfg.max_results,
+                          p->rec.id, v);
     sb_peers(&b, v, n);
   }
   uv_rwlock_wrunlock(&t->reg_lock);
@@ -1388,16 +1403,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
   conn_ctx *cc;
 
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-    uint8_t seed[GV_TRK_RNG_SEED_BYTES];
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const union MHD_ConnectionInfo *fi =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (fi == NULL || (cc = calloc(1, sizeof(*cc))) == NULL)
       return; /* no context: the handler refuses the request */
-    conn_seed(t->conns, seed);
-    gv_trk_rng_init(&cc->rng, seed);
-    sodium_memzero(seed, sizeof(seed));
     gv_addr_from_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
     cc->tcp.port = 0; /* a source port means nothing to the registry */
     cc->fd = fi->connect_fd;
@@ -1411,7 +1422,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     conns_remove(t->conns, cc);
     if (cc->unread)
       drain_unread(cc->fd);
-    gv_trk_rng_wipe(&cc->rng);
+    if (cc->seeded)
+      gv_trk_rng_wipe(&cc->rng);
     free(cc);
     *socket_context = NULL;
   }
