@@ -1,8 +1,8 @@
 /* Unit tests of the tracker: the sans-I/O cores under an injected clock
  * (registry: expiry at 1 h, renewal, per-address limits, sampling; replay
  * window; token buckets; request parsing and signatures), the SQLite store,
- * and the client's signing against the worked example of
- * docs/TRACKER.md §2.4. */
+ * the fair share of the connection cap, and the client's signing against
+ * the worked example of docs/TRACKER.md §2.4. */
 #include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
@@ -14,6 +14,7 @@
 
 #include "../node/trkclient.h"
 #include "../tracker/bucket.h"
+#include "../tracker/fair.h"
 #include "../tracker/map.h"
 #include "../tracker/registry.h"
 #include "../tracker/replay.h"
@@ -460,6 +461,50 @@ START_TEST(test_reg_sample) {
   }
   for (int i = 0; i < 10; i++)
     ck_assert_msg(hist[i] > 1700 && hist[i] < 2300, "entry %d: %d", i, hist[i]);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
+/* The generation moves with every change a read could show, and only
+ * then (the HTTP front shares a listing answer while it stays put). */
+START_TEST(test_reg_generation) {
+  gv_trk_reg *r = mkreg(8, 16);
+  gv_trk_rec a, b, a2;
+  gv_trk_rng rng;
+  const gv_trk_entry *out[4];
+  uint64_t g;
+
+  rng_for(&rng, 3);
+  mkrec(&a, 1, "10.0.0.1", 1000, "x");
+  mkrec(&b, 2, "10.0.0.2", 1000, "x");
+  g = gv_trk_reg_generation(r);
+  /* Verifying is not listed: no change. */
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a, T0_MS, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_generation(r), g);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a, T0_MS + HOUR, T0_MS), 0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  /* Reads and a failed verification of a newcomer change nothing. */
+  gv_trk_reg_sample(r, &rng, 4, NULL, out);
+  ck_assert_int_eq(gv_trk_reg_begin(r, &b, T0_MS, NULL), 0);
+  ck_assert_int_eq(gv_trk_reg_abort(r, b.id, 0), 0);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + 1, NULL, NULL), 0);
+  ck_assert_uint_eq(gv_trk_reg_generation(r), g);
+  /* A renewal changes the entry's JSON. */
+  mkrec(&a2, 1, "10.0.0.1", 2000, "x");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &a2, T0_MS + MIN, NULL), 1);
+  ck_assert_int_eq(gv_trk_reg_commit(r, &a2, T0_MS + MIN + HOUR, T0_MS + MIN),
+                   0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  ck_assert_int_eq(gv_trk_reg_unregister(r, a.id), 0);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  list_at(r, &b, T0_MS + MIN);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
+  g = gv_trk_reg_generation(r);
+  ck_assert_uint_eq(gv_trk_reg_expire(r, T0_MS + MIN + HOUR, NULL, NULL), 1);
+  ck_assert_uint_ne(gv_trk_reg_generation(r), g);
   gv_trk_reg_free(r);
 }
 END_TEST
@@ -1524,6 +1569,165 @@ START_TEST(test_store_bad_rows_and_files) {
 }
 END_TEST
 
+/* ---- the fair share of the connection cap ---- */
+
+/* A connection as http.c embeds it; busy: being answered (not evictable). */
+typedef struct tconn {
+  gv_trk_fair_conn fc;
+  int busy;
+} tconn;
+
+static int tconn_evictable(const gv_trk_fair_conn *fc, void *ctx) {
+  (void)ctx;
+  return !((const tconn *)fc)->busy;
+}
+
+static gv_trk_fair *fair_new(size_t cap) {
+  gv_trk_fair *f;
+  ck_assert_int_eq(gv_trk_fair_new(&f, cap, KEY16, tconn_evictable, NULL), 0);
+  return f;
+}
+
+/* Adds c from ip; returns the victim (NULL within the cap). */
+static tconn *fair_add(gv_trk_fair *f, tconn *c, const char *ip) {
+  gv_trk_fair_conn *v = (gv_trk_fair_conn *)1;
+  gv_trk_ipkey k;
+
+  src_of(&k, ip);
+  ck_assert_int_eq(gv_trk_fair_add(f, &c->fc, &k, &v), 0);
+  return (tconn *)v;
+}
+
+static size_t open_of(gv_trk_fair *f, const char *ip) {
+  gv_trk_ipkey k;
+  src_of(&k, ip);
+  return gv_trk_fair_open_of(f, &k);
+}
+
+START_TEST(test_fair_within_cap) {
+  gv_trk_fair *f = fair_new(4);
+  tconn c[4] = {0};
+
+  for (int i = 0; i < 4; i++)
+    ck_assert_ptr_null(fair_add(f, &c[i], "10.0.0.1"));
+  ck_assert_uint_eq(gv_trk_fair_open(f), 4);
+  ck_assert_uint_eq(open_of(f, "10.0.0.1"), 4);
+  ck_assert_uint_eq(open_of(f, "10.0.0.2"), 0);
+  gv_trk_fair_free(f);
+}
+END_TEST
+
+/* Past the cap, a newcomer from the heaviest source is the one refused;
+ * from a lighter source, the heaviest's oldest waiting connection goes. */
+START_TEST(test_fair_refuse_or_evict) {
+  gv_trk_fair *f = fair_new(4);
+  tconn a[4] = {0}, b = {0}, c = {0}, d = {0};
+
+  for (int i = 0; i < 3; i++)
+    ck_assert_ptr_null(fair_add(f, &a[i], "10.0.0.1"));
+  ck_assert_ptr_null(fair_add(f, &b, "10.0.0.2"));
+  /* A fourth from the heaviest: refused, and it stops counting. */
+  ck_assert_ptr_eq(fair_add(f, &a[3], "10.0.0.1"), &a[3]);
+  ck_assert(a[3].fc.shut);
+  ck_assert_uint_eq(gv_trk_fair_open(f), 4);
+  ck_assert_uint_eq(open_of(f, "10.0.0.1"), 3);
+  /* From a newcomer source: the heaviest's oldest one that is waiting
+   * (a[0] is being answered, so a[1]). */
+  a[0].busy = 1;
+  ck_assert_ptr_eq(fair_add(f, &c, "10.0.0.3"), &a[1]);
+  ck_assert(!c.fc.shut);
+  ck_assert_uint_eq(open_of(f, "10.0.0.1"), 2);
+  ck_assert_uint_eq(open_of(f, "10.0.0.3"), 1);
+  ck_assert_uint_eq(gv_trk_fair_open(f), 4);
+  /* 2, 1, 1 and a newcomer at 1 < 2: a[2] (a[0] busy, a[1] shut). */
+  ck_assert_ptr_eq(fair_add(f, &d, "10.0.0.4"), &a[2]);
+  /* Now every source holds 1: a newcomer of any source is refused. */
+  {
+    tconn e = {0};
+    ck_assert_ptr_eq(fair_add(f, &e, "10.0.0.2"), &e);
+    gv_trk_fair_remove(f, &e.fc);
+  }
+  ck_assert_uint_eq(gv_trk_fair_open(f), 4);
+  gv_trk_fair_free(f);
+}
+END_TEST
+
+/* When the heaviest source has nothing evictable, the newcomer goes. */
+START_TEST(test_fair_none_evictable) {
+  gv_trk_fair *f = fair_new(2);
+  tconn a[2] = {{.busy = 1}, {.busy = 1}}, b = {0};
+
+  ck_assert_ptr_null(fair_add(f, &a[0], "10.0.0.1"));
+  ck_assert_ptr_null(fair_add(f, &a[1], "10.0.0.1"));
+  ck_assert_ptr_eq(fair_add(f, &b, "10.0.0.2"), &b);
+  ck_assert_uint_eq(open_of(f, "10.0.0.1"), 2);
+  gv_trk_fair_free(f);
+}
+END_TEST
+
+static void count_each(gv_trk_fair_conn *fc, void *ctx) {
+  (void)fc;
+  (*(size_t *)ctx)++;
+}
+
+/* Shut is idempotent and remove does not count a shut one twice; a source
+ * whose last connection is removed is forgotten; each sees shut ones. */
+START_TEST(test_fair_shut_remove) {
+  gv_trk_fair *f = fair_new(8);
+  tconn a[3] = {0};
+  size_t n = 0;
+
+  for (int i = 0; i < 3; i++)
+    ck_assert_ptr_null(fair_add(f, &a[i], "2001:db8::1"));
+  /* The same /64. */
+  ck_assert_uint_eq(open_of(f, "2001:db8::ffff"), 3);
+  gv_trk_fair_shut(f, &a[1].fc);
+  gv_trk_fair_shut(f, &a[1].fc);
+  ck_assert_uint_eq(gv_trk_fair_open(f), 2);
+  gv_trk_fair_each(f, count_each, &n);
+  ck_assert_uint_eq(n, 3);
+  gv_trk_fair_remove(f, &a[1].fc);
+  ck_assert_ptr_null(a[1].fc.src);
+  gv_trk_fair_remove(f, &a[1].fc); /* not in the table: nothing */
+  ck_assert_uint_eq(gv_trk_fair_open(f), 2);
+  gv_trk_fair_remove(f, &a[0].fc);
+  gv_trk_fair_remove(f, &a[2].fc);
+  ck_assert_uint_eq(gv_trk_fair_open(f), 0);
+  ck_assert_uint_eq(open_of(f, "2001:db8::1"), 0);
+  n = 0;
+  gv_trk_fair_each(f, count_each, &n);
+  ck_assert_uint_eq(n, 0);
+  gv_trk_fair_free(f);
+}
+END_TEST
+
+/* A flood of 2,000 connections from 50 sources, each victim closed as
+ * the adapter would: the cap holds, and a source holding one connection
+ * is never chosen. */
+START_TEST(test_fair_flood) {
+  enum { CAP = 64, N = 2000, SRCS = 50 };
+  gv_trk_fair *f = fair_new(CAP);
+  tconn *c = calloc(N, sizeof(*c)), good = {0};
+  char ip[32];
+
+  ck_assert_ptr_nonnull(c);
+  ck_assert_ptr_null(fair_add(f, &good, "192.0.2.1"));
+  for (int i = 0; i < N; i++) {
+    tconn *v;
+    snprintf(ip, sizeof(ip), "10.0.1.%d", i % SRCS);
+    v = fair_add(f, &c[i], ip);
+    ck_assert_ptr_ne(v, &good);
+    if (v != NULL)
+      gv_trk_fair_remove(f, &v->fc);
+    ck_assert_uint_le(gv_trk_fair_open(f), CAP);
+  }
+  ck_assert_uint_eq(open_of(f, "192.0.2.1"), 1);
+  ck_assert_uint_eq(gv_trk_fair_open(f), CAP);
+  gv_trk_fair_free(f);
+  free(c);
+}
+END_TEST
+
 static Suite *tracker_suite(void) {
   Suite *s = suite_create("tracker");
   TCase *tc;
@@ -1544,6 +1748,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_reg_busy_overload_unregister);
   tcase_add_test(tc, test_reg_load);
   tcase_add_test(tc, test_reg_sample);
+  tcase_add_test(tc, test_reg_generation);
   tcase_add_test(tc, test_reg_discover);
   tcase_add_test(tc, test_reg_model);
   tcase_set_timeout(tc, 60);
@@ -1558,6 +1763,11 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_replay_evicted_not_replayable);
   tcase_add_test(tc, test_reg_verifying_per_ip);
   tcase_add_test(tc, test_buckets);
+  tcase_add_test(tc, test_fair_within_cap);
+  tcase_add_test(tc, test_fair_refuse_or_evict);
+  tcase_add_test(tc, test_fair_none_evictable);
+  tcase_add_test(tc, test_fair_shut_remove);
+  tcase_add_test(tc, test_fair_flood);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("requests");

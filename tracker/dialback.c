@@ -5,13 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "chan.h"
 #include "conn.h"
+#include "map.h"
 #include "msg.h"
+#include "registry.h"
 #include "sockaddr.h"
 
 typedef struct job {
-  struct job *next, *prev; /* queue, then the in-flight list */
+  struct job *next, *prev; /* its source's queue, then the in-flight list */
   gv_trk_dialer *d;
   gv_addr addr;
   uint8_t id[GV_ID_BYTES];
@@ -22,6 +26,15 @@ typedef struct job {
   int reported;
 } job;
 
+/* The queued dials of one source address (an IPv4 address or an IPv6
+ * /64), in arrival order; it exists while it has some, and is then on the
+ * ring. */
+typedef struct src {
+  gv_trk_ipkey key;
+  job *qhead, *qtail;
+  struct src *next; /* on the ring */
+} src;
+
 struct gv_trk_dialer {
   uv_loop_t *loop;
   const gv_identity *self;
@@ -30,9 +43,13 @@ struct gv_trk_dialer {
   char *goodbye; /* the FINAL frame's plaintext: channel 0, GOODBYE */
   size_t goodbye_len;
   atomic_size_t active;
-  /* Guarded by mu: */
+  /* Guarded by mu. A free slot takes the first dial of the source at the
+   * head of the ring, which then goes to the tail: the sources take turns,
+   * so a source with one dial waits for one dial of each other source at
+   * most, however many the others queued. */
   uv_mutex_t mu;
-  job *qhead, *qtail;
+  gv_trk_map srcs; /* of src, by key */
+  src *rhead, *rtail;
   size_t queued;
   int stopped;
   /* Loop thread only: */
@@ -133,17 +150,45 @@ static void start(gv_trk_dialer *d, job *j) {
     job_end(j, rc); /* on_close never comes; kick()'s loop goes on */
 }
 
+static int src_match(const void *item, const void *key, size_t len) {
+  return len == sizeof(gv_trk_ipkey) &&
+         memcmp(((const src *)item)->key.b, key, len) == 0;
+}
+
+/* Under mu: the next dial in turn, off its queue, or NULL. */
+static job *take(gv_trk_dialer *d) {
+  src *s = d->rhead;
+  job *j;
+
+  if (s == NULL)
+    return NULL;
+  j = s->qhead;
+  s->qhead = j->next;
+  d->rhead = s->next;
+  if (d->rhead == NULL)
+    d->rtail = NULL;
+  s->next = NULL;
+  if (s->qhead == NULL) {
+    gv_trk_map_del(&d->srcs, s->key.b, sizeof(s->key.b));
+    free(s);
+  } else {
+    if (d->rtail != NULL)
+      d->rtail->next = s;
+    else
+      d->rhead = s;
+    d->rtail = s;
+  }
+  d->queued--;
+  j->next = NULL;
+  return j;
+}
+
 /* Starts queued dials while slots are free. */
 static void kick(gv_trk_dialer *d) {
   while (d->in_flight < d->cfg.concurrency) {
     job *j;
     uv_mutex_lock(&d->mu);
-    if ((j = d->qhead) != NULL) {
-      d->qhead = j->next;
-      if (d->qhead == NULL)
-        d->qtail = NULL;
-      d->queued--;
-    }
+    j = take(d);
     uv_mutex_unlock(&d->mu);
     if (j == NULL)
       return;
@@ -188,6 +233,12 @@ int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
     return rc;
   }
   uv_mutex_init(&d->mu);
+  {
+    uint8_t key[GV_TRK_MAP_KEY_BYTES];
+    randombytes_buf(key, sizeof(key));
+    gv_trk_map_init(&d->srcs, key, src_match);
+    sodium_memzero(key, sizeof(key));
+  }
   d->async.data = d;
   d->loop = loop;
   d->self = self;
@@ -199,9 +250,13 @@ int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
 int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
                 const uint8_t id[GV_ID_BYTES], gv_trk_dial_cb cb, void *ctx) {
   job *j = calloc(1, sizeof(*j));
+  gv_trk_ipkey key;
+  src *s;
+  int rc = 0;
 
   if (j == NULL)
     return GV_ENOMEM;
+  gv_trk_ipkey_of(&key, addr);
   j->d = d;
   j->addr = *addr;
   memcpy(j->id, id, GV_ID_BYTES);
@@ -209,19 +264,38 @@ int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
   j->ctx = ctx;
   uv_mutex_lock(&d->mu);
   if (d->stopped || d->queued >= d->cfg.queue_max) {
-    int rc = d->stopped ? GV_ESTATE : GV_EBUSY;
-    uv_mutex_unlock(&d->mu);
+    rc = d->stopped ? GV_ESTATE : GV_EBUSY;
+    goto out;
+  }
+  if ((s = gv_trk_map_get(&d->srcs, key.b, sizeof(key.b))) == NULL) {
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+      rc = GV_ENOMEM;
+      goto out;
+    }
+    s->key = key;
+    if ((rc = gv_trk_map_put(&d->srcs, s->key.b, sizeof(s->key.b), s)) < 0) {
+      free(s);
+      goto out;
+    }
+    if (d->rtail != NULL)
+      d->rtail->next = s;
+    else
+      d->rhead = s;
+    d->rtail = s;
+  }
+  if (s->qtail != NULL)
+    s->qtail->next = j;
+  else
+    s->qhead = j;
+  s->qtail = j;
+  d->queued++;
+  atomic_fetch_add(&d->active, 1);
+out:
+  uv_mutex_unlock(&d->mu);
+  if (rc < 0) {
     free(j);
     return rc;
   }
-  if (d->qtail)
-    d->qtail->next = j;
-  else
-    d->qhead = j;
-  d->qtail = j;
-  d->queued++;
-  atomic_fetch_add(&d->active, 1);
-  uv_mutex_unlock(&d->mu);
   uv_async_send(&d->async);
   return 0;
 }
@@ -240,16 +314,13 @@ void gv_trk_dialer_stop(gv_trk_dialer *d) {
 
   uv_mutex_lock(&d->mu);
   d->stopped = 1;
-  q = d->qhead;
-  d->qhead = d->qtail = NULL;
-  d->queued = 0;
-  uv_mutex_unlock(&d->mu);
-  while (q != NULL) {
-    job *next = q->next;
+  while ((q = take(d)) != NULL) {
+    uv_mutex_unlock(&d->mu);
     report(q, UV_ECANCELED);
     job_done(q);
-    q = next;
+    uv_mutex_lock(&d->mu);
   }
+  uv_mutex_unlock(&d->mu);
   for (job *j = d->flying; j != NULL; j = j->next)
     if (j->conn != NULL) {
       report(j, UV_ECANCELED);
@@ -261,6 +332,7 @@ static void on_async_closed(uv_handle_t *h) {
   gv_trk_dialer *d = h->data;
 
   uv_mutex_destroy(&d->mu);
+  gv_trk_map_free(&d->srcs);
   free(d->goodbye);
   free(d);
 }

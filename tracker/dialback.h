@@ -3,7 +3,9 @@
  * handshake (PROTOCOL.md §4) as initiator pinned to the node's id, then
  * closes with a GOODBYE in the FINAL frame. Runs common/conn.c on the
  * caller's libuv loop; bounded by a timeout per dial, a cap on dials in
- * flight, and a cap on dials queued.
+ * flight, and a cap on dials queued. Free slots go to the addresses that
+ * have dials queued in turn (round robin), so one address's many dials
+ * cannot hold back another's.
  *
  *   queued --slot free--> dialing --handshake done--> reported ok
  *                            |  --error/timeout/stop--> reported failure
@@ -40,7 +42,9 @@ typedef struct gv_trk_dial_cfg {
 int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
                       const gv_identity *self, const gv_trk_dial_cfg *cfg);
 
-/* Thread-safe. Queues a dial-back to addr pinned to id. cb runs exactly
+/* Thread-safe. Queues a dial-back to addr pinned to id; queued dials
+ * start in turns over their source addresses (IPv4, or IPv6 /64), not in
+ * arrival order. cb runs exactly
  * once, on the loop thread, if and only if this returns 0; otherwise
  * GV_EBUSY (queue full), GV_ESTATE (stopped), GV_ENOMEM. */
 int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,

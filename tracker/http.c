@@ -14,7 +14,8 @@
  *                     or, when the dialer is busy, a register is answered
  *                     202 at once and verified in the background.
  *
- * Every connection owns a random generator, seeded once, for sampling.
+ * Every connection owns a random generator for sampling, seeded when it
+ * first draws.
  *
  * Connections: deadlines and the fair share of the cap. Every connection
  * is in the table (struct gv_trk_conns) from NOTIFY_STARTED to
@@ -31,10 +32,9 @@
  * deadline; libmicrohttpd then reads the end of the stream and closes them.
  * At most cfg.max_conns connections stay open: libmicrohttpd's own limit
  * is HEADROOM higher, so that a newcomer is always accepted and the choice
- * is ours. Past the cap, the newcomer is refused if its address (/64 for
- * IPv6) holds as many connections as the heaviest address; otherwise the
- * oldest connection of the heaviest address that is still waiting for a
- * head or a body is closed instead.
+ * is ours: tracker/fair.h picks the connection to close (the newcomer,
+ * or the heaviest address's oldest one still waiting for a head or a
+ * body), and this file shuts it down.
  */
 #include "http.h"
 
@@ -50,6 +50,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fair.h"
 #include "map.h"
 #include "req.h"
 #include "sockaddr.h"
@@ -102,30 +103,21 @@ struct req {
 /* A connection's phase, in the low bits of conn_ctx.due. */
 enum { DUE_NONE, DUE_HEAD, DUE_BODY };
 
-typedef struct peer peer;
-
 struct conn_ctx {
-  gv_trk_rng rng;
+  gv_trk_rng rng; /* seeded on first use (conn_rng) */
+  int seeded;
   gv_addr tcp; /* the TCP source address, port 0 */
   int fd;
   /* Written by the connection's thread, read by the reaper: the deadline
    * in monotonic ms << 2 | DUE_*, or 0 for none. */
   atomic_uint_fast64_t due;
-  /* Under the table's lock. */
-  peer *peer; /* NULL: not in the table */
-  conn_ctx *prev, *next;
-  int shut; /* shut down by the tracker, not yet closed */
+  /* Under the table's lock; shut: shut down by the tracker, not yet
+   * closed. */
+  gv_trk_fair_conn fc;
   /* The connection's thread: an answer went out before the body was read
    * (the connection then closes; see drain_unread). */
   int unread;
   req r;
-};
-
-/* One address's connections, in accept order. */
-struct peer {
-  gv_trk_ipkey key;
-  unsigned open; /* not shut down */
-  conn_ctx *first, *last;
 };
 
 struct gv_trk_conns {
@@ -135,10 +127,19 @@ struct gv_trk_conns {
   uint8_t seed_key[crypto_generichash_KEYBYTES];
   atomic_uint_fast64_t seeds;
   uv_mutex_t lock;
-  gv_trk_map peers; /* of peer, by key */
-  size_t open;      /* connections not shut down */
-  size_t cap;       /* cfg.max_conns */
+  gv_trk_fair *fair; /* at most cfg.max_conns open */
+  /* The shared `peers` answer (see do_peers), under its own lock, taken
+   * inside the registry's read lock. */
+  uv_mutex_t peers_lock;
+  struct MHD_Response *peers; /* NULL: none */
+  unsigned peers_max, peers_uses;
+  uint64_t peers_gen, peers_born_ms;
 };
+
+/* A `peers` answer is shared by at most this many requests, within this
+ * many ms, for as long as the registry's generation stays put. */
+#define PEERS_SHARE_USES 16
+#define PEERS_SHARE_MS 100
 
 /* Each connection's libmicrohttpd memory pool, which holds the head as
  * read, its parsed fields and the answer's head. The default, 32 KiB, costs
@@ -279,21 +280,25 @@ static void set_due(conn_ctx *cc, unsigned phase, unsigned timeout_s) {
   atomic_store_explicit(&cc->due, due, memory_order_relaxed);
 }
 
-static int peer_match(const void *item, const void *key, size_t len) {
-  return len == sizeof(gv_trk_ipkey) &&
-         memcmp(((const peer *)item)->key.b, key, len) == 0;
+static conn_ctx *conn_of(const gv_trk_fair_conn *fc) {
+  return (conn_ctx *)((char *)fc - offsetof(conn_ctx, fc));
+}
+
+/* A connection may be closed for a newcomer while it waits for its head
+ * or its body, not while it is being answered. */
+static int conn_evictable(const gv_trk_fair_conn *fc, void *ctx) {
+  (void)ctx;
+  return atomic_load_explicit(&conn_of(fc)->due, memory_order_relaxed) != 0;
 }
 
 static void conns_free(gv_trk_conns *tab) {
-  size_t pos = 0;
-  void *it;
-
   if (tab == NULL)
     return;
   sodium_memzero(tab->seed_key, sizeof(tab->seed_key));
-  while ((it = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    free(it);
-  gv_trk_map_free(&tab->peers);
+  gv_trk_fair_free(tab->fair);
+  if (tab->peers != NULL)
+    MHD_destroy_response(tab->peers);
+  uv_mutex_destroy(&tab->peers_lock);
   uv_mutex_destroy(&tab->lock);
   free(tab);
 }
@@ -301,6 +306,7 @@ static void conns_free(gv_trk_conns *tab) {
 static int conns_new(gv_trk_conns **out, size_t cap) {
   gv_trk_conns *tab = calloc(1, sizeof(*tab));
   uint8_t key[GV_TRK_MAP_KEY_BYTES];
+  int rc;
 
   *out = NULL;
   if (tab == NULL)
@@ -309,11 +315,19 @@ static int conns_new(gv_trk_conns **out, size_t cap) {
     free(tab);
     return GV_ENOMEM;
   }
+  if (uv_mutex_init(&tab->peers_lock) != 0) {
+    uv_mutex_destroy(&tab->lock);
+    free(tab);
+    return GV_ENOMEM;
+  }
   randombytes_buf(key, sizeof(key));
-  gv_trk_map_init(&tab->peers, key, peer_match);
+  rc = gv_trk_fair_new(&tab->fair, cap, key, conn_evictable, NULL);
   sodium_memzero(key, sizeof(key));
+  if (rc < 0) {
+    conns_free(tab);
+    return rc;
+  }
   randombytes_buf(tab->seed_key, sizeof(tab->seed_key));
-  tab->cap = cap;
   *out = tab;
   return 0;
 }
@@ -329,116 +343,80 @@ static void conn_seed(gv_trk_conns *tab, uint8_t seed[GV_TRK_RNG_SEED_BYTES]) {
                      sizeof(tab->seed_key));
 }
 
+/* The connection's generator, seeded on first use: most connections
+ * never draw (a shared peers answer, a health check, an error). */
+static gv_trk_rng *conn_rng(gv_trk_ctx *t, conn_ctx *cc) {
+  if (!cc->seeded) {
+    uint8_t seed[GV_TRK_RNG_SEED_BYTES];
+    conn_seed(t->conns, seed);
+    gv_trk_rng_init(&cc->rng, seed);
+    sodium_memzero(seed, sizeof(seed));
+    cc->seeded = 1;
+  }
+  return &cc->rng;
+}
+
 /* Under the lock: shuts cc down, and it stops counting. */
 static void conn_shut(gv_trk_conns *tab, conn_ctx *cc) {
   shutdown(cc->fd, SHUT_RDWR);
-  cc->shut = 1;
-  cc->peer->open--;
-  tab->open--;
-}
-
-/* Under the lock, past the cap: the connection to close for cc, a
- * newcomer (see the top of the file). */
-static conn_ctx *fair_victim(gv_trk_conns *tab, conn_ctx *cc) {
-  peer *heavy = NULL, *p;
-  size_t pos = 0;
-
-  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    if (heavy == NULL || p->open > heavy->open)
-      heavy = p;
-  if (heavy == NULL || cc->peer->open >= heavy->open)
-    return cc;
-  for (conn_ctx *c = heavy->first; c != NULL; c = c->next)
-    if (!c->shut && atomic_load_explicit(&c->due, memory_order_relaxed) != 0)
-      return c;
-  return cc;
+  gv_trk_fair_shut(tab->fair, &cc->fc);
 }
 
 /* A new connection: into the table, then the cap is enforced. 0, or
  * GV_ENOMEM (cc is then not in the table; the caller shuts it down). */
 static int conns_add(gv_trk_ctx *t, conn_ctx *cc) {
   gv_trk_conns *tab = t->conns;
+  gv_trk_fair_conn *victim;
   gv_trk_ipkey key;
-  peer *p;
-  int rc = 0;
+  int rc;
 
   gv_trk_ipkey_of(&key, &cc->tcp);
   uv_mutex_lock(&tab->lock);
-  if ((p = gv_trk_map_get(&tab->peers, key.b, sizeof(key.b))) == NULL) {
-    if ((p = calloc(1, sizeof(*p))) == NULL) {
-      rc = GV_ENOMEM;
-      goto out;
-    }
-    p->key = key;
-    if ((rc = gv_trk_map_put(&tab->peers, p->key.b, sizeof(p->key.b), p)) < 0) {
-      free(p);
-      goto out;
-    }
-  }
-  cc->peer = p;
-  cc->prev = p->last;
-  if (p->last != NULL)
-    p->last->next = cc;
-  else
-    p->first = cc;
-  p->last = cc;
-  p->open++;
-  tab->open++;
-  if (tab->open > tab->cap) {
-    conn_shut(tab, fair_victim(tab, cc));
+  rc = gv_trk_fair_add(tab->fair, &cc->fc, &key, &victim);
+  if (rc == 0 && victim != NULL) {
+    shutdown(conn_of(victim)->fd, SHUT_RDWR);
     gv_trk_count(&t->metrics.closed[GV_TRK_CLOSE_FAIR_SHARE]);
   }
-out:
   uv_mutex_unlock(&tab->lock);
   return rc;
 }
 
 /* The connection is closing: out of the table. */
 static void conns_remove(gv_trk_conns *tab, conn_ctx *cc) {
-  peer *p = cc->peer;
-
-  if (p == NULL)
+  if (cc->fc.src == NULL)
     return;
   uv_mutex_lock(&tab->lock);
-  if (!cc->shut) {
-    p->open--;
-    tab->open--;
-  }
-  if (cc->prev != NULL)
-    cc->prev->next = cc->next;
-  else
-    p->first = cc->next;
-  if (cc->next != NULL)
-    cc->next->prev = cc->prev;
-  else
-    p->last = cc->prev;
-  if (p->first == NULL) {
-    gv_trk_map_del(&tab->peers, p->key.b, sizeof(p->key.b));
-    free(p);
-  }
+  gv_trk_fair_remove(tab->fair, &cc->fc);
   uv_mutex_unlock(&tab->lock);
-  cc->peer = NULL;
+}
+
+typedef struct reap_ctx {
+  gv_trk_ctx *t;
+  uint64_t now;
+} reap_ctx;
+
+/* Under the lock: shuts c down if it is past its deadline. */
+static void reap_one(gv_trk_fair_conn *fc, void *ctx) {
+  reap_ctx *rc = ctx;
+  conn_ctx *c = conn_of(fc);
+  uint64_t due = atomic_load_explicit(&c->due, memory_order_relaxed);
+
+  if (fc->shut || due == 0 || (due >> 2) > rc->now)
+    return;
+  conn_shut(rc->t->conns, c);
+  gv_trk_count(&rc->t->metrics.closed[(due & 3) == DUE_HEAD
+                                          ? GV_TRK_CLOSE_HEAD_DEADLINE
+                                          : GV_TRK_CLOSE_BODY_DEADLINE]);
 }
 
 void gv_trk_http_reap(gv_trk_ctx *t) {
   gv_trk_conns *tab = t->conns;
-  uint64_t now = mono_ms();
-  size_t pos = 0;
-  peer *p;
+  reap_ctx rc = {t, mono_ms()};
 
   if (tab == NULL)
     return;
   uv_mutex_lock(&tab->lock);
-  while ((p = gv_trk_map_next(&tab->peers, &pos)) != NULL)
-    for (conn_ctx *c = p->first; c != NULL; c = c->next) {
-      uint64_t due = atomic_load_explicit(&c->due, memory_order_relaxed);
-      if (c->shut || due == 0 || (due >> 2) > now)
-        continue;
-      conn_shut(tab, c);
-      gv_trk_count(&t->metrics.closed[(due & 3) == DUE_HEAD
-                                          ? GV_TRK_CLOSE_HEAD_DEADLINE
-                                          : GV_TRK_CLOSE_BODY_DEADLINE]);
-    }
+  gv_trk_fair_each(tab->fair, reap_one, &rc);
   uv_mutex_unlock(&tab->lock);
 }
 
@@ -452,28 +430,26 @@ static const char *allow_of(gv_trk_route r) {
   }
 }
 
-/* Queues status with body (malloc'd, taken over; NULL for none). */
-static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
-                               char *body, size_t len) {
-  gv_trk_ctx *t = r->t;
-  struct MHD_Response *resp;
-  enum MHD_Result ret;
+/* A response with body (malloc'd, taken over), or NULL (body freed). */
+static struct MHD_Response *response_of(const char *ctype, char *body,
+                                        size_t len) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 
-  resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     free(body);
-    return MHD_NO;
+    return NULL;
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow_of(r->route));
-  if (r->retry_after > 0) {
-    char s[24];
-    snprintf(s, sizeof(s), "%ld", r->retry_after);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
-  }
-  ret = MHD_queue_response(r->conn, status, resp);
-  MHD_destroy_response(resp);
+  return resp;
+}
+
+/* Queues resp (the caller keeps its reference), counts and logs it. */
+static enum MHD_Result queue(req *r, unsigned status,
+                             struct MHD_Response *resp) {
+  gv_trk_ctx *t = r->t;
+  enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+
   gv_trk_metrics_request(&t->metrics, r->route, status);
   if (gv_log_on(&t->log, GV_LOG_DEBUG)) {
     char addr[INET6_ADDRSTRLEN];
@@ -483,6 +459,26 @@ static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
             r->method_text, gv_trk_route_name(r->route), status, addr,
             (unsigned long long)((uv_hrtime() - r->t0) / 1000));
   }
+  return ret;
+}
+
+/* Queues status with body (malloc'd, taken over; NULL for none). */
+static enum MHD_Result respond(req *r, unsigned status, const char *ctype,
+                               char *body, size_t len) {
+  struct MHD_Response *resp = response_of(ctype, body, len);
+  enum MHD_Result ret;
+
+  if (resp == NULL)
+    return MHD_NO;
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow_of(r->route));
+  if (r->retry_after > 0) {
+    char s[24];
+    snprintf(s, sizeof(s), "%ld", r->retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
+  }
+  ret = queue(r, status, resp);
+  MHD_destroy_response(resp);
   return ret;
 }
 
@@ -580,13 +576,45 @@ static const char *query(req *r, const char *key) {
   return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* Under the registry's read lock: the shared `peers` answer for max, if
+ * it may serve one more request; it then returns with peers_lock held, and
+ * the caller queues it and unlocks. NULL: none, and not locked. */
+static struct MHD_Response *peers_shared(gv_trk_conns *tab, unsigned max,
+                                         uint64_t gen, uint64_t now) {
+  struct MHD_Response *resp = NULL;
+
+  uv_mutex_lock(&tab->peers_lock);
+  if (tab->peers != NULL && tab->peers_max == max && tab->peers_gen == gen &&
+      tab->peers_uses < PEERS_SHARE_USES &&
+      now - tab->peers_born_ms < PEERS_SHARE_MS) {
+    tab->peers_uses++;
+    /* MHD counts a response's references, and queueing is the only way
+     * to take one: the lock keeps it alive until the caller has. */
+    resp = tab->peers;
+  }
+  if (resp == NULL)
+    uv_mutex_unlock(&tab->peers_lock);
+  return resp;
+}
+
+/* GET peers: a random sample of the listing. Under a burst of requests an
+ * answer is shared: drawn with the connection's generator, then served to
+ * at most PEERS_SHARE_USES requests within PEERS_SHARE_MS, and never past
+ * a change of the listing (the registry's generation). Each answer is
+ * still a uniform sample that no client chose; requests close together
+ * may get the same one. At a node's pace (one call per node every
+ * 20 minutes) nearly every answer is drawn afresh. */
 static enum MHD_Result do_peers(req *r) {
   gv_trk_ctx *t = r->t;
+  gv_trk_conns *tab = t->conns;
   const gv_trk_entry *v[GV_TRK_MAX_RESULTS];
+  struct MHD_Response *resp;
+  enum MHD_Result ret;
   gv_trk_reg_stats st;
   gv_why why = {""};
   sbuf b = {0};
   unsigned max;
+  uint64_t gen, now = mono_ms();
   size_t n;
 
   if (gv_trk_req_max(query(r, "max"), t->cfg.max_results, &max, &why) < 0)
@@ -594,12 +622,35 @@ static enum MHD_Result do_peers(req *r) {
   if (max > t->cfg.max_results)
     max = t->cfg.max_results;
   uv_rwlock_rdlock(&t->reg_lock);
-  n = gv_trk_reg_sample(t->reg, &r->cc->rng, max, NULL, v);
+  gen = gv_trk_reg_generation(t->reg);
+  if ((resp = peers_shared(tab, max, gen, now)) != NULL) {
+    uv_rwlock_rdunlock(&t->reg_lock);
+    ret = queue(r, MHD_HTTP_OK, resp);
+    uv_mutex_unlock(&tab->peers_lock);
+    return ret;
+  }
+  n = gv_trk_reg_sample(t->reg, conn_rng(t, r->cc), max, NULL, v);
   gv_trk_reg_get_stats(t->reg, &st);
   sb_printf(&b, "{\"total\":%zu,", st.listed);
   sb_peers(&b, v, n);
   uv_rwlock_rdunlock(&t->reg_lock);
-  return respond_sbuf(r, &b);
+  if (b.oom) {
+    free(b.p);
+    return MHD_NO;
+  }
+  if ((resp = response_of("application/json", b.p, b.len)) == NULL)
+    return MHD_NO;
+  ret = queue(r, MHD_HTTP_OK, resp);
+  uv_mutex_lock(&tab->peers_lock);
+  if (tab->peers != NULL)
+    MHD_destroy_response(tab->peers); /* queued ones keep their reference */
+  tab->peers = resp;
+  tab->peers_max = max;
+  tab->peers_gen = gen;
+  tab->peers_uses = 1;
+  tab->peers_born_ms = now;
+  uv_mutex_unlock(&tab->peers_lock);
+  return ret;
 }
 
 static enum MHD_Result do_discover(req *r) {
@@ -617,7 +668,7 @@ static enum MHD_Result do_discover(req *r) {
   if (max > t->cfg.max_results)
     max = t->cfg.max_results;
   uv_rwlock_rdlock(&t->reg_lock);
-  n = gv_trk_reg_discover(t->reg, &r->cc->rng,
+  n = gv_trk_reg_discover(t->reg, conn_rng(t, r->cc),
                           (const char(*)[GV_REPO_MAX + 1]) names, k, max, v);
   sb_add(&b, "{", 1);
   sb_peers(&b, v, n);
@@ -634,6 +685,11 @@ static void gauges(gv_trk_ctx *t, gv_trk_gauges *g, gv_trk_reg_stats *st,
   g->listed = st->listed;
   g->verifying = st->verifying;
   g->dialing = gv_trk_dialer_active(t->dialer);
+  uv_mutex_lock(&t->replay_lock);
+  g->replay_pairs = gv_trk_replay_count(t->replay);
+  g->replay_evictions = gv_trk_replay_evictions(t->replay);
+  uv_mutex_unlock(&t->replay_lock);
+  g->replay_cap = t->cfg.replay_cap;
   g->store_commits = ss->commits;
   g->store_errors = ss->errors;
   g->uptime_s = (gv_trk_now(t) - t->start_ms) / 1000;
@@ -827,8 +883,8 @@ static void on_stored(void *ctx, int status) {
               "{\"status\":\"listed\",\"renewed\":%s,\"id\":\"%s\",\"addr\":"
               "\"%s\",\"expires\":%lld,",
               p->renewal ? "true" : "false", hex, addr, (long long)expires);
-    n = gv_trk_reg_sample(t->reg, &p->r->cc->rng, t->cfg.max_results, p->rec.id,
-                          v);
+    n = gv_trk_reg_sample(t->reg, conn_rng(t, p->r->cc), t->cfg.max_results,
+                          p->rec.id, v);
     sb_peers(&b, v, n);
   }
   uv_rwlock_wrunlock(&t->reg_lock);
@@ -1366,16 +1422,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
   conn_ctx *cc;
 
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-    uint8_t seed[GV_TRK_RNG_SEED_BYTES];
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const union MHD_ConnectionInfo *fi =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (fi == NULL || (cc = calloc(1, sizeof(*cc))) == NULL)
       return; /* no context: the handler refuses the request */
-    conn_seed(t->conns, seed);
-    gv_trk_rng_init(&cc->rng, seed);
-    sodium_memzero(seed, sizeof(seed));
     gv_addr_from_sockaddr(&cc->tcp, ci ? ci->client_addr : NULL);
     cc->tcp.port = 0; /* a source port means nothing to the registry */
     cc->fd = fi->connect_fd;
@@ -1389,7 +1441,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     conns_remove(t->conns, cc);
     if (cc->unread)
       drain_unread(cc->fd);
-    gv_trk_rng_wipe(&cc->rng);
+    if (cc->seeded)
+      gv_trk_rng_wipe(&cc->rng);
     free(cc);
     *socket_context = NULL;
   }

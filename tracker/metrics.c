@@ -117,6 +117,17 @@ int gv_trk_metrics_render(const gv_trk_metrics *m, const gv_trk_gauges *g,
          "Signed requests refused by the replay rules.");
   fprintf(f, "grapevine_tracker_replay_rejections_total %llu\n",
           (unsigned long long)get(&m->replays));
+  header(f, "replay_cache_pairs", "gauge",
+         "Signed requests remembered for replay protection.");
+  fprintf(f, "grapevine_tracker_replay_cache_pairs %zu\n", g->replay_pairs);
+  header(f, "replay_cache_capacity", "gauge",
+         "Signed requests the replay cache can remember (--replay-cap).");
+  fprintf(f, "grapevine_tracker_replay_cache_capacity %zu\n", g->replay_cap);
+  header(f, "replay_cache_evictions_total", "counter",
+         "Remembered requests forgotten early to make room for another "
+         "source's.");
+  fprintf(f, "grapevine_tracker_replay_cache_evictions_total %llu\n",
+          (unsigned long long)g->replay_evictions);
   header(f, "connections_closed_total", "counter",
          "Connections the tracker closed itself, by reason.");
   for (int c = 0; c < GV_TRK_CLOSE_COUNT; c++)

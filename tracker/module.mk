@@ -5,7 +5,8 @@ PKGS += libmicrohttpd libcurl
 
 # Sans-I/O cores (unit-tested, fuzzed) and the adapters around them.
 TRK_CORE_SRC := tracker/map.c tracker/rng.c tracker/registry.c \
-                tracker/replay.c tracker/bucket.c tracker/req.c
+                tracker/replay.c tracker/bucket.c tracker/req.c \
+                tracker/fair.c
 TRK_SRC      := $(TRK_CORE_SRC) tracker/metrics.c \
                 tracker/store.c tracker/dialback.c tracker/http.c \
                 tracker/main.c

@@ -69,6 +69,7 @@ struct gv_trk_reg {
   gv_trk_entry *head, *tail;
   size_t verifying;
   int64_t last_now;
+  uint64_t generation; /* bumped by every change of what a read can show */
 };
 
 void gv_trk_ipkey_of(gv_trk_ipkey *k, const gv_addr *a) {
@@ -375,6 +376,7 @@ static void unindex_repos(gv_trk_reg *r, gv_trk_entry *e, int drop) {
 static void unlist(gv_trk_reg *r, gv_trk_entry *e) {
   gv_trk_entry *moved = r->listed[--r->n_listed];
 
+  r->generation++;
   assert(r->listed[e->list_pos] == e);
   r->listed[e->list_pos] = moved;
   moved->list_pos = e->list_pos;
@@ -415,6 +417,7 @@ static int set_content(gv_trk_reg *r, gv_trk_entry *e, const gv_trk_rec *rec,
   free(e->json);
   e->json = json;
   e->json_len = len;
+  r->generation++;
   e->addr = rec->addr;
   e->expires_ms = expires_ms;
   return 0;
@@ -735,6 +738,8 @@ int64_t gv_trk_entry_expires(const gv_trk_entry *e) { return e->expires_ms; }
 int64_t gv_trk_entry_registered(const gv_trk_entry *e) {
   return e->registered_ms;
 }
+
+uint64_t gv_trk_reg_generation(const gv_trk_reg *r) { return r->generation; }
 
 void gv_trk_reg_get_stats(const gv_trk_reg *r, gv_trk_reg_stats *st) {
   st->listed = r->n_listed;

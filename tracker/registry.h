@@ -162,6 +162,11 @@ const gv_trk_entry *gv_trk_reg_find(const gv_trk_reg *r,
 
 void gv_trk_reg_get_stats(const gv_trk_reg *r, gv_trk_reg_stats *st);
 
+/* A number that changes whenever what a read (sample, discover, stats,
+ * an entry's JSON) could show changes: a registration listed, renewed,
+ * unlisted or expired. Equal generations: the same listing. */
+uint64_t gv_trk_reg_generation(const gv_trk_reg *r);
+
 /* Checks every invariant of docs/TRACKER.md §6.2 (O(n)); 0 or GV_ESTATE
  * with the first violation in why. For tests. */
 int gv__trk_reg_check(const gv_trk_reg *r, gv_why *why);

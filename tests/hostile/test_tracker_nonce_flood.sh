@@ -178,5 +178,22 @@ if [ "$c1" = 200 ] && [ "$c2" = 409 ] && grep -q '"error":"replay"' "$TMP/r2"; t
 else
   not_ok "replay after the flood" "$c1 $c2 $(cat "$TMP/r2")"
 fi
+# The replay cache shows in /metrics (the binary from before the fix
+# exported neither its fill nor its evictions): full after the flood,
+# and the genuine register, from a source holding nothing, took the
+# heaviest source's oldest pair.
+curl -s -m 10 "$URL/metrics" >"$TMP/metrics"
+metric() { awk -v n="grapevine_tracker_$1" '$1 == n {print $2}' "$TMP/metrics"; }
+pairs=$(metric replay_cache_pairs) rcap=$(metric replay_cache_capacity)
+evic=$(metric replay_cache_evictions_total)
+echo "# replay cache: ${pairs:-?} of ${rcap:-?} pairs, ${evic:-?} evictions"
+if [ ${#CAPFLAG[@]} = 0 ]; then
+  : # the fixed-cap binary: only the lockout is the point
+elif [ -n "$pairs" ] && [ "$rcap" = "$CAP" ] && [ "$pairs" -le "$CAP" ] &&
+     [ "$pairs" -ge $((CAP * 9 / 10)) ] && [ -n "$evic" ] && [ "$evic" -ge 1 ]; then
+  ok "/metrics: the replay cache full (${pairs}/${rcap}), ${evic} evictions"
+else
+  not_ok "/metrics replay cache" "pairs=$pairs cap=$rcap evictions=$evic"
+fi
 stop_pids "$TPID"
 finish
