@@ -38,16 +38,7 @@ N=$((4 * CAP))
 free_ports 1
 CLOSED=$BASE
 
-"$TRK" --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0 \
-  "${CAPFLAG[@]}" 2>"$TMP/trk.log" &
-pids+=($!)
-TPID=$!
-for _ in $(seq 1 200); do
-  grep -q 'listening on http://' "$TMP/trk.log" && break
-  sleep 0.05
-done
-URL=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/trk.log" | head -1)
-[ -n "$URL" ] || { not_ok "tracker starts" "$(tail -5 "$TMP/trk.log")"; finish; exit; }
+tracker_up --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0 "${CAPFLAG[@]}"
 
 # The flood: two processes, each with one keep-alive connection per source
 # address at a time, signing with libsodium through ctypes. Prints a count

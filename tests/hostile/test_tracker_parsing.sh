@@ -14,16 +14,8 @@ full) ROUNDS=20 ;;
 *) ROUNDS=2 ;;
 esac
 
-"$TRK" --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0 2>"$TMP/trk.log" &
-pids+=($!)
-TPID=$!
-for _ in $(seq 1 200); do
-  grep -q 'listening on http://' "$TMP/trk.log" && break
-  sleep 0.05
-done
-PORT=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/trk.log" | head -1)
-PORT=${PORT##*:}
-[ -n "$PORT" ] || { not_ok "tracker starts" "$(tail -5 "$TMP/trk.log")"; finish; exit; }
+tracker_up --listen 127.0.0.1:0 --db "$TMP/db" --rate-limit 0
+PORT=${URL##*:}
 
 # raw REQUEST: sends the bytes (printf escapes) on a new connection and
 # prints the status code and the body of the answer (5 s at most).

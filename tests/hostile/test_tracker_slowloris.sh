@@ -29,15 +29,7 @@ ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Options the tracker under test may not know (main's build) are left out.
 opts=(--max-conns "$CAP")
 "$TRK" --help | grep -q -- --header-timeout && opts+=(--header-timeout "$HEAD_TIMEOUT")
-"$TRK" --listen 127.0.0.1:0 --db "$TMP/db" "${opts[@]}" 2>"$TMP/trk.log" &
-pids+=($!)
-TPID=$!
-for _ in $(seq 1 200); do
-  grep -q 'listening on http://' "$TMP/trk.log" && break
-  sleep 0.05
-done
-URL=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/trk.log" | head -1)
-[ -n "$URL" ] || { not_ok "tracker starts" "$(tail -5 "$TMP/trk.log")"; finish; exit; }
+tracker_up --listen 127.0.0.1:0 --db "$TMP/db" "${opts[@]}"
 
 # The attacker: SLOW connections over ADDRS source addresses, for SECS
 # seconds at most (bounded), then a summary line: opened, closed by the

@@ -112,3 +112,22 @@ start() {
 
 # J EXPR: evaluates EXPR over the JSON on stdin as d.
 J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# tracker_up ARGS...: starts "$TRK" ARGS with its log in $TMP/trk.log,
+# waits (10 s at most) for its listening line, and sets TPID and URL
+# (http://127.0.0.1:PORT). A tracker that does not come up ends the test.
+tracker_up() {
+  "$TRK" "$@" 2>"$TMP/trk.log" &
+  pids+=($!)
+  TPID=$!
+  for _ in $(seq 1 200); do
+    grep -q 'listening on http://' "$TMP/trk.log" && break
+    sleep 0.05
+  done
+  URL=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/trk.log" | head -1)
+  [ -n "$URL" ] || {
+    not_ok "tracker starts" "$(tail -5 "$TMP/trk.log")"
+    finish
+    exit
+  }
+}
