@@ -336,26 +336,26 @@ static int set_guard_count(gv_config *c, const char *v, size_t len,
   return 0;
 }
 
-static int set_guard_min_age(gv_config *c, const char *v, size_t len,
-                             gv_why *why) {
+/* Seconds in lo..GUARD_SECONDS_MAX, into *ms. */
+static int guard_seconds(const char *v, size_t len, int64_t lo, int64_t *ms,
+                         gv_why *why) {
   int64_t x;
 
-  if (parse_uint(v, len, 0, GUARD_SECONDS_MAX, &x) < 0)
-    return gv_fail(why, GV_EFIELD, "'%.32s' is not seconds in 0..%lld", v,
-                   (long long)GUARD_SECONDS_MAX);
-  c->guard_min_age_ms = x * 1000;
+  if (parse_uint(v, len, lo, GUARD_SECONDS_MAX, &x) < 0)
+    return gv_fail(why, GV_EFIELD, "'%.32s' is not seconds in %lld..%lld", v,
+                   (long long)lo, (long long)GUARD_SECONDS_MAX);
+  *ms = x * 1000;
   return 0;
+}
+
+static int set_guard_min_age(gv_config *c, const char *v, size_t len,
+                             gv_why *why) {
+  return guard_seconds(v, len, 0, &c->guard_min_age_ms, why);
 }
 
 static int set_guard_down(gv_config *c, const char *v, size_t len,
                           gv_why *why) {
-  int64_t x;
-
-  if (parse_uint(v, len, 1, GUARD_SECONDS_MAX, &x) < 0)
-    return gv_fail(why, GV_EFIELD, "'%.32s' is not seconds in 1..%lld", v,
-                   (long long)GUARD_SECONDS_MAX);
-  c->guard_down_ms = x * 1000;
-  return 0;
+  return guard_seconds(v, len, 1, &c->guard_down_ms, why);
 }
 
 static int set_guard_lifetime(gv_config *c, const char *v, size_t len,
