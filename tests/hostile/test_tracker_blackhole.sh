@@ -127,13 +127,8 @@ done
 sleep 0.3 # every black-hole register is read and its dial-back queued
 
 # The genuine node, through the node's client (15 s timeout).
-"$PEER" --key "$TMP/good.key" >"$TMP/good.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  grep -q '^port ' "$TMP/good.out" && break
-  sleep 0.05
-done
-GPORT=$(awk '/^port /{print $2; exit}' "$TMP/good.out")
+peer_up good
+GPORT=$PORT
 GID=$("$CLI" id --key "$TMP/good.key")
 t0=$(date +%s%N)
 out=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)

@@ -135,13 +135,8 @@ else
 fi
 
 # The genuine node, from 127.0.0.1, right after the flood.
-"$PEER" --key "$TMP/good.key" >"$TMP/good.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  grep -q '^port ' "$TMP/good.out" && break
-  sleep 0.05
-done
-GPORT=$(awk '/^port /{print $2; exit}' "$TMP/good.out")
+peer_up good
+GPORT=$PORT
 t0=$(date +%s%N)
 out=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1)
 t1=$(date +%s%N)

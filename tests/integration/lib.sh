@@ -131,3 +131,16 @@ tracker_up() {
     exit
   }
 }
+
+# peer_up NAME: starts "$PEER" (tests/tracker_peer: accepts the tracker's
+# dial-backs) with key $TMP/NAME.key and output in $TMP/NAME.out, and sets
+# PORT to its listening port (empty if it did not say within 5 s).
+peer_up() {
+  "$PEER" --key "$TMP/$1.key" >"$TMP/$1.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    grep -q '^port ' "$TMP/$1.out" && break
+    sleep 0.05
+  done
+  PORT=$(awk '/^port /{print $2; exit}' "$TMP/$1.out")
+}
