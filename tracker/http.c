@@ -117,6 +117,9 @@ struct conn_ctx {
   /* The connection's thread: an answer went out before the body was read
    * (the connection then closes; see drain_unread). */
   int unread;
+  /* The connection's thread: the request's URI decoded a %00 (on_unescape);
+   * read and cleared as the request starts. */
+  int nul_uri;
   req r;
 };
 
@@ -1199,7 +1202,22 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind,
   return hc->rc < 0 ? MHD_NO : MHD_YES;
 }
 
-/* The whole head, strictly: 0, or an early 400 was set. */
+/* libmicrohttpd's own decoding of the path and of each query key and
+ * value, except that a %00 is noted: its handler would see the path cut
+ * short at the NUL ("/health%00.json" served as /health). */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s) {
+  size_t n = MHD_http_unescape(s);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+  (void)cls;
+  if (strlen(s) != n && ci != NULL && ci->socket_context != NULL)
+    ((conn_ctx *)ci->socket_context)->nul_uri = 1;
+  return n;
+}
+
+/* The whole head, strictly: 0, or an early 400 was set. A %00 the URI
+ * decoded (nul_uri) is a query's, refused by name below, or the path's. */
 static int check_head(req *r) {
   head_check hc = {.kind = GV_TRK_FIELD_HEADER};
 
@@ -1213,6 +1231,10 @@ static int check_head(req *r) {
   if (hc.rc < 0) {
     set_early(r, 400, "bad_query", "%s", hc.why.text);
     return hc.rc;
+  }
+  if (r->cc->nul_uri) {
+    set_early(r, 400, "bad_path", "the path holds a NUL byte (%%00)");
+    return GV_EFIELD;
   }
   return 0;
 }
@@ -1343,6 +1365,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->method_text = method;
     set_due(cc, DUE_BODY, t->cfg.body_timeout_s);
     on_headers(r, url);
+    cc->nul_uri = 0;
     *req_cls = r;
     if (hopeless(r)) {
       set_due(cc, DUE_NONE, 0);
@@ -1479,7 +1502,8 @@ int gv_trk_http_start(gv_trk_ctx *t, gv_why *why) {
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)t->cfg.conn_timeout_s,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, t,
-      MHD_OPTION_NOTIFY_CONNECTION, on_connection, t, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, t,
+      MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, t, MHD_OPTION_END);
   if (t->mhd == NULL) {
     conns_free(t->conns);
     t->conns = NULL;

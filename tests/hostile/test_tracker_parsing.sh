@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 12 item 4, lenient parsing: raw requests on loopback to a real
-# tracker. A `%00` in a query value, a header that must be single given
+# tracker. A `%00` in a query value or in the path, a header that must be single given
 # twice (Content-Length, Host, Transfer-Encoding, X-Grapevine-Sig) and a
 # query key given twice are each refused with 400 and a reason; the same
 # requests without the trick are served, so the 400 is for the trick.
@@ -74,6 +74,10 @@ expect "two Host: 400 bad_header" 400 bad_header \
   "GET /health HTTP/1.1\r\n${H}Host: evil\r\n\r\n"
 expect "two signatures: 400 bad_header" 400 bad_header \
   "POST $R HTTP/1.1\r\n${H}X-Grapevine-Sig: a\r\nX-Grapevine-Sig: b\r\nContent-Length: 2\r\n\r\n{}"
+expect "%00 in the path: 400 bad_path, not /health" 400 bad_path \
+  "GET /health%00.json HTTP/1.1\r\n$H\r\n"
+expect "%00 in a discover path: 400 bad_path" 400 bad_path \
+  "GET $D%00x?repos=a HTTP/1.1\r\n$H\r\n"
 expect "health still served" 200 - "GET /health HTTP/1.1\r\n$H\r\n"
 
 stop_pids "$TPID"
