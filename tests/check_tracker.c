@@ -57,7 +57,7 @@ static void mkrec(gv_trk_rec *rec, unsigned n, const char *ip, uint16_t port,
 }
 
 static gv_trk_reg *mkreg(unsigned k, unsigned max_verifying) {
-  gv_trk_reg_cfg cfg = {k, max_verifying, GV_TRK_TTL_MS, 0};
+  gv_trk_reg_cfg cfg = {k, max_verifying, GV_TRK_TTL_MS, 0, NULL, NULL};
   gv_trk_reg *r;
   ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
   return r;
@@ -551,6 +551,120 @@ START_TEST(test_reg_discover) {
 }
 END_TEST
 
+/* A take_back hook for the tests: refuses the ids listed in no[] (in
+ * flight), takes every other one back and remembers it. */
+typedef struct take_log {
+  unsigned no[4];
+  size_t n_no;
+  unsigned took[16];
+  size_t n_took, asked;
+} take_log;
+
+static int take_back_hook(void *ctx, const uint8_t id[GV_ID_BYTES],
+                          const gv_addr *addr) {
+  take_log *l = ctx;
+  unsigned n;
+
+  (void)addr;
+  memcpy(&n, id, sizeof(n));
+  l->asked++;
+  for (size_t i = 0; i < l->n_no; i++)
+    if (l->no[i] == n)
+      return 0;
+  ck_assert_uint_lt(l->n_took, 16);
+  l->took[l->n_took++] = n;
+  return 1;
+}
+
+/* The global pool (issue 12, item 3): 8 addresses with 2 each fill a
+ * pool of 16; a newcomer from a ninth address is taken in,
+ * and the newest queued verification of an address at the heaviest count
+ * goes; a newcomer at the heaviest count is refused; so is anyone when
+ * every verification at the heaviest count is in flight. */
+START_TEST(test_reg_pool_fair) {
+  take_log log = {{0}, 0, {0}, 0, 0};
+  gv_trk_reg_cfg cfg = {8, 16, GV_TRK_TTL_MS, 3, take_back_hook, &log};
+  gv_trk_reg *r;
+  gv_trk_rec rec;
+  gv_addr a;
+  gv_why why = {""};
+  char ip[32];
+  unsigned taken;
+
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  for (unsigned i = 0; i < 16; i++) {
+    snprintf(ip, sizeof(ip), "10.9.0.%u", 1 + i / 2);
+    mkrec(&rec, 100 + i, ip, 7000, "");
+    ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  }
+  assert_ok(r);
+  /* A genuine node from a fresh address: accepted, one black hole gone. */
+  mkrec(&rec, 1, "10.9.1.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, &why), 0);
+  assert_ok(r);
+  ck_assert_uint_eq(log.n_took, 1);
+  taken = log.took[0];
+  /* The newest of its address's two: an odd number (100 + 2k + 1). */
+  ck_assert_uint_eq((taken - 100) % 2, 1);
+  mkrec(&rec, taken, "10.9.0.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), GV_ESTATE);
+  ck_assert_int_eq(
+      gv_trk_reg_verifying_addr(
+          r, (mkrec(&rec, taken - 1, "10.9.0.1", 7000, ""), rec.id), &a),
+      0);
+  ck_assert_uint_eq(gv_trk_reg_taken_back(r), 1);
+  {
+    gv_trk_reg_stats st;
+    gv_trk_reg_get_stats(r, &st);
+    ck_assert_uint_eq(st.verifying, 16);
+  }
+  /* A newcomer from an address at the heaviest count (2, under its own
+   * cap of 3): 503, nothing taken. */
+  snprintf(ip, sizeof(ip), "10.9.0.%u", taken == 115 ? 1u : 8u);
+  mkrec(&rec, 3, ip, 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, &why), -EAGAIN);
+  ck_assert_uint_eq(log.n_took, 1);
+  /* The address that lost one (now at 1), and the fresh one again: in. */
+  snprintf(ip, sizeof(ip), "10.9.0.%u", 1 + (taken - 100) / 2);
+  mkrec(&rec, 4, ip, 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  mkrec(&rec, 2, "10.9.1.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  ck_assert_uint_eq(log.n_took, 3);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+
+  /* Every verification in flight: nothing to take back, 503 as before. */
+  memset(&log, 0, sizeof(log));
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  for (unsigned i = 0; i < 16; i++) {
+    snprintf(ip, sizeof(ip), "10.9.0.%u", 1 + i / 2);
+    mkrec(&rec, 100 + i, ip, 7000, "");
+    ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+    if (i != 15)
+      gv_trk_reg_in_flight(r, rec.id);
+  }
+  /* 10.9.0.8's second is queued, but the dialer says it started. */
+  log.no[log.n_no++] = 115;
+  mkrec(&rec, 1, "10.9.1.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, &why), -EAGAIN);
+  ck_assert_uint_eq(log.asked, 1);
+  assert_ok(r);
+  /* Now known to be in flight: not asked again. */
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), -EAGAIN);
+  ck_assert_uint_eq(log.asked, 1);
+  ck_assert_uint_eq(gv_trk_reg_taken_back(r), 0);
+  /* One settles: room again, without taking anything back. */
+  mkrec(&rec, 100, "10.9.0.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_abort(r, rec.id, 0), 0);
+  mkrec(&rec, 1, "10.9.1.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
+  ck_assert_uint_eq(log.n_took, 0);
+  assert_ok(r);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
 /* Random operations against a model of every id's state. */
 enum { M_ABSENT, M_VERIFYING, M_LISTED, M_RENEWING };
 
@@ -561,6 +675,7 @@ START_TEST(test_reg_model) {
   static const char *repos[4] = {"", "a", "a,b", "c"};
   gv_trk_reg *r = mkreg(K, MAXV);
   int state[IDS] = {0}, ip_of[IDS], pend_ip[IDS], verifying = 0;
+  int begun[IDS] = {0}; /* the step of the begin pending, for "newest" */
   int64_t expires[IDS], now = T0_MS;
   gv_trk_rng rng;
   gv_trk_rec rec;
@@ -584,20 +699,50 @@ START_TEST(test_reg_model) {
     switch (gv_trk_rng_uniform(&rng, 6)) {
     case 0:
     case 1: /* begin */
+    {
+      /* Verifications charged to each group; a full pool takes the newest
+       * of a heaviest group's, if heavier than this one's. */
+      int per[4] = {0}, heaviest = 0, taken = -1;
+      for (int i = 0; i < IDS; i++)
+        if (state[i] == M_VERIFYING || state[i] == M_RENEWING)
+          per[pend_ip[i] >= 3 ? 3 : pend_ip[i]]++;
+      for (int g = 0; g < 4; g++)
+        heaviest = per[g] > heaviest ? per[g] : heaviest;
       mkrec(&rec, (unsigned)id, ips[ip], (uint16_t)(1000 + id), repos[id % 4]);
       rc = gv_trk_reg_begin(r, &rec, now, NULL);
       if (state[id] == M_VERIFYING || state[id] == M_RENEWING)
         want = GV_EBUSY;
-      else if (verifying >= MAXV)
-        want = -EAGAIN;
       else if ((state[id] == M_ABSENT ||
                 (ip_of[id] >= 3 ? 3 : ip_of[id]) != group) &&
                held >= K)
         want = GV_ELIMIT;
+      else if (verifying >= MAXV && heaviest <= per[group])
+        want = -EAGAIN;
       else
         want = state[id] == M_LISTED;
       ck_assert_int_eq(rc, want);
+      if (rc >= 0 && verifying >= MAXV) {
+        gv_addr a;
+        for (int i = 0; i < IDS; i++)
+          if (i != id && (state[i] == M_VERIFYING || state[i] == M_RENEWING) &&
+              gv_trk_reg_verifying_addr(
+                  r, (mkrec(&rec, (unsigned)i, ips[0], 1, ""), rec.id), &a) ==
+                  GV_ESTATE) {
+            ck_assert_int_eq(taken, -1);
+            taken = i;
+          }
+        ck_assert_int_ge(taken, 0);
+        int tg = pend_ip[taken] >= 3 ? 3 : pend_ip[taken];
+        ck_assert_int_eq(per[tg], heaviest);
+        for (int i = 0; i < IDS; i++)
+          if ((state[i] == M_VERIFYING || state[i] == M_RENEWING) &&
+              (pend_ip[i] >= 3 ? 3 : pend_ip[i]) == tg)
+            ck_assert_int_le(begun[i], begun[taken]);
+        state[taken] = state[taken] == M_RENEWING ? M_LISTED : M_ABSENT;
+        verifying--;
+      }
       if (rc >= 0) {
+        begun[id] = step;
         if (state[id] == M_ABSENT)
           ip_of[id] = ip;
         pend_ip[id] = ip;
@@ -605,6 +750,7 @@ START_TEST(test_reg_model) {
         verifying++;
       }
       break;
+    }
     case 2: /* commit */
       if (state[id] != M_VERIFYING && state[id] != M_RENEWING)
         break;
@@ -670,7 +816,7 @@ END_TEST
  * once (-EBUSY past it); another address is not affected, and a settled
  * verification frees its place. */
 START_TEST(test_reg_verifying_per_ip) {
-  gv_trk_reg_cfg cfg = {8, 1024, GV_TRK_TTL_MS, 2};
+  gv_trk_reg_cfg cfg = {8, 1024, GV_TRK_TTL_MS, 2, NULL, NULL};
   gv_trk_reg *r;
   gv_trk_rec a, b, c, d;
   gv_why why = {""};
@@ -1751,6 +1897,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_reg_generation);
   tcase_add_test(tc, test_reg_discover);
   tcase_add_test(tc, test_reg_model);
+  tcase_add_test(tc, test_reg_pool_fair);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
 

@@ -32,7 +32,7 @@ typedef struct job {
 typedef struct src {
   gv_trk_ipkey key;
   job *qhead, *qtail;
-  struct src *next; /* on the ring */
+  struct src *prev, *next; /* on the ring */
 } src;
 
 struct gv_trk_dialer {
@@ -155,6 +155,52 @@ static int src_match(const void *item, const void *key, size_t len) {
          memcmp(((const src *)item)->key.b, key, len) == 0;
 }
 
+/* Under mu: s goes to the tail of the ring. */
+static void ring_append(gv_trk_dialer *d, src *s) {
+  s->next = NULL;
+  s->prev = d->rtail;
+  if (d->rtail != NULL)
+    d->rtail->next = s;
+  else
+    d->rhead = s;
+  d->rtail = s;
+}
+
+static void ring_unlink(gv_trk_dialer *d, src *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    d->rhead = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  else
+    d->rtail = s->prev;
+  s->prev = s->next = NULL;
+}
+
+/* Under mu: j, queued on s, leaves the queue; s leaves the ring and the
+ * table once empty, else goes to the ring's tail if rotate is set. */
+static void dequeue(gv_trk_dialer *d, src *s, job *j, int rotate) {
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    s->qhead = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  else
+    s->qtail = j->prev;
+  j->prev = j->next = NULL;
+  d->queued--;
+  if (s->qhead == NULL) {
+    ring_unlink(d, s);
+    gv_trk_map_del(&d->srcs, s->key.b, sizeof(s->key.b));
+    free(s);
+  } else if (rotate) {
+    ring_unlink(d, s);
+    ring_append(d, s);
+  }
+}
+
 /* Under mu: the next dial in turn, off its queue, or NULL. */
 static job *take(gv_trk_dialer *d) {
   src *s = d->rhead;
@@ -163,23 +209,7 @@ static job *take(gv_trk_dialer *d) {
   if (s == NULL)
     return NULL;
   j = s->qhead;
-  s->qhead = j->next;
-  d->rhead = s->next;
-  if (d->rhead == NULL)
-    d->rtail = NULL;
-  s->next = NULL;
-  if (s->qhead == NULL) {
-    gv_trk_map_del(&d->srcs, s->key.b, sizeof(s->key.b));
-    free(s);
-  } else {
-    if (d->rtail != NULL)
-      d->rtail->next = s;
-    else
-      d->rhead = s;
-    d->rtail = s;
-  }
-  d->queued--;
-  j->next = NULL;
+  dequeue(d, s, j, 1);
   return j;
 }
 
@@ -277,12 +307,9 @@ int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
       free(s);
       goto out;
     }
-    if (d->rtail != NULL)
-      d->rtail->next = s;
-    else
-      d->rhead = s;
-    d->rtail = s;
+    ring_append(d, s);
   }
+  j->prev = s->qtail;
   if (s->qtail != NULL)
     s->qtail->next = j;
   else
@@ -297,6 +324,30 @@ out:
     return rc;
   }
   uv_async_send(&d->async);
+  return 0;
+}
+
+int gv_trk_dialer_cancel(gv_trk_dialer *d, const gv_addr *addr,
+                         const uint8_t id[GV_ID_BYTES], void **ctx) {
+  gv_trk_ipkey key;
+  src *s;
+  job *j = NULL;
+
+  gv_trk_ipkey_of(&key, addr);
+  uv_mutex_lock(&d->mu);
+  /* Newest first: a full pool takes back a source's newest dial. */
+  if ((s = gv_trk_map_get(&d->srcs, key.b, sizeof(key.b))) != NULL)
+    for (j = s->qtail; j != NULL; j = j->prev)
+      if (memcmp(j->id, id, GV_ID_BYTES) == 0 &&
+          gv_addr_equal(&j->addr, addr)) {
+        dequeue(d, s, j, 0);
+        break;
+      }
+  uv_mutex_unlock(&d->mu);
+  if (j == NULL)
+    return GV_ESTATE;
+  *ctx = j->ctx;
+  job_done(j);
   return 0;
 }
 

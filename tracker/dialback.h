@@ -44,11 +44,18 @@ int gv_trk_dialer_new(gv_trk_dialer **out, uv_loop_t *loop,
 
 /* Thread-safe. Queues a dial-back to addr pinned to id; queued dials
  * start in turns over their source addresses (IPv4, or IPv6 /64), not in
- * arrival order. cb runs exactly
- * once, on the loop thread, if and only if this returns 0; otherwise
- * GV_EBUSY (queue full), GV_ESTATE (stopped), GV_ENOMEM. */
+ * arrival order. cb runs exactly once, on the loop thread, if and only if
+ * this returns 0 and gv_trk_dialer_cancel() does not take the dial back;
+ * otherwise GV_EBUSY (queue full), GV_ESTATE (stopped), GV_ENOMEM. */
 int gv_trk_dial(gv_trk_dialer *d, const gv_addr *addr,
                 const uint8_t id[GV_ID_BYTES], gv_trk_dial_cb cb, void *ctx);
+
+/* Thread-safe. Takes back the queued (not yet started) dial to addr
+ * pinned to id: 0, its cb never runs, and *ctx is the ctx it was queued
+ * with; GV_ESTATE if no such dial is queued (it started, or was never
+ * queued). O(dials queued from addr's source), newest tried first. */
+int gv_trk_dialer_cancel(gv_trk_dialer *d, const gv_addr *addr,
+                         const uint8_t id[GV_ID_BYTES], void **ctx);
 
 /* Dials queued or in flight, links still closing included. Thread-safe. */
 size_t gv_trk_dialer_active(const gv_trk_dialer *d);

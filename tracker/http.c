@@ -683,6 +683,7 @@ static void gauges(gv_trk_ctx *t, gv_trk_gauges *g, gv_trk_reg_stats *st,
                    gv_trk_store_stats *ss) {
   uv_rwlock_rdlock(&t->reg_lock);
   gv_trk_reg_get_stats(t->reg, st);
+  g->taken_back = gv_trk_reg_taken_back(t->reg);
   uv_rwlock_rdunlock(&t->reg_lock);
   gv_trk_store_get_stats(t->store, ss);
   g->listed = st->listed;
@@ -947,6 +948,36 @@ static void on_dialed(void *ctx, int status) {
   }
 }
 
+int gv_trk_http_take_back(void *ctx, const uint8_t id[GV_ID_BYTES],
+                          const gv_addr *addr) {
+  gv_trk_ctx *t = ctx;
+  void *p = NULL;
+
+  assert(t->taken_back == NULL); /* one per begin: it needs one slot */
+  if (gv_trk_dialer_cancel(t->dialer, addr, id, &p) < 0)
+    return 0;
+  t->taken_back = p;
+  return 1;
+}
+
+/* The register whose dial-back a full pool took back for another
+ * address's (gv_trk_http_take_back): answered 503 if it still waits, else
+ * only logged. Called without locks. */
+static void taken_back(gv_trk_ctx *t, pending *p) {
+  char addr[GV_ADDR_TEXT_MAX], sid[GV_ID_SHORT_LEN + 1];
+
+  gv_addr_format(&p->rec.addr, addr);
+  gv_id_to_short(p->rec.id, sid);
+  gv_logf(&t->log, GV_LOG_INFO,
+          "verification taken back id=%s addr=%s: the pool is full and this "
+          "address holds the most",
+          sid, addr);
+  verify_fail(p, 503, "overloaded",
+              "the verification pool is full and %s has the most "
+              "registrations being verified; register again later",
+              addr);
+}
+
 /* 202: {"status":"verifying","id":...,"addr":...}, for a registration
  * whose dial-back runs in the background (or already runs). */
 static enum MHD_Result respond_verifying(req *r, const uint8_t id[GV_ID_BYTES],
@@ -984,7 +1015,7 @@ static enum MHD_Result do_register(req *r) {
   enum MHD_Result ret;
   gv_addr inflight;
   char abuf[GV_ADDR_TEXT_MAX];
-  pending *p;
+  pending *p, *victim;
   int rc, nrc;
 
   if (atomic_load(&t->stopping))
@@ -1012,7 +1043,11 @@ static enum MHD_Result do_register(req *r) {
   nrc = rc >= 0 || rc == GV_EBUSY ? commit_nonce(r, &s, &nwhy) : 0;
   if (nrc < 0 && rc >= 0)
     gv_trk_reg_abort(t->reg, p->rec.id, 1);
+  victim = t->taken_back;
+  t->taken_back = NULL;
   uv_rwlock_wrunlock(&t->reg_lock);
+  if (victim != NULL)
+    taken_back(t, victim);
   if (nrc < 0)
     return respond_replay(r, nrc, &nwhy);
   switch (rc) {

@@ -25,4 +25,11 @@ void gv_trk_http_quiesce(gv_trk_ctx *t);
  * suspended. */
 void gv_trk_http_stop(gv_trk_ctx *t);
 
+/* gv_trk_reg_cfg.take_back, ctx the gv_trk_ctx: takes the queued
+ * dial-back of id from the dialer and keeps its pending register in
+ * ctx->taken_back, which do_register answers (503) or frees once it has
+ * released reg_lock. Under reg_lock as a writer. */
+int gv_trk_http_take_back(void *ctx, const uint8_t id[GV_ID_BYTES],
+                          const gv_addr *addr);
+
 #endif

@@ -446,8 +446,9 @@ static int parse_args(gv_trk_ctx *t, int argc, char **argv) {
 static int open_all(app *a, int *created, size_t *loaded, size_t *skipped,
                     gv_why *why) {
   gv_trk_ctx *t = &a->t;
-  gv_trk_reg_cfg rcfg = {t->cfg.max_per_ip, t->cfg.max_verifying, GV_TRK_TTL_MS,
-                         t->cfg.max_verifying_per_ip};
+  gv_trk_reg_cfg rcfg = {t->cfg.max_per_ip,     t->cfg.max_verifying,
+                         GV_TRK_TTL_MS,         t->cfg.max_verifying_per_ip,
+                         gv_trk_http_take_back, t};
   gv_trk_dial_cfg dcfg = {t->cfg.dial_timeout_ms, t->cfg.dial_concurrency,
                           t->cfg.max_verifying};
   uint8_t key[16];

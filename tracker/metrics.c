@@ -128,6 +128,11 @@ int gv_trk_metrics_render(const gv_trk_metrics *m, const gv_trk_gauges *g,
          "source's.");
   fprintf(f, "grapevine_tracker_replay_cache_evictions_total %llu\n",
           (unsigned long long)g->replay_evictions);
+  header(f, "verifications_taken_back_total", "counter",
+         "Queued verifications dropped from the heaviest address when the "
+         "pool was full, to make room for another address's.");
+  fprintf(f, "grapevine_tracker_verifications_taken_back_total %llu\n",
+          (unsigned long long)g->taken_back);
   header(f, "connections_closed_total", "counter",
          "Connections the tracker closed itself, by reason.");
   for (int c = 0; c < GV_TRK_CLOSE_COUNT; c++)

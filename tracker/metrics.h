@@ -61,6 +61,7 @@ typedef struct gv_trk_gauges {
   size_t listed, verifying, dialing;
   size_t replay_pairs, replay_cap; /* the replay cache's fill, and its cap */
   uint64_t replay_evictions;       /* pairs forgotten early for room */
+  uint64_t taken_back; /* verifications taken back for a newcomer's */
   uint64_t store_commits, store_errors;
   int64_t uptime_s;
 } gv_trk_gauges;

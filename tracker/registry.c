@@ -7,7 +7,14 @@
  *   repos    map repository name -> repo_ix, the visible entries holding it;
  *   listed   dense array of the visible entries (uniform sampling);
  *   head..   the LISTED entries in expiry order (a RENEWING entry is taken
- *            out while its renewal is pending and put back when it settles).
+ *            out while its renewal is pending and put back when it settles);
+ *   by_count the pool's fair share: by_count[k] lists the addresses with k
+ *            verifications charged that have at least one still QUEUED
+ *            (not marked in flight); max_q is the largest such k, 0 when
+ *            none. Each address lists its queued verifications, oldest
+ *            first. A full pool takes the newest queued verification of an
+ *            address at max_q for a newcomer from an address below max_q
+ *            (make_room), the same bucket idea as tracker/replay.c's.
  */
 #include "registry.h"
 
@@ -35,11 +42,15 @@ typedef struct repo_slot {
   size_t pos; /* ix->v[pos] is the entry */
 } repo_slot;
 
-typedef struct ip_count {
+typedef struct ip_count ip_count;
+struct ip_count {
   gv_trk_ipkey key;
   unsigned n;         /* ids held, VERIFYING and RENEWING ones included */
   unsigned verifying; /* of those, being verified from this address */
-} ip_count;
+  unsigned queued;    /* of those, not marked in flight: on qhead.. */
+  gv_trk_entry *qhead, *qtail;
+  ip_count *bprev, *bnext; /* by_count[verifying] while queued > 0 */
+};
 
 struct gv_trk_entry {
   uint8_t id[GV_ID_BYTES];
@@ -48,6 +59,8 @@ struct gv_trk_entry {
   gv_trk_ipkey new_ip; /* RENEWING from another address: counted as well */
   int new_ip_counted;
   gv_addr verifying_addr; /* VERIFYING and RENEWING: being dial-tested */
+  int queued;             /* on its address's queue (may be taken back) */
+  gv_trk_entry *qprev, *qnext;
   /* Visible entries only: */
   gv_addr addr;
   int64_t registered_ms;
@@ -68,6 +81,9 @@ struct gv_trk_reg {
   size_t n_listed, cap_listed;
   gv_trk_entry *head, *tail;
   size_t verifying;
+  ip_count **by_count; /* [0..max_verifying] */
+  unsigned max_q;
+  uint64_t taken_back;
   int64_t last_now;
   uint64_t generation; /* bumped by every change of what a read can show */
 };
@@ -115,6 +131,11 @@ int gv_trk_reg_new(gv_trk_reg **out, const gv_trk_reg_cfg *cfg,
     return GV_EINVAL;
   }
   r->cfg = *cfg;
+  if ((r->by_count = calloc((size_t)cfg->max_verifying + 1,
+                            sizeof(*r->by_count))) == NULL) {
+    free(r);
+    return GV_ENOMEM;
+  }
   /* One key, three tables: distinct derived keys keep them independent. */
   for (uint8_t i = 0; i < 3; i++) {
     crypto_generichash(k, sizeof(k), &i, 1, hash_key, 16);
@@ -157,6 +178,7 @@ void gv_trk_reg_free(gv_trk_reg *r) {
   gv_trk_map_free(&r->ips);
   gv_trk_map_free(&r->repos);
   free(r->listed);
+  free(r->by_count);
   free(r);
 }
 
@@ -188,14 +210,85 @@ static const gv_trk_ipkey *verify_ip(const gv_trk_entry *e) {
   return e->new_ip_counted ? &e->new_ip : &e->ip;
 }
 
-/* Moves the count of verifications from e's address by delta (+1, -1);
- * the address holds e's id, so its count exists. */
-static void ip_verifying(gv_trk_reg *r, const gv_trk_entry *e, int delta) {
-  const gv_trk_ipkey *k = verify_ip(e);
-  ip_count *c = gv_trk_map_get(&r->ips, k->b, sizeof(k->b));
+/* ---- the pool's fair share: by_count and the queues ---- */
 
+static void bucket_out(gv_trk_reg *r, ip_count *c) {
+  if (c->queued == 0)
+    return;
+  if (c->bprev)
+    c->bprev->bnext = c->bnext;
+  else
+    r->by_count[c->verifying] = c->bnext;
+  if (c->bnext)
+    c->bnext->bprev = c->bprev;
+  c->bprev = c->bnext = NULL;
+  while (r->max_q > 0 && r->by_count[r->max_q] == NULL)
+    r->max_q--;
+}
+
+static void bucket_in(gv_trk_reg *r, ip_count *c) {
+  if (c->queued == 0)
+    return;
+  assert(c->verifying >= 1 && c->verifying <= r->cfg.max_verifying);
+  c->bprev = NULL;
+  c->bnext = r->by_count[c->verifying];
+  if (c->bnext)
+    c->bnext->bprev = c;
+  r->by_count[c->verifying] = c;
+  if (c->verifying > r->max_q)
+    r->max_q = c->verifying;
+}
+
+static ip_count *verify_count(gv_trk_reg *r, const gv_trk_entry *e) {
+  const gv_trk_ipkey *k = verify_ip(e);
+  return gv_trk_map_get(&r->ips, k->b, sizeof(k->b));
+}
+
+/* Takes e off its address's queue: it is in flight, never taken back. */
+static void unqueue(gv_trk_reg *r, gv_trk_entry *e) {
+  ip_count *c = verify_count(r, e);
+
+  if (!e->queued)
+    return;
+  bucket_out(r, c);
+  if (e->qprev)
+    e->qprev->qnext = e->qnext;
+  else
+    c->qhead = e->qnext;
+  if (e->qnext)
+    e->qnext->qprev = e->qprev;
+  else
+    c->qtail = e->qprev;
+  e->qprev = e->qnext = NULL;
+  e->queued = 0;
+  c->queued--;
+  bucket_in(r, c);
+}
+
+/* Moves the count of verifications from e's address by delta (+1: e
+ * starts, queued; -1: e settles); the address holds e's id, so its count
+ * exists. */
+static void ip_verifying(gv_trk_reg *r, gv_trk_entry *e, int delta) {
+  ip_count *c;
+
+  if (delta < 0)
+    unqueue(r, e);
+  c = verify_count(r, e);
   assert(c != NULL && (delta > 0 || c->verifying > 0));
+  bucket_out(r, c);
   c->verifying = (unsigned)((int)c->verifying + delta);
+  if (delta > 0) {
+    e->queued = 1;
+    e->qnext = NULL;
+    e->qprev = c->qtail;
+    if (c->qtail)
+      c->qtail->qnext = e;
+    else
+      c->qhead = e;
+    c->qtail = e;
+    c->queued++;
+  }
+  bucket_in(r, c);
 }
 
 /* Whether key may start one more verification. */
@@ -425,6 +518,38 @@ static int set_content(gv_trk_reg *r, gv_trk_entry *e, const gv_trk_rec *rec,
 
 /* ---- transitions ---- */
 
+/* The pool is full: for a newcomer from k, takes back the newest queued
+ * verification of an address holding more than k does (the heaviest one
+ * with any queued), as if its dial-back had failed (a renewal keeps its
+ * listing). Entries the hook cannot take back are in flight: they leave
+ * their queue for good, so the loop runs at most once per verification
+ * begun, amortised O(1) per begin. 0, or -EAGAIN when none can go. */
+static int make_room(gv_trk_reg *r, const gv_trk_ipkey *k, gv_why *why) {
+  const ip_count *mine = gv_trk_map_get(&r->ips, k->b, sizeof(k->b));
+  unsigned have = mine != NULL ? mine->verifying : 0;
+
+  while (r->max_q > have) {
+    gv_trk_entry *v = r->by_count[r->max_q]->qtail;
+    int rc;
+
+    assert(v != NULL && v->queued);
+    if (r->cfg.take_back != NULL &&
+        !r->cfg.take_back(r->cfg.take_back_ctx, v->id, &v->verifying_addr)) {
+      unqueue(r, v);
+      continue;
+    }
+    rc = gv_trk_reg_abort(r, v->id, 1);
+    assert(rc == 0);
+    (void)rc;
+    r->taken_back++;
+    return 0;
+  }
+  return gv_fail(why, -EAGAIN,
+                 "%zu registrations are being verified, none of them queued "
+                 "from an address with more than this one's %u",
+                 r->verifying, have);
+}
+
 int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
                      gv_why *why) {
   gv_trk_entry *e = gv_trk_map_get(&r->ids, rec->id, GV_ID_BYTES);
@@ -436,14 +561,22 @@ int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
   if (e != NULL && e->state != LISTED)
     return gv_fail(why, GV_EBUSY,
                    "a registration for this id is being verified");
-  if (r->verifying >= r->cfg.max_verifying)
-    return gv_fail(why, -EAGAIN, "%zu registrations are being verified",
-                   r->verifying);
   if (!ip_may_verify(r, &k))
     return gv_fail(why, -EBUSY,
                    "this address already has %u registrations being "
                    "verified",
                    r->cfg.max_verifying_per_ip);
+  /* The id limit first, so that no one's verification is taken back for a
+   * request refused anyway; past make_room only GV_ENOMEM can fail. */
+  if (e == NULL || !ipkey_eq(&k, &e->ip)) {
+    const ip_count *c = gv_trk_map_get(&r->ips, k.b, sizeof(k.b));
+    if (c != NULL && c->n >= r->cfg.max_per_ip) {
+      rc = GV_ELIMIT;
+      goto limit;
+    }
+  }
+  if (r->verifying >= r->cfg.max_verifying && (rc = make_room(r, &k, why)) < 0)
+    return rc;
   if (e != NULL) {
     if (!ipkey_eq(&k, &e->ip)) {
       if ((rc = ip_take(r, &k, r->cfg.max_per_ip)) < 0)
@@ -741,6 +874,15 @@ int64_t gv_trk_entry_registered(const gv_trk_entry *e) {
 
 uint64_t gv_trk_reg_generation(const gv_trk_reg *r) { return r->generation; }
 
+void gv_trk_reg_in_flight(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]) {
+  gv_trk_entry *e = gv_trk_map_get(&r->ids, id, GV_ID_BYTES);
+
+  if (e != NULL && e->state != LISTED)
+    unqueue(r, e);
+}
+
+uint64_t gv_trk_reg_taken_back(const gv_trk_reg *r) { return r->taken_back; }
+
 void gv_trk_reg_get_stats(const gv_trk_reg *r, gv_trk_reg_stats *st) {
   st->listed = r->n_listed;
   st->verifying = r->verifying;
@@ -750,8 +892,26 @@ void gv_trk_reg_get_stats(const gv_trk_reg *r, gv_trk_reg_stats *st) {
 
 /* ---- invariants ---- */
 
+/* c's queue: linked both ways, in step with its count, every entry being
+ * verified from c's address. */
+static int check_queue(const gv_trk_reg *r, const ip_count *c, gv_why *why) {
+  const gv_trk_entry *e, *p = NULL;
+  unsigned n = 0;
+
+  for (e = c->qhead; e != NULL && n <= r->cfg.max_verifying;
+       p = e, e = e->qnext, n++)
+    if (!e->queued || e->state == LISTED || e->qprev != p ||
+        !ipkey_eq(verify_ip(e), &c->key))
+      return gv_fail(why, GV_ESTATE, "verification queue entry wrong");
+  if (p != c->qtail || n != c->queued || n > c->verifying)
+    return gv_fail(why, GV_ESTATE, "verification queue count wrong");
+  return 0;
+}
+
 int gv__trk_reg_check(const gv_trk_reg *r, gv_why *why) {
   size_t pos = 0, visible = 0, verifying = 0, listed = 0, in_list = 0;
+  size_t in_buckets = 0, with_queued = 0;
+  int rc;
   const gv_trk_entry *e, *p;
   const ip_count *c;
   const repo_ix *ix;
@@ -764,6 +924,8 @@ int gv__trk_reg_check(const gv_trk_reg *r, gv_why *why) {
       listed++;
     if ((e->state == LISTED) != (e->in_expiry != 0))
       return gv_fail(why, GV_ESTATE, "expiry list membership wrong");
+    if (e->state == LISTED && e->queued)
+      return gv_fail(why, GV_ESTATE, "listed entry on a verification queue");
     if (e->state == VERIFYING)
       continue;
     visible++;
@@ -799,9 +961,22 @@ int gv__trk_reg_check(const gv_trk_reg *r, gv_why *why) {
     }
     if (n != c->n || n == 0)
       return gv_fail(why, GV_ESTATE, "address count wrong");
+    with_queued += c->queued > 0;
     if (v != c->verifying)
       return gv_fail(why, GV_ESTATE, "address verification count wrong");
+    if ((rc = check_queue(r, c, why)) < 0)
+      return rc;
   }
+  for (unsigned k = 0; k <= r->cfg.max_verifying; k++)
+    for (c = r->by_count[k]; c != NULL; c = c->bnext) {
+      if (c->verifying != k || c->queued == 0 || k > r->max_q ||
+          (c->bnext != NULL && c->bnext->bprev != c))
+        return gv_fail(why, GV_ESTATE, "pool bucket wrong");
+      in_buckets++;
+    }
+  if (in_buckets != with_queued ||
+      (r->max_q > 0 && r->by_count[r->max_q] == NULL))
+    return gv_fail(why, GV_ESTATE, "pool buckets out of step");
   pos = 0;
   while ((ix = gv_trk_map_next(&r->repos, &pos)) != NULL) {
     if (ix->n == 0)

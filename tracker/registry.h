@@ -63,6 +63,15 @@ typedef struct gv_trk_reg_cfg {
   int64_t ttl_ms;         /* GV_TRK_TTL_MS in the daemon */
   /* VERIFYING + RENEWING charged to one address at once; 0 = no limit */
   unsigned max_verifying_per_ip;
+  /* Asked, by gv_trk_reg_begin() with a full pool, to take back the
+   * verification of id from addr: nonzero when it was still queued and
+   * now never runs nor reports (the registry then drops it); 0 when it is
+   * in flight (the registry then never asks again for it). Called under
+   * the registry's lock; must not call the registry. NULL: every
+   * verification not marked in flight can be taken back. */
+  int (*take_back)(void *ctx, const uint8_t id[GV_ID_BYTES],
+                   const gv_addr *addr);
+  void *take_back_ctx;
 } gv_trk_reg_cfg;
 
 typedef struct gv_trk_reg gv_trk_reg;
@@ -81,14 +90,26 @@ int gv_trk_reg_new(gv_trk_reg **out, const gv_trk_reg_cfg *cfg,
 void gv_trk_reg_free(gv_trk_reg *r);
 
 /* Starts a registration (absent -> VERIFYING, returns 0) or a renewal
- * (LISTED -> RENEWING, returns 1) for rec->id from rec->addr. Fails, with a
- * reason in why, with GV_EBUSY if the id is already VERIFYING or RENEWING,
- * GV_ELIMIT if rec's address already holds max_per_ip ids, -EAGAIN if
- * max_verifying registrations are being verified, -EBUSY if rec's address
- * already has max_verifying_per_ip of them, GV_ENOMEM. Nothing changes on
- * failure. rec is not kept. */
+ * (LISTED -> RENEWING, returns 1) for rec->id from rec->addr; it is queued
+ * until gv_trk_reg_in_flight(). Fails, with a reason in why, with GV_EBUSY
+ * if the id is already VERIFYING or RENEWING, GV_ELIMIT if rec's address
+ * already holds max_per_ip ids, -EBUSY if rec's address already has
+ * max_verifying_per_ip of them, GV_ENOMEM. When max_verifying are being
+ * verified (the pool is full), the heaviest address with a queued
+ * verification, if it has more than rec's address, loses its newest
+ * queued one (cfg.take_back; then as gv_trk_reg_abort(id, keep 1)) to make
+ * room; otherwise -EAGAIN. Nothing else changes on failure (a verification
+ * may have been taken back before a GV_ENOMEM). rec is not kept. */
 int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
                      gv_why *why);
+
+/* The verification of id is in flight (its dial-back started, or cannot
+ * be taken back any more): it is never taken back for a newcomer. A no-op
+ * if id is not being verified. */
+void gv_trk_reg_in_flight(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]);
+
+/* Verifications taken back for newcomers since gv_trk_reg_new(). */
+uint64_t gv_trk_reg_taken_back(const gv_trk_reg *r);
 
 /* The dial-back of rec (the same content given to begin) succeeded and its
  * row is committed: the entry becomes LISTED with rec's content, expiring

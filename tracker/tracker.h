@@ -4,8 +4,9 @@
  * it on the main libuv loop, store.c's callbacks on the writer thread.
  *
  * Locks (never two at once, except replay_lock inside reg_lock, where a
- * registry change and the nonce that allows it are one step; never the
- * other way round):
+ * registry change and the nonce that allows it are one step, and the
+ * dialer's queue lock inside reg_lock, where a full pool takes a queued
+ * dial-back back; never the other way round):
  *   reg_lock     read-write: readers sample, writers change the registry;
  *   replay_lock  the nonce cache;  bucket_lock  the token buckets;
  *   (http.c's connection table has its own lock, taken with no other.)
@@ -61,6 +62,9 @@ typedef struct gv_trk_ctx {
   gv_identity self;          /* for dial-backs */
   gv_trk_reg *reg;
   uv_rwlock_t reg_lock;
+  /* Under reg_lock as a writer: the pending register whose dial-back
+   * gv_trk_http_take_back() took back during the current begin. */
+  void *taken_back;
   gv_trk_replay *replay;
   uv_mutex_t replay_lock;
   gv_trk_buckets *buckets; /* NULL when cfg.rate is 0 */

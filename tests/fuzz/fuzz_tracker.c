@@ -87,7 +87,7 @@ static void reg_ok(const gv_trk_reg *r) {
 
 /* k ids per address, maxv verifying, of which maxv_ip per address. */
 static gv_trk_reg *new_reg(unsigned k, unsigned maxv, unsigned maxv_ip) {
-  gv_trk_reg_cfg cfg = {k, maxv, GV_TRK_TTL_MS, maxv_ip};
+  gv_trk_reg_cfg cfg = {k, maxv, GV_TRK_TTL_MS, maxv_ip, NULL, NULL};
   gv_trk_reg *r;
   FZ_CHECK(gv_trk_reg_new(&r, &cfg, KEY16) == 0);
   return r;

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Issue 12 item 3, the global verification pool: ADDRS source addresses
+# (127.0.3.x) each send 2 registrations (their --max-verifying-per-ip)
+# for a port that never answers, which fills a pool of
+# --max-verifying = 2 x ADDRS; the dialer runs ADDRS at once, so half of
+# them are in flight (5 s each) and half queued. Then a genuine node
+# registers from 127.0.0.1. Before the fix the pool was first come, first
+# served: the genuine register got 503 until the black holes timed out
+# (main at 00c370f: "http=503 error=overloaded"). Now a full pool takes
+# the newest queued verification of the heaviest address for a newcomer
+# from a lighter one: the genuine node is answered 200/202, it is listed
+# once its dial-back passes, one black hole was taken back
+# (verifications_taken_back_total), and another register from an
+# attacking address (at the heaviest count) still gets 503 or 429.
+# Under 30 s. TRK (default $BUILD/grapevine-tracker) picks the binary.
+cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+
+TRK=${TRK:-$PWD/$BUILD/grapevine-tracker}
+CLI=$PWD/$BUILD/tests/tracker_client
+PEER=$PWD/$BUILD/tests/tracker_peer
+ADDRS=32
+PER=2
+
+# The black holes: one listener per attacking address, backlog 1, never
+# accepting, so each dial-back hangs for the whole dial timeout.
+python3 - "$ADDRS" >"$TMP/hole" <<'PY' &
+import socket, sys, time
+for attempt in range(20):
+    holes = []
+    try:
+        port = 0
+        for a in range(1, int(sys.argv[1]) + 1):
+            h = socket.socket()
+            holes.append(h)
+            h.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            h.bind(("127.0.3.%d" % a, port))
+            port = h.getsockname()[1]
+            h.listen(1)
+        break
+    except OSError:
+        for h in holes:
+            h.close()
+print(port, flush=True)
+time.sleep(60)
+PY
+pids+=($!)
+tracker_up --listen 127.0.0.1:0 --db "$TMP/db" --max-verifying $((ADDRS * PER)) \
+  --max-verifying-per-ip "$PER" --dial-concurrency "$ADDRS" \
+  --max-conns-per-ip 64
+for _ in $(seq 1 200); do
+  [ -s "$TMP/hole" ] && break
+  sleep 0.05
+done
+HOLE=$(cat "$TMP/hole")
+[ -n "$HOLE" ] || { not_ok "the black hole starts"; finish; exit; }
+
+# Registers from 127.0.3.FIRST..LAST, PER each, for the black-hole port,
+# under throw-away keys, all sent at once; prints the answers' status
+# codes after WAIT s at most ("unanswered" for the rest). Libsodium
+# through ctypes.
+cat >"$TMP/reg.py" <<'PY'
+import ctypes, os, select, socket, sys, time
+port, hole, first, last, per, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+na = ctypes.CDLL("libsodium.so.23")
+assert na.sodium_init() >= 0
+def signed(body):
+    pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
+    na.crypto_sign_keypair(pk, sk)
+    body = body.replace(b"ID", pk.raw.hex().encode())
+    h = ctypes.create_string_buffer(32)
+    na.crypto_generichash(h, 32, body, ctypes.c_ulonglong(len(body)), None, 0)
+    msg = b"grapevine/1 tracker POST /api/bootstrap/register\n" + h.raw
+    sig = ctypes.create_string_buffer(64)
+    na.crypto_sign_detached(sig, None, msg, ctypes.c_ulonglong(len(msg)), sk)
+    return (b"POST /api/bootstrap/register HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nX-Grapevine-Sig: " +
+            sig.raw.hex().encode() + b"\r\nContent-Length: " +
+            str(len(body)).encode() + b"\r\n\r\n" + body)
+socks = []
+for a in range(first, last + 1):
+    for _ in range(per):
+        body = b'{"id":"ID","port":%d,"repos":[],"caps":[],"ts":%d,"nonce":"%s"}' % (
+            hole, int(time.time() * 1000), os.urandom(16).hex().encode())
+        s = socket.socket()
+        s.bind(("127.0.3.%d" % a, 0))
+        s.connect(("127.0.0.1", int(port)))
+        s.sendall(signed(body))
+        socks.append(s)
+out, bufs = [], {s: b"" for s in socks}
+deadline = time.time() + wait
+while bufs and time.time() < deadline:
+    r, _, _ = select.select(list(bufs), [], [], 0.5)
+    for s in r:
+        c = s.recv(4096)
+        bufs[s] += c
+        if not c or b"\r\n\r\n" in bufs[s]:
+            out.append(bufs[s].split(b" ", 2)[1].decode() if bufs[s] else "closed")
+            del bufs[s]
+            s.close()
+out += ["unanswered"] * len(bufs)
+print(" ".join(out))
+PY
+# The first ADDRS take the dialer's slots and wait for their dial-backs;
+# the rest are answered 202 at once (queued). The pool fills.
+python3 "$TMP/reg.py" "${URL##*:}" "$HOLE" 1 "$ADDRS" "$PER" 12 >"$TMP/attack.out" 2>&1 &
+APID=$!
+pids+=("$APID")
+verifying=
+for _ in $(seq 1 100); do
+  verifying=$(curl -s "$URL/health" | grep -oE '"verifying":[0-9]+' | cut -d: -f2)
+  [ "${verifying:-0}" -ge $((ADDRS * PER)) ] && break
+  sleep 0.05
+done
+if [ "${verifying:-0}" -eq $((ADDRS * PER)) ]; then
+  ok "the black holes fill the pool ($verifying of $((ADDRS * PER)))"
+else not_ok "pool filled" "verifying=${verifying:-?}"; fi
+
+# The genuine node, through the node's client.
+peer_up good
+GPORT=$PORT
+GID=$("$CLI" id --key "$TMP/good.key")
+t0=$(date +%s%N)
+out=$("$CLI" "$URL" register --key "$TMP/good.key" --port "$GPORT" 2>&1 | head -1)
+echo "# pool of $((ADDRS * PER)) full of black holes; genuine register: $out"
+if grep -qE '^rc=OK http=20[02] ' <<<"$out"; then
+  ok "the genuine register is accepted, not 503 ($(grep -oE 'http=[0-9]+' <<<"$out"))"
+else not_ok "genuine register accepted" "$out"; fi
+taken=$(curl -s "$URL/metrics" |
+  grep -E '^grapevine_tracker_verifications_taken_back_total ' | cut -d' ' -f2)
+echo "# verifications taken back: ${taken:-none}"
+if [ "${taken:-0}" -ge 1 ]; then ok "an attacking address's queued verification made room ($taken)"
+else not_ok "taken back" "${taken:-no metric}"; fi
+# An attacking address (at the heaviest count) registering again: refused.
+again=$(timeout 12 python3 "$TMP/reg.py" "${URL##*:}" "$HOLE" 7 7 1 1 2>&1)
+echo "# a third register from 127.0.3.7: $again"
+if grep -qE '^(503|429)$' <<<"$again"; then
+  ok "the heaviest address gets no more room ($again)"
+else not_ok "heaviest address refused" "$again"; fi
+# Listed once its dial-back passes: 15 s at most (one round of 5 s).
+listed=
+for _ in $(seq 1 150); do
+  if "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "$GID"; then
+    listed=$((($(date +%s%N) - t0) / 1000000))
+    break
+  fi
+  sleep 0.1
+done
+echo "# listed after ${listed:-never} ms"
+if [ -n "$listed" ]; then ok "the genuine node is listed (${listed} ms)"
+else not_ok "genuine node listed" "$(tail -5 "$TMP/trk.log")"; fi
+wait "$APID"
+echo "# the black-hole registers were answered: $(cat "$TMP/attack.out")"
+if ! "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "127.0.3."; then
+  ok "no black hole is listed"
+else not_ok "black hole listed" "$("$CLI" "$URL" peers --max 256)"; fi
+stop_pids "$TPID"
+finish
