@@ -111,3 +111,10 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
   cJSON_Delete(o);
   return rc;
 }
+
+gv_ctl_uptake_step gv_ctl_uptake_step_of(uint64_t awaited_seq, bool awaited_on,
+                                         uint64_t now_seq, bool now_on) {
+  if (now_seq <= awaited_seq)
+    return GV_CTL_UPTAKE_KEEP;
+  return now_on == awaited_on ? GV_CTL_UPTAKE_FOLLOW : GV_CTL_UPTAKE_SUPERSEDED;
+}

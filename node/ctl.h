@@ -41,4 +41,20 @@ typedef struct gv_ctl_req {
  * quotes the request only as whole UTF-8 characters. */
 int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why);
 
+/* What a `broadcast` waiting for its uptake does at each poll. */
+typedef enum gv_ctl_uptake_step {
+  GV_CTL_UPTAKE_KEEP,       /* same record: keep counting its uptake */
+  GV_CTL_UPTAKE_FOLLOW,     /* a newer record with the awaited broadcast
+                               state (a re-announce, a repo change): wait on
+                               that one's uptake instead */
+  GV_CTL_UPTAKE_SUPERSEDED, /* a newer record with the other state: a later
+                               command changed it; answer so, do not wait */
+} gv_ctl_uptake_step;
+
+/* The step for a wait on the record numbered awaited_seq, signed with
+ * broadcast state awaited_on, when the node's newest record is now_seq with
+ * state now_on. A seq at or below awaited_seq is the same record. */
+gv_ctl_uptake_step gv_ctl_uptake_step_of(uint64_t awaited_seq, bool awaited_on,
+                                         uint64_t now_seq, bool now_on);
+
 #endif

@@ -350,6 +350,13 @@ static void print_repos(const cJSON *o, const char *arg) {
   printf("repositories: %s\n", repos);
 }
 
+/* True if a later command changed the broadcast state during the wait:
+ * the state asked for does not stand. */
+static bool broadcast_superseded(const cJSON *o) {
+  return cJSON_IsTrue(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(o, "uptake"), "superseded"));
+}
+
 /* The uptake, plainly: how many neighbours confirmed the new record. */
 static void print_broadcast(const cJSON *o, const char *arg) {
   const cJSON *u = cJSON_GetObjectItem(o, "uptake");
@@ -362,11 +369,13 @@ static void print_broadcast(const cJSON *o, const char *arg) {
                                   "address (not waiting for the uptake)");
     return;
   }
-  if (cJSON_IsTrue(cJSON_GetObjectItem(u, "superseded"))) {
-    printf("broadcast %s: superseded by a newer record of this node "
-           "(it carries the same broadcast state); its uptake was not "
-           "followed\n",
-           arg);
+  if (broadcast_superseded(o)) {
+    fprintf(stderr,
+            "grapevine broadcast %s: the state was changed by a later "
+            "command during the wait; broadcasting is now %s\n",
+            arg,
+            cJSON_IsTrue(cJSON_GetObjectItem(u, "broadcasting")) ? "on"
+                                                                 : "off");
     return;
   }
   links = num(u, "neighbours");
@@ -490,8 +499,11 @@ int gv_cmd_broadcast(int argc, char **argv) {
       "Switches whether this node shares its address. 'off' publishes a\n"
       "newer signed record without it, and every node forgets it. Waits up\n"
       "to --wait ms (default 10000; 0: do not wait) until the neighbours\n"
-      "confirm they took the new record, and says how many did.",
+      "confirm they took the new record, and says how many did; exits 1\n"
+      "if a later command changed the state during the wait.",
       1, 1};
+  cJSON *o;
+  int rc;
   char dir[4096], req[96];
   bool json = false, on;
   long wait = GV_UPTAKE_WAIT_MS;
@@ -510,6 +522,16 @@ int gv_cmd_broadcast(int argc, char **argv) {
   snprintf(req, sizeof(req),
            "{\"cmd\":\"broadcast\",\"on\":%s,\"wait_ms\":%ld}\n",
            on ? "true" : "false", wait);
-  return exchange("broadcast", dir, req, (uint64_t)wait + 5000, json,
-                  print_broadcast, argv[optind]);
+  /* Not exchange(): a superseded wait exits 1, with --json too. */
+  o = ctl_call("broadcast", dir, req, (uint64_t)wait + 5000);
+  if (o == NULL)
+    return 1;
+  if ((rc = check_reply("broadcast", o, json)) < 0) {
+    print_broadcast(o, argv[optind]);
+    rc = 0;
+  }
+  if (rc == 0 && broadcast_superseded(o))
+    rc = 1;
+  cJSON_Delete(o);
+  return rc;
 }

@@ -37,7 +37,8 @@ typedef struct ctl_client {
   cJSON *answer; /* broadcast: the answer, awaiting the uptake */
   uint64_t wait_from, wait_until; /* broadcast: uv_now() bounds */
   uint64_t record_seq;            /* broadcast: the record it waits on */
-  int handles;                    /* uv handles not yet closed */
+  bool record_on; /* broadcast: the state it asked for (req.on) */
+  int handles;    /* uv handles not yet closed */
   bool closing;
   struct ctl_client *next;
 } ctl_client;
@@ -179,25 +180,32 @@ static void on_wait_done(uv_timer_t *t) {
 
 /* Answers a waiting broadcast once every neighbour its record went out to
  * has confirmed it, or at the deadline; polled every UPTAKE_POLL_MS. If a
- * newer record went out meanwhile (a re-announce, a repo change), the
- * engine's uptake is that one's: the answer says "superseded" instead (the
- * newer record carries the same broadcast state). */
+ * newer record went out meanwhile, the engine's uptake is that one's: with
+ * the awaited broadcast state (a re-announce, a repo change) the wait
+ * follows it; with the other state (a later `broadcast` from another
+ * client) the answer says "superseded" with the state now in force, so the
+ * caller is never told a state stands that no longer does. */
 #define UPTAKE_POLL_MS 50
 
 static bool uptake_answer(ctl_client *c) {
   gv_ctlsrv *s = c->srv;
-  uint64_t now = uv_now(s->loop);
+  uint64_t now = uv_now(s->loop), seq = gv_engine_record_seq(s->engine);
+  bool on = gv_engine_broadcasting(s->engine), superseded = false;
   size_t confirmed, links;
   cJSON *u;
 
-  bool superseded = gv_engine_record_seq(s->engine) != c->record_seq;
-
+  switch (gv_ctl_uptake_step_of(c->record_seq, c->record_on, seq, on)) {
+  case GV_CTL_UPTAKE_KEEP: break;
+  case GV_CTL_UPTAKE_FOLLOW: c->record_seq = seq; break;
+  case GV_CTL_UPTAKE_SUPERSEDED: superseded = true; break;
+  }
   gv_engine_uptake(s->engine, &confirmed, &links);
   if (!superseded && confirmed < links && now < c->wait_until)
     return false;
   u = cJSON_AddObjectToObject(c->answer, "uptake");
   if (superseded) {
     cJSON_AddBoolToObject(u, "superseded", 1);
+    cJSON_AddBoolToObject(u, "broadcasting", on);
   } else {
     cJSON_AddNumberToObject(u, "neighbours", (double)links);
     cJSON_AddNumberToObject(u, "confirmed", (double)confirmed);
@@ -271,6 +279,7 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
     }
     c->answer = o;
     c->record_seq = gv_engine_record_seq(s->engine);
+    c->record_on = req.on;
     c->wait_from = uv_now(s->loop);
     c->wait_until = c->wait_from + req.wait_ms;
     if (!uptake_answer(c)) { /* not idle: on_uptake_poll arms idle again */

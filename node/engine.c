@@ -1966,6 +1966,8 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
 
 uint64_t gv_engine_record_seq(const gv_engine *e) { return e->self_seq; }
 
+bool gv_engine_broadcasting(const gv_engine *e) { return e->cfg.broadcasting; }
+
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;
 }

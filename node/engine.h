@@ -314,6 +314,9 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links);
 /* The seq of this node's newest record, the one gv_engine_uptake() reports
  * on (above cfg.seq_floor); a heartbeat or request does not change it. */
 uint64_t gv_engine_record_seq(const gv_engine *e);
+/* Whether this node's newest record shares its address (cfg.broadcasting,
+ * as gv_engine_set_broadcast() last set it). */
+bool gv_engine_broadcasting(const gv_engine *e);
 /* Checks the invariants of docs/GOSSIP.md §9; 0 or a GV_E* with a reason. */
 int gv_engine_check(const gv_engine *e, gv_why *why);
 

@@ -139,12 +139,32 @@ START_TEST(test_strict_json) {
 }
 END_TEST
 
+/* A broadcast --wait follows a newer record with the state it asked for
+ * and reports one with the other state as superseded (never as standing). */
+START_TEST(test_uptake_step) {
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, false, 7, false),
+                   GV_CTL_UPTAKE_KEEP);
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, true, 6, true), GV_CTL_UPTAKE_KEEP);
+  /* A re-announce or repo change keeps the state: follow its uptake. */
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, false, 8, false),
+                   GV_CTL_UPTAKE_FOLLOW);
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, true, 9, true),
+                   GV_CTL_UPTAKE_FOLLOW);
+  /* `broadcast on` from another client during `broadcast off --wait`. */
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, false, 8, true),
+                   GV_CTL_UPTAKE_SUPERSEDED);
+  ck_assert_int_eq(gv_ctl_uptake_step_of(7, true, 8, false),
+                   GV_CTL_UPTAKE_SUPERSEDED);
+}
+END_TEST
+
 static Suite *ctl_suite(void) {
   Suite *s = suite_create("ctl");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_commands);
   tcase_add_test(tc, test_rejections);
   tcase_add_test(tc, test_strict_json);
+  tcase_add_test(tc, test_uptake_step);
   suite_add_tcase(s, tc);
   return s;
 }
