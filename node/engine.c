@@ -97,7 +97,9 @@ typedef struct entry {
 } entry;
 
 typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
-  bool has_id;
+  bool has_id;        /* id known: given, shown by a link, or claimed by a
+                         record listing addr (then only to skip dialing
+                         this node or a peer already linked) */
   bool by_operator; /* named by the operator (--peer, config), not a tracker */
   bool id_linked;   /* id given by the operator or shown by a link to addr */
   uint8_t id[GV_ID_BYTES];
@@ -465,8 +467,9 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
   if (seen_at > en->pub.last_seen)
     en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
   /* A seed known by address alone is this node, if it advertises that
-   * address: then it is never dialed again while linked (a node that
-   * dialed us first must not be dialed back as a stranger). */
+   * address: then it is not dialed while linked (a node that dialed us
+   * first must not be dialed back as a stranger). The claim is anyone's:
+   * it never pins a dial nor names a trusted seed (id_linked does). */
   for (size_t i = 0; i < e->n_cands; i++)
     for (int k = 0; !e->cands[i].has_id && k < en->pub.n_addrs; k++)
       if (gv_addr_equal(&e->cands[i].addr, &en->pub.addrs[k])) {
@@ -1170,9 +1173,15 @@ static bool linked_to(const gv_engine *e, const uint8_t *peer) {
   return false;
 }
 
+/* A seed is dialed pinned to its id only when the operator gave the id or
+ * a link to its address showed it: a record listing the address with
+ * another id (a forged claim) must not make the real node unreachable. */
+static const uint8_t *cand_pin(const cand *c) {
+  return c->id_linked ? c->id : NULL;
+}
+
 static bool dialable_cand(const gv_engine *e, const cand *c) {
-  return c->next_try <= e->now &&
-         !dialing_to(e, c->has_id ? c->id : NULL, &c->addr) &&
+  return c->next_try <= e->now && !dialing_to(e, cand_pin(c), &c->addr) &&
          !(c->has_id && (linked_to(e, c->id) || is_self(e, c->id)));
 }
 
@@ -1202,7 +1211,7 @@ static void dial_random(gv_engine *e, size_t target, bool seeds, bool entries) {
     if (k < nc) {
       cand *c = &e->cands[k];
       if (dialable_cand(e, c))
-        dial(e, c->has_id ? c->id : NULL, &c->addr);
+        dial(e, cand_pin(c), &c->addr);
     } else {
       entry *en = e->entries[k - nc];
       if (dialable_entry(e, en))
@@ -1337,7 +1346,7 @@ static void hold_off(gv_engine *e, const uint8_t *peer, int64_t until) {
   if (en != NULL)
     en->next_try = until;
   for (size_t i = 0; i < e->n_cands; i++)
-    if (e->cands[i].has_id && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
+    if (e->cands[i].id_linked && memcmp(e->cands[i].id, peer, GV_ID_BYTES) == 0)
       e->cands[i].next_try = until;
 }
 
@@ -1361,7 +1370,7 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     }
     for (size_t i = 0; i < e->n_cands; i++) {
       cand *c = &e->cands[i];
-      if (c->has_id && memcmp(c->id, l->peer, GV_ID_BYTES) == 0) {
+      if (c->id_linked && memcmp(c->id, l->peer, GV_ID_BYTES) == 0) {
         c->failures = flapped ? c->failures + 1 : 0;
         if (flapped)
           c->next_try =
@@ -1449,7 +1458,8 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
   }
   for (size_t i = 0; i < e->n_cands; i++) {
     cand *c = &e->cands[i];
-    if ((peer != NULL && c->has_id && memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
+    if ((peer != NULL && c->id_linked &&
+         memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&c->addr, addr)))
       c->next_try =
           e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,

@@ -50,6 +50,8 @@ typedef struct harness {
   int report_addrs[MAXN];
   int closes[MAXN], last_close_reason[MAXN], dials[MAXN], persists[MAXN];
   int deletes[MAXN];
+  uint8_t dial_peer[MAXN][GV_ID_BYTES]; /* the last dial: zero if unpinned */
+  gv_addr dial_addr[MAXN];
   uint64_t reserved[MAXN]; /* the last SEQ_RESERVE */
   int reserves[MAXN];
   sent log[4096];
@@ -187,7 +189,11 @@ static void run_action(int i, const gv_action *a) {
     for (size_t k = 0; k < a->response->u.response.n_peers; k++)
       H.report_addrs[i] += a->response->u.response.peers[k].u.peer.n_addrs;
     break;
-  case GV_ACT_DIAL: H.dials[i]++; break;
+  case GV_ACT_DIAL:
+    H.dials[i]++;
+    memcpy(H.dial_peer[i], a->peer, GV_ID_BYTES);
+    H.dial_addr[i] = a->addr;
+    break;
   case GV_ACT_SEQ_RESERVE:
     ck_assert_uint_gt(a->seq, H.reserved[i]);
     H.reserved[i] = a->seq;
@@ -1105,6 +1111,49 @@ START_TEST(test_guard_bootstrap_operator_only) {
 }
 END_TEST
 
+/* A record from node X that lists an operator seed S's address (a forged
+ * claim: anyone can sign one) does not pin the dial to S to X's id, which
+ * would fail with a wrong id forever: S is dialed by address alone, linked,
+ * and its id, shown by the link, makes it an operator-named bootstrap
+ * guard at once. */
+START_TEST(test_seed_address_claim_does_not_pin) {
+  static const uint8_t zero[GV_ID_BYTES];
+  gv_addr s_addr;
+
+  h_init(4);
+  broadcasting(1, "198.51.100.2:7411"); /* S, the operator's seed */
+  H.cfg[1].bootstrap = true;
+  broadcasting(2, "198.51.100.2:7411"); /* X claims S's address */
+  broadcasting(3, "198.51.100.4:7411"); /* Y relays X's record */
+  H.cfg[0].active_target = 2;
+  H.cfg[0].guard_count = 2;
+  h_start();
+  s_addr = H.cfg[1].addrs[0];
+  /* The seed, by address alone, is dialed at once; that dial fails. */
+  gv_engine_add_candidate(H.e[0], NULL, &s_addr, true, H.now);
+  h_tick_all(H.now + 1);
+  ck_assert_int_eq(H.dials[0], 1);
+  gv_engine_dial_failed(H.e[0], NULL, &s_addr, H.now);
+  h_pump();
+  /* X's record, relayed by Y, arrives before the redial. */
+  h_connect(0, 3);
+  h_connect(2, 3);
+  ck_assert_int_eq(gv_engine_announce(H.e[2], NULL, H.now), 0);
+  h_pump();
+  ck_assert_ptr_nonnull(gv_engine_table_get(H.e[0], H.ids[2].pk));
+  memset(&H.dial_addr[0], 0, sizeof(H.dial_addr[0]));
+  for (int i = 0; i < 5 && !gv_addr_equal(&H.dial_addr[0], &s_addr); i++)
+    h_tick_all(H.now + 1000);
+  ck_assert(gv_addr_equal(&H.dial_addr[0], &s_addr));
+  ck_assert_mem_eq(H.dial_peer[0], zero, GV_ID_BYTES);
+  h_connect(0, 1);
+  for (int i = 1; i <= 3; i++)
+    h_tick_all(H.now + 60000);
+  ck_assert(guard_is(0, 1));
+  ck_assert(!guard_is(0, 2));
+}
+END_TEST
+
 /* A flood of records into a full table never evicts a guard, linked or
  * not: only unlinked non-guards make room. */
 START_TEST(test_table_cap_keeps_guard) {
@@ -1428,6 +1477,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_no_redial_after_duplicate);
   tcase_add_test(tc, test_flapping_link_backs_off);
   tcase_add_test(tc, test_guard_bootstrap_operator_only);
+  tcase_add_test(tc, test_seed_address_claim_does_not_pin);
   tcase_add_test(tc, test_table_cap_keeps_guard);
   tcase_add_test(tc, test_record_seq_follows_uptake);
   tcase_add_test(tc, test_expiry_and_early_tick);
