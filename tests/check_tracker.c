@@ -1187,6 +1187,74 @@ START_TEST(test_replay_evicted_not_replayable) {
 }
 END_TEST
 
+/* A register the replay cache refuses takes no one's verification back
+ * (issue 12, second review): a pool of 2 full of two genuine nodes, a
+ * cache of 1 held by the attacker's source; four registers from that
+ * source are refused (-EAGAIN) without begin (nothing taken back, the
+ * nonce unrecorded); a lighter source's register takes one back and
+ * records its nonce, so the same bytes sent again are a replay and take
+ * nothing more. Before, begin ran first and each refusal cost a genuine
+ * node its verification. */
+START_TEST(test_replay_register_refusal_costs_nothing) {
+  take_log log = {{0}, 0, {0}, 0, 0};
+  gv_trk_reg_cfg cfg = {8, 2, GV_TRK_TTL_MS, 0, take_back_hook, &log};
+  gv_trk_reg *r;
+  gv_trk_replay *rp;
+  gv_trk_rec rec;
+  gv_trk_ipkey src;
+  gv_addr a;
+  gv_why why = {""}, nwhy = {""};
+  uint8_t n0[GV_TRK_NONCE_BYTES] = {0}, n1[GV_TRK_NONCE_BYTES] = {1};
+  int64_t now = T0_MS + 1000;
+  int nrc;
+
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 1, T0_MS, KEY16), 0);
+  mkrec(&rec, 10, "10.0.0.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, now, NULL), 0);
+  mkrec(&rec, 11, "10.0.0.2", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, now, NULL), 0);
+  mkrec(&rec, 98, "10.9.9.9", 7000, "");
+  gv_trk_ipkey_of(&src, &rec.addr);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, rec.id, n0, now, now, NULL),
+                   0);
+  for (unsigned i = 0; i < 4; i++) {
+    mkrec(&rec, 99, "10.9.9.9", 7000, "");
+    ck_assert_int_eq(
+        gv_trk_replay_register(rp, r, &rec, n1, now, now, &nrc, &why, &nwhy),
+        0);
+    ck_assert_int_eq(nrc, -EAGAIN);
+    ck_assert_ptr_nonnull(strstr(nwhy.text, "too many signed requests"));
+    ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), GV_ESTATE);
+  }
+  ck_assert_uint_eq(log.asked, 0);
+  ck_assert_uint_eq(gv_trk_reg_taken_back(r), 0);
+  for (unsigned i = 0; i < 2; i++) {
+    mkrec(&rec, 10 + i, i ? "10.0.0.2" : "10.0.0.1", 7000, "");
+    ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), 0);
+  }
+  /* From a lighter source: admitted, begin takes one back (10.0.0.1 and
+   * 10.0.0.2 hold one each, the newcomer none), the nonce is recorded
+   * (evicting the attacker's pair); the same bytes again are a replay,
+   * refused before begin: nothing more taken, the newcomer kept. */
+  mkrec(&rec, 50, "10.0.1.1", 7000, "");
+  ck_assert_int_eq(
+      gv_trk_replay_register(rp, r, &rec, n1, now, now, &nrc, &why, &nwhy), 0);
+  ck_assert_int_eq(nrc, 0);
+  ck_assert_uint_eq(log.n_took, 1);
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), 1);
+  ck_assert_int_eq(
+      gv_trk_replay_register(rp, r, &rec, n1, now, now + 1, &nrc, &why, &nwhy),
+      0);
+  ck_assert_int_eq(nrc, GV_EDUP);
+  ck_assert_uint_eq(log.n_took, 1);
+  ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), 0);
+  assert_ok(r);
+  gv_trk_replay_free(rp);
+  gv_trk_reg_free(r);
+}
+END_TEST
+
 /* ---- buckets ---- */
 
 START_TEST(test_buckets) {
@@ -1908,6 +1976,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_replay_eviction);
   tcase_add_test(tc, test_replay_share);
   tcase_add_test(tc, test_replay_evicted_not_replayable);
+  tcase_add_test(tc, test_replay_register_refusal_costs_nothing);
   tcase_add_test(tc, test_reg_verifying_per_ip);
   tcase_add_test(tc, test_buckets);
   tcase_add_test(tc, test_fair_within_cap);

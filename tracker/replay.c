@@ -351,28 +351,45 @@ int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
   return 0;
 }
 
-int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
+int gv_trk_replay_admit(gv_trk_replay *rp, const gv_trk_ipkey *src,
                         const uint8_t id[GV_ID_BYTES],
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                         int64_t now, gv_why *why) {
-  source *s;
-  pair *p;
+  const source *s, *h;
+  const pair *old;
   int rc;
 
   if ((rc = gv_trk_replay_peek(rp, id, nonce, ts, now, why)) < 0)
     return rc;
+  if (rp->n < rp->cap)
+    return 0;
+  /* Full: the heaviest source pays, unless it is this one (or ties). */
   s = gv_trk_map_get(&rp->srcs, src->b, sizeof(src->b));
+  h = rp->by_count[rp->max_n];
+  if (h == NULL || h == s || h->n <= (s ? s->n : 0))
+    return gv_fail(why, -EAGAIN,
+                   "too many signed requests from this address; retry later");
+  old = h->oldest;
+  if (rp->nf == rp->cap &&
+      gv_trk_map_get(&rp->floors, old->key, GV_ID_BYTES) == NULL)
+    return gv_fail(why, -EAGAIN, "the replay cache is full; retry later");
+  return 0;
+}
+
+int gv_trk_replay_record(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                         const uint8_t id[GV_ID_BYTES],
+                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                         gv_why *why) {
+  source *s = gv_trk_map_get(&rp->srcs, src->b, sizeof(src->b));
+  pair *p;
+  int rc;
+
   if (rp->n == rp->cap) {
-    /* Full: the heaviest source pays, unless it is this one (or ties). */
+    /* admit found the heaviest source heavier than src. */
     source *h = rp->by_count[rp->max_n];
-    if (h == NULL || h == s || h->n <= (s ? s->n : 0))
-      return gv_fail(why, -EAGAIN,
-                     "too many signed requests from this address; retry "
-                     "later");
+    assert(h != NULL && h != s);
     if ((rc = floor_raise(rp, h->oldest)) < 0)
-      return gv_fail(why, rc,
-                     rc == -EAGAIN ? "the replay cache is full; retry later"
-                                   : "out of memory");
+      return gv_fail(why, rc, "out of memory");
     pair_forget(rp, h->oldest);
     rp->evictions++;
   }
@@ -412,6 +429,41 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
   s->newest = p;
   rp->n++;
   return 0;
+}
+
+int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                        const uint8_t id[GV_ID_BYTES],
+                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                        int64_t now, gv_why *why) {
+  int rc = gv_trk_replay_admit(rp, src, id, nonce, ts, now, why);
+
+  return rc < 0 ? rc : gv_trk_replay_record(rp, src, id, nonce, ts, why);
+}
+
+int gv_trk_replay_register(gv_trk_replay *rp, gv_trk_reg *reg,
+                           const gv_trk_rec *rec,
+                           const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                           int64_t now, int *nrc, gv_why *why, gv_why *nwhy) {
+  gv_trk_ipkey src;
+  int rc;
+
+  gv_trk_ipkey_of(&src, &rec->addr);
+  *nrc = gv_trk_replay_admit(rp, &src, rec->id, nonce, ts, now, nwhy);
+  if (*nrc < 0)
+    return 0; /* nothing begun, nothing taken back */
+  rc = gv_trk_reg_begin(reg, rec, now, why);
+  if (rc < 0 && rc != GV_EBUSY)
+    return rc; /* refused: the nonce stays unrecorded */
+  *nrc = gv_trk_replay_record(rp, &src, rec->id, nonce, ts, nwhy);
+  if (*nrc < 0) {
+    if (rc >= 0) {
+      int arc = gv_trk_reg_abort(reg, rec->id, 1);
+      assert(arc == 0); /* keep 1: nothing visible removed */
+      (void)arc;
+    }
+    return 0;
+  }
+  return rc;
 }
 
 size_t gv_trk_replay_count(const gv_trk_replay *rp) { return rp->n; }
