@@ -1116,8 +1116,8 @@ static void all_refused(gv_trk_replay *rp, const seen_req *seen, size_t n,
  * newcomer evicts the heaviest source's oldest pair while its ts is still
  * in the window; a replay of that request, from any address, must still
  * be refused. The floors that remember evicted pairs are bounded by the
- * cap too: when none is free, a newcomer is refused rather than a pair
- * forgotten. */
+ * cap too: when none is free, the first to expire is folded into one
+ * global floor, and no newcomer is refused. */
 START_TEST(test_replay_evicted_not_replayable) {
   gv_trk_replay *rp;
   uint8_t id7[GV_ID_BYTES] = {7}, id9[GV_ID_BYTES] = {9};
@@ -1129,7 +1129,6 @@ START_TEST(test_replay_evicted_not_replayable) {
   int64_t now = T0_MS + 1000;
   gv_why why = {""};
   char ip[32];
-  int full = 0, rc;
 
   src_of(&A, "10.0.0.1");
   src_of(&B, "10.0.0.2");
@@ -1156,32 +1155,38 @@ START_TEST(test_replay_evicted_not_replayable) {
   seen[n++] = (seen_req){7, 4, now + 4};
   ck_assert_uint_eq(gv_trk_replay_evictions(rp), 2);
   all_refused(rp, seen, n, now + 5);
-  /* Newcomers with ids of their own, each evicting a pair, until the two
-   * floors are taken and one is refused; nothing accepted ever becomes
-   * replayable on the way. */
-  for (unsigned i = 0; i < 6 && !full; i++) {
+  /* Newcomers with ids of their own, each evicting a pair: the two
+   * floors fill, and the first to expire is folded into the global floor
+   * each time; no newcomer is refused (issue 12, item 1), and nothing
+   * accepted ever becomes replayable on the way. */
+  for (unsigned i = 0; i < 6; i++) {
     uint8_t id[GV_ID_BYTES] = {(uint8_t)(20 + i)};
     snprintf(ip, sizeof(ip), "10.0.1.%u", i + 1);
     src_of(&src, ip);
-    rc = gv_trk_replay_check(rp, &src, id, n1, now + 10, now + 10, &why);
-    if (rc == 0) {
-      seen[n++] = (seen_req){(uint8_t)(20 + i), 1, now + 10};
-    } else {
-      ck_assert_int_eq(rc, -EAGAIN);
-      ck_assert_ptr_nonnull(strstr(why.text, "replay cache is full"));
-      full = 1;
-    }
+    int64_t ts = now + 10 + i; /* each signs at its own now */
+    ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, n1, ts, ts, &why), 0);
+    seen[n++] = (seen_req){(uint8_t)(20 + i), 1, ts};
     ck_assert_uint_eq(gv_trk_replay_count(rp), 2);
-    all_refused(rp, seen, n, now + 10);
+    ck_assert_uint_eq(gv_trk_replay_evictions(rp), 3 + i);
+    all_refused(rp, seen, n, ts);
   }
-  ck_assert(full);
+  /* The global floor refuses any id's request signed at or before a
+   * folded floor's ts; a genuine client signs at its now, above it. */
+  src_of(&src, "10.0.3.1");
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, (uint8_t[GV_ID_BYTES]){30}, n1,
+                                       now, now + 15, &why),
+                   GV_EDUP);
+  ck_assert_ptr_nonnull(strstr(why.text, "forgotten to make room"));
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, (uint8_t[GV_ID_BYTES]){30}, n1,
+                                       now + 16, now + 16, NULL),
+                   0);
   /* The floors live as long as their pairs would have, no longer: once
-   * every ts so far is stale, the cache takes newcomers again. */
-  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 10 + GV_TRK_SKEW_MS + 1), 2);
+   * every ts so far is stale, id9's nonce n1 is taken again. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 16 + GV_TRK_SKEW_MS + 1), 2);
   src_of(&src, "10.0.2.1");
   ck_assert_int_eq(gv_trk_replay_check(rp, &src, id9, n1,
-                                       now + 10 + GV_TRK_SKEW_MS + 1,
-                                       now + 10 + GV_TRK_SKEW_MS + 1, NULL),
+                                       now + 16 + GV_TRK_SKEW_MS + 1,
+                                       now + 16 + GV_TRK_SKEW_MS + 1, NULL),
                    0);
   gv_trk_replay_free(rp);
 }

@@ -20,15 +20,19 @@
  * ts <= the floor are refused (GV_EDUP) for as long as the pair would have
  * been kept. A genuine client signs its next request later and passes.
  * When all `cap` floors are live (more than 2 x cap requests accepted
- * within one window) a newcomer is refused (-EAGAIN) rather than a pair
- * forgotten. Operations are O(log cap) (one expiry heap); memory is
- * bounded by `cap` pairs, `cap` floors and `cap` sources.
+ * within one window), the floor that expires first is folded into one
+ * global floor: every request, of any id, with ts <= the highest folded
+ * ts is refused, until the window passes it. No newcomer within its share
+ * is refused for want of a floor. Operations are O(log cap) (two expiry
+ * heaps); memory is bounded by `cap` pairs, `cap` floors and `cap`
+ * sources.
  *
  *   peek --ok--> admit --ok--> (caller's change) --ok--> record: recorded
  *   pair: recorded --prune (until <= now)--> forgotten
  *         recorded --evicted (cache full, heaviest source)--> floor of id
  *   floor: --raised (another pair of id evicted)--> floor of id
  *          --prune (until <= now)--> forgotten
+ *          --folded (all floors live, this one first to expire)--> global
  *
  * Lifetime: gv_trk_replay_new() allocates, gv_trk_replay_free() frees. Not
  * thread-safe: the daemon holds replay_lock around each call, and around
@@ -59,14 +63,14 @@ void gv_trk_replay_free(gv_trk_replay *rp);
 /* Applies the rules to a request of id with ts and nonce, at now, without
  * recording anything. Returns 0, or with a reason in why: GV_EFUTURE
  * (ts > now + skew), GV_ESTALE (ts < now - skew, or before the start),
- * GV_EDUP (pair already recorded, or ts at or below the id's floor). */
+ * GV_EDUP (pair already recorded, or ts at or below the id's floor or the
+ * global floor). */
 int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                        int64_t now, gv_why *why);
 
-/* The rules of peek, and whether the pair would find room: -EAGAIN (the
- * cache is full and src is the heaviest source, or every floor is live).
- * Records nothing. */
+/* The rules of peek, and whether the pair would find room: -EAGAIN when
+ * the cache is full and src is the heaviest source. Records nothing. */
 int gv_trk_replay_admit(gv_trk_replay *rp, const gv_trk_ipkey *src,
                         const uint8_t id[GV_ID_BYTES],
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
@@ -74,8 +78,8 @@ int gv_trk_replay_admit(gv_trk_replay *rp, const gv_trk_ipkey *src,
 
 /* Records the pair charged to src. Only right after admit said 0 for the
  * same arguments, with no call on rp in between (the daemon holds
- * replay_lock across both): then it fails only with GV_ENOMEM, and nothing
- * changed. */
+ * replay_lock across both): then it fails only with GV_ENOMEM, and no pair
+ * was recorded nor evicted (a floor may have been folded). */
 int gv_trk_replay_record(gv_trk_replay *rp, const gv_trk_ipkey *src,
                          const uint8_t id[GV_ID_BYTES],
                          const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
