@@ -554,7 +554,7 @@ END_TEST
 /* A take_back hook for the tests: refuses the ids listed in no[] (in
  * flight), takes every other one back and remembers it. */
 typedef struct take_log {
-  unsigned no[4];
+  unsigned no[16];
   size_t n_no;
   unsigned took[16];
   size_t n_took, asked;
@@ -634,25 +634,24 @@ START_TEST(test_reg_pool_fair) {
   assert_ok(r);
   gv_trk_reg_free(r);
 
-  /* Every verification in flight: nothing to take back, 503 as before. */
+  /* Every verification in flight: nothing to take back, 503 as before.
+   * The registry learns it lazily: each is asked once, and the hook's
+   * refusal takes it off its queue for good. */
   memset(&log, 0, sizeof(log));
   ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
   for (unsigned i = 0; i < 16; i++) {
     snprintf(ip, sizeof(ip), "10.9.0.%u", 1 + i / 2);
     mkrec(&rec, 100 + i, ip, 7000, "");
     ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), 0);
-    if (i != 15)
-      gv_trk_reg_in_flight(r, rec.id);
+    log.no[log.n_no++] = 100 + i;
   }
-  /* 10.9.0.8's second is queued, but the dialer says it started. */
-  log.no[log.n_no++] = 115;
   mkrec(&rec, 1, "10.9.1.1", 7000, "");
   ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, &why), -EAGAIN);
-  ck_assert_uint_eq(log.asked, 1);
+  ck_assert_uint_eq(log.asked, 16);
   assert_ok(r);
   /* Now known to be in flight: not asked again. */
   ck_assert_int_eq(gv_trk_reg_begin(r, &rec, T0_MS, NULL), -EAGAIN);
-  ck_assert_uint_eq(log.asked, 1);
+  ck_assert_uint_eq(log.asked, 16);
   ck_assert_uint_eq(gv_trk_reg_taken_back(r), 0);
   /* One settles: room again, without taking anything back. */
   mkrec(&rec, 100, "10.9.0.1", 7000, "");
@@ -1116,8 +1115,8 @@ static void all_refused(gv_trk_replay *rp, const seen_req *seen, size_t n,
  * newcomer evicts the heaviest source's oldest pair while its ts is still
  * in the window; a replay of that request, from any address, must still
  * be refused. The floors that remember evicted pairs are bounded by the
- * cap too: when none is free, a newcomer is refused rather than a pair
- * forgotten. */
+ * cap too: when none is free, the first to expire is folded into one
+ * global floor, and no newcomer is refused. */
 START_TEST(test_replay_evicted_not_replayable) {
   gv_trk_replay *rp;
   uint8_t id7[GV_ID_BYTES] = {7}, id9[GV_ID_BYTES] = {9};
@@ -1129,7 +1128,6 @@ START_TEST(test_replay_evicted_not_replayable) {
   int64_t now = T0_MS + 1000;
   gv_why why = {""};
   char ip[32];
-  int full = 0, rc;
 
   src_of(&A, "10.0.0.1");
   src_of(&B, "10.0.0.2");
@@ -1156,34 +1154,108 @@ START_TEST(test_replay_evicted_not_replayable) {
   seen[n++] = (seen_req){7, 4, now + 4};
   ck_assert_uint_eq(gv_trk_replay_evictions(rp), 2);
   all_refused(rp, seen, n, now + 5);
-  /* Newcomers with ids of their own, each evicting a pair, until the two
-   * floors are taken and one is refused; nothing accepted ever becomes
-   * replayable on the way. */
-  for (unsigned i = 0; i < 6 && !full; i++) {
+  /* Newcomers with ids of their own, each evicting a pair: the two
+   * floors fill, and the first to expire is folded into the global floor
+   * each time; no newcomer is refused (issue 12, item 1), and nothing
+   * accepted ever becomes replayable on the way. */
+  for (unsigned i = 0; i < 6; i++) {
     uint8_t id[GV_ID_BYTES] = {(uint8_t)(20 + i)};
     snprintf(ip, sizeof(ip), "10.0.1.%u", i + 1);
     src_of(&src, ip);
-    rc = gv_trk_replay_check(rp, &src, id, n1, now + 10, now + 10, &why);
-    if (rc == 0) {
-      seen[n++] = (seen_req){(uint8_t)(20 + i), 1, now + 10};
-    } else {
-      ck_assert_int_eq(rc, -EAGAIN);
-      ck_assert_ptr_nonnull(strstr(why.text, "replay cache is full"));
-      full = 1;
-    }
+    int64_t ts = now + 10 + i; /* each signs at its own now */
+    ck_assert_int_eq(gv_trk_replay_check(rp, &src, id, n1, ts, ts, &why), 0);
+    seen[n++] = (seen_req){(uint8_t)(20 + i), 1, ts};
     ck_assert_uint_eq(gv_trk_replay_count(rp), 2);
-    all_refused(rp, seen, n, now + 10);
+    ck_assert_uint_eq(gv_trk_replay_evictions(rp), 3 + i);
+    all_refused(rp, seen, n, ts);
   }
-  ck_assert(full);
+  /* The global floor refuses any id's request signed at or before a
+   * folded floor's ts; a genuine client signs at its now, above it. */
+  src_of(&src, "10.0.3.1");
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, (uint8_t[GV_ID_BYTES]){30}, n1,
+                                       now, now + 15, &why),
+                   GV_EDUP);
+  ck_assert_ptr_nonnull(strstr(why.text, "forgotten to make room"));
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, (uint8_t[GV_ID_BYTES]){30}, n1,
+                                       now + 16, now + 16, NULL),
+                   0);
   /* The floors live as long as their pairs would have, no longer: once
-   * every ts so far is stale, the cache takes newcomers again. */
-  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 10 + GV_TRK_SKEW_MS + 1), 2);
+   * every ts so far is stale, id9's nonce n1 is taken again. */
+  ck_assert_uint_eq(gv_trk_replay_prune(rp, now + 16 + GV_TRK_SKEW_MS + 1), 2);
   src_of(&src, "10.0.2.1");
   ck_assert_int_eq(gv_trk_replay_check(rp, &src, id9, n1,
-                                       now + 10 + GV_TRK_SKEW_MS + 1,
-                                       now + 10 + GV_TRK_SKEW_MS + 1, NULL),
+                                       now + 16 + GV_TRK_SKEW_MS + 1,
+                                       now + 16 + GV_TRK_SKEW_MS + 1, NULL),
                    0);
   gv_trk_replay_free(rp);
+}
+END_TEST
+
+/* A register the replay cache refuses takes no one's verification back
+ * (issue 12, second review): a pool of 2 full of two genuine nodes, a
+ * cache of 1 held by the attacker's source; four registers from that
+ * source are refused (-EAGAIN) without begin (nothing taken back, the
+ * nonce unrecorded); a lighter source's register takes one back and
+ * records its nonce, so the same bytes sent again are a replay and take
+ * nothing more. Before, begin ran first and each refusal cost a genuine
+ * node its verification. */
+START_TEST(test_replay_register_refusal_costs_nothing) {
+  take_log log = {{0}, 0, {0}, 0, 0};
+  gv_trk_reg_cfg cfg = {8, 2, GV_TRK_TTL_MS, 0, take_back_hook, &log};
+  gv_trk_reg *r;
+  gv_trk_replay *rp;
+  gv_trk_rec rec;
+  gv_trk_ipkey src;
+  gv_addr a;
+  gv_why why = {""}, nwhy = {""};
+  uint8_t n0[GV_TRK_NONCE_BYTES] = {0}, n1[GV_TRK_NONCE_BYTES] = {1};
+  int64_t now = T0_MS + 1000;
+  int nrc;
+
+  ck_assert_int_eq(gv_trk_reg_new(&r, &cfg, KEY16), 0);
+  ck_assert_int_eq(gv_trk_replay_new(&rp, 1, T0_MS, KEY16), 0);
+  mkrec(&rec, 10, "10.0.0.1", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, now, NULL), 0);
+  mkrec(&rec, 11, "10.0.0.2", 7000, "");
+  ck_assert_int_eq(gv_trk_reg_begin(r, &rec, now, NULL), 0);
+  mkrec(&rec, 98, "10.9.9.9", 7000, "");
+  gv_trk_ipkey_of(&src, &rec.addr);
+  ck_assert_int_eq(gv_trk_replay_check(rp, &src, rec.id, n0, now, now, NULL),
+                   0);
+  for (unsigned i = 0; i < 4; i++) {
+    mkrec(&rec, 99, "10.9.9.9", 7000, "");
+    ck_assert_int_eq(
+        gv_trk_replay_register(rp, r, &rec, n1, now, now, &nrc, &why, &nwhy),
+        0);
+    ck_assert_int_eq(nrc, -EAGAIN);
+    ck_assert_ptr_nonnull(strstr(nwhy.text, "too many signed requests"));
+    ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), GV_ESTATE);
+  }
+  ck_assert_uint_eq(log.asked, 0);
+  ck_assert_uint_eq(gv_trk_reg_taken_back(r), 0);
+  for (unsigned i = 0; i < 2; i++) {
+    mkrec(&rec, 10 + i, i ? "10.0.0.2" : "10.0.0.1", 7000, "");
+    ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), 0);
+  }
+  /* From a lighter source: admitted, begin takes one back (10.0.0.1 and
+   * 10.0.0.2 hold one each, the newcomer none), the nonce is recorded
+   * (evicting the attacker's pair); the same bytes again are a replay,
+   * refused before begin: nothing more taken, the newcomer kept. */
+  mkrec(&rec, 50, "10.0.1.1", 7000, "");
+  ck_assert_int_eq(
+      gv_trk_replay_register(rp, r, &rec, n1, now, now, &nrc, &why, &nwhy), 0);
+  ck_assert_int_eq(nrc, 0);
+  ck_assert_uint_eq(log.n_took, 1);
+  ck_assert_uint_eq(gv_trk_replay_evictions(rp), 1);
+  ck_assert_int_eq(
+      gv_trk_replay_register(rp, r, &rec, n1, now, now + 1, &nrc, &why, &nwhy),
+      0);
+  ck_assert_int_eq(nrc, GV_EDUP);
+  ck_assert_uint_eq(log.n_took, 1);
+  ck_assert_int_eq(gv_trk_reg_verifying_addr(r, rec.id, &a), 0);
+  assert_ok(r);
+  gv_trk_replay_free(rp);
+  gv_trk_reg_free(r);
 }
 END_TEST
 
@@ -1908,6 +1980,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_replay_eviction);
   tcase_add_test(tc, test_replay_share);
   tcase_add_test(tc, test_replay_evicted_not_replayable);
+  tcase_add_test(tc, test_replay_register_refusal_costs_nothing);
   tcase_add_test(tc, test_reg_verifying_per_ip);
   tcase_add_test(tc, test_buckets);
   tcase_add_test(tc, test_fair_within_cap);

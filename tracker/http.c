@@ -1000,8 +1000,10 @@ static enum MHD_Result respond_verifying(req *r, const uint8_t id[GV_ID_BYTES],
 }
 
 /* Register (docs/TRACKER.md §3.4): the signature and replay rules, then
- * the registry; the nonce is recorded last, in the same step as the
- * registry change, which is undone if the nonce turns out to be taken.
+ * the registry; the nonce is admitted before the registry changes and
+ * recorded after, in one step under reg_lock and replay_lock
+ * (gv_trk_replay_register), so a request the cache refuses changes
+ * nothing.
  * When the dialer has a free slot the request waits for its dial-back
  * (200 listed, or 422); otherwise it is answered 202 at once and the
  * dial-back runs in the background, so no one's black holes can hold a
@@ -1031,18 +1033,20 @@ static enum MHD_Result do_register(req *r) {
   /* The address is the request's source, never anything in the body. */
   p->rec.addr.family = r->client.family;
   memcpy(p->rec.addr.ip, r->client.ip, sizeof(p->rec.addr.ip));
+  /* The nonce is admitted before begin, so that a request the cache
+   * refuses takes no one's verification back, and recorded after it. */
   uv_rwlock_wrlock(&t->reg_lock);
-  rc = gv_trk_reg_begin(t->reg, &p->rec, gv_trk_now(t), &why);
-  if (rc == GV_EBUSY) {
+  uv_mutex_lock(&t->replay_lock);
+  rc = gv_trk_replay_register(t->replay, t->reg, &p->rec, s.nonce, s.ts,
+                              gv_trk_now(t), &nrc, &why, &nwhy);
+  uv_mutex_unlock(&t->replay_lock);
+  if (nrc == 0 && rc == GV_EBUSY) {
     /* Already being verified: only the first request's address is tested
      * (begin said so under this lock, so the address is there). */
     int vrc = gv_trk_reg_verifying_addr(t->reg, p->rec.id, &inflight);
     assert(vrc == 0);
     (void)vrc;
   }
-  nrc = rc >= 0 || rc == GV_EBUSY ? commit_nonce(r, &s, &nwhy) : 0;
-  if (nrc < 0 && rc >= 0)
-    gv_trk_reg_abort(t->reg, p->rec.id, 1);
   victim = t->taken_back;
   t->taken_back = NULL;
   uv_rwlock_wrunlock(&t->reg_lock);

@@ -874,13 +874,6 @@ int64_t gv_trk_entry_registered(const gv_trk_entry *e) {
 
 uint64_t gv_trk_reg_generation(const gv_trk_reg *r) { return r->generation; }
 
-void gv_trk_reg_in_flight(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]) {
-  gv_trk_entry *e = gv_trk_map_get(&r->ids, id, GV_ID_BYTES);
-
-  if (e != NULL && e->state != LISTED)
-    unqueue(r, e);
-}
-
 uint64_t gv_trk_reg_taken_back(const gv_trk_reg *r) { return r->taken_back; }
 
 void gv_trk_reg_get_stats(const gv_trk_reg *r, gv_trk_reg_stats *st) {

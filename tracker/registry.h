@@ -91,22 +91,19 @@ void gv_trk_reg_free(gv_trk_reg *r);
 
 /* Starts a registration (absent -> VERIFYING, returns 0) or a renewal
  * (LISTED -> RENEWING, returns 1) for rec->id from rec->addr; it is queued
- * until gv_trk_reg_in_flight(). Fails, with a reason in why, with GV_EBUSY
- * if the id is already VERIFYING or RENEWING, GV_ELIMIT if rec's address
- * already holds max_per_ip ids, -EBUSY if rec's address already has
- * max_verifying_per_ip of them, GV_ENOMEM. When max_verifying are being
- * verified (the pool is full), the heaviest address with a queued
- * verification, if it has more than rec's address, loses its newest
- * queued one (cfg.take_back; then as gv_trk_reg_abort(id, keep 1)) to make
- * room; otherwise -EAGAIN. Nothing else changes on failure (a verification
+ * (may be taken back) until it settles, or until a full pool's
+ * cfg.take_back says its dial-back is in flight: entries leave the queue
+ * lazily, the registry is never told when a dial-back starts. Fails, with a
+ * reason in why, with GV_EBUSY if the id is already VERIFYING or RENEWING,
+ * GV_ELIMIT if rec's address already holds max_per_ip ids, -EBUSY if rec's
+ * address already has max_verifying_per_ip of them, GV_ENOMEM. When
+ * max_verifying are being verified (the pool is full), the heaviest address
+ * with a queued verification, if it has more than rec's address, loses its
+ * newest queued one (cfg.take_back; then as gv_trk_reg_abort(id, keep 1)) to
+ * make room; otherwise -EAGAIN. Nothing else changes on failure (a verification
  * may have been taken back before a GV_ENOMEM). rec is not kept. */
 int gv_trk_reg_begin(gv_trk_reg *r, const gv_trk_rec *rec, int64_t now,
                      gv_why *why);
-
-/* The verification of id is in flight (its dial-back started, or cannot
- * be taken back any more): it is never taken back for a newcomer. A no-op
- * if id is not being verified. */
-void gv_trk_reg_in_flight(gv_trk_reg *r, const uint8_t id[GV_ID_BYTES]);
 
 /* Verifications taken back for newcomers since gv_trk_reg_new(). */
 uint64_t gv_trk_reg_taken_back(const gv_trk_reg *r);

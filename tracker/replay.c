@@ -12,19 +12,24 @@
 
 typedef struct source source;
 
-/* What the expiry heap orders: a pair or a floor, forgotten once
+/* What an expiry heap orders: a pair or a floor, forgotten once
  * now >= until. until = ts + GV_TRK_SKEW_MS + 1: the first moment a
  * request signed at ts is refused as stale, so nothing is kept longer than
  * it guards anything. */
 typedef struct timed {
   int64_t until;
-  size_t hpos; /* heap[hpos] == this */
-  int is_floor;
+  size_t hpos; /* its heap's a[hpos] == this */
 } timed;
+
+/* A min-heap by until of at most cap items: the pairs, or the floors. */
+typedef struct theap {
+  timed **a;
+  size_t n;
+} theap;
 
 /* One recorded pair, on its source's list, oldest first. */
 typedef struct pair {
-  timed t;                 /* first: a timed * is a pair * when !is_floor */
+  timed t;                 /* first: the pairs' heap holds &pair.t */
   uint8_t key[PAIR_BYTES]; /* id || nonce */
   int64_t ts;
   source *src;
@@ -36,7 +41,7 @@ typedef struct pair {
  * refused (GV_EDUP). One per id, the largest evicted ts; it lives exactly
  * as long as the evicted pairs would have. */
 typedef struct floor_ {
-  timed t; /* first: a timed * is a floor_ * when is_floor */
+  timed t; /* first: the floors' heap holds &floor_.t */
   uint8_t id[GV_ID_BYTES];
   int64_t ts;
   struct floor_ *next_free;
@@ -58,8 +63,11 @@ struct gv_trk_replay {
   floor_ *fslab;    /* cap floors, likewise */
   size_t fused, nf; /* handed out at least once; live */
   floor_ *ffree;
-  timed **heap;      /* [0..hn): every pair and floor, min-heap by until */
-  size_t hn;         /* n + nf */
+  theap ph, fh; /* the pairs (n of them), the floors (nf) */
+  /* The global floor: every request with ts <= gfloor_ts is refused (the
+   * folded floors'; INT64_MIN: none). It needs no expiry: once
+   * gfloor_ts < now - GV_TRK_SKEW_MS, the window refuses those ts anyway. */
+  int64_t gfloor_ts;
   source **by_count; /* [0..cap]: the sources holding exactly k pairs */
   size_t max_n;      /* the heaviest source's n; 0 when empty */
   gv_trk_map map;    /* key -> pair */
@@ -96,9 +104,11 @@ int gv_trk_replay_new(gv_trk_replay **out, size_t cap, int64_t start_ms,
     return GV_ENOMEM;
   if ((rp->slab = calloc(cap, sizeof(*rp->slab))) == NULL ||
       (rp->fslab = calloc(cap, sizeof(*rp->fslab))) == NULL ||
-      (rp->heap = calloc(2 * cap, sizeof(*rp->heap))) == NULL ||
+      (rp->ph.a = calloc(cap, sizeof(*rp->ph.a))) == NULL ||
+      (rp->fh.a = calloc(cap, sizeof(*rp->fh.a))) == NULL ||
       (rp->by_count = calloc(cap + 1, sizeof(*rp->by_count))) == NULL) {
-    free(rp->heap);
+    free(rp->fh.a);
+    free(rp->ph.a);
     free(rp->fslab);
     free(rp->slab);
     free(rp);
@@ -107,6 +117,7 @@ int gv_trk_replay_new(gv_trk_replay **out, size_t cap, int64_t start_ms,
   rp->cap = cap;
   rp->start_ms = start_ms;
   rp->last_now = start_ms;
+  rp->gfloor_ts = INT64_MIN;
   gv_trk_map_init(&rp->map, hash_key, pair_match);
   /* Keys for the other tables, derived, not reused. */
   crypto_generichash(skey, sizeof(skey), (const uint8_t *)"src", 3, hash_key,
@@ -131,62 +142,63 @@ void gv_trk_replay_free(gv_trk_replay *rp) {
   gv_trk_map_free(&rp->floors);
   gv_trk_map_free(&rp->map);
   free(rp->by_count);
-  free(rp->heap);
+  free(rp->fh.a);
+  free(rp->ph.a);
   free(rp->fslab);
   free(rp->slab);
   free(rp);
 }
 
-/* ---- the expiry heap ---- */
+/* ---- the expiry heaps ---- */
 
-static void heap_set(gv_trk_replay *rp, size_t i, timed *x) {
-  rp->heap[i] = x;
+static void heap_set(theap *h, size_t i, timed *x) {
+  h->a[i] = x;
   x->hpos = i;
 }
 
-static void heap_up(gv_trk_replay *rp, size_t i) {
-  timed *x = rp->heap[i];
+static void heap_up(theap *h, size_t i) {
+  timed *x = h->a[i];
 
-  while (i > 0 && rp->heap[(i - 1) / 2]->until > x->until) {
-    heap_set(rp, i, rp->heap[(i - 1) / 2]);
+  while (i > 0 && h->a[(i - 1) / 2]->until > x->until) {
+    heap_set(h, i, h->a[(i - 1) / 2]);
     i = (i - 1) / 2;
   }
-  heap_set(rp, i, x);
+  heap_set(h, i, x);
 }
 
-static void heap_down(gv_trk_replay *rp, size_t i) {
-  timed *x = rp->heap[i];
+static void heap_down(theap *h, size_t i) {
+  timed *x = h->a[i];
 
   for (;;) {
     size_t c = 2 * i + 1;
-    if (c >= rp->hn)
+    if (c >= h->n)
       break;
-    if (c + 1 < rp->hn && rp->heap[c + 1]->until < rp->heap[c]->until)
+    if (c + 1 < h->n && h->a[c + 1]->until < h->a[c]->until)
       c++;
-    if (rp->heap[c]->until >= x->until)
+    if (h->a[c]->until >= x->until)
       break;
-    heap_set(rp, i, rp->heap[c]);
+    heap_set(h, i, h->a[c]);
     i = c;
   }
-  heap_set(rp, i, x);
+  heap_set(h, i, x);
 }
 
-static void heap_push(gv_trk_replay *rp, timed *x) {
-  assert(rp->hn < 2 * rp->cap);
-  heap_set(rp, rp->hn++, x);
-  heap_up(rp, x->hpos);
+/* The caller keeps h->n < cap. */
+static void heap_push(theap *h, timed *x) {
+  heap_set(h, h->n++, x);
+  heap_up(h, x->hpos);
 }
 
-static void heap_remove(gv_trk_replay *rp, timed *x) {
+static void heap_remove(theap *h, timed *x) {
   size_t i = x->hpos;
-  timed *last = rp->heap[--rp->hn];
+  timed *last = h->a[--h->n];
 
-  assert(rp->heap[i] == x);
+  assert(h->a[i] == x);
   if (last == x)
     return;
-  heap_set(rp, i, last);
-  heap_up(rp, i);
-  heap_down(rp, last->hpos);
+  heap_set(h, i, last);
+  heap_up(h, i);
+  heap_down(h, last->hpos);
 }
 
 /* ---- sources, bucketed by how many pairs they hold ---- */
@@ -234,7 +246,7 @@ static void pair_forget(gv_trk_replay *rp, pair *p) {
   source *s = p->src;
 
   gv_trk_map_del(&rp->map, p->key, PAIR_BYTES);
-  heap_remove(rp, &p->t);
+  heap_remove(&rp->ph, &p->t);
   if (p->s_older)
     p->s_older->s_newer = p->s_newer;
   else
@@ -263,7 +275,7 @@ static pair *pair_alloc(gv_trk_replay *rp) {
 
 static void floor_forget(gv_trk_replay *rp, floor_ *f) {
   gv_trk_map_del(&rp->floors, f->id, GV_ID_BYTES);
-  heap_remove(rp, &f->t);
+  heap_remove(&rp->fh, &f->t);
   f->next_free = rp->ffree;
   rp->ffree = f;
   rp->nf--;
@@ -271,8 +283,9 @@ static void floor_forget(gv_trk_replay *rp, floor_ *f) {
 
 /* Before p is evicted: its id's floor rises to p's ts (made if need be),
  * so that p's request stays refused for as long as p would have been
- * kept. 0, or -EAGAIN when every floor is live (then nothing changed),
- * GV_ENOMEM. */
+ * kept. When every floor is live, the one that expires first (the lowest
+ * ts: until is ts + skew + 1) is folded into the global floor to make
+ * room. 0, or GV_ENOMEM (then the new floor is not made; a fold stays). */
 static int floor_raise(gv_trk_replay *rp, const pair *p) {
   floor_ *f = gv_trk_map_get(&rp->floors, p->key, GV_ID_BYTES);
 
@@ -280,18 +293,21 @@ static int floor_raise(gv_trk_replay *rp, const pair *p) {
     if (p->ts > f->ts) {
       f->ts = p->ts;
       f->t.until = p->t.until;
-      heap_down(rp, f->t.hpos);
+      heap_down(&rp->fh, f->t.hpos);
     }
     return 0;
   }
-  if (rp->nf == rp->cap)
-    return -EAGAIN;
+  if (rp->nf == rp->cap) {
+    floor_ *first = (floor_ *)rp->fh.a[0];
+    if (first->ts > rp->gfloor_ts)
+      rp->gfloor_ts = first->ts;
+    floor_forget(rp, first);
+  }
   if ((f = rp->ffree) != NULL)
     rp->ffree = f->next_free;
   else
     f = &rp->fslab[rp->fused++];
   memset(f, 0, sizeof(*f));
-  f->t.is_floor = 1;
   f->t.until = p->t.until;
   f->ts = p->ts;
   memcpy(f->id, p->key, GV_ID_BYTES);
@@ -300,7 +316,7 @@ static int floor_raise(gv_trk_replay *rp, const pair *p) {
     rp->ffree = f;
     return GV_ENOMEM;
   }
-  heap_push(rp, &f->t);
+  heap_push(&rp->fh, &f->t);
   rp->nf++;
   return 0;
 }
@@ -310,15 +326,12 @@ size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now) {
 
   assert(now >= rp->last_now);
   rp->last_now = now;
-  while (rp->hn > 0 && rp->heap[0]->until <= now) {
-    timed *x = rp->heap[0];
-    if (x->is_floor) {
-      floor_forget(rp, (floor_ *)x);
-    } else {
-      pair_forget(rp, (pair *)x);
-      n++;
-    }
+  while (rp->ph.n > 0 && rp->ph.a[0]->until <= now) {
+    pair_forget(rp, (pair *)rp->ph.a[0]);
+    n++;
   }
+  while (rp->fh.n > 0 && rp->fh.a[0]->until <= now)
+    floor_forget(rp, (floor_ *)rp->fh.a[0]);
   return n;
 }
 
@@ -344,6 +357,10 @@ int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
     return gv_fail(why, GV_EDUP,
                    "a request of this id signed at or before this ts was "
                    "forgotten to make room; sign a new one");
+  if (ts <= rp->gfloor_ts)
+    return gv_fail(why, GV_EDUP,
+                   "requests signed at or before this ts were forgotten to "
+                   "make room; sign a new one");
   memcpy(key, id, GV_ID_BYTES);
   memcpy(key + GV_ID_BYTES, nonce, GV_TRK_NONCE_BYTES);
   if (gv_trk_map_get(&rp->map, key, PAIR_BYTES) != NULL)
@@ -351,28 +368,40 @@ int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
   return 0;
 }
 
-int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
+int gv_trk_replay_admit(gv_trk_replay *rp, const gv_trk_ipkey *src,
                         const uint8_t id[GV_ID_BYTES],
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                         int64_t now, gv_why *why) {
-  source *s;
-  pair *p;
+  const source *s, *h;
   int rc;
 
   if ((rc = gv_trk_replay_peek(rp, id, nonce, ts, now, why)) < 0)
     return rc;
+  if (rp->n < rp->cap)
+    return 0;
+  /* Full: the heaviest source pays, unless it is this one (or ties). */
   s = gv_trk_map_get(&rp->srcs, src->b, sizeof(src->b));
+  h = rp->by_count[rp->max_n];
+  if (h == NULL || h == s || h->n <= (s ? s->n : 0))
+    return gv_fail(why, -EAGAIN,
+                   "too many signed requests from this address; retry later");
+  return 0;
+}
+
+int gv_trk_replay_record(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                         const uint8_t id[GV_ID_BYTES],
+                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                         gv_why *why) {
+  source *s = gv_trk_map_get(&rp->srcs, src->b, sizeof(src->b));
+  pair *p;
+  int rc;
+
   if (rp->n == rp->cap) {
-    /* Full: the heaviest source pays, unless it is this one (or ties). */
+    /* admit found the heaviest source heavier than src. */
     source *h = rp->by_count[rp->max_n];
-    if (h == NULL || h == s || h->n <= (s ? s->n : 0))
-      return gv_fail(why, -EAGAIN,
-                     "too many signed requests from this address; retry "
-                     "later");
+    assert(h != NULL && h != s);
     if ((rc = floor_raise(rp, h->oldest)) < 0)
-      return gv_fail(why, rc,
-                     rc == -EAGAIN ? "the replay cache is full; retry later"
-                                   : "out of memory");
+      return gv_fail(why, rc, "out of memory");
     pair_forget(rp, h->oldest);
     rp->evictions++;
   }
@@ -403,7 +432,7 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
     rp->free = p;
     return gv_fail(why, GV_ENOMEM, "out of memory");
   }
-  heap_push(rp, &p->t);
+  heap_push(&rp->ph, &p->t);
   p->s_older = s->newest;
   if (s->newest)
     s->newest->s_newer = p;
@@ -412,6 +441,41 @@ int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
   s->newest = p;
   rp->n++;
   return 0;
+}
+
+int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                        const uint8_t id[GV_ID_BYTES],
+                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                        int64_t now, gv_why *why) {
+  int rc = gv_trk_replay_admit(rp, src, id, nonce, ts, now, why);
+
+  return rc < 0 ? rc : gv_trk_replay_record(rp, src, id, nonce, ts, why);
+}
+
+int gv_trk_replay_register(gv_trk_replay *rp, gv_trk_reg *reg,
+                           const gv_trk_rec *rec,
+                           const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                           int64_t now, int *nrc, gv_why *why, gv_why *nwhy) {
+  gv_trk_ipkey src;
+  int rc;
+
+  gv_trk_ipkey_of(&src, &rec->addr);
+  *nrc = gv_trk_replay_admit(rp, &src, rec->id, nonce, ts, now, nwhy);
+  if (*nrc < 0)
+    return 0; /* nothing begun, nothing taken back */
+  rc = gv_trk_reg_begin(reg, rec, now, why);
+  if (rc < 0 && rc != GV_EBUSY)
+    return rc; /* refused: the nonce stays unrecorded */
+  *nrc = gv_trk_replay_record(rp, &src, rec->id, nonce, ts, nwhy);
+  if (*nrc < 0) {
+    if (rc >= 0) {
+      int arc = gv_trk_reg_abort(reg, rec->id, 1);
+      assert(arc == 0); /* keep 1: nothing visible removed */
+      (void)arc;
+    }
+    return 0;
+  }
+  return rc;
 }
 
 size_t gv_trk_replay_count(const gv_trk_replay *rp) { return rp->n; }

@@ -4,8 +4,9 @@
  * `now` comes in as an argument and never decreases.
  *
  * A pair is recorded only once its request has passed every other check
- * (the caller peeks first, then records last), so refused requests cost
- * no room. A pair of ts is kept until ts + GV_TRK_SKEW_MS, the last moment
+ * (the caller peeks first, admits, makes its change, then records), so
+ * refused requests cost no room, and a request the cache refuses changes
+ * nothing else. A pair of ts is kept until ts + GV_TRK_SKEW_MS, the last moment
  * its request could be accepted again. Each pair is charged to the
  * request's source (gv_trk_ipkey: an IPv4 address or an IPv6 /64). The
  * cache holds at most `cap` pairs; when it is full, a new pair from a
@@ -19,15 +20,19 @@
  * ts <= the floor are refused (GV_EDUP) for as long as the pair would have
  * been kept. A genuine client signs its next request later and passes.
  * When all `cap` floors are live (more than 2 x cap requests accepted
- * within one window) a newcomer is refused (-EAGAIN) rather than a pair
- * forgotten. Operations are O(log cap) (one expiry heap); memory is
- * bounded by `cap` pairs, `cap` floors and `cap` sources.
+ * within one window), the floor that expires first is folded into one
+ * global floor: every request, of any id, with ts <= the highest folded
+ * ts is refused, until the window passes it. No newcomer within its share
+ * is refused for want of a floor. Operations are O(log cap) (two expiry
+ * heaps); memory is bounded by `cap` pairs, `cap` floors and `cap`
+ * sources.
  *
- *   peek --ok--> (caller's other checks) --ok--> check: recorded
+ *   peek --ok--> admit --ok--> (caller's change) --ok--> record: recorded
  *   pair: recorded --prune (until <= now)--> forgotten
  *         recorded --evicted (cache full, heaviest source)--> floor of id
  *   floor: --raised (another pair of id evicted)--> floor of id
  *          --prune (until <= now)--> forgotten
+ *          --folded (all floors live, this one first to expire)--> global
  *
  * Lifetime: gv_trk_replay_new() allocates, gv_trk_replay_free() frees. Not
  * thread-safe: the daemon holds replay_lock around each call, and around
@@ -58,18 +63,47 @@ void gv_trk_replay_free(gv_trk_replay *rp);
 /* Applies the rules to a request of id with ts and nonce, at now, without
  * recording anything. Returns 0, or with a reason in why: GV_EFUTURE
  * (ts > now + skew), GV_ESTALE (ts < now - skew, or before the start),
- * GV_EDUP (pair already recorded, or ts at or below the id's floor). */
+ * GV_EDUP (pair already recorded, or ts at or below the id's floor or the
+ * global floor). */
 int gv_trk_replay_peek(gv_trk_replay *rp, const uint8_t id[GV_ID_BYTES],
                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                        int64_t now, gv_why *why);
 
-/* The rules of peek, then records the pair charged to src, in one step (a
- * second identical request gets GV_EDUP). Also -EAGAIN (the cache is full
- * and src is the heaviest source), GV_ENOMEM. */
+/* The rules of peek, and whether the pair would find room: -EAGAIN when
+ * the cache is full and src is the heaviest source. Records nothing. */
+int gv_trk_replay_admit(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                        const uint8_t id[GV_ID_BYTES],
+                        const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                        int64_t now, gv_why *why);
+
+/* Records the pair charged to src. Only right after admit said 0 for the
+ * same arguments, with no call on rp in between (the daemon holds
+ * replay_lock across both): then it fails only with GV_ENOMEM, and no pair
+ * was recorded nor evicted (a floor may have been folded). */
+int gv_trk_replay_record(gv_trk_replay *rp, const gv_trk_ipkey *src,
+                         const uint8_t id[GV_ID_BYTES],
+                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                         gv_why *why);
+
+/* admit, then record, in one step (a second identical request gets
+ * GV_EDUP); fails as they do. */
 int gv_trk_replay_check(gv_trk_replay *rp, const gv_trk_ipkey *src,
                         const uint8_t id[GV_ID_BYTES],
                         const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
                         int64_t now, gv_why *why);
+
+/* A register of rec signed with nonce at ts, charged to rec->addr's source,
+ * in the order that lets a refusal cost no one anything: admit, then
+ * gv_trk_reg_begin() (which may take back someone's queued verification),
+ * then record. *nrc: the nonce's result (0, or admit's or record's failure,
+ * reason in nwhy); when *nrc < 0, begin was not run or was undone (abort,
+ * keep 1) and the return value is 0. Otherwise returns begin's result
+ * (reason in why); the nonce is recorded when begin succeeded or said
+ * GV_EBUSY (a repeat of a register being verified), and not otherwise. */
+int gv_trk_replay_register(gv_trk_replay *rp, gv_trk_reg *reg,
+                           const gv_trk_rec *rec,
+                           const uint8_t nonce[GV_TRK_NONCE_BYTES], int64_t ts,
+                           int64_t now, int *nrc, gv_why *why, gv_why *nwhy);
 
 /* Forgets the pairs and floors whose time is up; returns how many pairs. */
 size_t gv_trk_replay_prune(gv_trk_replay *rp, int64_t now);

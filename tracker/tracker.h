@@ -3,13 +3,19 @@
  * it on libmicrohttpd's threads, dialback.c and the housekeeping timer use
  * it on the main libuv loop, store.c's callbacks on the writer thread.
  *
- * Locks (never two at once, except replay_lock inside reg_lock, where a
- * registry change and the nonce that allows it are one step, and the
- * dialer's queue lock inside reg_lock, where a full pool takes a queued
- * dial-back back; never the other way round):
+ * Locks, each taken only after those above it in this order and never
+ * two at once except as listed:
  *   reg_lock     read-write: readers sample, writers change the registry;
- *   replay_lock  the nonce cache;  bucket_lock  the token buckets;
- *   (http.c's connection table has its own lock, taken with no other.)
+ *   replay_lock  the nonce cache; taken inside reg_lock (write) for a
+ *                register or unregister, held from the nonce's admission
+ *                through the registry change to its recording, so that
+ *                they are one step;
+ *   the dialer's queue lock, inside reg_lock and replay_lock, where a full
+ *                pool takes a queued dial-back back (gv_trk_reg_begin);
+ *   http.c's peers_lock (the shared peers answer), inside reg_lock (read)
+ *                in peers_shared, or alone;
+ *   bucket_lock  the token buckets, and http.c's connection table lock:
+ *                taken with no other.
  * A core's clock is read inside its lock (gv_trk_now() is monotonic across
  * threads), so each core sees `now` never decrease.
  */
