@@ -36,26 +36,7 @@ PER=8
 # The black holes: a dial-back goes to the request's source address, so
 # each attacking address gets one, all on the same port, each listening
 # with a backlog of 1 and never accepting.
-python3 - "$ADDRS" >"$TMP/hole" <<'PY' &
-import socket, sys, time
-for attempt in range(20):  # a port free on every address
-    holes = []
-    try:
-        port = 0
-        for a in range(1, int(sys.argv[1]) + 1):
-            h = socket.socket()
-            holes.append(h)
-            h.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            h.bind(("127.0.2.%d" % a, port))
-            port = h.getsockname()[1]
-            h.listen(1)
-        break
-    except OSError:
-        for h in holes:
-            h.close()
-print(port, flush=True)
-time.sleep(120)
-PY
+python3 tests/hostile/blackholes.py holes 127.0.2 "$ADDRS" 120 >"$TMP/hole" &
 pids+=($!)
 tracker_up --listen 127.0.0.1:0 --db "$TMP/db" --max-per-ip "$PER" \
   --max-verifying-per-ip "$PER" --max-conns-per-ip 64
@@ -66,57 +47,10 @@ done
 HOLE=$(cat "$TMP/hole")
 [ -n "$HOLE" ] || { not_ok "the black hole starts"; finish; exit; }
 
-# The attack: every register sent at once, each on its own connection,
-# signed with libsodium through ctypes; the answers are read at the end
-# (30 s at most) and counted by status.
-cat >"$TMP/attack.py" <<'PY'
-import ctypes, os, select, socket, sys, time
-from collections import Counter
-port, hole, addrs, per, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-na = ctypes.CDLL("libsodium.so.23")
-assert na.sodium_init() >= 0
-
-def signed(body):
-    pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
-    na.crypto_sign_keypair(pk, sk)
-    body = body.replace(b"ID", pk.raw.hex().encode())
-    h = ctypes.create_string_buffer(32)
-    na.crypto_generichash(h, 32, body, ctypes.c_ulonglong(len(body)), None, 0)
-    msg = b"grapevine/1 tracker POST /api/bootstrap/register\n" + h.raw
-    sig = ctypes.create_string_buffer(64)
-    na.crypto_sign_detached(sig, None, msg, ctypes.c_ulonglong(len(msg)), sk)
-    return (b"POST /api/bootstrap/register HTTP/1.1\r\nHost: t\r\n"
-            b"Content-Type: application/json\r\nX-Grapevine-Sig: " +
-            sig.raw.hex().encode() + b"\r\nContent-Length: " +
-            str(len(body)).encode() + b"\r\n\r\n" + body)
-
-socks = []
-for a in range(addrs):
-    for _ in range(per):
-        body = b'{"id":"ID","port":%d,"repos":[],"caps":[],"ts":%d,"nonce":"%s"}' % (
-            hole, int(time.time() * 1000), os.urandom(16).hex().encode())
-        s = socket.socket()
-        s.bind(("127.0.2.%d" % (1 + a), 0))
-        s.connect(("127.0.0.1", int(port)))
-        s.sendall(signed(body))
-        socks.append(s)
-open(go, "w").close()  # every black hole is in
-codes, bufs = Counter(), {s: b"" for s in socks}
-deadline = time.time() + 30
-while bufs and time.time() < deadline:
-    r, _, _ = select.select(list(bufs), [], [], 1)
-    for s in r:
-        c = s.recv(4096)
-        bufs[s] += c
-        if not c or b"\r\n\r\n" in bufs[s]:
-            codes[bufs[s].split(b" ", 2)[1].decode() if bufs[s] else "closed"] += 1
-            del bufs[s]
-            s.close()
-codes["unanswered"] += len(bufs)
-print(" ".join("%s=%d" % kv for kv in sorted(codes.items())))
-PY
-python3 "$TMP/attack.py" "${URL##*:}" "$HOLE" "$ADDRS" "$PER" "$TMP/go" \
-  >"$TMP/attack.out" 2>&1 &
+# The attack: every register sent at once, each on its own connection;
+# the answers are read at the end (30 s at most).
+python3 tests/hostile/blackholes.py register "${URL##*:}" "$HOLE" 127.0.2 1 \
+  "$ADDRS" "$PER" 30 "$TMP/go" >"$TMP/attack.out" 2>&1 &
 APID=$!
 pids+=("$APID")
 for _ in $(seq 1 200); do
@@ -211,7 +145,8 @@ else
 fi
 stop_pids "$NODE_PID"
 wait "$APID"
-echo "# the black-hole registers were answered: $(cat "$TMP/attack.out")"
+echo "# the black-hole registers were answered:" \
+  "$(tr ' ' '\n' <"$TMP/attack.out" | sort | uniq -c | awk '{printf "%s=%d ", $2, $1}')"
 if ! "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "127.0.2."; then
   ok "no black hole is listed"
 else not_ok "black hole listed" "$("$CLI" "$URL" peers --max 256)"; fi

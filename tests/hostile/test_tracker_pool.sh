@@ -25,26 +25,7 @@ PER=2
 
 # The black holes: one listener per attacking address, backlog 1, never
 # accepting, so each dial-back hangs for the whole dial timeout.
-python3 - "$ADDRS" >"$TMP/hole" <<'PY' &
-import socket, sys, time
-for attempt in range(20):
-    holes = []
-    try:
-        port = 0
-        for a in range(1, int(sys.argv[1]) + 1):
-            h = socket.socket()
-            holes.append(h)
-            h.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            h.bind(("127.0.3.%d" % a, port))
-            port = h.getsockname()[1]
-            h.listen(1)
-        break
-    except OSError:
-        for h in holes:
-            h.close()
-print(port, flush=True)
-time.sleep(60)
-PY
+python3 tests/hostile/blackholes.py holes 127.0.3 "$ADDRS" 60 >"$TMP/hole" &
 pids+=($!)
 tracker_up --listen 127.0.0.1:0 --db "$TMP/db" --max-verifying $((ADDRS * PER)) \
   --max-verifying-per-ip $((PER + 1)) --dial-concurrency "$ADDRS" \
@@ -56,55 +37,10 @@ done
 HOLE=$(cat "$TMP/hole")
 [ -n "$HOLE" ] || { not_ok "the black hole starts"; finish; exit; }
 
-# Registers from 127.0.3.FIRST..LAST, PER each, for the black-hole port,
-# under throw-away keys, all sent at once; prints the answers' status
-# codes after WAIT s at most ("unanswered" for the rest). Libsodium
-# through ctypes.
-cat >"$TMP/reg.py" <<'PY'
-import ctypes, os, select, socket, sys, time
-port, hole, first, last, per, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-na = ctypes.CDLL("libsodium.so.23")
-assert na.sodium_init() >= 0
-def signed(body):
-    pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
-    na.crypto_sign_keypair(pk, sk)
-    body = body.replace(b"ID", pk.raw.hex().encode())
-    h = ctypes.create_string_buffer(32)
-    na.crypto_generichash(h, 32, body, ctypes.c_ulonglong(len(body)), None, 0)
-    msg = b"grapevine/1 tracker POST /api/bootstrap/register\n" + h.raw
-    sig = ctypes.create_string_buffer(64)
-    na.crypto_sign_detached(sig, None, msg, ctypes.c_ulonglong(len(msg)), sk)
-    return (b"POST /api/bootstrap/register HTTP/1.1\r\nHost: t\r\n"
-            b"Content-Type: application/json\r\nX-Grapevine-Sig: " +
-            sig.raw.hex().encode() + b"\r\nContent-Length: " +
-            str(len(body)).encode() + b"\r\n\r\n" + body)
-socks = []
-for a in range(first, last + 1):
-    for _ in range(per):
-        body = b'{"id":"ID","port":%d,"repos":[],"caps":[],"ts":%d,"nonce":"%s"}' % (
-            hole, int(time.time() * 1000), os.urandom(16).hex().encode())
-        s = socket.socket()
-        s.bind(("127.0.3.%d" % a, 0))
-        s.connect(("127.0.0.1", int(port)))
-        s.sendall(signed(body))
-        socks.append(s)
-out, bufs = [], {s: b"" for s in socks}
-deadline = time.time() + wait
-while bufs and time.time() < deadline:
-    r, _, _ = select.select(list(bufs), [], [], 0.5)
-    for s in r:
-        c = s.recv(4096)
-        bufs[s] += c
-        if not c or b"\r\n\r\n" in bufs[s]:
-            out.append(bufs[s].split(b" ", 2)[1].decode() if bufs[s] else "closed")
-            del bufs[s]
-            s.close()
-out += ["unanswered"] * len(bufs)
-print(" ".join(out))
-PY
 # The first ADDRS take the dialer's slots and wait for their dial-backs;
 # the rest are answered 202 at once (queued). The pool fills.
-python3 "$TMP/reg.py" "${URL##*:}" "$HOLE" 1 "$ADDRS" "$PER" 12 >"$TMP/attack.out" 2>&1 &
+python3 tests/hostile/blackholes.py register "${URL##*:}" "$HOLE" 127.0.3 1 "$ADDRS" \
+  "$PER" 12 >"$TMP/attack.out" 2>&1 &
 APID=$!
 pids+=("$APID")
 verifying=
@@ -140,7 +76,8 @@ heavy=
 for a in $(seq "$ADDRS" -1 1); do
   grep -qx "127.0.3.$a" <<<"$victim" || { heavy=$a; break; }
 done
-again=$(timeout 12 python3 "$TMP/reg.py" "${URL##*:}" "$HOLE" "$heavy" "$heavy" 1 1 2>&1)
+again=$(timeout 12 python3 tests/hostile/blackholes.py register "${URL##*:}" "$HOLE" \
+  127.0.3 "$heavy" "$heavy" 1 1 2>&1)
 echo "# taken back from: ${victim:-none}; a third register from 127.0.3.$heavy: $again"
 if [ "$again" = 503 ]; then
   ok "the heaviest address gets no more room ($again)"
@@ -158,7 +95,8 @@ echo "# listed after ${listed:-never} ms"
 if [ -n "$listed" ]; then ok "the genuine node is listed (${listed} ms)"
 else not_ok "genuine node listed" "$(tail -5 "$TMP/trk.log")"; fi
 wait "$APID"
-echo "# the black-hole registers were answered: $(cat "$TMP/attack.out")"
+echo "# the black-hole registers were answered:" \
+  "$(tr ' ' '\n' <"$TMP/attack.out" | sort | uniq -c | awk '{printf "%s=%d ", $2, $1}')"
 if ! "$CLI" "$URL" peers --max 256 2>/dev/null | grep -q "127.0.3."; then
   ok "no black hole is listed"
 else not_ok "black hole listed" "$("$CLI" "$URL" peers --max 256)"; fi
