@@ -1883,6 +1883,33 @@ START_TEST(test_fair_none_evictable) {
 }
 END_TEST
 
+/* When the heaviest source has nothing evictable, the next heaviest that
+ * holds more than the newcomer's source pays; one holding no more does
+ * not, and then the newcomer goes. */
+START_TEST(test_fair_next_heaviest) {
+  gv_trk_fair *f = fair_new(6);
+  tconn a[3] = {{.busy = 1}, {.busy = 1}, {.busy = 1}}, b[2] = {0}, c = {0};
+  tconn d = {0}, e = {0};
+
+  for (int i = 0; i < 3; i++)
+    ck_assert_ptr_null(fair_add(f, &a[i], "10.0.0.1"));
+  for (int i = 0; i < 2; i++)
+    ck_assert_ptr_null(fair_add(f, &b[i], "10.0.0.2"));
+  ck_assert_ptr_null(fair_add(f, &c, "10.0.0.3"));
+  /* 3 (all busy), 2, 1 and a newcomer at 1: b's oldest. */
+  ck_assert_ptr_eq(fair_add(f, &d, "10.0.0.4"), &b[0]);
+  ck_assert_uint_eq(open_of(f, "10.0.0.1"), 3);
+  ck_assert_uint_eq(open_of(f, "10.0.0.2"), 1);
+  ck_assert_uint_eq(open_of(f, "10.0.0.4"), 1);
+  /* 3 (all busy), then only sources at 1, like the newcomer: refused. */
+  ck_assert_ptr_eq(fair_add(f, &e, "10.0.0.5"), &e);
+  ck_assert_uint_eq(open_of(f, "10.0.0.2"), 1);
+  ck_assert_uint_eq(open_of(f, "10.0.0.3"), 1);
+  ck_assert_uint_eq(gv_trk_fair_open(f), 6);
+  gv_trk_fair_free(f);
+}
+END_TEST
+
 static void count_each(gv_trk_fair_conn *fc, void *ctx) {
   (void)fc;
   (*(size_t *)ctx)++;
@@ -1986,6 +2013,7 @@ static Suite *tracker_suite(void) {
   tcase_add_test(tc, test_fair_within_cap);
   tcase_add_test(tc, test_fair_refuse_or_evict);
   tcase_add_test(tc, test_fair_none_evictable);
+  tcase_add_test(tc, test_fair_next_heaviest);
   tcase_add_test(tc, test_fair_shut_remove);
   tcase_add_test(tc, test_fair_flood);
   suite_add_tcase(s, tc);

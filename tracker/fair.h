@@ -6,10 +6,16 @@
  * Connections are counted per source (gv_trk_ipkey: an IPv4 address or an
  * IPv6 /64) and listed per source in accept order. Past the cap, the
  * newcomer is refused if its source holds as many open connections as the
- * heaviest source; otherwise the heaviest source's oldest connection that
- * the caller says may be evicted (still waiting for its head or body) is
- * chosen, or the newcomer when it has none. So no flood from any number
- * of sources can push out a source holding fewer than the heaviest.
+ * heaviest source (the newcomer counted); otherwise the heaviest source's
+ * oldest connection that the caller says may be evicted (still waiting for
+ * its head or body) is chosen; if it has none, the next sources in
+ * descending count that still hold more than the newcomer's are tried the
+ * same way (8 sources at most, the heaviest included); else the newcomer
+ * is refused. So a connection is only taken from a source holding more
+ * than the newcomer's, which keeps at least as many: no flood from any
+ * number of sources can push out a source, and none holding fewer than the
+ * heaviest loses one while the heaviest has one to evict. Sources are kept
+ * in buckets by open count, so an add is O(1) in the number of sources.
  *
  *   add --within the cap--> open
  *   add --past the cap--> open, and one connection (maybe itself) shut
