@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "msg.h"
 #include "testutil.h"
 
@@ -1001,6 +1002,24 @@ START_TEST(test_nul_escapes_refused) {
 }
 END_TEST
 
+/* Found by fuzzing (fuzz_ctl): a raw NUL byte right after a backslash was
+ * skipped as if escaped, so the strict layer let it through. */
+START_TEST(test_raw_nul_after_backslash_refused) {
+  static const char bad[] = "{\"a\":\"x\\\0\\\0y\"}";
+  static const char good[] = "{\"a\":\"x\\\\y\"}";
+  cJSON *o;
+  gv_why why;
+
+  ck_assert_int_eq(gv_json_parse_strict(&o, bad, sizeof(bad) - 1, &why),
+                   GV_EJSON);
+  ck_assert_ptr_null(o);
+  ck_assert_ptr_nonnull(strstr(why.text, "NUL byte at 8"));
+  ck_assert_int_eq(gv_json_parse_strict(&o, good, sizeof(good) - 1, &why), 0);
+  ck_assert_str_eq(cJSON_GetObjectItem(o, "a")->valuestring, "x\\y");
+  cJSON_Delete(o);
+}
+END_TEST
+
 /* Found by fuzzing: with two "addrs", a first-wins parser saw none and a
  * last-wins parser one: duplicates are refused outright. */
 START_TEST(test_duplicate_members_refused) {
@@ -1064,6 +1083,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(bad, test_dedup_probe);
   tcase_add_test(bad, test_unknown_members_ignored);
   tcase_add_test(bad, test_nul_escapes_refused);
+  tcase_add_test(bad, test_raw_nul_after_backslash_refused);
   tcase_add_test(bad, test_duplicate_members_refused);
   suite_add_tcase(s, bad);
   return s;
