@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "attack.h"
 #include "harvest.h"
 #include "net.h"
+#include "out.h"
 #include "relaysim.h"
 
 #define FORM_MS 5000     /* formation before anything is measured */
@@ -27,6 +29,7 @@ typedef struct opts {
   double churn_frac;
   gv_relaysim_opts relay;
   gv_harvest_opts harvest;
+  gv_attack_opts attack;
   bool json, timing;
   int argc;
   char **argv;
@@ -239,31 +242,6 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
   return j;
 }
 
-static int write_file(const char *dir, const char *name, const char *text) {
-  char path[4096];
-  FILE *f;
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  if ((f = fopen(path, "w")) == NULL) {
-    fprintf(stderr, "grapevine-sim: %s: %s\n", path, strerror(errno));
-    return -1;
-  }
-  fputs(text, f);
-  fclose(f);
-  return 0;
-}
-
-static void plot(const char *dir, const char *name) {
-  char cmd[8400];
-  snprintf(cmd, sizeof(cmd),
-           "command -v gnuplot >/dev/null && cd '%s' && gnuplot %s.gp", dir,
-           name);
-  if (system(cmd) != 0)
-    fprintf(stderr,
-            "grapevine-sim: gnuplot not found or failed; %s/%s.gp "
-            "and its CSV are written\n",
-            dir, name);
-}
-
 /* Frames node i sent since the broadcast began. */
 static uint64_t sent_since(const gv_sim *s, uint32_t i, const uint64_t *sent0) {
   const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
@@ -281,7 +259,7 @@ static void write_hist(const opts *o, const char *name, const char *header,
   for (uint32_t k = 0; k <= max && off < cap; k++)
     if (hist[k])
       off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
-  write_file(o->out, name, buf);
+  gv_sim_write_file(o->out, name, buf);
 }
 
 /* latency CDF, messages per node, in-degree distribution */
@@ -298,14 +276,15 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
     if (i + 1 == r->n_lat || r->lat[i + 1] != r->lat[i])
       off += (size_t)snprintf(buf + off, cap - off, "%.0f,%.6f\n", r->lat[i],
                               (double)(i + 1) / r->n_lat);
-  write_file(o->out, "latency_cdf.csv", buf);
-  write_file(o->out, "latency_cdf.gp",
-             "set terminal svg size 640,400\nset output 'latency_cdf.svg'\n"
-             "set datafile separator ','\nset key off\n"
-             "set xlabel 'delivery latency (ms)'\nset ylabel 'fraction of "
-             "receivers'\nset grid\nplot 'latency_cdf.csv' every ::1 using "
-             "1:2 with steps lw 2\n");
-  plot(o->out, "latency_cdf");
+  gv_sim_write_file(o->out, "latency_cdf.csv", buf);
+  gv_sim_write_file(
+      o->out, "latency_cdf.gp",
+      "set terminal svg size 640,400\nset output 'latency_cdf.svg'\n"
+      "set datafile separator ','\nset key off\n"
+      "set xlabel 'delivery latency (ms)'\nset ylabel 'fraction of "
+      "receivers'\nset grid\nplot 'latency_cdf.csv' every ::1 using "
+      "1:2 with steps lw 2\n");
+  gv_sim_plot(o->out, "latency_cdf");
 
   for (uint32_t i = 0; i < s->n_nodes; i++) {
     uint64_t m = sent_since(s, i, sent0);
@@ -319,24 +298,26 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
     hist[sent_since(s, i, sent0)]++;
   write_hist(o, "msgs_per_node.csv", "messages_sent,nodes", hist, maxm, buf,
              cap);
-  write_file(o->out, "msgs_per_node.gp",
-             "set terminal svg size 640,400\nset output "
-             "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
-             "set xlabel 'messages sent during the broadcast'\nset ylabel "
-             "'nodes'\nset style fill solid\nset grid\nplot "
-             "'msgs_per_node.csv' every ::1 using 1:2 with boxes\n");
-  plot(o->out, "msgs_per_node");
+  gv_sim_write_file(
+      o->out, "msgs_per_node.gp",
+      "set terminal svg size 640,400\nset output "
+      "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
+      "set xlabel 'messages sent during the broadcast'\nset ylabel "
+      "'nodes'\nset style fill solid\nset grid\nplot "
+      "'msgs_per_node.csv' every ::1 using 1:2 with boxes\n");
+  gv_sim_plot(o->out, "msgs_per_node");
 
   memset(hist, 0, ((size_t)(maxm > maxd ? maxm : maxd) + 1) * sizeof(uint32_t));
   for (uint32_t i = 0; i < s->n_nodes; i++)
     hist[s->nodes[i].indegree]++;
   write_hist(o, "indegree.csv", "in_degree,nodes", hist, maxd, buf, cap);
-  write_file(o->out, "indegree.gp",
-             "set terminal svg size 640,400\nset output 'indegree.svg'\n"
-             "set datafile separator ','\nset key off\nset xlabel 'inbound "
-             "links'\nset ylabel 'nodes'\nset style fill solid\nset grid\n"
-             "plot 'indegree.csv' every ::1 using 1:2 with boxes\n");
-  plot(o->out, "indegree");
+  gv_sim_write_file(
+      o->out, "indegree.gp",
+      "set terminal svg size 640,400\nset output 'indegree.svg'\n"
+      "set datafile separator ','\nset key off\nset xlabel 'inbound "
+      "links'\nset ylabel 'nodes'\nset style fill solid\nset grid\n"
+      "plot 'indegree.csv' every ::1 using 1:2 with boxes\n");
+  gv_sim_plot(o->out, "indegree");
   free(hist);
   free(buf);
 }
@@ -498,17 +479,18 @@ static int sweep(const opts *o) {
   }
   if (o->out != NULL) {
     mkdir(o->out, 0755);
-    write_file(o->out, "reliability.csv", csv);
-    write_file(o->out, "reliability.gp",
-               "set terminal svg size 640,400\nset output "
-               "'reliability.svg'\nset datafile separator ','\n"
-               "set xlabel 'fraction of nodes crashed'\nset ylabel "
-               "'reliability (live nodes reached)'\nset yrange [0:1.02]\n"
-               "set grid\nset key bottom left\nplot 'reliability.csv' every "
-               "::1 using 1:2 with linespoints lw 2 title 'grapevine "
-               "(repair)', '' every ::1 using 1:3 with linespoints lw 2 "
-               "title 'plain push'\n");
-    plot(o->out, "reliability");
+    gv_sim_write_file(o->out, "reliability.csv", csv);
+    gv_sim_write_file(
+        o->out, "reliability.gp",
+        "set terminal svg size 640,400\nset output "
+        "'reliability.svg'\nset datafile separator ','\n"
+        "set xlabel 'fraction of nodes crashed'\nset ylabel "
+        "'reliability (live nodes reached)'\nset yrange [0:1.02]\n"
+        "set grid\nset key bottom left\nplot 'reliability.csv' every "
+        "::1 using 1:2 with linespoints lw 2 title 'grapevine "
+        "(repair)', '' every ::1 using 1:3 with linespoints lw 2 "
+        "title 'plain push'\n");
+    gv_sim_plot(o->out, "reliability");
   }
   {
     cJSON *j = cJSON_CreateObject();
@@ -555,17 +537,31 @@ static void usage(FILE *f) {
           "                       --silent-frac to 0.8), harvest (attackers "
           "collect\n"
           "                       silent nodes' addresses; --nodes 200, "
-          "--silent-frac 0.5)\n"
-          "  --rate R             relay: messages per agent per second (0.5)\n"
+          "--silent-frac 0.5),\n"
+          "                       eclipse, sybil, spam, forged (attacks; "
+          "--nodes 1000,\n"
+          "                       forged 300 with real signatures)\n"
+          "  --rate R             relay: messages per agent per second (0.5);\n"
+          "                       spam: announcements, forged: forged records "
+          "per\n"
+          "                       attacker per second (10, 20)\n"
           "  --crash-rate C       relay: node crashes per second, network-wide "
           "(0.5)\n"
-          "  --duration-s D       relay: seconds of sends and crashes (60)\n"
+          "  --duration-s D       relay: seconds of sends and crashes (60);\n"
+          "                       attacks: seconds of attack (eclipse 300, "
+          "else 60)\n"
           "  --drain-s D          relay: then at most this long without "
           "(900)\n"
           "  --attackers A        harvest: the attacker's share of the "
           "broadcasting\n"
           "                       nodes (default: the table for 0.01, 0.05, "
-          "0.2)\n"
+          "0.2);\n"
+          "                       attacks: a share (< 1) of --nodes or a "
+          "count\n"
+          "                       (eclipse 0.5, sybil 5, spam 0.01, forged "
+          "0.02)\n"
+          "  --sybils N           sybil: fresh ids the attackers announce "
+          "(5000)\n"
           "  --guards on|off      harvest: silent nodes keep entry guards "
           "(both)\n"
           "  --duration H         harvest: hours of simulated churn (24)\n"
@@ -624,13 +620,15 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"attackers", required_argument, NULL, 'y'},
       {"guards", required_argument, NULL, 'g'},
       {"duration", required_argument, NULL, 'u'},
+      {"sybils", required_argument, NULL, 'Y'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
-      "single",       "failures",        "loss", "churn", "partition",
-      "tracker-down", "silent-majority", "join", "flood", "sweep",
-      "relay",        "harvest"};
+      "single",       "failures",        "loss",    "churn", "partition",
+      "tracker-down", "silent-majority", "join",    "flood", "sweep",
+      "relay",        "harvest",         "eclipse", "sybil", "spam",
+      "forged"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -655,6 +653,8 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.attackers = -1;
   o->harvest.guards = -1;
   o->harvest.duration_ms = 24 * 3600000LL;
+  o->attack.attackers = -1;
+  o->attack.rate = -1;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -724,6 +724,7 @@ static int parse_args(int argc, char **argv, opts *o) {
     case 'r':
       if (parse_double(optarg, 0.001, 1000, &o->relay.rate) < 0)
         bad = "--rate takes 0.001..1000";
+      o->attack.rate = o->relay.rate;
       break;
     case 'K':
       if (parse_double(optarg, 0, 1000, &o->relay.crash_rate) < 0)
@@ -733,6 +734,7 @@ static int parse_args(int argc, char **argv, opts *o) {
       if (parse_u64(optarg, 1, 86400, &v) < 0)
         bad = "--duration-s takes 1..86400";
       o->relay.duration_ms = (int64_t)v * 1000;
+      o->attack.duration_ms = o->relay.duration_ms;
       break;
     case 'd':
       if (parse_u64(optarg, 1, 86400, &v) < 0)
@@ -740,8 +742,15 @@ static int parse_args(int argc, char **argv, opts *o) {
       o->relay.drain_ms = (int64_t)v * 1000;
       break;
     case 'y':
-      if (parse_double(optarg, 0, 0.9, &o->harvest.attackers) < 0)
-        bad = "--attackers takes 0..0.9";
+      /* harvest takes a share up to 0.9; the attacks a count too */
+      if (parse_double(optarg, 0, 1000000, &o->harvest.attackers) < 0)
+        bad = "--attackers takes 0..0.9 (harvest) or a count up to 1000000";
+      o->attack.attackers = o->harvest.attackers;
+      break;
+    case 'Y':
+      if (parse_u64(optarg, 1, 1000000, &v) < 0)
+        bad = "--sybils takes 1..1000000";
+      o->attack.sybils = (uint32_t)v;
       break;
     case 'g':
       if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
@@ -768,6 +777,10 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (o->cfg.nodes == 0 && o->scenario != NULL &&
       strcmp(o->scenario, "harvest") == 0)
     o->cfg.nodes = 200;
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      gv_attack_kind_from_name(o->scenario) >= 0)
+    o->cfg.nodes = gv_attack_default_nodes(
+        (gv_attack_kind)gv_attack_kind_from_name(o->scenario));
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
             o->cfg.nodes == 0 ? "--nodes N is required"
@@ -784,6 +797,10 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (strcmp(o->scenario, "join") == 0 && o->cfg.nodes > 1000) {
     fprintf(stderr, "grapevine-sim: the join scenario fills every table: "
                     "use --nodes 1000 or fewer\n");
+    return -1;
+  }
+  if (strcmp(o->scenario, "harvest") == 0 && o->harvest.attackers > 0.9) {
+    fprintf(stderr, "grapevine-sim: --attackers takes 0..0.9 for harvest\n");
     return -1;
   }
   /* Scenario defaults, unless given. */
@@ -813,6 +830,19 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.timing = o->timing;
   o->harvest.argc = argc;
   o->harvest.argv = argv;
+  if (gv_attack_kind_from_name(o->scenario) >= 0) {
+    const char *why;
+    o->attack.kind = (gv_attack_kind)gv_attack_kind_from_name(o->scenario);
+    o->attack.out = o->out;
+    o->attack.json = o->json;
+    o->attack.timing = o->timing;
+    o->attack.argc = argc;
+    o->attack.argv = argv;
+    if ((why = gv_attack_check(&o->cfg, &o->attack)) != NULL) {
+      fprintf(stderr, "grapevine-sim: %s\n", why);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -840,6 +870,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(o.scenario, "harvest") == 0)
     return gv_harvest_run(&o.cfg, &o.harvest);
+  if (gv_attack_kind_from_name(o.scenario) >= 0)
+    return gv_attack_run(&o.cfg, &o.attack);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");

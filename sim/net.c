@@ -184,7 +184,8 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   s->frames++;
   s->frame_bytes += a->buf->len;
   scan_leaks(s, a->buf);
-  if (!l->up) {
+  if (!l->up ||
+      (s->filter != NULL && !s->filter(s->filter_ctx, i, peer, a->buf))) {
     gv_buf_unref(a->buf);
     return;
   }
@@ -562,6 +563,17 @@ void gv_sim_flood_once(gv_sim *s, uint32_t i) {
     else
       push(s, s->now + l->lat, EV_FRAME, l->a, 2 * k + 1, b);
   }
+}
+
+void gv_sim_dial(gv_sim *s, uint32_t i, uint32_t j) {
+  gv_addr a;
+  node_addr(j, &a);
+  do_dial(s, i, &a, false);
+}
+
+void gv_sim_send(gv_sim *s, uint32_t i, gv_linkid link, gv_buf *b) {
+  gv_action a = {.type = GV_ACT_SEND, .link = link, .buf = b};
+  do_send(s, i, &a);
 }
 
 void gv_sim_track(gv_sim *s, const uint8_t *id) {

@@ -63,6 +63,12 @@ typedef struct gv_sim_link {
  * call only; it must not call into the relay core. */
 typedef void gv_sim_relay_fn(void *ctx, uint32_t i, const gv_ract *a);
 
+/* Asked of every frame node `from` sends to node `to` (b: the plaintext,
+ * channel byte first, valid for the call); false drops it after it is
+ * counted, as a peer that ignores it would (the attack scenarios). */
+typedef bool gv_sim_filter_fn(void *ctx, uint32_t from, uint32_t to,
+                              const gv_buf *b);
+
 typedef struct gv_sim_ev gv_sim_ev;
 
 typedef struct gv_sim {
@@ -87,6 +93,8 @@ typedef struct gv_sim {
   uint64_t relay_frames, relay_bytes; /* channel 2, all kinds */
   gv_sim_relay_fn *relay_fn;
   void *relay_ctx;
+  gv_sim_filter_fn *filter; /* NULL: every frame goes */
+  void *filter_ctx;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   char violation[256];
 } gv_sim;
@@ -128,6 +136,13 @@ void gv_sim_heal(gv_sim *s);
 
 /* Injects one junk frame from a flooder on each of its links. */
 void gv_sim_flood_once(gv_sim *s, uint32_t i);
+
+/* Node i's transport dials node j, whatever i's engine wants (an
+ * attacker's); the link comes up to its cores like any other. */
+void gv_sim_dial(gv_sim *s, uint32_t i, uint32_t j);
+/* Node i sends b on its link (i's id for it), taking b's reference, as if
+ * its cores had: an attacker's crafted message. */
+void gv_sim_send(gv_sim *s, uint32_t i, gv_linkid link, gv_buf *b);
 
 /* Starts tracking a message: DELIVERs of it set delivered_at and hops. */
 void gv_sim_track(gv_sim *s, const uint8_t *id);
