@@ -73,7 +73,7 @@ typedef struct atk {
   uint64_t forwarded;    /* honest frames carrying a forged record */
   uint32_t *table_nodes; /* sampled honest nodes */
   uint32_t n_table_nodes;
-  uint64_t bytes0;
+  int64_t bytes0; /* honest gossip bytes out at the window's start */
   int64_t bcast_at; /* the tracked broadcast's start; 0: none */
   uint32_t bcast_origin;
   int64_t recovered_at; /* eclipse: -1 until */
@@ -263,6 +263,8 @@ static void restart_victim(atk *k) {
 
   if (saved == NULL)
     return;
+  /* Its counters start again: what it sent this window stays counted. */
+  k->bytes0 -= (int64_t)gv_engine_stats_get(e)->bytes_out;
   for (size_t i = 0; i < n; i++) {
     const gv_peer_entry *p = gv_engine_table_at(e, i);
     saved[i].body = malloc(p->body_len + 1);
@@ -347,10 +349,10 @@ static bool honest_live(const gv_sim *s, uint32_t i) {
   return !s->nodes[i].attacker && !s->nodes[i].dead;
 }
 
-static uint64_t honest_bytes(const gv_sim *s, uint32_t n_honest) {
-  uint64_t t = 0;
+static int64_t honest_bytes(const gv_sim *s, uint32_t n_honest) {
+  int64_t t = 0;
   for (uint32_t i = 0; i < n_honest; i++)
-    t += gv_engine_stats_get(s->nodes[i].e)->bytes_out;
+    t += (int64_t)gv_engine_stats_get(s->nodes[i].e)->bytes_out;
   return t;
 }
 
@@ -407,7 +409,7 @@ static int sample_and_broadcast(atk *k, uint8_t phase) {
   gv_sim *s = k->s;
   sample *x;
   uint32_t live = 0, got = 0;
-  uint64_t bytes = honest_bytes(s, k->n_honest);
+  int64_t bytes = honest_bytes(s, k->n_honest);
   uint8_t id[GV_MSG_ID_BYTES];
 
   if (k->n_samples == k->cap_samples) {
@@ -479,10 +481,11 @@ static bool check(atk *k) {
 static int run_phase(atk *k, uint8_t ph, int64_t until) {
   gv_sim *s = k->s;
   while (s->now < k->t_attack + until) {
-    int64_t t = s->now + STEP_MS - k->t_attack;
-    gv_sim_run_until(s, k->t_attack + t);
-    if (ph == PH_ATTACK && t < k->duration)
+    int64_t t = s->now - k->t_attack;
+    if (ph == PH_ATTACK)
       attack_step(k, t);
+    t += STEP_MS;
+    gv_sim_run_until(s, k->t_attack + t);
     if (t % BCAST_MS == 0 && sample_and_broadcast(k, ph) < 0)
       return 1;
     if (ph == PH_AFTER && k->recovered_at >= 0 &&
