@@ -100,7 +100,7 @@ uint32_t gv_attack_default_nodes(gv_attack_kind kind) {
 
 static double default_attackers(gv_attack_kind kind) {
   switch (kind) {
-  case GV_ATTACK_ECLIPSE: return 0.5;
+  case GV_ATTACK_ECLIPSE: return 0.1;
   case GV_ATTACK_SYBIL: return 5;
   case GV_ATTACK_SPAM: return 0.01;
   default: return 0.02;
@@ -818,7 +818,7 @@ int gv_attack_run(const gv_sim_cfg *cfg, const gv_attack_opts *ao) {
   k.first_att = k.n_honest;
   k.victim = 0;
   k.duration = ao->duration_ms > 0             ? ao->duration_ms
-               : ao->kind == GV_ATTACK_ECLIPSE ? 300000
+               : ao->kind == GV_ATTACK_ECLIPSE ? 120000
                                                : 60000;
   k.n_sybils = ao->sybils > 0 ? ao->sybils : 5000;
   k.rate = ao->rate >= 0 ? ao->rate : ao->kind == GV_ATTACK_SPAM ? 10 : 20;

@@ -52,7 +52,7 @@ typedef struct gv_attack_opts {
   double attackers;    /* < 1: share of --nodes; >= 1: a count; < 0: default */
   uint32_t sybils;     /* sybil: fresh ids; 0: default (5000) */
   double rate;         /* spam, forged: per attacker per second; < 0: default */
-  int64_t duration_ms; /* the attack; <= 0: default (eclipse 300 s, 60 s) */
+  int64_t duration_ms; /* the attack; <= 0: default (eclipse 120 s, 60 s) */
   const char *out;     /* CSV directory, or NULL */
   bool json, timing;
   int argc; /* the command line, for the reproduction line */

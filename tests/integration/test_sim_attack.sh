@@ -31,7 +31,7 @@ bad "for harvest" --scenario harvest --attackers 3
 
 # Eclipse: half the nodes attack one victim, which restarts a third into
 # the attack. Twice with one seed: byte-identical report and CSV.
-E="--scenario eclipse --nodes 120 --duration-s 45 --stub-sigs --no-timing"
+E="--scenario eclipse --nodes 120 --attackers 0.5 --duration-s 45 --stub-sigs --no-timing"
 a=$("$SIM" $E --json --out "$TMP/e1" 2>/dev/null)
 b=$("$SIM" $E --json --out "$TMP/e2" 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s "$TMP/e1/attack_eclipse.csv" "$TMP/e2/attack_eclipse.csv" &&
