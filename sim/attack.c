@@ -73,7 +73,7 @@ typedef struct atk {
   uint64_t forwarded;    /* honest frames carrying a forged record */
   uint32_t *table_nodes; /* sampled honest nodes */
   uint32_t n_table_nodes;
-  int64_t bytes0; /* honest gossip bytes out at the window's start */
+  int64_t bytes0;   /* honest gossip bytes out at the window's start */
   int64_t bcast_at; /* the tracked broadcast's start; 0: none */
   uint32_t bcast_origin;
   int64_t recovered_at; /* eclipse: -1 until */
@@ -115,6 +115,9 @@ static uint32_t attacker_count(const gv_sim_cfg *cfg,
 }
 
 const char *gv_attack_check(const gv_sim_cfg *cfg, const gv_attack_opts *ao) {
+  if (ao->attackers == 0)
+    return "--attackers must be above 0 for an attack (a share rounds up to "
+           "one node)";
   if (ao->attackers >= 1 && ao->attackers != floor(ao->attackers))
     return "--attackers takes a share below 1 or a whole count";
   if (attacker_count(cfg, ao) + 2 > cfg->nodes)

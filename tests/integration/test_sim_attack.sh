@@ -22,6 +22,7 @@ bad() {
 bad "needs real ones: drop --stub-sigs" --scenario forged --stub-sigs
 bad "two honest nodes" --scenario eclipse --nodes 50 --attackers 49
 bad "whole count" --scenario spam --attackers 2.5
+bad "above 0" --scenario forged --attackers 0
 bad -- "--attackers takes" --scenario sybil --attackers -1
 bad -- "--attackers takes" --scenario sybil --attackers nan
 bad -- "--sybils takes" --scenario sybil --sybils 0
