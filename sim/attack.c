@@ -315,10 +315,11 @@ static void attack_step(atk *k, int64_t t) {
     break;
   case GV_ATTACK_SYBIL: {
     int64_t span = k->duration / 2 - SYBIL_START_MS;
+    /* All by half-time, even in an attack too short to spread them. */
     uint32_t due =
-        t < SYBIL_START_MS ? 0
-        : t >= k->duration / 2
-            ? k->n_sybils
+        t >= k->duration / 2 ? k->n_sybils
+        : t < SYBIL_START_MS
+            ? 0
             : (uint32_t)((double)k->n_sybils * (double)(t - SYBIL_START_MS) /
                          (double)(span > 0 ? span : 1));
     while (k->sybils_sent < due)
