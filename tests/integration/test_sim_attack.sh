@@ -94,6 +94,16 @@ else not_ok "spam" "$p"; fi
 f=$("$SIM" --scenario forged --nodes 60 --duration-s 10 --no-timing --json 2>/dev/null)
 if py 'd["stub_sigs"] == False and d["forged_sent"] > 0 and d["forged_forwarded"] == 0 and d["forged_accepted"] == 0
        and d["bans"] > 0 and d["rejected"] > 0 and d["reliability"]["attack"]["min"] >= 0.95' "$f"; then
-  ok "forged: $(val forged_sent "$f") sent, 0 sent on, $(val bans "$f") bans"
+  ok "forged: $(val forged_sent "$f") made, 0 sent on, $(val bans "$f") bans"
 else not_ok "forged" "$f"; fi
+# The other kinds are deterministic too: stdout and CSV, twice, small.
+for args in "sybil --nodes 40 --sybils 300 --duration-s 6 --stub-sigs" \
+            "spam --nodes 40 --duration-s 6 --stub-sigs" "forged --nodes 30 --duration-s 6"; do
+  k=${args%% *}
+  x=$("$SIM" --scenario $args --no-timing --json --out "$TMP/$k.1" 2>/dev/null)
+  y=$("$SIM" --scenario $args --no-timing --json --out "$TMP/$k.2" 2>/dev/null)
+  if [ -n "$x" ] && [ "$x" = "$y" ] && cmp -s "$TMP/$k.1/attack_$k.csv" "$TMP/$k.2/attack_$k.csv"; then
+    ok "$k: same seed, identical report and CSV"
+  else not_ok "$k determinism" "$x / $y"; fi
+done
 finish
