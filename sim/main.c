@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "boot.h"
 #include "harvest.h"
 #include "net.h"
 #include "relaysim.h"
@@ -27,6 +28,7 @@ typedef struct opts {
   double churn_frac;
   gv_relaysim_opts relay;
   gv_harvest_opts harvest;
+  gv_boot_opts boot;
   bool json, timing;
   int argc;
   char **argv;
@@ -525,6 +527,48 @@ static int sweep(const opts *o) {
   return 0;
 }
 
+/* The single scenario at each upload cap: none, then 1000 down to 16 kB/s
+ * (or none and --upload-cap's alone). */
+static int bandwidth(const opts *o) {
+  static const uint32_t caps[] = {0, 1000, 256, 64, 16};
+  gv_bw_row rows[sizeof(caps) / sizeof(caps[0])];
+  size_t n = 0;
+
+  for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+    opts oo = *o;
+    gv_sim *s;
+    result r;
+    extra x = {cJSON_CreateObject()};
+    uint64_t *sent0 = NULL;
+    if (o->cfg.upload_kbps > 0 && k > 1)
+      break;
+    oo.cfg.upload_kbps =
+        k == 0 || o->cfg.upload_kbps == 0 ? caps[k] : o->cfg.upload_kbps;
+    oo.scenario = "single";
+    if (gv_sim_new(&s, &oo.cfg) < 0) {
+      fprintf(stderr, "grapevine-sim: out of memory\n");
+      return 1;
+    }
+    run(&oo, s, &r, &x, &sent0);
+    check_or_die(s, &oo);
+    gv_bw_fill(&rows[n], s);
+    rows[n].reliability = r.reliability;
+    rows[n].rmr = r.rmr;
+    rows[n].p50 = r.p50;
+    rows[n].p90 = r.p90;
+    rows[n].p99 = r.p99;
+    rows[n].max = r.max;
+    progress(o, "upload cap %u kB/s: reliability %.5f, p50 %.0f ms",
+             oo.cfg.upload_kbps, r.reliability, r.p50);
+    n++;
+    free(r.lat);
+    free(sent0);
+    cJSON_Delete(x.j);
+    gv_sim_free(s);
+  }
+  return gv_bw_report(&o->cfg, rows, n, o->out, o->json);
+}
+
 /* ---- command line ---- */
 
 static void usage(FILE *f) {
@@ -555,11 +599,22 @@ static void usage(FILE *f) {
           "                       --silent-frac to 0.8), harvest (attackers "
           "collect\n"
           "                       silent nodes' addresses; --nodes 200, "
-          "--silent-frac 0.5)\n"
+          "--silent-frac 0.5),\n"
+          "                       cold-boot (every node starts at once from "
+          "the tracker's\n"
+          "                       bootstrap nodes), bandwidth (single at "
+          "upload caps\n"
+          "                       none, 1000, 256, 64, 16 kB/s)\n"
           "  --rate R             relay: messages per agent per second (0.5)\n"
           "  --crash-rate C       relay: node crashes per second, network-wide "
           "(0.5)\n"
-          "  --duration-s D       relay: seconds of sends and crashes (60)\n"
+          "  --duration-s D       relay: seconds of sends and crashes (60);\n"
+          "                       cold-boot: seconds followed (60, >= 50)\n"
+          "  --bootstraps B       cold-boot: bootstrap nodes the tracker "
+          "lists (16)\n"
+          "  --upload-cap KBPS    per-node upload cap, kB/s (none); "
+          "bandwidth: sweep\n"
+          "                       none and this cap only\n"
           "  --drain-s D          relay: then at most this long without "
           "(900)\n"
           "  --attackers A        harvest: the attacker's share of the "
@@ -624,13 +679,15 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"attackers", required_argument, NULL, 'y'},
       {"guards", required_argument, NULL, 'g'},
       {"duration", required_argument, NULL, 'u'},
+      {"bootstraps", required_argument, NULL, 'B'},
+      {"upload-cap", required_argument, NULL, 'U'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
-      "single",       "failures",        "loss", "churn", "partition",
-      "tracker-down", "silent-majority", "join", "flood", "sweep",
-      "relay",        "harvest"};
+      "single",       "failures",        "loss",      "churn",    "partition",
+      "tracker-down", "silent-majority", "join",      "flood",    "sweep",
+      "relay",        "harvest",         "cold-boot", "bandwidth"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -655,6 +712,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.attackers = -1;
   o->harvest.guards = -1;
   o->harvest.duration_ms = 24 * 3600000LL;
+  o->boot.bootstraps = 16;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -754,6 +812,16 @@ static int parse_args(int argc, char **argv, opts *o) {
         bad = "--duration takes 1..168 (hours)";
       o->harvest.duration_ms = (int64_t)v * 3600000;
       break;
+    case 'B':
+      if (parse_u64(optarg, 1, 1024, &v) < 0)
+        bad = "--bootstraps takes 1..1024";
+      o->boot.bootstraps = (unsigned)v;
+      break;
+    case 'U':
+      if (parse_u64(optarg, 1, 10000000, &v) < 0)
+        bad = "--upload-cap takes 1..10000000 (kB/s)";
+      o->cfg.upload_kbps = (uint32_t)v;
+      break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -779,6 +847,12 @@ static int parse_args(int argc, char **argv, opts *o) {
     ok |= strcmp(o->scenario, scenarios[i]) == 0;
   if (!ok) {
     fprintf(stderr, "grapevine-sim: unknown scenario '%s'\n", o->scenario);
+    return -1;
+  }
+  if (strcmp(o->scenario, "cold-boot") == 0 &&
+      (o->boot.bootstraps >= o->cfg.nodes || o->relay.duration_ms < 50000)) {
+    fprintf(stderr, "grapevine-sim: cold-boot needs --bootstraps below "
+                    "--nodes and --duration-s 50 or more\n");
     return -1;
   }
   if (strcmp(o->scenario, "join") == 0 && o->cfg.nodes > 1000) {
@@ -813,6 +887,12 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.timing = o->timing;
   o->harvest.argc = argc;
   o->harvest.argv = argv;
+  o->boot.duration_ms = o->relay.duration_ms;
+  o->boot.out = o->out;
+  o->boot.json = o->json;
+  o->boot.timing = o->timing;
+  o->boot.argc = argc;
+  o->boot.argv = argv;
   return 0;
 }
 
@@ -840,6 +920,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(o.scenario, "harvest") == 0)
     return gv_harvest_run(&o.cfg, &o.harvest);
+  if (strcmp(o.scenario, "cold-boot") == 0)
+    return gv_boot_run(&o.cfg, &o.boot);
+  if (strcmp(o.scenario, "bandwidth") == 0)
+    return bandwidth(&o);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");
@@ -850,6 +934,8 @@ int main(int argc, char **argv) {
   count_indegree(s);
   check_or_die(s, &o);
   j = report(&o, s, &r, now_s() - t0);
+  if (o.cfg.upload_kbps > 0)
+    gv_bw_keys(s, j);
   for (cJSON *it = x.j->child; it != NULL;) {
     cJSON *next = it->next;
     cJSON_AddItemToObject(j, it->string, cJSON_DetachItemViaPointer(x.j, it));
