@@ -152,7 +152,8 @@ static void announce_due(boot *bt) {
   bt->n_waiting = kept;
 }
 
-/* The first sample time (ms) at which ok(sample) held; -1 if none. */
+/* The first sample time (ms) at which every node had a link (what 0), 99%
+ * of them the link target (1), or all of them (2); -1 if none. */
 static int64_t first(const boot *bt, int what) {
   for (size_t k = 0; k < bt->n_sm; k++) {
     const sample *x = &bt->sm[k];
@@ -202,12 +203,13 @@ static void write_boot_csv(const boot *bt, const char *dir) {
           "link target', '' every ::1 using 1:10 with lines title 'reached: "
           "broadcast at 5 s', '' every ::1 using 1:11 with lines title "
           "'... at 10 s', '' every ::1 using 1:12 with lines title '... at "
-          "30 s'\nset autoscale y\nset key left top\nset ylabel 'bootstrap "
-          "nodes'\nset y2label 'dials refused (all bootstrap nodes)'\n"
+          "30 s'\nset autoscale y\nset key right center\nset ylabel 'bootstrap "
+          "nodes'\nset y2label 'inbound links refused or evicted (all)'\n"
           "set y2tics\nplot 'cold_boot.csv' every ::1 using 1:6 with lines "
           "lw 2 title 'links, busiest', '' every ::1 using 1:7 with lines "
           "title 'links, mean', '' every ::1 using 1:8 axes x1y2 with lines "
-          "title 'refused (full)'\nunset multiplot\n");
+          "title 'refused (full)', '' every ::1 using 1:9 axes x1y2 with "
+          "lines title 'evicted'\nunset multiplot\n");
   fclose(f);
   snprintf(path, sizeof(path),
            "command -v gnuplot >/dev/null && cd '%s' && gnuplot cold_boot.gp",
