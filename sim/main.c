@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "attack.h"
+#include "boot.h"
 #include "harvest.h"
 #include "net.h"
 #include "out.h"
@@ -30,6 +31,7 @@ typedef struct opts {
   gv_relaysim_opts relay;
   gv_harvest_opts harvest;
   gv_attack_opts attack;
+  gv_boot_opts boot;
   bool json, timing;
   int argc;
   char **argv;
@@ -507,6 +509,48 @@ static int sweep(const opts *o) {
   return 0;
 }
 
+/* The single scenario at each upload cap: none, then 1000 down to 16 kB/s
+ * (or none and --upload-cap's alone). */
+static int bandwidth(const opts *o) {
+  static const uint32_t caps[] = {0, 1000, 256, 64, 16};
+  gv_bw_row rows[sizeof(caps) / sizeof(caps[0])];
+  size_t n = 0;
+
+  for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+    opts oo = *o;
+    gv_sim *s;
+    result r;
+    extra x = {cJSON_CreateObject()};
+    uint64_t *sent0 = NULL;
+    if (o->cfg.upload_kbps > 0 && k > 1)
+      break;
+    oo.cfg.upload_kbps =
+        k == 0 || o->cfg.upload_kbps == 0 ? caps[k] : o->cfg.upload_kbps;
+    oo.scenario = "single";
+    if (gv_sim_new(&s, &oo.cfg) < 0) {
+      fprintf(stderr, "grapevine-sim: out of memory\n");
+      return 1;
+    }
+    run(&oo, s, &r, &x, &sent0);
+    check_or_die(s, &oo);
+    gv_bw_fill(&rows[n], s);
+    rows[n].reliability = r.reliability;
+    rows[n].rmr = r.rmr;
+    rows[n].p50 = r.p50;
+    rows[n].p90 = r.p90;
+    rows[n].p99 = r.p99;
+    rows[n].max = r.max;
+    progress(o, "upload cap %u kB/s: reliability %.5f, p50 %.0f ms",
+             oo.cfg.upload_kbps, r.reliability, r.p50);
+    n++;
+    free(r.lat);
+    free(sent0);
+    cJSON_Delete(x.j);
+    gv_sim_free(s);
+  }
+  return gv_bw_report(&o->cfg, rows, n, o->out, o->json);
+}
+
 /* ---- command line ---- */
 
 static void usage(FILE *f) {
@@ -540,7 +584,12 @@ static void usage(FILE *f) {
           "--silent-frac 0.5),\n"
           "                       eclipse, sybil, spam, forged (attacks; "
           "--nodes 1000,\n"
-          "                       forged 300 with real signatures)\n"
+          "                       forged 300 with real signatures),\n"
+          "                       cold-boot (every node starts at once from "
+          "the tracker's\n"
+          "                       bootstrap nodes), bandwidth (single at "
+          "upload caps\n"
+          "                       none, 1000, 256, 64, 16 kB/s)\n"
           "  --rate R             relay: messages per agent per second (0.5);\n"
           "                       spam: announcements, forged: forged records "
           "per\n"
@@ -549,7 +598,8 @@ static void usage(FILE *f) {
           "(0.5)\n"
           "  --duration-s D       relay: seconds of sends and crashes (60);\n"
           "                       attacks: seconds of attack (eclipse 120, "
-          "else 60)\n"
+          "else 60);\n"
+          "                       cold-boot: seconds followed (60, >= 50)\n"
           "  --drain-s D          relay: then at most this long without "
           "(900)\n"
           "  --attackers A        harvest: the attacker's share of the "
@@ -565,6 +615,11 @@ static void usage(FILE *f) {
           "  --guards on|off      harvest: silent nodes keep entry guards "
           "(both)\n"
           "  --duration H         harvest: hours of simulated churn (24)\n"
+          "  --bootstraps B       cold-boot: bootstrap nodes the tracker "
+          "lists (16)\n"
+          "  --upload-cap KBPS    per-node upload cap, kB/s (none); "
+          "bandwidth: sweep\n"
+          "                       none and this cap only\n"
           "  --churn-frac F       churn: nodes replaced during the broadcast "
           "(0.1)\n"
           "  --active K           links a node aims for (5)\n"
@@ -621,14 +676,16 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"guards", required_argument, NULL, 'g'},
       {"duration", required_argument, NULL, 'u'},
       {"sybils", required_argument, NULL, 'Y'},
+      {"bootstraps", required_argument, NULL, 'B'},
+      {"upload-cap", required_argument, NULL, 'U'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
-      "single",       "failures",        "loss",    "churn", "partition",
-      "tracker-down", "silent-majority", "join",    "flood", "sweep",
-      "relay",        "harvest",         "eclipse", "sybil", "spam",
-      "forged"};
+      "single",       "failures",        "loss",     "churn", "partition",
+      "tracker-down", "silent-majority", "join",     "flood", "sweep",
+      "relay",        "harvest",         "eclipse",  "sybil", "spam",
+      "forged",       "cold-boot",       "bandwidth"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -655,6 +712,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.duration_ms = 24 * 3600000LL;
   o->attack.attackers = -1;
   o->attack.rate = -1;
+  o->boot.bootstraps = 16;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -763,6 +821,16 @@ static int parse_args(int argc, char **argv, opts *o) {
         bad = "--duration takes 1..168 (hours)";
       o->harvest.duration_ms = (int64_t)v * 3600000;
       break;
+    case 'B':
+      if (parse_u64(optarg, 1, 1024, &v) < 0)
+        bad = "--bootstraps takes 1..1024";
+      o->boot.bootstraps = (unsigned)v;
+      break;
+    case 'U':
+      if (parse_u64(optarg, 1, 10000000, &v) < 0)
+        bad = "--upload-cap takes 1..10000000 (kB/s)";
+      o->cfg.upload_kbps = (uint32_t)v;
+      break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -792,6 +860,12 @@ static int parse_args(int argc, char **argv, opts *o) {
     ok |= strcmp(o->scenario, scenarios[i]) == 0;
   if (!ok) {
     fprintf(stderr, "grapevine-sim: unknown scenario '%s'\n", o->scenario);
+    return -1;
+  }
+  if (strcmp(o->scenario, "cold-boot") == 0 &&
+      (o->boot.bootstraps >= o->cfg.nodes || o->relay.duration_ms < 50000)) {
+    fprintf(stderr, "grapevine-sim: cold-boot needs --bootstraps below "
+                    "--nodes and --duration-s 50 or more\n");
     return -1;
   }
   if (strcmp(o->scenario, "join") == 0 && o->cfg.nodes > 1000) {
@@ -843,6 +917,12 @@ static int parse_args(int argc, char **argv, opts *o) {
       return -1;
     }
   }
+  o->boot.duration_ms = o->relay.duration_ms;
+  o->boot.out = o->out;
+  o->boot.json = o->json;
+  o->boot.timing = o->timing;
+  o->boot.argc = argc;
+  o->boot.argv = argv;
   return 0;
 }
 
@@ -872,6 +952,10 @@ int main(int argc, char **argv) {
     return gv_harvest_run(&o.cfg, &o.harvest);
   if (gv_attack_kind_from_name(o.scenario) >= 0)
     return gv_attack_run(&o.cfg, &o.attack);
+  if (strcmp(o.scenario, "cold-boot") == 0)
+    return gv_boot_run(&o.cfg, &o.boot);
+  if (strcmp(o.scenario, "bandwidth") == 0)
+    return bandwidth(&o);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");
@@ -882,6 +966,8 @@ int main(int argc, char **argv) {
   count_indegree(s);
   check_or_die(s, &o);
   j = report(&o, s, &r, now_s() - t0);
+  if (o.cfg.upload_kbps > 0)
+    gv_bw_keys(s, j);
   for (cJSON *it = x.j->child; it != NULL;) {
     cJSON *next = it->next;
     cJSON_AddItemToObject(j, it->string, cJSON_DetachItemViaPointer(x.j, it));

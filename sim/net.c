@@ -170,16 +170,37 @@ static void record_delivery(gv_sim *s, uint32_t i, const gv_action *a) {
     return;
   }
   gv_idmap_put(&s->delivered, key, (void *)1);
+  if (s->deliver_fn != NULL)
+    s->deliver_fn(s->deliver_ctx, i, a->msg_id);
   if (s->tracking && memcmp(a->msg_id, s->tracked, GV_MSG_ID_BYTES) == 0) {
     s->nodes[i].delivered_at = s->now;
     s->nodes[i].hops = (uint16_t)a->hops;
   }
 }
 
+/* The upload cap (cfg.upload_kbps): len bytes leave node i when its
+ * uplink is free and hold it for len / cap. Returns the virtual ms the last
+ * byte is out (rounded down: a cap too high to matter changes nothing). */
+static int64_t uplink(gv_sim *s, uint32_t i, size_t len) {
+  gv_sim_node *n = &s->nodes[i];
+  int64_t now_us = s->now * 1000;
+  int64_t dep = n->up_free_us > now_us ? n->up_free_us : now_us;
+
+  s->up_frames++;
+  s->up_wait_us += (uint64_t)(dep - now_us);
+  if (dep - now_us > s->up_wait_max_us)
+    s->up_wait_max_us = dep - now_us;
+  n->up_free_us =
+      dep + (int64_t)(((uint64_t)len * 1000 + s->cfg.upload_kbps - 1) /
+                      s->cfg.upload_kbps);
+  return n->up_free_us / 1000;
+}
+
 static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   uint32_t peer;
   gv_linkid pside;
   gv_sim_link *l = link_of(s, a->link, &peer, &pside);
+  int64_t out = s->now;
 
   s->frames++;
   s->frame_bytes += a->buf->len;
@@ -189,6 +210,8 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
     gv_buf_unref(a->buf);
     return;
   }
+  if (s->cfg.upload_kbps > 0)
+    out = uplink(s, i, a->buf->len);
   if (s->nodes[peer].dead) {
     /* Lost; the sender learns of it after a round trip (a reset). */
     gv_buf_unref(a->buf);
@@ -201,7 +224,7 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
     gv_buf_unref(a->buf);
     return;
   }
-  push(s, s->now + l->lat, EV_FRAME, peer, pside, a->buf);
+  push(s, out + l->lat, EV_FRAME, peer, pside, a->buf);
 }
 
 /* A dial from node i's engine (relay false) or relay core (true: it has
@@ -247,11 +270,13 @@ static void do_close(gv_sim *s, uint32_t i, gv_linkid link) {
   gv_linkid pside;
   gv_sim_link *l = link_of(s, link, &peer, &pside);
 
-  /* A link already down has its EV_DOWN on the way to this side. */
+  /* A link already down has its EV_DOWN on the way to this side. The
+   * peer sees the end after the frames queued before it (upload cap). */
   if (l->up) {
+    int64_t out = s->nodes[i].up_free_us / 1000;
     l->up = false;
     push(s, s->now, EV_DOWN, i, link, NULL);
-    push(s, s->now + l->lat, EV_DOWN, peer, pside, NULL);
+    push(s, (out > s->now ? out : s->now) + l->lat, EV_DOWN, peer, pside, NULL);
   }
 }
 
@@ -486,6 +511,7 @@ void gv_sim_kill(gv_sim *s, uint32_t i) {
   n->dead = true;
   n->epoch++;
   n->wake = INT64_MAX;
+  n->up_free_us = 0;
   n->relay = NULL; /* the caller's to free */
   for (uint32_t k = 0; k < s->n_links; k++) {
     gv_sim_link *l = &s->links[k];

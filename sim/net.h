@@ -30,6 +30,10 @@ typedef struct gv_sim_cfg {
   bool repair, stub_sigs;
   bool guards; /* silent nodes keep entry guards (off but in harvest) */
   int64_t shuffle_ms, heartbeat_ms;
+  /* Per-node upload cap, kB/s (1 kB/s = 1 byte per ms); 0: none. A frame
+   * leaving a node departs when its uplink is free and holds it for
+   * len / cap; it arrives that long after departing plus the latency. */
+  uint32_t upload_kbps;
 } gv_sim_cfg;
 
 typedef struct gv_sim_node {
@@ -49,6 +53,7 @@ typedef struct gv_sim_node {
   int64_t observed_at;
   uint8_t side; /* partition side */
   uint32_t indegree;
+  int64_t up_free_us; /* upload cap: when its uplink is next free (µs) */
 } gv_sim_node;
 
 typedef struct gv_sim_link {
@@ -68,6 +73,9 @@ typedef void gv_sim_relay_fn(void *ctx, uint32_t i, const gv_ract *a);
  * counted, as a peer that ignores it would (the attack scenarios). */
 typedef bool gv_sim_filter_fn(void *ctx, uint32_t from, uint32_t to,
                               const gv_buf *b);
+/* Called on every delivery (node i delivered message id), after the
+ * dedup check; id lasts for the call only. */
+typedef void gv_sim_deliver_fn(void *ctx, uint32_t i, const uint8_t *id);
 
 typedef struct gv_sim_ev gv_sim_ev;
 
@@ -95,6 +103,11 @@ typedef struct gv_sim {
   void *relay_ctx;
   gv_sim_filter_fn *filter; /* NULL: every frame goes */
   void *filter_ctx;
+  gv_sim_deliver_fn *deliver_fn; /* NULL: none */
+  void *deliver_ctx;
+  /* upload cap: frames sent, and the time they waited for the uplink */
+  uint64_t up_frames, up_wait_us;
+  int64_t up_wait_max_us;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   char violation[256];
 } gv_sim;
