@@ -203,8 +203,9 @@ struct gv_engine {
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle;
 
-  bool guards_on; /* cfg.guards with a valid guard cfg */
-  gv_guards guards;
+  /* cfg.guards with a valid guard cfg; NULL otherwise (a broadcasting
+   * simulated node saves its 944 bytes) */
+  gv_guards *guards;
   int64_t next_guards; /* the next guard round */
 };
 
@@ -383,7 +384,8 @@ static bool table_room(gv_engine *e) {
     entry *en = e->entries[i];
     /* Never a linked peer, nor a guard: a flood of fresh records must
      * not push the guards out. */
-    if (en->pub.connected || gv_guards_has(&e->guards, en->pub.id))
+    if (en->pub.connected ||
+        (e->guards != NULL && gv_guards_has(e->guards, en->pub.id)))
       continue;
     if (worst == SIZE_MAX || entry_score(en) < entry_score(e->entries[worst]))
       worst = i;
@@ -605,12 +607,10 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
   *n = 0;
 }
 
-/* Batches are released once drained: an idle engine holds none of its
- * peak (the simulator keeps a million idle engines). */
-#define IDLE_KEEP 4
-
-static void release_batch(pending_id **arr, size_t *cap) {
-  if (*cap > IDLE_KEEP) {
+/* Arrays are released once empty: an idle engine holds none of its peak
+ * (the simulator keeps a million idle engines). */
+static void release_empty(void **arr, size_t n, size_t *cap) {
+  if (n == 0 && *cap > 0) {
     free(*arr);
     *arr = NULL;
     *cap = 0;
@@ -1069,8 +1069,9 @@ int64_t gv_engine_expiry(const gv_engine *e) {
 static void finish(gv_engine *e) {
   flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
   flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
-  release_batch(&e->lazy, &e->cap_lazy);
-  release_batch(&e->wants, &e->cap_wants);
+  release_empty((void **)&e->lazy, e->n_lazy, &e->cap_lazy);
+  release_empty((void **)&e->wants, e->n_wants, &e->cap_wants);
+  release_empty((void **)&e->dials, e->n_dials, &e->cap_dials);
 }
 
 static void begin(gv_engine *e, int64_t now) {
@@ -1112,7 +1113,7 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
 /* Guards apply to a silent node only: a broadcasting one publishes its
  * address anyway. */
 static bool guarded(const gv_engine *e) {
-  return e->guards_on && !e->cfg.broadcasting;
+  return e->guards != NULL && !e->cfg.broadcasting;
 }
 
 /* A seed the operator named (--peer, config), whose id it gave or a link to
@@ -1137,7 +1138,7 @@ static void guards_update(gv_engine *e) {
   /* A guard is reachable again once a link to it has lasted. */
   for (size_t i = 0; i < e->n_links; i++)
     if (e->now - e->links[i].up_at >= GUARD_STABLE_MS &&
-        gv_guards_reached(&e->guards, e->links[i].peer))
+        gv_guards_reached(e->guards, e->links[i].peer))
       guards_changed(e);
 
   for (size_t i = 0; i < e->n_entries; i++) {
@@ -1152,7 +1153,7 @@ static void guards_update(gv_engine *e) {
     gc[n].score = entry_score(en);
     n++;
   }
-  if (gv_guards_update(&e->guards, gc, n, &e->rng, e->now))
+  if (gv_guards_update(e->guards, gc, n, &e->rng, e->now))
     guards_changed(e);
   free(gc);
 }
@@ -1190,13 +1191,13 @@ static bool dialable_cand(const gv_engine *e, const cand *c) {
 static bool guard_wants_dial(const gv_engine *e) {
   if (e->n_links + e->n_dials >= e->cfg.active_target)
     return false;
-  for (size_t i = 0; i < e->guards.n; i++) {
-    const entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+  for (size_t i = 0; i < e->guards->n; i++) {
+    const entry *en = gv_idmap_get(&e->table, e->guards->set[i].id);
     if (en != NULL && dialable_entry(e, en))
       return true;
   }
   /* Seeds in backoff count: the tick at the backoff's end dials them. */
-  return e->guards.n < e->guards.cfg.count &&
+  return e->guards->n < e->guards->cfg.count &&
          (e->n_cands > 0 || (e->n_links + e->n_dials == 0 && e->n_entries > 0));
 }
 
@@ -1235,9 +1236,9 @@ static void maintain(gv_engine *e, size_t target) {
       guards_update(e);
       e->next_guards = e->now + GUARD_ROUND_MS;
     }
-    for (size_t i = 0; i < e->guards.n && e->n_links + e->n_dials < target;
+    for (size_t i = 0; i < e->guards->n && e->n_links + e->n_dials < target;
          i++) {
-      entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+      entry *en = gv_idmap_get(&e->table, e->guards->set[i].id);
       if (en != NULL && dialable_entry(e, en))
         dial_entry(e, en);
     }
@@ -1245,7 +1246,7 @@ static void maintain(gv_engine *e, size_t target) {
      * table entry only when the node is stranded (no link, and no seed
      * it could dial: a restart from the cache alone, or its seeds went
      * silent), and then one at a time. */
-    if (e->guards.n >= e->guards.cfg.count)
+    if (e->guards->n >= e->guards->cfg.count)
       return;
     dial_random(e, target, true, false);
     if (e->n_links + e->n_dials == 0)
@@ -1384,13 +1385,13 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     if (why == GV_CLOSE_BANNED)
       hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
     else if (guarded(e) && e->now - l->up_at < GUARD_STABLE_MS &&
-             gv_guards_has(&e->guards, l->peer)) {
+             gv_guards_has(e->guards, l->peer)) {
       /* A guard that drops this node soon after taking it (a full node
        * evicting it for a newcomer, say) is not serving it: not redialed
        * at once (its evictees would take turns forever), and down until a
        * link to it lasts (guards_update). */
       hold_off(e, l->peer, e->now + GUARD_EVICTED_HOLD_MS);
-      if (gv_guards_failed(&e->guards, l->peer, e->now))
+      if (gv_guards_failed(e->guards, l->peer, e->now))
         guards_changed(e);
     } else if (why == GV_CLOSE_DUPLICATE)
       hold_off(e, l->peer, e->now + DUPLICATE_REDIAL_MS);
@@ -1453,7 +1454,7 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
       en->next_try =
           e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
                                  (unsigned)++en->failures);
-    if (gv_guards_failed(&e->guards, peer, e->now))
+    if (e->guards != NULL && gv_guards_failed(e->guards, peer, e->now))
       guards_changed(e);
   }
   for (size_t i = 0; i < e->n_cands; i++) {
@@ -1790,7 +1791,7 @@ int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now) {
   int rc;
 
   begin(e, now);
-  if (!e->guards_on) {
+  if (e->guards == NULL) {
     rc = GV_ESTATE;
     goto out;
   }
@@ -1798,15 +1799,15 @@ int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now) {
   g.expires_at -= e->wall_offset;
   if (g.down_since != 0)
     g.down_since -= e->wall_offset;
-  rc = gv_guards_restore(&e->guards, &g, e->now);
+  rc = gv_guards_restore(e->guards, &g, e->now);
 out:
   finish(e);
   return rc;
 }
 
 const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n) {
-  *n = guarded(e) ? e->guards.n : 0;
-  return e->guards.set;
+  *n = guarded(e) ? e->guards->n : 0;
+  return e->guards != NULL ? e->guards->set : NULL;
 }
 
 /* ---- construction ---- */
@@ -1872,11 +1873,12 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
         .life_min_ms = cfg->guard_life_min_ms,
         .life_max_ms = cfg->guard_life_max_ms,
     };
-    if ((rc = gv_guards_init(&e->guards, &gc)) < 0) {
+    e->guards = gv__xmalloc(sizeof(*e->guards));
+    if ((rc = gv_guards_init(e->guards, &gc)) < 0) {
+      free(e->guards);
       free(e);
       return rc;
     }
-    e->guards_on = true;
   }
   e->cfg = *cfg;
   e->cfg.repos = NULL; /* not retained */
@@ -1953,6 +1955,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->up);
   free(e->self_body);
   free(e->self_repos);
+  free(e->guards);
   drop_report(e);
   free(e);
 }
