@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "chan.h"
 #include "idmap.h"
+#include "intern.h"
 #include "invariant.h"
 #include "lcore.h"
 #include "oom.h"
@@ -258,6 +259,26 @@ static void map_put(gv_idmap *m, const uint8_t *key, void *val) {
     abort();
 }
 
+/* Signed bodies (records, cached messages, this node's record): the
+ * caller's shared pool's copy when it gave one (cfg.bodies), else the
+ * engine's own. Never written once made. */
+static char *body_copy(gv_engine *e, const char *s, size_t len) {
+  char *b;
+  if (e->cfg.bodies != NULL)
+    return gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, len));
+  b = gv__xmalloc(len + 1);
+  memcpy(b, s, len);
+  b[len] = '\0';
+  return b;
+}
+
+static void body_drop(gv_engine *e, char *b) {
+  if (e->cfg.bodies != NULL)
+    gv_intern_drop(e->cfg.bodies, b);
+  else
+    free(b);
+}
+
 static bool is_self(const gv_engine *e, const uint8_t *id) {
   return memcmp(id, e->id->pk, GV_ID_BYTES) == 0;
 }
@@ -351,11 +372,11 @@ static double entry_score(const entry *en) {
   return (en->pub.availability + en->pub.performance) / 2.0;
 }
 
-static void entry_free(entry *en) {
+static void entry_free(gv_engine *e, entry *en) {
   free(en->pub.addrs);
   free(en->pub.relays);
   free(en->pub.repos);
-  free(en->pub.body);
+  body_drop(e, en->pub.body);
   free(en);
 }
 
@@ -372,7 +393,7 @@ static void table_remove(gv_engine *e, size_t i, bool tell) {
   e->entries[i] = e->entries[--e->n_entries];
   if (tell)
     persist(e, en->pub.id, NULL);
-  entry_free(en);
+  entry_free(e, en);
 }
 
 /* Makes room for one entry: evicts the lowest-scored unlinked entry. */
@@ -397,11 +418,11 @@ static bool table_room(gv_engine *e) {
 }
 
 /* Copies a validated record into en (the compact form). */
-static void entry_set_record(entry *en, const gv_msg *rec) {
+static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   const gv_peer_state *p = &rec->u.peer;
   const char *r = p->repos;
   size_t rlen;
-  char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL;
+  char *body = body_copy(e, rec->body, rec->body_len), *repos = NULL;
   gv_addr *addrs = NULL;
   uint8_t(*relays)[GV_ID_BYTES] = NULL;
 
@@ -412,7 +433,6 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
     repos = gv__xmalloc(rlen);
   if (p->broadcasting && p->n_addrs > 0)
     addrs = gv__xmalloc(p->n_addrs * sizeof(gv_addr));
-  memcpy(body, rec->body, rec->body_len + 1);
   if (rlen > 0)
     memcpy(repos, p->repos, rlen);
   if (addrs != NULL)
@@ -421,7 +441,7 @@ static void entry_set_record(entry *en, const gv_msg *rec) {
     relays = gv__xmalloc(p->n_relays * sizeof(*relays));
     memcpy(relays, p->relays, p->n_relays * sizeof(*relays));
   }
-  free(en->pub.body);
+  body_drop(e, en->pub.body);
   free(en->pub.repos);
   free(en->pub.addrs);
   free(en->pub.relays);
@@ -465,7 +485,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
     map_put(&e->table, en->pub.id, en);
     e->entries[e->n_entries++] = en;
   }
-  entry_set_record(en, rec);
+  entry_set_record(e, en, rec);
   if (seen_at > en->pub.last_seen)
     en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
   /* A seed known by address alone is this node, if it advertises that
@@ -527,7 +547,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
 static void cache_drop_oldest(gv_engine *e) {
   cached *c = fifo_pop(&e->cache_q);
   gv_idmap_del(&e->cache, c->id);
-  free(c->body);
+  body_drop(e, c->body);
   free(c);
 }
 
@@ -540,8 +560,7 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
-  c->body = gv__xmalloc(m->body_len + 1);
-  memcpy(c->body, m->body, m->body_len + 1);
+  c->body = body_copy(e, m->body, m->body_len);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
   memcpy(c->sig, m->sig, GV_SIG_BYTES);
   c->type = m->type;
@@ -1015,9 +1034,8 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   if (rc < 0)
     return rc;
   free(out);
-  free(e->self_body);
-  e->self_body = gv__xmalloc(m->body_len + 1);
-  memcpy(e->self_body, m->body, m->body_len + 1);
+  body_drop(e, e->self_body);
+  e->self_body = body_copy(e, m->body, m->body_len);
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;
@@ -1932,11 +1950,11 @@ void gv_engine_free(gv_engine *e) {
     return;
   gv_actq_free(&e->acts);
   for (size_t i = 0; i < e->n_entries; i++)
-    entry_free(e->entries[i]);
+    entry_free(e, e->entries[i]);
   for (size_t i = 0; i < e->cache.cap; i++) {
     cached *c = e->cache.slots[i].val;
     if (c != NULL)
-      free(c->body);
+      body_drop(e, c->body);
   }
   free_map_values(&e->cache);
   free_map_values(&e->dedup);
@@ -1953,7 +1971,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->lazy);
   free(e->wants);
   free(e->up);
-  free(e->self_body);
+  body_drop(e, e->self_body);
   free(e->self_repos);
   free(e->guards);
   drop_report(e);

@@ -72,6 +72,10 @@ typedef struct gv_engine_cfg {
   int64_t shuffle_ms;       /* one extra dial up to active_max (60 s; 0: off) */
   int64_t banned_redial_ms; /* a peer the link core banned: no dial (10 min) */
   bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
+  /* Where signed bodies are kept: a pool shared with other engines (the
+   * simulator's, so that a record a thousand engines hold is stored once;
+   * it must outlive the engine), or NULL for the engine's own copies. */
+  struct gv_intern *bodies;
   /* Entry guards (guard.h, NODE.md "Privacy"): while this node is silent
    * and guards is on, it dials only its guards (and seeds until it holds
    * guard_count), with no shuffle. Ignored while broadcasting. */

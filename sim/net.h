@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "idmap.h"
+#include "intern.h"
 #include "lcore.h"
 #include "relay.h"
 #include "rng.h"
@@ -88,6 +89,7 @@ typedef struct gv_sim {
   gv_sim_relay_fn *relay_fn;
   void *relay_ctx;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
+  gv_intern *bodies;  /* every engine's signed bodies, each stored once */
   char violation[256];
 } gv_sim;
 
