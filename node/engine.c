@@ -119,9 +119,9 @@ typedef struct dialing {
 typedef struct cached { /* a message kept to answer IWANT */
   uint8_t id[GV_MSG_ID_BYTES];
   gv_msg_type type;
-  uint8_t ttl, hops; /* as this node sends it on */
-  uint8_t sig[GV_SIG_BYTES];
-  char *body;
+  uint8_t ttl, hops;  /* as this node sends it on */
+  char *body;         /* a signed_copy() */
+  const uint8_t *sig; /* in body's string */
   int64_t at;
 } cached;
 
@@ -259,17 +259,27 @@ static void map_put(gv_idmap *m, const uint8_t *key, void *val) {
     abort();
 }
 
-/* Signed bodies (records, cached messages, this node's record): the
- * caller's shared pool's copy when it gave one (cfg.bodies), else the
- * engine's own. Never written once made. */
-static char *body_copy(gv_engine *e, const char *s, size_t len) {
-  char *b;
-  if (e->cfg.bodies != NULL)
-    return gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, len));
-  b = gv__xmalloc(len + 1);
-  memcpy(b, s, len);
-  b[len] = '\0';
+/* A signed body (a record, a cached message, this node's record) and its
+ * signature, kept as one string: the body, a NUL, then the signature's
+ * bytes (signed_sig()). The caller's shared pool's copy when it gave one
+ * (cfg.bodies), else the engine's own. Never written once made. */
+static char *signed_copy(gv_engine *e, const char *body, size_t len,
+                         const uint8_t *sig) {
+  size_t n = len + 1 + GV_SIG_BYTES;
+  char *s = gv__xmalloc(n), *b;
+
+  memcpy(s, body, len);
+  s[len] = '\0';
+  memcpy(s + len + 1, sig, GV_SIG_BYTES);
+  if (e->cfg.bodies == NULL)
+    return s;
+  b = gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, n));
+  free(s);
   return b;
+}
+
+static const uint8_t *signed_sig(const char *body, size_t len) {
+  return (const uint8_t *)body + len + 1;
 }
 
 static void body_drop(gv_engine *e, char *b) {
@@ -422,7 +432,8 @@ static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   const gv_peer_state *p = &rec->u.peer;
   const char *r = p->repos;
   size_t rlen;
-  char *body = body_copy(e, rec->body, rec->body_len), *repos = NULL;
+  char *body = signed_copy(e, rec->body, rec->body_len, rec->sig),
+       *repos = NULL;
   gv_addr *addrs = NULL;
   uint8_t(*relays)[GV_ID_BYTES] = NULL;
 
@@ -458,7 +469,7 @@ static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   en->pub.bootstrap = p->bootstrap;
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
-  memcpy(en->pub.sig, rec->sig, GV_SIG_BYTES);
+  en->pub.sig = signed_sig(body, rec->body_len);
 }
 
 /* Applies an origin-signed record (§4): newest seq wins. seen_at is the
@@ -560,9 +571,9 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
-  c->body = body_copy(e, m->body, m->body_len);
+  c->body = signed_copy(e, m->body, m->body_len, m->sig);
+  c->sig = signed_sig(c->body, m->body_len);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
-  memcpy(c->sig, m->sig, GV_SIG_BYTES);
   c->type = m->type;
   c->ttl = (uint8_t)ttl;
   c->hops = (uint8_t)hops;
@@ -1035,7 +1046,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     return rc;
   free(out);
   body_drop(e, e->self_body);
-  e->self_body = body_copy(e, m->body, m->body_len);
+  e->self_body = signed_copy(e, m->body, m->body_len, m->sig);
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;
