@@ -180,7 +180,7 @@ struct gv_engine {
 
   elink *links;
   size_t n_links, cap_links;
-  gv_idmap table;
+  gv_idtab table;
   entry **entries; /* dense, for iteration */
   size_t n_entries, cap_entries;
   cand *cands;
@@ -188,12 +188,12 @@ struct gv_engine {
   dialing *dials;
   size_t n_dials, cap_dials;
 
-  gv_idmap dedup; /* id -> expiry boxed in the fifo item */
+  gv_idtab dedup; /* id -> expiry boxed in the fifo item */
   fifo dedup_q;
-  gv_idmap cache;
+  gv_idtab cache;
   fifo cache_q;
-  gv_idmap pulls;
-  gv_idmap routes;
+  gv_idtab pulls;
+  gv_idtab routes;
   fifo route_q;
 
   pending_id *lazy, *wants;
@@ -253,9 +253,9 @@ static void *fifo_pop(fifo *f) {
   return it;
 }
 
-/* gv_idmap_put fails only when out of memory (oom.h). */
-static void map_put(gv_idmap *m, const uint8_t *key, void *val) {
-  if (gv_idmap_put(m, key, val) < 0)
+/* gv_idtab_put fails only when out of memory (oom.h). */
+static void map_put(gv_idtab *m, void *val) {
+  if (gv_idtab_put(m, val) < 0)
     abort();
 }
 
@@ -352,7 +352,7 @@ static void send_ids_msg(gv_engine *e, elink *l, const gv_msg *m) {
  * unless another service holds it. The last link moves into l's slot. */
 static void release_link(gv_engine *e, elink *l) {
   gv_action *a = push_act(e, GV_ACT_RELEASE);
-  entry *en = gv_idmap_get(&e->table, l->peer);
+  entry *en = gv_idtab_get(&e->table, l->peer);
   a->link = l->id;
   if (en != NULL)
     en->pub.connected = false;
@@ -399,7 +399,7 @@ static void table_remove(gv_engine *e, size_t i, bool tell) {
   /* A queued upsert of this entry would point at freed memory; the delete
    * below supersedes it. */
   gv_actq_cancel(&e->acts, persists, &en->pub);
-  gv_idmap_del(&e->table, en->pub.id);
+  gv_idtab_del(&e->table, en->pub.id);
   e->entries[i] = e->entries[--e->n_entries];
   if (tell)
     persist(e, en->pub.id, NULL);
@@ -479,7 +479,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
 
   if (is_self(e, rec->origin))
     return false;
-  en = gv_idmap_get(&e->table, rec->origin);
+  en = gv_idtab_get(&e->table, rec->origin);
   if (en != NULL && rec->seq <= en->pub.seq)
     return false;
   if (en == NULL) {
@@ -493,7 +493,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
     en->first_seen = e->now;
     e->entries =
         grow(e->entries, &e->cap_entries, e->n_entries + 1, sizeof(entry *));
-    map_put(&e->table, en->pub.id, en);
+    map_put(&e->table, en);
     e->entries[e->n_entries++] = en;
   }
   entry_set_record(e, en, rec);
@@ -514,7 +514,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
 }
 
 static void table_touch(gv_engine *e, const uint8_t *id) {
-  entry *en = gv_idmap_get(&e->table, id);
+  entry *en = gv_idtab_get(&e->table, id);
   if (en != NULL)
     en->pub.last_seen = e->now;
 }
@@ -528,7 +528,7 @@ typedef struct dedup_item {
 
 static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
   gv_engine *e = ctx;
-  if (gv_idmap_get(&e->dedup, id) != NULL) {
+  if (gv_idtab_get(&e->dedup, id) != NULL) {
     e->stats.dedup_hits++;
     return 1;
   }
@@ -538,18 +538,18 @@ static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
 static void dedup_add(gv_engine *e, const uint8_t *id) {
   dedup_item *it;
 
-  if (gv_idmap_get(&e->dedup, id) != NULL)
+  if (gv_idtab_get(&e->dedup, id) != NULL)
     return; /* one queue entry per id: the queue owns the items */
   if (e->dedup_q.len >= e->cfg.dedup_cap) {
     dedup_item *old = fifo_pop(&e->dedup_q);
-    gv_idmap_del(&e->dedup, old->id);
+    gv_idtab_del(&e->dedup, old->id);
     free(old);
     e->stats.dedup_evictions++;
   }
   it = gv__xmalloc(sizeof(*it));
   memcpy(it->id, id, GV_MSG_ID_BYTES);
   it->until = e->now + e->cfg.dedup_ms;
-  map_put(&e->dedup, it->id, it);
+  map_put(&e->dedup, it);
   fifo_push(&e->dedup_q, it);
 }
 
@@ -557,7 +557,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
 
 static void cache_drop_oldest(gv_engine *e) {
   cached *c = fifo_pop(&e->cache_q);
-  gv_idmap_del(&e->cache, c->id);
+  gv_idtab_del(&e->cache, c->id);
   body_drop(e, c->body);
   free(c);
 }
@@ -566,7 +566,7 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
                       uint32_t hops) {
   cached *c;
 
-  if (e->cfg.cache_cap == 0 || gv_idmap_get(&e->cache, m->id) != NULL)
+  if (e->cfg.cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
     return;
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
@@ -578,7 +578,7 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   c->ttl = (uint8_t)ttl;
   c->hops = (uint8_t)hops;
   c->at = e->now;
-  map_put(&e->cache, c->id, c);
+  map_put(&e->cache, c);
   fifo_push(&e->cache_q, c);
 }
 
@@ -718,13 +718,13 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
 
 static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
   route *r;
-  if (gv_idmap_get(&e->routes, id) != NULL)
+  if (gv_idtab_get(&e->routes, id) != NULL)
     return;
   r = gv__xmalloc(sizeof(*r));
   memcpy(r->id, id, GV_MSG_ID_BYTES);
   r->link = link;
   r->until = e->now + e->cfg.route_ms;
-  map_put(&e->routes, r->id, r);
+  map_put(&e->routes, r);
   fifo_push(&e->route_q, r);
 }
 
@@ -870,7 +870,7 @@ static void on_response(gv_engine *e, gv_msg *m) {
     return;
   }
   /* Someone else's: back along the reverse path, never flooded. */
-  r = gv_idmap_get(&e->routes, m->u.response.request);
+  r = gv_idtab_get(&e->routes, m->u.response.request);
   if (r == NULL || r->until < e->now || m->ttl <= 1 ||
       (l = link_find(e, r->link)) == NULL)
     return;
@@ -881,7 +881,7 @@ static void on_response(gv_engine *e, gv_msg *m) {
 
 /* First receipt of a valid gossip message (§2.1). */
 static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
-  pull *p = gv_idmap_del(&e->pulls, m->id);
+  pull *p = gv_idtab_del(&e->pulls, m->id);
   /* Repaired: the answer to our IWANT, not an eager copy that came first. */
   bool repaired = p != NULL && p->asked == src->id;
   elink *origin = NULL; /* the link to the origin, told of the uptake */
@@ -905,7 +905,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, origin->id, m->id);
     break;
   case GV_MSG_HEARTBEAT: {
-    entry *en = gv_idmap_get(&e->table, m->origin);
+    entry *en = gv_idtab_get(&e->table, m->origin);
     if (en != NULL) {
       en->pub.availability += (100.0f - en->pub.availability) * 0.2f;
       en->last_hb = e->now;
@@ -954,9 +954,9 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     pull *p;
     if (e->n_up > 0 && memcmp(id, e->self_id, GV_MSG_ID_BYTES) == 0)
       confirmed = true;
-    if (gv_idmap_get(&e->dedup, id) != NULL)
+    if (gv_idtab_get(&e->dedup, id) != NULL)
       continue;
-    p = gv_idmap_get(&e->pulls, id);
+    p = gv_idtab_get(&e->pulls, id);
     if (p != NULL) {
       if (p->n_from < MAX_ANNOUNCERS && !announced_by(p, l->id))
         p->from[p->n_from++] = l->id;
@@ -968,7 +968,7 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     memcpy(p->id, id, GV_MSG_ID_BYTES);
     p->from[p->n_from++] = l->id;
     p->deadline = e->now + e->cfg.pull_delay_ms;
-    map_put(&e->pulls, p->id, p);
+    map_put(&e->pulls, p);
   }
   if (confirmed)
     uptake_confirm(e, l);
@@ -983,7 +983,7 @@ static bool servable(const gv_engine *e, const cached *c) {
 
 static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
   for (size_t i = 0; i < m->u.ids.n; i++) {
-    cached *c = gv_idmap_get(&e->cache, m->u.ids.ids[i]);
+    cached *c = gv_idtab_get(&e->cache, m->u.ids.ids[i]);
     gv_buf *b;
     if (c == NULL || !servable(e, c))
       continue;
@@ -1003,7 +1003,7 @@ static void run_pulls(gv_engine *e) {
     for (int k = 0; k < p->n_from && l == NULL; k++)
       l = link_find(e, p->from[(p->tries + k) % p->n_from]);
     if (l == NULL || p->tries >= MAX_PULL_TRIES) {
-      gv_idmap_del(&e->pulls, p->id);
+      gv_idtab_del(&e->pulls, p->id);
       free(p);
       i--; /* backward shift may have moved another entry here */
       continue;
@@ -1221,7 +1221,7 @@ static bool guard_wants_dial(const gv_engine *e) {
   if (e->n_links + e->n_dials >= e->cfg.active_target)
     return false;
   for (size_t i = 0; i < e->guards->n; i++) {
-    const entry *en = gv_idmap_get(&e->table, e->guards->set[i].id);
+    const entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
     if (en != NULL && dialable_entry(e, en))
       return true;
   }
@@ -1267,7 +1267,7 @@ static void maintain(gv_engine *e, size_t target) {
     }
     for (size_t i = 0; i < e->guards->n && e->n_links + e->n_dials < target;
          i++) {
-      entry *en = gv_idmap_get(&e->table, e->guards->set[i].id);
+      entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
       if (en != NULL && dialable_entry(e, en))
         dial_entry(e, en);
     }
@@ -1353,7 +1353,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   l->dialed = we_dialed;
   l->score = 50;
   l->up_at = e->now;
-  if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
+  if ((en = gv_idtab_get(&e->table, peer)) != NULL) {
     en->pub.connected = true;
     en->pub.last_seen = e->now;
   }
@@ -1372,7 +1372,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
 /* Neither peer's table entry nor a seed with its id is dialed before
  * until. */
 static void hold_off(gv_engine *e, const uint8_t *peer, int64_t until) {
-  entry *en = gv_idmap_get(&e->table, peer);
+  entry *en = gv_idtab_get(&e->table, peer);
   if (en != NULL)
     en->next_try = until;
   for (size_t i = 0; i < e->n_cands; i++)
@@ -1391,7 +1391,7 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
      * a peer that keeps refusing this node backs off exponentially
      * instead of being redialed at once, over and over. */
     bool flapped = e->now - l->up_at < FLAP_MS;
-    if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
+    if ((en = gv_idtab_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
       en->failures = flapped ? en->failures + 1 : 0;
       en->next_try =
@@ -1439,7 +1439,7 @@ void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
   if ((l = link_find(e, link)) == NULL)
     return;
   l->score = score;
-  if ((en = gv_idmap_get(&e->table, l->peer)) != NULL)
+  if ((en = gv_idtab_get(&e->table, l->peer)) != NULL)
     en->pub.performance = (float)performance;
 }
 
@@ -1478,7 +1478,7 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
     }
   }
   if (peer != NULL) {
-    entry *en = gv_idmap_get(&e->table, peer);
+    entry *en = gv_idtab_get(&e->table, peer);
     if (en != NULL)
       en->next_try =
           e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
@@ -1551,7 +1551,7 @@ static void sweep(gv_engine *e) {
 
   while ((d = fifo_peek(&e->dedup_q)) != NULL && d->until <= e->now) {
     fifo_pop(&e->dedup_q);
-    gv_idmap_del(&e->dedup, d->id);
+    gv_idtab_del(&e->dedup, d->id);
     free(d);
   }
   while ((c = fifo_peek(&e->cache_q)) != NULL &&
@@ -1559,7 +1559,7 @@ static void sweep(gv_engine *e) {
     cache_drop_oldest(e);
   while ((r = fifo_peek(&e->route_q)) != NULL && r->until <= e->now) {
     fifo_pop(&e->route_q);
-    gv_idmap_del(&e->routes, r->id);
+    gv_idtab_del(&e->routes, r->id);
     free(r);
   }
   for (size_t i = 0; i < e->n_entries;) {
@@ -1934,11 +1934,11 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
              b = gv__splitmix64(&x);
     memcpy(key, &a, 8);
     memcpy(key + 8, &b, 8);
-    gv_idmap_init(&e->table, key);
-    gv_idmap_init(&e->dedup, key);
-    gv_idmap_init(&e->cache, key);
-    gv_idmap_init(&e->pulls, key);
-    gv_idmap_init(&e->routes, key);
+    gv_idtab_init(&e->table, key, offsetof(entry, pub.id));
+    gv_idtab_init(&e->dedup, key, offsetof(dedup_item, id));
+    gv_idtab_init(&e->cache, key, offsetof(cached, id));
+    gv_idtab_init(&e->pulls, key, offsetof(pull, id));
+    gv_idtab_init(&e->routes, key, offsetof(route, id));
   }
   if ((rc = make_self_record(e, GV_MSG_PEER_ANNOUNCEMENT, &m)) < 0) {
     gv_msg_clear(&m);
@@ -1950,10 +1950,10 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   return 0;
 }
 
-static void free_map_values(gv_idmap *m) {
+static void free_map_values(gv_idtab *m) {
   for (size_t i = 0; i < m->cap; i++)
     free(m->slots[i].val);
-  gv_idmap_free(m);
+  gv_idtab_free(m);
 }
 
 void gv_engine_free(gv_engine *e) {
@@ -1971,7 +1971,7 @@ void gv_engine_free(gv_engine *e) {
   free_map_values(&e->dedup);
   free_map_values(&e->pulls);
   free_map_values(&e->routes);
-  gv_idmap_free(&e->table);
+  gv_idtab_free(&e->table);
   free(e->dedup_q.items);
   free(e->cache_q.items);
   free(e->route_q.items);
@@ -2016,7 +2016,7 @@ const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
 
 const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
                                          const uint8_t *id) {
-  entry *en = gv_idmap_get(&e->table, id);
+  entry *en = gv_idtab_get(&e->table, id);
   return en != NULL ? &en->pub : NULL;
 }
 
