@@ -120,7 +120,7 @@ typedef struct cached { /* a message kept to answer IWANT */
   uint8_t id[GV_MSG_ID_BYTES];
   gv_msg_type type;
   uint8_t ttl, hops;  /* as this node sends it on */
-  char *body;         /* a signed_copy() */
+  char *body;         /* a signed_copy() or record_copy() */
   const uint8_t *sig; /* in body's string */
   int64_t at;
 } cached;
@@ -260,17 +260,34 @@ static void map_put(gv_idtab *m, void *val) {
 }
 
 /* A signed body (a record, a cached message, this node's record) and its
- * signature, kept as one string: the body, a NUL, then the signature's
- * bytes (signed_sig()). The caller's shared pool's copy when it gave one
- * (cfg.bodies), else the engine's own. Never written once made. */
-static char *signed_copy(gv_engine *e, const char *body, size_t len,
-                         const uint8_t *sig) {
-  size_t n = len + 1 + GV_SIG_BYTES;
-  char *s = gv__xmalloc(n), *b;
+ * signature, kept as one string: the body, a NUL, the signature's bytes
+ * (signed_sig()), then from an even offset (tail_at()) anything else the
+ * body determines (a record's addresses, relays and repositories). The
+ * caller's shared pool's copy when it gave one (cfg.bodies), else the
+ * engine's own. Never written once made. */
+static size_t tail_at(size_t len) {
+  return (len + 1 + GV_SIG_BYTES + 1) & ~(size_t)1;
+}
+
+static const uint8_t *signed_sig(const char *body, size_t len) {
+  return (const uint8_t *)body + len + 1;
+}
+
+/* The string with room for tail bytes, the tail left to the caller, and
+ * its size in *n; then keep() it. */
+static char *signed_new(const char *body, size_t len, const uint8_t *sig,
+                        size_t tail, size_t *n) {
+  char *s = gv__xcalloc(1, tail_at(len) + tail);
 
   memcpy(s, body, len);
-  s[len] = '\0';
   memcpy(s + len + 1, sig, GV_SIG_BYTES);
+  *n = tail_at(len) + tail;
+  return s;
+}
+
+/* Takes s (n bytes, from signed_new()): returns the pool's copy, or s. */
+static char *keep(gv_engine *e, char *s, size_t n) {
+  char *b;
   if (e->cfg.bodies == NULL)
     return s;
   b = gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, n));
@@ -278,8 +295,11 @@ static char *signed_copy(gv_engine *e, const char *body, size_t len,
   return b;
 }
 
-static const uint8_t *signed_sig(const char *body, size_t len) {
-  return (const uint8_t *)body + len + 1;
+static char *signed_copy(gv_engine *e, const char *body, size_t len,
+                         const uint8_t *sig) {
+  size_t n;
+  char *s = signed_new(body, len, sig, 0, &n);
+  return keep(e, s, n);
 }
 
 static void body_drop(gv_engine *e, char *b) {
@@ -383,10 +403,7 @@ static double entry_score(const entry *en) {
 }
 
 static void entry_free(gv_engine *e, entry *en) {
-  free(en->pub.addrs);
-  free(en->pub.relays);
-  free(en->pub.repos);
-  body_drop(e, en->pub.body);
+  body_drop(e, en->pub.body); /* and the addrs, relays, repos in it */
   free(en);
 }
 
@@ -428,48 +445,54 @@ static bool table_room(gv_engine *e) {
 }
 
 /* Copies a validated record into en (the compact form). */
-static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
+/* A record's string: signed_new()'s with, as the tail, the addresses (IP
+ * rule, §8: only for a broadcasting origin), relays (only for a silent
+ * one) and repository names its body holds; kept. *na, *nr, *rlen
+ * receive their counts and length. An entry holding this node's record
+ * and this node's own copy are one string in a shared pool. */
+static char *record_copy(gv_engine *e, const gv_msg *rec, size_t *na,
+                         size_t *nr, size_t *rlen) {
   const gv_peer_state *p = &rec->u.peer;
   const char *r = p->repos;
-  size_t rlen;
-  char *body = signed_copy(e, rec->body, rec->body_len, rec->sig),
-       *repos = NULL;
-  gv_addr *addrs = NULL;
-  uint8_t(*relays)[GV_ID_BYTES] = NULL;
+  size_t n, at = tail_at(rec->body_len);
+  char *s;
 
+  *na = p->broadcasting ? p->n_addrs : 0;
+  *nr = p->broadcasting ? 0 : p->n_relays;
   for (int i = 0; i < p->n_repos; i++) /* both packed: "a\0b\0" */
     r += strlen(r) + 1;
-  rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
-  if (rlen > 0)
-    repos = gv__xmalloc(rlen);
-  if (p->broadcasting && p->n_addrs > 0)
-    addrs = gv__xmalloc(p->n_addrs * sizeof(gv_addr));
-  if (rlen > 0)
-    memcpy(repos, p->repos, rlen);
-  if (addrs != NULL)
-    memcpy(addrs, p->addrs, p->n_addrs * sizeof(gv_addr));
-  if (!p->broadcasting && p->n_relays > 0) {
-    relays = gv__xmalloc(p->n_relays * sizeof(*relays));
-    memcpy(relays, p->relays, p->n_relays * sizeof(*relays));
-  }
+  *rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
+  s = signed_new(rec->body, rec->body_len, rec->sig,
+                 *na * sizeof(gv_addr) + *nr * GV_ID_BYTES + *rlen, &n);
+  if (*na > 0)
+    memcpy(s + at, p->addrs, *na * sizeof(gv_addr));
+  if (*nr > 0)
+    memcpy(s + at + *na * sizeof(gv_addr), p->relays, *nr * GV_ID_BYTES);
+  if (*rlen > 0)
+    memcpy(s + at + *na * sizeof(gv_addr) + *nr * GV_ID_BYTES, p->repos, *rlen);
+  return keep(e, s, n);
+}
+
+static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
+  size_t na, nr, rlen, at = tail_at(rec->body_len);
+  char *s = record_copy(e, rec, &na, &nr, &rlen);
+
   body_drop(e, en->pub.body);
-  free(en->pub.repos);
-  free(en->pub.addrs);
-  free(en->pub.relays);
-  en->pub.body = body;
+  en->pub.body = s;
   en->pub.body_len = (uint32_t)rec->body_len;
-  en->pub.repos = repos;
-  en->pub.n_repos = p->n_repos;
-  /* IP rule (§8): addresses only for a broadcasting origin. */
-  en->pub.addrs = addrs;
-  en->pub.n_addrs = addrs != NULL ? p->n_addrs : 0;
-  en->pub.relays = relays;
-  en->pub.n_relays = relays != NULL ? p->n_relays : 0;
-  en->pub.broadcasting = p->broadcasting;
-  en->pub.bootstrap = p->bootstrap;
+  en->pub.sig = signed_sig(s, rec->body_len);
+  en->pub.addrs = na > 0 ? (gv_addr *)(void *)(s + at) : NULL;
+  en->pub.n_addrs = (uint8_t)na;
+  en->pub.relays =
+      nr > 0 ? (uint8_t(*)[GV_ID_BYTES])(s + at + na * sizeof(gv_addr)) : NULL;
+  en->pub.n_relays = (uint8_t)nr;
+  en->pub.repos =
+      rlen > 0 ? s + at + na * sizeof(gv_addr) + nr * GV_ID_BYTES : NULL;
+  en->pub.n_repos = rec->u.peer.n_repos;
+  en->pub.broadcasting = rec->u.peer.broadcasting;
+  en->pub.bootstrap = rec->u.peer.bootstrap;
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
-  en->pub.sig = signed_sig(body, rec->body_len);
 }
 
 /* Applies an origin-signed record (§4): newest seq wins. seen_at is the
@@ -571,7 +594,12 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
-  c->body = signed_copy(e, m->body, m->body_len, m->sig);
+  if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
+    size_t na, nr, rlen; /* a record: one string with the table's */
+    c->body = record_copy(e, m, &na, &nr, &rlen);
+  } else {
+    c->body = signed_copy(e, m->body, m->body_len, m->sig);
+  }
   c->sig = signed_sig(c->body, m->body_len);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
   c->type = m->type;
@@ -1046,7 +1074,10 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     return rc;
   free(out);
   body_drop(e, e->self_body);
-  e->self_body = signed_copy(e, m->body, m->body_len, m->sig);
+  {
+    size_t na, nr, rlen;
+    e->self_body = record_copy(e, m, &na, &nr, &rlen);
+  }
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;

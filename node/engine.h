@@ -104,9 +104,9 @@ void gv_engine_cfg_default(gv_engine_cfg *cfg);
 
 /* ---- the peer table, as the caller sees it ---- */
 
-/* Compact on purpose: the simulator holds millions. The record's bytes
- * (body, sig) may be shared with other engines (cfg.bodies): never
- * written. */
+/* Compact on purpose: the simulator holds millions. body, sig, addrs,
+ * relays and repos all point into one string, which other engines may
+ * share (cfg.bodies): never written. */
 typedef struct gv_peer_entry {
   uint8_t id[GV_ID_BYTES];
   uint64_t seq;      /* of the record held */
@@ -114,7 +114,7 @@ typedef struct gv_peer_entry {
   gv_addr *addrs;    /* n_addrs; none unless broadcasting */
   char *repos;       /* n_repos NUL-terminated names, back to back */
   /* n_relays node ids the (silent) origin names as its relays, in its
-   * order (PROTOCOL.md §6.5); owned like addrs, NULL when there are none. */
+   * order (PROTOCOL.md §6.5); NULL when there are none. */
   uint8_t (*relays)[GV_ID_BYTES];
   char *body;         /* the origin's signed record, exact bytes */
   const uint8_t *sig; /* GV_SIG_BYTES: its signature */
