@@ -27,6 +27,7 @@
 #include "rng.h"
 
 #define MAX_ANNOUNCERS 8
+#define LINKS_STEP 4 /* the link array grows by this many */
 #define MAX_PULL_TRIES 4
 #define MAINT_MS 1000
 #define SWEEP_MS 10000
@@ -1376,7 +1377,12 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
     finish(e);
     return false;
   }
-  e->links = grow(e->links, &e->cap_links, e->n_links + 1, sizeof(elink));
+  /* Linear growth: about ten links, at most active_max plus inbound, so
+   * a few reallocations, and no doubled array mostly empty. */
+  if (e->n_links == e->cap_links) {
+    e->cap_links += LINKS_STEP;
+    e->links = gv__xrealloc(e->links, e->cap_links * sizeof(elink));
+  }
   l = &e->links[e->n_links++];
   memset(l, 0, sizeof(*l));
   l->id = link;
