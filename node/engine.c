@@ -227,7 +227,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
 
 static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 8;
+    size_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
     void **items = gv__xmalloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
@@ -278,10 +278,13 @@ static const uint8_t *signed_sig(const char *body, size_t len) {
  * its size in *n; then keep() it. */
 static char *signed_new(const char *body, size_t len, const uint8_t *sig,
                         size_t tail, size_t *n) {
-  char *s = gv__xcalloc(1, tail_at(len) + tail);
+  char *s = gv__xmalloc(tail_at(len) + tail);
 
   memcpy(s, body, len);
+  s[len] = '\0';
   memcpy(s + len + 1, sig, GV_SIG_BYTES);
+  if (tail_at(len) > len + 1 + GV_SIG_BYTES)
+    s[len + 1 + GV_SIG_BYTES] = '\0'; /* the pad: equal strings match */
   *n = tail_at(len) + tail;
   return s;
 }
