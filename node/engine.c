@@ -448,7 +448,6 @@ static bool table_room(gv_engine *e) {
   return true;
 }
 
-/* Copies a validated record into en (the compact form). */
 /* A record's string: signed_new()'s with, as the tail, the addresses (IP
  * rule, §8: only for a broadcasting origin), relays (only for a silent
  * one) and repository names its body holds; kept. *na, *nr, *rlen
@@ -468,8 +467,14 @@ static char *record_copy(gv_engine *e, const gv_msg *rec, size_t *na,
   *rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
   s = signed_new(rec->body, rec->body_len, rec->sig,
                  *na * sizeof(gv_addr) + *nr * GV_ID_BYTES + *rlen, &n);
-  if (*na > 0)
-    memcpy(s + at, p->addrs, *na * sizeof(gv_addr));
+  for (size_t i = 0; i < *na; i++) {
+    gv_addr a; /* field by field: no padding of the caller's in the string */
+    memset(&a, 0, sizeof(a));
+    a.family = p->addrs[i].family;
+    memcpy(a.ip, p->addrs[i].ip, sizeof(a.ip));
+    a.port = p->addrs[i].port;
+    memcpy(s + at + i * sizeof(gv_addr), &a, sizeof(a));
+  }
   if (*nr > 0)
     memcpy(s + at + *na * sizeof(gv_addr), p->relays, *nr * GV_ID_BYTES);
   if (*rlen > 0)
@@ -477,6 +482,7 @@ static char *record_copy(gv_engine *e, const gv_msg *rec, size_t *na,
   return keep(e, s, n);
 }
 
+/* Copies a validated record into en (the compact form). */
 static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   size_t na, nr, rlen, at = tail_at(rec->body_len);
   char *s = record_copy(e, rec, &na, &nr, &rlen);
