@@ -33,7 +33,7 @@ PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/link.c proto/addr.c proto/msg.c proto/chan.c \
              proto/relaywire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
-CORE_SRC  := node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c node/ctl.c \
+CORE_SRC  := node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c common/intern.c node/ctl.c \
              node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
@@ -45,7 +45,7 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/relaystore.c node/aclient.c node/mcpcli.c
 # grapevine wrap (issue 10 §2): the adapter; forkpty needs -lutil.
 NODE_SRC  += node/wrapcli.c
-TEST_NAMES := err identity frame handshake link msg idmap engine lcore store \
+TEST_NAMES := err identity frame handshake link msg idmap intern engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
               agentsrv team relaystore aclient mcp wrap cli guard
 BENCH_SRC := tests/bench/bench_proto.c
@@ -218,7 +218,8 @@ $(BUILD)/fuzz/fuzz_relayreq: tests/fuzz/fuzz_relayreq.c $(PROTO_SRC) \
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_lcore: tests/fuzz/fuzz_lcore.c $(PROTO_SRC) \
-    node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c
+    node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c \
+    common/intern.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -DGV_DEBUG -Inode -Icommon -o $@ $^ $(PKG_LIBS)
 

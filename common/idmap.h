@@ -40,4 +40,41 @@ int gv_idmap_put(gv_idmap *m, const uint8_t key[32], void *val);
 /* Removes key; returns its value, or NULL if absent. */
 void *gv_idmap_del(gv_idmap *m, const uint8_t key[32]);
 
+/* ---- gv_idtab: the same, for objects that hold their own id ----
+ *
+ * A map from 32-byte ids to objects that hold their id at a fixed offset
+ * (a table entry, a dedup item): a slot keeps the object and its hash, 16
+ * bytes instead of gv_idmap's 40, and no key is copied. The same keyed
+ * hash, probing and deletion. The simulator holds several per node.
+ *
+ * Lifetime: the map owns its slot array, not the objects; an object must
+ * stay in place, its id unchanged, while the map holds it.
+ */
+typedef struct gv_idtab_slot {
+  void *val; /* NULL marks an empty slot */
+  uint64_t hash;
+} gv_idtab_slot;
+
+typedef struct gv_idtab {
+  uint8_t key[GV_IDMAP_KEY_BYTES]; /* SipHash key, as gv_idmap's */
+  gv_idtab_slot *slots;
+  size_t cap; /* a power of two, or 0 before the first insert */
+  size_t len;
+  size_t off; /* of the id in each object */
+} gv_idtab;
+
+/* off: where each object holds its id (offsetof). */
+void gv_idtab_init(gv_idtab *t, const uint8_t key[GV_IDMAP_KEY_BYTES],
+                   size_t off);
+void gv_idtab_free(gv_idtab *t);
+
+void *gv_idtab_get(const gv_idtab *t, const uint8_t id[32]);
+
+/* Inserts val under the id it holds, or replaces the object holding an
+ * equal id; val must not be NULL. Returns 0 or GV_ENOMEM. */
+int gv_idtab_put(gv_idtab *t, void *val);
+
+/* Removes id; returns its object, or NULL if absent. */
+void *gv_idtab_del(gv_idtab *t, const uint8_t id[32]);
+
 #endif

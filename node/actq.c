@@ -6,12 +6,14 @@
 
 #include "oom.h"
 
-#define IDLE_KEEP 4 /* a drained queue keeps an array this small */
+/* A queue grows from this many actions; once drained it keeps none (the
+ * simulator holds two idle queues per node, a million nodes). */
+#define FIRST_CAP 4
 
 gv_action *gv_actq_push(gv_actq *q, gv_act_type type) {
   gv_action *a;
   if (q->n == q->cap) {
-    q->cap = q->cap ? q->cap * 2 : IDLE_KEEP;
+    q->cap = q->cap ? q->cap * 2 : FIRST_CAP;
     q->v = gv__xrealloc(q->v, q->cap * sizeof(gv_action));
   }
   a = &q->v[q->n++];
@@ -34,7 +36,7 @@ void gv_actq_cancel(gv_actq *q,
 
 bool gv_actq_pop(gv_actq *q, gv_action *a) {
   if (q->head == q->n) {
-    if (q->cap > IDLE_KEEP) {
+    if (q->cap > 0) {
       free(q->v);
       q->v = NULL;
       q->cap = 0;

@@ -16,8 +16,8 @@ typedef struct gv_actq {
 
 /* A new, zeroed action of that type at the tail (never NULL: oom.h). */
 gv_action *gv_actq_push(gv_actq *q, gv_act_type type);
-/* Pops the head into *a; false when empty, and then a grown array is
- * released, so an idle core holds none of its peak (the simulator keeps a
+/* Pops the head into *a; false when empty, and then the array is
+ * released, so an idle core holds none of it (the simulator keeps a
  * million idle ones). */
 bool gv_actq_pop(gv_actq *q, gv_action *a);
 bool gv_actq_empty(const gv_actq *q);

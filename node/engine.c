@@ -20,12 +20,14 @@
 #include "backoff.h"
 #include "chan.h"
 #include "idmap.h"
+#include "intern.h"
 #include "invariant.h"
 #include "lcore.h"
 #include "oom.h"
 #include "rng.h"
 
 #define MAX_ANNOUNCERS 8
+#define LINKS_STEP 4 /* the link array grows by this many */
 #define MAX_PULL_TRIES 4
 #define MAINT_MS 1000
 #define SWEEP_MS 10000
@@ -118,9 +120,9 @@ typedef struct dialing {
 typedef struct cached { /* a message kept to answer IWANT */
   uint8_t id[GV_MSG_ID_BYTES];
   gv_msg_type type;
-  uint8_t ttl, hops; /* as this node sends it on */
-  uint8_t sig[GV_SIG_BYTES];
-  char *body;
+  uint8_t ttl, hops;  /* as this node sends it on */
+  char *body;         /* a signed_copy() or record_copy() */
+  const uint8_t *sig; /* in body's string */
   int64_t at;
 } cached;
 
@@ -179,7 +181,7 @@ struct gv_engine {
 
   elink *links;
   size_t n_links, cap_links;
-  gv_idmap table;
+  gv_idtab table;
   entry **entries; /* dense, for iteration */
   size_t n_entries, cap_entries;
   cand *cands;
@@ -187,12 +189,12 @@ struct gv_engine {
   dialing *dials;
   size_t n_dials, cap_dials;
 
-  gv_idmap dedup; /* id -> expiry boxed in the fifo item */
+  gv_idtab dedup; /* id -> expiry boxed in the fifo item */
   fifo dedup_q;
-  gv_idmap cache;
+  gv_idtab cache;
   fifo cache_q;
-  gv_idmap pulls;
-  gv_idmap routes;
+  gv_idtab pulls;
+  gv_idtab routes;
   fifo route_q;
 
   pending_id *lazy, *wants;
@@ -203,8 +205,9 @@ struct gv_engine {
 
   int64_t next_maint, next_sweep, next_hb, next_shuffle;
 
-  bool guards_on; /* cfg.guards with a valid guard cfg */
-  gv_guards guards;
+  /* cfg.guards with a valid guard cfg; NULL otherwise (a broadcasting
+   * simulated node saves its 944 bytes) */
+  gv_guards *guards;
   int64_t next_guards; /* the next guard round */
 };
 
@@ -224,7 +227,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
 
 static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 8;
+    size_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
     void **items = gv__xmalloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
@@ -251,10 +254,63 @@ static void *fifo_pop(fifo *f) {
   return it;
 }
 
-/* gv_idmap_put fails only when out of memory (oom.h). */
-static void map_put(gv_idmap *m, const uint8_t *key, void *val) {
-  if (gv_idmap_put(m, key, val) < 0)
+/* gv_idtab_put fails only when out of memory (oom.h). */
+static void map_put(gv_idtab *m, void *val) {
+  if (gv_idtab_put(m, val) < 0)
     abort();
+}
+
+/* A signed body (a record, a cached message, this node's record) and its
+ * signature, kept as one string: the body, a NUL, the signature's bytes
+ * (signed_sig()), then from an even offset (tail_at()) anything else the
+ * body determines (a record's addresses, relays and repositories). The
+ * caller's shared pool's copy when it gave one (cfg.bodies), else the
+ * engine's own. Never written once made. */
+static size_t tail_at(size_t len) {
+  return (len + 1 + GV_SIG_BYTES + 1) & ~(size_t)1;
+}
+
+static const uint8_t *signed_sig(const char *body, size_t len) {
+  return (const uint8_t *)body + len + 1;
+}
+
+/* The string with room for tail bytes, the tail left to the caller, and
+ * its size in *n; then keep() it. */
+static char *signed_new(const char *body, size_t len, const uint8_t *sig,
+                        size_t tail, size_t *n) {
+  char *s = gv__xmalloc(tail_at(len) + tail);
+
+  memcpy(s, body, len);
+  s[len] = '\0';
+  memcpy(s + len + 1, sig, GV_SIG_BYTES);
+  if (tail_at(len) > len + 1 + GV_SIG_BYTES)
+    s[len + 1 + GV_SIG_BYTES] = '\0'; /* the pad: equal strings match */
+  *n = tail_at(len) + tail;
+  return s;
+}
+
+/* Takes s (n bytes, from signed_new()): returns the pool's copy, or s. */
+static char *keep(gv_engine *e, char *s, size_t n) {
+  char *b;
+  if (e->cfg.bodies == NULL)
+    return s;
+  b = gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, n));
+  free(s);
+  return b;
+}
+
+static char *signed_copy(gv_engine *e, const char *body, size_t len,
+                         const uint8_t *sig) {
+  size_t n;
+  char *s = signed_new(body, len, sig, 0, &n);
+  return keep(e, s, n);
+}
+
+static void body_drop(gv_engine *e, char *b) {
+  if (e->cfg.bodies != NULL)
+    gv_intern_drop(e->cfg.bodies, b);
+  else
+    free(b);
 }
 
 static bool is_self(const gv_engine *e, const uint8_t *id) {
@@ -320,7 +376,7 @@ static void send_ids_msg(gv_engine *e, elink *l, const gv_msg *m) {
  * unless another service holds it. The last link moves into l's slot. */
 static void release_link(gv_engine *e, elink *l) {
   gv_action *a = push_act(e, GV_ACT_RELEASE);
-  entry *en = gv_idmap_get(&e->table, l->peer);
+  entry *en = gv_idtab_get(&e->table, l->peer);
   a->link = l->id;
   if (en != NULL)
     en->pub.connected = false;
@@ -350,11 +406,8 @@ static double entry_score(const entry *en) {
   return (en->pub.availability + en->pub.performance) / 2.0;
 }
 
-static void entry_free(entry *en) {
-  free(en->pub.addrs);
-  free(en->pub.relays);
-  free(en->pub.repos);
-  free(en->pub.body);
+static void entry_free(gv_engine *e, entry *en) {
+  body_drop(e, en->pub.body); /* and the addrs, relays, repos in it */
   free(en);
 }
 
@@ -367,11 +420,11 @@ static void table_remove(gv_engine *e, size_t i, bool tell) {
   /* A queued upsert of this entry would point at freed memory; the delete
    * below supersedes it. */
   gv_actq_cancel(&e->acts, persists, &en->pub);
-  gv_idmap_del(&e->table, en->pub.id);
+  gv_idtab_del(&e->table, en->pub.id);
   e->entries[i] = e->entries[--e->n_entries];
   if (tell)
     persist(e, en->pub.id, NULL);
-  entry_free(en);
+  entry_free(e, en);
 }
 
 /* Makes room for one entry: evicts the lowest-scored unlinked entry. */
@@ -383,7 +436,8 @@ static bool table_room(gv_engine *e) {
     entry *en = e->entries[i];
     /* Never a linked peer, nor a guard: a flood of fresh records must
      * not push the guards out. */
-    if (en->pub.connected || gv_guards_has(&e->guards, en->pub.id))
+    if (en->pub.connected ||
+        (e->guards != NULL && gv_guards_has(e->guards, en->pub.id)))
       continue;
     if (worst == SIZE_MAX || entry_score(en) < entry_score(e->entries[worst]))
       worst = i;
@@ -394,49 +448,61 @@ static bool table_room(gv_engine *e) {
   return true;
 }
 
-/* Copies a validated record into en (the compact form). */
-static void entry_set_record(entry *en, const gv_msg *rec) {
+/* A record's string: signed_new()'s with, as the tail, the addresses (IP
+ * rule, §8: only for a broadcasting origin), relays (only for a silent
+ * one) and repository names its body holds; kept. *na, *nr, *rlen
+ * receive their counts and length. An entry holding this node's record
+ * and this node's own copy are one string in a shared pool. */
+static char *record_copy(gv_engine *e, const gv_msg *rec, size_t *na,
+                         size_t *nr, size_t *rlen) {
   const gv_peer_state *p = &rec->u.peer;
   const char *r = p->repos;
-  size_t rlen;
-  char *body = gv__xmalloc(rec->body_len + 1), *repos = NULL;
-  gv_addr *addrs = NULL;
-  uint8_t(*relays)[GV_ID_BYTES] = NULL;
+  size_t n, at = tail_at(rec->body_len);
+  char *s;
 
+  *na = p->broadcasting ? p->n_addrs : 0;
+  *nr = p->broadcasting ? 0 : p->n_relays;
   for (int i = 0; i < p->n_repos; i++) /* both packed: "a\0b\0" */
     r += strlen(r) + 1;
-  rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
-  if (rlen > 0)
-    repos = gv__xmalloc(rlen);
-  if (p->broadcasting && p->n_addrs > 0)
-    addrs = gv__xmalloc(p->n_addrs * sizeof(gv_addr));
-  memcpy(body, rec->body, rec->body_len + 1);
-  if (rlen > 0)
-    memcpy(repos, p->repos, rlen);
-  if (addrs != NULL)
-    memcpy(addrs, p->addrs, p->n_addrs * sizeof(gv_addr));
-  if (!p->broadcasting && p->n_relays > 0) {
-    relays = gv__xmalloc(p->n_relays * sizeof(*relays));
-    memcpy(relays, p->relays, p->n_relays * sizeof(*relays));
+  *rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
+  s = signed_new(rec->body, rec->body_len, rec->sig,
+                 *na * sizeof(gv_addr) + *nr * GV_ID_BYTES + *rlen, &n);
+  for (size_t i = 0; i < *na; i++) {
+    gv_addr a; /* field by field: no padding of the caller's in the string */
+    memset(&a, 0, sizeof(a));
+    a.family = p->addrs[i].family;
+    memcpy(a.ip, p->addrs[i].ip, sizeof(a.ip));
+    a.port = p->addrs[i].port;
+    memcpy(s + at + i * sizeof(gv_addr), &a, sizeof(a));
   }
-  free(en->pub.body);
-  free(en->pub.repos);
-  free(en->pub.addrs);
-  free(en->pub.relays);
-  en->pub.body = body;
+  if (*nr > 0)
+    memcpy(s + at + *na * sizeof(gv_addr), p->relays, *nr * GV_ID_BYTES);
+  if (*rlen > 0)
+    memcpy(s + at + *na * sizeof(gv_addr) + *nr * GV_ID_BYTES, p->repos, *rlen);
+  return keep(e, s, n);
+}
+
+/* Copies a validated record into en (the compact form). */
+static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
+  size_t na, nr, rlen, at = tail_at(rec->body_len);
+  char *s = record_copy(e, rec, &na, &nr, &rlen);
+
+  body_drop(e, en->pub.body);
+  en->pub.body = s;
   en->pub.body_len = (uint32_t)rec->body_len;
-  en->pub.repos = repos;
-  en->pub.n_repos = p->n_repos;
-  /* IP rule (§8): addresses only for a broadcasting origin. */
-  en->pub.addrs = addrs;
-  en->pub.n_addrs = addrs != NULL ? p->n_addrs : 0;
-  en->pub.relays = relays;
-  en->pub.n_relays = relays != NULL ? p->n_relays : 0;
-  en->pub.broadcasting = p->broadcasting;
-  en->pub.bootstrap = p->bootstrap;
+  en->pub.sig = signed_sig(s, rec->body_len);
+  en->pub.addrs = na > 0 ? (gv_addr *)(void *)(s + at) : NULL;
+  en->pub.n_addrs = (uint8_t)na;
+  en->pub.relays =
+      nr > 0 ? (uint8_t(*)[GV_ID_BYTES])(s + at + na * sizeof(gv_addr)) : NULL;
+  en->pub.n_relays = (uint8_t)nr;
+  en->pub.repos =
+      rlen > 0 ? s + at + na * sizeof(gv_addr) + nr * GV_ID_BYTES : NULL;
+  en->pub.n_repos = rec->u.peer.n_repos;
+  en->pub.broadcasting = rec->u.peer.broadcasting;
+  en->pub.bootstrap = rec->u.peer.bootstrap;
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
-  memcpy(en->pub.sig, rec->sig, GV_SIG_BYTES);
 }
 
 /* Applies an origin-signed record (§4): newest seq wins. seen_at is the
@@ -446,7 +512,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
 
   if (is_self(e, rec->origin))
     return false;
-  en = gv_idmap_get(&e->table, rec->origin);
+  en = gv_idtab_get(&e->table, rec->origin);
   if (en != NULL && rec->seq <= en->pub.seq)
     return false;
   if (en == NULL) {
@@ -460,10 +526,10 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
     en->first_seen = e->now;
     e->entries =
         grow(e->entries, &e->cap_entries, e->n_entries + 1, sizeof(entry *));
-    map_put(&e->table, en->pub.id, en);
+    map_put(&e->table, en);
     e->entries[e->n_entries++] = en;
   }
-  entry_set_record(en, rec);
+  entry_set_record(e, en, rec);
   if (seen_at > en->pub.last_seen)
     en->pub.last_seen = seen_at < e->now ? seen_at : e->now;
   /* A seed known by address alone is this node, if it advertises that
@@ -481,7 +547,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
 }
 
 static void table_touch(gv_engine *e, const uint8_t *id) {
-  entry *en = gv_idmap_get(&e->table, id);
+  entry *en = gv_idtab_get(&e->table, id);
   if (en != NULL)
     en->pub.last_seen = e->now;
 }
@@ -495,7 +561,7 @@ typedef struct dedup_item {
 
 static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
   gv_engine *e = ctx;
-  if (gv_idmap_get(&e->dedup, id) != NULL) {
+  if (gv_idtab_get(&e->dedup, id) != NULL) {
     e->stats.dedup_hits++;
     return 1;
   }
@@ -505,18 +571,18 @@ static int seen_probe(void *ctx, const uint8_t id[GV_MSG_ID_BYTES]) {
 static void dedup_add(gv_engine *e, const uint8_t *id) {
   dedup_item *it;
 
-  if (gv_idmap_get(&e->dedup, id) != NULL)
+  if (gv_idtab_get(&e->dedup, id) != NULL)
     return; /* one queue entry per id: the queue owns the items */
   if (e->dedup_q.len >= e->cfg.dedup_cap) {
     dedup_item *old = fifo_pop(&e->dedup_q);
-    gv_idmap_del(&e->dedup, old->id);
+    gv_idtab_del(&e->dedup, old->id);
     free(old);
     e->stats.dedup_evictions++;
   }
   it = gv__xmalloc(sizeof(*it));
   memcpy(it->id, id, GV_MSG_ID_BYTES);
   it->until = e->now + e->cfg.dedup_ms;
-  map_put(&e->dedup, it->id, it);
+  map_put(&e->dedup, it);
   fifo_push(&e->dedup_q, it);
 }
 
@@ -524,8 +590,8 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
 
 static void cache_drop_oldest(gv_engine *e) {
   cached *c = fifo_pop(&e->cache_q);
-  gv_idmap_del(&e->cache, c->id);
-  free(c->body);
+  gv_idtab_del(&e->cache, c->id);
+  body_drop(e, c->body);
   free(c);
 }
 
@@ -533,20 +599,24 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
                       uint32_t hops) {
   cached *c;
 
-  if (e->cfg.cache_cap == 0 || gv_idmap_get(&e->cache, m->id) != NULL)
+  if (e->cfg.cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
     return;
   if (e->cache_q.len >= e->cfg.cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
-  c->body = gv__xmalloc(m->body_len + 1);
-  memcpy(c->body, m->body, m->body_len + 1);
+  if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
+    size_t na, nr, rlen; /* a record: one string with the table's */
+    c->body = record_copy(e, m, &na, &nr, &rlen);
+  } else {
+    c->body = signed_copy(e, m->body, m->body_len, m->sig);
+  }
+  c->sig = signed_sig(c->body, m->body_len);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
-  memcpy(c->sig, m->sig, GV_SIG_BYTES);
   c->type = m->type;
   c->ttl = (uint8_t)ttl;
   c->hops = (uint8_t)hops;
   c->at = e->now;
-  map_put(&e->cache, c->id, c);
+  map_put(&e->cache, c);
   fifo_push(&e->cache_q, c);
 }
 
@@ -605,12 +675,10 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
   *n = 0;
 }
 
-/* Batches are released once drained: an idle engine holds none of its
- * peak (the simulator keeps a million idle engines). */
-#define IDLE_KEEP 4
-
-static void release_batch(pending_id **arr, size_t *cap) {
-  if (*cap > IDLE_KEEP) {
+/* Arrays are released once empty: an idle engine holds none of its peak
+ * (the simulator keeps a million idle engines). */
+static void release_empty(void **arr, size_t n, size_t *cap) {
+  if (n == 0 && *cap > 0) {
     free(*arr);
     *arr = NULL;
     *cap = 0;
@@ -688,13 +756,13 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
 
 static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
   route *r;
-  if (gv_idmap_get(&e->routes, id) != NULL)
+  if (gv_idtab_get(&e->routes, id) != NULL)
     return;
   r = gv__xmalloc(sizeof(*r));
   memcpy(r->id, id, GV_MSG_ID_BYTES);
   r->link = link;
   r->until = e->now + e->cfg.route_ms;
-  map_put(&e->routes, r->id, r);
+  map_put(&e->routes, r);
   fifo_push(&e->route_q, r);
 }
 
@@ -840,7 +908,7 @@ static void on_response(gv_engine *e, gv_msg *m) {
     return;
   }
   /* Someone else's: back along the reverse path, never flooded. */
-  r = gv_idmap_get(&e->routes, m->u.response.request);
+  r = gv_idtab_get(&e->routes, m->u.response.request);
   if (r == NULL || r->until < e->now || m->ttl <= 1 ||
       (l = link_find(e, r->link)) == NULL)
     return;
@@ -851,7 +919,7 @@ static void on_response(gv_engine *e, gv_msg *m) {
 
 /* First receipt of a valid gossip message (§2.1). */
 static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
-  pull *p = gv_idmap_del(&e->pulls, m->id);
+  pull *p = gv_idtab_del(&e->pulls, m->id);
   /* Repaired: the answer to our IWANT, not an eager copy that came first. */
   bool repaired = p != NULL && p->asked == src->id;
   elink *origin = NULL; /* the link to the origin, told of the uptake */
@@ -875,7 +943,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, origin->id, m->id);
     break;
   case GV_MSG_HEARTBEAT: {
-    entry *en = gv_idmap_get(&e->table, m->origin);
+    entry *en = gv_idtab_get(&e->table, m->origin);
     if (en != NULL) {
       en->pub.availability += (100.0f - en->pub.availability) * 0.2f;
       en->last_hb = e->now;
@@ -924,9 +992,9 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     pull *p;
     if (e->n_up > 0 && memcmp(id, e->self_id, GV_MSG_ID_BYTES) == 0)
       confirmed = true;
-    if (gv_idmap_get(&e->dedup, id) != NULL)
+    if (gv_idtab_get(&e->dedup, id) != NULL)
       continue;
-    p = gv_idmap_get(&e->pulls, id);
+    p = gv_idtab_get(&e->pulls, id);
     if (p != NULL) {
       if (p->n_from < MAX_ANNOUNCERS && !announced_by(p, l->id))
         p->from[p->n_from++] = l->id;
@@ -938,7 +1006,7 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
     memcpy(p->id, id, GV_MSG_ID_BYTES);
     p->from[p->n_from++] = l->id;
     p->deadline = e->now + e->cfg.pull_delay_ms;
-    map_put(&e->pulls, p->id, p);
+    map_put(&e->pulls, p);
   }
   if (confirmed)
     uptake_confirm(e, l);
@@ -953,7 +1021,7 @@ static bool servable(const gv_engine *e, const cached *c) {
 
 static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
   for (size_t i = 0; i < m->u.ids.n; i++) {
-    cached *c = gv_idmap_get(&e->cache, m->u.ids.ids[i]);
+    cached *c = gv_idtab_get(&e->cache, m->u.ids.ids[i]);
     gv_buf *b;
     if (c == NULL || !servable(e, c))
       continue;
@@ -973,7 +1041,7 @@ static void run_pulls(gv_engine *e) {
     for (int k = 0; k < p->n_from && l == NULL; k++)
       l = link_find(e, p->from[(p->tries + k) % p->n_from]);
     if (l == NULL || p->tries >= MAX_PULL_TRIES) {
-      gv_idmap_del(&e->pulls, p->id);
+      gv_idtab_del(&e->pulls, p->id);
       free(p);
       i--; /* backward shift may have moved another entry here */
       continue;
@@ -1015,9 +1083,11 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   if (rc < 0)
     return rc;
   free(out);
-  free(e->self_body);
-  e->self_body = gv__xmalloc(m->body_len + 1);
-  memcpy(e->self_body, m->body, m->body_len + 1);
+  body_drop(e, e->self_body);
+  {
+    size_t na, nr, rlen;
+    e->self_body = record_copy(e, m, &na, &nr, &rlen);
+  }
   memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
   e->self_type = kind;
   e->self_seq = m->seq;
@@ -1069,8 +1139,9 @@ int64_t gv_engine_expiry(const gv_engine *e) {
 static void finish(gv_engine *e) {
   flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
   flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
-  release_batch(&e->lazy, &e->cap_lazy);
-  release_batch(&e->wants, &e->cap_wants);
+  release_empty((void **)&e->lazy, e->n_lazy, &e->cap_lazy);
+  release_empty((void **)&e->wants, e->n_wants, &e->cap_wants);
+  release_empty((void **)&e->dials, e->n_dials, &e->cap_dials);
 }
 
 static void begin(gv_engine *e, int64_t now) {
@@ -1112,7 +1183,7 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
 /* Guards apply to a silent node only: a broadcasting one publishes its
  * address anyway. */
 static bool guarded(const gv_engine *e) {
-  return e->guards_on && !e->cfg.broadcasting;
+  return e->guards != NULL && !e->cfg.broadcasting;
 }
 
 /* A seed the operator named (--peer, config), whose id it gave or a link to
@@ -1137,7 +1208,7 @@ static void guards_update(gv_engine *e) {
   /* A guard is reachable again once a link to it has lasted. */
   for (size_t i = 0; i < e->n_links; i++)
     if (e->now - e->links[i].up_at >= GUARD_STABLE_MS &&
-        gv_guards_reached(&e->guards, e->links[i].peer))
+        gv_guards_reached(e->guards, e->links[i].peer))
       guards_changed(e);
 
   for (size_t i = 0; i < e->n_entries; i++) {
@@ -1152,7 +1223,7 @@ static void guards_update(gv_engine *e) {
     gc[n].score = entry_score(en);
     n++;
   }
-  if (gv_guards_update(&e->guards, gc, n, &e->rng, e->now))
+  if (gv_guards_update(e->guards, gc, n, &e->rng, e->now))
     guards_changed(e);
   free(gc);
 }
@@ -1190,13 +1261,13 @@ static bool dialable_cand(const gv_engine *e, const cand *c) {
 static bool guard_wants_dial(const gv_engine *e) {
   if (e->n_links + e->n_dials >= e->cfg.active_target)
     return false;
-  for (size_t i = 0; i < e->guards.n; i++) {
-    const entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+  for (size_t i = 0; i < e->guards->n; i++) {
+    const entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
     if (en != NULL && dialable_entry(e, en))
       return true;
   }
   /* Seeds in backoff count: the tick at the backoff's end dials them. */
-  return e->guards.n < e->guards.cfg.count &&
+  return e->guards->n < e->guards->cfg.count &&
          (e->n_cands > 0 || (e->n_links + e->n_dials == 0 && e->n_entries > 0));
 }
 
@@ -1235,9 +1306,9 @@ static void maintain(gv_engine *e, size_t target) {
       guards_update(e);
       e->next_guards = e->now + GUARD_ROUND_MS;
     }
-    for (size_t i = 0; i < e->guards.n && e->n_links + e->n_dials < target;
+    for (size_t i = 0; i < e->guards->n && e->n_links + e->n_dials < target;
          i++) {
-      entry *en = gv_idmap_get(&e->table, e->guards.set[i].id);
+      entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
       if (en != NULL && dialable_entry(e, en))
         dial_entry(e, en);
     }
@@ -1245,7 +1316,7 @@ static void maintain(gv_engine *e, size_t target) {
      * table entry only when the node is stranded (no link, and no seed
      * it could dial: a restart from the cache alone, or its seeds went
      * silent), and then one at a time. */
-    if (e->guards.n >= e->guards.cfg.count)
+    if (e->guards->n >= e->guards->cfg.count)
       return;
     dial_random(e, target, true, false);
     if (e->n_links + e->n_dials == 0)
@@ -1315,7 +1386,12 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
     finish(e);
     return false;
   }
-  e->links = grow(e->links, &e->cap_links, e->n_links + 1, sizeof(elink));
+  /* Linear growth: about ten links, at most active_max plus inbound, so
+   * a few reallocations, and no doubled array mostly empty. */
+  if (e->n_links == e->cap_links) {
+    e->cap_links += LINKS_STEP;
+    e->links = gv__xrealloc(e->links, e->cap_links * sizeof(elink));
+  }
   l = &e->links[e->n_links++];
   memset(l, 0, sizeof(*l));
   l->id = link;
@@ -1323,7 +1399,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   l->dialed = we_dialed;
   l->score = 50;
   l->up_at = e->now;
-  if ((en = gv_idmap_get(&e->table, peer)) != NULL) {
+  if ((en = gv_idtab_get(&e->table, peer)) != NULL) {
     en->pub.connected = true;
     en->pub.last_seen = e->now;
   }
@@ -1342,7 +1418,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
 /* Neither peer's table entry nor a seed with its id is dialed before
  * until. */
 static void hold_off(gv_engine *e, const uint8_t *peer, int64_t until) {
-  entry *en = gv_idmap_get(&e->table, peer);
+  entry *en = gv_idtab_get(&e->table, peer);
   if (en != NULL)
     en->next_try = until;
   for (size_t i = 0; i < e->n_cands; i++)
@@ -1361,7 +1437,7 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
      * a peer that keeps refusing this node backs off exponentially
      * instead of being redialed at once, over and over. */
     bool flapped = e->now - l->up_at < FLAP_MS;
-    if ((en = gv_idmap_get(&e->table, l->peer)) != NULL) {
+    if ((en = gv_idtab_get(&e->table, l->peer)) != NULL) {
       en->pub.connected = false;
       en->failures = flapped ? en->failures + 1 : 0;
       en->next_try =
@@ -1384,13 +1460,13 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     if (why == GV_CLOSE_BANNED)
       hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
     else if (guarded(e) && e->now - l->up_at < GUARD_STABLE_MS &&
-             gv_guards_has(&e->guards, l->peer)) {
+             gv_guards_has(e->guards, l->peer)) {
       /* A guard that drops this node soon after taking it (a full node
        * evicting it for a newcomer, say) is not serving it: not redialed
        * at once (its evictees would take turns forever), and down until a
        * link to it lasts (guards_update). */
       hold_off(e, l->peer, e->now + GUARD_EVICTED_HOLD_MS);
-      if (gv_guards_failed(&e->guards, l->peer, e->now))
+      if (gv_guards_failed(e->guards, l->peer, e->now))
         guards_changed(e);
     } else if (why == GV_CLOSE_DUPLICATE)
       hold_off(e, l->peer, e->now + DUPLICATE_REDIAL_MS);
@@ -1409,7 +1485,7 @@ void gv_engine_link_score(gv_engine *e, gv_linkid link, double score,
   if ((l = link_find(e, link)) == NULL)
     return;
   l->score = score;
-  if ((en = gv_idmap_get(&e->table, l->peer)) != NULL)
+  if ((en = gv_idtab_get(&e->table, l->peer)) != NULL)
     en->pub.performance = (float)performance;
 }
 
@@ -1448,12 +1524,12 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
     }
   }
   if (peer != NULL) {
-    entry *en = gv_idmap_get(&e->table, peer);
+    entry *en = gv_idtab_get(&e->table, peer);
     if (en != NULL)
       en->next_try =
           e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
                                  (unsigned)++en->failures);
-    if (gv_guards_failed(&e->guards, peer, e->now))
+    if (e->guards != NULL && gv_guards_failed(e->guards, peer, e->now))
       guards_changed(e);
   }
   for (size_t i = 0; i < e->n_cands; i++) {
@@ -1521,7 +1597,7 @@ static void sweep(gv_engine *e) {
 
   while ((d = fifo_peek(&e->dedup_q)) != NULL && d->until <= e->now) {
     fifo_pop(&e->dedup_q);
-    gv_idmap_del(&e->dedup, d->id);
+    gv_idtab_del(&e->dedup, d->id);
     free(d);
   }
   while ((c = fifo_peek(&e->cache_q)) != NULL &&
@@ -1529,7 +1605,7 @@ static void sweep(gv_engine *e) {
     cache_drop_oldest(e);
   while ((r = fifo_peek(&e->route_q)) != NULL && r->until <= e->now) {
     fifo_pop(&e->route_q);
-    gv_idmap_del(&e->routes, r->id);
+    gv_idtab_del(&e->routes, r->id);
     free(r);
   }
   for (size_t i = 0; i < e->n_entries;) {
@@ -1790,7 +1866,7 @@ int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now) {
   int rc;
 
   begin(e, now);
-  if (!e->guards_on) {
+  if (e->guards == NULL) {
     rc = GV_ESTATE;
     goto out;
   }
@@ -1798,15 +1874,15 @@ int gv_engine_restore_guard(gv_engine *e, const gv_guard *saved, int64_t now) {
   g.expires_at -= e->wall_offset;
   if (g.down_since != 0)
     g.down_since -= e->wall_offset;
-  rc = gv_guards_restore(&e->guards, &g, e->now);
+  rc = gv_guards_restore(e->guards, &g, e->now);
 out:
   finish(e);
   return rc;
 }
 
 const gv_guard *gv_engine_guards(const gv_engine *e, size_t *n) {
-  *n = guarded(e) ? e->guards.n : 0;
-  return e->guards.set;
+  *n = guarded(e) ? e->guards->n : 0;
+  return e->guards != NULL ? e->guards->set : NULL;
 }
 
 /* ---- construction ---- */
@@ -1872,11 +1948,12 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
         .life_min_ms = cfg->guard_life_min_ms,
         .life_max_ms = cfg->guard_life_max_ms,
     };
-    if ((rc = gv_guards_init(&e->guards, &gc)) < 0) {
+    e->guards = gv__xmalloc(sizeof(*e->guards));
+    if ((rc = gv_guards_init(e->guards, &gc)) < 0) {
+      free(e->guards);
       free(e);
       return rc;
     }
-    e->guards_on = true;
   }
   e->cfg = *cfg;
   e->cfg.repos = NULL; /* not retained */
@@ -1903,11 +1980,11 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
              b = gv__splitmix64(&x);
     memcpy(key, &a, 8);
     memcpy(key + 8, &b, 8);
-    gv_idmap_init(&e->table, key);
-    gv_idmap_init(&e->dedup, key);
-    gv_idmap_init(&e->cache, key);
-    gv_idmap_init(&e->pulls, key);
-    gv_idmap_init(&e->routes, key);
+    gv_idtab_init(&e->table, key, offsetof(entry, pub.id));
+    gv_idtab_init(&e->dedup, key, offsetof(dedup_item, id));
+    gv_idtab_init(&e->cache, key, offsetof(cached, id));
+    gv_idtab_init(&e->pulls, key, offsetof(pull, id));
+    gv_idtab_init(&e->routes, key, offsetof(route, id));
   }
   if ((rc = make_self_record(e, GV_MSG_PEER_ANNOUNCEMENT, &m)) < 0) {
     gv_msg_clear(&m);
@@ -1919,10 +1996,10 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   return 0;
 }
 
-static void free_map_values(gv_idmap *m) {
+static void free_map_values(gv_idtab *m) {
   for (size_t i = 0; i < m->cap; i++)
     free(m->slots[i].val);
-  gv_idmap_free(m);
+  gv_idtab_free(m);
 }
 
 void gv_engine_free(gv_engine *e) {
@@ -1930,17 +2007,17 @@ void gv_engine_free(gv_engine *e) {
     return;
   gv_actq_free(&e->acts);
   for (size_t i = 0; i < e->n_entries; i++)
-    entry_free(e->entries[i]);
+    entry_free(e, e->entries[i]);
   for (size_t i = 0; i < e->cache.cap; i++) {
     cached *c = e->cache.slots[i].val;
     if (c != NULL)
-      free(c->body);
+      body_drop(e, c->body);
   }
   free_map_values(&e->cache);
   free_map_values(&e->dedup);
   free_map_values(&e->pulls);
   free_map_values(&e->routes);
-  gv_idmap_free(&e->table);
+  gv_idtab_free(&e->table);
   free(e->dedup_q.items);
   free(e->cache_q.items);
   free(e->route_q.items);
@@ -1951,8 +2028,9 @@ void gv_engine_free(gv_engine *e) {
   free(e->lazy);
   free(e->wants);
   free(e->up);
-  free(e->self_body);
+  body_drop(e, e->self_body);
   free(e->self_repos);
+  free(e->guards);
   drop_report(e);
   free(e);
 }
@@ -1984,7 +2062,7 @@ const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
 
 const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
                                          const uint8_t *id) {
-  entry *en = gv_idmap_get(&e->table, id);
+  entry *en = gv_idtab_get(&e->table, id);
   return en != NULL ? &en->pub : NULL;
 }
 

@@ -72,6 +72,10 @@ typedef struct gv_engine_cfg {
   int64_t shuffle_ms;       /* one extra dial up to active_max (60 s; 0: off) */
   int64_t banned_redial_ms; /* a peer the link core banned: no dial (10 min) */
   bool stub_sigs;           /* SIMULATOR ONLY: sign nothing, verify nothing */
+  /* Where signed bodies are kept: a pool shared with other engines (the
+   * simulator's, so that a record a thousand engines hold is stored once;
+   * it must outlive the engine), or NULL for the engine's own copies. */
+  struct gv_intern *bodies;
   /* Entry guards (guard.h, NODE.md "Privacy"): while this node is silent
    * and guards is on, it dials only its guards (and seeds until it holds
    * guard_count), with no shuffle. Ignored while broadcasting. */
@@ -100,25 +104,27 @@ void gv_engine_cfg_default(gv_engine_cfg *cfg);
 
 /* ---- the peer table, as the caller sees it ---- */
 
-/* Compact on purpose: the simulator holds millions. */
+/* Compact on purpose: the simulator holds millions. body, sig, addrs,
+ * relays and repos all point into one string, which other engines may
+ * share (cfg.bodies): never written. */
 typedef struct gv_peer_entry {
   uint8_t id[GV_ID_BYTES];
-  uint64_t seq; /* of the record held */
+  uint64_t seq;      /* of the record held */
+  int64_t last_seen; /* the engine's (monotonic) clock */
+  gv_addr *addrs;    /* n_addrs; none unless broadcasting */
+  char *repos;       /* n_repos NUL-terminated names, back to back */
+  /* n_relays node ids the (silent) origin names as its relays, in its
+   * order (PROTOCOL.md §6.5); NULL when there are none. */
+  uint8_t (*relays)[GV_ID_BYTES];
+  char *body;         /* the origin's signed record, exact bytes */
+  const uint8_t *sig; /* GV_SIG_BYTES: its signature */
+  uint32_t body_len;
+  gv_msg_type type;                /* PEER_ANNOUNCEMENT or PEER_UPDATE */
+  float availability, performance; /* 0..100 */
   bool broadcasting, bootstrap;
   bool connected;
   uint8_t n_addrs, n_repos;
   uint8_t n_relays; /* 0..GV_MAX_RELAYS; none unless silent */
-  gv_addr *addrs;   /* n_addrs; none unless broadcasting */
-  char *repos;      /* n_repos NUL-terminated names, back to back */
-  /* n_relays node ids the (silent) origin names as its relays, in its
-   * order (PROTOCOL.md §6.5); owned like addrs, NULL when there are none. */
-  uint8_t (*relays)[GV_ID_BYTES];
-  char *body; /* the origin's signed record, exact bytes */
-  uint32_t body_len;
-  uint8_t sig[GV_SIG_BYTES];
-  gv_msg_type type;                /* PEER_ANNOUNCEMENT or PEER_UPDATE */
-  int64_t last_seen;               /* the engine's (monotonic) clock */
-  float availability, performance; /* 0..100 */
 } gv_peer_entry;
 
 /* True if the entry lists repository name. */

@@ -25,6 +25,8 @@
 #define REJECT_TEXTS 8
 /* Bans held at most; identities cost nothing to make. */
 #define BAN_CAP 4096
+/* The link array grows by this many links. */
+#define LINKS_STEP 4
 
 typedef struct ban_item {
   uint8_t peer[GV_ID_BYTES];
@@ -33,26 +35,29 @@ typedef struct ban_item {
 
 typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
 
+/* Ordered and sized to leave no padding: the simulator holds ten per
+ * node, a million nodes. */
 typedef struct llink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
   bool dialed, has_addr;
+  bool ping_out; /* a PING awaits its PONG, sent at ping_sent */
+  bool peer_dup; /* the peer's GOODBYE said "duplicate" */
   gv_addr addr;
-  lstate state;
-  unsigned holds;
-  unsigned told; /* bit per channel: services told up, so owed a down */
+  uint8_t state; /* an lstate */
+  uint8_t holds; /* GV_HOLD_* bits */
+  uint8_t told;  /* bit per channel: services told up, so owed a down */
   int64_t opened_at, up_at, last_rx;
   double tokens;
   int64_t tokens_at;
   double penalty;
   int64_t penalty_at;
   uint64_t ping_nonce;
-  bool ping_out; /* a PING awaits its PONG, sent at ping_sent */
-  bool peer_dup; /* the peer's GOODBYE said "duplicate" */
   int64_t ping_sent, next_ping;
   double rtt, availability, performance;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 } llink;
+_Static_assert(GV__CHAN_COUNT <= 8, "llink.told holds a bit per channel");
 
 struct gv_lcore {
   gv_lcore_cfg cfg;
@@ -372,7 +377,10 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
 
   begin(lc, now);
   if (lc->n_links == lc->cap_links) {
-    size_t cap = lc->cap_links ? lc->cap_links * 2 : 8;
+    /* Linear growth: a node holds about ten links, and at most
+     * inbound_max + outbound_max, so a few reallocations at most, and
+     * never a doubled array mostly empty. */
+    size_t cap = lc->cap_links + LINKS_STEP;
     lc->links = gv__xrealloc(lc->links, cap * sizeof(llink));
     lc->cap_links = cap;
   }

@@ -462,6 +462,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   c.heartbeat_ms = s->cfg.heartbeat_ms;
   c.shuffle_ms = s->cfg.shuffle_ms;
   c.guards = s->cfg.guards;
+  c.bodies = s->bodies;
   c.broadcasting = !silent;
   if (!silent) {
     node_addr(i, &c.addrs[0]);
@@ -645,6 +646,12 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
     uint8_t key[GV_IDMAP_KEY_BYTES] = {0};
     memcpy(key, &cfg->seed, sizeof(cfg->seed));
     gv_idmap_init(&s->delivered, key);
+    key[8] ^= 0xb0; /* the pool's own key */
+    if (gv_intern_new(&s->bodies, key) < 0) {
+      free(s->nodes);
+      free(s);
+      return GV_ENOMEM;
+    }
   }
   *out = s;
   return 0;
@@ -663,6 +670,7 @@ void gv_sim_free(gv_sim *s) {
     gv_buf_unref(ev.buf);
   }
   gv_idmap_free(&s->delivered);
+  gv_intern_free(s->bodies); /* after the engines that hold its strings */
   free(s->heap);
   free(s->nodes);
   free(s->links);

@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "idmap.h"
+#include "intern.h"
 #include "lcore.h"
 #include "relay.h"
 #include "rng.h"
@@ -109,6 +110,7 @@ typedef struct gv_sim {
   uint64_t up_frames, up_wait_us;
   int64_t up_wait_max_us;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
+  gv_intern *bodies;  /* every engine's signed bodies, each stored once */
   char violation[256];
 } gv_sim;
 

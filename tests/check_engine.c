@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "intern.h"
 #include "lcore.h"
 #include "testutil.h"
 
@@ -341,6 +342,43 @@ START_TEST(test_dedup_and_never_back) {
   ck_assert_uint_ge(gv_engine_stats_get(H.e[1])->dedup_hits +
                         gv_engine_stats_get(H.e[2])->dedup_hits,
                     1);
+}
+END_TEST
+
+/* Engines given one pool (cfg.bodies, as the simulator's are) hold one
+ * copy of each signed body, the very bytes, and give every reference back
+ * when freed. */
+START_TEST(test_shared_bodies) {
+  gv_intern *pool;
+  const gv_peer_entry *p1, *p2;
+
+  ck_assert_int_eq(gv_intern_new(&pool, (const uint8_t *)"0123456789abcdef"),
+                   0);
+  h_init(3);
+  broadcasting(0, "198.51.100.1:7411");
+  broadcasting(1, "198.51.100.2:7411");
+  broadcasting(2, "198.51.100.3:7411");
+  for (int i = 0; i < 3; i++)
+    H.cfg[i].bodies = pool;
+  h_start();
+  h_connect(0, 1);
+  h_connect(1, 2);
+  h_connect(2, 0);
+  ck_assert_int_eq(gv_engine_announce(H.e[0], NULL, H.now), 0);
+  h_pump();
+  ck_assert_int_eq(H.delivered[1], 1);
+  p1 = gv_engine_table_get(H.e[1], H.ids[0].pk);
+  p2 = gv_engine_table_get(H.e[2], H.ids[0].pk);
+  ck_assert_ptr_nonnull(p1);
+  ck_assert_ptr_nonnull(p2);
+  ck_assert_ptr_eq(p1->body, p2->body);
+  ck_assert_uint_eq(strlen(p1->body), p1->body_len);
+  /* The three newest records (node 0's HELLO record was superseded by its
+   * announcement, which the caches share too). */
+  ck_assert_uint_eq(gv_intern_count(pool), 3);
+  h_init(0);
+  ck_assert_uint_eq(gv_intern_count(pool), 0);
+  gv_intern_free(pool);
 }
 END_TEST
 
@@ -1455,6 +1493,7 @@ static Suite *engine_suite(void) {
   tcase_add_checked_fixture(tc, NULL, teardown);
   tcase_add_test(tc, test_hello_fills_tables);
   tcase_add_test(tc, test_dedup_and_never_back);
+  tcase_add_test(tc, test_shared_bodies);
   tcase_add_test(tc, test_ttl_per_type);
   tcase_add_test(tc, test_heartbeat_ttl_bounds_reach);
   tcase_add_test(tc, test_expiry);

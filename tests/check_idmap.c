@@ -1,4 +1,5 @@
 /* The id-keyed hash map, against a brute-force model. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,11 +59,61 @@ START_TEST(test_empty) {
 }
 END_TEST
 
+/* gv_idtab: objects holding their own id (at an offset), against the same
+ * model; an object found is the very one put. */
+typedef struct obj {
+  int tag;
+  uint8_t id[32];
+} obj;
+
+START_TEST(test_idtab_against_model) {
+  enum { KEYS = 300, STEPS = 20000 };
+  static obj objs[KEYS];
+  static int present[KEYS];
+  gv_idtab t;
+  gv_rng r;
+
+  gv_rng_seed(&r, (uint64_t)_i + 1);
+  gv_idtab_init(&t, (const uint8_t *)"0123456789abcdef", offsetof(obj, id));
+  memset(present, 0, sizeof(present));
+  for (int k = 0; k < KEYS; k++) {
+    objs[k].tag = k;
+    for (int b = 0; b < 32; b++)
+      objs[k].id[b] = (uint8_t)gv_rng_next(&r);
+    memset(objs[k].id, 0, 8);
+  }
+  for (int s = 0; s < STEPS; s++) {
+    int k = (int)gv_rng_below(&r, KEYS);
+    if (gv_rng_below(&r, 3) == 0) {
+      void *v = gv_idtab_del(&t, objs[k].id);
+      ck_assert_ptr_eq(v, present[k] ? (void *)&objs[k] : NULL);
+      present[k] = 0;
+    } else {
+      ck_assert_int_eq(gv_idtab_put(&t, &objs[k]), 0);
+      present[k] = 1;
+    }
+    if (s % 97 == 0) {
+      size_t n = 0;
+      for (int j = 0; j < KEYS; j++) {
+        ck_assert_ptr_eq(gv_idtab_get(&t, objs[j].id),
+                         present[j] ? (void *)&objs[j] : NULL);
+        n += (size_t)present[j];
+      }
+      ck_assert_uint_eq(t.len, n);
+    }
+  }
+  gv_idtab_free(&t);
+  ck_assert_ptr_null(gv_idtab_get(&t, objs[0].id));
+  ck_assert_ptr_null(gv_idtab_del(&t, objs[0].id));
+}
+END_TEST
+
 static Suite *idmap_suite(void) {
   Suite *s = suite_create("idmap");
   TCase *tc = tcase_create("core");
   tcase_add_loop_test(tc, test_against_model, 0, 4);
   tcase_add_test(tc, test_empty);
+  tcase_add_loop_test(tc, test_idtab_against_model, 0, 4);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,0 +1,39 @@
+/* A pool of shared, reference-counted strings: equal contents share one
+ * NUL-terminated copy. The simulator gives one pool to all its engines,
+ * so a record that a thousand engines hold (the broadcast, a node's record
+ * in its neighbours' tables) is stored once. Open addressing with linear
+ * probing and backward-shift deletion; slots chosen by SipHash-2-4 under
+ * the pool's key. Pure: no I/O, no global state, not thread-safe.
+ *
+ * Lifetime: gv_intern_new() allocates; every gv_intern_get() takes a
+ * reference that gv_intern_drop() gives back, and the last drop frees the
+ * string. gv_intern_free() frees the pool and any string still held, so
+ * it must outlive every user of its strings.
+ */
+#ifndef GV_INTERN_H
+#define GV_INTERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GV_INTERN_KEY_BYTES 16
+
+typedef struct gv_intern gv_intern;
+
+/* key: GV_INTERN_KEY_BYTES of secret randomness (the simulator draws it
+ * from its seed). Returns 0 or GV_ENOMEM. */
+int gv_intern_new(gv_intern **out, const uint8_t key[GV_INTERN_KEY_BYTES]);
+void gv_intern_free(gv_intern *p);
+
+/* The pool's copy of s[0..len) (s may hold NULs), with a NUL after it,
+ * holding one more reference; NULL only when out of memory. The copy must
+ * not be written. */
+const char *gv_intern_get(gv_intern *p, const char *s, size_t len);
+/* Gives back one reference to a string gv_intern_get() returned; NULL is
+ * ignored. */
+void gv_intern_drop(gv_intern *p, const char *s);
+
+/* Distinct strings held. */
+size_t gv_intern_count(const gv_intern *p);
+
+#endif
