@@ -255,6 +255,14 @@ static void add_attackers(atk *k) {
   }
 }
 
+/* A table entry as the store keeps it across a restart. */
+typedef struct saved_entry {
+  char *body;
+  size_t body_len;
+  uint8_t sig[GV_SIG_BYTES];
+  int64_t last_seen;
+} saved_entry;
+
 /* The victim restarts from its cached table, as the daemon does from its
  * store. */
 static void restart_victim(atk *k) {
@@ -262,7 +270,7 @@ static void restart_victim(atk *k) {
   uint32_t v = k->victim;
   gv_engine *e = s->nodes[v].e;
   size_t n = gv_engine_table_size(e);
-  gv_peer_entry *saved = calloc(n ? n : 1, sizeof(*saved));
+  saved_entry *saved = calloc(n ? n : 1, sizeof(*saved));
 
   if (saved == NULL)
     return;
