@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 free_ports 9 || { not_ok "no 9 free ports"; finish; exit; }
 run() {
   DEMO_SECONDS=9 RUN_DIR="$TMP/run" BASE_PORT=$BASE BUILD=$BUILD \
-    timeout 60 scripts/localnet.sh 2>&1
+    timeout 180 scripts/localnet.sh 2>&1
 }
 # localnet.sh stops its processes with SIGTERM; each must log its own clean
 # stop (the line a daemon writes last on that path).
