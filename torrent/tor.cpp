@@ -15,6 +15,9 @@
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
+extern "C" {
+#include "err.h" // a C header without extern "C" of its own
+}
 #include "tor.h"
 
 #include <cerrno>
@@ -66,6 +69,11 @@ struct entry {
   int unsaved = 0; // pieces verified since the last save request
   clock_type::time_point first_unsaved;
   bool save_pending = false;
+  std::string file_error; // the first file error's reason, for status
+  // Whether this torrent's latest alert was a ban, and of whom: libtorrent
+  // bans the sender of a failed piece just before posting hash_failed.
+  bool last_was_ban = false;
+  lt::tcp::endpoint last_ban;
 };
 
 } // namespace
@@ -566,6 +574,8 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   entry *e = find(t, ta->handle);
   if (!e)
     return;
+  bool was_ban = e->last_was_ban;
+  e->last_was_ban = false;
   if (auto *f = lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
     e->save_pending = false;
     gv_tor_event &ev = push(t, GV_TOR_EV_RESUME_SAVED, e->ih);
@@ -594,9 +604,13 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   } else if (auto *hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_HASH_FAILED, e->ih);
     ev.piece = uint32_t(static_cast<int>(hf->piece_index));
-    // libtorrent bans the culprit right after posting this alert; the ban
-    // (if any) is the next alert of this torrent in the same batch.
-    for (size_t j = i + 1; j < alerts.size(); ++j) {
+    // The ban of the culprit, if any, is this torrent's alert just before
+    // this one (libtorrent 2.0), or just after it (elsewhere in the batch).
+    if (was_ban) {
+      set_peer(ev, e->last_ban);
+      ev.banned = 1;
+    }
+    for (size_t j = i + 1; !was_ban && j < alerts.size(); ++j) {
       auto *tj = dynamic_cast<lt::torrent_alert *>(alerts[j]);
       if (!tj || tj->handle != ta->handle)
         continue;
@@ -612,11 +626,15 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     gv_tor_event &ev = push(t, GV_TOR_EV_PEER_BANNED, e->ih);
     set_peer(ev, b->endpoint);
     ev.banned = 1;
+    e->last_was_ban = true;
+    e->last_ban = b->endpoint;
   } else if (auto *fe = lt::alert_cast<lt::file_error_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_FILE_ERROR, e->ih);
     std::string reason = std::string(fe->filename()) + ": ";
     ev.err = map_error(fe->error, reason);
     set_reason(ev, reason);
+    if (e->file_error.empty())
+      e->file_error = reason;
     // libtorrent paused the torrent; record what was verified.
     request_save(*e);
   } else if (auto *te = lt::alert_cast<lt::torrent_error_alert>(a)) {
@@ -668,6 +686,11 @@ void fill_status(entry &e, gv_tor_status *st) {
   if (e.failed) {
     st->state = GV_TOR_ERROR;
     snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
+  } else if (s.errc && !e.file_error.empty()) {
+    // Writes in flight fail after the first error, often differently
+    // (EFAULT after ENOSPC): the first says what happened.
+    st->state = GV_TOR_ERROR;
+    snprintf(st->error, sizeof st->error, "%s", e.file_error.c_str());
   } else if (s.errc) {
     st->state = GV_TOR_ERROR;
     std::string reason;

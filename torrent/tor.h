@@ -209,7 +209,9 @@ typedef struct gv_tor_status {
   int up_rate;
   uint64_t downloaded; /* payload bytes received by this session */
   uint64_t uploaded;   /* payload bytes sent by this session */
-  uint64_t all_downloaded, all_uploaded; /* across restarts (resume data) */
+  /* Across restarts (kept in resume data); libtorrent adds this session's
+   * bytes to them once a second. */
+  uint64_t all_downloaded, all_uploaded;
   int peers;
   int pieces_done, pieces_total;
   double ratio; /* all_uploaded / total, 0 before metadata */
