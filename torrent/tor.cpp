@@ -42,6 +42,7 @@ extern "C" {
 #include <libtorrent/extensions/smart_ban.hpp>
 #include <libtorrent/extensions/ut_metadata.hpp>
 #include <libtorrent/extensions/ut_pex.hpp>
+#include <libtorrent/ip_filter.hpp>
 #include <libtorrent/magnet_uri.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/session.hpp>
@@ -828,6 +829,17 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     lt::session_params params(std::move(sp),
                               std::vector<std::shared_ptr<lt::plugin>>{});
     t->ses = std::make_unique<lt::session>(std::move(params));
+    // Rate limits bind every peer: libtorrent exempts local networks (and
+    // loopback, where the node's proxy puts every peer) by default.
+    lt::ip_filter classes;
+    std::uint32_t global = 1u << static_cast<std::uint32_t>(
+                               lt::session::global_peer_class_id);
+    classes.add_rule(lt::make_address("0.0.0.0"),
+                     lt::make_address("255.255.255.255"), global);
+    classes.add_rule(lt::make_address("::"),
+                     lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                     global);
+    t->ses->set_peer_class_filter(classes);
     t->ses->add_extension(&lt::create_ut_metadata_plugin);
     t->ses->add_extension(&lt::create_smart_ban_plugin);
     if (cfg->pex)
