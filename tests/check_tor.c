@@ -313,6 +313,7 @@ START_TEST(test_parse_target) {
       {"magnet:?dn=hello", "without urn:btih or urn:btmh", GV_EINVAL},
       {"magnet:?xt=urn:btih:zz", "bad magnet link", GV_EINVAL},
       {"", "empty", GV_EINVAL},
+      {"0000000000000000000000000000000000000000", "all-zero", GV_EINVAL},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     memset(&why, 0, sizeof why);

@@ -33,15 +33,16 @@ $(BUILD)/tests/tor_peer: $(call obj,tests/tor_peer.c) $(TOR_OBJ) \
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TOR_LIBS)
 
-# libFuzzer: the wrapper is rebuilt with clang++ and the sanitizers.
+# libFuzzer: the wrapper is rebuilt with clang++ and the sanitizers, and
+# clang++ links (UBSan's C++ runtime); the C sources are compiled as C.
 $(BUILD)/fuzz/fuzz_tor_target: tests/fuzz/fuzz_tor_target.c torrent/tor.cpp \
     $(PROTO_SRC)
 	@mkdir -p $(dir $@)/tor
 	clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
 	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) \
 	  -c torrent/tor.cpp -o $(dir $@)/tor/tor.o
-	clang $(FUZZ_FLAGS) -Itorrent -o $@ tests/fuzz/fuzz_tor_target.c \
-	  $(PROTO_SRC) $(dir $@)/tor/tor.o $(PKG_LIBS) -lstdc++
+	clang++ $(FUZZ_FLAGS) -Itorrent -o $@ -x c tests/fuzz/fuzz_tor_target.c \
+	  $(PROTO_SRC) -x none $(dir $@)/tor/tor.o $(PKG_LIBS)
 
 # The benchmark: tests/bench/bench_torrent.sh runs the bare libtorrent pair
 # (tor_bare, the anchor) and tor_peer through the same transfer.

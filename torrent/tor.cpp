@@ -1043,6 +1043,13 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
       hexval(s[2 * i + 1], lo);
       dst[i] = uint8_t(hi << 4 | lo);
     }
+    uint8_t any = 0;
+    for (size_t i = 0; i < len / 2; ++i)
+      any |= dst[i];
+    if (!any) { // libtorrent reads an all-zero hash as no hash at all
+      memset(out, 0, sizeof *out);
+      return gv_fail(why, GV_EINVAL, "an all-zero info-hash names no torrent");
+    }
     (len == 40 ? out->ih.has_v1 : out->ih.has_v2) = 1;
     return 0;
   } catch (...) {

@@ -143,7 +143,8 @@ typedef struct gv_tor_target {
  * (1220 prefix, SHA-256). Anything else is refused with GV_EINVAL (bad hex,
  * wrong length, not a magnet, magnet without btih/btmh, bad dn) or
  * GV_ETOOBIG (more than GV_TOR_TARGET_MAX bytes), and a reason in why.
- * Trackers, peers and web seeds in a magnet are ignored. */
+ * An all-zero hash is refused (libtorrent reads it as none). Trackers,
+ * peers and web seeds in a magnet are ignored. */
 int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
                         gv_why *why);
 
