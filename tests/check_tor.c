@@ -446,6 +446,38 @@ START_TEST(test_fetch) {
 }
 END_TEST
 
+/* Encryption is forced by default: a plaintext-only session gets nothing
+ * from a default seeder, and a default fetcher gets nothing from a
+ * plaintext-only seeder. */
+START_TEST(test_encryption_forced) {
+  src s;
+  make_src(&s, "src", 256 * 1024);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *p = ses_new("p", "127.0.0.1", GV_TOR_ENC_DISABLED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  gv_tor_ih ih = add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  char d1[300], d2[300];
+  mkpath(d1, sizeof d1, "d1");
+  mkpath(d2, sizeof d2, "d2");
+  add_bytes(p, &s, d1, 0);
+  connect_to(p, &ih, a, "127.0.0.1");
+  size_t i = 0;
+  ck_assert_ptr_null(wait_ev(p, GV_TOR_EV_PIECE, &i, 1500));
+  /* p now seeds nothing; give it the file in plaintext seed mode. */
+  ses_free(p);
+  p = ses_new("p2", "127.0.0.1", GV_TOR_ENC_DISABLED, 0);
+  add_bytes(p, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  add_bytes(b, &s, d2, 0);
+  connect_to(b, &ih, p, "127.0.0.1");
+  i = 0;
+  ck_assert_ptr_null(wait_ev(b, GV_TOR_EV_PIECE, &i, 1500));
+  /* The control: the same fetcher and the default seeder. */
+  connect_to(b, &ih, a, "127.0.0.1");
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &i, WAIT_MS));
+  gv_tor_bytes_free(s.torrent);
+}
+END_TEST
+
 /* --- A tiny bencoder for hand-made hostile torrents ----------------------- */
 typedef struct bbuf {
   char b[4096];
@@ -678,6 +710,7 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_parse_target);
   tcase_add_test(tc, test_bad_paths);
   tcase_add_test(tc, test_fetch);
+  tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);
   tcase_add_test(tc, test_disk_full);
   suite_add_tcase(s, tc);

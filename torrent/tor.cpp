@@ -1095,16 +1095,16 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     if (find(t, want))
       return fail(why, GV_EDUP, "torrent already added");
 
+    // Unreadable resume data costs a full check of the files, nothing more:
+    // libtorrent hashes what is on disk and keeps every piece that passes.
     lt::add_torrent_params atp;
     rc = 0;
     if (want.has_v1())
-      rc = load_resume(t, resume_name(want, false), atp, why);
-    if (rc == 0 && want.has_v2())
-      rc = load_resume(t, resume_name(want, true), atp, why);
-    if (rc < 0)
-      return rc;
-    if (rc == 1 && !same(atp.info_hashes, want))
-      return fail(why, GV_EFIELD, "resume file is for another torrent");
+      rc = load_resume(t, resume_name(want, false), atp, nullptr);
+    if (rc <= 0 && want.has_v2())
+      rc = load_resume(t, resume_name(want, true), atp, nullptr);
+    if (rc != 1 || !same(atp.info_hashes, want))
+      atp = lt::add_torrent_params();
     bool need_check = false;
     if (ti) {
       atp.ti = ti;

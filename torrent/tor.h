@@ -34,7 +34,8 @@
  * GV_TOR_RESUME_MS milliseconds with at least one new piece, whichever comes
  * first (both checked when alerts arrive), after a file error, when the
  * torrent finishes, and for every torrent in gv_tor_free(). gv_tor_add()
- * loads it when it exists, so verified pieces are never fetched again.
+ * loads it when it exists, so verified pieces are never fetched again; an
+ * unreadable one is ignored (libtorrent then checks the files on disk).
  */
 #ifndef GV_TOR_H
 #define GV_TOR_H
