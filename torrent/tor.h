@@ -93,7 +93,8 @@ typedef struct gv_tor_cfg {
   int download_rate;      /* bytes/s for the whole session; 0: unlimited */
   /* Called on libtorrent's thread when alerts are waiting. It must not call
    * any gv_tor_* function; it should only wake the loop (uv_async_send).
-   * It may be called until gv_tor_free() returns. NULL: the caller polls. */
+   * It may be called before gv_tor_new() returns and until gv_tor_free()
+   * returns. NULL: the caller polls. */
   void (*notify)(void *ctx);
   void *notify_ctx;
 } gv_tor_cfg;
