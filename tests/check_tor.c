@@ -573,6 +573,30 @@ START_TEST(test_bad_paths) {
   bad_torrent(&o, NULL, nul, nullen, 1);
   expect_refused(s, &o, save, "NUL");
 
+  /* A v2 file tree and a BEP 47 symlink target, through the checker. */
+  static const char tree[] = "d4:infod9:file treed2:..d1:xd0:d6:lengthi1eeeee"
+                             "4:name1:t12:piece lengthi16384eee";
+  static const char slink[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:"
+                              "le12:symlink pathl2:..3:etceee4:name1:t12:piece "
+                              "lengthi16384eee";
+  static const char ok[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:le"
+                           "12:symlink pathl3:subeee4:name1:t12:piece "
+                           "lengthi16384eee";
+  gv_why w = {{0}};
+  ck_assert_int_eq(
+      gv__tor_check_torrent((const uint8_t *)tree, sizeof tree - 1, save, &w),
+      GV_EFIELD);
+  ck_assert_msg(strstr(w.text, "'..' path element"), "%s", w.text);
+  ck_assert_int_eq(
+      gv__tor_check_torrent((const uint8_t *)slink, sizeof slink - 1, save, &w),
+      GV_EFIELD);
+  ck_assert_msg(strstr(w.text, "symlink target"), "%s", w.text);
+  ck_assert_int_eq(
+      gv__tor_check_torrent((const uint8_t *)ok, sizeof ok - 1, save, &w), 0);
+  ck_assert_int_eq(
+      gv__tor_check_torrent((const uint8_t *)"d4:infoi1ee", 11, save, &w),
+      GV_EFIELD);
+
   /* The well-formed one is accepted: the refusals above were the paths. */
   const char *fine[] = {"sub", "x"};
   const size_t finelen[] = {3, 1};

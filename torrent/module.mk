@@ -18,7 +18,7 @@ $(BUILD)/obj/%.o: %.cpp
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 
 TEST_NAMES += tor
-FUZZ_NAMES += tor_target
+FUZZ_NAMES += tor_target tor_paths
 
 $(BUILD)/tests/check_tor: $(BUILD)/obj/tests/check_tor.o \
     $(BUILD)/obj/tests/testutil.o $(TOR_OBJ) $(BUILD)/libgvproto.a
@@ -35,14 +35,14 @@ $(BUILD)/tests/tor_peer: $(call obj,tests/tor_peer.c) $(TOR_OBJ) \
 
 # libFuzzer: the wrapper is rebuilt with clang++ and the sanitizers, and
 # clang++ links (UBSan's C++ runtime); the C sources are compiled as C.
-$(BUILD)/fuzz/fuzz_tor_target: tests/fuzz/fuzz_tor_target.c torrent/tor.cpp \
-    $(PROTO_SRC)
-	@mkdir -p $(dir $@)/tor
+$(BUILD)/fuzz/tor/tor.o: torrent/tor.cpp torrent/tor.h
+	@mkdir -p $(dir $@)
 	clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) \
-	  -c torrent/tor.cpp -o $(dir $@)/tor/tor.o
-	clang++ $(FUZZ_FLAGS) -Itorrent -o $@ -x c tests/fuzz/fuzz_tor_target.c \
-	  $(PROTO_SRC) -x none $(dir $@)/tor/tor.o $(PKG_LIBS)
+	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) -c $< -o $@
+$(BUILD)/fuzz/fuzz_tor_%: tests/fuzz/fuzz_tor_%.c $(BUILD)/fuzz/tor/tor.o \
+    $(PROTO_SRC)
+	clang++ $(FUZZ_FLAGS) -Itorrent -o $@ -x c $< $(PROTO_SRC) \
+	  -x none $(BUILD)/fuzz/tor/tor.o $(PKG_LIBS)
 
 # The benchmark: tests/bench/bench_torrent.sh runs the bare libtorrent pair
 # (tor_bare, the anchor) and tor_peer through the same transfer.

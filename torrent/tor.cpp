@@ -68,6 +68,7 @@ struct entry {
   bool failed = false;     // our own error (a refused path)
   std::string error;
   int unsaved = 0; // pieces verified since the last save request
+  int pieces_seen = 0; // piece_finished alerts since the add
   clock_type::time_point first_unsaved;
   bool save_pending = false;
   std::string file_error; // the first file error's reason, for status
@@ -308,6 +309,8 @@ bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
     // save path; a multi-file one is rooted at name/.
     bool single = tree.dict_size() == 1 &&
                   tree.dict_at_node(0).first.string_value() == name &&
+                  tree.dict_at_node(0).second.type() ==
+                      lt::bdecode_node::dict_t &&
                   tree.dict_at_node(0).second.dict_find("");
     if (!check_tree(tree, single ? "" : name, 0, pc))
       return false;
@@ -376,6 +379,18 @@ int check_info_bytes(lt::span<char const> buf, std::string const &root,
   if (ec)
     return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
   return check_info(n, root, why);
+}
+
+// A .torrent's bytes: bdecoded by us, its info dict checked.
+int check_torrent(lt::span<char const> buf, std::string const &root,
+                  gv_why *why) {
+  lt::error_code ec;
+  lt::bdecode_node n = lt::bdecode(buf, ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
+  if (n.type() != lt::bdecode_node::dict_t)
+    return fail(why, GV_EFIELD, "not a .torrent: not a dictionary");
+  return check_info(n.dict_find_dict("info"), root, why);
 }
 
 // --- Resume files ------------------------------------------------------------
@@ -595,7 +610,9 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   } else if (auto *p = lt::alert_cast<lt::piece_finished_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_PIECE, e->ih);
     ev.piece = uint32_t(static_cast<int>(p->piece_index));
-    ev.pieces_done = pieces_done(*e);
+    // libtorrent's count can lag its own alert; ours cannot.
+    int have = pieces_done(*e);
+    ev.pieces_done = ++e->pieces_seen > have ? e->pieces_seen : have;
     ev.pieces_total = pieces_total(*e);
     if (e->unsaved++ == 0)
       e->first_unsaved = clock_type::now();
@@ -1058,6 +1075,23 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
   }
 }
 
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
+                          const char *root, gv_why *why) {
+  try {
+    char *r = realpath(root, nullptr);
+    if (!r)
+      return fail(why, -errno, std::string("realpath ") + root);
+    std::string real(r);
+    free(r);
+    return check_torrent(lt::span<char const>(
+                             reinterpret_cast<char const *>(torrent),
+                             long(len)),
+                         real, why);
+  } catch (...) {
+    return caught(why);
+  }
+}
+
 int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                gv_why *why) {
   try {
@@ -1072,15 +1106,10 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     if (p->torrent) {
       lt::span<char const> buf(reinterpret_cast<char const *>(p->torrent),
                                long(p->torrent_len));
-      lt::error_code ec;
-      lt::bdecode_node root = lt::bdecode(buf, ec);
-      if (ec)
-        return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
-      if (root.type() != lt::bdecode_node::dict_t)
-        return fail(why, GV_EFIELD, "not a .torrent: not a dictionary");
-      rc = check_info(root.dict_find_dict("info"), save, why);
+      rc = check_torrent(buf, save, why);
       if (rc < 0)
         return rc;
+      lt::error_code ec;
       ti = std::make_shared<lt::torrent_info>(buf, ec, lt::from_span);
       if (ec)
         return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());

@@ -191,6 +191,12 @@ int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
 int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
                   gv_why *why);
 
+/* Internal, for tests and the fuzzer: the path check gv_tor_add() runs on
+ * .torrent bytes (len of them) against the existing directory root.
+ * Returns 0, or GV_EFIELD with the reason. */
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
+                          const char *root, gv_why *why);
+
 /* --- Status ------------------------------------------------------------------ */
 
 typedef enum gv_tor_state {
@@ -251,7 +257,7 @@ typedef struct gv_tor_event {
   gv_tor_ih ih;
   int err;                   /* 0, GV_E* or -errno */
   uint32_t piece;            /* PIECE, HASH_FAILED */
-  int pieces_done;           /* PIECE: verified pieces so far */
+  int pieces_done;           /* PIECE: verified pieces so far (>= 1) */
   int pieces_total;
   /* HASH_FAILED and PEER_BANNED: the peer (has_peer) and, for
    * HASH_FAILED, whether libtorrent banned it for this piece. libtorrent
