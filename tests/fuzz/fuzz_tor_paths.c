@@ -7,17 +7,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "tor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static char dir[] = "/tmp/gv-fuzz-tor-XXXXXX";
+
+static void remove_root(void) { rmdir(dir); }
+
 static const char *root(void) {
-  static char dir[] = "/tmp/gv-fuzz-tor-XXXXXX";
   static int made;
   if (!made) {
     FZ_CHECK(mkdtemp(dir) != NULL);
+    atexit(remove_root);
     made = 1;
   }
   return dir;
