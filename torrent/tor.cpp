@@ -575,8 +575,9 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   }
   if (auto *s = lt::alert_cast<lt::save_resume_data_alert>(a)) {
     entry *e = find(t, s->handle);
-    if (e)
-      e->save_pending = false;
+    if (!e) // removed since it was asked for: its resume file stays deleted
+      return;
+    e->save_pending = false;
     std::string why;
     int rc = save_resume(t, s->params, why);
     gv_tor_event &ev = push(t, GV_TOR_EV_RESUME_SAVED, s->params.info_hashes);
