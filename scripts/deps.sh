@@ -16,6 +16,7 @@ PKGS=(
   mosquitto libmosquitto-dev nats-server
   tmux bsdutils
   faketime
+  libtorrent-rasterbar-dev
 )
 
 missing=()

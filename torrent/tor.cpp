@@ -1,0 +1,1278 @@
+// gv_tor over libtorrent-rasterbar 2.0: the contract is in tor.h.
+//
+// Every extern "C" entry point is a try block whose catch turns whatever
+// libtorrent or the standard library threw into a GV_E* code and a reason.
+// Nothing allocated here is handed out except through gv_tor_create()'s
+// malloc'd buffer, which gv_tor_bytes_free() releases.
+//
+// A torrent's life, as seen by this file:
+//
+//   gv_tor_add(.torrent) ── path check ──> libtorrent: checking / downloading
+//   gv_tor_add(target)   ──> upload mode ── metadata_received ── path check
+//                                 │ fails                     │ passes
+//                                 v                           v
+//                         paused, "error" state      upload mode off: download
+//   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
+//   gv_tor_remove ──> removed from the session, resume file deleted
+
+extern "C" {
+#include "err.h" // a C header without extern "C" of its own
+}
+#include "tor.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <memory>
+#include <netinet/in.h>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include <libtorrent/alert_types.hpp>
+#include <libtorrent/bdecode.hpp>
+#include <libtorrent/bencode.hpp>
+#include <libtorrent/create_torrent.hpp>
+#include <libtorrent/error_code.hpp>
+#include <libtorrent/extensions/smart_ban.hpp>
+#include <libtorrent/extensions/ut_metadata.hpp>
+#include <libtorrent/extensions/ut_pex.hpp>
+#include <libtorrent/ip_filter.hpp>
+#include <libtorrent/magnet_uri.hpp>
+#include <libtorrent/read_resume_data.hpp>
+#include <libtorrent/session.hpp>
+#include <libtorrent/session_params.hpp>
+#include <libtorrent/settings_pack.hpp>
+#include <libtorrent/torrent_info.hpp>
+#include <libtorrent/write_resume_data.hpp>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Resume files are ours, but a corrupt one must not exhaust memory.
+constexpr off_t kResumeMax = 256 << 20;
+// Depth of a v2 file tree we walk before calling the torrent hostile.
+constexpr int kTreeDepth = 64;
+
+struct entry {
+  lt::torrent_handle h;
+  lt::info_hash_t ih;
+  std::string save_path; // realpath of the caller's save path
+  bool need_check = false; // a target: paths are checked at metadata
+  bool failed = false;     // our own error (a refused path)
+  std::string error;
+  int unsaved = 0; // pieces verified since the last save request
+  int pieces_seen = 0; // piece_finished alerts since the add
+  clock_type::time_point first_unsaved;
+  bool save_pending = false;
+  std::string file_error; // the first file error's reason, for status
+  // Whether this torrent's latest alert was a ban, and of whom: libtorrent
+  // bans the sender of a failed piece just before posting hash_failed.
+  bool last_was_ban = false;
+  lt::tcp::endpoint last_ban;
+};
+
+} // namespace
+
+struct gv_tor {
+  std::unique_ptr<lt::session> ses;
+  std::string state_dir;
+  std::vector<std::unique_ptr<entry>> torrents;
+  std::deque<gv_tor_event> pending;
+};
+
+namespace {
+
+int fail(gv_why *why, int err, const std::string &s) {
+  return gv_fail(why, err, "%s", s.c_str());
+}
+
+// The catch-all of every entry point.
+int caught(gv_why *why) {
+  try {
+    throw;
+  } catch (std::bad_alloc const &) {
+    return fail(why, GV_ENOMEM, "out of memory");
+  } catch (lt::system_error const &e) {
+    return fail(why, GV_ESTATE, std::string("libtorrent: ") + e.what());
+  } catch (std::exception const &e) {
+    return fail(why, GV_ESTATE, std::string("libtorrent: ") + e.what());
+  } catch (...) {
+    return fail(why, GV_ESTATE, "libtorrent: unknown exception");
+  }
+}
+
+void to_ih(lt::info_hash_t const &in, gv_tor_ih *out) {
+  memset(out, 0, sizeof *out);
+  if (in.has_v1()) {
+    memcpy(out->v1, in.v1.data(), 20);
+    out->has_v1 = 1;
+  }
+  if (in.has_v2()) {
+    memcpy(out->v2, in.v2.data(), 32);
+    out->has_v2 = 1;
+  }
+}
+
+lt::info_hash_t from_ih(gv_tor_ih const &in) {
+  lt::info_hash_t r;
+  if (in.has_v1)
+    r.v1 = lt::sha1_hash(reinterpret_cast<char const *>(in.v1));
+  if (in.has_v2)
+    r.v2 = lt::sha256_hash(reinterpret_cast<char const *>(in.v2));
+  return r;
+}
+
+bool same(lt::info_hash_t const &a, lt::info_hash_t const &b) {
+  return (a.has_v1() && b.has_v1() && a.v1 == b.v1) ||
+         (a.has_v2() && b.has_v2() && a.v2 == b.v2);
+}
+
+entry *find(gv_tor *t, lt::info_hash_t const &ih) {
+  for (auto &e : t->torrents)
+    if (same(e->ih, ih))
+      return e.get();
+  return nullptr;
+}
+
+entry *find(gv_tor *t, lt::torrent_handle const &h) {
+  for (auto &e : t->torrents)
+    if (e->h == h)
+      return e.get();
+  return nullptr;
+}
+
+std::string hex(char const *p, size_t n) {
+  std::string s(n * 2, '0');
+  gv_tor_hex(reinterpret_cast<uint8_t const *>(p), n, &s[0]);
+  s.resize(n * 2);
+  return s;
+}
+
+// <state>/<v1 hex>.resume, or <v2 hex>.resume for a v2-only torrent.
+std::string resume_name(lt::info_hash_t const &ih, bool v2) {
+  if (v2)
+    return hex(ih.v2.data(), 32) + ".resume";
+  return hex(ih.v1.data(), 20) + ".resume";
+}
+
+std::string primary_name(lt::info_hash_t const &ih) {
+  return resume_name(ih, !ih.has_v1());
+}
+
+// --- Path checks ----------------------------------------------------------
+
+// One path element of a torrent: refused unless it names a plain entry
+// inside its directory, exactly as written.
+bool bad_element(lt::string_view s, std::string &why) {
+  if (s.empty())
+    why = "an empty path element";
+  else if (s == "." || s == "..")
+    why = "a '" + std::string(s) + "' path element";
+  else if (s.find('\0') != lt::string_view::npos)
+    why = "a NUL in a file name";
+  else if (s.find('/') != lt::string_view::npos)
+    why = "a '/' in a file name (absolute or nested path): '" +
+          std::string(s) + "'";
+  else
+    return false;
+  return true;
+}
+
+struct path_check {
+  std::string root;                     // realpath of the save path
+  std::vector<std::string> files;       // relative paths, for the disk check
+  std::string why;
+};
+
+bool check_list(lt::bdecode_node const &list, std::string &rel,
+                path_check &pc) {
+  if (list.type() != lt::bdecode_node::list_t || list.list_size() == 0) {
+    pc.why = "a file path that is not a non-empty list";
+    return false;
+  }
+  for (int i = 0; i < list.list_size(); ++i) {
+    lt::bdecode_node el = list.list_at(i);
+    if (el.type() != lt::bdecode_node::string_t) {
+      pc.why = "a path element that is not a string";
+      return false;
+    }
+    if (bad_element(el.string_value(), pc.why))
+      return false;
+    rel += "/" + std::string(el.string_value());
+  }
+  return true;
+}
+
+// BEP 47: a symlink's target is a list of elements, relative to the root.
+bool check_symlink(lt::bdecode_node const &d, path_check &pc) {
+  lt::bdecode_node sl = d.dict_find("symlink path");
+  if (!sl)
+    return true;
+  std::string dummy;
+  if (!check_list(sl, dummy, pc)) {
+    pc.why = "symlink target with " + pc.why;
+    return false;
+  }
+  return true;
+}
+
+bool check_tree(lt::bdecode_node const &dir, std::string const &rel,
+                int depth, path_check &pc) {
+  if (dir.type() != lt::bdecode_node::dict_t || depth > kTreeDepth) {
+    pc.why = "a malformed or too deep file tree";
+    return false;
+  }
+  for (int i = 0; i < dir.dict_size(); ++i) {
+    auto kv = dir.dict_at_node(i);
+    lt::string_view key = kv.first.string_value();
+    if (key.empty()) { // a leaf: {"": {length, pieces root, attr...}}
+      if (kv.second.type() != lt::bdecode_node::dict_t) {
+        pc.why = "a malformed file tree leaf";
+        return false;
+      }
+      if (!check_symlink(kv.second, pc))
+        return false;
+      pc.files.push_back(rel);
+      continue;
+    }
+    if (bad_element(key, pc.why))
+      return false;
+    if (!check_tree(kv.second, rel + "/" + std::string(key), depth + 1, pc))
+      return false;
+  }
+  return true;
+}
+
+// The name, the v1 file list and the v2 file tree, with their .utf-8
+// variants (libtorrent prefers those when present).
+bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
+  if (info.type() != lt::bdecode_node::dict_t) {
+    pc.why = "no info dictionary";
+    return false;
+  }
+  std::string name;
+  for (char const *k : {"name", "name.utf-8"}) {
+    lt::bdecode_node n = info.dict_find(k);
+    if (!n)
+      continue;
+    if (n.type() != lt::bdecode_node::string_t) {
+      pc.why = std::string("a non-string ") + k;
+      return false;
+    }
+    if (bad_element(n.string_value(), pc.why)) {
+      pc.why = "a torrent name with " + pc.why;
+      return false;
+    }
+    if (name.empty())
+      name = std::string(n.string_value());
+  }
+  if (name.empty()) {
+    pc.why = "a torrent without a name";
+    return false;
+  }
+  bool multi = false;
+  lt::bdecode_node files = info.dict_find_list("files");
+  if (files) {
+    multi = true;
+    for (int i = 0; i < files.list_size(); ++i) {
+      lt::bdecode_node f = files.list_at(i);
+      if (f.type() != lt::bdecode_node::dict_t) {
+        pc.why = "a file entry that is not a dictionary";
+        return false;
+      }
+      bool any = false;
+      for (char const *k : {"path", "path.utf-8"}) {
+        lt::bdecode_node p = f.dict_find(k);
+        if (!p)
+          continue;
+        std::string rel = name;
+        if (!check_list(p, rel, pc))
+          return false;
+        if (!any)
+          pc.files.push_back(rel);
+        any = true;
+      }
+      if (!check_symlink(f, pc))
+        return false;
+    }
+  }
+  lt::bdecode_node tree = info.dict_find_dict("file tree");
+  if (tree) {
+    // A single-file v2 torrent's tree is {name: {"": ...}}, rooted at the
+    // save path; a multi-file one is rooted at name/.
+    bool single = tree.dict_size() == 1 &&
+                  tree.dict_at_node(0).first.string_value() == name &&
+                  tree.dict_at_node(0).second.type() ==
+                      lt::bdecode_node::dict_t &&
+                  tree.dict_at_node(0).second.dict_find("");
+    if (!check_tree(tree, single ? "" : name, 0, pc))
+      return false;
+    if (single) // check_tree named it "/<name>"
+      for (auto &f : pc.files)
+        if (!f.empty() && f[0] == '/')
+          f.erase(0, 1);
+  } else if (!multi) {
+    lt::bdecode_node sl = info.dict_find("symlink path");
+    if (sl && !check_symlink(info, pc))
+      return false;
+    pc.files.push_back(name);
+  }
+  return true;
+}
+
+// Each file's longest prefix that exists on disk must resolve (symlinks
+// followed) inside the save path: a symlink planted there cannot redirect
+// a write.
+bool check_disk(path_check &pc) {
+  for (auto const &f : pc.files) {
+    std::string rel = f;
+    while (!rel.empty() && rel[0] == '/')
+      rel.erase(0, 1);
+    std::string p = pc.root, deepest = pc.root;
+    size_t pos = 0;
+    while (pos <= rel.size()) {
+      size_t next = rel.find('/', pos);
+      if (next == std::string::npos)
+        next = rel.size();
+      p += "/" + rel.substr(pos, next - pos);
+      struct stat st;
+      if (lstat(p.c_str(), &st) != 0)
+        break;
+      deepest = p;
+      pos = next + 1;
+    }
+    char *real = realpath(deepest.c_str(), nullptr);
+    if (!real) {
+      pc.why = "'" + rel + "' is a dangling symlink in the save path";
+      return false;
+    }
+    std::string r(real);
+    free(real);
+    if (r != pc.root && r.compare(0, pc.root.size() + 1, pc.root + "/") != 0) {
+      pc.why = "'" + rel + "' resolves outside the save path, to " + r;
+      return false;
+    }
+  }
+  return true;
+}
+
+int check_info(lt::bdecode_node const &info, std::string const &root,
+               gv_why *why) {
+  path_check pc;
+  pc.root = root;
+  if (!check_info_node(info, pc) || !check_disk(pc))
+    return fail(why, GV_EFIELD, "refused: torrent has " + pc.why);
+  return 0;
+}
+
+int check_info_bytes(lt::span<char const> buf, std::string const &root,
+                     gv_why *why) {
+  lt::error_code ec;
+  lt::bdecode_node n = lt::bdecode(buf, ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
+  return check_info(n, root, why);
+}
+
+// A .torrent's bytes: bdecoded by us, its info dict checked.
+int check_torrent(lt::span<char const> buf, std::string const &root,
+                  gv_why *why) {
+  lt::error_code ec;
+  lt::bdecode_node n = lt::bdecode(buf, ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
+  if (n.type() != lt::bdecode_node::dict_t)
+    return fail(why, GV_EFIELD, "not a .torrent: not a dictionary");
+  return check_info(n.dict_find_dict("info"), root, why);
+}
+
+// --- Resume files ------------------------------------------------------------
+
+int write_atomic(std::string const &dir, std::string const &name,
+                 std::vector<char> const &buf, std::string &why) {
+  std::string tmp = dir + "/." + name + ".tmp", dst = dir + "/" + name;
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err = 0;
+  if (fd < 0) {
+    err = -errno;
+    why = "open " + tmp + ": " + strerror(errno);
+    return err;
+  }
+  size_t off = 0;
+  while (off < buf.size()) {
+    ssize_t n = write(fd, buf.data() + off, buf.size() - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      err = -errno;
+      why = "write " + tmp + ": " + strerror(errno);
+      goto out;
+    }
+    off += size_t(n);
+  }
+  if (fsync(fd) != 0) {
+    err = -errno;
+    why = "fsync " + tmp + ": " + strerror(errno);
+    goto out;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    err = -errno;
+    why = "close " + tmp + ": " + strerror(errno);
+    goto out;
+  }
+  fd = -1;
+  if (rename(tmp.c_str(), dst.c_str()) != 0) {
+    err = -errno;
+    why = "rename " + dst + ": " + strerror(errno);
+    goto out;
+  }
+  fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    err = -errno;
+    why = "fsync " + dir + ": " + strerror(errno);
+  }
+out:
+  if (fd >= 0)
+    close(fd);
+  if (err && err != -EBADF)
+    unlink(tmp.c_str());
+  return err;
+}
+
+// Reads <state>/<name> if it exists: 1 and *atp on success, 0 if absent.
+int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
+                gv_why *why) {
+  std::string path = t->state_dir + "/" + name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : fail(why, -errno, "open " + path);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size > kResumeMax) {
+    close(fd);
+    return fail(why, GV_ETOOBIG, path + ": resume file too large");
+  }
+  std::vector<char> buf(size_t(st.st_size));
+  size_t off = 0;
+  while (off < buf.size()) {
+    ssize_t n = read(fd, buf.data() + off, buf.size() - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    off += size_t(n);
+  }
+  close(fd);
+  lt::error_code ec;
+  atp = lt::read_resume_data(lt::span<char const>(buf.data(), long(off)), ec);
+  if (ec)
+    return fail(why, GV_EFIELD, path + ": " + ec.message());
+  return 1;
+}
+
+void request_save(entry &e) {
+  if (e.save_pending || !e.h.is_valid() || e.failed)
+    return;
+  e.h.save_resume_data(lt::torrent_handle::save_info_dict);
+  e.save_pending = true;
+  e.unsaved = 0;
+}
+
+// Writes one save_resume_data_alert's params; returns 0 or the error.
+int save_resume(gv_tor *t, lt::add_torrent_params const &params,
+                std::string &why) {
+  std::vector<char> buf = lt::write_resume_data_buf(params);
+  lt::info_hash_t const &ih = params.info_hashes;
+  std::string name = primary_name(ih);
+  int rc = write_atomic(t->state_dir, name, buf, why);
+  if (rc == 0 && ih.has_v1() && ih.has_v2()) {
+    std::string alias = t->state_dir + "/" + resume_name(ih, true);
+    if (symlink(name.c_str(), alias.c_str()) != 0 && errno != EEXIST) {
+      why = "symlink " + alias + ": " + strerror(errno);
+      rc = -errno;
+    }
+  }
+  return rc;
+}
+
+// --- Events ------------------------------------------------------------------
+
+gv_tor_event &push(gv_tor *t, gv_tor_ev_type type, lt::info_hash_t const &ih) {
+  t->pending.emplace_back();
+  gv_tor_event &ev = t->pending.back();
+  memset(&ev, 0, sizeof ev);
+  ev.type = type;
+  to_ih(ih, &ev.ih);
+  return ev;
+}
+
+void set_reason(gv_tor_event &ev, std::string const &s) {
+  snprintf(ev.reason, sizeof ev.reason, "%s", s.c_str());
+}
+
+void set_peer(gv_tor_event &ev, lt::tcp::endpoint const &ep) {
+  size_t n = ep.size() < sizeof ev.peer ? ep.size() : sizeof ev.peer;
+  memcpy(&ev.peer, ep.data(), n);
+  ev.has_peer = 1;
+}
+
+// An error_code as -errno when it is one, with "disk full" spelled out.
+int map_error(lt::error_code const &ec, std::string &reason) {
+  if (ec == boost::system::errc::no_space_on_device) {
+    reason = "disk full: " + reason;
+    return -ENOSPC;
+  }
+  reason += ec.message();
+  if (ec.category() == boost::system::system_category() ||
+      ec.category() == boost::system::generic_category())
+    return -ec.value();
+  return GV_ESTATE;
+}
+
+int pieces_done(entry &e) {
+  return e.h.status(lt::status_flags_t{}).num_pieces;
+}
+
+int pieces_total(entry &e) {
+  auto ti = e.h.torrent_file();
+  return ti ? ti->num_pieces() : 0;
+}
+
+void on_metadata(gv_tor *t, entry &e) {
+  e.ih = e.h.info_hashes();
+  if (!e.need_check)
+    return;
+  e.need_check = false;
+  auto ti = e.h.torrent_file();
+  gv_why why;
+  int rc = ti ? check_info_bytes(ti->info_section(), e.save_path, &why)
+              : fail(&why, GV_EFIELD, "no metadata");
+  if (rc < 0) {
+    e.failed = true;
+    e.error = why.text;
+    e.h.pause();
+    gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e.ih);
+    ev.err = rc;
+    set_reason(ev, e.error);
+    return;
+  }
+  e.h.unset_flags(lt::torrent_flags::upload_mode);
+  push(t, GV_TOR_EV_METADATA, e.ih);
+}
+
+void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
+  lt::alert *a = alerts[i];
+  if (auto *r = lt::alert_cast<lt::torrent_removed_alert>(a)) {
+    push(t, GV_TOR_EV_REMOVED, r->info_hashes);
+    return;
+  }
+  if (auto *s = lt::alert_cast<lt::save_resume_data_alert>(a)) {
+    entry *e = find(t, s->handle);
+    if (!e) // removed since it was asked for: its resume file stays deleted
+      return;
+    e->save_pending = false;
+    std::string why;
+    int rc = save_resume(t, s->params, why);
+    gv_tor_event &ev = push(t, GV_TOR_EV_RESUME_SAVED, s->params.info_hashes);
+    ev.err = rc;
+    set_reason(ev, why);
+    return;
+  }
+  auto *ta = dynamic_cast<lt::torrent_alert *>(a);
+  if (!ta)
+    return;
+  entry *e = find(t, ta->handle);
+  if (!e)
+    return;
+  bool was_ban = e->last_was_ban;
+  e->last_was_ban = false;
+  if (auto *f = lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
+    e->save_pending = false;
+    gv_tor_event &ev = push(t, GV_TOR_EV_RESUME_SAVED, e->ih);
+    std::string reason = "save resume data: ";
+    ev.err = map_error(f->error, reason);
+    set_reason(ev, reason);
+  } else if (auto *ad = lt::alert_cast<lt::add_torrent_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_ADDED, e->ih);
+    if (ad->error) {
+      std::string reason;
+      ev.err = map_error(ad->error, reason);
+      set_reason(ev, reason);
+    }
+  } else if (lt::alert_cast<lt::metadata_received_alert>(a)) {
+    on_metadata(t, *e);
+  } else if (auto *p = lt::alert_cast<lt::piece_finished_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_PIECE, e->ih);
+    ev.piece = uint32_t(static_cast<int>(p->piece_index));
+    // libtorrent's count can lag its own alert; ours cannot.
+    int have = pieces_done(*e);
+    ev.pieces_done = ++e->pieces_seen > have ? e->pieces_seen : have;
+    ev.pieces_total = pieces_total(*e);
+    if (e->unsaved++ == 0)
+      e->first_unsaved = clock_type::now();
+  } else if (lt::alert_cast<lt::torrent_finished_alert>(a)) {
+    push(t, GV_TOR_EV_FINISHED, e->ih);
+    request_save(*e);
+  } else if (auto *hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_HASH_FAILED, e->ih);
+    ev.piece = uint32_t(static_cast<int>(hf->piece_index));
+    // The ban of the culprit, if any, is this torrent's alert just before
+    // this one (libtorrent 2.0), or just after it (elsewhere in the batch).
+    if (was_ban) {
+      set_peer(ev, e->last_ban);
+      ev.banned = 1;
+    }
+    for (size_t j = i + 1; !was_ban && j < alerts.size(); ++j) {
+      auto *tj = dynamic_cast<lt::torrent_alert *>(alerts[j]);
+      if (!tj || tj->handle != ta->handle)
+        continue;
+      if (auto *b = lt::alert_cast<lt::peer_ban_alert>(alerts[j])) {
+        set_peer(ev, b->endpoint);
+        ev.banned = 1;
+      }
+      if (lt::alert_cast<lt::peer_ban_alert>(alerts[j]) ||
+          lt::alert_cast<lt::hash_failed_alert>(alerts[j]))
+        break;
+    }
+  } else if (auto *b = lt::alert_cast<lt::peer_ban_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_PEER_BANNED, e->ih);
+    set_peer(ev, b->endpoint);
+    ev.banned = 1;
+    e->last_was_ban = true;
+    e->last_ban = b->endpoint;
+  } else if (auto *fe = lt::alert_cast<lt::file_error_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_FILE_ERROR, e->ih);
+    std::string reason = std::string(fe->filename()) + ": ";
+    ev.err = map_error(fe->error, reason);
+    set_reason(ev, reason);
+    if (e->file_error.empty())
+      e->file_error = reason;
+    // libtorrent paused the torrent; record what was verified.
+    request_save(*e);
+  } else if (auto *te = lt::alert_cast<lt::torrent_error_alert>(a)) {
+    gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e->ih);
+    std::string reason = std::string(te->filename()) + ": ";
+    ev.err = map_error(te->error, reason);
+    set_reason(ev, reason);
+  }
+}
+
+lt::tcp::endpoint endpoint_of(struct sockaddr const *sa) {
+  if (sa->sa_family == AF_INET) {
+    auto const *s = reinterpret_cast<struct sockaddr_in const *>(sa);
+    return {lt::address_v4(ntohl(s->sin_addr.s_addr)), ntohs(s->sin_port)};
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto const *s = reinterpret_cast<struct sockaddr_in6 const *>(sa);
+    lt::address_v6::bytes_type b;
+    memcpy(b.data(), &s->sin6_addr, 16);
+    return {lt::address_v6(b, s->sin6_scope_id), ntohs(s->sin6_port)};
+  }
+  throw std::invalid_argument("not an IPv4 or IPv6 address");
+}
+
+int real_dir(char const *path, std::string &out, gv_why *why) {
+  if (!path || !*path)
+    return fail(why, GV_EINVAL, "no directory given");
+  std::string p(path);
+  for (size_t i = 1; i <= p.size(); ++i)
+    if ((i == p.size() || p[i] == '/') &&
+        mkdir(p.substr(0, i).c_str(), 0700) != 0 && errno != EEXIST)
+      return fail(why, -errno, "mkdir " + p.substr(0, i) + ": " +
+                                   strerror(errno));
+  char *r = realpath(path, nullptr);
+  if (!r)
+    return fail(why, -errno, std::string("realpath ") + path);
+  out = r;
+  free(r);
+  return 0;
+}
+
+void fill_status(entry &e, gv_tor_status *st) {
+  memset(st, 0, sizeof *st);
+  to_ih(e.ih, &st->ih);
+  lt::torrent_status s = e.h.status(lt::torrent_handle::query_name |
+                                    lt::torrent_handle::query_save_path |
+                                    lt::torrent_handle::query_torrent_file);
+  auto ti = s.torrent_file.lock();
+  if (e.failed) {
+    st->state = GV_TOR_ERROR;
+    snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
+  } else if (s.errc && !e.file_error.empty()) {
+    // Writes in flight fail after the first error, often differently
+    // (EFAULT after ENOSPC): the first says what happened.
+    st->state = GV_TOR_ERROR;
+    snprintf(st->error, sizeof st->error, "%s", e.file_error.c_str());
+  } else if (s.errc) {
+    st->state = GV_TOR_ERROR;
+    std::string reason;
+    if (s.error_file >= lt::file_index_t{0} && ti)
+      reason = ti->files().file_path(s.error_file) + ": ";
+    map_error(s.errc, reason);
+    snprintf(st->error, sizeof st->error, "%s", reason.c_str());
+  } else if (s.flags & lt::torrent_flags::paused) {
+    st->state = GV_TOR_PAUSED;
+  } else {
+    switch (s.state) {
+    case lt::torrent_status::checking_files:
+    case lt::torrent_status::checking_resume_data:
+      st->state = GV_TOR_CHECKING;
+      break;
+    case lt::torrent_status::downloading_metadata:
+      st->state = GV_TOR_METADATA;
+      break;
+    case lt::torrent_status::finished:
+    case lt::torrent_status::seeding:
+      st->state = GV_TOR_SEEDING;
+      break;
+    default:
+      st->state = GV_TOR_DOWNLOADING;
+    }
+  }
+  st->done = uint64_t(s.total_wanted_done);
+  st->total = uint64_t(s.total_wanted);
+  st->progress = st->total ? double(st->done) / double(st->total) : 0.0;
+  st->down_rate = s.download_payload_rate;
+  st->up_rate = s.upload_payload_rate;
+  st->downloaded = uint64_t(s.total_payload_download);
+  st->uploaded = uint64_t(s.total_payload_upload);
+  st->all_downloaded = uint64_t(s.all_time_download);
+  st->all_uploaded = uint64_t(s.all_time_upload);
+  st->peers = s.num_peers;
+  st->pieces_done = s.num_pieces;
+  st->pieces_total = ti ? ti->num_pieces() : 0;
+  st->ratio = st->total ? double(st->all_uploaded) / double(st->total) : 0.0;
+  snprintf(st->save_path, sizeof st->save_path, "%s", s.save_path.c_str());
+  snprintf(st->name, sizeof st->name, "%s", s.name.c_str());
+}
+
+bool hexval(char c, int &v) {
+  if (c >= '0' && c <= '9')
+    v = c - '0';
+  else if (c >= 'a' && c <= 'f')
+    v = c - 'a' + 10;
+  else if (c >= 'A' && c <= 'F')
+    v = c - 'A' + 10;
+  else
+    return false;
+  return true;
+}
+
+} // namespace
+
+extern "C" {
+
+void gv_tor_hex(const uint8_t *hash, size_t n, char *out) {
+  static char const d[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = d[hash[i] >> 4];
+    out[2 * i + 1] = d[hash[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+const char *gv_tor_ev_name(gv_tor_ev_type type) {
+  switch (type) {
+  case GV_TOR_EV_ADDED: return "added";
+  case GV_TOR_EV_METADATA: return "metadata";
+  case GV_TOR_EV_PIECE: return "piece";
+  case GV_TOR_EV_FINISHED: return "finished";
+  case GV_TOR_EV_HASH_FAILED: return "hash_failed";
+  case GV_TOR_EV_PEER_BANNED: return "peer_banned";
+  case GV_TOR_EV_FILE_ERROR: return "file_error";
+  case GV_TOR_EV_TORRENT_ERROR: return "torrent_error";
+  case GV_TOR_EV_REMOVED: return "removed";
+  case GV_TOR_EV_RESUME_SAVED: return "resume_saved";
+  }
+  return "unknown";
+}
+
+int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
+  *out = nullptr;
+  try {
+    auto t = std::make_unique<gv_tor>();
+    int rc = real_dir(cfg->state_dir, t->state_dir, why);
+    if (rc < 0)
+      return rc;
+    // Tuned like the benchmark's bare pair: a node shares big files.
+    lt::settings_pack sp = lt::high_performance_seed();
+    std::string ip = cfg->listen_ip ? cfg->listen_ip : "127.0.0.1";
+    if (ip.find(':') != std::string::npos)
+      ip = "[" + ip + "]";
+    sp.set_str(lt::settings_pack::listen_interfaces,
+               ip + ":" + std::to_string(cfg->listen_port));
+    sp.set_bool(lt::settings_pack::listen_system_port_fallback, false);
+    sp.set_bool(lt::settings_pack::enable_dht, cfg->dht != 0);
+    sp.set_str(lt::settings_pack::dht_bootstrap_nodes, "");
+    sp.set_bool(lt::settings_pack::enable_lsd, cfg->lsd != 0);
+    sp.set_bool(lt::settings_pack::enable_upnp, cfg->upnp != 0);
+    sp.set_bool(lt::settings_pack::enable_natpmp, cfg->natpmp != 0);
+    sp.set_bool(lt::settings_pack::enable_outgoing_utp, cfg->utp != 0);
+    sp.set_bool(lt::settings_pack::enable_incoming_utp, cfg->utp != 0);
+    sp.set_bool(lt::settings_pack::enable_outgoing_tcp, true);
+    sp.set_bool(lt::settings_pack::enable_incoming_tcp, true);
+    int policy = lt::settings_pack::pe_forced;
+    int level = lt::settings_pack::pe_rc4;
+    if (cfg->encryption == GV_TOR_ENC_ENABLED) {
+      policy = lt::settings_pack::pe_enabled;
+      level = lt::settings_pack::pe_both;
+    } else if (cfg->encryption == GV_TOR_ENC_DISABLED) {
+      policy = lt::settings_pack::pe_disabled;
+      level = lt::settings_pack::pe_plaintext;
+    }
+    sp.set_int(lt::settings_pack::out_enc_policy, policy);
+    sp.set_int(lt::settings_pack::in_enc_policy, policy);
+    sp.set_int(lt::settings_pack::allowed_enc_level, level);
+    sp.set_bool(lt::settings_pack::prefer_rc4,
+                cfg->encryption != GV_TOR_ENC_DISABLED);
+    sp.set_int(lt::settings_pack::tick_interval,
+               cfg->tick_ms > 0 ? cfg->tick_ms : 100);
+    sp.set_int(lt::settings_pack::upload_rate_limit, cfg->upload_rate);
+    sp.set_int(lt::settings_pack::download_rate_limit, cfg->download_rate);
+    // The node's local proxy (issue 11) makes every peer 127.0.0.1.
+    sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+    sp.set_int(lt::settings_pack::alert_mask,
+               lt::alert_category::status | lt::alert_category::error |
+                   lt::alert_category::storage |
+                   lt::alert_category::piece_progress |
+                   lt::alert_category::peer);
+    // No default plugins: peer exchange only when asked for.
+    lt::session_params params(std::move(sp),
+                              std::vector<std::shared_ptr<lt::plugin>>{});
+    t->ses = std::make_unique<lt::session>(std::move(params));
+    // Rate limits bind every peer: libtorrent exempts local networks (and
+    // loopback, where the node's proxy puts every peer) by default.
+    lt::ip_filter classes;
+    std::uint32_t global = 1u << static_cast<std::uint32_t>(
+                               lt::session::global_peer_class_id);
+    classes.add_rule(lt::make_address("0.0.0.0"),
+                     lt::make_address("255.255.255.255"), global);
+    classes.add_rule(lt::make_address("::"),
+                     lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                     global);
+    t->ses->set_peer_class_filter(classes);
+    t->ses->add_extension(&lt::create_ut_metadata_plugin);
+    t->ses->add_extension(&lt::create_smart_ban_plugin);
+    if (cfg->pex)
+      t->ses->add_extension(&lt::create_ut_pex_plugin);
+    if (cfg->notify) {
+      void (*fn)(void *) = cfg->notify;
+      void *ctx = cfg->notify_ctx;
+      t->ses->set_alert_notify([fn, ctx] { fn(ctx); });
+    }
+    *out = t.release();
+    return 0;
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+void gv_tor_free(gv_tor *t) {
+  if (!t)
+    return;
+  try {
+    int waiting = 0;
+    for (auto &e : t->torrents) {
+      if (!e->h.is_valid() || e->failed || !e->h.torrent_file())
+        continue;
+      if (!e->save_pending)
+        e->h.save_resume_data(lt::torrent_handle::save_info_dict);
+      e->save_pending = true;
+      ++waiting;
+    }
+    auto deadline = clock_type::now() + std::chrono::seconds(10);
+    std::vector<lt::alert *> alerts;
+    while (waiting > 0 && clock_type::now() < deadline) {
+      auto left = std::chrono::duration_cast<lt::time_duration>(
+          deadline - clock_type::now());
+      if (!t->ses->wait_for_alert(left))
+        break;
+      t->ses->pop_alerts(&alerts);
+      for (lt::alert *a : alerts) {
+        std::string why;
+        if (auto *s = lt::alert_cast<lt::save_resume_data_alert>(a)) {
+          save_resume(t, s->params, why);
+          --waiting;
+        } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
+          --waiting;
+        }
+      }
+    }
+    t->ses->set_alert_notify([] {});
+    t->ses.reset();
+  } catch (...) {
+    caught(nullptr);
+  }
+  delete t;
+}
+
+uint16_t gv_tor_port(gv_tor *t) {
+  try {
+    return t->ses->listen_port();
+  } catch (...) {
+    caught(nullptr);
+    return 0;
+  }
+}
+
+int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
+                  size_t *len, gv_tor_ih *ih, gv_why *why) {
+  *torrent = nullptr;
+  *len = 0;
+  try {
+    if (piece_size && (piece_size < 16384 || (piece_size & (piece_size - 1))))
+      return fail(why, GV_EINVAL,
+                  "piece size must be 0 or a power of two >= 16 KiB");
+    std::string p(path);
+    while (p.size() > 1 && p.back() == '/')
+      p.pop_back();
+    char *real = realpath(p.c_str(), nullptr);
+    if (!real)
+      return fail(why, -errno, "cannot open " + p);
+    p = real;
+    free(real);
+    lt::file_storage fs;
+    lt::add_files(fs, p);
+    if (fs.num_files() == 0)
+      return fail(why, GV_EINVAL, p + ": no files to share");
+    lt::create_torrent ct(fs, int(piece_size)); // v1+v2 hybrid by default
+    lt::error_code ec;
+    std::string parent = p.substr(0, p.rfind('/'));
+    lt::set_piece_hashes(ct, parent.empty() ? "/" : parent, ec);
+    if (ec) {
+      std::string reason = "hashing " + p + ": ";
+      return fail(why, map_error(ec, reason), reason);
+    }
+    std::vector<char> buf;
+    lt::bencode(std::back_inserter(buf), ct.generate());
+    lt::torrent_info ti(buf, lt::from_span);
+    uint8_t *copy = static_cast<uint8_t *>(malloc(buf.size()));
+    if (!copy)
+      return fail(why, GV_ENOMEM, "out of memory");
+    memcpy(copy, buf.data(), buf.size());
+    *torrent = copy;
+    *len = buf.size();
+    to_ih(ti.info_hashes(), ih);
+    return 0;
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+void gv_tor_bytes_free(uint8_t *p) { free(p); }
+
+int gv_tor_magnet(const gv_tor_ih *ih, const char *name, char *out,
+                  size_t cap) {
+  try {
+    if (!ih->has_v1 && !ih->has_v2)
+      return GV_EINVAL;
+    std::string m = "magnet:?";
+    char h[65];
+    if (ih->has_v1) {
+      gv_tor_hex(ih->v1, 20, h);
+      m += std::string("xt=urn:btih:") + h;
+    }
+    if (ih->has_v2) {
+      gv_tor_hex(ih->v2, 32, h);
+      m += std::string(ih->has_v1 ? "&" : "") + "xt=urn:btmh:1220" + h;
+    }
+    if (name && *name) {
+      m += "&dn=";
+      for (unsigned char const *c = (unsigned char const *)name; *c; ++c) {
+        if (isalnum(*c) || strchr("-._~", *c)) {
+          m += char(*c);
+        } else {
+          char pct[4];
+          snprintf(pct, sizeof pct, "%%%02X", *c);
+          m += pct;
+        }
+      }
+    }
+    if (m.size() + 1 > cap)
+      return GV_ETOOBIG;
+    memcpy(out, m.c_str(), m.size() + 1);
+    return int(m.size());
+  } catch (...) {
+    return caught(nullptr);
+  }
+}
+
+int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
+                        gv_why *why) {
+  memset(out, 0, sizeof *out);
+  try {
+    if (len > GV_TOR_TARGET_MAX)
+      return gv_fail(why, GV_ETOOBIG, "too long: %zu bytes, at most %d", len,
+                     GV_TOR_TARGET_MAX);
+    if (len == 0)
+      return gv_fail(why, GV_EINVAL, "empty: want an info-hash or a magnet");
+    if (memchr(s, '\0', len))
+      return gv_fail(why, GV_EINVAL, "a NUL byte in the input");
+    lt::string_view in(s, len);
+    if (in.size() >= 7 && strncasecmp(s, "magnet:", 7) == 0) {
+      if (in.size() < 8 || in[7] != '?')
+        return gv_fail(why, GV_EINVAL, "not a magnet link: no '?' after "
+                                       "\"magnet:\"");
+      lt::error_code ec;
+      lt::add_torrent_params atp = lt::parse_magnet_uri(in, ec);
+      if (ec == lt::errors::missing_info_hash_in_uri)
+        return gv_fail(why, GV_EINVAL,
+                       "magnet link without urn:btih or urn:btmh");
+      if (ec)
+        return gv_fail(why, GV_EINVAL, "bad magnet link: %s",
+                       ec.message().c_str());
+      if (!atp.info_hashes.has_v1() && !atp.info_hashes.has_v2())
+        return gv_fail(why, GV_EINVAL,
+                       "magnet link without urn:btih or urn:btmh");
+      if (atp.name.size() > GV_TOR_NAME_MAX)
+        return gv_fail(why, GV_EINVAL, "dn too long: %zu bytes, at most %d",
+                       atp.name.size(), GV_TOR_NAME_MAX);
+      if (atp.name.find('\0') != std::string::npos)
+        return gv_fail(why, GV_EINVAL, "a NUL byte in dn");
+      to_ih(atp.info_hashes, &out->ih);
+      memcpy(out->name, atp.name.data(), atp.name.size());
+      return 0;
+    }
+    if (in.find(':') != lt::string_view::npos)
+      return gv_fail(why, GV_EINVAL,
+                     "not a magnet link (want \"magnet:?xt=...\") or a hex "
+                     "info-hash");
+    for (size_t i = 0; i < len; ++i) {
+      int v;
+      if (!hexval(s[i], v))
+        return gv_fail(why, GV_EINVAL, "bad hex: byte 0x%02x at offset %zu",
+                       (unsigned char)s[i], i);
+    }
+    if (len != 40 && len != 64)
+      return gv_fail(why, GV_EINVAL,
+                     "wrong length: %zu hex digits, want 40 (v1) or 64 (v2)",
+                     len);
+    uint8_t *dst = len == 40 ? out->ih.v1 : out->ih.v2;
+    for (size_t i = 0; i < len / 2; ++i) {
+      int hi = 0, lo = 0;
+      hexval(s[2 * i], hi);
+      hexval(s[2 * i + 1], lo);
+      dst[i] = uint8_t(hi << 4 | lo);
+    }
+    uint8_t any = 0;
+    for (size_t i = 0; i < len / 2; ++i)
+      any |= dst[i];
+    if (!any) { // libtorrent reads an all-zero hash as no hash at all
+      memset(out, 0, sizeof *out);
+      return gv_fail(why, GV_EINVAL, "an all-zero info-hash names no torrent");
+    }
+    (len == 40 ? out->ih.has_v1 : out->ih.has_v2) = 1;
+    return 0;
+  } catch (...) {
+    memset(out, 0, sizeof *out);
+    return caught(why);
+  }
+}
+
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
+                          const char *root, gv_why *why) {
+  try {
+    char *r = realpath(root, nullptr);
+    if (!r)
+      return fail(why, -errno, std::string("realpath ") + root);
+    std::string real(r);
+    free(r);
+    return check_torrent(lt::span<char const>(
+                             reinterpret_cast<char const *>(torrent),
+                             long(len)),
+                         real, why);
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
+               gv_why *why) {
+  try {
+    if ((p->torrent != nullptr) == (p->target != nullptr))
+      return fail(why, GV_EINVAL, "give either .torrent bytes or a target");
+    std::string save;
+    int rc = real_dir(p->save_path, save, why);
+    if (rc < 0)
+      return rc;
+    std::shared_ptr<lt::torrent_info> ti;
+    lt::info_hash_t want;
+    if (p->torrent) {
+      lt::span<char const> buf(reinterpret_cast<char const *>(p->torrent),
+                               long(p->torrent_len));
+      rc = check_torrent(buf, save, why);
+      if (rc < 0)
+        return rc;
+      lt::error_code ec;
+      ti = std::make_shared<lt::torrent_info>(buf, ec, lt::from_span);
+      if (ec)
+        return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
+      ti->clear_trackers();
+      ti->set_web_seeds({});
+      want = ti->info_hashes();
+    } else {
+      want = from_ih(p->target->ih);
+      if (!want.has_v1() && !want.has_v2())
+        return fail(why, GV_EINVAL, "target without an info-hash");
+    }
+    if (find(t, want))
+      return fail(why, GV_EDUP, "torrent already added");
+
+    // Unreadable resume data costs a full check of the files, nothing more:
+    // libtorrent hashes what is on disk and keeps every piece that passes.
+    lt::add_torrent_params atp;
+    rc = 0;
+    if (want.has_v1())
+      rc = load_resume(t, resume_name(want, false), atp, nullptr);
+    if (rc <= 0 && want.has_v2())
+      rc = load_resume(t, resume_name(want, true), atp, nullptr);
+    if (rc != 1 || !same(atp.info_hashes, want))
+      atp = lt::add_torrent_params();
+    bool need_check = false;
+    if (ti) {
+      atp.ti = ti;
+    } else if (atp.ti) { // resumed with its info dict
+      rc = check_info_bytes(atp.ti->info_section(), save, why);
+      if (rc < 0)
+        return rc;
+      atp.ti->clear_trackers();
+      atp.ti->set_web_seeds({});
+    } else {
+      atp.info_hashes = want;
+      atp.name = p->target->name;
+      need_check = true;
+    }
+    atp.save_path = save;
+    atp.trackers.clear();
+    atp.tracker_tiers.clear();
+    atp.url_seeds.clear();
+    atp.dht_nodes.clear();
+    atp.flags &= ~(lt::torrent_flags::auto_managed |
+                   lt::torrent_flags::paused |
+                   lt::torrent_flags::upload_mode |
+                   lt::torrent_flags::seed_mode);
+    if (need_check)
+      atp.flags |= lt::torrent_flags::upload_mode;
+    if (p->flags & GV_TOR_ADD_SEED_MODE)
+      atp.flags |= lt::torrent_flags::seed_mode;
+    lt::error_code ec;
+    lt::torrent_handle h = t->ses->add_torrent(std::move(atp), ec);
+    if (ec == lt::errors::duplicate_torrent)
+      return fail(why, GV_EDUP, "torrent already added");
+    if (ec) {
+      std::string reason = "add: ";
+      return fail(why, map_error(ec, reason), reason);
+    }
+    auto e = std::make_unique<entry>();
+    e->h = h;
+    e->ih = ti ? ti->info_hashes() : h.info_hashes();
+    if (!e->ih.has_v1() && !e->ih.has_v2())
+      e->ih = want;
+    e->save_path = save;
+    e->need_check = need_check;
+    if (ih)
+      to_ih(e->ih, ih);
+    t->torrents.push_back(std::move(e));
+    return 0;
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
+                   gv_why *why) {
+  try {
+    entry *e = find(t, from_ih(*ih));
+    if (!e)
+      return fail(why, GV_ENOT_FOUND, "no such torrent");
+    e->h.connect_peer(endpoint_of(sa));
+    return 0;
+  } catch (std::invalid_argument const &x) {
+    return fail(why, GV_EINVAL, x.what());
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
+                  gv_why *why) {
+  try {
+    lt::info_hash_t want = from_ih(*ih);
+    for (auto it = t->torrents.begin(); it != t->torrents.end(); ++it) {
+      entry &e = **it;
+      if (!same(e.ih, want))
+        continue;
+      t->ses->remove_torrent(e.h, delete_files
+                                      ? lt::session_handle::delete_files
+                                      : lt::remove_flags_t{});
+      if (e.ih.has_v1())
+        unlink((t->state_dir + "/" + resume_name(e.ih, false)).c_str());
+      if (e.ih.has_v2())
+        unlink((t->state_dir + "/" + resume_name(e.ih, true)).c_str());
+      t->torrents.erase(it);
+      return 0;
+    }
+    return fail(why, GV_ENOT_FOUND, "no such torrent");
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+int gv_tor_status_get(gv_tor *t, const gv_tor_ih *ih, gv_tor_status *st,
+                      gv_why *why) {
+  try {
+    entry *e = find(t, from_ih(*ih));
+    if (!e)
+      return fail(why, GV_ENOT_FOUND, "no such torrent");
+    fill_status(*e, st);
+    return 0;
+  } catch (...) {
+    return caught(why);
+  }
+}
+
+int gv_tor_list(gv_tor *t, gv_tor_status *st, size_t max) {
+  try {
+    size_t i = 0;
+    for (auto &e : t->torrents) {
+      if (i < max)
+        fill_status(*e, &st[i]);
+      ++i;
+    }
+    return int(i);
+  } catch (...) {
+    return caught(nullptr);
+  }
+}
+
+int gv_tor_poll(gv_tor *t, gv_tor_event *ev, size_t max) {
+  try {
+    std::vector<lt::alert *> alerts;
+    t->ses->pop_alerts(&alerts);
+    for (size_t i = 0; i < alerts.size(); ++i)
+      dispatch(t, alerts, i);
+    auto now = clock_type::now();
+    for (auto &e : t->torrents)
+      if (e->unsaved >= GV_TOR_RESUME_PIECES ||
+          (e->unsaved > 0 &&
+           now - e->first_unsaved >= std::chrono::milliseconds(GV_TOR_RESUME_MS)))
+        request_save(*e);
+    size_t n = 0;
+    while (n < max && !t->pending.empty()) {
+      ev[n++] = t->pending.front();
+      t->pending.pop_front();
+    }
+    return int(n);
+  } catch (...) {
+    return caught(nullptr);
+  }
+}
+
+} // extern "C"
