@@ -80,7 +80,7 @@ all: $(BINS)
 
 # Installs missing Debian packages only when pkg-config cannot find one.
 deps:
-	@pkg-config --exists $(PKGS) $(TEST_PKGS) $(BENCH_PKGS) 2>/dev/null || \
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) $(BENCH_PKGS) $(TOR_PKGS) 2>/dev/null || \
 	  scripts/deps.sh
 
 $(BUILD)/obj/%.o: %.c

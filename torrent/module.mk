@@ -2,15 +2,18 @@
 # libtorrent-rasterbar behind the C API of torrent/tor.h. Its tests, fuzz
 # target and benchmark. Included by the top-level Makefile.
 
-PKGS += libtorrent-rasterbar
+# Only the wrapper and what links it see libtorrent: the node, the tracker
+# and the simulator do not link it (yet).
+TOR_PKGS   := libtorrent-rasterbar
+TOR_CFLAGS  = $(shell pkg-config --cflags $(TOR_PKGS))
 
 CXX      ?= c++
 # C++ is slow to compile on our shared 2-core machines: one translation unit
 # for the wrapper, one for the benchmark's bare libtorrent anchor.
 ALL_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Werror $(CFLAGS) \
-               $(EXTRA_CFLAGS) -Iproto $(PKG_CFLAGS) -MMD -MP
+               $(EXTRA_CFLAGS) -Iproto $(PKG_CFLAGS) $(TOR_CFLAGS) -MMD -MP
 # Programs holding C++ objects are linked by $(CC): they need libstdc++.
-TOR_LIBS := -lstdc++
+TOR_LIBS  = $(shell pkg-config --libs $(TOR_PKGS)) -lstdc++
 TOR_OBJ  := $(BUILD)/obj/torrent/tor.o
 
 $(BUILD)/obj/%.o: %.cpp
@@ -38,11 +41,11 @@ $(BUILD)/tests/tor_peer: $(call obj,tests/tor_peer.c) $(TOR_OBJ) \
 $(BUILD)/fuzz/tor/tor.o: torrent/tor.cpp torrent/tor.h
 	@mkdir -p $(dir $@)
 	clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) -c $< -o $@
+	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) $(TOR_CFLAGS) -c $< -o $@
 $(BUILD)/fuzz/fuzz_tor_%: tests/fuzz/fuzz_tor_%.c $(BUILD)/fuzz/tor/tor.o \
     $(PROTO_SRC)
 	clang++ $(FUZZ_FLAGS) -Itorrent -o $@ -x c $< $(PROTO_SRC) \
-	  -x none $(BUILD)/fuzz/tor/tor.o $(PKG_LIBS)
+	  -x none $(BUILD)/fuzz/tor/tor.o $(PKG_LIBS) $(TOR_LIBS)
 
 # The benchmark: tests/bench/bench_torrent.sh runs the bare libtorrent pair
 # (tor_bare, the anchor) and tor_peer through the same transfer.
@@ -50,7 +53,7 @@ BENCH_BINS += $(BUILD)/bench/bench_torrent
 $(BUILD)/bench/tor_bare: tests/bench/tor_bare.cpp
 	@mkdir -p $(dir $@) $(BUILD)/obj/tests/bench
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $(BUILD)/obj/tests/bench/tor_bare.o
-	$(CXX) $(LDFLAGS) -o $@ $(BUILD)/obj/tests/bench/tor_bare.o $(PKG_LIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(BUILD)/obj/tests/bench/tor_bare.o $(TOR_LIBS)
 
 $(BUILD)/bench/bench_torrent: tests/bench/bench_torrent.sh \
     $(BUILD)/bench/tor_bare $(BUILD)/tests/tor_peer
