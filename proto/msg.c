@@ -351,17 +351,13 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                         const char *sig_hex, size_t sig_len, bool embedded,
                         const gv_msg_policy *pol, gv_why *why) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
-  const char *end = NULL;
-  size_t bin_len = 0, at, extra;
+  size_t at, extra;
   cJSON *b = NULL;
   char *w;
   uint64_t v;
   int rc;
 
-  if (sig_len != 2 * GV_SIG_BYTES ||
-      sodium_hex2bin(m->sig, sizeof(m->sig), sig_hex, sig_len, NULL, &bin_len,
-                     &end) != 0 ||
-      bin_len != GV_SIG_BYTES)
+  if (gv_hex_decode(m->sig, sizeof(m->sig), sig_hex, sig_len) < 0)
     return gv_fail(why, GV_EFIELD, "field 'sig' is not 128 hex digits");
   if (body_len == 0 || !printable(body, body_len))
     return gv_fail(why, GV_EFIELD, "body is empty or not printable ASCII");
@@ -456,7 +452,7 @@ int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
   memset(m, 0, sizeof(*m));
   if (body_len > GV_MSG_MAX)
     return gv_fail(why, GV_ETOOBIG, "record of %zu bytes", body_len);
-  sodium_bin2hex(hex, sizeof(hex), sig, GV_SIG_BYTES);
+  gv_hex_encode(hex, sig, GV_SIG_BYTES);
   return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol, why);
 }
 
@@ -559,7 +555,7 @@ out:
 
 static int add_hex(cJSON *obj, const char *key, const uint8_t *bin, size_t n) {
   char hex[2 * GV_SIG_BYTES + 1];
-  sodium_bin2hex(hex, sizeof(hex), bin, n);
+  gv_hex_encode(hex, bin, n);
   return cJSON_AddStringToObject(obj, key, hex) != NULL ? 0 : GV_ENOMEM;
 }
 
@@ -675,60 +671,183 @@ static int add_record(cJSON *arr_or_obj, const char *key, const gv_msg *rec) {
   return add_hex(e, "sig", rec->sig, GV_SIG_BYTES);
 }
 
-int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
-  cJSON *o = cJSON_CreateObject();
-  int rc = 0;
+/* ---- the envelopes, written directly ----
+ *
+ * Envelopes are encoded for every message sent (a HELLO per link, a
+ * gossip message per hop), so they are written straight into one buffer,
+ * byte for byte what cJSON_PrintUnformatted printed from the tree it used
+ * to build (tests/check_msg.c compares the two): members in order, no
+ * white space, strings escaped as cJSON escapes them. */
 
-  if (o == NULL)
-    return GV_ENOMEM;
-  if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
-      m->type >= GV__MSG_COUNT) {
-    cJSON_Delete(o);
-    return GV_EINVAL;
+typedef struct wbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} wbuf;
+
+static void w_reserve(wbuf *w, size_t more) {
+  size_t cap = w->cap ? w->cap : 256;
+  char *p;
+  if (w->oom || w->n + more + 1 <= w->cap)
+    return;
+  while (cap < w->n + more + 1)
+    cap *= 2;
+  if ((p = realloc(w->p, cap)) == NULL) {
+    w->oom = true;
+    return;
   }
-  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
-      cJSON_AddStringToObject(o, "type", gv_msg_type_name(m->type)) == NULL)
-    goto fail;
+  w->p = p;
+  w->cap = cap;
+}
+
+static void w_mem(wbuf *w, const char *s, size_t len) {
+  w_reserve(w, len);
+  if (w->oom)
+    return;
+  memcpy(w->p + w->n, s, len);
+  w->n += len;
+}
+
+#define W_LIT(w, lit) w_mem(w, lit, sizeof(lit) - 1)
+
+/* A JSON string as cJSON prints one: '"', '\\' and the control characters
+ * escaped (\b \f \n \r \t, else \u00xx), every other byte as it is. */
+static void w_str(wbuf *w, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t run = 0;
+
+  w_reserve(w, 2 * strlen(s) + 2); /* short escapes; \u00xx grow below */
+  W_LIT(w, "\"");
+  for (;; p++) {
+    const char *esc = NULL;
+    char u[8];
+    if (*p >= 32 && *p != '"' && *p != '\\') {
+      run++;
+      continue;
+    }
+    w_mem(w, (const char *)p - run, run);
+    run = 0;
+    switch (*p) {
+    case '\0': W_LIT(w, "\""); return;
+    case '"': esc = "\\\""; break;
+    case '\\': esc = "\\\\"; break;
+    case '\b': esc = "\\b"; break;
+    case '\f': esc = "\\f"; break;
+    case '\n': esc = "\\n"; break;
+    case '\r': esc = "\\r"; break;
+    case '\t': esc = "\\t"; break;
+    default:
+      snprintf(u, sizeof(u), "\\u%04x", *p);
+      esc = u;
+      break;
+    }
+    w_mem(w, esc, strlen(esc));
+  }
+}
+
+/* ,"key": (the first member's comma is the caller's '{'). */
+static void w_key(wbuf *w, const char *key) {
+  W_LIT(w, ",");
+  w_str(w, key);
+  W_LIT(w, ":");
+}
+
+static void w_num(wbuf *w, const char *key, uint64_t v) {
+  char digits[24];
+  w_key(w, key);
+  w_mem(
+      w, digits,
+      (size_t)snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v));
+}
+
+static void w_hex(wbuf *w, const uint8_t *bin, size_t n) {
+  w_reserve(w, 2 * n + 2);
+  if (w->oom)
+    return;
+  w->p[w->n++] = '"';
+  gv_hex_encode(w->p + w->n, bin, n);
+  w->n += 2 * n;
+  w->p[w->n++] = '"';
+}
+
+/* {"v":1 opens every envelope. */
+_Static_assert(GV_MSG_VERSION == 1, "w_open writes the version");
+static void w_open(wbuf *w, size_t hint) {
+  w_reserve(w, hint);
+  W_LIT(w, "{\"v\":1");
+}
+
+/* Closes the envelope into *out, checking the size limit. */
+static int w_close(wbuf *w, char **out, size_t *len) {
+  W_LIT(w, "}");
+  if (w->oom) {
+    free(w->p);
+    return GV_ENOMEM;
+  }
+  if (w->n > GV_MSG_MAX) {
+    free(w->p);
+    return GV_ETOOBIG;
+  }
+  w->p[w->n] = '\0';
+  *out = w->p;
+  *len = w->n;
+  return 0;
+}
+
+int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
+  wbuf w = {0};
+  const gv_msg *rec;
+
+  if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
+      m->type >= GV__MSG_COUNT)
+    return GV_EINVAL;
+  w_open(&w, 256);
+  w_key(&w, "type");
+  w_str(&w, gv_msg_type_name(m->type));
   switch (m->type) {
   case GV_MSG_HELLO:
-    if (cJSON_AddStringToObject(o, "agent", m->u.hello.agent) == NULL ||
-        add_num(o, "ts", (uint64_t)m->ts) < 0 ||
-        add_num(o, "seq", m->u.hello.seq) < 0)
-      goto fail;
-    if (m->u.hello.record != NULL &&
-        (rc = add_record(o, "record", m->u.hello.record)) < 0)
-      goto fail;
+    w_key(&w, "agent");
+    w_str(&w, m->u.hello.agent);
+    w_num(&w, "ts", (uint64_t)m->ts);
+    w_num(&w, "seq", m->u.hello.seq);
+    if ((rec = m->u.hello.record) == NULL)
+      break;
+    if (rec->body == NULL || (rec->type != GV_MSG_PEER_ANNOUNCEMENT &&
+                              rec->type != GV_MSG_PEER_UPDATE)) {
+      free(w.p);
+      return GV_EINVAL;
+    }
+    w_key(&w, "record");
+    W_LIT(&w, "{\"body\":");
+    w_str(&w, rec->body);
+    W_LIT(&w, ",\"sig\":");
+    w_hex(&w, rec->sig, GV_SIG_BYTES);
+    W_LIT(&w, "}");
     break;
   case GV_MSG_PING:
-  case GV_MSG_PONG:
-    if (add_num(o, "nonce", m->u.nonce) < 0)
-      goto fail;
-    break;
+  case GV_MSG_PONG: w_num(&w, "nonce", m->u.nonce); break;
   case GV_MSG_IHAVE:
-  case GV_MSG_IWANT: {
-    cJSON *arr = cJSON_AddArrayToObject(o, "ids");
-    if (arr == NULL || m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
-      rc = arr == NULL ? GV_ENOMEM : GV_EINVAL;
-      goto fail;
+  case GV_MSG_IWANT:
+    if (m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
+      free(w.p);
+      return GV_EINVAL;
     }
+    w_key(&w, "ids");
+    W_LIT(&w, "[");
     for (size_t i = 0; i < m->u.ids.n; i++) {
-      char hex[2 * GV_MSG_ID_BYTES + 1];
-      sodium_bin2hex(hex, sizeof(hex), m->u.ids.ids[i], GV_MSG_ID_BYTES);
-      if (!cJSON_AddItemToArray(arr, cJSON_CreateString(hex)))
-        goto fail;
+      if (i > 0)
+        W_LIT(&w, ",");
+      w_hex(&w, m->u.ids.ids[i], GV_MSG_ID_BYTES);
     }
+    W_LIT(&w, "]");
     break;
-  }
   case GV_MSG_GOODBYE:
-    if (cJSON_AddStringToObject(o, "reason", m->u.reason) == NULL)
-      goto fail;
+    w_key(&w, "reason");
+    w_str(&w, m->u.reason);
     break;
   default: break;
   }
-  return print_obj(o, out, len);
-fail:
-  cJSON_Delete(o);
-  return rc < 0 ? rc : GV_ENOMEM;
+  return w_close(&w, out, len);
 }
 
 static int build_body(const gv_msg *m, cJSON *b) {
@@ -781,24 +900,18 @@ static int build_body(const gv_msg *m, cJSON *b) {
 }
 
 int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
-  cJSON *o = cJSON_CreateObject();
-  int rc;
+  wbuf w = {0};
 
-  if (o == NULL)
-    return GV_ENOMEM;
-  if (m->body == NULL || !gv_msg_is_gossip(m->type)) {
-    cJSON_Delete(o);
+  if (m->body == NULL || !gv_msg_is_gossip(m->type))
     return GV_EINVAL;
-  }
-  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
-      (rc = add_num(o, "ttl", m->ttl)) < 0 ||
-      (rc = add_num(o, "hops", m->hops)) < 0 ||
-      (rc = cJSON_AddStringToObject(o, "body", m->body) ? 0 : GV_ENOMEM) < 0 ||
-      (rc = add_hex(o, "sig", m->sig, GV_SIG_BYTES)) < 0) {
-    cJSON_Delete(o);
-    return rc;
-  }
-  return print_obj(o, out, len);
+  w_open(&w, 2 * strlen(m->body) + 2 * GV_SIG_BYTES + 64);
+  w_num(&w, "ttl", m->ttl);
+  w_num(&w, "hops", m->hops);
+  w_key(&w, "body");
+  w_str(&w, m->body);
+  w_key(&w, "sig");
+  w_hex(&w, m->sig, GV_SIG_BYTES);
+  return w_close(&w, out, len);
 }
 
 int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len) {
