@@ -711,38 +711,43 @@ static void w_mem(wbuf *w, const char *s, size_t len) {
 #define W_LIT(w, lit) w_mem(w, lit, sizeof(lit) - 1)
 
 /* A JSON string as cJSON prints one: '"', '\\' and the control characters
- * escaped (\b \f \n \r \t, else \u00xx), every other byte as it is. */
+ * escaped (\b \f \n \r \t, else \u00xx), every other byte as it is. Room
+ * for the worst case (6 bytes a byte) is taken first: one check. */
 static void w_str(wbuf *w, const char *s) {
+  static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
-  size_t run = 0;
+  size_t len = strlen(s);
+  char *o;
 
-  w_reserve(w, 2 * strlen(s) + 2); /* short escapes; \u00xx grow below */
-  W_LIT(w, "\"");
-  for (;; p++) {
-    const char *esc = NULL;
-    char u[8];
+  w_reserve(w, 6 * len + 2);
+  if (w->oom)
+    return;
+  o = w->p + w->n;
+  *o++ = '"';
+  for (; *p != '\0'; p++) {
     if (*p >= 32 && *p != '"' && *p != '\\') {
-      run++;
+      *o++ = (char)*p;
       continue;
     }
-    w_mem(w, (const char *)p - run, run);
-    run = 0;
+    *o++ = '\\';
     switch (*p) {
-    case '\0': W_LIT(w, "\""); return;
-    case '"': esc = "\\\""; break;
-    case '\\': esc = "\\\\"; break;
-    case '\b': esc = "\\b"; break;
-    case '\f': esc = "\\f"; break;
-    case '\n': esc = "\\n"; break;
-    case '\r': esc = "\\r"; break;
-    case '\t': esc = "\\t"; break;
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
     default:
-      snprintf(u, sizeof(u), "\\u%04x", *p);
-      esc = u;
+      memcpy(o, "u00", 3);
+      o[3] = hex[*p >> 4];
+      o[4] = hex[*p & 15];
+      o += 5;
       break;
     }
-    w_mem(w, esc, strlen(esc));
   }
+  *o++ = '"';
+  w->n = (size_t)(o - w->p);
 }
 
 /* ,"key": (the first member's comma is the caller's '{'). */

@@ -6,6 +6,8 @@
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,59 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
   *i = (uint32_t)a->ip[12] << 24 | (uint32_t)a->ip[13] << 16 |
        (uint32_t)a->ip[14] << 8 | a->ip[15];
   return *i < s->n_nodes;
+}
+
+/* ---- cJSON's memory ----
+ *
+ * Every message decoded builds a cJSON tree of some 20 to 50 small blocks
+ * and frees it at once; glibc keeps only 7 freed blocks of a size at hand,
+ * so most went back through its bins (malloc and free were a fifth of a
+ * run). The simulator, one thread, gives cJSON free lists by size class
+ * instead. The blocks are plain malloc blocks, sized by
+ * malloc_usable_size(): what cJSON hands out (a printed text) may be
+ * freed with free(), and what is freed here may have come from malloc. */
+
+#define CJ_GRAIN 16
+#define CJ_CLASSES 64 /* blocks up to 1 KiB */
+#define CJ_KEEP 1024  /* blocks kept per class: a few trees' worth */
+
+static struct {
+  void *head[CJ_CLASSES + 1];
+  uint32_t n[CJ_CLASSES + 1];
+} cj;
+
+static void *cj_malloc(size_t n) {
+  size_t c = (n + CJ_GRAIN - 1) / CJ_GRAIN;
+  void *p;
+
+  if (c > CJ_CLASSES)
+    return malloc(n);
+  if ((p = cj.head[c]) != NULL) {
+    memcpy(&cj.head[c], p, sizeof(void *));
+    cj.n[c]--;
+    return p;
+  }
+  return malloc(c * CJ_GRAIN);
+}
+
+static void cj_free(void *p) {
+  size_t c;
+
+  if (p == NULL)
+    return;
+  c = malloc_usable_size(p) / CJ_GRAIN; /* serves any request up to it */
+  if (c > CJ_CLASSES || cj.n[c] >= CJ_KEEP) {
+    free(p);
+    return;
+  }
+  memcpy(p, &cj.head[c], sizeof(void *));
+  cj.head[c] = p;
+  cj.n[c]++;
+}
+
+static void cj_hooks(void) {
+  static cJSON_Hooks hooks = {cj_malloc, cj_free};
+  cJSON_InitHooks(&hooks);
 }
 
 /* ---- the event queue: ordered by (t, insertion) ----
@@ -735,6 +790,7 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
   }
   gv_rng_seed(&s->rng, cfg->seed);
   queue_init(s);
+  cj_hooks();
   {
     uint8_t key[GV_IDMAP_KEY_BYTES] = {0};
     memcpy(key, &cfg->seed, sizeof(cfg->seed));
