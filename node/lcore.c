@@ -60,6 +60,8 @@ struct gv_lcore {
   gv_rng rng;
   int64_t now, wall_offset;
   llink *links;
+  gv_linkid *ids; /* ids[i] == links[i].id: find() scans 4 bytes a link,
+                     not a cold llink each */
   size_t n_links, cap_links;
   const gv_service *svc[GV__CHAN_COUNT];
   /* Bans, oldest first: every ban lasts ban_ms, and a banned peer cannot
@@ -104,7 +106,7 @@ void gv_lcore_cfg_default(gv_lcore_cfg *c) {
 
 static llink *find(gv_lcore *lc, gv_linkid id) {
   for (size_t i = 0; i < lc->n_links; i++)
-    if (lc->links[i].id == id)
+    if (lc->ids[i] == id)
       return &lc->links[i];
   return NULL;
 }
@@ -374,8 +376,10 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
   if (lc->n_links == lc->cap_links) {
     size_t cap = lc->cap_links ? lc->cap_links * 2 : 8;
     lc->links = gv__xrealloc(lc->links, cap * sizeof(llink));
+    lc->ids = gv__xrealloc(lc->ids, cap * sizeof(gv_linkid));
     lc->cap_links = cap;
   }
+  lc->ids[lc->n_links] = link;
   l = &lc->links[lc->n_links++];
   memset(l, 0, sizeof(*l));
   l->id = link;
@@ -614,7 +618,9 @@ void gv_lcore_closed(gv_lcore *lc, gv_linkid link, bool goodbye, int64_t now) {
                            : GV_CLOSE_GOODBYE);
   /* The CLOSE just queued for a link already gone is moot: drop it. */
   gv_actq_cancel(&lc->acts, is_close_of, &link);
-  *l = lc->links[--lc->n_links];
+  lc->n_links--;
+  lc->ids[l - lc->links] = lc->ids[lc->n_links];
+  *l = lc->links[lc->n_links];
 }
 
 void gv_lcore_tick(gv_lcore *lc, int64_t now) {
@@ -767,6 +773,7 @@ void gv_lcore_free(gv_lcore *lc) {
   gv_idmap_free(&lc->bans);
   free(lc->ban_ring);
   free(lc->links);
+  free(lc->ids);
   free(lc->texts);
   free(lc);
 }
@@ -805,6 +812,9 @@ int gv_lcore_check(const gv_lcore *lc, gv_why *why) {
   size_t in = 0, out = 0;
   for (size_t i = 0; i < lc->n_links; i++) {
     const llink *l = &lc->links[i];
+    if (lc->ids[i] != l->id)
+      return gv_fail(why, GV_ESTATE, "link %u indexed as %u", l->id,
+                     lc->ids[i]);
     if (l->state == L_CLOSING) {
       if (l->holds != 0)
         return gv_fail(why, GV_ESTATE, "closing link %u is held", l->id);
