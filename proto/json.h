@@ -39,6 +39,9 @@ int gv_json_check_members(const cJSON *v, gv_why *why);
 
 /* Field readers: 0, or GV_EFIELD (missing, wrong type) / GV_ERANGE with a
  * reason naming the field. */
+/* obj's member named key (the first, as cJSON_GetObjectItemCaseSensitive
+ * finds it), or NULL; NULL too when obj is not an object. */
+const cJSON *gv_json_get(const cJSON *obj, const char *key);
 int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,
                  uint64_t *out, gv_why *why);
 /* *s is the string member (NUL-terminated), *len its length in bytes. */

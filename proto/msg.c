@@ -127,7 +127,7 @@ static int parse_relays(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
   int n, rc, i = 0;
 
   p->n_relays = 0;
-  if (cJSON_GetObjectItemCaseSensitive(b, "relays") == NULL)
+  if (gv_json_get(b, "relays") == NULL)
     return 0;
   if (p->broadcasting)
     return gv_fail(why, GV_EFIELD,
@@ -304,8 +304,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
   case GV_MSG_PEER_UPDATE:
     return parse_peer_state(b, m->origin, &m->u.peer, repos_bytes, why);
   case GV_MSG_PEER_REQUEST:
-    if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
-                       &repo, &len, why)) < 0 ||
+    if ((rc = get_repo(gv_json_get(b, "repo"), "repo", &repo, &len, why)) < 0 ||
         (rc = gv_json_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
       return rc;
     memcpy(m->u.request.repo, repo, len + 1);
@@ -320,7 +319,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
 }
 
 static int check_version(const cJSON *obj, const char *where, gv_why *why) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "v");
+  const cJSON *v = gv_json_get(obj, "v");
 
   if (v == NULL)
     return gv_fail(why, GV_EFIELD, "%s: missing field 'v'", where);
@@ -433,7 +432,7 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
   if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
     const cJSON *it;
     m->u.peer.repos = w;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(b, "repos")) {
+    cJSON_ArrayForEach(it, gv_json_get(b, "repos")) {
       size_t n = strlen(it->valuestring) + 1;
       memcpy(w, it->valuestring, n);
       w += n;
@@ -473,7 +472,7 @@ static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
             0)
       return rc;
     m->ts = (int64_t)v;
-    it = cJSON_GetObjectItemCaseSensitive(root, "record");
+    it = gv_json_get(root, "record");
     if (it == NULL)
       return 0;
     if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL)
@@ -530,7 +529,7 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
   /* 3. envelope */
   if ((rc = check_version(root, "envelope", why)) < 0)
     goto out;
-  if (cJSON_GetObjectItemCaseSensitive(root, "body") == NULL) {
+  if (gv_json_get(root, "body") == NULL) {
     rc = parse_link(root, m, pol, why);
   } else {
     const char *body, *sig;
