@@ -263,6 +263,27 @@ static void advance(gv_sim *s, int64_t t) {
   }
 }
 
+/* Each event reads memory of its node that no recent event touched: the
+ * event, the node, its link core, the frame. While event e0 runs, the
+ * next ones in its bucket are loaded in stages, each from what the stage
+ * before brought in: e3's event, e2's node, e1's link core and frame. */
+static void prefetch_after(const gv_sim *s, uint32_t e1) {
+  const gv_sim_ev *p1, *p2;
+
+  if (e1 == NIL)
+    return;
+  p1 = &s->pool[e1];
+  if (p1->buf != NULL)
+    __builtin_prefetch(p1->buf);
+  gv_lcore_prefetch(s->nodes[p1->node].lc);
+  if (p1->next == NIL)
+    return;
+  p2 = &s->pool[p1->next];
+  __builtin_prefetch(&s->nodes[p2->node]);
+  if (p2->next != NIL)
+    __builtin_prefetch(&s->pool[p2->next]);
+}
+
 /* Pops the earliest event, at time t (from next_time()). */
 static gv_sim_ev pop_at(gv_sim *s, int64_t t) {
   size_t b = SLOT(t);
@@ -280,6 +301,7 @@ static gv_sim_ev pop_at(gv_sim *s, int64_t t) {
   s->pool[k].next = s->free_ev;
   s->pool[k].buf = NULL;
   s->free_ev = k;
+  prefetch_after(s, ev.next);
   return ev;
 }
 
