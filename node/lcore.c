@@ -466,13 +466,14 @@ static void reject(gv_lcore *lc, llink *l, int rc, const gv_why *why) {
 static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
                         size_t len) {
   gv_msg_policy pol;
-  gv_msg m;
+  gv_msg m, record; /* a HELLO's record lives here: no allocation */
   gv_why why;
   int rc;
 
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = lc->now + lc->wall_offset;
   pol.trust_sigs = lc->cfg.stub_sigs;
+  pol.record = &record;
   why.text[0] = '\0';
   rc = gv_msg_decode(&m, msg, len, &pol, &why);
   if (rc == 0 && gv_msg_is_gossip(m.type))
@@ -500,8 +501,7 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
     /* A record that is not the peer's own is ignored (PROTOCOL.md §6.4). */
     if (m.u.hello.record != NULL &&
         memcmp(m.u.hello.record->origin, l->peer, GV_ID_BYTES) != 0) {
-      gv_msg_clear(m.u.hello.record);
-      free(m.u.hello.record);
+      gv_msg_clear(m.u.hello.record); /* lent: not freed */
       m.u.hello.record = NULL;
     }
     ready(lc, l, &m);

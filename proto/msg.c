@@ -50,7 +50,8 @@ void gv_msg_clear(gv_msg *m) {
   }
   if (m->type == GV_MSG_HELLO && m->u.hello.record != NULL) {
     gv_msg_clear(m->u.hello.record);
-    free(m->u.hello.record);
+    if (!m->u.hello.record_lent)
+      free(m->u.hello.record);
   }
   free(m->body);
   memset(m, 0, sizeof(*m));
@@ -475,8 +476,13 @@ static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
     it = gv_json_get(root, "record");
     if (it == NULL)
       return 0;
-    if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL)
+    if (pol->record != NULL) {
+      memset(pol->record, 0, sizeof(*pol->record));
+      m->u.hello.record = pol->record;
+      m->u.hello.record_lent = true;
+    } else if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL) {
       return GV_ENOMEM;
+    }
     return parse_record(it, m->u.hello.record, pol, "record", why);
   case GV_MSG_PING:
   case GV_MSG_PONG:

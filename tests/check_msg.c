@@ -883,6 +883,21 @@ START_TEST(test_hello_record) {
   ck_assert_mem_eq(d.u.hello.record->id, rec.id, 32);
   ck_assert_uint_eq(d.u.hello.record->u.peer.n_addrs, 2);
   gv_msg_clear(&d);
+  {
+    /* Into storage the caller lends: the same record, nothing allocated
+     * for it, and clearing leaves the storage to its owner (ASan). */
+    gv_msg_policy lend = pol;
+    gv_msg store;
+    memset(&store, 0xee, sizeof(store));
+    lend.record = &store;
+    ck_assert_int_eq(gv_msg_decode(&d, (const uint8_t *)out, len, &lend, &why),
+                     0);
+    ck_assert_ptr_eq(d.u.hello.record, &store);
+    ck_assert_mem_eq(store.id, rec.id, 32);
+    ck_assert_uint_eq(store.u.peer.n_addrs, 2);
+    gv_msg_clear(&d);
+    ck_assert_ptr_null(store.body);
+  }
   /* A forged record fails the whole HELLO. */
   p = strstr(out, "\"sig\":\"") + 7;
   *p = *p == 'a' ? 'b' : 'a';
