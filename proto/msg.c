@@ -715,13 +715,39 @@ static void w_mem(wbuf *w, const char *s, size_t len) {
 
 #define W_LIT(w, lit) w_mem(w, lit, sizeof(lit) - 1)
 
+/* One byte of a string, escaped if it must be; returns the new end. */
+static char *w_byte(char *o, unsigned char c) {
+  static const char hex[] = "0123456789abcdef";
+
+  if (c >= 32 && c != '"' && c != '\\') {
+    *o++ = (char)c;
+    return o;
+  }
+  *o++ = '\\';
+  switch (c) {
+  case '"': *o++ = '"'; break;
+  case '\\': *o++ = '\\'; break;
+  case '\b': *o++ = 'b'; break;
+  case '\f': *o++ = 'f'; break;
+  case '\n': *o++ = 'n'; break;
+  case '\r': *o++ = 'r'; break;
+  case '\t': *o++ = 't'; break;
+  default:
+    memcpy(o, "u00", 3);
+    o[3] = hex[c >> 4];
+    o[4] = hex[c & 15];
+    o += 5;
+    break;
+  }
+  return o;
+}
+
 /* A JSON string as cJSON prints one: '"', '\\' and the control characters
  * escaped (\b \f \n \r \t, else \u00xx), every other byte as it is. Room
  * for the worst case (6 bytes a byte) is taken first: one check. */
 static void w_str(wbuf *w, const char *s) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *p = (const unsigned char *)s;
-  size_t len = strlen(s);
+  const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+  size_t len = strlen(s), i = 0;
   char *o;
 
   w_reserve(w, 6 * len + 2);
@@ -729,28 +755,24 @@ static void w_str(wbuf *w, const char *s) {
     return;
   o = w->p + w->n;
   *o++ = '"';
-  for (; *p != '\0'; p++) {
-    if (*p >= 32 && *p != '"' && *p != '\\') {
-      *o++ = (char)*p;
+  /* Eight bytes at a time, copied whole when none is below 0x20, '"' or
+   * '\\' (each test sets a byte's high bit where it holds; bytes at or
+   * past 0x80 are plain, masked out by ~x), else one by one. */
+  for (; len - i >= 8; i += 8) {
+    uint64_t x, q, b;
+    memcpy(&x, s + i, 8);
+    q = x ^ (ones * '"');
+    b = x ^ (ones * '\\');
+    if ((((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & highs) == 0) {
+      memcpy(o, &x, 8);
+      o += 8;
       continue;
     }
-    *o++ = '\\';
-    switch (*p) {
-    case '"': *o++ = '"'; break;
-    case '\\': *o++ = '\\'; break;
-    case '\b': *o++ = 'b'; break;
-    case '\f': *o++ = 'f'; break;
-    case '\n': *o++ = 'n'; break;
-    case '\r': *o++ = 'r'; break;
-    case '\t': *o++ = 't'; break;
-    default:
-      memcpy(o, "u00", 3);
-      o[3] = hex[*p >> 4];
-      o[4] = hex[*p & 15];
-      o += 5;
-      break;
-    }
+    for (size_t k = 0; k < 8; k++)
+      o = w_byte(o, (unsigned char)s[i + k]);
   }
+  for (; i < len; i++)
+    o = w_byte(o, (unsigned char)s[i]);
   *o++ = '"';
   w->n = (size_t)(o - w->p);
 }
