@@ -690,12 +690,14 @@ typedef struct wbuf {
   bool oom;
 } wbuf;
 
+/* Room for more bytes and a NUL. The first block is the size asked
+ * (w_open's hint), later ones double. */
 static void w_reserve(wbuf *w, size_t more) {
-  size_t cap = w->cap ? w->cap : 256;
+  size_t need = w->n + more + 1, cap = w->cap ? w->cap : need;
   char *p;
-  if (w->oom || w->n + more + 1 <= w->cap)
+  if (w->oom || need <= w->cap)
     return;
-  while (cap < w->n + more + 1)
+  while (cap < need)
     cap *= 2;
   if ((p = realloc(w->p, cap)) == NULL) {
     w->oom = true;
@@ -784,12 +786,14 @@ static void w_key(wbuf *w, const char *key) {
   W_LIT(w, ":");
 }
 
+/* ,"key":digits (snprintf cost a thousand instructions a number). */
 static void w_num(wbuf *w, const char *key, uint64_t v) {
-  char digits[24];
+  char digits[24], *d = digits + sizeof(digits);
   w_key(w, key);
-  w_mem(
-      w, digits,
-      (size_t)snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v));
+  do
+    *--d = (char)('0' + v % 10);
+  while ((v /= 10) > 0);
+  w_mem(w, d, (size_t)(digits + sizeof(digits) - d));
 }
 
 static void w_hex(wbuf *w, const uint8_t *bin, size_t n) {
@@ -833,7 +837,11 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
   if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
       m->type >= GV__MSG_COUNT)
     return GV_EINVAL;
-  w_open(&w, 256);
+  /* A HELLO's record body at its worst (w_str's reserve): one block. */
+  w_open(&w, m->type == GV_MSG_HELLO && m->u.hello.record != NULL &&
+                     m->u.hello.record->body != NULL
+                 ? 6 * strlen(m->u.hello.record->body) + 512
+                 : 256);
   w_key(&w, "type");
   w_str(&w, gv_msg_type_name(m->type));
   switch (m->type) {
@@ -936,7 +944,7 @@ int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
 
   if (m->body == NULL || !gv_msg_is_gossip(m->type))
     return GV_EINVAL;
-  w_open(&w, 2 * strlen(m->body) + 2 * GV_SIG_BYTES + 64);
+  w_open(&w, 6 * strlen(m->body) + 2 * GV_SIG_BYTES + 128);
   w_num(&w, "ttl", m->ttl);
   w_num(&w, "hops", m->hops);
   w_key(&w, "body");
