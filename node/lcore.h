@@ -203,6 +203,10 @@ bool gv_lcore_next(gv_lcore *lc, gv_action *a);
 /* When gv_lcore_tick() is next needed; INT64_MAX: never. */
 int64_t gv_lcore_expiry(const gv_lcore *lc);
 
+/* A hint, no effect on state: lc's next event is near, so start loading
+ * what every event reads (a driver of many cores, the simulator, calls
+ * it a few events ahead: each core's memory is cold by then). */
+void gv_lcore_prefetch(const gv_lcore *lc);
 const gv_lcore_stats *gv_lcore_stats_get(const gv_lcore *lc);
 size_t gv_lcore_count(const gv_lcore *lc);
 /* The i-th link (any state but CLOSING); false past the end. */

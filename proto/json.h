@@ -39,6 +39,9 @@ int gv_json_check_members(const cJSON *v, gv_why *why);
 
 /* Field readers: 0, or GV_EFIELD (missing, wrong type) / GV_ERANGE with a
  * reason naming the field. */
+/* obj's member named key (the first, as cJSON_GetObjectItemCaseSensitive
+ * finds it), or NULL; NULL too when obj is not an object. */
+const cJSON *gv_json_get(const cJSON *obj, const char *key);
 int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,
                  uint64_t *out, gv_why *why);
 /* *s is the string member (NUL-terminated), *len its length in bytes. */
@@ -46,6 +49,12 @@ int gv_json_str(const cJSON *obj, const char *key, const char **s, size_t *len,
                 gv_why *why);
 int gv_json_bool(const cJSON *obj, const char *key, bool *out, gv_why *why);
 /* Exactly 2 * n hex digits into out[0..n). */
+/* Exactly n bytes from exactly 2n hex digits (either case), as
+ * sodium_hex2bin accepts them: 0, or GV_EFIELD with out undefined. Not
+ * constant-time: for public data only (ids, signatures). */
+int gv_hex_decode(uint8_t *out, size_t n, const char *s, size_t len);
+/* 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
+void gv_hex_encode(char *out, const uint8_t *bin, size_t n);
 int gv_json_hex(const cJSON *obj, const char *key, uint8_t *out, size_t n,
                 gv_why *why);
 /* An array member of at most max elements; *n its size. */

@@ -50,7 +50,8 @@ void gv_msg_clear(gv_msg *m) {
   }
   if (m->type == GV_MSG_HELLO && m->u.hello.record != NULL) {
     gv_msg_clear(m->u.hello.record);
-    free(m->u.hello.record);
+    if (!m->u.hello.record_lent)
+      free(m->u.hello.record);
   }
   free(m->body);
   memset(m, 0, sizeof(*m));
@@ -127,7 +128,7 @@ static int parse_relays(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
   int n, rc, i = 0;
 
   p->n_relays = 0;
-  if (cJSON_GetObjectItemCaseSensitive(b, "relays") == NULL)
+  if (gv_json_get(b, "relays") == NULL)
     return 0;
   if (p->broadcasting)
     return gv_fail(why, GV_EFIELD,
@@ -304,8 +305,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
   case GV_MSG_PEER_UPDATE:
     return parse_peer_state(b, m->origin, &m->u.peer, repos_bytes, why);
   case GV_MSG_PEER_REQUEST:
-    if ((rc = get_repo(cJSON_GetObjectItemCaseSensitive(b, "repo"), "repo",
-                       &repo, &len, why)) < 0 ||
+    if ((rc = get_repo(gv_json_get(b, "repo"), "repo", &repo, &len, why)) < 0 ||
         (rc = gv_json_uint(b, "max", 1, GV_MAX_PEERS, &v, why)) < 0)
       return rc;
     memcpy(m->u.request.repo, repo, len + 1);
@@ -320,7 +320,7 @@ static int parse_body_fields(const cJSON *b, gv_msg *m,
 }
 
 static int check_version(const cJSON *obj, const char *where, gv_why *why) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "v");
+  const cJSON *v = gv_json_get(obj, "v");
 
   if (v == NULL)
     return gv_fail(why, GV_EFIELD, "%s: missing field 'v'", where);
@@ -351,17 +351,13 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
                         const char *sig_hex, size_t sig_len, bool embedded,
                         const gv_msg_policy *pol, gv_why *why) {
   uint8_t tbs[SIG_PREFIX_LEN + GV_MSG_ID_BYTES];
-  const char *end = NULL;
-  size_t bin_len = 0, at, extra;
+  size_t at, extra;
   cJSON *b = NULL;
   char *w;
   uint64_t v;
   int rc;
 
-  if (sig_len != 2 * GV_SIG_BYTES ||
-      sodium_hex2bin(m->sig, sizeof(m->sig), sig_hex, sig_len, NULL, &bin_len,
-                     &end) != 0 ||
-      bin_len != GV_SIG_BYTES)
+  if (gv_hex_decode(m->sig, sizeof(m->sig), sig_hex, sig_len) < 0)
     return gv_fail(why, GV_EFIELD, "field 'sig' is not 128 hex digits");
   if (body_len == 0 || !printable(body, body_len))
     return gv_fail(why, GV_EFIELD, "body is empty or not printable ASCII");
@@ -437,7 +433,7 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
   if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
     const cJSON *it;
     m->u.peer.repos = w;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(b, "repos")) {
+    cJSON_ArrayForEach(it, gv_json_get(b, "repos")) {
       size_t n = strlen(it->valuestring) + 1;
       memcpy(w, it->valuestring, n);
       w += n;
@@ -456,7 +452,7 @@ int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
   memset(m, 0, sizeof(*m));
   if (body_len > GV_MSG_MAX)
     return gv_fail(why, GV_ETOOBIG, "record of %zu bytes", body_len);
-  sodium_bin2hex(hex, sizeof(hex), sig, GV_SIG_BYTES);
+  gv_hex_encode(hex, sig, GV_SIG_BYTES);
   return parse_signed(m, body, body_len, hex, 2 * GV_SIG_BYTES, true, pol, why);
 }
 
@@ -477,11 +473,16 @@ static int parse_link(const cJSON *root, gv_msg *m, const gv_msg_policy *pol,
             0)
       return rc;
     m->ts = (int64_t)v;
-    it = cJSON_GetObjectItemCaseSensitive(root, "record");
+    it = gv_json_get(root, "record");
     if (it == NULL)
       return 0;
-    if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL)
+    if (pol->record != NULL) {
+      memset(pol->record, 0, sizeof(*pol->record));
+      m->u.hello.record = pol->record;
+      m->u.hello.record_lent = true;
+    } else if ((m->u.hello.record = calloc(1, sizeof(gv_msg))) == NULL) {
       return GV_ENOMEM;
+    }
     return parse_record(it, m->u.hello.record, pol, "record", why);
   case GV_MSG_PING:
   case GV_MSG_PONG:
@@ -534,7 +535,7 @@ int gv_msg_decode(gv_msg *m, const uint8_t *buf, size_t len,
   /* 3. envelope */
   if ((rc = check_version(root, "envelope", why)) < 0)
     goto out;
-  if (cJSON_GetObjectItemCaseSensitive(root, "body") == NULL) {
+  if (gv_json_get(root, "body") == NULL) {
     rc = parse_link(root, m, pol, why);
   } else {
     const char *body, *sig;
@@ -559,7 +560,7 @@ out:
 
 static int add_hex(cJSON *obj, const char *key, const uint8_t *bin, size_t n) {
   char hex[2 * GV_SIG_BYTES + 1];
-  sodium_bin2hex(hex, sizeof(hex), bin, n);
+  gv_hex_encode(hex, bin, n);
   return cJSON_AddStringToObject(obj, key, hex) != NULL ? 0 : GV_ENOMEM;
 }
 
@@ -675,60 +676,218 @@ static int add_record(cJSON *arr_or_obj, const char *key, const gv_msg *rec) {
   return add_hex(e, "sig", rec->sig, GV_SIG_BYTES);
 }
 
-int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
-  cJSON *o = cJSON_CreateObject();
-  int rc = 0;
+/* ---- the envelopes, written directly ----
+ *
+ * Envelopes are encoded for every message sent (a HELLO per link, a
+ * gossip message per hop), so they are written straight into one buffer,
+ * byte for byte what cJSON_PrintUnformatted printed from the tree it used
+ * to build (tests/check_msg.c compares the two): members in order, no
+ * white space, strings escaped as cJSON escapes them. */
 
-  if (o == NULL)
-    return GV_ENOMEM;
-  if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
-      m->type >= GV__MSG_COUNT) {
-    cJSON_Delete(o);
-    return GV_EINVAL;
+typedef struct wbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} wbuf;
+
+/* Room for more bytes and a NUL. The first block is the size asked
+ * (w_open's hint), later ones double. */
+static void w_reserve(wbuf *w, size_t more) {
+  size_t need = w->n + more + 1, cap = w->cap ? w->cap : need;
+  char *p;
+  if (w->oom || need <= w->cap)
+    return;
+  while (cap < need)
+    cap *= 2;
+  if ((p = realloc(w->p, cap)) == NULL) {
+    w->oom = true;
+    return;
   }
-  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
-      cJSON_AddStringToObject(o, "type", gv_msg_type_name(m->type)) == NULL)
-    goto fail;
+  w->p = p;
+  w->cap = cap;
+}
+
+static void w_mem(wbuf *w, const char *s, size_t len) {
+  w_reserve(w, len);
+  if (w->oom)
+    return;
+  memcpy(w->p + w->n, s, len);
+  w->n += len;
+}
+
+#define W_LIT(w, lit) w_mem(w, lit, sizeof(lit) - 1)
+
+/* One byte of a string, escaped if it must be; returns the new end. */
+static char *w_byte(char *o, unsigned char c) {
+  static const char hex[] = "0123456789abcdef";
+
+  if (c >= 32 && c != '"' && c != '\\') {
+    *o++ = (char)c;
+    return o;
+  }
+  *o++ = '\\';
+  switch (c) {
+  case '"': *o++ = '"'; break;
+  case '\\': *o++ = '\\'; break;
+  case '\b': *o++ = 'b'; break;
+  case '\f': *o++ = 'f'; break;
+  case '\n': *o++ = 'n'; break;
+  case '\r': *o++ = 'r'; break;
+  case '\t': *o++ = 't'; break;
+  default:
+    memcpy(o, "u00", 3);
+    o[3] = hex[c >> 4];
+    o[4] = hex[c & 15];
+    o += 5;
+    break;
+  }
+  return o;
+}
+
+/* A JSON string as cJSON prints one: '"', '\\' and the control characters
+ * escaped (\b \f \n \r \t, else \u00xx), every other byte as it is. Room
+ * for the worst case (6 bytes a byte) is taken first: one check. */
+static void w_str(wbuf *w, const char *s) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+  size_t len = strlen(s), i = 0;
+  char *o;
+
+  w_reserve(w, 6 * len + 2);
+  if (w->oom)
+    return;
+  o = w->p + w->n;
+  *o++ = '"';
+  /* Eight bytes at a time, copied whole when none is below 0x20, '"' or
+   * '\\' (each test sets a byte's high bit where it holds; bytes at or
+   * past 0x80 are plain, masked out by ~x), else one by one. */
+  for (; len - i >= 8; i += 8) {
+    uint64_t x, q, b;
+    memcpy(&x, s + i, 8);
+    q = x ^ (ones * '"');
+    b = x ^ (ones * '\\');
+    if ((((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & highs) == 0) {
+      memcpy(o, &x, 8);
+      o += 8;
+      continue;
+    }
+    for (size_t k = 0; k < 8; k++)
+      o = w_byte(o, (unsigned char)s[i + k]);
+  }
+  for (; i < len; i++)
+    o = w_byte(o, (unsigned char)s[i]);
+  *o++ = '"';
+  w->n = (size_t)(o - w->p);
+}
+
+/* ,"key": (the first member's comma is the caller's '{'). */
+static void w_key(wbuf *w, const char *key) {
+  W_LIT(w, ",");
+  w_str(w, key);
+  W_LIT(w, ":");
+}
+
+/* ,"key":digits (snprintf cost a thousand instructions a number). */
+static void w_num(wbuf *w, const char *key, uint64_t v) {
+  char digits[24], *d = digits + sizeof(digits);
+  w_key(w, key);
+  do
+    *--d = (char)('0' + v % 10);
+  while ((v /= 10) > 0);
+  w_mem(w, d, (size_t)(digits + sizeof(digits) - d));
+}
+
+static void w_hex(wbuf *w, const uint8_t *bin, size_t n) {
+  w_reserve(w, 2 * n + 2);
+  if (w->oom)
+    return;
+  w->p[w->n++] = '"';
+  gv_hex_encode(w->p + w->n, bin, n);
+  w->n += 2 * n;
+  w->p[w->n++] = '"';
+}
+
+/* {"v":1 opens every envelope. */
+_Static_assert(GV_MSG_VERSION == 1, "w_open writes the version");
+static void w_open(wbuf *w, size_t hint) {
+  w_reserve(w, hint);
+  W_LIT(w, "{\"v\":1");
+}
+
+/* Closes the envelope into *out, checking the size limit. */
+static int w_close(wbuf *w, char **out, size_t *len) {
+  W_LIT(w, "}");
+  if (w->oom) {
+    free(w->p);
+    return GV_ENOMEM;
+  }
+  if (w->n > GV_MSG_MAX) {
+    free(w->p);
+    return GV_ETOOBIG;
+  }
+  w->p[w->n] = '\0';
+  *out = w->p;
+  *len = w->n;
+  return 0;
+}
+
+int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
+  wbuf w = {0};
+  const gv_msg *rec;
+
+  if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
+      m->type >= GV__MSG_COUNT)
+    return GV_EINVAL;
+  /* A HELLO's record body at its worst (w_str's reserve): one block. */
+  w_open(&w, m->type == GV_MSG_HELLO && m->u.hello.record != NULL &&
+                     m->u.hello.record->body != NULL
+                 ? 6 * strlen(m->u.hello.record->body) + 512
+                 : 256);
+  w_key(&w, "type");
+  w_str(&w, gv_msg_type_name(m->type));
   switch (m->type) {
   case GV_MSG_HELLO:
-    if (cJSON_AddStringToObject(o, "agent", m->u.hello.agent) == NULL ||
-        add_num(o, "ts", (uint64_t)m->ts) < 0 ||
-        add_num(o, "seq", m->u.hello.seq) < 0)
-      goto fail;
-    if (m->u.hello.record != NULL &&
-        (rc = add_record(o, "record", m->u.hello.record)) < 0)
-      goto fail;
+    w_key(&w, "agent");
+    w_str(&w, m->u.hello.agent);
+    w_num(&w, "ts", (uint64_t)m->ts);
+    w_num(&w, "seq", m->u.hello.seq);
+    if ((rec = m->u.hello.record) == NULL)
+      break;
+    if (rec->body == NULL || (rec->type != GV_MSG_PEER_ANNOUNCEMENT &&
+                              rec->type != GV_MSG_PEER_UPDATE)) {
+      free(w.p);
+      return GV_EINVAL;
+    }
+    w_key(&w, "record");
+    W_LIT(&w, "{\"body\":");
+    w_str(&w, rec->body);
+    W_LIT(&w, ",\"sig\":");
+    w_hex(&w, rec->sig, GV_SIG_BYTES);
+    W_LIT(&w, "}");
     break;
   case GV_MSG_PING:
-  case GV_MSG_PONG:
-    if (add_num(o, "nonce", m->u.nonce) < 0)
-      goto fail;
-    break;
+  case GV_MSG_PONG: w_num(&w, "nonce", m->u.nonce); break;
   case GV_MSG_IHAVE:
-  case GV_MSG_IWANT: {
-    cJSON *arr = cJSON_AddArrayToObject(o, "ids");
-    if (arr == NULL || m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
-      rc = arr == NULL ? GV_ENOMEM : GV_EINVAL;
-      goto fail;
+  case GV_MSG_IWANT:
+    if (m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
+      free(w.p);
+      return GV_EINVAL;
     }
+    w_key(&w, "ids");
+    W_LIT(&w, "[");
     for (size_t i = 0; i < m->u.ids.n; i++) {
-      char hex[2 * GV_MSG_ID_BYTES + 1];
-      sodium_bin2hex(hex, sizeof(hex), m->u.ids.ids[i], GV_MSG_ID_BYTES);
-      if (!cJSON_AddItemToArray(arr, cJSON_CreateString(hex)))
-        goto fail;
+      if (i > 0)
+        W_LIT(&w, ",");
+      w_hex(&w, m->u.ids.ids[i], GV_MSG_ID_BYTES);
     }
+    W_LIT(&w, "]");
     break;
-  }
   case GV_MSG_GOODBYE:
-    if (cJSON_AddStringToObject(o, "reason", m->u.reason) == NULL)
-      goto fail;
+    w_key(&w, "reason");
+    w_str(&w, m->u.reason);
     break;
   default: break;
   }
-  return print_obj(o, out, len);
-fail:
-  cJSON_Delete(o);
-  return rc < 0 ? rc : GV_ENOMEM;
+  return w_close(&w, out, len);
 }
 
 static int build_body(const gv_msg *m, cJSON *b) {
@@ -781,24 +940,18 @@ static int build_body(const gv_msg *m, cJSON *b) {
 }
 
 int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
-  cJSON *o = cJSON_CreateObject();
-  int rc;
+  wbuf w = {0};
 
-  if (o == NULL)
-    return GV_ENOMEM;
-  if (m->body == NULL || !gv_msg_is_gossip(m->type)) {
-    cJSON_Delete(o);
+  if (m->body == NULL || !gv_msg_is_gossip(m->type))
     return GV_EINVAL;
-  }
-  if ((rc = add_num(o, "v", GV_MSG_VERSION)) < 0 ||
-      (rc = add_num(o, "ttl", m->ttl)) < 0 ||
-      (rc = add_num(o, "hops", m->hops)) < 0 ||
-      (rc = cJSON_AddStringToObject(o, "body", m->body) ? 0 : GV_ENOMEM) < 0 ||
-      (rc = add_hex(o, "sig", m->sig, GV_SIG_BYTES)) < 0) {
-    cJSON_Delete(o);
-    return rc;
-  }
-  return print_obj(o, out, len);
+  w_open(&w, 6 * strlen(m->body) + 2 * GV_SIG_BYTES + 128);
+  w_num(&w, "ttl", m->ttl);
+  w_num(&w, "hops", m->hops);
+  w_key(&w, "body");
+  w_str(&w, m->body);
+  w_key(&w, "sig");
+  w_hex(&w, m->sig, GV_SIG_BYTES);
+  return w_close(&w, out, len);
 }
 
 int gv_msg_seal(gv_msg *m, const gv_identity *id, char **out, size_t *len) {

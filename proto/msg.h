@@ -126,7 +126,8 @@ struct gv_msg {
     struct {
       char agent[GV_AGENT_MAX + 1];
       uint64_t seq;
-      gv_msg *record; /* optional: the sender's own signed record, owned */
+      gv_msg *record;   /* optional: the sender's own signed record, owned */
+      bool record_lent; /* record is gv_msg_policy.record: not freed */
     } hello;
     uint64_t nonce; /* PING, PONG */
     struct {
@@ -147,6 +148,11 @@ typedef struct gv_msg_policy {
   /* SIMULATOR ONLY (grapevine-sim --stub-sigs): skip signature checks.
    * Off (false) everywhere else; a node never sets it. */
   bool trust_sigs;
+  /* Optional storage for a HELLO's record, which is then decoded into it
+   * instead of a new allocation (a HELLO comes with every link): the
+   * record points there, and gv_msg_clear() clears it but does not free
+   * it. It must outlive the decoded message. */
+  gv_msg *record;
 } gv_msg_policy;
 
 /* Validates buf[0..len) into *m (PROTOCOL.md §6.6). Returns 0, or a GV_E*

@@ -6,20 +6,30 @@
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum ev_kind { EV_FRAME, EV_UP, EV_DOWN, EV_TIMER, EV_DIAL_FAIL };
 
+/* An event waiting in the pool. Its time is its bucket's (or, beyond the
+ * window, its gv_sim_far entry's). */
 struct gv_sim_ev {
-  int64_t t;
-  uint64_t seq;
+  gv_buf *buf; /* EV_FRAME */
   uint32_t node;
   uint32_t arg;   /* link side id, or link index for EV_UP */
-  gv_buf *buf;    /* EV_FRAME */
   uint32_t epoch; /* the node's incarnation when the event was made */
+  uint32_t next;  /* the next in its bucket, or in the free list */
   uint8_t kind;
+};
+
+/* An event beyond the window, ordered by (t, seq). */
+struct gv_sim_far {
+  int64_t t;
+  uint64_t seq;
+  uint32_t ev;
 };
 
 #define PORT 7411
@@ -49,54 +59,250 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
   return *i < s->n_nodes;
 }
 
-/* ---- the heap: ordered by (t, seq) ---- */
+/* ---- cJSON's memory ----
+ *
+ * Every message decoded builds a cJSON tree of some 20 to 50 small blocks
+ * and frees it at once; glibc keeps only 7 freed blocks of a size at hand,
+ * so most went back through its bins (malloc and free were a fifth of a
+ * run). The simulator, one thread, gives cJSON free lists by size class
+ * instead. The blocks are plain malloc blocks, sized by
+ * malloc_usable_size(): what cJSON hands out (a printed text) may be
+ * freed with free(), and what is freed here may have come from malloc. */
 
-static bool ev_less(const gv_sim_ev *x, const gv_sim_ev *y) {
+#define CJ_GRAIN 16
+#define CJ_CLASSES 64 /* blocks up to 1 KiB */
+#define CJ_KEEP 1024  /* blocks kept per class: a few trees' worth */
+
+static struct {
+  void *head[CJ_CLASSES + 1];
+  uint32_t n[CJ_CLASSES + 1];
+} cj;
+
+static void *cj_malloc(size_t n) {
+  size_t c = (n + CJ_GRAIN - 1) / CJ_GRAIN;
+  void *p;
+
+  if (c > CJ_CLASSES)
+    return malloc(n);
+  if ((p = cj.head[c]) != NULL) {
+    memcpy(&cj.head[c], p, sizeof(void *));
+    cj.n[c]--;
+    return p;
+  }
+  return malloc(c * CJ_GRAIN);
+}
+
+static void cj_free(void *p) {
+  size_t c;
+
+  if (p == NULL)
+    return;
+  c = malloc_usable_size(p) / CJ_GRAIN; /* serves any request up to it */
+  if (c > CJ_CLASSES || cj.n[c] >= CJ_KEEP) {
+    free(p);
+    return;
+  }
+  memcpy(p, &cj.head[c], sizeof(void *));
+  cj.head[c] = p;
+  cj.n[c]++;
+}
+
+static void cj_hooks(void) {
+  static cJSON_Hooks hooks = {cj_malloc, cj_free};
+  cJSON_InitHooks(&hooks);
+}
+
+/* ---- the event queue: ordered by (t, insertion) ----
+ *
+ * Latencies and timers are whole milliseconds, so events wait in a ring of
+ * one-ms buckets, each a FIFO, covering [cursor, cursor + WINDOW): pushing
+ * appends to a bucket, popping takes the head of the first busy one, both
+ * O(1), and an event is touched once more when it runs instead of log n
+ * times in a heap far bigger than the cache. The cursor is the time of the
+ * last event popped (never past s->now: every push is at s->now or later).
+ *
+ * Events beyond the window (bans, long timers) wait in a heap ordered by
+ * (t, seq). Whenever the cursor moves, those the window now covers move
+ * into their buckets, in heap order, before anything else can be pushed
+ * at the new cursor: any event pushed straight into a bucket later has a
+ * larger seq than all of them. So the order is exactly (t, insertion), as
+ * with one heap, and runs are unchanged. */
+
+#define WINDOW_MS ((int64_t)1 << 16)
+#define SLOT(t) ((size_t)((uint64_t)(t) & (WINDOW_MS - 1)))
+#define NIL UINT32_MAX
+
+static void *xrealloc(void *p, size_t size) {
+  p = realloc(p, size);
+  if (p == NULL) {
+    fprintf(stderr, "grapevine-sim: out of memory (events)\n");
+    exit(1);
+  }
+  return p;
+}
+
+static void queue_init(gv_sim *s) {
+  s->head = xrealloc(NULL, WINDOW_MS * sizeof(uint32_t));
+  s->tail = xrealloc(NULL, WINDOW_MS * sizeof(uint32_t));
+  s->busy = xrealloc(NULL, WINDOW_MS / 64 * sizeof(uint64_t));
+  memset(s->head, 0xff, WINDOW_MS * sizeof(uint32_t));
+  memset(s->busy, 0, WINDOW_MS / 64 * sizeof(uint64_t));
+  s->free_ev = NIL;
+  s->cursor = s->now;
+}
+
+static void bucket_append(gv_sim *s, int64_t t, uint32_t k) {
+  size_t b = SLOT(t);
+  s->pool[k].next = NIL;
+  if (s->head[b] == NIL) {
+    s->head[b] = k;
+    s->busy[b / 64] |= 1ULL << (b % 64);
+  } else {
+    s->pool[s->tail[b]].next = k;
+  }
+  s->tail[b] = k;
+  s->n_near++;
+}
+
+static bool far_less(const gv_sim_far *x, const gv_sim_far *y) {
   return x->t < y->t || (x->t == y->t && x->seq < y->seq);
 }
 
-static void push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
-                 uint32_t arg, gv_buf *buf) {
+static void far_push(gv_sim *s, int64_t t, uint32_t k) {
   size_t i;
-  if (s->n_heap == s->cap_heap) {
-    size_t cap = s->cap_heap ? s->cap_heap * 2 : 1024;
-    gv_sim_ev *h = realloc(s->heap, cap * sizeof(*h));
-    if (h == NULL) {
-      fprintf(stderr, "grapevine-sim: out of memory (event heap)\n");
-      exit(1);
-    }
-    s->heap = h;
-    s->cap_heap = cap;
+  if (s->n_far == s->cap_far) {
+    s->cap_far = s->cap_far ? s->cap_far * 2 : 1024;
+    s->far = xrealloc(s->far, s->cap_far * sizeof(*s->far));
   }
-  i = s->n_heap++;
-  s->heap[i] =
-      (gv_sim_ev){t, s->ev_seq++, node, arg, buf, s->nodes[node].epoch, kind};
-  while (i > 0 && ev_less(&s->heap[i], &s->heap[(i - 1) / 2])) {
-    gv_sim_ev tmp = s->heap[i];
-    s->heap[i] = s->heap[(i - 1) / 2];
-    s->heap[(i - 1) / 2] = tmp;
+  i = s->n_far++;
+  s->far[i] = (gv_sim_far){t, s->ev_seq, k};
+  while (i > 0 && far_less(&s->far[i], &s->far[(i - 1) / 2])) {
+    gv_sim_far tmp = s->far[i];
+    s->far[i] = s->far[(i - 1) / 2];
+    s->far[(i - 1) / 2] = tmp;
     i = (i - 1) / 2;
   }
 }
 
-static gv_sim_ev pop(gv_sim *s) {
-  gv_sim_ev top = s->heap[0];
+static gv_sim_far far_pop(gv_sim *s) {
+  gv_sim_far top = s->far[0];
   size_t i = 0;
-  s->heap[0] = s->heap[--s->n_heap];
+  s->far[0] = s->far[--s->n_far];
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < s->n_heap && ev_less(&s->heap[l], &s->heap[m]))
+    if (l < s->n_far && far_less(&s->far[l], &s->far[m]))
       m = l;
-    if (r < s->n_heap && ev_less(&s->heap[r], &s->heap[m]))
+    if (r < s->n_far && far_less(&s->far[r], &s->far[m]))
       m = r;
     if (m == i)
       break;
-    gv_sim_ev tmp = s->heap[i];
-    s->heap[i] = s->heap[m];
-    s->heap[m] = tmp;
+    gv_sim_far tmp = s->far[i];
+    s->far[i] = s->far[m];
+    s->far[m] = tmp;
     i = m;
   }
   return top;
+}
+
+static void push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
+                 uint32_t arg, gv_buf *buf) {
+  uint32_t k;
+
+  if (s->free_ev != NIL) {
+    k = s->free_ev;
+    s->free_ev = s->pool[k].next;
+  } else {
+    if (s->n_pool == s->cap_pool) {
+      if (s->cap_pool >= NIL / 2) {
+        fprintf(stderr, "grapevine-sim: too many events pending\n");
+        exit(1);
+      }
+      s->cap_pool = s->cap_pool ? s->cap_pool * 2 : 1024;
+      s->pool = xrealloc(s->pool, s->cap_pool * sizeof(*s->pool));
+    }
+    k = s->n_pool++;
+  }
+  s->pool[k] = (gv_sim_ev){buf, node, arg, s->nodes[node].epoch, NIL, kind};
+  if (t < s->cursor + WINDOW_MS)
+    bucket_append(s, t, k);
+  else
+    far_push(s, t, k);
+  s->ev_seq++;
+}
+
+/* The time of the earliest event; false if there is none. The first busy
+ * bucket from the cursor's, around the ring, holds it. */
+static bool next_time(const gv_sim *s, int64_t *t) {
+  size_t from = SLOT(s->cursor), w = from / 64;
+  uint64_t bits = s->busy[w] & (~0ULL << (from % 64));
+
+  if (s->n_near == 0) {
+    if (s->n_far == 0)
+      return false;
+    *t = s->far[0].t;
+    return true;
+  }
+  /* Round the ring; back at the cursor's word, its bits below the
+   * cursor's are the last times of the window. */
+  while (bits == 0) {
+    w = (w + 1) % (WINDOW_MS / 64);
+    bits = s->busy[w];
+  }
+  *t = s->cursor + (int64_t)((w * 64 + (size_t)__builtin_ctzll(bits) - from) &
+                             (WINDOW_MS - 1));
+  return true;
+}
+
+/* Moves the cursor to t (no event before it), and the far events the
+ * window now covers into their buckets. */
+static void advance(gv_sim *s, int64_t t) {
+  s->cursor = t;
+  while (s->n_far > 0 && s->far[0].t < s->cursor + WINDOW_MS) {
+    gv_sim_far f = far_pop(s);
+    bucket_append(s, f.t, f.ev);
+  }
+}
+
+/* Each event reads memory of its node that no recent event touched: the
+ * event, the node, its link core, the frame. While event e0 runs, the
+ * next ones in its bucket are loaded in stages, each from what the stage
+ * before brought in: e3's event, e2's node, e1's link core and frame. */
+static void prefetch_after(const gv_sim *s, uint32_t e1) {
+  const gv_sim_ev *p1, *p2;
+
+  if (e1 == NIL)
+    return;
+  p1 = &s->pool[e1];
+  if (p1->buf != NULL)
+    __builtin_prefetch(p1->buf);
+  gv_lcore_prefetch(s->nodes[p1->node].lc);
+  if (p1->next == NIL)
+    return;
+  p2 = &s->pool[p1->next];
+  __builtin_prefetch(&s->nodes[p2->node]);
+  if (p2->next != NIL)
+    __builtin_prefetch(&s->pool[p2->next]);
+}
+
+/* Pops the earliest event, at time t (from next_time()). */
+static gv_sim_ev pop_at(gv_sim *s, int64_t t) {
+  size_t b = SLOT(t);
+  uint32_t k;
+  gv_sim_ev ev;
+
+  if (t != s->cursor)
+    advance(s, t);
+  k = s->head[b];
+  ev = s->pool[k];
+  s->head[b] = ev.next;
+  if (ev.next == NIL)
+    s->busy[b / 64] &= ~(1ULL << (b % 64));
+  s->n_near--;
+  s->pool[k].next = s->free_ev;
+  s->pool[k].buf = NULL;
+  s->free_ev = k;
+  prefetch_after(s, ev.next);
+  return ev;
 }
 
 /* ---- links ---- */
@@ -386,11 +592,13 @@ static void on_up(gv_sim *s, uint32_t k) {
 }
 
 void gv_sim_run_until(gv_sim *s, int64_t t) {
-  while (s->n_heap > 0 && s->heap[0].t <= t) {
-    gv_sim_ev ev = pop(s);
+  int64_t at;
+
+  while (next_time(s, &at) && at <= t) {
+    gv_sim_ev ev = pop_at(s, at);
     gv_sim_node *n = &s->nodes[ev.node];
 
-    s->now = ev.t;
+    s->now = at;
     s->events++;
     if (n->dead || ev.epoch != n->epoch) {
       gv_buf_unref(ev.buf); /* for a crashed node, or its past life */
@@ -404,7 +612,7 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     case EV_UP: on_up(s, ev.arg); continue;
     case EV_DOWN: gv_lcore_closed(n->lc, ev.arg, true, s->now); break;
     case EV_TIMER:
-      if (n->wake != ev.t)
+      if (n->wake != at)
         continue; /* superseded */
       n->wake = INT64_MAX;
       gv_lcore_tick(n->lc, s->now);
@@ -642,6 +850,8 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
     return GV_ENOMEM;
   }
   gv_rng_seed(&s->rng, cfg->seed);
+  queue_init(s);
+  cj_hooks();
   {
     uint8_t key[GV_IDMAP_KEY_BYTES] = {0};
     memcpy(key, &cfg->seed, sizeof(cfg->seed));
@@ -665,13 +875,15 @@ void gv_sim_free(gv_sim *s) {
     gv_engine_free(s->nodes[i].e);
     gv_id_wipe(&s->nodes[i].id);
   }
-  while (s->n_heap > 0) {
-    gv_sim_ev ev = pop(s);
-    gv_buf_unref(ev.buf);
-  }
+  for (uint32_t k = 0; k < s->n_pool; k++)
+    gv_buf_unref(s->pool[k].buf); /* NULL once popped */
   gv_idmap_free(&s->delivered);
   gv_intern_free(s->bodies); /* after the engines that hold its strings */
-  free(s->heap);
+  free(s->pool);
+  free(s->head);
+  free(s->tail);
+  free(s->busy);
+  free(s->far);
   free(s->nodes);
   free(s->links);
   free(s);

@@ -79,6 +79,7 @@ typedef bool gv_sim_filter_fn(void *ctx, uint32_t from, uint32_t to,
 typedef void gv_sim_deliver_fn(void *ctx, uint32_t i, const uint8_t *id);
 
 typedef struct gv_sim_ev gv_sim_ev;
+typedef struct gv_sim_far gv_sim_far;
 
 typedef struct gv_sim {
   gv_sim_cfg cfg;
@@ -88,8 +89,17 @@ typedef struct gv_sim {
   uint32_t n_nodes, cap_nodes;
   gv_sim_link *links;
   uint32_t n_links, cap_links;
-  gv_sim_ev *heap;
-  size_t n_heap, cap_heap;
+  /* The event queue (net.c, "the event queue"): a ring of one-ms buckets
+   * over [cursor, cursor + GV_SIM_WINDOW_MS), each a FIFO of events in a
+   * pool, and a heap of the events beyond it. */
+  gv_sim_ev *pool;
+  uint32_t n_pool, cap_pool, free_ev;
+  uint32_t *head, *tail; /* per bucket; UINT32_MAX: empty */
+  uint64_t *busy;        /* a bit per non-empty bucket */
+  size_t n_near;         /* events in the buckets */
+  int64_t cursor;
+  gv_sim_far *far;
+  size_t n_far, cap_far;
   uint64_t ev_seq;
   /* tracked message */
   bool tracking;

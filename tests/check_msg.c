@@ -883,6 +883,21 @@ START_TEST(test_hello_record) {
   ck_assert_mem_eq(d.u.hello.record->id, rec.id, 32);
   ck_assert_uint_eq(d.u.hello.record->u.peer.n_addrs, 2);
   gv_msg_clear(&d);
+  {
+    /* Into storage the caller lends: the same record, nothing allocated
+     * for it, and clearing leaves the storage to its owner (ASan). */
+    gv_msg_policy lend = pol;
+    gv_msg store;
+    memset(&store, 0xee, sizeof(store));
+    lend.record = &store;
+    ck_assert_int_eq(gv_msg_decode(&d, (const uint8_t *)out, len, &lend, &why),
+                     0);
+    ck_assert_ptr_eq(d.u.hello.record, &store);
+    ck_assert_mem_eq(store.id, rec.id, 32);
+    ck_assert_uint_eq(store.u.peer.n_addrs, 2);
+    gv_msg_clear(&d);
+    ck_assert_ptr_null(store.body);
+  }
   /* A forged record fails the whole HELLO. */
   p = strstr(out, "\"sig\":\"") + 7;
   *p = *p == 'a' ? 'b' : 'a';
@@ -1043,6 +1058,126 @@ START_TEST(test_duplicate_members_refused) {
 }
 END_TEST
 
+/* The envelopes are written directly (msg.c); their bytes must be what
+ * cJSON_PrintUnformatted prints for the same tree, escapes included. */
+static void expect_cjson(cJSON *o, const char *got, size_t len) {
+  char *want = cJSON_PrintUnformatted(o);
+  ck_assert_ptr_nonnull(want);
+  ck_assert_uint_eq(len, strlen(got));
+  ck_assert_str_eq(got, want);
+  free(want);
+  cJSON_Delete(o);
+}
+
+START_TEST(test_envelope_bytes_as_cjson) {
+  static char body[300], reason[GV_REASON_MAX + 1];
+  char hex[129], *out;
+  gv_msg m, rec;
+  size_t len, k = 0;
+  cJSON *o, *r, *arr;
+
+  /* Every byte value but NUL: quotes, backslashes, control characters
+   * (short and \u00xx escapes), and bytes past ASCII left as they are. */
+  for (int c = 255; c >= 1; c--)
+    body[k++] = (char)c;
+  body[k] = '\0';
+  for (size_t i = 0; i < GV_REASON_MAX; i++)
+    reason[i] = "\"\\\x01\x1f\n\tx"[i % 7];
+  reason[GV_REASON_MAX] = '\0';
+
+  memset(&m, 0, sizeof(m));
+  memset(&rec, 0, sizeof(rec));
+  m.type = GV_MSG_HELLO;
+  m.ts = T0_MS;
+  strcpy(m.u.hello.agent, "agent \"q\" \\ \x7f");
+  m.u.hello.seq = GV_INT_MAX;
+  rec.type = GV_MSG_PEER_UPDATE;
+  rec.body = body;
+  memset(rec.sig, 0xa5, sizeof(rec.sig));
+  m.u.hello.record = &rec;
+  ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+  o = cJSON_CreateObject();
+  cJSON_AddRawToObject(o, "v", "1");
+  cJSON_AddStringToObject(o, "type", "HELLO");
+  cJSON_AddStringToObject(o, "agent", m.u.hello.agent);
+  cJSON_AddRawToObject(o, "ts", "1767225600000");
+  cJSON_AddRawToObject(o, "seq", "9007199254740991");
+  r = cJSON_AddObjectToObject(o, "record");
+  cJSON_AddStringToObject(r, "body", body);
+  gv_hex_encode(hex, rec.sig, 64);
+  cJSON_AddStringToObject(r, "sig", hex);
+  expect_cjson(o, out, len);
+  free(out);
+
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_GOODBYE;
+  strcpy(m.u.reason, reason);
+  ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+  o = cJSON_CreateObject();
+  cJSON_AddRawToObject(o, "v", "1");
+  cJSON_AddStringToObject(o, "type", "GOODBYE");
+  cJSON_AddStringToObject(o, "reason", reason);
+  expect_cjson(o, out, len);
+  free(out);
+
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_IWANT;
+  m.u.ids.n = 2;
+  memset(m.u.ids.ids[0], 0x0f, 32);
+  memset(m.u.ids.ids[1], 0xf0, 32);
+  ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+  o = cJSON_CreateObject();
+  cJSON_AddRawToObject(o, "v", "1");
+  cJSON_AddStringToObject(o, "type", "IWANT");
+  arr = cJSON_AddArrayToObject(o, "ids");
+  for (int i = 0; i < 2; i++) {
+    gv_hex_encode(hex, m.u.ids.ids[i], 32);
+    cJSON_AddItemToArray(arr, cJSON_CreateString(hex));
+  }
+  expect_cjson(o, out, len);
+  free(out);
+
+  memset(&m, 0, sizeof(m));
+  m.type = GV_MSG_HEARTBEAT;
+  m.ttl = 7;
+  m.hops = GV_HOPS_MAX;
+  m.body = body;
+  memset(m.sig, 0x3c, sizeof(m.sig));
+  ck_assert_int_eq(gv_msg_encode_gossip(&m, &out, &len), 0);
+  o = cJSON_CreateObject();
+  cJSON_AddRawToObject(o, "v", "1");
+  cJSON_AddRawToObject(o, "ttl", "7");
+  snprintf(hex, sizeof(hex), "%u", (unsigned)GV_HOPS_MAX);
+  cJSON_AddRawToObject(o, "hops", hex);
+  cJSON_AddStringToObject(o, "body", body);
+  gv_hex_encode(hex, m.sig, 64);
+  cJSON_AddStringToObject(o, "sig", hex);
+  expect_cjson(o, out, len);
+  free(out);
+}
+END_TEST
+
+/* gv_hex_decode takes what sodium_hex2bin took at our call sites: exactly
+ * 2n digits of either case, nothing else. */
+START_TEST(test_hex_decode) {
+  uint8_t out[4], want[4] = {0x01, 0xab, 0xcd, 0xef};
+  char bad[9];
+  ck_assert_int_eq(gv_hex_decode(out, 4, "01abCDeF", 8), 0);
+  ck_assert_mem_eq(out, want, 4);
+  ck_assert_int_eq(gv_hex_decode(out, 4, "01abCDe", 7), GV_EFIELD);
+  ck_assert_int_eq(gv_hex_decode(out, 3, "01abCDeF", 8), GV_EFIELD);
+  for (int c = 0; c < 256; c++) {
+    bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                 (c >= 'A' && c <= 'F');
+    for (int at = 0; at < 8; at++) {
+      memcpy(bad, "01abcdef", 9);
+      bad[at] = (char)c;
+      ck_assert_int_eq(gv_hex_decode(out, 4, bad, 8) == 0, digit);
+    }
+  }
+}
+END_TEST
+
 static Suite *msg_suite(void) {
   Suite *s = suite_create("msg");
   TCase *rt = tcase_create("roundtrip");
@@ -1059,6 +1194,8 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_roundtrip_relays);
   tcase_add_test(rt, test_addr_parse);
   tcase_add_test(rt, test_repos_packed_with_body);
+  tcase_add_test(rt, test_envelope_bytes_as_cjson);
+  tcase_add_test(rt, test_hex_decode);
   suite_add_tcase(s, rt);
 
   tcase_add_checked_fixture(bad, setup, NULL);
