@@ -31,6 +31,7 @@ extern "C" {
 #include <netinet/in.h>
 #include <string>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <vector>
 
@@ -536,6 +537,15 @@ int map_error(lt::error_code const &ec, std::string &reason) {
   return GV_ESTATE;
 }
 
+// Whether the filesystem under path has no room left. libtorrent writes
+// through mmap: a write into a full filesystem faults, and the error it
+// reports is then EFAULT or EIO as often as ENOSPC, whichever write failed
+// first. The filesystem itself says which it was.
+bool disk_full(std::string const &path) {
+  struct statvfs v;
+  return statvfs(path.c_str(), &v) == 0 && v.f_bavail == 0;
+}
+
 int pieces_done(entry &e) {
   return e.h.status(lt::status_flags_t{}).num_pieces;
 }
@@ -650,7 +660,10 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   } else if (auto *fe = lt::alert_cast<lt::file_error_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_FILE_ERROR, e->ih);
     std::string reason = std::string(fe->filename()) + ": ";
-    ev.err = map_error(fe->error, reason);
+    ev.err = disk_full(e->save_path)
+                 ? map_error(lt::error_code(ENOSPC, lt::generic_category()),
+                             reason)
+                 : map_error(fe->error, reason);
     set_reason(ev, reason);
     if (e->file_error.empty())
       e->file_error = reason;
