@@ -14,6 +14,9 @@
 #include "harvest.h"
 #include "net.h"
 #include "relaysim.h"
+#include "simout.h"
+#include "steady.h"
+#include "turnover.h"
 
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
@@ -27,6 +30,9 @@ typedef struct opts {
   double churn_frac;
   gv_relaysim_opts relay;
   gv_harvest_opts harvest;
+  gv_turnover_opts turnover;
+  gv_steady_opts steady;
+  const char *duration; /* --duration, read once the scenario is known */
   bool json, timing;
   int argc;
   char **argv;
@@ -140,19 +146,6 @@ static uint32_t broadcast(gv_sim *s, uint32_t origin) {
   return origin;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double pct(const double *v, size_t n, double p) {
-  size_t k;
-  if (n == 0)
-    return 0;
-  k = (size_t)ceil(p * (double)n) - 1;
-  return v[k < n ? k : n - 1];
-}
-
 static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
                     uint64_t bytes0, result *r) {
   memset(r, 0, sizeof(*r));
@@ -171,7 +164,7 @@ static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
     r->live++;
     r->delivered += n->delivered_at >= 0;
   }
-  qsort(r->lat, r->n_lat, sizeof(double), cmp_double);
+  qsort(r->lat, r->n_lat, sizeof(double), gv_sim_cmp_double);
   r->payload = sum_payload(s) - payload0;
   r->frames = s->frames - frames0;
   r->bytes = s->frame_bytes - bytes0;
@@ -179,9 +172,9 @@ static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
   r->rmr = r->receivers > 1
                ? (double)r->payload / (double)(r->receivers - 1) - 1.0
                : 0;
-  r->p50 = pct(r->lat, r->n_lat, 0.50);
-  r->p90 = pct(r->lat, r->n_lat, 0.90);
-  r->p99 = pct(r->lat, r->n_lat, 0.99);
+  r->p50 = gv_sim_pct(r->lat, r->n_lat, 0.50);
+  r->p90 = gv_sim_pct(r->lat, r->n_lat, 0.90);
+  r->p99 = gv_sim_pct(r->lat, r->n_lat, 0.99);
   r->max = r->n_lat ? r->lat[r->n_lat - 1] : 0;
 }
 
@@ -239,31 +232,6 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
   return j;
 }
 
-static int write_file(const char *dir, const char *name, const char *text) {
-  char path[4096];
-  FILE *f;
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  if ((f = fopen(path, "w")) == NULL) {
-    fprintf(stderr, "grapevine-sim: %s: %s\n", path, strerror(errno));
-    return -1;
-  }
-  fputs(text, f);
-  fclose(f);
-  return 0;
-}
-
-static void plot(const char *dir, const char *name) {
-  char cmd[8400];
-  snprintf(cmd, sizeof(cmd),
-           "command -v gnuplot >/dev/null && cd '%s' && gnuplot %s.gp", dir,
-           name);
-  if (system(cmd) != 0)
-    fprintf(stderr,
-            "grapevine-sim: gnuplot not found or failed; %s/%s.gp "
-            "and its CSV are written\n",
-            dir, name);
-}
-
 /* Frames node i sent since the broadcast began. */
 static uint64_t sent_since(const gv_sim *s, uint32_t i, const uint64_t *sent0) {
   const gv_engine_stats *st = gv_engine_stats_get(s->nodes[i].e);
@@ -281,7 +249,7 @@ static void write_hist(const opts *o, const char *name, const char *header,
   for (uint32_t k = 0; k <= max && off < cap; k++)
     if (hist[k])
       off += (size_t)snprintf(buf + off, cap - off, "%u,%u\n", k, hist[k]);
-  write_file(o->out, name, buf);
+  gv_sim_write_file(o->out, name, buf);
 }
 
 /* latency CDF, messages per node, in-degree distribution */
@@ -298,14 +266,15 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
     if (i + 1 == r->n_lat || r->lat[i + 1] != r->lat[i])
       off += (size_t)snprintf(buf + off, cap - off, "%.0f,%.6f\n", r->lat[i],
                               (double)(i + 1) / r->n_lat);
-  write_file(o->out, "latency_cdf.csv", buf);
-  write_file(o->out, "latency_cdf.gp",
-             "set terminal svg size 640,400\nset output 'latency_cdf.svg'\n"
-             "set datafile separator ','\nset key off\n"
-             "set xlabel 'delivery latency (ms)'\nset ylabel 'fraction of "
-             "receivers'\nset grid\nplot 'latency_cdf.csv' every ::1 using "
-             "1:2 with steps lw 2\n");
-  plot(o->out, "latency_cdf");
+  gv_sim_write_file(o->out, "latency_cdf.csv", buf);
+  gv_sim_write_file(
+      o->out, "latency_cdf.gp",
+      "set terminal svg size 640,400\nset output 'latency_cdf.svg'\n"
+      "set datafile separator ','\nset key off\n"
+      "set xlabel 'delivery latency (ms)'\nset ylabel 'fraction of "
+      "receivers'\nset grid\nplot 'latency_cdf.csv' every ::1 using "
+      "1:2 with steps lw 2\n");
+  gv_sim_plot(o->out, "latency_cdf");
 
   for (uint32_t i = 0; i < s->n_nodes; i++) {
     uint64_t m = sent_since(s, i, sent0);
@@ -319,24 +288,26 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
     hist[sent_since(s, i, sent0)]++;
   write_hist(o, "msgs_per_node.csv", "messages_sent,nodes", hist, maxm, buf,
              cap);
-  write_file(o->out, "msgs_per_node.gp",
-             "set terminal svg size 640,400\nset output "
-             "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
-             "set xlabel 'messages sent during the broadcast'\nset ylabel "
-             "'nodes'\nset style fill solid\nset grid\nplot "
-             "'msgs_per_node.csv' every ::1 using 1:2 with boxes\n");
-  plot(o->out, "msgs_per_node");
+  gv_sim_write_file(
+      o->out, "msgs_per_node.gp",
+      "set terminal svg size 640,400\nset output "
+      "'msgs_per_node.svg'\nset datafile separator ','\nset key off\n"
+      "set xlabel 'messages sent during the broadcast'\nset ylabel "
+      "'nodes'\nset style fill solid\nset grid\nplot "
+      "'msgs_per_node.csv' every ::1 using 1:2 with boxes\n");
+  gv_sim_plot(o->out, "msgs_per_node");
 
   memset(hist, 0, ((size_t)(maxm > maxd ? maxm : maxd) + 1) * sizeof(uint32_t));
   for (uint32_t i = 0; i < s->n_nodes; i++)
     hist[s->nodes[i].indegree]++;
   write_hist(o, "indegree.csv", "in_degree,nodes", hist, maxd, buf, cap);
-  write_file(o->out, "indegree.gp",
-             "set terminal svg size 640,400\nset output 'indegree.svg'\n"
-             "set datafile separator ','\nset key off\nset xlabel 'inbound "
-             "links'\nset ylabel 'nodes'\nset style fill solid\nset grid\n"
-             "plot 'indegree.csv' every ::1 using 1:2 with boxes\n");
-  plot(o->out, "indegree");
+  gv_sim_write_file(
+      o->out, "indegree.gp",
+      "set terminal svg size 640,400\nset output 'indegree.svg'\n"
+      "set datafile separator ','\nset key off\nset xlabel 'inbound "
+      "links'\nset ylabel 'nodes'\nset style fill solid\nset grid\n"
+      "plot 'indegree.csv' every ::1 using 1:2 with boxes\n");
+  gv_sim_plot(o->out, "indegree");
   free(hist);
   free(buf);
 }
@@ -498,17 +469,18 @@ static int sweep(const opts *o) {
   }
   if (o->out != NULL) {
     mkdir(o->out, 0755);
-    write_file(o->out, "reliability.csv", csv);
-    write_file(o->out, "reliability.gp",
-               "set terminal svg size 640,400\nset output "
-               "'reliability.svg'\nset datafile separator ','\n"
-               "set xlabel 'fraction of nodes crashed'\nset ylabel "
-               "'reliability (live nodes reached)'\nset yrange [0:1.02]\n"
-               "set grid\nset key bottom left\nplot 'reliability.csv' every "
-               "::1 using 1:2 with linespoints lw 2 title 'grapevine "
-               "(repair)', '' every ::1 using 1:3 with linespoints lw 2 "
-               "title 'plain push'\n");
-    plot(o->out, "reliability");
+    gv_sim_write_file(o->out, "reliability.csv", csv);
+    gv_sim_write_file(
+        o->out, "reliability.gp",
+        "set terminal svg size 640,400\nset output "
+        "'reliability.svg'\nset datafile separator ','\n"
+        "set xlabel 'fraction of nodes crashed'\nset ylabel "
+        "'reliability (live nodes reached)'\nset yrange [0:1.02]\n"
+        "set grid\nset key bottom left\nplot 'reliability.csv' every "
+        "::1 using 1:2 with linespoints lw 2 title 'grapevine "
+        "(repair)', '' every ::1 using 1:3 with linespoints lw 2 "
+        "title 'plain push'\n");
+    gv_sim_plot(o->out, "reliability");
   }
   {
     cJSON *j = cJSON_CreateObject();
@@ -555,6 +527,12 @@ static void usage(FILE *f) {
           "                       --silent-frac to 0.8), harvest (attackers "
           "collect\n"
           "                       silent nodes' addresses; --nodes 200, "
+          "--silent-frac 0.5),\n"
+          "                       turnover (churn over time, broadcasts "
+          "throughout;\n"
+          "                       --nodes 500), steady (background traffic "
+          "at the\n"
+          "                       daemon's intervals; --nodes 1000, "
           "--silent-frac 0.5)\n"
           "  --rate R             relay: messages per agent per second (0.5)\n"
           "  --crash-rate C       relay: node crashes per second, network-wide "
@@ -568,7 +546,23 @@ static void usage(FILE *f) {
           "0.2)\n"
           "  --guards on|off      harvest: silent nodes keep entry guards "
           "(both)\n"
-          "  --duration H         harvest: hours of simulated churn (24)\n"
+          "  --duration D         simulated time, a number with s, m or h; a "
+          "bare number\n"
+          "                       is hours for harvest (24), minutes for "
+          "turnover (30)\n"
+          "                       and steady (10)\n"
+          "  --session-dist D     turnover: weibull or pareto session lengths "
+          "(weibull)\n"
+          "  --session-shape K    turnover: Weibull k (0.6) or Pareto alpha "
+          "(1.5, > 1)\n"
+          "  --session-mean S     turnover: mean session, seconds (600)\n"
+          "  --downtime-mean S    turnover: mean downtime, seconds, "
+          "exponential (300)\n"
+          "  --bcast-every S      turnover: a broadcast every S seconds (10)\n"
+          "  --sample-every S     turnover: tables sampled every S seconds "
+          "(30)\n"
+          "  --observers K        turnover: nodes whose tables are sampled "
+          "(200)\n"
           "  --churn-frac F       churn: nodes replaced during the broadcast "
           "(0.1)\n"
           "  --active K           links a node aims for (5)\n"
@@ -598,6 +592,74 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
              : -1;
 }
 
+/* --duration D: a number, then s, m or h; without a unit, the scenario's
+ * (hours for harvest, minutes for turnover and steady). Harvest keeps whole
+ * hours. */
+static int parse_duration(opts *o) {
+  const char *sc = o->scenario, *d = o->duration;
+  bool harvest = strcmp(sc, "harvest") == 0;
+  int64_t *dst = harvest                       ? &o->harvest.duration_ms
+                 : strcmp(sc, "turnover") == 0 ? &o->turnover.duration_ms
+                 : strcmp(sc, "steady") == 0   ? &o->steady.duration_ms
+                                               : NULL;
+  double unit = harvest ? 3600000 : 60000, v, lo = harvest ? 3600000 : 60000,
+         hi = harvest ? 168 * 3600000.0 : 24 * 3600000.0;
+  char num[64], *end;
+  size_t len;
+
+  if (d == NULL)
+    return 0;
+  len = strlen(d);
+  if (dst == NULL) {
+    fprintf(stderr, "grapevine-sim: --duration applies to harvest, turnover "
+                    "and steady (relay: --duration-s)\n");
+    return -1;
+  }
+  if (len > 0 && len < sizeof(num) && strchr("smh", d[len - 1]) != NULL) {
+    unit = d[len - 1] == 's' ? 1000 : d[len - 1] == 'm' ? 60000 : 3600000;
+    len--;
+  }
+  if (len == 0 || len >= sizeof(num))
+    goto bad;
+  memcpy(num, d, len);
+  num[len] = '\0';
+  errno = 0;
+  v = strtod(num, &end) * unit;
+  if (errno != 0 || *end != '\0' || !(v >= lo && v <= hi) ||
+      (harvest && fmod(v, 3600000) != 0))
+    goto bad;
+  *dst = (int64_t)v;
+  return 0;
+bad:
+  fprintf(stderr, "grapevine-sim: %s (got '%s')\n",
+          harvest ? "--duration takes 1..168 (whole hours)"
+                  : "--duration takes 1m..24h (a bare number is minutes)",
+          d);
+  return -1;
+}
+
+/* Turnover's shape by distribution; its windows fit the run. */
+static int check_turnover(opts *o) {
+  gv_turnover_opts *t = &o->turnover;
+  const char *bad = NULL;
+
+  if (strcmp(o->scenario, "turnover") != 0)
+    return 0;
+  if (t->shape < 0)
+    t->shape = t->dist == GV_SESSION_WEIBULL ? 0.6 : 1.5;
+  else if (t->dist == GV_SESSION_PARETO && t->shape <= 1)
+    bad = "--session-shape must be above 1 for pareto (the mean is "
+          "infinite otherwise)";
+  if (bad == NULL && (t->bcast_every_ms > t->duration_ms ||
+                      t->sample_every_ms > t->duration_ms))
+    bad = "--bcast-every and --sample-every must fit in --duration";
+  if (bad != NULL) {
+    fprintf(stderr, "grapevine-sim: %s\n", bad);
+    return -1;
+  }
+  return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o) {
   static const struct option lo[] = {
       {"nodes", required_argument, NULL, 'n'},
@@ -624,13 +686,20 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"attackers", required_argument, NULL, 'y'},
       {"guards", required_argument, NULL, 'g'},
       {"duration", required_argument, NULL, 'u'},
+      {"session-dist", required_argument, NULL, 1001},
+      {"session-shape", required_argument, NULL, 1002},
+      {"session-mean", required_argument, NULL, 1003},
+      {"downtime-mean", required_argument, NULL, 1004},
+      {"bcast-every", required_argument, NULL, 1005},
+      {"sample-every", required_argument, NULL, 1006},
+      {"observers", required_argument, NULL, 1007},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
-      "single",       "failures",        "loss", "churn", "partition",
-      "tracker-down", "silent-majority", "join", "flood", "sweep",
-      "relay",        "harvest"};
+      "single",       "failures",        "loss",     "churn", "partition",
+      "tracker-down", "silent-majority", "join",     "flood", "sweep",
+      "relay",        "harvest",         "turnover", "steady"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -655,6 +724,15 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.attackers = -1;
   o->harvest.guards = -1;
   o->harvest.duration_ms = 24 * 3600000LL;
+  o->turnover.dist = GV_SESSION_WEIBULL;
+  o->turnover.shape = -1; /* by distribution */
+  o->turnover.session_mean_ms = 600000;
+  o->turnover.downtime_mean_ms = 300000;
+  o->turnover.duration_ms = 30 * 60000LL;
+  o->turnover.bcast_every_ms = 10000;
+  o->turnover.sample_every_ms = 30000;
+  o->turnover.observers = 200;
+  o->steady.duration_ms = 10 * 60000LL;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -749,10 +827,42 @@ static int parse_args(int argc, char **argv, opts *o) {
       else
         bad = "--guards takes on or off";
       break;
-    case 'u':
-      if (parse_u64(optarg, 1, 168, &v) < 0)
-        bad = "--duration takes 1..168 (hours)";
-      o->harvest.duration_ms = (int64_t)v * 3600000;
+    case 'u': o->duration = optarg; break;
+    case 1001:
+      if (strcmp(optarg, "weibull") == 0 || strcmp(optarg, "pareto") == 0)
+        o->turnover.dist = strcmp(optarg, "weibull") == 0 ? GV_SESSION_WEIBULL
+                                                          : GV_SESSION_PARETO;
+      else
+        bad = "--session-dist takes weibull or pareto";
+      break;
+    case 1002:
+      if (parse_double(optarg, 0.1, 10, &o->turnover.shape) < 0)
+        bad = "--session-shape takes 0.1..10";
+      break;
+    case 1003:
+      if (parse_double(optarg, 1, 86400, &d) < 0)
+        bad = "--session-mean takes 1..86400 (seconds)";
+      o->turnover.session_mean_ms = d * 1000;
+      break;
+    case 1004:
+      if (parse_double(optarg, 1, 86400, &d) < 0)
+        bad = "--downtime-mean takes 1..86400 (seconds)";
+      o->turnover.downtime_mean_ms = d * 1000;
+      break;
+    case 1005:
+      if (parse_u64(optarg, 1, 3600, &v) < 0)
+        bad = "--bcast-every takes 1..3600 (whole seconds)";
+      o->turnover.bcast_every_ms = (int64_t)v * 1000;
+      break;
+    case 1006:
+      if (parse_u64(optarg, 1, 3600, &v) < 0)
+        bad = "--sample-every takes 1..3600 (whole seconds)";
+      o->turnover.sample_every_ms = (int64_t)v * 1000;
+      break;
+    case 1007:
+      if (parse_u64(optarg, 1, 100000, &v) < 0)
+        bad = "--observers takes 1..100000";
+      o->turnover.observers = (uint32_t)v;
       break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
@@ -768,6 +878,12 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (o->cfg.nodes == 0 && o->scenario != NULL &&
       strcmp(o->scenario, "harvest") == 0)
     o->cfg.nodes = 200;
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "turnover") == 0)
+    o->cfg.nodes = 500;
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "steady") == 0)
+    o->cfg.nodes = 1000;
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
             o->cfg.nodes == 0 ? "--nodes N is required"
@@ -786,6 +902,8 @@ static int parse_args(int argc, char **argv, opts *o) {
                     "use --nodes 1000 or fewer\n");
     return -1;
   }
+  if (parse_duration(o) < 0 || check_turnover(o) < 0)
+    return -1;
   /* Scenario defaults, unless given. */
   if (o->fail_frac < 0)
     o->fail_frac = strcmp(o->scenario, "failures") == 0 ? 0.3 : 0;
@@ -795,8 +913,10 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ||
                                  strcmp(o->scenario, "relay") == 0
                              ? 0.8
-                         : strcmp(o->scenario, "harvest") == 0 ? 0.5
-                                                               : 0;
+                         : strcmp(o->scenario, "harvest") == 0 ||
+                                 strcmp(o->scenario, "steady") == 0
+                             ? 0.5
+                             : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
   if (o->cfg.fanout_announced == 0)
@@ -813,6 +933,16 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->harvest.timing = o->timing;
   o->harvest.argc = argc;
   o->harvest.argv = argv;
+  o->turnover.out = o->out;
+  o->turnover.json = o->json;
+  o->turnover.timing = o->timing;
+  o->turnover.argc = argc;
+  o->turnover.argv = argv;
+  o->steady.out = o->out;
+  o->steady.json = o->json;
+  o->steady.timing = o->timing;
+  o->steady.argc = argc;
+  o->steady.argv = argv;
   return 0;
 }
 
@@ -840,6 +970,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(o.scenario, "harvest") == 0)
     return gv_harvest_run(&o.cfg, &o.harvest);
+  if (strcmp(o.scenario, "turnover") == 0)
+    return gv_turnover_run(&o.cfg, &o.turnover);
+  if (strcmp(o.scenario, "steady") == 0)
+    return gv_steady_run(&o.cfg, &o.steady);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");

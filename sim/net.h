@@ -29,6 +29,7 @@ typedef struct gv_sim_cfg {
   int lat_min, lat_max; /* one-way link latency, ms */
   bool repair, stub_sigs;
   bool guards; /* silent nodes keep entry guards (off but in harvest) */
+  bool pings;  /* link PINGs as the daemon sends them (off but in steady) */
   int64_t shuffle_ms, heartbeat_ms;
 } gv_sim_cfg;
 
@@ -63,6 +64,11 @@ typedef struct gv_sim_link {
  * call only; it must not call into the relay core. */
 typedef void gv_sim_relay_fn(void *ctx, uint32_t i, const gv_ract *a);
 
+/* Sees every frame: sent by node i (in false: before loss or a dead peer
+ * can drop it) or received by live node i (in true). b is the plaintext,
+ * channel byte first, valid during the call only. */
+typedef void gv_sim_frame_fn(void *ctx, uint32_t i, const gv_buf *b, bool in);
+
 typedef struct gv_sim_ev gv_sim_ev;
 
 typedef struct gv_sim {
@@ -87,6 +93,8 @@ typedef struct gv_sim {
   uint64_t relay_frames, relay_bytes; /* channel 2, all kinds */
   gv_sim_relay_fn *relay_fn;
   void *relay_ctx;
+  gv_sim_frame_fn *frame_fn; /* NULL: none */
+  void *frame_ctx;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   char violation[256];
 } gv_sim;
