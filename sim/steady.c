@@ -299,12 +299,16 @@ int gv_steady_run(const gv_sim_cfg *base, const gv_steady_opts *so) {
   add_rates(cJSON_AddObjectToObject(j, "per_node"), v);
   o = cJSON_AddObjectToObject(j, "by_role");
   if (n_role[0] > 0) {
+    cJSON *r = cJSON_AddObjectToObject(o, "broadcasting");
+    cJSON_AddNumberToObject(r, "nodes", n_role[0]);
     rates(&st, -1, 1, (double)n_role[0] * secs, v);
-    add_rates(cJSON_AddObjectToObject(o, "broadcasting"), v);
+    add_rates(r, v);
   }
   if (n_role[1] > 0) {
+    cJSON *r = cJSON_AddObjectToObject(o, "silent");
+    cJSON_AddNumberToObject(r, "nodes", n_role[1]);
     rates(&st, -1, 2, (double)n_role[1] * secs, v);
-    add_rates(cJSON_AddObjectToObject(o, "silent"), v);
+    add_rates(r, v);
   }
   o = cJSON_AddObjectToObject(j, "by_type");
   for (int c = 0; c < CL_COUNT; c++) {

@@ -1,6 +1,7 @@
 /* grapevine-sim --scenario turnover: see turnover.h for the model.
  *
- * Run:  form (5 s) -> the equilibrium start (down nodes killed)
+ * Run:  form (5 s) -> warm-up (60 s: every node announces once)
+ *       -> the equilibrium start (down nodes killed)
  *       -> every virtual second: measure the broadcast whose window ends,
  *          sample the tables, churn (kill / restart), re-announce, start
  *          the next broadcast
@@ -20,6 +21,7 @@
 
 #define FORM_MS 5000
 #define TICK_MS 1000 /* churn and announces happen on this grid */
+#define WARM_MS 60000
 /* node/daemon.c: the first announcement 1 s after the first link, then
  * every 30 min (ANNOUNCE_DELAY_MS, REANNOUNCE_MS). */
 #define ANNOUNCE_DELAY_MS 1000
@@ -58,7 +60,8 @@ typedef struct turn {
   size_t n_bc, cap_bc;
   sample *sm;
   size_t n_sm, cap_sm;
-  uint64_t leaves, returns;
+  uint64_t leaves, returns; /* during the run */
+  uint32_t down_at_start;
   /* the broadcast in flight */
   bool in_flight;
   int64_t bc_at;
@@ -399,6 +402,7 @@ static void report(const turn *t, const gv_sim_cfg *cfg, double wall) {
   cJSON_AddNumberToObject(j, "sample_every_s",
                           (double)to->sample_every_ms / 1000.0);
   cJSON_AddNumberToObject(j, "observers", t->n_obs);
+  cJSON_AddNumberToObject(j, "down_at_start", t->down_at_start);
   cJSON_AddNumberToObject(j, "leaves", (double)t->leaves);
   cJSON_AddNumberToObject(j, "returns", (double)t->returns);
 
@@ -530,6 +534,23 @@ int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
   for (uint32_t i = 0; i < t.n; i++)
     gv_sim_seed_candidates(t.s, i, cfg.candidates);
   gv_sim_run_until(t.s, t.s->now + FORM_MS);
+  /* Warm-up: each node announces once, as the daemon does after its first
+   * link, spread over WARM_MS; the tables fill as in a network that has
+   * run for a while. */
+  for (uint32_t i = 0; i < t.n; i++)
+    t.announce_at[i] =
+        t.s->now + TICK_MS * (int64_t)gv_rng_below(&t.rng, WARM_MS / TICK_MS);
+  for (int64_t now = t.s->now, w_end = now + WARM_MS; now < w_end;
+       now += TICK_MS) {
+    gv_sim_run_until(t.s, now);
+    for (uint32_t i = 0; i < t.n; i++)
+      if (t.announce_at[i] <= now) {
+        gv_engine_announce(t.s->nodes[i].e, NULL, now);
+        gv_sim_drain(t.s, i);
+        t.announce_at[i] = INT64_MAX;
+      }
+  }
+  gv_sim_run_until(t.s, t.s->now + TICK_MS);
   if (!check(&t)) {
     rc = 3;
     goto out;
@@ -544,7 +565,7 @@ int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
       t.announce_at[i] = t0 + (int64_t)gv_rng_below(&t.rng, REANNOUNCE_MS);
     } else {
       gv_sim_kill(t.s, i);
-      t.leaves++;
+      t.down_at_start++;
       t.next_change[i] = after(t0, exp_ms(&t.rng, to->downtime_mean_ms));
       t.announce_at[i] = INT64_MAX;
     }

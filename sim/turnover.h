@@ -4,7 +4,10 @@
  * The network: --nodes N (500), --silent-frac (0). Every node alternates
  * sessions and downtimes for --duration (30 min): sessions heavy-tailed
  * (Weibull with shape k, or Pareto with shape alpha, scaled to the mean
- * --session-mean), downtimes exponential (--downtime-mean). The run starts
+ * --session-mean), downtimes exponential (--downtime-mean). After formation
+ * (5 s) every node announces once, at a random moment of a 60 s warm-up, as
+ * the daemon does after its first link: the tables hold what a network that
+ * has run for a while holds (up to the 1024-entry cap). The churn starts
  * in churn equilibrium: a node is up with probability S/(S+D), and an up
  * node's first session is the residual of a length-biased draw (what an
  * observer arriving at a random time sees). Leaving is gv_sim_kill() (the
