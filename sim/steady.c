@@ -97,6 +97,12 @@ static void on_frame(void *ctx, uint32_t i, const gv_buf *b, bool in) {
   }
 }
 
+/* Progress lines on stderr: about ten per run, on the tick grid. */
+static int64_t report_ms(int64_t duration_ms) {
+  int64_t step = duration_ms / 10 / TICK_MS * TICK_MS;
+  return step > TICK_MS ? step : TICK_MS;
+}
+
 static double cpu_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -264,6 +270,12 @@ int gv_steady_run(const gv_sim_cfg *base, const gv_steady_opts *so) {
       st.on = true;
       cpu0 = cpu_s();
     }
+    if (now > st.m0 && (now - st.m0) % report_ms(so->duration_ms) == 0)
+      fprintf(stderr,
+              "grapevine-sim: steady +%lld s of %lld counted, %llu events\n",
+              (long long)((now - st.m0) / 1000),
+              (long long)(so->duration_ms / 1000),
+              (unsigned long long)st.s->events);
     if (now == m_end)
       break;
     for (uint32_t i = 0; i < n; i++)

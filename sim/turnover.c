@@ -68,6 +68,12 @@ typedef struct turn {
   uint32_t bc_origin;
 } turn;
 
+/* Progress lines on stderr: about ten per run, on the tick grid. */
+static int64_t report_ms(int64_t duration_ms) {
+  int64_t step = duration_ms / 10 / TICK_MS * TICK_MS;
+  return step > TICK_MS ? step : TICK_MS;
+}
+
 /* ---- sessions ---- */
 
 /* U in (0, 1]: safe under log and negative powers. */
@@ -577,6 +583,13 @@ int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
       end_bcast(&t, t0);
     if ((now - t0) % to->sample_every_ms == 0)
       sample_tables(&t, now - t0);
+    if ((now - t0) % report_ms(to->duration_ms) == 0)
+      fprintf(stderr,
+              "grapevine-sim: turnover +%lld s of %lld: %zu broadcasts, "
+              "%llu leaves, %llu events\n",
+              (long long)((now - t0) / 1000),
+              (long long)(to->duration_ms / 1000), t.n_bc,
+              (unsigned long long)t.leaves, (unsigned long long)t.s->events);
     if (now == end)
       break;
     churn(&t, now);
