@@ -169,7 +169,8 @@ static void write_csv(const steady *st, const gv_steady_opts *so, double node_s,
   free(buf);
   gv_sim_write_file(
       so->out, "steady_types.gp",
-      "set terminal svg size 800,400\nset output 'steady_types.svg'\n"
+      "set terminal svg size 800,400 noenhanced\n"
+      "set output 'steady_types.svg'\n"
       "set datafile separator ','\nset key top right\nset grid y\n"
       "set style data histograms\nset style fill solid border -1\n"
       "set ylabel 'bytes per node per second'\nset xtics rotate by -30\n"

@@ -374,7 +374,7 @@ static void write_csv(const turn *t) {
       "set datafile separator ','\nset key bottom right\nset grid\n"
       "set xlabel 'simulated seconds'\nset ylabel 'freshness'\n"
       "set yrange [0:1.02]\nset y2label 'stale entries per node'\n"
-      "set y2tics\nset ytics nomirror\n"
+      "set y2tics\nset ytics nomirror\nset y2range [0:*]\n"
       "plot 'tables.csv' every ::1 using 1:3 with lines lw 2 title "
       "'freshness mean', '' every ::1 using 1:4 with lines lw 2 title "
       "'freshness p10', '' every ::1 using 1:5 axes x1y2 with lines lw 2 "
