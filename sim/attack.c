@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "out.h"
+#include "simout.h"
 
 #define FORM_MS 5000
 #define SETTLE_MS 5000

@@ -9,7 +9,7 @@
  *       -> report when the network formed and what each broadcast reached.
  */
 #include "boot.h"
-#include "out.h"
+#include "simout.h"
 
 #include <errno.h>
 #include <math.h>

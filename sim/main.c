@@ -15,8 +15,10 @@
 #include "boot.h"
 #include "harvest.h"
 #include "net.h"
-#include "out.h"
 #include "relaysim.h"
+#include "simout.h"
+#include "steady.h"
+#include "turnover.h"
 
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
@@ -32,6 +34,9 @@ typedef struct opts {
   gv_harvest_opts harvest;
   gv_attack_opts attack;
   gv_boot_opts boot;
+  gv_turnover_opts turnover;
+  gv_steady_opts steady;
+  const char *duration; /* --duration, read once the scenario is known */
   bool json, timing;
   int argc;
   char **argv;
@@ -145,19 +150,6 @@ static uint32_t broadcast(gv_sim *s, uint32_t origin) {
   return origin;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double pct(const double *v, size_t n, double p) {
-  size_t k;
-  if (n == 0)
-    return 0;
-  k = (size_t)ceil(p * (double)n) - 1;
-  return v[k < n ? k : n - 1];
-}
-
 static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
                     uint64_t bytes0, result *r) {
   memset(r, 0, sizeof(*r));
@@ -176,7 +168,7 @@ static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
     r->live++;
     r->delivered += n->delivered_at >= 0;
   }
-  qsort(r->lat, r->n_lat, sizeof(double), cmp_double);
+  qsort(r->lat, r->n_lat, sizeof(double), gv_sim_cmp_double);
   r->payload = sum_payload(s) - payload0;
   r->frames = s->frames - frames0;
   r->bytes = s->frame_bytes - bytes0;
@@ -184,9 +176,9 @@ static void measure(gv_sim *s, uint64_t payload0, uint64_t frames0,
   r->rmr = r->receivers > 1
                ? (double)r->payload / (double)(r->receivers - 1) - 1.0
                : 0;
-  r->p50 = pct(r->lat, r->n_lat, 0.50);
-  r->p90 = pct(r->lat, r->n_lat, 0.90);
-  r->p99 = pct(r->lat, r->n_lat, 0.99);
+  r->p50 = gv_sim_pct(r->lat, r->n_lat, 0.50);
+  r->p90 = gv_sim_pct(r->lat, r->n_lat, 0.90);
+  r->p99 = gv_sim_pct(r->lat, r->n_lat, 0.99);
   r->max = r->n_lat ? r->lat[r->n_lat - 1] : 0;
 }
 
@@ -589,7 +581,13 @@ static void usage(FILE *f) {
           "the tracker's\n"
           "                       bootstrap nodes), bandwidth (single at "
           "upload caps\n"
-          "                       none, 1000, 256, 64, 16 kB/s)\n"
+          "                       none, 1000, 256, 64, 16 kB/s),\n"
+          "                       turnover (churn over time, broadcasts "
+          "throughout;\n"
+          "                       --nodes 500), steady (background traffic "
+          "at the\n"
+          "                       daemon's intervals; --nodes 1000, "
+          "--silent-frac 0.5)\n"
           "  --rate R             relay: messages per agent per second (0.5);\n"
           "                       spam: announcements, forged: forged records "
           "per\n"
@@ -614,12 +612,28 @@ static void usage(FILE *f) {
           "(5000)\n"
           "  --guards on|off      harvest: silent nodes keep entry guards "
           "(both)\n"
-          "  --duration H         harvest: hours of simulated churn (24)\n"
+          "  --duration D         simulated time, a number with s, m or h; a "
+          "bare number\n"
+          "                       is hours for harvest (24), minutes for "
+          "turnover (30)\n"
+          "                       and steady (10)\n"
           "  --bootstraps B       cold-boot: bootstrap nodes the tracker "
           "lists (16)\n"
           "  --upload-cap KBPS    per-node upload cap, kB/s (none); "
           "bandwidth: sweep\n"
           "                       none and this cap only\n"
+          "  --session-dist D     turnover: weibull or pareto session lengths "
+          "(weibull)\n"
+          "  --session-shape K    turnover: Weibull k (0.6) or Pareto alpha "
+          "(1.5, > 1)\n"
+          "  --session-mean S     turnover: mean session, seconds (600)\n"
+          "  --downtime-mean S    turnover: mean downtime, seconds, "
+          "exponential (300)\n"
+          "  --bcast-every S      turnover: a broadcast every S seconds (10)\n"
+          "  --sample-every S     turnover: tables sampled every S seconds "
+          "(30)\n"
+          "  --observers K        turnover: nodes whose tables are sampled "
+          "(200)\n"
           "  --churn-frac F       churn: nodes replaced during the broadcast "
           "(0.1)\n"
           "  --active K           links a node aims for (5)\n"
@@ -647,6 +661,74 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
   return errno == 0 && *end == '\0' && *s != '-' && *out >= lo && *out <= hi
              ? 0
              : -1;
+}
+
+/* --duration D: a number, then s, m or h; without a unit, the scenario's
+ * (hours for harvest, minutes for turnover and steady). Harvest keeps whole
+ * hours. */
+static int parse_duration(opts *o) {
+  const char *sc = o->scenario, *d = o->duration;
+  bool harvest = strcmp(sc, "harvest") == 0;
+  int64_t *dst = harvest                       ? &o->harvest.duration_ms
+                 : strcmp(sc, "turnover") == 0 ? &o->turnover.duration_ms
+                 : strcmp(sc, "steady") == 0   ? &o->steady.duration_ms
+                                               : NULL;
+  double unit = harvest ? 3600000 : 60000, v, lo = harvest ? 3600000 : 60000,
+         hi = harvest ? 168 * 3600000.0 : 24 * 3600000.0;
+  char num[64], *end;
+  size_t len;
+
+  if (d == NULL)
+    return 0;
+  len = strlen(d);
+  if (dst == NULL) {
+    fprintf(stderr, "grapevine-sim: --duration applies to harvest, turnover "
+                    "and steady (relay: --duration-s)\n");
+    return -1;
+  }
+  if (len > 0 && len < sizeof(num) && strchr("smh", d[len - 1]) != NULL) {
+    unit = d[len - 1] == 's' ? 1000 : d[len - 1] == 'm' ? 60000 : 3600000;
+    len--;
+  }
+  if (len == 0 || len >= sizeof(num))
+    goto bad;
+  memcpy(num, d, len);
+  num[len] = '\0';
+  errno = 0;
+  v = strtod(num, &end) * unit;
+  if (errno != 0 || *end != '\0' || !(v >= lo && v <= hi) ||
+      (harvest && fmod(v, 3600000) != 0))
+    goto bad;
+  *dst = (int64_t)v;
+  return 0;
+bad:
+  fprintf(stderr, "grapevine-sim: %s (got '%s')\n",
+          harvest ? "--duration takes 1..168 (whole hours)"
+                  : "--duration takes 1m..24h (a bare number is minutes)",
+          d);
+  return -1;
+}
+
+/* Turnover's shape by distribution; its windows fit the run. */
+static int check_turnover(opts *o) {
+  gv_turnover_opts *t = &o->turnover;
+  const char *bad = NULL;
+
+  if (strcmp(o->scenario, "turnover") != 0)
+    return 0;
+  if (t->shape < 0)
+    t->shape = t->dist == GV_SESSION_WEIBULL ? 0.6 : 1.5;
+  else if (t->dist == GV_SESSION_PARETO && t->shape <= 1)
+    bad = "--session-shape must be above 1 for pareto (the mean is "
+          "infinite otherwise)";
+  if (bad == NULL && (t->bcast_every_ms > t->duration_ms ||
+                      t->sample_every_ms > t->duration_ms))
+    bad = "--bcast-every and --sample-every must fit in --duration";
+  if (bad != NULL) {
+    fprintf(stderr, "grapevine-sim: %s\n", bad);
+    return -1;
+  }
+  return 0;
 }
 
 static int parse_args(int argc, char **argv, opts *o) {
@@ -678,14 +760,21 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"sybils", required_argument, NULL, 'Y'},
       {"bootstraps", required_argument, NULL, 'B'},
       {"upload-cap", required_argument, NULL, 'U'},
+      {"session-dist", required_argument, NULL, 1001},
+      {"session-shape", required_argument, NULL, 1002},
+      {"session-mean", required_argument, NULL, 1003},
+      {"downtime-mean", required_argument, NULL, 1004},
+      {"bcast-every", required_argument, NULL, 1005},
+      {"sample-every", required_argument, NULL, 1006},
+      {"observers", required_argument, NULL, 1007},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *scenarios[] = {
-      "single",       "failures",        "loss",     "churn", "partition",
-      "tracker-down", "silent-majority", "join",     "flood", "sweep",
-      "relay",        "harvest",         "eclipse",  "sybil", "spam",
-      "forged",       "cold-boot",       "bandwidth"};
+      "single",       "failures",        "loss",      "churn",    "partition",
+      "tracker-down", "silent-majority", "join",      "flood",    "sweep",
+      "relay",        "harvest",         "eclipse",   "sybil",    "spam",
+      "forged",       "cold-boot",       "bandwidth", "turnover", "steady"};
   uint64_t v;
   int opt, ok = 0;
 
@@ -713,6 +802,15 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->attack.attackers = -1;
   o->attack.rate = -1;
   o->boot.bootstraps = 16;
+  o->turnover.dist = GV_SESSION_WEIBULL;
+  o->turnover.shape = -1; /* by distribution */
+  o->turnover.session_mean_ms = 600000;
+  o->turnover.downtime_mean_ms = 300000;
+  o->turnover.duration_ms = 30 * 60000LL;
+  o->turnover.bcast_every_ms = 10000;
+  o->turnover.sample_every_ms = 30000;
+  o->turnover.observers = 200;
+  o->steady.duration_ms = 10 * 60000LL;
   o->fail_frac = -1;
   o->cfg.loss = -1;
   o->cfg.silent_frac = -1;
@@ -816,10 +914,42 @@ static int parse_args(int argc, char **argv, opts *o) {
       else
         bad = "--guards takes on or off";
       break;
-    case 'u':
-      if (parse_u64(optarg, 1, 168, &v) < 0)
-        bad = "--duration takes 1..168 (hours)";
-      o->harvest.duration_ms = (int64_t)v * 3600000;
+    case 'u': o->duration = optarg; break;
+    case 1001:
+      if (strcmp(optarg, "weibull") == 0 || strcmp(optarg, "pareto") == 0)
+        o->turnover.dist = strcmp(optarg, "weibull") == 0 ? GV_SESSION_WEIBULL
+                                                          : GV_SESSION_PARETO;
+      else
+        bad = "--session-dist takes weibull or pareto";
+      break;
+    case 1002:
+      if (parse_double(optarg, 0.1, 10, &o->turnover.shape) < 0)
+        bad = "--session-shape takes 0.1..10";
+      break;
+    case 1003:
+      if (parse_double(optarg, 1, 86400, &d) < 0)
+        bad = "--session-mean takes 1..86400 (seconds)";
+      o->turnover.session_mean_ms = d * 1000;
+      break;
+    case 1004:
+      if (parse_double(optarg, 1, 86400, &d) < 0)
+        bad = "--downtime-mean takes 1..86400 (seconds)";
+      o->turnover.downtime_mean_ms = d * 1000;
+      break;
+    case 1005:
+      if (parse_u64(optarg, 1, 3600, &v) < 0)
+        bad = "--bcast-every takes 1..3600 (whole seconds)";
+      o->turnover.bcast_every_ms = (int64_t)v * 1000;
+      break;
+    case 1006:
+      if (parse_u64(optarg, 1, 3600, &v) < 0)
+        bad = "--sample-every takes 1..3600 (whole seconds)";
+      o->turnover.sample_every_ms = (int64_t)v * 1000;
+      break;
+    case 1007:
+      if (parse_u64(optarg, 1, 100000, &v) < 0)
+        bad = "--observers takes 1..100000";
+      o->turnover.observers = (uint32_t)v;
       break;
     case 'B':
       if (parse_u64(optarg, 1, 1024, &v) < 0)
@@ -849,6 +979,12 @@ static int parse_args(int argc, char **argv, opts *o) {
       gv_attack_kind_from_name(o->scenario) >= 0)
     o->cfg.nodes = gv_attack_default_nodes(
         (gv_attack_kind)gv_attack_kind_from_name(o->scenario));
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "turnover") == 0)
+    o->cfg.nodes = 500;
+  if (o->cfg.nodes == 0 && o->scenario != NULL &&
+      strcmp(o->scenario, "steady") == 0)
+    o->cfg.nodes = 1000;
   if (optind != argc || o->cfg.nodes == 0) {
     fprintf(stderr, "grapevine-sim: %s\n",
             o->cfg.nodes == 0 ? "--nodes N is required"
@@ -877,6 +1013,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     fprintf(stderr, "grapevine-sim: --attackers takes 0..0.9 for harvest\n");
     return -1;
   }
+  if (parse_duration(o) < 0 || check_turnover(o) < 0)
+    return -1;
   /* Scenario defaults, unless given. */
   if (o->fail_frac < 0)
     o->fail_frac = strcmp(o->scenario, "failures") == 0 ? 0.3 : 0;
@@ -886,8 +1024,10 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->cfg.silent_frac = strcmp(o->scenario, "silent-majority") == 0 ||
                                  strcmp(o->scenario, "relay") == 0
                              ? 0.8
-                         : strcmp(o->scenario, "harvest") == 0 ? 0.5
-                                                               : 0;
+                         : strcmp(o->scenario, "harvest") == 0 ||
+                                 strcmp(o->scenario, "steady") == 0
+                             ? 0.5
+                             : 0;
   if (strcmp(o->scenario, "partition") == 0)
     o->cfg.shuffle_ms = 2000;
   if (o->cfg.fanout_announced == 0)
@@ -923,6 +1063,16 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->boot.timing = o->timing;
   o->boot.argc = argc;
   o->boot.argv = argv;
+  o->turnover.out = o->out;
+  o->turnover.json = o->json;
+  o->turnover.timing = o->timing;
+  o->turnover.argc = argc;
+  o->turnover.argv = argv;
+  o->steady.out = o->out;
+  o->steady.json = o->json;
+  o->steady.timing = o->timing;
+  o->steady.argc = argc;
+  o->steady.argv = argv;
   return 0;
 }
 
@@ -956,6 +1106,10 @@ int main(int argc, char **argv) {
     return gv_boot_run(&o.cfg, &o.boot);
   if (strcmp(o.scenario, "bandwidth") == 0)
     return bandwidth(&o);
+  if (strcmp(o.scenario, "turnover") == 0)
+    return gv_turnover_run(&o.cfg, &o.turnover);
+  if (strcmp(o.scenario, "steady") == 0)
+    return gv_steady_run(&o.cfg, &o.steady);
   t0 = now_s();
   if (gv_sim_new(&s, &o.cfg) < 0) {
     fprintf(stderr, "grapevine-sim: out of memory\n");

@@ -411,6 +411,8 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   s->frames++;
   s->frame_bytes += a->buf->len;
   scan_leaks(s, a->buf);
+  if (s->frame_fn != NULL)
+    s->frame_fn(s->frame_ctx, i, a->buf, false);
   if (!l->up ||
       (s->filter != NULL && !s->filter(s->filter_ctx, i, peer, a->buf))) {
     gv_buf_unref(a->buf);
@@ -606,6 +608,8 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     }
     switch (ev.kind) {
     case EV_FRAME:
+      if (s->frame_fn != NULL)
+        s->frame_fn(s->frame_ctx, ev.node, ev.buf, true);
       gv_lcore_recv(n->lc, ev.arg, ev.buf->data, ev.buf->len, s->now);
       gv_buf_unref(ev.buf);
       break;
@@ -681,10 +685,12 @@ static void node_init(gv_sim *s, uint32_t i) {
   lc.accepting = !silent;
   lc.outbound_max = c.active_max + GV_RELAY_RELAYS_MAX; /* as the node */
   lc.stub_sigs = s->cfg.stub_sigs;
-  /* No PINGs (as in every simulation so far), so no idle limit either:
+  /* No PINGs (but in steady, which counts them), so no idle limit either:
    * links end by close, crash or partition. */
-  lc.ping_ms = 0;
-  lc.idle_ms = INT64_MAX / 4;
+  if (!s->cfg.pings) {
+    lc.ping_ms = 0;
+    lc.idle_ms = INT64_MAX / 4;
+  }
   if (gv_engine_new(&n->e, &c, &n->id, s->now) < 0 ||
       gv_lcore_new(&n->lc, &lc, n->id.pk, s->now) < 0) {
     fprintf(stderr, "grapevine-sim: cannot create node %u\n", i);

@@ -30,6 +30,7 @@ typedef struct gv_sim_cfg {
   int lat_min, lat_max; /* one-way link latency, ms */
   bool repair, stub_sigs;
   bool guards; /* silent nodes keep entry guards (off but in harvest) */
+  bool pings;  /* link PINGs as the daemon sends them (off but in steady) */
   int64_t shuffle_ms, heartbeat_ms;
   /* Per-node upload cap, kB/s (1 kB/s = 1 byte per ms); 0: none. A frame
    * leaving a node departs when its uplink is free and holds it for
@@ -77,6 +78,10 @@ typedef bool gv_sim_filter_fn(void *ctx, uint32_t from, uint32_t to,
 /* Called on every delivery (node i delivered message id), after the
  * dedup check; id lasts for the call only. */
 typedef void gv_sim_deliver_fn(void *ctx, uint32_t i, const uint8_t *id);
+/* Sees every frame: sent by node i (in false: before loss or a dead peer
+ * can drop it) or received by live node i (in true). b is the plaintext,
+ * channel byte first, valid during the call only. */
+typedef void gv_sim_frame_fn(void *ctx, uint32_t i, const gv_buf *b, bool in);
 
 typedef struct gv_sim_ev gv_sim_ev;
 typedef struct gv_sim_far gv_sim_far;
@@ -119,6 +124,8 @@ typedef struct gv_sim {
   /* upload cap: frames sent, and the time they waited for the uplink */
   uint64_t up_frames, up_wait_us;
   int64_t up_wait_max_us;
+  gv_sim_frame_fn *frame_fn; /* NULL: none */
+  void *frame_ctx;
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   gv_intern *bodies;  /* every engine's signed bodies, each stored once */
   char violation[256];

@@ -21,6 +21,7 @@
  * push of a pair's seq not above the pair's last first push.
  */
 #include "relaysim.h"
+#include "simout.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -695,19 +696,6 @@ static bool any_down(const rsim *m) {
 
 /* ---- report ---- */
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double pct(const double *v, size_t n, double p) {
-  size_t k;
-  if (n == 0)
-    return 0;
-  k = (size_t)ceil(p * (double)n) - 1;
-  return v[k < n ? k : n - 1];
-}
-
 static void write_csv(const rsim *m, const double *lat, size_t n_lat) {
   char path[4096];
   FILE *f;
@@ -736,7 +724,8 @@ static void write_csv(const rsim *m, const double *lat, size_t n_lat) {
           (unsigned long long)m->delivered,
           (unsigned long long)(m->accepted - m->delivered),
           (unsigned long long)m->dups, (unsigned long long)m->ooo,
-          pct(lat, n_lat, 0.5), pct(lat, n_lat, 0.9), pct(lat, n_lat, 0.99));
+          gv_sim_pct(lat, n_lat, 0.5), gv_sim_pct(lat, n_lat, 0.9),
+          gv_sim_pct(lat, n_lat, 0.99));
   fclose(f);
 }
 
@@ -775,9 +764,9 @@ static cJSON *report(rsim *m, double *lat, size_t n_lat, int64_t drained,
   cJSON_AddNumberToObject(j, "skipped", (double)m->skipped);
   cJSON_AddNumberToObject(j, "delivered_unanswered", (double)unrep);
   l = cJSON_AddObjectToObject(j, "latency_ms");
-  cJSON_AddNumberToObject(l, "p50", pct(lat, n_lat, 0.50));
-  cJSON_AddNumberToObject(l, "p90", pct(lat, n_lat, 0.90));
-  cJSON_AddNumberToObject(l, "p99", pct(lat, n_lat, 0.99));
+  cJSON_AddNumberToObject(l, "p50", gv_sim_pct(lat, n_lat, 0.50));
+  cJSON_AddNumberToObject(l, "p90", gv_sim_pct(lat, n_lat, 0.90));
+  cJSON_AddNumberToObject(l, "p99", gv_sim_pct(lat, n_lat, 0.99));
   cJSON_AddNumberToObject(l, "max", n_lat ? lat[n_lat - 1] : 0);
   rl = cJSON_AddObjectToObject(j, "relay");
   cJSON_AddNumberToObject(rl, "frames", (double)m->s->relay_frames);
@@ -930,7 +919,7 @@ int gv_relaysim_run(const gv_sim_cfg *cfg, const gv_relaysim_opts *ro) {
           (double)(m.recs[i]->delivered_at > m.recs[i]->accepted_at
                        ? m.recs[i]->delivered_at - m.recs[i]->accepted_at
                        : 0);
-  qsort(lat, n_lat, sizeof(double), cmp_double);
+  qsort(lat, n_lat, sizeof(double), gv_sim_cmp_double);
   lost = outstanding(&m);
   for (uint32_t i = 0; i < m.n; i++)
     if (m.nodes[i].r != NULL)

@@ -1,10 +1,24 @@
-/* Output helpers the scenarios share. See out.h. */
-#include "out.h"
+/* Output helpers the scenarios share. See simout.h. */
+#include "simout.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int gv_sim_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double gv_sim_pct(const double *v, size_t n, double p) {
+  size_t k;
+  if (n == 0)
+    return 0;
+  k = (size_t)ceil(p * (double)n) - 1;
+  return v[k < n ? k : n - 1];
+}
 
 int gv_sim_write_file(const char *dir, const char *name, const char *text) {
   char path[4096];
