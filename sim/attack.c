@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "oom.h"
 #include "simout.h"
 
 #define FORM_MS 5000
@@ -270,17 +271,13 @@ static void restart_victim(atk *k) {
   uint32_t v = k->victim;
   gv_engine *e = s->nodes[v].e;
   size_t n = gv_engine_table_size(e);
-  saved_entry *saved = calloc(n ? n : 1, sizeof(*saved));
+  saved_entry *saved = gv__xcalloc(n ? n : 1, sizeof(*saved));
 
-  if (saved == NULL)
-    return;
   /* Its counters start again: what it sent this window stays counted. */
   k->bytes0 -= (int64_t)gv_engine_stats_get(e)->bytes_out;
   for (size_t i = 0; i < n; i++) {
     const gv_peer_entry *p = gv_engine_table_at(e, i);
-    saved[i].body = malloc(p->body_len + 1);
-    if (saved[i].body == NULL)
-      continue;
+    saved[i].body = gv__xmalloc(p->body_len + 1);
     memcpy(saved[i].body, p->body, p->body_len);
     saved[i].body[p->body_len] = '\0';
     saved[i].body_len = p->body_len;
@@ -290,9 +287,8 @@ static void restart_victim(atk *k) {
   gv_sim_kill(s, v);
   gv_sim_restart(s, v, 0);
   for (size_t i = 0; i < n; i++) {
-    if (saved[i].body != NULL)
-      (void)gv_engine_restore(s->nodes[v].e, saved[i].body, saved[i].body_len,
-                              saved[i].sig, saved[i].last_seen, s->now);
+    (void)gv_engine_restore(s->nodes[v].e, saved[i].body, saved[i].body_len,
+                            saved[i].sig, saved[i].last_seen, s->now);
     free(saved[i].body);
   }
   free(saved);
@@ -734,10 +730,8 @@ static void write_csv(const atk *k) {
   const char *name = kind_names[k->ao->kind], *dir = k->ao->out;
   gv_attack_kind kind = k->ao->kind;
   size_t cap = 256 + k->n_samples * 160, off;
-  char *buf = malloc(cap), file[64], *gp;
+  char *buf = gv__xmalloc(cap), file[64], *gp;
 
-  if (buf == NULL)
-    return;
   mkdir(dir, 0755);
   off = (size_t)snprintf(buf, cap,
                          "t_s,phase,reliability,kbytes_per_node_s,"
@@ -787,11 +781,7 @@ static void write_csv(const atk *k) {
               "of honest tables'"
             : NULL;
     size_t gcap = 2048;
-    gp = malloc(gcap);
-    if (gp == NULL) {
-      free(buf);
-      return;
-    }
+    gp = gv__xmalloc(gcap);
     snprintf(gp, gcap,
              "set terminal svg size 800,480\nset output 'attack_%s.svg'\n"
              "set datafile separator ','\nset key bottom left\nset grid\n"

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "oom.h"
 #include "simout.h"
 
 #define FORM_MS 5000
@@ -332,10 +333,8 @@ static const char *dist_name(gv_session_dist d) {
 static void write_csv(const turn *t) {
   const char *dir = t->to->out;
   size_t cap = 256 + (t->n_bc + t->n_sm) * 128, off;
-  char *buf = malloc(cap);
+  char *buf = gv__xmalloc(cap);
 
-  if (buf == NULL)
-    return;
   mkdir(dir, 0755);
   off = (size_t)snprintf(buf, cap,
                          "t_s,origin,eligible,reliability,ldh,"
@@ -388,7 +387,7 @@ static void report(const turn *t, const gv_sim_cfg *cfg, double wall) {
   const gv_turnover_opts *to = t->to;
   const gv_sim *s = t->s;
   cJSON *j = cJSON_CreateObject(), *o;
-  double *v = malloc((t->n_bc + t->n_sm + 1) * sizeof(double));
+  double *v = gv__xmalloc((t->n_bc + t->n_sm + 1) * sizeof(double));
   double sum = 0, full = 0, fsum = 0, lsum = 0, ssum = 0;
   unsigned ldh = 0;
   char *txt;
