@@ -579,9 +579,10 @@ START_TEST(test_bad_paths) {
   static const char slink[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:"
                               "le12:symlink pathl2:..3:etceee4:name1:t12:piece "
                               "lengthi16384eee";
-  static const char ok[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:le"
-                           "12:symlink pathl3:subeee4:name1:t12:piece "
-                           "lengthi16384eee";
+  static const char ok[] = "d4:infod5:filesld6:lengthi16384e4:pathl1:aeed4:"
+                           "attr1:l6:lengthi0e4:pathl1:le12:symlink pathl1:a"
+                           "eee4:name1:t12:piece lengthi16384e6:pieces20:"
+                           "AAAAAAAAAAAAAAAAAAAAee";
   gv_why w = {{0}};
   ck_assert_int_eq(
       gv__tor_check_torrent((const uint8_t *)tree, sizeof tree - 1, save, &w),
@@ -591,8 +592,9 @@ START_TEST(test_bad_paths) {
       gv__tor_check_torrent((const uint8_t *)slink, sizeof slink - 1, save, &w),
       GV_EFIELD);
   ck_assert_msg(strstr(w.text, "symlink target"), "%s", w.text);
-  ck_assert_int_eq(
-      gv__tor_check_torrent((const uint8_t *)ok, sizeof ok - 1, save, &w), 0);
+  ck_assert_msg(
+      gv__tor_check_torrent((const uint8_t *)ok, sizeof ok - 1, save, &w) == 0,
+      "%s", w.text);
   ck_assert_int_eq(
       gv__tor_check_torrent((const uint8_t *)"d4:infoi1ee", 11, save, &w),
       GV_EFIELD);
@@ -616,6 +618,49 @@ START_TEST(test_bad_paths) {
   ck_assert_msg(gv_tor_add(s->t, &p, NULL, &why) == 0, "%s", why.text);
   ck_assert_int_eq(gv_tor_list(s->t, NULL, 0), 1);
   ck_assert_int_eq(count_entries(outside), 0);
+}
+END_TEST
+
+/* A v2-only torrent of one 16 KiB file whose file tree's one key ("x")
+ * is not its name ("t"): libtorrent writes it as save/x, not save/t/x. */
+static void v2_renamed(bbuf *o) {
+  static const char root[32] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+  static const char head[] =
+      "d4:infod9:file treed1:xd0:d6:lengthi16384e11:pieces root";
+  static const char tail[] =
+      "eee12:meta versioni2e4:name1:t12:piece lengthi16384eee";
+  o->n = 0;
+  bput(o, head, sizeof head - 1);
+  bstr(o, root, 32);
+  bput(o, tail, sizeof tail - 1);
+}
+
+/* The reviewer's v2w case: the check looked at save/t/x while libtorrent
+ * writes save/x, here a symlink to a file outside the save path. */
+START_TEST(test_v2_single_renamed) {
+  ses *s = ses_new("v2", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  char save[300], outside[300], link[400], victim[400];
+  mkpath(save, sizeof save, "save");
+  mkpath(outside, sizeof outside, "outside");
+  snprintf(victim, sizeof victim, "%s/victim", outside);
+  write_random(victim, 100);
+  snprintf(link, sizeof link, "%s/x", save);
+  ck_assert_int_eq(symlink(victim, link), 0);
+  bbuf o;
+  v2_renamed(&o);
+  gv_why w = {{0}};
+  ck_assert_int_eq(gv__tor_check_torrent((const uint8_t *)o.b, o.n, save, &w),
+                   GV_EFIELD);
+  ck_assert_msg(strstr(w.text, "'x' resolves outside"), "%s", w.text);
+  expect_refused(s, &o, save, "'x' resolves outside");
+  ck_assert_int_eq(gv_tor_list(s->t, NULL, 0), 0);
+  struct stat sb;
+  ck_assert_int_eq(stat(victim, &sb), 0);
+  ck_assert_int_eq(sb.st_size, 100);
+  /* Without the planted link the same torrent is fine. */
+  unlink(link);
+  ck_assert_int_eq(gv__tor_check_torrent((const uint8_t *)o.b, o.n, save, &w),
+                   0);
 }
 END_TEST
 
@@ -733,6 +778,7 @@ static Suite *tor_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_parse_target);
   tcase_add_test(tc, test_bad_paths);
+  tcase_add_test(tc, test_v2_single_renamed);
   tcase_add_test(tc, test_fetch);
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);

@@ -187,13 +187,12 @@ bool bad_element(lt::string_view s, std::string &why) {
 }
 
 struct path_check {
-  std::string root;                     // realpath of the save path
-  std::vector<std::string> files;       // relative paths, for the disk check
+  std::string root;               // realpath of the save path
+  std::vector<std::string> files; // relative paths, for the disk check
   std::string why;
 };
 
-bool check_list(lt::bdecode_node const &list, std::string &rel,
-                path_check &pc) {
+bool check_list(lt::bdecode_node const &list, path_check &pc) {
   if (list.type() != lt::bdecode_node::list_t || list.list_size() == 0) {
     pc.why = "a file path that is not a non-empty list";
     return false;
@@ -206,7 +205,6 @@ bool check_list(lt::bdecode_node const &list, std::string &rel,
     }
     if (bad_element(el.string_value(), pc.why))
       return false;
-    rel += "/" + std::string(el.string_value());
   }
   return true;
 }
@@ -216,16 +214,14 @@ bool check_symlink(lt::bdecode_node const &d, path_check &pc) {
   lt::bdecode_node sl = d.dict_find("symlink path");
   if (!sl)
     return true;
-  std::string dummy;
-  if (!check_list(sl, dummy, pc)) {
+  if (!check_list(sl, pc)) {
     pc.why = "symlink target with " + pc.why;
     return false;
   }
   return true;
 }
 
-bool check_tree(lt::bdecode_node const &dir, std::string const &rel,
-                int depth, path_check &pc) {
+bool check_tree(lt::bdecode_node const &dir, int depth, path_check &pc) {
   if (dir.type() != lt::bdecode_node::dict_t || depth > kTreeDepth) {
     pc.why = "a malformed or too deep file tree";
     return false;
@@ -240,25 +236,27 @@ bool check_tree(lt::bdecode_node const &dir, std::string const &rel,
       }
       if (!check_symlink(kv.second, pc))
         return false;
-      pc.files.push_back(rel);
       continue;
     }
     if (bad_element(key, pc.why))
       return false;
-    if (!check_tree(kv.second, rel + "/" + std::string(key), depth + 1, pc))
+    if (!check_tree(kv.second, depth + 1, pc))
       return false;
   }
   return true;
 }
 
-// The name, the v1 file list and the v2 file tree, with their .utf-8
-// variants (libtorrent prefers those when present).
+// The first filter, on the raw bytes: the name, the v1 file list and the
+// v2 file tree, with their .utf-8 variants, and symlink targets. libtorrent
+// sanitises names silently ("..", "/" and NUL become something else), so
+// only the raw bytes show that a torrent tried to escape; the paths
+// libtorrent will write are checked after it (check_files).
 bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
   if (info.type() != lt::bdecode_node::dict_t) {
     pc.why = "no info dictionary";
     return false;
   }
-  std::string name;
+  bool named = false;
   for (char const *k : {"name", "name.utf-8"}) {
     lt::bdecode_node n = info.dict_find(k);
     if (!n)
@@ -271,59 +269,73 @@ bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
       pc.why = "a torrent name with " + pc.why;
       return false;
     }
-    if (name.empty())
-      name = std::string(n.string_value());
+    named = true;
   }
-  if (name.empty()) {
+  if (!named) {
     pc.why = "a torrent without a name";
     return false;
   }
-  bool multi = false;
   lt::bdecode_node files = info.dict_find_list("files");
-  if (files) {
-    multi = true;
-    for (int i = 0; i < files.list_size(); ++i) {
-      lt::bdecode_node f = files.list_at(i);
-      if (f.type() != lt::bdecode_node::dict_t) {
-        pc.why = "a file entry that is not a dictionary";
-        return false;
-      }
-      bool any = false;
-      for (char const *k : {"path", "path.utf-8"}) {
-        lt::bdecode_node p = f.dict_find(k);
-        if (!p)
-          continue;
-        std::string rel = name;
-        if (!check_list(p, rel, pc))
-          return false;
-        if (!any)
-          pc.files.push_back(rel);
-        any = true;
-      }
-      if (!check_symlink(f, pc))
+  for (int i = 0; files && i < files.list_size(); ++i) {
+    lt::bdecode_node f = files.list_at(i);
+    if (f.type() != lt::bdecode_node::dict_t) {
+      pc.why = "a file entry that is not a dictionary";
+      return false;
+    }
+    for (char const *k : {"path", "path.utf-8"}) {
+      lt::bdecode_node p = f.dict_find(k);
+      if (p && !check_list(p, pc))
         return false;
     }
+    if (!check_symlink(f, pc))
+      return false;
   }
   lt::bdecode_node tree = info.dict_find_dict("file tree");
-  if (tree) {
-    // A single-file v2 torrent's tree is {name: {"": ...}}, rooted at the
-    // save path; a multi-file one is rooted at name/.
-    bool single = tree.dict_size() == 1 &&
-                  tree.dict_at_node(0).first.string_value() == name &&
-                  tree.dict_at_node(0).second.type() ==
-                      lt::bdecode_node::dict_t &&
-                  tree.dict_at_node(0).second.dict_find("");
-    if (!check_tree(tree, single ? "" : name, 0, pc))
+  if (tree && !check_tree(tree, 0, pc))
+    return false;
+  if (!files && !tree && !check_symlink(info, pc))
+    return false;
+  return true;
+}
+
+// One path as libtorrent will join it to the save path: relative, and
+// every element a plain name.
+bool check_rel(std::string const &rel, path_check &pc) {
+  if (rel.empty() || rel[0] == '/') {
+    pc.why = "an absolute or empty path: '" + rel + "'";
+    return false;
+  }
+  size_t pos = 0;
+  for (;;) {
+    size_t next = rel.find('/', pos);
+    if (next == std::string::npos)
+      next = rel.size();
+    if (bad_element(lt::string_view(rel).substr(pos, next - pos), pc.why)) {
+      pc.why += " in '" + rel + "'";
       return false;
-    if (single) // check_tree named it "/<name>"
-      for (auto &f : pc.files)
-        if (!f.empty() && f[0] == '/')
-          f.erase(0, 1);
-  } else if (!multi) {
-    lt::bdecode_node sl = info.dict_find("symlink path");
-    if (sl && !check_symlink(info, pc))
+    }
+    if (next == rel.size())
+      break;
+    pos = next + 1;
+  }
+  pc.files.push_back(rel);
+  return true;
+}
+
+// The paths libtorrent will write, as it parsed them: every file but pad
+// files (never written) and every symlink target, both relative to the
+// save path.
+bool check_files(lt::file_storage const &fs, path_check &pc) {
+  for (lt::file_index_t i : fs.file_range()) {
+    lt::file_flags_t fl = fs.file_flags(i);
+    if (fl & lt::file_storage::flag_pad_file)
+      continue;
+    if (!check_rel(fs.file_path(i), pc))
       return false;
-    pc.files.push_back(name);
+    if ((fl & lt::file_storage::flag_symlink) && !check_rel(fs.symlink(i), pc)) {
+      pc.why = "symlink target with " + pc.why;
+      return false;
+    }
   }
   return true;
 }
@@ -332,10 +344,7 @@ bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
 // followed) inside the save path: a symlink planted there cannot redirect
 // a write.
 bool check_disk(path_check &pc) {
-  for (auto const &f : pc.files) {
-    std::string rel = f;
-    while (!rel.empty() && rel[0] == '/')
-      rel.erase(0, 1);
+  for (auto const &rel : pc.files) {
     std::string p = pc.root, deepest = pc.root;
     size_t pos = 0;
     while (pos <= rel.size()) {
@@ -364,34 +373,41 @@ bool check_disk(path_check &pc) {
   return true;
 }
 
-int check_info(lt::bdecode_node const &info, std::string const &root,
-               gv_why *why) {
+// The whole check of a parsed torrent against the save path root: its raw
+// info dict, then the paths libtorrent made of it, then the disk.
+int check_ti(lt::torrent_info const &ti, std::string const &root,
+             gv_why *why) {
+  lt::error_code ec;
+  lt::bdecode_node info = lt::bdecode(ti.info_section(), ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
   path_check pc;
   pc.root = root;
-  if (!check_info_node(info, pc) || !check_disk(pc))
+  if (!check_info_node(info, pc) || !check_files(ti.files(), pc) ||
+      !check_disk(pc))
     return fail(why, GV_EFIELD, "refused: torrent has " + pc.why);
   return 0;
 }
 
-int check_info_bytes(lt::span<char const> buf, std::string const &root,
-                     gv_why *why) {
-  lt::error_code ec;
-  lt::bdecode_node n = lt::bdecode(buf, ec);
-  if (ec)
-    return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
-  return check_info(n, root, why);
-}
-
-// A .torrent's bytes: bdecoded by us, its info dict checked.
+// A .torrent's bytes: parsed by libtorrent into *out, then checked.
 int check_torrent(lt::span<char const> buf, std::string const &root,
-                  gv_why *why) {
+                  std::shared_ptr<lt::torrent_info> &out, gv_why *why) {
   lt::error_code ec;
   lt::bdecode_node n = lt::bdecode(buf, ec);
   if (ec)
     return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
   if (n.type() != lt::bdecode_node::dict_t)
     return fail(why, GV_EFIELD, "not a .torrent: not a dictionary");
-  return check_info(n.dict_find_dict("info"), root, why);
+  path_check pc;
+  if (!check_info_node(n.dict_find_dict("info"), pc))
+    return fail(why, GV_EFIELD, "refused: torrent has " + pc.why);
+  auto ti = std::make_shared<lt::torrent_info>(n, ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
+  int rc = check_ti(*ti, root, why);
+  if (rc == 0)
+    out = std::move(ti);
+  return rc;
 }
 
 // --- Resume files ------------------------------------------------------------
@@ -562,7 +578,7 @@ void on_metadata(gv_tor *t, entry &e) {
   e.need_check = false;
   auto ti = e.h.torrent_file();
   gv_why why;
-  int rc = ti ? check_info_bytes(ti->info_section(), e.save_path, &why)
+  int rc = ti ? check_ti(*ti, e.save_path, &why)
               : fail(&why, GV_EFIELD, "no metadata");
   if (rc < 0) {
     e.failed = true;
@@ -1097,10 +1113,11 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
       return fail(why, -errno, std::string("realpath ") + root);
     std::string real(r);
     free(r);
+    std::shared_ptr<lt::torrent_info> ti;
     return check_torrent(lt::span<char const>(
                              reinterpret_cast<char const *>(torrent),
                              long(len)),
-                         real, why);
+                         real, ti, why);
   } catch (...) {
     return caught(why);
   }
@@ -1120,13 +1137,9 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     if (p->torrent) {
       lt::span<char const> buf(reinterpret_cast<char const *>(p->torrent),
                                long(p->torrent_len));
-      rc = check_torrent(buf, save, why);
+      rc = check_torrent(buf, save, ti, why);
       if (rc < 0)
         return rc;
-      lt::error_code ec;
-      ti = std::make_shared<lt::torrent_info>(buf, ec, lt::from_span);
-      if (ec)
-        return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
       ti->clear_trackers();
       ti->set_web_seeds({});
       want = ti->info_hashes();
@@ -1152,7 +1165,7 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     if (ti) {
       atp.ti = ti;
     } else if (atp.ti) { // resumed with its info dict
-      rc = check_info_bytes(atp.ti->info_section(), save, why);
+      rc = check_ti(*atp.ti, save, why);
       if (rc < 0)
         return rc;
       atp.ti->clear_trackers();

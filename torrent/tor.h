@@ -173,7 +173,8 @@ typedef struct gv_tor_add_params {
  * ".", empty, or holds '/' or a NUL (so an absolute path too), a symlink
  * target of that kind, or a path that resolves outside save_path through a
  * symlink already on disk is refused with GV_EFIELD and the path in why,
- * before anything is written. For a target, the check runs when the
+ * before anything is written. Both the raw names and the paths libtorrent
+ * makes of them (what it will write, relative to save_path) are checked. For a target, the check runs when the
  * metadata arrives: the torrent is added in upload mode (it requests no
  * piece), and if the check fails it stays paused in the error state and a
  * GV_TOR_EV_TORRENT_ERROR event says why. GV_EDUP if the torrent is already
