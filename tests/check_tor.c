@@ -664,6 +664,88 @@ START_TEST(test_v2_single_renamed) {
 }
 END_TEST
 
+/* The reviewer's repro.c case: a magnet of a directory "share" holding
+ * an empty file, fetched into a save path where "share" is a symlink to a
+ * directory outside it. libtorrent creates empty files (and directories,
+ * and BEP 47 symlinks) on its own thread as soon as the metadata arrives,
+ * before gv_tor_poll() runs the check: nothing may appear outside. */
+START_TEST(test_magnet_before_poll) {
+  char seed[300], share[400], f[500], dst[300], outside[300], link[400];
+  mkpath(seed, sizeof seed, "seed");
+  snprintf(share, sizeof share, "%s/share", seed);
+  ck_assert_int_eq(mkdir(share, 0700), 0);
+  snprintf(f, sizeof f, "%s/data", share);
+  write_random(f, 100000);
+  snprintf(f, sizeof f, "%s/empty", share);
+  write_random(f, 0);
+  mkpath(dst, sizeof dst, "dst");
+  mkpath(outside, sizeof outside, "outside");
+  snprintf(link, sizeof link, "%s/share", dst);
+  ck_assert_int_eq(symlink(outside, link), 0);
+
+  uint8_t *tb;
+  size_t tl;
+  gv_tor_ih ih;
+  gv_why why = {{0}};
+  ck_assert_msg(gv_tor_create(share, 0, &tb, &tl, &ih, &why) == 0, "%s",
+                why.text);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  gv_tor_add_params pa = {.torrent = tb,
+                          .torrent_len = tl,
+                          .save_path = seed,
+                          .flags = GV_TOR_ADD_SEED_MODE};
+  ck_assert_msg(gv_tor_add(a->t, &pa, NULL, &why) == 0, "%s", why.text);
+  gv_tor_target tg;
+  memset(&tg, 0, sizeof tg);
+  tg.ih = ih;
+  tg.ih.has_v2 = 0; /* a v1 magnet */
+  gv_tor_add_params pb = {.target = &tg, .save_path = dst};
+  ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
+  connect_to(b, &tg.ih, a, "127.0.0.1");
+
+  /* Only A is polled for 2 s: B's libtorrent fetches the metadata alone. */
+  for (int i = 0; i < 20; i++) {
+    gv_tor_event ev[16];
+    while (gv_tor_poll(a->t, ev, 16) == 16)
+      ;
+    ck_assert_int_eq(count_entries(outside), 0);
+    usleep(100000);
+  }
+  size_t ib = 0;
+  const gv_tor_event *ev = wait_ev(b, GV_TOR_EV_TORRENT_ERROR, &ib, WAIT_MS);
+  ck_assert_ptr_nonnull(ev);
+  ck_assert_int_eq(ev->err, GV_EFIELD);
+  ck_assert_msg(strstr(ev->reason, "resolves outside"), "%s", ev->reason);
+  usleep(300000);
+  drain();
+  ck_assert_int_eq(count_entries(outside), 0);
+  ck_assert_int_eq(count_entries(dst), 1);
+  /* The private directory of the metadata phase is gone. */
+  char meta[400];
+  snprintf(meta, sizeof meta, "%s/.meta", b->state);
+  ck_assert_int_le(count_entries(meta), 0);
+  ck_assert_int_eq(gv_tor_remove(b->t, &tg.ih, 0, &why), 0);
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_REMOVED, &ib, WAIT_MS));
+  ck_assert_int_eq(count_entries(b->state), 0);
+
+  /* Without the planted link the same magnet arrives whole, in dst. */
+  unlink(link);
+  ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
+  connect_to(b, &tg.ih, a, "127.0.0.1");
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
+  char got[500];
+  snprintf(f, sizeof f, "%s/data", share);
+  snprintf(got, sizeof got, "%s/share/data", dst);
+  ck_assert(same_file(f, got));
+  snprintf(got, sizeof got, "%s/share/empty", dst);
+  ck_assert_int_eq(access(got, F_OK), 0);
+  ck_assert_int_le(count_entries(meta), 0);
+  gv_tor_bytes_free(tb);
+}
+END_TEST
+
 /* Bad seeder on 127.0.0.2 serves flipped bytes; the fetcher bans it, then
  * completes from the good seeder on 127.0.0.3. */
 START_TEST(test_corrupt_seeder) {
@@ -779,6 +861,7 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_parse_target);
   tcase_add_test(tc, test_bad_paths);
   tcase_add_test(tc, test_v2_single_renamed);
+  tcase_add_test(tc, test_magnet_before_poll);
   tcase_add_test(tc, test_fetch);
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);

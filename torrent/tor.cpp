@@ -8,10 +8,13 @@
 // A torrent's life, as seen by this file:
 //
 //   gv_tor_add(.torrent) ── path check ──> libtorrent: checking / downloading
-//   gv_tor_add(target)   ──> upload mode ── metadata_received ── path check
+//   gv_tor_add(target)   ──> upload mode in state_dir/.meta/<hash>/
+//                            ── metadata_received ── path check
 //                                 │ fails                     │ passes
 //                                 v                           v
-//                         paused, "error" state      upload mode off: download
+//                         paused, "error" state      removed, added again
+//                         .meta/<hash> deleted       with its info dict into
+//                                                    the save path: download
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
@@ -27,6 +30,7 @@ extern "C" {
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
+#include <filesystem>
 #include <memory>
 #include <netinet/in.h>
 #include <string>
@@ -60,12 +64,21 @@ using clock_type = std::chrono::steady_clock;
 constexpr off_t kResumeMax = 256 << 20;
 // Depth of a v2 file tree we walk before calling the torrent hostile.
 constexpr int kTreeDepth = 64;
+// Peers of a target's metadata phase remembered for its re-add.
+constexpr size_t kMetaPeers = 64;
 
 struct entry {
   lt::torrent_handle h;
   lt::info_hash_t ih;
   std::string save_path; // realpath of the caller's save path
   bool need_check = false; // a target: paths are checked at metadata
+  // A target's private directory (state_dir/.meta/<hash>), libtorrent's
+  // save path until the metadata passed the check; "" after that.
+  std::string meta_dir;
+  // Peers given to gv_tor_connect() before the metadata arrived: the
+  // torrent is added again after the check and connects to them again.
+  std::vector<lt::tcp::endpoint> peers;
+  bool readded = false; // its next add_torrent_alert is the re-add
   bool failed = false;     // our own error (a refused path)
   std::string error;
   int unsaved = 0; // pieces verified since the last save request
@@ -86,6 +99,16 @@ struct gv_tor {
   std::string state_dir;
   std::vector<std::unique_ptr<entry>> torrents;
   std::deque<gv_tor_event> pending;
+  // Torrents removed from libtorrent whose torrent_removed_alert is still
+  // to come: their private directory is deleted again then (libtorrent's
+  // disk thread may have written into it since), and a quiet one (the
+  // metadata phase of a torrent added again) makes no REMOVED event.
+  struct retired {
+    lt::info_hash_t ih;
+    std::string dir;
+    bool quiet;
+  };
+  std::vector<retired> retired;
 };
 
 namespace {
@@ -161,6 +184,24 @@ std::string resume_name(lt::info_hash_t const &ih, bool v2) {
   if (v2)
     return hex(ih.v2.data(), 32) + ".resume";
   return hex(ih.v1.data(), 20) + ".resume";
+}
+
+// The private directory of a target's metadata phase: under the state
+// dir, named by its v1 hash if it has one, else its v2 hash.
+std::string meta_dir(gv_tor *t, lt::info_hash_t const &ih) {
+  return t->state_dir + "/.meta/" +
+         (ih.has_v1() ? hex(ih.v1.data(), 20) : hex(ih.v2.data(), 32));
+}
+
+// Deletes dir and what is in it (symlinks themselves, never what they
+// point to), then .meta if that left it empty. Errors are ignored: the
+// directory is ours, and the next session start clears .meta.
+void remove_meta(std::string const &dir) {
+  if (dir.empty())
+    return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  rmdir(dir.substr(0, dir.rfind('/')).c_str());
 }
 
 std::string primary_name(lt::info_hash_t const &ih) {
@@ -571,6 +612,40 @@ int pieces_total(entry &e) {
   return ti ? ti->num_pieces() : 0;
 }
 
+// The metadata phase ran in e.meta_dir; the checked torrent is removed
+// from there and added again, with its info dict, into the caller's save
+// path, as a .torrent is. It connects again to the peers it had.
+int readd(gv_tor *t, entry &e, lt::torrent_info const &ti, gv_why *why) {
+  std::vector<lt::tcp::endpoint> peers = e.peers;
+  std::vector<lt::peer_info> info;
+  e.h.get_peer_info(info);
+  for (auto const &pi : info)
+    if (pi.flags & lt::peer_info::local_connection)
+      peers.push_back(pi.ip);
+  lt::add_torrent_params atp;
+  atp.ti = std::make_shared<lt::torrent_info>(ti);
+  atp.ti->clear_trackers();
+  atp.ti->set_web_seeds({});
+  atp.save_path = e.save_path;
+  atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
+                 lt::torrent_flags::upload_mode);
+  // Both calls run in order on libtorrent's thread: the removal first.
+  t->ses->remove_torrent(e.h);
+  t->retired.push_back({e.ih, e.meta_dir, true});
+  e.meta_dir.clear();
+  e.peers.clear();
+  lt::error_code ec;
+  e.h = t->ses->add_torrent(std::move(atp), ec);
+  if (ec) {
+    std::string reason = "add after metadata: ";
+    return fail(why, map_error(ec, reason), reason);
+  }
+  e.readded = true;
+  for (auto const &ep : peers)
+    e.h.connect_peer(ep);
+  return 0;
+}
+
 void on_metadata(gv_tor *t, entry &e) {
   e.ih = e.h.info_hashes();
   if (!e.need_check)
@@ -581,21 +656,37 @@ void on_metadata(gv_tor *t, entry &e) {
   int rc = ti ? check_ti(*ti, e.save_path, &why)
               : fail(&why, GV_EFIELD, "no metadata");
   if (rc < 0) {
+    // Paused where it is; its files, if libtorrent made any, are deleted
+    // (again when the torrent is removed: see gv_tor::retired).
+    e.h.pause();
+    remove_meta(e.meta_dir);
+  } else {
+    rc = readd(t, e, *ti, &why);
+  }
+  if (rc < 0) {
     e.failed = true;
     e.error = why.text;
-    e.h.pause();
     gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e.ih);
     ev.err = rc;
     set_reason(ev, e.error);
     return;
   }
-  e.h.unset_flags(lt::torrent_flags::upload_mode);
   push(t, GV_TOR_EV_METADATA, e.ih);
 }
 
 void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   lt::alert *a = alerts[i];
   if (auto *r = lt::alert_cast<lt::torrent_removed_alert>(a)) {
+    for (auto it = t->retired.begin(); it != t->retired.end(); ++it) {
+      if (!same(it->ih, r->info_hashes))
+        continue;
+      bool quiet = it->quiet;
+      remove_meta(it->dir);
+      t->retired.erase(it);
+      if (quiet)
+        return;
+      break;
+    }
     push(t, GV_TOR_EV_REMOVED, r->info_hashes);
     return;
   }
@@ -626,6 +717,10 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     ev.err = map_error(f->error, reason);
     set_reason(ev, reason);
   } else if (auto *ad = lt::alert_cast<lt::add_torrent_alert>(a)) {
+    bool again = e->readded;
+    e->readded = false;
+    if (again && !ad->error) // announced once, at gv_tor_add()
+      return;
     gv_tor_event &ev = push(t, GV_TOR_EV_ADDED, e->ih);
     if (ad->error) {
       std::string reason;
@@ -727,6 +822,12 @@ int real_dir(char const *path, std::string &out, gv_why *why) {
 void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
+  snprintf(st->save_path, sizeof st->save_path, "%s", e.save_path.c_str());
+  if (!e.h.is_valid()) { // its re-add after the metadata failed
+    st->state = GV_TOR_ERROR;
+    snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
+    return;
+  }
   lt::torrent_status s = e.h.status(lt::torrent_handle::query_name |
                                     lt::torrent_handle::query_save_path |
                                     lt::torrent_handle::query_torrent_file);
@@ -778,7 +879,6 @@ void fill_status(entry &e, gv_tor_status *st) {
   st->pieces_done = s.num_pieces;
   st->pieces_total = ti ? ti->num_pieces() : 0;
   st->ratio = st->total ? double(st->all_uploaded) / double(st->total) : 0.0;
-  snprintf(st->save_path, sizeof st->save_path, "%s", s.save_path.c_str());
   snprintf(st->name, sizeof st->name, "%s", s.name.c_str());
 }
 
@@ -830,6 +930,9 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     int rc = real_dir(cfg->state_dir, t->state_dir, why);
     if (rc < 0)
       return rc;
+    // Metadata phases of an earlier session that ended without cleaning.
+    std::error_code fec;
+    std::filesystem::remove_all(t->state_dir + "/.meta", fec);
     // Tuned like the benchmark's bare pair: a node shares big files.
     lt::settings_pack sp = lt::high_performance_seed();
     std::string ip = cfg->listen_ip ? cfg->listen_ip : "127.0.0.1";
@@ -909,7 +1012,8 @@ void gv_tor_free(gv_tor *t) {
   try {
     int waiting = 0;
     for (auto &e : t->torrents) {
-      if (!e->h.is_valid() || e->failed || !e->h.torrent_file())
+      if (!e->h.is_valid() || e->failed || e->need_check ||
+          !e->h.torrent_file())
         continue;
       if (!e->save_pending)
         e->h.save_resume_data(lt::torrent_handle::save_info_dict);
@@ -935,7 +1039,9 @@ void gv_tor_free(gv_tor *t) {
       }
     }
     t->ses->set_alert_notify([] {});
-    t->ses.reset();
+    t->ses.reset(); // waits for libtorrent's threads: .meta is quiet now
+    std::error_code fec;
+    std::filesystem::remove_all(t->state_dir + "/.meta", fec);
   } catch (...) {
     caught(nullptr);
   }
@@ -1134,6 +1240,7 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       return rc;
     std::shared_ptr<lt::torrent_info> ti;
     lt::info_hash_t want;
+    std::string meta;
     if (p->torrent) {
       lt::span<char const> buf(reinterpret_cast<char const *>(p->torrent),
                                long(p->torrent_len));
@@ -1171,11 +1278,18 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       atp.ti->clear_trackers();
       atp.ti->set_web_seeds({});
     } else {
+      // Until its metadata passed the check, libtorrent writes (empty
+      // files, directories, BEP 47 symlinks) only in a private directory.
       atp.info_hashes = want;
       atp.name = p->target->name;
       need_check = true;
+      meta = meta_dir(t, want);
+      remove_meta(meta);
+      rc = real_dir(meta.c_str(), meta, why);
+      if (rc < 0)
+        return rc;
     }
-    atp.save_path = save;
+    atp.save_path = need_check ? meta : save;
     atp.trackers.clear();
     atp.tracker_tiers.clear();
     atp.url_seeds.clear();
@@ -1185,11 +1299,14 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                    lt::torrent_flags::upload_mode |
                    lt::torrent_flags::seed_mode);
     if (need_check)
-      atp.flags |= lt::torrent_flags::upload_mode;
+      atp.flags |= lt::torrent_flags::upload_mode |
+                   lt::torrent_flags::default_dont_download;
     if (p->flags & GV_TOR_ADD_SEED_MODE)
       atp.flags |= lt::torrent_flags::seed_mode;
     lt::error_code ec;
     lt::torrent_handle h = t->ses->add_torrent(std::move(atp), ec);
+    if (ec)
+      remove_meta(meta);
     if (ec == lt::errors::duplicate_torrent)
       return fail(why, GV_EDUP, "torrent already added");
     if (ec) {
@@ -1203,6 +1320,7 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       e->ih = want;
     e->save_path = save;
     e->need_check = need_check;
+    e->meta_dir = meta;
     if (ih)
       to_ih(e->ih, ih);
     t->torrents.push_back(std::move(e));
@@ -1218,7 +1336,10 @@ int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
     entry *e = find(t, from_ih(*ih));
     if (!e)
       return fail(why, GV_ENOT_FOUND, "no such torrent");
-    e->h.connect_peer(endpoint_of(sa));
+    lt::tcp::endpoint ep = endpoint_of(sa);
+    if (e->need_check && e->peers.size() < kMetaPeers)
+      e->peers.push_back(ep);
+    e->h.connect_peer(ep);
     return 0;
   } catch (std::invalid_argument const &x) {
     return fail(why, GV_EINVAL, x.what());
@@ -1235,9 +1356,17 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
       entry &e = **it;
       if (!same(e.ih, want))
         continue;
-      t->ses->remove_torrent(e.h, delete_files
-                                      ? lt::session_handle::delete_files
-                                      : lt::remove_flags_t{});
+      if (e.h.is_valid())
+        t->ses->remove_torrent(e.h, delete_files
+                                        ? lt::session_handle::delete_files
+                                        : lt::remove_flags_t{});
+      else // its re-add failed: nothing in libtorrent, no alert to come
+        push(t, GV_TOR_EV_REMOVED, e.ih);
+      if (!e.meta_dir.empty()) {
+        if (e.h.is_valid())
+          t->retired.push_back({e.ih, e.meta_dir, false});
+        remove_meta(e.meta_dir);
+      }
       if (e.ih.has_v1())
         unlink((t->state_dir + "/" + resume_name(e.ih, false)).c_str());
       if (e.ih.has_v2())
