@@ -1229,6 +1229,37 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
   }
 }
 
+int gv__tor_paths(const uint8_t *torrent, size_t len,
+                  void (*fn)(void *ctx, const char *path, size_t n),
+                  void *ctx) {
+  try {
+    lt::error_code ec;
+    lt::torrent_info ti(lt::span<char const>(
+                            reinterpret_cast<char const *>(torrent), long(len)),
+                        ec, lt::from_span);
+    if (ec)
+      return GV_EFIELD;
+    lt::file_storage const &fs = ti.files();
+    int n = 0;
+    for (lt::file_index_t i : fs.file_range()) {
+      lt::file_flags_t fl = fs.file_flags(i);
+      if (fl & lt::file_storage::flag_pad_file)
+        continue;
+      std::string p = fs.file_path(i);
+      fn(ctx, p.c_str(), p.size());
+      ++n;
+      if (fl & lt::file_storage::flag_symlink) {
+        p = fs.symlink(i);
+        fn(ctx, p.c_str(), p.size());
+        ++n;
+      }
+    }
+    return n;
+  } catch (...) {
+    return caught(nullptr);
+  }
+}
+
 int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                gv_why *why) {
   try {

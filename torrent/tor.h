@@ -207,6 +207,15 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
 int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
                           const char *root, gv_why *why);
 
+/* Internal, for the fuzzer: calls fn once for each path libtorrent makes
+ * of .torrent bytes (len of them), relative to the save path: every file
+ * but pad files (never written), and every symlink target. path holds n
+ * bytes and a NUL (n may count NULs inside). Returns how many paths, or
+ * GV_EFIELD if libtorrent does not parse the bytes. */
+int gv__tor_paths(const uint8_t *torrent, size_t len,
+                  void (*fn)(void *ctx, const char *path, size_t n),
+                  void *ctx);
+
 /* --- Status ------------------------------------------------------------------ */
 
 typedef enum gv_tor_state {
