@@ -584,7 +584,7 @@ void set_peer(gv_tor_event &ev, lt::tcp::endpoint const &ep) {
 // An error_code as -errno when it is one, with "disk full" spelled out.
 int map_error(lt::error_code const &ec, std::string &reason) {
   if (ec == boost::system::errc::no_space_on_device) {
-    reason = "disk full: " + reason;
+    reason = "disk full: " + reason + ec.message();
     return -ENOSPC;
   }
   reason += ec.message();
@@ -594,13 +594,26 @@ int map_error(lt::error_code const &ec, std::string &reason) {
   return GV_ESTATE;
 }
 
-// Whether the filesystem under path has no room left. libtorrent writes
-// through mmap: a write into a full filesystem faults, and the error it
-// reports is then EFAULT or EIO as often as ENOSPC, whichever write failed
-// first. The filesystem itself says which it was.
-bool disk_full(std::string const &path) {
-  struct statvfs v;
-  return statvfs(path.c_str(), &v) == 0 && v.f_bavail == 0;
+// Whether a file error ec under path is the filesystem being full.
+// libtorrent writes through mmap: a write into a full filesystem faults,
+// and the error it reports is then EFAULT, EIO or EFBIG as often as
+// ENOSPC, whichever write failed first. Only those errors are taken for a
+// full disk, and only when the filesystem says it has no block left for
+// us: f_bfree for root (who may write the reserved blocks), f_bavail for
+// anyone else. EACCES and every other error keep their own name.
+bool disk_full(std::string const &path, lt::error_code const &ec) {
+  if (ec.category() != boost::system::system_category() &&
+      ec.category() != boost::system::generic_category())
+    return false;
+  int v = ec.value();
+  if (v == ENOSPC)
+    return true;
+  if (v != EFAULT && v != EIO && v != EFBIG)
+    return false;
+  struct statvfs st;
+  if (statvfs(path.c_str(), &st) != 0)
+    return false;
+  return (geteuid() == 0 ? st.f_bfree : st.f_bavail) == 0;
 }
 
 int pieces_done(entry &e) {
@@ -771,10 +784,12 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   } else if (auto *fe = lt::alert_cast<lt::file_error_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_FILE_ERROR, e->ih);
     std::string reason = std::string(fe->filename()) + ": ";
-    ev.err = disk_full(e->save_path)
-                 ? map_error(lt::error_code(ENOSPC, lt::generic_category()),
-                             reason)
-                 : map_error(fe->error, reason);
+    if (disk_full(e->save_path, fe->error)) { // "disk full: f: Bad address"
+      reason = "disk full: " + reason + fe->error.message();
+      ev.err = -ENOSPC;
+    } else {
+      ev.err = map_error(fe->error, reason);
+    }
     set_reason(ev, reason);
     if (e->file_error.empty())
       e->file_error = reason;
