@@ -746,6 +746,35 @@ START_TEST(test_magnet_before_poll) {
 }
 END_TEST
 
+/* A resume file that cannot be written (its name is taken by a non-empty
+ * directory, so the rename fails): the save reports the error and leaves
+ * no temp file behind. */
+START_TEST(test_resume_unwritable) {
+  src s;
+  make_src(&s, "src", 256 * 1024);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  char hex[41], taken[400], inside[500], dst[300];
+  gv_tor_hex(s.ih.v1, 20, hex);
+  snprintf(taken, sizeof taken, "%s/%s.resume", b->state, hex);
+  ck_assert_int_eq(mkdir(taken, 0700), 0);
+  snprintf(inside, sizeof inside, "%s/x", taken);
+  write_random(inside, 1);
+  gv_tor_ih ih = add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  mkpath(dst, sizeof dst, "dst");
+  add_bytes(b, &s, dst, 0);
+  connect_to(b, &ih, a, "127.0.0.1");
+  size_t i = 0;
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &i, WAIT_MS));
+  const gv_tor_event *ev = wait_ev(b, GV_TOR_EV_RESUME_SAVED, &i, WAIT_MS);
+  ck_assert_ptr_nonnull(ev);
+  ck_assert_int_lt(ev->err, 0);
+  ck_assert_msg(strstr(ev->reason, "rename"), "%s", ev->reason);
+  ck_assert_int_eq(count_entries(b->state), 1); /* no .<hex>.resume.tmp */
+  gv_tor_bytes_free(s.torrent);
+}
+END_TEST
+
 /* Bad seeder on 127.0.0.2 serves flipped bytes; the fetcher bans it, then
  * completes from the good seeder on 127.0.0.3. */
 START_TEST(test_corrupt_seeder) {
@@ -868,6 +897,7 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_bad_paths);
   tcase_add_test(tc, test_v2_single_renamed);
   tcase_add_test(tc, test_magnet_before_poll);
+  tcase_add_test(tc, test_resume_unwritable);
   tcase_add_test(tc, test_fetch);
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);

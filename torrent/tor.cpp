@@ -500,7 +500,7 @@ int write_atomic(std::string const &dir, std::string const &name,
 out:
   if (fd >= 0)
     close(fd);
-  if (err && err != -EBADF)
+  if (err) // after a failed rename too; after a good one it is gone already
     unlink(tmp.c_str());
   return err;
 }
@@ -513,7 +513,12 @@ int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
   if (fd < 0)
     return errno == ENOENT ? 0 : fail(why, -errno, "open " + path);
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size > kResumeMax) {
+  if (fstat(fd, &st) != 0) {
+    int err = -errno;
+    close(fd);
+    return fail(why, err, "fstat " + path + ": " + strerror(-err));
+  }
+  if (st.st_size > kResumeMax) {
     close(fd);
     return fail(why, GV_ETOOBIG, path + ": resume file too large");
   }
