@@ -19,10 +19,12 @@
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
 extern "C" {
-#include "err.h" // a C header without extern "C" of its own
+#include "err.h"  // C headers without extern "C" of their own
+#include "json.h" // gv_hex_encode, gv_hex_decode
 }
 #include "tor.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -902,29 +904,12 @@ void fill_status(entry &e, gv_tor_status *st) {
   snprintf(st->name, sizeof st->name, "%s", s.name.c_str());
 }
 
-bool hexval(char c, int &v) {
-  if (c >= '0' && c <= '9')
-    v = c - '0';
-  else if (c >= 'a' && c <= 'f')
-    v = c - 'a' + 10;
-  else if (c >= 'A' && c <= 'F')
-    v = c - 'A' + 10;
-  else
-    return false;
-  return true;
-}
-
 } // namespace
 
 extern "C" {
 
 void gv_tor_hex(const uint8_t *hash, size_t n, char *out) {
-  static char const d[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = d[hash[i] >> 4];
-    out[2 * i + 1] = d[hash[i] & 15];
-  }
-  out[2 * n] = '\0';
+  gv_hex_encode(out, hash, n);
 }
 
 const char *gv_tor_ev_name(gv_tor_ev_type type) {
@@ -1199,22 +1184,18 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
       return gv_fail(why, GV_EINVAL,
                      "not a magnet link (want \"magnet:?xt=...\") or a hex "
                      "info-hash");
-    for (size_t i = 0; i < len; ++i) {
-      int v;
-      if (!hexval(s[i], v))
+    for (size_t i = 0; i < len; ++i)
+      if (!isxdigit((unsigned char)s[i]))
         return gv_fail(why, GV_EINVAL, "bad hex: byte 0x%02x at offset %zu",
                        (unsigned char)s[i], i);
-    }
     if (len != 40 && len != 64)
       return gv_fail(why, GV_EINVAL,
                      "wrong length: %zu hex digits, want 40 (v1) or 64 (v2)",
                      len);
     uint8_t *dst = len == 40 ? out->ih.v1 : out->ih.v2;
-    for (size_t i = 0; i < len / 2; ++i) {
-      int hi = 0, lo = 0;
-      hexval(s[2 * i], hi);
-      hexval(s[2 * i + 1], lo);
-      dst[i] = uint8_t(hi << 4 | lo);
+    if (gv_hex_decode(dst, len / 2, s, len) < 0) { // checked just above
+      memset(out, 0, sizeof *out);
+      return gv_fail(why, GV_EINVAL, "bad hex");
     }
     uint8_t any = 0;
     for (size_t i = 0; i < len / 2; ++i)
