@@ -721,6 +721,10 @@ START_TEST(test_magnet_before_poll) {
   drain();
   ck_assert_int_eq(count_entries(outside), 0);
   ck_assert_int_eq(count_entries(dst), 1);
+  /* Refused, so never "finished" (in its private directory, with no file
+   * wanted, libtorrent would call it that). */
+  for (size_t k = 0; k < b->n; k++)
+    ck_assert_int_ne(b->log[k].type, GV_TOR_EV_FINISHED);
   /* The private directory of the metadata phase is gone. */
   char meta[400];
   snprintf(meta, sizeof meta, "%s/.meta", b->state);
@@ -733,7 +737,10 @@ START_TEST(test_magnet_before_poll) {
   unlink(link);
   ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
   connect_to(b, &tg.ih, a, "127.0.0.1");
+  size_t before = ib;
   ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
+  for (size_t k = before; k < ib; k++) /* nothing finished before it */
+    ck_assert_int_ne(b->log[k].type, GV_TOR_EV_FINISHED);
   ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
   char got[500];
   snprintf(f, sizeof f, "%s/data", share);

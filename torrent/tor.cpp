@@ -375,7 +375,8 @@ bool check_files(lt::file_storage const &fs, path_check &pc) {
       continue;
     if (!check_rel(fs.file_path(i), pc))
       return false;
-    if ((fl & lt::file_storage::flag_symlink) && !check_rel(fs.symlink(i), pc)) {
+    if ((fl & lt::file_storage::flag_symlink) &&
+        !check_rel(fs.symlink(i), pc)) {
       pc.why = "symlink target with " + pc.why;
       return false;
     }
@@ -418,8 +419,7 @@ bool check_disk(path_check &pc) {
 
 // The whole check of a parsed torrent against the save path root: its raw
 // info dict, then the paths libtorrent made of it, then the disk.
-int check_ti(lt::torrent_info const &ti, std::string const &root,
-             gv_why *why) {
+int check_ti(lt::torrent_info const &ti, std::string const &root, gv_why *why) {
   lt::error_code ec;
   lt::bdecode_node info = lt::bdecode(ti.info_section(), ec);
   if (ec)
@@ -727,6 +727,13 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     return;
   entry *e = find(t, ta->handle);
   if (!e)
+    return;
+  // A target before its check, or refused by it, lives in its private
+  // directory with every file at priority 0: libtorrent calls it finished
+  // there, which it is not. Only its add and its metadata are news.
+  if ((e->need_check || !e->meta_dir.empty()) &&
+      !lt::alert_cast<lt::metadata_received_alert>(a) &&
+      !lt::alert_cast<lt::add_torrent_alert>(a))
     return;
   bool was_ban = e->last_was_ban;
   e->last_was_ban = false;
