@@ -704,12 +704,16 @@ START_TEST(test_magnet_before_poll) {
   ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
   connect_to(b, &tg.ih, a, "127.0.0.1");
 
-  /* Only A is polled for 2 s: B's libtorrent fetches the metadata alone. */
+  /* Only A is polled for 2 s: B's libtorrent fetches the metadata alone.
+   * Until B's check ran, its status says it waits for metadata. */
   for (int i = 0; i < 20; i++) {
     gv_tor_event ev[16];
     while (gv_tor_poll(a->t, ev, 16) == 16)
       ;
     ck_assert_int_eq(count_entries(outside), 0);
+    gv_tor_status st;
+    ck_assert_int_eq(gv_tor_status_get(b->t, &tg.ih, &st, &why), 0);
+    ck_assert_int_eq(st.state, GV_TOR_METADATA);
     usleep(100000);
   }
   size_t ib = 0;

@@ -876,6 +876,9 @@ void fill_status(entry &e, gv_tor_status *st) {
       reason = ti->files().file_path(s.error_file) + ": ";
     map_error(s.errc, reason);
     snprintf(st->error, sizeof st->error, "%s", reason.c_str());
+  } else if (e.need_check) {
+    // Until its check: libtorrent may call it finished (no file wanted).
+    st->state = GV_TOR_METADATA;
   } else if (s.flags & lt::torrent_flags::paused) {
     st->state = GV_TOR_PAUSED;
   } else {
