@@ -579,9 +579,10 @@ START_TEST(test_bad_paths) {
   static const char slink[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:"
                               "le12:symlink pathl2:..3:etceee4:name1:t12:piece "
                               "lengthi16384eee";
-  static const char ok[] = "d4:infod5:filesld4:attr1:l6:lengthi0e4:pathl1:le"
-                           "12:symlink pathl3:subeee4:name1:t12:piece "
-                           "lengthi16384eee";
+  static const char ok[] = "d4:infod5:filesld6:lengthi16384e4:pathl1:aeed4:"
+                           "attr1:l6:lengthi0e4:pathl1:le12:symlink pathl1:a"
+                           "eee4:name1:t12:piece lengthi16384e6:pieces20:"
+                           "AAAAAAAAAAAAAAAAAAAAee";
   gv_why w = {{0}};
   ck_assert_int_eq(
       gv__tor_check_torrent((const uint8_t *)tree, sizeof tree - 1, save, &w),
@@ -591,8 +592,9 @@ START_TEST(test_bad_paths) {
       gv__tor_check_torrent((const uint8_t *)slink, sizeof slink - 1, save, &w),
       GV_EFIELD);
   ck_assert_msg(strstr(w.text, "symlink target"), "%s", w.text);
-  ck_assert_int_eq(
-      gv__tor_check_torrent((const uint8_t *)ok, sizeof ok - 1, save, &w), 0);
+  ck_assert_msg(
+      gv__tor_check_torrent((const uint8_t *)ok, sizeof ok - 1, save, &w) == 0,
+      "%s", w.text);
   ck_assert_int_eq(
       gv__tor_check_torrent((const uint8_t *)"d4:infoi1ee", 11, save, &w),
       GV_EFIELD);
@@ -616,6 +618,171 @@ START_TEST(test_bad_paths) {
   ck_assert_msg(gv_tor_add(s->t, &p, NULL, &why) == 0, "%s", why.text);
   ck_assert_int_eq(gv_tor_list(s->t, NULL, 0), 1);
   ck_assert_int_eq(count_entries(outside), 0);
+}
+END_TEST
+
+/* A v2-only torrent of one 16 KiB file whose file tree's one key ("x")
+ * is not its name ("t"): libtorrent writes it as save/x, not save/t/x. */
+static void v2_renamed(bbuf *o) {
+  static const char root[32] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+  static const char head[] =
+      "d4:infod9:file treed1:xd0:d6:lengthi16384e11:pieces root";
+  static const char tail[] =
+      "eee12:meta versioni2e4:name1:t12:piece lengthi16384eee";
+  o->n = 0;
+  bput(o, head, sizeof head - 1);
+  bstr(o, root, 32);
+  bput(o, tail, sizeof tail - 1);
+}
+
+/* The reviewer's v2w case: the check looked at save/t/x while libtorrent
+ * writes save/x, here a symlink to a file outside the save path. */
+START_TEST(test_v2_single_renamed) {
+  ses *s = ses_new("v2", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  char save[300], outside[300], link[400], victim[400];
+  mkpath(save, sizeof save, "save");
+  mkpath(outside, sizeof outside, "outside");
+  snprintf(victim, sizeof victim, "%s/victim", outside);
+  write_random(victim, 100);
+  snprintf(link, sizeof link, "%s/x", save);
+  ck_assert_int_eq(symlink(victim, link), 0);
+  bbuf o;
+  v2_renamed(&o);
+  gv_why w = {{0}};
+  ck_assert_int_eq(gv__tor_check_torrent((const uint8_t *)o.b, o.n, save, &w),
+                   GV_EFIELD);
+  ck_assert_msg(strstr(w.text, "'x' resolves outside"), "%s", w.text);
+  expect_refused(s, &o, save, "'x' resolves outside");
+  ck_assert_int_eq(gv_tor_list(s->t, NULL, 0), 0);
+  struct stat sb;
+  ck_assert_int_eq(stat(victim, &sb), 0);
+  ck_assert_int_eq(sb.st_size, 100);
+  /* Without the planted link the same torrent is fine. */
+  unlink(link);
+  ck_assert_int_eq(gv__tor_check_torrent((const uint8_t *)o.b, o.n, save, &w),
+                   0);
+}
+END_TEST
+
+/* The reviewer's repro.c case: a magnet of a directory "share" holding
+ * an empty file, fetched into a save path where "share" is a symlink to a
+ * directory outside it. libtorrent creates empty files (and directories,
+ * and BEP 47 symlinks) on its own thread as soon as the metadata arrives,
+ * before gv_tor_poll() runs the check: nothing may appear outside. */
+START_TEST(test_magnet_before_poll) {
+  char seed[300], share[400], f[500], dst[300], outside[300], link[400];
+  mkpath(seed, sizeof seed, "seed");
+  snprintf(share, sizeof share, "%s/share", seed);
+  ck_assert_int_eq(mkdir(share, 0700), 0);
+  snprintf(f, sizeof f, "%s/data", share);
+  write_random(f, 100000);
+  snprintf(f, sizeof f, "%s/empty", share);
+  write_random(f, 0);
+  mkpath(dst, sizeof dst, "dst");
+  mkpath(outside, sizeof outside, "outside");
+  snprintf(link, sizeof link, "%s/share", dst);
+  ck_assert_int_eq(symlink(outside, link), 0);
+
+  uint8_t *tb;
+  size_t tl;
+  gv_tor_ih ih;
+  gv_why why = {{0}};
+  ck_assert_msg(gv_tor_create(share, 0, &tb, &tl, &ih, &why) == 0, "%s",
+                why.text);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  gv_tor_add_params pa = {.torrent = tb,
+                          .torrent_len = tl,
+                          .save_path = seed,
+                          .flags = GV_TOR_ADD_SEED_MODE};
+  ck_assert_msg(gv_tor_add(a->t, &pa, NULL, &why) == 0, "%s", why.text);
+  gv_tor_target tg;
+  memset(&tg, 0, sizeof tg);
+  tg.ih = ih;
+  tg.ih.has_v2 = 0; /* a v1 magnet */
+  gv_tor_add_params pb = {.target = &tg, .save_path = dst};
+  ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
+  connect_to(b, &tg.ih, a, "127.0.0.1");
+
+  /* Only A is polled for 2 s: B's libtorrent fetches the metadata alone.
+   * Until B's check ran, its status says it waits for metadata. */
+  for (int i = 0; i < 20; i++) {
+    gv_tor_event ev[16];
+    while (gv_tor_poll(a->t, ev, 16) == 16)
+      ;
+    ck_assert_int_eq(count_entries(outside), 0);
+    gv_tor_status st;
+    ck_assert_int_eq(gv_tor_status_get(b->t, &tg.ih, &st, &why), 0);
+    ck_assert_int_eq(st.state, GV_TOR_METADATA);
+    usleep(100000);
+  }
+  size_t ib = 0;
+  const gv_tor_event *ev = wait_ev(b, GV_TOR_EV_TORRENT_ERROR, &ib, WAIT_MS);
+  ck_assert_ptr_nonnull(ev);
+  ck_assert_int_eq(ev->err, GV_EFIELD);
+  ck_assert_msg(strstr(ev->reason, "resolves outside"), "%s", ev->reason);
+  usleep(300000);
+  drain();
+  ck_assert_int_eq(count_entries(outside), 0);
+  ck_assert_int_eq(count_entries(dst), 1);
+  /* Refused, so never "finished" (in its private directory, with no file
+   * wanted, libtorrent would call it that). */
+  for (size_t k = 0; k < b->n; k++)
+    ck_assert_int_ne(b->log[k].type, GV_TOR_EV_FINISHED);
+  /* The private directory of the metadata phase is gone. */
+  char meta[400];
+  snprintf(meta, sizeof meta, "%s/.meta", b->state);
+  ck_assert_int_le(count_entries(meta), 0);
+  ck_assert_int_eq(gv_tor_remove(b->t, &tg.ih, 0, &why), 0);
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_REMOVED, &ib, WAIT_MS));
+  ck_assert_int_eq(count_entries(b->state), 0);
+
+  /* Without the planted link the same magnet arrives whole, in dst. */
+  unlink(link);
+  ck_assert_msg(gv_tor_add(b->t, &pb, NULL, &why) == 0, "%s", why.text);
+  connect_to(b, &tg.ih, a, "127.0.0.1");
+  size_t before = ib;
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
+  for (size_t k = before; k < ib; k++) /* nothing finished before it */
+    ck_assert_int_ne(b->log[k].type, GV_TOR_EV_FINISHED);
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
+  char got[500];
+  snprintf(f, sizeof f, "%s/data", share);
+  snprintf(got, sizeof got, "%s/share/data", dst);
+  ck_assert(same_file(f, got));
+  snprintf(got, sizeof got, "%s/share/empty", dst);
+  ck_assert_int_eq(access(got, F_OK), 0);
+  ck_assert_int_le(count_entries(meta), 0);
+  gv_tor_bytes_free(tb);
+}
+END_TEST
+
+/* A resume file that cannot be written (its name is taken by a non-empty
+ * directory, so the rename fails): the save reports the error and leaves
+ * no temp file behind. */
+START_TEST(test_resume_unwritable) {
+  src s;
+  make_src(&s, "src", 256 * 1024);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  char hex[41], taken[400], inside[500], dst[300];
+  gv_tor_hex(s.ih.v1, 20, hex);
+  snprintf(taken, sizeof taken, "%s/%s.resume", b->state, hex);
+  ck_assert_int_eq(mkdir(taken, 0700), 0);
+  snprintf(inside, sizeof inside, "%s/x", taken);
+  write_random(inside, 1);
+  gv_tor_ih ih = add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  mkpath(dst, sizeof dst, "dst");
+  add_bytes(b, &s, dst, 0);
+  connect_to(b, &ih, a, "127.0.0.1");
+  size_t i = 0;
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &i, WAIT_MS));
+  const gv_tor_event *ev = wait_ev(b, GV_TOR_EV_RESUME_SAVED, &i, WAIT_MS);
+  ck_assert_ptr_nonnull(ev);
+  ck_assert_int_lt(ev->err, 0);
+  ck_assert_msg(strstr(ev->reason, "rename"), "%s", ev->reason);
+  ck_assert_int_eq(count_entries(b->state), 1); /* no .<hex>.resume.tmp */
+  gv_tor_bytes_free(s.torrent);
 }
 END_TEST
 
@@ -702,6 +869,12 @@ START_TEST(test_disk_full) {
   ck_assert_ptr_nonnull(ev);
   ck_assert_int_eq(ev->err, -ENOSPC);
   ck_assert_msg(strstr(ev->reason, "disk full"), "%s", ev->reason);
+  /* The error libtorrent saw is kept: "disk full: <file>: Bad address". */
+  ck_assert_msg(strstr(ev->reason, "No space left") ||
+                    strstr(ev->reason, "Bad address") ||
+                    strstr(ev->reason, "Input/output error") ||
+                    strstr(ev->reason, "File too large"),
+                "%s", ev->reason);
   gv_tor_status st;
   ck_assert_int_eq(gv_tor_status_get(b->t, &ih, &st, NULL), 0);
   ck_assert_int_eq(st.state, GV_TOR_ERROR);
@@ -733,6 +906,9 @@ static Suite *tor_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_parse_target);
   tcase_add_test(tc, test_bad_paths);
+  tcase_add_test(tc, test_v2_single_renamed);
+  tcase_add_test(tc, test_magnet_before_poll);
+  tcase_add_test(tc, test_resume_unwritable);
   tcase_add_test(tc, test_fetch);
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);

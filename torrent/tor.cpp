@@ -8,18 +8,23 @@
 // A torrent's life, as seen by this file:
 //
 //   gv_tor_add(.torrent) ── path check ──> libtorrent: checking / downloading
-//   gv_tor_add(target)   ──> upload mode ── metadata_received ── path check
+//   gv_tor_add(target)   ──> upload mode in state_dir/.meta/<hash>/
+//                            ── metadata_received ── path check
 //                                 │ fails                     │ passes
 //                                 v                           v
-//                         paused, "error" state      upload mode off: download
+//                         paused, "error" state      removed, added again
+//                         .meta/<hash> deleted       with its info dict into
+//                                                    the save path: download
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
 extern "C" {
-#include "err.h" // a C header without extern "C" of its own
+#include "err.h"  // C headers without extern "C" of their own
+#include "json.h" // gv_hex_encode, gv_hex_decode
 }
 #include "tor.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +32,7 @@ extern "C" {
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
+#include <filesystem>
 #include <memory>
 #include <netinet/in.h>
 #include <string>
@@ -60,12 +66,21 @@ using clock_type = std::chrono::steady_clock;
 constexpr off_t kResumeMax = 256 << 20;
 // Depth of a v2 file tree we walk before calling the torrent hostile.
 constexpr int kTreeDepth = 64;
+// Peers of a target's metadata phase remembered for its re-add.
+constexpr size_t kMetaPeers = 64;
 
 struct entry {
   lt::torrent_handle h;
   lt::info_hash_t ih;
   std::string save_path; // realpath of the caller's save path
   bool need_check = false; // a target: paths are checked at metadata
+  // A target's private directory (state_dir/.meta/<hash>), libtorrent's
+  // save path until the metadata passed the check; "" after that.
+  std::string meta_dir;
+  // Peers given to gv_tor_connect() before the metadata arrived: the
+  // torrent is added again after the check and connects to them again.
+  std::vector<lt::tcp::endpoint> peers;
+  bool readded = false; // its next add_torrent_alert is the re-add
   bool failed = false;     // our own error (a refused path)
   std::string error;
   int unsaved = 0; // pieces verified since the last save request
@@ -86,6 +101,16 @@ struct gv_tor {
   std::string state_dir;
   std::vector<std::unique_ptr<entry>> torrents;
   std::deque<gv_tor_event> pending;
+  // Torrents removed from libtorrent whose torrent_removed_alert is still
+  // to come: their private directory is deleted again then (libtorrent's
+  // disk thread may have written into it since), and a quiet one (the
+  // metadata phase of a torrent added again) makes no REMOVED event.
+  struct retired {
+    lt::info_hash_t ih;
+    std::string dir;
+    bool quiet;
+  };
+  std::vector<retired> retired;
 };
 
 namespace {
@@ -163,6 +188,24 @@ std::string resume_name(lt::info_hash_t const &ih, bool v2) {
   return hex(ih.v1.data(), 20) + ".resume";
 }
 
+// The private directory of a target's metadata phase: under the state
+// dir, named by its v1 hash if it has one, else its v2 hash.
+std::string meta_dir(gv_tor *t, lt::info_hash_t const &ih) {
+  return t->state_dir + "/.meta/" +
+         (ih.has_v1() ? hex(ih.v1.data(), 20) : hex(ih.v2.data(), 32));
+}
+
+// Deletes dir and what is in it (symlinks themselves, never what they
+// point to), then .meta if that left it empty. Errors are ignored: the
+// directory is ours, and the next session start clears .meta.
+void remove_meta(std::string const &dir) {
+  if (dir.empty())
+    return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  rmdir(dir.substr(0, dir.rfind('/')).c_str());
+}
+
 std::string primary_name(lt::info_hash_t const &ih) {
   return resume_name(ih, !ih.has_v1());
 }
@@ -187,13 +230,12 @@ bool bad_element(lt::string_view s, std::string &why) {
 }
 
 struct path_check {
-  std::string root;                     // realpath of the save path
-  std::vector<std::string> files;       // relative paths, for the disk check
+  std::string root;               // realpath of the save path
+  std::vector<std::string> files; // relative paths, for the disk check
   std::string why;
 };
 
-bool check_list(lt::bdecode_node const &list, std::string &rel,
-                path_check &pc) {
+bool check_list(lt::bdecode_node const &list, path_check &pc) {
   if (list.type() != lt::bdecode_node::list_t || list.list_size() == 0) {
     pc.why = "a file path that is not a non-empty list";
     return false;
@@ -206,7 +248,6 @@ bool check_list(lt::bdecode_node const &list, std::string &rel,
     }
     if (bad_element(el.string_value(), pc.why))
       return false;
-    rel += "/" + std::string(el.string_value());
   }
   return true;
 }
@@ -216,16 +257,14 @@ bool check_symlink(lt::bdecode_node const &d, path_check &pc) {
   lt::bdecode_node sl = d.dict_find("symlink path");
   if (!sl)
     return true;
-  std::string dummy;
-  if (!check_list(sl, dummy, pc)) {
+  if (!check_list(sl, pc)) {
     pc.why = "symlink target with " + pc.why;
     return false;
   }
   return true;
 }
 
-bool check_tree(lt::bdecode_node const &dir, std::string const &rel,
-                int depth, path_check &pc) {
+bool check_tree(lt::bdecode_node const &dir, int depth, path_check &pc) {
   if (dir.type() != lt::bdecode_node::dict_t || depth > kTreeDepth) {
     pc.why = "a malformed or too deep file tree";
     return false;
@@ -240,25 +279,27 @@ bool check_tree(lt::bdecode_node const &dir, std::string const &rel,
       }
       if (!check_symlink(kv.second, pc))
         return false;
-      pc.files.push_back(rel);
       continue;
     }
     if (bad_element(key, pc.why))
       return false;
-    if (!check_tree(kv.second, rel + "/" + std::string(key), depth + 1, pc))
+    if (!check_tree(kv.second, depth + 1, pc))
       return false;
   }
   return true;
 }
 
-// The name, the v1 file list and the v2 file tree, with their .utf-8
-// variants (libtorrent prefers those when present).
+// The first filter, on the raw bytes: the name, the v1 file list and the
+// v2 file tree, with their .utf-8 variants, and symlink targets. libtorrent
+// sanitises names silently ("..", "/" and NUL become something else), so
+// only the raw bytes show that a torrent tried to escape; the paths
+// libtorrent will write are checked after it (check_files).
 bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
   if (info.type() != lt::bdecode_node::dict_t) {
     pc.why = "no info dictionary";
     return false;
   }
-  std::string name;
+  bool named = false;
   for (char const *k : {"name", "name.utf-8"}) {
     lt::bdecode_node n = info.dict_find(k);
     if (!n)
@@ -271,59 +312,74 @@ bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
       pc.why = "a torrent name with " + pc.why;
       return false;
     }
-    if (name.empty())
-      name = std::string(n.string_value());
+    named = true;
   }
-  if (name.empty()) {
+  if (!named) {
     pc.why = "a torrent without a name";
     return false;
   }
-  bool multi = false;
   lt::bdecode_node files = info.dict_find_list("files");
-  if (files) {
-    multi = true;
-    for (int i = 0; i < files.list_size(); ++i) {
-      lt::bdecode_node f = files.list_at(i);
-      if (f.type() != lt::bdecode_node::dict_t) {
-        pc.why = "a file entry that is not a dictionary";
-        return false;
-      }
-      bool any = false;
-      for (char const *k : {"path", "path.utf-8"}) {
-        lt::bdecode_node p = f.dict_find(k);
-        if (!p)
-          continue;
-        std::string rel = name;
-        if (!check_list(p, rel, pc))
-          return false;
-        if (!any)
-          pc.files.push_back(rel);
-        any = true;
-      }
-      if (!check_symlink(f, pc))
+  for (int i = 0; files && i < files.list_size(); ++i) {
+    lt::bdecode_node f = files.list_at(i);
+    if (f.type() != lt::bdecode_node::dict_t) {
+      pc.why = "a file entry that is not a dictionary";
+      return false;
+    }
+    for (char const *k : {"path", "path.utf-8"}) {
+      lt::bdecode_node p = f.dict_find(k);
+      if (p && !check_list(p, pc))
         return false;
     }
+    if (!check_symlink(f, pc))
+      return false;
   }
   lt::bdecode_node tree = info.dict_find_dict("file tree");
-  if (tree) {
-    // A single-file v2 torrent's tree is {name: {"": ...}}, rooted at the
-    // save path; a multi-file one is rooted at name/.
-    bool single = tree.dict_size() == 1 &&
-                  tree.dict_at_node(0).first.string_value() == name &&
-                  tree.dict_at_node(0).second.type() ==
-                      lt::bdecode_node::dict_t &&
-                  tree.dict_at_node(0).second.dict_find("");
-    if (!check_tree(tree, single ? "" : name, 0, pc))
+  if (tree && !check_tree(tree, 0, pc))
+    return false;
+  if (!files && !tree && !check_symlink(info, pc))
+    return false;
+  return true;
+}
+
+// One path as libtorrent will join it to the save path: relative, and
+// every element a plain name.
+bool check_rel(std::string const &rel, path_check &pc) {
+  if (rel.empty() || rel[0] == '/') {
+    pc.why = "an absolute or empty path: '" + rel + "'";
+    return false;
+  }
+  size_t pos = 0;
+  for (;;) {
+    size_t next = rel.find('/', pos);
+    if (next == std::string::npos)
+      next = rel.size();
+    if (bad_element(lt::string_view(rel).substr(pos, next - pos), pc.why)) {
+      pc.why += " in '" + rel + "'";
       return false;
-    if (single) // check_tree named it "/<name>"
-      for (auto &f : pc.files)
-        if (!f.empty() && f[0] == '/')
-          f.erase(0, 1);
-  } else if (!multi) {
-    lt::bdecode_node sl = info.dict_find("symlink path");
-    if (sl && !check_symlink(info, pc))
+    }
+    if (next == rel.size())
+      break;
+    pos = next + 1;
+  }
+  pc.files.push_back(rel);
+  return true;
+}
+
+// The paths libtorrent will write, as it parsed them: every file but pad
+// files (never written) and every symlink target, both relative to the
+// save path.
+bool check_files(lt::file_storage const &fs, path_check &pc) {
+  for (lt::file_index_t i : fs.file_range()) {
+    lt::file_flags_t fl = fs.file_flags(i);
+    if (fl & lt::file_storage::flag_pad_file)
+      continue;
+    if (!check_rel(fs.file_path(i), pc))
       return false;
-    pc.files.push_back(name);
+    if ((fl & lt::file_storage::flag_symlink) &&
+        !check_rel(fs.symlink(i), pc)) {
+      pc.why = "symlink target with " + pc.why;
+      return false;
+    }
   }
   return true;
 }
@@ -332,10 +388,7 @@ bool check_info_node(lt::bdecode_node const &info, path_check &pc) {
 // followed) inside the save path: a symlink planted there cannot redirect
 // a write.
 bool check_disk(path_check &pc) {
-  for (auto const &f : pc.files) {
-    std::string rel = f;
-    while (!rel.empty() && rel[0] == '/')
-      rel.erase(0, 1);
+  for (auto const &rel : pc.files) {
     std::string p = pc.root, deepest = pc.root;
     size_t pos = 0;
     while (pos <= rel.size()) {
@@ -364,34 +417,40 @@ bool check_disk(path_check &pc) {
   return true;
 }
 
-int check_info(lt::bdecode_node const &info, std::string const &root,
-               gv_why *why) {
+// The whole check of a parsed torrent against the save path root: its raw
+// info dict, then the paths libtorrent made of it, then the disk.
+int check_ti(lt::torrent_info const &ti, std::string const &root, gv_why *why) {
+  lt::error_code ec;
+  lt::bdecode_node info = lt::bdecode(ti.info_section(), ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
   path_check pc;
   pc.root = root;
-  if (!check_info_node(info, pc) || !check_disk(pc))
+  if (!check_info_node(info, pc) || !check_files(ti.files(), pc) ||
+      !check_disk(pc))
     return fail(why, GV_EFIELD, "refused: torrent has " + pc.why);
   return 0;
 }
 
-int check_info_bytes(lt::span<char const> buf, std::string const &root,
-                     gv_why *why) {
-  lt::error_code ec;
-  lt::bdecode_node n = lt::bdecode(buf, ec);
-  if (ec)
-    return fail(why, GV_EFIELD, "info dictionary: " + ec.message());
-  return check_info(n, root, why);
-}
-
-// A .torrent's bytes: bdecoded by us, its info dict checked.
+// A .torrent's bytes: parsed by libtorrent into *out, then checked.
 int check_torrent(lt::span<char const> buf, std::string const &root,
-                  gv_why *why) {
+                  std::shared_ptr<lt::torrent_info> &out, gv_why *why) {
   lt::error_code ec;
   lt::bdecode_node n = lt::bdecode(buf, ec);
   if (ec)
     return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
   if (n.type() != lt::bdecode_node::dict_t)
     return fail(why, GV_EFIELD, "not a .torrent: not a dictionary");
-  return check_info(n.dict_find_dict("info"), root, why);
+  path_check pc;
+  if (!check_info_node(n.dict_find_dict("info"), pc))
+    return fail(why, GV_EFIELD, "refused: torrent has " + pc.why);
+  auto ti = std::make_shared<lt::torrent_info>(n, ec);
+  if (ec)
+    return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
+  int rc = check_ti(*ti, root, why);
+  if (rc == 0)
+    out = std::move(ti);
+  return rc;
 }
 
 // --- Resume files ------------------------------------------------------------
@@ -443,7 +502,7 @@ int write_atomic(std::string const &dir, std::string const &name,
 out:
   if (fd >= 0)
     close(fd);
-  if (err && err != -EBADF)
+  if (err) // after a failed rename too; after a good one it is gone already
     unlink(tmp.c_str());
   return err;
 }
@@ -456,7 +515,12 @@ int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
   if (fd < 0)
     return errno == ENOENT ? 0 : fail(why, -errno, "open " + path);
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size > kResumeMax) {
+  if (fstat(fd, &st) != 0) {
+    int err = -errno;
+    close(fd);
+    return fail(why, err, "fstat " + path + ": " + strerror(-err));
+  }
+  if (st.st_size > kResumeMax) {
     close(fd);
     return fail(why, GV_ETOOBIG, path + ": resume file too large");
   }
@@ -527,7 +591,7 @@ void set_peer(gv_tor_event &ev, lt::tcp::endpoint const &ep) {
 // An error_code as -errno when it is one, with "disk full" spelled out.
 int map_error(lt::error_code const &ec, std::string &reason) {
   if (ec == boost::system::errc::no_space_on_device) {
-    reason = "disk full: " + reason;
+    reason = "disk full: " + reason + ec.message();
     return -ENOSPC;
   }
   reason += ec.message();
@@ -537,13 +601,26 @@ int map_error(lt::error_code const &ec, std::string &reason) {
   return GV_ESTATE;
 }
 
-// Whether the filesystem under path has no room left. libtorrent writes
-// through mmap: a write into a full filesystem faults, and the error it
-// reports is then EFAULT or EIO as often as ENOSPC, whichever write failed
-// first. The filesystem itself says which it was.
-bool disk_full(std::string const &path) {
-  struct statvfs v;
-  return statvfs(path.c_str(), &v) == 0 && v.f_bavail == 0;
+// Whether a file error ec under path is the filesystem being full.
+// libtorrent writes through mmap: a write into a full filesystem faults,
+// and the error it reports is then EFAULT, EIO or EFBIG as often as
+// ENOSPC, whichever write failed first. Only those errors are taken for a
+// full disk, and only when the filesystem says it has no block left for
+// us: f_bfree for root (who may write the reserved blocks), f_bavail for
+// anyone else. EACCES and every other error keep their own name.
+bool disk_full(std::string const &path, lt::error_code const &ec) {
+  if (ec.category() != boost::system::system_category() &&
+      ec.category() != boost::system::generic_category())
+    return false;
+  int v = ec.value();
+  if (v == ENOSPC)
+    return true;
+  if (v != EFAULT && v != EIO && v != EFBIG)
+    return false;
+  struct statvfs st;
+  if (statvfs(path.c_str(), &st) != 0)
+    return false;
+  return (geteuid() == 0 ? st.f_bfree : st.f_bavail) == 0;
 }
 
 int pieces_done(entry &e) {
@@ -555,6 +632,40 @@ int pieces_total(entry &e) {
   return ti ? ti->num_pieces() : 0;
 }
 
+// The metadata phase ran in e.meta_dir; the checked torrent is removed
+// from there and added again, with its info dict, into the caller's save
+// path, as a .torrent is. It connects again to the peers it had.
+int readd(gv_tor *t, entry &e, lt::torrent_info const &ti, gv_why *why) {
+  std::vector<lt::tcp::endpoint> peers = e.peers;
+  std::vector<lt::peer_info> info;
+  e.h.get_peer_info(info);
+  for (auto const &pi : info)
+    if (pi.flags & lt::peer_info::local_connection)
+      peers.push_back(pi.ip);
+  lt::add_torrent_params atp;
+  atp.ti = std::make_shared<lt::torrent_info>(ti);
+  atp.ti->clear_trackers();
+  atp.ti->set_web_seeds({});
+  atp.save_path = e.save_path;
+  atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
+                 lt::torrent_flags::upload_mode);
+  // Both calls run in order on libtorrent's thread: the removal first.
+  t->ses->remove_torrent(e.h);
+  t->retired.push_back({e.ih, e.meta_dir, true});
+  e.meta_dir.clear();
+  e.peers.clear();
+  lt::error_code ec;
+  e.h = t->ses->add_torrent(std::move(atp), ec);
+  if (ec) {
+    std::string reason = "add after metadata: ";
+    return fail(why, map_error(ec, reason), reason);
+  }
+  e.readded = true;
+  for (auto const &ep : peers)
+    e.h.connect_peer(ep);
+  return 0;
+}
+
 void on_metadata(gv_tor *t, entry &e) {
   e.ih = e.h.info_hashes();
   if (!e.need_check)
@@ -562,24 +673,40 @@ void on_metadata(gv_tor *t, entry &e) {
   e.need_check = false;
   auto ti = e.h.torrent_file();
   gv_why why;
-  int rc = ti ? check_info_bytes(ti->info_section(), e.save_path, &why)
+  int rc = ti ? check_ti(*ti, e.save_path, &why)
               : fail(&why, GV_EFIELD, "no metadata");
+  if (rc < 0) {
+    // Paused where it is; its files, if libtorrent made any, are deleted
+    // (again when the torrent is removed: see gv_tor::retired).
+    e.h.pause();
+    remove_meta(e.meta_dir);
+  } else {
+    rc = readd(t, e, *ti, &why);
+  }
   if (rc < 0) {
     e.failed = true;
     e.error = why.text;
-    e.h.pause();
     gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e.ih);
     ev.err = rc;
     set_reason(ev, e.error);
     return;
   }
-  e.h.unset_flags(lt::torrent_flags::upload_mode);
   push(t, GV_TOR_EV_METADATA, e.ih);
 }
 
 void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   lt::alert *a = alerts[i];
   if (auto *r = lt::alert_cast<lt::torrent_removed_alert>(a)) {
+    for (auto it = t->retired.begin(); it != t->retired.end(); ++it) {
+      if (!same(it->ih, r->info_hashes))
+        continue;
+      bool quiet = it->quiet;
+      remove_meta(it->dir);
+      t->retired.erase(it);
+      if (quiet)
+        return;
+      break;
+    }
     push(t, GV_TOR_EV_REMOVED, r->info_hashes);
     return;
   }
@@ -601,6 +728,13 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   entry *e = find(t, ta->handle);
   if (!e)
     return;
+  // A target before its check, or refused by it, lives in its private
+  // directory with every file at priority 0: libtorrent calls it finished
+  // there, which it is not. Only its add and its metadata are news.
+  if ((e->need_check || !e->meta_dir.empty()) &&
+      !lt::alert_cast<lt::metadata_received_alert>(a) &&
+      !lt::alert_cast<lt::add_torrent_alert>(a))
+    return;
   bool was_ban = e->last_was_ban;
   e->last_was_ban = false;
   if (auto *f = lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
@@ -610,6 +744,10 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     ev.err = map_error(f->error, reason);
     set_reason(ev, reason);
   } else if (auto *ad = lt::alert_cast<lt::add_torrent_alert>(a)) {
+    bool again = e->readded;
+    e->readded = false;
+    if (again && !ad->error) // announced once, at gv_tor_add()
+      return;
     gv_tor_event &ev = push(t, GV_TOR_EV_ADDED, e->ih);
     if (ad->error) {
       std::string reason;
@@ -660,10 +798,12 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   } else if (auto *fe = lt::alert_cast<lt::file_error_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_FILE_ERROR, e->ih);
     std::string reason = std::string(fe->filename()) + ": ";
-    ev.err = disk_full(e->save_path)
-                 ? map_error(lt::error_code(ENOSPC, lt::generic_category()),
-                             reason)
-                 : map_error(fe->error, reason);
+    if (disk_full(e->save_path, fe->error)) { // "disk full: f: Bad address"
+      reason = "disk full: " + reason + fe->error.message();
+      ev.err = -ENOSPC;
+    } else {
+      ev.err = map_error(fe->error, reason);
+    }
     set_reason(ev, reason);
     if (e->file_error.empty())
       e->file_error = reason;
@@ -711,6 +851,12 @@ int real_dir(char const *path, std::string &out, gv_why *why) {
 void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
+  snprintf(st->save_path, sizeof st->save_path, "%s", e.save_path.c_str());
+  if (!e.h.is_valid()) { // its re-add after the metadata failed
+    st->state = GV_TOR_ERROR;
+    snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
+    return;
+  }
   lt::torrent_status s = e.h.status(lt::torrent_handle::query_name |
                                     lt::torrent_handle::query_save_path |
                                     lt::torrent_handle::query_torrent_file);
@@ -730,6 +876,9 @@ void fill_status(entry &e, gv_tor_status *st) {
       reason = ti->files().file_path(s.error_file) + ": ";
     map_error(s.errc, reason);
     snprintf(st->error, sizeof st->error, "%s", reason.c_str());
+  } else if (e.need_check) {
+    // Until its check: libtorrent may call it finished (no file wanted).
+    st->state = GV_TOR_METADATA;
   } else if (s.flags & lt::torrent_flags::paused) {
     st->state = GV_TOR_PAUSED;
   } else {
@@ -762,20 +911,7 @@ void fill_status(entry &e, gv_tor_status *st) {
   st->pieces_done = s.num_pieces;
   st->pieces_total = ti ? ti->num_pieces() : 0;
   st->ratio = st->total ? double(st->all_uploaded) / double(st->total) : 0.0;
-  snprintf(st->save_path, sizeof st->save_path, "%s", s.save_path.c_str());
   snprintf(st->name, sizeof st->name, "%s", s.name.c_str());
-}
-
-bool hexval(char c, int &v) {
-  if (c >= '0' && c <= '9')
-    v = c - '0';
-  else if (c >= 'a' && c <= 'f')
-    v = c - 'a' + 10;
-  else if (c >= 'A' && c <= 'F')
-    v = c - 'A' + 10;
-  else
-    return false;
-  return true;
 }
 
 } // namespace
@@ -783,12 +919,7 @@ bool hexval(char c, int &v) {
 extern "C" {
 
 void gv_tor_hex(const uint8_t *hash, size_t n, char *out) {
-  static char const d[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = d[hash[i] >> 4];
-    out[2 * i + 1] = d[hash[i] & 15];
-  }
-  out[2 * n] = '\0';
+  gv_hex_encode(out, hash, n);
 }
 
 const char *gv_tor_ev_name(gv_tor_ev_type type) {
@@ -814,6 +945,9 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     int rc = real_dir(cfg->state_dir, t->state_dir, why);
     if (rc < 0)
       return rc;
+    // Metadata phases of an earlier session that ended without cleaning.
+    std::error_code fec;
+    std::filesystem::remove_all(t->state_dir + "/.meta", fec);
     // Tuned like the benchmark's bare pair: a node shares big files.
     lt::settings_pack sp = lt::high_performance_seed();
     std::string ip = cfg->listen_ip ? cfg->listen_ip : "127.0.0.1";
@@ -893,7 +1027,8 @@ void gv_tor_free(gv_tor *t) {
   try {
     int waiting = 0;
     for (auto &e : t->torrents) {
-      if (!e->h.is_valid() || e->failed || !e->h.torrent_file())
+      if (!e->h.is_valid() || e->failed || e->need_check ||
+          !e->h.torrent_file())
         continue;
       if (!e->save_pending)
         e->h.save_resume_data(lt::torrent_handle::save_info_dict);
@@ -919,7 +1054,9 @@ void gv_tor_free(gv_tor *t) {
       }
     }
     t->ses->set_alert_notify([] {});
-    t->ses.reset();
+    t->ses.reset(); // waits for libtorrent's threads: .meta is quiet now
+    std::error_code fec;
+    std::filesystem::remove_all(t->state_dir + "/.meta", fec);
   } catch (...) {
     caught(nullptr);
   }
@@ -1057,22 +1194,18 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
       return gv_fail(why, GV_EINVAL,
                      "not a magnet link (want \"magnet:?xt=...\") or a hex "
                      "info-hash");
-    for (size_t i = 0; i < len; ++i) {
-      int v;
-      if (!hexval(s[i], v))
+    for (size_t i = 0; i < len; ++i)
+      if (!isxdigit((unsigned char)s[i]))
         return gv_fail(why, GV_EINVAL, "bad hex: byte 0x%02x at offset %zu",
                        (unsigned char)s[i], i);
-    }
     if (len != 40 && len != 64)
       return gv_fail(why, GV_EINVAL,
                      "wrong length: %zu hex digits, want 40 (v1) or 64 (v2)",
                      len);
     uint8_t *dst = len == 40 ? out->ih.v1 : out->ih.v2;
-    for (size_t i = 0; i < len / 2; ++i) {
-      int hi = 0, lo = 0;
-      hexval(s[2 * i], hi);
-      hexval(s[2 * i + 1], lo);
-      dst[i] = uint8_t(hi << 4 | lo);
+    if (gv_hex_decode(dst, len / 2, s, len) < 0) { // checked just above
+      memset(out, 0, sizeof *out);
+      return gv_fail(why, GV_EINVAL, "bad hex");
     }
     uint8_t any = 0;
     for (size_t i = 0; i < len / 2; ++i)
@@ -1097,12 +1230,44 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
       return fail(why, -errno, std::string("realpath ") + root);
     std::string real(r);
     free(r);
+    std::shared_ptr<lt::torrent_info> ti;
     return check_torrent(lt::span<char const>(
                              reinterpret_cast<char const *>(torrent),
                              long(len)),
-                         real, why);
+                         real, ti, why);
   } catch (...) {
     return caught(why);
+  }
+}
+
+int gv__tor_paths(const uint8_t *torrent, size_t len,
+                  void (*fn)(void *ctx, const char *path, size_t n),
+                  void *ctx) {
+  try {
+    lt::error_code ec;
+    lt::torrent_info ti(lt::span<char const>(
+                            reinterpret_cast<char const *>(torrent), long(len)),
+                        ec, lt::from_span);
+    if (ec)
+      return GV_EFIELD;
+    lt::file_storage const &fs = ti.files();
+    int n = 0;
+    for (lt::file_index_t i : fs.file_range()) {
+      lt::file_flags_t fl = fs.file_flags(i);
+      if (fl & lt::file_storage::flag_pad_file)
+        continue;
+      std::string p = fs.file_path(i);
+      fn(ctx, p.c_str(), p.size());
+      ++n;
+      if (fl & lt::file_storage::flag_symlink) {
+        p = fs.symlink(i);
+        fn(ctx, p.c_str(), p.size());
+        ++n;
+      }
+    }
+    return n;
+  } catch (...) {
+    return caught(nullptr);
   }
 }
 
@@ -1117,16 +1282,13 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       return rc;
     std::shared_ptr<lt::torrent_info> ti;
     lt::info_hash_t want;
+    std::string meta;
     if (p->torrent) {
       lt::span<char const> buf(reinterpret_cast<char const *>(p->torrent),
                                long(p->torrent_len));
-      rc = check_torrent(buf, save, why);
+      rc = check_torrent(buf, save, ti, why);
       if (rc < 0)
         return rc;
-      lt::error_code ec;
-      ti = std::make_shared<lt::torrent_info>(buf, ec, lt::from_span);
-      if (ec)
-        return fail(why, GV_EFIELD, "not a .torrent: " + ec.message());
       ti->clear_trackers();
       ti->set_web_seeds({});
       want = ti->info_hashes();
@@ -1152,17 +1314,24 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     if (ti) {
       atp.ti = ti;
     } else if (atp.ti) { // resumed with its info dict
-      rc = check_info_bytes(atp.ti->info_section(), save, why);
+      rc = check_ti(*atp.ti, save, why);
       if (rc < 0)
         return rc;
       atp.ti->clear_trackers();
       atp.ti->set_web_seeds({});
     } else {
+      // Until its metadata passed the check, libtorrent writes (empty
+      // files, directories, BEP 47 symlinks) only in a private directory.
       atp.info_hashes = want;
       atp.name = p->target->name;
       need_check = true;
+      meta = meta_dir(t, want);
+      remove_meta(meta);
+      rc = real_dir(meta.c_str(), meta, why);
+      if (rc < 0)
+        return rc;
     }
-    atp.save_path = save;
+    atp.save_path = need_check ? meta : save;
     atp.trackers.clear();
     atp.tracker_tiers.clear();
     atp.url_seeds.clear();
@@ -1172,11 +1341,14 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                    lt::torrent_flags::upload_mode |
                    lt::torrent_flags::seed_mode);
     if (need_check)
-      atp.flags |= lt::torrent_flags::upload_mode;
+      atp.flags |= lt::torrent_flags::upload_mode |
+                   lt::torrent_flags::default_dont_download;
     if (p->flags & GV_TOR_ADD_SEED_MODE)
       atp.flags |= lt::torrent_flags::seed_mode;
     lt::error_code ec;
     lt::torrent_handle h = t->ses->add_torrent(std::move(atp), ec);
+    if (ec)
+      remove_meta(meta);
     if (ec == lt::errors::duplicate_torrent)
       return fail(why, GV_EDUP, "torrent already added");
     if (ec) {
@@ -1190,6 +1362,7 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       e->ih = want;
     e->save_path = save;
     e->need_check = need_check;
+    e->meta_dir = meta;
     if (ih)
       to_ih(e->ih, ih);
     t->torrents.push_back(std::move(e));
@@ -1205,7 +1378,10 @@ int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
     entry *e = find(t, from_ih(*ih));
     if (!e)
       return fail(why, GV_ENOT_FOUND, "no such torrent");
-    e->h.connect_peer(endpoint_of(sa));
+    lt::tcp::endpoint ep = endpoint_of(sa);
+    if (e->need_check && e->peers.size() < kMetaPeers)
+      e->peers.push_back(ep);
+    e->h.connect_peer(ep);
     return 0;
   } catch (std::invalid_argument const &x) {
     return fail(why, GV_EINVAL, x.what());
@@ -1222,9 +1398,17 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
       entry &e = **it;
       if (!same(e.ih, want))
         continue;
-      t->ses->remove_torrent(e.h, delete_files
-                                      ? lt::session_handle::delete_files
-                                      : lt::remove_flags_t{});
+      if (e.h.is_valid())
+        t->ses->remove_torrent(e.h, delete_files
+                                        ? lt::session_handle::delete_files
+                                        : lt::remove_flags_t{});
+      else // its re-add failed: nothing in libtorrent, no alert to come
+        push(t, GV_TOR_EV_REMOVED, e.ih);
+      if (!e.meta_dir.empty()) {
+        if (e.h.is_valid())
+          t->retired.push_back({e.ih, e.meta_dir, false});
+        remove_meta(e.meta_dir);
+      }
       if (e.ih.has_v1())
         unlink((t->state_dir + "/" + resume_name(e.ih, false)).c_str());
       if (e.ih.has_v2())

@@ -173,11 +173,20 @@ typedef struct gv_tor_add_params {
  * ".", empty, or holds '/' or a NUL (so an absolute path too), a symlink
  * target of that kind, or a path that resolves outside save_path through a
  * symlink already on disk is refused with GV_EFIELD and the path in why,
- * before anything is written. For a target, the check runs when the
- * metadata arrives: the torrent is added in upload mode (it requests no
- * piece), and if the check fails it stays paused in the error state and a
- * GV_TOR_EV_TORRENT_ERROR event says why. GV_EDUP if the torrent is already
- * in the session. On success *ih (if not NULL) names the torrent. */
+ * before anything is written. Both the raw names and the paths libtorrent
+ * makes of them (what it will write, relative to save_path) are checked.
+ * For a target, the check runs when the metadata arrives. Until then the
+ * torrent lives in a private empty directory, cfg.state_dir/.meta/<hash>/
+ * (upload mode, every file at priority 0): whatever libtorrent creates on
+ * its own thread when the metadata arrives (empty files, directories,
+ * BEP 47 symlinks) lands there, never in save_path. If the check passes,
+ * the torrent is removed and added again with its info dict into
+ * save_path (as a .torrent is; it connects again to the peers given to
+ * gv_tor_connect() and those it had dialled), and GV_TOR_EV_METADATA
+ * follows; if it fails, it stays paused in the error state and a
+ * GV_TOR_EV_TORRENT_ERROR event says why. Either way the private directory
+ * is deleted. GV_EDUP if the torrent is already in the session. On success
+ * *ih (if not NULL) names the torrent. */
 int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                gv_why *why);
 
@@ -192,10 +201,20 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
                   gv_why *why);
 
 /* Internal, for tests and the fuzzer: the path check gv_tor_add() runs on
- * .torrent bytes (len of them) against the existing directory root.
- * Returns 0, or GV_EFIELD with the reason. */
+ * .torrent bytes (len of them) against the existing directory root: bytes
+ * libtorrent cannot parse as a torrent are refused too. Returns 0, or
+ * GV_EFIELD with the reason. */
 int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
                           const char *root, gv_why *why);
+
+/* Internal, for the fuzzer: calls fn once for each path libtorrent makes
+ * of .torrent bytes (len of them), relative to the save path: every file
+ * but pad files (never written), and every symlink target. path holds n
+ * bytes and a NUL (n may count NULs inside). Returns how many paths, or
+ * GV_EFIELD if libtorrent does not parse the bytes. */
+int gv__tor_paths(const uint8_t *torrent, size_t len,
+                  void (*fn)(void *ctx, const char *path, size_t n),
+                  void *ctx);
 
 /* --- Status ------------------------------------------------------------------ */
 
