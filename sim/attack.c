@@ -475,16 +475,6 @@ static int sample_and_broadcast(atk *k, uint8_t phase) {
   return 0;
 }
 
-static bool check(atk *k) {
-  gv_sim *s = k->s;
-  if (gv_sim_check(s) && s->ip_leaks == 0)
-    return true;
-  fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
-          (long long)(s->now - GV_SIM_T0),
-          s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
-  return false;
-}
-
 /* Runs from now to `until` (ms from the attack's start) in phase ph. */
 static int run_phase(atk *k, uint8_t ph, int64_t until) {
   gv_sim *s = k->s;
@@ -500,7 +490,7 @@ static int run_phase(atk *k, uint8_t ph, int64_t until) {
         s->now - k->recovered_at >= RECOVERED_TAIL_MS)
       break;
   }
-  return check(k) ? 0 : 3;
+  return gv_sim_checked(k->s, k->ao->argc, k->ao->argv) ? 0 : 3;
 }
 
 /* ---- the run ---- */
@@ -570,7 +560,7 @@ static int setup(atk *k) {
   }
   s->filter = filter;
   s->filter_ctx = k;
-  return check(k) ? 0 : 3;
+  return gv_sim_checked(k->s, k->ao->argc, k->ao->argv) ? 0 : 3;
 }
 
 /* ---- the report ---- */

@@ -284,20 +284,6 @@ static cJSON *boot_json(const gv_sim_cfg *cfg, const gv_boot_opts *bo,
   return j;
 }
 
-static bool checked(gv_sim *s, const gv_boot_opts *bo) {
-  if (gv_sim_check(s) && s->ip_leaks == 0)
-    return true;
-  fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
-          (long long)(s->now - GV_SIM_T0),
-          s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
-  fprintf(stderr, "grapevine-sim: seed %llu; reproduce with:\n ",
-          (unsigned long long)s->cfg.seed);
-  for (int i = 0; i < bo->argc; i++)
-    fprintf(stderr, " %s", bo->argv[i]);
-  fprintf(stderr, "\n");
-  return false;
-}
-
 int gv_boot_run(const gv_sim_cfg *cfg, const gv_boot_opts *bo) {
   gv_sim *s = NULL;
   gv_rng rng;
@@ -386,7 +372,7 @@ int gv_boot_run(const gv_sim_cfg *cfg, const gv_boot_opts *bo) {
     }
     take_sample(&bt, t, nb, cfg->active_target);
     if ((t == bcast_at[0] || t + SAMPLE_MS > bo->duration_ms) &&
-        !checked(s, bo)) {
+        !gv_sim_checked(s, bo->argc, bo->argv)) {
       rc = 3;
       goto out;
     }

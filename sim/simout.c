@@ -44,3 +44,17 @@ void gv_sim_plot(const char *dir, const char *name) {
             "and its CSV are written\n",
             dir, name);
 }
+
+bool gv_sim_checked(gv_sim *s, int argc, char **argv) {
+  if (gv_sim_check(s) && s->ip_leaks == 0)
+    return true;
+  fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
+          (long long)(s->now - GV_SIM_T0),
+          s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
+  fprintf(stderr, "grapevine-sim: seed %llu; reproduce with:\n ",
+          (unsigned long long)s->cfg.seed);
+  for (int i = 0; i < argc; i++)
+    fprintf(stderr, " %s", argv[i]);
+  fprintf(stderr, "\n");
+  return false;
+}

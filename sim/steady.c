@@ -190,20 +190,6 @@ static void write_csv(const steady *st, const gv_steady_opts *so, double node_s,
   gv_sim_plot(so->out, "steady_rate");
 }
 
-static bool check(gv_sim *s, const gv_steady_opts *so) {
-  if (gv_sim_check(s) && s->ip_leaks == 0)
-    return true;
-  fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
-          (long long)(s->now - GV_SIM_T0),
-          s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
-  fprintf(stderr, "grapevine-sim: seed %llu; reproduce with:\n ",
-          (unsigned long long)s->cfg.seed);
-  for (int i = 0; i < so->argc; i++)
-    fprintf(stderr, " %s", so->argv[i]);
-  fprintf(stderr, "\n");
-  return false;
-}
-
 int gv_steady_run(const gv_sim_cfg *base, const gv_steady_opts *so) {
   gv_sim_cfg cfg = *base;
   gv_engine_cfg ec;
@@ -255,7 +241,7 @@ int gv_steady_run(const gv_sim_cfg *base, const gv_steady_opts *so) {
   st.s->frame_fn = on_frame;
   st.s->frame_ctx = &st;
   gv_sim_run_until(st.s, st.s->now + FORM_MS);
-  if (!check(st.s, so)) {
+  if (!gv_sim_checked(st.s, so->argc, so->argv)) {
     rc = 3;
     goto out;
   }
@@ -289,7 +275,7 @@ int gv_steady_run(const gv_sim_cfg *base, const gv_steady_opts *so) {
   st.on = false;
   cpu1 = cpu_s();
   clock_gettime(CLOCK_MONOTONIC, &ts1);
-  if (!check(st.s, so)) {
+  if (!gv_sim_checked(st.s, so->argc, so->argv)) {
     rc = 3;
     goto out;
   }

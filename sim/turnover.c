@@ -469,22 +469,6 @@ static void report(const turn *t, const gv_sim_cfg *cfg, double wall) {
 
 /* ---- the run ---- */
 
-static bool check(turn *t) {
-  gv_sim *s = t->s;
-  const gv_turnover_opts *to = t->to;
-  if (gv_sim_check(s) && s->ip_leaks == 0)
-    return true;
-  fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
-          (long long)(s->now - GV_SIM_T0),
-          s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
-  fprintf(stderr, "grapevine-sim: seed %llu; reproduce with:\n ",
-          (unsigned long long)s->cfg.seed);
-  for (int i = 0; i < to->argc; i++)
-    fprintf(stderr, " %s", to->argv[i]);
-  fprintf(stderr, "\n");
-  return false;
-}
-
 int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
   gv_sim_cfg cfg = *base;
   gv_engine_cfg ec;
@@ -556,7 +540,7 @@ int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
       }
   }
   gv_sim_run_until(t.s, t.s->now + TICK_MS);
-  if (!check(&t)) {
+  if (!gv_sim_checked(t.s, t.to->argc, t.to->argv)) {
     rc = 3;
     goto out;
   }
@@ -596,7 +580,7 @@ int gv_turnover_run(const gv_sim_cfg *base, const gv_turnover_opts *to) {
       start_bcast(&t, t0);
   }
   clock_gettime(CLOCK_MONOTONIC, &ts1);
-  if (!check(&t)) {
+  if (!gv_sim_checked(t.s, t.to->argc, t.to->argv)) {
     rc = 3;
     goto out;
   }
