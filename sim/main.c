@@ -512,7 +512,7 @@ static int bandwidth(const opts *o) {
     opts oo = *o;
     gv_sim *s;
     result r;
-    extra x = {cJSON_CreateObject()};
+    extra x;
     uint64_t *sent0 = NULL;
     if (o->cfg.upload_kbps > 0 && k > 1)
       break;
@@ -523,6 +523,7 @@ static int bandwidth(const opts *o) {
       fprintf(stderr, "grapevine-sim: out of memory\n");
       return 1;
     }
+    x.j = cJSON_CreateObject();
     run(&oo, s, &r, &x, &sent0);
     check_or_die(s, &oo);
     gv_bw_fill(&rows[n], s);
