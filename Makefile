@@ -31,10 +31,11 @@ LDFLAGS ?=
 PROTO_SRC := proto/err.c proto/identity.c proto/frame.c proto/handshake.c \
              proto/json.c \
              proto/link.c proto/addr.c proto/msg.c proto/chan.c \
-             proto/relaywire.c
+             proto/relaywire.c proto/torwire.c
 # The pure cores (no I/O): linked by the node, the simulator and the tests.
 CORE_SRC  := node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c common/idmap.c common/intern.c node/ctl.c \
-             node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c
+             node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c \
+             node/tun.c
 # The adapters' helpers shared by the node and the tracker (common/).
 COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
 # The node's adapters (everything of the grapevine binary but main.c).
@@ -47,10 +48,11 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
 NODE_SRC  += node/wrapcli.c
 TEST_NAMES := err identity frame handshake link msg idmap intern engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
-              agentsrv team relaystore aclient mcp wrap cli guard
+              agentsrv team relaystore aclient mcp wrap cli guard \
+              torwire tun
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
-              relay mcp wrap guard
+              relay mcp wrap guard torwire
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJ := $(call obj,$(PROTO_SRC))
