@@ -46,10 +46,13 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/relaystore.c node/aclient.c node/mcpcli.c
 # grapevine wrap (issue 10 §2): the adapter; forkpty needs -lutil.
 NODE_SRC  += node/wrapcli.c
+# The torrent tunnel's local sockets (issue 11, node/tunio.h).
+NODE_SRC  += node/tunio.c
 TEST_NAMES := err identity frame handshake link msg idmap intern engine lcore store \
               config metrics ctl common db relaywire relayreq relay \
               agentsrv team relaystore aclient mcp wrap cli guard \
               torwire tun
+TEST_NAMES += tunio
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay mcp wrap guard torwire
@@ -70,6 +73,7 @@ BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               tests/bench/bench_node.sh tests/bench/bench_relay.sh \
               tests/bench/bench_wrap.sh \
               tests/bench/bench_mcp.sh
+BENCH_BINS += $(BUILD)/bench/bench_tunnel
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto
 include $(wildcard */module.mk)
@@ -150,6 +154,20 @@ $(BUILD)/bench/bench_relay: $(call obj,tests/bench/bench_relay.c)
 $(BUILD)/bench/bench_rstore: $(call obj,tests/bench/bench_rstore.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
     $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The tunnel's in-process links and local peers (tests/tunlab.h), shared by
+# its test and its benchmark.
+$(BUILD)/tests/check_tunio: $(BUILD)/obj/tests/check_tunio.o \
+    $(BUILD)/obj/tests/tunlab.o $(BUILD)/obj/tests/testutil.o \
+    $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
+    $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+$(BUILD)/bench/bench_tunnel: $(call obj,tests/bench/bench_tunnel.c) \
+    $(BUILD)/obj/tests/tunlab.o $(BUILD)/libgvnode.a $(BUILD)/libgvcommon.a \
+    $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
