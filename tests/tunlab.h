@@ -48,7 +48,7 @@ typedef struct tl_peer {
   uv_tcp_t tcp;
   uv_connect_t connect;
   tl_lab *lab;
-  uint64_t tx_seed, rx_seed;
+  uint8_t *tx_tab, *rx_tab; /* the streams it sends and expects */
   size_t tx_total, rx_total;
   size_t queued;     /* bytes handed to uv_write */
   size_t recvd;      /* bytes read, every one as expected */
