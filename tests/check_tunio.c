@@ -151,7 +151,7 @@ START_TEST(test_link_down) {
   assert_quiet();
   /* The fetcher's listener went with its link, and only then. */
   stats(w.f, &f);
-  ck_assert_uint_eq(f.listeners, _i == 2 ? 1 : 0);
+  ck_assert_uint_eq(f.listeners, (_i == 2) ? 1u : 0u);
 }
 END_TEST
 
