@@ -2,8 +2,10 @@
 # libtorrent-rasterbar behind the C API of torrent/tor.h. Its tests, fuzz
 # target and benchmark. Included by the top-level Makefile.
 
-# Only the wrapper and what links it see libtorrent: the node, the tracker
-# and the simulator do not link it (yet).
+# Only the wrapper and what links it see libtorrent: the grapevine binary
+# (node/torsvc.c, node/torcli.c; see its rule in the Makefile), tor_peer,
+# check_tor and the fuzz targets. The tracker, the simulator and the other
+# unit tests do not link it.
 TOR_PKGS   := libtorrent-rasterbar
 TOR_CFLAGS  = $(shell pkg-config --cflags $(TOR_PKGS))
 
