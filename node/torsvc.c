@@ -569,7 +569,10 @@ static cJSON *status_json(gv_torsvc *s, const tent *t) {
     memset(&st, 0, sizeof(st));
   add_hashes(o, &t->ih);
   cJSON_AddStringToObject(o, "name", st.name);
-  cJSON_AddStringToObject(o, "kind", t->share ? "shared" : "fetching");
+  cJSON_AddStringToObject(o, "kind",
+                          t->share  ? "shared"
+                          : t->done ? "fetched"
+                                    : "fetching");
   cJSON_AddStringToObject(o, "state", state_name(st.state));
   cJSON_AddBoolToObject(o, "complete", t->done || st.state == GV_TOR_SEEDING);
   cJSON_AddNumberToObject(o, "progress", st.progress);
@@ -677,8 +680,11 @@ static void share_done(uv_work_t *w, int status) {
     o = gv_ctlsrv_error(rc, why.text);
     goto answer;
   }
-  snprintf(save, sizeof(save), "%s", j->path);
-  snprintf(save, sizeof(save), "%s", dirname(save));
+  {
+    char tmp[GV_CTL_PATH_MAX + 1];
+    snprintf(tmp, sizeof(tmp), "%s", j->path);
+    snprintf(save, sizeof(save), "%s", dirname(tmp));
+  }
   memset(&p, 0, sizeof(p));
   p.torrent = j->bytes;
   p.torrent_len = j->len;
