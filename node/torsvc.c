@@ -28,6 +28,7 @@ typedef struct tent {
   char save[GV_CTL_PATH_MAX + 1];    /* save path */
   char err[192];                     /* the last file or torrent error */
   uint64_t added_ns, first_piece_ns; /* uv_hrtime(), this run; 0: none */
+  uint64_t finished_ns;              /* a fetch's last piece, this run */
   bool req_live;                     /* req_id is a PEER_REQUEST of ours */
   uint8_t req_id[GV_MSG_ID_BYTES];
   uint8_t holders[HOLDERS_MAX][GV_ID_BYTES];
@@ -498,6 +499,7 @@ static void on_event(gv_torsvc *s, const gv_tor_event *ev) {
   case GV_TOR_EV_FINISHED:
     if (t != NULL && !t->done) {
       t->done = true;
+      t->finished_ns = uv_hrtime();
       t->err[0] = '\0';
       if (!t->share)
         gv_logf(s->log, GV_LOG_INFO, "torrent %s: complete in %s", key,
@@ -593,6 +595,11 @@ static cJSON *status_json(gv_torsvc *s, const tent *t) {
                             (double)(t->first_piece_ns - t->added_ns) / 1e6);
   else
     cJSON_AddNullToObject(o, "first_piece_ms");
+  if (t->finished_ns != 0) /* from the add to the last verified piece */
+    cJSON_AddNumberToObject(o, "fetch_ms",
+                            (double)(t->finished_ns - t->added_ns) / 1e6);
+  else
+    cJSON_AddNullToObject(o, "fetch_ms");
   cJSON_AddStringToObject(o, "error", st.error[0] ? st.error : t->err);
   return o;
 }
