@@ -44,6 +44,8 @@ NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/trkclient.c node/links.c node/ctlsrv.c node/trkjobs.c \
              node/nodemetrics.c node/agentsrv.c node/team.c node/relaycli.c \
              node/relaystore.c node/aclient.c node/mcpcli.c
+# The torrent service and its commands (issue 11): they link libtorrent.
+NODE_SRC  += node/torsvc.c node/torcli.c
 # grapevine wrap (issue 10 §2): the adapter; forkpty needs -lutil.
 NODE_SRC  += node/wrapcli.c
 # The torrent tunnel's local sockets (issue 11, node/tunio.h).
@@ -111,8 +113,8 @@ $(BUILD)/libgvnode.a: $(NODE_OBJ)
 
 $(BUILD)/grapevine: $(call obj,node/main.c) $(BUILD)/libgvnode.a \
                     $(BUILD)/libgvcommon.a $(BUILD)/libgvcore.a \
-                    $(BUILD)/libgvproto.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+                    $(BUILD)/libgvproto.a $(TOR_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TOR_LIBS)
 
 $(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o \
                         $(BUILD)/obj/tests/testutil.o $(BUILD)/libgvnode.a \

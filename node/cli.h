@@ -26,6 +26,20 @@ int gv_cmd_peers(int argc, char **argv);
 int gv_cmd_request(int argc, char **argv);
 int gv_cmd_repo(int argc, char **argv);
 int gv_cmd_broadcast(int argc, char **argv);
+/* Torrents (node/torcli.c, docs/TORRENT.md); exit 3 when no node runs. */
+int gv_cmd_share(int argc, char **argv);
+int gv_cmd_fetch(int argc, char **argv);
+int gv_cmd_torrents(int argc, char **argv);
+int gv_cmd_unshare(int argc, char **argv);
+
+/* Sends one request line (with its newline) to the node whose data
+ * directory is dir and returns its one-line answer (the caller frees it
+ * with cJSON_Delete), or NULL after printing one line that names cmd and
+ * says why: no node runs (then *no_node, if given, is true), the node was
+ * refused, did not answer within timeout_ms, or answered no JSON
+ * (node/ctlcli.c). */
+struct cJSON *gv_ctl_call(const char *cmd, const char *dir, const char *request,
+                          uint64_t timeout_ms, bool *no_node);
 /* The relay (node/relaycli.c); these also exit 3 when no node runs. */
 int gv_cmd_send(int argc, char **argv);
 int gv_cmd_inbox(int argc, char **argv);

@@ -38,7 +38,7 @@
 
 #define KEY_LIST                                                               \
   "data-dir, listen, broadcast, bootstrap, repo, peer, tracker, metrics, "     \
-  "log-level"
+  "log-level, guards, guard-*, torrent-* (grapevine node --help)"
 
 static const char *const level_names[] = {
     [GV_LOG_ERROR] = "error",
@@ -373,6 +373,68 @@ static int set_guard_lifetime(gv_config *c, const char *v, size_t len,
   return 0;
 }
 
+static int set_torrent_port(gv_config *c, const char *v, size_t len,
+                            gv_why *why) {
+  int64_t x;
+
+  if (parse_uint(v, len, 0, 65535, &x) < 0)
+    return gv_fail(why, GV_EFIELD,
+                   "'%.32s' is not a port in 0..65535 (0: any free one)", v);
+  c->torrent_port = (uint16_t)x;
+  return 0;
+}
+
+/* Bytes per second, 0 (unlimited) up to libtorrent's int. */
+static int torrent_rate(const char *v, size_t len, uint32_t *out, gv_why *why) {
+  int64_t x;
+
+  if (parse_uint(v, len, 0, 2147483647, &x) < 0)
+    return gv_fail(why, GV_EFIELD,
+                   "'%.32s' is not bytes per second in 0..2147483647 (0: "
+                   "unlimited)",
+                   v);
+  *out = (uint32_t)x;
+  return 0;
+}
+
+static int set_torrent_up(gv_config *c, const char *v, size_t len,
+                          gv_why *why) {
+  return torrent_rate(v, len, &c->torrent_upload_rate, why);
+}
+
+static int set_torrent_down(gv_config *c, const char *v, size_t len,
+                            gv_why *why) {
+  return torrent_rate(v, len, &c->torrent_download_rate, why);
+}
+
+static int set_torrent_enc(gv_config *c, const char *v, size_t len,
+                           gv_why *why) {
+  static const char *const names[] = {"forced", "enabled", "disabled"};
+
+  (void)len;
+  for (int i = 0; i < 3; i++)
+    if (strcasecmp(v, names[i]) == 0) {
+      c->torrent_encryption = i;
+      return 0;
+    }
+  return gv_fail(why, GV_EFIELD,
+                 "'%.32s' is not one of forced, enabled, disabled", v);
+}
+
+#define TORRENT_SWITCH(name)                                                   \
+  static int set_torrent_##name(gv_config *c, const char *v, size_t len,       \
+                                gv_why *why) {                                 \
+    (void)len;                                                                 \
+    return parse_bool(&c->torrent_##name, v, why);                             \
+  }
+TORRENT_SWITCH(dht)
+TORRENT_SWITCH(lsd)
+TORRENT_SWITCH(upnp)
+TORRENT_SWITCH(natpmp)
+TORRENT_SWITCH(utp)
+TORRENT_SWITCH(pex)
+#undef TORRENT_SWITCH
+
 typedef struct key_def {
   const char *name;
   int (*set)(gv_config *c, const char *v, size_t len, gv_why *why);
@@ -394,6 +456,16 @@ static const key_def keys[] = {
     {"guard-min-age", set_guard_min_age, false},
     {"guard-down", set_guard_down, false},
     {"guard-lifetime", set_guard_lifetime, false},
+    {"torrent-port", set_torrent_port, false},
+    {"torrent-upload-rate", set_torrent_up, false},
+    {"torrent-download-rate", set_torrent_down, false},
+    {"torrent-encryption", set_torrent_enc, false},
+    {"torrent-dht", set_torrent_dht, false},
+    {"torrent-lsd", set_torrent_lsd, false},
+    {"torrent-upnp", set_torrent_upnp, false},
+    {"torrent-natpmp", set_torrent_natpmp, false},
+    {"torrent-utp", set_torrent_utp, false},
+    {"torrent-pex", set_torrent_pex, false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

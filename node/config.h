@@ -10,7 +10,13 @@
  * true), guard-count (1..16; default: the links a node aims for, 5),
  * guard-min-age (seconds in the table before a node may be chosen, 3600),
  * guard-down (seconds of failed dials before a guard is replaced, 3600),
- * guard-lifetime (MIN-MAX days, a guard's lifetime drawn in it, 30-60).
+ * guard-lifetime (MIN-MAX days, a guard's lifetime drawn in it, 30-60);
+ * for the torrent session (docs/TORRENT.md): torrent-port (0..65535, 0:
+ * an ephemeral one, advertised in the record), torrent-upload-rate and
+ * torrent-download-rate (bytes/s for the session, 0: unlimited),
+ * torrent-encryption (forced, enabled, disabled), and the privacy
+ * switches torrent-dht, torrent-lsd, torrent-upnp, torrent-natpmp,
+ * torrent-utp and torrent-pex (true/false, all false by default).
  *
  * Pure parsing: no I/O except gv_config_load_file() reading its file.
  */
@@ -49,6 +55,12 @@ typedef struct gv_config {
   int64_t guard_min_age_ms;                     /* 1 h */
   int64_t guard_down_ms;                        /* 1 h */
   int64_t guard_life_min_ms, guard_life_max_ms; /* 30, 60 days */
+  /* The torrent session (gv_tor_cfg); every privacy switch off. */
+  uint16_t torrent_port; /* 0: ephemeral */
+  bool torrent_dht, torrent_lsd, torrent_upnp, torrent_natpmp, torrent_utp,
+      torrent_pex;
+  int torrent_encryption; /* GV_TOR_ENC_*: 0 forced, 1 enabled, 2 disabled */
+  uint32_t torrent_upload_rate, torrent_download_rate; /* bytes/s, 0: none */
 } gv_config;
 
 void gv_config_default(gv_config *c);

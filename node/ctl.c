@@ -55,6 +55,43 @@ static int get_repo(const cJSON *o, const char *key, char *out, gv_why *why) {
   return 0;
 }
 
+/* An absolute path of 1..GV_CTL_PATH_MAX bytes without a tab or newline
+ * (the torrent list is one line per torrent, tab-separated). */
+static int get_path(const cJSON *o, const char *key, char *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+  size_t len;
+
+  if (!cJSON_IsString(it) || it->valuestring == NULL)
+    return gv_fail(why, GV_EFIELD, "'%s' must be a path", key);
+  len = strlen(it->valuestring);
+  if (len > GV_CTL_PATH_MAX)
+    return gv_fail(why, GV_ETOOBIG, "'%s' is longer than %d bytes", key,
+                   GV_CTL_PATH_MAX);
+  if (it->valuestring[0] != '/')
+    return gv_fail(why, GV_EFIELD, "'%s' must be an absolute path", key);
+  if (strpbrk(it->valuestring, "\t\n\r") != NULL)
+    return gv_fail(why, GV_EFIELD, "'%s' holds a tab or newline", key);
+  memcpy(out, it->valuestring, len + 1);
+  return 0;
+}
+
+/* A hash or magnet: a non-empty string of at most GV_CTL_TARGET_MAX bytes;
+ * the node parses it (gv_tor_parse_target). */
+static int get_target(const cJSON *o, const char *key, char *out, gv_why *why) {
+  const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+  size_t len;
+
+  if (!cJSON_IsString(it) || it->valuestring == NULL ||
+      it->valuestring[0] == '\0')
+    return gv_fail(why, GV_EFIELD, "'%s' must be an info-hash or magnet", key);
+  len = strlen(it->valuestring);
+  if (len > GV_CTL_TARGET_MAX)
+    return gv_fail(why, GV_ETOOBIG, "'%s' is longer than %d bytes", key,
+                   GV_CTL_TARGET_MAX);
+  memcpy(out, it->valuestring, len + 1);
+  return 0;
+}
+
 int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
   cJSON *o;
   const cJSON *cmd, *it;
@@ -104,6 +141,27 @@ int gv_ctl_parse(gv_ctl_req *req, const char *line, size_t len, gv_why *why) {
       rc = get_uint(o, "wait_ms", 0, GV_CTL_WAIT_MAX_MS, 0, &req->wait_ms, why);
   } else if (strcmp(cmd->valuestring, "team_reload") == 0) {
     req->cmd = GV_CTL_TEAM_RELOAD;
+  } else if (strcmp(cmd->valuestring, "share") == 0) {
+    req->cmd = GV_CTL_SHARE;
+    if ((rc = get_path(o, "path", req->path, why)) == 0 &&
+        cJSON_GetObjectItemCaseSensitive(o, "repo") != NULL)
+      rc = get_repo(o, "repo", req->repo, why);
+  } else if (strcmp(cmd->valuestring, "fetch") == 0) {
+    req->cmd = GV_CTL_FETCH;
+    if ((rc = get_target(o, "target", req->target, why)) == 0)
+      rc = get_path(o, "out", req->path, why);
+  } else if (strcmp(cmd->valuestring, "torrent") == 0) {
+    req->cmd = GV_CTL_TORRENT;
+    rc = get_target(o, "hash", req->target, why);
+  } else if (strcmp(cmd->valuestring, "torrents") == 0) {
+    req->cmd = GV_CTL_TORRENTS;
+  } else if (strcmp(cmd->valuestring, "unshare") == 0) {
+    req->cmd = GV_CTL_UNSHARE;
+    rc = get_target(o, "hash", req->target, why);
+    it = cJSON_GetObjectItemCaseSensitive(o, "delete");
+    if (rc == 0 && it != NULL && !cJSON_IsBool(it))
+      rc = gv_fail(why, GV_EFIELD, "'delete' must be true or false");
+    req->del = cJSON_IsTrue(it);
   } else {
     rc = gv_fail(why, GV_EFIELD, "unknown command '%.*s'",
                  quote_len(cmd->valuestring, 32), cmd->valuestring);

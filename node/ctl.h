@@ -22,16 +22,31 @@ typedef enum gv_ctl_cmd {
   GV_CTL_REPO_RM,
   GV_CTL_BROADCAST,
   GV_CTL_TEAM_RELOAD, /* load the team files again (node/team.h) */
+  /* The torrent service (node/torsvc.h, docs/TORRENT.md). */
+  GV_CTL_SHARE,    /* path, repo ("" if none) */
+  GV_CTL_FETCH,    /* target (a hash or magnet, parsed by the node), path */
+  GV_CTL_TORRENT,  /* target: one torrent's status, by hash */
+  GV_CTL_TORRENTS, /* every torrent's status */
+  GV_CTL_UNSHARE,  /* target (a hash), del */
 } gv_ctl_cmd;
+
+#define GV_CTL_PATH_MAX 4095 /* bytes of an absolute path */
+#define GV_CTL_TARGET_MAX                                                      \
+  2048 /* bytes of a hash or magnet (GV_TOR_TARGET_MAX) */
 
 typedef struct gv_ctl_req {
   gv_ctl_cmd cmd;
-  char repo[GV_REPO_MAX + 1]; /* REQUEST, REPO_* */
-  unsigned max;               /* REQUEST: 1..GV_MAX_PEERS (default 16) */
-  unsigned wait_ms;           /* REQUEST: 1..GV_CTL_WAIT_MAX_MS (3000);
-                                 BROADCAST: 0..GV_CTL_WAIT_MAX_MS (0), how
-                                 long to wait for the neighbours' uptake */
-  bool on;                    /* BROADCAST */
+  char repo[GV_REPO_MAX + 1];     /* REQUEST, REPO_* */
+  unsigned max;                   /* REQUEST: 1..GV_MAX_PEERS (default 16) */
+  unsigned wait_ms;               /* REQUEST: 1..GV_CTL_WAIT_MAX_MS (3000);
+                                     BROADCAST: 0..GV_CTL_WAIT_MAX_MS (0), how
+                                     long to wait for the neighbours' uptake */
+  bool on;                        /* BROADCAST */
+  bool del;                       /* UNSHARE: delete the files too */
+  char path[GV_CTL_PATH_MAX + 1]; /* SHARE: the file or directory;
+                                     FETCH: the output directory; both
+                                     absolute, no tab or newline */
+  char target[GV_CTL_TARGET_MAX + 1]; /* FETCH, TORRENT, UNSHARE */
 } gv_ctl_req;
 
 /* Parses one request line (without its newline) through the wire's strict

@@ -89,10 +89,8 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void on_timeout(uv_timer_t *t) { call_finish(t->data, -ETIMEDOUT); }
 
-/* Sends one request line to the node on dir and parses its one-line
- * answer. Prints a one-line hint and returns NULL when no node runs. */
-static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
-                       uint64_t timeout_ms) {
+cJSON *gv_ctl_call(const char *cmd, const char *dir, const char *request,
+                   uint64_t timeout_ms, bool *no_node) {
   char path[4200];
   uv_loop_t loop;
   call c;
@@ -101,12 +99,16 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
   int rc;
 
   memset(&c, 0, sizeof(c));
+  if (no_node != NULL)
+    *no_node = false;
   c.request = request;
   c.path = path;
   snprintf(path, sizeof(path), "%s/control.sock", dir);
   /* The socket must be the node's own, not one planted by someone else
    * (docs/NODE.md, "Who may touch the data directory"). */
   if ((rc = gv_cli_check_sock(path, &owner, &c.why)) == -ENOENT) {
+    if (no_node != NULL)
+      *no_node = true;
     fprintf(stderr,
             "grapevine %s: no node is running on %s (start one with "
             "'grapevine node')\n",
@@ -125,6 +127,8 @@ static cJSON *ctl_call(const char *cmd, const char *dir, const char *request,
   uv_timer_start(&c.timer, on_timeout, timeout_ms, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
+  if ((c.rc == UV_ENOENT || c.rc == UV_ECONNREFUSED) && no_node != NULL)
+    *no_node = true;
   if (c.rc == UV_ENOENT || c.rc == UV_ECONNREFUSED)
     fprintf(stderr,
             "grapevine %s: no node is running on %s (start one with "
@@ -290,7 +294,7 @@ typedef void (*reply_printer)(const cJSON *o, const char *arg);
 static int exchange(const char *cmd, const char *dir, const char *req,
                     uint64_t timeout_ms, bool json, reply_printer print,
                     const char *arg) {
-  cJSON *o = ctl_call(cmd, dir, req, timeout_ms);
+  cJSON *o = gv_ctl_call(cmd, dir, req, timeout_ms, NULL);
   int rc;
 
   if (o == NULL)
@@ -420,7 +424,8 @@ int gv_cmd_peers(int argc, char **argv) {
   int rc;
 
   PARSE(spec, NULL, NULL);
-  if ((o = ctl_call("peers", dir, "{\"cmd\":\"peers\"}\n", 5000)) == NULL)
+  if ((o = gv_ctl_call("peers", dir, "{\"cmd\":\"peers\"}\n", 5000, NULL)) ==
+      NULL)
     return 1;
   if ((rc = check_reply("peers", o, false)) < 0) {
     if (json) { /* the contract for scripts: the array itself */
@@ -523,7 +528,7 @@ int gv_cmd_broadcast(int argc, char **argv) {
            "{\"cmd\":\"broadcast\",\"on\":%s,\"wait_ms\":%ld}\n",
            on ? "true" : "false", wait);
   /* Not exchange(): a superseded wait exits 1, with --json too. */
-  o = ctl_call("broadcast", dir, req, (uint64_t)wait + 5000);
+  o = gv_ctl_call("broadcast", dir, req, (uint64_t)wait + 5000, NULL);
   if (o == NULL)
     return 1;
   if ((rc = check_reply("broadcast", o, json)) < 0) {

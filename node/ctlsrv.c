@@ -18,6 +18,8 @@ struct gv_ctlsrv {
   gv_ctlsrv_cbs cbs;
   void *ctx;
   cJSON *(*team_reload)(void *ctx); /* NULL: answer NOTIMPL */
+  gv_ctlsrv_torrent_fn torrent;     /* NULL: answer NOTIMPL */
+  uint64_t next_token;              /* for deferred answers */
   struct ctl_client *clients;
   int n_clients; /* in clients: at most GV_CTLSRV_CLIENTS_MAX */
 };
@@ -30,7 +32,9 @@ typedef struct ctl_client {
   gv_ctlsrv *srv;
   char *buf;
   size_t len;
-  bool waiting; /* a request or broadcast command awaiting its answer */
+  bool waiting;  /* a request or broadcast command awaiting its answer */
+  bool deferred; /* waiting for gv_ctlsrv_answer() with token */
+  uint64_t token;
   uint8_t req_id[GV_MSG_ID_BYTES];
   char repo[GV_REPO_MAX + 1];
   cJSON *found;  /* request: object: id hex -> peer */
@@ -85,6 +89,8 @@ static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
   }
   cJSON_AddBoolToObject(o, "broadcasting", p->broadcasting);
   cJSON_AddBoolToObject(o, "bootstrap", p->bootstrap);
+  if (p->tport != 0) /* a broadcasting node's torrent port */
+    cJSON_AddNumberToObject(o, "tport", p->tport);
   a = cJSON_AddArrayToObject(o, "repositories");
   for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
     cJSON_AddItemToArray(a, cJSON_CreateString(r));
@@ -287,6 +293,23 @@ static void handle_line(ctl_client *c, const char *line, size_t len) {
       uv_timer_start(&c->wait, on_uptake_poll, UPTAKE_POLL_MS, UPTAKE_POLL_MS);
     }
     return;
+  case GV_CTL_SHARE:
+  case GV_CTL_FETCH:
+  case GV_CTL_TORRENT:
+  case GV_CTL_TORRENTS:
+  case GV_CTL_UNSHARE:
+    if (s->torrent == NULL) {
+      write_line(c, gv_ctlsrv_error(GV_ENOTIMPL, "this node has no torrent "
+                                                 "service"));
+      return;
+    }
+    c->token = ++s->next_token;
+    if ((o = s->torrent(s->ctx, &req, c->token)) != NULL) {
+      write_line(c, o);
+      return;
+    }
+    c->waiting = c->deferred = true; /* not idle: the answer arms it */
+    return;
   case GV_CTL_TEAM_RELOAD:
     write_line(c, s->team_reload != NULL
                       ? s->team_reload(s->ctx)
@@ -482,6 +505,21 @@ int gv_ctlsrv_start(gv_ctlsrv **out, uv_loop_t *loop, const char *path,
 
 void gv_ctlsrv_set_team_reload(gv_ctlsrv *s, cJSON *(*team_reload)(void *ctx)) {
   s->team_reload = team_reload;
+}
+
+void gv_ctlsrv_set_torrent(gv_ctlsrv *s, gv_ctlsrv_torrent_fn fn) {
+  s->torrent = fn;
+}
+
+void gv_ctlsrv_answer(gv_ctlsrv *s, uint64_t token, cJSON *answer) {
+  for (ctl_client *c = s != NULL ? s->clients : NULL; c != NULL; c = c->next)
+    if (c->deferred && c->token == token) {
+      c->deferred = c->waiting = false;
+      write_line(c, answer);
+      idle_arm(c);
+      return;
+    }
+  cJSON_Delete(answer);
 }
 
 void gv_ctlsrv_stop(gv_ctlsrv *s) {

@@ -75,6 +75,19 @@ void gv_ctlsrv_report(gv_ctlsrv *s, const gv_action *a);
  * initializers of that struct stay complete.) */
 void gv_ctlsrv_set_team_reload(gv_ctlsrv *s, cJSON *(*team_reload)(void *ctx));
 
+/* The handler of the torrent commands (share, fetch, torrent, torrents,
+ * unshare; node/torsvc.h), called with the ctx given to gv_ctlsrv_start.
+ * It returns the answer, or NULL to answer later with gv_ctlsrv_answer()
+ * and this token (a share hashes its file off the loop first). Until it is
+ * set, those commands answer NOTIMPL. */
+typedef cJSON *(*gv_ctlsrv_torrent_fn)(void *ctx, const gv_ctl_req *req,
+                                       uint64_t token);
+void gv_ctlsrv_set_torrent(gv_ctlsrv *s, gv_ctlsrv_torrent_fn fn);
+
+/* The deferred answer to the request of token: written to its client if it
+ * is still connected, else dropped. Takes answer (freed either way). */
+void gv_ctlsrv_answer(gv_ctlsrv *s, uint64_t token, cJSON *answer);
+
 void gv_ctlsrv_stop(gv_ctlsrv *s);
 
 /* {"ok":false,"error":NAME,"reason":reason}. */

@@ -5,7 +5,8 @@
  * the link table (links.c) carries the bytes;
  * the control socket (ctlsrv.c), the tracker jobs (trkjobs.c), the metrics
  * text (nodemetrics.c, served by metrics.c), the store (store.c) and the
- * logger (common/log.c) each do one job. The cores' actions become calls
+ * logger (common/log.c) each do one job; the torrent service (torsvc.c)
+ * owns the libtorrent session. The cores' actions become calls
  * on those pieces in drain(); their callbacks become core events here. One
  * timer serves both cores, armed at the earlier of their expiries.
  *
@@ -42,6 +43,7 @@
 #include "sockaddr.h"
 #include "store.h"
 #include "team.h"
+#include "torsvc.h"
 #include "trkclient.h"
 #include "trkjobs.h"
 
@@ -72,6 +74,7 @@ typedef struct gv_node {
   gv_links *links;
   gv_ctlsrv *ctl;
   gv_trkjobs *jobs;
+  gv_torsvc *tor; /* the torrent session and what was shared or fetched */
   int lock_fd;
   int dir_fd; /* the checked data directory, open while its dbs are */
   uv_timer_t wake, second, grace, announce;
@@ -110,6 +113,24 @@ static void set_trk_role(gv_node *n) {
       n->cfg.bootstrap && n->broadcasting, n->cfg.listen.port,
       (const char(*)[GV_REPO_MAX + 1]) n->repos, n->n_repos};
   gv_trkjobs_set_role(n->jobs, &role);
+}
+
+/* The record's repositories: the user's, then the torrent service's names
+ * (bt:<v1>, bt2:<v2>, a share's --repo), each once. */
+static void publish_repos(gv_node *n) {
+  char all[GV_MAX_REPOS][GV_REPO_MAX + 1], tor[GV_MAX_REPOS][GV_REPO_MAX + 1];
+  size_t k = n->n_repos,
+         m = n->tor != NULL ? gv_torsvc_names(n->tor, tor, GV_MAX_REPOS) : 0;
+
+  memcpy(all, n->repos, k * sizeof(all[0]));
+  for (size_t i = 0; i < m && k < GV_MAX_REPOS; i++) {
+    size_t j;
+    for (j = 0; j < k && strcmp(all[j], tor[i]) != 0; j++)
+      ;
+    if (j == k)
+      memcpy(all[k++], tor[i], sizeof(all[0]));
+  }
+  gv_engine_set_repos(n->engine, all, k, now_ms(n));
 }
 
 /* ---- links -> link core ---- */
@@ -286,6 +307,7 @@ static void run_action(gv_node *n, const gv_action *a) {
   case GV_ACT_REPORT:
     if (n->ctl != NULL)
       gv_ctlsrv_report(n->ctl, a);
+    gv_torsvc_report(n->tor, a);
     break;
   case GV_ACT_GUARDS: save_guards(n); break;
   default: break;
@@ -508,6 +530,8 @@ static cJSON *on_ctl_status(void *ctx) {
     cJSON_AddNullToObject(o, "listen");
   }
   cJSON_AddItemToObject(o, "repos", repos_json(n));
+  cJSON_AddNumberToObject(o, "torrent_port",
+                          n->tor != NULL ? gv_torsvc_port(n->tor) : 0);
   cJSON_AddStringToObject(o, "data_dir", n->dir);
   cJSON_AddBoolToObject(o, "tracker_registered",
                         gv_trkjobs_registered(n->jobs));
@@ -534,14 +558,18 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
     for (i = 0; i < n->n_repos && strcmp(n->repos[i], req->repo) != 0; i++)
       ;
     if (req->cmd == GV_CTL_REPO_ADD && i == n->n_repos) {
-      if (n->n_repos == GV_MAX_REPOS)
+      char tor[GV_MAX_REPOS][GV_REPO_MAX + 1];
+      size_t m =
+          n->tor != NULL ? gv_torsvc_names(n->tor, tor, GV_MAX_REPOS) : 0;
+      if (n->n_repos + m >= GV_MAX_REPOS)
         return gv_ctlsrv_error(GV_ELIMIT, "this node holds the maximum "
-                                          "number of repositories");
+                                          "number of repositories (with "
+                                          "its shared torrents' names)");
       memcpy(n->repos[n->n_repos++], req->repo, sizeof(req->repo));
     } else if (req->cmd == GV_CTL_REPO_RM && i < n->n_repos) {
       memcpy(n->repos[i], n->repos[--n->n_repos], sizeof(n->repos[i]));
     }
-    gv_engine_set_repos(n->engine, n->repos, n->n_repos, now_ms(n));
+    publish_repos(n);
     set_trk_role(n);
     save_repos(n);
     drain(n);
@@ -580,6 +608,17 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   o = cJSON_CreateObject();
   cJSON_AddBoolToObject(o, "ok", 1);
   cJSON_AddBoolToObject(o, "broadcasting", n->broadcasting);
+  return o;
+}
+
+static cJSON *on_ctl_torrent(void *ctx, const gv_ctl_req *req, uint64_t token) {
+  gv_node *n = ctx;
+  cJSON *o;
+
+  if (n->tor == NULL)
+    return gv_ctlsrv_error(GV_ESTATE, "the torrent service is not running");
+  o = gv_torsvc_command(n->tor, req, token);
+  drain(n);
   return o;
 }
 
@@ -664,6 +703,8 @@ static void stop(gv_node *n) {
           gv_links_count(n->links));
   gv_ctlsrv_stop(n->ctl);
   n->ctl = NULL;
+  gv_torsvc_stop(n->tor); /* saves every torrent's resume data */
+  n->tor = NULL;
   uv_timer_stop(&n->wake);
   /* Counted as SHUTDOWN; the link table sends the FINALs itself below. */
   gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));
@@ -989,6 +1030,51 @@ static int start_relay(gv_node *n, gv_why *why) {
   return 0;
 }
 
+/* ---- the torrent service ---- */
+
+static void on_tor_names(void *ctx) {
+  gv_node *n = ctx;
+  publish_repos(n);
+  drain(n);
+}
+
+static size_t on_tor_user_repos(void *ctx) { return ((gv_node *)ctx)->n_repos; }
+
+static void on_tor_answer(void *ctx, uint64_t token, cJSON *answer) {
+  gv_node *n = ctx;
+  if (n->ctl != NULL)
+    gv_ctlsrv_answer(n->ctl, token, answer);
+  else
+    cJSON_Delete(answer);
+}
+
+static const gv_torsvc_cbs tor_cbs = {
+    on_tor_names, on_tor_user_repos, on_tor_answer, on_ctl_changed, on_ctl_now};
+
+/* The torrent session on the node's listen IP (127.0.0.1 without one),
+ * its state in DATA_DIR/torrents; a broadcasting record names its port. */
+static int start_torrent(gv_node *n, gv_why *why) {
+  char ip[64] = "127.0.0.1", dir[4200];
+  int rc;
+
+  if (n->cfg.has_listen) {
+    char text[GV_ADDR_TEXT_MAX], *colon;
+    gv_addr_format(&n->cfg.listen, text);
+    colon = strrchr(text, ':');
+    if (colon != NULL)
+      *colon = '\0';
+    snprintf(ip, sizeof(ip), "%s",
+             text[0] == '[' ? text + 1 : text); /* [v6]:port */
+    ip[strcspn(ip, "]")] = '\0';
+  }
+  snprintf(dir, sizeof(dir), "%s/torrents", n->dir);
+  if ((rc = gv_torsvc_new(&n->tor, n->loop, n->engine, &n->log, &n->cfg, ip,
+                          dir, &tor_cbs, n, why)) < 0)
+    return rc;
+  gv_engine_set_tport(n->engine, gv_torsvc_port(n->tor), now_ms(n));
+  return 0;
+}
+
 static int start(gv_node *n, gv_why *why) {
   gv_engine_cfg ec;
   gv_lcore_cfg lcfg;
@@ -1078,11 +1164,14 @@ static int start(gv_node *n, gv_why *why) {
     return rc;
   if ((rc = start_relay(n, why)) < 0)
     return rc;
+  if ((rc = start_torrent(n, why)) < 0)
+    return rc;
   snprintf(path, sizeof(path), "%s/control.sock", n->dir);
   if ((rc = gv_ctlsrv_start(&n->ctl, n->loop, path, n->engine, n->lc, &ctl_cbs,
                             n, why)) < 0)
     return rc;
   gv_ctlsrv_set_team_reload(n->ctl, on_team_reload);
+  gv_ctlsrv_set_torrent(n->ctl, on_ctl_torrent);
   if (n->cfg.has_metrics &&
       (rc = gv_metrics_start(&n->metrics, &n->cfg.metrics, why)) < 0)
     return rc;
@@ -1138,7 +1227,26 @@ static void node_usage(FILE *f) {
              "  --guard-count G    how many (default: 5, the links it aims "
              "for)\n"
              "  --guard-min-age S  seconds a node is known before it may be "
-             "one (3600)\n");
+             "one (3600)\n\n"
+             "The torrent session (docs/TORRENT.md; it listens on the "
+             "--listen IP, else\n127.0.0.1, and a broadcasting record names "
+             "its port):\n"
+             "  --torrent-port P          TCP port, 0 (default): any free "
+             "one\n"
+             "  --torrent-upload-rate B   bytes/s for the session, 0 "
+             "(default): unlimited\n"
+             "  --torrent-download-rate B bytes/s, 0 (default): unlimited\n"
+             "  --torrent-encryption E    forced (default), enabled or "
+             "disabled\n"
+             "  --torrent-dht, --torrent-lsd, --torrent-upnp, "
+             "--torrent-natpmp,\n"
+             "  --torrent-utp, --torrent-pex true|false\n"
+             "                            privacy switches, all false by "
+             "default: public DHT,\n"
+             "                            local discovery, router port "
+             "mapping, uTP, peer\n"
+             "                            exchange (which would pass "
+             "addresses on)\n");
 }
 
 int gv_cmd_node(int argc, char **argv) {
@@ -1156,14 +1264,42 @@ int gv_cmd_node(int argc, char **argv) {
       {"guards", required_argument, NULL, 'G'},
       {"guard-count", required_argument, NULL, 'N'},
       {"guard-min-age", required_argument, NULL, 'A'},
+      {"torrent-port", required_argument, NULL, 'P'},
+      {"torrent-upload-rate", required_argument, NULL, 'U'},
+      {"torrent-download-rate", required_argument, NULL, 'D'},
+      {"torrent-encryption", required_argument, NULL, 'E'},
+      {"torrent-dht", required_argument, NULL, '1'},
+      {"torrent-lsd", required_argument, NULL, '2'},
+      {"torrent-upnp", required_argument, NULL, '3'},
+      {"torrent-natpmp", required_argument, NULL, '4'},
+      {"torrent-utp", required_argument, NULL, '5'},
+      {"torrent-pex", required_argument, NULL, '6'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   static const char *const keys[128] = {
-      ['d'] = "data-dir", ['b'] = "broadcast",   ['B'] = "bootstrap",
-      ['l'] = "listen",   ['r'] = "repo",        ['p'] = "peer",
-      ['t'] = "tracker",  ['m'] = "metrics",     ['L'] = "log-level",
-      ['G'] = "guards",   ['N'] = "guard-count", ['A'] = "guard-min-age",
+      ['d'] = "data-dir",
+      ['b'] = "broadcast",
+      ['B'] = "bootstrap",
+      ['l'] = "listen",
+      ['r'] = "repo",
+      ['p'] = "peer",
+      ['t'] = "tracker",
+      ['m'] = "metrics",
+      ['L'] = "log-level",
+      ['G'] = "guards",
+      ['N'] = "guard-count",
+      ['A'] = "guard-min-age",
+      ['P'] = "torrent-port",
+      ['U'] = "torrent-upload-rate",
+      ['D'] = "torrent-download-rate",
+      ['E'] = "torrent-encryption",
+      ['1'] = "torrent-dht",
+      ['2'] = "torrent-lsd",
+      ['3'] = "torrent-upnp",
+      ['4'] = "torrent-natpmp",
+      ['5'] = "torrent-utp",
+      ['6'] = "torrent-pex",
   };
   gv_node *n = calloc(1, sizeof(*n));
   gv_why why = {""};
@@ -1235,6 +1371,8 @@ int gv_cmd_node(int argc, char **argv) {
     n->stopping = true;
     gv_ctlsrv_stop(n->ctl);
     n->ctl = NULL;
+    gv_torsvc_stop(n->tor);
+    n->tor = NULL;
     gv_agentsrv_close(n->asrv);
     n->asrv = NULL;
     if (n->rstore != NULL) {

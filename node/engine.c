@@ -170,6 +170,7 @@ struct gv_engine {
   uint8_t self_n_repos;
   uint8_t self_n_relays; /* none while broadcasting */
   uint8_t self_relays[GV_MAX_RELAYS][GV_ID_BYTES];
+  uint16_t self_tport; /* named only while broadcasting */
   char *self_body;
   uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
@@ -501,6 +502,7 @@ static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   en->pub.n_repos = rec->u.peer.n_repos;
   en->pub.broadcasting = rec->u.peer.broadcasting;
   en->pub.bootstrap = rec->u.peer.bootstrap;
+  en->pub.tport = rec->u.peer.broadcasting ? rec->u.peer.tport : 0;
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
 }
@@ -1079,6 +1081,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   /* Relays by id only, and only while silent (PROTOCOL.md §6.5). */
   m->u.peer.n_relays = e->cfg.broadcasting ? 0 : e->self_n_relays;
   memcpy(m->u.peer.relays, e->self_relays, sizeof(e->self_relays));
+  m->u.peer.tport = e->cfg.broadcasting ? e->self_tport : 0;
   rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
   if (rc < 0)
     return rc;
@@ -1747,6 +1750,19 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   return rc;
 }
 
+int gv_engine_set_tport(gv_engine *e, uint16_t port, int64_t now) {
+  int rc = 0;
+
+  begin(e, now);
+  if (port != e->self_tport) {
+    e->self_tport = port;
+    if (e->cfg.broadcasting)
+      rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
+  }
+  finish(e);
+  return rc;
+}
+
 /* True if ids[0..n) and this node's relays are the same set. */
 static bool same_relays(const gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
                         size_t n) {
@@ -1959,6 +1975,7 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
   e->cfg.repos = NULL; /* not retained */
   e->cfg.n_repos = 0;
   pack_repos(e, cfg->repos, cfg->n_repos);
+  e->self_tport = cfg->tport;
   e->id = id;
   e->now = now;
   e->wall_offset = cfg->wall_offset; /* before the first record is signed */

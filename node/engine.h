@@ -4,7 +4,8 @@
  *
  *   gv_engine_new -> { link core events (gv_engine_service) | _tick |
  *                      _announce | _set_repos | _set_broadcast |
- *                      _set_relays | _request | _add_candidate }
+ *                      _set_relays | _set_tport | _request |
+ *                      _add_candidate }
  *                      -> drain gv_engine_next() -> arm a
  *   timer at gv_engine_expiry() -> ...
  *
@@ -97,6 +98,9 @@ typedef struct gv_engine_cfg {
    * point to the caller's storage. */
   size_t n_repos;
   const char (*repos)[GV_REPO_MAX + 1];
+  /* The torrent port the record names while broadcasting (PROTOCOL.md
+   * §6.5 `tport`); 0: none. */
+  uint16_t tport;
 } gv_engine_cfg;
 
 /* Fills cfg with the defaults above (not broadcasting, no repos). */
@@ -125,6 +129,7 @@ typedef struct gv_peer_entry {
   bool connected;
   uint8_t n_addrs, n_repos;
   uint8_t n_relays; /* 0..GV_MAX_RELAYS; none unless silent */
+  uint16_t tport;   /* torrent port of a broadcasting origin; 0: none */
 } gv_peer_entry;
 
 /* True if the entry lists repository name. */
@@ -257,6 +262,12 @@ int gv_engine_set_repos(gv_engine *e, const char (*repos)[GV_REPO_MAX + 1],
                         size_t n, int64_t now);
 int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
                             const gv_addr *addrs, size_t n, int64_t now);
+/* Sets the torrent port this node's record names while it broadcasts
+ * (PROTOCOL.md §6.5 `tport`; 0: none). When it changes and the node
+ * broadcasts, re-signs the record and floods a PEER_UPDATE; a silent
+ * node's record never carries it, but the port is kept for when it
+ * broadcasts again. Returns 0. */
+int gv_engine_set_tport(gv_engine *e, uint16_t port, int64_t now);
 /* Names this silent node's relays (RELAY.md §5.7): the broadcasting nodes
  * it keeps links to, by id, in order of preference; n 0 names none. When
  * the set differs from the one in force (order aside), re-signs the record

@@ -158,6 +158,26 @@ static int parse_relays(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
   return 0;
 }
 
+/* The optional `tport` of a peer state (§6.5): absent, or 1..65535, and
+ * only in a broadcasting record (a silent node is never dialed, so it has
+ * no port to tell). Needs p->broadcasting parsed. */
+static int parse_tport(const cJSON *b, gv_peer_state *p, gv_why *why) {
+  uint64_t v;
+  int rc;
+
+  p->tport = 0;
+  if (gv_json_get(b, "tport") == NULL)
+    return 0;
+  if (!p->broadcasting)
+    return gv_fail(why, GV_EFIELD,
+                   "a silent node names a torrent port (only a broadcasting "
+                   "node is dialed)");
+  if ((rc = gv_json_uint(b, "tport", 1, 65535, &v, why)) < 0)
+    return rc;
+  p->tport = (uint16_t)v;
+  return 0;
+}
+
 /* Validates the members of a PEER_ANNOUNCEMENT or PEER_UPDATE. The names
  * stay in b's tree; *repos_bytes is what they take packed (pack_body()). */
 static int parse_peer_state(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
@@ -189,7 +209,8 @@ static int parse_peer_state(const cJSON *b, const uint8_t origin[GV_ID_BYTES],
     i++;
   }
   p->n_addrs = (uint8_t)n;
-  if ((rc = parse_relays(b, origin, p, why)) < 0)
+  if ((rc = parse_relays(b, origin, p, why)) < 0 ||
+      (rc = parse_tport(b, p, why)) < 0)
     return rc;
   if ((rc = gv_json_array(b, "repos", GV_MAX_REPOS, &arr, &n, why)) < 0)
     return rc;
@@ -905,16 +926,20 @@ static int build_body(const gv_msg *m, cJSON *b) {
     if (m->u.peer.n_addrs > GV_MAX_ADDRS || m->u.peer.n_repos > GV_MAX_REPOS ||
         (m->u.peer.n_repos > 0 && m->u.peer.repos == NULL) ||
         (m->u.peer.n_addrs > 0 && !m->u.peer.broadcasting) ||
-        !relays_valid(&m->u.peer, m->origin))
+        !relays_valid(&m->u.peer, m->origin) ||
+        (m->u.peer.tport != 0 && !m->u.peer.broadcasting))
       return GV_EINVAL; /* never sign what validation would reject */
     if (cJSON_AddBoolToObject(b, "broadcasting", m->u.peer.broadcasting) ==
             NULL ||
         cJSON_AddBoolToObject(b, "bootstrap", m->u.peer.bootstrap) == NULL)
       return GV_ENOMEM;
     if ((rc = add_str_array(b, "addrs", m->u.peer.n_addrs, addr_at, m)) < 0 ||
-        (rc = add_repos(b, &m->u.peer)) < 0)
+        (rc = add_repos(b, &m->u.peer)) < 0 ||
+        (rc = add_relays(b, &m->u.peer)) < 0)
       return rc;
-    return add_relays(b, &m->u.peer);
+    /* "tport" only when set: a record without it encodes to the bytes it
+     * had before the member existed. */
+    return m->u.peer.tport != 0 ? add_num(b, "tport", m->u.peer.tport) : 0;
   case GV_MSG_PEER_REQUEST:
     if (cJSON_AddStringToObject(b, "repo", m->u.request.repo) == NULL)
       return GV_ENOMEM;

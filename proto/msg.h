@@ -95,6 +95,11 @@ typedef struct gv_peer_state {
   gv_addr addrs[GV_MAX_ADDRS];
   const char *repos;
   uint8_t relays[GV_MAX_RELAYS][GV_ID_BYTES];
+  /* tport: the TCP port its torrent session listens on (docs/TORRENT.md),
+   * 1..65535, on the IPs of addrs; only in a broadcasting record. 0: the
+   * member is absent (a silent record never has one; records from before
+   * it stay valid and encode to the same bytes). */
+  uint16_t tport;
 } gv_peer_state;
 
 typedef struct gv_msg gv_msg;

@@ -210,6 +210,35 @@ START_TEST(test_guard_keys) {
 }
 END_TEST
 
+/* The torrent session's keys: every privacy switch off by default. */
+START_TEST(test_torrent_keys) {
+  gv_config c;
+
+  gv_config_default(&c);
+  ck_assert_uint_eq(c.torrent_port, 0);
+  ck_assert(!c.torrent_dht && !c.torrent_lsd && !c.torrent_upnp &&
+            !c.torrent_natpmp && !c.torrent_utp && !c.torrent_pex);
+  ck_assert_int_eq(c.torrent_encryption, 0);
+  set_ok(&c, "torrent-port", "6881");
+  ck_assert_uint_eq(c.torrent_port, 6881);
+  set_ok(&c, "torrent-port", "0");
+  ck_assert_uint_eq(c.torrent_port, 0);
+  set_bad(&c, "torrent-port", "65536", "is not a port");
+  set_bad(&c, "torrent-port", "-1", "is not a port");
+  set_ok(&c, "torrent-upload-rate", "1048576");
+  ck_assert_uint_eq(c.torrent_upload_rate, 1048576);
+  set_bad(&c, "torrent-upload-rate", "2147483648", "bytes per second");
+  set_ok(&c, "torrent-download-rate", "0");
+  set_ok(&c, "torrent-encryption", "disabled");
+  ck_assert_int_eq(c.torrent_encryption, 2);
+  set_bad(&c, "torrent-encryption", "rc4", "forced, enabled, disabled");
+  set_ok(&c, "torrent-dht", "on");
+  set_ok(&c, "torrent-pex", "true");
+  ck_assert(c.torrent_dht && c.torrent_pex && !c.torrent_lsd);
+  set_bad(&c, "torrent-utp", "maybe", "is not a boolean");
+}
+END_TEST
+
 START_TEST(test_bootstrap_implies_broadcast) {
   gv_config c;
 
@@ -923,6 +952,7 @@ static Suite *config_suite(void) {
   tcase_add_test(keys, test_listen_and_metrics);
   tcase_add_test(keys, test_booleans);
   tcase_add_test(keys, test_guard_keys);
+  tcase_add_test(keys, test_torrent_keys);
   tcase_add_test(keys, test_bootstrap_implies_broadcast);
   tcase_add_test(keys, test_repo);
   tcase_add_test(keys, test_repo_limit);

@@ -86,6 +86,68 @@ START_TEST(test_rejections) {
 }
 END_TEST
 
+/* The torrent commands: paths absolute, targets bounded, flags typed. */
+START_TEST(test_torrent_commands) {
+  gv_ctl_req r;
+  gv_why why;
+  static char line[GV_CTL_PATH_MAX + 64];
+
+  ck_assert_int_eq(parse("{\"cmd\":\"share\",\"path\":\"/d/f\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_SHARE);
+  ck_assert_str_eq(r.path, "/d/f");
+  ck_assert_str_eq(r.repo, "");
+  ck_assert_int_eq(parse("{\"cmd\":\"share\",\"path\":\"/f\",\"repo\":"
+                         "\"data@1\"}",
+                         &r, &why),
+                   0);
+  ck_assert_str_eq(r.repo, "data@1");
+  ck_assert_int_eq(parse("{\"cmd\":\"share\",\"path\":\"f\"}", &r, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "absolute"));
+  ck_assert_int_eq(parse("{\"cmd\":\"share\",\"path\":\"/a\\nb\"}", &r, &why),
+                   GV_EFIELD);
+  ck_assert_ptr_nonnull(strstr(why.text, "newline"));
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"share\",\"path\":\"/f\",\"repo\":\"a b\"}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(parse("{\"cmd\":\"share\"}", &r, &why), GV_EFIELD);
+  int off = snprintf(line, sizeof(line), "{\"cmd\":\"share\",\"path\":\"/");
+  memset(line + off, 'a', GV_CTL_PATH_MAX);
+  snprintf(line + off + GV_CTL_PATH_MAX, sizeof(line) - off - GV_CTL_PATH_MAX,
+           "\"}");
+  ck_assert_int_eq(parse(line, &r, &why), GV_ETOOBIG);
+
+  ck_assert_int_eq(parse("{\"cmd\":\"fetch\",\"target\":\"magnet:?x\","
+                         "\"out\":\"/tmp\"}",
+                         &r, &why),
+                   0);
+  ck_assert_int_eq(r.cmd, GV_CTL_FETCH);
+  ck_assert_str_eq(r.target, "magnet:?x");
+  ck_assert_str_eq(r.path, "/tmp");
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"fetch\",\"target\":\"\",\"out\":\"/tmp\"}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(parse("{\"cmd\":\"fetch\",\"target\":\"ab\"}", &r, &why),
+                   GV_EFIELD);
+  ck_assert_int_eq(parse("{\"cmd\":\"torrent\",\"hash\":\"ab\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_TORRENT);
+  ck_assert_int_eq(parse("{\"cmd\":\"torrents\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_TORRENTS);
+  ck_assert_int_eq(parse("{\"cmd\":\"unshare\",\"hash\":\"ab\"}", &r, &why), 0);
+  ck_assert_int_eq(r.cmd, GV_CTL_UNSHARE);
+  ck_assert(!r.del);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"unshare\",\"hash\":\"ab\",\"delete\":true}", &r, &why),
+      0);
+  ck_assert(r.del);
+  ck_assert_int_eq(
+      parse("{\"cmd\":\"unshare\",\"hash\":\"ab\",\"delete\":1}", &r, &why),
+      GV_EFIELD);
+  ck_assert_int_eq(parse("{\"cmd\":\"unshare\",\"hash\":7}", &r, &why),
+                   GV_EFIELD);
+}
+END_TEST
+
 /* The wire's strict JSON layer (proto/json.h), each with its own reason. */
 START_TEST(test_strict_json) {
   gv_ctl_req r;
@@ -163,6 +225,7 @@ static Suite *ctl_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_commands);
   tcase_add_test(tc, test_rejections);
+  tcase_add_test(tc, test_torrent_commands);
   tcase_add_test(tc, test_strict_json);
   tcase_add_test(tc, test_uptake_step);
   suite_add_tcase(s, tc);

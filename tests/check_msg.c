@@ -422,6 +422,63 @@ START_TEST(test_roundtrip_relays) {
 }
 END_TEST
 
+/* `tport` (§6.5): a broadcasting record names its torrent port; a record
+ * without one has no member and encodes as before; sealing refuses a
+ * silent record with a port. */
+START_TEST(test_roundtrip_tport) {
+  gv_msg m, d;
+  gv_why why;
+  char *out;
+  size_t len;
+
+  seal_announce(&m, true);
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_ptr_null(strstr(m.body, "tport"));
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_uint_eq(d.u.peer.tport, 0);
+  gv_msg_clear(&d);
+  free(out);
+  gv_msg_clear(&m);
+
+  seal_announce(&m, true);
+  m.u.peer.tport = 65535;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), 0);
+  ck_assert_ptr_nonnull(strstr(m.body, "\"tport\":65535"));
+  ck_assert_int_eq(decode(out, &d, &why), 0);
+  ck_assert_uint_eq(d.u.peer.tport, 65535);
+  gv_msg_clear(&d);
+  free(out);
+  gv_msg_clear(&m);
+
+  seal_announce(&m, false);
+  m.u.peer.tport = 6881;
+  ck_assert_int_eq(gv_msg_seal(&m, &alice, &out, &len), GV_EINVAL);
+  gv_msg_clear(&m);
+}
+END_TEST
+
+START_TEST(test_tport_refused) {
+  const char *bcast = "\"broadcasting\":true,\"bootstrap\":false,"
+                      "\"addrs\":[\"198.51.100.7:7411\"],\"repos\":[]";
+  char extra[512];
+
+  snprintf(extra, sizeof(extra), "%s,\"tport\":1", bcast);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, 0, NULL);
+  expect_body("PEER_UPDATE", T0_MS,
+              "\"broadcasting\":false,\"bootstrap\":false,\"addrs\":[],"
+              "\"repos\":[],\"tport\":6881",
+              32, GV_EFIELD, "silent node names a torrent port");
+  snprintf(extra, sizeof(extra), "%s,\"tport\":0", bcast);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_ERANGE, "tport");
+  snprintf(extra, sizeof(extra), "%s,\"tport\":65536", bcast);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_ERANGE, "tport");
+  snprintf(extra, sizeof(extra), "%s,\"tport\":\"6881\"", bcast);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD, "tport");
+  snprintf(extra, sizeof(extra), "%s,\"tport\":6881.5", bcast);
+  expect_body("PEER_UPDATE", T0_MS, extra, 32, GV_EFIELD, "tport");
+}
+END_TEST
+
 /* ---- envelope and syntax failures ---- */
 
 START_TEST(test_malformed_json) {
@@ -1192,6 +1249,8 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_hello_record);
   tcase_add_test(rt, test_seal_refuses_invalid);
   tcase_add_test(rt, test_roundtrip_relays);
+  tcase_add_test(rt, test_roundtrip_tport);
+  tcase_add_test(rt, test_tport_refused);
   tcase_add_test(rt, test_addr_parse);
   tcase_add_test(rt, test_repos_packed_with_body);
   tcase_add_test(rt, test_envelope_bytes_as_cjson);

@@ -2,8 +2,10 @@
 # libtorrent-rasterbar behind the C API of torrent/tor.h. Its tests, fuzz
 # target and benchmark. Included by the top-level Makefile.
 
-# Only the wrapper and what links it see libtorrent: the node, the tracker
-# and the simulator do not link it (yet).
+# Only the wrapper and what links it see libtorrent: the grapevine binary
+# (node/torsvc.c, node/torcli.c; see its rule in the Makefile), tor_peer,
+# check_tor and the fuzz targets. The tracker, the simulator and the other
+# unit tests do not link it.
 TOR_PKGS   := libtorrent-rasterbar
 TOR_CFLAGS  = $(shell pkg-config --cflags $(TOR_PKGS))
 
@@ -48,7 +50,8 @@ $(BUILD)/fuzz/fuzz_tor_%: tests/fuzz/fuzz_tor_%.c $(BUILD)/fuzz/tor/tor.o \
 	  -x none $(BUILD)/fuzz/tor/tor.o $(PKG_LIBS) $(TOR_LIBS)
 
 # The benchmark: tests/bench/bench_torrent.sh runs the bare libtorrent pair
-# (tor_bare, the anchor) and tor_peer through the same transfer.
+# (tor_bare, the anchor), tor_peer and two grapevine nodes (share + fetch)
+# through the same transfer.
 BENCH_BINS += $(BUILD)/bench/bench_torrent
 $(BUILD)/bench/tor_bare: tests/bench/tor_bare.cpp
 	@mkdir -p $(dir $@) $(BUILD)/obj/tests/bench
@@ -56,7 +59,7 @@ $(BUILD)/bench/tor_bare: tests/bench/tor_bare.cpp
 	$(CXX) $(LDFLAGS) -o $@ $(BUILD)/obj/tests/bench/tor_bare.o $(TOR_LIBS)
 
 $(BUILD)/bench/bench_torrent: tests/bench/bench_torrent.sh \
-    $(BUILD)/bench/tor_bare $(BUILD)/tests/tor_peer
+    $(BUILD)/bench/tor_bare $(BUILD)/tests/tor_peer $(BUILD)/grapevine
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\nexec "%s/tests/bench/bench_torrent.sh" "%s" "$$@"\n' \
 	  "$(CURDIR)" "$(abspath $(BUILD))" > $@

@@ -7,7 +7,13 @@
 #     encryption;
 #   - ours: tests/tor_peer, the same transfer through the gv_tor C API on a
 #     libuv loop (notify -> uv_async -> gv_tor_poll), with encryption off
-#     for the comparison, and again with our default (RC4 both ways).
+#     for the comparison, and again with our default (RC4 both ways);
+#   - through Grapevine: two real nodes (`grapevine node`, broadcasting on
+#     127.0.0.1), `grapevine share` on one, `grapevine fetch` on the other
+#     once the seeder's record is in its table, plaintext
+#     (torrent-encryption disabled, beside the plaintext anchor) and RC4;
+#     the node's own clock: from the fetch's add to its last verified piece
+#     (fetch_ms) and to its first (first_piece_ms).
 # Prints MB/s (10^6 bytes) and the ratio to the anchor (goal >= 0.9), and
 # the time from adding the torrent with a known peer to the first verified
 # piece (goal < 200 ms). Never fails for being slow; fails if a transfer
@@ -28,7 +34,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-for x in "$B/bench/tor_bare" "$B/tests/tor_peer"; do
+for x in "$B/bench/tor_bare" "$B/tests/tor_peer" "$B/grapevine"; do
   [ -x "$x" ] || { echo "bench_torrent: build $x first" >&2; exit 1; }
 done
 
@@ -98,9 +104,63 @@ best "gv_tor RC4" "$B/tests/tor_peer" fetch --torrent "$TMP/rc4.torrent" \
   --out "$TMP/out" --state "$TMP/state" --peer "127.0.0.1:$PORT"
 rc4=$MBS rc4_first=$FIRST
 
+# through Grapevine: gvpair MODE [NODE ARGS...]: a seeder node and a
+# fetcher node linked to it; share, wait until the fetcher's table has the
+# seeder's bt: name, then fetch RUNS times (unshare --delete between runs).
+G=$B/grapevine
+gvpair() {
+  local mode=$1 base=$((20000 + RANDOM % 10000)) i out ms first mbs v1
+  shift
+  local s=$TMP/gv-$mode-s f=$TMP/gv-$mode-f
+  "$G" node --data-dir "$s" --broadcast --listen "127.0.0.1:$base" "$@" \
+    >"$s.log" 2>&1 &
+  pids+=($!)
+  "$G" node --data-dir "$f" --broadcast --listen "127.0.0.1:$((base + 1))" \
+    --peer "127.0.0.1:$base" "$@" >"$f.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    "$G" status --data-dir "$s" >/dev/null 2>&1 &&
+      "$G" status --data-dir "$f" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  v1=$("$G" share "$TMP/src/data.bin" --json --data-dir "$s" |
+    sed -n 's/.*"v1":"\([0-9a-f]*\)".*/\1/p')
+  [ -n "$v1" ] || { echo "bench_torrent: share failed ($mode)" >&2; exit 1; }
+  for _ in $(seq 1 150); do
+    "$G" peers --json --data-dir "$f" | grep -q "bt:$v1" && break
+    sleep 0.2
+  done
+  MBS=0 FIRST=0
+  for i in $(seq 1 "$RUNS"); do
+    rm -rf "$TMP/out"
+    out=$(timeout 300 "$G" fetch "$v1" --out "$TMP/out" --json --timeout 60s \
+      --data-dir "$f" | tail -1)
+    grep -q '"event":"result","ok":true' <<<"$out" &&
+      [ "$(sha256sum <"$TMP/out/data.bin" | cut -d' ' -f1)" = "$want" ] || {
+      echo "bench_torrent: fetch through grapevine failed ($mode): $out" >&2
+      exit 1
+    }
+    ms=$(sed -n 's/.*"fetch_ms":\([0-9.]*\).*/\1/p' <<<"$out")
+    first=$(sed -n 's/.*"first_piece_ms":\([0-9.]*\).*/\1/p' <<<"$out")
+    first=$(awk -v f="$first" 'BEGIN {printf "%.1f", f}')
+    mbs=$(awk -v m="$MIB" -v t="$ms" 'BEGIN {printf "%.1f", m * 1048576 / 1e6 / (t / 1000)}')
+    echo "  grapevine $mode run $i: $mbs MB/s, first piece after $first ms"
+    if awk -v a="$mbs" -v b="$MBS" 'BEGIN {exit !(a > b)}'; then
+      MBS=$mbs FIRST=$first
+    fi
+    "$G" unshare "$v1" --delete --data-dir "$f" >/dev/null
+  done
+}
+gvpair plaintext --torrent-encryption disabled
+gvp=$MBS gvp_first=$FIRST
+gvpair rc4
+gvr=$MBS gvr_first=$FIRST
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 printf '%-36s %8s %10s %18s\n' "" "MB/s" "ratio" "first piece (ms)"
 printf '%-36s %8s %10s %18s\n' "anchor: bare libtorrent, plaintext" "$bare" "1.00" "$bare_first"
 printf '%-36s %8s %10s %18s\n' "gv_tor, plaintext" "$plain" "$(ratio "$plain" "$bare")" "$plain_first"
 printf '%-36s %8s %10s %18s\n' "gv_tor, RC4 (default)" "$rc4" "$(ratio "$rc4" "$bare")" "$rc4_first"
+printf '%-36s %8s %10s %18s\n' "grapevine share+fetch, plaintext" "$gvp" "$(ratio "$gvp" "$bare")" "$gvp_first"
+printf '%-36s %8s %10s %18s\n' "grapevine share+fetch, RC4 (default)" "$gvr" "$(ratio "$gvr" "$bare")" "$gvr_first"
 echo "goals: ratio >= 0.9 (plaintext against the anchor), first piece < 200 ms"
