@@ -94,6 +94,13 @@ static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
   a = cJSON_AddArrayToObject(o, "repositories");
   for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
     cJSON_AddItemToArray(a, cJSON_CreateString(r));
+  if (p->n_relays > 0) { /* a silent node's relays: ids, never addresses */
+    a = cJSON_AddArrayToObject(o, "relays");
+    for (int i = 0; i < p->n_relays; i++) {
+      gv_id_to_hex(p->relays[i], hex);
+      cJSON_AddItemToArray(a, cJSON_CreateString(hex));
+    }
+  }
   cJSON_AddNumberToObject(o, "availability", round(p->availability));
   cJSON_AddNumberToObject(o, "performance", round(p->performance));
   cJSON_AddNumberToObject(o, "last_seen",

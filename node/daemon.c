@@ -46,12 +46,25 @@
 #include "torsvc.h"
 #include "trkclient.h"
 #include "trkjobs.h"
+#include "tun.h"
+#include "tunio.h"
 
 #define STOP_GRACE_MS 3000
 #define RENEW_MS (20 * 60 * 1000)
 #define TRACKER_RETRY_MS 30000
 #define ANNOUNCE_DELAY_MS 1000         /* after the first link: gather more */
 #define REANNOUNCE_MS (30 * 60 * 1000) /* well within the 2 h expiry */
+#define TUNNEL_DIAL_HOLDOFF_MS 5000    /* between dials of a peer for tunnels */
+#define TUNNEL_KEEP_MS 60000 /* a peer dialed for tunnels, after its last use  \
+                              */
+
+/* A peer this node dialed to carry tunnels (docs/TORRENT.md, "The
+ * connection matrix"): its link is held (gv_tun_expect) from when it comes
+ * up until TUNNEL_KEEP_MS after a fetch last asked for it. */
+typedef struct tpeer {
+  uint8_t id[GV_ID_BYTES];
+  int64_t dialed_at, used_at;
+} tpeer;
 
 typedef struct gv_node {
   gv_config cfg;
@@ -75,6 +88,10 @@ typedef struct gv_node {
   gv_ctlsrv *ctl;
   gv_trkjobs *jobs;
   gv_torsvc *tor; /* the torrent session and what was shared or fetched */
+  gv_tun *tun;    /* the tunnel core, the service of channel 3 */
+  gv_tunio *tio;  /* its local sockets */
+  tpeer tpeers[GV_TUN_EXPECT_MAX];
+  size_t n_tpeers;
   int lock_fd;
   int dir_fd; /* the checked data directory, open while its dbs are */
   uv_timer_t wake, second, grace, announce;
@@ -171,6 +188,8 @@ static void on_link_down(void *ctx, const gv_links_down *ev) {
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
     gv_relay_dial_failed(n->relay, ev->pin, now_ms(n));
   }
+  if (n->tio != NULL)
+    gv_tunio_link_down(n->tio, ev->id);
   drain(n);
   maybe_finalize(n);
 }
@@ -380,6 +399,25 @@ static void run_relay_action(gv_node *n, gv_ract *a) {
   free(a->data);
 }
 
+/* ---- the tunnel core's actions ---- */
+
+static void run_tun_action(gv_node *n, gv_tact *a) {
+  switch (a->type) {
+  case GV_TACT_SEND:
+    if (gv_links_send(n->links, a->link, a->data, a->len) == GV_EBUSY)
+      gv_lcore_send_failed(n->lc, a->link, now_ms(n));
+    break;
+  case GV_TACT_HOLD:
+    gv_lcore_hold(n->lc, a->link, GV_HOLD_TORRENT, now_ms(n));
+    break;
+  case GV_TACT_RELEASE:
+    gv_lcore_release(n->lc, a->link, GV_HOLD_TORRENT, now_ms(n));
+    break;
+  default: gv_tunio_run(n->tio, a); break; /* the local sockets' */
+  }
+  free(a->data);
+}
+
 /* ---- agents (relay.sock) -> relay core ---- */
 
 static void on_agent_open(void *ctx, gv_rconn conn) {
@@ -409,6 +447,7 @@ static const gv_agentsrv_cbs agent_cbs = {on_agent_open, on_agent_line,
 static void drain(gv_node *n) {
   gv_action a;
   gv_ract ra;
+  gv_tact ta;
   bool more = true;
   int64_t at, lc_at, now;
 
@@ -424,6 +463,10 @@ static void drain(gv_node *n) {
     }
     while (n->relay != NULL && gv_relay_next(n->relay, &ra)) {
       run_relay_action(n, &ra);
+      more = true;
+    }
+    while (n->tun != NULL && gv_tun_next(n->tun, &ta)) {
+      run_tun_action(n, &ta);
       more = true;
     }
   }
@@ -587,6 +630,7 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   if (!req->on)
     gv_links_unlisten(n->links);
   n->broadcasting = req->on;
+  gv_tun_set_relay(n->tun, req->on);
   set_trk_role(n);
   gv_engine_set_broadcast(n->engine, req->on, req->on && n->cfg.bootstrap,
                           &n->cfg.listen, req->on ? 1 : 0, now_ms(n));
@@ -628,6 +672,148 @@ static int64_t on_ctl_now(void *ctx) { return now_ms(ctx); }
 static const gv_ctlsrv_cbs ctl_cbs = {on_ctl_status, on_ctl_command,
                                       on_ctl_changed, on_ctl_now};
 
+/* ---- tunnels (docs/TORRENT.md, "The connection matrix") ---- */
+
+/* A READY link to peer, or 0. */
+static gv_linkid ready_link(gv_node *n, const uint8_t *peer) {
+  gv_link_info li;
+  for (size_t i = 0; gv_lcore_info(n->lc, i, &li); i++)
+    if (li.ready && memcmp(li.peer, peer, GV_ID_BYTES) == 0)
+      return li.id;
+  return 0;
+}
+
+/* The entry of a peer dialed for tunnels, made if make (NULL when there
+ * is none, or no room). */
+static tpeer *tpeer_get(gv_node *n, const uint8_t *id, bool make) {
+  for (size_t i = 0; i < n->n_tpeers; i++)
+    if (memcmp(n->tpeers[i].id, id, GV_ID_BYTES) == 0)
+      return &n->tpeers[i];
+  if (!make || n->n_tpeers == GV_TUN_EXPECT_MAX ||
+      gv_tun_expect(n->tun, id, true) < 0)
+    return NULL;
+  tpeer *p = &n->tpeers[n->n_tpeers++];
+  memcpy(p->id, id, GV_ID_BYTES);
+  p->dialed_at = INT64_MIN / 2;
+  return p;
+}
+
+/* Dials peer at addr to carry tunnels; its link is held when it comes
+ * up. At most one dial per TUNNEL_DIAL_HOLDOFF_MS. */
+static void tunnel_dial(gv_node *n, const uint8_t *peer, const gv_addr *addr,
+                        int64_t now) {
+  tpeer *p = tpeer_get(n, peer, true);
+  char hex[GV_ID_HEX_LEN + 1];
+
+  if (p == NULL || now - p->dialed_at < TUNNEL_DIAL_HOLDOFF_MS)
+    return;
+  p->dialed_at = p->used_at = now;
+  gv_id_to_hex(peer, hex);
+  gv_logf(&n->log, GV_LOG_DEBUG, "tunnel: dialing %.16s", hex);
+  gv_links_dial(n->links, peer, addr); /* a failure: the next scan retries */
+}
+
+/* Peers dialed for tunnels and not asked for since TUNNEL_KEEP_MS are let
+ * go: their links close once no stream and no other service holds them. */
+static void tunnel_expire(gv_node *n) {
+  int64_t now = now_ms(n);
+  for (size_t i = 0; i < n->n_tpeers;) {
+    if (now - n->tpeers[i].used_at < TUNNEL_KEEP_MS) {
+      i++;
+      continue;
+    }
+    gv_tun_expect(n->tun, n->tpeers[i].id, false);
+    n->tpeers[i] = n->tpeers[--n->n_tpeers];
+  }
+  drain(n);
+}
+
+/* torsvc's tunnel callback. The link to a holder is a READY link to the
+ * holder itself; else, for a silent holder, one to any of its relays;
+ * else this node dials (the holder if it broadcasts, else its first relay
+ * with an address) and answers 0 until that link is up. */
+static uint16_t on_tor_tunnel(void *ctx, const uint8_t holder[GV_ID_BYTES],
+                              const uint8_t ih[20]) {
+  gv_node *n = ctx;
+  const gv_peer_entry *e = gv_engine_table_get(n->engine, holder);
+  const uint8_t *via_peer = holder;
+  gv_linkid via = ready_link(n, holder);
+  int64_t now = now_ms(n);
+  gv_why why = {""};
+  uint16_t port = 0;
+  tpeer *p;
+
+  if (e == NULL)
+    return 0;
+  for (size_t i = 0; via == 0 && !e->broadcasting && i < e->n_relays; i++)
+    if ((via = ready_link(n, e->relays[i])) != 0)
+      via_peer = e->relays[i];
+  if (via == 0 && e->broadcasting && e->n_addrs > 0) {
+    tunnel_dial(n, holder, &e->addrs[0], now);
+    return 0;
+  }
+  if (via == 0) {
+    uint8_t relays[GV_MAX_RELAYS][GV_ID_BYTES];
+    size_t nr = e->n_relays; /* e is the engine's: copy before the calls */
+    memcpy(relays, e->relays, nr * GV_ID_BYTES);
+    for (size_t i = 0; i < nr; i++) {
+      const gv_peer_entry *r = gv_engine_table_get(n->engine, relays[i]);
+      if (r != NULL && r->broadcasting && r->n_addrs > 0) {
+        tunnel_dial(n, relays[i], &r->addrs[0], now);
+        break;
+      }
+    }
+    return 0;
+  }
+  if ((p = tpeer_get(n, via_peer, false)) != NULL)
+    p->used_at = now;
+  if (gv_tunio_listen(n->tio, holder, via, ih, &port, &why) < 0) {
+    gv_logf(&n->log, GV_LOG_WARN, "tunnel: %s", why.text);
+    return 0;
+  }
+  return port;
+}
+
+/* An OPEN for this node: it serves the torrents it has metadata for. */
+static bool on_tun_accept(void *ctx, const uint8_t ih[GV_TW_IH_BYTES],
+                          const uint8_t src[GV_ID_BYTES]) {
+  (void)src;
+  return gv_torsvc_serves(((gv_node *)ctx)->tor, ih);
+}
+
+static void on_tio_changed(void *ctx) { drain(ctx); }
+
+/* The tunnel core on channel 3, relaying while this node broadcasts, and
+ * its local sockets, whose CONNECTs reach our libtorrent at ip:port (its
+ * listen address; the loopback one when it listens on every address). */
+static int start_tunnels(gv_node *n, const char *ip, uint16_t port,
+                         gv_why *why) {
+  static const gv_tunio_cbs tio_cbs = {on_tio_changed};
+  struct sockaddr_storage tor;
+  gv_tun_cfg cfg;
+  int rc;
+
+  gv_tun_cfg_default(&cfg);
+  memcpy(cfg.self, n->id.pk, GV_ID_BYTES);
+  cfg.relay = n->broadcasting;
+  cfg.accept = on_tun_accept;
+  cfg.ctx = n;
+  if (strchr(ip, ':') != NULL)
+    rc = uv_ip6_addr(strcmp(ip, "::") == 0 ? "::1" : ip, port,
+                     (struct sockaddr_in6 *)&tor);
+  else
+    rc = uv_ip4_addr(strcmp(ip, "0.0.0.0") == 0 ? "127.0.0.1" : ip, port,
+                     (struct sockaddr_in *)&tor);
+  if (rc < 0)
+    return gv_fail(why, GV_EINVAL, "torrent: bad listen address %s", ip);
+  if ((rc = gv_tun_new(&n->tun, &cfg)) < 0 ||
+      (rc = gv_tunio_new(&n->tio, n->loop, &n->log, n->tun,
+                         (const struct sockaddr *)&tor, &tio_cbs, n)) < 0)
+    return gv_fail(why, rc, "tunnels: %s", gv_strerror(rc));
+  gv_lcore_set_service(n->lc, GV_CHAN_TORRENT, gv_tun_service(n->tun));
+  return 0;
+}
+
 /* ---- once a second ---- */
 
 /* Commit the store's queue, publish metrics. */
@@ -639,6 +825,7 @@ static void on_second(uv_timer_t *t) {
 
   if (gv_store_pending(n->store) > 0 && gv_store_flush(n->store, &why) < 0)
     gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
+  tunnel_expire(n);
   if (n->metrics != NULL &&
       gv_nodemetrics_render(n->engine, n->lc, n->relay,
                             (now_ms(n) - n->started) / 1000, &text,
@@ -705,6 +892,8 @@ static void stop(gv_node *n) {
   n->ctl = NULL;
   gv_torsvc_stop(n->tor); /* saves every torrent's resume data */
   n->tor = NULL;
+  gv_tunio_close(n->tio);
+  n->tio = NULL;
   uv_timer_stop(&n->wake);
   /* Counted as SHUTDOWN; the link table sends the FINALs itself below. */
   gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));
@@ -1048,8 +1237,9 @@ static void on_tor_answer(void *ctx, uint64_t token, cJSON *answer) {
     cJSON_Delete(answer);
 }
 
-static const gv_torsvc_cbs tor_cbs = {
-    on_tor_names, on_tor_user_repos, on_tor_answer, on_ctl_changed, on_ctl_now};
+static const gv_torsvc_cbs tor_cbs = {on_tor_names,  on_tor_user_repos,
+                                      on_tor_answer, on_ctl_changed,
+                                      on_ctl_now,    on_tor_tunnel};
 
 /* The torrent session on the node's listen IP (127.0.0.1 without one),
  * its state in DATA_DIR/torrents; a broadcasting record names its port. */
@@ -1072,7 +1262,7 @@ static int start_torrent(gv_node *n, gv_why *why) {
                           dir, &tor_cbs, n, why)) < 0)
     return rc;
   gv_engine_set_tport(n->engine, gv_torsvc_port(n->tor), now_ms(n));
-  return 0;
+  return start_tunnels(n, ip, gv_torsvc_port(n->tor), why);
 }
 
 static int start(gv_node *n, gv_why *why) {
@@ -1373,6 +1563,8 @@ int gv_cmd_node(int argc, char **argv) {
     n->ctl = NULL;
     gv_torsvc_stop(n->tor);
     n->tor = NULL;
+    gv_tunio_close(n->tio);
+    n->tio = NULL;
     gv_agentsrv_close(n->asrv);
     n->asrv = NULL;
     if (n->rstore != NULL) {
@@ -1393,6 +1585,7 @@ int gv_cmd_node(int argc, char **argv) {
   gv_store_close(n->store);
   gv_lcore_free(n->lc);
   gv_relay_free(n->relay);
+  gv_tun_free(n->tun);
   gv_engine_free(n->engine);
   gv_id_wipe(&n->id);
   sodium_memzero(n->rnd_key, sizeof(n->rnd_key));

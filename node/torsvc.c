@@ -382,15 +382,44 @@ static void load_list(gv_torsvc *s) {
 
 /* ---- holders ---- */
 
+/* The 20 bytes a BitTorrent handshake names the torrent by: its v1
+ * info-hash, or a v2-only torrent's v2 truncated (BEP 52). */
+static void handshake_ih(const gv_tor_ih *ih, uint8_t out[20]) {
+  memcpy(out, ih->has_v1 ? ih->v1 : ih->v2, 20);
+}
+
+bool gv_torsvc_serves(const gv_torsvc *s, const uint8_t ih[20]) {
+  if (s == NULL || s->tor == NULL)
+    return false;
+  for (size_t i = 0; i < s->n; i++) {
+    gv_tor_status st;
+    if ((memcmp(s->t[i]->ih.v1, ih, 20) != 0 || !s->t[i]->ih.has_v1) &&
+        (memcmp(s->t[i]->ih.v2, ih, 20) != 0 || !s->t[i]->ih.has_v2))
+      continue;
+    return gv_tor_status_get(s->tor, &s->t[i]->ih, &st, NULL) == 0 &&
+           st.total > 0;
+  }
+  return false;
+}
+
 /* The one place a holder that cannot be dialed directly goes: a silent
- * holder, or any holder while this node is silent. Tunnels come later. */
+ * holder, or any holder while this node is silent. The owner gives a local
+ * port that tunnels to it (docs/TORRENT.md, "The connection matrix"), and
+ * libtorrent dials that; none yet while the link it needs comes up (the
+ * next scan asks again). */
 static void torsvc_reach_tunnel(gv_torsvc *s, const tent *t,
                                 const uint8_t id[GV_ID_BYTES]) {
-  char hex[GV_ID_HEX_LEN + 1], key[65];
-  gv_id_to_hex(id, hex);
-  ih_key(&t->ih, key);
-  gv_logf(s->log, GV_LOG_DEBUG, "torrent %.16s: holder %s needs a tunnel", key,
-          hex);
+  uint8_t ih[20];
+  struct sockaddr_in sin;
+  gv_why why = {""};
+  uint16_t port;
+
+  handshake_ih(&t->ih, ih);
+  if ((port = s->cbs.tunnel(s->ctx, id, ih)) == 0)
+    return;
+  uv_ip4_addr("127.0.0.1", port, &sin);
+  if (gv_tor_connect(s->tor, &t->ih, (struct sockaddr *)&sin, &why) < 0)
+    gv_logf(s->log, GV_LOG_DEBUG, "torrent: connect: %s", why.text);
 }
 
 /* A node whose record lists the torrent: counted, then dialed on each of
@@ -562,6 +591,24 @@ static void add_hashes(cJSON *o, const gv_tor_ih *ih) {
   cJSON_AddStringToObject(o, "v2", ih->has_v2 ? hex : "");
 }
 
+/* The addresses libtorrent's connections of t go to, as it sees them: a
+ * tunnelled peer is 127.0.0.1 (docs/TORRENT.md, "The connection matrix"). */
+static cJSON *peer_addrs(gv_torsvc *s, const tent *t) {
+  struct sockaddr_storage ss[64];
+  cJSON *a = cJSON_CreateArray();
+  int n = gv_tor_peers(s->tor, &t->ih, ss, 64, NULL);
+
+  for (int i = 0; i < n && i < 64; i++) {
+    gv_addr addr;
+    char text[GV_ADDR_TEXT_MAX];
+    if (gv_addr_from_sockaddr(&addr, (struct sockaddr *)&ss[i]) < 0)
+      continue;
+    gv_addr_format(&addr, text);
+    cJSON_AddItemToArray(a, cJSON_CreateString(text));
+  }
+  return a;
+}
+
 static cJSON *status_json(gv_torsvc *s, const tent *t) {
   cJSON *o = cJSON_CreateObject();
   gv_tor_status st;
@@ -583,6 +630,9 @@ static cJSON *status_json(gv_torsvc *s, const tent *t) {
   cJSON_AddNumberToObject(o, "down_rate", st.down_rate);
   cJSON_AddNumberToObject(o, "up_rate", st.up_rate);
   cJSON_AddNumberToObject(o, "peers", st.peers);
+  cJSON_AddItemToObject(o, "peer_addrs", peer_addrs(s, t));
+  cJSON_AddNumberToObject(o, "uploaded", (double)st.all_uploaded);
+  cJSON_AddNumberToObject(o, "downloaded", (double)st.all_downloaded);
   cJSON_AddNumberToObject(o, "ratio", st.ratio);
   cJSON_AddNumberToObject(o, "holders", t->n_holders);
   cJSON_AddStringToObject(o, "save_path", t->save);

@@ -59,6 +59,12 @@ typedef struct gv_torsvc_cbs {
   void (*changed)(void *ctx);
   /* The engine's clock. */
   int64_t (*now)(void *ctx);
+  /* A holder libtorrent may not dial directly (it is silent, or this node
+   * is): a port on 127.0.0.1 whose connections the owner tunnels to it for
+   * torrent ih (its v1 info-hash, or a v2-only torrent's first 20 bytes of
+   * v2: the handshake's), or 0 while the link that needs is not up yet. */
+  uint16_t (*tunnel)(void *ctx, const uint8_t holder[GV_ID_BYTES],
+                     const uint8_t ih[20]);
 } gv_torsvc_cbs;
 
 /* Starts the session on cfg's torrent keys, listening on listen_ip
@@ -80,6 +86,11 @@ size_t gv_torsvc_names(const gv_torsvc *s, char (*out)[GV_REPO_MAX + 1],
 /* A torrent command (GV_CTL_SHARE .. GV_CTL_UNSHARE): the answer, or NULL
  * when it comes later through cbs.answer with token. */
 cJSON *gv_torsvc_command(gv_torsvc *s, const gv_ctl_req *req, uint64_t token);
+
+/* Whether this node has torrent ih (as in cbs.tunnel) to serve through a
+ * tunnel: shared, or fetched far enough to have its metadata. False once
+ * stopped. */
+bool gv_torsvc_serves(const gv_torsvc *s, const uint8_t ih[20]);
 
 /* A GV_ACT_REPORT action: holders answering a fetch's PEER_REQUEST. */
 void gv_torsvc_report(gv_torsvc *s, const gv_action *a);

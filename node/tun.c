@@ -421,6 +421,8 @@ void gv_tun_free(gv_tun *t) {
 
 const gv_service *gv_tun_service(gv_tun *t) { return &t->svc; }
 
+void gv_tun_set_relay(gv_tun *t, bool on) { t->cfg.relay = on; }
+
 /* ---- links ---- */
 
 bool gv_tun_link_up(gv_tun *t, gv_linkid link, const uint8_t *peer,

@@ -115,6 +115,10 @@ void gv_tun_free(gv_tun *t);
  * as t. */
 const gv_service *gv_tun_service(gv_tun *t);
 
+/* Whether this node forwards streams for others (cfg.relay): the daemon
+ * follows broadcast on/off. Streams relayed already go on. */
+void gv_tun_set_relay(gv_tun *t, bool on);
+
 /* ---- links ---- */
 
 /* A link is READY with peer. dialed: this node dialed it (our sids are

@@ -57,7 +57,7 @@ struct gv_tunio {
   uv_loop_t *loop;
   gv_log *log;
   gv_tun *core;
-  uint16_t tor_port;
+  struct sockaddr_storage tor; /* where CONNECT connects */
   gv_tunio_cbs cbs;
   void *ctx;
   bool closing;
@@ -373,8 +373,8 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0) {
     io->st.connect_failed++;
     table_del(io, s);
-    gv_logf(io->log, GV_LOG_DEBUG, "tunnel: connecting to 127.0.0.1:%u: %s",
-            (unsigned)io->tor_port, uv_strerror(status));
+    gv_logf(io->log, GV_LOG_DEBUG, "tunnel: connecting to libtorrent: %s",
+            uv_strerror(status));
     gv_tun_local_connected(io->core, s->local, status);
     sock_close(s);
   } else {
@@ -389,7 +389,6 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 static void run_connect(gv_tunio *io, gv_tun_local local) {
-  struct sockaddr_in sin;
   tsock *s;
   int rc;
 
@@ -407,9 +406,9 @@ static void run_connect(gv_tunio *io, gv_tun_local local) {
   s->state = SOCK_CONNECTING;
   s->connect.data = s;
   table_put(io, s);
-  uv_ip4_addr("127.0.0.1", io->tor_port, &sin);
-  if ((rc = uv_tcp_connect(&s->connect, &s->tcp, (const struct sockaddr *)&sin,
-                           on_connect)) < 0) {
+  if ((rc = uv_tcp_connect(&s->connect, &s->tcp,
+                           (const struct sockaddr *)&io->tor, on_connect)) <
+      0) {
     io->st.connect_failed++;
     table_del(io, s);
     gv_tun_local_connected(io->core, local, rc);
@@ -520,7 +519,8 @@ void gv_tunio_run(gv_tunio *io, gv_tact *a) {
 /* ---- the object ---- */
 
 int gv_tunio_new(gv_tunio **out, uv_loop_t *loop, gv_log *log, gv_tun *core,
-                 uint16_t tor_port, const gv_tunio_cbs *cbs, void *ctx) {
+                 const struct sockaddr *tor, const gv_tunio_cbs *cbs,
+                 void *ctx) {
   gv_tunio *io = calloc(1, sizeof(*io));
 
   *out = NULL;
@@ -529,7 +529,9 @@ int gv_tunio_new(gv_tunio **out, uv_loop_t *loop, gv_log *log, gv_tun *core,
   io->loop = loop;
   io->log = log;
   io->core = core;
-  io->tor_port = tor_port;
+  memcpy(&io->tor, tor,
+         tor->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                    : sizeof(struct sockaddr_in));
   io->cbs = *cbs;
   io->ctx = ctx;
   *out = io;

@@ -7,7 +7,7 @@
  *    via"; libtorrent is given 127.0.0.1:port as a peer. Each connection
  *    accepted there becomes a stream: gv_tun_open(core, via, dst, ih).
  *  - Seeder side: the core's CONNECT action connects a new socket to
- *    127.0.0.1:tor_port, our own libtorrent.
+ *    tor, our own libtorrent's listen address.
  *  - Both: the core's WRITE, PAUSE, RESUME and SHUT actions are carried
  *    out by gv_tunio_run(); what a socket reads, its EOF or error, and
  *    what it has written go back into the core.
@@ -83,10 +83,11 @@ typedef struct gv_tunio_stats {
   uint64_t bytes_read, bytes_written;
 } gv_tunio_stats;
 
-/* tor_port: our libtorrent's listen port on 127.0.0.1, where CONNECT
+/* tor: our libtorrent's listen address (IPv4 or IPv6, copied), where CONNECT
  * connects. cbs is copied; ctx is handed to cbs.changed. 0 or GV_ENOMEM. */
 int gv_tunio_new(gv_tunio **out, uv_loop_t *loop, gv_log *log, gv_tun *core,
-                 uint16_t tor_port, const gv_tunio_cbs *cbs, void *ctx);
+                 const struct sockaddr *tor, const gv_tunio_cbs *cbs,
+                 void *ctx);
 
 /* Listens on 127.0.0.1 for streams to dst for torrent ih over link via, and
  * puts the port in *port. Idempotent per (dst, ih): an existing listener's

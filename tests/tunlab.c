@@ -214,9 +214,11 @@ int tl_node_add(tl_lab *lab, uint16_t tor_port, bool relay) {
   int i = lab->n_nodes++;
   tl_node *n = &lab->nodes[i];
   gv_tun_cfg cfg;
+  struct sockaddr_in tor;
 
   if (i >= TL_NODES_MAX)
     abort();
+  uv_ip4_addr("127.0.0.1", tor_port, &tor);
   n->lab = lab;
   n->serve = true;
   memset(n->id, 'A' + i, sizeof(n->id));
@@ -226,8 +228,8 @@ int tl_node_add(tl_lab *lab, uint16_t tor_port, bool relay) {
   cfg.accept = on_accept;
   cfg.ctx = n;
   if (gv_tun_new(&n->core, &cfg) < 0 ||
-      gv_tunio_new(&n->io, lab->loop, &lab->log, n->core, tor_port, &tunio_cbs,
-                   n) < 0)
+      gv_tunio_new(&n->io, lab->loop, &lab->log, n->core,
+                   (const struct sockaddr *)&tor, &tunio_cbs, n) < 0)
     must(NULL);
   return i;
 }

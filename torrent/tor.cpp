@@ -1435,6 +1435,25 @@ int gv_tor_status_get(gv_tor *t, const gv_tor_ih *ih, gv_tor_status *st,
   }
 }
 
+int gv_tor_peers(gv_tor *t, const gv_tor_ih *ih, struct sockaddr_storage *out,
+                 size_t max, gv_why *why) {
+  try {
+    entry *e = find(t, from_ih(*ih));
+    if (!e)
+      return fail(why, GV_ENOT_FOUND, "no such torrent");
+    std::vector<lt::peer_info> info;
+    e->h.get_peer_info(info);
+    for (size_t i = 0; i < info.size() && i < max; i++) {
+      std::memset(&out[i], 0, sizeof(out[i]));
+      std::memcpy(&out[i], info[i].ip.data(),
+                  std::min(sizeof(out[i]), size_t(info[i].ip.size())));
+    }
+    return int(info.size());
+  } catch (...) {
+    return caught(why);
+  }
+}
+
 int gv_tor_list(gv_tor *t, gv_tor_status *st, size_t max) {
   try {
     size_t i = 0;

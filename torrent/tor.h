@@ -256,6 +256,12 @@ int gv_tor_status_get(gv_tor *t, const gv_tor_ih *ih, gv_tor_status *st,
  * many torrents there are (possibly more than max). */
 int gv_tor_list(gv_tor *t, gv_tor_status *st, size_t max);
 
+/* Fills up to max addresses of the peers torrent ih is connected to, as
+ * libtorrent sees them (IPv4 or IPv6 sockaddrs), and returns how many there
+ * are (possibly more than max); GV_ENOT_FOUND if there is no such torrent. */
+int gv_tor_peers(gv_tor *t, const gv_tor_ih *ih, struct sockaddr_storage *out,
+                 size_t max, gv_why *why);
+
 /* --- Events -------------------------------------------------------------------- */
 
 typedef enum gv_tor_ev_type {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Torrents where a node is silent (docs/TORRENT.md, "The connection
+# matrix"): real nodes on loopback, started as users start them. R is the
+# one broadcasting node between silent ones; B and C broadcast and share.
+#  1. Three seeders, one of them silent (S), and a silent fetcher (F): the
+#     file arrives whole, and S served part of it through a tunnel.
+#  2. A silent seeder (S2) and a silent fetcher (F2) with only R between
+#     them: the file arrives whole, through R.
+#  3. A broadcasting fetcher (G) and the silent seeder S2: through R.
+# In both, no silent node's address (each silent node listens on its own
+# 127.0.0.x, so a leak would show it) appears in any node's peers --json,
+# in a record, or in any libtorrent peer list (torrents --json peer_addrs).
+# Every wait is bounded.
+cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+free_ports 8 || { not_ok "no 8 free ports"; finish; exit; }
+ip() { echo "127.0.0.$((70 + $1))"; }
+addr() { echo "$(ip "$1"):$((BASE + $1))"; }
+wait_for() { # wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds
+  local n=$(($1 * 5))
+  shift
+  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+RATE=262144 # B's and C's upload limit (bytes/s): S, unlimited, must serve
+
+start R --broadcast --listen "$(addr 0)" || { not_ok "R starts"; finish; exit; }
+start B --broadcast --listen "$(addr 1)" --peer "$(addr 0)" --torrent-upload-rate $RATE ||
+  { not_ok "B starts"; finish; exit; }
+start C --broadcast --listen "$(addr 2)" --peer "$(addr 0)" --torrent-upload-rate $RATE ||
+  { not_ok "C starts"; finish; exit; }
+# Silent: a listen address (their libtorrent's), never shared; they dial R.
+for n in S:3 F:4 S2:5 F2:6; do
+  start "${n%:*}" --listen "$(addr "${n#*:}")" --peer "$(addr 0)" ||
+    { not_ok "${n%:*} starts"; finish; exit; }
+done
+silent_ips=("$(ip 3)" "$(ip 4)" "$(ip 5)" "$(ip 6)")
+id_S=$("$GV" id --data-dir "$TMP/S")
+id_S2=$("$GV" id --data-dir "$TMP/S2")
+peers_of() { "$GV" peers --json --data-dir "$TMP/$1"; }
+# holds NODE ID NAME: NODE's table has ID's record listing NAME.
+holds() { peers_of "$1" | J "any(p['id']=='$2' and '$3' in p['repositories'] for p in d)" | grep -qx True; }
+# relayed ID: R's record of silent ID names a relay (its way in).
+has_relay() { peers_of "$1" | J "any(p['id']=='$2' and p.get('relays') for p in d)" | grep -qx True; }
+
+mkdir -p "$TMP/b" "$TMP/c" "$TMP/s" "$TMP/s2" "$TMP/out"
+head -c $((6 << 20)) /dev/urandom >"$TMP/b/one.bin"
+cp "$TMP/b/one.bin" "$TMP/c/one.bin"
+cp "$TMP/b/one.bin" "$TMP/s/one.bin"
+head -c $((6 << 20)) /dev/urandom >"$TMP/s2/two.bin"
+want1=$(sha256sum <"$TMP/b/one.bin" | cut -d' ' -f1)
+want2=$(sha256sum <"$TMP/s2/two.bin" | cut -d' ' -f1)
+
+# ---- 1. three seeders (one silent), a silent fetcher ----
+v1=$("$GV" share "$TMP/b/one.bin" --json --data-dir "$TMP/B" | J "d['v1']")
+"$GV" share "$TMP/c/one.bin" --data-dir "$TMP/C" >/dev/null
+"$GV" share "$TMP/s/one.bin" --data-dir "$TMP/S" >/dev/null
+if wait_for 20 holds F "$id_S" "bt:$v1" && wait_for 20 has_relay F "$id_S"; then
+  ok "the silent fetcher knows the silent seeder's record (bt: name, relays)"
+else not_ok "F knows S" "$(peers_of F)"; fi
+out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1" --out out --timeout 60s --data-dir "$TMP/F" 2>&1); rc=$?
+got=$(sha256sum <"$TMP/out/one.bin" 2>/dev/null | cut -d' ' -f1)
+[ $rc = 0 ] && [ "$got" = "$want1" ] &&
+  ok "a silent fetcher gets the file from three seeders, one silent (sha256)" ||
+  not_ok "fetch with a silent seeder" "rc=$rc $(tail -3 <<<"$out")"
+# uploaded counts across restarts; libtorrent adds to it once a second
+uploaded_S() { "$GV" torrents --json --data-dir "$TMP/S" | J "int(sum(t['uploaded'] for t in d))"; }
+served() { [ "$(uploaded_S)" -gt 0 ]; }
+wait_for 5 served
+upS=$(uploaded_S)
+[ "${upS:-0}" -gt 0 ] 2>/dev/null &&
+  ok "the silent seeder served $((${upS%.*} >> 10)) KiB of it, through a tunnel" ||
+  not_ok "S served nothing" "$upS"
+
+# ---- 2. silent seeder, silent fetcher, only R between them ----
+v1b=$("$GV" share "$TMP/s2/two.bin" --json --data-dir "$TMP/S2" | J "d['v1']")
+wait_for 20 holds F2 "$id_S2" "bt:$v1b"
+out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1b" --out out2 --timeout 60s --json --data-dir "$TMP/F2" 2>&1); rc=$?
+got=$(sha256sum <"$TMP/out2/two.bin" 2>/dev/null | cut -d' ' -f1)
+[ $rc = 0 ] && [ "$got" = "$want2" ] &&
+  ok "silent to silent through the broadcasting R: the file arrives whole (sha256)" ||
+  not_ok "silent to silent" "rc=$rc $(tail -3 <<<"$out")"
+metrics_ok=$("$GV" torrents --json --data-dir "$TMP/F2" |
+  J "all(a.startswith('127.0.0.1:') for t in d for a in t['peer_addrs'])")
+[ "$metrics_ok" = True ] && ok "the silent fetcher's libtorrent sees only 127.0.0.1 (its tunnel ports)" ||
+  not_ok "F2 peer list" "$("$GV" torrents --json --data-dir "$TMP/F2")"
+
+# ---- 3. a broadcasting fetcher, the silent seeder S2 ----
+start G --broadcast --listen "$(addr 7)" --peer "$(addr 0)" || not_ok "G starts"
+wait_for 20 holds G "$id_S2" "bt:$v1b"
+out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1b" --out out3 --timeout 60s --data-dir "$TMP/G" 2>&1); rc=$?
+got=$(sha256sum <"$TMP/out3/two.bin" 2>/dev/null | cut -d' ' -f1)
+[ $rc = 0 ] && [ "$got" = "$want2" ] &&
+  ok "a broadcasting fetcher gets a silent seeder's file through its relay (sha256)" ||
+  not_ok "broadcasting fetcher, silent seeder" "rc=$rc $(tail -3 <<<"$out")"
+
+# ---- no silent address anywhere ----
+leaks=""
+for n in R B C S F S2 F2 G; do
+  text="$(peers_of "$n") $("$GV" torrents --json --data-dir "$TMP/$n")"
+  for sip in "${silent_ips[@]}"; do
+    grep -qF "\"$sip:" <<<"$text" && leaks+="$n shows $sip; "
+  done
+done
+silent_bare=$(peers_of R | J "all(not p['addresses'] and 'tport' not in p for p in d if not p['broadcasting'])")
+if [ -z "$leaks" ] && [ "$silent_bare" = True ]; then
+  ok "no silent address in any node's peers --json, records or libtorrent peer lists"
+else not_ok "a silent address leaked" "$leaks $silent_bare"; fi
+
+stop_pids "$pid_R" "$pid_B" "$pid_C" "$pid_S" "$pid_F" "$pid_S2" "$pid_F2" "$pid_G"
+finish
