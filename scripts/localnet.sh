@@ -9,7 +9,8 @@
 # Then two AI-agent names talk through the relay: boot1 makes a team that
 # bcast1 and the silent silent2 join, demo:alice on bcast1 sends demo:bob
 # on silent2 a message, bob takes it and answers, and alice's trace shows
-# every state of hers.
+# every state of hers. Then the silent silent2 shares a file, and the
+# silent silent3 fetches it through a tunnel via a broadcasting node.
 # Ctrl-C stops everything cleanly.
 #
 # Environment: BUILD (default build), RUN_DIR (default run), BASE_PORT
@@ -133,6 +134,34 @@ relay_demo() {
   echo
 }
 
+# torrent_demo: silent2 shares a file; silent3, silent too, fetches it. Both
+# are silent, so the bytes go through a tunnel via a broadcasting node.
+torrent_demo() {
+  local v1 out
+  echo
+  mkdir -p "$RUN/share" "$RUN/fetched"
+  [ -f "$RUN/share/demo.bin" ] || head -c $((16 << 20)) /dev/urandom >"$RUN/share/demo.bin"
+  echo "torrent: silent2 shares $RUN/share/demo.bin (16 MiB)"
+  out=$("$GV" share "$RUN/share/demo.bin" --json --data-dir "$RUN/silent2" 2>&1)
+  v1=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["v1"])' "$out" 2>/dev/null)
+  if [ -z "$v1" ]; then
+    echo "  share failed: $out"
+    return
+  fi
+  echo "  v1 $v1"
+  python3 -c 'import json,sys; print("  magnet", json.loads(sys.argv[1])["magnet"])' "$out"
+  sleep 2
+  echo "torrent: silent3 (silent) fetches it: grapevine fetch $v1"
+  "$GV" fetch "$v1" --out "$RUN/fetched" --timeout 60s --data-dir "$RUN/silent3" 2>&1 |
+    tr '\r' '\n' | grep -v '^$' | tail -n 4 | sed 's/^/  /'
+  if cmp -s "$RUN/share/demo.bin" "$RUN/fetched/demo.bin"; then
+    echo "torrent: the fetched file is identical (sha256 $(sha256sum <"$RUN/fetched/demo.bin" | cut -c1-16)...)"
+  else
+    echo "torrent: the fetch did not complete; see $RUN/silent3/log"
+  fi
+  echo
+}
+
 t=0
 asked=0
 while :; do
@@ -149,6 +178,7 @@ while :; do
   fi
   if [ "$t" -eq 8 ]; then
     relay_demo
+    torrent_demo
   fi
   if [ -n "${DEMO_SECONDS:-}" ] && [ "$t" -ge "$DEMO_SECONDS" ]; then
     stop_all
