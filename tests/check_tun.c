@@ -653,6 +653,19 @@ START_TEST(test_limits) {
     ck_assert_uint_eq(gv_tun_streams(N[1].t), 2);
     discard_queue();
   }
+  /* A socket that reads on while paused: the core holds at most
+   * GV_TUN_HELD_MAX bytes beyond the window, then refuses. */
+  {
+    static uint8_t big[GV_TUN_HELD_MAX];
+    fsock *f1 = f[1];
+    ck_assert_int_eq(gv_tun_local_read(N[0].t, f1->h, big, GV_TUN_WINDOW), 0);
+    drain(0);
+    ck_assert(f1->paused);
+    ck_assert_int_eq(gv_tun_local_read(N[0].t, f1->h, big, GV_TUN_HELD_MAX), 0);
+    ck_assert_int_eq(gv_tun_local_read(N[0].t, f1->h, big, 1), GV_ELIMIT);
+    ck_assert_int_eq(gv_tun_check(N[0].t, NULL), 0);
+    discard_queue();
+  }
   /* No stream to ourselves; none on a link that is not up. */
   ck_assert_int_eq(gv_tun_open(N[0].t, link_id(0, 0), N[0].id, IH, &h, &why),
                    GV_EINVAL);
