@@ -111,8 +111,14 @@ static gv_tact *push(gv_tun *t, gv_tact_type type) {
 }
 
 bool gv_tun_next(gv_tun *t, gv_tact *a) {
-  if (t->act_head == t->n_acts)
+  if (t->act_head == t->n_acts) {
+#ifdef GV_DEBUG /* node/invariant.h: checked when the actions are drained */
+    gv_why why;
+    if (gv_tun_check(t, &why) < 0)
+      gv__invariant_failed(why.text, __FILE__, __LINE__);
+#endif
     return false;
+  }
   *a = t->acts[t->act_head++];
   if (t->act_head == t->n_acts)
     t->act_head = t->n_acts = 0;
@@ -697,8 +703,10 @@ int gv_tun_local_read(gv_tun *t, gv_tun_local local, const uint8_t *b,
   stream *s = local_find(t, local);
   half *h;
 
-  if (!s || s->connecting || len == 0)
+  if (!s || len == 0)
     return 0;
+  if (NEVER(s->connecting)) /* the driver reads only a connected socket */
+    return GV_ESTATE;
   h = &s->h[0];
   if (s->held_len - s->held_off + len > GV_TUN_HELD_MAX)
     return GV_ELIMIT;
