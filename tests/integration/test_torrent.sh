@@ -173,4 +173,8 @@ if [ $rc = 0 ] && wait_for 15 lacks f "$id_s1" "bt:$v1" && [ -f "$TMP/d1/data.bi
 else not_ok "unshare" "$rc $out $(peers_of f)"; fi
 
 stop_pids "$pid_s1" "$pid_f" "$pid_x" "$pid_g" "$pid_h"
+# Under `make asan`, any sanitizer report in any node's log fails the run.
+if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TMP"/*.log; then
+  not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"
+else ok "no sanitizer report in any node's log"; fi
 finish
