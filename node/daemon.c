@@ -1262,6 +1262,8 @@ static int start_torrent(gv_node *n, gv_why *why) {
                           dir, &tor_cbs, n, why)) < 0)
     return rc;
   gv_engine_set_tport(n->engine, gv_torsvc_port(n->tor), now_ms(n));
+  publish_repos(n); /* the shares listed from the last run */
+  drain(n);
   return start_tunnels(n, ip, gv_torsvc_port(n->tor), why);
 }
 
@@ -1354,8 +1356,6 @@ static int start(gv_node *n, gv_why *why) {
     return rc;
   if ((rc = start_relay(n, why)) < 0)
     return rc;
-  if ((rc = start_torrent(n, why)) < 0)
-    return rc;
   snprintf(path, sizeof(path), "%s/control.sock", n->dir);
   if ((rc = gv_ctlsrv_start(&n->ctl, n->loop, path, n->engine, n->lc, &ctl_cbs,
                             n, why)) < 0)
@@ -1373,6 +1373,9 @@ static int start(gv_node *n, gv_why *why) {
   n->wake.data = n->second.data = n->grace.data = n;
   n->announce.data = n;
   uv_timer_start(&n->second, on_second, 1000, 1000);
+  /* After the timers: re-adding the listed torrents drains the engine. */
+  if ((rc = start_torrent(n, why)) < 0)
+    return rc;
   gv_trkjobs_start(n->jobs, n->cfg.bootstrap ? RENEW_MS : TRACKER_RETRY_MS);
   uv_signal_init(n->loop, &n->sigint);
   uv_signal_init(n->loop, &n->sigterm);

@@ -297,29 +297,16 @@ static tent *tent_new(gv_torsvc *s, const gv_tor_ih *ih, bool share,
 
 /* One line of the list back into the session. */
 static void load_line(gv_torsvc *s, char *line) {
-  char *f[5], *save = NULL, key[65];
+  char *f[5], key[65];
   gv_tor_ih ih;
   gv_why why = {""};
   int k = 0, rc;
 
   memset(&ih, 0, sizeof(ih));
-  for (char *p = strtok_r(line, "\t", &save); p != NULL && k < 5;
-       p = strtok_r(NULL, "\t", &save))
+  /* Fields may be empty (no v1, no v2, no repo): strsep keeps them. */
+  for (char *p; k < 5 && (p = strsep(&line, "\t")) != NULL;)
     f[k++] = p;
-  /* strtok_r folds empty fields: v1 or v2 may be empty */
-  if (k == 4 && strlen(f[1]) == 64) { /* v2 only, no repo */
-    f[4] = f[3];
-    f[3] = f[2];
-    f[2] = f[1];
-    f[1] = "";
-    k = 5;
-  }
-  if (k == 4) { /* no repo */
-    f[4] = f[3];
-    f[3] = "";
-    k = 5;
-  }
-  if (k != 5 || s->n >= GV_TORSVC_MAX) {
+  if (k != 5 || line != NULL || s->n >= GV_TORSVC_MAX) {
     gv_logf(s->log, GV_LOG_WARN, "torrent: a line of %s/list is refused",
             s->dir);
     return;
@@ -456,9 +443,8 @@ static void holder(gv_torsvc *s, tent *t, const uint8_t id[GV_ID_BYTES],
   }
 }
 
-/* Holders of one fetch: the table now, and a PEER_REQUEST whose answers
- * come through gv_torsvc_report(). */
-static void find_holders(gv_torsvc *s, tent *t) {
+/* The holders of one fetch that this node's table knows. */
+static void scan_table(gv_torsvc *s, tent *t) {
   char repo[GV_REPO_MAX + 1];
   const gv_peer_entry *p;
 
@@ -466,6 +452,15 @@ static void find_holders(gv_torsvc *s, tent *t) {
   for (size_t i = 0; (p = gv_engine_table_at(s->engine, i)) != NULL; i++)
     if (gv_peer_entry_has_repo(p, repo))
       holder(s, t, p->id, p->broadcasting, p->addrs, p->n_addrs, p->tport);
+}
+
+/* Holders of one fetch: the table now, and a PEER_REQUEST whose answers
+ * come through gv_torsvc_report(). */
+static void find_holders(gv_torsvc *s, tent *t) {
+  char repo[GV_REPO_MAX + 1];
+
+  scan_table(s, t);
+  ih_repo(&t->ih, repo);
   t->req_live = gv_engine_request(s->engine, repo, GV_MAX_PEERS, t->req_id,
                                   s->cbs.now(s->ctx)) == 0;
   s->cbs.changed(s->ctx);
@@ -521,6 +516,12 @@ static void on_event(gv_torsvc *s, const gv_tor_event *ev) {
 
   ih_key(&ev->ih, key);
   switch (ev->type) {
+  case GV_TOR_EV_ADDED:
+    /* libtorrent drops a connect made before the torrent is in its
+     * session: dial the known holders again now that it is. */
+    if (t != NULL && !t->share && !t->done && ev->err == 0)
+      scan_table(s, t);
+    break;
   case GV_TOR_EV_PIECE:
     if (t != NULL && t->first_piece_ns == 0)
       t->first_piece_ns = uv_hrtime();
@@ -547,7 +548,12 @@ static void on_event(gv_torsvc *s, const gv_tor_event *ev) {
             gv_tor_ev_name(ev->type), ev->piece);
     break;
   case GV_TOR_EV_METADATA:
-    gv_logf(s->log, GV_LOG_DEBUG, "torrent %s: metadata", key);
+    gv_logf(s->log, GV_LOG_DEBUG, "torrent %s: metadata after %.1f ms", key,
+            t != NULL ? (double)(uv_hrtime() - t->added_ns) / 1e6 : 0.0);
+    /* It was added again with its info dict: dial the holders now rather
+     * than at libtorrent's next connect round. */
+    if (t != NULL && !t->done)
+      scan_table(s, t);
     break;
   default: break;
   }
@@ -951,9 +957,7 @@ int gv_torsvc_new(gv_torsvc **out, uv_loop_t *loop, gv_engine *engine,
     gv_torsvc_stop(s);
     return rc;
   }
-  load_list(s);
-  if (s->n > 0)
-    s->cbs.names_changed(s->ctx);
+  load_list(s); /* the owner publishes gv_torsvc_names() once we return */
   for (size_t i = 0; i < s->n; i++)
     if (!s->t[i]->share)
       find_arm(s);

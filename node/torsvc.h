@@ -69,7 +69,9 @@ typedef struct gv_torsvc_cbs {
 
 /* Starts the session on cfg's torrent keys, listening on listen_ip
  * (NULL: 127.0.0.1), with its state under dir (created 0700), and adds
- * every listed torrent again. *out is freed by gv_torsvc_stop(). */
+ * every listed torrent again; the caller then publishes gv_torsvc_names()
+ * (names_changed is called only for later changes). *out is freed by
+ * gv_torsvc_stop(). */
 int gv_torsvc_new(gv_torsvc **out, uv_loop_t *loop, gv_engine *engine,
                   gv_log *log, const gv_config *cfg, const char *listen_ip,
                   const char *dir, const gv_torsvc_cbs *cbs, void *ctx,

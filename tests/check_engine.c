@@ -622,6 +622,46 @@ START_TEST(test_set_relays) {
 }
 END_TEST
 
+/* The torrent port (PROTOCOL.md §6.5 tport): a broadcasting node's record
+ * names it and every node's table holds it; going silent drops it from the
+ * record, going broadcasting again names it again. */
+START_TEST(test_set_tport) {
+  const gv_peer_entry *p;
+  uint8_t id[32];
+
+  h_init(2);
+  broadcasting(0, "198.51.100.2:7411");
+  broadcasting(1, "198.51.100.3:7411");
+  h_start();
+  h_connect(0, 1);
+  h_pump();
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_tport(H.e[0], 6881, H.now), 0);
+  h_pump();
+  ck_assert_int_ge(updates_from(0, id), 1);
+  p = gv_engine_table_get(H.e[1], H.ids[0].pk);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq(p->tport, 6881);
+  ck_assert_ptr_nonnull(strstr(p->body, "\"tport\":6881"));
+  /* the same port again: nothing is signed */
+  H.now += 10;
+  h_clear_log();
+  ck_assert_int_eq(gv_engine_set_tport(H.e[0], 6881, H.now), 0);
+  h_pump();
+  ck_assert_int_eq(H.nlog, 0);
+  /* silent: the record names no port */
+  H.now += 10;
+  ck_assert_int_eq(
+      gv_engine_set_broadcast(H.e[0], false, false, NULL, 0, H.now), 0);
+  h_pump();
+  p = gv_engine_table_get(H.e[1], H.ids[0].pk);
+  ck_assert(!p->broadcasting);
+  ck_assert_uint_eq(p->tport, 0);
+  ck_assert_ptr_null(strstr(p->body, "tport"));
+}
+END_TEST
+
 /* Relays belong to silent nodes: a broadcasting one is refused, going
  * broadcasting drops them; bad sets are refused; a refusal sends nothing. */
 START_TEST(test_set_relays_refused) {
@@ -1502,6 +1542,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_silent_refuses_inbound);
   tcase_add_test(tc, test_set_relays);
   tcase_add_test(tc, test_set_relays_refused);
+  tcase_add_test(tc, test_set_tport);
   tcase_add_test(tc, test_silent_relays_carry_no_address);
   tcase_add_test(tc, test_request_reverse_path);
   tcase_add_test(tc, test_repair_pulls_missed_message);

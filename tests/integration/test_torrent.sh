@@ -123,6 +123,9 @@ sleep 1.2 # past GV_TOR_RESUME_MS: the verified pieces are in the resume file
 { kill -9 "$pid_h"; wait "$pid_h"; } 2>/dev/null
 wait "$fpid" 2>/dev/null
 start h --broadcast --listen "$(addr 6)" --peer "$(addr 1)"
+listed=$("$GV" torrents --json --data-dir "$TMP/h" | J "any(t['v1']=='$v1' for t in d)")
+[ "$listed" = True ] && ok "the restarted node has the fetch back from its list before it is asked" ||
+  not_ok "fetch listed after restart" "$("$GV" torrents --json --data-dir "$TMP/h")"
 out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1" --out outh --timeout 60s --json --data-dir "$TMP/h" 2>&1); rc=$?
 first=$(head -1 <<<"$out" | J "d['done']" 2>/dev/null)
 got=$(sha256sum <"$TMP/outh/data.bin" 2>/dev/null | cut -d' ' -f1)
@@ -130,6 +133,20 @@ if [ "$p" -ge 40 ] && [ "$p" -lt 100 ] && [ $rc = 0 ] && [ "$got" = "$want" ] &&
    [ "${first%.*}" -gt 0 ] 2>/dev/null; then
   ok "kill -9 of the fetcher at $p%, restart: fetch resumes from ${first%.*} bytes and completes (sha256)"
 else not_ok "fetcher killed and resumed" "at $p%, first done=$first rc=$rc $(tail -2 <<<"$out")"; fi
+
+# ---- kill -9 a seeder, restart it: it shares again, on a new port ----
+old=$(peers_of f | J "[p.get('tport',0) for p in d if p['id']=='$id_s1'][0]")
+{ kill -9 "$pid_s1"; wait "$pid_s1"; } 2>/dev/null
+start s1 --broadcast --listen "$(addr 1)" --torrent-upload-rate $RATE
+new_tport() { peers_of f | J "any(p['id']=='$id_s1' and p.get('tport',0) not in (0,$old) and 'bt:$v1' in p['repositories'] for p in d)" | grep -qx True; }
+"$GV" unshare "$v1" --delete --data-dir "$TMP/f" >/dev/null
+if wait_for 20 new_tport; then
+  out=$(cd "$TMP" && timeout 90 "$GV" fetch "$v1" --out out2 --timeout 30s --data-dir "$TMP/f" 2>&1); rc=$?
+  got=$(sha256sum <"$TMP/out2/data.bin" 2>/dev/null | cut -d' ' -f1)
+  [ $rc = 0 ] && [ "$got" = "$want" ] &&
+    ok "a seeder killed and restarted shares again (new tport in its record) and serves (sha256)" ||
+    not_ok "fetch from the restarted seeder" "rc=$rc $out"
+else not_ok "restarted seeder's record" "old tport $old: $(peers_of f)"; fi
 
 # ---- bad input, no holder ----
 out=$("$GV" fetch zz --data-dir "$TMP/nonode" 2>&1); rc=$?
@@ -156,4 +173,8 @@ if [ $rc = 0 ] && wait_for 15 lacks f "$id_s1" "bt:$v1" && [ -f "$TMP/d1/data.bi
 else not_ok "unshare" "$rc $out $(peers_of f)"; fi
 
 stop_pids "$pid_s1" "$pid_f" "$pid_x" "$pid_g" "$pid_h"
+# Under `make asan`, any sanitizer report in any node's log fails the run.
+if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TMP"/*.log; then
+  not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"
+else ok "no sanitizer report in any node's log"; fi
 finish
