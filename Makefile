@@ -72,7 +72,7 @@ BENCH_BINS := $(BUILD)/bench/bench_proto $(BUILD)/bench/bench_store \
               $(BUILD)/bench/bench_db $(BUILD)/bench/bench_rstore \
               tests/bench/bench_node.sh tests/bench/bench_relay.sh \
               tests/bench/bench_wrap.sh \
-              tests/bench/bench_mcp.sh
+              tests/bench/bench_mcp.sh $(BUILD)/bench/bench_tun
 BENCH_BINS += $(BUILD)/bench/bench_tunnel
 # Packages only the benchmarks link (the relay bench's MQTT anchor client).
 BENCH_PKGS := libmosquitto
@@ -144,6 +144,11 @@ $(BUILD)/bench/bench_store: $(call obj,tests/bench/bench_store.c) \
 
 $(BUILD)/bench/bench_db: $(call obj,tests/bench/bench_db.c) \
     $(BUILD)/libgvnode.a $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bench/bench_tun: $(call obj,tests/bench/bench_tun.c) \
+    $(BUILD)/libgvcore.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

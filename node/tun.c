@@ -695,8 +695,10 @@ int gv_tun_local_read(gv_tun *t, gv_tun_local local, const uint8_t *b,
   stream *s = local_find(t, local);
   half *h;
 
-  if (!s || s->connecting || len == 0)
+  if (!s || len == 0)
     return 0;
+  if (NEVER(s->connecting)) /* the driver reads only a connected socket */
+    return GV_ESTATE;
   h = &s->h[0];
   if (s->held_len - s->held_off + len > GV_TUN_HELD_MAX)
     return GV_ELIMIT;

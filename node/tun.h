@@ -157,7 +157,8 @@ void gv_tun_local_connected(gv_tun *t, gv_tun_local local, int status);
  * and keeps the rest, PAUSEing the socket while it keeps any or the
  * window is spent; RESUME follows when credit drains it. GV_ELIMIT if the
  * held bytes would pass GV_TUN_HELD_MAX (the driver should then close the
- * socket); 0 for an unknown handle (ignored). */
+ * socket); GV_ESTATE for a socket whose CONNECT has not been answered; 0
+ * for an unknown handle (ignored). */
 int gv_tun_local_read(gv_tun *t, gv_tun_local local, const uint8_t *b,
                       size_t len);
 /* n more bytes of the WRITE actions for local were written, in order. The
