@@ -206,7 +206,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     io->st.bytes_read += (uint64_t)n;
     rc = gv_tun_local_read(io->core, s->local, (const uint8_t *)buf->base,
                            (size_t)n);
-    if (rc < 0) /* the core holds too much of it: a broken promise */
+    if (rc < 0) /* refused: more held than GV_TUN_HELD_MAX */
       sock_end(s, rc);
   }
   changed(io);
