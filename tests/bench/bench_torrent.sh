@@ -13,10 +13,14 @@
 #     once the seeder's record is in its table, plaintext
 #     (torrent-encryption disabled, beside the plaintext anchor) and RC4;
 #     the node's own clock: from the fetch's add to its last verified piece
-#     (fetch_ms) and to its first (first_piece_ms).
+#     (fetch_ms) and to its first (first_piece_ms);
+#   - tunnelled: a silent seeder and a silent fetcher linked only to a
+#     broadcasting relay node, so the peer stream goes through channel-3
+#     tunnels (docs/TUNNEL.md), plaintext and RC4, beside the direct pair.
 # Prints MB/s (10^6 bytes) and the ratio to the anchor (goal >= 0.9), and
 # the time from adding the torrent with a known peer to the first verified
-# piece (goal < 200 ms). Never fails for being slow; fails if a transfer
+# piece (goal < 200 ms), and the tunnelled path's ratio to the direct one.
+# Never fails for being slow; fails if a transfer
 # does not complete or its bytes differ.
 #
 #   tests/bench/bench_torrent.sh [BUILD_DIR]   (make bench runs it)
@@ -104,28 +108,32 @@ best "gv_tor RC4" "$B/tests/tor_peer" fetch --torrent "$TMP/rc4.torrent" \
   --out "$TMP/out" --state "$TMP/state" --peer "127.0.0.1:$PORT"
 rc4=$MBS rc4_first=$FIRST
 
-# through Grapevine: gvpair MODE [NODE ARGS...]: a seeder node and a
-# fetcher node linked to it; share, wait until the fetcher's table has the
-# seeder's bt: name, then fetch RUNS times (unshare --delete between runs).
+# through Grapevine. gvnode DIR ARGS...: a node in the background;
+# gvwait DIR...: until each answers status (10 s at most).
 G=$B/grapevine
-gvpair() {
-  local mode=$1 base=$((20000 + RANDOM % 10000)) i out ms first mbs v1
+gvnode() {
+  local d=$1
   shift
-  local s=$TMP/gv-$mode-s f=$TMP/gv-$mode-f
-  "$G" node --data-dir "$s" --broadcast --listen "127.0.0.1:$base" "$@" \
-    >"$s.log" 2>&1 &
+  "$G" node --data-dir "$d" "$@" >"$d.log" 2>&1 &
   pids+=($!)
-  "$G" node --data-dir "$f" --broadcast --listen "127.0.0.1:$((base + 1))" \
-    --peer "127.0.0.1:$base" "$@" >"$f.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    "$G" status --data-dir "$s" >/dev/null 2>&1 &&
-      "$G" status --data-dir "$f" >/dev/null 2>&1 && break
-    sleep 0.1
+}
+gvwait() {
+  local d
+  for d in "$@"; do
+    for _ in $(seq 1 100); do
+      "$G" status --data-dir "$d" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
   done
+}
+# gvfetch LABEL SEEDER FETCHER: share on SEEDER, wait until FETCHER's table
+# has its bt: name, then fetch RUNS times (unshare --delete between runs);
+# sets MBS (best) and FIRST (its first-piece ms).
+gvfetch() {
+  local label=$1 s=$2 f=$3 i out ms first mbs v1
   v1=$("$G" share "$TMP/src/data.bin" --json --data-dir "$s" |
     sed -n 's/.*"v1":"\([0-9a-f]*\)".*/\1/p')
-  [ -n "$v1" ] || { echo "bench_torrent: share failed ($mode)" >&2; exit 1; }
+  [ -n "$v1" ] || { echo "bench_torrent: share failed ($label)" >&2; exit 1; }
   for _ in $(seq 1 150); do
     "$G" peers --json --data-dir "$f" | grep -q "bt:$v1" && break
     sleep 0.2
@@ -137,24 +145,51 @@ gvpair() {
       --data-dir "$f" | tail -1)
     grep -q '"event":"result","ok":true' <<<"$out" &&
       [ "$(sha256sum <"$TMP/out/data.bin" | cut -d' ' -f1)" = "$want" ] || {
-      echo "bench_torrent: fetch through grapevine failed ($mode): $out" >&2
+      echo "bench_torrent: fetch through grapevine failed ($label): $out" >&2
       exit 1
     }
     ms=$(sed -n 's/.*"fetch_ms":\([0-9.]*\).*/\1/p' <<<"$out")
     first=$(sed -n 's/.*"first_piece_ms":\([0-9.]*\).*/\1/p' <<<"$out")
     first=$(awk -v f="$first" 'BEGIN {printf "%.1f", f}')
     mbs=$(awk -v m="$MIB" -v t="$ms" 'BEGIN {printf "%.1f", m * 1048576 / 1e6 / (t / 1000)}')
-    echo "  grapevine $mode run $i: $mbs MB/s, first piece after $first ms"
+    echo "  grapevine $label run $i: $mbs MB/s, first piece after $first ms"
     if awk -v a="$mbs" -v b="$MBS" 'BEGIN {exit !(a > b)}'; then
       MBS=$mbs FIRST=$first
     fi
     "$G" unshare "$v1" --delete --data-dir "$f" >/dev/null
   done
 }
+# gvpair MODE [NODE ARGS...]: a broadcasting seeder and a broadcasting
+# fetcher linked to it: libtorrent connects directly.
+gvpair() {
+  local mode=$1 base=$((20000 + RANDOM % 10000))
+  shift
+  gvnode "$TMP/gv-$mode-s" --broadcast --listen "127.0.0.1:$base" "$@"
+  gvnode "$TMP/gv-$mode-f" --broadcast --listen "127.0.0.1:$((base + 1))" \
+    --peer "127.0.0.1:$base" "$@"
+  gvwait "$TMP/gv-$mode-s" "$TMP/gv-$mode-f"
+  gvfetch "$mode" "$TMP/gv-$mode-s" "$TMP/gv-$mode-f"
+}
+# gvtunnel MODE [NODE ARGS...]: a silent seeder and a silent fetcher, both
+# linked only to a broadcasting relay: the bytes go through a tunnel.
+gvtunnel() {
+  local mode=$1 base=$((20000 + RANDOM % 10000)) d=$TMP/gv-tun-$1
+  shift
+  gvnode "$d-r" --broadcast --listen "127.0.0.1:$base" "$@"
+  gvwait "$d-r"
+  gvnode "$d-s" --peer "127.0.0.1:$base" "$@"
+  gvnode "$d-f" --peer "127.0.0.1:$base" "$@"
+  gvwait "$d-s" "$d-f"
+  gvfetch "tunnelled $mode" "$d-s" "$d-f"
+}
 gvpair plaintext --torrent-encryption disabled
 gvp=$MBS gvp_first=$FIRST
 gvpair rc4
 gvr=$MBS gvr_first=$FIRST
+gvtunnel plaintext --torrent-encryption disabled
+gvtp=$MBS gvtp_first=$FIRST
+gvtunnel rc4
+gvtr=$MBS gvtr_first=$FIRST
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 printf '%-36s %8s %10s %18s\n' "" "MB/s" "ratio" "first piece (ms)"
@@ -164,3 +199,7 @@ printf '%-36s %8s %10s %18s\n' "gv_tor, RC4 (default)" "$rc4" "$(ratio "$rc4" "$
 printf '%-36s %8s %10s %18s\n' "grapevine share+fetch, plaintext" "$gvp" "$(ratio "$gvp" "$bare")" "$gvp_first"
 printf '%-36s %8s %10s %18s\n' "grapevine share+fetch, RC4 (default)" "$gvr" "$(ratio "$gvr" "$bare")" "$gvr_first"
 echo "goals: ratio >= 0.9 (plaintext against the anchor), first piece < 200 ms"
+echo "tunnelled: silent seeder to silent fetcher through a broadcasting relay"
+printf '%-36s %8s %18s %18s\n' "" "MB/s" "ratio to direct" "first piece (ms)"
+printf '%-36s %8s %18s %18s\n' "tunnelled, plaintext" "$gvtp" "$(ratio "$gvtp" "$gvp")" "$gvtp_first"
+printf '%-36s %8s %18s %18s\n' "tunnelled, RC4 (default)" "$gvtr" "$(ratio "$gvtr" "$gvr")" "$gvtr_first"
