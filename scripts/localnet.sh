@@ -139,10 +139,12 @@ relay_demo() {
 torrent_demo() {
   local v1 out
   echo
-  mkdir -p "$RUN/share" "$RUN/fetched"
-  [ -f "$RUN/share/demo.bin" ] || head -c $((16 << 20)) /dev/urandom >"$RUN/share/demo.bin"
-  echo "torrent: silent2 shares $RUN/share/demo.bin (16 MiB)"
-  out=$("$GV" share "$RUN/share/demo.bin" --json --data-dir "$RUN/silent2" 2>&1)
+  # under the nodes' own directories: run/ holds one directory per process
+  local src=$RUN/silent2/share/demo.bin dst=$RUN/silent3/fetched
+  mkdir -p "${src%/*}" "$dst"
+  [ -f "$src" ] || head -c $((16 << 20)) /dev/urandom >"$src"
+  echo "torrent: silent2 shares $src (16 MiB)"
+  out=$("$GV" share "$src" --json --data-dir "$RUN/silent2" 2>&1)
   v1=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["v1"])' "$out" 2>/dev/null)
   if [ -z "$v1" ]; then
     echo "  share failed: $out"
@@ -152,10 +154,10 @@ torrent_demo() {
   python3 -c 'import json,sys; print("  magnet", json.loads(sys.argv[1])["magnet"])' "$out"
   sleep 2
   echo "torrent: silent3 (silent) fetches it: grapevine fetch $v1"
-  "$GV" fetch "$v1" --out "$RUN/fetched" --timeout 60s --data-dir "$RUN/silent3" 2>&1 |
+  "$GV" fetch "$v1" --out "$dst" --timeout 60s --data-dir "$RUN/silent3" 2>&1 |
     tr '\r' '\n' | grep -v '^$' | tail -n 4 | sed 's/^/  /'
-  if cmp -s "$RUN/share/demo.bin" "$RUN/fetched/demo.bin"; then
-    echo "torrent: the fetched file is identical (sha256 $(sha256sum <"$RUN/fetched/demo.bin" | cut -c1-16)...)"
+  if cmp -s "$src" "$dst/demo.bin"; then
+    echo "torrent: the fetched file is identical (sha256 $(sha256sum <"$dst/demo.bin" | cut -c1-16)...)"
   else
     echo "torrent: the fetch did not complete; see $RUN/silent3/log"
   fi

@@ -25,6 +25,9 @@ if [ $rc -eq 0 ] && grep -q "1 node(s) hold 'linux'" <<<"$out" &&
    ! grep -Eq "\(starting\)| 0 +[0-9]+$" <<<"$last"; then
   ok "make run: 7 nodes link up, a silent node finds 'linux', Ctrl-C stops cleanly"
 else not_ok "localnet" "$out"; fi
+grep -q "torrent: the fetched file is identical" <<<"$out" &&
+  ok "make run: a silent node fetches the file another silent node shares" ||
+  not_ok "make run: torrent demo" "$(grep -A4 'torrent:' <<<"$out")"
 if [ ! -x "$BUILD/grapevine-tracker" ]; then
   ok "tracker not built: nodes bootstrapped from seeds # SKIP"
 elif grep -q "tracker: registered" "$TMP/run/boot1/log" &&
