@@ -151,7 +151,9 @@ struct gv_msg {
  * signature, unless find said 2) run as for any message, in the same
  * order. `put` gets every body that passed all its checks but a
  * PEER_LIST_RESPONSE (whose embedded records are checked against the
- * receiver's clock); sig_checked: its signature was verified. */
+ * receiver's clock); sig_checked: its signature was verified. With a
+ * memo, gv_msg_decode() also reads the envelopes our encoders write (a
+ * gossip hop, a HELLO) without a cJSON tree, to the same result. */
 typedef struct gv_msg_memo {
   int (*find)(void *ctx, const char *body, size_t len, gv_msg *m);
   void (*put)(void *ctx, const gv_msg *m, bool sig_checked);
