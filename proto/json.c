@@ -287,35 +287,49 @@ int gv_json_array(const cJSON *obj, const char *key, int max, const cJSON **arr,
 
 /* ---- the canonical form ---- */
 
+/* 1 for a byte a string of the canonical form holds as it is: printable
+ * ASCII (0x20..0x7e) but '"' and '\\'. */
+/* clang-format off */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+static const uint8_t str_plain[256] = {
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: '"' */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: '\\' */
+    R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70: DEL */
+};
+#undef R16
+/* clang-format on */
+
 /* A string of printable ASCII at *p whose only escapes are \" and \\,
- * unescaped into t (room for it checked); advances *p past it. */
+ * unescaped into *o (below o_end, with its NUL); advances *p and *o.
+ * Unescaping never lengthens, so room for the rest of the text is asked
+ * once: a long string in a short buffer is a no. */
 static bool scan_str(const char **p, const char *end, gv_json_tok *t, char **o,
                      const char *o_end) {
-  const char *q = *p;
+  const unsigned char *q = (const unsigned char *)*p,
+                      *e = (const unsigned char *)end;
   char *w = *o;
 
-  if (q >= end || *q++ != '"')
+  if (q >= e || *q++ != '"' || o_end - w <= e - q)
     return false;
   t->s = w;
   for (;;) {
-    unsigned char c;
-    if (q >= end || w >= o_end)
+    while (q < e && str_plain[*q])
+      *w++ = (char)*q++;
+    if (q >= e)
       return false;
-    c = (unsigned char)*q++;
-    if (c == '"')
+    if (*q == '"')
       break;
-    if (c == '\\') {
-      if (q >= end || (*q != '"' && *q != '\\'))
-        return false;
-      c = (unsigned char)*q++;
-    } else if (c < 0x20 || c > 0x7e) {
+    if (*q != '\\' || q + 1 >= e || (q[1] != '"' && q[1] != '\\'))
       return false;
-    }
-    *w++ = (char)c;
+    *w++ = (char)q[1];
+    q += 2;
   }
   t->len = (size_t)(w - t->s);
   *w++ = '\0';
-  *p = q;
+  *p = (const char *)q + 1;
   *o = w;
   return true;
 }
