@@ -48,7 +48,7 @@ size_t gv_intern_count(const gv_intern *p);
  * forgotten first: forgetting costs a decode, never changes a result. The
  * engine and the link core use it when the simulator hands it to them
  * (gv_engine_cfg.bodies, gv_lcore_cfg.memo); a node never does. */
-#define GV_INTERN_MEMO_MAX 65536
+#define GV_INTERN_MEMO_MAX 131072
 
 /* The callbacks for gv_msg_policy.memo, valid as long as the pool. */
 const gv_msg_memo *gv_intern_memo(gv_intern *p);
