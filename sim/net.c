@@ -876,6 +876,12 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
       free(s);
       return GV_ENOMEM;
     }
+    /* Room for every node's record twice over (a record and its update)
+     * and the broadcasts, up to the pool's bound (about 90 MB): a long
+     * run's older bodies, long dead, are forgotten instead of held (about
+     * 0.7 KB each). */
+    if (2 * (size_t)cfg->nodes + 4096 < GV_INTERN_MEMO_MAX)
+      gv_intern_memo_max(s->bodies, 2 * (size_t)cfg->nodes + 4096);
   }
   *out = s;
   return 0;
