@@ -22,9 +22,9 @@ typedef struct item {
   char s[]; /* len bytes, then a NUL */
 } item;
 
-/* A body that passed its own checks, and what it decoded to, compact:
- * a record's names, addresses and relays (or a request's repository) sit
- * behind the body, as many as it has. */
+/* A body that passed its own checks, and what it decoded to. The union
+ * member is kept whole, so that a member added to it is kept too; a
+ * record's repository names sit behind the body. */
 typedef struct memo_ent memo_ent;
 struct memo_ent {
   uint64_t hash;  /* of the body */
@@ -35,13 +35,13 @@ struct memo_ent {
   uint64_t seq;
   int64_t ts;
   gv_msg_type type;
-  uint32_t len;   /* body bytes */
-  uint32_t names; /* bytes of the packed names (a request's: its repo) */
-  uint32_t max;   /* a request's */
-  bool sig_ok, broadcasting, bootstrap;
-  uint8_t n_addrs, n_relays, n_repos;
-  /* The body and a NUL, the names, n_addrs gv_addr, n_relays ids. */
-  char body[];
+  uint32_t len; /* body bytes */
+  bool sig_ok;
+  union {
+    gv_peer_state peer; /* repos NULL: the names are behind the body */
+    unsigned char request[sizeof(((gv_msg *)0)->u.request)];
+  } u;
+  char body[]; /* the body, a NUL, a record's packed names */
 };
 
 struct gv_intern {
@@ -230,11 +230,9 @@ static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
 
 static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   memo_ent *en = memo_get(ctx, body, len);
-  const char *tail;
 
   if (en == NULL)
     return 0;
-  tail = en->body + en->len + 1;
   memcpy(m->id, en->id, GV_MSG_ID_BYTES);
   m->type = en->type;
   memcpy(m->origin, en->origin, GV_ID_BYTES);
@@ -242,22 +240,12 @@ static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   m->ts = en->ts;
   switch (en->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
-  case GV_MSG_PEER_UPDATE: {
-    gv_peer_state *p = &m->u.peer;
-    p->broadcasting = en->broadcasting;
-    p->bootstrap = en->bootstrap;
-    p->n_addrs = en->n_addrs;
-    p->n_relays = en->n_relays;
-    p->n_repos = en->n_repos;
-    p->repos = tail;
-    memcpy(p->addrs, tail + en->names, en->n_addrs * sizeof(gv_addr));
-    memcpy(p->relays, tail + en->names + en->n_addrs * sizeof(gv_addr),
-           en->n_relays * (size_t)GV_ID_BYTES);
+  case GV_MSG_PEER_UPDATE:
+    m->u.peer = en->u.peer;
+    m->u.peer.repos = en->body + en->len + 1;
     break;
-  }
   case GV_MSG_PEER_REQUEST:
-    memcpy(m->u.request.repo, tail, en->names);
-    m->u.request.max = en->max;
+    memcpy(&m->u.request, en->u.request, sizeof(m->u.request));
     break;
   default: break;
   }
@@ -266,29 +254,24 @@ static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
 
 static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
   gv_intern *p = ctx;
-  const gv_peer_state *ps = &m->u.peer;
   bool peer =
       m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
-  size_t names = 0, more = 0;
+  size_t names = 0;
   memo_ent *en;
-  char *tail;
 
   if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len) != NULL)
     return;
-  if (peer) {
-    const char *r = ps->repos; /* packed: "a\0b\0" */
-    for (unsigned i = 0; i < ps->n_repos; i++)
+  if (peer && m->u.peer.n_repos > 0) {
+    const char *r = m->u.peer.repos; /* packed: "a\0b\0" */
+    for (unsigned i = 0; i < m->u.peer.n_repos; i++)
       r += strlen(r) + 1;
-    names = ps->n_repos > 0 ? (size_t)(r - ps->repos) : 0;
-    more = ps->n_addrs * sizeof(gv_addr) + ps->n_relays * (size_t)GV_ID_BYTES;
-  } else if (m->type == GV_MSG_PEER_REQUEST) {
-    names = strlen(m->u.request.repo) + 1;
+    names = (size_t)(r - m->u.peer.repos);
   }
   if (p->memo.len >= p->max)
     memo_evict(p);
   /* Out of memory, the body is simply not kept. */
   if (reserve(&p->memo) < 0 ||
-      (en = malloc(sizeof(*en) + m->body_len + 1 + names + more)) == NULL)
+      (en = malloc(sizeof(*en) + m->body_len + 1 + names)) == NULL)
     return;
   memset(en, 0, sizeof(*en));
   en->hash = hash(p, m->body, m->body_len);
@@ -302,23 +285,14 @@ static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
   en->ts = m->ts;
   en->type = m->type;
   en->len = (uint32_t)m->body_len;
-  en->names = (uint32_t)names;
   memcpy(en->body, m->body, m->body_len + 1);
-  tail = en->body + m->body_len + 1;
   if (peer) {
-    en->broadcasting = ps->broadcasting;
-    en->bootstrap = ps->bootstrap;
-    en->n_addrs = ps->n_addrs;
-    en->n_relays = ps->n_relays;
-    en->n_repos = ps->n_repos;
+    en->u.peer = m->u.peer;
+    en->u.peer.repos = NULL;
     if (names > 0)
-      memcpy(tail, ps->repos, names);
-    memcpy(tail + names, ps->addrs, ps->n_addrs * sizeof(gv_addr));
-    memcpy(tail + names + ps->n_addrs * sizeof(gv_addr), ps->relays,
-           ps->n_relays * (size_t)GV_ID_BYTES);
+      memcpy(en->body + m->body_len + 1, m->u.peer.repos, names);
   } else if (m->type == GV_MSG_PEER_REQUEST) {
-    memcpy(tail, m->u.request.repo, names);
-    en->max = m->u.request.max;
+    memcpy(en->u.request, &m->u.request, sizeof(en->u.request));
   }
   place(&p->memo, en);
   p->memo.len++;
