@@ -878,7 +878,7 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
     }
     /* Room for every node's record twice over (a record and its update)
      * and the broadcasts, up to the pool's bound: a long run's older
-     * bodies, long dead, are forgotten instead of held (about 0.5 KB
+     * bodies, long dead, are forgotten instead of held (about 0.75 KB
      * each). */
     if (2 * (size_t)cfg->nodes + 4096 < GV_INTERN_MEMO_MAX)
       gv_intern_memo_max(s->bodies, 2 * (size_t)cfg->nodes + 4096);
