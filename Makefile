@@ -230,6 +230,10 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(BUILD)/fuzz/fuzz_msg: tests/fuzz/fuzz_msg.c $(PROTO_SRC) common/intern.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BUILD)/fuzz/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(PROTO_SRC) node/ctl.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -Inode -o $@ $^ $(PKG_LIBS)

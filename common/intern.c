@@ -1,4 +1,5 @@
-/* common/intern.h: shared, reference-counted strings. */
+/* common/intern.h: shared, reference-counted strings, and the decoded
+ * bodies the simulator's engines share. */
 #include "intern.h"
 
 #include <sodium.h>
@@ -7,20 +8,52 @@
 
 #include "err.h"
 
+/* Both tables hold pointers to objects whose first member is their hash:
+ * open addressing, linear probing, backward-shift deletion. */
+typedef struct table {
+  void **slots; /* NULL: empty */
+  size_t cap;   /* a power of two, or 0 before the first object */
+  size_t len;
+} table;
+
 typedef struct item {
   uint64_t hash;
   uint32_t refs, len;
   char s[]; /* len bytes, then a NUL */
 } item;
 
-struct gv_intern {
-  uint8_t key[GV_INTERN_KEY_BYTES];
-  item **slots; /* NULL: empty */
-  size_t cap;   /* a power of two, or 0 before the first string */
-  size_t len;
+/* A body that passed its own checks, and what it decoded to. The union
+ * member is kept whole, so that a member added to it is kept too; a
+ * record's repository names sit behind the body. */
+typedef struct memo_ent memo_ent;
+struct memo_ent {
+  uint64_t hash;  /* of the body */
+  memo_ent *next; /* put after this one */
+  uint8_t id[GV_MSG_ID_BYTES];
+  uint8_t sig[GV_SIG_BYTES]; /* one that verified, if sig_ok */
+  uint8_t origin[GV_ID_BYTES];
+  uint64_t seq;
+  int64_t ts;
+  gv_msg_type type;
+  uint32_t len; /* body bytes */
+  bool sig_ok;
+  union {
+    gv_peer_state peer; /* repos NULL: the names are behind the body */
+    unsigned char request[sizeof(((gv_msg *)0)->u.request)];
+  } u;
+  char body[]; /* the body, a NUL, a record's packed names */
 };
 
-static uint64_t hash(const gv_intern *p, const char *s, size_t len) {
+struct gv_intern {
+  uint8_t key[GV_INTERN_KEY_BYTES];
+  table strs;
+  table memo;
+  memo_ent *oldest, *newest; /* the memo's bodies in the order put */
+  size_t max;
+  gv_msg_memo cb;
+};
+
+static uint64_t hash(const gv_intern *p, const void *s, size_t len) {
   uint8_t out[crypto_shorthash_siphash24_BYTES];
   uint64_t h;
   crypto_shorthash_siphash24(out, (const unsigned char *)s, len, p->key);
@@ -28,9 +61,65 @@ static uint64_t hash(const gv_intern *p, const char *s, size_t len) {
   return h;
 }
 
+static uint64_t hash_of(const void *obj) {
+  uint64_t h;
+  memcpy(&h, obj, sizeof(h));
+  return h;
+}
+
+/* Places obj in the first empty slot of its probe run. */
+static void place(table *t, void *obj) {
+  size_t mask = t->cap - 1, i = (size_t)hash_of(obj) & mask;
+  while (t->slots[i] != NULL)
+    i = (i + 1) & mask;
+  t->slots[i] = obj;
+}
+
+/* Room for one more object at a load factor of at most 3/4. */
+static int reserve(table *t) {
+  size_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 64;
+  void **old = t->slots;
+
+  if ((t->len + 1) * 4 <= t->cap * 3)
+    return 0;
+  if ((t->slots = calloc(cap, sizeof(*t->slots))) == NULL) {
+    t->slots = old;
+    return GV_ENOMEM;
+  }
+  t->cap = cap;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old[i] != NULL)
+      place(t, old[i]);
+  free(old);
+  return 0;
+}
+
+/* Takes obj (present) out of t; the caller frees it. */
+static void unslot(table *t, const void *obj) {
+  size_t mask = t->cap - 1, i, j;
+
+  for (i = (size_t)hash_of(obj) & mask; t->slots[i] != obj; i = (i + 1) & mask)
+    ;
+  /* Backward-shift: move later members of the probe run into the hole. */
+  for (j = (i + 1) & mask; t->slots[j] != NULL; j = (j + 1) & mask) {
+    size_t home = (size_t)hash_of(t->slots[j]) & mask;
+    /* Move j into i unless its home lies cyclically in (i, j]. */
+    if ((j > i && (home <= i || home > j)) ||
+        (j < i && home <= i && home > j)) {
+      t->slots[i] = t->slots[j];
+      i = j;
+    }
+  }
+  t->slots[i] = NULL;
+  t->len--;
+}
+
 static item *item_of(const char *s) {
   return (item *)(void *)(s - offsetof(item, s));
 }
+
+static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m);
+static void memo_put(void *ctx, const gv_msg *m, bool sig_checked);
 
 int gv_intern_new(gv_intern **out, const uint8_t key[GV_INTERN_KEY_BYTES]) {
   gv_intern *p = calloc(1, sizeof(*p));
@@ -39,53 +128,37 @@ int gv_intern_new(gv_intern **out, const uint8_t key[GV_INTERN_KEY_BYTES]) {
   if (p == NULL)
     return GV_ENOMEM;
   memcpy(p->key, key, GV_INTERN_KEY_BYTES);
+  p->max = GV_INTERN_MEMO_MAX;
+  p->cb.find = memo_find;
+  p->cb.put = memo_put;
+  p->cb.ctx = p;
   return 0;
 }
 
 void gv_intern_free(gv_intern *p) {
   if (p == NULL)
     return;
-  for (size_t i = 0; i < p->cap; i++)
-    free(p->slots[i]);
-  free(p->slots);
+  for (size_t i = 0; i < p->strs.cap; i++)
+    free(p->strs.slots[i]);
+  for (size_t i = 0; i < p->memo.cap; i++)
+    free(p->memo.slots[i]);
+  free(p->strs.slots);
+  free(p->memo.slots);
   free(p);
 }
 
-size_t gv_intern_count(const gv_intern *p) { return p->len; }
-
-/* Places it in the first empty slot of its probe run. */
-static void place(gv_intern *p, item *it) {
-  size_t mask = p->cap - 1, i = (size_t)it->hash & mask;
-  while (p->slots[i] != NULL)
-    i = (i + 1) & mask;
-  p->slots[i] = it;
-}
-
-static int grow(gv_intern *p) {
-  size_t old_cap = p->cap, cap = old_cap ? old_cap * 2 : 64;
-  item **old = p->slots;
-
-  if ((p->slots = calloc(cap, sizeof(*p->slots))) == NULL) {
-    p->slots = old;
-    return GV_ENOMEM;
-  }
-  p->cap = cap;
-  for (size_t i = 0; i < old_cap; i++)
-    if (old[i] != NULL)
-      place(p, old[i]);
-  free(old);
-  return 0;
-}
+size_t gv_intern_count(const gv_intern *p) { return p->strs.len; }
 
 const char *gv_intern_get(gv_intern *p, const char *s, size_t len) {
   uint64_t h = hash(p, s, len);
+  table *t = &p->strs;
   item *it;
 
   if (len > UINT32_MAX)
     return NULL;
-  for (size_t mask = p->cap - 1, i = (size_t)h & mask; p->cap > 0;
+  for (size_t mask = t->cap - 1, i = (size_t)h & mask; t->cap > 0;
        i = (i + 1) & mask) {
-    it = p->slots[i];
+    it = t->slots[i];
     if (it == NULL)
       break;
     if (it->hash == h && it->len == len && memcmp(it->s, s, len) == 0 &&
@@ -94,43 +167,138 @@ const char *gv_intern_get(gv_intern *p, const char *s, size_t len) {
       return it->s;
     }
   }
-  /* Keep the load factor at or below 3/4. */
-  if ((p->len + 1) * 4 > p->cap * 3 && grow(p) < 0)
-    return NULL;
-  if ((it = malloc(sizeof(*it) + len + 1)) == NULL)
+  if (reserve(t) < 0 || (it = malloc(sizeof(*it) + len + 1)) == NULL)
     return NULL;
   it->hash = h;
   it->refs = 1;
   it->len = (uint32_t)len;
   memcpy(it->s, s, len);
   it->s[len] = '\0';
-  place(p, it);
-  p->len++;
+  place(t, it);
+  t->len++;
   return it->s;
 }
 
 void gv_intern_drop(gv_intern *p, const char *s) {
   item *it;
-  size_t mask = p->cap - 1, i, j;
 
   if (s == NULL)
     return;
   it = item_of(s);
   if (--it->refs > 0)
     return;
-  for (i = (size_t)it->hash & mask; p->slots[i] != it; i = (i + 1) & mask)
-    ;
-  /* Backward-shift: move later members of the probe run into the hole. */
-  for (j = (i + 1) & mask; p->slots[j] != NULL; j = (j + 1) & mask) {
-    size_t home = (size_t)p->slots[j]->hash & mask;
-    /* Move j into i unless its home lies cyclically in (i, j]. */
-    if ((j > i && (home <= i || home > j)) ||
-        (j < i && home <= i && home > j)) {
-      p->slots[i] = p->slots[j];
-      i = j;
-    }
-  }
-  p->slots[i] = NULL;
-  p->len--;
+  unslot(&p->strs, it);
   free(it);
+}
+
+/* ---- decoded bodies ---- */
+
+const gv_msg_memo *gv_intern_memo(gv_intern *p) { return &p->cb; }
+
+size_t gv_intern_memo_count(const gv_intern *p) { return p->memo.len; }
+
+/* Forgets the oldest body. */
+static void memo_evict(gv_intern *p) {
+  memo_ent *old = p->oldest;
+
+  if ((p->oldest = old->next) == NULL)
+    p->newest = NULL;
+  unslot(&p->memo, old);
+  free(old);
+}
+
+void gv_intern_memo_max(gv_intern *p, size_t max) {
+  p->max = max > 0 ? max : 1;
+  while (p->memo.len > p->max)
+    memo_evict(p);
+}
+
+static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
+  uint64_t h = hash(p, body, len);
+  table *t = &p->memo;
+  memo_ent *en;
+
+  for (size_t mask = t->cap - 1, i = (size_t)h & mask; t->cap > 0;
+       i = (i + 1) & mask) {
+    if ((en = t->slots[i]) == NULL)
+      break;
+    if (en->hash == h && en->len == len && memcmp(en->body, body, len) == 0)
+      return en;
+  }
+  return NULL;
+}
+
+static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
+  memo_ent *en = memo_get(ctx, body, len);
+
+  if (en == NULL)
+    return 0;
+  memcpy(m->id, en->id, GV_MSG_ID_BYTES);
+  m->type = en->type;
+  memcpy(m->origin, en->origin, GV_ID_BYTES);
+  m->seq = en->seq;
+  m->ts = en->ts;
+  switch (en->type) {
+  case GV_MSG_PEER_ANNOUNCEMENT:
+  case GV_MSG_PEER_UPDATE:
+    m->u.peer = en->u.peer;
+    m->u.peer.repos = en->body + en->len + 1;
+    break;
+  case GV_MSG_PEER_REQUEST:
+    memcpy(&m->u.request, en->u.request, sizeof(m->u.request));
+    break;
+  default: break;
+  }
+  return en->sig_ok && memcmp(en->sig, m->sig, GV_SIG_BYTES) == 0 ? 2 : 1;
+}
+
+static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
+  gv_intern *p = ctx;
+  bool peer =
+      m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
+  size_t names = 0;
+  memo_ent *en;
+
+  if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len) != NULL)
+    return;
+  if (peer && m->u.peer.n_repos > 0) {
+    const char *r = m->u.peer.repos; /* packed: "a\0b\0" */
+    for (unsigned i = 0; i < m->u.peer.n_repos; i++)
+      r += strlen(r) + 1;
+    names = (size_t)(r - m->u.peer.repos);
+  }
+  if (p->memo.len >= p->max)
+    memo_evict(p);
+  /* Out of memory, the body is simply not kept. */
+  if (reserve(&p->memo) < 0 ||
+      (en = malloc(sizeof(*en) + m->body_len + 1 + names)) == NULL)
+    return;
+  memset(en, 0, sizeof(*en));
+  en->hash = hash(p, m->body, m->body_len);
+  memcpy(en->id, m->id, GV_MSG_ID_BYTES);
+  if (sig_checked) {
+    memcpy(en->sig, m->sig, GV_SIG_BYTES);
+    en->sig_ok = true;
+  }
+  memcpy(en->origin, m->origin, GV_ID_BYTES);
+  en->seq = m->seq;
+  en->ts = m->ts;
+  en->type = m->type;
+  en->len = (uint32_t)m->body_len;
+  memcpy(en->body, m->body, m->body_len + 1);
+  if (peer) {
+    en->u.peer = m->u.peer;
+    en->u.peer.repos = NULL;
+    if (names > 0)
+      memcpy(en->body + m->body_len + 1, m->u.peer.repos, names);
+  } else if (m->type == GV_MSG_PEER_REQUEST) {
+    memcpy(en->u.request, &m->u.request, sizeof(en->u.request));
+  }
+  place(&p->memo, en);
+  p->memo.len++;
+  if (p->newest != NULL)
+    p->newest->next = en;
+  else
+    p->oldest = en;
+  p->newest = en;
 }

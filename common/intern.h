@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msg.h"
+
 #define GV_INTERN_KEY_BYTES 16
 
 typedef struct gv_intern gv_intern;
@@ -35,5 +37,24 @@ void gv_intern_drop(gv_intern *p, const char *s);
 
 /* Distinct strings held. */
 size_t gv_intern_count(const gv_intern *p);
+
+/* ---- decoded bodies (SIMULATOR ONLY) ----
+ *
+ * The pool also remembers signed bodies that passed their own checks, by
+ * message id, with what they decoded to (gv_msg_memo, proto/msg.h), so that
+ * a body that a thousand engines receive (a broadcast, a node's record in
+ * the HELLO of each of its links) is parsed and validated once. At most
+ * `max` bodies are kept (GV_INTERN_MEMO_MAX unless set), the oldest put
+ * forgotten first: forgetting costs a decode, never changes a result. The
+ * engine and the link core use it when the simulator hands it to them
+ * (gv_engine_cfg.bodies, gv_lcore_cfg.memo); a node never does. */
+#define GV_INTERN_MEMO_MAX 131072
+
+/* The callbacks for gv_msg_policy.memo, valid as long as the pool. */
+const gv_msg_memo *gv_intern_memo(gv_intern *p);
+/* Bounds the bodies kept (at least 1), forgetting the oldest beyond it. */
+void gv_intern_memo_max(gv_intern *p, size_t max);
+/* Bodies kept. */
+size_t gv_intern_memo_count(const gv_intern *p);
 
 #endif

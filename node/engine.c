@@ -1566,6 +1566,7 @@ int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
   pol.seen = seen_probe;
   pol.seen_ctx = e;
   pol.trust_sigs = e->cfg.stub_sigs;
+  pol.memo = e->cfg.bodies != NULL ? gv_intern_memo(e->cfg.bodies) : NULL;
   rc = gv_msg_decode(&m, data, len, &pol, why);
   if (rc == 0 && !gv_msg_is_gossip(m.type) && m.type != GV_MSG_IHAVE &&
       m.type != GV_MSG_IWANT)

@@ -481,6 +481,7 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = lc->now + lc->wall_offset;
   pol.trust_sigs = lc->cfg.stub_sigs;
+  pol.memo = lc->cfg.memo;
   pol.record = &record;
   why.text[0] = '\0';
   rc = gv_msg_decode(&m, msg, len, &pol, &why);

@@ -94,6 +94,9 @@ typedef struct gv_lcore_cfg {
   int64_t ban_ms;                /* 10 min */
   const char *agent;             /* HELLO's agent string */
   bool stub_sigs; /* SIMULATOR ONLY: HELLO records are not verified */
+  /* SIMULATOR ONLY: records decoded once for every engine (msg.h); NULL
+   * (a node): each HELLO's record is decoded here. */
+  const gv_msg_memo *memo;
 } gv_lcore_cfg;
 
 void gv_lcore_cfg_default(gv_lcore_cfg *cfg);

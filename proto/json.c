@@ -284,3 +284,114 @@ int gv_json_array(const cJSON *obj, const char *key, int max, const cJSON **arr,
   *arr = it;
   return 0;
 }
+
+/* ---- the canonical form ---- */
+
+/* 1 for a byte a string of the canonical form holds as it is: printable
+ * ASCII (0x20..0x7e) but '"' and '\\'. */
+/* clang-format off */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+static const uint8_t str_plain[256] = {
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: '"' */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: '\\' */
+    R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70: DEL */
+};
+#undef R16
+/* clang-format on */
+
+/* A string of printable ASCII at *p whose only escapes are \" and \\,
+ * unescaped into *o (below o_end, with its NUL); advances *p and *o.
+ * Unescaping never lengthens, so room for the rest of the text is asked
+ * once: a long string in a short buffer is a no. */
+static bool scan_str(const char **p, const char *end, gv_json_tok *t, char **o,
+                     const char *o_end) {
+  const unsigned char *q = (const unsigned char *)*p,
+                      *e = (const unsigned char *)end;
+  char *w = *o;
+
+  if (q >= e || *q++ != '"' || o_end - w <= e - q)
+    return false;
+  t->s = w;
+  for (;;) {
+    while (q < e && str_plain[*q])
+      *w++ = (char)*q++;
+    if (q >= e)
+      return false;
+    if (*q == '"')
+      break;
+    if (*q != '\\' || q + 1 >= e || (q[1] != '"' && q[1] != '\\'))
+      return false;
+    *w++ = (char)q[1];
+    q += 2;
+  }
+  t->len = (size_t)(w - t->s);
+  *w++ = '\0';
+  *p = (const char *)q + 1;
+  *o = w;
+  return true;
+}
+
+static bool scan_uint(const char **p, const char *end, gv_json_tok *t) {
+  const char *q = *p;
+  uint64_t v = 0;
+  int digits = 0;
+
+  while (q < end && *q >= '0' && *q <= '9' && digits <= 15) {
+    v = v * 10 + (uint64_t)(*q++ - '0');
+    digits++;
+  }
+  /* No leading zero, no fraction or exponent (the next byte must end the
+   * member), and exact as a double. */
+  if (digits == 0 || digits > 15 || (digits > 1 && **p == '0'))
+    return false;
+  t->num = v;
+  *p = q;
+  return true;
+}
+
+bool gv_json_scan(const char *text, size_t len, const char *const *keys,
+                  gv_json_tok *toks, size_t n, char *buf, size_t cap,
+                  size_t *used) {
+  const char *p = text, *end = text + len;
+  char *o = buf;
+
+  if (len < 2 || *p++ != '{' || text[len - 1] != '}')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    size_t kl = strlen(keys[i]);
+    gv_json_tok *t = &toks[i];
+
+    if (i > 0 && (p >= end || *p++ != ','))
+      return false;
+    if ((size_t)(end - p) < kl + 3 || p[0] != '"' ||
+        memcmp(p + 1, keys[i], kl) != 0 || p[kl + 1] != '"' || p[kl + 2] != ':')
+      return false;
+    p += kl + 3;
+    switch (t->kind) {
+    case GV_JSON_UINT:
+      if (!scan_uint(&p, end, t))
+        return false;
+      break;
+    case GV_JSON_STR:
+      if (!scan_str(&p, end, t, &o, buf + cap))
+        return false;
+      break;
+    case GV_JSON_OBJ:
+      /* The rest but the closing brace; the caller scans it. */
+      if (i + 1 != n || p >= end - 1 || *p != '{')
+        return false;
+      t->s = p;
+      t->len = (size_t)(end - 1 - p);
+      p = end - 1;
+      break;
+    default: return false;
+    }
+  }
+  if (p != end - 1)
+    return false;
+  *used = (size_t)(o - buf);
+  return true;
+}

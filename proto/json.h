@@ -37,6 +37,37 @@ int gv_json_parse_strict(cJSON **out, const char *text, size_t len,
  * GV_EFIELD or GV_ELIMIT with a reason. */
 int gv_json_check_members(const cJSON *v, gv_why *why);
 
+/* ---- the canonical form, read without a tree ----
+ *
+ * What our encoders write (no white space, members in a fixed order,
+ * strings of printable ASCII) can be read without building a cJSON tree.
+ * gv_json_scan() recognizes exactly that form and nothing else: when it
+ * says yes, the strict parse (gv_json_parse_exact, gv_json_check_members)
+ * would have accepted the text, and the field readers would have returned
+ * the same values; when it says no, the text is merely not in this form,
+ * and the full parser must judge it. */
+
+typedef enum gv_json_kind {
+  GV_JSON_UINT, /* at most 15 digits (below 2^53), no leading zero */
+  GV_JSON_STR,  /* printable ASCII; the only escapes are \" and \\ */
+  GV_JSON_OBJ,  /* an object, as text for another scan; last member only */
+} gv_json_kind;
+
+typedef struct gv_json_tok {
+  gv_json_kind kind; /* asked for by the caller */
+  uint64_t num;      /* UINT */
+  const char *s;     /* STR: unescaped, NUL-terminated (in buf); OBJ: text */
+  size_t len;        /* bytes of s, without the NUL */
+} gv_json_tok;
+
+/* True if text[0..len) is exactly {"keys[0]":v0,...} with the n keys in
+ * that order and each value of toks[i].kind, filling toks; strings are
+ * unescaped into buf (cap bytes; too small is a no), *used receives the
+ * bytes taken. Keys must be plain (no '"' or '\\'). */
+bool gv_json_scan(const char *text, size_t len, const char *const *keys,
+                  gv_json_tok *toks, size_t n, char *buf, size_t cap,
+                  size_t *used);
+
 /* Field readers: 0, or GV_EFIELD (missing, wrong type) / GV_ERANGE with a
  * reason naming the field. */
 /* obj's member named key (the first, as cJSON_GetObjectItemCaseSensitive

@@ -143,6 +143,28 @@ struct gv_msg {
   } u;
 };
 
+/* SIMULATOR ONLY: signed bodies decoded once and shared by every receiver
+ * (common/intern.h gives one). Whether a body passes its own checks (step
+ * 4's printable bytes, then JSON, members, version, type, origin, seq, ts
+ * and the type's members) depends on its bytes alone, and so does its id.
+ * So decoding first asks `find`: nonzero means these exact bytes passed
+ * those checks before, and `find` has filled m's id, type, origin, seq, ts
+ * and union member (a record's repos pointing into the memo's storage,
+ * valid until the next `put`); 2 also says that m->sig verified for this
+ * body before. The checks that depend on the receiver (dedup, ttl, the
+ * clock window, an embedded record's type) and on the envelope (the
+ * signature, unless find said 2) run as for any message, in the same
+ * order. `put` gets every body that passed all its checks but a
+ * PEER_LIST_RESPONSE (whose embedded records are checked against the
+ * receiver's clock); sig_checked: its signature was verified. With a
+ * memo, gv_msg_decode() also reads the envelopes our encoders write (a
+ * gossip hop, a HELLO) without a cJSON tree, to the same result. */
+typedef struct gv_msg_memo {
+  int (*find)(void *ctx, const char *body, size_t len, gv_msg *m);
+  void (*put)(void *ctx, const gv_msg *m, bool sig_checked);
+  void *ctx;
+} gv_msg_memo;
+
 /* What the receiver brings to validation. */
 typedef struct gv_msg_policy {
   int64_t now_ms; /* the receiver's clock */
@@ -158,6 +180,9 @@ typedef struct gv_msg_policy {
    * record points there, and gv_msg_clear() clears it but does not free
    * it. It must outlive the decoded message. */
   gv_msg *record;
+  /* SIMULATOR ONLY: decoded bodies shared between receivers; NULL (a
+   * node) decodes every body itself. */
+  const gv_msg_memo *memo;
 } gv_msg_policy;
 
 /* Validates buf[0..len) into *m (PROTOCOL.md §6.6). Returns 0, or a GV_E*
