@@ -172,6 +172,19 @@ if [ $rc = 0 ] && wait_for 15 lacks f "$id_s1" "bt:$v1" && [ -f "$TMP/d1/data.bi
   ok "unshare: the name leaves the record on another node, the file stays"
 else not_ok "unshare" "$rc $out $(peers_of f)"; fi
 
+# ---- the cap: 24 shares, then a clear refusal ----
+mkdir -p "$TMP/many"
+n_ok=0
+for i in $(seq 1 25); do
+  echo "small file $i" >"$TMP/many/f$i"
+  "$GV" share "$TMP/many/f$i" --data-dir "$TMP/s1" >/dev/null 2>"$TMP/many.err" && n_ok=$((n_ok + 1))
+done
+names() { peers_of f | J "[len([r for r in p['repositories'] if r.startswith('bt')]) for p in d if p['id']=='$id_s1'][0]"; }
+full() { [ "$(names)" = 48 ]; }
+if [ $n_ok = 24 ] && grep -q "shares the most torrents" "$TMP/many.err" && wait_for 15 full; then
+  ok "24 shares (48 names in the record), the 25th refused with the reason"
+else not_ok "share cap" "$n_ok shared; $(cat "$TMP/many.err"); names $(names)"; fi
+
 stop_pids "$pid_s1" "$pid_f" "$pid_x" "$pid_g" "$pid_h"
 # Under `make asan`, any sanitizer report in any node's log fails the run.
 if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TMP"/*.log; then
