@@ -250,7 +250,7 @@ static void eta_text(double left, double rate, char *out, size_t cap) {
 }
 
 /* One progress report of status t. */
-static void progress(const opts *o, const cJSON *t, bool tty, bool last) {
+static void progress(const opts *o, const cJSON *t, bool tty) {
   char done[32], total[32], rate[32], eta[32];
   double d = num(t, "done"), tot = num(t, "total"), r = num(t, "down_rate");
 
@@ -267,8 +267,23 @@ static void progress(const opts *o, const cJSON *t, bool tty, bool last) {
   eta_text(tot - d, r, eta, sizeof(eta));
   printf("%s%5.1f%%  %s / %s  %s/s  %.0f peer%s  ETA %s%s", tty ? "\r" : "",
          num(t, "progress") * 100, done, total, rate, num(t, "peers"),
-         num(t, "peers") == 1 ? "" : "s", eta, tty && !last ? "\033[K" : "\n");
+         num(t, "peers") == 1 ? "" : "s", eta, tty ? "\033[K" : "\n");
   fflush(stdout);
+}
+
+/* The line that replaces the live one when every piece is verified: the
+ * size, and the time and average rate of the whole fetch by the node's
+ * clock (fetch_ms; ms, the CLI's own time when attached to an old one). */
+static void finished(const cJSON *t, double ms, bool tty) {
+  char total[32], rate[32];
+  const cJSON *f = cJSON_GetObjectItem(t, "fetch_ms");
+
+  if (cJSON_IsNumber(f))
+    ms = f->valuedouble;
+  human(num(t, "total"), total, sizeof(total));
+  human(ms > 0 ? num(t, "total") * 1000 / ms : 0, rate, sizeof(rate));
+  printf("\r100.0%%  %s in %.1f s  (%s/s on average)\033[K\n", total, ms / 1000,
+         rate);
 }
 
 /* The fetch's end: a JSON result line or the path as the last line. */
@@ -356,8 +371,11 @@ int gv_cmd_fetch(int argc, char **argv) {
     double d = num(t, "done");
 
     if (cJSON_IsTrue(cJSON_GetObjectItem(t, "complete"))) {
-      progress(&o, t, tty, true);
-      rc = result(&o, t, true, NULL, tty);
+      if (o.json)
+        progress(&o, t, tty);
+      else
+        finished(t, (double)(now - t0), tty);
+      rc = result(&o, t, true, NULL, false);
       break;
     }
     if (err[0] != '\0') {
@@ -385,7 +403,7 @@ int gv_cmd_fetch(int argc, char **argv) {
       break;
     }
     if (tty || now - last_print >= (o.json ? JSON_EVERY_MS : PLAIN_EVERY_MS)) {
-      progress(&o, t, tty, false);
+      progress(&o, t, tty);
       last_print = now;
     }
     usleep(POLL_MS * 1000);
