@@ -55,8 +55,9 @@
 #define ANNOUNCE_DELAY_MS 1000         /* after the first link: gather more */
 #define REANNOUNCE_MS (30 * 60 * 1000) /* well within the 2 h expiry */
 #define TUNNEL_DIAL_HOLDOFF_MS 5000    /* between dials of a peer for tunnels */
-#define TUNNEL_KEEP_MS 60000 /* a peer dialed for tunnels, after its last use  \
-                              */
+#define TUNNEL_KEEP_MS                                                         \
+  60000 /* a peer dialed for tunnels, after its last use                       \
+         */
 
 /* A peer this node dialed to carry tunnels (docs/TORRENT.md, "The
  * connection matrix"): its link is held (gv_tun_expect) from when it comes
@@ -854,6 +855,10 @@ static void maybe_finalize(gv_node *n) {
       gv_trkjobs_busy(n->jobs))
     return;
   n->finalized = true;
+  /* Only now: every link's end has reached the tunnel core, whose SHUTs
+   * for the local sockets went through tunio. */
+  gv_tunio_close(n->tio);
+  n->tio = NULL;
   if (gv_store_flush(n->store, &why) < 0)
     gv_logf(&n->log, GV_LOG_ERROR, "store: %s", why.text);
   gv_agentsrv_close(n->asrv);
@@ -892,8 +897,6 @@ static void stop(gv_node *n) {
   n->ctl = NULL;
   gv_torsvc_stop(n->tor); /* saves every torrent's resume data */
   n->tor = NULL;
-  gv_tunio_close(n->tio);
-  n->tio = NULL;
   uv_timer_stop(&n->wake);
   /* Counted as SHUTDOWN; the link table sends the FINALs itself below. */
   gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));

@@ -282,8 +282,8 @@ static void finished(const cJSON *t, double ms, bool tty) {
     ms = f->valuedouble;
   human(num(t, "total"), total, sizeof(total));
   human(ms > 0 ? num(t, "total") * 1000 / ms : 0, rate, sizeof(rate));
-  printf("\r100.0%%  %s in %.1f s  (%s/s on average)\033[K\n", total, ms / 1000,
-         rate);
+  printf("%s100.0%%  %s in %.1f s  (%s/s on average)%s\n", tty ? "\r" : "",
+         total, ms / 1000, rate, tty ? "\033[K" : "");
 }
 
 /* The fetch's end: a JSON result line or the path as the last line. */

@@ -14,6 +14,7 @@
 #include "../torrent/tor.h"
 #include "cli.h"
 #include "ctlsrv.h"
+#include "json.h"
 #include "sockaddr.h"
 
 /* Distinct holders a fetch counts (more are still connected). */
@@ -270,15 +271,7 @@ static int read_all(const char *path, uint8_t **out, size_t *len, size_t max) {
 }
 
 static bool hex_ok(const char *h, size_t n, uint8_t *out) {
-  if (strlen(h) != 2 * n)
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    if (sscanf(h + 2 * i, "%2x", &v) != 1)
-      return false;
-    out[i] = (uint8_t)v;
-  }
-  return true;
+  return gv_hex_decode(out, n, h, strlen(h)) == 0;
 }
 
 static tent *tent_new(gv_torsvc *s, const gv_tor_ih *ih, bool share,
@@ -313,8 +306,12 @@ static void load_line(gv_torsvc *s, char *line) {
   }
   ih.has_v1 = hex_ok(f[1], 20, ih.v1);
   ih.has_v2 = hex_ok(f[2], 32, ih.v2);
+  /* A list edited by hand or damaged: a torrent listed twice is loaded
+   * once, and shares past the cap are not loaded at all. */
   if ((!ih.has_v1 && !ih.has_v2) || f[4][0] != '/' ||
-      (f[3][0] != '\0' && gv_repo_name_check(f[3], strlen(f[3])) < 0)) {
+      (f[3][0] != '\0' && gv_repo_name_check(f[3], strlen(f[3])) < 0) ||
+      find_ih(s, &ih, NULL) != NULL ||
+      (strcmp(f[0], "share") == 0 && n_shares(s) >= GV_TORSVC_SHARES_MAX)) {
     gv_logf(s->log, GV_LOG_WARN, "torrent: a line of %s/list is refused",
             s->dir);
     return;

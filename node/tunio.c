@@ -487,7 +487,7 @@ void gv_tunio_run(gv_tunio *io, gv_tact *a) {
   tsock *s;
   int rc;
 
-  if (io->closing)
+  if (io == NULL || io->closing)
     return;
   if (a->type == GV_TACT_CONNECT) {
     run_connect(io, a->local);

@@ -113,7 +113,7 @@ void gv_tunio_link_down(gv_tunio *io, gv_linkid via);
  * `gv_tunio_run(io, &a); free(a.data);` is always right. SEND, HOLD and
  * RELEASE are the owner's and ignored here, as are actions for a handle
  * tunio no longer holds (its end was reported) and every action after
- * gv_tunio_close(). */
+ * gv_tunio_close(), and with io NULL (the owner's after it closed). */
 void gv_tunio_run(gv_tunio *io, gv_tact *a);
 
 void gv_tunio_stats_get(const gv_tunio *io, gv_tunio_stats *st);

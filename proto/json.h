@@ -79,7 +79,6 @@ int gv_json_uint(const cJSON *obj, const char *key, uint64_t min, uint64_t max,
 int gv_json_str(const cJSON *obj, const char *key, const char **s, size_t *len,
                 gv_why *why);
 int gv_json_bool(const cJSON *obj, const char *key, bool *out, gv_why *why);
-/* Exactly 2 * n hex digits into out[0..n). */
 /* Exactly n bytes from exactly 2n hex digits (either case), as
  * sodium_hex2bin accepts them: 0, or GV_EFIELD with out undefined. Not
  * constant-time: for public data only (ids, signatures). */

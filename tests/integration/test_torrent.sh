@@ -185,7 +185,21 @@ if [ $n_ok = 24 ] && grep -q "shares the most torrents" "$TMP/many.err" && wait_
   ok "24 shares (48 names in the record), the 25th refused with the reason"
 else not_ok "share cap" "$n_ok shared; $(cat "$TMP/many.err"); names $(names)"; fi
 
-stop_pids "$pid_s1" "$pid_f" "$pid_x" "$pid_g" "$pid_h"
+stop_pids "$pid_s1" "$pid_f" "$pid_x" "$pid_h"
+
+# ---- a damaged list: a line twice, a bad hash, a relative path ----
+stop_pids "$pid_g"
+list=$TMP/g/torrents/list
+line=$(head -1 "$list")
+{ echo "$line"; echo "$line"; printf 'fetch\t+1%s\t\tx\t/tmp\n' "${v1:2}"
+  printf 'fetch\t%s\t\t\trelative\n' "$nobody"; } >>"$list"
+start g --broadcast --listen "$(addr 5)" --peer "$(addr 1)"
+n=$("$GV" torrents --json --data-dir "$TMP/g" | J "len(d)")
+refused=$(grep -c "a line of .*/list is refused" "$TMP/g.log")
+[ "$n" = 1 ] && [ "$refused" -ge 3 ] &&
+  ok "a damaged list: the torrent listed twice loads once, bad lines are refused ($refused)" ||
+  not_ok "damaged list" "torrents=$n refused=$refused"
+stop_pids "$pid_g"
 # Under `make asan`, any sanitizer report in any node's log fails the run.
 if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TMP"/*.log; then
   not_ok "a sanitizer reported" "$(grep -hE -A8 "ERROR: |runtime error:" "$TMP"/*.log | head -20)"
