@@ -1240,9 +1240,13 @@ static void on_tor_answer(void *ctx, uint64_t token, cJSON *answer) {
     cJSON_Delete(answer);
 }
 
-static const gv_torsvc_cbs tor_cbs = {on_tor_names,  on_tor_user_repos,
-                                      on_tor_answer, on_ctl_changed,
-                                      on_ctl_now,    on_tor_tunnel};
+static void on_tor_untunnel(void *ctx, const uint8_t ih[20]) {
+  gv_tunio_unlisten(((gv_node *)ctx)->tio, NULL, ih);
+}
+
+static const gv_torsvc_cbs tor_cbs = {
+    on_tor_names, on_tor_user_repos, on_tor_answer,  on_ctl_changed,
+    on_ctl_now,   on_tor_tunnel,     on_tor_untunnel};
 
 /* The torrent session on the node's listen IP (127.0.0.1 without one),
  * its state in DATA_DIR/torrents; a broadcasting record names its port. */

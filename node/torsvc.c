@@ -528,9 +528,13 @@ static void on_event(gv_torsvc *s, const gv_tor_event *ev) {
       t->done = true;
       t->finished_ns = uv_hrtime();
       t->err[0] = '\0';
-      if (!t->share)
+      if (!t->share) {
+        uint8_t ih[20];
         gv_logf(s->log, GV_LOG_INFO, "torrent %s: complete in %s", key,
                 t->save);
+        handshake_ih(&t->ih, ih);
+        s->cbs.untunnel(s->ctx, ih);
+      }
     }
     break;
   case GV_TOR_EV_FILE_ERROR:
@@ -843,6 +847,7 @@ static cJSON *cmd_fetch(gv_torsvc *s, const gv_ctl_req *req) {
 }
 
 static cJSON *cmd_unshare(gv_torsvc *s, const gv_ctl_req *req) {
+  uint8_t tih[20];
   gv_tor_ih ih;
   gv_why why = {""};
   char key[65], file[4200];
@@ -864,12 +869,14 @@ static cJSON *cmd_unshare(gv_torsvc *s, const gv_ctl_req *req) {
   add_hashes(o, &t->ih);
   cJSON_AddBoolToObject(o, "deleted", req->del);
   ih_key(&t->ih, key);
-  snprintf(file, sizeof(file), "%s/%s.torrent", s->dir, key);
-  unlink(file);
+  handshake_ih(&t->ih, tih);
+  s->cbs.untunnel(s->ctx, tih);
   share = t->share;
   free(t);
   s->t[at] = s->t[--s->n];
-  save_list(s);
+  save_list(s); /* first: a kill -9 now leaves a .torrent nothing lists */
+  snprintf(file, sizeof(file), "%s/%s.torrent", s->dir, key);
+  unlink(file);
   gv_logf(s->log, GV_LOG_INFO, "torrent %s: removed%s", key,
           req->del ? ", files deleted" : "");
   if (share)

@@ -65,6 +65,9 @@ typedef struct gv_torsvc_cbs {
    * v2: the handshake's), or 0 while the link that needs is not up yet. */
   uint16_t (*tunnel)(void *ctx, const uint8_t holder[GV_ID_BYTES],
                      const uint8_t ih[20]);
+  /* Torrent ih (as in tunnel) needs no tunnel port any more: its fetch
+   * completed, or it was removed. Streams already open go on. */
+  void (*untunnel)(void *ctx, const uint8_t ih[20]);
 } gv_torsvc_cbs;
 
 /* Starts the session on cfg's torrent keys, listening on listen_ip

@@ -341,10 +341,14 @@ int gv_tunio_listen(gv_tunio *io, const uint8_t dst[GV_ID_BYTES], gv_linkid via,
 
 void gv_tunio_unlisten(gv_tunio *io, const uint8_t dst[GV_ID_BYTES],
                        const uint8_t ih[GV_TW_IH_BYTES]) {
-  size_t at;
-
-  if (!io->closing && listener_find(io, dst, ih, &at) != NULL)
-    listener_close(io, at);
+  for (size_t i = 0; io != NULL && !io->closing && i < io->n_listen;) {
+    const tlisten *l = io->lv[i];
+    if ((dst == NULL || memcmp(l->dst, dst, GV_ID_BYTES) == 0) &&
+        memcmp(l->ih, ih, GV_TW_IH_BYTES) == 0)
+      listener_close(io, i); /* the last one moves to i */
+    else
+      i++;
+  }
 }
 
 void gv_tunio_link_down(gv_tunio *io, gv_linkid via) {

@@ -98,7 +98,8 @@ int gv_tunio_listen(gv_tunio *io, const uint8_t dst[GV_ID_BYTES], gv_linkid via,
                     const uint8_t ih[GV_TW_IH_BYTES], uint16_t *port,
                     gv_why *why);
 
-/* Closes the listener for (dst, ih), if any. Streams it accepted go on. */
+/* Closes the listener for (dst, ih), if any; with dst NULL, every listener
+ * for ih. Streams they accepted go on. io may be NULL. */
 void gv_tunio_unlisten(gv_tunio *io, const uint8_t dst[GV_ID_BYTES],
                        const uint8_t ih[GV_TW_IH_BYTES]);
 

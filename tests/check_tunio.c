@@ -228,6 +228,14 @@ START_TEST(test_listen) {
   ck_assert_int_eq(gv_tunio_listen(io, lab->nodes[w.s].id, 100, IH, &p4, &why),
                    0);
   ck_assert_uint_ne(p4, 0);
+  /* Every holder's listener for IH at once (a fetch completed); ih2's
+   * stays. */
+  gv_tunio_unlisten(io, NULL, IH);
+  gv_tunio_stats_get(io, &st);
+  ck_assert_uint_eq(st.listeners, 1);
+  ck_assert_int_eq(gv_tunio_listen(io, lab->nodes[w.s].id, 100, ih2, &p1, &why),
+                   0);
+  ck_assert_uint_eq(p1, p2);
   assert_quiet();
 }
 END_TEST
