@@ -136,19 +136,14 @@ static void set_trk_role(gv_node *n) {
 /* The record's repositories: the user's, then the torrent service's names
  * (bt:<v1>, bt2:<v2>, a share's --repo), each once. */
 static void publish_repos(gv_node *n) {
-  char all[GV_MAX_REPOS][GV_REPO_MAX + 1], tor[GV_MAX_REPOS][GV_REPO_MAX + 1];
-  size_t k = n->n_repos,
-         m = n->tor != NULL ? gv_torsvc_names(n->tor, tor, GV_MAX_REPOS) : 0;
+  char all[GV_MAX_REPOS][GV_REPO_MAX + 1];
+  size_t k = n->n_repos;
 
   memcpy(all, n->repos, k * sizeof(all[0]));
-  for (size_t i = 0; i < m && k < GV_MAX_REPOS; i++) {
-    size_t j;
-    for (j = 0; j < k && strcmp(all[j], tor[i]) != 0; j++)
-      ;
-    if (j == k)
-      memcpy(all[k++], tor[i], sizeof(all[0]));
-  }
-  gv_engine_set_repos(n->engine, all, k, now_ms(n));
+  if (n->tor != NULL)
+    k = gv_torsvc_names(n->tor, all, k, GV_MAX_REPOS);
+  gv_engine_set_repos(n->engine, all, k < GV_MAX_REPOS ? k : GV_MAX_REPOS,
+                      now_ms(n));
 }
 
 /* ---- links -> link core ---- */
@@ -604,7 +599,7 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
     if (req->cmd == GV_CTL_REPO_ADD && i == n->n_repos) {
       char tor[GV_MAX_REPOS][GV_REPO_MAX + 1];
       size_t m =
-          n->tor != NULL ? gv_torsvc_names(n->tor, tor, GV_MAX_REPOS) : 0;
+          n->tor != NULL ? gv_torsvc_names(n->tor, tor, 0, GV_MAX_REPOS) : 0;
       if (n->n_repos + m >= GV_MAX_REPOS)
         return gv_ctlsrv_error(GV_ELIMIT, "this node holds the maximum "
                                           "number of repositories (with "

@@ -86,15 +86,16 @@ static void ih_key(const gv_tor_ih *ih, char out[65]) {
 }
 
 /* The record name holders of ih carry: bt:<v1> or, v2-only, bt2:<v2/60>. */
-static void ih_repo(const gv_tor_ih *ih, char out[GV_REPO_MAX + 1]) {
+/* A hash's record name: "bt:<v1 hex>", or "bt2:<first 60 hex of v2>". */
+static void bt_name(const gv_tor_ih *ih, bool v2, char out[GV_REPO_MAX + 1]) {
   char hex[65];
-  if (ih->has_v1) {
-    gv_tor_hex(ih->v1, 20, hex);
-    snprintf(out, GV_REPO_MAX + 1, "bt:%.40s", hex);
-  } else {
-    gv_tor_hex(ih->v2, 32, hex);
-    snprintf(out, GV_REPO_MAX + 1, "bt2:%.60s", hex);
-  }
+  gv_tor_hex(v2 ? ih->v2 : ih->v1, v2 ? 32 : 20, hex);
+  snprintf(out, GV_REPO_MAX + 1, v2 ? "bt2:%.60s" : "bt:%.40s", hex);
+}
+
+/* The name a fetch asks holders by: its v1's, else its v2's. */
+static void ih_repo(const gv_tor_ih *ih, char out[GV_REPO_MAX + 1]) {
+  bt_name(ih, !ih->has_v1, out);
 }
 
 static bool same_ih(const gv_tor_ih *a, const gv_tor_ih *b) {
@@ -140,28 +141,25 @@ static size_t add_name(char (*out)[GV_REPO_MAX + 1], size_t k, size_t cap,
 }
 
 size_t gv_torsvc_names(const gv_torsvc *s, char (*out)[GV_REPO_MAX + 1],
-                       size_t cap) {
-  char name[GV_REPO_MAX + 1], hex[65];
-  size_t k = 0;
+                       size_t k, size_t cap) {
+  char name[GV_REPO_MAX + 1];
 
   for (size_t i = 0; i < s->n; i++) {
     const tent *t = s->t[i];
     if (!t->share)
       continue;
     if (t->ih.has_v1) {
-      gv_tor_hex(t->ih.v1, 20, hex);
-      snprintf(name, sizeof(name), "bt:%.40s", hex);
+      bt_name(&t->ih, false, name);
       k = add_name(out, k, cap, name);
     }
     if (t->ih.has_v2) {
-      gv_tor_hex(t->ih.v2, 32, hex);
-      snprintf(name, sizeof(name), "bt2:%.60s", hex);
+      bt_name(&t->ih, true, name);
       k = add_name(out, k, cap, name);
     }
     if (t->repo[0] != '\0')
       k = add_name(out, k, cap, t->repo);
   }
-  return k < cap ? k : cap;
+  return k;
 }
 
 uint16_t gv_torsvc_port(const gv_torsvc *s) {
@@ -787,7 +785,7 @@ static cJSON *cmd_share(gv_torsvc *s, const gv_ctl_req *req, uint64_t token) {
     return gv_ctlsrv_error(GV_ELIMIT,
                            "this node shares the most torrents it may "
                            "(24); unshare one first");
-  if (gv_torsvc_names(s, names, GV_MAX_REPOS) + s->cbs.user_repos(s->ctx) +
+  if (gv_torsvc_names(s, names, 0, GV_MAX_REPOS) + s->cbs.user_repos(s->ctx) +
           need >
       GV_MAX_REPOS)
     return gv_ctlsrv_error(GV_ELIMIT,

@@ -83,10 +83,11 @@ int gv_torsvc_new(gv_torsvc **out, uv_loop_t *loop, gv_engine *engine,
 /* The port the session listens on (what the record's tport says). */
 uint16_t gv_torsvc_port(const gv_torsvc *s);
 
-/* Writes the names the shares add to the record into out (at most cap)
- * and returns how many there are. */
+/* Appends to out[0..k) the names the shares add to the record that are
+ * not in it yet, writing at most cap in all, and returns how many there
+ * are in all (more than cap when they do not fit). */
 size_t gv_torsvc_names(const gv_torsvc *s, char (*out)[GV_REPO_MAX + 1],
-                       size_t cap);
+                       size_t k, size_t cap);
 
 /* A torrent command (GV_CTL_SHARE .. GV_CTL_UNSHARE): the answer, or NULL
  * when it comes later through cbs.answer with token. */
