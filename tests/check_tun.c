@@ -594,8 +594,9 @@ START_TEST(test_refusals_relay) {
 }
 END_TEST
 
-/* The relay rules against a misbehaving first hop: hops must be 0, src
- * must be the link's peer, sids must be the opener's parity and new. */
+/* The relay rules against a misbehaving first hop: hops below 2, src
+ * must be the link's peer at hops 0, sids must be the opener's parity and
+ * new. */
 START_TEST(test_relay_rules_raw) {
   gv_tw_msg m;
   size_t sends;
@@ -605,8 +606,9 @@ START_TEST(test_relay_rules_raw) {
   add_node(false, 64, 256);
   add_link(0, 1);
   add_link(2, 1);
-  /* hops 1 at the first hop: a second relay is refused, not penalised. */
-  m = open_msg(1, 1, 2, 0);
+  /* hops 2 at a node that is not dst: a third relay is refused, not
+   * penalised. */
+  m = open_msg(1, 2, 2, 0);
   ck_assert_int_eq(inject(1, 0, &m), 0);
   sent_close(1, 1, GV_TW_CLOSE_UNREACHABLE);
   /* A spoofed src: CLOSE(protocol) and an error for the link core. */
