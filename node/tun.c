@@ -88,7 +88,7 @@ struct gv_tun {
   gv_service svc;
   tlink *links;
   size_t n_links, cap_links;
-  stream *streams; /* doubly linked, newest first */
+  stream *streams;                       /* doubly linked, newest first */
   size_t n_streams, n_relayed, n_parked; /* parked ones count as relayed */
   uint8_t (*expect)[GV_ID_BYTES];
   size_t n_expect;
@@ -586,8 +586,7 @@ static int refuse(gv_tun *t, tlink *lk, uint32_t sid, int reason) {
  * itself always; to another relay only while that relay may still forward
  * it (it arrives there with hops + 1 < GV_TW_HOPS_MAX). */
 static bool next_hop_ok(const gv_tw_msg *m, const uint8_t *peer) {
-  return memcmp(peer, m->dst, GV_ID_BYTES) == 0 ||
-         m->hops + 1 < GV_TW_HOPS_MAX;
+  return memcmp(peer, m->dst, GV_ID_BYTES) == 0 || m->hops + 1 < GV_TW_HOPS_MAX;
 }
 
 /* An OPEN for another node: forward it if we may (docs/TUNNEL.md, relay
@@ -981,8 +980,9 @@ int gv_tun_check(const gv_tun *t, gv_why *why) {
       return gv_fail(why, GV_ESTATE, "sid %u has no local handle", s->h[0].sid);
   }
   if (n != t->n_streams || relayed != t->n_relayed || parked != t->n_parked)
-    return gv_fail(why, GV_ESTATE, "stream counts %zu/%zu/%zu, list %zu/%zu/%zu",
-                   t->n_streams, t->n_relayed, t->n_parked, n, relayed, parked);
+    return gv_fail(why, GV_ESTATE,
+                   "stream counts %zu/%zu/%zu, list %zu/%zu/%zu", t->n_streams,
+                   t->n_relayed, t->n_parked, n, relayed, parked);
   if (t->n_parked > GV_TUN_PARK_MAX)
     return gv_fail(why, GV_ESTATE, "%zu parked, limit %d", t->n_parked,
                    GV_TUN_PARK_MAX);

@@ -73,9 +73,9 @@ typedef enum gv_tun_route_kind {
 
 typedef struct gv_tun_route {
   gv_tun_route_kind kind;
-  gv_linkid link;             /* LINK */
-  uint8_t peer[GV_ID_BYTES];  /* DIAL */
-  gv_addr addr;               /* DIAL */
+  gv_linkid link;            /* LINK */
+  uint8_t peer[GV_ID_BYTES]; /* DIAL */
+  gv_addr addr;              /* DIAL */
 } gv_tun_route;
 
 typedef struct gv_tun_cfg {
@@ -126,7 +126,7 @@ typedef struct gv_tact {
   uint8_t ih[GV_TW_IH_BYTES];
   uint8_t *data; /* SEND, WRITE: malloc'd, the driver frees it */
   size_t len;
-  int reason; /* SHUT: GV_TW_CLOSE_* */
+  int reason;                /* SHUT: GV_TW_CLOSE_* */
   uint8_t peer[GV_ID_BYTES]; /* DIAL */
   gv_addr addr;              /* DIAL */
 } gv_tact;

@@ -11,7 +11,8 @@
  * Integers are big-endian. sid is the stream's id on this link, never 0;
  * the node that dialed the link opens streams with odd sids, the other
  * with even ones. hops is 0 from the opener and counts the relays passed
- * (1 after the first, 2 after the second); nothing larger is valid. dst and src are node ids; ih is the v1 info-hash.
+ * (1 after the first, 2 after the second); nothing larger is valid. dst and src
+ * are node ids; ih is the v1 info-hash.
  *
  * Sans-I/O: no clock, socket, allocation or global state. The decoder
  * checks every length before use, refuses with a reason in why anything
