@@ -184,6 +184,8 @@ static void on_link_down(void *ctx, const gv_links_down *ev) {
     gv_engine_dial_failed(n->engine, ev->pin, ev->addr, now_ms(n));
     gv_relay_dial_failed(n->relay, ev->pin, now_ms(n));
   }
+  if (n->tun != NULL && ev->dialed && ev->pin != NULL) /* parked OPENs */
+    gv_tun_dial_failed(n->tun, ev->pin);
   if (n->tio != NULL)
     gv_tunio_link_down(n->tio, ev->id);
   drain(n);
@@ -409,6 +411,15 @@ static void run_tun_action(gv_node *n, gv_tact *a) {
   case GV_TACT_RELEASE:
     gv_lcore_release(n->lc, a->link, GV_HOLD_TORRENT, now_ms(n));
     break;
+  case GV_TACT_DIAL: { /* a relayed OPEN waits for this link */
+    char hex[GV_ID_HEX_LEN + 1];
+    gv_id_to_hex(a->peer, hex);
+    gv_logf(&n->log, GV_LOG_DEBUG, "tunnel: dialing %.16s to relay a stream",
+            hex);
+    if (gv_links_dial(n->links, a->peer, &a->addr) < 0)
+      gv_tun_dial_failed(n->tun, a->peer);
+    break;
+  }
   default: gv_tunio_run(n->tio, a); break; /* the local sockets' */
   }
   free(a->data);
@@ -724,44 +735,111 @@ static void tunnel_expire(gv_node *n) {
   drain(n);
 }
 
-/* torsvc's tunnel callback. The link to a holder is a READY link to the
- * holder itself; else, for a silent holder, one to any of its relays;
- * else this node dials (the holder if it broadcasts, else its first relay
- * with an address) and answers 0 until that link is up. */
+/* How this node reaches dst for tunnels (docs/TORRENT.md, "The connection
+ * matrix"), as a fetcher and as a relay: a READY link to dst; else, dst
+ * broadcasting, dial its first address; else a READY link to one of its
+ * relays; else dial the first of its relays that broadcasts with an
+ * address; else none. Calls neither the tunnel core nor gv_links. */
+static void tunnel_route(gv_node *n, const uint8_t *dst, gv_tun_route *r) {
+  const gv_peer_entry *e = gv_engine_table_get(n->engine, dst);
+  uint8_t relays[GV_MAX_RELAYS][GV_ID_BYTES];
+  size_t nr;
+
+  memset(r, 0, sizeof *r);
+  if ((r->link = ready_link(n, dst)) != 0) {
+    r->kind = GV_TUN_ROUTE_LINK;
+    return;
+  }
+  if (e == NULL)
+    return;
+  if (e->broadcasting) {
+    if (e->n_addrs > 0) {
+      r->kind = GV_TUN_ROUTE_DIAL;
+      memcpy(r->peer, dst, GV_ID_BYTES);
+      r->addr = e->addrs[0];
+    }
+    return;
+  }
+  nr = e->n_relays; /* e is the engine's: copy before the next call */
+  memcpy(relays, e->relays, nr * GV_ID_BYTES);
+  for (size_t i = 0; i < nr; i++)
+    if ((r->link = ready_link(n, relays[i])) != 0) {
+      r->kind = GV_TUN_ROUTE_LINK;
+      return;
+    }
+  for (size_t i = 0; i < nr; i++) {
+    const gv_peer_entry *p = gv_engine_table_get(n->engine, relays[i]);
+    if (p != NULL && p->broadcasting && p->n_addrs > 0) {
+      r->kind = GV_TUN_ROUTE_DIAL;
+      memcpy(r->peer, relays[i], GV_ID_BYTES);
+      r->addr = p->addrs[0];
+      return;
+    }
+  }
+}
+
+/* The tunnel core's route callback: a relayed OPEN for a node this node
+ * has no link to. */
+static void on_tun_route(void *ctx, const uint8_t dst[GV_ID_BYTES],
+                         gv_tun_route *out) {
+  tunnel_route(ctx, dst, out);
+}
+
+/* A READY link of a silent node to a broadcasting node (one of its guards,
+ * or a seed before it has them: the only nodes it dials), or 0. */
+static gv_linkid guard_link(gv_node *n) {
+  gv_link_info li;
+  for (size_t i = 0; gv_lcore_info(n->lc, i, &li); i++) {
+    const gv_peer_entry *e;
+    if (li.ready && (e = gv_engine_table_get(n->engine, li.peer)) != NULL &&
+        e->broadcasting)
+      return li.id;
+  }
+  return 0;
+}
+
+/* The peer of link id, if it is ours (NULL otherwise), into out. */
+static const uint8_t *link_peer(gv_node *n, gv_linkid id, uint8_t *out) {
+  gv_link_info li;
+  for (size_t i = 0; gv_lcore_info(n->lc, i, &li); i++)
+    if (li.id == id) {
+      memcpy(out, li.peer, GV_ID_BYTES);
+      return out;
+    }
+  return NULL;
+}
+
+/* torsvc's tunnel callback: the link the streams to holder go over, and
+ * the local port libtorrent is to connect to (0: none yet). The route is
+ * tunnel_route's. A broadcasting node dials where it says (its address is
+ * public anyway) and answers 0 until that link is up. A silent node never
+ * dials for tunnels: without a link to the holder or to one of its
+ * relays, it opens the stream through any of its links to a broadcasting
+ * node, which routes it on (and dials if it must). */
 static uint16_t on_tor_tunnel(void *ctx, const uint8_t holder[GV_ID_BYTES],
                               const uint8_t ih[20]) {
   gv_node *n = ctx;
-  const gv_peer_entry *e = gv_engine_table_get(n->engine, holder);
-  const uint8_t *via_peer = holder;
-  gv_linkid via = ready_link(n, holder);
+  uint8_t peer[GV_ID_BYTES];
+  gv_tun_route r;
+  gv_linkid via = 0;
   int64_t now = now_ms(n);
   gv_why why = {""};
   uint16_t port = 0;
   tpeer *p;
 
-  if (e == NULL)
+  tunnel_route(n, holder, &r);
+  if (r.kind == GV_TUN_ROUTE_LINK)
+    via = r.link;
+  else if (n->broadcasting) {
+    if (r.kind == GV_TUN_ROUTE_DIAL)
+      tunnel_dial(n, r.peer, &r.addr, now);
     return 0;
-  for (size_t i = 0; via == 0 && !e->broadcasting && i < e->n_relays; i++)
-    if ((via = ready_link(n, e->relays[i])) != 0)
-      via_peer = e->relays[i];
-  if (via == 0 && e->broadcasting && e->n_addrs > 0) {
-    tunnel_dial(n, holder, &e->addrs[0], now);
+  } else if (r.kind == GV_TUN_ROUTE_NONE &&
+             gv_engine_table_get(n->engine, holder) == NULL)
+    return 0; /* nothing known of it: no relay could route it either */
+  else if ((via = guard_link(n)) == 0)
     return 0;
-  }
-  if (via == 0) {
-    uint8_t relays[GV_MAX_RELAYS][GV_ID_BYTES];
-    size_t nr = e->n_relays; /* e is the engine's: copy before the calls */
-    memcpy(relays, e->relays, nr * GV_ID_BYTES);
-    for (size_t i = 0; i < nr; i++) {
-      const gv_peer_entry *r = gv_engine_table_get(n->engine, relays[i]);
-      if (r != NULL && r->broadcasting && r->n_addrs > 0) {
-        tunnel_dial(n, relays[i], &r->addrs[0], now);
-        break;
-      }
-    }
-    return 0;
-  }
-  if ((p = tpeer_get(n, via_peer, false)) != NULL)
+  if (link_peer(n, via, peer) != NULL && (p = tpeer_get(n, peer, false)))
     p->used_at = now;
   if (gv_tunio_listen(n->tio, holder, via, ih, &port, &why) < 0) {
     gv_logf(&n->log, GV_LOG_WARN, "tunnel: %s", why.text);
@@ -793,6 +871,7 @@ static int start_tunnels(gv_node *n, const char *ip, uint16_t port,
   memcpy(cfg.self, n->id.pk, GV_ID_BYTES);
   cfg.relay = n->broadcasting;
   cfg.accept = on_tun_accept;
+  cfg.route = on_tun_route;
   cfg.ctx = n;
   if (strchr(ip, ':') != NULL)
     rc = uv_ip6_addr(strcmp(ip, "::") == 0 ? "::1" : ip, port,

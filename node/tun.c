@@ -18,7 +18,11 @@
  * A RELAYED pair is made by an OPEN for another node (relay_open) and
  * freed by a CLOSE on either half (forwarded to the other), a violation
  * (CLOSE(protocol) both ways) or the link down of either half (CLOSE(io)
- * to the other).
+ * to the other). When the next hop has no link yet (cfg.route answered
+ * DIAL), the pair is PARKED: only h[0] is attached, the OPEN waits in the
+ * stream and DATA from h[0] is queued (within h[0]'s window) until a link
+ * to park_peer comes up (relay_join: OPEN and the queue go out on it), the
+ * dial fails (CLOSE(unreachable)) or h[0]'s link goes down (dropped).
  *
  * Window accounting per half: send_avail is what we may still send on the
  * half's link, recv_avail what its peer may still send us. For an END:
@@ -70,8 +74,13 @@ typedef struct stream {
   bool connecting, paused;
   uint8_t *held; /* local bytes not yet sent: held[held_off..held_len) */
   size_t held_off, held_len, held_cap;
-  chunk *q_head, *q_tail; /* link DATA while connecting */
+  chunk *q_head, *q_tail; /* link DATA while connecting (END) or parked */
   size_t queued, unwritten, uncredited;
+  /* RELAYED only: parked until a link to park_peer is up; the OPEN to
+   * forward then (hops as received). */
+  bool parked;
+  uint8_t park_peer[GV_ID_BYTES], dst[GV_ID_BYTES], src[GV_ID_BYTES];
+  uint8_t ih[GV_TW_IH_BYTES], hops;
 } stream;
 
 struct gv_tun {
@@ -79,8 +88,8 @@ struct gv_tun {
   gv_service svc;
   tlink *links;
   size_t n_links, cap_links;
-  stream *streams; /* doubly linked, newest first */
-  size_t n_streams, n_relayed;
+  stream *streams;                       /* doubly linked, newest first */
+  size_t n_streams, n_relayed, n_parked; /* parked ones count as relayed */
   uint8_t (*expect)[GV_ID_BYTES];
   size_t n_expect;
   gv_tun_local next_local;
@@ -252,8 +261,7 @@ static stream *stream_new(gv_tun *t, bool relayed) {
   t->streams = s;
   t->n_streams++;
   if (relayed) {
-    t->n_relayed++;
-    t->stats.relayed++;
+    t->n_relayed++; /* stats.relayed counts it once joined */
   } else {
     t->stats.opened++;
   }
@@ -263,7 +271,10 @@ static stream *stream_new(gv_tun *t, bool relayed) {
 static void stream_free(gv_tun *t, stream *s) {
   half_detach(t, &s->h[0]);
   if (s->relayed) {
-    half_detach(t, &s->h[1]);
+    if (s->parked)
+      t->n_parked--;
+    else
+      half_detach(t, &s->h[1]);
     t->n_relayed--;
   }
   if (s->prev)
@@ -283,11 +294,16 @@ static void stream_free(gv_tun *t, stream *s) {
   t->stats.closed++;
 }
 
+/* The halves attached: 2 for a joined pair, else 1. */
+static int n_halves(const stream *s) {
+  return s->relayed && !s->parked ? 2 : 1;
+}
+
 /* The half of a stream on (link, sid), and its stream in *sp. */
 static half *half_find(const gv_tun *t, gv_linkid link, uint32_t sid,
                        stream **sp) {
   for (stream *s = t->streams; s; s = s->next)
-    for (int i = 0; i < (s->relayed ? 2 : 1); i++)
+    for (int i = 0; i < n_halves(s); i++)
       if (s->h[i].link == link && s->h[i].sid == sid) {
         *sp = s;
         return &s->h[i];
@@ -315,7 +331,8 @@ static void stream_end(gv_tun *t, stream *s, half *h, bool tell, int reason) {
     send_close(t, h->link, h->sid, reason);
   if (s->relayed) {
     half *o = other_half(s, h);
-    send_close(t, o->link, o->sid, reason);
+    if (!s->parked)
+      send_close(t, o->link, o->sid, reason);
   } else {
     gv_tact *a = push(t, GV_TACT_SHUT);
     a->local = s->local;
@@ -347,29 +364,78 @@ static void end_flush(gv_tun *t, stream *s) {
   }
 }
 
+/* Keeps b[0..n) (a copy) at the tail of s's queue. */
+static void enqueue(stream *s, const uint8_t *b, size_t n) {
+  chunk *c = gv__xmalloc(sizeof *c);
+
+  c->next = NULL;
+  c->data = gv__xmalloc(n);
+  memcpy(c->data, b, n);
+  c->len = n;
+  if (s->q_tail)
+    s->q_tail->next = c;
+  else
+    s->q_head = c;
+  s->q_tail = c;
+  s->queued += n;
+}
+
 /* Hands link bytes to the local socket, or queues them while connecting. */
 static void end_deliver(gv_tun *t, stream *s, const uint8_t *b, size_t n) {
-  uint8_t *copy = gv__xmalloc(n);
+  uint8_t *copy;
 
-  memcpy(copy, b, n);
   if (s->connecting) {
-    chunk *c = gv__xmalloc(sizeof *c);
-    c->next = NULL;
-    c->data = copy;
-    c->len = n;
-    if (s->q_tail)
-      s->q_tail->next = c;
-    else
-      s->q_head = c;
-    s->q_tail = c;
-    s->queued += n;
+    enqueue(s, b, n);
   } else {
+    copy = gv__xmalloc(n);
+    memcpy(copy, b, n);
     gv_tact *a = push(t, GV_TACT_WRITE);
     a->local = s->local;
     a->data = copy;
     a->len = n;
     s->unwritten += n;
   }
+}
+
+/* Joins parked pair s to link dl: forwards its OPEN (hops + 1, a
+ * sid of ours) and what h[0] sent meanwhile. Past dl's limits the pair
+ * ends with CLOSE(limit) to the opener. */
+static void relay_join(gv_tun *t, stream *s, tlink *dl) {
+  gv_tw_msg fwd = {.kind = GV_TW_OPEN};
+  uint32_t sid;
+
+  if (dl->n_our_open >= t->cfg.link_streams_max || !(sid = sid_alloc(dl))) {
+    t->stats.refused++;
+    stream_end(t, s, &s->h[0], true, GV_TW_CLOSE_LIMIT);
+    return;
+  }
+  s->parked = false;
+  t->n_parked--;
+  t->stats.relayed++;
+  half_attach(t, &s->h[1], dl, sid, true);
+  fwd.sid = sid;
+  fwd.hops = (uint8_t)(s->hops + 1);
+  fwd.dst = s->dst;
+  fwd.src = s->src;
+  fwd.ih = s->ih;
+  send_msg(t, dl->id, &fwd);
+  /* Within h[0]'s window, so within h[1]'s: the windows mirror after. */
+  for (chunk *c = s->q_head, *n; c; c = n) {
+    n = c->next;
+    send_data(t, &s->h[1], c->data, c->len);
+    s->h[1].send_avail -= (uint32_t)c->len;
+    free(c->data);
+    free(c);
+  }
+  s->q_head = s->q_tail = NULL;
+  s->queued = 0;
+}
+
+static bool parked_for(const gv_tun *t, const uint8_t *peer) {
+  for (const stream *s = t->streams; s; s = s->next)
+    if (s->parked && memcmp(s->park_peer, peer, GV_ID_BYTES) == 0)
+      return true;
+  return false;
 }
 
 /* ---- lifecycle ---- */
@@ -434,6 +500,7 @@ void gv_tun_set_relay(gv_tun *t, bool on) { t->cfg.relay = on; }
 bool gv_tun_link_up(gv_tun *t, gv_linkid link, const uint8_t *peer,
                     bool dialed) {
   tlink *lk;
+  bool held;
 
   if (NEVER(link_find(t, link) != NULL))
     return link_find(t, link)->held;
@@ -447,8 +514,15 @@ bool gv_tun_link_up(gv_tun *t, gv_linkid link, const uint8_t *peer,
   memcpy(lk->peer, peer, GV_ID_BYTES);
   lk->dialed = dialed;
   lk->next_sid = dialed ? 1 : 2;
-  lk->held = expected(t, peer);
-  return lk->held;
+  lk->held = expected(t, peer) || parked_for(t, peer);
+  held = lk->held;
+  for (stream *s = t->streams, *next; s; s = next) {
+    next = s->next;
+    if (s->parked && memcmp(s->park_peer, peer, GV_ID_BYTES) == 0)
+      relay_join(t, s, lk);
+  }
+  hold_update(t, lk); /* every join refused: RELEASE follows */
+  return held;
 }
 
 void gv_tun_link_down(gv_tun *t, gv_linkid link) {
@@ -465,6 +539,18 @@ void gv_tun_link_down(gv_tun *t, gv_linkid link) {
       stream_end(t, s, &s->h[0], false, GV_TW_CLOSE_IO);
     else if (s->relayed && s->h[1].link == link)
       stream_end(t, s, &s->h[1], false, GV_TW_CLOSE_IO);
+  }
+}
+
+void gv_tun_dial_failed(gv_tun *t, const uint8_t *peer) {
+  if (link_by_peer(t, peer) != NULL)
+    return;
+  for (stream *s = t->streams, *next; s; s = next) {
+    next = s->next;
+    if (s->parked && memcmp(s->park_peer, peer, GV_ID_BYTES) == 0) {
+      t->stats.refused++;
+      stream_end(t, s, &s->h[0], true, GV_TW_CLOSE_UNREACHABLE);
+    }
   }
 }
 
@@ -496,29 +582,68 @@ static int refuse(gv_tun *t, tlink *lk, uint32_t sid, int reason) {
   return 0;
 }
 
-/* An OPEN for another node: forward it if we may (docs/TUNNEL.md, relay
- * rules). */
-static int relay_open(gv_tun *t, tlink *lk, const gv_tw_msg *m) {
-  tlink *dl;
-  stream *s;
-  uint32_t sid;
-  gv_tw_msg fwd;
+/* Whether an OPEN that arrived with hops may go on to peer: to dst
+ * itself always; to another relay only while that relay may still forward
+ * it (it arrives there with hops + 1 < GV_TW_HOPS_MAX). */
+static bool next_hop_ok(const gv_tw_msg *m, const uint8_t *peer) {
+  return memcmp(peer, m->dst, GV_ID_BYTES) == 0 || m->hops + 1 < GV_TW_HOPS_MAX;
+}
 
-  if (!t->cfg.relay || m->hops != 0 ||
-      memcmp(m->dst, m->src, GV_ID_BYTES) == 0 ||
-      !(dl = link_by_peer(t, m->dst)) || dl == lk)
+/* An OPEN for another node: forward it if we may (docs/TUNNEL.md, relay
+ * rules), on a link to dst, or where cfg.route says: another link, or a
+ * dial, the OPEN parked until its link is up. */
+static int relay_open(gv_tun *t, tlink *lk, const gv_tw_msg *m) {
+  gv_tun_route r;
+  tlink *dl = NULL;
+  stream *s;
+  bool dial;
+
+  if (!t->cfg.relay || m->hops >= GV_TW_HOPS_MAX ||
+      memcmp(m->dst, m->src, GV_ID_BYTES) == 0)
+    return refuse(t, lk, m->sid, GV_TW_CLOSE_UNREACHABLE);
+  memset(&r, 0, sizeof r);
+  if ((dl = link_by_peer(t, m->dst)) != NULL) {
+    r.kind = GV_TUN_ROUTE_LINK;
+    r.link = dl->id;
+  } else if (t->cfg.route) {
+    t->cfg.route(t->cfg.ctx, m->dst, &r);
+  }
+  if (r.kind == GV_TUN_ROUTE_DIAL && (dl = link_by_peer(t, r.peer)) != NULL) {
+    r.kind = GV_TUN_ROUTE_LINK; /* up meanwhile */
+    r.link = dl->id;
+  }
+  if (r.kind == GV_TUN_ROUTE_LINK && (dl = link_find(t, r.link)) == NULL)
+    r.kind = GV_TUN_ROUTE_NONE;
+  dial = r.kind == GV_TUN_ROUTE_DIAL;
+  if ((r.kind != GV_TUN_ROUTE_LINK && !dial) || (!dial && dl == lk) ||
+      (dial && (memcmp(r.peer, lk->peer, GV_ID_BYTES) == 0 ||
+                memcmp(r.peer, t->cfg.self, GV_ID_BYTES) == 0)) ||
+      !next_hop_ok(m, dial ? r.peer : dl->peer))
     return refuse(t, lk, m->sid, GV_TW_CLOSE_UNREACHABLE);
   if (t->n_relayed >= t->cfg.relayed_max ||
       lk->n_peer_open >= t->cfg.link_streams_max ||
-      dl->n_our_open >= t->cfg.link_streams_max || !(sid = sid_alloc(dl)))
+      (dial && t->n_parked >= GV_TUN_PARK_MAX) ||
+      (!dial && dl->n_our_open >= t->cfg.link_streams_max))
     return refuse(t, lk, m->sid, GV_TW_CLOSE_LIMIT);
+  if (dial && !parked_for(t, r.peer)) { /* one dial per peer at a time */
+    gv_tact *a = push(t, GV_TACT_DIAL);
+    memcpy(a->peer, r.peer, GV_ID_BYTES);
+    a->addr = r.addr;
+  }
+  /* Parked from birth; joined at once when the link is there. */
   s = stream_new(t, true);
   half_attach(t, &s->h[0], lk, m->sid, false);
-  half_attach(t, &s->h[1], dl, sid, true);
-  fwd = *m;
-  fwd.sid = sid;
-  fwd.hops = 1;
-  send_msg(t, dl->id, &fwd);
+  memcpy(s->dst, m->dst, GV_ID_BYTES);
+  memcpy(s->src, m->src, GV_ID_BYTES);
+  memcpy(s->ih, m->ih, GV_TW_IH_BYTES);
+  s->hops = m->hops;
+  s->parked = true;
+  memcpy(s->park_peer, dial ? r.peer : dl->peer, GV_ID_BYTES);
+  t->n_parked++;
+  if (dial)
+    t->stats.parked++;
+  else
+    relay_join(t, s, dl);
   return 0;
 }
 
@@ -581,6 +706,10 @@ static int on_data(gv_tun *t, tlink *lk, const gv_tw_msg *m, gv_why *why) {
     end_deliver(t, s, m->data, m->len);
     return 0;
   }
+  if (s->parked) { /* forwarded when it joins */
+    enqueue(s, m->data, m->len);
+    return 0;
+  }
   o = other_half(s, h);
   if (NEVER(o->send_avail < m->len)) /* the pair invariant */
     return violation(t, s, h);
@@ -602,6 +731,8 @@ static int on_credit(gv_tun *t, tlink *lk, const gv_tw_msg *m, gv_why *why) {
                    "CREDIT of %u on sid %u beyond what was sent (%u open)",
                    m->n, m->sid, avail);
   }
+  if (NEVER(s->parked)) /* nothing was sent on h[0]: caught above */
+    return violation(t, s, h);
   h->send_avail += m->n;
   if (!s->relayed) {
     end_flush(t, s);
@@ -777,6 +908,8 @@ const gv_tun_stats *gv_tun_stats_get(const gv_tun *t) { return &t->stats; }
 
 size_t gv_tun_streams(const gv_tun *t) { return t->n_streams; }
 
+size_t gv_tun_parked(const gv_tun *t) { return t->n_parked; }
+
 static int check_half(const gv_tun *t, const half *h, gv_why *why) {
   const tlink *lk = link_find(t, h->link);
 
@@ -795,15 +928,30 @@ static int check_half(const gv_tun *t, const half *h, gv_why *why) {
 }
 
 int gv_tun_check(const gv_tun *t, gv_why *why) {
-  size_t n = 0, relayed = 0;
+  size_t n = 0, relayed = 0, parked = 0;
   int rc;
 
   for (const stream *s = t->streams; s; s = s->next) {
     n++;
     if ((rc = check_half(t, &s->h[0], why)) < 0)
       return rc;
+    if (s->relayed && s->parked) {
+      relayed++;
+      parked++;
+      if (s->h[0].recv_avail + s->queued != GV_TUN_WINDOW ||
+          s->h[0].send_avail != GV_TUN_WINDOW)
+        return gv_fail(why, GV_ESTATE, "parked sid %u windows do not add up",
+                       s->h[0].sid);
+      if (link_by_peer(t, s->park_peer) != NULL)
+        return gv_fail(why, GV_ESTATE, "sid %u parked for a peer linked",
+                       s->h[0].sid);
+      continue;
+    }
     if (s->relayed) {
       relayed++;
+      if (s->queued != 0)
+        return gv_fail(why, GV_ESTATE, "relayed pair %u queues bytes",
+                       s->h[0].sid);
       if ((rc = check_half(t, &s->h[1], why)) < 0)
         return rc;
       if (s->h[0].link == s->h[1].link)
@@ -831,9 +979,13 @@ int gv_tun_check(const gv_tun *t, gv_why *why) {
     if (s->local == 0 || s->local > t->next_local)
       return gv_fail(why, GV_ESTATE, "sid %u has no local handle", s->h[0].sid);
   }
-  if (n != t->n_streams || relayed != t->n_relayed)
-    return gv_fail(why, GV_ESTATE, "stream counts %zu/%zu, list %zu/%zu",
-                   t->n_streams, t->n_relayed, n, relayed);
+  if (n != t->n_streams || relayed != t->n_relayed || parked != t->n_parked)
+    return gv_fail(why, GV_ESTATE,
+                   "stream counts %zu/%zu/%zu, list %zu/%zu/%zu", t->n_streams,
+                   t->n_relayed, t->n_parked, n, relayed, parked);
+  if (t->n_parked > GV_TUN_PARK_MAX)
+    return gv_fail(why, GV_ESTATE, "%zu parked, limit %d", t->n_parked,
+                   GV_TUN_PARK_MAX);
   if (t->n_relayed > t->cfg.relayed_max)
     return gv_fail(why, GV_ESTATE, "%zu relayed, limit %u", t->n_relayed,
                    t->cfg.relayed_max);
@@ -841,7 +993,7 @@ int gv_tun_check(const gv_tun *t, gv_why *why) {
     const tlink *lk = &t->links[i];
     unsigned halves = 0, ours = 0;
     for (const stream *s = t->streams; s; s = s->next)
-      for (int j = 0; j < (s->relayed ? 2 : 1); j++)
+      for (int j = 0; j < n_halves(s); j++)
         if (s->h[j].link == lk->id) {
           halves++;
           ours += s->h[j].ours;

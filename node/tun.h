@@ -6,7 +6,8 @@
  * A stream joins a local TCP socket on each end (the fetcher's: one
  * libtorrent connected to our local port; the seeder's: one we connected to
  * our libtorrent's listen port), either over a direct link between the two
- * nodes or through ONE broadcasting relay that has links to both. The core
+ * nodes or through one or two broadcasting relays (fetcher -> its guard ->
+ * a relay of the holder -> holder; docs/TUNNEL.md, "Relay rules"). The core
  * names local sockets by handles (gv_tun_local) it allocates; the driver
  * (node/tunio.c) owns the sockets.
  *
@@ -42,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "engine.h"
 #include "identity.h"
 #include "lcore.h"
@@ -55,10 +57,26 @@
  * gv_tun_local_read refuses past it. */
 #define GV_TUN_HELD_MAX (1024u * 1024u)
 #define GV_TUN_EXPECT_MAX 64 /* pending expectations */
+#define GV_TUN_PARK_MAX 64   /* relayed OPENs waiting for a dialed link */
 
 /* A local TCP socket's handle: never 0, never reused; the core allocates
  * them (gv_tun_open, GV_TACT_CONNECT). */
 typedef uint64_t gv_tun_local;
+
+/* How a relay reaches an OPEN's dst it has no link to (cfg.route). */
+typedef enum gv_tun_route_kind {
+  GV_TUN_ROUTE_NONE = 0, /* unreachable: CLOSE(unreachable) */
+  GV_TUN_ROUTE_LINK,     /* forward on `link` (to dst, or to a relay of dst) */
+  GV_TUN_ROUTE_DIAL,     /* dial `peer` (dst, or a relay of dst) at `addr`;
+                            the OPEN is parked until a link to peer is up */
+} gv_tun_route_kind;
+
+typedef struct gv_tun_route {
+  gv_tun_route_kind kind;
+  gv_linkid link;            /* LINK */
+  uint8_t peer[GV_ID_BYTES]; /* DIAL */
+  gv_addr addr;              /* DIAL */
+} gv_tun_route;
 
 typedef struct gv_tun_cfg {
   uint8_t self[GV_ID_BYTES];
@@ -71,11 +89,15 @@ typedef struct gv_tun_cfg {
    * must not call into the core. */
   bool (*accept)(void *ctx, const uint8_t ih[GV_TW_IH_BYTES],
                  const uint8_t src[GV_ID_BYTES]);
+  /* A relayed OPEN for dst, to which this node has no link: how to reach
+   * it (*out is zeroed before the call). NULL answers NONE. dst is valid
+   * during the call only; the callback must not call into the core. */
+  void (*route)(void *ctx, const uint8_t dst[GV_ID_BYTES], gv_tun_route *out);
   void *ctx;
 } gv_tun_cfg;
 
 /* self zero, relay false, link_streams_max 64, relayed_max 256, no
- * accept. */
+ * accept, no route. */
 void gv_tun_cfg_default(gv_tun_cfg *cfg);
 
 typedef enum gv_tact_type {
@@ -92,6 +114,9 @@ typedef enum gv_tact_type {
                       connect); the handle is dead */
   GV_TACT_HOLD,    /* link: gv_lcore_hold(link, GV_HOLD_TORRENT) */
   GV_TACT_RELEASE, /* link: gv_lcore_release(link, GV_HOLD_TORRENT) */
+  GV_TACT_DIAL,    /* peer, addr: dial peer (pinned) for parked OPENs; a
+                      dial that fails is reported with gv_tun_dial_failed,
+                      a link that comes up with gv_tun_link_up */
 } gv_tact_type;
 
 typedef struct gv_tact {
@@ -101,7 +126,9 @@ typedef struct gv_tact {
   uint8_t ih[GV_TW_IH_BYTES];
   uint8_t *data; /* SEND, WRITE: malloc'd, the driver frees it */
   size_t len;
-  int reason; /* SHUT: GV_TW_CLOSE_* */
+  int reason;                /* SHUT: GV_TW_CLOSE_* */
+  uint8_t peer[GV_ID_BYTES]; /* DIAL */
+  gv_addr addr;              /* DIAL */
 } gv_tact;
 
 typedef struct gv_tun gv_tun;
@@ -122,13 +149,18 @@ void gv_tun_set_relay(gv_tun *t, bool on);
 /* ---- links ---- */
 
 /* A link is READY with peer. dialed: this node dialed it (our sids are
- * then odd). Returns true when the core holds the link at once (an
- * expectation for peer is pending). */
+ * then odd). OPENs parked for peer are forwarded on it. Returns true when
+ * the core holds the link at once (an expectation for peer is pending, or
+ * an OPEN was parked for it). */
 bool gv_tun_link_up(gv_tun *t, gv_linkid link, const uint8_t *peer,
                     bool dialed);
 /* The link is gone: every stream on it ends (an end's local socket gets
- * SHUT(io); a relayed stream's other half gets CLOSE(io)). */
+ * SHUT(io); a relayed stream's other half gets CLOSE(io)); OPENs parked
+ * that came in on it are dropped. */
 void gv_tun_link_down(gv_tun *t, gv_linkid link);
+/* A dial to peer (a DIAL action) ended without a link: the OPENs parked
+ * for peer get CLOSE(unreachable). Ignored while a link to peer is up. */
+void gv_tun_dial_failed(gv_tun *t, const uint8_t *peer);
 /* One channel-3 message (without the channel byte). 0, or a negative
  * GV_E* with a reason for a malformed message or a protocol violation
  * (the link core penalises the link). Messages for a sid with no stream
@@ -184,12 +216,15 @@ typedef struct gv_tun_stats {
   uint64_t closed;  /* streams (ends and relayed pairs) that ended */
   uint64_t bytes_in, bytes_out; /* DATA payload received / sent, all links */
   uint64_t refused;             /* OPENs this node answered with CLOSE */
+  uint64_t parked;              /* OPENs parked for a dial */
   uint64_t violations;          /* protocol violations seen */
 } gv_tun_stats;
 
 const gv_tun_stats *gv_tun_stats_get(const gv_tun *t);
-/* Streams alive now: ends plus relayed pairs. */
+/* Streams alive now: ends plus relayed pairs (parked OPENs included). */
 size_t gv_tun_streams(const gv_tun *t);
+/* OPENs parked now, waiting for a link to their next hop. */
+size_t gv_tun_parked(const gv_tun *t);
 /* Checks docs/TUNNEL.md's invariants; 0 or a GV_E* with a reason. */
 int gv_tun_check(const gv_tun *t, gv_why *why);
 

@@ -10,8 +10,9 @@
  *
  * Integers are big-endian. sid is the stream's id on this link, never 0;
  * the node that dialed the link opens streams with odd sids, the other
- * with even ones. hops is 0 from the opener and 1 after a relay; nothing
- * larger is valid. dst and src are node ids; ih is the v1 info-hash.
+ * with even ones. hops is 0 from the opener and counts the relays passed
+ * (1 after the first, 2 after the second); nothing larger is valid. dst and src
+ * are node ids; ih is the v1 info-hash.
  *
  * Sans-I/O: no clock, socket, allocation or global state. The decoder
  * checks every length before use, refuses with a reason in why anything
@@ -35,7 +36,7 @@
 #define GV_TW_CREDIT_LEN 9           /* kind, sid, n */
 #define GV_TW_CREDIT_MAX 0x80000000u /* largest n (2^31) */
 #define GV_TW_CLOSE_LEN 6            /* kind, sid, reason */
-#define GV_TW_HOPS_MAX 1             /* one relay at most */
+#define GV_TW_HOPS_MAX 2             /* two relays at most */
 /* The largest channel-3 message (a full DATA). */
 #define GV_TW_MSG_MAX (GV_TW_DATA_HDR + GV_TW_DATA_MAX)
 

@@ -119,7 +119,10 @@ START_TEST(test_decode_refusals) {
   refused(b, GV_TW_OPEN_LEN - 1, GV_EFRAME);
   refused(b, GV_TW_OPEN_LEN + 1, GV_EFRAME);
   refused(b, 1, GV_EFRAME);
-  b[5] = 2;
+  b[5] = GV_TW_HOPS_MAX; /* two relays passed: still an OPEN */
+  ck_assert_int_eq(gv_tw_decode(b, GV_TW_OPEN_LEN, &m, NULL), 0);
+  ck_assert_uint_eq(m.hops, 2);
+  b[5] = GV_TW_HOPS_MAX + 1;
   refused(b, GV_TW_OPEN_LEN, GV_ERANGE);
   b[5] = 0;
   memset(b + 1, 0, 4);
@@ -170,7 +173,7 @@ START_TEST(test_encode_refusals) {
       .kind = GV_TW_OPEN, .sid = 1, .dst = dst, .src = src, .ih = ih};
 
   enc_refused(&m, GV_TW_OPEN_LEN - 1, GV_ETOOBIG);
-  m.hops = 2;
+  m.hops = 3;
   enc_refused(&m, sizeof buf, GV_ERANGE);
   m.hops = 0;
   m.sid = 0;

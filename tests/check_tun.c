@@ -1,4 +1,4 @@
-/* The torrent tunnel's core (node/tun.h, docs/TUNNEL.md): two and three
+/* The torrent tunnel's core (node/tun.h, docs/TUNNEL.md): two to four
  * cores wired together in memory. A SEND action of one core is queued and
  * delivered, in order, to the recv of the core at the link's other end;
  * local sockets are fakes that read a known byte pattern and write slowly,
@@ -10,8 +10,8 @@
 #include "testutil.h"
 #include "tun.h"
 
-#define NMAX 3
-#define LMAX 4
+#define NMAX 4
+#define LMAX 6
 #define SMAX 16
 #define STEPS_MAX 20000
 
@@ -27,6 +27,11 @@ typedef struct tnode {
   uint32_t last_open_sid;
   uint8_t last_send[GV_TW_OPEN_LEN]; /* the last SEND, channel byte off */
   size_t n_sends;
+  /* cfg.route's answer: rkind, over link index rlink, or dialing node
+   * rpeer; what was asked and dialed. */
+  gv_tun_route_kind rkind;
+  int rlink, rpeer, routes, dials;
+  uint8_t last_dial[GV_ID_BYTES];
 } tnode;
 
 typedef struct tlnk {
@@ -99,6 +104,23 @@ static bool accept_cb(void *ctx, const uint8_t ih[GV_TW_IH_BYTES],
   return n->accept && ih[0] == 0x1f;
 }
 
+static void route_cb(void *ctx, const uint8_t dst[GV_ID_BYTES],
+                     gv_tun_route *out) {
+  tnode *n = ctx;
+  int self = (int)(n - N);
+
+  (void)dst;
+  n->routes++;
+  out->kind = n->rkind;
+  if (n->rkind == GV_TUN_ROUTE_LINK)
+    out->link = link_id(n->rlink, L[n->rlink].b == self);
+  if (n->rkind == GV_TUN_ROUTE_DIAL) {
+    memcpy(out->peer, N[n->rpeer].id, GV_ID_BYTES);
+    out->addr.family = 4;
+    out->addr.port = (uint16_t)(1000 + n->rpeer);
+  }
+}
+
 static void add_node(bool relay, unsigned streams_max, unsigned relayed_max) {
   tnode *n = &N[n_nodes];
   gv_tun_cfg cfg;
@@ -112,6 +134,7 @@ static void add_node(bool relay, unsigned streams_max, unsigned relayed_max) {
   cfg.link_streams_max = streams_max;
   cfg.relayed_max = relayed_max;
   cfg.accept = accept_cb;
+  cfg.route = route_cb;
   cfg.ctx = n;
   ck_assert_int_eq(gv_tun_new(&n->t, &cfg), 0);
   n_nodes++;
@@ -249,6 +272,11 @@ static void drain(int n) {
       ck_assert_int_ge(k, 0);
       ck_assert(N[n].held[k] == (a.type == GV_TACT_RELEASE));
       N[n].held[k] = a.type == GV_TACT_HOLD;
+      break;
+    case GV_TACT_DIAL:
+      N[n].dials++;
+      memcpy(N[n].last_dial, a.peer, GV_ID_BYTES);
+      ck_assert_uint_eq(a.addr.port, 1000 + N[n].rpeer);
       break;
     default: ck_abort_msg("action %d", a.type);
     }
@@ -594,8 +622,9 @@ START_TEST(test_refusals_relay) {
 }
 END_TEST
 
-/* The relay rules against a misbehaving first hop: hops must be 0, src
- * must be the link's peer, sids must be the opener's parity and new. */
+/* The relay rules against a misbehaving first hop: hops below 2, src
+ * must be the link's peer at hops 0, sids must be the opener's parity and
+ * new. */
 START_TEST(test_relay_rules_raw) {
   gv_tw_msg m;
   size_t sends;
@@ -605,8 +634,9 @@ START_TEST(test_relay_rules_raw) {
   add_node(false, 64, 256);
   add_link(0, 1);
   add_link(2, 1);
-  /* hops 1 at the first hop: a second relay is refused, not penalised. */
-  m = open_msg(1, 1, 2, 0);
+  /* hops 2 at a node that is not dst: a third relay is refused, not
+   * penalised. */
+  m = open_msg(1, 2, 2, 0);
   ck_assert_int_eq(inject(1, 0, &m), 0);
   sent_close(1, 1, GV_TW_CLOSE_UNREACHABLE);
   /* A spoofed src: CLOSE(protocol) and an error for the link core. */
@@ -974,6 +1004,228 @@ START_TEST(test_hostile_peer_random) {
 }
 END_TEST
 
+/* The hops of the last message node sender sent (an OPEN). */
+static uint8_t hops_seen(int sender) {
+  ck_assert_uint_eq(N[sender].last_send[0], GV_TW_OPEN);
+  return N[sender].last_send[5];
+}
+
+/* Silent F and silent H, each with only a link to a broadcasting node
+ * (F's guard G, H's relay R), and G with a link to R: F opens to H over
+ * its only link, G routes it to R (cfg.route: LINK), R forwards it to H
+ * with hops 2. Megabytes both ways, windows enforced at every hop. */
+START_TEST(test_two_relays) {
+  fsock *ff, *fh;
+
+  g_target = 2 * 1024 * 1024 + 99;
+  g_write_rate = 30000;
+  add_node(false, 64, 256); /* F */
+  add_node(true, 64, 256);  /* G */
+  add_node(true, 64, 256);  /* R */
+  add_node(false, 64, 256); /* H */
+  add_link(0, 1);           /* F dials G */
+  add_link(3, 2);           /* H dials R */
+  add_link(1, 2);           /* G dials R */
+  N[1].rkind = GV_TUN_ROUTE_LINK;
+  N[1].rlink = 2;
+  ff = open_stream(0, 0, 3, IH, 0);
+  pump();
+  ck_assert_int_eq(N[1].routes, 1);
+  ck_assert_int_eq(N[2].routes, 0); /* R has a link to H */
+  ck_assert_uint_eq(hops_seen(1), 1);
+  ck_assert_uint_eq(hops_seen(2), 2);
+  run_until_done();
+  fh = accepted(3, 0);
+  ck_assert_ptr_nonnull(fh);
+  ck_assert_uint_eq(ff->got, g_target);
+  ck_assert_uint_eq(fh->got, g_target);
+  ck_assert_uint_le(g_max_inflight, GV_TUN_WINDOW);
+  ck_assert_uint_le(g_max_pend, GV_TUN_WINDOW);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->relayed, 1);
+  ck_assert_uint_eq(gv_tun_stats_get(N[2].t)->relayed, 1);
+  ck_assert(N[1].held[0] && N[1].held[2] && N[2].held[2] && N[2].held[1]);
+  /* H ends it: every hop is freed and released. */
+  gv_tun_local_closed(N[3].t, fh->h, 0);
+  pump();
+  ck_assert(ff->shut);
+  ck_assert_int_eq(ff->reason, GV_TW_CLOSE_DONE);
+  for (int n = 0; n < 4; n++) {
+    ck_assert_uint_eq(gv_tun_streams(N[n].t), 0);
+    ck_assert_int_eq(N[n].errors, 0);
+  }
+  ck_assert(!N[1].held[2] && !N[2].held[2]);
+}
+END_TEST
+
+/* At hops 1 a relay forwards only to dst itself: a route to another relay
+ * would arrive there with hops 2 and be refused, so it is refused here.
+ * hops 2 at a node that is not dst is refused. The src of a hops-1 OPEN
+ * is vouched for by the relay before: no src check. */
+START_TEST(test_hops_limit) {
+  gv_tw_msg m;
+
+  add_node(false, 64, 256);
+  add_node(true, 64, 256);
+  add_node(true, 64, 256);
+  add_node(false, 64, 256);
+  add_link(0, 1);
+  add_link(1, 2);
+  add_link(3, 2);
+  N[1].rkind = GV_TUN_ROUTE_LINK; /* G: to H via R */
+  N[1].rlink = 1;
+  m = open_msg(1, 1, 3, 2); /* hops 1, src not F */
+  ck_assert_int_eq(inject(1, 0, &m), 0);
+  sent_close(1, 1, GV_TW_CLOSE_UNREACHABLE);
+  m = open_msg(3, 2, 3, 0);
+  ck_assert_int_eq(inject(1, 0, &m), 0);
+  sent_close(1, 3, GV_TW_CLOSE_UNREACHABLE);
+  /* R has a link to H: hops 1 goes on as hops 2, and H accepts it. */
+  m = open_msg(1, 1, 3, 0);
+  ck_assert_int_eq(inject(2, 1, &m), 0);
+  ck_assert_uint_eq(hops_seen(2), 2);
+  pump();
+  ck_assert_uint_eq(gv_tun_streams(N[3].t), 1);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->refused, 2);
+  ck_assert_int_eq(N[1].errors + N[2].errors + N[3].errors, 0);
+  discard_queue();
+}
+END_TEST
+
+/* G has no link to R: cfg.route says DIAL R, and the OPEN is parked. F
+ * sends at once: G queues it within the window (F is paused when the
+ * window is spent; nothing passes). A second stream parks without a
+ * second dial. The link G-R comes up (held at once): both go on, with
+ * what was queued, and arrive whole. */
+START_TEST(test_park_link_up) {
+  fsock *f1, *f2;
+
+  g_target = 1024 * 1024 + 5;
+  add_node(false, 64, 256); /* F */
+  add_node(true, 64, 256);  /* G */
+  add_node(true, 64, 256);  /* R */
+  add_node(false, 64, 256); /* H */
+  add_link(0, 1);
+  add_link(3, 2);
+  N[1].rkind = GV_TUN_ROUTE_DIAL;
+  N[1].rpeer = 2;
+  f1 = open_stream(0, 0, 3, IH, 0);
+  f2 = open_stream(0, 0, 3, IH, 0);
+  for (int i = 0; i < 10; i++)
+    step();
+  ck_assert_int_eq(N[1].dials, 1);
+  ck_assert_mem_eq(N[1].last_dial, N[2].id, GV_ID_BYTES);
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 2);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->parked, 2);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->bytes_in, 2 * GV_TUN_WINDOW);
+  ck_assert(f1->paused && f2->paused && !f1->shut);
+  ck_assert_uint_eq(gv_tun_streams(N[2].t) + gv_tun_streams(N[3].t), 0);
+  ck_assert(N[1].held[0]);
+  add_link(1, 2);
+  ck_assert(N[1].held[2]); /* held from its first moment */
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 0);
+  run_until_done();
+  ck_assert_uint_eq(f1->got, g_target);
+  ck_assert_uint_eq(f2->got, g_target);
+  ck_assert_uint_eq(accepted(3, 0)->got, g_target);
+  ck_assert_uint_eq(accepted(3, 1)->got, g_target);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->relayed, 2);
+  for (int n = 0; n < 4; n++)
+    ck_assert_int_eq(N[n].errors, 0);
+}
+END_TEST
+
+/* A parked OPEN ends with CLOSE(unreachable) when its dial fails (not
+ * while a link to the peer is up), and is dropped when its incoming link
+ * goes down; DATA past the window on a parked OPEN is a violation. */
+START_TEST(test_park_release) {
+  fsock *f1, *f2;
+  gv_tw_msg m;
+  static uint8_t big[GV_TW_DATA_MAX];
+  int k;
+
+  g_target = 64 * 1024;
+  add_node(false, 64, 256);
+  add_node(true, 64, 256);
+  add_node(true, 64, 256);
+  add_link(0, 1);
+  N[1].rkind = GV_TUN_ROUTE_DIAL;
+  N[1].rpeer = 2;
+  f1 = open_stream(0, 0, 2, IH, 0);
+  f2 = open_stream(0, 0, 2, IH, 0);
+  pump();
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 2);
+  gv_tun_dial_failed(N[1].t, N[0].id); /* not the peer dialed */
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 2);
+  gv_tun_dial_failed(N[1].t, N[2].id);
+  pump();
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 0);
+  ck_assert(f1->shut && f2->shut);
+  ck_assert_int_eq(f1->reason, GV_TW_CLOSE_UNREACHABLE);
+  ck_assert_int_eq(f2->reason, GV_TW_CLOSE_UNREACHABLE);
+  ck_assert(!N[1].held[0] && !N[0].held[0]);
+  ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->refused, 2);
+  /* Parked again (a new dial), then F's link to G goes down: dropped,
+   * and the link to R that comes up later carries nothing. */
+  open_stream(0, 0, 2, IH, 0);
+  pump();
+  ck_assert_int_eq(N[1].dials, 2);
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 1);
+  L[0].up = false;
+  gv_tun_link_down(N[1].t, link_id(0, 1));
+  gv_tun_link_down(N[0].t, link_id(0, 0));
+  pump();
+  ck_assert_uint_eq(gv_tun_parked(N[1].t) + gv_tun_streams(N[1].t), 0);
+  add_link(1, 2);
+  ck_assert(!N[1].held[1]);
+  pump();
+  ck_assert_uint_eq(gv_tun_streams(N[2].t), 0);
+  /* A parked OPEN takes DATA up to the window, queued; one byte more is
+   * CLOSE(protocol) and an error for the link core. */
+  add_node(false, 64, 256); /* H, which nobody has a link to */
+  k = add_link(0, 1);
+  N[1].rpeer = 3;
+  m = open_msg(1, 0, 3, 0);
+  ck_assert_int_eq(inject(1, k, &m), 0);
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), 1);
+  m = (gv_tw_msg){.kind = GV_TW_DATA, .sid = 1, .data = big};
+  m.len = sizeof big;
+  for (size_t sent = 0; sent < GV_TUN_WINDOW; sent += sizeof big)
+    ck_assert_int_eq(inject(1, k, &m), 0);
+  ck_assert_int_eq(gv_tun_check(N[1].t, NULL), 0);
+  m.len = 1;
+  ck_assert_int_eq(inject(1, k, &m), GV_ERANGE);
+  sent_close(1, 1, GV_TW_CLOSE_PROTOCOL);
+  ck_assert_uint_eq(gv_tun_parked(N[1].t) + gv_tun_streams(N[1].t), 0);
+  discard_queue();
+}
+END_TEST
+
+/* At most GV_TUN_PARK_MAX OPENs wait at once; the next is CLOSE(limit). */
+START_TEST(test_park_limit) {
+  gv_tw_msg m;
+  uint32_t sid = 1;
+
+  add_node(false, 256, 1024);
+  add_node(true, 256, 1024);
+  add_node(true, 256, 1024);
+  add_link(0, 1);
+  N[1].rkind = GV_TUN_ROUTE_DIAL;
+  N[1].rpeer = 2;
+  for (int i = 0; i < GV_TUN_PARK_MAX; i++, sid += 2) {
+    m = open_msg(sid, 0, 2, 0);
+    ck_assert_int_eq(inject(1, 0, &m), 0);
+  }
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), GV_TUN_PARK_MAX);
+  ck_assert_int_eq(N[1].dials, 1);
+  m = open_msg(sid, 0, 2, 0);
+  ck_assert_int_eq(inject(1, 0, &m), 0);
+  sent_close(1, sid, GV_TW_CLOSE_LIMIT);
+  ck_assert_uint_eq(gv_tun_parked(N[1].t), GV_TUN_PARK_MAX);
+  ck_assert_int_eq(gv_tun_check(N[1].t, NULL), 0);
+  discard_queue();
+}
+END_TEST
+
 static Suite *tun_suite(void) {
   Suite *s = suite_create("tun");
   TCase *tc = tcase_create("core");
@@ -993,6 +1245,11 @@ static Suite *tun_suite(void) {
   tcase_add_test(tc, test_holds);
   tcase_add_test(tc, test_service);
   tcase_add_test(tc, test_hostile_peer_random);
+  tcase_add_test(tc, test_two_relays);
+  tcase_add_test(tc, test_hops_limit);
+  tcase_add_test(tc, test_park_link_up);
+  tcase_add_test(tc, test_park_release);
+  tcase_add_test(tc, test_park_limit);
   suite_add_tcase(s, tc);
   return s;
 }

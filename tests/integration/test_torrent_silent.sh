@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Torrents where a node is silent (docs/TORRENT.md, "The connection
 # matrix"): real nodes on loopback, started as users start them. R is the
-# one broadcasting node between silent ones; B and C broadcast and share.
+# one broadcasting node between silent ones, and their guard (a bootstrap
+# node they name with --peer); B and C broadcast and share. A silent node
+# never dials for tunnels: F and F2 open links to R only, and R carries
+# (and dials where it must) every stream they open.
 #  1. Three seeders, one of them silent (S), and a silent fetcher (F): the
 #     file arrives whole, and S served part of it through a tunnel.
 #  2. A silent seeder (S2) and a silent fetcher (F2) with only R between
 #     them: the file arrives whole, through R.
 #  3. A broadcasting fetcher (G) and the silent seeder S2: through R.
-# In both, no silent node's address (each silent node listens on its own
+#  1b. A file only broadcasting seeders hold: B, and D, started with
+#     --peer B only: F gets it through R, which dials D if it has no link.
+# In all, no silent node's address (each silent node listens on its own
 # 127.0.0.x, so a leak would show it) appears in any node's peers --json,
 # in a record, or in any libtorrent peer list (torrents --json peer_addrs).
 # Every wait is bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
-free_ports 8 || { not_ok "no 8 free ports"; finish; exit; }
+free_ports 9 || { not_ok "no 9 free ports"; finish; exit; }
 ip() { echo "127.0.0.$((70 + $1))"; }
 addr() { echo "$(ip "$1"):$((BASE + $1))"; }
 wait_for() { # wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds
@@ -23,11 +28,12 @@ wait_for() { # wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds
 }
 RATE=262144 # B's and C's upload limit (bytes/s): S, unlimited, must serve
 
-start R --broadcast --listen "$(addr 0)" || { not_ok "R starts"; finish; exit; }
+start R --bootstrap --listen "$(addr 0)" || { not_ok "R starts"; finish; exit; }
 start B --broadcast --listen "$(addr 1)" --peer "$(addr 0)" --torrent-upload-rate $RATE ||
   { not_ok "B starts"; finish; exit; }
 start C --broadcast --listen "$(addr 2)" --peer "$(addr 0)" --torrent-upload-rate $RATE ||
   { not_ok "C starts"; finish; exit; }
+start D --broadcast --listen "$(addr 8)" --peer "$(addr 1)" || { not_ok "D starts"; finish; exit; }
 # Silent: a listen address (their libtorrent's), never shared; they dial R.
 for n in S:3 F:4 S2:5 F2:6; do
   start "${n%:*}" --listen "$(addr "${n#*:}")" --peer "$(addr 0)" ||
@@ -36,13 +42,17 @@ done
 silent_ips=("$(ip 3)" "$(ip 4)" "$(ip 5)" "$(ip 6)")
 id_S=$("$GV" id --data-dir "$TMP/S")
 id_S2=$("$GV" id --data-dir "$TMP/S2")
+id_R=$("$GV" id --data-dir "$TMP/R")
 peers_of() { "$GV" peers --json --data-dir "$TMP/$1"; }
 # holds NODE ID NAME: NODE's table has ID's record listing NAME.
 holds() { peers_of "$1" | J "any(p['id']=='$2' and '$3' in p['repositories'] for p in d)" | grep -qx True; }
 # relayed ID: R's record of silent ID names a relay (its way in).
 has_relay() { peers_of "$1" | J "any(p['id']=='$2' and p.get('relays') for p in d)" | grep -qx True; }
 
-mkdir -p "$TMP/b" "$TMP/c" "$TMP/s" "$TMP/s2" "$TMP/out"
+mkdir -p "$TMP/b" "$TMP/c" "$TMP/d" "$TMP/s" "$TMP/s2" "$TMP/out"
+head -c $((1 << 20)) /dev/urandom >"$TMP/b/bd.bin"
+cp "$TMP/b/bd.bin" "$TMP/d/bd.bin"
+want_bd=$(sha256sum <"$TMP/b/bd.bin" | cut -d' ' -f1)
 head -c $((6 << 20)) /dev/urandom >"$TMP/b/one.bin"
 cp "$TMP/b/one.bin" "$TMP/c/one.bin"
 cp "$TMP/b/one.bin" "$TMP/s/one.bin"
@@ -84,6 +94,38 @@ metrics_ok=$("$GV" torrents --json --data-dir "$TMP/F2" |
 [ "$metrics_ok" = True ] && ok "the silent fetcher's libtorrent sees only 127.0.0.1 (its tunnel ports)" ||
   not_ok "F2 peer list" "$("$GV" torrents --json --data-dir "$TMP/F2")"
 
+# ---- 1b. only broadcasting seeders: F fetches through R ----
+id_D=$("$GV" id --data-dir "$TMP/D")
+vbd=$("$GV" share "$TMP/b/bd.bin" --json --data-dir "$TMP/B" | J "d['v1']")
+"$GV" share "$TMP/d/bd.bin" --data-dir "$TMP/D" >/dev/null
+wait_for 20 holds F "$id_D" "bt:$vbd"
+out=$(cd "$TMP" && timeout 120 "$GV" fetch "$vbd" --out outbd --timeout 60s --data-dir "$TMP/F" 2>&1); rc=$?
+got=$(sha256sum <"$TMP/outbd/bd.bin" 2>/dev/null | cut -d' ' -f1)
+[ $rc = 0 ] && [ "$got" = "$want_bd" ] &&
+  ok "a silent fetcher gets a file only broadcasting seeders hold, through its guard (sha256)" ||
+  not_ok "silent fetcher, broadcasting seeders" "rc=$rc $(tail -3 <<<"$out")"
+uploaded() { "$GV" torrents --json --data-dir "$TMP/$1" | J "int(sum(t['uploaded'] for t in d))"; }
+served_BD() { [ "$(($(uploaded B) + $(uploaded D)))" -gt 0 ]; }
+wait_for 5 served_BD && ok "B and D served it ($(($(uploaded B) >> 10)) and $(($(uploaded D) >> 10)) KiB)" ||
+  not_ok "B and D served F nothing" "B=$(uploaded B) D=$(uploaded D)"
+# Whether R had to dial D depends on whether gossip linked them first (D
+# may dial R on its own): said, not asserted; check_tun covers the dial.
+grep -q "tunnel: dialing ${id_D:0:16} to relay a stream" "$TMP/R.log" &&
+  echo "# R dialed D to carry F's stream" || echo "# R and D were linked already"
+
+# ---- the silent fetchers linked to their guard R only ----
+# links_up NAME: the short ids of the peers of every link NAME's log shows
+# coming up (links.c: "link N up with ID (dialed|inbound)").
+links_up() { grep -o 'link [0-9]* up with [0-9a-f]*' "$TMP/$1.log" | awk '{print $5}' | sort -u; }
+for n in F F2; do
+  guarded() { "$GV" status --json --data-dir "$TMP/$1" | J "any(g['id']=='$id_R' for g in d['guards'])" | grep -qx True; }
+  wait_for 10 guarded "$n" && is_guard=True || is_guard=False
+  peers_up=$(links_up "$n" | tr '\n' ' ')
+  if [ "$is_guard" = True ] && [ "$peers_up" = "${id_R:0:12} " ]; then
+    ok "silent $n opened links to its guard R only, and fetched through it"
+  else not_ok "silent $n linked beyond its guard" "guard=$is_guard links: $peers_up (R ${id_R:0:12})"; fi
+done
+
 # ---- 3. a broadcasting fetcher, the silent seeder S2 ----
 start G --broadcast --listen "$(addr 7)" --peer "$(addr 0)" || not_ok "G starts"
 wait_for 20 holds G "$id_S2" "bt:$v1b"
@@ -95,7 +137,7 @@ got=$(sha256sum <"$TMP/out3/two.bin" 2>/dev/null | cut -d' ' -f1)
 
 # ---- no silent address anywhere ----
 leaks=""
-for n in R B C S F S2 F2 G; do
+for n in R B C D S F S2 F2 G; do
   text="$(peers_of "$n") $("$GV" torrents --json --data-dir "$TMP/$n")"
   for sip in "${silent_ips[@]}"; do
     grep -qF "\"$sip:" <<<"$text" && leaks+="$n shows $sip; "
@@ -106,5 +148,5 @@ if [ -z "$leaks" ] && [ "$silent_bare" = True ]; then
   ok "no silent address in any node's peers --json, records or libtorrent peer lists"
 else not_ok "a silent address leaked" "$leaks $silent_bare"; fi
 
-stop_pids "$pid_R" "$pid_B" "$pid_C" "$pid_S" "$pid_F" "$pid_S2" "$pid_F2" "$pid_G"
+stop_pids "$pid_R" "$pid_B" "$pid_C" "$pid_D" "$pid_S" "$pid_F" "$pid_S2" "$pid_F2" "$pid_G"
 finish
