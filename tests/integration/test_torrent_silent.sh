@@ -12,6 +12,7 @@
 #  3. A broadcasting fetcher (G) and the silent seeder S2: through R.
 #  1b. A file only broadcasting seeders hold: B, and D, started with
 #     --peer B only: F gets it through R, which dials D if it has no link.
+#  4. SIGTERM to a silent seeder while a tunnel stream is open: exit 0.
 # In all, no silent node's address (each silent node listens on its own
 # 127.0.0.x, so a leak would show it) appears in any node's peers --json,
 # in a record, or in any libtorrent peer list (torrents --json peer_addrs).
@@ -148,5 +149,21 @@ if [ -z "$leaks" ] && [ "$silent_bare" = True ]; then
   ok "no silent address in any node's peers --json, records or libtorrent peer lists"
 else not_ok "a silent address leaked" "$leaks $silent_bare"; fi
 
-stop_pids "$pid_R" "$pid_B" "$pid_C" "$pid_D" "$pid_S" "$pid_F" "$pid_S2" "$pid_F2" "$pid_G"
+# ---- 4. SIGTERM to a silent seeder mid-tunnel: it stops cleanly ----
+# S2 seeds a second file slowly to F2; it is stopped with the stream open.
+stop_pids "$pid_S2"
+start S2 --listen "$(addr 5)" --peer "$(addr 0)" --torrent-upload-rate 524288 ||
+  not_ok "S2 restarts"
+head -c $((8 << 20)) /dev/urandom >"$TMP/s2/three.bin"
+v1c=$("$GV" share "$TMP/s2/three.bin" --json --data-dir "$TMP/S2" | J "d['v1']")
+wait_for 20 holds F2 "$id_S2" "bt:$v1c"
+(cd "$TMP" && timeout 60 "$GV" fetch "$v1c" --out out4 --timeout 30s --data-dir "$TMP/F2" >/dev/null 2>&1) &
+fpid=$!
+streaming() { "$GV" torrents --json --data-dir "$TMP/F2" | J "any(t['v1']=='$v1c' and t['done']>0 for t in d)" | grep -qx True; }
+wait_for 30 streaming || not_ok "no byte of the slow file arrived" "$("$GV" torrents --json --data-dir "$TMP/F2")"
+STOP_SECONDS=5 stop_pids "$pid_S2" # not ok if it crashes (the tunnel's sockets were open)
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+
+stop_pids "$pid_R" "$pid_B" "$pid_C" "$pid_D" "$pid_S" "$pid_F" "$pid_F2" "$pid_G"
 finish
