@@ -32,6 +32,8 @@ typedef struct tent {
   uint64_t finished_ns;              /* a fetch's last piece, this run */
   bool req_live;                     /* req_id is a PEER_REQUEST of ours */
   uint8_t req_id[GV_MSG_ID_BYTES];
+  int64_t find_at, find_gap; /* the next search for holders, and the
+                                gap after it (0: the first) */
   uint8_t holders[HOLDERS_MAX][GV_ID_BYTES];
   unsigned n_holders;
 } tent;
@@ -453,11 +455,23 @@ static void scan_table(gv_torsvc *s, tent *t) {
  * come through gv_torsvc_report(). */
 static void find_holders(gv_torsvc *s, tent *t) {
   char repo[GV_REPO_MAX + 1];
+  int64_t now = s->cbs.now(s->ctx);
 
   scan_table(s, t);
-  ih_repo(&t->ih, repo);
-  t->req_live = gv_engine_request(s->engine, repo, GV_MAX_PEERS, t->req_id,
-                                  s->cbs.now(s->ctx)) == 0;
+  /* The table is ours to read every time; a PEER_REQUEST floods the
+   * network, so a fetch nobody answers asks less and less often:
+   * GV_TORSVC_FIND_MS doubling up to GV_TORSVC_FIND_MAX_MS, until the user
+   * asks for it again. */
+  if (now >= t->find_at) {
+    t->find_gap = t->find_gap == 0 ? GV_TORSVC_FIND_MS
+                                   : (t->find_gap * 2 > GV_TORSVC_FIND_MAX_MS
+                                          ? GV_TORSVC_FIND_MAX_MS
+                                          : t->find_gap * 2);
+    t->find_at = now + t->find_gap;
+    ih_repo(&t->ih, repo);
+    t->req_live =
+        gv_engine_request(s->engine, repo, GV_MAX_PEERS, t->req_id, now) == 0;
+  }
   s->cbs.changed(s->ctx);
 }
 
@@ -836,6 +850,7 @@ static cJSON *cmd_fetch(gv_torsvc *s, const gv_ctl_req *req) {
     return o;
   }
   if (!t->share && !t->done) {
+    t->find_gap = t->find_at = 0; /* asked again: at the first pace */
     find_holders(s, t);
     find_arm(s);
   }

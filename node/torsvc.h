@@ -7,7 +7,8 @@
  *              --after work--> gv_tor_add (seed mode) -> list saved ->
  *              names_changed (bt:<v1>, bt2:<v2/60>, --repo) -> answer
  *   fetch T    -> gv_tor_add (target) -> list saved -> find holders now,
- *              then every GV_TORSVC_FIND_MS until it completes:
+ *              then every GV_TORSVC_FIND_MS until it completes
+ *              (the PEER_REQUEST less and less often):
  *                table scan + PEER_REQUEST -> gv_tor_connect(IP:tport)
  *                or torsvc_reach_tunnel() for a holder that needs one
  *   alerts     cfg.notify -> uv_async_send -> gv_tor_poll until drained
@@ -44,6 +45,9 @@
 #define GV_TORSVC_MAX 128
 /* How often a fetch looks for holders again until it completes. */
 #define GV_TORSVC_FIND_MS 2000
+/* Its PEER_REQUEST floods at a gap doubling from GV_TORSVC_FIND_MS up to
+ * this one; a fetch or attach starts again from GV_TORSVC_FIND_MS. */
+#define GV_TORSVC_FIND_MAX_MS (5 * 60 * 1000)
 
 typedef struct gv_torsvc gv_torsvc;
 
