@@ -72,7 +72,7 @@ constexpr size_t kMetaPeers = 64;
 struct entry {
   lt::torrent_handle h;
   lt::info_hash_t ih;
-  std::string save_path; // realpath of the caller's save path
+  std::string save_path;   // realpath of the caller's save path
   bool need_check = false; // a target: paths are checked at metadata
   // A target's private directory (state_dir/.meta/<hash>), libtorrent's
   // save path until the metadata passed the check; "" after that.
@@ -81,9 +81,9 @@ struct entry {
   // torrent is added again after the check and connects to them again.
   std::vector<lt::tcp::endpoint> peers;
   bool readded = false; // its next add_torrent_alert is the re-add
-  bool failed = false;     // our own error (a refused path)
+  bool failed = false;  // our own error (a refused path)
   std::string error;
-  int unsaved = 0; // pieces verified since the last save request
+  int unsaved = 0;     // pieces verified since the last save request
   int pieces_seen = 0; // piece_finished alerts since the add
   clock_type::time_point first_unsaved;
   bool save_pending = false;
@@ -222,8 +222,8 @@ bool bad_element(lt::string_view s, std::string &why) {
   else if (s.find('\0') != lt::string_view::npos)
     why = "a NUL in a file name";
   else if (s.find('/') != lt::string_view::npos)
-    why = "a '/' in a file name (absolute or nested path): '" +
-          std::string(s) + "'";
+    why = "a '/' in a file name (absolute or nested path): '" + std::string(s) +
+          "'";
   else
     return false;
   return true;
@@ -838,13 +838,36 @@ int real_dir(char const *path, std::string &out, gv_why *why) {
   for (size_t i = 1; i <= p.size(); ++i)
     if ((i == p.size() || p[i] == '/') &&
         mkdir(p.substr(0, i).c_str(), 0700) != 0 && errno != EEXIST)
-      return fail(why, -errno, "mkdir " + p.substr(0, i) + ": " +
-                                   strerror(errno));
+      return fail(why, -errno,
+                  "mkdir " + p.substr(0, i) + ": " + strerror(errno));
   char *r = realpath(path, nullptr);
   if (!r)
     return fail(why, -errno, std::string("realpath ") + path);
   out = r;
   free(r);
+  return 0;
+}
+
+// The BEP 47 target of the symlink rel (a torrent path) under parent, in a
+// share rooted at root (a realpath): where it resolves, relative to root.
+// Refused with GV_EFIELD when it dangles or resolves to root itself, outside
+// it, or to a hidden entry that the share leaves out.
+int link_target(std::string const &root, std::string const &parent,
+                std::string const &rel, std::string &target, gv_why *why) {
+  char *real = realpath((parent + "/" + rel).c_str(), nullptr);
+  if (!real)
+    return fail(why, GV_EFIELD, "share refused: symlink " + rel + " dangles");
+  std::string r(real);
+  free(real);
+  if (r.size() <= root.size() + 1 || r.compare(0, root.size() + 1, root + "/"))
+    return fail(why, GV_EFIELD,
+                "share refused: symlink " + rel + " leads outside " + root +
+                    ", to " + r);
+  target = r.substr(root.size() + 1);
+  if (target[0] == '.' || target.find("/.") != std::string::npos)
+    return fail(why, GV_EFIELD,
+                "share refused: symlink " + rel +
+                    " leads to a hidden entry, which a share leaves out");
   return 0;
 }
 
@@ -891,11 +914,8 @@ void fill_status(entry &e, gv_tor_status *st) {
       st->state = GV_TOR_METADATA;
       break;
     case lt::torrent_status::finished:
-    case lt::torrent_status::seeding:
-      st->state = GV_TOR_SEEDING;
-      break;
-    default:
-      st->state = GV_TOR_DOWNLOADING;
+    case lt::torrent_status::seeding: st->state = GV_TOR_SEEDING; break;
+    default: st->state = GV_TOR_DOWNLOADING;
     }
   }
   st->done = uint64_t(s.total_wanted_done);
@@ -997,13 +1017,13 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     // Rate limits bind every peer: libtorrent exempts local networks (and
     // loopback, where the node's proxy puts every peer) by default.
     lt::ip_filter classes;
-    std::uint32_t global = 1u << static_cast<std::uint32_t>(
-                               lt::session::global_peer_class_id);
+    std::uint32_t global =
+        1u << static_cast<std::uint32_t>(lt::session::global_peer_class_id);
     classes.add_rule(lt::make_address("0.0.0.0"),
                      lt::make_address("255.255.255.255"), global);
-    classes.add_rule(lt::make_address("::"),
-                     lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
-                     global);
+    classes.add_rule(
+        lt::make_address("::"),
+        lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), global);
     t->ses->set_peer_class_filter(classes);
     t->ses->add_extension(&lt::create_ut_metadata_plugin);
     t->ses->add_extension(&lt::create_smart_ban_plugin);
@@ -1088,13 +1108,37 @@ int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
       return fail(why, -errno, "cannot open " + p);
     p = real;
     free(real);
-    lt::file_storage fs;
-    lt::add_files(fs, p);
-    if (fs.num_files() == 0)
-      return fail(why, GV_EINVAL, p + ": no files to share");
-    lt::create_torrent ct(fs, int(piece_size)); // v1+v2 hybrid by default
-    lt::error_code ec;
     std::string parent = p.substr(0, p.rfind('/'));
+    // Symlinks are listed, never followed (add_files would follow one out
+    // of p, or loop on one to an ancestor); hidden entries under p are
+    // left out (a project's .env, .git).
+    lt::file_storage raw;
+    lt::add_files(
+        raw, p,
+        [&p](std::string const &f) {
+          return f == p || f[f.rfind('/') + 1] != '.';
+        },
+        lt::create_torrent::symlinks);
+    // libtorrent stores readlink()'s text as the BEP 47 target, which is
+    // relative to the torrent's root: wrong for a link in a subdirectory,
+    // and a way out for "../x". Each target is resolved here instead.
+    lt::file_storage fs;
+    for (lt::file_index_t i : raw.file_range()) {
+      std::string rel = raw.file_path(i);
+      if (!(raw.file_flags(i) & lt::file_storage::flag_symlink)) {
+        fs.add_file(rel, raw.file_size(i), raw.file_flags(i));
+        continue;
+      }
+      std::string target;
+      int rc = link_target(p, parent, rel, target, why);
+      if (rc < 0)
+        return rc;
+      fs.add_file(rel, 0, raw.file_flags(i), 0, target);
+    }
+    if (fs.num_files() == 0 || fs.total_size() == 0)
+      return fail(why, GV_EINVAL, p + ": no files to share");
+    lt::create_torrent ct(fs, int(piece_size), lt::create_torrent::symlinks);
+    lt::error_code ec;
     lt::set_piece_hashes(ct, parent.empty() ? "/" : parent, ec);
     if (ec) {
       std::string reason = "hashing " + p + ": ";
@@ -1168,8 +1212,9 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
     lt::string_view in(s, len);
     if (in.size() >= 7 && strncasecmp(s, "magnet:", 7) == 0) {
       if (in.size() < 8 || in[7] != '?')
-        return gv_fail(why, GV_EINVAL, "not a magnet link: no '?' after "
-                                       "\"magnet:\"");
+        return gv_fail(why, GV_EINVAL,
+                       "not a magnet link: no '?' after "
+                       "\"magnet:\"");
       lt::error_code ec;
       lt::add_torrent_params atp = lt::parse_magnet_uri(in, ec);
       if (ec == lt::errors::missing_info_hash_in_uri)
@@ -1222,8 +1267,8 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
   }
 }
 
-int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
-                          const char *root, gv_why *why) {
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len, const char *root,
+                          gv_why *why) {
   try {
     char *r = realpath(root, nullptr);
     if (!r)
@@ -1231,10 +1276,10 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
     std::string real(r);
     free(r);
     std::shared_ptr<lt::torrent_info> ti;
-    return check_torrent(lt::span<char const>(
-                             reinterpret_cast<char const *>(torrent),
+    return check_torrent(
+        lt::span<char const>(reinterpret_cast<char const *>(torrent),
                              long(len)),
-                         real, ti, why);
+        real, ti, why);
   } catch (...) {
     return caught(why);
   }
@@ -1336,10 +1381,9 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     atp.tracker_tiers.clear();
     atp.url_seeds.clear();
     atp.dht_nodes.clear();
-    atp.flags &= ~(lt::torrent_flags::auto_managed |
-                   lt::torrent_flags::paused |
-                   lt::torrent_flags::upload_mode |
-                   lt::torrent_flags::seed_mode);
+    atp.flags &=
+        ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
+          lt::torrent_flags::upload_mode | lt::torrent_flags::seed_mode);
     if (need_check)
       atp.flags |= lt::torrent_flags::upload_mode |
                    lt::torrent_flags::default_dont_download;
@@ -1477,8 +1521,8 @@ int gv_tor_poll(gv_tor *t, gv_tor_event *ev, size_t max) {
     auto now = clock_type::now();
     for (auto &e : t->torrents)
       if (e->unsaved >= GV_TOR_RESUME_PIECES ||
-          (e->unsaved > 0 &&
-           now - e->first_unsaved >= std::chrono::milliseconds(GV_TOR_RESUME_MS)))
+          (e->unsaved > 0 && now - e->first_unsaved >=
+                                 std::chrono::milliseconds(GV_TOR_RESUME_MS)))
         request_save(*e);
     size_t n = 0;
     while (n < max && !t->pending.empty()) {

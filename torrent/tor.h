@@ -114,7 +114,11 @@ uint16_t gv_tor_port(gv_tor *t);
 /* --- Creating ------------------------------------------------------------ */
 
 /* Makes a v1+v2 hybrid torrent of the file or directory `path` (hashing
- * every byte: slow for big files). piece_size 0 lets libtorrent choose;
+ * every byte: slow for big files). A directory's hidden entries (names
+ * starting with '.') are left out; symlinks are never followed but stored
+ * as BEP 47 links to what they resolve to, relative to the root, and one
+ * that dangles or resolves to the root, outside it or to a left-out entry
+ * refuses the torrent with GV_EFIELD. piece_size 0 lets libtorrent choose;
  * otherwise a power of two, at least 16 KiB. On success *torrent (the
  * .torrent's bencoded bytes, *len of them) is the caller's, freed with
  * gv_tor_bytes_free(), and *ih holds both info-hashes. */
