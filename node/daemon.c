@@ -55,8 +55,9 @@
 #define ANNOUNCE_DELAY_MS 1000         /* after the first link: gather more */
 #define REANNOUNCE_MS (30 * 60 * 1000) /* well within the 2 h expiry */
 #define TUNNEL_DIAL_HOLDOFF_MS 5000    /* between dials of a peer for tunnels */
-#define TUNNEL_KEEP_MS 60000 /* a peer dialed for tunnels, after its last use  \
-                              */
+#define TUNNEL_KEEP_MS                                                         \
+  60000 /* a peer dialed for tunnels, after its last use                       \
+         */
 
 /* A peer this node dialed to carry tunnels (docs/TORRENT.md, "The
  * connection matrix"): its link is held (gv_tun_expect) from when it comes
@@ -888,10 +889,11 @@ static void stop(gv_node *n) {
   n->stopping = true;
   gv_logf(&n->log, GV_LOG_INFO, "stopping: goodbye to %zu link(s)",
           gv_links_count(n->links));
-  gv_ctlsrv_stop(n->ctl);
-  n->ctl = NULL;
+  /* Before the control socket closes: it answers the shares it cancels. */
   gv_torsvc_stop(n->tor); /* saves every torrent's resume data */
   n->tor = NULL;
+  gv_ctlsrv_stop(n->ctl);
+  n->ctl = NULL;
   gv_tunio_close(n->tio);
   n->tio = NULL;
   uv_timer_stop(&n->wake);

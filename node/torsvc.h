@@ -97,7 +97,10 @@ bool gv_torsvc_serves(const gv_torsvc *s, const uint8_t ih[20]);
 /* A GV_ACT_REPORT action: holders answering a fetch's PEER_REQUEST. */
 void gv_torsvc_report(gv_torsvc *s, const gv_action *a);
 
-/* Saves resume data (gv_tor_free), closes the handles; NULL is a no-op. */
+/* Cancels the shares still hashing or queued (their CLIs are answered
+ * "node stopping" through cbs.answer before this returns, so call it
+ * while the control socket is open), saves resume data (gv_tor_free),
+ * closes the handles; NULL is a no-op. */
 void gv_torsvc_stop(gv_torsvc *s);
 
 #endif

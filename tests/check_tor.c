@@ -1000,6 +1000,62 @@ START_TEST(test_create_symlinks) {
 }
 END_TEST
 
+/* A hashing on another thread, stopped through its cancel flag. */
+typedef struct hash_job {
+  char path[400];
+  int cancel;
+  int rc;
+  gv_why why;
+} hash_job;
+
+static void *hash_main(void *arg) {
+  hash_job *j = arg;
+  uint8_t *tb = NULL;
+  size_t tlen = 0;
+  gv_tor_ih ih;
+  j->rc =
+      gv_tor_create_cancel(j->path, 0, &j->cancel, &tb, &tlen, &ih, &j->why);
+  ck_assert_ptr_null(tb);
+  return NULL;
+}
+
+/* An 8 GiB sparse file takes many seconds to hash; cancelled 200 ms in,
+ * gv_tor_create_cancel returns GV_ECANCELED within a few pieces (5 s is
+ * a bound for a loaded machine, far below the whole hashing). A flag set
+ * before the call stops it before any hashing. */
+START_TEST(test_create_cancel) {
+  hash_job j = {.cancel = 0};
+  char dir[300];
+  uint8_t *tb = NULL;
+  size_t tlen = 0;
+  gv_tor_ih ih;
+
+  mkpath(dir, sizeof dir, "big");
+  snprintf(j.path, sizeof j.path, "%s/sparse.bin", dir);
+  int fd = open(j.path, O_CREAT | O_WRONLY, 0600);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(ftruncate(fd, (off_t)8 << 30), 0);
+  close(fd);
+
+  int pre = 1;
+  ck_assert_int_eq(
+      gv_tor_create_cancel(j.path, 0, &pre, &tb, &tlen, &ih, &j.why),
+      GV_ECANCELED);
+  ck_assert_ptr_null(tb);
+
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, hash_main, &j), 0);
+  struct timespec ts = {0, 200 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  __atomic_store_n(&j.cancel, 1, __ATOMIC_RELAXED);
+  int64_t t0 = now_ms();
+  ck_assert_int_eq(pthread_join(th, NULL), 0);
+  ck_assert_int_lt(now_ms() - t0, 5000);
+  ck_assert_msg(j.rc == GV_ECANCELED, "rc %d: %s", j.rc, j.why.text);
+  ck_assert_msg(strstr(j.why.text, "cancelled") != NULL, "%s", j.why.text);
+}
+END_TEST
+
 static Suite *tor_suite(void) {
   Suite *s = suite_create("tor");
   TCase *tc = tcase_create("tor");
@@ -1015,6 +1071,7 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_corrupt_seeder);
   tcase_add_test(tc, test_disk_full);
   tcase_add_test(tc, test_create_symlinks);
+  tcase_add_test(tc, test_create_cancel);
   suite_add_tcase(s, tc);
   return s;
 }

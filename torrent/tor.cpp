@@ -1094,8 +1094,20 @@ uint16_t gv_tor_port(gv_tor *t) {
 
 int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
                   size_t *len, gv_tor_ih *ih, gv_why *why) {
+  return gv_tor_create_cancel(path, piece_size, nullptr, torrent, len, ih, why);
+}
+
+int gv_tor_create_cancel(const char *path, uint32_t piece_size,
+                         const int *cancel, uint8_t **torrent, size_t *len,
+                         gv_tor_ih *ih, gv_why *why) {
   *torrent = nullptr;
   *len = 0;
+  // Thrown from set_piece_hashes' per-piece callback: libtorrent's
+  // disk_aborter then stops its disk threads as the stack unwinds.
+  struct canceled {};
+  auto stopped = [cancel] {
+    return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED);
+  };
   try {
     if (piece_size && (piece_size < 16384 || (piece_size & (piece_size - 1))))
       return fail(why, GV_EINVAL,
@@ -1139,7 +1151,19 @@ int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
       return fail(why, GV_EINVAL, p + ": no files to share");
     lt::create_torrent ct(fs, int(piece_size), lt::create_torrent::symlinks);
     lt::error_code ec;
-    lt::set_piece_hashes(ct, parent.empty() ? "/" : parent, ec);
+    try {
+      if (stopped())
+        throw canceled{};
+      lt::set_piece_hashes(
+          ct, parent.empty() ? "/" : parent,
+          [&stopped](lt::piece_index_t) {
+            if (stopped())
+              throw canceled{};
+          },
+          ec);
+    } catch (canceled const &) {
+      return fail(why, GV_ECANCELED, "hashing " + p + ": cancelled");
+    }
     if (ec) {
       std::string reason = "hashing " + p + ": ";
       return fail(why, map_error(ec, reason), reason);

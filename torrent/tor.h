@@ -124,6 +124,16 @@ uint16_t gv_tor_port(gv_tor *t);
  * gv_tor_bytes_free(), and *ih holds both info-hashes. */
 int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
                   size_t *len, gv_tor_ih *ih, gv_why *why);
+
+/* gv_tor_create() that another thread may stop: when *cancel is non-zero
+ * (read with __atomic_load_n, so set it with __atomic_store_n) before or
+ * during the hashing, it stops within the pieces already being read and
+ * returns GV_ECANCELED, having written nothing to *torrent. The hashing
+ * runs on the calling thread (a thread pool's worker), so this is how
+ * the owner of that pool stops it. cancel NULL: gv_tor_create(). */
+int gv_tor_create_cancel(const char *path, uint32_t piece_size,
+                         const int *cancel, uint8_t **torrent, size_t *len,
+                         gv_tor_ih *ih, gv_why *why);
 void gv_tor_bytes_free(uint8_t *p);
 
 /* Writes "magnet:?xt=urn:btih:<v1 hex>&xt=urn:btmh:1220<v2 hex>&dn=<name>"
