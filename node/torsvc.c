@@ -172,6 +172,16 @@ uint16_t gv_torsvc_port(const gv_torsvc *s) {
   return s->tor != NULL ? gv_tor_port(s->tor) : 0;
 }
 
+int gv_torsvc_listen(gv_torsvc *s, const char *ips, gv_why *why) {
+  int rc;
+  if (s->tor == NULL)
+    return gv_fail(why, GV_ESTATE, "the torrent service is stopped");
+  if ((rc = gv_tor_set_listen(s->tor, ips, gv_tor_port(s->tor), why)) == 0)
+    gv_logf(s->log, GV_LOG_INFO, "torrent: listening on %s port %u", ips,
+            gv_tor_port(s->tor));
+  return rc;
+}
+
 /* ---- persistence ---- */
 
 /* Writes len bytes to DIR/name atomically: temporary file, fsync, rename,

@@ -80,6 +80,10 @@ int gv_torsvc_new(gv_torsvc **out, uv_loop_t *loop, gv_engine *engine,
 /* The port the session listens on (what the record's tport says). */
 uint16_t gv_torsvc_port(const gv_torsvc *s);
 
+/* Listens on ips (gv_tor_set_listen's comma-separated list) at the
+ * current port instead. GV_ESTATE once stopped. */
+int gv_torsvc_listen(gv_torsvc *s, const char *ips, gv_why *why);
+
 /* Writes the names the shares add to the record into out (at most cap)
  * and returns how many there are. */
 size_t gv_torsvc_names(const gv_torsvc *s, char (*out)[GV_REPO_MAX + 1],

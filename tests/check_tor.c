@@ -1056,6 +1056,53 @@ START_TEST(test_create_cancel) {
 }
 END_TEST
 
+/* Whether a TCP connect to ip:port succeeds (loopback: at once). */
+static int can_connect(const char *ip, uint16_t port) {
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  ck_assert_int_eq(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  int rc = connect(fd, (struct sockaddr *)&sin, sizeof sin);
+  close(fd);
+  return rc == 0;
+}
+
+/* A session re-listens on a list of IPs and back, keeping its port. */
+START_TEST(test_set_listen) {
+  ses *s = ses_new("ls", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  uint16_t port = gv_tor_port(s->t);
+  gv_why why = {{0}};
+
+  ck_assert_uint_gt(port, 0);
+  ck_assert(can_connect("127.0.0.1", port));
+  ck_assert(!can_connect("127.0.0.3", port));
+
+  ck_assert_msg(gv_tor_set_listen(s->t, "127.0.0.1,127.0.0.3", port, &why) == 0,
+                "%s", why.text);
+  ck_assert_uint_eq(gv_tor_port(s->t), port);
+  ck_assert(can_connect("127.0.0.3", port));
+  ck_assert(can_connect("127.0.0.1", port));
+
+  ck_assert_msg(gv_tor_set_listen(s->t, NULL, port, &why) == 0, "%s", why.text);
+  ck_assert_uint_eq(gv_tor_port(s->t), port);
+  ck_assert(!can_connect("127.0.0.3", port));
+  ck_assert(can_connect("127.0.0.1", port));
+
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,nope", port, &why),
+                   GV_EINVAL);
+  ck_assert_msg(strstr(why.text, "nope") != NULL, "%s", why.text);
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,", port, &why),
+                   GV_EINVAL);
+  /* An address of no interface here: refused, naming it. */
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,192.0.2.1", port, &why),
+                   GV_ESTATE);
+  ck_assert_msg(strstr(why.text, "192.0.2.1") != NULL, "%s", why.text);
+  ck_assert(can_connect("127.0.0.1", port));
+}
+END_TEST
+
 static Suite *tor_suite(void) {
   Suite *s = suite_create("tor");
   TCase *tc = tcase_create("tor");
@@ -1072,6 +1119,7 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_disk_full);
   tcase_add_test(tc, test_create_symlinks);
   tcase_add_test(tc, test_create_cancel);
+  tcase_add_test(tc, test_set_listen);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -36,6 +36,7 @@ extern "C" {
 #include <memory>
 #include <netinet/in.h>
 #include <string>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -871,6 +872,51 @@ int link_target(std::string const &root, std::string const &parent,
   return 0;
 }
 
+// listen_interfaces for a comma-separated list of IPs (NULL: 127.0.0.1),
+// all on port; each IP is checked, IPv6 ones get brackets.
+int listen_list(char const *ips, uint16_t port, std::string &out,
+                std::vector<lt::address> &addrs, gv_why *why) {
+  std::string list = ips ? ips : "127.0.0.1";
+  size_t pos = 0;
+  out.clear();
+  addrs.clear();
+  for (;;) {
+    size_t next = list.find(',', pos);
+    if (next == std::string::npos)
+      next = list.size();
+    std::string ip = list.substr(pos, next - pos);
+    lt::error_code ec;
+    lt::address a = lt::make_address(ip, ec);
+    if (ec || ip.empty())
+      return fail(why, GV_EINVAL, "torrent: bad listen IP '" + ip + "'");
+    addrs.push_back(a);
+    if (!out.empty())
+      out += ",";
+    out += (a.is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+    if (next == list.size())
+      return 0;
+    pos = next + 1;
+  }
+}
+
+// Whether something listens on TCP a:port: a bind with SO_REUSEADDR is
+// refused (EADDRINUSE) only by a socket in the LISTEN state there.
+bool listening_on(lt::address const &a, uint16_t port) {
+  lt::tcp::endpoint ep(a, port);
+  int fd =
+      socket(a.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (a.is_v6())
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  bool busy =
+      bind(fd, ep.data(), socklen_t(ep.size())) != 0 && errno == EADDRINUSE;
+  close(fd);
+  return busy;
+}
+
 void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
@@ -970,11 +1016,12 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     std::filesystem::remove_all(t->state_dir + "/.meta", fec);
     // Tuned like the benchmark's bare pair: a node shares big files.
     lt::settings_pack sp = lt::high_performance_seed();
-    std::string ip = cfg->listen_ip ? cfg->listen_ip : "127.0.0.1";
-    if (ip.find(':') != std::string::npos)
-      ip = "[" + ip + "]";
-    sp.set_str(lt::settings_pack::listen_interfaces,
-               ip + ":" + std::to_string(cfg->listen_port));
+    std::string ifs;
+    std::vector<lt::address> addrs;
+    rc = listen_list(cfg->listen_ip, cfg->listen_port, ifs, addrs, why);
+    if (rc < 0)
+      return rc;
+    sp.set_str(lt::settings_pack::listen_interfaces, ifs);
     sp.set_bool(lt::settings_pack::listen_system_port_fallback, false);
     sp.set_bool(lt::settings_pack::enable_dht, cfg->dht != 0);
     sp.set_str(lt::settings_pack::dht_bootstrap_nodes, "");
@@ -1089,6 +1136,32 @@ uint16_t gv_tor_port(gv_tor *t) {
   } catch (...) {
     caught(nullptr);
     return 0;
+  }
+}
+
+int gv_tor_set_listen(gv_tor *t, const char *ip, uint16_t port, gv_why *why) {
+  try {
+    std::string ifs;
+    std::vector<lt::address> addrs;
+    int rc = listen_list(ip, port, ifs, addrs, why);
+    if (rc < 0)
+      return rc;
+    lt::settings_pack sp;
+    sp.set_str(lt::settings_pack::listen_interfaces, ifs);
+    // Posted to libtorrent's thread, which rebinds there; listen_port()
+    // is a synchronous call queued after it, so the sockets are settled.
+    t->ses->apply_settings(std::move(sp));
+    uint16_t bound = t->ses->listen_port();
+    if (bound == 0 || (port != 0 && bound != port))
+      return fail(why, GV_ESTATE, "torrent: cannot listen on " + ifs);
+    for (auto const &a : addrs)
+      if (!listening_on(a, bound))
+        return fail(why, GV_ESTATE,
+                    "torrent: cannot listen on " + a.to_string() + ":" +
+                        std::to_string(bound));
+    return 0;
+  } catch (...) {
+    return caught(why);
   }
 }
 

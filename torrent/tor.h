@@ -84,7 +84,8 @@ typedef enum gv_tor_enc {
  * gv_tor_new(). */
 typedef struct gv_tor_cfg {
   const char *state_dir;  /* required: resume files; created if missing */
-  const char *listen_ip;  /* NULL: "127.0.0.1"; "::1" and any IP work */
+  const char *listen_ip;  /* NULL: "127.0.0.1"; "::1" and any IP work, or
+                           * a comma-separated list (gv_tor_set_listen) */
   uint16_t listen_port;   /* 0: ephemeral; see gv_tor_port() */
   int dht, lsd, upnp, natpmp, utp, pex; /* non-zero turns one on */
   gv_tor_enc encryption;
@@ -110,6 +111,15 @@ void gv_tor_free(gv_tor *t);
 /* The TCP port the session listens on (the bound one when cfg asked 0),
  * or 0 if it does not listen. */
 uint16_t gv_tor_port(gv_tor *t);
+
+/* Listens on ip instead: one IP or a comma-separated list of them
+ * ("127.0.0.1,192.0.2.7"; NULL: "127.0.0.1"), all on port (0: an
+ * ephemeral one, which may differ per IP; pass gv_tor_port() to keep the
+ * current one). Sockets on addresses still listed stay open; connections
+ * stay up. On return the new sockets are bound and gv_tor_port() gives
+ * the port; GV_EINVAL for a bad IP, GV_ESTATE with the address in why if
+ * one could not be bound (the others are then listening). */
+int gv_tor_set_listen(gv_tor *t, const char *ip, uint16_t port, gv_why *why);
 
 /* --- Creating ------------------------------------------------------------ */
 

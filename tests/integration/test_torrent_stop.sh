@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The torrent service at the node's edges (docs/TORRENT.md): SIGTERM while
 # a share is hashing stops the hashing (the node exits 0 within 3 s, the
-# waiting `share` says "node stopping"). Every wait is bounded.
+# waiting `share` says "node stopping"); a silent node's libtorrent
+# listens on 127.0.0.1 only, not on its --listen IP, until `broadcast on`
+# (and again not after `broadcast off`), on the same port. Every wait is
+# bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
+free_ports 1 || { not_ok "no free port"; finish; exit; }
 
 # ---- SIGTERM during a share's hashing ----
 start st || { not_ok "st starts"; finish; exit; }
@@ -30,5 +34,25 @@ src=$?
 if [ $src != 0 ] && grep -q "node stopping" "$TMP/share.out"; then
   ok "the waiting share says \"node stopping\" and fails (exit $src)"
 else not_ok "the waiting share's answer" "exit $src: $(cat "$TMP/share.out")"; fi
+
+# ---- libtorrent's listen addresses follow broadcast on/off ----
+IP=127.0.0.61
+tport() { "$GV" status --json --data-dir "$TMP/sl" | J "d['torrent_port']"; }
+# listens ADDR: some socket listens on ADDR (IP:PORT), as ss shows it.
+listens() { ss -Hltn "src $1" | grep -q LISTEN; }
+start sl --listen "$IP:$BASE" || { not_ok "sl starts"; finish; exit; }
+port=$(tport)
+if [ "${port:-0}" -gt 0 ] && listens "127.0.0.1:$port" && ! listens "$IP:$port"; then
+  ok "a silent node's libtorrent listens on 127.0.0.1:$port, not on its --listen IP"
+else not_ok "silent node's torrent sockets" "port $port: $(ss -Hltn | grep ":$port ")"; fi
+"$GV" broadcast on --data-dir "$TMP/sl" >/dev/null 2>&1
+if [ "$(tport)" = "$port" ] && listens "$IP:$port" && listens "127.0.0.1:$port"; then
+  ok "after broadcast on: also on $IP:$port, the same port"
+else not_ok "broadcast on: torrent sockets" "$(ss -Hltn | grep ":$port ")"; fi
+"$GV" broadcast off --data-dir "$TMP/sl" >/dev/null 2>&1
+if ! listens "$IP:$port" && listens "127.0.0.1:$port"; then
+  ok "after broadcast off: 127.0.0.1:$port only"
+else not_ok "broadcast off: torrent sockets" "$(ss -Hltn | grep ":$port ")"; fi
+stop_pids "$pid_sl"
 
 finish
