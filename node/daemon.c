@@ -55,9 +55,8 @@
 #define ANNOUNCE_DELAY_MS 1000         /* after the first link: gather more */
 #define REANNOUNCE_MS (30 * 60 * 1000) /* well within the 2 h expiry */
 #define TUNNEL_DIAL_HOLDOFF_MS 5000    /* between dials of a peer for tunnels */
-#define TUNNEL_KEEP_MS                                                         \
-  60000 /* a peer dialed for tunnels, after its last use                       \
-         */
+#define TUNNEL_KEEP_MS 60000 /* a peer dialed for tunnels, after its last use  \
+                              */
 
 /* A peer this node dialed to carry tunnels (docs/TORRENT.md, "The
  * connection matrix"): its link is held (gv_tun_expect) from when it comes

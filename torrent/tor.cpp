@@ -73,7 +73,7 @@ constexpr size_t kMetaPeers = 64;
 struct entry {
   lt::torrent_handle h;
   lt::info_hash_t ih;
-  std::string save_path;   // realpath of the caller's save path
+  std::string save_path; // realpath of the caller's save path
   bool need_check = false; // a target: paths are checked at metadata
   // A target's private directory (state_dir/.meta/<hash>), libtorrent's
   // save path until the metadata passed the check; "" after that.
@@ -82,9 +82,9 @@ struct entry {
   // torrent is added again after the check and connects to them again.
   std::vector<lt::tcp::endpoint> peers;
   bool readded = false; // its next add_torrent_alert is the re-add
-  bool failed = false;  // our own error (a refused path)
+  bool failed = false;     // our own error (a refused path)
   std::string error;
-  int unsaved = 0;     // pieces verified since the last save request
+  int unsaved = 0; // pieces verified since the last save request
   int pieces_seen = 0; // piece_finished alerts since the add
   clock_type::time_point first_unsaved;
   bool save_pending = false;
@@ -223,8 +223,8 @@ bool bad_element(lt::string_view s, std::string &why) {
   else if (s.find('\0') != lt::string_view::npos)
     why = "a NUL in a file name";
   else if (s.find('/') != lt::string_view::npos)
-    why = "a '/' in a file name (absolute or nested path): '" + std::string(s) +
-          "'";
+    why = "a '/' in a file name (absolute or nested path): '" +
+          std::string(s) + "'";
   else
     return false;
   return true;
@@ -839,8 +839,8 @@ int real_dir(char const *path, std::string &out, gv_why *why) {
   for (size_t i = 1; i <= p.size(); ++i)
     if ((i == p.size() || p[i] == '/') &&
         mkdir(p.substr(0, i).c_str(), 0700) != 0 && errno != EEXIST)
-      return fail(why, -errno,
-                  "mkdir " + p.substr(0, i) + ": " + strerror(errno));
+      return fail(why, -errno, "mkdir " + p.substr(0, i) + ": " +
+                                   strerror(errno));
   char *r = realpath(path, nullptr);
   if (!r)
     return fail(why, -errno, std::string("realpath ") + path);
@@ -960,8 +960,11 @@ void fill_status(entry &e, gv_tor_status *st) {
       st->state = GV_TOR_METADATA;
       break;
     case lt::torrent_status::finished:
-    case lt::torrent_status::seeding: st->state = GV_TOR_SEEDING; break;
-    default: st->state = GV_TOR_DOWNLOADING;
+    case lt::torrent_status::seeding:
+      st->state = GV_TOR_SEEDING;
+      break;
+    default:
+      st->state = GV_TOR_DOWNLOADING;
     }
   }
   st->done = uint64_t(s.total_wanted_done);
@@ -1064,13 +1067,13 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     // Rate limits bind every peer: libtorrent exempts local networks (and
     // loopback, where the node's proxy puts every peer) by default.
     lt::ip_filter classes;
-    std::uint32_t global =
-        1u << static_cast<std::uint32_t>(lt::session::global_peer_class_id);
+    std::uint32_t global = 1u << static_cast<std::uint32_t>(
+                               lt::session::global_peer_class_id);
     classes.add_rule(lt::make_address("0.0.0.0"),
                      lt::make_address("255.255.255.255"), global);
-    classes.add_rule(
-        lt::make_address("::"),
-        lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), global);
+    classes.add_rule(lt::make_address("::"),
+                     lt::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                     global);
     t->ses->set_peer_class_filter(classes);
     t->ses->add_extension(&lt::create_ut_metadata_plugin);
     t->ses->add_extension(&lt::create_smart_ban_plugin);
@@ -1309,9 +1312,8 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
     lt::string_view in(s, len);
     if (in.size() >= 7 && strncasecmp(s, "magnet:", 7) == 0) {
       if (in.size() < 8 || in[7] != '?')
-        return gv_fail(why, GV_EINVAL,
-                       "not a magnet link: no '?' after "
-                       "\"magnet:\"");
+        return gv_fail(why, GV_EINVAL, "not a magnet link: no '?' after "
+                                       "\"magnet:\"");
       lt::error_code ec;
       lt::add_torrent_params atp = lt::parse_magnet_uri(in, ec);
       if (ec == lt::errors::missing_info_hash_in_uri)
@@ -1364,8 +1366,8 @@ int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
   }
 }
 
-int gv__tor_check_torrent(const uint8_t *torrent, size_t len, const char *root,
-                          gv_why *why) {
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
+                          const char *root, gv_why *why) {
   try {
     char *r = realpath(root, nullptr);
     if (!r)
@@ -1373,10 +1375,10 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len, const char *root,
     std::string real(r);
     free(r);
     std::shared_ptr<lt::torrent_info> ti;
-    return check_torrent(
-        lt::span<char const>(reinterpret_cast<char const *>(torrent),
+    return check_torrent(lt::span<char const>(
+                             reinterpret_cast<char const *>(torrent),
                              long(len)),
-        real, ti, why);
+                         real, ti, why);
   } catch (...) {
     return caught(why);
   }
@@ -1478,9 +1480,10 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     atp.tracker_tiers.clear();
     atp.url_seeds.clear();
     atp.dht_nodes.clear();
-    atp.flags &=
-        ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
-          lt::torrent_flags::upload_mode | lt::torrent_flags::seed_mode);
+    atp.flags &= ~(lt::torrent_flags::auto_managed |
+                   lt::torrent_flags::paused |
+                   lt::torrent_flags::upload_mode |
+                   lt::torrent_flags::seed_mode);
     if (need_check)
       atp.flags |= lt::torrent_flags::upload_mode |
                    lt::torrent_flags::default_dont_download;
@@ -1618,8 +1621,8 @@ int gv_tor_poll(gv_tor *t, gv_tor_event *ev, size_t max) {
     auto now = clock_type::now();
     for (auto &e : t->torrents)
       if (e->unsaved >= GV_TOR_RESUME_PIECES ||
-          (e->unsaved > 0 && now - e->first_unsaved >=
-                                 std::chrono::milliseconds(GV_TOR_RESUME_MS)))
+          (e->unsaved > 0 &&
+           now - e->first_unsaved >= std::chrono::milliseconds(GV_TOR_RESUME_MS)))
         request_save(*e);
     size_t n = 0;
     while (n < max && !t->pending.empty()) {
