@@ -597,6 +597,8 @@ static void save_repos(gv_node *n) {
   gv_store_set(n->store, "repos", buf);
 }
 
+static void tor_listen(gv_node *n);
+
 static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   gv_node *n = ctx;
   gv_why why = {""};
@@ -637,6 +639,7 @@ static cJSON *on_ctl_command(void *ctx, const gv_ctl_req *req) {
   if (!req->on)
     gv_links_unlisten(n->links);
   n->broadcasting = req->on;
+  tor_listen(n);
   gv_tun_set_relay(n->tun, req->on);
   set_trk_role(n);
   gv_engine_set_broadcast(n->engine, req->on, req->on && n->cfg.bootstrap,
@@ -858,12 +861,11 @@ static bool on_tun_accept(void *ctx, const uint8_t ih[GV_TW_IH_BYTES],
 static void on_tio_changed(void *ctx) { drain(ctx); }
 
 /* The tunnel core on channel 3, relaying while this node broadcasts, and
- * its local sockets, whose CONNECTs reach our libtorrent at ip:port (its
- * listen address; the loopback one when it listens on every address). */
-static int start_tunnels(gv_node *n, const char *ip, uint16_t port,
-                         gv_why *why) {
+ * its local sockets, whose CONNECTs reach our libtorrent on 127.0.0.1 (it
+ * listens there always, at the same port whatever else it listens on). */
+static int start_tunnels(gv_node *n, gv_why *why) {
   static const gv_tunio_cbs tio_cbs = {on_tio_changed};
-  struct sockaddr_storage tor;
+  struct sockaddr_in tor;
   gv_tun_cfg cfg;
   int rc;
 
@@ -873,14 +875,7 @@ static int start_tunnels(gv_node *n, const char *ip, uint16_t port,
   cfg.accept = on_tun_accept;
   cfg.route = on_tun_route;
   cfg.ctx = n;
-  if (strchr(ip, ':') != NULL)
-    rc = uv_ip6_addr(strcmp(ip, "::") == 0 ? "::1" : ip, port,
-                     (struct sockaddr_in6 *)&tor);
-  else
-    rc = uv_ip4_addr(strcmp(ip, "0.0.0.0") == 0 ? "127.0.0.1" : ip, port,
-                     (struct sockaddr_in *)&tor);
-  if (rc < 0)
-    return gv_fail(why, GV_EINVAL, "torrent: bad listen address %s", ip);
+  uv_ip4_addr("127.0.0.1", gv_torsvc_port(n->tor), &tor);
   if ((rc = gv_tun_new(&n->tun, &cfg)) < 0 ||
       (rc = gv_tunio_new(&n->tio, n->loop, &n->log, n->tun,
                          (const struct sockaddr *)&tor, &tio_cbs, n)) < 0)
@@ -967,10 +962,11 @@ static void stop(gv_node *n) {
   n->stopping = true;
   gv_logf(&n->log, GV_LOG_INFO, "stopping: goodbye to %zu link(s)",
           gv_links_count(n->links));
-  gv_ctlsrv_stop(n->ctl);
-  n->ctl = NULL;
+  /* Before the control socket closes: it answers the shares it cancels. */
   gv_torsvc_stop(n->tor); /* saves every torrent's resume data */
   n->tor = NULL;
+  gv_ctlsrv_stop(n->ctl);
+  n->ctl = NULL;
   uv_timer_stop(&n->wake);
   /* Counted as SHUTDOWN; the link table sends the FINALs itself below. */
   gv_lcore_close_all(n->lc, GV_CLOSE_SHUTDOWN, now_ms(n));
@@ -1322,13 +1318,19 @@ static const gv_torsvc_cbs tor_cbs = {
     on_tor_names, on_tor_user_repos, on_tor_answer,  on_ctl_changed,
     on_ctl_now,   on_tor_tunnel,     on_tor_untunnel};
 
-/* The torrent session on the node's listen IP (127.0.0.1 without one),
- * its state in DATA_DIR/torrents; a broadcasting record names its port. */
-static int start_torrent(gv_node *n, gv_why *why) {
-  char ip[64] = "127.0.0.1", dir[4200];
-  int rc;
+/* libtorrent's addresses: 127.0.0.1 always (the tunnels' CONNECT target
+ * and local fetches), and the --listen IP only while broadcasting, so a
+ * silent node's address never answers for a torrent (issue 11). The port
+ * stays; the record names it. If the IP cannot be bound, the record names
+ * no port (fetchers reach us through tunnels) and the log says why. */
+static void tor_listen(gv_node *n) {
+  char ips[96] = "127.0.0.1", ip[64] = "";
+  gv_why why = {""};
+  uint16_t port;
 
-  if (n->cfg.has_listen) {
+  if (n->tor == NULL)
+    return;
+  if (n->broadcasting && n->cfg.has_listen) {
     char text[GV_ADDR_TEXT_MAX], *colon;
     gv_addr_format(&n->cfg.listen, text);
     colon = strrchr(text, ':');
@@ -1337,15 +1339,35 @@ static int start_torrent(gv_node *n, gv_why *why) {
     snprintf(ip, sizeof(ip), "%s",
              text[0] == '[' ? text + 1 : text); /* [v6]:port */
     ip[strcspn(ip, "]")] = '\0';
+    if (strcmp(ip, "0.0.0.0") == 0) /* covers 127.0.0.1 */
+      snprintf(ips, sizeof(ips), "%s", ip);
+    else if (strcmp(ip, "127.0.0.1") != 0)
+      snprintf(ips, sizeof(ips), "127.0.0.1,%s", ip);
   }
+  port = gv_torsvc_port(n->tor);
+  if (gv_torsvc_listen(n->tor, ips, &why) < 0) {
+    gv_logf(&n->log, GV_LOG_WARN, "%s; the record names no torrent port",
+            why.text);
+    port = 0;
+  }
+  gv_engine_set_tport(n->engine, port, now_ms(n));
+}
+
+/* The torrent session (on 127.0.0.1, and on the --listen IP while
+ * broadcasting: tor_listen), its state in DATA_DIR/torrents; a
+ * broadcasting record names its port. */
+static int start_torrent(gv_node *n, gv_why *why) {
+  char dir[4200];
+  int rc;
+
   snprintf(dir, sizeof(dir), "%s/torrents", n->dir);
-  if ((rc = gv_torsvc_new(&n->tor, n->loop, n->engine, &n->log, &n->cfg, ip,
-                          dir, &tor_cbs, n, why)) < 0)
+  if ((rc = gv_torsvc_new(&n->tor, n->loop, n->engine, &n->log, &n->cfg,
+                          "127.0.0.1", dir, &tor_cbs, n, why)) < 0)
     return rc;
-  gv_engine_set_tport(n->engine, gv_torsvc_port(n->tor), now_ms(n));
+  tor_listen(n);
   publish_repos(n); /* the shares listed from the last run */
   drain(n);
-  return start_tunnels(n, ip, gv_torsvc_port(n->tor), why);
+  return start_tunnels(n, why);
 }
 
 static int start(gv_node *n, gv_why *why) {

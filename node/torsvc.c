@@ -50,15 +50,20 @@ struct gv_torsvc {
   void *ctx;
   tent *t[GV_TORSVC_MAX];
   size_t n;
-  int jobs;    /* share jobs on the thread pool */
-  int handles; /* open uv handles */
+  int jobs;                 /* share jobs on the thread pool */
+  struct share_job *shares; /* those jobs, for gv_torsvc_stop() */
+  int handles;              /* open uv handles */
   bool stopped;
 };
 
-/* A share being hashed on the thread pool. */
+/* A share being hashed on the thread pool. cancel is set (atomically)
+ * by gv_torsvc_stop() on the loop thread and read by the hashing. */
 typedef struct share_job {
   uv_work_t work;
   gv_torsvc *s;
+  struct share_job *next;
+  int cancel;
+  bool answered; /* gv_torsvc_stop() answered the CLI already */
   uint64_t token;
   char path[GV_CTL_PATH_MAX + 1];
   char repo[GV_REPO_MAX + 1];
@@ -166,6 +171,16 @@ size_t gv_torsvc_names(const gv_torsvc *s, char (*out)[GV_REPO_MAX + 1],
 
 uint16_t gv_torsvc_port(const gv_torsvc *s) {
   return s->tor != NULL ? gv_tor_port(s->tor) : 0;
+}
+
+int gv_torsvc_listen(gv_torsvc *s, const char *ips, gv_why *why) {
+  int rc;
+  if (s->tor == NULL)
+    return gv_fail(why, GV_ESTATE, "the torrent service is stopped");
+  if ((rc = gv_tor_set_listen(s->tor, ips, gv_tor_port(s->tor), why)) == 0)
+    gv_logf(s->log, GV_LOG_INFO, "torrent: listening on %s port %u", ips,
+            gv_tor_port(s->tor));
+  return rc;
 }
 
 /* ---- persistence ---- */
@@ -693,7 +708,8 @@ static int parse_hash(const char *text, gv_tor_ih *ih, gv_why *why) {
 
 static void share_work(uv_work_t *w) {
   share_job *j = w->data;
-  j->rc = gv_tor_create(j->path, 0, &j->bytes, &j->len, &j->ih, &j->why);
+  j->rc = gv_tor_create_cancel(j->path, 0, &j->cancel, &j->bytes, &j->len,
+                               &j->ih, &j->why);
 }
 
 static cJSON *share_answer(gv_torsvc *s, const share_job *j, bool already) {
@@ -726,10 +742,17 @@ static void share_done(uv_work_t *w, int status) {
   int rc;
 
   s->jobs--;
-  if (s->stopped || status < 0) {
-    if (!s->stopped)
+  for (share_job **at = &s->shares; *at != NULL; at = &(*at)->next)
+    if (*at == j) {
+      *at = j->next;
+      break;
+    }
+  /* Stopped: gv_torsvc_stop() cancelled the job (UV_ECANCELED if it had
+   * not started, GV_ECANCELED if it was hashing) and answered. */
+  if (s->stopped || status < 0 || j->rc == GV_ECANCELED) {
+    if (!j->answered)
       s->cbs.answer(s->ctx, j->token,
-                    gv_ctlsrv_error(GV_ESTATE, "share: cancelled"));
+                    gv_ctlsrv_error(GV_ECANCELED, "share: node stopping"));
     goto out;
   }
   if (j->rc < 0) {
@@ -818,6 +841,8 @@ static cJSON *cmd_share(gv_torsvc *s, const gv_ctl_req *req, uint64_t token) {
     return gv_ctlsrv_error(rc, "cannot queue the hashing");
   }
   s->jobs++;
+  j->next = s->shares;
+  s->shares = j;
   return NULL;
 }
 
@@ -994,6 +1019,17 @@ void gv_torsvc_stop(gv_torsvc *s) {
   if (s == NULL || s->stopped)
     return;
   s->stopped = true;
+  /* A share still hashing stops within a few pieces; one still queued
+   * never starts. Either way its done callback comes later (the loop
+   * must run), and the CLI waiting for it is answered now, while the
+   * control socket is still open. */
+  for (share_job *j = s->shares; j != NULL; j = j->next) {
+    __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+    uv_cancel((uv_req_t *)&j->work);
+    s->cbs.answer(s->ctx, j->token,
+                  gv_ctlsrv_error(GV_ECANCELED, "share: node stopping"));
+    j->answered = true;
+  }
   gv_tor_free(s->tor); /* saves resume data; no notify after it returns */
   s->tor = NULL;
   uv_close((uv_handle_t *)&s->async, on_closed);

@@ -87,6 +87,10 @@ int gv_torsvc_new(gv_torsvc **out, uv_loop_t *loop, gv_engine *engine,
 /* The port the session listens on (what the record's tport says). */
 uint16_t gv_torsvc_port(const gv_torsvc *s);
 
+/* Listens on ips (gv_tor_set_listen's comma-separated list) at the
+ * current port instead. GV_ESTATE once stopped. */
+int gv_torsvc_listen(gv_torsvc *s, const char *ips, gv_why *why);
+
 /* Appends to out[0..k) the names the shares add to the record that are
  * not in it yet, writing at most cap in all, and returns how many there
  * are in all (more than cap when they do not fit). */
@@ -105,7 +109,10 @@ bool gv_torsvc_serves(const gv_torsvc *s, const uint8_t ih[20]);
 /* A GV_ACT_REPORT action: holders answering a fetch's PEER_REQUEST. */
 void gv_torsvc_report(gv_torsvc *s, const gv_action *a);
 
-/* Saves resume data (gv_tor_free), closes the handles; NULL is a no-op. */
+/* Cancels the shares still hashing or queued (their CLIs are answered
+ * "node stopping" through cbs.answer before this returns, so call it
+ * while the control socket is open), saves resume data (gv_tor_free),
+ * closes the handles; NULL is a no-op. */
 void gv_torsvc_stop(gv_torsvc *s);
 
 #endif

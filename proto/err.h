@@ -43,7 +43,8 @@
   XX(NAME_TAKEN, "the agent name is registered on this node already")          \
   XX(PAYLOAD_TOO_LARGE, "message larger than 1 MiB")                           \
   XX(OUTBOX_FULL, "the outbox is full")                                        \
-  XX(NOT_FOUND, "no such message on this node")
+  XX(NOT_FOUND, "no such message on this node")                               \
+  XX(CANCELED, "cancelled before it finished")
 
 #define GV__ERR_FIRST 1000
 

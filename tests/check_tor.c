@@ -899,6 +899,210 @@ START_TEST(test_disk_full) {
 }
 END_TEST
 
+/* Paths of a created torrent, joined by '\n' (gv__tor_paths' order). */
+typedef struct pathlist {
+  char text[4096];
+  size_t len;
+} pathlist;
+
+static void on_path(void *ctx, const char *path, size_t n) {
+  pathlist *pl = ctx;
+  ck_assert_uint_lt(pl->len + n + 1, sizeof pl->text);
+  memcpy(pl->text + pl->len, path, n);
+  pl->len += n;
+  pl->text[pl->len++] = '\n';
+  pl->text[pl->len] = '\0';
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+static void link_at(const char *dir, const char *name, const char *target) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  unlink(p);
+  ck_assert_int_eq(symlink(target, p), 0);
+}
+
+/* Sharing a directory never follows a symlink out of it: a link leading
+ * outside (or dangling, or to the root itself) refuses the share; links
+ * inside are stored as BEP 47 links with root-relative targets, which the
+ * fetch side's check accepts; hidden entries are left out. */
+START_TEST(test_create_symlinks) {
+  char proj[300], sub[400], secret[300], empty[300];
+  uint8_t *tb = NULL;
+  size_t tlen = 0;
+  gv_tor_ih ih;
+  gv_why why = {{0}};
+
+  mkpath(secret, sizeof secret, "secret");
+  write_text(secret, "id_ed25519", "private key\n");
+  mkpath(proj, sizeof proj, "proj");
+  snprintf(sub, sizeof sub, "%s/sub", proj);
+  ck_assert_int_eq(mkdir(sub, 0700), 0);
+  mkpath(empty, sizeof empty, "empty");
+  write_text(proj, "a.txt", "a\n");
+  write_text(proj, ".env", "TOKEN=x\n");
+  write_text(sub, "b.txt", "b\n");
+  link_at(sub, "up", "../a.txt");
+
+  static const char *const bad[][2] = {
+      {"link", "../secret"},           /* a directory outside */
+      {"key", "../secret/id_ed25519"}, /* a file outside */
+      {"dangle", "nowhere"},           /* dangling */
+      {"loop", "."},                   /* the root itself */
+      {"env", ".env"},                 /* a hidden entry, left out */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    link_at(proj, bad[i][0], bad[i][1]);
+    why.text[0] = '\0';
+    ck_assert_int_eq(gv_tor_create(proj, 0, &tb, &tlen, &ih, &why), GV_EFIELD);
+    ck_assert_ptr_null(tb);
+    ck_assert_msg(strstr(why.text, bad[i][0]) != NULL, "why: %s", why.text);
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", proj, bad[i][0]);
+    ck_assert_int_eq(unlink(p), 0);
+  }
+
+  link_at(proj, "in", "sub/b.txt");
+  ck_assert_msg(gv_tor_create(proj, 0, &tb, &tlen, &ih, &why) == 0,
+                "create: %s", why.text);
+  pathlist pl = {.len = 0};
+  pl.text[0] = '\0';
+  ck_assert_int_gt(gv__tor_paths(tb, tlen, on_path, &pl), 0);
+  /* Files, then each link and its target, relative to the save path. */
+  ck_assert_msg(strstr(pl.text, "proj/a.txt\n") != NULL, "%s", pl.text);
+  ck_assert_msg(strstr(pl.text, "proj/sub/b.txt\n") != NULL, "%s", pl.text);
+  ck_assert_msg(strstr(pl.text, "proj/in\nproj/sub/b.txt\n") != NULL, "%s",
+                pl.text);
+  ck_assert_msg(strstr(pl.text, "proj/sub/up\nproj/a.txt\n") != NULL, "%s",
+                pl.text);
+  ck_assert_msg(strstr(pl.text, "secret") == NULL, "%s", pl.text);
+  ck_assert_msg(strstr(pl.text, "id_ed25519") == NULL, "%s", pl.text);
+  ck_assert_msg(strstr(pl.text, "env") == NULL, "%s", pl.text);
+  /* What a fetcher checks before writing anything. */
+  ck_assert_msg(gv__tor_check_torrent(tb, tlen, empty, &why) == 0, "check: %s",
+                why.text);
+  gv_tor_bytes_free(tb);
+
+  /* A hidden file named directly is shared. */
+  char env[400];
+  snprintf(env, sizeof env, "%s/.env", proj);
+  ck_assert_msg(gv_tor_create(env, 0, &tb, &tlen, &ih, &why) == 0, "create: %s",
+                why.text);
+  gv_tor_bytes_free(tb);
+}
+END_TEST
+
+/* A hashing on another thread, stopped through its cancel flag. */
+typedef struct hash_job {
+  char path[400];
+  int cancel;
+  int rc;
+  gv_why why;
+} hash_job;
+
+static void *hash_main(void *arg) {
+  hash_job *j = arg;
+  uint8_t *tb = NULL;
+  size_t tlen = 0;
+  gv_tor_ih ih;
+  j->rc =
+      gv_tor_create_cancel(j->path, 0, &j->cancel, &tb, &tlen, &ih, &j->why);
+  ck_assert_ptr_null(tb);
+  return NULL;
+}
+
+/* An 8 GiB sparse file takes many seconds to hash; cancelled 200 ms in,
+ * gv_tor_create_cancel returns GV_ECANCELED within a few pieces (5 s is
+ * a bound for a loaded machine, far below the whole hashing). A flag set
+ * before the call stops it before any hashing. */
+START_TEST(test_create_cancel) {
+  hash_job j = {.cancel = 0};
+  char dir[300];
+  uint8_t *tb = NULL;
+  size_t tlen = 0;
+  gv_tor_ih ih;
+
+  mkpath(dir, sizeof dir, "big");
+  snprintf(j.path, sizeof j.path, "%s/sparse.bin", dir);
+  int fd = open(j.path, O_CREAT | O_WRONLY, 0600);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(ftruncate(fd, (off_t)8 << 30), 0);
+  close(fd);
+
+  int pre = 1;
+  ck_assert_int_eq(
+      gv_tor_create_cancel(j.path, 0, &pre, &tb, &tlen, &ih, &j.why),
+      GV_ECANCELED);
+  ck_assert_ptr_null(tb);
+
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, hash_main, &j), 0);
+  struct timespec ts = {0, 200 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  __atomic_store_n(&j.cancel, 1, __ATOMIC_RELAXED);
+  int64_t t0 = now_ms();
+  ck_assert_int_eq(pthread_join(th, NULL), 0);
+  ck_assert_int_lt(now_ms() - t0, 5000);
+  ck_assert_msg(j.rc == GV_ECANCELED, "rc %d: %s", j.rc, j.why.text);
+  ck_assert_msg(strstr(j.why.text, "cancelled") != NULL, "%s", j.why.text);
+}
+END_TEST
+
+/* Whether a TCP connect to ip:port succeeds (loopback: at once). */
+static int can_connect(const char *ip, uint16_t port) {
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  ck_assert_int_eq(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  int rc = connect(fd, (struct sockaddr *)&sin, sizeof sin);
+  close(fd);
+  return rc == 0;
+}
+
+/* A session re-listens on a list of IPs and back, keeping its port. */
+START_TEST(test_set_listen) {
+  ses *s = ses_new("ls", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  uint16_t port = gv_tor_port(s->t);
+  gv_why why = {{0}};
+
+  ck_assert_uint_gt(port, 0);
+  ck_assert(can_connect("127.0.0.1", port));
+  ck_assert(!can_connect("127.0.0.3", port));
+
+  ck_assert_msg(gv_tor_set_listen(s->t, "127.0.0.1,127.0.0.3", port, &why) == 0,
+                "%s", why.text);
+  ck_assert_uint_eq(gv_tor_port(s->t), port);
+  ck_assert(can_connect("127.0.0.3", port));
+  ck_assert(can_connect("127.0.0.1", port));
+
+  ck_assert_msg(gv_tor_set_listen(s->t, NULL, port, &why) == 0, "%s", why.text);
+  ck_assert_uint_eq(gv_tor_port(s->t), port);
+  ck_assert(!can_connect("127.0.0.3", port));
+  ck_assert(can_connect("127.0.0.1", port));
+
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,nope", port, &why),
+                   GV_EINVAL);
+  ck_assert_msg(strstr(why.text, "nope") != NULL, "%s", why.text);
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,", port, &why),
+                   GV_EINVAL);
+  /* An address of no interface here: refused, naming it. */
+  ck_assert_int_eq(gv_tor_set_listen(s->t, "127.0.0.1,192.0.2.1", port, &why),
+                   GV_ESTATE);
+  ck_assert_msg(strstr(why.text, "192.0.2.1") != NULL, "%s", why.text);
+  ck_assert(can_connect("127.0.0.1", port));
+}
+END_TEST
+
 static Suite *tor_suite(void) {
   Suite *s = suite_create("tor");
   TCase *tc = tcase_create("tor");
@@ -913,6 +1117,9 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);
   tcase_add_test(tc, test_disk_full);
+  tcase_add_test(tc, test_create_symlinks);
+  tcase_add_test(tc, test_create_cancel);
+  tcase_add_test(tc, test_set_listen);
   suite_add_tcase(s, tc);
   return s;
 }

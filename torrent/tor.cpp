@@ -36,6 +36,7 @@ extern "C" {
 #include <memory>
 #include <netinet/in.h>
 #include <string>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -848,6 +849,74 @@ int real_dir(char const *path, std::string &out, gv_why *why) {
   return 0;
 }
 
+// The BEP 47 target of the symlink rel (a torrent path) under parent, in a
+// share rooted at root (a realpath): where it resolves, relative to root.
+// Refused with GV_EFIELD when it dangles or resolves to root itself, outside
+// it, or to a hidden entry that the share leaves out.
+int link_target(std::string const &root, std::string const &parent,
+                std::string const &rel, std::string &target, gv_why *why) {
+  char *real = realpath((parent + "/" + rel).c_str(), nullptr);
+  if (!real)
+    return fail(why, GV_EFIELD, "share refused: symlink " + rel + " dangles");
+  std::string r(real);
+  free(real);
+  if (r.size() <= root.size() + 1 || r.compare(0, root.size() + 1, root + "/"))
+    return fail(why, GV_EFIELD,
+                "share refused: symlink " + rel + " leads outside " + root +
+                    ", to " + r);
+  target = r.substr(root.size() + 1);
+  if (target[0] == '.' || target.find("/.") != std::string::npos)
+    return fail(why, GV_EFIELD,
+                "share refused: symlink " + rel +
+                    " leads to a hidden entry, which a share leaves out");
+  return 0;
+}
+
+// listen_interfaces for a comma-separated list of IPs (NULL: 127.0.0.1),
+// all on port; each IP is checked, IPv6 ones get brackets.
+int listen_list(char const *ips, uint16_t port, std::string &out,
+                std::vector<lt::address> &addrs, gv_why *why) {
+  std::string list = ips ? ips : "127.0.0.1";
+  size_t pos = 0;
+  out.clear();
+  addrs.clear();
+  for (;;) {
+    size_t next = list.find(',', pos);
+    if (next == std::string::npos)
+      next = list.size();
+    std::string ip = list.substr(pos, next - pos);
+    lt::error_code ec;
+    lt::address a = lt::make_address(ip, ec);
+    if (ec || ip.empty())
+      return fail(why, GV_EINVAL, "torrent: bad listen IP '" + ip + "'");
+    addrs.push_back(a);
+    if (!out.empty())
+      out += ",";
+    out += (a.is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+    if (next == list.size())
+      return 0;
+    pos = next + 1;
+  }
+}
+
+// Whether something listens on TCP a:port: a bind with SO_REUSEADDR is
+// refused (EADDRINUSE) only by a socket in the LISTEN state there.
+bool listening_on(lt::address const &a, uint16_t port) {
+  lt::tcp::endpoint ep(a, port);
+  int fd =
+      socket(a.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (a.is_v6())
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  bool busy =
+      bind(fd, ep.data(), socklen_t(ep.size())) != 0 && errno == EADDRINUSE;
+  close(fd);
+  return busy;
+}
+
 void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
@@ -950,11 +1019,12 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     std::filesystem::remove_all(t->state_dir + "/.meta", fec);
     // Tuned like the benchmark's bare pair: a node shares big files.
     lt::settings_pack sp = lt::high_performance_seed();
-    std::string ip = cfg->listen_ip ? cfg->listen_ip : "127.0.0.1";
-    if (ip.find(':') != std::string::npos)
-      ip = "[" + ip + "]";
-    sp.set_str(lt::settings_pack::listen_interfaces,
-               ip + ":" + std::to_string(cfg->listen_port));
+    std::string ifs;
+    std::vector<lt::address> addrs;
+    rc = listen_list(cfg->listen_ip, cfg->listen_port, ifs, addrs, why);
+    if (rc < 0)
+      return rc;
+    sp.set_str(lt::settings_pack::listen_interfaces, ifs);
     sp.set_bool(lt::settings_pack::listen_system_port_fallback, false);
     sp.set_bool(lt::settings_pack::enable_dht, cfg->dht != 0);
     sp.set_str(lt::settings_pack::dht_bootstrap_nodes, "");
@@ -1072,10 +1142,48 @@ uint16_t gv_tor_port(gv_tor *t) {
   }
 }
 
+int gv_tor_set_listen(gv_tor *t, const char *ip, uint16_t port, gv_why *why) {
+  try {
+    std::string ifs;
+    std::vector<lt::address> addrs;
+    int rc = listen_list(ip, port, ifs, addrs, why);
+    if (rc < 0)
+      return rc;
+    lt::settings_pack sp;
+    sp.set_str(lt::settings_pack::listen_interfaces, ifs);
+    // Posted to libtorrent's thread, which rebinds there; listen_port()
+    // is a synchronous call queued after it, so the sockets are settled.
+    t->ses->apply_settings(std::move(sp));
+    uint16_t bound = t->ses->listen_port();
+    if (bound == 0 || (port != 0 && bound != port))
+      return fail(why, GV_ESTATE, "torrent: cannot listen on " + ifs);
+    for (auto const &a : addrs)
+      if (!listening_on(a, bound))
+        return fail(why, GV_ESTATE,
+                    "torrent: cannot listen on " + a.to_string() + ":" +
+                        std::to_string(bound));
+    return 0;
+  } catch (...) {
+    return caught(why);
+  }
+}
+
 int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
                   size_t *len, gv_tor_ih *ih, gv_why *why) {
+  return gv_tor_create_cancel(path, piece_size, nullptr, torrent, len, ih, why);
+}
+
+int gv_tor_create_cancel(const char *path, uint32_t piece_size,
+                         const int *cancel, uint8_t **torrent, size_t *len,
+                         gv_tor_ih *ih, gv_why *why) {
   *torrent = nullptr;
   *len = 0;
+  // Thrown from set_piece_hashes' per-piece callback: libtorrent's
+  // disk_aborter then stops its disk threads as the stack unwinds.
+  struct canceled {};
+  auto stopped = [cancel] {
+    return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED);
+  };
   try {
     if (piece_size && (piece_size < 16384 || (piece_size & (piece_size - 1))))
       return fail(why, GV_EINVAL,
@@ -1088,14 +1196,50 @@ int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
       return fail(why, -errno, "cannot open " + p);
     p = real;
     free(real);
-    lt::file_storage fs;
-    lt::add_files(fs, p);
-    if (fs.num_files() == 0)
-      return fail(why, GV_EINVAL, p + ": no files to share");
-    lt::create_torrent ct(fs, int(piece_size)); // v1+v2 hybrid by default
-    lt::error_code ec;
     std::string parent = p.substr(0, p.rfind('/'));
-    lt::set_piece_hashes(ct, parent.empty() ? "/" : parent, ec);
+    // Symlinks are listed, never followed (add_files would follow one out
+    // of p, or loop on one to an ancestor); hidden entries under p are
+    // left out (a project's .env, .git).
+    lt::file_storage raw;
+    lt::add_files(
+        raw, p,
+        [&p](std::string const &f) {
+          return f == p || f[f.rfind('/') + 1] != '.';
+        },
+        lt::create_torrent::symlinks);
+    // libtorrent stores readlink()'s text as the BEP 47 target, which is
+    // relative to the torrent's root: wrong for a link in a subdirectory,
+    // and a way out for "../x". Each target is resolved here instead.
+    lt::file_storage fs;
+    for (lt::file_index_t i : raw.file_range()) {
+      std::string rel = raw.file_path(i);
+      if (!(raw.file_flags(i) & lt::file_storage::flag_symlink)) {
+        fs.add_file(rel, raw.file_size(i), raw.file_flags(i));
+        continue;
+      }
+      std::string target;
+      int rc = link_target(p, parent, rel, target, why);
+      if (rc < 0)
+        return rc;
+      fs.add_file(rel, 0, raw.file_flags(i), 0, target);
+    }
+    if (fs.num_files() == 0 || fs.total_size() == 0)
+      return fail(why, GV_EINVAL, p + ": no files to share");
+    lt::create_torrent ct(fs, int(piece_size), lt::create_torrent::symlinks);
+    lt::error_code ec;
+    try {
+      if (stopped())
+        throw canceled{};
+      lt::set_piece_hashes(
+          ct, parent.empty() ? "/" : parent,
+          [&stopped](lt::piece_index_t) {
+            if (stopped())
+              throw canceled{};
+          },
+          ec);
+    } catch (canceled const &) {
+      return fail(why, GV_ECANCELED, "hashing " + p + ": cancelled");
+    }
     if (ec) {
       std::string reason = "hashing " + p + ": ";
       return fail(why, map_error(ec, reason), reason);

@@ -84,7 +84,8 @@ typedef enum gv_tor_enc {
  * gv_tor_new(). */
 typedef struct gv_tor_cfg {
   const char *state_dir;  /* required: resume files; created if missing */
-  const char *listen_ip;  /* NULL: "127.0.0.1"; "::1" and any IP work */
+  const char *listen_ip;  /* NULL: "127.0.0.1"; "::1" and any IP work, or
+                           * a comma-separated list (gv_tor_set_listen) */
   uint16_t listen_port;   /* 0: ephemeral; see gv_tor_port() */
   int dht, lsd, upnp, natpmp, utp, pex; /* non-zero turns one on */
   gv_tor_enc encryption;
@@ -111,15 +112,38 @@ void gv_tor_free(gv_tor *t);
  * or 0 if it does not listen. */
 uint16_t gv_tor_port(gv_tor *t);
 
+/* Listens on ip instead: one IP or a comma-separated list of them
+ * ("127.0.0.1,192.0.2.7"; NULL: "127.0.0.1"), all on port (0: an
+ * ephemeral one, which may differ per IP; pass gv_tor_port() to keep the
+ * current one). Sockets on addresses still listed stay open; connections
+ * stay up. On return the new sockets are bound and gv_tor_port() gives
+ * the port; GV_EINVAL for a bad IP, GV_ESTATE with the address in why if
+ * one could not be bound (the others are then listening). */
+int gv_tor_set_listen(gv_tor *t, const char *ip, uint16_t port, gv_why *why);
+
 /* --- Creating ------------------------------------------------------------ */
 
 /* Makes a v1+v2 hybrid torrent of the file or directory `path` (hashing
- * every byte: slow for big files). piece_size 0 lets libtorrent choose;
+ * every byte: slow for big files). A directory's hidden entries (names
+ * starting with '.') are left out; symlinks are never followed but stored
+ * as BEP 47 links to what they resolve to, relative to the root, and one
+ * that dangles or resolves to the root, outside it or to a left-out entry
+ * refuses the torrent with GV_EFIELD. piece_size 0 lets libtorrent choose;
  * otherwise a power of two, at least 16 KiB. On success *torrent (the
  * .torrent's bencoded bytes, *len of them) is the caller's, freed with
  * gv_tor_bytes_free(), and *ih holds both info-hashes. */
 int gv_tor_create(const char *path, uint32_t piece_size, uint8_t **torrent,
                   size_t *len, gv_tor_ih *ih, gv_why *why);
+
+/* gv_tor_create() that another thread may stop: when *cancel is non-zero
+ * (read with __atomic_load_n, so set it with __atomic_store_n) before or
+ * during the hashing, it stops within the pieces already being read and
+ * returns GV_ECANCELED, having written nothing to *torrent. The hashing
+ * runs on the calling thread (a thread pool's worker), so this is how
+ * the owner of that pool stops it. cancel NULL: gv_tor_create(). */
+int gv_tor_create_cancel(const char *path, uint32_t piece_size,
+                         const int *cancel, uint8_t **torrent, size_t *len,
+                         gv_tor_ih *ih, gv_why *why);
 void gv_tor_bytes_free(uint8_t *p);
 
 /* Writes "magnet:?xt=urn:btih:<v1 hex>&xt=urn:btmh:1220<v2 hex>&dn=<name>"
