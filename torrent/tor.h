@@ -83,14 +83,14 @@ typedef enum gv_tor_enc {
  * privacy switch defaults to off. Pointers need only live for the call to
  * gv_tor_new(). */
 typedef struct gv_tor_cfg {
-  const char *state_dir; /* required: resume files; created if missing */
-  const char *listen_ip; /* NULL: "127.0.0.1"; "::1" and any IP work */
-  uint16_t listen_port;  /* 0: ephemeral; see gv_tor_port() */
+  const char *state_dir;  /* required: resume files; created if missing */
+  const char *listen_ip;  /* NULL: "127.0.0.1"; "::1" and any IP work */
+  uint16_t listen_port;   /* 0: ephemeral; see gv_tor_port() */
   int dht, lsd, upnp, natpmp, utp, pex; /* non-zero turns one on */
   gv_tor_enc encryption;
-  int tick_ms;       /* libtorrent's tick; 0: 100 ms */
-  int upload_rate;   /* bytes/s for the whole session; 0: unlimited */
-  int download_rate; /* bytes/s for the whole session; 0: unlimited */
+  int tick_ms;            /* libtorrent's tick; 0: 100 ms */
+  int upload_rate;        /* bytes/s for the whole session; 0: unlimited */
+  int download_rate;      /* bytes/s for the whole session; 0: unlimited */
   /* Called on libtorrent's thread when alerts are waiting. It must not call
    * any gv_tor_* function; it should only wake the loop (uv_async_send).
    * It may be called before gv_tor_new() returns and until gv_tor_free()
@@ -126,13 +126,13 @@ void gv_tor_bytes_free(uint8_t *p);
  * (each xt only if ih has that hash; dn percent-encoded, left out when name
  * is NULL or empty) into out. Returns its length, or GV_ETOOBIG if it does
  * not fit in cap bytes with its NUL, GV_EINVAL if ih has no hash. */
-int gv_tor_magnet(const gv_tor_ih *ih, const char *name, char *out, size_t cap);
+int gv_tor_magnet(const gv_tor_ih *ih, const char *name, char *out,
+                  size_t cap);
 
 /* Writes a hash as lowercase hex ("" if absent): v1 needs 41 bytes, v2 65. */
 void gv_tor_hex(const uint8_t *hash, size_t n, char *out);
 
-/* --- Parsing user input ----------------------------------------------------
- */
+/* --- Parsing user input ---------------------------------------------------- */
 
 /* What a user asked for: info-hashes and a display name (may be empty). */
 typedef struct gv_tor_target {
@@ -150,8 +150,7 @@ typedef struct gv_tor_target {
 int gv_tor_parse_target(const char *s, size_t len, gv_tor_target *out,
                         gv_why *why);
 
-/* --- Adding and removing ----------------------------------------------------
- */
+/* --- Adding and removing ---------------------------------------------------- */
 
 enum {
   /* Trust the files under save_path to be complete (libtorrent's seed
@@ -217,8 +216,8 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
  * .torrent bytes (len of them) against the existing directory root: bytes
  * libtorrent cannot parse as a torrent are refused too. Returns 0, or
  * GV_EFIELD with the reason. */
-int gv__tor_check_torrent(const uint8_t *torrent, size_t len, const char *root,
-                          gv_why *why);
+int gv__tor_check_torrent(const uint8_t *torrent, size_t len,
+                          const char *root, gv_why *why);
 
 /* Internal, for the fuzzer: calls fn once for each path libtorrent makes
  * of .torrent bytes (len of them), relative to the save path: every file
@@ -226,27 +225,27 @@ int gv__tor_check_torrent(const uint8_t *torrent, size_t len, const char *root,
  * bytes and a NUL (n may count NULs inside). Returns how many paths, or
  * GV_EFIELD if libtorrent does not parse the bytes. */
 int gv__tor_paths(const uint8_t *torrent, size_t len,
-                  void (*fn)(void *ctx, const char *path, size_t n), void *ctx);
+                  void (*fn)(void *ctx, const char *path, size_t n),
+                  void *ctx);
 
-/* --- Status ------------------------------------------------------------------
- */
+/* --- Status ------------------------------------------------------------------ */
 
 typedef enum gv_tor_state {
   GV_TOR_CHECKING = 1, /* checking files or resume data */
   GV_TOR_METADATA,     /* waiting for the info dict from peers */
   GV_TOR_DOWNLOADING,
-  GV_TOR_SEEDING, /* has every piece, verified */
+  GV_TOR_SEEDING,      /* has every piece, verified */
   GV_TOR_PAUSED,
-  GV_TOR_ERROR /* see error */
+  GV_TOR_ERROR         /* see error */
 } gv_tor_state;
 
 typedef struct gv_tor_status {
   gv_tor_ih ih;
   gv_tor_state state;
-  uint64_t done;   /* verified bytes */
-  uint64_t total;  /* bytes of the torrent (0 before metadata) */
-  double progress; /* done / total, 0..1 */
-  int down_rate;   /* payload bytes/s */
+  uint64_t done;       /* verified bytes */
+  uint64_t total;      /* bytes of the torrent (0 before metadata) */
+  double progress;     /* done / total, 0..1 */
+  int down_rate;       /* payload bytes/s */
   int up_rate;
   uint64_t downloaded; /* payload bytes received by this session */
   uint64_t uploaded;   /* payload bytes sent by this session */
@@ -275,8 +274,7 @@ int gv_tor_list(gv_tor *t, gv_tor_status *st, size_t max);
 int gv_tor_peers(gv_tor *t, const gv_tor_ih *ih, struct sockaddr_storage *out,
                  size_t max, gv_why *why);
 
-/* --- Events
- * -------------------------------------------------------------------- */
+/* --- Events -------------------------------------------------------------------- */
 
 typedef enum gv_tor_ev_type {
   GV_TOR_EV_ADDED = 1,     /* err: the add failed (rare: gv_tor_add says) */
@@ -288,15 +286,15 @@ typedef enum gv_tor_ev_type {
   GV_TOR_EV_FILE_ERROR,    /* err: -errno; reason names file ("disk full") */
   GV_TOR_EV_TORRENT_ERROR, /* the torrent stopped: reason */
   GV_TOR_EV_REMOVED,
-  GV_TOR_EV_RESUME_SAVED /* err: 0, or why the save failed */
+  GV_TOR_EV_RESUME_SAVED   /* err: 0, or why the save failed */
 } gv_tor_ev_type;
 
 typedef struct gv_tor_event {
   gv_tor_ev_type type;
   gv_tor_ih ih;
-  int err;         /* 0, GV_E* or -errno */
-  uint32_t piece;  /* PIECE, HASH_FAILED */
-  int pieces_done; /* PIECE: verified pieces so far (>= 1) */
+  int err;                   /* 0, GV_E* or -errno */
+  uint32_t piece;            /* PIECE, HASH_FAILED */
+  int pieces_done;           /* PIECE: verified pieces so far (>= 1) */
   int pieces_total;
   /* HASH_FAILED and PEER_BANNED: the peer (has_peer) and, for
    * HASH_FAILED, whether libtorrent banned it for this piece. libtorrent
