@@ -100,14 +100,13 @@ struct gv_tor {
   std::string state_dir;
   std::vector<std::unique_ptr<entry>> torrents;
   std::deque<gv_tor_event> pending;
-  // Torrents removed from libtorrent whose torrent_removed_alert is still
-  // to come: their private directory is deleted again then (libtorrent's
-  // disk thread may have written into it since), and a quiet one (the
-  // metadata phase of a torrent added again) makes no REMOVED event.
+  // Targets removed from libtorrent in their metadata phase whose
+  // torrent_removed_alert is still to come: their private directory is
+  // deleted again then (libtorrent's disk thread may have written into it
+  // since).
   struct retired {
     lt::info_hash_t ih;
     std::string dir;
-    bool quiet;
   };
   std::vector<retired> retired;
 };
@@ -542,7 +541,7 @@ int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
 }
 
 void request_save(entry &e) {
-  if (e.save_pending || !e.h.is_valid() || e.failed)
+  if (e.save_pending || e.failed)
     return;
   e.h.save_resume_data(lt::torrent_handle::save_info_dict);
   e.save_pending = true;
@@ -694,11 +693,8 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     for (auto it = t->retired.begin(); it != t->retired.end(); ++it) {
       if (!same(it->ih, r->info_hashes))
         continue;
-      bool quiet = it->quiet;
       remove_meta(it->dir);
       t->retired.erase(it);
-      if (quiet)
-        return;
       break;
     }
     push(t, GV_TOR_EV_REMOVED, r->info_hashes);
@@ -852,11 +848,6 @@ void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
   snprintf(st->save_path, sizeof st->save_path, "%s", e.save_path.c_str());
-  if (!e.h.is_valid()) { // its re-add after the metadata failed
-    st->state = GV_TOR_ERROR;
-    snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
-    return;
-  }
   lt::torrent_status s = e.h.status(lt::torrent_handle::query_name |
                                     lt::torrent_handle::query_save_path |
                                     lt::torrent_handle::query_torrent_file);
@@ -876,8 +867,9 @@ void fill_status(entry &e, gv_tor_status *st) {
       reason = ti->files().file_path(s.error_file) + ": ";
     map_error(s.errc, reason);
     snprintf(st->error, sizeof st->error, "%s", reason.c_str());
-  } else if (e.need_check) {
-    // Until its check: libtorrent may call it finished (no file wanted).
+  } else if (e.need_check || e.moving) {
+    // Until its check and its move: libtorrent may call it finished (no
+    // file wanted yet).
     st->state = GV_TOR_METADATA;
   } else if (s.flags & lt::torrent_flags::paused) {
     st->state = GV_TOR_PAUSED;
@@ -1033,7 +1025,7 @@ void gv_tor_free(gv_tor *t) {
   try {
     int waiting = 0;
     for (auto &e : t->torrents) {
-      if (!e->h.is_valid() || e->failed || e->need_check ||
+      if (e->failed || e->need_check || e->moving ||
           !e->h.torrent_file())
         continue;
       if (!e->save_pending)
@@ -1420,15 +1412,11 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
       entry &e = **it;
       if (!same(e.ih, want))
         continue;
-      if (e.h.is_valid())
-        t->ses->remove_torrent(e.h, delete_files
-                                        ? lt::session_handle::delete_files
-                                        : lt::remove_flags_t{});
-      else // its re-add failed: nothing in libtorrent, no alert to come
-        push(t, GV_TOR_EV_REMOVED, e.ih);
+      t->ses->remove_torrent(e.h, delete_files
+                                      ? lt::session_handle::delete_files
+                                      : lt::remove_flags_t{});
       if (!e.meta_dir.empty()) {
-        if (e.h.is_valid())
-          t->retired.push_back({e.ih, e.meta_dir, false});
+        t->retired.push_back({e.ih, e.meta_dir});
         remove_meta(e.meta_dir);
       }
       if (e.ih.has_v1())
