@@ -79,7 +79,8 @@ struct entry {
   // save path until the metadata passed the check and the storage moved
   // to save_path; "" after that.
   std::string meta_dir;
-  bool moving = false; // checked; its move_storage() has not ended yet
+  bool moving = false; // checked; its storage is not in save_path yet
+  bool move_at_check = false; // moving, once libtorrent's check ends
   bool failed = false;     // our own error (a refused path)
   std::string error;
   int unsaved = 0; // pieces verified since the last save request
@@ -635,26 +636,30 @@ int pieces_total(entry &e) {
 // piece there (upload mode, every file at priority 0), and moves those to
 // the caller's save path, paths already checked. A file already in the
 // save path is kept and checked against the torrent (dont_replace), as an
-// add into a directory that holds it would. move_storage is a fence on
-// libtorrent's disk thread, but the files are wanted only once
-// storage_moved says it ended (on_moved): nothing is written before.
-// The peer connections stay up throughout (close_redundant_connections is
+// add into a directory that holds it would be. Then every file is wanted
+// and upload mode ends; libtorrent's disk thread runs the move as a fence
+// and the new file priorities after it, and only then does libtorrent
+// make the pieces wanted, so no piece is asked for or written before the
+// storage is in the save path. (Wanting the files once storage_moved is
+// polled would be too late: the check of a kept file can end first, and
+// with nothing wanted libtorrent would call the torrent finished.) The
+// peer connections stay up throughout (close_redundant_connections is
 // off), so the download starts on them without a new connect.
 void start_move(entry &e) {
-  e.moving = true;
+  e.move_at_check = false;
   e.h.move_storage(e.save_path, lt::move_flags_t::dont_replace);
-}
-
-// The storage is in the save path: every file wanted, upload mode off.
-void on_moved(gv_tor *t, entry &e) {
-  e.moving = false;
-  remove_meta(e.meta_dir);
-  e.meta_dir.clear();
   auto ti = e.h.torrent_file();
   int n = ti ? ti->num_files() : 0;
   e.h.prioritize_files(std::vector<lt::download_priority_t>(
       size_t(n), lt::default_priority));
   e.h.unset_flags(lt::torrent_flags::upload_mode);
+}
+
+// The storage is in the save path: the private directory goes.
+void on_moved(gv_tor *t, entry &e) {
+  e.moving = false;
+  remove_meta(e.meta_dir);
+  e.meta_dir.clear();
   push(t, GV_TOR_EV_METADATA, e.ih);
 }
 
@@ -662,7 +667,7 @@ void on_moved(gv_tor *t, entry &e) {
 // directory deleted (again when the torrent is removed: see
 // gv_tor::retired), and an event that says why.
 void meta_failed(gv_tor *t, entry &e, int rc, std::string const &why) {
-  e.moving = false;
+  e.moving = e.move_at_check = false;
   e.h.pause();
   remove_meta(e.meta_dir);
   e.failed = true;
@@ -681,8 +686,19 @@ void on_metadata(gv_tor *t, entry &e) {
   gv_why why;
   int rc = ti ? check_ti(*ti, e.save_path, &why)
               : fail(&why, GV_EFIELD, "no metadata");
-  if (rc < 0)
+  if (rc < 0) {
     meta_failed(t, e, rc, why.text);
+    return;
+  }
+  // libtorrent checks the new metadata against the (private) storage
+  // first; a move before that check ended would race it: the check's end
+  // would call the torrent finished after the move, or skip the check of
+  // a file kept in the save path. torrent_checked ends the wait.
+  e.moving = true;
+  lt::torrent_status st = e.h.status(lt::status_flags_t{});
+  if (st.state == lt::torrent_status::checking_resume_data ||
+      st.state == lt::torrent_status::checking_files)
+    e.move_at_check = true;
   else
     start_move(e);
 }
@@ -726,7 +742,8 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
       !lt::alert_cast<lt::metadata_received_alert>(a) &&
       !lt::alert_cast<lt::add_torrent_alert>(a) &&
       !(e->moving && (lt::alert_cast<lt::storage_moved_alert>(a) ||
-                      lt::alert_cast<lt::storage_moved_failed_alert>(a))))
+                      lt::alert_cast<lt::storage_moved_failed_alert>(a) ||
+                      lt::alert_cast<lt::torrent_checked_alert>(a))))
     return;
   bool was_ban = e->last_was_ban;
   e->last_was_ban = false;
@@ -745,6 +762,9 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     }
   } else if (lt::alert_cast<lt::metadata_received_alert>(a)) {
     on_metadata(t, *e);
+  } else if (lt::alert_cast<lt::torrent_checked_alert>(a)) {
+    if (e->move_at_check)
+      start_move(*e);
   } else if (lt::alert_cast<lt::storage_moved_alert>(a)) {
     on_moved(t, *e);
   } else if (auto *mf = lt::alert_cast<lt::storage_moved_failed_alert>(a)) {
@@ -983,6 +1003,10 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     // libtorrent's next connect round (once a second). Idle connections
     // still end after inactivity_timeout.
     sp.set_bool(lt::settings_pack::close_redundant_connections, false);
+    // Peers come from gossip, a few known holders: one whose connection
+    // dropped (a restarted seeder, the recheck of a file already in the
+    // save path) is dialled again after a second, not libtorrent's 60.
+    sp.set_int(lt::settings_pack::min_reconnect_time, 1);
     sp.set_int(lt::settings_pack::alert_mask,
                lt::alert_category::status | lt::alert_category::error |
                    lt::alert_category::storage |
