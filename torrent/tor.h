@@ -202,8 +202,10 @@ typedef struct gv_tor_add_params {
 int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                gv_why *why);
 
-/* Connects the torrent to a peer (IPv4 or IPv6 sockaddr). GV_ENOT_FOUND if
- * no such torrent. The result arrives as events, if at all. */
+/* Connects the torrent to a peer (IPv4 or IPv6 sockaddr), at libtorrent's
+ * next connect round (once a second; peers known before the add dial
+ * sooner through gv_tor_add_params.peers). GV_ENOT_FOUND if no such
+ * torrent. The result arrives as events, if at all. */
 int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
                    gv_why *why);
 
