@@ -13,11 +13,14 @@
 //                            ── metadata_received ── path check
 //                                 │ fails                     │ passes
 //                                 v                           v
-//                         paused, "error" state      move_storage() to the
-//                         .meta/<hash> deleted       save path ── storage_moved
-//                                                    ── files wanted, upload
-//                                                    mode off: download on the
-//                                                    same peer connections
+//                         paused, "error" state      (torrent_checked, if
+//                         .meta/<hash> deleted       libtorrent was checking)
+//                                                    move_storage() to the
+//                                                    save path, files wanted
+//                                                    and upload mode off
+//                                                    behind it ── storage_moved:
+//                                                    download on the same peer
+//                                                    connections
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
