@@ -54,6 +54,11 @@ struct gv_torsvc {
   struct share_job *shares; /* those jobs, for gv_torsvc_stop() */
   int handles;              /* open uv handles */
   bool stopped;
+  /* While a fetch is being added (cmd_fetch), its holders' addresses are
+   * gathered here and handed to gv_tor_add(), which dials them at once;
+   * NULL otherwise: they go to gv_tor_connect(). */
+  struct sockaddr_storage *early;
+  size_t n_early;
 };
 
 /* A share being hashed on the thread pool. cancel is set (atomically)
@@ -401,6 +406,22 @@ bool gv_torsvc_serves(const gv_torsvc *s, const uint8_t ih[20]) {
   return false;
 }
 
+/* Dials one address of a holder of t: now if t is in the session, else
+ * with the add (see gv_torsvc.early). */
+static void dial(gv_torsvc *s, const tent *t, const struct sockaddr *sa) {
+  gv_why why = {""};
+
+  if (s->early != NULL) {
+    if (s->n_early < GV_TOR_ADD_PEERS_MAX)
+      memcpy(&s->early[s->n_early++], sa,
+             sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in));
+    return;
+  }
+  if (gv_tor_connect(s->tor, &t->ih, sa, &why) < 0)
+    gv_logf(s->log, GV_LOG_DEBUG, "torrent: connect: %s", why.text);
+}
+
 /* The one place a holder that cannot be dialed directly goes: a silent
  * holder, or any holder while this node is silent. The owner gives a local
  * port that tunnels to it (docs/TORRENT.md, "The connection matrix"), and
@@ -410,15 +431,13 @@ static void torsvc_reach_tunnel(gv_torsvc *s, const tent *t,
                                 const uint8_t id[GV_ID_BYTES]) {
   uint8_t ih[20];
   struct sockaddr_in sin;
-  gv_why why = {""};
   uint16_t port;
 
   handshake_ih(&t->ih, ih);
   if ((port = s->cbs.tunnel(s->ctx, id, ih)) == 0)
     return;
   uv_ip4_addr("127.0.0.1", port, &sin);
-  if (gv_tor_connect(s->tor, &t->ih, (struct sockaddr *)&sin, &why) < 0)
-    gv_logf(s->log, GV_LOG_DEBUG, "torrent: connect: %s", why.text);
+  dial(s, t, (struct sockaddr *)&sin);
 }
 
 /* A node whose record lists the torrent: counted, then dialed on each of
@@ -441,7 +460,6 @@ static void holder(gv_torsvc *s, tent *t, const uint8_t id[GV_ID_BYTES],
   for (i = 0; i < n_addrs; i++) {
     struct sockaddr_storage ss;
     gv_addr a = addrs[i];
-    gv_why why = {""};
     bool seen = false;
     for (unsigned j = 0; j < i && !seen; j++) /* one dial per IP */
       seen = addrs[j].family == a.family &&
@@ -450,8 +468,7 @@ static void holder(gv_torsvc *s, tent *t, const uint8_t id[GV_ID_BYTES],
       continue;
     a.port = tport;
     gv_addr_to_sockaddr(&a, &ss, NULL);
-    if (gv_tor_connect(s->tor, &t->ih, (struct sockaddr *)&ss, &why) < 0)
-      gv_logf(s->log, GV_LOG_DEBUG, "torrent: connect: %s", why.text);
+    dial(s, t, (struct sockaddr *)&ss);
   }
 }
 
@@ -466,17 +483,16 @@ static void scan_table(gv_torsvc *s, tent *t) {
       holder(s, t, p->id, p->broadcasting, p->addrs, p->n_addrs, p->tport);
 }
 
-/* Holders of one fetch: the table now, and a PEER_REQUEST whose answers
- * come through gv_torsvc_report(). */
-static void find_holders(gv_torsvc *s, tent *t) {
+/* A PEER_REQUEST for the holders of one fetch, whose answers come through
+ * gv_torsvc_report(). */
+static void ask_holders(gv_torsvc *s, tent *t) {
   char repo[GV_REPO_MAX + 1];
   int64_t now = s->cbs.now(s->ctx);
 
-  scan_table(s, t);
-  /* The table is ours to read every time; a PEER_REQUEST floods the
-   * network, so a fetch nobody answers asks less and less often:
-   * GV_TORSVC_FIND_MS doubling up to GV_TORSVC_FIND_MAX_MS, until the user
-   * asks for it again. */
+  /* The table is ours to read every time (scan_table); a PEER_REQUEST
+   * floods the network, so a fetch nobody answers asks less and less
+   * often: GV_TORSVC_FIND_MS doubling up to GV_TORSVC_FIND_MAX_MS, until
+   * the user asks for it again. */
   if (now >= t->find_at) {
     t->find_gap = t->find_gap == 0 ? GV_TORSVC_FIND_MS
                                    : (t->find_gap * 2 > GV_TORSVC_FIND_MAX_MS
@@ -488,6 +504,12 @@ static void find_holders(gv_torsvc *s, tent *t) {
         gv_engine_request(s->engine, repo, GV_MAX_PEERS, t->req_id, now) == 0;
   }
   s->cbs.changed(s->ctx);
+}
+
+/* Holders of one fetch: the table now, and a PEER_REQUEST. */
+static void find_holders(gv_torsvc *s, tent *t) {
+  scan_table(s, t);
+  ask_holders(s, t);
 }
 
 void gv_torsvc_report(gv_torsvc *s, const gv_action *a) {
@@ -575,13 +597,9 @@ static void on_event(gv_torsvc *s, const gv_tor_event *ev) {
     gv_logf(s->log, GV_LOG_WARN, "torrent %s: %s (piece %u)", key,
             gv_tor_ev_name(ev->type), ev->piece);
     break;
-  case GV_TOR_EV_METADATA:
+  case GV_TOR_EV_METADATA: /* the download goes on on the same peers */
     gv_logf(s->log, GV_LOG_DEBUG, "torrent %s: metadata after %.1f ms", key,
             t != NULL ? (double)(uv_hrtime() - t->added_ns) / 1e6 : 0.0);
-    /* It was added again with its info dict: dial the holders now rather
-     * than at libtorrent's next connect round. */
-    if (t != NULL && !t->done)
-      scan_table(s, t);
     break;
   default: break;
   }
@@ -859,16 +877,30 @@ static cJSON *cmd_fetch(gv_torsvc *s, const gv_ctl_req *req) {
       0)
     return gv_ctlsrv_error(rc, why.text);
   if ((t = find_ih(s, &tg.ih, NULL)) == NULL) {
+    struct sockaddr_storage early[GV_TOR_ADD_PEERS_MAX];
     if (s->n >= GV_TORSVC_MAX)
       return gv_ctlsrv_error(GV_ELIMIT, "this node holds the most "
                                         "torrents it may");
-    gv_tor_add_params p = {.target = &tg, .save_path = req->path};
-    gv_tor_ih ih;
-    if ((rc = gv_tor_add(s->tor, &p, &ih, &why)) < 0)
+    /* The holders this node's table knows go in with the add, which
+     * dials them at once: libtorrent's own connect round runs only once a
+     * second. */
+    if ((t = tent_new(s, &tg.ih, false, "", req->path)) == NULL)
+      return gv_ctlsrv_error(GV_ENOMEM, "out of memory");
+    s->early = early;
+    s->n_early = 0;
+    scan_table(s, t);
+    s->early = NULL;
+    gv_tor_add_params p = {.target = &tg,
+                           .save_path = req->path,
+                           .peers = early,
+                           .n_peers = s->n_early};
+    if ((rc = gv_tor_add(s->tor, &p, &t->ih, &why)) < 0) {
+      free(t);
+      s->n--;
       return gv_ctlsrv_error(rc, why.text);
-    t = tent_new(s, &ih, false, "", req->path);
+    }
     save_list(s);
-    find_holders(s, t);
+    ask_holders(s, t);
     find_arm(s);
     o = ok_with(status_json(s, t), "torrent");
     cJSON_AddBoolToObject(o, "attached", 0);

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -443,6 +445,223 @@ START_TEST(test_fetch) {
   ck_assert_int_eq(sb.st_size, 100);
   ck_assert_int_eq(count_entries(dst3), 1);
   gv_tor_bytes_free(s.torrent);
+}
+END_TEST
+
+/* A TCP forwarder on 127.0.0.1 to one port: it counts the connections it
+ * accepts and carries each one's bytes both ways, on its own thread,
+ * until fwd_stop(). */
+#define FWD_PAIRS 8
+typedef struct fwd {
+  int lfd, stop[2];
+  uint16_t port, to;
+  int accepted; /* read after fwd_stop() */
+  pthread_t th;
+} fwd;
+
+static void *fwd_run(void *arg) {
+  fwd *f = arg;
+  int fds[FWD_PAIRS][2], n = 0;
+  for (;;) {
+    struct pollfd pf[2 + 2 * FWD_PAIRS];
+    int k = 0;
+    pf[k++] = (struct pollfd){.fd = f->stop[0], .events = POLLIN};
+    pf[k++] = (struct pollfd){.fd = f->lfd, .events = POLLIN};
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < 2; j++)
+        pf[k++] = (struct pollfd){.fd = fds[i][j], .events = POLLIN};
+    if (poll(pf, (nfds_t)k, 10000) <= 0 || pf[0].revents)
+      break;
+    if ((pf[1].revents & POLLIN) && n < FWD_PAIRS) {
+      int c = accept(f->lfd, NULL, NULL);
+      int u = socket(AF_INET, SOCK_STREAM, 0);
+      struct sockaddr_in sin = {.sin_family = AF_INET,
+                                .sin_port = htons(f->to)};
+      inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+      if (c >= 0 && u >= 0 &&
+          connect(u, (struct sockaddr *)&sin, sizeof sin) == 0) {
+        fds[n][0] = c, fds[n][1] = u, n++;
+        f->accepted++;
+      } else {
+        close(c), close(u);
+      }
+    }
+    for (int i = 0, at = 2; i < n; i++, at += 2)
+      for (int j = 0; j < 2; j++) {
+        if (!pf[at + j].revents)
+          continue;
+        char buf[65536];
+        ssize_t r = read(fds[i][j], buf, sizeof buf);
+        for (ssize_t off = 0; r > 0 && off < r;) {
+          ssize_t w = write(fds[i][!j], buf + off, (size_t)(r - off));
+          if (w <= 0)
+            r = -1;
+          else
+            off += w;
+        }
+        if (r <= 0) { /* one side ended: the pair ends */
+          shutdown(fds[i][!j], SHUT_RDWR);
+          shutdown(fds[i][j], SHUT_RDWR);
+        }
+      }
+  }
+  for (int i = 0; i < n; i++)
+    close(fds[i][0]), close(fds[i][1]);
+  return NULL;
+}
+
+static void fwd_start(fwd *f, uint16_t to) {
+  memset(f, 0, sizeof *f);
+  f->to = to;
+  ck_assert_int_eq(pipe(f->stop), 0);
+  f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(f->lfd, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  socklen_t len = sizeof sin;
+  ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+  ck_assert_int_eq(listen(f->lfd, 8), 0);
+  ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&sin, &len), 0);
+  f->port = ntohs(sin.sin_port);
+  ck_assert_int_eq(pthread_create(&f->th, NULL, fwd_run, f), 0);
+}
+
+static void fwd_stop(fwd *f) {
+  ck_assert_int_eq(write(f->stop[1], "x", 1), 1);
+  pthread_join(f->th, NULL);
+  close(f->lfd), close(f->stop[0]), close(f->stop[1]);
+}
+
+static struct sockaddr_storage loopback(uint16_t port) {
+  struct sockaddr_storage ss;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  memset(&ss, 0, sizeof ss);
+  sin->sin_family = AF_INET;
+  sin->sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &sin->sin_addr);
+  return ss;
+}
+
+/* A magnet added with its seeder's address, and no gv_tor_connect(): the
+ * add dials it, the info dict comes over that connection, and the file
+ * follows over the same one (the checked storage moves into the save
+ * path; nothing is dialled again). The seeder is reached only through a
+ * forwarder that counts connections. */
+START_TEST(test_magnet_one_connection) {
+  src s;
+  make_src(&s, "src", 2 * 1024 * 1024 + 777);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  /* Seeding, not just added: a seeder still checking its resume data
+   * refuses the connection, and the fetcher would have to dial again. */
+  ck_assert(wait_state(a, &s.ih, GV_TOR_SEEDING, WAIT_MS));
+  fwd f;
+  fwd_start(&f, gv_tor_port(a->t));
+
+  char dst[300], got[400];
+  mkpath(dst, sizeof dst, "dst");
+  gv_tor_target tg;
+  memset(&tg, 0, sizeof tg);
+  tg.ih = s.ih;
+  struct sockaddr_storage peer = loopback(f.port);
+  gv_tor_add_params p = {
+      .target = &tg, .save_path = dst, .peers = &peer, .n_peers = 1};
+  gv_why why = {{0}};
+  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+  size_t ib = 0;
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
+  snprintf(got, sizeof got, "%s/data.bin", dst);
+  ck_assert(same_file(s.path, got));
+  gv_tor_status st;
+  ck_assert_int_eq(gv_tor_status_get(b->t, &tg.ih, &st, &why), 0);
+  ck_assert_int_eq(st.state, GV_TOR_SEEDING);
+  ck_assert_str_eq(st.save_path, dst);
+  char meta[400];
+  snprintf(meta, sizeof meta, "%s/.meta", b->state);
+  ck_assert_int_le(count_entries(meta), 0);
+  fwd_stop(&f);
+  ck_assert_int_eq(f.accepted, 1);
+  gv_tor_bytes_free(s.torrent);
+}
+END_TEST
+
+/* A magnet into a save path that already holds the file, its first half
+ * right and the rest zeros: the file is kept and checked, not replaced,
+ * so only the wrong pieces come from the seeder. */
+START_TEST(test_magnet_existing_file) {
+  src s;
+  size_t size = 2 * 1024 * 1024;
+  make_src(&s, "src", size);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
+  ck_assert(wait_state(a, &s.ih, GV_TOR_SEEDING, WAIT_MS));
+
+  char dst[300], got[400];
+  mkpath(dst, sizeof dst, "dst");
+  snprintf(got, sizeof got, "%s/data.bin", dst);
+  FILE *in = fopen(s.path, "rb"), *out = fopen(got, "wb");
+  ck_assert(in && out);
+  for (size_t i = 0; i < size; i++) {
+    int c = fgetc(in);
+    fputc(i < size / 2 ? c : 0, out);
+  }
+  fclose(in);
+  ck_assert_int_eq(fclose(out), 0);
+
+  gv_tor_target tg;
+  memset(&tg, 0, sizeof tg);
+  tg.ih = s.ih;
+  struct sockaddr_storage peer = loopback(gv_tor_port(a->t));
+  gv_tor_add_params p = {
+      .target = &tg, .save_path = dst, .peers = &peer, .n_peers = 1};
+  gv_why why = {{0}};
+  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+  size_t ib = 0;
+  /* The check of the kept file drops the connection: the session dials
+   * the seeder again by itself. */
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
+  ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
+  ck_assert(same_file(s.path, got));
+  gv_tor_status st;
+  ck_assert_int_eq(gv_tor_status_get(b->t, &tg.ih, &st, &why), 0);
+  ck_assert_uint_ge(st.downloaded, size / 2 - PIECE);
+  ck_assert_msg(st.downloaded < size, "downloaded %lu of %zu",
+                (unsigned long)st.downloaded, size);
+  gv_tor_bytes_free(s.torrent);
+}
+END_TEST
+
+/* Peers given to gv_tor_add are checked before anything is added. */
+START_TEST(test_add_bad_peers) {
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  char dst[300];
+  mkpath(dst, sizeof dst, "dst");
+  gv_tor_target tg;
+  memset(&tg, 0, sizeof tg);
+  memset(tg.ih.v1, 0x5a, 20);
+  tg.ih.has_v1 = 1;
+  static struct sockaddr_storage peers[GV_TOR_ADD_PEERS_MAX + 1];
+  for (size_t i = 0; i <= GV_TOR_ADD_PEERS_MAX; i++)
+    peers[i] = loopback((uint16_t)(20000 + i));
+  gv_tor_add_params p = {.target = &tg,
+                         .save_path = dst,
+                         .peers = peers,
+                         .n_peers = GV_TOR_ADD_PEERS_MAX + 1};
+  gv_why why = {{0}};
+  ck_assert_int_eq(gv_tor_add(b->t, &p, NULL, &why), GV_ETOOBIG);
+  peers[3].ss_family = AF_UNIX;
+  p.n_peers = GV_TOR_ADD_PEERS_MAX;
+  ck_assert_int_eq(gv_tor_add(b->t, &p, NULL, &why), GV_EINVAL);
+  gv_tor_status st;
+  ck_assert_int_eq(gv_tor_status_get(b->t, &tg.ih, &st, &why), GV_ENOT_FOUND);
+  ck_assert_int_eq(gv_tor_list(b->t, &st, 1), 0);
+  peers[3] = loopback(20003);
+  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+  ck_assert_int_eq(gv_tor_list(b->t, &st, 1), 1);
+  ck_assert_int_eq(st.state, GV_TOR_METADATA);
 }
 END_TEST
 
@@ -1114,6 +1333,9 @@ static Suite *tor_suite(void) {
   tcase_add_test(tc, test_magnet_before_poll);
   tcase_add_test(tc, test_resume_unwritable);
   tcase_add_test(tc, test_fetch);
+  tcase_add_test(tc, test_magnet_one_connection);
+  tcase_add_test(tc, test_magnet_existing_file);
+  tcase_add_test(tc, test_add_bad_peers);
   tcase_add_test(tc, test_encryption_forced);
   tcase_add_test(tc, test_corrupt_seeder);
   tcase_add_test(tc, test_disk_full);

@@ -8,13 +8,19 @@
 // A torrent's life, as seen by this file:
 //
 //   gv_tor_add(.torrent) ── path check ──> libtorrent: checking / downloading
-//   gv_tor_add(target)   ──> upload mode in state_dir/.meta/<hash>/
+//   gv_tor_add(target)   ──> upload mode in state_dir/.meta/<hash>/,
+//                            every file at priority 0 (peers kept)
 //                            ── metadata_received ── path check
 //                                 │ fails                     │ passes
 //                                 v                           v
-//                         paused, "error" state      removed, added again
-//                         .meta/<hash> deleted       with its info dict into
-//                                                    the save path: download
+//                         paused, "error" state      (torrent_checked, if
+//                         .meta/<hash> deleted       libtorrent was checking)
+//                                                    move_storage() to the
+//                                                    save path, files wanted
+//                                                    and upload mode off
+//                                                    behind it ── storage_moved:
+//                                                    download on the same peer
+//                                                    connections
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
@@ -67,8 +73,6 @@ using clock_type = std::chrono::steady_clock;
 constexpr off_t kResumeMax = 256 << 20;
 // Depth of a v2 file tree we walk before calling the torrent hostile.
 constexpr int kTreeDepth = 64;
-// Peers of a target's metadata phase remembered for its re-add.
-constexpr size_t kMetaPeers = 64;
 
 struct entry {
   lt::torrent_handle h;
@@ -76,12 +80,11 @@ struct entry {
   std::string save_path; // realpath of the caller's save path
   bool need_check = false; // a target: paths are checked at metadata
   // A target's private directory (state_dir/.meta/<hash>), libtorrent's
-  // save path until the metadata passed the check; "" after that.
+  // save path until the metadata passed the check and the storage moved
+  // to save_path; "" after that.
   std::string meta_dir;
-  // Peers given to gv_tor_connect() before the metadata arrived: the
-  // torrent is added again after the check and connects to them again.
-  std::vector<lt::tcp::endpoint> peers;
-  bool readded = false; // its next add_torrent_alert is the re-add
+  bool moving = false; // checked; its storage is not in save_path yet
+  bool move_at_check = false; // moving, once libtorrent's check ends
   bool failed = false;     // our own error (a refused path)
   std::string error;
   int unsaved = 0; // pieces verified since the last save request
@@ -102,14 +105,13 @@ struct gv_tor {
   std::string state_dir;
   std::vector<std::unique_ptr<entry>> torrents;
   std::deque<gv_tor_event> pending;
-  // Torrents removed from libtorrent whose torrent_removed_alert is still
-  // to come: their private directory is deleted again then (libtorrent's
-  // disk thread may have written into it since), and a quiet one (the
-  // metadata phase of a torrent added again) makes no REMOVED event.
+  // Targets removed from libtorrent in their metadata phase whose
+  // torrent_removed_alert is still to come: their private directory is
+  // deleted again then (libtorrent's disk thread may have written into it
+  // since).
   struct retired {
     lt::info_hash_t ih;
     std::string dir;
-    bool quiet;
   };
   std::vector<retired> retired;
 };
@@ -544,7 +546,7 @@ int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
 }
 
 void request_save(entry &e) {
-  if (e.save_pending || !e.h.is_valid() || e.failed)
+  if (e.save_pending || e.failed)
     return;
   e.h.save_resume_data(lt::torrent_handle::save_info_dict);
   e.save_pending = true;
@@ -633,38 +635,50 @@ int pieces_total(entry &e) {
   return ti ? ti->num_pieces() : 0;
 }
 
-// The metadata phase ran in e.meta_dir; the checked torrent is removed
-// from there and added again, with its info dict, into the caller's save
-// path, as a .torrent is. It connects again to the peers it had.
-int readd(gv_tor *t, entry &e, lt::torrent_info const &ti, gv_why *why) {
-  std::vector<lt::tcp::endpoint> peers = e.peers;
-  std::vector<lt::peer_info> info;
-  e.h.get_peer_info(info);
-  for (auto const &pi : info)
-    if (pi.flags & lt::peer_info::local_connection)
-      peers.push_back(pi.ip);
-  lt::add_torrent_params atp;
-  atp.ti = std::make_shared<lt::torrent_info>(ti);
-  atp.ti->clear_trackers();
-  atp.ti->set_web_seeds({});
-  atp.save_path = e.save_path;
-  atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
-                 lt::torrent_flags::upload_mode);
-  // Both calls run in order on libtorrent's thread: the removal first.
-  t->ses->remove_torrent(e.h);
-  t->retired.push_back({e.ih, e.meta_dir, true});
+// A target whose metadata passed the check: libtorrent made what it made
+// (empty files, directories, BEP 47 symlinks) in e.meta_dir, wrote no
+// piece there (upload mode, every file at priority 0), and moves those to
+// the caller's save path, paths already checked. A file already in the
+// save path is kept and checked against the torrent (dont_replace), as an
+// add into a directory that holds it would be. Then every file is wanted
+// and upload mode ends; libtorrent's disk thread runs the move as a fence
+// and the new file priorities after it, and only then does libtorrent
+// make the pieces wanted, so no piece is asked for or written before the
+// storage is in the save path. (Wanting the files once storage_moved is
+// polled would be too late: the check of a kept file can end first, and
+// with nothing wanted libtorrent would call the torrent finished.) The
+// peer connections stay up throughout (close_redundant_connections is
+// off), so the download starts on them without a new connect.
+void start_move(entry &e) {
+  e.move_at_check = false;
+  e.h.move_storage(e.save_path, lt::move_flags_t::dont_replace);
+  auto ti = e.h.torrent_file();
+  int n = ti ? ti->num_files() : 0;
+  e.h.prioritize_files(std::vector<lt::download_priority_t>(
+      size_t(n), lt::default_priority));
+  e.h.unset_flags(lt::torrent_flags::upload_mode);
+}
+
+// The storage is in the save path: the private directory goes.
+void on_moved(gv_tor *t, entry &e) {
+  e.moving = false;
+  remove_meta(e.meta_dir);
   e.meta_dir.clear();
-  e.peers.clear();
-  lt::error_code ec;
-  e.h = t->ses->add_torrent(std::move(atp), ec);
-  if (ec) {
-    std::string reason = "add after metadata: ";
-    return fail(why, map_error(ec, reason), reason);
-  }
-  e.readded = true;
-  for (auto const &ep : peers)
-    e.h.connect_peer(ep);
-  return 0;
+  push(t, GV_TOR_EV_METADATA, e.ih);
+}
+
+// A refused or unmovable target: paused where it is, its private
+// directory deleted (again when the torrent is removed: see
+// gv_tor::retired), and an event that says why.
+void meta_failed(gv_tor *t, entry &e, int rc, std::string const &why) {
+  e.moving = e.move_at_check = false;
+  e.h.pause();
+  remove_meta(e.meta_dir);
+  e.failed = true;
+  e.error = why;
+  gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e.ih);
+  ev.err = rc;
+  set_reason(ev, e.error);
 }
 
 void on_metadata(gv_tor *t, entry &e) {
@@ -677,22 +691,20 @@ void on_metadata(gv_tor *t, entry &e) {
   int rc = ti ? check_ti(*ti, e.save_path, &why)
               : fail(&why, GV_EFIELD, "no metadata");
   if (rc < 0) {
-    // Paused where it is; its files, if libtorrent made any, are deleted
-    // (again when the torrent is removed: see gv_tor::retired).
-    e.h.pause();
-    remove_meta(e.meta_dir);
-  } else {
-    rc = readd(t, e, *ti, &why);
-  }
-  if (rc < 0) {
-    e.failed = true;
-    e.error = why.text;
-    gv_tor_event &ev = push(t, GV_TOR_EV_TORRENT_ERROR, e.ih);
-    ev.err = rc;
-    set_reason(ev, e.error);
+    meta_failed(t, e, rc, why.text);
     return;
   }
-  push(t, GV_TOR_EV_METADATA, e.ih);
+  // libtorrent checks the new metadata against the (private) storage
+  // first; a move before that check ended would race it: the check's end
+  // would call the torrent finished after the move, or skip the check of
+  // a file kept in the save path. torrent_checked ends the wait.
+  e.moving = true;
+  lt::torrent_status st = e.h.status(lt::status_flags_t{});
+  if (st.state == lt::torrent_status::checking_resume_data ||
+      st.state == lt::torrent_status::checking_files)
+    e.move_at_check = true;
+  else
+    start_move(e);
 }
 
 void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
@@ -701,11 +713,8 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     for (auto it = t->retired.begin(); it != t->retired.end(); ++it) {
       if (!same(it->ih, r->info_hashes))
         continue;
-      bool quiet = it->quiet;
       remove_meta(it->dir);
       t->retired.erase(it);
-      if (quiet)
-        return;
       break;
     }
     push(t, GV_TOR_EV_REMOVED, r->info_hashes);
@@ -729,12 +738,16 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
   entry *e = find(t, ta->handle);
   if (!e)
     return;
-  // A target before its check, or refused by it, lives in its private
-  // directory with every file at priority 0: libtorrent calls it finished
-  // there, which it is not. Only its add and its metadata are news.
+  // A target before its check, while its storage moves, or refused by the
+  // check, lives in its private directory with every file at priority 0:
+  // libtorrent calls it finished there, which it is not. Only its add, its
+  // metadata and the end of its move are news.
   if ((e->need_check || !e->meta_dir.empty()) &&
       !lt::alert_cast<lt::metadata_received_alert>(a) &&
-      !lt::alert_cast<lt::add_torrent_alert>(a))
+      !lt::alert_cast<lt::add_torrent_alert>(a) &&
+      !(e->moving && (lt::alert_cast<lt::storage_moved_alert>(a) ||
+                      lt::alert_cast<lt::storage_moved_failed_alert>(a) ||
+                      lt::alert_cast<lt::torrent_checked_alert>(a))))
     return;
   bool was_ban = e->last_was_ban;
   e->last_was_ban = false;
@@ -745,10 +758,6 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     ev.err = map_error(f->error, reason);
     set_reason(ev, reason);
   } else if (auto *ad = lt::alert_cast<lt::add_torrent_alert>(a)) {
-    bool again = e->readded;
-    e->readded = false;
-    if (again && !ad->error) // announced once, at gv_tor_add()
-      return;
     gv_tor_event &ev = push(t, GV_TOR_EV_ADDED, e->ih);
     if (ad->error) {
       std::string reason;
@@ -757,6 +766,16 @@ void dispatch(gv_tor *t, std::vector<lt::alert *> const &alerts, size_t i) {
     }
   } else if (lt::alert_cast<lt::metadata_received_alert>(a)) {
     on_metadata(t, *e);
+  } else if (lt::alert_cast<lt::torrent_checked_alert>(a)) {
+    if (e->move_at_check)
+      start_move(*e);
+  } else if (lt::alert_cast<lt::storage_moved_alert>(a)) {
+    on_moved(t, *e);
+  } else if (auto *mf = lt::alert_cast<lt::storage_moved_failed_alert>(a)) {
+    std::string reason = "moving the checked torrent into the save path: " +
+                         std::string(mf->file_path()) + ": ";
+    int rc = map_error(mf->error, reason);
+    meta_failed(t, *e, rc, reason);
   } else if (auto *p = lt::alert_cast<lt::piece_finished_alert>(a)) {
     gv_tor_event &ev = push(t, GV_TOR_EV_PIECE, e->ih);
     ev.piece = uint32_t(static_cast<int>(p->piece_index));
@@ -921,11 +940,6 @@ void fill_status(entry &e, gv_tor_status *st) {
   memset(st, 0, sizeof *st);
   to_ih(e.ih, &st->ih);
   snprintf(st->save_path, sizeof st->save_path, "%s", e.save_path.c_str());
-  if (!e.h.is_valid()) { // its re-add after the metadata failed
-    st->state = GV_TOR_ERROR;
-    snprintf(st->error, sizeof st->error, "%s", e.error.c_str());
-    return;
-  }
   lt::torrent_status s = e.h.status(lt::torrent_handle::query_name |
                                     lt::torrent_handle::query_save_path |
                                     lt::torrent_handle::query_torrent_file);
@@ -945,8 +959,9 @@ void fill_status(entry &e, gv_tor_status *st) {
       reason = ti->files().file_path(s.error_file) + ": ";
     map_error(s.errc, reason);
     snprintf(st->error, sizeof st->error, "%s", reason.c_str());
-  } else if (e.need_check) {
-    // Until its check: libtorrent may call it finished (no file wanted).
+  } else if (e.need_check || e.moving) {
+    // Until its check and its move: libtorrent may call it finished (no
+    // file wanted yet).
     st->state = GV_TOR_METADATA;
   } else if (s.flags & lt::torrent_flags::paused) {
     st->state = GV_TOR_PAUSED;
@@ -1055,6 +1070,16 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     sp.set_int(lt::settings_pack::download_rate_limit, cfg->download_rate);
     // The node's local proxy (issue 11) makes every peer 127.0.0.1.
     sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+    // A target's metadata phase is upload-only (see gv_tor_add): with
+    // libtorrent's default, it and its seeders would drop their connection
+    // the moment the metadata arrives, and the download would wait for
+    // libtorrent's next connect round (once a second). Idle connections
+    // still end after inactivity_timeout.
+    sp.set_bool(lt::settings_pack::close_redundant_connections, false);
+    // Peers come from gossip, a few known holders: one whose connection
+    // dropped (a restarted seeder, the recheck of a file already in the
+    // save path) is dialled again after a second, not libtorrent's 60.
+    sp.set_int(lt::settings_pack::min_reconnect_time, 1);
     sp.set_int(lt::settings_pack::alert_mask,
                lt::alert_category::status | lt::alert_category::error |
                    lt::alert_category::storage |
@@ -1097,7 +1122,7 @@ void gv_tor_free(gv_tor *t) {
   try {
     int waiting = 0;
     for (auto &e : t->torrents) {
-      if (!e->h.is_valid() || e->failed || e->need_check ||
+      if (e->failed || e->need_check || e->moving ||
           !e->h.torrent_file())
         continue;
       if (!e->save_pending)
@@ -1443,6 +1468,13 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
     }
     if (find(t, want))
       return fail(why, GV_EDUP, "torrent already added");
+    if (p->n_peers > GV_TOR_ADD_PEERS_MAX)
+      return gv_fail(why, GV_ETOOBIG, "%zu peers, at most %d", p->n_peers,
+                     GV_TOR_ADD_PEERS_MAX);
+    std::vector<lt::tcp::endpoint> peers;
+    for (size_t i = 0; i < p->n_peers; ++i)
+      peers.push_back(
+          endpoint_of(reinterpret_cast<struct sockaddr const *>(&p->peers[i])));
 
     // Unreadable resume data costs a full check of the files, nothing more:
     // libtorrent hashes what is on disk and keeps every piece that passes.
@@ -1489,8 +1521,18 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                    lt::torrent_flags::default_dont_download;
     if (p->flags & GV_TOR_ADD_SEED_MODE)
       atp.flags |= lt::torrent_flags::seed_mode;
+    atp.peers = peers;
+    // libtorrent dials the peers it knows once a second, on its own clock,
+    // except for its "connect boost" when a torrent resumes: a target,
+    // which has no files to check, is added paused and resumed at once, so
+    // its peers are dialled now. Both run in order on libtorrent's thread.
+    bool boost = need_check && !peers.empty();
+    if (boost)
+      atp.flags |= lt::torrent_flags::paused;
     lt::error_code ec;
     lt::torrent_handle h = t->ses->add_torrent(std::move(atp), ec);
+    if (!ec && boost)
+      h.resume();
     if (ec)
       remove_meta(meta);
     if (ec == lt::errors::duplicate_torrent)
@@ -1511,6 +1553,8 @@ int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
       to_ih(e->ih, ih);
     t->torrents.push_back(std::move(e));
     return 0;
+  } catch (std::invalid_argument const &x) {
+    return fail(why, GV_EINVAL, x.what());
   } catch (...) {
     return caught(why);
   }
@@ -1522,10 +1566,7 @@ int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
     entry *e = find(t, from_ih(*ih));
     if (!e)
       return fail(why, GV_ENOT_FOUND, "no such torrent");
-    lt::tcp::endpoint ep = endpoint_of(sa);
-    if (e->need_check && e->peers.size() < kMetaPeers)
-      e->peers.push_back(ep);
-    e->h.connect_peer(ep);
+    e->h.connect_peer(endpoint_of(sa));
     return 0;
   } catch (std::invalid_argument const &x) {
     return fail(why, GV_EINVAL, x.what());
@@ -1542,15 +1583,11 @@ int gv_tor_remove(gv_tor *t, const gv_tor_ih *ih, int delete_files,
       entry &e = **it;
       if (!same(e.ih, want))
         continue;
-      if (e.h.is_valid())
-        t->ses->remove_torrent(e.h, delete_files
-                                        ? lt::session_handle::delete_files
-                                        : lt::remove_flags_t{});
-      else // its re-add failed: nothing in libtorrent, no alert to come
-        push(t, GV_TOR_EV_REMOVED, e.ih);
+      t->ses->remove_torrent(e.h, delete_files
+                                      ? lt::session_handle::delete_files
+                                      : lt::remove_flags_t{});
       if (!e.meta_dir.empty()) {
-        if (e.h.is_valid())
-          t->retired.push_back({e.ih, e.meta_dir, false});
+        t->retired.push_back({e.ih, e.meta_dir});
         remove_meta(e.meta_dir);
       }
       if (e.ih.has_v1())

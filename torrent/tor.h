@@ -183,6 +183,9 @@ enum {
   GV_TOR_ADD_SEED_MODE = 1 << 0,
 };
 
+/* Most peers gv_tor_add() takes (GV_ETOOBIG beyond). */
+#define GV_TOR_ADD_PEERS_MAX 64
+
 /* Exactly one of torrent/target is set. */
 typedef struct gv_tor_add_params {
   const uint8_t *torrent; /* .torrent bytes, torrent_len of them */
@@ -190,6 +193,13 @@ typedef struct gv_tor_add_params {
   const gv_tor_target *target; /* metadata will come from peers */
   const char *save_path;       /* required; created if missing */
   unsigned flags;              /* GV_TOR_ADD_* */
+  /* Peers known at the add (IPv4 or IPv6 sockaddrs, n_peers of them; may
+   * be NULL when n_peers is 0), as if given to gv_tor_connect() after it,
+   * but a target without resume data dials them at once; gv_tor_connect()
+   * and every other add leave the dial to libtorrent's connect round,
+   * which runs once a second. */
+  const struct sockaddr_storage *peers;
+  size_t n_peers;
 } gv_tor_add_params;
 
 /* Adds a torrent (resuming from its resume file if there is one). Every
@@ -204,18 +214,22 @@ typedef struct gv_tor_add_params {
  * (upload mode, every file at priority 0): whatever libtorrent creates on
  * its own thread when the metadata arrives (empty files, directories,
  * BEP 47 symlinks) lands there, never in save_path. If the check passes,
- * the torrent is removed and added again with its info dict into
- * save_path (as a .torrent is; it connects again to the peers given to
- * gv_tor_connect() and those it had dialled), and GV_TOR_EV_METADATA
- * follows; if it fails, it stays paused in the error state and a
- * GV_TOR_EV_TORRENT_ERROR event says why. Either way the private directory
- * is deleted. GV_EDUP if the torrent is already in the session. On success
- * *ih (if not NULL) names the torrent. */
+ * libtorrent moves that storage into save_path (a file already there is
+ * kept and checked, not replaced), and once it is there every file is
+ * wanted and GV_TOR_EV_METADATA follows: the download runs on the peer
+ * connections of the metadata phase, nothing is dialled again. If the
+ * check or the move fails, the torrent stays paused in the error state and
+ * a GV_TOR_EV_TORRENT_ERROR event says why. Either way the private
+ * directory is deleted. GV_EDUP if the torrent is already in the session,
+ * GV_EINVAL for a peer that is not IPv4 or IPv6. On success *ih (if not
+ * NULL) names the torrent. */
 int gv_tor_add(gv_tor *t, const gv_tor_add_params *p, gv_tor_ih *ih,
                gv_why *why);
 
-/* Connects the torrent to a peer (IPv4 or IPv6 sockaddr). GV_ENOT_FOUND if
- * no such torrent. The result arrives as events, if at all. */
+/* Connects the torrent to a peer (IPv4 or IPv6 sockaddr), at libtorrent's
+ * next connect round (once a second; peers known before the add dial
+ * sooner through gv_tor_add_params.peers). GV_ENOT_FOUND if no such
+ * torrent. The result arrives as events, if at all. */
 int gv_tor_connect(gv_tor *t, const gv_tor_ih *ih, const struct sockaddr *sa,
                    gv_why *why);
 
