@@ -2,6 +2,7 @@
 #include "tunlab.h"
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,6 +497,9 @@ uint16_t tl_free_port(void) {
 tl_lab *tl_lab_new(uv_loop_t *loop) {
   tl_lab *lab = must(calloc(1, sizeof(*lab)));
 
+  /* As the node does (daemon.c): a write to a socket the peer closed is
+   * an EPIPE for libuv to report, not a signal that kills the process. */
+  signal(SIGPIPE, SIG_IGN);
   lab->loop = loop;
   lab->log.level = GV_LOG_WARN;
   lab->log.out = stderr;
