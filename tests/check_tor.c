@@ -545,8 +545,8 @@ static struct sockaddr_storage loopback(uint16_t port) {
 /* A magnet added with its seeder's address, and no gv_tor_connect(): the
  * add dials it, the info dict comes over that connection, and the file
  * follows over the same one (the checked storage moves into the save
- * path; nothing is dialled again). The seeder is reached only through a
- * forwarder that counts connections. */
+ * path; nothing is dialled again); once done, the fetcher ends it. The
+ * seeder is reached only through a forwarder that counts connections. */
 START_TEST(test_magnet_one_connection) {
   src s;
   make_src(&s, "src", 2 * 1024 * 1024 + 777);
@@ -581,6 +581,16 @@ START_TEST(test_magnet_one_connection) {
   char meta[400];
   snprintf(meta, sizeof meta, "%s/.meta", b->state);
   ck_assert_int_le(count_entries(meta), 0);
+  /* Done, B ends its connection to the seed (within libtorrent's next
+   * second tick or two), as libtorrent's default would. */
+  struct sockaddr_storage ss[4];
+  int n = -1;
+  for (int k = 0; k < 100 && n != 0; k++) {
+    n = gv_tor_peers(b->t, &tg.ih, ss, 4, &why);
+    if (n != 0)
+      usleep(50000);
+  }
+  ck_assert_int_eq(n, 0);
   fwd_stop(&f);
   ck_assert_int_eq(f.accepted, 1);
   gv_tor_bytes_free(s.torrent);

@@ -32,6 +32,7 @@ extern "C" {
 
 #include <cctype>
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,11 +54,13 @@ extern "C" {
 #include <libtorrent/bencode.hpp>
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/error_code.hpp>
+#include <libtorrent/extensions.hpp>
 #include <libtorrent/extensions/smart_ban.hpp>
 #include <libtorrent/extensions/ut_metadata.hpp>
 #include <libtorrent/extensions/ut_pex.hpp>
 #include <libtorrent/ip_filter.hpp>
 #include <libtorrent/magnet_uri.hpp>
+#include <libtorrent/peer_connection_handle.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/session.hpp>
 #include <libtorrent/session_params.hpp>
@@ -96,6 +99,54 @@ struct entry {
   // bans the sender of a failed piece just before posting hash_failed.
   bool last_was_ban = false;
   lt::tcp::endpoint last_ban;
+};
+
+// Ends a finished download's connections to upload-only peers (seeds),
+// which libtorrent's close_redundant_connections would do; the session
+// turns that off (see gv_tor_new) so that a target's metadata phase,
+// upload-only too, keeps its connection. Only a torrent that went through
+// "downloading" is touched: never a share, never a target in its metadata
+// phase (downloading_metadata, then finished with no file wanted). Runs on
+// libtorrent's thread; the disconnects happen in tick(), outside any loop
+// of libtorrent's over the torrent's connections, as its own do.
+struct close_seeds final : lt::torrent_plugin {
+  std::vector<lt::peer_connection_handle> peers;
+  bool downloading = false, due = false;
+
+  std::shared_ptr<lt::peer_plugin>
+  new_connection(lt::peer_connection_handle const &p) override {
+    peers.erase(std::remove_if(peers.begin(), peers.end(),
+                               [](lt::peer_connection_handle const &q) {
+                                 return !q.native_handle();
+                               }),
+                peers.end());
+    peers.push_back(p);
+    return nullptr;
+  }
+
+  void on_state(lt::torrent_status::state_t st) override {
+    if (st == lt::torrent_status::downloading) {
+      downloading = true;
+    } else if (downloading && (st == lt::torrent_status::finished ||
+                               st == lt::torrent_status::seeding)) {
+      downloading = false;
+      due = true;
+    }
+  }
+
+  void tick() override {
+    if (!due)
+      return;
+    due = false;
+    lt::error_code const why = lt::errors::torrent_finished;
+    std::vector<lt::peer_connection_handle> seeds;
+    for (auto const &p : peers)
+      if (p.native_handle() && !p.is_disconnecting() && p.upload_only() &&
+          p.can_disconnect(why))
+        seeds.push_back(p);
+    for (auto &p : seeds)
+      p.disconnect(why, lt::operation_t::bittorrent);
+  }
 };
 
 } // namespace
@@ -1073,8 +1124,8 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     // A target's metadata phase is upload-only (see gv_tor_add): with
     // libtorrent's default, it and its seeders would drop their connection
     // the moment the metadata arrives, and the download would wait for
-    // libtorrent's next connect round (once a second). Idle connections
-    // still end after inactivity_timeout.
+    // libtorrent's next connect round (once a second). A finished download
+    // still ends its connections to seeds (close_seeds).
     sp.set_bool(lt::settings_pack::close_redundant_connections, false);
     // Peers come from gossip, a few known holders: one whose connection
     // dropped (a restarted seeder, the recheck of a file already in the
@@ -1102,6 +1153,9 @@ int gv_tor_new(gv_tor **out, const gv_tor_cfg *cfg, gv_why *why) {
     t->ses->set_peer_class_filter(classes);
     t->ses->add_extension(&lt::create_ut_metadata_plugin);
     t->ses->add_extension(&lt::create_smart_ban_plugin);
+    t->ses->add_extension([](lt::torrent_handle const &, lt::client_data_t) {
+      return std::make_shared<close_seeds>();
+    });
     if (cfg->pex)
       t->ses->add_extension(&lt::create_ut_pex_plugin);
     if (cfg->notify) {

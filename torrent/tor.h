@@ -24,7 +24,8 @@
  * no UPnP or NAT-PMP, no peer exchange, TCP only (no uTP), peer connections
  * encrypted (RC4 both ways, plaintext refused). Trackers and web seeds of
  * every added torrent or magnet are stripped: a torrent's peers come only
- * from gv_tor_connect() and from peers that connect to us.
+ * from gv_tor_add_params.peers, gv_tor_connect() and peers that connect to
+ * us.
  *
  * Resume data lives in cfg.state_dir as <hash>.resume, where <hash> is the
  * torrent's v1 info-hash in hex if it has one, else its v2 info-hash; for a
