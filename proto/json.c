@@ -305,9 +305,14 @@ static const uint8_t str_plain[256] = {
 /* A string of printable ASCII at *p whose only escapes are \" and \\,
  * unescaped into *o (below o_end, with its NUL); advances *p and *o.
  * Unescaping never lengthens, so room for the rest of the text is asked
- * once: a long string in a short buffer is a no. */
+ * once: a long string in a short buffer is a no. Plain bytes go eight at
+ * a time: a word's mask has a byte's high bit set where the byte is not
+ * plain (below 0x20, '"', '\\', 0x7f and up). The subtractions' borrows
+ * can mark bytes above a marked one, never below it, so the lowest mark
+ * is exact; the whole word is copied and the output advanced to it. */
 static bool scan_str(const char **p, const char *end, gv_json_tok *t, char **o,
                      const char *o_end) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
   const unsigned char *q = (const unsigned char *)*p,
                       *e = (const unsigned char *)end;
   char *w = *o;
@@ -316,6 +321,24 @@ static bool scan_str(const char **p, const char *end, gv_json_tok *t, char **o,
     return false;
   t->s = w;
   for (;;) {
+    while (e - q >= 8) {
+      uint64_t x, m;
+      memcpy(&x, q, 8);
+      m = (((x - ones * 0x20) | ((x ^ ones * '"') - ones) |
+            ((x ^ ones * '\\') - ones) | ((x ^ ones * 0x7f) - ones)) &
+           ~x & highs) |
+          (x & highs);
+      memcpy(w, &x, 8);
+      if (m == 0) {
+        q += 8;
+        w += 8;
+        continue;
+      }
+      m = (unsigned)__builtin_ctzll(m) >> 3;
+      q += m;
+      w += m;
+      break;
+    }
     while (q < e && str_plain[*q])
       *w++ = (char)*q++;
     if (q >= e)

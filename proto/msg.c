@@ -870,21 +870,26 @@ static void w_str(wbuf *w, const char *s) {
     return;
   o = w->p + w->n;
   *o++ = '"';
-  /* Eight bytes at a time, copied whole when none is below 0x20, '"' or
-   * '\\' (each test sets a byte's high bit where it holds; bytes at or
-   * past 0x80 are plain, masked out by ~x), else one by one. */
-  for (; len - i >= 8; i += 8) {
-    uint64_t x, q, b;
+  /* Eight bytes at a time: each test sets a byte's high bit where the
+   * byte is below 0x20, '"' or '\\' (bytes at or past 0x80 are plain,
+   * masked out by ~x). The subtractions' borrows can mark bytes above a
+   * marked one, never below it, so the lowest mark is exact: the word is
+   * copied whole, the output advanced to it, and that byte escaped. */
+  while (len - i >= 8) {
+    uint64_t x, m;
     memcpy(&x, s + i, 8);
-    q = x ^ (ones * '"');
-    b = x ^ (ones * '\\');
-    if ((((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & highs) == 0) {
-      memcpy(o, &x, 8);
+    m = ((x - ones * 0x20) | ((x ^ ones * '"') - ones) |
+         ((x ^ ones * '\\') - ones)) &
+        ~x & highs;
+    memcpy(o, &x, 8);
+    if (m == 0) {
       o += 8;
+      i += 8;
       continue;
     }
-    for (size_t k = 0; k < 8; k++)
-      o = w_byte(o, (unsigned char)s[i + k]);
+    m = (unsigned)__builtin_ctzll(m) >> 3;
+    o = w_byte(o + m, (unsigned char)s[i + m]);
+    i += m + 1;
   }
   for (; i < len; i++)
     o = w_byte(o, (unsigned char)s[i]);
