@@ -37,7 +37,11 @@ int gv_write_atomic(const char *path, const void *data, size_t len,
     }
     off += (size_t)n;
   }
-  if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
+  if (fchmod(fd, 0600) != 0) {
+    rc = gv_fail(why, -errno, "chmod %s: %s", tmp, strerror(errno));
+    goto out;
+  }
+  if (fsync(fd) != 0) {
     rc = gv_fail(why, -errno, "fsync %s: %s", tmp, strerror(errno));
     goto out;
   }
