@@ -37,7 +37,7 @@ CORE_SRC  := node/engine.c node/guard.c node/lcore.c node/actq.c node/oom.c comm
              node/relay.c node/relayaddr.c node/relayreq.c node/mcp.c node/wrap.c \
              node/tun.c
 # The adapters' helpers shared by the node and the tracker (common/).
-COMMON_SRC := common/sockaddr.c common/log.c common/conn.c
+COMMON_SRC := common/sockaddr.c common/log.c common/conn.c common/fsutil.c
 # The node's adapters (everything of the grapevine binary but main.c).
 NODE_SRC  := node/cli.c node/demo.c node/daemon.c node/ctlcli.c \
              node/db.c node/store.c node/config.c node/metrics.c \
@@ -54,7 +54,7 @@ TEST_NAMES := err identity frame handshake link msg idmap intern engine lcore st
               config metrics ctl common db relaywire relayreq relay \
               agentsrv team relaystore aclient mcp wrap cli guard \
               torwire tun
-TEST_NAMES += tunio
+TEST_NAMES += tunio fsutil
 BENCH_SRC := tests/bench/bench_proto.c
 FUZZ_NAMES := frame msg handshake ctl config lcore relaywire relayreq relayaddr \
               relay mcp wrap guard torwire

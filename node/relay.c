@@ -712,14 +712,17 @@ static void dial(gv_relay *r, peer *p, const gv_addr *addr, int64_t now) {
   a->addr = *addr;
 }
 
-/* The link a packet for dst leaves on: dst's own, or one of its relays'.
- * Asks for a dial when there is none yet; NULL then. */
 /* The link a packet for dst leaves on: dst's own; else, for a silent dst,
  * one of the relays its record names that we have a link to, taken in
  * turn by `turn` (a retry count), so that a relay that lost dst is not
  * used for ever; else the hop dst's last packet came through (an answer
- * needs no record to go back). Asks for a dial when there is no link yet
- * and may_dial; NULL then. */
+ * needs no record to go back). When no link reaches dst or a relay it
+ * names and may_dial, asks for a dial of dst (broadcasting) or of one of
+ * its relays (in turn) before it falls back on that last hop: the hop is
+ * a link dst once had for its own reasons and may have lost since, and
+ * a message that only ever took it would be dropped there at every try
+ * (the relay scenario's lost messages, seed 3). NULL when there is no
+ * link to take. */
 static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
                    unsigned turn, int64_t now) {
   peer *p = peer_get(r, dst, true), *q, *up[GV_RELAY_RELAYS_MAX];
@@ -741,8 +744,6 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
     if (n_up > 0)
       return up[turn % n_up];
   }
-  if (p->has_via && (q = peer_get(r, p->via, false)) != NULL && q->up)
-    return q;
   for (size_t i = 0; i < rt.n_relays && may_dial; i++) {
     size_t k = (i + turn) % rt.n_relays;
     gv_rroute rr;
@@ -754,6 +755,8 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
       break;
     }
   }
+  if (p->has_via && (q = peer_get(r, p->via, false)) != NULL && q->up)
+    return q;
   return NULL;
 }
 

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
+
 #define PATH_CAP 4200
 
 void gv_team_file_name(const uint8_t team_id[GV_RW_KEY_BYTES],
@@ -31,16 +33,6 @@ static bool team_file_shaped(const char *name) {
     if (!strchr("0123456789abcdef", name[5 + i]) || name[5 + i] == '\0')
       return false;
   return true;
-}
-
-static int fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) != 0)
-    rc = -errno;
-  close(fd);
-  return rc;
 }
 
 int gv_team_load(const char *dir, const char *file, gv_team_ent *e,
@@ -119,19 +111,15 @@ out:
 static int store(const char *dir, const uint8_t T[GV_RW_KEY_BYTES],
                  const uint8_t inviter[GV_ID_BYTES], gv_why *why) {
   char token[GV_RW_TOKEN_LEN + 2], name[GV_TEAM_FILE_NAME_LEN + 1];
-  char path[PATH_CAP], tmp[PATH_CAP];
+  char path[PATH_CAP];
   gv_team_ent old;
   gv_rw_team keys;
-  size_t off = 0;
-  int fd = -1, rc = 0;
+  int rc;
 
   gv_rw_team_keys(T, &keys);
   gv_team_file_name(keys.team_id, name);
   gv_rw_team_keys_wipe(&keys);
-  if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >=
-          sizeof(path) ||
-      (size_t)snprintf(tmp, sizeof(tmp), "%s/.team.tmp.XXXXXX", dir) >=
-          sizeof(tmp))
+  if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
     return gv_fail(why, -ENAMETOOLONG, "%s: path too long", dir);
   if (access(path, F_OK) == 0) {
     if ((rc = gv_team_load(dir, name, &old, why)) < 0)
@@ -147,37 +135,9 @@ static int store(const char *dir, const uint8_t T[GV_RW_KEY_BYTES],
   }
   gv_rw_token_encode(T, inviter, token);
   token[GV_RW_TOKEN_LEN] = '\n';
-  if ((fd = mkstemp(tmp)) < 0) { /* mode 0600 */
-    rc = gv_fail(why, -errno, "%s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  while (off < GV_RW_TOKEN_LEN + 1) {
-    ssize_t n = write(fd, token + off, GV_RW_TOKEN_LEN + 1 - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = gv_fail(why, -errno, "%s: %s", tmp, strerror(errno));
-      goto out;
-    }
-    off += (size_t)n;
-  }
-  if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
-    rc = gv_fail(why, -errno, "%s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (rename(tmp, path) != 0) {
-    rc = gv_fail(why, -errno, "%s: %s", path, strerror(errno));
-    goto out;
-  }
-  tmp[0] = '\0'; /* renamed: nothing to remove */
-  if ((rc = fsync_dir(dir)) < 0)
-    gv_fail(why, rc, "%s: fsync: %s", dir, strerror(-rc));
-out:
+  /* Mode 0600, and a reason that names the step and the file. */
+  rc = gv_write_atomic(path, token, GV_RW_TOKEN_LEN + 1, why);
   sodium_memzero(token, sizeof(token));
-  if (fd >= 0)
-    close(fd);
-  if (rc < 0 && fd >= 0 && tmp[0] != '\0')
-    unlink(tmp);
   return rc;
 }
 

@@ -14,6 +14,7 @@
 #include "../torrent/tor.h"
 #include "cli.h"
 #include "ctlsrv.h"
+#include "fsutil.h"
 #include "json.h"
 #include "sockaddr.h"
 
@@ -190,39 +191,15 @@ int gv_torsvc_listen(gv_torsvc *s, const char *ips, gv_why *why) {
 
 /* ---- persistence ---- */
 
-/* Writes len bytes to DIR/name atomically: temporary file, fsync, rename,
- * fsync of the directory. 0 or -errno. */
+/* Writes len bytes to DIR/name atomically (gv_write_atomic). 0 or -errno. */
 static int write_atomic(const gv_torsvc *s, const char *name, const void *buf,
                         size_t len) {
-  char path[4200], tmp[4210];
-  int fd, rc = 0;
+  char path[4200];
 
-  snprintf(path, sizeof(path), "%s/%s", s->dir, name);
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
-    return -errno;
-  for (size_t off = 0; off < len && rc == 0;) {
-    ssize_t w = write(fd, (const char *)buf + off, len - off);
-    if (w < 0 && errno != EINTR)
-      rc = -errno;
-    else if (w > 0)
-      off += (size_t)w;
-  }
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  close(fd);
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = -errno;
-  if (rc < 0) {
-    unlink(tmp);
-    return rc;
-  }
-  if ((fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-    if (fsync(fd) != 0)
-      rc = -errno;
-    close(fd);
-  }
-  return rc;
+  if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->dir, name) >=
+      sizeof(path))
+    return -ENAMETOOLONG;
+  return gv_write_atomic(path, buf, len, NULL);
 }
 
 /* The list: "share|fetch \t v1 \t v2 \t repo \t save path" per line. */

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "be.h"
+
 static const char TEAM_ID_LABEL[] = "grapevine/2 team id";
 static const char TEAM_AUTH_LABEL[] = "grapevine/2 team auth";
 static const char TEAM_DIR_LABEL[] = "grapevine/2 team dir";
@@ -33,20 +35,6 @@ _Static_assert(4 + 8 + 2 * (1 + GV_RW_AGENT_MAX) + 1 + GV_RW_THREAD_MAX + 4 +
                        GV_RW_PAYLOAD_MAX <=
                    GV_RW_BODY_MAX,
                "DATA fits");
-
-/* ---- big-endian helpers ---- */
-
-static void put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
 
 /* ---- kinds ---- */
 
@@ -107,7 +95,7 @@ int gv_rw_hop_decode(const uint8_t *b, size_t len, gv_rw_hop *h, gv_why *why) {
     if (len != GV_RW_CREDIT_LEN)
       return gv_fail(why, GV_EFRAME, "CREDIT of %zu bytes, must be %u", len,
                      GV_RW_CREDIT_LEN);
-    h->u.window = get32(b + 1);
+    h->u.window = gv_be_get32(b + 1);
     return 0;
   case GV_RW_ROUTE:
     if (len < GV_RW_ROUTE_HDR)
@@ -151,7 +139,7 @@ int gv_rw_route_encode(const gv_rw_route *r, uint8_t *out, size_t cap,
 
 void gv_rw_credit_encode(uint32_t window, uint8_t out[GV_RW_CREDIT_LEN]) {
   out[0] = GV_RW_CREDIT;
-  put32(out + 1, window);
+  gv_be_put32(out + 1, window);
 }
 
 /* ---- team keys and the join token (§4.2) ---- */
@@ -442,7 +430,7 @@ static int get_u32(rd *r, uint32_t *v, const char *what, gv_why *why) {
   int rc = need(r, 4, what, why);
   if (rc < 0)
     return rc;
-  *v = get32(r->p);
+  *v = gv_be_get32(r->p);
   r->p += 4;
   r->left -= 4;
   return 0;
@@ -452,7 +440,7 @@ static int get_u64(rd *r, uint64_t *v, const char *what, gv_why *why) {
   int rc = need(r, 8, what, why);
   if (rc < 0)
     return rc;
-  *v = (uint64_t)get32(r->p) << 32 | get32(r->p + 4);
+  *v = (uint64_t)gv_be_get32(r->p) << 32 | gv_be_get32(r->p + 4);
   r->p += 8;
   r->left -= 8;
   return 0;
@@ -793,26 +781,26 @@ int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
                    gv_rw_kind_name(m->kind), n, cap);
   switch (m->kind) {
   case GV_RW_DATA:
-    put32(p, d->ttl_ms);
-    put32(p + 4, (uint32_t)(d->seq >> 32));
-    put32(p + 8, (uint32_t)d->seq);
+    gv_be_put32(p, d->ttl_ms);
+    gv_be_put32(p + 4, (uint32_t)(d->seq >> 32));
+    gv_be_put32(p + 8, (uint32_t)d->seq);
     p = put_str(p + 12, &d->from);
     p = put_str(p, &d->to);
     p = put_str(p, &d->thread);
-    put32(p, (uint32_t)d->payload_len);
+    gv_be_put32(p, (uint32_t)d->payload_len);
     if (d->payload_len > 0)
       memcpy(p + 4, d->payload, d->payload_len);
     p += 4 + d->payload_len;
     break;
   case GV_RW_FAILED: *p++ = m->u.reason; break;
   case GV_RW_GONE:
-    put32(p, (uint32_t)(m->u.gone.seq >> 32));
-    put32(p + 4, (uint32_t)m->u.gone.seq);
+    gv_be_put32(p, (uint32_t)(m->u.gone.seq >> 32));
+    gv_be_put32(p + 4, (uint32_t)m->u.gone.seq);
     p = put_str(p + 8, &m->u.gone.from);
     p = put_str(p, &m->u.gone.to);
     break;
   case GV_RW_BUSY:
-    put32(p, m->u.retry_after_ms);
+    gv_be_put32(p, m->u.retry_after_ms);
     p += 4;
     break;
   case GV_RW_MEMBERS:
@@ -828,8 +816,8 @@ int gv_rw_body_encode(const gv_rw_body *m, uint8_t *out, size_t cap,
     for (size_t k = 0; k < m->u.dir.n_nodes; k++) {
       const gv_rw_dir_node *b = &m->u.dir.nodes[k];
       memcpy(p, b->node, GV_ID_BYTES);
-      put32(p + GV_ID_BYTES, (uint32_t)(b->ver >> 32));
-      put32(p + GV_ID_BYTES + 4, (uint32_t)b->ver);
+      gv_be_put32(p + GV_ID_BYTES, (uint32_t)(b->ver >> 32));
+      gv_be_put32(p + GV_ID_BYTES + 4, (uint32_t)b->ver);
       p[GV_ID_BYTES + 8] = (uint8_t)(b->n >> 8);
       p[GV_ID_BYTES + 9] = (uint8_t)b->n;
       p += GV_ID_BYTES + 10;
@@ -890,7 +878,7 @@ int gv_rw_id_fanout(uint8_t out[GV_RW_ID_BYTES],
   if (n == 0)
     return GV_EINVAL;
   memcpy(in, id, GV_RW_ID_BYTES);
-  put32(in + GV_RW_ID_BYTES, n);
+  gv_be_put32(in + GV_RW_ID_BYTES, n);
   crypto_generichash(out, GV_RW_ID_BYTES, in, sizeof(in), NULL, 0);
   return 0;
 }

@@ -3,20 +3,10 @@
 
 #include <string.h>
 
+#include "be.h"
+
 _Static_assert(GV_TW_OPEN_LEN == 1 + 4 + 1 + 2 * GV_ID_BYTES + GV_TW_IH_BYTES,
                "OPEN length");
-
-static void put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
 
 const char *gv_tw_kind_name(unsigned kind) {
   switch (kind) {
@@ -91,7 +81,7 @@ int gv_tw_decode(const uint8_t *b, size_t len, gv_tw_msg *m, gv_why *why) {
     return gv_fail(why, GV_EFRAME, "%s of %zu bytes (exactly %zu)",
                    gv_tw_kind_name(m->kind), len, fixed_len(m->kind));
   }
-  m->sid = get32(b + 1);
+  m->sid = gv_be_get32(b + 1);
   switch (m->kind) {
   case GV_TW_OPEN:
     m->hops = b[5];
@@ -103,7 +93,7 @@ int gv_tw_decode(const uint8_t *b, size_t len, gv_tw_msg *m, gv_why *why) {
     m->data = b + GV_TW_DATA_HDR;
     m->len = len - GV_TW_DATA_HDR;
     break;
-  case GV_TW_CREDIT: m->n = get32(b + 5); break;
+  case GV_TW_CREDIT: m->n = gv_be_get32(b + 5); break;
   case GV_TW_CLOSE: m->reason = b[5]; break;
   }
   return check_fields(m, why);
@@ -144,7 +134,7 @@ int gv_tw_encode(const gv_tw_msg *m, uint8_t *out, size_t cap, size_t *len,
     return gv_fail(why, GV_ETOOBIG, "%s needs %zu bytes, buffer has %zu",
                    gv_tw_kind_name(m->kind), n, cap);
   out[0] = m->kind;
-  put32(out + 1, m->sid);
+  gv_be_put32(out + 1, m->sid);
   switch (m->kind) {
   case GV_TW_OPEN:
     out[5] = m->hops;
@@ -153,7 +143,7 @@ int gv_tw_encode(const gv_tw_msg *m, uint8_t *out, size_t cap, size_t *len,
     memcpy(out + 6 + 2 * GV_ID_BYTES, m->ih, GV_TW_IH_BYTES);
     break;
   case GV_TW_DATA: memcpy(out + GV_TW_DATA_HDR, m->data, m->len); break;
-  case GV_TW_CREDIT: put32(out + 5, m->n); break;
+  case GV_TW_CREDIT: gv_be_put32(out + 5, m->n); break;
   case GV_TW_CLOSE: out[5] = m->reason; break;
   }
   *len = n;

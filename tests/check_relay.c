@@ -41,6 +41,7 @@ typedef struct tnode {
   line *lines;
   size_t n_lines, cap_lines;
   unsigned dials, hangups;
+  uint8_t dialed[GV_ID_BYTES]; /* the node the last DIAL asked for */
 } tnode;
 
 static tnode N[MAXN];
@@ -203,7 +204,10 @@ static void drain(int i, int64_t now) {
       t->lines[t->n_lines++] = (line){a.conn, (char *)a.data};
       a.data = NULL;
       break;
-    case GV_RACT_DIAL: t->dials++; break;
+    case GV_RACT_DIAL:
+      t->dials++;
+      memcpy(t->dialed, a.peer, GV_ID_BYTES);
+      break;
     case GV_RACT_HANGUP: t->hangups++; break;
     case GV_RACT_RELAYS:
       t->n_relays = a.n_relays;
@@ -737,6 +741,52 @@ START_TEST(test_silent_through_relay) {
 }
 END_TEST
 
+/* The relay scenario's lost messages (grapevine-sim --scenario relay
+ * --nodes 200 --seed 3): a silent origin A learned the way back to a
+ * silent destination D from D's directory packets, which came through V;
+ * then D's link to V went. A message to D must make A dial the relay D's
+ * record names (R), not go to V at every retry, where it is dropped for
+ * ever. Nodes: 0 V (the inviter), 1 A, 2 D, 3 R. */
+START_TEST(test_stale_way_back) {
+  gv_relay_stats st;
+  int64_t now = 0;
+  bool linked = false;
+
+  setup_n(4);
+  N[1].broadcasting = N[2].broadcasting = false;
+  N[1].cfg.silent = N[2].cfg.silent = true;
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(2, 3, now); /* D's relays: R, */
+  link_up(1, 0, now); /* A's: V */
+  link_up(2, 0, now); /* and V */
+  ck_assert_uint_eq(N[1].n_relays, 1);
+  ck_assert_uint_eq(N[2].n_relays, 2);
+  open_agent(1, 1, "web:alice", now);
+  open_agent(2, 1, "ops:carol", now);
+  tick(now += 6 * 60 * SEC); /* the refresh: D's packets reach A via V */
+  tick(now += SEC);
+  link_down(2, 0, now); /* D's relay is R alone; V no longer reaches D */
+  ck_assert_uint_eq(N[2].n_relays, 1);
+  req(1, 1, now, "{\"cmd\":\"send\",\"to\":\"carol\",\"message\":\"late\"}");
+  ck_assert_ptr_nonnull(strstr(last_line(1, 1), "accepted"));
+  /* The driver dials what A asks for; bounded: 30 tries, 10 minutes. */
+  for (int k = 0; k < 30 && count_lines(2, 1, "\"body\":\"late\"") == 0; k++) {
+    tick(now += 20 * SEC);
+    if (!linked && N[1].dials > 0 &&
+        memcmp(N[1].dialed, N[3].id.pk, GV_ID_BYTES) == 0) {
+      link_up(1, 3, now);
+      linked = true;
+    }
+  }
+  ck_assert_msg(linked, "A never dialed R, D's relay");
+  ck_assert_int_eq(count_lines(2, 1, "\"body\":\"late\""), 1);
+  gv_relay_stats_get(N[0].r, &st);
+  ck_assert_uint_gt(st.forward_dropped, 0); /* V was tried: the case holds */
+  teardown_all();
+}
+END_TEST
+
 /* A full inbox answers BUSY and the origin keeps and retries; a full
  * outbox refuses at once. */
 START_TEST(test_busy_and_outbox_full) {
@@ -809,6 +859,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_restart_then_more_before_agent);
   tcase_add_test(tc, test_outsider);
   tcase_add_test(tc, test_silent_through_relay);
+  tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_busy_and_outbox_full);
   tcase_add_test(tc, test_credit_window);
   suite_add_tcase(s, tc);

@@ -13,7 +13,8 @@ CXX      ?= c++
 # C++ is slow to compile on our shared 2-core machines: one translation unit
 # for the wrapper, one for the benchmark's bare libtorrent anchor.
 ALL_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Werror $(CFLAGS) \
-               $(EXTRA_CFLAGS) -Iproto $(PKG_CFLAGS) $(TOR_CFLAGS) -MMD -MP
+               $(EXTRA_CFLAGS) -Iproto -Icommon $(PKG_CFLAGS) $(TOR_CFLAGS) \
+               -MMD -MP
 # Programs holding C++ objects are linked by $(CC): they need libstdc++.
 TOR_LIBS  = $(shell pkg-config --libs $(TOR_PKGS)) -lstdc++
 TOR_OBJ  := $(BUILD)/obj/torrent/tor.o
@@ -26,7 +27,8 @@ TEST_NAMES += tor
 FUZZ_NAMES += tor_target tor_paths
 
 $(BUILD)/tests/check_tor: $(BUILD)/obj/tests/check_tor.o \
-    $(BUILD)/obj/tests/testutil.o $(TOR_OBJ) $(BUILD)/libgvproto.a
+    $(BUILD)/obj/tests/testutil.o $(TOR_OBJ) $(BUILD)/libgvcommon.a \
+    $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(TOR_LIBS)
 
@@ -34,19 +36,21 @@ $(BUILD)/tests/check_tor: $(BUILD)/obj/tests/check_tor.o \
 # the gv_tor API driven from a libuv loop, as the node will drive it.
 test-bins: $(BUILD)/tests/tor_peer
 $(BUILD)/tests/tor_peer: $(call obj,tests/tor_peer.c) $(TOR_OBJ) \
-    $(BUILD)/libgvproto.a
+    $(BUILD)/libgvcommon.a $(BUILD)/libgvproto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TOR_LIBS)
 
 # libFuzzer: the wrapper is rebuilt with clang++ and the sanitizers, and
 # clang++ links (UBSan's C++ runtime); the C sources are compiled as C.
-$(BUILD)/fuzz/tor/tor.o: torrent/tor.cpp torrent/tor.h
+$(BUILD)/fuzz/tor/tor.o: torrent/tor.cpp torrent/tor.h common/fsutil.h
 	@mkdir -p $(dir $@)
 	clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-	  -fno-sanitize-recover=undefined -Iproto $(PKG_CFLAGS) $(TOR_CFLAGS) -c $< -o $@
+	  -fno-sanitize-recover=undefined -Iproto -Icommon $(PKG_CFLAGS) $(TOR_CFLAGS) \
+	  -c $< -o $@
 $(BUILD)/fuzz/fuzz_tor_%: tests/fuzz/fuzz_tor_%.c $(BUILD)/fuzz/tor/tor.o \
-    $(PROTO_SRC)
-	clang++ $(FUZZ_FLAGS) -Itorrent -o $@ -x c $< $(PROTO_SRC) \
+    $(PROTO_SRC) common/fsutil.c
+	clang++ $(FUZZ_FLAGS) -Itorrent -Icommon -o $@ -x c $< $(PROTO_SRC) \
+	  common/fsutil.c \
 	  -x none $(BUILD)/fuzz/tor/tor.o $(PKG_LIBS) $(TOR_LIBS)
 
 # The benchmark: tests/bench/bench_torrent.sh runs the bare libtorrent pair

@@ -28,6 +28,7 @@ extern "C" {
 #include "err.h"  // C headers without extern "C" of their own
 #include "json.h" // gv_hex_encode, gv_hex_decode
 }
+#include "fsutil.h" // gv_write_atomic
 #include "tor.h"
 
 #include <cctype>
@@ -509,58 +510,6 @@ int check_torrent(lt::span<char const> buf, std::string const &root,
 
 // --- Resume files ------------------------------------------------------------
 
-int write_atomic(std::string const &dir, std::string const &name,
-                 std::vector<char> const &buf, std::string &why) {
-  std::string tmp = dir + "/." + name + ".tmp", dst = dir + "/" + name;
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int err = 0;
-  if (fd < 0) {
-    err = -errno;
-    why = "open " + tmp + ": " + strerror(errno);
-    return err;
-  }
-  size_t off = 0;
-  while (off < buf.size()) {
-    ssize_t n = write(fd, buf.data() + off, buf.size() - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      err = -errno;
-      why = "write " + tmp + ": " + strerror(errno);
-      goto out;
-    }
-    off += size_t(n);
-  }
-  if (fsync(fd) != 0) {
-    err = -errno;
-    why = "fsync " + tmp + ": " + strerror(errno);
-    goto out;
-  }
-  if (close(fd) != 0) {
-    fd = -1;
-    err = -errno;
-    why = "close " + tmp + ": " + strerror(errno);
-    goto out;
-  }
-  fd = -1;
-  if (rename(tmp.c_str(), dst.c_str()) != 0) {
-    err = -errno;
-    why = "rename " + dst + ": " + strerror(errno);
-    goto out;
-  }
-  fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) {
-    err = -errno;
-    why = "fsync " + dir + ": " + strerror(errno);
-  }
-out:
-  if (fd >= 0)
-    close(fd);
-  if (err) // after a failed rename too; after a good one it is gone already
-    unlink(tmp.c_str());
-  return err;
-}
-
 // Reads <state>/<name> if it exists: 1 and *atp on success, 0 if absent.
 int load_resume(gv_tor *t, std::string const &name, lt::add_torrent_params &atp,
                 gv_why *why) {
@@ -604,13 +553,18 @@ void request_save(entry &e) {
   e.unsaved = 0;
 }
 
-// Writes one save_resume_data_alert's params; returns 0 or the error.
+// Writes one save_resume_data_alert's params, atomically; returns 0 or the
+// error.
 int save_resume(gv_tor *t, lt::add_torrent_params const &params,
                 std::string &why) {
   std::vector<char> buf = lt::write_resume_data_buf(params);
   lt::info_hash_t const &ih = params.info_hashes;
   std::string name = primary_name(ih);
-  int rc = write_atomic(t->state_dir, name, buf, why);
+  gv_why w;
+  int rc = gv_write_atomic((t->state_dir + "/" + name).c_str(), buf.data(),
+                           buf.size(), &w);
+  if (rc < 0)
+    why = w.text;
   if (rc == 0 && ih.has_v1() && ih.has_v2()) {
     std::string alias = t->state_dir + "/" + resume_name(ih, true);
     if (symlink(name.c_str(), alias.c_str()) != 0 && errno != EEXIST) {

@@ -28,13 +28,6 @@ rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; } # KiB
 links() {
   "$GV" status --data-dir "$TMP/$1" --json 2>/dev/null | J "d['links']" 2>/dev/null
 }
-# until_ok SECONDS CMD...: retries CMD every 0.5 s for at most SECONDS.
-until_ok() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
-  return 1
-}
 
 start v --broadcast --listen "$V" --metrics "127.0.0.1:$((BASE + 2))" || not_ok "start v"
 sleep 1
@@ -137,11 +130,11 @@ linked() { [ "${1:-0}" -ge 1 ]; }
 g_linked() { linked "$(links g)"; }
 s_linked() { linked "$(links s)"; }
 s_knows_g() { "$GV" peers --data-dir "$TMP/s" --json | grep -q "$GID"; }
-until_ok 15 g_linked && ok "the genuine node G links to V during the flood" ||
+wait_for 15 g_linked && ok "the genuine node G links to V during the flood" ||
   not_ok "G links" "$(grep -iE 'link|clos' "$TMP/g.log" | tail -5)"
-until_ok 15 s_linked && ok "the genuine silent node S links to V during the flood" ||
+wait_for 15 s_linked && ok "the genuine silent node S links to V during the flood" ||
   not_ok "S links" "$(grep -iE 'link|clos' "$TMP/s.log" | tail -5)"
-until_ok 20 s_knows_g && ok "G's record reaches S through V" ||
+wait_for 20 s_knows_g && ok "G's record reaches S through V" ||
   not_ok "propagation" "$("$GV" peers --data-dir "$TMP/s" 2>&1 | head -5)"
 out=$("$GV" status --data-dir "$TMP/v" 2>&1) && ok "grapevine status on V answers during the flood" ||
   not_ok "status on V" "$out"

@@ -26,12 +26,6 @@ LIBFT=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 free_ports 1 || { not_ok "free ports"; finish; exit; }
 A=127.0.0.1:$BASE
 
-until_ok() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
-  return 1
-}
 # behind S: a grapevine that runs with its wall clock S seconds back; the
 # monotonic clock is left alone (only the wall clock steps). Under ASan
 # (make asan) the preload comes before its runtime, which it allows here.
@@ -52,7 +46,7 @@ linked_to_a() { # A's status counts its links
 start a --broadcast --listen "$A" || { not_ok "start a"; finish; exit; }
 start b --peer "$A" || not_ok "start b"
 start c --peer "$A" || not_ok "start c"
-if until_ok 15 lists_addr b && until_ok 15 lists_addr c; then
+if wait_for 15 lists_addr b && wait_for 15 lists_addr c; then
   ok "B and C list A's address"
 else
   not_ok "B and C list A's address" "$("$GV" peers --data-dir "$TMP/b")"
@@ -62,7 +56,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # The update's seq is A's wall clock now (or above), and B takes it.
   "$GV" repo add "round$r" --data-dir "$TMP/a" >/dev/null
   has_round() { "$GV" peers --data-dir "$TMP/b" --json | grep -q "\"round$r\""; }
-  until_ok 5 has_round || not_ok "round $r: B gets A's update"
+  wait_for 5 has_round || not_ok "round $r: B gets A's update"
   kill -9 "$pid_a"
   wait "$pid_a" 2>/dev/null
   GV_REAL=$GV GV=$TMP/gv-behind
@@ -72,7 +66,7 @@ for r in $(seq 1 "$ROUNDS"); do
   [ $(($(date +%s) - now_a)) -ge $((STEP_S - 2)) ] &&
     ok "round $r: A restarted after kill -9, its wall clock $STEP_S s behind" ||
     not_ok "round $r: faketime steps the clock" "$now_a vs $(date +%s)"
-  if until_ok 15 linked_to_a; then
+  if wait_for 15 linked_to_a; then
     ok "round $r: B and C link to the restarted A"
   else
     not_ok "round $r: B and C link to A" "$("$GV" status --data-dir "$TMP/a")"
@@ -85,7 +79,7 @@ rc=$?
   ok "broadcast off reports the uptake: $out" ||
   not_ok "broadcast off reports that both neighbours took the update" "rc $rc: $out"
 forgot() { ! lists_addr b && ! lists_addr c; }
-if until_ok 5 forgot; then
+if wait_for 5 forgot; then
   ok "after kill -9 and a restart with the clock $STEP_S s back, B and C forget A's address"
 else
   not_ok "B and C forget A's address" "$(grep -c "$A" <("$GV" peers --data-dir "$TMP/b" --json)) entries at B still show $A"

@@ -110,6 +110,15 @@ start() {
   return 1
 }
 
+# wait_for SECONDS CMD...: runs CMD, its output discarded, every 0.2 s until
+# it succeeds (0), at most SECONDS * 5 times (1).
+wait_for() {
+  local n=$(($1 * 5))
+  shift
+  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+
 # J EXPR: evaluates EXPR over the JSON on stdin as d.
 J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 

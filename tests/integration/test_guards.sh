@@ -9,13 +9,6 @@ cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 [ -n "${KEEP_LOGS:-}" ] && trap 'cp "$TMP"/*.log "$KEEP_LOGS"/ 2>/dev/null; lib_cleanup' EXIT
 
 free_ports 6 || { echo "no free ports"; exit 1; }
-# until_ok SECONDS CMD...: retries CMD every 0.5 s for at most SECONDS.
-until_ok() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
-  return 1
-}
 st() { "$GV" status --data-dir "$TMP/$1" --json 2>/dev/null; }
 # guards NAME: the node's guard ids, sorted, one per line.
 guards() { st "$1" | J '"\n".join(sorted(g["id"] for g in d["guards"]))'; }
@@ -33,7 +26,7 @@ start b2 --broadcast --listen "${B[2]}" --peer "${B[0]}" --peer "${B[1]}" || not
 SILENT=(--peer "${B[0]}" --peer "${B[1]}" --peer "${B[2]}" --guard-count 2 --guard-min-age 0)
 start s "${SILENT[@]}" || not_ok "start s"
 
-if until_ok 30 has_two; then
+if wait_for 30 has_two; then
   ok "a silent node picks 2 guards and links to both"
 else not_ok "guards chosen" "$(st s)"; fi
 before=$(guards s)
@@ -46,7 +39,7 @@ else not_ok "guard ids" "$before / $ids"; fi
 start b3 --broadcast --listen "${B[3]}" --peer "${B[0]}" || not_ok "start b3"
 id3=$("$GV" id --data-dir "$TMP/b3")
 knows3() { "$GV" peers --data-dir "$TMP/s" --json 2>/dev/null | grep -q "$id3"; }
-until_ok 20 knows3 || not_ok "s learns of b3" "$("$GV" peers --data-dir "$TMP/s" --json 2>&1 | head -5)"
+wait_for 20 knows3 || not_ok "s learns of b3" "$("$GV" peers --data-dir "$TMP/s" --json 2>&1 | head -5)"
 sleep 11 # one guard round (10 s) with b3 in the table
 if [ "$(guards s)" = "$before" ]; then ok "a newcomer does not change a full guard set"
 else not_ok "newcomer" "$(guards s) / $before"; fi
@@ -59,7 +52,7 @@ if [ "$after" = "$before" ]; then ok "restarted, it restores the same guards"
 else not_ok "restore" "$after / $before"; fi
 grep -q "restored 2 guard(s)" "$TMP/s.log" && ok "its log says the guards were restored" ||
   not_ok "restore log" "$(grep -i guard "$TMP/s.log" | tail -3)"
-if until_ok 20 has_two && [ "$(guards s)" = "$before" ]; then
+if wait_for 20 has_two && [ "$(guards s)" = "$before" ]; then
   ok "and dials them again"
 else not_ok "redial guards" "$(st s)"; fi
 

@@ -24,13 +24,6 @@ metrics() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics"; }
 metric() { # PORT SERIES: the value of one series, 0 if absent
   metrics "$1" | awk -v s="$2" '$1 == s {v = $2} END {print v + 0}'
 }
-# until_ok SECONDS CMD...: retries CMD every 0.5 s for at most SECONDS.
-until_ok() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
-  return 1
-}
 lines() { grep -cE "$1" "$2" 2>/dev/null || true; }
 
 # Ports: mesh m0..m2 listen on 0..2, metrics on 3..5; b listens on 6,
@@ -52,7 +45,7 @@ start b --broadcast --listen "$B" --metrics "127.0.0.1:$(port 7)" || not_ok "sta
 "$LP" --connect "$B" --count 32 --hold-s 40 > "$TMP/lp.out" 2>&1 &
 lp=$!; pids+=($lp)
 full() { [ "$(lines '^open ' "$TMP/lp.out")" = 32 ] && [ "$(links b)" = 32 ]; }
-if until_ok 15 full; then ok "32 throw-away identities hold all 32 inbound links of b"
+if wait_for 15 full; then ok "32 throw-away identities hold all 32 inbound links of b"
 else not_ok "throw-away links" "b has $(links b) links; $(tail -3 "$TMP/lp.out")"; fi
 
 # A genuine newcomer dials the full node: it gets a link that stays, an
@@ -65,13 +58,13 @@ has_link() {
   [ "$(links g)" -ge 1 ] &&
     metrics "$(port 7)" | grep -q "^grapevine_link_score{peer=\"$g_short\",dir=\"in\"}"
 }
-if until_ok 5 has_link && sleep 1 && has_link &&
+if wait_for 5 has_link && sleep 1 && has_link &&
    [ "$(metric "$(port 8)" grapevine_links_opened_total)" -le 2 ]; then
   ok "a genuine newcomer links to the full node within 5 s, and keeps it"
 else not_ok "newcomer locked out" "g opened $(metric "$(port 8)" grapevine_links_opened_total); $(grep -h "link\|closing" "$TMP/g.log" | tail -5)"; fi
 # The counter moves once the evicted link's transport is gone.
 evicted() { [ "$(metric "$(port 7)" 'grapevine_links_closed_total{reason="evicted"}')" -ge 1 ]; }
-until_ok 5 evicted
+wait_for 5 evicted
 evicted=$(metric "$(port 7)" 'grapevine_links_closed_total{reason="evicted"}')
 [ "$evicted" -ge 1 ] && grep -q '^goodbye [0-9]* evicted$' "$TMP/lp.out" &&
   ok "b evicted $evicted throw-away link(s) for it (metric and the peer's GOODBYE)" ||
@@ -85,14 +78,14 @@ lpg=$!; pids+=($lpg)
 # ---- 2, continued: a link that does not answer PINGs is dead ----
 # The node PINGs at READY; 20 s without a PONG closes the link.
 pinged() { [ "$(metric "$(port 7)" 'grapevine_links_closed_total{reason="ping_timeout"}')" -ge 1 ]; }
-if until_ok 30 pinged && grep -q '^ping ' "$TMP/lp.out" &&
+if wait_for 30 pinged && grep -q '^ping ' "$TMP/lp.out" &&
    grep -q '^goodbye [0-9]* ping_timeout$' "$TMP/lp.out"; then
   ok "links that never answer a PING are closed ping_timeout ($(lines '^goodbye [0-9]* ping_timeout$' "$TMP/lp.out") of 32 so far)"
 else not_ok "ping timeout" "$(metrics "$(port 7)" | grep closed_total | grep -v ' 0$')"; fi
 
 # ---- 1, continued: 30 s later, no redial churn ----
 settled() { for i in 0 1 2; do [ "$(links "m$i")" = 2 ] || return 1; done; }
-until_ok 15 settled
+wait_for 15 settled
 left=$((30 - (SECONDS - mesh_t0)))
 [ $left -gt 0 ] && sleep $left
 churn=0

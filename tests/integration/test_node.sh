@@ -9,13 +9,6 @@ cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 free_ports 13 || { echo "no free ports"; exit 1; }
 
 id_of() { "$GV" id --data-dir "$TMP/$1"; }
-# until SECONDS CMD...: retries CMD every 0.5 s for at most SECONDS.
-until_ok() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
-  return 1
-}
 
 # ---- usage and refusals ----
 check "grapevine node --help" bash -c '"$0" node --help | grep -q -- "--broadcast"' "$GV"
@@ -51,7 +44,7 @@ ok = len(d) == 9 and all(p['addresses'] for p in b) and not any(p['addresses'] f
 sys.exit(0 if ok and len(b) == (3 if '$n'[0] == 's' else 2) else 1)" || return 1
   done
 }
-if until_ok 40 converged; then
+if wait_for 40 converged; then
   ok "10 nodes converge: broadcasting nodes listed with addresses, silent without"
 else
   not_ok "convergence" "$(for n in b0 s0 s6; do "$GV" peers --data-dir "$TMP/$n"; done)"
@@ -72,7 +65,7 @@ grep -q "1 node(s) hold 'linux'" <<<"$out" && grep -q "$B2" <<<"$out" &&
 "$GV" repo add music --data-dir "$TMP/s6" >/dev/null
 s6=$(id_of s6)
 has_music() { "$GV" peers --data-dir "$TMP/b2" --json | grep -q "\"id\":\"$s6\"[^}]*\"music\""; }
-until_ok 15 has_music && ok "repo add: the update reaches other nodes" || not_ok "repo add"
+wait_for 15 has_music && ok "repo add: the update reaches other nodes" || not_ok "repo add"
 
 # ---- broadcast off: everyone forgets b1's address ----
 out=$("$GV" broadcast off --data-dir "$TMP/b1"); rc=$?
@@ -82,7 +75,7 @@ forgot() {
   done
   return 0
 }
-[ $rc -eq 0 ] && until_ok 20 forgot && ok "broadcast off: no node shows b1's address any more" ||
+[ $rc -eq 0 ] && wait_for 20 forgot && ok "broadcast off: no node shows b1's address any more" ||
   not_ok "broadcast off" "$out"
 out=$("$GV" status --data-dir "$TMP/b1" --json)
 [ "$(J 'd["broadcasting"]' <<<"$out")" = False ] && ok "status reflects broadcast off" || not_ok "status off" "$out"
@@ -96,7 +89,7 @@ rejoined() {
   "$GV" status --data-dir "$TMP/s4" --json | python3 -c "
 import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['links'] >= 1 and d['table'] >= 5 else 1)"
 }
-until_ok 20 rejoined && ok "kill -9, restart with no tracker or seed: rejoins from cached peers" ||
+wait_for 20 rejoined && ok "kill -9, restart with no tracker or seed: rejoins from cached peers" ||
   not_ok "restart" "$("$GV" status --data-dir "$TMP/s4"; tail -5 "$TMP/s4.log")"
 
 # ---- hostile links against b0 ----

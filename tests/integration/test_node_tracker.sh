@@ -15,7 +15,6 @@ trap cleanup EXIT
 free_ports 4 || { echo "not ok - no free ports"; exit 1; }
 P=$BASE
 URL=http://127.0.0.1:$P
-wait_for() { local t=$1; shift; for _ in $(seq 1 $((t * 2))); do "$@" && return 0; sleep 0.5; done; return 1; }
 J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 
 "$GV" node --data-dir "$TMP/boot" --bootstrap --listen "127.0.0.1:$((P + 1))" --repo r1 \

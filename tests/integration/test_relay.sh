@@ -24,12 +24,6 @@ port() { echo $((BASE + $1)); }
 metric() { # PORT SERIES: the value of one series, 0 if absent
   curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1 == s {v = $2} END {print v + 0}'
 }
-until_ok() { # SECONDS CMD...: retries CMD every 0.2 s for at most SECONDS
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}
 # expect NAME PYEXPR: passes when PYEXPR holds over the JSON lines of $out
 # (a list L; d is the last one).
 expect() {
@@ -64,7 +58,7 @@ pids+=("$bob")
 $AG run "$(sock A)" web:dave >/dev/null
 $AG run "$(sock B)" api:dave >/dev/null
 $AG run "$(sock B)" api:frank >/dev/null
-if until_ok 15 sees A api:bob && until_ok 15 sees A api:frank && until_ok 15 sees B web:dave; then
+if wait_for 15 sees A api:bob && wait_for 15 sees A api:frank && wait_for 15 sees B web:dave; then
   ok "A's directory lists B's agents and B's lists A's"
 else not_ok "directories" "$("$GV" agents --data-dir "$TMP/A")"; fi
 
@@ -72,7 +66,7 @@ BOB="api:bob@$B_ID"
 send() { # TO BODY [REQ-MEMBERS]: alice sends through the socket; sets out
   out=$($AG run "$(sock A)" web:alice "{\"cmd\":\"send\",\"to\":\"$1\",\"message\":\"$2\"${3:+,$3}}")
 }
-got() { until_ok 15 grep -qF "\"body\":\"$1\"" "$TMP/bob.out"; }
+got() { wait_for 15 grep -qF "\"body\":\"$1\"" "$TMP/bob.out"; }
 for form in bob api:bob "bob@$B_SHORT" "bob@$B_ID" "api:bob@$B_SHORT"; do
   send "$form" "form $form"
   if [ "$(printf '%s\n' "$out" | tail -1 | J 'd.get("to")')" = "$BOB" ] && got "form $form"; then
@@ -113,7 +107,7 @@ expect "a second hello as api:erin is NAME_TAKEN; resuming with the session toke
   "L[0]['ok'] and L[1]['error']=='NAME_TAKEN' and L[2]['ok'] and L[2]['session']==L[0]['session']"
 out=$("$GV" send api:bob "in a thread" --as web:alice --thread design-42 --json --data-dir "$TMP/A")
 id=$(printf '%s' "$out" | J 'd["id"]')
-if until_ok 15 grep -qF "\"id\":\"$id\"" "$TMP/bob.out" &&
+if wait_for 15 grep -qF "\"id\":\"$id\"" "$TMP/bob.out" &&
    grep -F "\"id\":\"$id\"" "$TMP/bob.out" | grep -qF '"thread":"design-42"'; then
   ok "CLI send --thread: bob sees the thread design-42"
 else not_ok "thread" "$out $(tail -2 "$TMP/bob.out")"; fi
@@ -167,7 +161,7 @@ t2=$("$GV" inbox --as api:frank --data-dir "$TMP/B")
   not_ok "inbox (take) consumes: a second inbox shows the taken message again" "$t2"
 fst() { "$GV" trace "$fid" --as web:alice --json --data-dir "$TMP/A" | J 'd["state"]'; }
 is_delivered() { [ "$(fst)" = delivered ]; }
-until_ok 10 is_delivered && ok "the sender sees frank's message delivered once he took it" ||
+wait_for 10 is_delivered && ok "the sender sees frank's message delivered once he took it" ||
   not_ok "offline delivered" "$(fst)"
 
 # ================= 2. three nodes: silent S behind relay R, silent T =================
@@ -183,7 +177,7 @@ pids+=("$sam")
 $AG run "$(sock T)" dev:tess >/dev/null
 # A silent member joining a silent inviter can take ~40 s today (the first
 # MEMBERS answer finds no route to T; the retry comes later): 75 s bound.
-if until_ok 75 sees T ops:sam; then ok "silent T learns silent S's agent through R"
+if wait_for 75 sees T ops:sam; then ok "silent T learns silent S's agent through R"
 else not_ok "T's directory" "$("$GV" agents --data-dir "$TMP/T")"; fi
 SECRET="secret-body-$RANDOM$RANDOM"
 out=$("$GV" send sam "$SECRET" --as dev:tess --wait delivered --timeout 30s --json --data-dir "$TMP/T")
@@ -200,7 +194,7 @@ n=$(sqlite3 "file:$TMP/R/relay.db?mode=ro" "select count(*) from msgs" 2>&1)
 [ "$n" = 0 ] && ok "R's relay.db holds no message" || not_ok "R stores messages" "$n"
 fwd_metric() { [ "$(metric "$(port 4)" grapevine_relay_forwarded_total)" -gt 0 ]; }
 # Metrics are published once a second.
-until_ok 5 fwd_metric && ok "R's grapevine_relay_forwarded_total > 0" ||
+wait_for 5 fwd_metric && ok "R's grapevine_relay_forwarded_total > 0" ||
   not_ok "R forwarded metric" "$(metric "$(port 4)" grapevine_relay_forwarded_total)"
 for p in 4 6 8; do curl -s --max-time 5 "http://127.0.0.1:$(port $p)/metrics" > "$TMP/metrics-$p.txt"; done
 leak=$(grep -raE "127\.0\.0\.1:($(port 5)|$(port 7))\b|:($(port 5)|$(port 7))\b" \
@@ -227,8 +221,8 @@ forged() {
   [ "$(metric "$(port 6)" 'grapevine_relay_refused_total{reason="not_in_team"}')" -gt "$nit0" ] &&
     [ "$(metric "$(port 6)" 'grapevine_relay_refused_total{reason="refused"}')" -gt "$ref0" ]
 }
-until_ok 10 grep -qF '"body":"control"' "$TMP/sam.out"
-until_ok 10 forged && ok "S refused the wrong team's packet (not_in_team) and the altered one (refused)" ||
+wait_for 10 grep -qF '"body":"control"' "$TMP/sam.out"
+wait_for 10 forged && ok "S refused the wrong team's packet (not_in_team) and the altered one (refused)" ||
   not_ok "refusal counters" "not_in_team $nit0 -> $(metric "$(port 6)" 'grapevine_relay_refused_total{reason="not_in_team"}'), refused $ref0 -> $(metric "$(port 6)" 'grapevine_relay_refused_total{reason="refused"}')"
 grep -qF '"body":"control"' "$TMP/sam.out" && ok "the untouched control packet reached sam (the path works)" ||
   not_ok "control" "$(tail -2 "$TMP/sam.out")"

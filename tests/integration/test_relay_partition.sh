@@ -50,13 +50,6 @@ node_in() { # NS NAME ARGS...: a node in NS; waits until it answers
   done
   return 1
 }
-# wait_for SECONDS CMD...: CMD passes within SECONDS.
-wait_for() {
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 5))); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
 node_in "$NS_V" V --broadcast --listen "$IP_V:7411" &&
   node_in "$NS_S" S --peer "$IP_V:7411" ||
   { not_ok "both nodes start" "$(tail -3 "$TMP"/*.log)"; finish; exit; }

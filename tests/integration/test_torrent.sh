@@ -16,13 +16,6 @@ node() { # node NAME I ARGS...: broadcasting on addr I, linked to s1 (1)
   start "$name" --broadcast --listen "$(addr "$i")" \
     $([ "$i" != 1 ] && echo --peer "$(addr 1)") "$@"
 }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds.
-wait_for() {
-  local n=$(($1 * 5))
-  shift
-  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}
 peers_of() { "$GV" peers --json --data-dir "$TMP/$1"; }
 # holds NODE ID NAME: NODE's table has ID's record listing NAME and a tport.
 holds() {

@@ -21,12 +21,6 @@ cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 free_ports 9 || { not_ok "no 9 free ports"; finish; exit; }
 ip() { echo "127.0.0.$((70 + $1))"; }
 addr() { echo "$(ip "$1"):$((BASE + $1))"; }
-wait_for() { # wait_for SECONDS CMD...: polls CMD every 0.2 s until it succeeds
-  local n=$(($1 * 5))
-  shift
-  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}
 RATE=262144 # B's and C's upload limit (bytes/s): S, unlimited, must serve
 
 start R --bootstrap --listen "$(addr 0)" || { not_ok "R starts"; finish; exit; }

@@ -36,12 +36,6 @@ if ! command -v tmux >/dev/null; then
   finish
   exit
 fi
-until_ok() { # SECONDS CMD...: retries CMD every 0.2 s for at most SECONDS
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}
 on_screen() { T capture-pane -p -t "$1" | grep -qF -- "$2"; }
 has() { [ -f "$1" ] && grep -qF -- "$2" "$1"; }
 line_no() { grep -nF -- "$2" "$1" 2>/dev/null | head -1 | cut -d: -f1; }
@@ -111,48 +105,48 @@ online() { # NODE AGENT: NODE's directory shows AGENT online
 }
 offline() { ! online "$@"; }
 sees() { "$GV" agents --data-dir "$TMP/$1" --json | grep -qF "\"$2@"; }
-if until_ok 20 sees A api:bob && until_ok 20 sees B web:alice; then
+if wait_for 20 sees A api:bob && wait_for 20 sees B web:alice; then
   ok "both wrapped agents are in the team's directory"
 else not_ok "both wrapped agents are in the team's directory" "$("$GV" agents --data-dir "$TMP/A")"; fi
 
 # ---- 2. transparency ----
-until_ok 10 on_screen alice "agent>" && ok "the agent's prompt is on the screen" ||
+wait_for 10 on_screen alice "agent>" && ok "the agent's prompt is on the screen" ||
   not_ok "the agent's prompt is on the screen" "$(T capture-pane -p -t alice)"
 type_line alice "hello there"
-until_ok 5 on_screen alice "you said: hello there" && ok "a typed line is echoed and answered" ||
+wait_for 5 on_screen alice "you said: hello there" && ok "a typed line is echoed and answered" ||
   not_ok "a typed line is echoed and answered" "$(T capture-pane -p -t alice)"
 T send-keys -t alice C-c
-until_ok 5 on_screen alice "interrupted" && ok "Ctrl-C reaches the agent as SIGINT" ||
+wait_for 5 on_screen alice "interrupted" && ok "Ctrl-C reaches the agent as SIGINT" ||
   not_ok "Ctrl-C reaches the agent as SIGINT" "$(T capture-pane -p -t alice)"
 type_line alice "size"
-until_ok 5 on_screen alice "size 100x30" && ok "the agent starts with the window's size" ||
+wait_for 5 on_screen alice "size 100x30" && ok "the agent starts with the window's size" ||
   not_ok "the agent starts with the window's size" "$(T capture-pane -p -t alice)"
 T resize-window -t alice -x 90 -y 25
 sleep 0.3
 type_line alice "size"
-until_ok 5 on_screen alice "size 90x25" && ok "a window resize reaches the agent" ||
+wait_for 5 on_screen alice "size 90x25" && ok "a window resize reaches the agent" ||
   not_ok "a window resize reaches the agent" "$(T capture-pane -p -t alice)"
 
 # ---- 3. a conversation ----
 type_line alice "say api:bob ping from alice"
-if until_ok 20 has "$TMP/bob.log" "ping from alice" &&
-  until_ok 20 has "$TMP/alice.log" ": pong"; then
+if wait_for 20 has "$TMP/bob.log" "ping from alice" &&
+  wait_for 20 has "$TMP/alice.log" ": pong"; then
   ok "alice pings bob, bob's agent answers pong, alice gets it"
 else not_ok "alice pings bob" "$(cat "$TMP/bob.log" "$TMP/alice.log")"; fi
 has "$TMP/bob.log" "Relay message from web:alice@" && ok "the message is injected as 'Relay message from SENDER'" ||
   not_ok "the message is injected as 'Relay message from SENDER'" "$(cat "$TMP/bob.log")"
 type_line bob "say web:alice ping from bob"
-if until_ok 20 has "$TMP/alice.log" "ping from bob" &&
-  until_ok 20 grep -q "web:alice@.*: pong" "$TMP/bob.log"; then
+if wait_for 20 has "$TMP/alice.log" "ping from bob" &&
+  wait_for 20 grep -q "web:alice@.*: pong" "$TMP/bob.log"; then
   ok "bob pings alice, alice's agent answers pong"
 else not_ok "bob pings alice" "$(cat "$TMP/bob.log" "$TMP/alice.log")"; fi
 id=$(grep -F 'sent ' "$TMP/A/wrap-web-alice.log" | grep -F 'api:bob' | head -1 | awk '{print $5}')
-if [ ${#id} = 32 ] && until_ok 15 has_state A "$id" read && has_state A "$id" delivered; then
+if [ ${#id} = 32 ] && wait_for 15 has_state A "$id" read && has_state A "$id" delivered; then
   ok "alice's ping reaches delivered, then read (trace on A)"
 else not_ok "alice's ping reaches delivered, then read" "id '$id': $(states_of A "$id")"; fi
 
 # ---- 4. waiting for the person and for the agent ----
-until_ok 10 on_screen bob "agent>"
+wait_for 10 on_screen bob "agent>"
 T send-keys -t bob -l "half a li"
 sleep 0.3
 id=$(send_cli A api:bob "while typing")
@@ -161,7 +155,7 @@ if [ "$(state_of A "$id")" = stored ] && ! has "$TMP/bob.log" "while typing"; th
   ok "a message waits while the person's line is half typed"
 else not_ok "a message waits while the person's line is half typed" "state $(state_of A "$id")"; fi
 type_line bob "ne, then the rest"
-if until_ok 15 has "$TMP/bob.log" "while typing"; then
+if wait_for 15 has "$TMP/bob.log" "while typing"; then
   p=$(line_no "$TMP/bob.log" "half a line, then the rest")
   m=$(line_no "$TMP/bob.log" "while typing")
   [ -n "$p" ] && [ "$p" -lt "$m" ] &&
@@ -176,7 +170,7 @@ sleep 2
 if [ "$(state_of A "$id")" = stored ]; then
   ok "a message waits while the agent is busy"
 else not_ok "a message waits while the agent is busy" "state $(state_of A "$id")"; fi
-if until_ok 15 has "$TMP/bob.log" "while busy" && has_state A "$id" delivered; then
+if wait_for 15 has "$TMP/bob.log" "while busy" && has_state A "$id" delivered; then
   ok "and is delivered once the agent is idle"
 else not_ok "and is delivered once the agent is idle" "$(states_of A "$id")"; fi
 
@@ -185,11 +179,11 @@ else not_ok "and is delivered once the agent is idle" "$(states_of A "$id")"; fi
 # a line after the fence is sent, nothing from inside it is.
 before=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
 type_line alice "fence api:bob"
-if until_ok 10 on_screen alice "inside a fence" && until_ok 5 on_screen alice '```'; then
+if wait_for 10 on_screen alice "inside a fence" && wait_for 5 on_screen alice '```'; then
   ok "the agent printed a fenced block with ->relay: lines"
 else not_ok "the agent printed a fenced block with ->relay: lines" "$(T capture-pane -p -t alice)"; fi
 type_line alice "say api:bob after the fence"
-if until_ok 15 has "$TMP/bob.log" "after the fence"; then
+if wait_for 15 has "$TMP/bob.log" "after the fence"; then
   ok "a ->relay: line after the fence is sent"
 else not_ok "a ->relay: line after the fence is sent" "$(tail -3 "$TMP/bob.log")"; fi
 sleep 1 # anything from inside the fence would have come with it
@@ -199,11 +193,11 @@ after=$(grep -c 'the agent sends' "$TMP/A/wrap-web-alice.log")
   ok "nothing inside the fenced block was sent" ||
   not_ok "nothing inside the fenced block was sent" "$before -> $after sends; $(tail -3 "$TMP/bob.log")"
 type_line alice "block api:bob"
-until_ok 15 has "$TMP/bob.log" "first line of the block" &&
+wait_for 15 has "$TMP/bob.log" "first line of the block" &&
   ok "a ->relay: <<< >>> block is sent as one message" ||
   not_ok "a ->relay: <<< >>> block is sent as one message" "$(tail -3 "$TMP/bob.log")"
 type_line alice "say nobody hello"
-until_ok 15 has "$TMP/alice.log" "Relay notice: message to nobody failed: UNKNOWN_RECIPIENT" &&
+wait_for 15 has "$TMP/alice.log" "Relay notice: message to nobody failed: UNKNOWN_RECIPIENT" &&
   ok "an unknown recipient comes back to the agent as a Relay notice" ||
   not_ok "an unknown recipient comes back as a Relay notice" "$(tail -3 "$TMP/alice.log")"
 
@@ -214,25 +208,25 @@ pushed() { # ID...: bob's wrapper has queued each
   local i
   for i in "$@"; do grep -qF "message $i from" "$TMP/B/wrap-api-bob.log" || return 1; done
 }
-until_ok 10 on_screen bob "agent>"
+wait_for 10 on_screen bob "agent>"
 type_line bob "busy 4"
-until_ok 5 on_screen bob "working 1"
+wait_for 5 on_screen bob "working 1"
 ids=()
 for i in 1 2 3; do ids+=("$(send_cli A api:bob "queued $i")"); done
 busy_now() { T capture-pane -p -t bob | grep -v '^$' | tail -1 | grep -q '^working'; }
-if until_ok 3 pushed "${ids[@]}" && busy_now &&
+if wait_for 3 pushed "${ids[@]}" && busy_now &&
   [ "$(state_of A "${ids[0]}")" = stored ] && [ "$(state_of A "${ids[2]}")" = stored ]; then
   ok "three messages wait in the wrapper's queue while the agent is busy"
 else not_ok "three messages wait in the wrapper's queue while the agent is busy" \
   "$(states_of A "${ids[0]}"); $(tail -3 "$TMP/B/wrap-api-bob.log")"; fi
 kill -9 "$(wrapper_pid bob)"
-until_ok 10 offline B api:bob
+wait_for 10 offline B api:bob
 sleep 1
 if [ "$(state_of A "${ids[2]}")" = stored ] && ! has "$TMP/bob.log" "queued 1"; then
   ok "messages in a killed wrapper's queue stay stored, not delivered"
 else not_ok "messages in a killed wrapper's queue stay stored, not delivered" "$(state_of A "${ids[2]}")"; fi
 wrap_win bob2 api:bob B
-if until_ok 30 has "$TMP/bob2.log" "queued 3" && until_ok 10 has_state A "${ids[2]}" delivered; then
+if wait_for 30 has "$TMP/bob2.log" "queued 3" && wait_for 10 has_state A "${ids[2]}" delivered; then
   sleep 1 # a repeat would come right behind
   a=$(line_no "$TMP/bob2.log" "queued 1") b=$(line_no "$TMP/bob2.log" "queued 2")
   c=$(line_no "$TMP/bob2.log" "queued 3")
@@ -250,14 +244,14 @@ has_state A "${ids[0]}" delivered && has_state A "${ids[1]}" delivered &&
 # for it must stay with the node, never be acknowledged as delivered.
 T new-window -d -n deaf "$GV wrap --as api:deaf --data-dir $TMP/B --quiet 500ms \
 --typing 1s -- sh -c 'exec </dev/null >/dev/null 2>&1; sleep 8'; echo \$? > $TMP/deaf.rc; sleep 600"
-if until_ok 20 sees A api:deaf && until_ok 10 online A api:deaf; then
+if wait_for 20 sees A api:deaf && wait_for 10 online A api:deaf; then
   id=$(send_cli A api:deaf "into the void")
   sleep 3 # past the quiet period (0.5 s): the wrapper would have injected
   [ ${#id} = 32 ] && [ "$(state_of A "$id")" = stored ] && ! has_state A "$id" delivered &&
     ok "a message for an agent whose terminal is gone stays stored, not delivered" ||
     not_ok "a message for an agent whose terminal is gone stays stored, not delivered" \
       "id '$id': $(states_of A "$id"); $(grep -F "$id" "$TMP/B/wrap-api-deaf.log")"
-  until_ok 15 test -s "$TMP/deaf.rc"
+  wait_for 15 test -s "$TMP/deaf.rc"
   [ "$(cat "$TMP/deaf.rc" 2>/dev/null)" = 0 ] && [ "$(state_of A "$id")" = stored ] &&
     ok "and stays stored after the agent exits" ||
     not_ok "and stays stored after the agent exits" "rc $(cat "$TMP/deaf.rc" 2>/dev/null): $(states_of A "$id")"
@@ -265,15 +259,15 @@ else not_ok "the wrapper of an agent without a terminal joins the directory"; fi
 
 # ---- exit status and the terminal ----
 type_line alice "exit 7"
-until_ok 10 test -s "$TMP/alice.rc"
+wait_for 10 test -s "$TMP/alice.rc"
 [ "$(cat "$TMP/alice.rc" 2>/dev/null)" = 7 ] && ok "the wrapper exits with the agent's status" ||
   not_ok "the wrapper exits with the agent's status" "$(cat "$TMP/alice.rc" 2>/dev/null)"
-until_ok 10 test -s "$TMP/alice.stty"
+wait_for 10 test -s "$TMP/alice.stty"
 cooked "$TMP/alice.stty" &&
   ok "the person's terminal is back in cooked mode after the agent exits" ||
   not_ok "the person's terminal is back in cooked mode" "$(head -5 "$TMP/alice.stty" 2>/dev/null)"
 kill -TERM "$(wrapper_pid bob2)"
-until_ok 10 test -s "$TMP/bob2.stty"
+wait_for 10 test -s "$TMP/bob2.stty"
 [ "$(cat "$TMP/bob2.rc" 2>/dev/null)" = 143 ] && cooked "$TMP/bob2.stty" &&
   ok "SIGTERM to the wrapper: terminal restored, exit 128+15" ||
   not_ok "SIGTERM to the wrapper: terminal restored, exit 128+15" "rc $(cat "$TMP/bob2.rc" 2>/dev/null)"
