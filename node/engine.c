@@ -157,7 +157,16 @@ typedef struct fifo {
 } fifo;
 
 struct gv_engine {
-  gv_engine_cfg cfg;
+  /* The configuration's constant part: the per-node members below are
+   * cleared in it (cfg_shared()), so that the simulator's engines share one
+   * copy through cfg.bodies. Never written. */
+  const gv_engine_cfg *cfg;
+  /* What this node says about itself (cfg's broadcasting, bootstrap,
+   * addrs; gv_engine_set_broadcast() changes them). addrs: n_addrs, NULL
+   * when none. */
+  bool broadcasting, bootstrap;
+  uint8_t n_addrs;
+  gv_addr *addrs;
   const gv_identity *id;
   gv_rng rng;
   int64_t now, wall_offset;
@@ -168,12 +177,12 @@ struct gv_engine {
   /* this node's own state and latest signed record */
   char *self_repos; /* packed, as gv_peer_entry.repos */
   uint8_t self_n_repos;
-  uint8_t self_n_relays; /* none while broadcasting */
-  uint8_t self_relays[GV_MAX_RELAYS][GV_ID_BYTES];
-  uint16_t self_tport; /* named only while broadcasting */
+  uint8_t self_n_relays;               /* none while broadcasting */
+  uint8_t (*self_relays)[GV_ID_BYTES]; /* self_n_relays; NULL: none */
+  uint16_t self_tport;                 /* named only while broadcasting */
   char *self_body;
-  uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
+  uint32_t self_len; /* self_body's; its signature follows it (signed_sig) */
   uint64_t self_seq;
   uint8_t self_id[GV_MSG_ID_BYTES]; /* the record's message id */
   uptake *up;                       /* its uptake by the links of the time */
@@ -293,9 +302,9 @@ static char *signed_new(const char *body, size_t len, const uint8_t *sig,
 /* Takes s (n bytes, from signed_new()): returns the pool's copy, or s. */
 static char *keep(gv_engine *e, char *s, size_t n) {
   char *b;
-  if (e->cfg.bodies == NULL)
+  if (e->cfg->bodies == NULL)
     return s;
-  b = gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, n));
+  b = gv__xcheck((char *)gv_intern_get(e->cfg->bodies, s, n));
   free(s);
   return b;
 }
@@ -308,8 +317,8 @@ static char *signed_copy(gv_engine *e, const char *body, size_t len,
 }
 
 static void body_drop(gv_engine *e, char *b) {
-  if (e->cfg.bodies != NULL)
-    gv_intern_drop(e->cfg.bodies, b);
+  if (e->cfg->bodies != NULL)
+    gv_intern_drop(e->cfg->bodies, b);
   else
     free(b);
 }
@@ -431,7 +440,7 @@ static void table_remove(gv_engine *e, size_t i, bool tell) {
 /* Makes room for one entry: evicts the lowest-scored unlinked entry. */
 static bool table_room(gv_engine *e) {
   size_t worst = SIZE_MAX;
-  if (e->n_entries < e->cfg.table_cap)
+  if (e->n_entries < e->cfg->table_cap)
     return true;
   for (size_t i = 0; i < e->n_entries; i++) {
     entry *en = e->entries[i];
@@ -575,7 +584,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
 
   if (gv_idtab_get(&e->dedup, id) != NULL)
     return; /* one queue entry per id: the queue owns the items */
-  if (e->dedup_q.len >= e->cfg.dedup_cap) {
+  if (e->dedup_q.len >= e->cfg->dedup_cap) {
     dedup_item *old = fifo_pop(&e->dedup_q);
     gv_idtab_del(&e->dedup, old->id);
     free(old);
@@ -583,7 +592,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
   }
   it = gv__xmalloc(sizeof(*it));
   memcpy(it->id, id, GV_MSG_ID_BYTES);
-  it->until = e->now + e->cfg.dedup_ms;
+  it->until = e->now + e->cfg->dedup_ms;
   map_put(&e->dedup, it);
   fifo_push(&e->dedup_q, it);
 }
@@ -601,9 +610,9 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
                       uint32_t hops) {
   cached *c;
 
-  if (e->cfg.cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
+  if (e->cfg->cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
     return;
-  if (e->cache_q.len >= e->cfg.cache_cap)
+  if (e->cache_q.len >= e->cfg->cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
   if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
@@ -721,9 +730,9 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
   /* A neighbour that announced the id holds it and pushes it on: once one
    * has, push to fanout_announced targets (EXPERIMENTS.md weighs it). */
   unsigned want = known != NULL && known->n_from > 0 &&
-                          e->cfg.fanout_announced < e->cfg.fanout
-                      ? e->cfg.fanout_announced
-                      : e->cfg.fanout;
+                          e->cfg->fanout_announced < e->cfg->fanout
+                      ? e->cfg->fanout_announced
+                      : e->cfg->fanout;
   gv_buf *b = NULL;
 
   for (size_t i = 0; i < e->n_links && n < 64; i++) {
@@ -749,7 +758,7 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
     n--;
   }
   gv_buf_unref(b);
-  if (e->cfg.repair && is_repaired(m->type))
+  if (e->cfg->repair && is_repaired(m->type))
     for (size_t i = 0; i < n; i++)
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, pick[i]->id, m->id);
 }
@@ -763,7 +772,7 @@ static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
   r = gv__xmalloc(sizeof(*r));
   memcpy(r->id, id, GV_MSG_ID_BYTES);
   r->link = link;
-  r->until = e->now + e->cfg.route_ms;
+  r->until = e->now + e->cfg->route_ms;
   map_put(&e->routes, r);
   fifo_push(&e->route_q, r);
 }
@@ -796,7 +805,7 @@ static int next_seq(gv_engine *e, uint64_t *out) {
 static int sign(gv_engine *e, gv_msg *m) {
   char *out;
   size_t len;
-  int rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  int rc = gv_msg_seal_opt(m, e->id, e->cfg->stub_sigs, &out, &len);
   free(out);
   return rc;
 }
@@ -841,7 +850,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memset(&recs[n], 0, sizeof(recs[n]));
     recs[n].type = e->self_type;
     recs[n].body = e->self_body;
-    memcpy(recs[n].sig, e->self_sig, GV_SIG_BYTES);
+    memcpy(recs[n].sig, signed_sig(e->self_body, e->self_len), GV_SIG_BYTES);
     n++;
   }
   for (size_t i = 0; i < e->n_entries && n < max; i++) {
@@ -860,7 +869,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     return;
   }
   resp.type = GV_MSG_PEER_LIST_RESPONSE;
-  resp.ttl = e->cfg.ttl_request;
+  resp.ttl = e->cfg->ttl_request;
   resp.ts = wall(e);
   memcpy(resp.u.response.to, req->origin, GV_ID_BYTES);
   memcpy(resp.u.response.request, req->id, GV_MSG_ID_BYTES);
@@ -966,7 +975,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   }
   /* ttl counts the hops still allowed, this one included. */
   if (is_flooded(m->type) && m->ttl > 1) {
-    if (e->cfg.repair && is_repaired(m->type))
+    if (e->cfg->repair && is_repaired(m->type))
       cache_add(e, m, m->ttl - 1, m->hops + 1);
     disseminate(e, m, m->ttl - 1, m->hops + 1, src->id,
                 origin != NULL ? origin->id : 0, p);
@@ -1002,12 +1011,12 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
         p->from[p->n_from++] = l->id;
       continue;
     }
-    if (e->pulls.len >= e->cfg.pull_cap)
+    if (e->pulls.len >= e->cfg->pull_cap)
       continue; /* bounded; a later IHAVE will ask again */
     p = gv__xcalloc(1, sizeof(*p));
     memcpy(p->id, id, GV_MSG_ID_BYTES);
     p->from[p->n_from++] = l->id;
-    p->deadline = e->now + e->cfg.pull_delay_ms;
+    p->deadline = e->now + e->cfg->pull_delay_ms;
     map_put(&e->pulls, p);
   }
   if (confirmed)
@@ -1018,7 +1027,7 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
  * the reverse paths its answers need are alive (route_ms); pulled later,
  * it would be answered into paths that are gone. */
 static bool servable(const gv_engine *e, const cached *c) {
-  return c->type != GV_MSG_PEER_REQUEST || e->now - c->at < e->cfg.route_ms;
+  return c->type != GV_MSG_PEER_REQUEST || e->now - c->at < e->cfg->route_ms;
 }
 
 static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
@@ -1052,11 +1061,34 @@ static void run_pulls(gv_engine *e) {
     e->stats.pulls_sent++;
     p->asked = l->id;
     p->tries++;
-    p->deadline = e->now + e->cfg.pull_delay_ms;
+    p->deadline = e->now + e->cfg->pull_delay_ms;
   }
 }
 
 /* ---- this node's record ---- */
+
+/* This node's addresses become addrs[0..n). */
+static void set_addrs(gv_engine *e, const gv_addr *addrs, size_t n) {
+  free(e->addrs);
+  e->addrs = NULL;
+  e->n_addrs = (uint8_t)n;
+  if (n > 0) {
+    e->addrs = gv__xmalloc(n * sizeof(gv_addr));
+    memcpy(e->addrs, addrs, n * sizeof(gv_addr));
+  }
+}
+
+/* This node's relays become ids[0..n). */
+static void set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
+                       size_t n) {
+  free(e->self_relays);
+  e->self_relays = NULL;
+  e->self_n_relays = (uint8_t)n;
+  if (n > 0) {
+    e->self_relays = gv__xmalloc(n * GV_ID_BYTES);
+    memcpy(e->self_relays, ids, n * GV_ID_BYTES);
+  }
+}
 
 /* Re-signs this node's record with a new seq; kind is ANNOUNCEMENT or
  * UPDATE. */
@@ -1069,20 +1101,22 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   if ((rc = next_seq(e, &m->seq)) < 0)
     return rc;
   m->type = kind;
-  m->ttl = e->cfg.ttl_announce;
+  m->ttl = e->cfg->ttl_announce;
   m->ts = wall(e);
-  m->u.peer.broadcasting = e->cfg.broadcasting;
-  m->u.peer.bootstrap = e->cfg.bootstrap;
+  m->u.peer.broadcasting = e->broadcasting;
+  m->u.peer.bootstrap = e->bootstrap;
   /* IP rule (§8): addresses never for a silent node. */
-  m->u.peer.n_addrs = e->cfg.broadcasting ? e->cfg.n_addrs : 0;
-  memcpy(m->u.peer.addrs, e->cfg.addrs, sizeof(e->cfg.addrs));
+  m->u.peer.n_addrs = e->broadcasting ? e->n_addrs : 0;
+  if (e->n_addrs > 0)
+    memcpy(m->u.peer.addrs, e->addrs, e->n_addrs * sizeof(gv_addr));
   m->u.peer.repos = e->self_repos; /* packed alike; seal copies them */
   m->u.peer.n_repos = e->self_n_repos;
   /* Relays by id only, and only while silent (PROTOCOL.md §6.5). */
-  m->u.peer.n_relays = e->cfg.broadcasting ? 0 : e->self_n_relays;
-  memcpy(m->u.peer.relays, e->self_relays, sizeof(e->self_relays));
-  m->u.peer.tport = e->cfg.broadcasting ? e->self_tport : 0;
-  rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  m->u.peer.n_relays = e->broadcasting ? 0 : e->self_n_relays;
+  if (e->self_n_relays > 0)
+    memcpy(m->u.peer.relays, e->self_relays, e->self_n_relays * GV_ID_BYTES);
+  m->u.peer.tport = e->broadcasting ? e->self_tport : 0;
+  rc = gv_msg_seal_opt(m, e->id, e->cfg->stub_sigs, &out, &len);
   if (rc < 0)
     return rc;
   free(out);
@@ -1091,7 +1125,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     size_t na, nr, rlen;
     e->self_body = record_copy(e, m, &na, &nr, &rlen);
   }
-  memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
+  e->self_len = (uint32_t)m->body_len;
   e->self_type = kind;
   e->self_seq = m->seq;
   memcpy(e->self_id, m->id, GV_MSG_ID_BYTES);
@@ -1102,7 +1136,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
  * ttl and hops 0. */
 static void originate(gv_engine *e, const gv_msg *m) {
   dedup_add(e, m->id);
-  if (e->cfg.repair && is_repaired(m->type))
+  if (e->cfg->repair && is_repaired(m->type))
     cache_add(e, m, m->ttl, 0);
   disseminate(e, m, m->ttl, 0, 0, 0, NULL);
 }
@@ -1115,7 +1149,7 @@ static bool guard_wants_dial(const gv_engine *e);
 static bool wants_dial(const gv_engine *e) {
   if (guarded(e))
     return guard_wants_dial(e);
-  return e->n_links + e->n_dials < e->cfg.active_target &&
+  return e->n_links + e->n_dials < e->cfg->active_target &&
          (e->n_cands > 0 || e->n_entries > 0);
 }
 
@@ -1124,9 +1158,9 @@ int64_t gv_engine_expiry(const gv_engine *e) {
 
   if (wants_dial(e) && e->next_maint < at)
     at = e->next_maint;
-  if (e->cfg.heartbeat_ms > 0 && e->next_hb < at)
+  if (e->cfg->heartbeat_ms > 0 && e->next_hb < at)
     at = e->next_hb;
-  if (e->cfg.shuffle_ms > 0 && e->next_shuffle < at)
+  if (e->cfg->shuffle_ms > 0 && e->next_shuffle < at)
     at = e->next_shuffle;
   if (e->uptake_until > 0 && e->uptake_until < at)
     at = e->uptake_until;
@@ -1186,7 +1220,7 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
 /* Guards apply to a silent node only: a broadcasting one publishes its
  * address anyway. */
 static bool guarded(const gv_engine *e) {
-  return e->guards != NULL && !e->cfg.broadcasting;
+  return e->guards != NULL && !e->broadcasting;
 }
 
 /* A seed the operator named (--peer, config), whose id it gave or a link to
@@ -1262,7 +1296,7 @@ static bool dialable_cand(const gv_engine *e, const cand *c) {
 /* A guarded node wants a dial when a guard is dialable, or when it has
  * too few guards and a seed to dial instead. */
 static bool guard_wants_dial(const gv_engine *e) {
-  if (e->n_links + e->n_dials >= e->cfg.active_target)
+  if (e->n_links + e->n_dials >= e->cfg->active_target)
     return false;
   for (size_t i = 0; i < e->guards->n; i++) {
     const entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
@@ -1335,7 +1369,7 @@ void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record) {
     /* A view of the engine's record: its pointers stay the engine's. */
     record->type = e->self_type;
     record->body = e->self_body;
-    memcpy(record->sig, e->self_sig, GV_SIG_BYTES);
+    memcpy(record->sig, signed_sig(e->self_body, e->self_len), GV_SIG_BYTES);
   }
 }
 
@@ -1384,8 +1418,8 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
    * one while it has fewer than active_max links in all (inbound links may
    * have filled the view while the dial ran). */
   if (is_self(e, peer) || link_to(e, peer) != NULL ||
-      (!we_dialed && !e->cfg.broadcasting) ||
-      (we_dialed && e->n_links >= e->cfg.active_max)) {
+      (!we_dialed && !e->broadcasting) ||
+      (we_dialed && e->n_links >= e->cfg->active_max)) {
     finish(e);
     return false;
   }
@@ -1408,7 +1442,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   }
   /* Anti-entropy (§2.2): every servable cached id (the cache is bounded),
    * so a new neighbour can pull what it missed. */
-  if (e->cfg.repair)
+  if (e->cfg->repair)
     for (size_t i = 0; i < e->cache_q.len; i++) {
       cached *c = e->cache_q.items[(e->cache_q.head + i) % e->cache_q.cap];
       if (servable(e, c))
@@ -1461,7 +1495,7 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
      * duplicate's twin survives (it may still be saying HELLO), so a
      * redial would only make another duplicate. */
     if (why == GV_CLOSE_BANNED)
-      hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
+      hold_off(e, l->peer, e->now + e->cfg->banned_redial_ms);
     else if (guarded(e) && e->now - l->up_at < GUARD_STABLE_MS &&
              gv_guards_has(e->guards, l->peer)) {
       /* A guard that drops this node soon after taking it (a full node
@@ -1565,8 +1599,8 @@ int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
   pol.now_ms = wall(e);
   pol.seen = seen_probe;
   pol.seen_ctx = e;
-  pol.trust_sigs = e->cfg.stub_sigs;
-  pol.memo = e->cfg.bodies != NULL ? gv_intern_memo(e->cfg.bodies) : NULL;
+  pol.trust_sigs = e->cfg->stub_sigs;
+  pol.memo = e->cfg->bodies != NULL ? gv_intern_memo(e->cfg->bodies) : NULL;
   rc = gv_msg_decode(&m, data, len, &pol, why);
   if (rc == 0 && !gv_msg_is_gossip(m.type) && m.type != GV_MSG_IHAVE &&
       m.type != GV_MSG_IWANT)
@@ -1605,7 +1639,7 @@ static void sweep(gv_engine *e) {
     free(d);
   }
   while ((c = fifo_peek(&e->cache_q)) != NULL &&
-         c->at + e->cfg.cache_ms <= e->now)
+         c->at + e->cfg->cache_ms <= e->now)
     cache_drop_oldest(e);
   while ((r = fifo_peek(&e->route_q)) != NULL && r->until <= e->now) {
     fifo_pop(&e->route_q);
@@ -1614,15 +1648,15 @@ static void sweep(gv_engine *e) {
   }
   for (size_t i = 0; i < e->n_entries;) {
     entry *en = e->entries[i];
-    int64_t ttl =
-        en->pub.bootstrap ? e->cfg.bootstrap_expiry_ms : e->cfg.peer_expiry_ms;
+    int64_t ttl = en->pub.bootstrap ? e->cfg->bootstrap_expiry_ms
+                                    : e->cfg->peer_expiry_ms;
     if (!en->pub.connected && en->pub.last_seen + ttl <= e->now) {
       table_remove(e, i, true);
       continue;
     }
     /* Availability falls for every heartbeat interval missed. */
-    if (e->cfg.heartbeat_ms > 0 && en->last_hb > 0 &&
-        e->now - en->last_hb > 2 * e->cfg.heartbeat_ms)
+    if (e->cfg->heartbeat_ms > 0 && en->last_hb > 0 &&
+        e->now - en->last_hb > 2 * e->cfg->heartbeat_ms)
       en->pub.availability *= 0.9f;
     i++;
   }
@@ -1633,7 +1667,7 @@ static void heartbeat(gv_engine *e) {
 
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_HEARTBEAT;
-  m.ttl = e->cfg.ttl_heartbeat;
+  m.ttl = e->cfg->ttl_heartbeat;
   m.ts = wall(e);
   if (next_seq(e, &m.seq) == 0 && sign(e, &m) == 0)
     originate(e, &m);
@@ -1644,19 +1678,19 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
   begin(e, now);
   run_pulls(e);
   if (e->now >= e->next_maint) {
-    maintain(e, e->cfg.active_target);
+    maintain(e, e->cfg->active_target);
     e->next_maint = e->now + MAINT_MS;
   }
   /* Shuffle (§3): one extra link now and then keeps views mixing, so two
    * halves of a healed partition find each other again. */
-  if (e->cfg.shuffle_ms > 0 && e->now >= e->next_shuffle) {
-    if (e->n_links + e->n_dials < e->cfg.active_max && !guarded(e))
+  if (e->cfg->shuffle_ms > 0 && e->now >= e->next_shuffle) {
+    if (e->n_links + e->n_dials < e->cfg->active_max && !guarded(e))
       maintain(e, e->n_links + e->n_dials + 1);
-    e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg.shuffle_ms);
+    e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg->shuffle_ms);
   }
-  if (e->cfg.heartbeat_ms > 0 && e->now >= e->next_hb) {
+  if (e->cfg->heartbeat_ms > 0 && e->now >= e->next_hb) {
     heartbeat(e);
-    e->next_hb = e->now + e->cfg.heartbeat_ms;
+    e->next_hb = e->now + e->cfg->heartbeat_ms;
   }
   if (e->now >= e->next_sweep) {
     sweep(e);
@@ -1732,13 +1766,11 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   if (n > GV_MAX_ADDRS || (bootstrap && !on))
     return GV_EINVAL;
   begin(e, now);
-  e->cfg.broadcasting = on;
-  e->cfg.bootstrap = bootstrap;
-  e->cfg.n_addrs = on ? (uint8_t)n : 0;
-  for (size_t i = 0; on && i < n; i++)
-    e->cfg.addrs[i] = addrs[i];
+  e->broadcasting = on;
+  e->bootstrap = bootstrap;
+  set_addrs(e, addrs, on ? n : 0);
   if (on) /* a broadcasting record names no relays */
-    e->self_n_relays = 0;
+    set_relays(e, NULL, 0);
   rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   /* A silent node keeps no inbound links: gossip lets each go once it has
    * confirmed the update, or after GV_UPTAKE_WAIT_MS (then the caller
@@ -1757,7 +1789,7 @@ int gv_engine_set_tport(gv_engine *e, uint16_t port, int64_t now) {
   begin(e, now);
   if (port != e->self_tport) {
     e->self_tport = port;
-    if (e->cfg.broadcasting)
+    if (e->broadcasting)
       rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   }
   finish(e);
@@ -1783,7 +1815,7 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
                          size_t n, int64_t now) {
   int rc = 0;
 
-  if (e->cfg.broadcasting)
+  if (e->broadcasting)
     return GV_ESTATE;
   if (n > GV_MAX_RELAYS)
     return GV_ELIMIT;
@@ -1796,9 +1828,7 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
   }
   begin(e, now);
   if (!same_relays(e, ids, n)) {
-    if (n > 0)
-      memcpy(e->self_relays, ids, n * GV_ID_BYTES);
-    e->self_n_relays = (uint8_t)n;
+    set_relays(e, ids, n);
     rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   }
   finish(e);
@@ -1817,7 +1847,7 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
   begin(e, now);
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_PEER_REQUEST;
-  m.ttl = e->cfg.ttl_request;
+  m.ttl = e->cfg->ttl_request;
   m.ts = wall(e);
   snprintf(m.u.request.repo, sizeof(m.u.request.repo), "%s", repo);
   m.u.request.max = max;
@@ -1843,7 +1873,7 @@ void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
   for (size_t i = 0; i < e->n_cands; i++)
     if (gv_addr_equal(&e->cands[i].addr, addr))
       goto out;
-  if (e->n_cands >= e->cfg.table_cap)
+  if (e->n_cands >= e->cfg->table_cap)
     goto out;
   e->cands = grow(e->cands, &e->cap_cands, e->n_cands + 1, sizeof(cand));
   c = &e->cands[e->n_cands++];
@@ -1869,7 +1899,7 @@ int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
   begin(e, now);
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = wall(e);
-  pol.trust_sigs = e->cfg.stub_sigs;
+  pol.trust_sigs = e->cfg->stub_sigs;
   rc = gv_msg_decode_record(&m, body, body_len, sig, &pol, NULL);
   if (rc == 0)
     table_apply(e, &m, last_seen - e->wall_offset);
@@ -1935,6 +1965,35 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->guard_life_max_ms = 60 * 24 * 3600000LL;
 }
 
+/* The constant part of cfg: a copy with the per-node members cleared (the
+ * PRNG seed, clock offset, seq floor, and what the node says about itself,
+ * kept in the engine), taken from the shared pool when there is one
+ * (cfg.bodies): engines configured alike hold one copy. Callers that start
+ * from gv_engine_cfg_default() leave the padding zero, so alike is equal
+ * bytes. Released by body_drop(). */
+static const gv_engine_cfg *cfg_shared(const gv_engine_cfg *cfg) {
+  gv_engine_cfg *c = gv__xmalloc(sizeof(*c));
+  const char *kept;
+
+  memcpy(c, cfg, sizeof(*c));
+  c->seed = 0;
+  c->wall_offset = 0;
+  c->seq_floor = 0;
+  c->broadcasting = c->bootstrap = false;
+  c->n_addrs = 0;
+  memset(c->addrs, 0, sizeof(c->addrs));
+  c->n_repos = 0;
+  c->repos = NULL; /* not retained */
+  c->tport = 0;
+  if (cfg->bodies == NULL)
+    return c;
+  /* The pool's strings are 16-byte aligned (common/intern.c). */
+  kept = gv__xcheck(
+      (char *)gv_intern_get(cfg->bodies, (const char *)c, sizeof(*c)));
+  free(c);
+  return (const gv_engine_cfg *)(const void *)kept;
+}
+
 int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
                   const gv_identity *id, int64_t now) {
   gv_engine *e = gv__xcalloc(1, sizeof(*e));
@@ -1972,9 +2031,10 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
       return rc;
     }
   }
-  e->cfg = *cfg;
-  e->cfg.repos = NULL; /* not retained */
-  e->cfg.n_repos = 0;
+  e->cfg = cfg_shared(cfg);
+  e->broadcasting = cfg->broadcasting;
+  e->bootstrap = cfg->bootstrap;
+  set_addrs(e, cfg->addrs, cfg->n_addrs);
   pack_repos(e, cfg->repos, cfg->n_repos);
   e->self_tport = cfg->tport;
   e->id = id;
@@ -2047,9 +2107,15 @@ void gv_engine_free(gv_engine *e) {
   free(e->wants);
   free(e->up);
   body_drop(e, e->self_body);
+  free(e->addrs);
+  free(e->self_relays);
   free(e->self_repos);
   free(e->guards);
   drop_report(e);
+  if (e->cfg->bodies != NULL) /* last: the drops above read it */
+    gv_intern_drop(e->cfg->bodies, (const char *)e->cfg);
+  else
+    free((void *)e->cfg);
   free(e);
 }
 
@@ -2072,7 +2138,7 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
 
 uint64_t gv_engine_record_seq(const gv_engine *e) { return e->self_seq; }
 
-bool gv_engine_broadcasting(const gv_engine *e) { return e->cfg.broadcasting; }
+bool gv_engine_broadcasting(const gv_engine *e) { return e->broadcasting; }
 
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;
@@ -2085,16 +2151,16 @@ const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
 }
 
 int gv_engine_check(const gv_engine *e, gv_why *why) {
-  if (e->n_entries > e->cfg.table_cap || e->table.len != e->n_entries)
+  if (e->n_entries > e->cfg->table_cap || e->table.len != e->n_entries)
     return gv_fail(why, GV_ELIMIT, "table holds %zu entries, cap %u",
-                   e->n_entries, e->cfg.table_cap);
-  if (e->dedup_q.len > e->cfg.dedup_cap || e->dedup.len != e->dedup_q.len)
+                   e->n_entries, e->cfg->table_cap);
+  if (e->dedup_q.len > e->cfg->dedup_cap || e->dedup.len != e->dedup_q.len)
     return gv_fail(why, GV_ELIMIT, "dedup holds %zu ids, cap %u",
-                   e->dedup_q.len, e->cfg.dedup_cap);
-  if (e->cache_q.len > e->cfg.cache_cap || e->pulls.len > e->cfg.pull_cap)
+                   e->dedup_q.len, e->cfg->dedup_cap);
+  if (e->cache_q.len > e->cfg->cache_cap || e->pulls.len > e->cfg->pull_cap)
     return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
                    e->cache_q.len, e->pulls.len);
-  if (e->cfg.broadcasting && e->self_n_relays > 0)
+  if (e->broadcasting && e->self_n_relays > 0)
     return gv_fail(why, GV_ESTATE, "broadcasting, yet %u relays named",
                    e->self_n_relays);
   if (e->seq > e->seq_ceiling || e->seq > GV_SEQ_MAX)
@@ -2103,10 +2169,10 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
                    (unsigned long long)e->seq_ceiling);
   for (size_t i = 0; i < e->n_links; i++)
     if (e->links[i].leaving &&
-        (e->links[i].dialed || e->cfg.broadcasting || e->uptake_until == 0))
+        (e->links[i].dialed || e->broadcasting || e->uptake_until == 0))
       return gv_fail(why, GV_ESTATE, "link %u leaving out of turn",
                      e->links[i].id);
-  if (dialed_links(e) > e->cfg.active_max)
+  if (dialed_links(e) > e->cfg->active_max)
     return gv_fail(why, GV_ELIMIT, "%zu dialed links", dialed_links(e));
   for (size_t i = 0; i < e->n_entries; i++) {
     const gv_peer_entry *p = &e->entries[i]->pub;
