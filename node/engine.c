@@ -27,7 +27,7 @@
 #include "rng.h"
 
 #define MAX_ANNOUNCERS 8
-#define LINKS_STEP 4 /* the link array grows by this many */
+#define LINKS_STEP 2 /* the link array grows by this many */
 #define MAX_PULL_TRIES 4
 #define MAINT_MS 1000
 #define SWEEP_MS 10000

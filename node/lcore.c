@@ -27,7 +27,7 @@
 /* Bans held at most; identities cost nothing to make. */
 #define BAN_CAP 4096
 /* The link array grows by this many links. */
-#define LINKS_STEP 4
+#define LINKS_STEP 2
 
 typedef struct ban_item {
   uint8_t peer[GV_ID_BYTES];
