@@ -404,6 +404,24 @@ static void persist(gv_engine *e, const uint8_t *id, const entry *en) {
 
 /* ---- peer table (§4) ---- */
 
+const uint8_t *gv_peer_entry_sig(const gv_peer_entry *p) {
+  return signed_sig(p->body, p->body_len);
+}
+
+const gv_addr *gv_peer_entry_addrs(const gv_peer_entry *p) {
+  if (p->n_addrs == 0)
+    return NULL;
+  return (const gv_addr *)(const void *)(p->body + tail_at(p->body_len));
+}
+
+const uint8_t (*gv_peer_entry_relays(const gv_peer_entry *p))[GV_ID_BYTES] {
+  if (p->n_relays == 0)
+    return NULL;
+  return (const uint8_t(*)[GV_ID_BYTES])(
+      const void *)(p->body + tail_at(p->body_len) +
+                    p->n_addrs * sizeof(gv_addr));
+}
+
 bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name) {
   const char *r = p->repos;
   for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
@@ -500,11 +518,7 @@ static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   body_drop(e, en->pub.body);
   en->pub.body = s;
   en->pub.body_len = (uint32_t)rec->body_len;
-  en->pub.sig = signed_sig(s, rec->body_len);
-  en->pub.addrs = na > 0 ? (gv_addr *)(void *)(s + at) : NULL;
   en->pub.n_addrs = (uint8_t)na;
-  en->pub.relays =
-      nr > 0 ? (uint8_t(*)[GV_ID_BYTES])(s + at + na * sizeof(gv_addr)) : NULL;
   en->pub.n_relays = (uint8_t)nr;
   en->pub.repos =
       rlen > 0 ? s + at + na * sizeof(gv_addr) + nr * GV_ID_BYTES : NULL;
@@ -549,7 +563,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
    * it never pins a dial nor names a trusted seed (id_linked does). */
   for (size_t i = 0; i < e->n_cands; i++)
     for (int k = 0; !e->cands[i].has_id && k < en->pub.n_addrs; k++)
-      if (gv_addr_equal(&e->cands[i].addr, &en->pub.addrs[k])) {
+      if (gv_addr_equal(&e->cands[i].addr, &gv_peer_entry_addrs(&en->pub)[k])) {
         e->cands[i].has_id = true;
         memcpy(e->cands[i].id, en->pub.id, GV_ID_BYTES);
       }
@@ -861,7 +875,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memset(&recs[n], 0, sizeof(recs[n]));
     recs[n].type = en->pub.type;
     recs[n].body = en->pub.body;
-    memcpy(recs[n].sig, en->pub.sig, GV_SIG_BYTES);
+    memcpy(recs[n].sig, gv_peer_entry_sig(&en->pub), GV_SIG_BYTES);
     n++;
   }
   if (n == 0 || next_seq(e, &resp.seq) < 0) {
@@ -1271,7 +1285,8 @@ static bool dialable_entry(const gv_engine *e, const entry *en) {
 }
 
 static void dial_entry(gv_engine *e, const entry *en) {
-  dial(e, en->pub.id, &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
+  dial(e, en->pub.id,
+       &gv_peer_entry_addrs(&en->pub)[gv_rng_below(&e->rng, en->pub.n_addrs)]);
 }
 
 static bool linked_to(const gv_engine *e, const uint8_t *peer) {
@@ -2179,8 +2194,7 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
     if (!p->broadcasting && p->n_addrs > 0)
       return gv_fail(why, GV_ESILENTADDR,
                      "table entry of a silent node holds an address");
-    if (p->n_relays > GV_MAX_RELAYS || (p->broadcasting && p->n_relays > 0) ||
-        (p->n_relays > 0) != (p->relays != NULL))
+    if (p->n_relays > GV_MAX_RELAYS || (p->broadcasting && p->n_relays > 0))
       return gv_fail(why, GV_ESTATE, "table entry holds %u relays%s",
                      p->n_relays, p->broadcasting ? " while broadcasting" : "");
   }
