@@ -153,7 +153,7 @@ typedef struct pending_id { /* an IHAVE or IWANT entry awaiting flush */
 /* A FIFO of pointers (expiry order). */
 typedef struct fifo {
   void **items;
-  size_t head, len, cap;
+  uint32_t head, len, cap;
 } fifo;
 
 struct gv_engine {
@@ -166,6 +166,10 @@ struct gv_engine {
    * when none. */
   bool broadcasting, bootstrap;
   uint8_t n_addrs;
+  /* (with the small members of this node's state below: no padding) */
+  uint8_t self_n_repos;
+  uint8_t self_n_relays; /* none while broadcasting */
+  uint16_t self_tport;   /* named only while broadcasting */
   gv_addr *addrs;
   const gv_identity *id;
   gv_rng rng;
@@ -175,29 +179,26 @@ struct gv_engine {
   gv_engine_stats stats;
 
   /* this node's own state and latest signed record */
-  char *self_repos; /* packed, as gv_peer_entry.repos */
-  uint8_t self_n_repos;
-  uint8_t self_n_relays;               /* none while broadcasting */
+  char *self_repos;                    /* packed, as gv_peer_entry.repos */
   uint8_t (*self_relays)[GV_ID_BYTES]; /* self_n_relays; NULL: none */
-  uint16_t self_tport;                 /* named only while broadcasting */
   char *self_body;
   gv_msg_type self_type;
   uint32_t self_len; /* self_body's; its signature follows it (signed_sig) */
   uint64_t self_seq;
   uint8_t self_id[GV_MSG_ID_BYTES]; /* the record's message id */
   uptake *up;                       /* its uptake by the links of the time */
-  size_t n_up, cap_up;
+  uint32_t n_up, cap_up;
   int64_t uptake_until; /* leaving links are released then */
 
   elink *links;
-  size_t n_links, cap_links;
+  uint32_t n_links, cap_links;
   gv_idtab table;
   entry **entries; /* dense, for iteration */
-  size_t n_entries, cap_entries;
+  uint32_t n_entries, cap_entries;
   cand *cands;
-  size_t n_cands, cap_cands;
+  uint32_t n_cands, cap_cands;
   dialing *dials;
-  size_t n_dials, cap_dials;
+  uint32_t n_dials, cap_dials;
 
   gv_idtab dedup; /* id -> expiry boxed in the fifo item */
   fifo dedup_q;
@@ -208,7 +209,7 @@ struct gv_engine {
   fifo route_q;
 
   pending_id *lazy, *wants;
-  size_t n_lazy, cap_lazy, n_wants, cap_wants;
+  uint32_t n_lazy, cap_lazy, n_wants, cap_wants;
 
   gv_actq acts;
   gv_msg *report; /* the response behind a REPORT, until the next call */
@@ -224,8 +225,8 @@ struct gv_engine {
 /* ---- small helpers ---- */
 
 /* Returns p grown to hold need items (oom.h: never NULL). */
-static void *grow(void *p, size_t *cap, size_t need, size_t size) {
-  size_t c = *cap ? *cap : 4;
+static void *grow(void *p, uint32_t *cap, size_t need, size_t size) {
+  uint32_t c = *cap ? *cap : 4;
   if (need <= *cap)
     return p;
   while (c < need)
@@ -237,7 +238,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
 
 static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
+    uint32_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
     void **items = gv__xmalloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
@@ -669,8 +670,8 @@ static gv_buf *encode_gossip(gv_msg_type type, const char *body,
 
 /* ---- batches of ids (IHAVE, IWANT) ---- */
 
-static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
-                     const uint8_t *id) {
+static void queue_id(pending_id **arr, uint32_t *n, uint32_t *cap,
+                     gv_linkid link, const uint8_t *id) {
   pending_id *p = grow(*arr, cap, *n + 1, sizeof(pending_id));
   *arr = p;
   p[*n].link = link;
@@ -678,7 +679,7 @@ static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
   (*n)++;
 }
 
-static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
+static void flush_ids(gv_engine *e, pending_id *arr, uint32_t *n,
                       gv_msg_type type) {
   for (size_t i = 0; i<e->n_links && * n> 0; i++) {
     elink *l = &e->links[i];
@@ -702,7 +703,7 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
 
 /* Arrays are released once empty: an idle engine holds none of its peak
  * (the simulator keeps a million idle engines). */
-static void release_empty(void **arr, size_t n, size_t *cap) {
+static void release_empty(void **arr, uint32_t n, uint32_t *cap) {
   if (n == 0 && *cap > 0) {
     free(*arr);
     *arr = NULL;
@@ -2167,14 +2168,14 @@ const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
 
 int gv_engine_check(const gv_engine *e, gv_why *why) {
   if (e->n_entries > e->cfg->table_cap || e->table.len != e->n_entries)
-    return gv_fail(why, GV_ELIMIT, "table holds %zu entries, cap %u",
-                   e->n_entries, e->cfg->table_cap);
+    return gv_fail(why, GV_ELIMIT, "table holds %u entries, cap %u",
+                   (unsigned)e->n_entries, e->cfg->table_cap);
   if (e->dedup_q.len > e->cfg->dedup_cap || e->dedup.len != e->dedup_q.len)
-    return gv_fail(why, GV_ELIMIT, "dedup holds %zu ids, cap %u",
-                   e->dedup_q.len, e->cfg->dedup_cap);
+    return gv_fail(why, GV_ELIMIT, "dedup holds %u ids, cap %u",
+                   (unsigned)e->dedup_q.len, e->cfg->dedup_cap);
   if (e->cache_q.len > e->cfg->cache_cap || e->pulls.len > e->cfg->pull_cap)
-    return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
-                   e->cache_q.len, e->pulls.len);
+    return gv_fail(why, GV_ELIMIT, "cache %u / pulls %u over their caps",
+                   (unsigned)e->cache_q.len, (unsigned)e->pulls.len);
   if (e->broadcasting && e->self_n_relays > 0)
     return gv_fail(why, GV_ESTATE, "broadcasting, yet %u relays named",
                    e->self_n_relays);

@@ -71,24 +71,26 @@ struct gv_lcore {
   /* The configuration's constant part, seed and accepting cleared
    * (cfg_shared()); never written. */
   const gv_lcore_cfg *cfg;
-  bool accepting; /* cfg's; gv_lcore_set_accepting() changes it */
   uint8_t self[GV_ID_BYTES];
+  bool accepting; /* cfg's; gv_lcore_set_accepting() changes it */
+  /* Counts (of links, bans, texts) are far below 2^32, and small members
+   * first leave no padding: the simulator holds a million cores. */
+  uint32_t n_links, cap_links;
+  uint32_t ban_head, n_bans;
+  uint32_t n_texts;
   gv_rng rng;
   int64_t now, wall_offset;
   llink *links;
   gv_linkid *ids; /* ids[i] == links[i].id: find() scans 4 bytes a link,
                      not a cold llink each */
-  size_t n_links, cap_links;
   const gv_service *svc[GV__CHAN_COUNT];
   /* Bans, oldest first: every ban lasts ban_ms, and a banned peer cannot
    * link (so is never banned again while banned), so this order is expiry
    * order. At most BAN_CAP; past it the oldest ban is lifted early. */
   gv_idmap bans; /* peer -> its ban_item */
   ban_item *ban_ring;
-  size_t ban_head, n_bans;
   gv_actq acts;
   char (*texts)[sizeof(((gv_why *)0)->text)]; /* REJECT_TEXTS, on demand */
-  size_t n_texts;
   gv_lcore_stats stats;
 };
 
@@ -393,7 +395,7 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
     /* Linear growth: a node holds about ten links, and at most
      * inbound_max + outbound_max, so a few reallocations at most, and
      * never a doubled array mostly empty. */
-    size_t cap = lc->cap_links + LINKS_STEP;
+    uint32_t cap = lc->cap_links + LINKS_STEP;
     lc->links = gv__xrealloc(lc->links, cap * sizeof(llink));
     lc->ids = gv__xrealloc(lc->ids, cap * sizeof(gv_linkid));
     lc->cap_links = cap;
