@@ -104,11 +104,22 @@ typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
                          this node or a peer already linked) */
   bool by_operator; /* named by the operator (--peer, config), not a tracker */
   bool id_linked;   /* id given by the operator or shown by a link to addr */
+  uint8_t failures; /* consecutive, saturating (cand_failed()) */
   uint8_t id[GV_ID_BYTES];
   gv_addr addr;
-  int failures;
   int64_t next_try;
 } cand;
+/* A seed's failures saturate at 255: its backoff is at BACKOFF_MAX_MS long
+ * before (gv_backoff_ms doubles BACKOFF_BASE_MS per failure). */
+_Static_assert(BACKOFF_MAX_MS <= (BACKOFF_BASE_MS << 20),
+               "a seed's backoff reaches its cap within 255 failures");
+
+/* One more failure of seed c; returns the count. */
+static unsigned cand_failed(cand *c) {
+  if (c->failures < UINT8_MAX)
+    c->failures++;
+  return c->failures;
+}
 
 typedef struct dialing {
   bool has_id;
@@ -1500,11 +1511,11 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     for (size_t i = 0; i < e->n_cands; i++) {
       cand *c = &e->cands[i];
       if (c->id_linked && memcmp(c->id, l->peer, GV_ID_BYTES) == 0) {
-        c->failures = flapped ? c->failures + 1 : 0;
-        if (flapped)
-          c->next_try =
-              e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                                     (unsigned)c->failures);
+        if (!flapped)
+          c->failures = 0;
+        else
+          c->next_try = e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS,
+                                               BACKOFF_MAX_MS, cand_failed(c));
       }
     }
     /* A banned peer is not dialed again until its ban is over; a
@@ -1590,9 +1601,8 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
     if ((peer != NULL && c->id_linked &&
          memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&c->addr, addr)))
-      c->next_try =
-          e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                                 (unsigned)++c->failures);
+      c->next_try = e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS,
+                                           BACKOFF_MAX_MS, cand_failed(c));
   }
   e->next_maint = e->now;
   finish(e);
