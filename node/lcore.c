@@ -36,8 +36,8 @@ typedef struct ban_item {
 
 typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
 
-/* Ordered and sized to leave no padding: the simulator holds ten per
- * node, a million nodes. */
+/* Ordered to leave little padding (5 bytes after told): the simulator
+ * holds ten per node, a million nodes. */
 typedef struct llink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
