@@ -45,9 +45,9 @@ void *gv_idmap_get(const gv_idmap *m, const uint8_t key[32]) {
 }
 
 static int grow(gv_idmap *m) {
-  size_t cap = m->cap ? m->cap * 2 : 8;
+  uint32_t cap = m->cap ? m->cap * 2 : 8;
   gv_idmap_slot *old = m->slots, *slots = calloc(cap, sizeof(*slots));
-  size_t old_cap = m->cap;
+  uint32_t old_cap = m->cap;
 
   if (slots == NULL)
     return GV_ENOMEM;
@@ -167,7 +167,7 @@ static void tab_place(gv_idtab *t, gv_idtab_slot s) {
 }
 
 static int tab_grow(gv_idtab *t) {
-  size_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 8;
+  uint32_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 8;
   gv_idtab_slot *old = t->slots, *slots = calloc(cap, sizeof(*slots));
 
   if (slots == NULL)

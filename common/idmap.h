@@ -21,8 +21,8 @@ typedef struct gv_idmap_slot {
 typedef struct gv_idmap {
   uint8_t key[16]; /* SipHash key: secret and random in a node */
   gv_idmap_slot *slots;
-  size_t cap; /* a power of two, or 0 before the first insert */
-  size_t len;
+  uint32_t cap; /* a power of two, or 0 before the first insert */
+  uint32_t len;
 } gv_idmap;
 
 #define GV_IDMAP_KEY_BYTES 16
@@ -58,9 +58,9 @@ typedef struct gv_idtab_slot {
 typedef struct gv_idtab {
   uint8_t key[GV_IDMAP_KEY_BYTES]; /* SipHash key, as gv_idmap's */
   gv_idtab_slot *slots;
-  size_t cap; /* a power of two, or 0 before the first insert */
-  size_t len;
-  size_t off; /* of the id in each object */
+  uint32_t cap; /* a power of two, or 0 before the first insert */
+  uint32_t len;
+  uint32_t off; /* of the id in each object */
 } gv_idtab;
 
 /* off: where each object holds its id (offsetof). */

@@ -84,7 +84,7 @@ static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
   cJSON_AddStringToObject(o, "id", hex);
   a = cJSON_AddArrayToObject(o, "addresses");
   for (int i = 0; i < p->n_addrs; i++) {
-    gv_addr_format(&p->addrs[i], addr);
+    gv_addr_format(&gv_peer_entry_addrs(p)[i], addr);
     cJSON_AddItemToArray(a, cJSON_CreateString(addr));
   }
   cJSON_AddBoolToObject(o, "broadcasting", p->broadcasting);
@@ -97,7 +97,7 @@ static cJSON *peer_json(const gv_ctlsrv *s, const gv_peer_entry *p) {
   if (p->n_relays > 0) { /* a silent node's relays: ids, never addresses */
     a = cJSON_AddArrayToObject(o, "relays");
     for (int i = 0; i < p->n_relays; i++) {
-      gv_id_to_hex(p->relays[i], hex);
+      gv_id_to_hex(gv_peer_entry_relays(p)[i], hex);
       cJSON_AddItemToArray(a, cJSON_CreateString(hex));
     }
   }

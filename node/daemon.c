@@ -317,7 +317,7 @@ static void run_action(gv_node *n, const gv_action *a) {
   case GV_ACT_PERSIST:
     if (a->entry != NULL)
       gv_store_put_peer(n->store, a->peer, a->entry->body, a->entry->body_len,
-                        a->entry->sig, a->at);
+                        gv_peer_entry_sig(a->entry), a->at);
     else
       gv_store_del_peer(n->store, a->peer);
     break;
@@ -759,12 +759,12 @@ static void tunnel_route(gv_node *n, const uint8_t *dst, gv_tun_route *r) {
     if (e->n_addrs > 0) {
       r->kind = GV_TUN_ROUTE_DIAL;
       memcpy(r->peer, dst, GV_ID_BYTES);
-      r->addr = e->addrs[0];
+      r->addr = gv_peer_entry_addrs(e)[0];
     }
     return;
   }
   nr = e->n_relays; /* e is the engine's: copy before the next call */
-  memcpy(relays, e->relays, nr * GV_ID_BYTES);
+  memcpy(relays, gv_peer_entry_relays(e), nr * GV_ID_BYTES);
   for (size_t i = 0; i < nr; i++)
     if ((r->link = ready_link(n, relays[i])) != 0) {
       r->kind = GV_TUN_ROUTE_LINK;
@@ -775,7 +775,7 @@ static void tunnel_route(gv_node *n, const uint8_t *dst, gv_tun_route *r) {
     if (p != NULL && p->broadcasting && p->n_addrs > 0) {
       r->kind = GV_TUN_ROUTE_DIAL;
       memcpy(r->peer, relays[i], GV_ID_BYTES);
-      r->addr = p->addrs[0];
+      r->addr = gv_peer_entry_addrs(p)[0];
       return;
     }
   }
@@ -1207,11 +1207,11 @@ static bool relay_route(void *ctx, const uint8_t id[GV_ID_BYTES],
   out->known = true;
   out->broadcasting = p->broadcasting && p->n_addrs > 0;
   if (out->broadcasting)
-    out->addr = p->addrs[0];
+    out->addr = gv_peer_entry_addrs(p)[0];
   out->n_relays =
       p->n_relays < GV_RELAY_RELAYS_MAX ? p->n_relays : GV_RELAY_RELAYS_MAX;
   if (out->n_relays > 0)
-    memcpy(out->relays, p->relays, out->n_relays * GV_ID_BYTES);
+    memcpy(out->relays, gv_peer_entry_relays(p), out->n_relays * GV_ID_BYTES);
   return true;
 }
 

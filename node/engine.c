@@ -27,7 +27,7 @@
 #include "rng.h"
 
 #define MAX_ANNOUNCERS 8
-#define LINKS_STEP 4 /* the link array grows by this many */
+#define LINKS_STEP 2 /* the link array grows by this many */
 #define MAX_PULL_TRIES 4
 #define MAINT_MS 1000
 #define SWEEP_MS 10000
@@ -104,11 +104,22 @@ typedef struct cand { /* a seed: tracker answer, --peer, cached peer */
                          this node or a peer already linked) */
   bool by_operator; /* named by the operator (--peer, config), not a tracker */
   bool id_linked;   /* id given by the operator or shown by a link to addr */
+  uint8_t failures; /* consecutive, saturating (cand_failed()) */
   uint8_t id[GV_ID_BYTES];
   gv_addr addr;
-  int failures;
   int64_t next_try;
 } cand;
+/* A seed's failures saturate at 255: its backoff is at BACKOFF_MAX_MS long
+ * before (gv_backoff_ms doubles BACKOFF_BASE_MS per failure). */
+_Static_assert(BACKOFF_MAX_MS <= (BACKOFF_BASE_MS << 20),
+               "a seed's backoff reaches its cap within 255 failures");
+
+/* One more failure of seed c; returns the count. */
+static unsigned cand_failed(cand *c) {
+  if (c->failures < UINT8_MAX)
+    c->failures++;
+  return c->failures;
+}
 
 typedef struct dialing {
   bool has_id;
@@ -153,11 +164,24 @@ typedef struct pending_id { /* an IHAVE or IWANT entry awaiting flush */
 /* A FIFO of pointers (expiry order). */
 typedef struct fifo {
   void **items;
-  size_t head, len, cap;
+  uint32_t head, len, cap;
 } fifo;
 
 struct gv_engine {
-  gv_engine_cfg cfg;
+  /* The configuration's constant part: the per-node members below are
+   * cleared in it (cfg_shared()), so that the simulator's engines share one
+   * copy through cfg.bodies. Never written. */
+  const gv_engine_cfg *cfg;
+  /* What this node says about itself (cfg's broadcasting, bootstrap,
+   * addrs; gv_engine_set_broadcast() changes them). addrs: n_addrs, NULL
+   * when none. */
+  bool broadcasting, bootstrap;
+  uint8_t n_addrs;
+  /* (with the small members of this node's state below: no padding) */
+  uint8_t self_n_repos;
+  uint8_t self_n_relays; /* none while broadcasting */
+  uint16_t self_tport;   /* named only while broadcasting */
+  gv_addr *addrs;
   const gv_identity *id;
   gv_rng rng;
   int64_t now, wall_offset;
@@ -166,29 +190,26 @@ struct gv_engine {
   gv_engine_stats stats;
 
   /* this node's own state and latest signed record */
-  char *self_repos; /* packed, as gv_peer_entry.repos */
-  uint8_t self_n_repos;
-  uint8_t self_n_relays; /* none while broadcasting */
-  uint8_t self_relays[GV_MAX_RELAYS][GV_ID_BYTES];
-  uint16_t self_tport; /* named only while broadcasting */
+  char *self_repos;                    /* packed, as gv_peer_entry.repos */
+  uint8_t (*self_relays)[GV_ID_BYTES]; /* self_n_relays; NULL: none */
   char *self_body;
-  uint8_t self_sig[GV_SIG_BYTES];
   gv_msg_type self_type;
+  uint32_t self_len; /* self_body's; its signature follows it (signed_sig) */
   uint64_t self_seq;
   uint8_t self_id[GV_MSG_ID_BYTES]; /* the record's message id */
   uptake *up;                       /* its uptake by the links of the time */
-  size_t n_up, cap_up;
+  uint32_t n_up, cap_up;
   int64_t uptake_until; /* leaving links are released then */
 
   elink *links;
-  size_t n_links, cap_links;
+  uint32_t n_links, cap_links;
   gv_idtab table;
   entry **entries; /* dense, for iteration */
-  size_t n_entries, cap_entries;
+  uint32_t n_entries, cap_entries;
   cand *cands;
-  size_t n_cands, cap_cands;
+  uint32_t n_cands, cap_cands;
   dialing *dials;
-  size_t n_dials, cap_dials;
+  uint32_t n_dials, cap_dials;
 
   gv_idtab dedup; /* id -> expiry boxed in the fifo item */
   fifo dedup_q;
@@ -199,7 +220,7 @@ struct gv_engine {
   fifo route_q;
 
   pending_id *lazy, *wants;
-  size_t n_lazy, cap_lazy, n_wants, cap_wants;
+  uint32_t n_lazy, cap_lazy, n_wants, cap_wants;
 
   gv_actq acts;
   gv_msg *report; /* the response behind a REPORT, until the next call */
@@ -215,8 +236,8 @@ struct gv_engine {
 /* ---- small helpers ---- */
 
 /* Returns p grown to hold need items (oom.h: never NULL). */
-static void *grow(void *p, size_t *cap, size_t need, size_t size) {
-  size_t c = *cap ? *cap : 4;
+static void *grow(void *p, uint32_t *cap, size_t need, size_t size) {
+  uint32_t c = *cap ? *cap : 4;
   if (need <= *cap)
     return p;
   while (c < need)
@@ -228,7 +249,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
 
 static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
+    uint32_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
     void **items = gv__xmalloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
@@ -293,9 +314,9 @@ static char *signed_new(const char *body, size_t len, const uint8_t *sig,
 /* Takes s (n bytes, from signed_new()): returns the pool's copy, or s. */
 static char *keep(gv_engine *e, char *s, size_t n) {
   char *b;
-  if (e->cfg.bodies == NULL)
+  if (e->cfg->bodies == NULL)
     return s;
-  b = gv__xcheck((char *)gv_intern_get(e->cfg.bodies, s, n));
+  b = gv__xcheck((char *)gv_intern_get(e->cfg->bodies, s, n));
   free(s);
   return b;
 }
@@ -308,8 +329,8 @@ static char *signed_copy(gv_engine *e, const char *body, size_t len,
 }
 
 static void body_drop(gv_engine *e, char *b) {
-  if (e->cfg.bodies != NULL)
-    gv_intern_drop(e->cfg.bodies, b);
+  if (e->cfg->bodies != NULL)
+    gv_intern_drop(e->cfg->bodies, b);
   else
     free(b);
 }
@@ -395,6 +416,24 @@ static void persist(gv_engine *e, const uint8_t *id, const entry *en) {
 
 /* ---- peer table (§4) ---- */
 
+const uint8_t *gv_peer_entry_sig(const gv_peer_entry *p) {
+  return signed_sig(p->body, p->body_len);
+}
+
+const gv_addr *gv_peer_entry_addrs(const gv_peer_entry *p) {
+  if (p->n_addrs == 0)
+    return NULL;
+  return (const gv_addr *)(const void *)(p->body + tail_at(p->body_len));
+}
+
+const uint8_t (*gv_peer_entry_relays(const gv_peer_entry *p))[GV_ID_BYTES] {
+  if (p->n_relays == 0)
+    return NULL;
+  return (const uint8_t(*)[GV_ID_BYTES])(
+      const void *)(p->body + tail_at(p->body_len) +
+                    p->n_addrs * sizeof(gv_addr));
+}
+
 bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name) {
   const char *r = p->repos;
   for (int i = 0; i < p->n_repos; i++, r += strlen(r) + 1)
@@ -431,7 +470,7 @@ static void table_remove(gv_engine *e, size_t i, bool tell) {
 /* Makes room for one entry: evicts the lowest-scored unlinked entry. */
 static bool table_room(gv_engine *e) {
   size_t worst = SIZE_MAX;
-  if (e->n_entries < e->cfg.table_cap)
+  if (e->n_entries < e->cfg->table_cap)
     return true;
   for (size_t i = 0; i < e->n_entries; i++) {
     entry *en = e->entries[i];
@@ -491,11 +530,7 @@ static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
   body_drop(e, en->pub.body);
   en->pub.body = s;
   en->pub.body_len = (uint32_t)rec->body_len;
-  en->pub.sig = signed_sig(s, rec->body_len);
-  en->pub.addrs = na > 0 ? (gv_addr *)(void *)(s + at) : NULL;
   en->pub.n_addrs = (uint8_t)na;
-  en->pub.relays =
-      nr > 0 ? (uint8_t(*)[GV_ID_BYTES])(s + at + na * sizeof(gv_addr)) : NULL;
   en->pub.n_relays = (uint8_t)nr;
   en->pub.repos =
       rlen > 0 ? s + at + na * sizeof(gv_addr) + nr * GV_ID_BYTES : NULL;
@@ -540,7 +575,7 @@ static bool table_apply(gv_engine *e, const gv_msg *rec, int64_t seen_at) {
    * it never pins a dial nor names a trusted seed (id_linked does). */
   for (size_t i = 0; i < e->n_cands; i++)
     for (int k = 0; !e->cands[i].has_id && k < en->pub.n_addrs; k++)
-      if (gv_addr_equal(&e->cands[i].addr, &en->pub.addrs[k])) {
+      if (gv_addr_equal(&e->cands[i].addr, &gv_peer_entry_addrs(&en->pub)[k])) {
         e->cands[i].has_id = true;
         memcpy(e->cands[i].id, en->pub.id, GV_ID_BYTES);
       }
@@ -575,7 +610,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
 
   if (gv_idtab_get(&e->dedup, id) != NULL)
     return; /* one queue entry per id: the queue owns the items */
-  if (e->dedup_q.len >= e->cfg.dedup_cap) {
+  if (e->dedup_q.len >= e->cfg->dedup_cap) {
     dedup_item *old = fifo_pop(&e->dedup_q);
     gv_idtab_del(&e->dedup, old->id);
     free(old);
@@ -583,7 +618,7 @@ static void dedup_add(gv_engine *e, const uint8_t *id) {
   }
   it = gv__xmalloc(sizeof(*it));
   memcpy(it->id, id, GV_MSG_ID_BYTES);
-  it->until = e->now + e->cfg.dedup_ms;
+  it->until = e->now + e->cfg->dedup_ms;
   map_put(&e->dedup, it);
   fifo_push(&e->dedup_q, it);
 }
@@ -601,9 +636,9 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
                       uint32_t hops) {
   cached *c;
 
-  if (e->cfg.cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
+  if (e->cfg->cache_cap == 0 || gv_idtab_get(&e->cache, m->id) != NULL)
     return;
-  if (e->cache_q.len >= e->cfg.cache_cap)
+  if (e->cache_q.len >= e->cfg->cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
   if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
@@ -646,8 +681,8 @@ static gv_buf *encode_gossip(gv_msg_type type, const char *body,
 
 /* ---- batches of ids (IHAVE, IWANT) ---- */
 
-static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
-                     const uint8_t *id) {
+static void queue_id(pending_id **arr, uint32_t *n, uint32_t *cap,
+                     gv_linkid link, const uint8_t *id) {
   pending_id *p = grow(*arr, cap, *n + 1, sizeof(pending_id));
   *arr = p;
   p[*n].link = link;
@@ -655,7 +690,7 @@ static void queue_id(pending_id **arr, size_t *n, size_t *cap, gv_linkid link,
   (*n)++;
 }
 
-static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
+static void flush_ids(gv_engine *e, pending_id *arr, uint32_t *n,
                       gv_msg_type type) {
   for (size_t i = 0; i<e->n_links && * n> 0; i++) {
     elink *l = &e->links[i];
@@ -679,7 +714,7 @@ static void flush_ids(gv_engine *e, pending_id *arr, size_t *n,
 
 /* Arrays are released once empty: an idle engine holds none of its peak
  * (the simulator keeps a million idle engines). */
-static void release_empty(void **arr, size_t n, size_t *cap) {
+static void release_empty(void **arr, uint32_t n, uint32_t *cap) {
   if (n == 0 && *cap > 0) {
     free(*arr);
     *arr = NULL;
@@ -721,9 +756,9 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
   /* A neighbour that announced the id holds it and pushes it on: once one
    * has, push to fanout_announced targets (EXPERIMENTS.md weighs it). */
   unsigned want = known != NULL && known->n_from > 0 &&
-                          e->cfg.fanout_announced < e->cfg.fanout
-                      ? e->cfg.fanout_announced
-                      : e->cfg.fanout;
+                          e->cfg->fanout_announced < e->cfg->fanout
+                      ? e->cfg->fanout_announced
+                      : e->cfg->fanout;
   gv_buf *b = NULL;
 
   for (size_t i = 0; i < e->n_links && n < 64; i++) {
@@ -749,7 +784,7 @@ static void disseminate(gv_engine *e, const gv_msg *m, uint32_t ttl,
     n--;
   }
   gv_buf_unref(b);
-  if (e->cfg.repair && is_repaired(m->type))
+  if (e->cfg->repair && is_repaired(m->type))
     for (size_t i = 0; i < n; i++)
       queue_id(&e->lazy, &e->n_lazy, &e->cap_lazy, pick[i]->id, m->id);
 }
@@ -763,7 +798,7 @@ static void route_add(gv_engine *e, const uint8_t *id, gv_linkid link) {
   r = gv__xmalloc(sizeof(*r));
   memcpy(r->id, id, GV_MSG_ID_BYTES);
   r->link = link;
-  r->until = e->now + e->cfg.route_ms;
+  r->until = e->now + e->cfg->route_ms;
   map_put(&e->routes, r);
   fifo_push(&e->route_q, r);
 }
@@ -796,7 +831,7 @@ static int next_seq(gv_engine *e, uint64_t *out) {
 static int sign(gv_engine *e, gv_msg *m) {
   char *out;
   size_t len;
-  int rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  int rc = gv_msg_seal_opt(m, e->id, e->cfg->stub_sigs, &out, &len);
   free(out);
   return rc;
 }
@@ -841,7 +876,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memset(&recs[n], 0, sizeof(recs[n]));
     recs[n].type = e->self_type;
     recs[n].body = e->self_body;
-    memcpy(recs[n].sig, e->self_sig, GV_SIG_BYTES);
+    memcpy(recs[n].sig, signed_sig(e->self_body, e->self_len), GV_SIG_BYTES);
     n++;
   }
   for (size_t i = 0; i < e->n_entries && n < max; i++) {
@@ -852,7 +887,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     memset(&recs[n], 0, sizeof(recs[n]));
     recs[n].type = en->pub.type;
     recs[n].body = en->pub.body;
-    memcpy(recs[n].sig, en->pub.sig, GV_SIG_BYTES);
+    memcpy(recs[n].sig, gv_peer_entry_sig(&en->pub), GV_SIG_BYTES);
     n++;
   }
   if (n == 0 || next_seq(e, &resp.seq) < 0) {
@@ -860,7 +895,7 @@ static void answer_request(gv_engine *e, const gv_msg *req, elink *back) {
     return;
   }
   resp.type = GV_MSG_PEER_LIST_RESPONSE;
-  resp.ttl = e->cfg.ttl_request;
+  resp.ttl = e->cfg->ttl_request;
   resp.ts = wall(e);
   memcpy(resp.u.response.to, req->origin, GV_ID_BYTES);
   memcpy(resp.u.response.request, req->id, GV_MSG_ID_BYTES);
@@ -966,7 +1001,7 @@ static void on_gossip(gv_engine *e, elink *src, gv_msg *m) {
   }
   /* ttl counts the hops still allowed, this one included. */
   if (is_flooded(m->type) && m->ttl > 1) {
-    if (e->cfg.repair && is_repaired(m->type))
+    if (e->cfg->repair && is_repaired(m->type))
       cache_add(e, m, m->ttl - 1, m->hops + 1);
     disseminate(e, m, m->ttl - 1, m->hops + 1, src->id,
                 origin != NULL ? origin->id : 0, p);
@@ -1002,12 +1037,12 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
         p->from[p->n_from++] = l->id;
       continue;
     }
-    if (e->pulls.len >= e->cfg.pull_cap)
+    if (e->pulls.len >= e->cfg->pull_cap)
       continue; /* bounded; a later IHAVE will ask again */
     p = gv__xcalloc(1, sizeof(*p));
     memcpy(p->id, id, GV_MSG_ID_BYTES);
     p->from[p->n_from++] = l->id;
-    p->deadline = e->now + e->cfg.pull_delay_ms;
+    p->deadline = e->now + e->cfg->pull_delay_ms;
     map_put(&e->pulls, p);
   }
   if (confirmed)
@@ -1018,7 +1053,7 @@ static void on_ihave(gv_engine *e, elink *l, const gv_msg *m) {
  * the reverse paths its answers need are alive (route_ms); pulled later,
  * it would be answered into paths that are gone. */
 static bool servable(const gv_engine *e, const cached *c) {
-  return c->type != GV_MSG_PEER_REQUEST || e->now - c->at < e->cfg.route_ms;
+  return c->type != GV_MSG_PEER_REQUEST || e->now - c->at < e->cfg->route_ms;
 }
 
 static void on_iwant(gv_engine *e, elink *l, const gv_msg *m) {
@@ -1052,11 +1087,34 @@ static void run_pulls(gv_engine *e) {
     e->stats.pulls_sent++;
     p->asked = l->id;
     p->tries++;
-    p->deadline = e->now + e->cfg.pull_delay_ms;
+    p->deadline = e->now + e->cfg->pull_delay_ms;
   }
 }
 
 /* ---- this node's record ---- */
+
+/* This node's addresses become addrs[0..n). */
+static void set_addrs(gv_engine *e, const gv_addr *addrs, size_t n) {
+  free(e->addrs);
+  e->addrs = NULL;
+  e->n_addrs = (uint8_t)n;
+  if (n > 0) {
+    e->addrs = gv__xmalloc(n * sizeof(gv_addr));
+    memcpy(e->addrs, addrs, n * sizeof(gv_addr));
+  }
+}
+
+/* This node's relays become ids[0..n). */
+static void set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
+                       size_t n) {
+  free(e->self_relays);
+  e->self_relays = NULL;
+  e->self_n_relays = (uint8_t)n;
+  if (n > 0) {
+    e->self_relays = gv__xmalloc(n * GV_ID_BYTES);
+    memcpy(e->self_relays, ids, n * GV_ID_BYTES);
+  }
+}
 
 /* Re-signs this node's record with a new seq; kind is ANNOUNCEMENT or
  * UPDATE. */
@@ -1069,20 +1127,22 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
   if ((rc = next_seq(e, &m->seq)) < 0)
     return rc;
   m->type = kind;
-  m->ttl = e->cfg.ttl_announce;
+  m->ttl = e->cfg->ttl_announce;
   m->ts = wall(e);
-  m->u.peer.broadcasting = e->cfg.broadcasting;
-  m->u.peer.bootstrap = e->cfg.bootstrap;
+  m->u.peer.broadcasting = e->broadcasting;
+  m->u.peer.bootstrap = e->bootstrap;
   /* IP rule (§8): addresses never for a silent node. */
-  m->u.peer.n_addrs = e->cfg.broadcasting ? e->cfg.n_addrs : 0;
-  memcpy(m->u.peer.addrs, e->cfg.addrs, sizeof(e->cfg.addrs));
+  m->u.peer.n_addrs = e->broadcasting ? e->n_addrs : 0;
+  if (e->n_addrs > 0)
+    memcpy(m->u.peer.addrs, e->addrs, e->n_addrs * sizeof(gv_addr));
   m->u.peer.repos = e->self_repos; /* packed alike; seal copies them */
   m->u.peer.n_repos = e->self_n_repos;
   /* Relays by id only, and only while silent (PROTOCOL.md §6.5). */
-  m->u.peer.n_relays = e->cfg.broadcasting ? 0 : e->self_n_relays;
-  memcpy(m->u.peer.relays, e->self_relays, sizeof(e->self_relays));
-  m->u.peer.tport = e->cfg.broadcasting ? e->self_tport : 0;
-  rc = gv_msg_seal_opt(m, e->id, e->cfg.stub_sigs, &out, &len);
+  m->u.peer.n_relays = e->broadcasting ? 0 : e->self_n_relays;
+  if (e->self_n_relays > 0)
+    memcpy(m->u.peer.relays, e->self_relays, e->self_n_relays * GV_ID_BYTES);
+  m->u.peer.tport = e->broadcasting ? e->self_tport : 0;
+  rc = gv_msg_seal_opt(m, e->id, e->cfg->stub_sigs, &out, &len);
   if (rc < 0)
     return rc;
   free(out);
@@ -1091,7 +1151,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     size_t na, nr, rlen;
     e->self_body = record_copy(e, m, &na, &nr, &rlen);
   }
-  memcpy(e->self_sig, m->sig, GV_SIG_BYTES);
+  e->self_len = (uint32_t)m->body_len;
   e->self_type = kind;
   e->self_seq = m->seq;
   memcpy(e->self_id, m->id, GV_MSG_ID_BYTES);
@@ -1102,7 +1162,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
  * ttl and hops 0. */
 static void originate(gv_engine *e, const gv_msg *m) {
   dedup_add(e, m->id);
-  if (e->cfg.repair && is_repaired(m->type))
+  if (e->cfg->repair && is_repaired(m->type))
     cache_add(e, m, m->ttl, 0);
   disseminate(e, m, m->ttl, 0, 0, 0, NULL);
 }
@@ -1115,7 +1175,7 @@ static bool guard_wants_dial(const gv_engine *e);
 static bool wants_dial(const gv_engine *e) {
   if (guarded(e))
     return guard_wants_dial(e);
-  return e->n_links + e->n_dials < e->cfg.active_target &&
+  return e->n_links + e->n_dials < e->cfg->active_target &&
          (e->n_cands > 0 || e->n_entries > 0);
 }
 
@@ -1124,9 +1184,9 @@ int64_t gv_engine_expiry(const gv_engine *e) {
 
   if (wants_dial(e) && e->next_maint < at)
     at = e->next_maint;
-  if (e->cfg.heartbeat_ms > 0 && e->next_hb < at)
+  if (e->cfg->heartbeat_ms > 0 && e->next_hb < at)
     at = e->next_hb;
-  if (e->cfg.shuffle_ms > 0 && e->next_shuffle < at)
+  if (e->cfg->shuffle_ms > 0 && e->next_shuffle < at)
     at = e->next_shuffle;
   if (e->uptake_until > 0 && e->uptake_until < at)
     at = e->uptake_until;
@@ -1186,7 +1246,7 @@ static void dial(gv_engine *e, const uint8_t *id, const gv_addr *addr) {
 /* Guards apply to a silent node only: a broadcasting one publishes its
  * address anyway. */
 static bool guarded(const gv_engine *e) {
-  return e->guards != NULL && !e->cfg.broadcasting;
+  return e->guards != NULL && !e->broadcasting;
 }
 
 /* A seed the operator named (--peer, config), whose id it gave or a link to
@@ -1237,7 +1297,8 @@ static bool dialable_entry(const gv_engine *e, const entry *en) {
 }
 
 static void dial_entry(gv_engine *e, const entry *en) {
-  dial(e, en->pub.id, &en->pub.addrs[gv_rng_below(&e->rng, en->pub.n_addrs)]);
+  dial(e, en->pub.id,
+       &gv_peer_entry_addrs(&en->pub)[gv_rng_below(&e->rng, en->pub.n_addrs)]);
 }
 
 static bool linked_to(const gv_engine *e, const uint8_t *peer) {
@@ -1262,7 +1323,7 @@ static bool dialable_cand(const gv_engine *e, const cand *c) {
 /* A guarded node wants a dial when a guard is dialable, or when it has
  * too few guards and a seed to dial instead. */
 static bool guard_wants_dial(const gv_engine *e) {
-  if (e->n_links + e->n_dials >= e->cfg.active_target)
+  if (e->n_links + e->n_dials >= e->cfg->active_target)
     return false;
   for (size_t i = 0; i < e->guards->n; i++) {
     const entry *en = gv_idtab_get(&e->table, e->guards->set[i].id);
@@ -1335,7 +1396,7 @@ void gv_engine_hello(gv_engine *e, gv_msg *hello, gv_msg *record) {
     /* A view of the engine's record: its pointers stay the engine's. */
     record->type = e->self_type;
     record->body = e->self_body;
-    memcpy(record->sig, e->self_sig, GV_SIG_BYTES);
+    memcpy(record->sig, signed_sig(e->self_body, e->self_len), GV_SIG_BYTES);
   }
 }
 
@@ -1384,8 +1445,8 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
    * one while it has fewer than active_max links in all (inbound links may
    * have filled the view while the dial ran). */
   if (is_self(e, peer) || link_to(e, peer) != NULL ||
-      (!we_dialed && !e->cfg.broadcasting) ||
-      (we_dialed && e->n_links >= e->cfg.active_max)) {
+      (!we_dialed && !e->broadcasting) ||
+      (we_dialed && e->n_links >= e->cfg->active_max)) {
     finish(e);
     return false;
   }
@@ -1408,7 +1469,7 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   }
   /* Anti-entropy (§2.2): every servable cached id (the cache is bounded),
    * so a new neighbour can pull what it missed. */
-  if (e->cfg.repair)
+  if (e->cfg->repair)
     for (size_t i = 0; i < e->cache_q.len; i++) {
       cached *c = e->cache_q.items[(e->cache_q.head + i) % e->cache_q.cap];
       if (servable(e, c))
@@ -1450,18 +1511,18 @@ void gv_engine_link_down(gv_engine *e, gv_linkid link, int why, int64_t now) {
     for (size_t i = 0; i < e->n_cands; i++) {
       cand *c = &e->cands[i];
       if (c->id_linked && memcmp(c->id, l->peer, GV_ID_BYTES) == 0) {
-        c->failures = flapped ? c->failures + 1 : 0;
-        if (flapped)
-          c->next_try =
-              e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                                     (unsigned)c->failures);
+        if (!flapped)
+          c->failures = 0;
+        else
+          c->next_try = e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS,
+                                               BACKOFF_MAX_MS, cand_failed(c));
       }
     }
     /* A banned peer is not dialed again until its ban is over; a
      * duplicate's twin survives (it may still be saying HELLO), so a
      * redial would only make another duplicate. */
     if (why == GV_CLOSE_BANNED)
-      hold_off(e, l->peer, e->now + e->cfg.banned_redial_ms);
+      hold_off(e, l->peer, e->now + e->cfg->banned_redial_ms);
     else if (guarded(e) && e->now - l->up_at < GUARD_STABLE_MS &&
              gv_guards_has(e->guards, l->peer)) {
       /* A guard that drops this node soon after taking it (a full node
@@ -1540,9 +1601,8 @@ void gv_engine_dial_failed(gv_engine *e, const uint8_t *peer,
     if ((peer != NULL && c->id_linked &&
          memcmp(c->id, peer, GV_ID_BYTES) == 0) ||
         (addr != NULL && gv_addr_equal(&c->addr, addr)))
-      c->next_try =
-          e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                                 (unsigned)++c->failures);
+      c->next_try = e->now + gv_backoff_ms(&e->rng, BACKOFF_BASE_MS,
+                                           BACKOFF_MAX_MS, cand_failed(c));
   }
   e->next_maint = e->now;
   finish(e);
@@ -1565,8 +1625,8 @@ int gv_engine_recv(gv_engine *e, gv_linkid link, const uint8_t *data,
   pol.now_ms = wall(e);
   pol.seen = seen_probe;
   pol.seen_ctx = e;
-  pol.trust_sigs = e->cfg.stub_sigs;
-  pol.memo = e->cfg.bodies != NULL ? gv_intern_memo(e->cfg.bodies) : NULL;
+  pol.trust_sigs = e->cfg->stub_sigs;
+  pol.memo = e->cfg->bodies != NULL ? gv_intern_memo(e->cfg->bodies) : NULL;
   rc = gv_msg_decode(&m, data, len, &pol, why);
   if (rc == 0 && !gv_msg_is_gossip(m.type) && m.type != GV_MSG_IHAVE &&
       m.type != GV_MSG_IWANT)
@@ -1605,7 +1665,7 @@ static void sweep(gv_engine *e) {
     free(d);
   }
   while ((c = fifo_peek(&e->cache_q)) != NULL &&
-         c->at + e->cfg.cache_ms <= e->now)
+         c->at + e->cfg->cache_ms <= e->now)
     cache_drop_oldest(e);
   while ((r = fifo_peek(&e->route_q)) != NULL && r->until <= e->now) {
     fifo_pop(&e->route_q);
@@ -1614,15 +1674,15 @@ static void sweep(gv_engine *e) {
   }
   for (size_t i = 0; i < e->n_entries;) {
     entry *en = e->entries[i];
-    int64_t ttl =
-        en->pub.bootstrap ? e->cfg.bootstrap_expiry_ms : e->cfg.peer_expiry_ms;
+    int64_t ttl = en->pub.bootstrap ? e->cfg->bootstrap_expiry_ms
+                                    : e->cfg->peer_expiry_ms;
     if (!en->pub.connected && en->pub.last_seen + ttl <= e->now) {
       table_remove(e, i, true);
       continue;
     }
     /* Availability falls for every heartbeat interval missed. */
-    if (e->cfg.heartbeat_ms > 0 && en->last_hb > 0 &&
-        e->now - en->last_hb > 2 * e->cfg.heartbeat_ms)
+    if (e->cfg->heartbeat_ms > 0 && en->last_hb > 0 &&
+        e->now - en->last_hb > 2 * e->cfg->heartbeat_ms)
       en->pub.availability *= 0.9f;
     i++;
   }
@@ -1633,7 +1693,7 @@ static void heartbeat(gv_engine *e) {
 
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_HEARTBEAT;
-  m.ttl = e->cfg.ttl_heartbeat;
+  m.ttl = e->cfg->ttl_heartbeat;
   m.ts = wall(e);
   if (next_seq(e, &m.seq) == 0 && sign(e, &m) == 0)
     originate(e, &m);
@@ -1644,19 +1704,19 @@ void gv_engine_tick(gv_engine *e, int64_t now) {
   begin(e, now);
   run_pulls(e);
   if (e->now >= e->next_maint) {
-    maintain(e, e->cfg.active_target);
+    maintain(e, e->cfg->active_target);
     e->next_maint = e->now + MAINT_MS;
   }
   /* Shuffle (§3): one extra link now and then keeps views mixing, so two
    * halves of a healed partition find each other again. */
-  if (e->cfg.shuffle_ms > 0 && e->now >= e->next_shuffle) {
-    if (e->n_links + e->n_dials < e->cfg.active_max && !guarded(e))
+  if (e->cfg->shuffle_ms > 0 && e->now >= e->next_shuffle) {
+    if (e->n_links + e->n_dials < e->cfg->active_max && !guarded(e))
       maintain(e, e->n_links + e->n_dials + 1);
-    e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg.shuffle_ms);
+    e->next_shuffle = e->now + gv_jitter_ms(&e->rng, e->cfg->shuffle_ms);
   }
-  if (e->cfg.heartbeat_ms > 0 && e->now >= e->next_hb) {
+  if (e->cfg->heartbeat_ms > 0 && e->now >= e->next_hb) {
     heartbeat(e);
-    e->next_hb = e->now + e->cfg.heartbeat_ms;
+    e->next_hb = e->now + e->cfg->heartbeat_ms;
   }
   if (e->now >= e->next_sweep) {
     sweep(e);
@@ -1732,13 +1792,11 @@ int gv_engine_set_broadcast(gv_engine *e, bool on, bool bootstrap,
   if (n > GV_MAX_ADDRS || (bootstrap && !on))
     return GV_EINVAL;
   begin(e, now);
-  e->cfg.broadcasting = on;
-  e->cfg.bootstrap = bootstrap;
-  e->cfg.n_addrs = on ? (uint8_t)n : 0;
-  for (size_t i = 0; on && i < n; i++)
-    e->cfg.addrs[i] = addrs[i];
+  e->broadcasting = on;
+  e->bootstrap = bootstrap;
+  set_addrs(e, addrs, on ? n : 0);
   if (on) /* a broadcasting record names no relays */
-    e->self_n_relays = 0;
+    set_relays(e, NULL, 0);
   rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   /* A silent node keeps no inbound links: gossip lets each go once it has
    * confirmed the update, or after GV_UPTAKE_WAIT_MS (then the caller
@@ -1757,7 +1815,7 @@ int gv_engine_set_tport(gv_engine *e, uint16_t port, int64_t now) {
   begin(e, now);
   if (port != e->self_tport) {
     e->self_tport = port;
-    if (e->cfg.broadcasting)
+    if (e->broadcasting)
       rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   }
   finish(e);
@@ -1783,7 +1841,7 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
                          size_t n, int64_t now) {
   int rc = 0;
 
-  if (e->cfg.broadcasting)
+  if (e->broadcasting)
     return GV_ESTATE;
   if (n > GV_MAX_RELAYS)
     return GV_ELIMIT;
@@ -1796,9 +1854,7 @@ int gv_engine_set_relays(gv_engine *e, const uint8_t (*ids)[GV_ID_BYTES],
   }
   begin(e, now);
   if (!same_relays(e, ids, n)) {
-    if (n > 0)
-      memcpy(e->self_relays, ids, n * GV_ID_BYTES);
-    e->self_n_relays = (uint8_t)n;
+    set_relays(e, ids, n);
     rc = flood_self(e, GV_MSG_PEER_UPDATE, NULL);
   }
   finish(e);
@@ -1817,7 +1873,7 @@ int gv_engine_request(gv_engine *e, const char *repo, unsigned max,
   begin(e, now);
   memset(&m, 0, sizeof(m));
   m.type = GV_MSG_PEER_REQUEST;
-  m.ttl = e->cfg.ttl_request;
+  m.ttl = e->cfg->ttl_request;
   m.ts = wall(e);
   snprintf(m.u.request.repo, sizeof(m.u.request.repo), "%s", repo);
   m.u.request.max = max;
@@ -1843,7 +1899,7 @@ void gv_engine_add_candidate(gv_engine *e, const uint8_t *peer,
   for (size_t i = 0; i < e->n_cands; i++)
     if (gv_addr_equal(&e->cands[i].addr, addr))
       goto out;
-  if (e->n_cands >= e->cfg.table_cap)
+  if (e->n_cands >= e->cfg->table_cap)
     goto out;
   e->cands = grow(e->cands, &e->cap_cands, e->n_cands + 1, sizeof(cand));
   c = &e->cands[e->n_cands++];
@@ -1869,7 +1925,7 @@ int gv_engine_restore(gv_engine *e, const char *body, size_t body_len,
   begin(e, now);
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = wall(e);
-  pol.trust_sigs = e->cfg.stub_sigs;
+  pol.trust_sigs = e->cfg->stub_sigs;
   rc = gv_msg_decode_record(&m, body, body_len, sig, &pol, NULL);
   if (rc == 0)
     table_apply(e, &m, last_seen - e->wall_offset);
@@ -1935,6 +1991,35 @@ void gv_engine_cfg_default(gv_engine_cfg *c) {
   c->guard_life_max_ms = 60 * 24 * 3600000LL;
 }
 
+/* The constant part of cfg: a copy with the per-node members cleared (the
+ * PRNG seed, clock offset, seq floor, and what the node says about itself,
+ * kept in the engine), taken from the shared pool when there is one
+ * (cfg.bodies): engines configured alike hold one copy. Callers that start
+ * from gv_engine_cfg_default() leave the padding zero, so alike is equal
+ * bytes. Released by body_drop(). */
+static const gv_engine_cfg *cfg_shared(const gv_engine_cfg *cfg) {
+  gv_engine_cfg *c = gv__xmalloc(sizeof(*c));
+  const char *kept;
+
+  memcpy(c, cfg, sizeof(*c));
+  c->seed = 0;
+  c->wall_offset = 0;
+  c->seq_floor = 0;
+  c->broadcasting = c->bootstrap = false;
+  c->n_addrs = 0;
+  memset(c->addrs, 0, sizeof(c->addrs));
+  c->n_repos = 0;
+  c->repos = NULL; /* not retained */
+  c->tport = 0;
+  if (cfg->bodies == NULL)
+    return c;
+  /* The pool's strings are 16-byte aligned (common/intern.c). */
+  kept = gv__xcheck(
+      (char *)gv_intern_get(cfg->bodies, (const char *)c, sizeof(*c)));
+  free(c);
+  return (const gv_engine_cfg *)(const void *)kept;
+}
+
 int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
                   const gv_identity *id, int64_t now) {
   gv_engine *e = gv__xcalloc(1, sizeof(*e));
@@ -1972,9 +2057,10 @@ int gv_engine_new(gv_engine **out, const gv_engine_cfg *cfg,
       return rc;
     }
   }
-  e->cfg = *cfg;
-  e->cfg.repos = NULL; /* not retained */
-  e->cfg.n_repos = 0;
+  e->cfg = cfg_shared(cfg);
+  e->broadcasting = cfg->broadcasting;
+  e->bootstrap = cfg->bootstrap;
+  set_addrs(e, cfg->addrs, cfg->n_addrs);
   pack_repos(e, cfg->repos, cfg->n_repos);
   e->self_tport = cfg->tport;
   e->id = id;
@@ -2047,9 +2133,15 @@ void gv_engine_free(gv_engine *e) {
   free(e->wants);
   free(e->up);
   body_drop(e, e->self_body);
+  free(e->addrs);
+  free(e->self_relays);
   free(e->self_repos);
   free(e->guards);
   drop_report(e);
+  if (e->cfg->bodies != NULL) /* last: the drops above read it */
+    gv_intern_drop(e->cfg->bodies, (const char *)e->cfg);
+  else
+    free((void *)e->cfg);
   free(e);
 }
 
@@ -2072,7 +2164,7 @@ void gv_engine_uptake(const gv_engine *e, size_t *confirmed, size_t *links) {
 
 uint64_t gv_engine_record_seq(const gv_engine *e) { return e->self_seq; }
 
-bool gv_engine_broadcasting(const gv_engine *e) { return e->cfg.broadcasting; }
+bool gv_engine_broadcasting(const gv_engine *e) { return e->broadcasting; }
 
 const gv_peer_entry *gv_engine_table_at(const gv_engine *e, size_t i) {
   return i < e->n_entries ? &e->entries[i]->pub : NULL;
@@ -2085,16 +2177,16 @@ const gv_peer_entry *gv_engine_table_get(const gv_engine *e,
 }
 
 int gv_engine_check(const gv_engine *e, gv_why *why) {
-  if (e->n_entries > e->cfg.table_cap || e->table.len != e->n_entries)
-    return gv_fail(why, GV_ELIMIT, "table holds %zu entries, cap %u",
-                   e->n_entries, e->cfg.table_cap);
-  if (e->dedup_q.len > e->cfg.dedup_cap || e->dedup.len != e->dedup_q.len)
-    return gv_fail(why, GV_ELIMIT, "dedup holds %zu ids, cap %u",
-                   e->dedup_q.len, e->cfg.dedup_cap);
-  if (e->cache_q.len > e->cfg.cache_cap || e->pulls.len > e->cfg.pull_cap)
-    return gv_fail(why, GV_ELIMIT, "cache %zu / pulls %zu over their caps",
-                   e->cache_q.len, e->pulls.len);
-  if (e->cfg.broadcasting && e->self_n_relays > 0)
+  if (e->n_entries > e->cfg->table_cap || e->table.len != e->n_entries)
+    return gv_fail(why, GV_ELIMIT, "table holds %u entries, cap %u",
+                   (unsigned)e->n_entries, e->cfg->table_cap);
+  if (e->dedup_q.len > e->cfg->dedup_cap || e->dedup.len != e->dedup_q.len)
+    return gv_fail(why, GV_ELIMIT, "dedup holds %u ids, cap %u",
+                   (unsigned)e->dedup_q.len, e->cfg->dedup_cap);
+  if (e->cache_q.len > e->cfg->cache_cap || e->pulls.len > e->cfg->pull_cap)
+    return gv_fail(why, GV_ELIMIT, "cache %u / pulls %u over their caps",
+                   (unsigned)e->cache_q.len, (unsigned)e->pulls.len);
+  if (e->broadcasting && e->self_n_relays > 0)
     return gv_fail(why, GV_ESTATE, "broadcasting, yet %u relays named",
                    e->self_n_relays);
   if (e->seq > e->seq_ceiling || e->seq > GV_SEQ_MAX)
@@ -2103,18 +2195,17 @@ int gv_engine_check(const gv_engine *e, gv_why *why) {
                    (unsigned long long)e->seq_ceiling);
   for (size_t i = 0; i < e->n_links; i++)
     if (e->links[i].leaving &&
-        (e->links[i].dialed || e->cfg.broadcasting || e->uptake_until == 0))
+        (e->links[i].dialed || e->broadcasting || e->uptake_until == 0))
       return gv_fail(why, GV_ESTATE, "link %u leaving out of turn",
                      e->links[i].id);
-  if (dialed_links(e) > e->cfg.active_max)
+  if (dialed_links(e) > e->cfg->active_max)
     return gv_fail(why, GV_ELIMIT, "%zu dialed links", dialed_links(e));
   for (size_t i = 0; i < e->n_entries; i++) {
     const gv_peer_entry *p = &e->entries[i]->pub;
     if (!p->broadcasting && p->n_addrs > 0)
       return gv_fail(why, GV_ESILENTADDR,
                      "table entry of a silent node holds an address");
-    if (p->n_relays > GV_MAX_RELAYS || (p->broadcasting && p->n_relays > 0) ||
-        (p->n_relays > 0) != (p->relays != NULL))
+    if (p->n_relays > GV_MAX_RELAYS || (p->broadcasting && p->n_relays > 0))
       return gv_fail(why, GV_ESTATE, "table entry holds %u relays%s",
                      p->n_relays, p->broadcasting ? " while broadcasting" : "");
   }

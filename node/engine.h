@@ -108,20 +108,16 @@ void gv_engine_cfg_default(gv_engine_cfg *cfg);
 
 /* ---- the peer table, as the caller sees it ---- */
 
-/* Compact on purpose: the simulator holds millions. body, sig, addrs,
- * relays and repos all point into one string, which other engines may
- * share (cfg.bodies): never written. */
+/* Compact on purpose: the simulator holds millions. body and repos point
+ * into one string, which other engines may share (cfg.bodies): never
+ * written. The string also holds the record's signature, addresses and
+ * relays; gv_peer_entry_sig(), _addrs() and _relays() read them there. */
 typedef struct gv_peer_entry {
   uint8_t id[GV_ID_BYTES];
   uint64_t seq;      /* of the record held */
   int64_t last_seen; /* the engine's (monotonic) clock */
-  gv_addr *addrs;    /* n_addrs; none unless broadcasting */
   char *repos;       /* n_repos NUL-terminated names, back to back */
-  /* n_relays node ids the (silent) origin names as its relays, in its
-   * order (PROTOCOL.md §6.5); NULL when there are none. */
-  uint8_t (*relays)[GV_ID_BYTES];
-  char *body;         /* the origin's signed record, exact bytes */
-  const uint8_t *sig; /* GV_SIG_BYTES: its signature */
+  char *body;        /* the origin's signed record, exact bytes */
   uint32_t body_len;
   gv_msg_type type;                /* PEER_ANNOUNCEMENT or PEER_UPDATE */
   float availability, performance; /* 0..100 */
@@ -131,6 +127,14 @@ typedef struct gv_peer_entry {
   uint8_t n_relays; /* 0..GV_MAX_RELAYS; none unless silent */
   uint16_t tport;   /* torrent port of a broadcasting origin; 0: none */
 } gv_peer_entry;
+
+/* The record's signature (GV_SIG_BYTES). */
+const uint8_t *gv_peer_entry_sig(const gv_peer_entry *p);
+/* Its n_addrs addresses (none unless broadcasting); NULL when none. */
+const gv_addr *gv_peer_entry_addrs(const gv_peer_entry *p);
+/* The n_relays node ids the (silent) origin names as its relays, in its
+ * order (PROTOCOL.md §6.5); NULL when there are none. */
+const uint8_t (*gv_peer_entry_relays(const gv_peer_entry *p))[GV_ID_BYTES];
 
 /* True if the entry lists repository name. */
 bool gv_peer_entry_has_repo(const gv_peer_entry *p, const char *name);

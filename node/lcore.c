@@ -15,6 +15,7 @@
 #include "actq.h"
 #include "backoff.h"
 #include "idmap.h"
+#include "intern.h"
 #include "invariant.h"
 #include "oom.h"
 #include "rng.h"
@@ -26,7 +27,7 @@
 /* Bans held at most; identities cost nothing to make. */
 #define BAN_CAP 4096
 /* The link array grows by this many links. */
-#define LINKS_STEP 4
+#define LINKS_STEP 2
 
 typedef struct ban_item {
   uint8_t peer[GV_ID_BYTES];
@@ -35,15 +36,14 @@ typedef struct ban_item {
 
 typedef enum lstate { L_OPEN, L_READY, L_CLOSING } lstate;
 
-/* Ordered and sized to leave no padding: the simulator holds ten per
- * node, a million nodes. */
+/* Ordered to leave little padding (5 bytes after told): the simulator
+ * holds ten per node, a million nodes. */
 typedef struct llink {
   gv_linkid id;
   uint8_t peer[GV_ID_BYTES];
   bool dialed, has_addr;
   bool ping_out; /* a PING awaits its PONG, sent at ping_sent */
   bool peer_dup; /* the peer's GOODBYE said "duplicate" */
-  gv_addr addr;
   uint8_t state; /* an lstate */
   uint8_t holds; /* GV_HOLD_* bits */
   uint8_t told;  /* bit per channel: services told up, so owed a down */
@@ -52,32 +52,45 @@ typedef struct llink {
   int64_t tokens_at;
   double penalty;
   int64_t penalty_at;
-  uint64_t ping_nonce;
-  int64_t ping_sent, next_ping;
+  /* The dialed address is read only until the link is READY (the services'
+   * up, or dial_ended for a dial that never was), the PING state only once
+   * it is (ready() starts it from zero): they share the bytes. */
+  union {
+    gv_addr addr; /* if has_addr; while L_OPEN */
+    struct {      /* while L_READY */
+      uint64_t ping_nonce;
+      int64_t ping_sent, next_ping;
+    } p;
+  } u;
   double rtt, availability, performance;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 } llink;
 _Static_assert(GV__CHAN_COUNT <= 8, "llink.told holds a bit per channel");
 
 struct gv_lcore {
-  gv_lcore_cfg cfg;
+  /* The configuration's constant part, seed and accepting cleared
+   * (cfg_shared()); never written. */
+  const gv_lcore_cfg *cfg;
   uint8_t self[GV_ID_BYTES];
+  bool accepting; /* cfg's; gv_lcore_set_accepting() changes it */
+  /* Counts (of links, bans, texts) are far below 2^32, and small members
+   * first leave no padding: the simulator holds a million cores. */
+  uint32_t n_links, cap_links;
+  uint32_t ban_head, n_bans;
+  uint32_t n_texts;
   gv_rng rng;
   int64_t now, wall_offset;
   llink *links;
   gv_linkid *ids; /* ids[i] == links[i].id: find() scans 4 bytes a link,
                      not a cold llink each */
-  size_t n_links, cap_links;
   const gv_service *svc[GV__CHAN_COUNT];
   /* Bans, oldest first: every ban lasts ban_ms, and a banned peer cannot
    * link (so is never banned again while banned), so this order is expiry
    * order. At most BAN_CAP; past it the oldest ban is lifted early. */
   gv_idmap bans; /* peer -> its ban_item */
   ban_item *ban_ring;
-  size_t ban_head, n_bans;
   gv_actq acts;
   char (*texts)[sizeof(((gv_why *)0)->text)]; /* REJECT_TEXTS, on demand */
-  size_t n_texts;
   gv_lcore_stats stats;
 };
 
@@ -212,7 +225,7 @@ static void close_link(gv_lcore *lc, llink *l, gv_close why) {
     if (was_ready && (l->told & 1u << c) && s->down != NULL)
       s->down(s->ctx, l->id, why, lc->now);
     else if (!was_ready && l->dialed && s->dial_ended != NULL)
-      s->dial_ended(s->ctx, l->peer, l->has_addr ? &l->addr : NULL, why,
+      s->dial_ended(s->ctx, l->peer, l->has_addr ? &l->u.addr : NULL, why,
                     lc->now);
   }
 }
@@ -236,7 +249,7 @@ static void ban(gv_lcore *lc, llink *l) {
     if (gv_idmap_put(&lc->bans, b->peer, b) < 0)
       abort(); /* only out of memory (oom.h) */
   }
-  b->until = lc->now + lc->cfg.ban_ms;
+  b->until = lc->now + lc->cfg->ban_ms;
   lc->stats.bans++;
   close_link(lc, l, GV_CLOSE_BANNED);
 }
@@ -245,7 +258,7 @@ static void add_penalty(gv_lcore *lc, llink *l, double points) {
   penalty(lc, l);
   l->penalty += points;
   l->penalty_at = lc->now;
-  if (score(lc, l) < lc->cfg.ban_threshold)
+  if (score(lc, l) < lc->cfg->ban_threshold)
     ban(lc, l);
   else
     tell_score(lc, l);
@@ -274,7 +287,7 @@ static void send_hello(gv_lcore *lc, llink *l) {
   memset(&rec, 0, sizeof(rec));
   h.type = GV_MSG_HELLO;
   h.ts = lc->now + lc->wall_offset;
-  snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "%s", lc->cfg.agent);
+  snprintf(h.u.hello.agent, sizeof(h.u.hello.agent), "%s", lc->cfg->agent);
   if (lc->svc[GV_CHAN_GOSSIP] != NULL && lc->svc[GV_CHAN_GOSSIP]->hello != NULL)
     lc->svc[GV_CHAN_GOSSIP]->hello(lc->svc[GV_CHAN_GOSSIP]->ctx, &h, &rec);
   if (rec.body != NULL)
@@ -286,9 +299,9 @@ static void send_ping(gv_lcore *lc, llink *l) {
   gv_msg p;
   memset(&p, 0, sizeof(p));
   p.type = GV_MSG_PING;
-  p.u.nonce = l->ping_nonce = gv_rng_next(&lc->rng) & GV_INT_MAX;
+  p.u.nonce = l->u.p.ping_nonce = gv_rng_next(&lc->rng) & GV_INT_MAX;
   l->ping_out = true;
-  l->ping_sent = lc->now;
+  l->u.p.ping_sent = lc->now;
   lc->stats.pings++;
   send_link_msg(lc, l, &p);
 }
@@ -321,7 +334,7 @@ static llink *eviction_victim(gv_lcore *lc, const llink *n, const llink *skip) {
         (l->holds & GV_HOLD_RELAY))
       continue;
     s = score(lc, l);
-    if (l->state == L_READY && lc->now - l->up_at >= lc->cfg.protect_ms &&
+    if (l->state == L_READY && lc->now - l->up_at >= lc->cfg->protect_ms &&
         s >= PROTECT_SCORE)
       continue;
     if (worst == NULL || s < worst_score ||
@@ -342,7 +355,7 @@ static int admit(gv_lcore *lc, llink *n) {
     return GV_CLOSE_SELF;
   if (gv_lcore_banned(lc, n->peer))
     return GV_CLOSE_BANNED;
-  if (!n->dialed && !lc->cfg.accepting)
+  if (!n->dialed && !lc->accepting)
     return GV_CLOSE_NOT_ACCEPTING;
   for (size_t i = 0; i < lc->n_links; i++) {
     llink *o = &lc->links[i];
@@ -357,10 +370,10 @@ static int admit(gv_lcore *lc, llink *n) {
   }
   /* The room is counted as it will be: without the duplicate n replaces. */
   if (n->dialed &&
-      count(lc, true) - (dup != NULL && dup->dialed) > lc->cfg.outbound_max)
+      count(lc, true) - (dup != NULL && dup->dialed) > lc->cfg->outbound_max)
     return GV_CLOSE_FULL;
   if (!n->dialed &&
-      count(lc, false) - (dup != NULL && !dup->dialed) > lc->cfg.inbound_max &&
+      count(lc, false) - (dup != NULL && !dup->dialed) > lc->cfg->inbound_max &&
       (victim = eviction_victim(lc, n, dup)) == NULL)
     return GV_CLOSE_FULL;
   if (dup != NULL)
@@ -382,7 +395,7 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
     /* Linear growth: a node holds about ten links, and at most
      * inbound_max + outbound_max, so a few reallocations at most, and
      * never a doubled array mostly empty. */
-    size_t cap = lc->cap_links + LINKS_STEP;
+    uint32_t cap = lc->cap_links + LINKS_STEP;
     lc->links = gv__xrealloc(lc->links, cap * sizeof(llink));
     lc->ids = gv__xrealloc(lc->ids, cap * sizeof(gv_linkid));
     lc->cap_links = cap;
@@ -395,11 +408,11 @@ void gv_lcore_open(gv_lcore *lc, gv_linkid link, const uint8_t *peer,
   l->dialed = dialed;
   if (dialed && addr != NULL) {
     l->has_addr = true;
-    l->addr = *addr;
+    l->u.addr = *addr;
   }
   l->state = L_OPEN;
   l->opened_at = l->last_rx = l->tokens_at = l->penalty_at = lc->now;
-  l->tokens = lc->cfg.rate_burst;
+  l->tokens = lc->cfg->rate_burst;
   l->rtt = -1;
   l->availability = l->performance = 50;
   lc->stats.opened++;
@@ -423,7 +436,7 @@ static void ready(gv_lcore *lc, llink *l, const gv_msg *hello) {
       continue;
     l->told |= 1u << c;
     hold = s->up(s->ctx, l->id, l->peer, l->dialed,
-                 l->has_addr ? &l->addr : NULL, hello, lc->now);
+                 l->has_addr ? &l->u.addr : NULL, hello, lc->now);
     if (hold && l->state == L_READY)
       l->holds |= 1u << (c - 1);
   }
@@ -433,17 +446,18 @@ static void ready(gv_lcore *lc, llink *l, const gv_msg *hello) {
     close_link(lc, l, GV_CLOSE_UNWANTED);
     return;
   }
+  memset(&l->u.p, 0, sizeof(l->u.p)); /* the address is done with */
   /* The first PING at once: the link's RTT is known within a round trip,
    * not after the first interval. */
-  if (lc->cfg.ping_ms > 0) {
+  if (lc->cfg->ping_ms > 0) {
     send_ping(lc, l);
-    l->next_ping = lc->now + gv_jitter_ms(&lc->rng, lc->cfg.ping_ms);
+    l->u.p.next_ping = lc->now + gv_jitter_ms(&lc->rng, lc->cfg->ping_ms);
   }
 }
 
 static bool rate_ok(gv_lcore *lc, llink *l) {
   double dt = (double)(lc->now - l->tokens_at) / 1000.0;
-  l->tokens = fmin(lc->cfg.rate_burst, l->tokens + dt * lc->cfg.rate_per_s);
+  l->tokens = fmin(lc->cfg->rate_burst, l->tokens + dt * lc->cfg->rate_per_s);
   l->tokens_at = lc->now;
   if (l->tokens < 1.0)
     return false;
@@ -480,8 +494,8 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
 
   memset(&pol, 0, sizeof(pol));
   pol.now_ms = lc->now + lc->wall_offset;
-  pol.trust_sigs = lc->cfg.stub_sigs;
-  pol.memo = lc->cfg.memo;
+  pol.trust_sigs = lc->cfg->stub_sigs;
+  pol.memo = lc->cfg->memo;
   pol.record = &record;
   why.text[0] = '\0';
   rc = gv_msg_decode(&m, msg, len, &pol, &why);
@@ -524,8 +538,8 @@ static void on_link_msg(gv_lcore *lc, llink *l, const uint8_t *msg,
     break;
   }
   case GV_MSG_PONG:
-    if (l->ping_out && m.u.nonce == l->ping_nonce) {
-      double rtt = (double)(lc->now - l->ping_sent);
+    if (l->ping_out && m.u.nonce == l->u.p.ping_nonce) {
+      double rtt = (double)(lc->now - l->u.p.ping_sent);
       double perf = fmax(0.0, fmin(100.0, 100.0 * (1.0 - rtt / 1000.0)));
       l->rtt = l->rtt < 0 ? rtt : l->rtt * 0.7 + rtt * 0.3;
       l->performance = l->performance * 0.7 + perf * 0.3;
@@ -636,21 +650,21 @@ void gv_lcore_tick(gv_lcore *lc, int64_t now) {
   begin(lc, now);
   for (size_t i = 0; i < lc->n_links; i++) {
     llink *l = &lc->links[i];
-    if (l->state == L_OPEN && lc->now - l->opened_at >= lc->cfg.hello_ms)
+    if (l->state == L_OPEN && lc->now - l->opened_at >= lc->cfg->hello_ms)
       close_link(lc, l, GV_CLOSE_HELLO_TIMEOUT);
     if (l->state != L_READY)
       continue;
-    if (lc->now - l->last_rx >= lc->cfg.idle_ms) {
+    if (lc->now - l->last_rx >= lc->cfg->idle_ms) {
       close_link(lc, l, GV_CLOSE_IDLE);
       continue;
     }
-    if (l->ping_out && lc->now - l->ping_sent >= lc->cfg.ping_timeout_ms) {
+    if (l->ping_out && lc->now - l->u.p.ping_sent >= lc->cfg->ping_timeout_ms) {
       close_link(lc, l, GV_CLOSE_PING_TIMEOUT);
       continue;
     }
-    if (lc->cfg.ping_ms > 0 && !l->ping_out && lc->now >= l->next_ping) {
+    if (lc->cfg->ping_ms > 0 && !l->ping_out && lc->now >= l->u.p.next_ping) {
       send_ping(lc, l);
-      l->next_ping = lc->now + lc->cfg.ping_ms;
+      l->u.p.next_ping = lc->now + lc->cfg->ping_ms;
     }
   }
   while (lc->n_bans > 0 && lc->ban_ring[lc->ban_head].until <= lc->now)
@@ -673,14 +687,14 @@ int64_t gv_lcore_expiry(const gv_lcore *lc) {
   for (size_t i = 0; i < lc->n_links; i++) {
     const llink *l = &lc->links[i];
     if (l->state == L_OPEN)
-      EARLIER(l->opened_at + lc->cfg.hello_ms);
+      EARLIER(l->opened_at + lc->cfg->hello_ms);
     if (l->state != L_READY)
       continue;
-    EARLIER(l->last_rx + lc->cfg.idle_ms);
+    EARLIER(l->last_rx + lc->cfg->idle_ms);
     if (l->ping_out)
-      EARLIER(l->ping_sent + lc->cfg.ping_timeout_ms);
-    else if (lc->cfg.ping_ms > 0)
-      EARLIER(l->next_ping);
+      EARLIER(l->u.p.ping_sent + lc->cfg->ping_timeout_ms);
+    else if (lc->cfg->ping_ms > 0)
+      EARLIER(l->u.p.next_ping);
   }
   if (lc->n_bans > 0)
     EARLIER(lc->ban_ring[lc->ban_head].until);
@@ -733,7 +747,7 @@ void gv_lcore_send_failed(gv_lcore *lc, gv_linkid link, int64_t now) {
 
 void gv_lcore_set_accepting(gv_lcore *lc, bool on, int64_t now) {
   begin(lc, now);
-  lc->cfg.accepting = on;
+  lc->accepting = on;
   for (size_t i = 0; !on && i < lc->n_links; i++)
     if (!lc->links[i].dialed)
       close_link(lc, &lc->links[i], GV_CLOSE_NOT_ACCEPTING);
@@ -750,6 +764,27 @@ void gv_lcore_set_service(gv_lcore *lc, gv_chan chan, const gv_service *svc) {
 
 /* ---- construction and inspection ---- */
 
+/* The constant part of cfg: a copy with seed and accepting cleared, taken
+ * from the shared pool when there is one (cfg.pool), so that link cores
+ * configured alike hold one copy. Callers that start from
+ * gv_lcore_cfg_default() leave the padding zero, so alike is equal bytes.
+ * Released by gv_lcore_free(). */
+static const gv_lcore_cfg *cfg_shared(const gv_lcore_cfg *cfg) {
+  gv_lcore_cfg *c = gv__xmalloc(sizeof(*c));
+  const char *kept;
+
+  memcpy(c, cfg, sizeof(*c));
+  c->seed = 0;
+  c->accepting = false;
+  if (cfg->pool == NULL)
+    return c;
+  /* The pool's strings are 16-byte aligned (common/intern.c). */
+  kept =
+      gv__xcheck((char *)gv_intern_get(cfg->pool, (const char *)c, sizeof(*c)));
+  free(c);
+  return (const gv_lcore_cfg *)(const void *)kept;
+}
+
 int gv_lcore_new(gv_lcore **out, const gv_lcore_cfg *cfg,
                  const uint8_t self[GV_ID_BYTES], int64_t now) {
   gv_lcore *lc;
@@ -762,7 +797,8 @@ int gv_lcore_new(gv_lcore **out, const gv_lcore_cfg *cfg,
       strlen(cfg->agent) == 0 || strlen(cfg->agent) > GV_AGENT_MAX)
     return GV_EINVAL;
   lc = gv__xcalloc(1, sizeof(*lc));
-  lc->cfg = *cfg;
+  lc->cfg = cfg_shared(cfg);
+  lc->accepting = cfg->accepting;
   memcpy(lc->self, self, GV_ID_BYTES);
   lc->now = now;
   gv_rng_seed(&lc->rng, cfg->seed ^ 0x6c696e6b636f7265ULL);
@@ -784,6 +820,10 @@ void gv_lcore_free(gv_lcore *lc) {
   free(lc->links);
   free(lc->ids);
   free(lc->texts);
+  if (lc->cfg->pool != NULL)
+    gv_intern_drop(lc->cfg->pool, (const char *)lc->cfg);
+  else
+    free((void *)lc->cfg);
   free(lc);
 }
 
@@ -839,7 +879,7 @@ int gv_lcore_check(const gv_lcore *lc, gv_why *why) {
       return gv_fail(why, GV_ESTATE, "ready link %u has no holder", l->id);
     if (memcmp(l->peer, lc->self, GV_ID_BYTES) == 0)
       return gv_fail(why, GV_ESTATE, "link %u to this node", l->id);
-    if (!l->dialed && !lc->cfg.accepting)
+    if (!l->dialed && !lc->accepting)
       return gv_fail(why, GV_ESTATE, "inbound link %u while silent", l->id);
     in += !l->dialed;
     out += l->dialed;
@@ -848,7 +888,7 @@ int gv_lcore_check(const gv_lcore *lc, gv_why *why) {
           memcmp(lc->links[j].peer, l->peer, GV_ID_BYTES) == 0)
         return gv_fail(why, GV_ESTATE, "two links to one peer");
   }
-  if (in > lc->cfg.inbound_max || out > lc->cfg.outbound_max)
+  if (in > lc->cfg->inbound_max || out > lc->cfg->outbound_max)
     return gv_fail(why, GV_ELIMIT, "%zu inbound, %zu outbound links", in, out);
   return 0;
 }

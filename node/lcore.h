@@ -97,6 +97,10 @@ typedef struct gv_lcore_cfg {
   /* SIMULATOR ONLY: records decoded once for every engine (msg.h); NULL
    * (a node): each HELLO's record is decoded here. */
   const gv_msg_memo *memo;
+  /* Where the constant part of this configuration is kept (all but seed
+   * and accepting): a pool shared with other link cores (the simulator's,
+   * which must outlive the core), or NULL for the core's own copy. */
+  struct gv_intern *pool;
 } gv_lcore_cfg;
 
 void gv_lcore_cfg_default(gv_lcore_cfg *cfg);

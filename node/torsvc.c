@@ -457,7 +457,8 @@ static void scan_table(gv_torsvc *s, tent *t) {
   ih_repo(&t->ih, repo);
   for (size_t i = 0; (p = gv_engine_table_at(s->engine, i)) != NULL; i++)
     if (gv_peer_entry_has_repo(p, repo))
-      holder(s, t, p->id, p->broadcasting, p->addrs, p->n_addrs, p->tport);
+      holder(s, t, p->id, p->broadcasting, gv_peer_entry_addrs(p), p->n_addrs,
+             p->tport);
 }
 
 /* A PEER_REQUEST for the holders of one fetch, whose answers come through

@@ -281,7 +281,7 @@ static void restart_victim(atk *k) {
     memcpy(saved[i].body, p->body, p->body_len);
     saved[i].body[p->body_len] = '\0';
     saved[i].body_len = p->body_len;
-    memcpy(saved[i].sig, p->sig, GV_SIG_BYTES);
+    memcpy(saved[i].sig, gv_peer_entry_sig(p), GV_SIG_BYTES);
     saved[i].last_seen = gv_engine_wall(e, p->last_seen);
   }
   gv_sim_kill(s, v);

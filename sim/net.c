@@ -693,6 +693,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   lc.outbound_max = c.active_max + GV_RELAY_RELAYS_MAX; /* as the node */
   lc.stub_sigs = s->cfg.stub_sigs;
   lc.memo = gv_intern_memo(s->bodies);
+  lc.pool = s->bodies; /* one copy of the constant configuration */
   /* No PINGs (but in steady, which counts them), so no idle limit either:
    * links end by close, crash or partition. */
   if (!s->cfg.pings) {

@@ -373,9 +373,34 @@ START_TEST(test_shared_bodies) {
   ck_assert_ptr_nonnull(p2);
   ck_assert_ptr_eq(p1->body, p2->body);
   ck_assert_uint_eq(strlen(p1->body), p1->body_len);
+  /* The signature and addresses, read from that string, are the origin's:
+   * the signature verifies over the body and node 0 signed it. */
+  {
+    gv_msg hello, rec;
+    gv_addr want;
+    memset(&hello, 0, sizeof(hello));
+    memset(&rec, 0, sizeof(rec));
+    gv_engine_hello(H.e[0], &hello, &rec);
+    ck_assert_str_eq(rec.body, p1->body);
+    ck_assert_mem_eq(gv_peer_entry_sig(p1), rec.sig, GV_SIG_BYTES);
+    {
+      gv_msg_policy pol = {.now_ms = H.now}; /* signatures checked */
+      gv_msg dec;
+      ck_assert_int_eq(gv_msg_decode_record(&dec, p1->body, p1->body_len,
+                                            gv_peer_entry_sig(p1), &pol, NULL),
+                       0);
+      ck_assert_mem_eq(dec.origin, H.ids[0].pk, GV_ID_BYTES);
+      gv_msg_clear(&dec);
+    }
+    ck_assert_uint_eq(p1->n_addrs, 1);
+    ck_assert_int_eq(gv_addr_parse(&want, "198.51.100.1:7411", 17), 0);
+    ck_assert(gv_addr_equal(&gv_peer_entry_addrs(p1)[0], &want));
+    ck_assert_ptr_null(gv_peer_entry_relays(p1));
+  }
   /* The three newest records (node 0's HELLO record was superseded by its
-   * announcement, which the caches share too). */
-  ck_assert_uint_eq(gv_intern_count(pool), 3);
+   * announcement, which the caches share too), and the one configuration
+   * the three engines share: they differ only in per-node members. */
+  ck_assert_uint_eq(gv_intern_count(pool), 4);
   h_init(0);
   ck_assert_uint_eq(gv_intern_count(pool), 0);
   gv_intern_free(pool);
@@ -572,7 +597,8 @@ START_TEST(test_set_relays) {
   p = gv_engine_table_get(H.e[3], H.ids[0].pk);
   ck_assert_ptr_nonnull(p);
   ck_assert_uint_eq(p->n_relays, 0);
-  ck_assert_ptr_null(p->relays);
+  ck_assert_ptr_null(gv_peer_entry_relays(p));
+  ck_assert_ptr_null(gv_peer_entry_addrs(p)); /* silent */
 
   memcpy(ids[0], H.ids[2].pk, GV_ID_BYTES);
   memcpy(ids[1], H.ids[1].pk, GV_ID_BYTES);
@@ -587,7 +613,7 @@ START_TEST(test_set_relays) {
     ck_assert(!p->broadcasting);
     ck_assert_uint_eq(p->n_addrs, 0);
     ck_assert_uint_eq(p->n_relays, 2);
-    rel = (const uint8_t(*)[GV_ID_BYTES])p->relays;
+    rel = gv_peer_entry_relays(p);
     ck_assert_mem_eq(rel[0], H.ids[2].pk, GV_ID_BYTES);
     ck_assert_mem_eq(rel[1], H.ids[1].pk, GV_ID_BYTES);
   }
@@ -617,7 +643,7 @@ START_TEST(test_set_relays) {
   ck_assert_int_ge(updates_from(0, id), 1);
   p = gv_engine_table_get(H.e[3], H.ids[0].pk);
   ck_assert_uint_eq(p->n_relays, 0);
-  ck_assert_ptr_null(p->relays);
+  ck_assert_ptr_null(gv_peer_entry_relays(p));
   ck_assert_ptr_null(strstr(p->body, "relays"));
 }
 END_TEST

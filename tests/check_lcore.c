@@ -40,6 +40,13 @@ typedef struct fsvc {
     uint8_t record_origin[GV_ID_BYTES];
   } up;
   gv_link_info score;
+  unsigned dial_ends; /* dial_ended calls; the last one's arguments: */
+  struct {
+    uint8_t peer[GV_ID_BYTES];
+    bool has_addr;
+    gv_addr addr;
+    int why;
+  } ended;
 } fsvc;
 
 static void fs_hello(void *ctx, gv_msg *hello, gv_msg *record) {
@@ -89,6 +96,18 @@ static int fs_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   if (f->recv_rc != 0)
     return gv_fail(why, f->recv_rc, "%s", f->recv_why);
   return 0;
+}
+
+static void fs_dial_ended(void *ctx, const uint8_t *peer, const gv_addr *addr,
+                          gv_close why, int64_t now) {
+  fsvc *f = ctx;
+  (void)now;
+  f->dial_ends++;
+  memcpy(f->ended.peer, peer, GV_ID_BYTES);
+  f->ended.has_addr = addr != NULL;
+  if (addr != NULL)
+    f->ended.addr = *addr;
+  f->ended.why = (int)why;
 }
 
 static void fs_score(void *ctx, const gv_link_info *info, int64_t now) {
@@ -187,6 +206,7 @@ static int t_node_id(const gv_lcore_cfg *c, const uint8_t *id,
   n->svc.down = fs_down;
   n->svc.recv = fs_recv;
   n->svc.score = fs_score;
+  n->svc.dial_ended = fs_dial_ended;
   gv_lcore_set_service(n->lc, GV_CHAN_GOSSIP, &n->svc);
   return T.nn++;
 }
@@ -688,6 +708,51 @@ START_TEST(test_channels) {
   ck_assert_uint_eq(T.n[a].f.downs_of[LA(w)], 1);
   ck_assert_int_eq(T.n[a].f.down_why[LA(w)], GV_CLOSE_PROTOCOL);
   ck_assert_uint_eq(t_stats(b)->closed[GV_CLOSE_GOODBYE], 1);
+  t_free();
+}
+END_TEST
+
+/* A dial that ends before READY hands the services the address it dialed
+ * (the link keeps it only until READY: the PING state takes its bytes);
+ * an inbound link, or a dial that became READY, never calls dial_ended.
+ * The dialed link that became READY then PINGs with a fresh nonce: its
+ * PONG is recognised (the address left nothing behind). */
+START_TEST(test_dial_ended_addr) {
+  gv_lcore_cfg c;
+  uint8_t peer[GV_ID_BYTES];
+  gv_addr want = addr_of(9), want_b;
+  gv_link_info ia;
+  gv_linkid l;
+  int a, b, w;
+  int64_t t0 = 3000;
+
+  t_init(t0);
+  T.latency = 50;
+  cfg_test(&c);
+  c.hello_ms = 10000;
+  a = t_node(&c, 0x11, NULL);
+  b = t_node(&c, 0x22, NULL);
+  memset(peer, 0x77, sizeof(peer));
+  l = t_open_raw(a, peer, true); /* never answers */
+  t_open_raw(a, peer, false);    /* inbound, never answers */
+  w = t_dial(a, b);
+  t_advance(t0 + 150); /* READY, PING out and its PONG back */
+  ck_assert(t_ready(a, LA(w)));
+  ck_assert_uint_eq(t_stats(a)->pongs, 1);
+  ck_assert(t_info(a, LA(w), &ia));
+  ck_assert_double_eq_tol(ia.rtt_ms, 100, 1e-9);
+  ck_assert_uint_eq(T.n[a].f.dial_ends, 0);
+  want_b = addr_of(b);
+  ck_assert(gv_addr_equal(&T.n[a].f.up.addr, &want_b));
+
+  t_tick(a, t0 + 10000); /* both raw links: HELLO_TIMEOUT */
+  ck_assert_int_eq(t_closed_why(a, l), GV_CLOSE_HELLO_TIMEOUT);
+  ck_assert_uint_eq(T.n[a].f.dial_ends, 1); /* the dialed one only */
+  ck_assert_mem_eq(T.n[a].f.ended.peer, peer, GV_ID_BYTES);
+  ck_assert(T.n[a].f.ended.has_addr);
+  ck_assert(gv_addr_equal(&T.n[a].f.ended.addr, &want));
+  ck_assert_int_eq(T.n[a].f.ended.why, GV_CLOSE_HELLO_TIMEOUT);
+  ck_assert(t_ready(a, LA(w)));
   t_free();
 }
 END_TEST
@@ -1671,6 +1736,7 @@ static Suite *lcore_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_hello_ready);
   tcase_add_test(tc, test_hello_record);
+  tcase_add_test(tc, test_dial_ended_addr);
   tcase_add_test(tc, test_channels);
   tcase_add_loop_test(tc, test_ping_pong, 0, 2);
   tcase_add_test(tc, test_ping_timeout);
