@@ -242,6 +242,10 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
     if (o->cfg.threads > 1) {
       cJSON_AddNumberToObject(j, "windows", (double)s->windows);
       cJSON_AddNumberToObject(j, "barriers", (double)s->barriers);
+      cJSON *busy = cJSON_AddArrayToObject(j, "lane_busy_s");
+      for (unsigned u = 0; u < s->threads; u++)
+        cJSON_AddItemToArray(
+            busy, cJSON_CreateNumber(round(s->lanes[u]->busy_s * 1000) / 1000));
     }
   }
   return j;
