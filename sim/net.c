@@ -424,9 +424,10 @@ static bool *up_of(const gv_sim *s, gv_sim_link *l, gv_linkid side) {
 
 /* Queues an event for node `node`: on s's own queue; with lanes, on the
  * node's lane's, at once between runs or through s's outbox during one
- * (t is then at least the lookahead ahead). A frame crossing lanes is the
- * receiver's own copy unless s held its only reference: gv_buf's count is
- * not atomic. */
+ * (t is then at least the lookahead ahead). A frame crossing lanes, even
+ * between runs, is the receiver's own copy unless s held its only
+ * reference: gv_buf's count is not atomic, and both lanes would drop
+ * theirs. */
 static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
                  uint32_t arg, gv_buf *buf) {
   gv_sim *to;
@@ -438,14 +439,14 @@ static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
   }
   u = s->nodes[node].lane;
   to = s->root->lanes[u];
-  if (to == s || !s->root->par->running) {
-    push(to, t, kind, node, arg, buf);
-    return;
-  }
-  if (buf != NULL && buf->refs > 1) {
+  if (to != s && buf != NULL && buf->refs > 1) {
     gv_buf *c = gv_buf_new(buf->data, buf->len);
     gv_buf_unref(buf);
     buf = c;
+  }
+  if (to == s || !s->root->par->running) {
+    push(to, t, kind, node, arg, buf);
+    return;
   }
   p = s->parity;
   if (s->n_out[p][u] == s->cap_out[p][u]) {
