@@ -243,9 +243,13 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
       cJSON_AddNumberToObject(j, "windows", (double)s->windows);
       cJSON_AddNumberToObject(j, "barriers", (double)s->barriers);
       cJSON *busy = cJSON_AddArrayToObject(j, "lane_busy_s");
-      for (unsigned u = 0; u < s->threads; u++)
+      cJSON *cpu = cJSON_AddArrayToObject(j, "lane_cpu_s");
+      for (unsigned u = 0; u < s->threads; u++) {
         cJSON_AddItemToArray(
             busy, cJSON_CreateNumber(round(s->lanes[u]->busy_s * 1000) / 1000));
+        cJSON_AddItemToArray(
+            cpu, cJSON_CreateNumber(round(s->lanes[u]->cpu_s * 1000) / 1000));
+      }
     }
   }
   return j;

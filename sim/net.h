@@ -163,7 +163,8 @@ typedef struct gv_sim {
   int64_t out_min; /* the earliest event sent out in this window */
   unsigned parity;
   uint64_t windows, barriers; /* root: the windows run, the barriers met */
-  double busy_s; /* a lane: wall-clock seconds running its windows' events */
+  /* a lane: wall-clock and CPU seconds running its windows' events */
+  double busy_s, cpu_s;
 } gv_sim;
 
 int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg);
