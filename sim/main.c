@@ -23,6 +23,11 @@
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
 #define SWEEP_SEEDS 3    /* networks (and origins) per sweep point */
+/* The scenarios that run through plain gv_sim_run_until(), with no
+ * per-frame hook, and so may take --threads above 1. */
+#define THREADED_SCENARIOS                                                     \
+  "single, failures, loss, churn, partition, tracker-down, silent-majority, "  \
+  "join, flood and sweep"
 
 typedef struct opts {
   gv_sim_cfg cfg;
@@ -229,9 +234,23 @@ static cJSON *report(const opts *o, const gv_sim *s, const result *r,
   }
   cJSON_AddNumberToObject(j, "ip_leaks", (double)s->ip_leaks);
   cJSON_AddNumberToObject(j, "events", (double)s->events);
+  if (o->cfg.threads > 1)
+    cJSON_AddNumberToObject(j, "threads", o->cfg.threads);
   if (o->timing) {
     cJSON_AddNumberToObject(j, "wall_s", round(wall * 1000) / 1000);
     cJSON_AddNumberToObject(j, "events_per_s", round((double)s->events / wall));
+    if (o->cfg.threads > 1) {
+      cJSON_AddNumberToObject(j, "windows", (double)s->windows);
+      cJSON_AddNumberToObject(j, "barriers", (double)s->barriers);
+      cJSON *busy = cJSON_AddArrayToObject(j, "lane_busy_s");
+      cJSON *cpu = cJSON_AddArrayToObject(j, "lane_cpu_s");
+      for (unsigned u = 0; u < s->threads; u++) {
+        cJSON_AddItemToArray(
+            busy, cJSON_CreateNumber(round(s->lanes[u]->busy_s * 1000) / 1000));
+        cJSON_AddItemToArray(
+            cpu, cJSON_CreateNumber(round(s->lanes[u]->cpu_s * 1000) / 1000));
+      }
+    }
   }
   return j;
 }
@@ -314,12 +333,6 @@ static void write_series(const opts *o, const gv_sim *s, const result *r,
   gv_sim_plot(o->out, "indegree");
   free(hist);
   free(buf);
-}
-
-static void count_indegree(gv_sim *s) {
-  for (uint32_t k = 0; k < s->n_links; k++)
-    if (s->links[k].up)
-      s->nodes[s->links[k].b].indegree++;
 }
 
 /* ---- scenarios ---- */
@@ -492,6 +505,8 @@ static int sweep(const opts *o) {
     cJSON_AddNumberToObject(j, "nodes", o->cfg.nodes);
     cJSON_AddNumberToObject(j, "seed", (double)o->cfg.seed);
     cJSON_AddStringToObject(j, "scenario", "sweep");
+    if (o->cfg.threads > 1)
+      cJSON_AddNumberToObject(j, "threads", o->cfg.threads);
     cJSON_AddItemToObject(j, "points", arr);
     txt = o->json ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
     puts(txt);
@@ -640,6 +655,11 @@ static void usage(FILE *f) {
           "  --active K           links a node aims for (5)\n"
           "  --no-repair          plain push: no lazy push, no pulls\n"
           "  --stub-sigs          SIMULATOR ONLY: sign and verify nothing\n"
+          "  --threads T          run on T threads, 1..64 (1): deterministic "
+          "for the\n"
+          "                       same seed and T, another sample than 1's; "
+          "the\n"
+          "                       scenarios " THREADED_SCENARIOS " only\n"
           "  --out DIR            write CSV series and gnuplot SVG plots\n"
           "  --json               one JSON object on stdout\n"
           "  --no-timing          leave out wall-clock keys (byte-identical "
@@ -768,6 +788,7 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"bcast-every", required_argument, NULL, 1005},
       {"sample-every", required_argument, NULL, 1006},
       {"observers", required_argument, NULL, 1007},
+      {"threads", required_argument, NULL, 1008},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -790,6 +811,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->cfg.active_target = 5;
   o->cfg.candidates = 8;
   o->cfg.shuffle_ms = 60000;
+  o->cfg.threads = 1;
   o->scenario = "single";
   o->churn_frac = 0.1;
   o->relay.rate = 0.5;
@@ -952,6 +974,11 @@ static int parse_args(int argc, char **argv, opts *o) {
         bad = "--observers takes 1..100000";
       o->turnover.observers = (uint32_t)v;
       break;
+    case 1008:
+      if (parse_u64(optarg, 1, GV_SIM_THREADS_MAX, &v) < 0)
+        bad = "--threads takes 1..64";
+      o->cfg.threads = (unsigned)v;
+      break;
     case 'B':
       if (parse_u64(optarg, 1, 1024, &v) < 0)
         bad = "--bootstraps takes 1..1024";
@@ -1016,6 +1043,21 @@ static int parse_args(int argc, char **argv, opts *o) {
   }
   if (parse_duration(o) < 0 || check_turnover(o) < 0)
     return -1;
+  if (o->cfg.threads > 1) {
+    static const char *threaded[] = {
+        "single",       "failures",        "loss", "churn", "partition",
+        "tracker-down", "silent-majority", "join", "flood", "sweep"};
+    bool fits = false;
+    for (size_t i = 0; i < sizeof(threaded) / sizeof(threaded[0]); i++)
+      fits |= strcmp(o->scenario, threaded[i]) == 0;
+    if (!fits) {
+      fprintf(stderr,
+              "grapevine-sim: --threads above 1 takes the scenarios "
+              "%s; '%s' watches every frame or event from one thread\n",
+              THREADED_SCENARIOS, o->scenario);
+      return -1;
+    }
+  }
   /* Scenario defaults, unless given. */
   if (o->fail_frac < 0)
     o->fail_frac = strcmp(o->scenario, "failures") == 0 ? 0.3 : 0;
@@ -1118,7 +1160,7 @@ int main(int argc, char **argv) {
   }
   x.j = cJSON_CreateObject();
   run(&o, s, &r, &x, &sent0);
-  count_indegree(s);
+  gv_sim_count_indegree(s);
   check_or_die(s, &o);
   j = report(&o, s, &r, now_s() - t0);
   if (o.cfg.upload_kbps > 0)

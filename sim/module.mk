@@ -7,7 +7,7 @@ BENCH_BINS += tests/bench/bench_sim.sh
 
 $(BUILD)/grapevine-sim: $(call obj,$(SIM_SRC)) $(BUILD)/libgvcore.a \
                         $(BUILD)/libgvproto.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/sim-baseline: $(call obj,sim/baseline.c)
 	$(CC) $(LDFLAGS) -o $@ $^

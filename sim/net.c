@@ -1,6 +1,7 @@
 /* The simulator's virtual network. See net.h.
  *
- * Link ids: link k is 2k+1 on its dialer, 2k+2 on the other side.
+ * Link ids: link k is 2k+1 on its dialer, 2k+2 on the other side. With
+ * lanes, link k of lane u is link k * threads + u.
  * Node i's address is [2001:db8::<i>]:7411 (a documentation prefix; no
  * packet is ever sent). */
 #include "net.h"
@@ -8,11 +9,24 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum ev_kind { EV_FRAME, EV_UP, EV_DOWN, EV_TIMER, EV_DIAL_FAIL };
+/* EV_ACCEPT and EV_HANGUP occur with lanes only: the acceptor's end opens
+ * in an event of its own, and a close reaches the peer's end as a hangup
+ * (lanes, below). */
+enum ev_kind {
+  EV_FRAME,
+  EV_UP,
+  EV_DOWN,
+  EV_TIMER,
+  EV_DIAL_FAIL,
+  EV_ACCEPT,
+  EV_HANGUP
+};
 
 /* An event waiting in the pool. Its time is its bucket's (or, beyond the
  * window, its gv_sim_far entry's). */
@@ -30,6 +44,25 @@ struct gv_sim_far {
   int64_t t;
   uint64_t seq;
   uint32_t ev;
+};
+
+/* An event for another lane, waiting in its sender's outbox. */
+struct gv_sim_xev {
+  int64_t t;
+  gv_buf *buf;
+  uint32_t node, arg;
+  uint8_t kind;
+};
+
+/* The lanes' threads and what they share (root only). next[p][u]: the
+ * earliest event lane u holds or sent, published at the end of a window
+ * of parity p. */
+struct gv_sim_par {
+  pthread_barrier_t bar;
+  pthread_t th[GV_SIM_THREADS_MAX];
+  int64_t next[2][GV_SIM_THREADS_MAX];
+  int64_t run_to;
+  bool running, quit;
 };
 
 #define PORT 7411
@@ -67,13 +100,14 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
  * run). The simulator, one thread, gives cJSON free lists by size class
  * instead. The blocks are plain malloc blocks, sized by
  * malloc_usable_size(): what cJSON hands out (a printed text) may be
- * freed with free(), and what is freed here may have come from malloc. */
+ * freed with free(), and what is freed here may have come from malloc.
+ * The lists are per thread (lanes): a tree is built and freed by one. */
 
 #define CJ_GRAIN 16
 #define CJ_CLASSES 64 /* blocks up to 1 KiB */
 #define CJ_KEEP 1024  /* blocks kept per class: a few trees' worth */
 
-static struct {
+static _Thread_local struct {
   void *head[CJ_CLASSES + 1];
   uint32_t n[CJ_CLASSES + 1];
 } cj;
@@ -105,6 +139,18 @@ static void cj_free(void *p) {
   memcpy(p, &cj.head[c], sizeof(void *));
   cj.head[c] = p;
   cj.n[c]++;
+}
+
+/* Frees this thread's lists (a lane's thread, before it ends). */
+static void cj_drain(void) {
+  for (size_t c = 0; c <= CJ_CLASSES; c++) {
+    while (cj.head[c] != NULL) {
+      void *p = cj.head[c];
+      memcpy(&cj.head[c], p, sizeof(void *));
+      free(p);
+    }
+    cj.n[c] = 0;
+  }
 }
 
 static void cj_hooks(void) {
@@ -307,10 +353,116 @@ static gv_sim_ev pop_at(gv_sim *s, int64_t t) {
 
 /* ---- links ---- */
 
+/* A lane's links sit in chunks that never move, because the other lanes
+ * read them (a link's far end) while this one adds more. */
+#define CHUNK_BITS 12
+#define CHUNK ((uint32_t)1 << CHUNK_BITS)
+#define CHUNKS_MAX ((uint32_t)1 << 16)
+
+/* Link g (its ids are 2g+1 and 2g+2). */
+static gv_sim_link *link_at(const gv_sim *s, uint32_t g) {
+  const gv_sim *l;
+  uint32_t k;
+
+  if (s->threads == 1)
+    return &s->links[g];
+  l = s->root->lanes[g % s->threads];
+  k = g / s->threads;
+  return &l->chunks[k >> CHUNK_BITS][k & (CHUNK - 1)];
+}
+
+/* A new link of s (uninitialised); returns its index g. */
+static uint32_t link_new(gv_sim *s) {
+  uint32_t k = s->n_links;
+
+  if (s->threads == 1) {
+    if (s->n_links == s->cap_links) {
+      uint32_t cap = s->cap_links ? s->cap_links * 2 : 1024;
+      gv_sim_link *p = realloc(s->links, cap * sizeof(*p));
+      if (p == NULL) {
+        fprintf(stderr, "grapevine-sim: out of memory (links)\n");
+        exit(1);
+      }
+      s->links = p;
+      s->cap_links = cap;
+    }
+    return s->n_links++;
+  }
+  if (k >> CHUNK_BITS >= CHUNKS_MAX ||
+      (uint64_t)k * s->threads + s->tid >= UINT32_MAX / 2) {
+    fprintf(stderr, "grapevine-sim: too many links\n");
+    exit(1);
+  }
+  if ((k & (CHUNK - 1)) == 0)
+    s->chunks[k >> CHUNK_BITS] = xrealloc(NULL, CHUNK * sizeof(gv_sim_link));
+  s->n_links++;
+  return k * s->threads + s->tid;
+}
+
+/* Every link of every lane in a fixed order: start with *u = *k = 0;
+ * NULL after the last. *g: the link's index. */
+static gv_sim_link *link_iter(const gv_sim *r, uint32_t *u, uint32_t *k,
+                              uint32_t *g) {
+  for (;;) {
+    const gv_sim *l = r->threads == 1 ? r : r->lanes[*u];
+    if (*k < l->n_links) {
+      *g = *k * r->threads + *u;
+      (*k)++;
+      return link_at(r, *g);
+    }
+    if (r->threads == 1 || ++*u == r->threads)
+      return NULL;
+    *k = 0;
+  }
+}
+
+/* The up flag of side's end: one for both with one thread, its own with
+ * lanes. */
+static bool *up_of(const gv_sim *s, gv_sim_link *l, gv_linkid side) {
+  return s->threads > 1 && side % 2 == 0 ? &l->up_b : &l->up;
+}
+
+/* Queues an event for node `node`: on s's own queue; with lanes, on the
+ * node's lane's, at once between runs or through s's outbox during one
+ * (t is then at least the lookahead ahead). A frame crossing lanes, even
+ * between runs, is the receiver's own copy unless s held its only
+ * reference: gv_buf's count is not atomic, and both lanes would drop
+ * theirs. */
+static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
+                 uint32_t arg, gv_buf *buf) {
+  gv_sim *to;
+  unsigned u, p;
+
+  if (s->threads == 1) {
+    push(s, t, kind, node, arg, buf);
+    return;
+  }
+  u = s->nodes[node].lane;
+  to = s->root->lanes[u];
+  if (to != s && buf != NULL && buf->refs > 1) {
+    gv_buf *c = gv_buf_new(buf->data, buf->len);
+    gv_buf_unref(buf);
+    buf = c;
+  }
+  if (to == s || !s->root->par->running) {
+    push(to, t, kind, node, arg, buf);
+    return;
+  }
+  p = s->parity;
+  if (s->n_out[p][u] == s->cap_out[p][u]) {
+    s->cap_out[p][u] = s->cap_out[p][u] ? s->cap_out[p][u] * 2 : 1024;
+    s->out[p][u] =
+        xrealloc(s->out[p][u], s->cap_out[p][u] * sizeof(gv_sim_xev));
+  }
+  s->out[p][u][s->n_out[p][u]++] = (gv_sim_xev){t, buf, node, arg, kind};
+  if (t < s->out_min)
+    s->out_min = t;
+}
+
 static gv_sim_link *link_of(gv_sim *s, gv_linkid side, uint32_t *peer,
                             gv_linkid *peer_side) {
   uint32_t k = (side - 1) / 2;
-  gv_sim_link *l = &s->links[k];
+  gv_sim_link *l = link_at(s, k);
   bool dialer = side % 2 == 1;
   *peer = dialer ? l->b : l->a;
   *peer_side = dialer ? side + 1 : side - 1;
@@ -413,6 +565,7 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   uint32_t peer;
   gv_linkid pside;
   gv_sim_link *l = link_of(s, a->link, &peer, &pside);
+  bool *up = up_of(s, l, a->link);
   int64_t out = s->now;
 
   s->frames++;
@@ -420,7 +573,7 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   scan_leaks(s, a->buf);
   if (s->frame_fn != NULL)
     s->frame_fn(s->frame_ctx, i, a->buf, false);
-  if (!l->up ||
+  if (!*up ||
       (s->filter != NULL && !s->filter(s->filter_ctx, i, peer, a->buf))) {
     gv_buf_unref(a->buf);
     return;
@@ -430,7 +583,7 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
   if (s->nodes[peer].dead) {
     /* Lost; the sender learns of it after a round trip (a reset). */
     gv_buf_unref(a->buf);
-    l->up = false;
+    *up = false;
     push(s, s->now + 2 * l->lat, EV_DOWN, i, a->link, NULL);
     return;
   }
@@ -439,13 +592,13 @@ static void do_send(gv_sim *s, uint32_t i, const gv_action *a) {
     gv_buf_unref(a->buf);
     return;
   }
-  push(s, out + l->lat, EV_FRAME, peer, pside, a->buf);
+  post(s, out + l->lat, EV_FRAME, peer, pside, a->buf);
 }
 
 /* A dial from node i's engine (relay false) or relay core (true: it has
  * no dial-failure event; it dials again after its hold-off). */
 static void do_dial(gv_sim *s, uint32_t i, const gv_addr *addr, bool relay) {
-  uint32_t target, k;
+  uint32_t target, g;
   gv_sim_link *l;
   uint16_t lat = latency(s);
 
@@ -456,42 +609,39 @@ static void do_dial(gv_sim *s, uint32_t i, const gv_addr *addr, bool relay) {
       push(s, s->now + 2 * lat, EV_DIAL_FAIL, i, target, NULL);
     return;
   }
-  if (s->n_links == s->cap_links) {
-    uint32_t cap = s->cap_links ? s->cap_links * 2 : 1024;
-    gv_sim_link *p = realloc(s->links, cap * sizeof(*p));
-    if (p == NULL) {
-      fprintf(stderr, "grapevine-sim: out of memory (links)\n");
-      exit(1);
-    }
-    s->links = p;
-    s->cap_links = cap;
-  }
   /* The TCP connection alone shows the dialer's address to the target. */
   if (s->nodes[target].attacker && s->nodes[i].silent &&
       !s->nodes[i].observed) {
     s->nodes[i].observed = true;
     s->nodes[i].observed_at = s->now;
   }
-  k = s->n_links++;
-  l = &s->links[k];
-  *l = (gv_sim_link){i,   target, s->nodes[i].epoch, s->nodes[target].epoch,
-                     lat, false};
-  /* TCP and the 3-message handshake: about two round trips. */
-  push(s, s->now + 4 * lat, EV_UP, i, k, NULL);
+  g = link_new(s);
+  l = link_at(s, g);
+  *l = (gv_sim_link){
+      i, target, s->nodes[i].epoch, s->nodes[target].epoch, lat, false, false};
+  /* TCP and the 3-message handshake: about two round trips. With lanes
+   * each end opens in its own event, at the same time. */
+  push(s, s->now + 4 * lat, EV_UP, i, g, NULL);
+  if (s->threads > 1)
+    post(s, s->now + 4 * lat, EV_ACCEPT, target, g, NULL);
 }
 
 static void do_close(gv_sim *s, uint32_t i, gv_linkid link) {
   uint32_t peer;
   gv_linkid pside;
   gv_sim_link *l = link_of(s, link, &peer, &pside);
+  bool *up = up_of(s, l, link);
 
   /* A link already down has its EV_DOWN on the way to this side. The
-   * peer sees the end after the frames queued before it (upload cap). */
-  if (l->up) {
+   * peer sees the end after the frames queued before it (upload cap).
+   * With lanes, an end already down has had its own EV_DOWN, and the
+   * peer's end learns by a hangup, which it ignores if it closed too. */
+  if (*up) {
     int64_t out = s->nodes[i].up_free_us / 1000;
-    l->up = false;
+    *up = false;
     push(s, s->now, EV_DOWN, i, link, NULL);
-    push(s, (out > s->now ? out : s->now) + l->lat, EV_DOWN, peer, pside, NULL);
+    post(s, (out > s->now ? out : s->now) + l->lat,
+         s->threads > 1 ? EV_HANGUP : EV_DOWN, peer, pside, NULL);
   }
 }
 
@@ -541,6 +691,11 @@ static void run_relay(gv_sim *s, uint32_t i, const gv_ract *a) {
   }
 }
 
+/* The lane that runs node i (s itself with one thread, or if s is one). */
+static gv_sim *lane_of(gv_sim *s, uint32_t i) {
+  return s->lanes != NULL ? s->lanes[s->nodes[i].lane] : s;
+}
+
 void gv_sim_drain(gv_sim *s, uint32_t i) {
   gv_sim_node *n = &s->nodes[i];
   gv_action a;
@@ -548,6 +703,7 @@ void gv_sim_drain(gv_sim *s, uint32_t i) {
   bool more = true;
   int64_t at;
 
+  s = lane_of(s, i);
   /* Each core's actions may be events for the other (a release closes a
    * link; a close tells the engine), so drain until both are quiet. */
   while (more) {
@@ -600,10 +756,42 @@ static void on_up(gv_sim *s, uint32_t k) {
   gv_sim_drain(s, l->b);
 }
 
-void gv_sim_run_until(gv_sim *s, int64_t t) {
+/* With lanes: one end of link g opens (EV_UP on the dialer's, EV_ACCEPT on
+ * the other's lane, at the same time). Both ends test the same state, the
+ * nodes' dead, epoch and side, which change only between runs, so both
+ * open or neither does. */
+static void on_open(gv_sim *s, uint32_t g, bool dialer) {
+  gv_sim_link *l = link_at(s, g);
+  gv_sim_node *a = &s->nodes[l->a], *b = &s->nodes[l->b];
+  bool a_ok = !a->dead && a->epoch == l->a_epoch;
+  bool b_ok = !b->dead && b->epoch == l->b_epoch &&
+              !(s->partitioned && a->side != b->side);
+  gv_addr addr;
+
+  if (dialer) {
+    if (!a_ok)
+      return;
+    if (!b_ok) {
+      gv_engine_dial_failed(a->e, b->id.pk, NULL, s->now);
+      gv_sim_drain(s, l->a);
+      return;
+    }
+    l->up = true;
+    node_addr(l->b, &addr);
+    gv_lcore_open(a->lc, 2 * g + 1, b->id.pk, true, &addr, s->now);
+    gv_sim_drain(s, l->a);
+  } else if (a_ok && b_ok) {
+    l->up_b = true;
+    gv_lcore_open(b->lc, 2 * g + 2, a->id.pk, false, NULL, s->now);
+    gv_sim_drain(s, l->b);
+  }
+}
+
+/* Runs s's events up to time last, inclusive. */
+static void run_events(gv_sim *s, int64_t last) {
   int64_t at;
 
-  while (next_time(s, &at) && at <= t) {
+  while (next_time(s, &at) && at <= last) {
     gv_sim_ev ev = pop_at(s, at);
     gv_sim_node *n = &s->nodes[ev.node];
 
@@ -615,13 +803,31 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     }
     switch (ev.kind) {
     case EV_FRAME:
+      if (s->threads > 1 && !*up_of(s, link_at(s, (ev.arg - 1) / 2), ev.arg)) {
+        gv_buf_unref(ev.buf); /* its end closed: counted at the send */
+        continue;
+      }
       if (s->frame_fn != NULL)
         s->frame_fn(s->frame_ctx, ev.node, ev.buf, true);
       gv_lcore_recv(n->lc, ev.arg, ev.buf->data, ev.buf->len, s->now);
       gv_buf_unref(ev.buf);
       break;
-    case EV_UP: on_up(s, ev.arg); continue;
+    case EV_UP:
+      if (s->threads > 1)
+        on_open(s, ev.arg, true);
+      else
+        on_up(s, ev.arg);
+      continue;
+    case EV_ACCEPT: on_open(s, ev.arg, false); continue;
     case EV_DOWN: gv_lcore_closed(n->lc, ev.arg, true, s->now); break;
+    case EV_HANGUP: {
+      bool *up = up_of(s, link_at(s, (ev.arg - 1) / 2), ev.arg);
+      if (!*up)
+        continue; /* this end closed too, and has had its EV_DOWN */
+      *up = false;
+      gv_lcore_closed(n->lc, ev.arg, true, s->now);
+      break;
+    }
     case EV_TIMER:
       if (n->wake != at)
         continue; /* superseded */
@@ -640,6 +846,177 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     }
     gv_sim_drain(s, ev.node);
   }
+}
+
+/* ---- lanes: the nodes over threads ----
+ *
+ * With cfg.threads = T > 1, lane u (a gv_sim of its own, run by thread u;
+ * the caller's is lane 0) runs the nodes of [u n / T, (u + 1) n / T) and
+ * the nodes that join later (the last lane), with its own event queue,
+ * links, PRNG, counters, delivered map and body pool. A node's cores are
+ * touched by its lane alone; the nodes' other fields change only between
+ * runs.
+ *
+ * Lanes meet only through events at least L = cfg.lat_min ms ahead: a
+ * frame, a link's far end opening (EV_ACCEPT), a close reaching the far
+ * end (EV_HANGUP). So a run goes in windows: with S the earliest event
+ * anywhere, every lane runs its events before S + L, then all meet at a
+ * barrier; what each lane sent another during the window (its outbox, in
+ * send order) is pushed onto the receiver's queue at the start of the
+ * next window, sender by sender, before anything of that window runs:
+ * every such event is at S + L or later, so none is late, and the order
+ * of every queue is fixed by the seed and T alone. The outboxes and the
+ * published next times alternate by window parity, so one barrier a
+ * window suffices: the window after the next is the first to write what
+ * a window read.
+ */
+
+/* Seconds on a clock, for the lanes' busy times only (timing keys). */
+static double clock_s(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bar_wait(gv_sim *r, unsigned tid) {
+  pthread_barrier_wait(&r->par->bar);
+  if (tid == 0)
+    r->barriers++;
+}
+
+/* Pushes what the other lanes sent lane tid in a window of parity p. */
+static void merge(gv_sim *r, unsigned tid, unsigned p) {
+  gv_sim *s = r->lanes[tid];
+
+  for (unsigned u = 0; u < r->threads; u++) {
+    gv_sim *from = r->lanes[u];
+    if (u == tid)
+      continue;
+    for (uint32_t k = 0; k < from->n_out[p][tid]; k++) {
+      const gv_sim_xev *x = &from->out[p][tid][k];
+      push(s, x->t, x->kind, x->node, x->arg, x->buf);
+    }
+    from->n_out[p][tid] = 0;
+  }
+}
+
+static int64_t lane_next(const gv_sim *s) {
+  int64_t at;
+  return next_time(s, &at) ? at : INT64_MAX;
+}
+
+/* Lane tid's part of a run to t_end. Every lane computes the same windows
+ * from the same published times, so all meet at each barrier. */
+static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
+  gv_sim *s = r->lanes[tid];
+  gv_sim_par *par = r->par;
+  int64_t lookahead = r->cfg.lat_min;
+  unsigned w;
+  double t0, c0;
+
+  par->next[1][tid] = lane_next(s);
+  bar_wait(r, tid);
+  for (w = 0;; w++) {
+    unsigned p = w & 1;
+    int64_t start = INT64_MAX, last;
+    for (unsigned u = 0; u < r->threads; u++)
+      if (par->next[p ^ 1][u] < start)
+        start = par->next[p ^ 1][u];
+    if (start > t_end)
+      break;
+    merge(r, tid, p ^ 1);
+    last = t_end - start < lookahead ? t_end : start + lookahead - 1;
+    s->parity = p;
+    s->out_min = INT64_MAX;
+    t0 = clock_s(CLOCK_MONOTONIC);
+    c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    run_events(s, last);
+    s->busy_s += clock_s(CLOCK_MONOTONIC) - t0;
+    s->cpu_s += clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    start = lane_next(s);
+    par->next[p][tid] = start < s->out_min ? start : s->out_min;
+    if (tid == 0)
+      r->windows++;
+    bar_wait(r, tid);
+  }
+  merge(r, tid, (w & 1) ^ 1);
+  if (s->now < t_end)
+    s->now = t_end;
+  bar_wait(r, tid);
+}
+
+static void *lane_main(void *arg) {
+  gv_sim *s = arg, *r = s->root;
+
+  for (;;) {
+    pthread_barrier_wait(&r->par->bar);
+    if (r->par->quit)
+      break;
+    lane_run(r, s->tid, r->par->run_to);
+  }
+  cj_drain();
+  return NULL;
+}
+
+/* The root's view, into each lane, between runs. */
+static void lanes_sync(gv_sim *r) {
+  for (unsigned u = 0; u < r->threads && r->lanes != NULL; u++) {
+    gv_sim *l = r->lanes[u];
+    l->now = r->now;
+    l->n_nodes = r->n_nodes;
+    l->partitioned = r->partitioned;
+    l->tracking = r->tracking;
+    memcpy(l->tracked, r->tracked, sizeof(l->tracked));
+    l->tracked_at = r->tracked_at;
+  }
+}
+
+/* The lanes' counters, summed into the root's. */
+static void lanes_gather(gv_sim *r) {
+  r->events = r->frames = r->frame_bytes = r->ip_leaks = r->dropped = 0;
+  r->violations = r->relay_frames = r->relay_bytes = 0;
+  r->up_frames = r->up_wait_us = 0;
+  r->up_wait_max_us = 0;
+  r->n_links = 0;
+  for (unsigned u = 0; u < r->threads; u++) {
+    const gv_sim *l = r->lanes[u];
+    if (r->violations == 0 && l->violations > 0)
+      memcpy(r->violation, l->violation, sizeof(r->violation));
+    r->events += l->events;
+    r->frames += l->frames;
+    r->frame_bytes += l->frame_bytes;
+    r->ip_leaks += l->ip_leaks;
+    r->dropped += l->dropped;
+    r->violations += l->violations;
+    r->relay_frames += l->relay_frames;
+    r->relay_bytes += l->relay_bytes;
+    r->up_frames += l->up_frames;
+    r->up_wait_us += l->up_wait_us;
+    if (l->up_wait_max_us > r->up_wait_max_us)
+      r->up_wait_max_us = l->up_wait_max_us;
+    r->n_links += l->n_links;
+  }
+}
+
+void gv_sim_run_until(gv_sim *s, int64_t t) {
+  if (s->threads == 1) {
+    run_events(s, t);
+    if (s->now < t)
+      s->now = t;
+    return;
+  }
+  if (s->filter != NULL || s->frame_fn != NULL || s->deliver_fn != NULL ||
+      s->relay_fn != NULL) {
+    fprintf(stderr, "grapevine-sim: a per-frame hook with threads\n");
+    abort();
+  }
+  lanes_sync(s);
+  s->par->run_to = t;
+  s->par->running = true;
+  bar_wait(s, 0);
+  lane_run(s, 0, t);
+  s->par->running = false;
+  lanes_gather(s);
   if (s->now < t)
     s->now = t;
 }
@@ -654,6 +1031,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   gv_engine_cfg c;
   gv_lcore_cfg lc;
   uint64_t seed;
+  gv_intern *bodies = lane_of(s, i)->bodies;
 
   seed = s->cfg.seed ^ ((uint64_t)i * 0xd1b54a32d192ed03ULL);
   if (s->cfg.stub_sigs) {
@@ -681,7 +1059,7 @@ static void node_init(gv_sim *s, uint32_t i) {
   c.heartbeat_ms = s->cfg.heartbeat_ms;
   c.shuffle_ms = s->cfg.shuffle_ms;
   c.guards = s->cfg.guards;
-  c.bodies = s->bodies;
+  c.bodies = bodies;
   c.broadcasting = !silent;
   if (!silent) {
     node_addr(i, &c.addrs[0]);
@@ -692,8 +1070,8 @@ static void node_init(gv_sim *s, uint32_t i) {
   lc.accepting = !silent;
   lc.outbound_max = c.active_max + GV_RELAY_RELAYS_MAX; /* as the node */
   lc.stub_sigs = s->cfg.stub_sigs;
-  lc.memo = gv_intern_memo(s->bodies);
-  lc.pool = s->bodies; /* one copy of the constant configuration */
+  lc.memo = gv_intern_memo(bodies);
+  lc.pool = bodies; /* one copy of the constant configuration */
   /* No PINGs (but in steady, which counts them), so no idle limit either:
    * links end by close, crash or partition. */
   if (!s->cfg.pings) {
@@ -724,6 +1102,11 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent) {
   n->silent = silent;
   n->wake = INT64_MAX;
   n->delivered_at = -1;
+  /* Lanes: contiguous ranges of the first cfg.nodes; later joins, the last
+   * lane. */
+  n->lane = (uint8_t)(i < s->cfg.nodes ? (uint64_t)i * s->threads / s->cfg.nodes
+                                       : s->threads - 1);
+  lanes_sync(s);
   node_init(s, i);
   gv_sim_drain(s, i);
   return i;
@@ -737,6 +1120,21 @@ void gv_sim_kill(gv_sim *s, uint32_t i) {
   n->wake = INT64_MAX;
   n->up_free_us = 0;
   n->relay = NULL; /* the caller's to free */
+  if (s->threads > 1) {
+    /* Each open end of i's tells the other end (lanes). */
+    uint32_t u = 0, k = 0, g;
+    gv_sim_link *l;
+    while ((l = link_iter(s, &u, &k, &g)) != NULL) {
+      if (l->a == i && l->up) {
+        l->up = false;
+        post(s, s->now + l->lat, EV_HANGUP, l->b, 2 * g + 2, NULL);
+      } else if (l->b == i && l->up_b) {
+        l->up_b = false;
+        post(s, s->now + l->lat, EV_HANGUP, l->a, 2 * g + 1, NULL);
+      }
+    }
+    return;
+  }
   for (uint32_t k = 0; k < s->n_links; k++) {
     gv_sim_link *l = &s->links[k];
     if (!l->up || (l->a != i && l->b != i))
@@ -788,6 +1186,25 @@ void gv_sim_crash(gv_sim *s, uint32_t i) { s->nodes[i].dead = true; }
 
 void gv_sim_partition(gv_sim *s) {
   s->partitioned = true;
+  lanes_sync(s);
+  if (s->threads > 1) {
+    /* Each end open across the cut is cut (lanes). */
+    uint32_t u = 0, k = 0, g;
+    gv_sim_link *l;
+    while ((l = link_iter(s, &u, &k, &g)) != NULL) {
+      if (s->nodes[l->a].side == s->nodes[l->b].side)
+        continue;
+      if (l->up) {
+        l->up = false;
+        post(s, s->now + l->lat, EV_DOWN, l->a, 2 * g + 1, NULL);
+      }
+      if (l->up_b) {
+        l->up_b = false;
+        post(s, s->now + l->lat, EV_DOWN, l->b, 2 * g + 2, NULL);
+      }
+    }
+    return;
+  }
   for (uint32_t k = 0; k < s->n_links; k++) {
     gv_sim_link *l = &s->links[k];
     if (!l->up || s->nodes[l->a].side == s->nodes[l->b].side)
@@ -798,32 +1215,37 @@ void gv_sim_partition(gv_sim *s) {
   }
 }
 
-void gv_sim_heal(gv_sim *s) { s->partitioned = false; }
+void gv_sim_heal(gv_sim *s) {
+  s->partitioned = false;
+  lanes_sync(s);
+}
 
 void gv_sim_flood_once(gv_sim *s, uint32_t i) {
   static const char junk[] = "{\"v\":1,\"ttl\":9,\"hops\":0,\"body\":\"x\"}";
-  for (uint32_t k = 0; k < s->n_links; k++) {
-    gv_sim_link *l = &s->links[k];
+  uint32_t u = 0, k = 0, g;
+  gv_sim_link *l;
+
+  while ((l = link_iter(s, &u, &k, &g)) != NULL) {
     gv_buf *b;
-    if (!l->up || (l->a != i && l->b != i))
+    if ((l->a != i && l->b != i) || !*up_of(s, l, l->a == i ? 1 : 2))
       continue;
     b = gv_chan_buf(GV_CHAN_GOSSIP, junk, sizeof(junk) - 1);
     if (l->a == i)
-      push(s, s->now + l->lat, EV_FRAME, l->b, 2 * k + 2, b);
+      post(s, s->now + l->lat, EV_FRAME, l->b, 2 * g + 2, b);
     else
-      push(s, s->now + l->lat, EV_FRAME, l->a, 2 * k + 1, b);
+      post(s, s->now + l->lat, EV_FRAME, l->a, 2 * g + 1, b);
   }
 }
 
 void gv_sim_dial(gv_sim *s, uint32_t i, uint32_t j) {
   gv_addr a;
   node_addr(j, &a);
-  do_dial(s, i, &a, false);
+  do_dial(lane_of(s, i), i, &a, false);
 }
 
 void gv_sim_send(gv_sim *s, uint32_t i, gv_linkid link, gv_buf *b) {
   gv_action a = {.type = GV_ACT_SEND, .link = link, .buf = b};
-  do_send(s, i, &a);
+  do_send(lane_of(s, i), i, &a);
 }
 
 void gv_sim_track(gv_sim *s, const uint8_t *id) {
@@ -832,10 +1254,22 @@ void gv_sim_track(gv_sim *s, const uint8_t *id) {
   s->tracked_at = s->now;
   for (uint32_t i = 0; i < s->n_nodes; i++)
     s->nodes[i].delivered_at = -1;
+  lanes_sync(s);
+}
+
+void gv_sim_count_indegree(gv_sim *s) {
+  uint32_t u = 0, k = 0, g;
+  gv_sim_link *l;
+
+  while ((l = link_iter(s, &u, &k, &g)) != NULL)
+    if (l->up && (s->threads == 1 || l->up_b))
+      s->nodes[l->b].indegree++;
 }
 
 bool gv_sim_check(gv_sim *s) {
   gv_why why;
+  if (s->lanes != NULL)
+    lanes_gather(s);
   if (s->violations > 0)
     return false;
   for (uint32_t i = 0; i < s->n_nodes; i++) {
@@ -851,13 +1285,89 @@ bool gv_sim_check(gv_sim *s) {
   return true;
 }
 
+/* Lane u of r, with its thread (but lane 0's, the caller's). */
+static void lane_new(gv_sim *r, unsigned u) {
+  gv_sim *l = xrealloc(NULL, sizeof(*l));
+  uint8_t key[GV_IDMAP_KEY_BYTES] = {0};
+
+  memset(l, 0, sizeof(*l));
+  l->cfg = r->cfg;
+  l->now = r->now;
+  l->nodes = r->nodes;
+  l->cap_nodes = r->cap_nodes;
+  l->root = r;
+  l->threads = r->threads;
+  l->tid = u;
+  gv_rng_seed(&l->rng,
+              r->cfg.seed ^ ((uint64_t)(u + 1) * 0x9e3779b97f4a7c15ULL));
+  queue_init(l);
+  memcpy(key, &r->cfg.seed, sizeof(r->cfg.seed));
+  key[9] = (uint8_t)u;
+  gv_idmap_init(&l->delivered, key);
+  key[8] ^= 0xb0;
+  if (gv_intern_new(&l->bodies, key) < 0) {
+    fprintf(stderr, "grapevine-sim: out of memory (lanes)\n");
+    exit(1);
+  }
+  if (2 * (size_t)r->cfg.nodes + 4096 < GV_INTERN_MEMO_MAX)
+    gv_intern_memo_max(l->bodies, 2 * (size_t)r->cfg.nodes + 4096);
+  l->chunks = xrealloc(NULL, CHUNKS_MAX * sizeof(gv_sim_link *));
+  r->lanes[u] = l;
+}
+
+static void lane_free(gv_sim *l) {
+  for (uint32_t k = 0; k < l->n_pool; k++)
+    gv_buf_unref(l->pool[k].buf);
+  for (unsigned p = 0; p < 2; p++)
+    for (unsigned u = 0; u < l->threads; u++) {
+      for (uint32_t k = 0; k < l->n_out[p][u]; k++)
+        gv_buf_unref(l->out[p][u][k].buf);
+      free(l->out[p][u]);
+    }
+  gv_idmap_free(&l->delivered);
+  gv_intern_free(l->bodies);
+  for (uint32_t c = 0; c < CHUNKS_MAX && c * CHUNK < l->n_links; c++)
+    free(l->chunks[c]);
+  free(l->chunks);
+  free(l->pool);
+  free(l->head);
+  free(l->tail);
+  free(l->busy);
+  free(l->far);
+  free(l);
+}
+
+/* The lanes and their threads (cfg.threads > 1). */
+static void lanes_start(gv_sim *s) {
+  s->lanes = xrealloc(NULL, s->threads * sizeof(gv_sim *));
+  s->par = xrealloc(NULL, sizeof(*s->par));
+  memset(s->par, 0, sizeof(*s->par));
+  for (unsigned u = 0; u < s->threads; u++)
+    lane_new(s, u);
+  if (pthread_barrier_init(&s->par->bar, NULL, s->threads) != 0) {
+    fprintf(stderr, "grapevine-sim: cannot make a barrier\n");
+    exit(1);
+  }
+  for (unsigned u = 1; u < s->threads; u++)
+    if (pthread_create(&s->par->th[u], NULL, lane_main, s->lanes[u]) != 0) {
+      fprintf(stderr, "grapevine-sim: cannot start thread %u\n", u);
+      exit(1);
+    }
+}
+
 int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
-  gv_sim *s = calloc(1, sizeof(*s));
+  gv_sim *s;
+  unsigned threads = cfg->threads ? cfg->threads : 1;
 
   *out = NULL;
-  if (s == NULL)
+  if (threads > GV_SIM_THREADS_MAX || (threads > 1 && cfg->lat_min < 1))
+    return GV_EINVAL;
+  if ((s = calloc(1, sizeof(*s))) == NULL)
     return GV_ENOMEM;
   s->cfg = *cfg;
+  s->cfg.threads = threads;
+  s->root = s;
+  s->threads = threads;
   s->now = GV_SIM_T0;
   s->cap_nodes = cfg->nodes + cfg->nodes / 8 + GV_SIM_SPARE_NODES;
   if ((s->nodes = calloc(s->cap_nodes, sizeof(gv_sim_node))) == NULL) {
@@ -884,6 +1394,8 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
     if (2 * (size_t)cfg->nodes + 4096 < GV_INTERN_MEMO_MAX)
       gv_intern_memo_max(s->bodies, 2 * (size_t)cfg->nodes + 4096);
   }
+  if (threads > 1)
+    lanes_start(s);
   *out = s;
   return 0;
 }
@@ -891,10 +1403,24 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
 void gv_sim_free(gv_sim *s) {
   if (s == NULL)
     return;
+  if (s->lanes != NULL) {
+    s->par->quit = true;
+    pthread_barrier_wait(&s->par->bar);
+    for (unsigned u = 1; u < s->threads; u++)
+      pthread_join(s->par->th[u], NULL);
+  }
   for (uint32_t i = 0; i < s->n_nodes; i++) {
     gv_lcore_free(s->nodes[i].lc);
     gv_engine_free(s->nodes[i].e);
     gv_id_wipe(&s->nodes[i].id);
+  }
+  if (s->lanes != NULL) {
+    /* After the engines, which hold the lanes' pooled bodies. */
+    for (unsigned u = 0; u < s->threads; u++)
+      lane_free(s->lanes[u]);
+    pthread_barrier_destroy(&s->par->bar);
+    free(s->lanes);
+    free(s->par);
   }
   for (uint32_t k = 0; k < s->n_pool; k++)
     gv_buf_unref(s->pool[k].buf); /* NULL once popped */

@@ -4,7 +4,18 @@
  * random comes from the seed, and ties break by insertion order, so the same
  * configuration gives the same run.
  *
- * Lifetime: gv_sim_new() allocates all nodes; gv_sim_free() releases them.
+ * Threads (cfg.threads > 1, net.c "lanes"): the nodes are split in
+ * contiguous ranges, one lane (a gv_sim of its own: queue, links, PRNG,
+ * counters, body pool) per thread, run in windows of the lookahead
+ * cfg.lat_min; the run is deterministic for (seed, threads) but another
+ * sample than one thread's. Every call below is made from the caller's
+ * thread between gv_sim_run_until() calls, when no lane runs; the
+ * counters, n_links and violation of the gv_sim are then the lanes'
+ * sums. The per-frame hooks (filter, frame_fn, deliver_fn, relay_fn) and
+ * `links` are for one thread only.
+ *
+ * Lifetime: gv_sim_new() allocates all nodes (and starts the lanes'
+ * threads); gv_sim_free() releases them (and joins the threads).
  */
 #ifndef GV_SIM_NET_H
 #define GV_SIM_NET_H
@@ -36,7 +47,12 @@ typedef struct gv_sim_cfg {
    * leaving a node departs when its uplink is free and holds it for
    * len / cap; it arrives that long after departing plus the latency. */
   uint32_t upload_kbps;
+  /* Threads, 1..GV_SIM_THREADS_MAX (0 is taken as 1); above 1 needs
+   * lat_min >= 1, the lookahead. */
+  unsigned threads;
 } gv_sim_cfg;
+
+#define GV_SIM_THREADS_MAX 64
 
 typedef struct gv_sim_node {
   gv_engine *e;
@@ -54,6 +70,7 @@ typedef struct gv_sim_node {
   bool attacker, observed;
   int64_t observed_at;
   uint8_t side; /* partition side */
+  uint8_t lane; /* the lane (thread) that runs it */
   uint32_t indegree;
   int64_t up_free_us; /* upload cap: when its uplink is next free (µs) */
 } gv_sim_node;
@@ -62,7 +79,8 @@ typedef struct gv_sim_link {
   uint32_t a, b;             /* a dialed b */
   uint32_t a_epoch, b_epoch; /* their incarnations at the dial */
   uint16_t lat;
-  bool up;
+  bool up;   /* one thread: the link's; lanes: a's end only */
+  bool up_b; /* lanes: b's end (each end is written by its own lane) */
 } gv_sim_link;
 
 /* What a node's relay core asks of its driver beyond the link layer
@@ -85,6 +103,8 @@ typedef void gv_sim_frame_fn(void *ctx, uint32_t i, const gv_buf *b, bool in);
 
 typedef struct gv_sim_ev gv_sim_ev;
 typedef struct gv_sim_far gv_sim_far;
+typedef struct gv_sim_xev gv_sim_xev;
+typedef struct gv_sim_par gv_sim_par;
 
 typedef struct gv_sim {
   gv_sim_cfg cfg;
@@ -129,6 +149,22 @@ typedef struct gv_sim {
   gv_idmap delivered; /* (node, id) pairs seen delivered: no id twice */
   gv_intern *bodies;  /* every engine's signed bodies, each stored once */
   char violation[256];
+  /* Lanes (net.c): root is the gv_sim the caller holds (itself with one
+   * thread); tid the lane's index. A lane's links live in fixed chunks
+   * (the other lanes read them while it adds more); out[p][u] holds the
+   * events for lane u made in a window of parity p. */
+  struct gv_sim *root;
+  unsigned threads, tid;
+  struct gv_sim **lanes; /* root only, threads > 1 */
+  gv_sim_par *par;       /* root only: threads and barrier */
+  gv_sim_link **chunks;
+  gv_sim_xev *out[2][GV_SIM_THREADS_MAX];
+  uint32_t n_out[2][GV_SIM_THREADS_MAX], cap_out[2][GV_SIM_THREADS_MAX];
+  int64_t out_min; /* the earliest event sent out in this window */
+  unsigned parity;
+  uint64_t windows, barriers; /* root: the windows run, the barriers met */
+  /* a lane: wall-clock and CPU seconds running its windows' events */
+  double busy_s, cpu_s;
 } gv_sim;
 
 int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg);
@@ -140,7 +176,8 @@ uint32_t gv_sim_add_node(gv_sim *s, bool silent);
 /* Gives node i k random candidates (live or not: a stale cache). */
 void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k);
 
-/* Runs events until the clock reaches t (or none are left). */
+/* Runs events until the clock reaches t (or none are left). With lanes,
+ * in windows (net.c); the counters are summed at the end. */
 void gv_sim_run_until(gv_sim *s, int64_t t);
 
 /* A crash: the node stops; nobody is told. Frames to it are lost and their
@@ -182,6 +219,9 @@ void gv_sim_track(gv_sim *s, const uint8_t *id);
 /* Checks every live engine's invariants; false (and s->violation set) on
  * the first failure. */
 bool gv_sim_check(gv_sim *s);
+
+/* Counts each node's inbound links open at the end (indegree). */
+void gv_sim_count_indegree(gv_sim *s);
 
 /* After any call into node i's cores: carry out their actions, then arm
  * its timer at the earliest of their expiries. */
