@@ -99,19 +99,24 @@ static void check_or_die(gv_sim *s, const opts *o) {
 
 static void form(gv_sim *s, const opts *o, double silent_frac, unsigned cands) {
   uint32_t n = o->cfg.nodes;
-  bool any = false;
+  bool any = false, *silent = calloc(n, sizeof(bool));
+
+  if (silent == NULL) {
+    fprintf(stderr, "grapevine-sim: out of memory\n");
+    exit(1);
+  }
 
   for (uint32_t i = 0; i < n; i++) {
-    bool silent = gv_rng_unit(&s->rng) < silent_frac;
+    silent[i] = gv_rng_unit(&s->rng) < silent_frac;
     if (i == n - 1 && !any)
-      silent = false; /* someone must accept links */
-    any |= !silent;
-    gv_sim_add_node(s, silent);
-    if (n >= 100000 && (i + 1) % (n / 10) == 0)
-      progress(o, "created %u of %u nodes", i + 1, n);
+      silent[i] = false; /* someone must accept links */
+    any |= !silent[i];
   }
-  for (uint32_t i = 0; i < n; i++)
-    gv_sim_seed_candidates(s, i, cands);
+  gv_sim_add_nodes(s, n, silent);
+  free(silent);
+  if (n >= 100000)
+    progress(o, "created %u nodes", n);
+  gv_sim_seed_all(s, cands);
   gv_sim_run_until(s, s->now + FORM_MS);
   progress(o, "formed: %u nodes, %u links, %llu events", n, s->n_links,
            (unsigned long long)s->events);

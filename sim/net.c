@@ -61,8 +61,11 @@ struct gv_sim_par {
   pthread_barrier_t bar;
   pthread_t th[GV_SIM_THREADS_MAX];
   int64_t next[2][GV_SIM_THREADS_MAX];
-  int64_t run_to;
-  bool running, quit;
+  int job;               /* what the lanes do next (lanes, "jobs") */
+  int64_t run_to;        /* JOB_RUN */
+  uint32_t from, to, k;  /* JOB_ADD, JOB_SEED: nodes [from, to) */
+  const uint32_t *cands; /* JOB_SEED: k candidates per node (or NIL) */
+  bool running;
 };
 
 #define PORT 7411
@@ -945,14 +948,78 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
   bar_wait(r, tid);
 }
 
+/* ---- jobs: what the lanes do together ----
+ *
+ * Between runs the caller's thread (lane 0) hands the other lanes a job
+ * at a barrier: a run (above), or the setup of many nodes at once, each
+ * lane its own (created on the thread that will run them, so in its
+ * malloc arena), or the end, each lane freeing its nodes. */
+
+enum { JOB_RUN, JOB_ADD, JOB_SEED, JOB_QUIT };
+
+static void node_init(gv_sim *s, uint32_t i);
+
+/* Lane tid's part of JOB_ADD (create the nodes) or JOB_SEED (give them
+ * their candidates), in node order; what they send other lanes (the
+ * accepting ends of their dials) is merged in the fixed order of a
+ * window's. */
+static void lane_setup(gv_sim *r, unsigned tid) {
+  gv_sim *s = r->lanes[tid];
+  const gv_sim_par *par = r->par;
+
+  s->parity = 0;
+  for (uint32_t i = par->from; i < par->to; i++) {
+    const uint32_t *c = par->cands + (size_t)(i - par->from) * par->k;
+    if (s->nodes[i].lane != tid)
+      continue;
+    if (par->job == JOB_ADD)
+      node_init(r, i);
+    for (uint32_t g = 0; par->job == JOB_SEED && g < par->k && c[g] != NIL;
+         g++) {
+      gv_addr a;
+      node_addr(c[g], &a);
+      gv_engine_add_candidate(s->nodes[i].e, s->nodes[c[g]].id.pk, &a, false,
+                              s->now);
+    }
+    gv_sim_drain(s, i);
+  }
+  bar_wait(r, tid);
+  merge(r, tid, 0);
+  bar_wait(r, tid);
+}
+
+/* Frees lane tid's nodes (JOB_QUIT). */
+static void lane_free_nodes(gv_sim *r, unsigned tid) {
+  for (uint32_t i = 0; i < r->n_nodes; i++) {
+    if (r->nodes[i].lane != tid)
+      continue;
+    gv_lcore_free(r->nodes[i].lc);
+    gv_engine_free(r->nodes[i].e);
+    gv_id_wipe(&r->nodes[i].id);
+  }
+}
+
+/* job: read once after the barrier that started it (the caller's thread
+ * may set the next one as soon as the job is done). */
+static void lane_job(gv_sim *r, unsigned tid, int job) {
+  switch (job) {
+  case JOB_RUN: lane_run(r, tid, r->par->run_to); break;
+  case JOB_ADD:
+  case JOB_SEED: lane_setup(r, tid); break;
+  default: lane_free_nodes(r, tid); break;
+  }
+}
+
 static void *lane_main(void *arg) {
   gv_sim *s = arg, *r = s->root;
 
   for (;;) {
+    int job;
     pthread_barrier_wait(&r->par->bar);
-    if (r->par->quit)
+    job = r->par->job;
+    lane_job(r, s->tid, job);
+    if (job == JOB_QUIT)
       break;
-    lane_run(r, s->tid, r->par->run_to);
   }
   cj_drain();
   return NULL;
@@ -998,6 +1065,19 @@ static void lanes_gather(gv_sim *r) {
   }
 }
 
+/* Runs a job on every lane, lane 0 on this thread; returns when all are
+ * done. */
+static void lanes_job(gv_sim *r, int job) {
+  lanes_sync(r);
+  r->par->job = job;
+  r->par->running = job != JOB_QUIT;
+  bar_wait(r, 0);
+  lane_job(r, 0, job);
+  r->par->running = false;
+  if (job != JOB_QUIT)
+    lanes_gather(r);
+}
+
 void gv_sim_run_until(gv_sim *s, int64_t t) {
   if (s->threads == 1) {
     run_events(s, t);
@@ -1010,13 +1090,8 @@ void gv_sim_run_until(gv_sim *s, int64_t t) {
     fprintf(stderr, "grapevine-sim: a per-frame hook with threads\n");
     abort();
   }
-  lanes_sync(s);
   s->par->run_to = t;
-  s->par->running = true;
-  bar_wait(s, 0);
-  lane_run(s, 0, t);
-  s->par->running = false;
-  lanes_gather(s);
+  lanes_job(s, JOB_RUN);
   if (s->now < t)
     s->now = t;
 }
@@ -1180,6 +1255,66 @@ void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k) {
     given++;
   }
   gv_sim_drain(s, i);
+}
+
+void gv_sim_add_nodes(gv_sim *s, uint32_t n, const bool *silent) {
+  uint32_t first = s->n_nodes;
+
+  if (s->lanes == NULL) {
+    for (uint32_t k = 0; k < n; k++)
+      gv_sim_add_node(s, silent[k]);
+    return;
+  }
+  if (n > s->cap_nodes - s->n_nodes) {
+    fprintf(stderr, "grapevine-sim: more than %u nodes\n", s->cap_nodes);
+    exit(1);
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = s->n_nodes++;
+    gv_sim_node *nd = &s->nodes[i];
+    memset(nd, 0, sizeof(*nd));
+    nd->silent = silent[k];
+    nd->wake = INT64_MAX;
+    nd->delivered_at = -1;
+    nd->lane =
+        (uint8_t)(i < s->cfg.nodes ? (uint64_t)i * s->threads / s->cfg.nodes
+                                   : s->threads - 1);
+  }
+  s->par->from = first;
+  s->par->to = s->n_nodes;
+  s->par->k = 0;
+  s->par->cands = NULL;
+  lanes_job(s, JOB_ADD);
+}
+
+void gv_sim_seed_all(gv_sim *s, unsigned k) {
+  uint32_t *cands;
+
+  if (s->lanes == NULL) {
+    for (uint32_t i = 0; i < s->n_nodes; i++)
+      gv_sim_seed_candidates(s, i, k);
+    return;
+  }
+  /* The draws of gv_sim_seed_candidates(), in its order, from this
+   * thread; the lanes add them. */
+  cands = xrealloc(NULL, ((size_t)s->n_nodes * k + 1) * sizeof(uint32_t));
+  for (uint32_t i = 0; i < s->n_nodes; i++) {
+    uint32_t *c = cands + (size_t)i * k;
+    unsigned given = 0;
+    for (unsigned tries = 0; given < k && tries < 64 * k; tries++) {
+      uint32_t j = (uint32_t)gv_rng_below(&s->rng, s->n_nodes);
+      if (j != i && !s->nodes[j].silent)
+        c[given++] = j;
+    }
+    while (given < k)
+      c[given++] = NIL;
+  }
+  s->par->from = 0;
+  s->par->to = s->n_nodes;
+  s->par->k = k;
+  s->par->cands = cands;
+  lanes_job(s, JOB_SEED);
+  free(cands);
 }
 
 void gv_sim_crash(gv_sim *s, uint32_t i) { s->nodes[i].dead = true; }
@@ -1404,15 +1539,16 @@ void gv_sim_free(gv_sim *s) {
   if (s == NULL)
     return;
   if (s->lanes != NULL) {
-    s->par->quit = true;
-    pthread_barrier_wait(&s->par->bar);
+    /* Each lane frees its nodes on its thread. */
+    lanes_job(s, JOB_QUIT);
     for (unsigned u = 1; u < s->threads; u++)
       pthread_join(s->par->th[u], NULL);
-  }
-  for (uint32_t i = 0; i < s->n_nodes; i++) {
-    gv_lcore_free(s->nodes[i].lc);
-    gv_engine_free(s->nodes[i].e);
-    gv_id_wipe(&s->nodes[i].id);
+  } else {
+    for (uint32_t i = 0; i < s->n_nodes; i++) {
+      gv_lcore_free(s->nodes[i].lc);
+      gv_engine_free(s->nodes[i].e);
+      gv_id_wipe(&s->nodes[i].id);
+    }
   }
   if (s->lanes != NULL) {
     /* After the engines, which hold the lanes' pooled bodies. */

@@ -175,6 +175,13 @@ void gv_sim_free(gv_sim *s);
 uint32_t gv_sim_add_node(gv_sim *s, bool silent);
 /* Gives node i k random candidates (live or not: a stale cache). */
 void gv_sim_seed_candidates(gv_sim *s, uint32_t i, unsigned k);
+/* As many gv_sim_add_node() calls, silent[k] for the k-th, and
+ * gv_sim_seed_candidates() for every node, in node order: with one thread
+ * the very same; with lanes each lane sets up its own nodes at once (the
+ * draws are the same, the order in which the other lanes' link ends land
+ * on a queue is not). */
+void gv_sim_add_nodes(gv_sim *s, uint32_t n, const bool *silent);
+void gv_sim_seed_all(gv_sim *s, unsigned k);
 
 /* Runs events until the clock reaches t (or none are left). With lanes,
  * in windows (net.c); the counters are summed at the end. */
