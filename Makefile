@@ -13,7 +13,7 @@ PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
 FUZZ_SECONDS ?= 30
-PKGS      := libsodium libuv libcjson sqlite3 libmicrohttpd libcurl
+PKGS      := libsodium libuv libcjson sqlite3 libmicrohttpd libcurl libxxhash
 TEST_PKGS := check
 
 # Recursively expanded on purpose: pkg-config runs after deps are installed.

@@ -2,8 +2,8 @@
  * NUL-terminated copy. The simulator gives one pool to all its engines,
  * so a record that a thousand engines hold (the broadcast, a node's record
  * in its neighbours' tables) is stored once. Open addressing with linear
- * probing and backward-shift deletion; slots chosen by SipHash-2-4 under
- * the pool's key. Pure: no I/O, no global state, not thread-safe.
+ * probing and backward-shift deletion; slots chosen by XXH3 under a seed
+ * from the pool's key. Pure: no I/O, no global state, not thread-safe.
  *
  * Lifetime: gv_intern_new() allocates; every gv_intern_get() takes a
  * reference that gv_intern_drop() gives back, and the last drop frees the

@@ -9,7 +9,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config git
-  libsodium-dev libuv1-dev libcjson-dev libsqlite3-dev check
+  libsodium-dev libuv1-dev libcjson-dev libsqlite3-dev check libxxhash-dev
   clang libclang-rt-14-dev
   python3 gnuplot-nox
   libmicrohttpd-dev libcurl4-openssl-dev curl sqlite3 wrk opentracker
