@@ -955,7 +955,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
  * lane its own (created on the thread that will run them, so in its
  * malloc arena), or the end, each lane freeing its nodes. */
 
-enum { JOB_RUN, JOB_ADD, JOB_SEED, JOB_QUIT };
+enum { JOB_RUN, JOB_ADD, JOB_SEED, JOB_CHECK, JOB_QUIT };
 
 static void node_init(gv_sim *s, uint32_t i);
 
@@ -988,6 +988,24 @@ static void lane_setup(gv_sim *r, unsigned tid) {
   bar_wait(r, tid);
 }
 
+/* Checks lane tid's live nodes' invariants (JOB_CHECK), up to the first
+ * failure, as gv_sim_check() does. */
+static void lane_check(gv_sim *r, unsigned tid) {
+  gv_sim *s = r->lanes[tid];
+  gv_why why;
+
+  for (uint32_t i = 0; i < r->n_nodes && s->violations == 0; i++) {
+    if (r->nodes[i].lane != tid || r->nodes[i].dead)
+      continue;
+    if (gv_engine_check(r->nodes[i].e, &why) < 0 ||
+        gv_lcore_check(r->nodes[i].lc, &why) < 0) {
+      s->violations++;
+      snprintf(s->violation, sizeof(s->violation), "node %u: %s", i, why.text);
+    }
+  }
+  bar_wait(r, tid);
+}
+
 /* Frees lane tid's nodes (JOB_QUIT). */
 static void lane_free_nodes(gv_sim *r, unsigned tid) {
   for (uint32_t i = 0; i < r->n_nodes; i++) {
@@ -1006,6 +1024,7 @@ static void lane_job(gv_sim *r, unsigned tid, int job) {
   case JOB_RUN: lane_run(r, tid, r->par->run_to); break;
   case JOB_ADD:
   case JOB_SEED: lane_setup(r, tid); break;
+  case JOB_CHECK: lane_check(r, tid); break;
   default: lane_free_nodes(r, tid); break;
   }
 }
@@ -1402,8 +1421,10 @@ void gv_sim_count_indegree(gv_sim *s) {
 
 bool gv_sim_check(gv_sim *s) {
   gv_why why;
-  if (s->lanes != NULL)
-    lanes_gather(s);
+  if (s->lanes != NULL) {
+    lanes_job(s, JOB_CHECK); /* and sums the lanes' violations */
+    return s->violations == 0;
+  }
   if (s->violations > 0)
     return false;
   for (uint32_t i = 0; i < s->n_nodes; i++) {
