@@ -427,10 +427,12 @@ static bool *up_of(const gv_sim *s, gv_sim_link *l, gv_linkid side) {
 
 /* Queues an event for node `node`: on s's own queue; with lanes, on the
  * node's lane's, at once between runs or through s's outbox during one
- * (t is then at least the lookahead ahead). A frame crossing lanes, even
- * between runs, is the receiver's own copy unless s held its only
- * reference: gv_buf's count is not atomic, and both lanes would drop
- * theirs. */
+ * (t is then at least the lookahead ahead). A frame that crosses lanes
+ * must not have its buffer touched by both: gv_buf's count is not atomic,
+ * and a buffer is best freed by the thread (the malloc arena) that made
+ * it. During a run the receiver copies it from the outbox (merge()) and
+ * the sender drops its reference afterwards (release()); between runs
+ * the receiver gets a copy unless s held the only reference. */
 static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
                  uint32_t arg, gv_buf *buf) {
   gv_sim *to;
@@ -442,7 +444,7 @@ static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
   }
   u = s->nodes[node].lane;
   to = s->root->lanes[u];
-  if (to != s && buf != NULL && buf->refs > 1) {
+  if (to != s && !s->root->par->running && buf != NULL && buf->refs > 1) {
     gv_buf *c = gv_buf_new(buf->data, buf->len);
     gv_buf_unref(buf);
     buf = c;
@@ -887,7 +889,8 @@ static void bar_wait(gv_sim *r, unsigned tid) {
     r->barriers++;
 }
 
-/* Pushes what the other lanes sent lane tid in a window of parity p. */
+/* Pushes what the other lanes sent lane tid in a window of parity p, the
+ * frames as copies made on this thread. */
 static void merge(gv_sim *r, unsigned tid, unsigned p) {
   gv_sim *s = r->lanes[tid];
 
@@ -897,9 +900,19 @@ static void merge(gv_sim *r, unsigned tid, unsigned p) {
       continue;
     for (uint32_t k = 0; k < from->n_out[p][tid]; k++) {
       const gv_sim_xev *x = &from->out[p][tid][k];
-      push(s, x->t, x->kind, x->node, x->arg, x->buf);
+      push(s, x->t, x->kind, x->node, x->arg,
+           x->buf != NULL ? gv_buf_new(x->buf->data, x->buf->len) : NULL);
     }
-    from->n_out[p][tid] = 0;
+  }
+}
+
+/* Empties lane s's outboxes of parity p, once every receiver merged them:
+ * the frames' buffers, made on s's thread, are dropped there. */
+static void release(gv_sim *s, unsigned p) {
+  for (unsigned u = 0; u < s->threads; u++) {
+    for (uint32_t k = 0; k < s->n_out[p][u]; k++)
+      gv_buf_unref(s->out[p][u][k].buf);
+    s->n_out[p][u] = 0;
   }
 }
 
@@ -928,6 +941,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
     if (start > t_end)
       break;
     merge(r, tid, p ^ 1);
+    release(s, p); /* sent two windows ago, merged since */
     last = t_end - start < lookahead ? t_end : start + lookahead - 1;
     s->parity = p;
     s->out_min = INT64_MAX;
@@ -945,6 +959,9 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
   merge(r, tid, (w & 1) ^ 1);
   if (s->now < t_end)
     s->now = t_end;
+  bar_wait(r, tid);
+  release(s, 0);
+  release(s, 1);
   bar_wait(r, tid);
 }
 
@@ -985,6 +1002,8 @@ static void lane_setup(gv_sim *r, unsigned tid) {
   }
   bar_wait(r, tid);
   merge(r, tid, 0);
+  bar_wait(r, tid);
+  release(s, 0);
   bar_wait(r, tid);
 }
 
