@@ -427,10 +427,12 @@ static bool *up_of(const gv_sim *s, gv_sim_link *l, gv_linkid side) {
 
 /* Queues an event for node `node`: on s's own queue; with lanes, on the
  * node's lane's, at once between runs or through s's outbox during one
- * (t is then at least the lookahead ahead). A frame crossing lanes, even
- * between runs, is the receiver's own copy unless s held its only
- * reference: gv_buf's count is not atomic, and both lanes would drop
- * theirs. */
+ * (t is then at least the lookahead ahead). A frame that crosses lanes
+ * must not have its buffer touched by both: gv_buf's count is not atomic,
+ * and a buffer is best freed by the thread (the malloc arena) that made
+ * it. During a run the receiver copies it from the outbox (merge()) and
+ * the sender drops its reference afterwards (release()); between runs
+ * the receiver gets a copy unless s held the only reference. */
 static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
                  uint32_t arg, gv_buf *buf) {
   gv_sim *to;
@@ -442,7 +444,7 @@ static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
   }
   u = s->nodes[node].lane;
   to = s->root->lanes[u];
-  if (to != s && buf != NULL && buf->refs > 1) {
+  if (to != s && !s->root->par->running && buf != NULL && buf->refs > 1) {
     gv_buf *c = gv_buf_new(buf->data, buf->len);
     gv_buf_unref(buf);
     buf = c;
@@ -887,7 +889,8 @@ static void bar_wait(gv_sim *r, unsigned tid) {
     r->barriers++;
 }
 
-/* Pushes what the other lanes sent lane tid in a window of parity p. */
+/* Pushes what the other lanes sent lane tid in a window of parity p, the
+ * frames as copies made on this thread. */
 static void merge(gv_sim *r, unsigned tid, unsigned p) {
   gv_sim *s = r->lanes[tid];
 
@@ -897,9 +900,19 @@ static void merge(gv_sim *r, unsigned tid, unsigned p) {
       continue;
     for (uint32_t k = 0; k < from->n_out[p][tid]; k++) {
       const gv_sim_xev *x = &from->out[p][tid][k];
-      push(s, x->t, x->kind, x->node, x->arg, x->buf);
+      push(s, x->t, x->kind, x->node, x->arg,
+           x->buf != NULL ? gv_buf_new(x->buf->data, x->buf->len) : NULL);
     }
-    from->n_out[p][tid] = 0;
+  }
+}
+
+/* Empties lane s's outboxes of parity p, once every receiver merged them:
+ * the frames' buffers, made on s's thread, are dropped there. */
+static void release(gv_sim *s, unsigned p) {
+  for (unsigned u = 0; u < s->threads; u++) {
+    for (uint32_t k = 0; k < s->n_out[p][u]; k++)
+      gv_buf_unref(s->out[p][u][k].buf);
+    s->n_out[p][u] = 0;
   }
 }
 
@@ -928,6 +941,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
     if (start > t_end)
       break;
     merge(r, tid, p ^ 1);
+    release(s, p); /* sent two windows ago, merged since */
     last = t_end - start < lookahead ? t_end : start + lookahead - 1;
     s->parity = p;
     s->out_min = INT64_MAX;
@@ -946,6 +960,9 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
   if (s->now < t_end)
     s->now = t_end;
   bar_wait(r, tid);
+  release(s, 0);
+  release(s, 1);
+  bar_wait(r, tid);
 }
 
 /* ---- jobs: what the lanes do together ----
@@ -955,7 +972,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
  * lane its own (created on the thread that will run them, so in its
  * malloc arena), or the end, each lane freeing its nodes. */
 
-enum { JOB_RUN, JOB_ADD, JOB_SEED, JOB_QUIT };
+enum { JOB_RUN, JOB_ADD, JOB_SEED, JOB_CHECK, JOB_QUIT };
 
 static void node_init(gv_sim *s, uint32_t i);
 
@@ -986,6 +1003,26 @@ static void lane_setup(gv_sim *r, unsigned tid) {
   bar_wait(r, tid);
   merge(r, tid, 0);
   bar_wait(r, tid);
+  release(s, 0);
+  bar_wait(r, tid);
+}
+
+/* Checks lane tid's live nodes' invariants (JOB_CHECK), up to the first
+ * failure, as gv_sim_check() does. */
+static void lane_check(gv_sim *r, unsigned tid) {
+  gv_sim *s = r->lanes[tid];
+  gv_why why;
+
+  for (uint32_t i = 0; i < r->n_nodes && s->violations == 0; i++) {
+    if (r->nodes[i].lane != tid || r->nodes[i].dead)
+      continue;
+    if (gv_engine_check(r->nodes[i].e, &why) < 0 ||
+        gv_lcore_check(r->nodes[i].lc, &why) < 0) {
+      s->violations++;
+      snprintf(s->violation, sizeof(s->violation), "node %u: %s", i, why.text);
+    }
+  }
+  bar_wait(r, tid);
 }
 
 /* Frees lane tid's nodes (JOB_QUIT). */
@@ -1006,6 +1043,7 @@ static void lane_job(gv_sim *r, unsigned tid, int job) {
   case JOB_RUN: lane_run(r, tid, r->par->run_to); break;
   case JOB_ADD:
   case JOB_SEED: lane_setup(r, tid); break;
+  case JOB_CHECK: lane_check(r, tid); break;
   default: lane_free_nodes(r, tid); break;
   }
 }
@@ -1403,8 +1441,10 @@ void gv_sim_count_indegree(gv_sim *s) {
 
 bool gv_sim_check(gv_sim *s) {
   gv_why why;
-  if (s->lanes != NULL)
-    lanes_gather(s);
+  if (s->lanes != NULL) {
+    lanes_job(s, JOB_CHECK); /* and sums the lanes' violations */
+    return s->violations == 0;
+  }
   if (s->violations > 0)
     return false;
   for (uint32_t i = 0; i < s->n_nodes; i++) {
