@@ -10,6 +10,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* XX(name, message) */
 #define GV_ERRNO_MAP(XX)                                                       \
   XX(NOMEM, "out of memory")                                                   \
@@ -80,5 +84,9 @@ typedef struct gv_why {
  * `return gv_fail(why, GV_ETTL, "ttl %u ...", ttl);`. */
 int gv_fail(gv_why *why, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -24,9 +24,9 @@
 //   piece_finished x N or T ms ──> save_resume_data ──> <hash>.resume (atomic)
 //   gv_tor_remove ──> removed from the session, resume file deleted
 
+#include "err.h"
 extern "C" {
-#include "err.h"  // C headers without extern "C" of their own
-#include "json.h" // gv_hex_encode, gv_hex_decode
+#include "json.h" // gv_hex_encode, gv_hex_decode: no extern "C" of its own
 }
 #include "fsutil.h" // gv_write_atomic
 #include "tor.h"

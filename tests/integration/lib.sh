@@ -111,12 +111,16 @@ start() {
 }
 
 # wait_for SECONDS CMD...: runs CMD, its output discarded, every 0.2 s until
-# it succeeds (0), at most SECONDS * 5 times (1).
+# it succeeds (0) or SECONDS have passed (1): bounded in time however long
+# CMD takes (a CLI call under ASan can take a second).
 wait_for() {
-  local n=$(($1 * 5))
+  local end=$((SECONDS + $1))
   shift
-  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
+  while :; do
+    "$@" >/dev/null 2>&1 && return 0
+    ((SECONDS < end)) || return 1
+    sleep 0.2
+  done
 }
 
 # J EXPR: evaluates EXPR over the JSON on stdin as d.

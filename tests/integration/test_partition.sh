@@ -61,12 +61,6 @@ full() { # every node's table lists the 5 others
 sees() { # NODE REPO: NODE's table lists a node holding REPO
   "$GV" peers --data-dir "$TMP/$1" --json 2>/dev/null | grep -q "\"$2\""
 }
-wait_for() { # SECONDS CMD...
-  local t=$1
-  shift
-  for _ in $(seq 1 $((t * 2))); do "$@" && return 0; sleep 0.5; done
-  return 1
-}
 
 wait_for 30 full && ok "two hosts, six nodes: every table complete" ||
   not_ok "initial convergence" "$(for n in $nodes; do echo "$n: $("$GV" id --short --data-dir "$TMP/$n") sees"; "$GV" peers --data-dir "$TMP/$n" 2>&1 | cut -c1-12 | tail -n +2 | tr '\n' ' '; echo; done)"
