@@ -46,10 +46,11 @@ void *gv_idmap_get(const gv_idmap *m, const uint8_t key[32]) {
 
 static int grow(gv_idmap *m) {
   uint32_t cap = m->cap ? m->cap * 2 : 8;
-  gv_idmap_slot *old = m->slots, *slots = calloc(cap, sizeof(*slots));
+  gv_idmap_slot *old = m->slots, *slots;
   uint32_t old_cap = m->cap;
 
-  if (slots == NULL)
+  if (old_cap >= GV_IDMAP_CAP_MAX ||
+      (slots = calloc(cap, sizeof(*slots))) == NULL)
     return GV_ENOMEM;
   m->slots = slots;
   m->cap = cap;
@@ -70,7 +71,7 @@ int gv_idmap_put(gv_idmap *m, const uint8_t key[32], void *val) {
     return 0;
   }
   /* Keep the load factor at or below 3/4. */
-  if ((m->len + 1) * 4 > m->cap * 3 && grow(m) < 0)
+  if ((uint64_t)(m->len + 1) * 4 > (uint64_t)m->cap * 3 && grow(m) < 0)
     return GV_ENOMEM;
   mask = m->cap - 1;
   for (size_t i = hash(m, key) & mask;; i = (i + 1) & mask) {
@@ -168,9 +169,10 @@ static void tab_place(gv_idtab *t, gv_idtab_slot s) {
 
 static int tab_grow(gv_idtab *t) {
   uint32_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 8;
-  gv_idtab_slot *old = t->slots, *slots = calloc(cap, sizeof(*slots));
+  gv_idtab_slot *old = t->slots, *slots;
 
-  if (slots == NULL)
+  if (old_cap >= GV_IDMAP_CAP_MAX ||
+      (slots = calloc(cap, sizeof(*slots))) == NULL)
     return GV_ENOMEM;
   t->slots = slots;
   t->cap = cap;
@@ -191,7 +193,7 @@ int gv_idtab_put(gv_idtab *t, void *val) {
     return 0;
   }
   /* Keep the load factor at or below 3/4. */
-  if ((t->len + 1) * 4 > t->cap * 3 && tab_grow(t) < 0)
+  if ((uint64_t)(t->len + 1) * 4 > (uint64_t)t->cap * 3 && tab_grow(t) < 0)
     return GV_ENOMEM;
   tab_place(t, (gv_idtab_slot){val, h});
   t->len++;

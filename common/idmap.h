@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most slots a map grows to (32-bit counts): a put past 3/4 of it
+ * fails with GV_ENOMEM. */
+#define GV_IDMAP_CAP_MAX (1u << 31)
+
 typedef struct gv_idmap_slot {
   uint8_t key[32];
   void *val; /* NULL marks an empty slot */

@@ -2,6 +2,7 @@
  * bodies the simulator's engines share. */
 #include "intern.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #define XXH_INLINE_ALL
@@ -22,6 +23,10 @@ typedef struct item {
   uint32_t refs, len;
   char s[]; /* len bytes, then a NUL */
 } item;
+/* A string starts where malloc's alignment does: the engine and the link
+ * core keep their shared configurations in the pool (intern.h). */
+_Static_assert(offsetof(item, s) % _Alignof(max_align_t) == 0,
+               "a pooled string is aligned for any object");
 
 /* A body that passed its own checks, and what it decoded to. The union
  * member is kept whole, so that a member added to it is kept too; a

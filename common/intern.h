@@ -29,7 +29,8 @@ void gv_intern_free(gv_intern *p);
 
 /* The pool's copy of s[0..len) (s may hold NULs), with a NUL after it,
  * holding one more reference; NULL only when out of memory. The copy must
- * not be written. */
+ * not be written. It is aligned as malloc's blocks are, so it may be read
+ * as any object whose bytes s held. */
 const char *gv_intern_get(gv_intern *p, const char *s, size_t len);
 /* Gives back one reference to a string gv_intern_get() returned; NULL is
  * ignored. */

@@ -2013,7 +2013,7 @@ static const gv_engine_cfg *cfg_shared(const gv_engine_cfg *cfg) {
   c->tport = 0;
   if (cfg->bodies == NULL)
     return c;
-  /* The pool's strings are 16-byte aligned (common/intern.c). */
+  /* The pool's strings are aligned for any object (intern.h). */
   kept = gv__xcheck(
       (char *)gv_intern_get(cfg->bodies, (const char *)c, sizeof(*c)));
   free(c);

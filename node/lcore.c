@@ -778,7 +778,7 @@ static const gv_lcore_cfg *cfg_shared(const gv_lcore_cfg *cfg) {
   c->accepting = false;
   if (cfg->pool == NULL)
     return c;
-  /* The pool's strings are 16-byte aligned (common/intern.c). */
+  /* The pool's strings are aligned for any object (intern.h). */
   kept =
       gv__xcheck((char *)gv_intern_get(cfg->pool, (const char *)c, sizeof(*c)));
   free(c);

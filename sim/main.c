@@ -106,6 +106,9 @@ static void form(gv_sim *s, const opts *o, double silent_frac, unsigned cands) {
     exit(1);
   }
 
+  /* All the draws first, then the nodes: the same sequence as drawing one
+   * and adding it in turn, since adding a node (and its drain) draws
+   * nothing from s->rng. */
   for (uint32_t i = 0; i < n; i++) {
     silent[i] = gv_rng_unit(&s->rng) < silent_frac;
     if (i == n - 1 && !any)

@@ -986,17 +986,18 @@ static void lane_setup(gv_sim *r, unsigned tid) {
 
   s->parity = 0;
   for (uint32_t i = par->from; i < par->to; i++) {
-    const uint32_t *c = par->cands + (size_t)(i - par->from) * par->k;
     if (s->nodes[i].lane != tid)
       continue;
     if (par->job == JOB_ADD)
       node_init(r, i);
-    for (uint32_t g = 0; par->job == JOB_SEED && g < par->k && c[g] != NIL;
-         g++) {
-      gv_addr a;
-      node_addr(c[g], &a);
-      gv_engine_add_candidate(s->nodes[i].e, s->nodes[c[g]].id.pk, &a, false,
-                              s->now);
+    else { /* JOB_SEED */
+      const uint32_t *c = par->cands + (size_t)(i - par->from) * par->k;
+      for (uint32_t g = 0; g < par->k && c[g] != NIL; g++) {
+        gv_addr a;
+        node_addr(c[g], &a);
+        gv_engine_add_candidate(s->nodes[i].e, s->nodes[c[g]].id.pk, &a, false,
+                                s->now);
+      }
     }
     gv_sim_drain(s, i);
   }
