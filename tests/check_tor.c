@@ -542,6 +542,20 @@ static struct sockaddr_storage loopback(uint16_t port) {
   return ss;
 }
 
+/* Adds ih to b as a magnet (no metadata yet) saving into dst, with one
+ * known holder at 127.0.0.1:port; *tg is the target added. */
+static void add_magnet(ses *b, const gv_tor_ih *ih, const char *dst,
+                       uint16_t port, gv_tor_target *tg) {
+  struct sockaddr_storage peer = loopback(port);
+  gv_tor_add_params p = {
+      .target = tg, .save_path = dst, .peers = &peer, .n_peers = 1};
+  gv_why why = {{0}};
+
+  memset(tg, 0, sizeof(*tg));
+  tg->ih = *ih;
+  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+}
+
 /* A magnet added with its seeder's address, and no gv_tor_connect(): the
  * add dials it, the info dict comes over that connection, and the file
  * follows over the same one (the checked storage moves into the save
@@ -562,13 +576,8 @@ START_TEST(test_magnet_one_connection) {
   char dst[300], got[400];
   mkpath(dst, sizeof dst, "dst");
   gv_tor_target tg;
-  memset(&tg, 0, sizeof tg);
-  tg.ih = s.ih;
-  struct sockaddr_storage peer = loopback(f.port);
-  gv_tor_add_params p = {
-      .target = &tg, .save_path = dst, .peers = &peer, .n_peers = 1};
   gv_why why = {{0}};
-  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+  add_magnet(b, &s.ih, dst, f.port, &tg);
   size_t ib = 0;
   ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_METADATA, &ib, WAIT_MS));
   ck_assert_ptr_nonnull(wait_ev(b, GV_TOR_EV_FINISHED, &ib, WAIT_MS));
@@ -622,13 +631,8 @@ START_TEST(test_magnet_existing_file) {
   ck_assert_int_eq(fclose(out), 0);
 
   gv_tor_target tg;
-  memset(&tg, 0, sizeof tg);
-  tg.ih = s.ih;
-  struct sockaddr_storage peer = loopback(gv_tor_port(a->t));
-  gv_tor_add_params p = {
-      .target = &tg, .save_path = dst, .peers = &peer, .n_peers = 1};
   gv_why why = {{0}};
-  ck_assert_msg(gv_tor_add(b->t, &p, NULL, &why) == 0, "%s", why.text);
+  add_magnet(b, &s.ih, dst, gv_tor_port(a->t), &tg);
   size_t ib = 0;
   /* The check of the kept file drops the connection: the session dials
    * the seeder again by itself. */

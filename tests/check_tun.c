@@ -429,6 +429,15 @@ static fsock *accepted(int n, int i) {
   return NULL;
 }
 
+/* Both ends of a stream got all g_target bytes, and no stream ever had
+ * more than a window in flight or parked. */
+static void whole_within_window(const fsock *a, const fsock *b) {
+  ck_assert_uint_eq(a->got, g_target);
+  ck_assert_uint_eq(b->got, g_target);
+  ck_assert_uint_le(g_max_inflight, GV_TUN_WINDOW);
+  ck_assert_uint_le(g_max_pend, GV_TUN_WINDOW);
+}
+
 /* ---- raw messages, as a misbehaving peer would send them ---- */
 
 static uint8_t raw[GV_TW_MSG_MAX];
@@ -541,10 +550,7 @@ START_TEST(test_relay_both_ways) {
   run_until_done();
   fc = accepted(2, 0);
   ck_assert_ptr_nonnull(fc);
-  ck_assert_uint_eq(fa->got, g_target);
-  ck_assert_uint_eq(fc->got, g_target);
-  ck_assert_uint_le(g_max_inflight, GV_TUN_WINDOW);
-  ck_assert_uint_le(g_max_pend, GV_TUN_WINDOW);
+  whole_within_window(fa, fc);
   ck_assert_int_gt(g_pauses, 0);
   sb = gv_tun_stats_get(N[1].t);
   ck_assert_uint_eq(sb->relayed, 1);
@@ -1037,10 +1043,7 @@ START_TEST(test_two_relays) {
   run_until_done();
   fh = accepted(3, 0);
   ck_assert_ptr_nonnull(fh);
-  ck_assert_uint_eq(ff->got, g_target);
-  ck_assert_uint_eq(fh->got, g_target);
-  ck_assert_uint_le(g_max_inflight, GV_TUN_WINDOW);
-  ck_assert_uint_le(g_max_pend, GV_TUN_WINDOW);
+  whole_within_window(ff, fh);
   ck_assert_uint_eq(gv_tun_stats_get(N[1].t)->relayed, 1);
   ck_assert_uint_eq(gv_tun_stats_get(N[2].t)->relayed, 1);
   ck_assert(N[1].held[0] && N[1].held[2] && N[2].held[2] && N[2].held[1]);
