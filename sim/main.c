@@ -4,12 +4,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attack.h"
 #include "boot.h"
@@ -23,11 +27,13 @@
 #define FORM_MS 5000     /* formation before anything is measured */
 #define HORIZON_MS 20000 /* how long a broadcast is followed */
 #define SWEEP_SEEDS 3    /* networks (and origins) per sweep point */
+#define SWEEP_POINTS 8   /* failed fractions 0, 0.1, ..., 0.7 */
+#define JOBS_MAX 64      /* --jobs */
 /* The scenarios that run through plain gv_sim_run_until(), with no
  * per-frame hook, and so may take --threads above 1. */
 #define THREADED_SCENARIOS                                                     \
   "single, failures, loss, churn, partition, tracker-down, silent-majority, "  \
-  "join, flood and sweep"
+  "join and flood"
 
 typedef struct opts {
   gv_sim_cfg cfg;
@@ -42,6 +48,7 @@ typedef struct opts {
   gv_turnover_opts turnover;
   gv_steady_opts steady;
   const char *duration; /* --duration, read once the scenario is known */
+  unsigned jobs;        /* sweep: points run at once, each a process */
   bool json, timing;
   int argc;
   char **argv;
@@ -349,15 +356,21 @@ typedef struct extra {
   cJSON *j; /* scenario-specific keys */
 } extra;
 
-/* Runs one scenario; fills r and adds keys to x->j. */
-static void run(const opts *o, gv_sim *s, result *r, extra *x,
-                uint64_t **sent0) {
+/* Forms the network of scenario o (the tracker-down one from 3 tracker
+ * answers a node). */
+static void form_for(gv_sim *s, const opts *o) {
+  form(s, o, o->cfg.silent_frac,
+       strcmp(o->scenario, "tracker-down") == 0 ? 3 : o->cfg.candidates);
+}
+
+/* Runs one scenario on the formed network s; fills r and adds keys to
+ * x->j. */
+static void follow(const opts *o, gv_sim *s, result *r, extra *x,
+                   uint64_t **sent0) {
   const char *sc = o->scenario;
   uint64_t p0, f0, b0;
   uint32_t origin;
   double silent = o->cfg.silent_frac;
-
-  form(s, o, silent, strcmp(sc, "tracker-down") == 0 ? 3 : o->cfg.candidates);
 
   if (strcmp(sc, "join") == 0) {
     /* Everyone announces (staggered), then a newcomer joins: how long until
@@ -444,38 +457,161 @@ static void run(const opts *o, gv_sim *s, result *r, extra *x,
   }
 }
 
+/* ---- the sweep: one formed network, a child process a point ---- */
+
+/* A point's outcome, as a child hands it to its parent. */
+typedef struct sweep_res {
+  double reliability, rmr;
+} sweep_res;
+
+/* A child running one point. */
+typedef struct sweep_child {
+  pid_t pid;
+  int fd; /* the read end of its pipe */
+  sweep_res *res;
+} sweep_child;
+
+/* Waits for whichever of the running children ends first, reads its
+ * result and takes it off kids. 0, or the status for the process to exit
+ * with: the child's own exit code (3: it found an invariant violated and
+ * said so), 1 for a signal or a missing result, said on stderr if loud. */
+static int sweep_reap(sweep_child *kids, unsigned *running, bool loud) {
+  sweep_child kid;
+  unsigned i = 0;
+  int st, rc = 0;
+  pid_t pid;
+  ssize_t n;
+
+  while ((pid = waitpid(-1, &st, 0)) < 0 && errno == EINTR)
+    ;
+  while (i + 1 < *running && kids[i].pid != pid)
+    i++;
+  kid = kids[i];
+  kids[i] = kids[--*running];
+  do
+    n = read(kid.fd, kid.res, sizeof(*kid.res));
+  while (n < 0 && errno == EINTR);
+  close(kid.fd);
+  if (pid < 0 || kid.pid != pid) {
+    rc = 1;
+    if (loud)
+      fprintf(stderr, "grapevine-sim: waiting for a sweep point: %s\n",
+              pid < 0 ? strerror(errno) : "an unknown child");
+  } else if (WIFSIGNALED(st)) {
+    rc = 1;
+    if (loud)
+      fprintf(stderr, "grapevine-sim: a sweep point died of signal %d\n",
+              WTERMSIG(st));
+  } else if (WEXITSTATUS(st) != 0) {
+    rc = WEXITSTATUS(st);
+  } else if (n != (ssize_t)sizeof(*kid.res)) {
+    rc = 1;
+    if (loud)
+      fprintf(stderr, "grapevine-sim: a sweep point gave no result\n");
+  }
+  return rc;
+}
+
+/* Runs o (its failed fraction) on a copy of the formed network s, in a
+ * child process: the parent's s stays as formed for the next point. */
+static int sweep_fork(const opts *o, gv_sim *s, sweep_res *res,
+                      sweep_child *kid) {
+  int fds[2];
+
+  if (pipe(fds) != 0) {
+    fprintf(stderr, "grapevine-sim: pipe: %s\n", strerror(errno));
+    return 1;
+  }
+  fflush(NULL); /* nothing buffered is written twice */
+  if ((kid->pid = fork()) < 0) {
+    fprintf(stderr, "grapevine-sim: fork: %s\n", strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    return 1;
+  }
+  if (kid->pid == 0) {
+    result r;
+    extra x = {cJSON_CreateObject()};
+    uint64_t *sent0 = NULL;
+    sweep_res out;
+    close(fds[0]);
+    follow(o, s, &r, &x, &sent0);
+    out.reliability = r.reliability;
+    out.rmr = r.rmr;
+    /* 16 bytes: one write, never short. Then out without freeing: the
+     * process's memory goes with it, the parent's copy is untouched. */
+    _exit(write(fds[1], &out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 1);
+  }
+  close(fds[1]);
+  kid->fd = fds[0];
+  kid->res = res;
+  return 0;
+}
+
 /* Reliability against the failed fraction, ours beside plain push. */
 static int sweep(const opts *o) {
   char csv[4096];
   size_t off =
       (size_t)snprintf(csv, sizeof(csv), "fail_frac,grapevine,plain_push\n");
   cJSON *arr = cJSON_CreateArray();
+  sweep_res res[SWEEP_POINTS][2][SWEEP_SEEDS];
+  sweep_child *kids = calloc(o->jobs, sizeof(*kids));
+  unsigned running = 0;
+  int rc = 0;
 
+  if (kids == NULL) {
+    fprintf(stderr, "grapevine-sim: out of memory\n");
+    return 1;
+  }
   /* Each point is the mean over SWEEP_SEEDS seeds (each a different
    * network and origin): one origin whose first targets all crashed would
-   * otherwise decide a whole point. */
-  for (int f = 0; f <= 7; f++) {
+   * otherwise decide a whole point. A network is formed once and every
+   * failed fraction runs on a forked copy of it, o->jobs at a time: the
+   * same runs as forming it anew for each, in a fraction of the time. */
+  for (int repair = 1; repair >= 0 && rc == 0; repair--)
+    for (int k = 0; k < SWEEP_SEEDS && rc == 0; k++) {
+      opts oo = *o;
+      gv_sim *s;
+      oo.cfg.repair = repair;
+      oo.cfg.seed = o->cfg.seed + (uint64_t)k;
+      oo.scenario = "failures";
+      if (gv_sim_new(&s, &oo.cfg) < 0) {
+        fprintf(stderr, "grapevine-sim: out of memory\n");
+        rc = 1;
+        break;
+      }
+      form_for(s, &oo);
+      for (int f = 0; f < SWEEP_POINTS && rc == 0; f++) {
+        if (running == o->jobs)
+          rc = sweep_reap(kids, &running, true);
+        oo.fail_frac = f / 10.0;
+        if (rc == 0 &&
+            (rc = sweep_fork(&oo, s, &res[f][repair][k], &kids[running])) == 0)
+          running++;
+      }
+      for (unsigned i = 0; rc != 0 && i < running; i++)
+        kill(kids[i].pid, SIGKILL); /* the sweep has failed: stop the rest */
+      while (running > 0) {
+        int r = sweep_reap(kids, &running, rc == 0);
+        if (rc == 0)
+          rc = r;
+      }
+      progress(o, "sweep: %s, network %d of %d done",
+               repair ? "grapevine" : "plain push", k + 1, SWEEP_SEEDS);
+      gv_sim_free(s);
+    }
+  free(kids);
+  if (rc != 0) {
+    cJSON_Delete(arr);
+    return rc;
+  }
+  for (int f = 0; f < SWEEP_POINTS; f++) {
     double rel[2];
     for (int repair = 1; repair >= 0; repair--) {
       double sum_rel = 0, sum_rmr = 0;
       for (int k = 0; k < SWEEP_SEEDS; k++) {
-        opts oo = *o;
-        gv_sim *s;
-        result r;
-        extra x = {cJSON_CreateObject()};
-        uint64_t *sent0 = NULL;
-        oo.cfg.repair = repair;
-        oo.cfg.seed = o->cfg.seed + (uint64_t)k;
-        oo.fail_frac = f / 10.0;
-        oo.scenario = "failures";
-        gv_sim_new(&s, &oo.cfg);
-        run(&oo, s, &r, &x, &sent0);
-        sum_rel += r.reliability;
-        sum_rmr += r.rmr;
-        free(r.lat);
-        free(sent0);
-        cJSON_Delete(x.j);
-        gv_sim_free(s);
+        sum_rel += res[f][repair][k].reliability;
+        sum_rmr += res[f][repair][k].rmr;
       }
       rel[repair] = sum_rel / SWEEP_SEEDS;
       cJSON *e = cJSON_CreateObject();
@@ -513,8 +649,6 @@ static int sweep(const opts *o) {
     cJSON_AddNumberToObject(j, "nodes", o->cfg.nodes);
     cJSON_AddNumberToObject(j, "seed", (double)o->cfg.seed);
     cJSON_AddStringToObject(j, "scenario", "sweep");
-    if (o->cfg.threads > 1)
-      cJSON_AddNumberToObject(j, "threads", o->cfg.threads);
     cJSON_AddItemToObject(j, "points", arr);
     txt = o->json ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
     puts(txt);
@@ -547,7 +681,8 @@ static int bandwidth(const opts *o) {
       return 1;
     }
     x.j = cJSON_CreateObject();
-    run(&oo, s, &r, &x, &sent0);
+    form_for(s, &oo);
+    follow(&oo, s, &r, &x, &sent0);
     check_or_die(s, &oo);
     gv_bw_fill(&rows[n], s);
     rows[n].reliability = r.reliability;
@@ -668,6 +803,12 @@ static void usage(FILE *f) {
           "                       same seed and T, another sample than 1's; "
           "the\n"
           "                       scenarios " THREADED_SCENARIOS " only\n"
+          "  --jobs J             sweep: run J points at once, each a process "
+          "forked\n"
+          "                       from the formed network (1); the same "
+          "output for\n"
+          "                       any J, and each needs up to the "
+          "network's memory\n"
           "  --out DIR            write CSV series and gnuplot SVG plots\n"
           "  --json               one JSON object on stdout\n"
           "  --no-timing          leave out wall-clock keys (byte-identical "
@@ -797,6 +938,7 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"sample-every", required_argument, NULL, 1006},
       {"observers", required_argument, NULL, 1007},
       {"threads", required_argument, NULL, 1008},
+      {"jobs", required_argument, NULL, 1009},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -820,6 +962,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->cfg.candidates = 8;
   o->cfg.shuffle_ms = 60000;
   o->cfg.threads = 1;
+  o->jobs = 1;
   o->scenario = "single";
   o->churn_frac = 0.1;
   o->relay.rate = 0.5;
@@ -987,6 +1130,11 @@ static int parse_args(int argc, char **argv, opts *o) {
         bad = "--threads takes 1..64";
       o->cfg.threads = (unsigned)v;
       break;
+    case 1009:
+      if (parse_u64(optarg, 1, JOBS_MAX, &v) < 0)
+        bad = "--jobs takes 1..64";
+      o->jobs = (unsigned)v;
+      break;
     case 'B':
       if (parse_u64(optarg, 1, 1024, &v) < 0)
         bad = "--bootstraps takes 1..1024";
@@ -1051,18 +1199,25 @@ static int parse_args(int argc, char **argv, opts *o) {
   }
   if (parse_duration(o) < 0 || check_turnover(o) < 0)
     return -1;
+  if (o->jobs > 1 && strcmp(o->scenario, "sweep") != 0) {
+    fprintf(stderr, "grapevine-sim: --jobs applies to the sweep scenario\n");
+    return -1;
+  }
   if (o->cfg.threads > 1) {
     static const char *threaded[] = {
         "single",       "failures",        "loss", "churn", "partition",
-        "tracker-down", "silent-majority", "join", "flood", "sweep"};
+        "tracker-down", "silent-majority", "join", "flood"};
     bool fits = false;
     for (size_t i = 0; i < sizeof(threaded) / sizeof(threaded[0]); i++)
       fits |= strcmp(o->scenario, threaded[i]) == 0;
     if (!fits) {
       fprintf(stderr,
               "grapevine-sim: --threads above 1 takes the scenarios "
-              "%s; '%s' watches every frame or event from one thread\n",
-              THREADED_SCENARIOS, o->scenario);
+              "%s; '%s' %s\n",
+              THREADED_SCENARIOS, o->scenario,
+              strcmp(o->scenario, "sweep") == 0
+                  ? "runs its points in processes of their own: --jobs J"
+                  : "watches every frame or event from one thread");
       return -1;
     }
   }
@@ -1167,7 +1322,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   x.j = cJSON_CreateObject();
-  run(&o, s, &r, &x, &sent0);
+  form_for(s, &o);
+  follow(&o, s, &r, &x, &sent0);
   gv_sim_count_indegree(s);
   check_or_die(s, &o);
   j = report(&o, s, &r, now_s() - t0);

@@ -88,5 +88,4 @@ run2 tracker-down 'a["reliability"] == 1' --nodes 1000 --scenario tracker-down
 run2 silent-majority 'a["reliability"] == 1 and a["ip_leaks"] == 0' --nodes 1000 --scenario silent-majority
 run2 flood 'a["bans"] > 0 and a["reliability"] == 1' --nodes 1000 --scenario flood
 run2 join 'a["join_ms"] > 0 and a["join_table"] >= 199' --nodes 200 --scenario join
-run2 sweep 'a["threads"] == 2 and a["points"][0]["reliability"] == 1 and a["points"][1]["reliability"] < 1' --nodes 200 --scenario sweep
 finish
