@@ -74,7 +74,7 @@ for sc in churn partition tracker-down silent-majority flood; do
 done
 run "sc-silent-100k" --nodes 100000 --stub-sigs --scenario silent-majority
 run "sc-join" --nodes 1000 --stub-sigs --scenario join
-run "sweep-10k" --nodes 10000 --stub-sigs --scenario sweep --out "$DIR/plots" # 3 seeds a point
+run "sweep-10k" --nodes 10000 --stub-sigs --scenario sweep --jobs 2 --out "$DIR/plots" # 3 seeds a point
 run "plots-100k" --nodes 100000 --stub-sigs --out "$DIR/plots"
 
 # ---- tables ----
