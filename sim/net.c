@@ -37,6 +37,7 @@ struct gv_sim_ev {
   uint32_t epoch; /* the node's incarnation when the event was made */
   uint32_t next;  /* the next in its bucket, or in the free list */
   uint8_t kind;
+  bool lent; /* lanes: buf is the sending lane's, to read, never to drop */
 };
 
 /* An event beyond the window, ordered by (t, seq). */
@@ -52,6 +53,13 @@ struct gv_sim_xev {
   gv_buf *buf;
   uint32_t node, arg;
   uint8_t kind;
+};
+
+/* A frame another lane read from its sender's buffer, kept by the sender
+ * until every lane is past t. */
+struct gv_sim_lent {
+  int64_t t;
+  gv_buf *buf;
 };
 
 /* The lanes' threads and what they share (root only). next[p][u]: the
@@ -253,8 +261,9 @@ static gv_sim_far far_pop(gv_sim *s) {
   return top;
 }
 
-static void push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
-                 uint32_t arg, gv_buf *buf) {
+/* Returns the event's place in the pool. */
+static uint32_t push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
+                     uint32_t arg, gv_buf *buf) {
   uint32_t k;
 
   if (s->free_ev != NIL) {
@@ -271,12 +280,14 @@ static void push(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
     }
     k = s->n_pool++;
   }
-  s->pool[k] = (gv_sim_ev){buf, node, arg, s->nodes[node].epoch, NIL, kind};
+  s->pool[k] =
+      (gv_sim_ev){buf, node, arg, s->nodes[node].epoch, NIL, kind, false};
   if (t < s->cursor + WINDOW_MS)
     bucket_append(s, t, k);
   else
     far_push(s, t, k);
   s->ev_seq++;
+  return k;
 }
 
 /* The time of the earliest event; false if there is none. The first busy
@@ -792,6 +803,12 @@ static void on_open(gv_sim *s, uint32_t g, bool dialer) {
   }
 }
 
+/* Drops an event's frame, unless another lane lent it (lanes, merge()). */
+static void ev_drop(const gv_sim_ev *ev) {
+  if (!ev->lent)
+    gv_buf_unref(ev->buf);
+}
+
 /* Runs s's events up to time last, inclusive. */
 static void run_events(gv_sim *s, int64_t last) {
   int64_t at;
@@ -803,19 +820,19 @@ static void run_events(gv_sim *s, int64_t last) {
     s->now = at;
     s->events++;
     if (n->dead || ev.epoch != n->epoch) {
-      gv_buf_unref(ev.buf); /* for a crashed node, or its past life */
+      ev_drop(&ev); /* for a crashed node, or its past life */
       continue;
     }
     switch (ev.kind) {
     case EV_FRAME:
       if (s->threads > 1 && !*up_of(s, link_at(s, (ev.arg - 1) / 2), ev.arg)) {
-        gv_buf_unref(ev.buf); /* its end closed: counted at the send */
+        ev_drop(&ev); /* its end closed: counted at the send */
         continue;
       }
       if (s->frame_fn != NULL)
         s->frame_fn(s->frame_ctx, ev.node, ev.buf, true);
       gv_lcore_recv(n->lc, ev.arg, ev.buf->data, ev.buf->len, s->now);
-      gv_buf_unref(ev.buf);
+      ev_drop(&ev);
       break;
     case EV_UP:
       if (s->threads > 1)
@@ -889,8 +906,10 @@ static void bar_wait(gv_sim *r, unsigned tid) {
     r->barriers++;
 }
 
-/* Pushes what the other lanes sent lane tid in a window of parity p, the
- * frames as copies made on this thread. */
+/* Pushes what the other lanes sent lane tid in a window of parity p. A
+ * frame stays its sender's: the receiver reads it when its event runs and
+ * never drops it (lent), and the sender drops it once every lane is past
+ * its time (release()). */
 static void merge(gv_sim *r, unsigned tid, unsigned p) {
   gv_sim *s = r->lanes[tid];
 
@@ -900,20 +919,39 @@ static void merge(gv_sim *r, unsigned tid, unsigned p) {
       continue;
     for (uint32_t k = 0; k < from->n_out[p][tid]; k++) {
       const gv_sim_xev *x = &from->out[p][tid][k];
-      push(s, x->t, x->kind, x->node, x->arg,
-           x->buf != NULL ? gv_buf_new(x->buf->data, x->buf->len) : NULL);
+      uint32_t e = push(s, x->t, x->kind, x->node, x->arg, x->buf);
+      s->pool[e].lent = true; /* after push(), which may move the pool */
     }
   }
 }
 
 /* Empties lane s's outboxes of parity p, once every receiver merged them:
- * the frames' buffers, made on s's thread, are dropped there. */
-static void release(gv_sim *s, unsigned p) {
+ * their frames join the ones s lent. Then drops the lent frames of events
+ * before `done` (every lane has run all its events before it): the
+ * buffers, made on s's thread, are dropped there. */
+static void release(gv_sim *s, unsigned p, int64_t done) {
+  size_t kept = 0;
+
   for (unsigned u = 0; u < s->threads; u++) {
-    for (uint32_t k = 0; k < s->n_out[p][u]; k++)
-      gv_buf_unref(s->out[p][u][k].buf);
+    for (uint32_t k = 0; k < s->n_out[p][u]; k++) {
+      const gv_sim_xev *x = &s->out[p][u][k];
+      if (x->buf == NULL)
+        continue;
+      if (s->n_lent == s->cap_lent) {
+        s->cap_lent = s->cap_lent ? s->cap_lent * 2 : 1024;
+        s->lent = xrealloc(s->lent, s->cap_lent * sizeof(*s->lent));
+      }
+      s->lent[s->n_lent++] = (gv_sim_lent){x->t, x->buf};
+    }
     s->n_out[p][u] = 0;
   }
+  for (size_t k = 0; k < s->n_lent; k++) {
+    if (s->lent[k].t < done)
+      gv_buf_unref(s->lent[k].buf);
+    else
+      s->lent[kept++] = s->lent[k];
+  }
+  s->n_lent = kept;
 }
 
 static int64_t lane_next(const gv_sim *s) {
@@ -941,7 +979,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
     if (start > t_end)
       break;
     merge(r, tid, p ^ 1);
-    release(s, p); /* sent two windows ago, merged since */
+    release(s, p, start); /* sent two windows ago, merged since */
     last = t_end - start < lookahead ? t_end : start + lookahead - 1;
     s->parity = p;
     s->out_min = INT64_MAX;
@@ -960,8 +998,8 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
   if (s->now < t_end)
     s->now = t_end;
   bar_wait(r, tid);
-  release(s, 0);
-  release(s, 1);
+  release(s, 0, t_end + 1);
+  release(s, 1, t_end + 1);
   bar_wait(r, tid);
 }
 
@@ -1004,7 +1042,7 @@ static void lane_setup(gv_sim *r, unsigned tid) {
   bar_wait(r, tid);
   merge(r, tid, 0);
   bar_wait(r, tid);
-  release(s, 0);
+  release(s, 0, INT64_MIN);
   bar_wait(r, tid);
 }
 
@@ -1493,13 +1531,16 @@ static void lane_new(gv_sim *r, unsigned u) {
 
 static void lane_free(gv_sim *l) {
   for (uint32_t k = 0; k < l->n_pool; k++)
-    gv_buf_unref(l->pool[k].buf);
+    ev_drop(&l->pool[k]);
   for (unsigned p = 0; p < 2; p++)
     for (unsigned u = 0; u < l->threads; u++) {
       for (uint32_t k = 0; k < l->n_out[p][u]; k++)
         gv_buf_unref(l->out[p][u][k].buf);
       free(l->out[p][u]);
     }
+  for (size_t k = 0; k < l->n_lent; k++)
+    gv_buf_unref(l->lent[k].buf);
+  free(l->lent);
   gv_idmap_free(&l->delivered);
   gv_intern_free(l->bodies);
   for (uint32_t c = 0; c < CHUNKS_MAX && c * CHUNK < l->n_links; c++)

@@ -104,6 +104,7 @@ typedef void gv_sim_frame_fn(void *ctx, uint32_t i, const gv_buf *b, bool in);
 typedef struct gv_sim_ev gv_sim_ev;
 typedef struct gv_sim_far gv_sim_far;
 typedef struct gv_sim_xev gv_sim_xev;
+typedef struct gv_sim_lent gv_sim_lent;
 typedef struct gv_sim_par gv_sim_par;
 
 typedef struct gv_sim {
@@ -160,7 +161,9 @@ typedef struct gv_sim {
   gv_sim_link **chunks;
   gv_sim_xev *out[2][GV_SIM_THREADS_MAX];
   uint32_t n_out[2][GV_SIM_THREADS_MAX], cap_out[2][GV_SIM_THREADS_MAX];
-  int64_t out_min; /* the earliest event sent out in this window */
+  int64_t out_min;   /* the earliest event sent out in this window */
+  gv_sim_lent *lent; /* frames merged by other lanes, until they ran */
+  size_t n_lent, cap_lent;
   unsigned parity;
   uint64_t windows, barriers; /* root: the windows run, the barriers met */
   /* a lane: wall-clock and CPU seconds running its windows' events */
