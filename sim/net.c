@@ -101,8 +101,8 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
  * and frees it at once; every frame is a buffer, freed where it arrives;
  * the engine's arrays grow by a block of the next size (the old one
  * freed) and are freed when empty. glibc keeps only 7 freed blocks of
- * a size at hand, and none past 1,032 bytes, so most went back through its
- * bins (malloc and free were a fifth of a run). The simulator gives cJSON
+ * a size at hand, so most went back through its bins (malloc and free
+ * were a fifth of a run). The simulator gives cJSON
  * (cJSON_InitHooks) and the cores' hot blocks (gv_blk_set_hooks) free
  * lists by size class instead. The blocks are plain malloc blocks, sized
  * by malloc_usable_size(): what cJSON hands out (a printed text) may be
@@ -113,8 +113,11 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
 
 #define CJ_GRAIN 16
 #define CJ_CLASSES 64 /* blocks up to 1 KiB */
-#define CJ_KEEP 1024  /* blocks kept per class: a few trees' worth */
-#define CJ_BYTES ((size_t)4 << 20) /* kept in all, per thread */
+/* Blocks kept per class, and in all per thread: frames in flight swing by
+ * tens of thousands during formation (at 1,024 and 4 MiB the lists ran
+ * dry at 100k nodes and half the frames went through malloc again). */
+#define CJ_KEEP 16384
+#define CJ_BYTES ((size_t)32 << 20)
 
 static _Thread_local struct {
   void *head[CJ_CLASSES + 1];
