@@ -1129,11 +1129,11 @@ static int parse_args(int argc, char **argv, opts *o) {
 }
 
 /* glibc's heap on transparent huge pages (THP is "madvise" here): at
- * 300k nodes a TLB miss costs a memory access more, and the tunable
- * glibc.malloc.hugetlb=1 (glibc 2.35) took 7% of the CPU time and 5-9%
- * of the wall time away (docs/SIMULATOR.md, "Fewer trips through
- * malloc"). A tunable is read at start-up only, so the program runs
- * itself again, once, with it added to GLIBC_TUNABLES; not when
+ * 300k nodes, with a 2.6 GB heap, the tunable glibc.malloc.hugetlb=1
+ * (glibc 2.35) took about 7% of the CPU time (user and system) and 5-10%
+ * of the wall time away: fewer TLB misses (docs/SIMULATOR.md, "Fewer
+ * trips through malloc"). A tunable is read at start-up only, so the program
+ * runs itself again, once, with it added to GLIBC_TUNABLES; not when
  * GLIBC_TUNABLES names it already (glibc.malloc.hugetlb=0 turns it
  * off), nor under a tool that preloads itself (valgrind, heaptrack: the
  * new image would run without it), nor with a sanitizer's malloc. If the
