@@ -40,10 +40,45 @@
 #define GUARD_STABLE_MS 600000       /* a link this old: the guard is up */
 #define GUARD_EVICTED_HOLD_MS 300000 /* an evicting guard: redial after */
 
+/* ---- memory for hot blocks ---- */
+
+/* NULL: malloc and free. Set before any second thread starts (engine.h). */
+static gv_blk_hooks blk;
+
+void gv_blk_set_hooks(const gv_blk_hooks *h) {
+  if (h == NULL)
+    memset(&blk, 0, sizeof(blk));
+  else
+    blk = *h;
+}
+
+void *gv__blk_alloc(size_t n) {
+  return blk.alloc != NULL ? gv__xcheck(blk.alloc(n)) : gv__xmalloc(n);
+}
+
+void *gv__blk_grow(void *p, size_t old, size_t n) {
+  void *q;
+
+  if (blk.alloc == NULL)
+    return gv__xrealloc(p, n);
+  q = gv__xcheck(blk.alloc(n));
+  if (p != NULL)
+    memcpy(q, p, old < n ? old : n);
+  blk.release(p, old);
+  return q;
+}
+
+void gv__blk_free(void *p, size_t n) {
+  if (blk.release != NULL)
+    blk.release(p, n);
+  else
+    free(p);
+}
+
 /* ---- buffers ---- */
 
 gv_buf *gv_buf_new(const void *data, size_t len) {
-  gv_buf *b = gv__xmalloc(sizeof(*b) + len);
+  gv_buf *b = gv__blk_alloc(sizeof(*b) + len);
   b->refs = 1;
   b->len = (uint32_t)len;
   if (data != NULL)
@@ -55,7 +90,7 @@ void gv_buf_ref(gv_buf *b) { b->refs++; }
 
 void gv_buf_unref(gv_buf *b) {
   if (b != NULL && --b->refs == 0)
-    free(b);
+    gv__blk_free(b, sizeof(*b) + b->len);
 }
 
 gv_buf *gv_chan_buf(gv_chan chan, const void *msg, size_t len) {
@@ -242,7 +277,7 @@ static void *grow(void *p, uint32_t *cap, size_t need, size_t size) {
     return p;
   while (c < need)
     c *= 2;
-  p = gv__xrealloc(p, c * size);
+  p = gv__blk_grow(p, *cap * size, c * size);
   *cap = c;
   return p;
 }
@@ -250,10 +285,10 @@ static void *grow(void *p, uint32_t *cap, size_t need, size_t size) {
 static void fifo_push(fifo *f, void *item) {
   if (f->len == f->cap) {
     uint32_t cap = f->cap ? f->cap * 2 : 2; /* most hold one or two */
-    void **items = gv__xmalloc(cap * sizeof(void *));
+    void **items = gv__blk_alloc(cap * sizeof(void *));
     for (size_t i = 0; i < f->len; i++)
       items[i] = f->items[(f->head + i) % f->cap];
-    free(f->items);
+    gv__blk_free(f->items, f->cap * sizeof(void *));
     f->items = items;
     f->cap = cap;
     f->head = 0;
@@ -714,9 +749,9 @@ static void flush_ids(gv_engine *e, pending_id *arr, uint32_t *n,
 
 /* Arrays are released once empty: an idle engine holds none of its peak
  * (the simulator keeps a million idle engines). */
-static void release_empty(void **arr, uint32_t n, uint32_t *cap) {
+static void release_empty(void **arr, uint32_t n, uint32_t *cap, size_t size) {
   if (n == 0 && *cap > 0) {
-    free(*arr);
+    gv__blk_free(*arr, *cap * size);
     *arr = NULL;
     *cap = 0;
   }
@@ -1202,9 +1237,10 @@ int64_t gv_engine_expiry(const gv_engine *e) {
 static void finish(gv_engine *e) {
   flush_ids(e, e->lazy, &e->n_lazy, GV_MSG_IHAVE);
   flush_ids(e, e->wants, &e->n_wants, GV_MSG_IWANT);
-  release_empty((void **)&e->lazy, e->n_lazy, &e->cap_lazy);
-  release_empty((void **)&e->wants, e->n_wants, &e->cap_wants);
-  release_empty((void **)&e->dials, e->n_dials, &e->cap_dials);
+  release_empty((void **)&e->lazy, e->n_lazy, &e->cap_lazy, sizeof(pending_id));
+  release_empty((void **)&e->wants, e->n_wants, &e->cap_wants,
+                sizeof(pending_id));
+  release_empty((void **)&e->dials, e->n_dials, &e->cap_dials, sizeof(dialing));
 }
 
 static void begin(gv_engine *e, int64_t now) {
@@ -1453,8 +1489,9 @@ bool gv_engine_link_up(gv_engine *e, gv_linkid link, const uint8_t *peer,
   /* Linear growth: about ten links, at most active_max plus inbound, so
    * a few reallocations, and no doubled array mostly empty. */
   if (e->n_links == e->cap_links) {
+    e->links = gv__blk_grow(e->links, e->cap_links * sizeof(elink),
+                            (e->cap_links + LINKS_STEP) * sizeof(elink));
     e->cap_links += LINKS_STEP;
-    e->links = gv__xrealloc(e->links, e->cap_links * sizeof(elink));
   }
   l = &e->links[e->n_links++];
   memset(l, 0, sizeof(*l));
@@ -2126,7 +2163,7 @@ void gv_engine_free(gv_engine *e) {
   free(e->cache_q.items);
   free(e->route_q.items);
   free(e->entries);
-  free(e->links);
+  gv__blk_free(e->links, e->cap_links * sizeof(elink));
   free(e->cands);
   free(e->dials);
   free(e->lazy);

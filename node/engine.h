@@ -40,6 +40,31 @@ typedef struct gv_buf {
   uint8_t data[];
 } gv_buf;
 
+/* ---- memory for hot blocks ----
+ *
+ * Buffers, and the arrays the engine grows step by step and releases when
+ * empty (links, dials, pending ids, FIFOs), come and go millions of times
+ * in a simulation. Their memory comes from malloc and free unless a
+ * program sets other functions, once, before it starts a second thread
+ * (the hooks are read by every thread, never locked). alloc(n) returns a
+ * block of at least n bytes that free() accepts, or NULL; release(p, n)
+ * takes back a block that alloc(n) returned (the same n), or NULL. A block
+ * from alloc may also be freed with free(). The simulator sets free lists
+ * by size, per thread; the daemon sets nothing. */
+typedef struct gv_blk_hooks {
+  void *(*alloc)(size_t n);
+  void (*release)(void *p, size_t n);
+} gv_blk_hooks;
+
+/* Sets the hooks; NULL restores malloc and free. h is copied. */
+void gv_blk_set_hooks(const gv_blk_hooks *h);
+/* For the engine: a block of n bytes (never NULL: node/oom.h); p, a block
+ * of old bytes from here (or NULL), moved into one of n (never NULL); p,
+ * a block of n bytes from here, released. */
+void *gv__blk_alloc(size_t n);
+void *gv__blk_grow(void *p, size_t old, size_t n);
+void gv__blk_free(void *p, size_t n);
+
 /* A new buffer with one reference (never NULL: node/oom.h). */
 gv_buf *gv_buf_new(const void *data, size_t len);
 void gv_buf_ref(gv_buf *b);

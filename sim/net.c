@@ -103,24 +103,34 @@ static bool addr_node(const gv_sim *s, const gv_addr *a, uint32_t *i) {
   return *i < s->n_nodes;
 }
 
-/* ---- cJSON's memory ----
+/* ---- the memory of hot blocks ----
  *
  * Every message decoded builds a cJSON tree of some 20 to 50 small blocks
- * and frees it at once; glibc keeps only 7 freed blocks of a size at hand,
- * so most went back through its bins (malloc and free were a fifth of a
- * run). The simulator, one thread, gives cJSON free lists by size class
- * instead. The blocks are plain malloc blocks, sized by
- * malloc_usable_size(): what cJSON hands out (a printed text) may be
+ * and frees it at once; every frame is a buffer, freed where it arrives;
+ * the engine's arrays grow by a block of the next size (the old one
+ * freed) and are freed when empty. glibc keeps only 7 freed blocks of
+ * a size at hand, so most went back through its bins (malloc and free
+ * were a fifth of a run). The simulator gives cJSON
+ * (cJSON_InitHooks) and the cores' hot blocks (gv_blk_set_hooks) free
+ * lists by size class instead. The blocks are plain malloc blocks, sized
+ * by malloc_usable_size(): what cJSON hands out (a printed text) may be
  * freed with free(), and what is freed here may have come from malloc.
- * The lists are per thread (lanes): a tree is built and freed by one. */
+ * The lists are per thread (lanes): a lane's blocks go back to its own
+ * lists, whichever lane made them, and the lists hold at most CJ_KEEP
+ * blocks a class and CJ_BYTES in all, beyond which free() takes them. */
 
 #define CJ_GRAIN 16
 #define CJ_CLASSES 64 /* blocks up to 1 KiB */
-#define CJ_KEEP 1024  /* blocks kept per class: a few trees' worth */
+/* Blocks kept per class, and in all per thread: frames in flight swing by
+ * tens of thousands during formation (at 1,024 and 4 MiB the lists ran
+ * dry at 100k nodes and half the frames went through malloc again). */
+#define CJ_KEEP 16384
+#define CJ_BYTES ((size_t)32 << 20)
 
 static _Thread_local struct {
   void *head[CJ_CLASSES + 1];
   uint32_t n[CJ_CLASSES + 1];
+  size_t bytes; /* held in the lists */
 } cj;
 
 static void *cj_malloc(size_t n) {
@@ -132,24 +142,36 @@ static void *cj_malloc(size_t n) {
   if ((p = cj.head[c]) != NULL) {
     memcpy(&cj.head[c], p, sizeof(void *));
     cj.n[c]--;
+    cj.bytes -= c * CJ_GRAIN;
     return p;
   }
   return malloc(c * CJ_GRAIN);
 }
 
-static void cj_free(void *p) {
-  size_t c;
-
-  if (p == NULL)
-    return;
-  c = malloc_usable_size(p) / CJ_GRAIN; /* serves any request up to it */
-  if (c > CJ_CLASSES || cj.n[c] >= CJ_KEEP) {
+/* Files p, of class c, or frees it. */
+static void cj_keep(void *p, size_t c) {
+  if (c > CJ_CLASSES || cj.n[c] >= CJ_KEEP ||
+      cj.bytes + c * CJ_GRAIN > CJ_BYTES) {
     free(p);
     return;
   }
   memcpy(p, &cj.head[c], sizeof(void *));
   cj.head[c] = p;
   cj.n[c]++;
+  cj.bytes += c * CJ_GRAIN;
+}
+
+/* cJSON's: any block, sized by malloc (it serves any request up to it). */
+static void cj_free(void *p) {
+  if (p != NULL)
+    cj_keep(p, malloc_usable_size(p) / CJ_GRAIN);
+}
+
+/* The cores': a block from cj_malloc(n), filed by n without asking malloc
+ * (which reads the next block's header: a cache miss). */
+static void cj_release(void *p, size_t n) {
+  if (p != NULL)
+    cj_keep(p, (n + CJ_GRAIN - 1) / CJ_GRAIN);
 }
 
 /* Frees this thread's lists (a lane's thread, before it ends). */
@@ -162,11 +184,14 @@ static void cj_drain(void) {
     }
     cj.n[c] = 0;
   }
+  cj.bytes = 0;
 }
 
 static void cj_hooks(void) {
   static cJSON_Hooks hooks = {cj_malloc, cj_free};
+  static const gv_blk_hooks blk = {cj_malloc, cj_release};
   cJSON_InitHooks(&hooks);
+  gv_blk_set_hooks(&blk);
 }
 
 /* ---- the event queue: ordered by (t, insertion) ----
