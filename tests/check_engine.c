@@ -848,9 +848,9 @@ static bool drop_eager_0_to_2(int from, int to, gv_msg_type t) {
   return from == 0 && to == 2 && t == GV_MSG_PEER_ANNOUNCEMENT;
 }
 
-/* Repair: the eager copy to node 2 is lost; node 2 learns the id by IHAVE
- * and pulls it. */
-START_TEST(test_repair_pulls_missed_message) {
+/* Three nodes, fan-out 1; node 0 broadcasts and its eager copy to node 2
+ * is lost. Whoever missed it hears an IHAVE and pulls it: both deliver. */
+static void run_missed_eager(void) {
   h_init(3);
   for (int i = 0; i < 3; i++)
     H.cfg[i].fanout = 1;
@@ -864,7 +864,6 @@ START_TEST(test_repair_pulls_missed_message) {
   gv_engine_announce(H.e[0], NULL, H.now);
   h_pump();
   H.drop = NULL;
-  /* Whoever missed the eager copy heard an IHAVE and pulls it. */
   for (int i = 0; i < 4; i++)
     h_tick_all(H.now + 300);
   ck_assert_int_eq(H.delivered[1], 1);
@@ -872,6 +871,12 @@ START_TEST(test_repair_pulls_missed_message) {
   ck_assert_uint_ge(gv_engine_stats_get(H.e[1])->pulls_sent +
                         gv_engine_stats_get(H.e[2])->pulls_sent,
                     1);
+}
+
+/* Repair: the eager copy to node 2 is lost; node 2 learns the id by IHAVE
+ * and pulls it. */
+START_TEST(test_repair_pulls_missed_message) {
+  run_missed_eager();
   ck_assert_uint_ge(gv_engine_stats_get(H.e[0])->pulls_served, 1);
 }
 END_TEST
@@ -921,35 +926,16 @@ static void blk_release(void *p, size_t n) {
   free(p);
 }
 
-/* The repair run of test_repair_pulls_missed_message, with every buffer
- * and growing array through the hooks: the same deliveries, and each
- * block comes back with the size it was asked for. */
+/* The repair run (run_missed_eager) with every buffer and growing array
+ * through the hooks: the same deliveries, and each block comes back with
+ * the size it was asked for. */
 START_TEST(test_blk_hooks) {
   static const gv_blk_hooks hooks = {blk_alloc, blk_release};
   int releases_before_free;
 
   memset(&B, 0, sizeof(B));
   gv_blk_set_hooks(&hooks);
-  h_init(3);
-  for (int i = 0; i < 3; i++)
-    H.cfg[i].fanout = 1;
-  broadcasting(1, "198.51.100.2:7411");
-  broadcasting(2, "198.51.100.3:7411");
-  h_start();
-  h_connect(0, 1);
-  h_connect(0, 2);
-  h_connect(1, 2);
-  H.drop = drop_eager_0_to_2;
-  gv_engine_announce(H.e[0], NULL, H.now);
-  h_pump();
-  H.drop = NULL;
-  for (int i = 0; i < 4; i++)
-    h_tick_all(H.now + 300);
-  ck_assert_int_eq(H.delivered[1], 1);
-  ck_assert_int_eq(H.delivered[2], 1);
-  ck_assert_uint_ge(gv_engine_stats_get(H.e[1])->pulls_sent +
-                        gv_engine_stats_get(H.e[2])->pulls_sent,
-                    1);
+  run_missed_eager();
   releases_before_free = B.releases;
   h_init(0); /* frees the engines: their link arrays come back */
   ck_assert_int_gt(releases_before_free, 10); /* every frame is a buffer */
