@@ -1291,10 +1291,18 @@ static int parse_args(int argc, char **argv, opts *o) {
  * GLIBC_TUNABLES names it already (glibc.malloc.hugetlb=0 turns it
  * off), nor under a tool that preloads itself (valgrind, heaptrack: the
  * new image would run without it), nor with a sanitizer's malloc. If the
- * exec fails, this one runs on as it is. */
+ * exec fails, this one runs on as it is.
+ *
+ * With it, glibc.malloc.top_pad=64 MiB: the arenas of the lanes' threads
+ * (--threads) grow their 64 MiB heaps a few pages at a time, and a page
+ * faults in huge only if its whole 2 MiB lies inside the mapping; with the
+ * padding a new heap is mapped whole at once, and the lane advises it
+ * (net.c, lane_thp). The main arena only asks the kernel for more in
+ * bigger steps; untouched pages cost nothing. */
 static void thp_reexec(char **argv) {
 #ifndef __SANITIZE_ADDRESS__
-  static const char tun[] = "glibc.malloc.hugetlb=1";
+  static const char tun[] =
+      "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
   const char *old = getenv("GLIBC_TUNABLES"), *pre = getenv("LD_PRELOAD");
   char *val;
 

@@ -168,6 +168,10 @@ typedef struct gv_sim {
   uint64_t windows, barriers; /* root: the windows run, the barriers met */
   /* a lane: wall-clock and CPU seconds running its windows' events */
   double busy_s, cpu_s;
+  /* lanes past the first: their arena's heaps are advised for huge pages
+   * (net.c, lane_thp) when thp is set, next at thp_next (monotonic s) */
+  bool thp;
+  double thp_next;
 } gv_sim;
 
 int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg);
