@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -484,6 +485,17 @@ static int sweep_reap(sweep_child *kids, unsigned *running, bool loud) {
 
   while ((pid = waitpid(-1, &st, 0)) < 0 && errno == EINTR)
     ;
+  if (pid < 0) { /* none to wait for (cannot happen): end them all */
+    if (loud)
+      fprintf(stderr, "grapevine-sim: waiting for a sweep point: %s\n",
+              strerror(errno));
+    for (; *running > 0; --*running) {
+      kill(kids[*running - 1].pid, SIGKILL);
+      waitpid(kids[*running - 1].pid, &st, 0);
+      close(kids[*running - 1].fd);
+    }
+    return 1;
+  }
   while (i + 1 < *running && kids[i].pid != pid)
     i++;
   kid = kids[i];
@@ -492,12 +504,7 @@ static int sweep_reap(sweep_child *kids, unsigned *running, bool loud) {
     n = read(kid.fd, kid.res, sizeof(*kid.res));
   while (n < 0 && errno == EINTR);
   close(kid.fd);
-  if (pid < 0 || kid.pid != pid) {
-    rc = 1;
-    if (loud)
-      fprintf(stderr, "grapevine-sim: waiting for a sweep point: %s\n",
-              pid < 0 ? strerror(errno) : "an unknown child");
-  } else if (WIFSIGNALED(st)) {
+  if (WIFSIGNALED(st)) {
     rc = 1;
     if (loud)
       fprintf(stderr, "grapevine-sim: a sweep point died of signal %d\n",
@@ -536,6 +543,13 @@ static int sweep_fork(const opts *o, gv_sim *s, sweep_res *res,
     sweep_res out;
     close(fds[0]);
     follow(o, s, &r, &x, &sent0);
+    if (!gv_sim_check(s) || s->ip_leaks > 0)
+      progress(o,
+               "the sweep point is --scenario failures --seed %llu "
+               "--fail-frac %.1f%s",
+               (unsigned long long)o->cfg.seed, o->fail_frac,
+               o->cfg.repair ? "" : " --no-repair");
+    check_or_die(s, o); /* exit 3 */
     out.reliability = r.reliability;
     out.rmr = r.rmr;
     /* 16 bytes: one write, never short. Then out without freeing: the
@@ -563,6 +577,7 @@ static int sweep(const opts *o) {
     fprintf(stderr, "grapevine-sim: out of memory\n");
     return 1;
   }
+  signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD (inherited) reaps them */
   /* Each point is the mean over SWEEP_SEEDS seeds (each a different
    * network and origin): one origin whose first targets all crashed would
    * otherwise decide a whole point. A network is formed once and every
@@ -1304,25 +1319,37 @@ static void thp_reexec(char **argv) {
   static const char tun[] =
       "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
   const char *old = getenv("GLIBC_TUNABLES"), *pre = getenv("LD_PRELOAD");
-  char *val;
+  const char *base0 = strrchr(argv[0], '/'), *base;
+  char self[4096], *val;
+  ssize_t n;
 
-  if ((old != NULL && strstr(old, "glibc.malloc.hugetlb") != NULL) ||
+  /* Once (GV_SIM_TUNED marks the second run: a loader that drops
+   * GLIBC_TUNABLES cannot make it loop), not for a setuid run, and only
+   * when /proc/self/exe is this program, not a loader that was asked to
+   * run it (ld.so build/grapevine-sim ...). The program's own path is
+   * run, so that the process keeps its name. */
+  if (getenv("GV_SIM_TUNED") != NULL || getauxval(AT_SECURE) != 0 ||
+      (old != NULL && strstr(old, "glibc.malloc.hugetlb") != NULL) ||
       (pre != NULL && *pre != '\0'))
     return;
-  if (old == NULL || *old == '\0') {
-    if (setenv("GLIBC_TUNABLES", tun, 1) < 0)
-      return;
-    execv("/proc/self/exe", argv);
-    unsetenv("GLIBC_TUNABLES");
+  if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
     return;
-  }
-  if ((val = malloc(strlen(old) + sizeof(tun) + 1)) == NULL)
+  self[n] = '\0';
+  base = strrchr(self, '/');
+  if (strcmp(base ? base + 1 : self, base0 ? base0 + 1 : argv[0]) != 0)
     return;
-  sprintf(val, "%s:%s", old, tun);
-  if (setenv("GLIBC_TUNABLES", val, 1) == 0) {
-    execv("/proc/self/exe", argv);
+  if ((val = malloc((old ? strlen(old) + 1 : 0) + sizeof(tun))) == NULL)
+    return;
+  sprintf(val, "%s%s%s", old ? old : "", old && *old ? ":" : "", tun);
+  if (setenv("GLIBC_TUNABLES", val, 1) == 0 &&
+      setenv("GV_SIM_TUNED", "1", 1) == 0)
+    execv(self, argv);
+  /* The exec failed: run on as it is. */
+  if (old != NULL)
     setenv("GLIBC_TUNABLES", old, 1);
-  }
+  else
+    unsetenv("GLIBC_TUNABLES");
+  unsetenv("GV_SIM_TUNED");
   free(val);
 #else
   (void)argv;

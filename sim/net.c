@@ -467,9 +467,11 @@ static bool *up_of(const gv_sim *s, gv_sim_link *l, gv_linkid side) {
  * (t is then at least the lookahead ahead). A frame that crosses lanes
  * must not have its buffer touched by both: gv_buf's count is not atomic,
  * and a buffer is best freed by the thread (the malloc arena) that made
- * it. During a run the receiver copies it from the outbox (merge()) and
- * the sender drops its reference afterwards (release()); between runs
- * the receiver gets a copy unless s held the only reference. */
+ * it. During a run the receiver reads the sender's buffer when the event
+ * runs, without a reference of its own (lent), and the sender drops its
+ * reference once every lane is past the event's time (release()); between
+ * runs, when no lane runs, the receiver gets a copy unless s held the only
+ * reference, which then goes with the event. */
 static void post(gv_sim *s, int64_t t, uint8_t kind, uint32_t node,
                  uint32_t arg, gv_buf *buf) {
   gv_sim *to;
