@@ -1314,6 +1314,13 @@ static int parse_args(int argc, char **argv, opts *o) {
  * padding a new heap is mapped whole at once, and the lane advises it
  * (net.c, lane_thp). The main arena only asks the kernel for more in
  * bigger steps; untouched pages cost nothing. */
+/* Whether malloc's heap is on huge pages: GLIBC_TUNABLES, as this process
+ * started, sets glibc.malloc.hugetlb=1 (thp_reexec, or the user). */
+static bool huge_pages(void) {
+  const char *t = getenv("GLIBC_TUNABLES");
+  return t != NULL && strstr(t, "glibc.malloc.hugetlb=1") != NULL;
+}
+
 static void thp_reexec(char **argv) {
 #ifndef __SANITIZE_ADDRESS__
   static const char tun[] =
@@ -1369,6 +1376,7 @@ int main(int argc, char **argv) {
   thp_reexec(argv);
   if (parse_args(argc, argv, &o) < 0)
     return 2;
+  o.cfg.huge_pages = huge_pages();
   if (strcmp(o.scenario, "sweep") == 0)
     return sweep(&o);
   if (strcmp(o.scenario, "relay") == 0) {

@@ -1579,10 +1579,8 @@ static void lane_new(gv_sim *r, unsigned u) {
   l->root = r;
   l->threads = r->threads;
   l->tid = u;
-  if (u > 0) { /* lane 0 allocates from the main arena, glibc's to advise */
-    const char *tun = getenv("GLIBC_TUNABLES");
-    l->thp = tun != NULL && strstr(tun, "glibc.malloc.hugetlb=1") != NULL;
-  }
+  /* Lane 0 allocates from the main arena, which glibc advises. */
+  l->thp = u > 0 && r->cfg.huge_pages;
   gv_rng_seed(&l->rng,
               r->cfg.seed ^ ((uint64_t)(u + 1) * 0x9e3779b97f4a7c15ULL));
   queue_init(l);

@@ -50,6 +50,9 @@ typedef struct gv_sim_cfg {
   /* Threads, 1..GV_SIM_THREADS_MAX (0 is taken as 1); above 1 needs
    * lat_min >= 1, the lookahead. */
   unsigned threads;
+  /* malloc's heap is on huge pages (sim/main.c, thp_reexec): the lanes
+   * past the first advise their own arenas' heaps too (net.c, lane_thp) */
+  bool huge_pages;
 } gv_sim_cfg;
 
 #define GV_SIM_THREADS_MAX 64
