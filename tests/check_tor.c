@@ -448,14 +448,60 @@ START_TEST(test_fetch) {
 }
 END_TEST
 
-/* A TCP forwarder on 127.0.0.1 to one port: it counts the connections it
- * accepts and carries each one's bytes both ways, on its own thread,
- * until fwd_stop(). */
+/* What the seeder sent over one forwarded connection, read off the
+ * plaintext BitTorrent stream: its handshake, then messages of a 4-byte
+ * length and an id. */
+typedef struct fwd_seen {
+  int meta;          /* ut_metadata data messages (BEP 9 msg_type 1) */
+  uint64_t piece;    /* bytes of blocks in piece messages */
+  size_t skip;       /* of the handshake, or of a message's rest */
+  uint8_t head[20];  /* a message's length, id and first body bytes */
+  size_t have, want; /* of head */
+  size_t rest;       /* of the message, after its head */
+} fwd_seen;
+
+#define BT_HANDSHAKE 68
+#define BT_PIECE 7
+#define BT_EXTENDED 20
+
+static void fwd_scan(fwd_seen *sn, const uint8_t *p, size_t n) {
+  static const char meta_data[] = "d8:msg_typei1e";
+  while (n > 0) {
+    if (sn->have == 0 && sn->skip > 0) {
+      size_t k = n < sn->skip ? n : sn->skip;
+      sn->skip -= k, p += k, n -= k;
+      continue;
+    }
+    sn->head[sn->have++] = *p++, n--;
+    if (sn->have == 4) {
+      uint32_t len = (uint32_t)sn->head[0] << 24 | sn->head[1] << 16 |
+                     sn->head[2] << 8 | sn->head[3];
+      sn->want = 4 + (len < 16 ? len : 16);
+      sn->rest = len - (sn->want - 4);
+    }
+    if (sn->have < 4 || sn->have < sn->want)
+      continue;
+    /* The head is whole; the message's rest is skipped. */
+    size_t body = sn->want - 4 + sn->rest;
+    if (body >= 9 && sn->head[4] == BT_PIECE)
+      sn->piece += body - 9;
+    if (body >= 2 + sizeof meta_data - 1 && sn->head[4] == BT_EXTENDED &&
+        memcmp(sn->head + 6, meta_data, sizeof meta_data - 1) == 0)
+      sn->meta++;
+    sn->skip = sn->rest;
+    sn->have = sn->want = 0;
+  }
+}
+
+/* A TCP forwarder on 127.0.0.1 to one port: on its own thread until
+ * fwd_stop(), it carries each connection's bytes both ways and notes what
+ * the far side sent on each (plaintext BitTorrent). */
 #define FWD_PAIRS 8
 typedef struct fwd {
   int lfd, stop[2];
   uint16_t port, to;
-  int accepted; /* read after fwd_stop() */
+  int accepted;              /* read after fwd_stop() */
+  fwd_seen seen[FWD_PAIRS]; /* by connection, in accept order; ditto */
   pthread_t th;
 } fwd;
 
@@ -468,10 +514,11 @@ static void *fwd_run(void *arg) {
     pf[k++] = (struct pollfd){.fd = f->stop[0], .events = POLLIN};
     pf[k++] = (struct pollfd){.fd = f->lfd, .events = POLLIN};
     for (int i = 0; i < n; i++)
-      for (int j = 0; j < 2; j++)
+      for (int j = 0; j < 2; j++) /* an ended pair's -1s are not polled */
         pf[k++] = (struct pollfd){.fd = fds[i][j], .events = POLLIN};
-    if (poll(pf, (nfds_t)k, 10000) <= 0 || pf[0].revents)
+    if (poll(pf, (nfds_t)k, -1) <= 0 || pf[0].revents)
       break;
+    int polled = n;
     if ((pf[1].revents & POLLIN) && n < FWD_PAIRS) {
       int c = accept(f->lfd, NULL, NULL);
       int u = socket(AF_INET, SOCK_STREAM, 0);
@@ -480,18 +527,22 @@ static void *fwd_run(void *arg) {
       inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
       if (c >= 0 && u >= 0 &&
           connect(u, (struct sockaddr *)&sin, sizeof sin) == 0) {
-        fds[n][0] = c, fds[n][1] = u, n++;
+        fds[n][0] = c, fds[n][1] = u;
+        f->seen[n].skip = BT_HANDSHAKE;
+        n++;
         f->accepted++;
       } else {
         close(c), close(u);
       }
     }
-    for (int i = 0, at = 2; i < n; i++, at += 2)
-      for (int j = 0; j < 2; j++) {
+    for (int i = 0, at = 2; i < polled; i++, at += 2)
+      for (int j = 0; j < 2 && fds[i][0] >= 0; j++) {
         if (!pf[at + j].revents)
           continue;
-        char buf[65536];
+        uint8_t buf[65536];
         ssize_t r = read(fds[i][j], buf, sizeof buf);
+        if (r > 0 && j == 1)
+          fwd_scan(&f->seen[i], buf, (size_t)r);
         for (ssize_t off = 0; r > 0 && off < r;) {
           ssize_t w = write(fds[i][!j], buf + off, (size_t)(r - off));
           if (w <= 0)
@@ -500,13 +551,14 @@ static void *fwd_run(void *arg) {
             off += w;
         }
         if (r <= 0) { /* one side ended: the pair ends */
-          shutdown(fds[i][!j], SHUT_RDWR);
-          shutdown(fds[i][j], SHUT_RDWR);
+          close(fds[i][0]), close(fds[i][1]);
+          fds[i][0] = fds[i][1] = -1;
         }
       }
   }
   for (int i = 0; i < n; i++)
-    close(fds[i][0]), close(fds[i][1]);
+    if (fds[i][0] >= 0)
+      close(fds[i][0]), close(fds[i][1]);
   return NULL;
 }
 
@@ -557,15 +609,19 @@ static void add_magnet(ses *b, const gv_tor_ih *ih, const char *dst,
 }
 
 /* A magnet added with its seeder's address, and no gv_tor_connect(): the
- * add dials it, the info dict comes over that connection, and the file
- * follows over the same one (the checked storage moves into the save
- * path; nothing is dialled again); once done, the fetcher ends it. The
- * seeder is reached only through a forwarder that counts connections. */
+ * add dials it, the info dict comes over that connection, and the whole
+ * file follows over the same one (the checked storage moves into the save
+ * path; nothing is dialled for the pieces); once done, the fetcher ends
+ * it. The seeder is reached only through a forwarder that reads what it
+ * sends on each connection (plaintext, for that). A connection that ends
+ * before carrying either (a seeder that refuses the first one under load,
+ * redialled a second later) is no second connection for the magnet. */
 START_TEST(test_magnet_one_connection) {
   src s;
-  make_src(&s, "src", 2 * 1024 * 1024 + 777);
-  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
-  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_FORCED, 0);
+  size_t size = 2 * 1024 * 1024 + 777;
+  make_src(&s, "src", size);
+  ses *a = ses_new("a", "127.0.0.1", GV_TOR_ENC_DISABLED, 0);
+  ses *b = ses_new("b", "127.0.0.1", GV_TOR_ENC_DISABLED, 0);
   add_bytes(a, &s, s.dir, GV_TOR_ADD_SEED_MODE);
   /* Seeding, not just added: a seeder still checking its resume data
    * refuses the connection, and the fetcher would have to dial again. */
@@ -601,7 +657,17 @@ START_TEST(test_magnet_one_connection) {
   }
   ck_assert_int_eq(n, 0);
   fwd_stop(&f);
-  ck_assert_int_eq(f.accepted, 1);
+  int used = -1;
+  for (int i = 0; i < f.accepted; i++)
+    if (f.seen[i].meta > 0 || f.seen[i].piece > 0) {
+      ck_assert_msg(used < 0, "connections %d and %d of %d both carried "
+                    "the info dict or pieces", used, i, f.accepted);
+      used = i;
+    }
+  ck_assert_msg(used >= 0, "none of %d connection(s) carried the magnet",
+                f.accepted);
+  ck_assert_int_ge(f.seen[used].meta, 1);
+  ck_assert_uint_eq(f.seen[used].piece, size);
   gv_tor_bytes_free(s.torrent);
 }
 END_TEST
