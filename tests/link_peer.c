@@ -7,19 +7,22 @@
  * identity made for it alone. On each link it completes the handshake of
  * PROTOCOL.md §4, sends a HELLO on the link channel (§5.1, §6.4) and then
  * never answers a PING, so the node sees a peer that is up but not live.
- * With --garbage it also sends one invalid message on the gossip channel
- * (channel byte 0x01, then bytes that are not JSON). A GOODBYE is answered
- * with our own FINAL frame.
+ * With --garbage, once every dial has ended, it sends one invalid message
+ * (channel byte 0x01, then bytes that are not JSON) on the gossip channel
+ * of every link still up, all back to back: the node gets them as one
+ * burst however slowly the handshakes went. A GOODBYE is answered with our
+ * own FINAL frame.
  *
  * Output, one line per event, line-buffered:
  *   open I PEER          link I (0-based) is up; PEER is the node's short id
+ *   garbage I            the invalid message went out on link I
  *   ping I               the node sent a PING on link I (not answered)
  *   goodbye I REASON     the node closed link I with a GOODBYE
  *   close I STATUS       link I is gone: "ok" (both FINALs) or a GV_E* name
  *   done opened O closed C
- * After S seconds (default 30), or on SIGTERM/SIGINT, every link still up
- * is closed with a FINAL frame; the program exits 0 once all are gone, 1 on
- * a usage or setup error. */
+ * S seconds (default 30) after the last dial ended, or on SIGTERM/SIGINT,
+ * every link still up is closed with a FINAL frame; the program exits 0
+ * once all are gone, 1 on a usage or setup error. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,14 +56,17 @@ struct peer {
   bool garbage;
   bool stopping;
   int count;
+  uint64_t hold_ms; /* --hold-s, counted from the end of the last dial */
   int next;    /* index of the next link to dial */
   int dialing; /* 1 while a handshake runs */
+  bool dialed; /* every dial has ended; the hold runs */
   int live;    /* conns not yet closed */
   int opened, closed;
   tlink *links;
 };
 
 static void dial_next(peer *p);
+static void on_hold(uv_timer_t *t);
 
 static int64_t wall_ms(void) {
   struct timespec ts;
@@ -110,7 +116,6 @@ static void maybe_done(peer *p) {
 static void on_open(gv_conn *c) {
   tlink *l = gv_conn_data(c);
   peer *p = l->p;
-  static const char junk[] = "this is not a grapevine message";
   char shrt[GV_ID_SHORT_LEN + 1];
   int rc;
 
@@ -121,9 +126,6 @@ static void on_open(gv_conn *c) {
   p->dialing = 0;
   if ((rc = send_hello(c)) < 0)
     printf("hello %d failed: %s\n", l->index, gv_err_name(rc));
-  else if (p->garbage &&
-           (rc = send_on(c, GV_CHAN_GOSSIP, junk, sizeof(junk) - 1)) < 0)
-    printf("garbage %d failed: %s\n", l->index, gv_err_name(rc));
   dial_next(p);
 }
 
@@ -166,6 +168,25 @@ static void on_close(gv_conn *c, int status) {
 
 static const gv_conn_cbs cbs = {on_open, on_msg, on_close};
 
+/* Every dial has ended: with --garbage, the invalid message goes out on
+ * every link still up in this one callback, then the hold starts. */
+static void all_dialed(peer *p) {
+  static const char junk[] = "this is not a grapevine message";
+  int rc;
+
+  p->dialed = true;
+  for (int i = 0; p->garbage && i < p->count; i++) {
+    tlink *l = &p->links[i];
+    if (l->conn == NULL || !l->opened)
+      continue;
+    if ((rc = send_on(l->conn, GV_CHAN_GOSSIP, junk, sizeof(junk) - 1)) < 0)
+      printf("garbage %d failed: %s\n", l->index, gv_err_name(rc));
+    else
+      printf("garbage %d\n", l->index);
+  }
+  uv_timer_start(&p->hold, on_hold, p->hold_ms, 0);
+}
+
 /* One handshake at a time, so the node never sees more than one of ours
  * in progress. */
 static void dial_next(peer *p) {
@@ -192,6 +213,8 @@ static void dial_next(peer *p) {
     p->live++;
     p->dialing = 1;
   }
+  if (!p->stopping && !p->dialing && p->next == p->count && !p->dialed)
+    all_dialed(p);
 }
 
 static void stop(peer *p) {
@@ -265,7 +288,7 @@ int main(int argc, char **argv) {
   p.hold.data = p.sigterm.data = p.sigint.data = &p;
   uv_signal_start(&p.sigterm, on_signal, SIGTERM);
   uv_signal_start(&p.sigint, on_signal, SIGINT);
-  uv_timer_start(&p.hold, on_hold, (uint64_t)hold_s * 1000, 0);
+  p.hold_ms = (uint64_t)hold_s * 1000;
   dial_next(&p);
   uv_run(&p.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&p.loop) != 0)
