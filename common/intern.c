@@ -28,27 +28,35 @@ typedef struct item {
 _Static_assert(offsetof(item, s) % _Alignof(max_align_t) == 0,
                "a pooled string is aligned for any object");
 
-/* A body that passed its own checks, and what it decoded to. The union
- * member is kept whole, so that a member added to it is kept too; a
- * record's repository names sit behind the body. */
+/* A body that passed its own checks, and what it decoded to, in as few
+ * bytes as it takes: a million-node run keeps one per record, so the
+ * fixed part is small and the rest is a tail sized to this body. The tail
+ * holds, in order: the signature that verified (if sig_ok); a record's
+ * n_addrs addresses and n_relays relay ids, or a PEER_REQUEST's request;
+ * then (at body_at) the body, a NUL, and a record's packed repository
+ * names. */
 typedef struct memo_ent memo_ent;
 struct memo_ent {
   uint64_t hash;  /* of the body */
   memo_ent *next; /* put after this one */
   uint8_t id[GV_MSG_ID_BYTES];
-  uint8_t sig[GV_SIG_BYTES]; /* one that verified, if sig_ok */
   uint8_t origin[GV_ID_BYTES];
   uint64_t seq;
   int64_t ts;
   gv_msg_type type;
   uint32_t len; /* body bytes */
   bool sig_ok;
-  union {
-    gv_peer_state peer; /* repos NULL: the names are behind the body */
-    unsigned char request[sizeof(((gv_msg *)0)->u.request)];
-  } u;
-  char body[]; /* the body, a NUL, a record's packed names */
+  /* A record's gv_peer_state but its addresses, relays and names. */
+  bool broadcasting, bootstrap;
+  uint8_t n_addrs, n_repos, n_relays;
+  uint16_t tport;
+  uint16_t body_at; /* where the body starts in tail */
+  unsigned char tail[];
 };
+/* memo_put() and memo_find() copy gv_peer_state member by member: one
+ * added to it must be added to them. */
+_Static_assert(sizeof(void *) != 8 || sizeof(gv_peer_state) == 312,
+               "gv_peer_state changed: update the memo's copies");
 
 struct gv_intern {
   uint8_t key[GV_INTERN_KEY_BYTES];
@@ -230,7 +238,7 @@ static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
        i = (i + 1) & mask) {
     if ((en = t->slots[i]) == NULL)
       break;
-    if (en->hash == h && en->len == len && memcmp(en->body, body, len) == 0)
+    if (en->hash == h && en->len == len && memcmp(en->tail + en->body_at, body, len) == 0)
       return en;
   }
   return NULL;
@@ -238,9 +246,11 @@ static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
 
 static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   memo_ent *en = memo_get(ctx, body, len);
+  const unsigned char *t;
 
   if (en == NULL)
     return 0;
+  t = en->tail + (en->sig_ok ? GV_SIG_BYTES : 0);
   memcpy(m->id, en->id, GV_MSG_ID_BYTES);
   m->type = en->type;
   memcpy(m->origin, en->origin, GV_ID_BYTES);
@@ -249,59 +259,84 @@ static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   switch (en->type) {
   case GV_MSG_PEER_ANNOUNCEMENT:
   case GV_MSG_PEER_UPDATE:
-    m->u.peer = en->u.peer;
-    m->u.peer.repos = en->body + en->len + 1;
+    memset(&m->u.peer, 0, sizeof(m->u.peer));
+    m->u.peer.broadcasting = en->broadcasting;
+    m->u.peer.bootstrap = en->bootstrap;
+    m->u.peer.n_addrs = en->n_addrs;
+    m->u.peer.n_repos = en->n_repos;
+    m->u.peer.n_relays = en->n_relays;
+    m->u.peer.tport = en->tport;
+    memcpy(m->u.peer.addrs, t, en->n_addrs * sizeof(gv_addr));
+    t += en->n_addrs * sizeof(gv_addr);
+    memcpy(m->u.peer.relays, t, en->n_relays * (size_t)GV_ID_BYTES);
+    m->u.peer.repos = (const char *)en->tail + en->body_at + en->len + 1;
     break;
   case GV_MSG_PEER_REQUEST:
-    memcpy(&m->u.request, en->u.request, sizeof(m->u.request));
+    memcpy(&m->u.request, t, sizeof(m->u.request));
     break;
   default: break;
   }
-  return en->sig_ok && memcmp(en->sig, m->sig, GV_SIG_BYTES) == 0 ? 2 : 1;
+  return en->sig_ok && memcmp(en->tail, m->sig, GV_SIG_BYTES) == 0 ? 2 : 1;
 }
 
 static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
   gv_intern *p = ctx;
   bool peer =
       m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
-  size_t names = 0;
+  size_t names = 0, at = sig_checked ? GV_SIG_BYTES : 0;
   memo_ent *en;
+  unsigned char *t;
 
   if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len) != NULL)
     return;
-  if (peer && m->u.peer.n_repos > 0) {
+  if (peer) {
     const char *r = m->u.peer.repos; /* packed: "a\0b\0" */
     for (unsigned i = 0; i < m->u.peer.n_repos; i++)
       r += strlen(r) + 1;
     names = (size_t)(r - m->u.peer.repos);
+    at += m->u.peer.n_addrs * sizeof(gv_addr) +
+          m->u.peer.n_relays * (size_t)GV_ID_BYTES;
+  } else if (m->type == GV_MSG_PEER_REQUEST) {
+    at += sizeof(m->u.request);
   }
   if (p->memo.len >= p->max)
     memo_evict(p);
   /* Out of memory, the body is simply not kept. */
   if (reserve(&p->memo) < 0 ||
-      (en = malloc(sizeof(*en) + m->body_len + 1 + names)) == NULL)
+      (en = malloc(sizeof(*en) + at + m->body_len + 1 + names)) == NULL)
     return;
   memset(en, 0, sizeof(*en));
   en->hash = hash(p, m->body, m->body_len);
   memcpy(en->id, m->id, GV_MSG_ID_BYTES);
-  if (sig_checked) {
-    memcpy(en->sig, m->sig, GV_SIG_BYTES);
-    en->sig_ok = true;
-  }
   memcpy(en->origin, m->origin, GV_ID_BYTES);
   en->seq = m->seq;
   en->ts = m->ts;
   en->type = m->type;
   en->len = (uint32_t)m->body_len;
-  memcpy(en->body, m->body, m->body_len + 1);
-  if (peer) {
-    en->u.peer = m->u.peer;
-    en->u.peer.repos = NULL;
-    if (names > 0)
-      memcpy(en->body + m->body_len + 1, m->u.peer.repos, names);
-  } else if (m->type == GV_MSG_PEER_REQUEST) {
-    memcpy(en->u.request, &m->u.request, sizeof(en->u.request));
+  en->body_at = (uint16_t)at;
+  t = en->tail;
+  if (sig_checked) {
+    memcpy(t, m->sig, GV_SIG_BYTES);
+    en->sig_ok = true;
+    t += GV_SIG_BYTES;
   }
+  if (peer) {
+    en->broadcasting = m->u.peer.broadcasting;
+    en->bootstrap = m->u.peer.bootstrap;
+    en->n_addrs = m->u.peer.n_addrs;
+    en->n_repos = m->u.peer.n_repos;
+    en->n_relays = m->u.peer.n_relays;
+    en->tport = m->u.peer.tport;
+    memcpy(t, m->u.peer.addrs, en->n_addrs * sizeof(gv_addr));
+    t += en->n_addrs * sizeof(gv_addr);
+    memcpy(t, m->u.peer.relays, en->n_relays * (size_t)GV_ID_BYTES);
+  } else if (m->type == GV_MSG_PEER_REQUEST) {
+    memcpy(t, &m->u.request, sizeof(m->u.request));
+  }
+  t = en->tail + at;
+  memcpy(t, m->body, m->body_len + 1);
+  if (names > 0)
+    memcpy(t + m->body_len + 1, m->u.peer.repos, names);
   place(&p->memo, en);
   p->memo.len++;
   if (p->newest != NULL)
