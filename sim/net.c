@@ -1569,10 +1569,10 @@ bool gv_sim_check(gv_sim *s) {
 /* Lane u of r, with its thread (but lane 0's, the caller's). */
 /* Room in the memo of decoded bodies for every node's record twice over
  * (a record and its update) and the broadcasts: a long run's older
- * bodies, long dead, are forgotten instead of held. Below that, a
- * million-node run decoded most records again at every hop (with 131,072
- * bodies, the pool's default, 300k nodes took 17% longer) to save about
- * 0.4 KB a body. */
+ * bodies, long dead, are forgotten instead of held. With fewer (the
+ * pool's default, 131,072), a large run forgot most records before their
+ * next hop and decoded them again: 300k nodes took 17% longer, for about
+ * 0.35 KB a body saved (docs/SIMULATOR.md, "A memo for every record"). */
 static void memo_size(gv_intern *bodies, uint32_t nodes) {
   gv_intern_memo_max(bodies, 2 * (size_t)nodes + 4096);
 }
