@@ -1734,6 +1734,10 @@ END_TEST
 static Suite *lcore_suite(void) {
   Suite *s = suite_create("lcore");
   TCase *tc = tcase_create("core");
+  /* test_long checks the cores after each of its thousands of steps: well
+   * under a second alone, past check's default 4 s on a loaded machine or
+   * under ASan. The timeout is for a hang, not for speed. */
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_hello_ready);
   tcase_add_test(tc, test_hello_record);
   tcase_add_test(tc, test_dial_ended_addr);
