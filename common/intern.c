@@ -54,9 +54,13 @@ struct memo_ent {
   unsigned char tail[];
 };
 /* memo_put() and memo_find() copy gv_peer_state member by member: one
- * added to it must be added to them. */
-_Static_assert(sizeof(void *) != 8 || sizeof(gv_peer_state) == 312,
-               "gv_peer_state changed: update the memo's copies");
+ * added to it must be added to them (proto/msg.h says so beside it;
+ * check_intern's test_memo_same and fuzz_msg compare every member decoded
+ * with and without the memo). */
+_Static_assert(GV_SIG_BYTES + GV_MAX_ADDRS * sizeof(gv_addr) +
+                       GV_MAX_RELAYS * GV_ID_BYTES <=
+                   UINT16_MAX,
+               "a memo entry's body_at fits in 16 bits");
 
 struct gv_intern {
   uint8_t key[GV_INTERN_KEY_BYTES];
@@ -238,7 +242,8 @@ static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
        i = (i + 1) & mask) {
     if ((en = t->slots[i]) == NULL)
       break;
-    if (en->hash == h && en->len == len && memcmp(en->tail + en->body_at, body, len) == 0)
+    if (en->hash == h && en->len == len &&
+        memcmp(en->tail + en->body_at, body, len) == 0)
       return en;
   }
   return NULL;
@@ -302,10 +307,10 @@ static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
   if (p->memo.len >= p->max)
     memo_evict(p);
   /* Out of memory, the body is simply not kept. */
-  if (reserve(&p->memo) < 0 ||
-      (en = malloc(sizeof(*en) + at + m->body_len + 1 + names)) == NULL)
+  if (reserve(&p->memo) < 0 || (en = malloc(offsetof(memo_ent, tail) + at +
+                                            m->body_len + 1 + names)) == NULL)
     return;
-  memset(en, 0, sizeof(*en));
+  memset(en, 0, offsetof(memo_ent, tail));
   en->hash = hash(p, m->body, m->body_len);
   memcpy(en->id, m->id, GV_MSG_ID_BYTES);
   memcpy(en->origin, m->origin, GV_ID_BYTES);

@@ -86,6 +86,8 @@ unsigned gv_msg_max_ttl(gv_msg_type t);
  * own id, and none at all unless the origin is silent. n_relays 0: the
  * member is absent from the body (records from before it stay valid and
  * encode to the same bytes). */
+/* The simulator's memo (common/intern.c, memo_put() and memo_find())
+ * copies these member by member: a member added here goes there too. */
 typedef struct gv_peer_state {
   bool broadcasting;
   bool bootstrap;

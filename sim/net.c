@@ -1566,7 +1566,6 @@ bool gv_sim_check(gv_sim *s) {
   return true;
 }
 
-/* Lane u of r, with its thread (but lane 0's, the caller's). */
 /* Room in the memo of decoded bodies for every node's record twice over
  * (a record and its update) and the broadcasts: a long run's older
  * bodies, long dead, are forgotten instead of held. With fewer (the
@@ -1577,6 +1576,7 @@ static void memo_size(gv_intern *bodies, uint32_t nodes) {
   gv_intern_memo_max(bodies, 2 * (size_t)nodes + 4096);
 }
 
+/* Lane u of r, with its thread (but lane 0's, the caller's). */
 static void lane_new(gv_sim *r, unsigned u) {
   gv_sim *l = xrealloc(NULL, sizeof(*l));
   uint8_t key[GV_IDMAP_KEY_BYTES] = {0};

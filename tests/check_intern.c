@@ -175,6 +175,7 @@ static int same(const char *buf, int64_t now, bool stub,
       const char *r = p->repos, *t = q->repos;
       ck_assert_int_eq(p->broadcasting, q->broadcasting);
       ck_assert_int_eq(p->bootstrap, q->bootstrap);
+      ck_assert_uint_eq(p->tport, q->tport);
       ck_assert_uint_eq(p->n_addrs, q->n_addrs);
       ck_assert_mem_eq(p->addrs, q->addrs, p->n_addrs * sizeof(gv_addr));
       ck_assert_uint_eq(p->n_relays, q->n_relays);
@@ -218,6 +219,8 @@ static char *sealed(gv_msg_type t, uint64_t seq, bool silent, bool stub,
       ck_assert_int_eq(gv_addr_parse(&m->u.peer.addrs[0], "10.0.0.1:7411", 13),
                        0);
       m->u.peer.n_addrs = 1;
+      m->u.peer.bootstrap = true;
+      m->u.peer.tport = 6881;
     }
     m->u.peer.repos = "demo/a\0linux@v6.1\0";
     m->u.peer.n_repos = 2;

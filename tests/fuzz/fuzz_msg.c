@@ -184,6 +184,7 @@ static void fz_check_valid(const gv_msg *m) {
 static void fz_check_peer_eq(const gv_peer_state *a, const gv_peer_state *b) {
   FZ_CHECK(a->broadcasting == b->broadcasting);
   FZ_CHECK(a->bootstrap == b->bootstrap);
+  FZ_CHECK(a->tport == b->tport);
   FZ_CHECK(a->n_addrs == b->n_addrs && a->n_repos == b->n_repos);
   FZ_CHECK(a->n_relays == b->n_relays);
   FZ_CHECK(memcmp(a->relays, b->relays, a->n_relays * GV_ID_BYTES) == 0);
