@@ -17,7 +17,7 @@
 #define SWEEP_MS (60LL * 1000)        /* expiry and idle-link sweep, at most */
 #define DIAL_HOLDOFF_MS (10LL * 1000) /* one DIAL per node per this */
 #define JOIN_HOLDOFF_MS 1000 /* one MEMBERS+DIR answer per node a second */
-#define IDLE_LINK_MS (60LL * 1000) /* a dialed relay link is let go */
+#define IDLE_LINK_MS (60LL * 1000) /* no message on a dialed link: let go */
 #define KEYS_MAX 4096              /* cached peer box keys */
 #define CREDIT_MAX (64LL * 1024 * 1024)
 /* Finished messages kept in memory for status, trace and `read`; older
@@ -143,8 +143,9 @@ typedef struct peer {
   int64_t credit;   /* bytes of ROUTE we may still send */
   int64_t grant_in; /* bytes of ROUTE it may still send us */
   int64_t consumed; /* received since our last CREDIT */
-  int64_t last_dial, last_join, last_used;
-  rmsg **wait; /* waiting for credit, FIFO */
+  int64_t last_dial, last_join;
+  int64_t last_used; /* a message's packet crossed the link (sweep) */
+  rmsg **wait;       /* waiting for credit, FIFO */
   size_t n_wait, cap_wait;
   bool has_key;
   gv_rw_boxkey key;
@@ -372,13 +373,11 @@ static void emit_line(gv_relay *r, gv_rconn c, char *line) {
   a->len = strlen(line);
 }
 
-static void emit_send(gv_relay *r, peer *p, uint8_t *buf, size_t len,
-                      int64_t now) {
+static void emit_send(gv_relay *r, peer *p, uint8_t *buf, size_t len) {
   gv_ract *a = push_act(r, GV_RACT_SEND);
   a->link = p->link;
   a->data = buf;
   a->len = len;
-  p->last_used = now;
 }
 
 static void emit_hold(gv_relay *r, peer *p, bool on) {
@@ -839,7 +838,9 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
   if ((buf = seal_packet(r, ti, dst, id, kind, body, blen, &len)) == NULL)
     return TX_NOROUTE;
   p->credit -= (int64_t)(len - 1);
-  emit_send(r, p, buf, len, now);
+  emit_send(r, p, buf, len);
+  if (!gv_rw_kind_is_control(kind))
+    p->last_used = now;
   if (via != NULL)
     *via = p;
   return TX_SENT;
@@ -2173,13 +2174,13 @@ static void emit_relays(gv_relay *r) {
   a->n_relays = r->n_relays;
 }
 
-static void send_credit(gv_relay *r, peer *p, uint32_t window, int64_t now) {
+static void send_credit(gv_relay *r, peer *p, uint32_t window) {
   uint8_t *buf = gv__xmalloc(1 + GV_RW_CREDIT_LEN);
 
   buf[0] = GV_CHAN_RELAY;
   gv_rw_credit_encode(window, buf + 1);
   p->grant_in += window;
-  emit_send(r, p, buf, 1 + GV_RW_CREDIT_LEN, now);
+  emit_send(r, p, buf, 1 + GV_RW_CREDIT_LEN);
 }
 
 static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
@@ -2201,7 +2202,7 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   p->grant_in = 0;
   p->consumed = 0;
   p->last_used = now;
-  send_credit(r, p, r->cfg.window, now);
+  send_credit(r, p, r->cfg.window);
   memset(&rt, 0, sizeof(rt));
   if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, id, &rt))
     rt.known = false;
@@ -2290,7 +2291,9 @@ static void forward(gv_relay *r, const gv_rw_hop *h, const uint8_t *msg,
   memcpy(buf + 1, msg, len);
   buf[1 + 1 + 2 * GV_ID_BYTES] = (uint8_t)(h->u.route.hops + 1);
   q->credit -= (int64_t)len;
-  emit_send(r, q, buf, 1 + len, now);
+  emit_send(r, q, buf, 1 + len);
+  if (!sodium_is_zero(h->u.route.id, GV_RW_ID_BYTES))
+    q->last_used = now; /* a message's, not the directory's */
   r->acts[r->n_act - 1].forwarded = true;
   memcpy(r->acts[r->n_act - 1].peer, h->u.route.dst, GV_ID_BYTES);
   memcpy(r->acts[r->n_act - 1].id, h->u.route.id, GV_RW_ID_BYTES);
@@ -2324,10 +2327,11 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   p->grant_in -= (int64_t)len;
   if (p->grant_in < 0)
     return gv_fail(why, GV_ELIMIT, "relay: ROUTE past the credit granted");
-  p->last_used = now;
+  if (!sodium_is_zero(h.u.route.id, GV_RW_ID_BYTES))
+    p->last_used = now; /* a message's, not the directory's */
   p->consumed += (int64_t)len;
   if (p->consumed >= (int64_t)r->cfg.window / 2) {
-    send_credit(r, p, (uint32_t)p->consumed, now);
+    send_credit(r, p, (uint32_t)p->consumed);
     p->consumed = 0;
   }
   if (!is_self(r, h.u.route.dst)) {
@@ -2608,8 +2612,13 @@ void gv_relay_conn_closed(gv_relay *r, gv_rconn id, int64_t now) {
 /* Expiry and forgetting, at most once a SWEEP_MS (and at the earliest
  * deadline): outbox messages past their deadline fail (a GONE holds their
  * seq at the destination); undelivered inbox messages past theirs become
- * skips; every row a day past its deadline is dropped; idle dialed links
- * are let go. */
+ * skips; every row a day past its deadline is dropped; a link we dialed
+ * for messages that no message crossed for IDLE_LINK_MS is let go. The
+ * directory's packets and CREDIT do not count: they go where links already
+ * are (§4.4), and counted, they kept such links held for ever and filled a
+ * node's dialed slots, so a message to a new destination never got a dial
+ * (the relay scenario's lost message, 100 nodes, seed 1). A link we did
+ * not dial (a silent node's to us, its relay) is not ours to let go. */
 static void sweep(gv_relay *r, int64_t now) {
   int64_t w = wall(r, now), next = INT64_MAX;
   rmsg **dead = NULL, **lapsed = NULL;
@@ -2675,7 +2684,7 @@ static void sweep(gv_relay *r, int64_t now) {
   r->min_deadline = next;
   for (size_t i = 0; i < r->peers.cap; i++) {
     peer *p = r->peers.slots[i].val;
-    if (p != NULL && p->held && !p->relay && p->n_wait == 0 &&
+    if (p != NULL && p->held && p->dialed && !p->relay && p->n_wait == 0 &&
         now - p->last_used >= IDLE_LINK_MS) {
       emit_hold(r, p, false);
       p->dialed = false;

@@ -42,6 +42,7 @@ typedef struct tnode {
   size_t n_lines, cap_lines;
   unsigned dials, hangups;
   uint8_t dialed[GV_ID_BYTES]; /* the node the last DIAL asked for */
+  bool held[MAXN];             /* the relay holds its link to node j */
 } tnode;
 
 static tnode N[MAXN];
@@ -209,6 +210,12 @@ static void drain(int i, int64_t now) {
       memcpy(t->dialed, a.peer, GV_ID_BYTES);
       break;
     case GV_RACT_HANGUP: t->hangups++; break;
+    case GV_RACT_HOLD:
+    case GV_RACT_RELEASE:
+      j = (int)a.link - 1;
+      ck_assert(j >= 0 && j < nn && up_[i][j]);
+      t->held[j] = a.type == GV_RACT_HOLD;
+      break;
     case GV_RACT_RELAYS:
       t->n_relays = a.n_relays;
       memcpy(t->relays, a.relays, a.n_relays * GV_ID_BYTES);
@@ -336,8 +343,11 @@ static void link_up(int a, int b, int64_t now) {
   const gv_service *sb = gv_relay_service(N[b].r);
 
   up_[a][b] = up_[b][a] = true;
-  (void)sa->up(sa->ctx, (gv_linkid)(b + 1), N[b].id.pk, true, NULL, NULL, now);
-  (void)sb->up(sb->ctx, (gv_linkid)(a + 1), N[a].id.pk, false, NULL, NULL, now);
+  N[a].held[b] =
+      sa->up(sa->ctx, (gv_linkid)(b + 1), N[b].id.pk, true, NULL, NULL, now);
+  drain(a, now); /* a silent dialer's RELAYS: what b's gossip would tell */
+  N[b].held[a] =
+      sb->up(sb->ctx, (gv_linkid)(a + 1), N[a].id.pk, false, NULL, NULL, now);
   pump(now);
 }
 
@@ -346,6 +356,7 @@ static void link_down(int a, int b, int64_t now) {
   const gv_service *sb = gv_relay_service(N[b].r);
 
   up_[a][b] = up_[b][a] = false;
+  N[a].held[b] = N[b].held[a] = false;
   sa->down(sa->ctx, (gv_linkid)(b + 1), GV_CLOSE_SHUTDOWN, now);
   sb->down(sb->ctx, (gv_linkid)(a + 1), GV_CLOSE_SHUTDOWN, now);
   pump(now);
@@ -787,6 +798,49 @@ START_TEST(test_stale_way_back) {
 }
 END_TEST
 
+/* The relay scenario's lost message (grapevine-sim --scenario relay
+ * --nodes 100, seed 1): an origin's dialed links were all held by the
+ * relay for messages long stored, because the team's directory packets
+ * crossing them counted as use, so a message to a new destination found
+ * no link slot to dial, ever. A link dialed for a message is let go once
+ * no message crossed it for a minute, whatever the directory sends on it;
+ * the link a silent node names as its relay is kept, at both ends.
+ * Nodes: 0 V (the inviter), 1 A, 2 B, 3 S (silent, V its relay). */
+START_TEST(test_directory_holds_no_link) {
+  int64_t now = 0;
+
+  setup_n(4);
+  N[3].broadcasting = false;
+  N[3].cfg.silent = true;
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  link_up(3, 0, now); /* V: S's relay */
+  ck_assert(N[3].held[0] && N[0].held[3]);
+  open_agent(1, 1, "web:alice", now);
+  open_agent(2, 1, "api:bob", now);
+  tick(now += 6 * 60 * SEC); /* the refresh: every directory is whole */
+  req(1, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"hi\"}");
+  ck_assert_ptr_nonnull(strstr(last_line(1, 1), "accepted"));
+  ck_assert_int_eq(memcmp(N[1].dialed, N[2].id.pk, GV_ID_BYTES), 0);
+  link_up(1, 2, now); /* the dial A asked for */
+  ck_assert(N[1].held[2]);
+  tick(now += SEC);
+  ck_assert_int_eq(count_lines(2, 1, "\"body\":\"hi\""), 1);
+  /* Three minutes of directory packets on the link, each 20 s: bob comes
+   * and goes, and B says so to every member. */
+  for (int k = 0; k < 9; k++) {
+    gv_relay_conn_closed(N[2].r, 1, now);
+    open_agent(2, 1, "api:bob", now);
+    tick(now += 20 * SEC);
+  }
+  ck_assert_msg(!N[1].held[2], "A still holds the link it dialed for bob");
+  ck_assert(N[3].held[0] && N[0].held[3]); /* S's relay link stays */
+  teardown_all();
+}
+END_TEST
+
 /* A full inbox answers BUSY and the origin keeps and retries; a full
  * outbox refuses at once. */
 START_TEST(test_busy_and_outbox_full) {
@@ -860,6 +914,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_outsider);
   tcase_add_test(tc, test_silent_through_relay);
   tcase_add_test(tc, test_stale_way_back);
+  tcase_add_test(tc, test_directory_holds_no_link);
   tcase_add_test(tc, test_busy_and_outbox_full);
   tcase_add_test(tc, test_credit_window);
   suite_add_tcase(s, tc);
