@@ -373,6 +373,16 @@ static void emit_line(gv_relay *r, gv_rconn c, char *line) {
   a->len = strlen(line);
 }
 
+/* A message's packet (DATA, GONE and their answers), not the directory's
+ * or CREDIT: only those keep a dialed link held (sweep()). The control
+ * kinds' outer id is all zeros, every other's never is (§6.4), so a
+ * forwarder that sees only the route header tells them apart too. */
+static void used_for_message(peer *p, const uint8_t id[GV_RW_ID_BYTES],
+                             int64_t now) {
+  if (!sodium_is_zero(id, GV_RW_ID_BYTES))
+    p->last_used = now;
+}
+
 static void emit_send(gv_relay *r, peer *p, uint8_t *buf, size_t len) {
   gv_ract *a = push_act(r, GV_RACT_SEND);
   a->link = p->link;
@@ -839,8 +849,7 @@ static int transmit(gv_relay *r, size_t ti, const uint8_t *dst,
     return TX_NOROUTE;
   p->credit -= (int64_t)(len - 1);
   emit_send(r, p, buf, len);
-  if (!gv_rw_kind_is_control(kind))
-    p->last_used = now;
+  used_for_message(p, id, now);
   if (via != NULL)
     *via = p;
   return TX_SENT;
@@ -2292,8 +2301,7 @@ static void forward(gv_relay *r, const gv_rw_hop *h, const uint8_t *msg,
   buf[1 + 1 + 2 * GV_ID_BYTES] = (uint8_t)(h->u.route.hops + 1);
   q->credit -= (int64_t)len;
   emit_send(r, q, buf, 1 + len);
-  if (!sodium_is_zero(h->u.route.id, GV_RW_ID_BYTES))
-    q->last_used = now; /* a message's, not the directory's */
+  used_for_message(q, h->u.route.id, now);
   r->acts[r->n_act - 1].forwarded = true;
   memcpy(r->acts[r->n_act - 1].peer, h->u.route.dst, GV_ID_BYTES);
   memcpy(r->acts[r->n_act - 1].id, h->u.route.id, GV_RW_ID_BYTES);
@@ -2327,8 +2335,7 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   p->grant_in -= (int64_t)len;
   if (p->grant_in < 0)
     return gv_fail(why, GV_ELIMIT, "relay: ROUTE past the credit granted");
-  if (!sodium_is_zero(h.u.route.id, GV_RW_ID_BYTES))
-    p->last_used = now; /* a message's, not the directory's */
+  used_for_message(p, h.u.route.id, now);
   p->consumed += (int64_t)len;
   if (p->consumed >= (int64_t)r->cfg.window / 2) {
     send_credit(r, p, (uint32_t)p->consumed);
