@@ -4,7 +4,6 @@
 # bytes; and nothing accepted is lost, duplicated or reordered.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 SIM=$PWD/$BUILD/grapevine-sim
-J() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # 20 nodes (16 silent), 30 crashes in 60 virtual seconds: a few seconds of
 # CPU. (Larger runs find the core bugs listed in docs/SIMULATOR.md.)
 ARGS=(--scenario relay --nodes 20 --seed 1 --json --no-timing)
@@ -37,31 +36,30 @@ else
 fi
 [ -s "$TMP/csv/relay_latency_cdf.csv" ] && head -1 "$TMP/csv/relay_summary.csv" | grep -q "lost,duplicates" &&
   ok "--out writes the CSV" || not_ok "--out CSV" "$(ls "$TMP/csv" 2>&1)"
+# none_lost NAME ARGS...: the relay scenario with ARGS exits 0 and loses
+# no message it accepted.
+none_lost() {
+  local name=$1 out rc lo acc
+  shift
+  out=$(timeout 120 "$SIM" --scenario relay "$@" --json --no-timing 2>"$TMP/err"); rc=$?
+  if [ $rc -eq 0 ] && [ -n "$out" ]; then
+    lo=$(J "d['lost']" <<<"$out"); acc=$(J "d['accepted']" <<<"$out")
+    [ "$lo" = 0 ] && [ "$acc" -gt 0 ] && ok "$name: $acc accepted, none lost" ||
+      not_ok "$name: none lost" "lost $lo of $acc"
+  else not_ok "$name, exits 0" "rc $rc: $(tail -5 "$TMP/err")"; fi
+}
 # The run that lost 2 messages (docs/SIMULATOR.md, the relay scenario):
 # a silent origin retried them for ever through the hop the destination's
 # last packet came by, which had lost the destination, and never dialed
 # the relays its record names. Under a second with the fix; the drain is
 # cut to 120 s so a regression fails in seconds, not in minutes.
-d=$(timeout 120 "$SIM" --scenario relay --nodes 200 --seed 3 --duration-s 20 \
-  --drain-s 120 --json --no-timing 2>"$TMP/err3"); rc=$?
-if [ $rc -eq 0 ] && [ -n "$d" ]; then
-  lo=$(J "d['lost']" <<<"$d"); acc=$(J "d['accepted']" <<<"$d")
-  [ "$lo" = 0 ] && [ "$acc" -gt 0 ] && ok "200 nodes, seed 3: $acc accepted, none lost" ||
-    not_ok "200 nodes, seed 3: none lost" "lost $lo of $acc"
-else not_ok "200 nodes, seed 3, exits 0" "rc $rc: $(tail -5 "$TMP/err3")"; fi
-# The run that lost 1 message (docs/SIMULATOR.md, the relay scenario,
-# item 6): the origin's dialed link slots were all held by the relay for
-# messages long stored, kept "in use" by the team's directory packets, so
-# the dial to a new destination was refused for ever. With the fix the
-# last message is delivered 139 virtual s into the drain; cut to 300 s, a
-# regression fails in seconds.
-e=$(timeout 120 "$SIM" --scenario relay --nodes 100 --seed 1 --drain-s 300 \
-  --json --no-timing 2>"$TMP/err1"); rc=$?
-if [ $rc -eq 0 ] && [ -n "$e" ]; then
-  lo=$(J "d['lost']" <<<"$e"); acc=$(J "d['accepted']" <<<"$e")
-  [ "$lo" = 0 ] && [ "$acc" -gt 0 ] && ok "100 nodes, seed 1: $acc accepted, none lost" ||
-    not_ok "100 nodes, seed 1: none lost" "lost $lo of $acc"
-else not_ok "100 nodes, seed 1, exits 0" "rc $rc: $(tail -5 "$TMP/err1")"; fi
+none_lost "200 nodes, seed 3" --nodes 200 --seed 3 --duration-s 20 --drain-s 120
+# The run that lost 1 message (item 6): the origin's dialed link slots
+# were all held by the relay for messages long stored, kept "in use" by
+# the team's directory packets, so the dial to a new destination was
+# refused for ever. With the fix the last message is delivered 139
+# virtual s into the drain; cut to 300 s, a regression fails in seconds.
+none_lost "100 nodes, seed 1" --nodes 100 --seed 1 --drain-s 300
 out=$("$SIM" --scenario relay --stub-sigs 2>&1); rc=$?
 [ $rc -eq 2 ] && ok "--stub-sigs is refused for the relay" || not_ok "--stub-sigs refused" "$rc $out"
 finish
