@@ -29,38 +29,32 @@ _Static_assert(offsetof(item, s) % _Alignof(max_align_t) == 0,
                "a pooled string is aligned for any object");
 
 /* A body that passed its own checks, and what it decoded to, in as few
- * bytes as it takes: a million-node run keeps one per record, so the
- * fixed part is small and the rest is a tail sized to this body. The tail
- * holds, in order: the signature that verified (if sig_ok); a record's
- * n_addrs addresses and n_relays relay ids, or a PEER_REQUEST's request;
- * then (at body_at) the body, a NUL, and a record's packed repository
- * names. */
+ * bytes as it takes: a million-node run keeps one per record. The body,
+ * its signature, a record's addresses, relays and names are in its kept
+ * form (gv_kept_new()), a string of the pool's that the engines keep too;
+ * a PEER_REQUEST's request is in the tail. */
 typedef struct memo_ent memo_ent;
 struct memo_ent {
-  uint64_t hash;  /* of the body */
-  memo_ent *next; /* put after this one */
+  uint64_t hash;    /* of the body */
+  memo_ent *next;   /* put after this one */
+  const char *kept; /* a reference */
   uint8_t id[GV_MSG_ID_BYTES];
   uint8_t origin[GV_ID_BYTES];
   uint64_t seq;
   int64_t ts;
   gv_msg_type type;
   uint32_t len; /* body bytes */
-  bool sig_ok;
+  bool sig_ok;  /* kept's signature verified */
   /* A record's gv_peer_state but its addresses, relays and names. */
   bool broadcasting, bootstrap;
   uint8_t n_addrs, n_repos, n_relays;
   uint16_t tport;
-  uint16_t body_at; /* where the body starts in tail */
   unsigned char tail[];
 };
 /* memo_put() and memo_find() copy gv_peer_state member by member: one
  * added to it must be added to them (proto/msg.h says so beside it;
  * check_intern's test_memo_same and fuzz_msg compare every member decoded
  * with and without the memo). */
-_Static_assert(GV_SIG_BYTES + GV_MAX_ADDRS * sizeof(gv_addr) +
-                       GV_MAX_RELAYS * GV_ID_BYTES <=
-                   UINT16_MAX,
-               "a memo entry's body_at fits in 16 bits");
 
 struct gv_intern {
   uint8_t key[GV_INTERN_KEY_BYTES];
@@ -139,7 +133,8 @@ static item *item_of(const char *s) {
 }
 
 static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m);
-static void memo_put(void *ctx, const gv_msg *m, bool sig_checked);
+static void memo_put(void *ctx, gv_msg *m, bool sig_checked);
+static void memo_drop(void *ctx, const char *kept);
 
 int gv_intern_new(gv_intern **out, const uint8_t key[GV_INTERN_KEY_BYTES]) {
   gv_intern *p = calloc(1, sizeof(*p));
@@ -151,6 +146,7 @@ int gv_intern_new(gv_intern **out, const uint8_t key[GV_INTERN_KEY_BYTES]) {
   p->max = GV_INTERN_MEMO_MAX;
   p->cb.find = memo_find;
   p->cb.put = memo_put;
+  p->cb.drop = memo_drop;
   p->cb.ctx = p;
   return 0;
 }
@@ -199,6 +195,15 @@ const char *gv_intern_get(gv_intern *p, const char *s, size_t len) {
   return it->s;
 }
 
+const char *gv_intern_ref(gv_intern *p, const char *s) {
+  item *it = item_of(s);
+
+  if (it->refs == UINT32_MAX) /* a second copy, as gv_intern_get() makes */
+    return gv_intern_get(p, s, it->len);
+  it->refs++;
+  return s;
+}
+
 void gv_intern_drop(gv_intern *p, const char *s) {
   item *it;
 
@@ -224,6 +229,7 @@ static void memo_evict(gv_intern *p) {
   if ((p->oldest = old->next) == NULL)
     p->newest = NULL;
   unslot(&p->memo, old);
+  gv_intern_drop(p, old->kept);
   free(old);
 }
 
@@ -242,20 +248,26 @@ static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
        i = (i + 1) & mask) {
     if ((en = t->slots[i]) == NULL)
       break;
-    if (en->hash == h && en->len == len &&
-        memcmp(en->tail + en->body_at, body, len) == 0)
+    if (en->hash == h && en->len == len && memcmp(en->kept, body, len) == 0)
       return en;
   }
   return NULL;
 }
 
+/* Lends m the kept form s (the pool's): a reference of m's own. */
+static void lend(gv_intern *p, gv_msg *m, const char *s) {
+  m->kept = gv_intern_ref(p, s);
+  m->memo = &p->cb;
+}
+
 static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   memo_ent *en = memo_get(ctx, body, len);
-  const unsigned char *t;
+  const char *sig, *t;
 
   if (en == NULL)
     return 0;
-  t = en->tail + (en->sig_ok ? GV_SIG_BYTES : 0);
+  sig = en->kept + len + 1;
+  t = en->kept + gv_kept_tail_at(len);
   memcpy(m->id, en->id, GV_MSG_ID_BYTES);
   m->type = en->type;
   memcpy(m->origin, en->origin, GV_ID_BYTES);
@@ -271,77 +283,68 @@ static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
     m->u.peer.n_repos = en->n_repos;
     m->u.peer.n_relays = en->n_relays;
     m->u.peer.tport = en->tport;
+    /* The kept form holds exactly these: a silent record has no address
+     * and a broadcasting one no relay (msg.c rejects either). */
     memcpy(m->u.peer.addrs, t, en->n_addrs * sizeof(gv_addr));
     t += en->n_addrs * sizeof(gv_addr);
     memcpy(m->u.peer.relays, t, en->n_relays * (size_t)GV_ID_BYTES);
-    m->u.peer.repos = (const char *)en->tail + en->body_at + en->len + 1;
+    t += en->n_relays * (size_t)GV_ID_BYTES;
+    m->u.peer.repos = t; /* packed names, or the end: none */
     break;
   case GV_MSG_PEER_REQUEST:
-    memcpy(&m->u.request, t, sizeof(m->u.request));
+    memcpy(&m->u.request, en->tail, sizeof(m->u.request));
     break;
   default: break;
   }
-  return en->sig_ok && memcmp(en->tail, m->sig, GV_SIG_BYTES) == 0 ? 2 : 1;
+  if (memcmp(sig, m->sig, GV_SIG_BYTES) != 0)
+    return 1; /* another signature: m's to check, and to keep */
+  lend(ctx, m, en->kept);
+  return en->sig_ok ? 2 : 1;
 }
 
-static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
+static void memo_put(void *ctx, gv_msg *m, bool sig_checked) {
   gv_intern *p = ctx;
-  bool peer =
-      m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
-  size_t names = 0, at = sig_checked ? GV_SIG_BYTES : 0;
+  size_t n, tail = m->type == GV_MSG_PEER_REQUEST ? sizeof(m->u.request) : 0;
+  const char *kept;
   memo_ent *en;
-  unsigned char *t;
+  char *s;
 
   if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len) != NULL)
     return;
-  if (peer) {
-    const char *r = m->u.peer.repos; /* packed: "a\0b\0" */
-    for (unsigned i = 0; i < m->u.peer.n_repos; i++)
-      r += strlen(r) + 1;
-    names = (size_t)(r - m->u.peer.repos);
-    at += m->u.peer.n_addrs * sizeof(gv_addr) +
-          m->u.peer.n_relays * (size_t)GV_ID_BYTES;
-  } else if (m->type == GV_MSG_PEER_REQUEST) {
-    at += sizeof(m->u.request);
-  }
   if (p->memo.len >= p->max)
     memo_evict(p);
   /* Out of memory, the body is simply not kept. */
-  if (reserve(&p->memo) < 0 || (en = malloc(offsetof(memo_ent, tail) + at +
-                                            m->body_len + 1 + names)) == NULL)
+  if ((s = gv_kept_new(m, &n)) == NULL)
     return;
+  kept = gv_intern_get(p, s, n);
+  free(s);
+  if (kept == NULL)
+    return;
+  if (reserve(&p->memo) < 0 ||
+      (en = malloc(offsetof(memo_ent, tail) + tail)) == NULL) {
+    gv_intern_drop(p, kept);
+    return;
+  }
   memset(en, 0, offsetof(memo_ent, tail));
   en->hash = hash(p, m->body, m->body_len);
+  en->kept = kept;
   memcpy(en->id, m->id, GV_MSG_ID_BYTES);
   memcpy(en->origin, m->origin, GV_ID_BYTES);
   en->seq = m->seq;
   en->ts = m->ts;
   en->type = m->type;
   en->len = (uint32_t)m->body_len;
-  en->body_at = (uint16_t)at;
-  t = en->tail;
-  if (sig_checked) {
-    memcpy(t, m->sig, GV_SIG_BYTES);
-    en->sig_ok = true;
-    t += GV_SIG_BYTES;
-  }
-  if (peer) {
+  en->sig_ok = sig_checked;
+  if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
     en->broadcasting = m->u.peer.broadcasting;
     en->bootstrap = m->u.peer.bootstrap;
     en->n_addrs = m->u.peer.n_addrs;
     en->n_repos = m->u.peer.n_repos;
     en->n_relays = m->u.peer.n_relays;
     en->tport = m->u.peer.tport;
-    memcpy(t, m->u.peer.addrs, en->n_addrs * sizeof(gv_addr));
-    t += en->n_addrs * sizeof(gv_addr);
-    memcpy(t, m->u.peer.relays, en->n_relays * (size_t)GV_ID_BYTES);
-  } else if (m->type == GV_MSG_PEER_REQUEST) {
-    memcpy(t, &m->u.request, sizeof(m->u.request));
+  } else if (tail > 0) {
+    memcpy(en->tail, &m->u.request, tail);
   }
-  t = en->tail + at;
-  memcpy(t, m->body, m->body_len + 1);
-  if (names > 0)
-    memcpy(t + m->body_len + 1, m->u.peer.repos, names);
   place(&p->memo, en);
   p->memo.len++;
   if (p->newest != NULL)
@@ -349,4 +352,10 @@ static void memo_put(void *ctx, const gv_msg *m, bool sig_checked) {
   else
     p->oldest = en;
   p->newest = en;
+  if (m->kept == NULL)
+    lend(p, m, kept);
+}
+
+static void memo_drop(void *ctx, const char *kept) {
+  gv_intern_drop(ctx, kept);
 }

@@ -32,6 +32,9 @@ void gv_intern_free(gv_intern *p);
  * not be written. It is aligned as malloc's blocks are, so it may be read
  * as any object whose bytes s held. */
 const char *gv_intern_get(gv_intern *p, const char *s, size_t len);
+/* One more reference to s, a string gv_intern_get() returned: s, or NULL
+ * when out of memory. */
+const char *gv_intern_ref(gv_intern *p, const char *s);
 /* Gives back one reference to a string gv_intern_get() returned; NULL is
  * ignored. */
 void gv_intern_drop(gv_intern *p, const char *s);
@@ -46,7 +49,11 @@ size_t gv_intern_count(const gv_intern *p);
  * a body that a thousand engines receive (a broadcast, a node's record in
  * the HELLO of each of its links) is parsed and validated once. At most
  * `max` bodies are kept (GV_INTERN_MEMO_MAX unless set), the oldest put
- * forgotten first: forgetting costs a decode, never changes a result. The
+ * forgotten first: forgetting costs a decode, never changes a result. A
+ * body is kept in its kept form (gv_kept_new()) among the pool's strings,
+ * where the engines that keep the same record find it: decoding lends it
+ * to the message (gv_msg.kept), and the engine takes that string as it
+ * is, without building, hashing or comparing its own. The
  * engine and the link core use it when the simulator hands it to them
  * (gv_engine_cfg.bodies, gv_lcore_cfg.memo); a node never does. */
 #define GV_INTERN_MEMO_MAX 131072

@@ -167,7 +167,7 @@ typedef struct cached { /* a message kept to answer IWANT */
   uint8_t id[GV_MSG_ID_BYTES];
   gv_msg_type type;
   uint8_t ttl, hops;  /* as this node sends it on */
-  char *body;         /* a signed_copy() or record_copy() */
+  char *body;         /* a kept_copy() */
   const uint8_t *sig; /* in body's string */
   int64_t at;
 } cached;
@@ -317,50 +317,34 @@ static void map_put(gv_idtab *m, void *val) {
     abort();
 }
 
-/* A signed body (a record, a cached message, this node's record) and its
- * signature, kept as one string: the body, a NUL, the signature's bytes
- * (signed_sig()), then from an even offset (tail_at()) anything else the
- * body determines (a record's addresses, relays and repositories). The
- * caller's shared pool's copy when it gave one (cfg.bodies), else the
- * engine's own. Never written once made. */
-static size_t tail_at(size_t len) {
-  return (len + 1 + GV_SIG_BYTES + 1) & ~(size_t)1;
-}
-
+/* A signed body (a record, a cached message, this node's record) is kept
+ * in its kept form (proto/msg.h, gv_kept_new()): the body, a NUL, its
+ * signature (signed_sig()), then from gv_kept_tail_at() a record's
+ * addresses, relays and repositories. The caller's shared pool's copy when
+ * it gave one (cfg.bodies), else the engine's own. Never written once
+ * made. */
 static const uint8_t *signed_sig(const char *body, size_t len) {
   return (const uint8_t *)body + len + 1;
 }
 
-/* The string with room for tail bytes, the tail left to the caller, and
- * its size in *n; then keep() it. */
-static char *signed_new(const char *body, size_t len, const uint8_t *sig,
-                        size_t tail, size_t *n) {
-  char *s = gv__xmalloc(tail_at(len) + tail);
-
-  memcpy(s, body, len);
-  s[len] = '\0';
-  memcpy(s + len + 1, sig, GV_SIG_BYTES);
-  if (tail_at(len) > len + 1 + GV_SIG_BYTES)
-    s[len + 1 + GV_SIG_BYTES] = '\0'; /* the pad: equal strings match */
-  *n = tail_at(len) + tail;
-  return s;
-}
-
-/* Takes s (n bytes, from signed_new()): returns the pool's copy, or s. */
-static char *keep(gv_engine *e, char *s, size_t n) {
-  char *b;
-  if (e->cfg->bodies == NULL)
-    return s;
-  b = gv__xcheck((char *)gv_intern_get(e->cfg->bodies, s, n));
-  free(s);
-  return b;
-}
-
-static char *signed_copy(gv_engine *e, const char *body, size_t len,
-                         const uint8_t *sig) {
+/* m's kept form: the pool's string that decoding lent m (the simulator's
+ * memo), else one made now, and the pool's copy of it if there is a pool.
+ * An entry holding this node's record and this node's own copy are then
+ * one string. */
+static char *kept_copy(gv_engine *e, const gv_msg *m) {
+  gv_intern *pool = e->cfg->bodies;
+  const char *b;
   size_t n;
-  char *s = signed_new(body, len, sig, 0, &n);
-  return keep(e, s, n);
+  char *s;
+
+  if (pool != NULL && m->kept != NULL && m->memo == gv_intern_memo(pool))
+    return gv__xcheck((char *)gv_intern_ref(pool, m->kept));
+  s = gv__xcheck(gv_kept_new(m, &n));
+  if (pool == NULL)
+    return s;
+  b = gv__xcheck((char *)gv_intern_get(pool, s, n));
+  free(s);
+  return (char *)b;
 }
 
 static void body_drop(gv_engine *e, char *b) {
@@ -458,14 +442,15 @@ const uint8_t *gv_peer_entry_sig(const gv_peer_entry *p) {
 const gv_addr *gv_peer_entry_addrs(const gv_peer_entry *p) {
   if (p->n_addrs == 0)
     return NULL;
-  return (const gv_addr *)(const void *)(p->body + tail_at(p->body_len));
+  return (const gv_addr *)(const void *)(p->body +
+                                         gv_kept_tail_at(p->body_len));
 }
 
 const uint8_t (*gv_peer_entry_relays(const gv_peer_entry *p))[GV_ID_BYTES] {
   if (p->n_relays == 0)
     return NULL;
   return (const uint8_t(*)[GV_ID_BYTES])(
-      const void *)(p->body + tail_at(p->body_len) +
+      const void *)(p->body + gv_kept_tail_at(p->body_len) +
                     p->n_addrs * sizeof(gv_addr));
 }
 
@@ -523,56 +508,26 @@ static bool table_room(gv_engine *e) {
   return true;
 }
 
-/* A record's string: signed_new()'s with, as the tail, the addresses (IP
- * rule, §8: only for a broadcasting origin), relays (only for a silent
- * one) and repository names its body holds; kept. *na, *nr, *rlen
- * receive their counts and length. An entry holding this node's record
- * and this node's own copy are one string in a shared pool. */
-static char *record_copy(gv_engine *e, const gv_msg *rec, size_t *na,
-                         size_t *nr, size_t *rlen) {
-  const gv_peer_state *p = &rec->u.peer;
-  const char *r = p->repos;
-  size_t n, at = tail_at(rec->body_len);
-  char *s;
-
-  *na = p->broadcasting ? p->n_addrs : 0;
-  *nr = p->broadcasting ? 0 : p->n_relays;
-  for (int i = 0; i < p->n_repos; i++) /* both packed: "a\0b\0" */
-    r += strlen(r) + 1;
-  *rlen = p->n_repos > 0 ? (size_t)(r - p->repos) : 0;
-  s = signed_new(rec->body, rec->body_len, rec->sig,
-                 *na * sizeof(gv_addr) + *nr * GV_ID_BYTES + *rlen, &n);
-  for (size_t i = 0; i < *na; i++) {
-    gv_addr a; /* field by field: no padding of the caller's in the string */
-    memset(&a, 0, sizeof(a));
-    a.family = p->addrs[i].family;
-    memcpy(a.ip, p->addrs[i].ip, sizeof(a.ip));
-    a.port = p->addrs[i].port;
-    memcpy(s + at + i * sizeof(gv_addr), &a, sizeof(a));
-  }
-  if (*nr > 0)
-    memcpy(s + at + *na * sizeof(gv_addr), p->relays, *nr * GV_ID_BYTES);
-  if (*rlen > 0)
-    memcpy(s + at + *na * sizeof(gv_addr) + *nr * GV_ID_BYTES, p->repos, *rlen);
-  return keep(e, s, n);
-}
-
 /* Copies a validated record into en (the compact form). */
 static void entry_set_record(gv_engine *e, entry *en, const gv_msg *rec) {
-  size_t na, nr, rlen, at = tail_at(rec->body_len);
-  char *s = record_copy(e, rec, &na, &nr, &rlen);
+  const gv_peer_state *p = &rec->u.peer;
+  char *s = kept_copy(e, rec);
 
   body_drop(e, en->pub.body);
   en->pub.body = s;
   en->pub.body_len = (uint32_t)rec->body_len;
-  en->pub.n_addrs = (uint8_t)na;
-  en->pub.n_relays = (uint8_t)nr;
-  en->pub.repos =
-      rlen > 0 ? s + at + na * sizeof(gv_addr) + nr * GV_ID_BYTES : NULL;
-  en->pub.n_repos = rec->u.peer.n_repos;
-  en->pub.broadcasting = rec->u.peer.broadcasting;
-  en->pub.bootstrap = rec->u.peer.bootstrap;
-  en->pub.tport = rec->u.peer.broadcasting ? rec->u.peer.tport : 0;
+  /* What the kept form holds (IP rule, §8): a broadcasting origin's
+   * addresses, a silent one's relays. */
+  en->pub.n_addrs = p->broadcasting ? p->n_addrs : 0;
+  en->pub.n_relays = p->broadcasting ? 0 : p->n_relays;
+  en->pub.repos = p->n_repos > 0 ? s + gv_kept_tail_at(rec->body_len) +
+                                       en->pub.n_addrs * sizeof(gv_addr) +
+                                       en->pub.n_relays * GV_ID_BYTES
+                                 : NULL;
+  en->pub.n_repos = p->n_repos;
+  en->pub.broadcasting = p->broadcasting;
+  en->pub.bootstrap = p->bootstrap;
+  en->pub.tport = p->broadcasting ? p->tport : 0;
   en->pub.seq = rec->seq;
   en->pub.type = rec->type;
 }
@@ -676,12 +631,7 @@ static void cache_add(gv_engine *e, const gv_msg *m, uint32_t ttl,
   if (e->cache_q.len >= e->cfg->cache_cap)
     cache_drop_oldest(e);
   c = gv__xcalloc(1, sizeof(*c));
-  if (m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE) {
-    size_t na, nr, rlen; /* a record: one string with the table's */
-    c->body = record_copy(e, m, &na, &nr, &rlen);
-  } else {
-    c->body = signed_copy(e, m->body, m->body_len, m->sig);
-  }
+  c->body = kept_copy(e, m); /* a record: one string with the table's */
   c->sig = signed_sig(c->body, m->body_len);
   memcpy(c->id, m->id, GV_MSG_ID_BYTES);
   c->type = m->type;
@@ -1182,10 +1132,7 @@ static int make_self_record(gv_engine *e, gv_msg_type kind, gv_msg *m) {
     return rc;
   free(out);
   body_drop(e, e->self_body);
-  {
-    size_t na, nr, rlen;
-    e->self_body = record_copy(e, m, &na, &nr, &rlen);
-  }
+  e->self_body = kept_copy(e, m);
   e->self_len = (uint32_t)m->body_len;
   e->self_type = kind;
   e->self_seq = m->seq;

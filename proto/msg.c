@@ -53,7 +53,10 @@ void gv_msg_clear(gv_msg *m) {
     if (!m->u.hello.record_lent)
       free(m->u.hello.record);
   }
-  free(m->body);
+  if (m->kept != NULL)
+    m->memo->drop(m->memo->ctx, m->kept);
+  if (m->body != m->kept)
+    free(m->body);
   memset(m, 0, sizeof(*m));
 }
 
@@ -237,6 +240,47 @@ static size_t repos_bytes(const char *repos, unsigned n) {
   for (unsigned i = 0; i < n; i++)
     r += strlen(r) + 1;
   return (size_t)(r - repos);
+}
+
+size_t gv_kept_tail_at(size_t body_len) {
+  return (body_len + 1 + GV_SIG_BYTES + 1) & ~(size_t)1;
+}
+
+char *gv_kept_new(const gv_msg *m, size_t *n) {
+  const gv_peer_state *p = &m->u.peer;
+  bool peer =
+      m->type == GV_MSG_PEER_ANNOUNCEMENT || m->type == GV_MSG_PEER_UPDATE;
+  size_t at = gv_kept_tail_at(m->body_len), na = 0, nr = 0, rlen = 0;
+  char *s, *t;
+
+  if (peer) {
+    na = p->broadcasting ? p->n_addrs : 0;
+    nr = p->broadcasting ? 0 : p->n_relays;
+    rlen = repos_bytes(p->repos, p->n_repos);
+  }
+  *n = at + na * sizeof(gv_addr) + nr * GV_ID_BYTES + rlen;
+  if ((s = malloc(*n)) == NULL)
+    return NULL;
+  memcpy(s, m->body, m->body_len);
+  s[m->body_len] = '\0';
+  memcpy(s + m->body_len + 1, m->sig, GV_SIG_BYTES);
+  if (at > m->body_len + 1 + GV_SIG_BYTES)
+    s[at - 1] = '\0'; /* the pad: equal strings match */
+  t = s + at;
+  for (size_t i = 0; i < na; i++) {
+    gv_addr a; /* field by field: no padding of the caller's in the string */
+    memset(&a, 0, sizeof(a));
+    a.family = p->addrs[i].family;
+    memcpy(a.ip, p->addrs[i].ip, sizeof(a.ip));
+    a.port = p->addrs[i].port;
+    memcpy(t, &a, sizeof(a));
+    t += sizeof(a);
+  }
+  if (nr > 0)
+    memcpy(t, p->relays, nr * GV_ID_BYTES);
+  if (rlen > 0)
+    memcpy(t + nr * GV_ID_BYTES, p->repos, rlen);
+  return s;
 }
 
 /* Copies body[0..body_len) (not necessarily NUL-terminated) into m's owned,
@@ -473,6 +517,11 @@ static int parse_signed(gv_msg *m, const char *body, size_t body_len,
   if (!pol->trust_sigs && hit != 2 &&
       crypto_sign_verify_detached(m->sig, tbs, sizeof(tbs), m->origin) != 0) {
     rc = gv_fail(why, GV_EBADSIG, "signature does not verify for origin");
+    goto out;
+  }
+  if (m->kept != NULL) { /* the memo's string: body, sig, repos */
+    m->body = (char *)m->kept;
+    m->body_len = body_len;
     goto out;
   }
   /* The repository names are packed behind the body, one allocation. */

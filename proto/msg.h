@@ -116,8 +116,16 @@ struct gv_msg {
   uint8_t sig[GV_SIG_BYTES];
   uint64_t seq;
   int64_t ts; /* gossip and HELLO: ms since the epoch */
-  char *body; /* exact signed bytes, NUL-terminated, owned */
+  char *body; /* exact signed bytes, NUL-terminated, owned (unless kept) */
   size_t body_len;
+  /* SIMULATOR ONLY: when decoding found this body with this signature in
+   * a memo (gv_msg_memo), its kept form there (gv_kept_new()), a
+   * reference this message holds until gv_msg_clear() gives it back;
+   * body (then equal to kept) and a record's repos point into it. The
+   * engine keeps that very string instead of building its own. NULL
+   * otherwise. */
+  const char *kept;
+  const struct gv_msg_memo *memo; /* kept's; gives it back */
   union {
     gv_peer_state peer; /* PEER_ANNOUNCEMENT, PEER_UPDATE */
     struct {
@@ -153,17 +161,21 @@ struct gv_msg {
  * those checks before, and `find` has filled m's id, type, origin, seq, ts
  * and union member (a record's repos pointing into the memo's storage,
  * valid until the next `put`); 2 also says that m->sig verified for this
- * body before. The checks that depend on the receiver (dedup, ttl, the
+ * body before. When the memo holds this body with m->sig, `find` also
+ * lends m its kept form (m->kept, a reference): m->body is then that
+ * string, not a copy. The checks that depend on the receiver (dedup, ttl, the
  * clock window, an embedded record's type) and on the envelope (the
  * signature, unless find said 2) run as for any message, in the same
  * order. `put` gets every body that passed all its checks but a
  * PEER_LIST_RESPONSE (whose embedded records are checked against the
- * receiver's clock); sig_checked: its signature was verified. With a
+ * receiver's clock); sig_checked: its signature was verified. `put` may
+ * lend m the kept form it made (m->kept; m->body stays m's own). With a
  * memo, gv_msg_decode() also reads the envelopes our encoders write (a
  * gossip hop, a HELLO) without a cJSON tree, to the same result. */
 typedef struct gv_msg_memo {
   int (*find)(void *ctx, const char *body, size_t len, gv_msg *m);
-  void (*put)(void *ctx, const gv_msg *m, bool sig_checked);
+  void (*put)(void *ctx, gv_msg *m, bool sig_checked);
+  void (*drop)(void *ctx, const char *kept); /* gives m->kept back */
   void *ctx;
 } gv_msg_memo;
 
@@ -201,6 +213,18 @@ int gv_msg_decode_record(gv_msg *m, const char *body, size_t body_len,
 
 /* Releases what decode or seal attached to m, and zeroes it. */
 void gv_msg_clear(gv_msg *m);
+
+/* The kept form of a signed body: how the engine keeps a record (a table
+ * entry's, its own) or a cached message, and how the simulator's memo
+ * shares it with the engines (common/intern.h): the body, a NUL, the
+ * signature's GV_SIG_BYTES, a NUL pad to an even offset
+ * (gv_kept_tail_at()), then for a record (PEER_ANNOUNCEMENT, PEER_UPDATE)
+ * its addresses as gv_addr (a broadcasting origin's; IP rule, §8), its
+ * relay ids (a silent origin's) and its packed repository names. Equal
+ * messages give equal bytes, padding included. */
+size_t gv_kept_tail_at(size_t body_len);
+/* m's kept form, malloc'd, its size in *n; NULL only when out of memory. */
+char *gv_kept_new(const gv_msg *m, size_t *n);
 
 /* Encodes a link message from m->type and its union member. *out is
  * malloc'd (free() it), NUL-terminated; *len excludes the NUL. */

@@ -107,7 +107,7 @@ static int count_find(void *ctx, const char *body, size_t len, gv_msg *m) {
   return rc;
 }
 
-static void count_put(void *ctx, const gv_msg *m, bool sig_checked) {
+static void count_put(void *ctx, gv_msg *m, bool sig_checked) {
   gv_intern_memo(ctx)->put(ctx, m, sig_checked);
 }
 
@@ -118,6 +118,7 @@ static void memo_setup(void) {
   ck_assert_int_eq(gv_intern_new(&pool, KEY), 0);
   counted.find = count_find;
   counted.put = count_put;
+  counted.drop = gv_intern_memo(pool)->drop;
   counted.ctx = pool;
   hits = verified = 0;
 }
@@ -182,8 +183,14 @@ static int same(const char *buf, int64_t now, bool stub,
       if (p->n_relays > 0)
         ck_assert_mem_eq(p->relays, q->relays, p->n_relays * GV_ID_BYTES);
       ck_assert_uint_eq(p->n_repos, q->n_repos);
-      /* The names live behind the message's own body, not in the memo. */
-      ck_assert_ptr_eq(q->repos, y->body + y->body_len + 1);
+      /* The names live behind the message's own body, or in the kept form
+       * the memo lent, after the addresses and relays. */
+      if (y->body != y->kept)
+        ck_assert_ptr_eq(q->repos, y->body + y->body_len + 1);
+      else
+        ck_assert_ptr_eq(q->repos, y->kept + gv_kept_tail_at(y->body_len) +
+                                       q->n_addrs * sizeof(gv_addr) +
+                                       q->n_relays * GV_ID_BYTES);
       for (int i = 0; i < p->n_repos;
            i++, r += strlen(r) + 1, t += strlen(t) + 1)
         ck_assert_str_eq(r, t);
@@ -191,6 +198,18 @@ static int same(const char *buf, int64_t now, bool stub,
     if (x->type == GV_MSG_PEER_REQUEST) {
       ck_assert_str_eq(x->u.request.repo, y->u.request.repo);
       ck_assert_uint_eq(x->u.request.max, y->u.request.max);
+    }
+    /* Decoding with the memo lends the kept form (the engine keeps that
+     * very string): byte for byte what the message decoded without the
+     * memo makes, and the message's body is in it. */
+    ck_assert_ptr_null(x->kept);
+    if (x->type != GV_MSG_PEER_LIST_RESPONSE) { /* never kept */
+      ck_assert_ptr_nonnull(y->kept);
+      size_t n;
+      char *k = gv_kept_new(x, &n);
+      ck_assert_ptr_nonnull(k);
+      ck_assert_mem_eq(y->kept, k, n);
+      free(k);
     }
   }
   gv_msg_clear(&a);
@@ -418,6 +437,57 @@ START_TEST(test_memo_bound) {
 }
 END_TEST
 
+static int decode(gv_msg *m, const char *env, bool stub) {
+  gv_msg_policy pol = {.now_ms = NOW, .trust_sigs = stub, .memo = &counted};
+  gv_why why;
+  return gv_msg_decode(m, (const uint8_t *)env, strlen(env), &pol, &why);
+}
+
+/* The kept form is one string of the pool's, shared by the memo, every
+ * message that borrows it and whoever keeps it (the engine), each with a
+ * reference of its own; the last one given back frees it. */
+START_TEST(test_memo_kept) {
+  gv_msg m, a, b, c, other;
+  char *env = sealed(GV_MSG_PEER_ANNOUNCEMENT, 5, false, true, &m);
+  char *env2 = sealed(GV_MSG_HEARTBEAT, 6, false, true, &other);
+  const char *held;
+  char *p;
+
+  ck_assert_int_eq(decode(&a, env, true), 0); /* decoded, kept, lent */
+  ck_assert_int_eq(decode(&b, env, true), 0); /* from the memo */
+  ck_assert_ptr_nonnull(a.kept);
+  ck_assert_ptr_eq(b.kept, a.kept);
+  ck_assert_ptr_eq(b.body, b.kept);
+  ck_assert_ptr_ne(a.body, a.kept); /* decoded: its own copy */
+  ck_assert_uint_eq(gv_intern_count(pool), 1);
+  held = gv_intern_ref(pool, a.kept); /* as the engine keeps it */
+  ck_assert_ptr_eq(held, a.kept);
+  gv_msg_clear(&a);
+  gv_msg_clear(&b);
+  /* The same body under another signature: decoded from the memo, but
+   * not lent (the engine must keep that signature). */
+  p = strstr(env, "\"sig\":\"") + 7;
+  *p = *p == 'a' ? 'b' : 'a';
+  ck_assert_int_eq(decode(&c, env, true), 0);
+  ck_assert_ptr_null(c.kept);
+  ck_assert_ptr_ne(c.body, held);
+  ck_assert_mem_ne(c.sig, held + c.body_len + 1, GV_SIG_BYTES);
+  gv_msg_clear(&c);
+  /* Forgotten by the memo, held by its keeper alone: then freed. */
+  gv_intern_memo_max(pool, 1);
+  ck_assert_int_eq(decode(&c, env2, true), 0);
+  gv_msg_clear(&c);
+  ck_assert_uint_eq(gv_intern_memo_count(pool), 1);
+  ck_assert_uint_eq(gv_intern_count(pool), 2);
+  gv_intern_drop(pool, held);
+  ck_assert_uint_eq(gv_intern_count(pool), 1);
+  gv_msg_clear(&m);
+  gv_msg_clear(&other);
+  free(env);
+  free(env2);
+}
+END_TEST
+
 /* Replaces the first `from` in text by `to` (into out). */
 static void edit(char *out, size_t cap, const char *text, const char *from,
                  const char *to) {
@@ -524,6 +594,7 @@ static Suite *intern_suite(void) {
   tcase_add_test(memo, test_memo_receiver);
   tcase_add_test(memo, test_memo_failures);
   tcase_add_test(memo, test_memo_bound);
+  tcase_add_test(memo, test_memo_kept);
   tcase_add_test(memo, test_memo_envelopes);
   suite_add_tcase(s, memo);
   return s;

@@ -91,12 +91,18 @@ static void fz_check_signed(const gv_msg *m) {
   FZ_CHECK(m->ts >= 0 && m->ts <= FZ_NOW_MS + GV_CLOCK_SKEW_MS);
 }
 
-/* A decoded peer state: its names packed right behind the body's NUL. */
+/* A decoded peer state: its names packed right behind the body's NUL, or
+ * behind the addresses and relays of the kept form a memo lent. */
 static void fz_check_peer_state(const gv_msg *m) {
   const gv_peer_state *p = &m->u.peer;
   const char *ri, *rj;
 
-  FZ_CHECK(p->repos == m->body + m->body_len + 1);
+  if (m->kept != NULL && m->body == m->kept)
+    FZ_CHECK(p->repos == m->kept + gv_kept_tail_at(m->body_len) +
+                             p->n_addrs * sizeof(gv_addr) +
+                             p->n_relays * GV_ID_BYTES);
+  else
+    FZ_CHECK(p->repos == m->body + m->body_len + 1);
   FZ_CHECK(p->n_addrs <= GV_MAX_ADDRS && p->n_repos <= GV_MAX_REPOS);
   FZ_CHECK(!p->bootstrap || p->broadcasting);
   FZ_CHECK(p->n_addrs == 0 || p->broadcasting); /* the IP-sharing rule */
@@ -372,10 +378,22 @@ static void fz_check_memo(const uint8_t *buf, size_t len) {
       FZ_CHECK(mm.ttl == m.ttl && mm.hops == m.hops);
       if (gv_msg_is_gossip(m.type))
         fz_check_record_eq(&m, &mm);
+      /* A kept body is lent as its kept form, the very bytes the message
+       * decoded without the memo makes. */
+      FZ_CHECK((mm.kept != NULL) == (gv_msg_is_gossip(m.type) &&
+                                     m.type != GV_MSG_PEER_LIST_RESPONSE));
+      if (mm.kept != NULL) {
+        size_t n;
+        char *kept = gv_kept_new(&m, &n);
+        FZ_CHECK(kept != NULL && memcmp(kept, mm.kept, n) == 0);
+        free(kept);
+      }
     }
     gv_msg_clear(&mm);
   }
   gv_msg_clear(&m);
+  /* Every lent reference is back: what is left is the memo's own. */
+  FZ_CHECK(gv_intern_count(pool) == gv_intern_memo_count(pool));
   gv_intern_free(pool);
 }
 
