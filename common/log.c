@@ -85,23 +85,33 @@ static void report(const gv_log *lg, gv_log_site *s) {
   s->suppressed = 0;
 }
 
-/* The site's slot: direct-mapped by the format string's address; a site
- * that takes over a slot first reports the old site's count. */
+/* The site's slot: the first of GV_LOG_PROBE slots from the hash of the
+ * format string's address that holds it, else a free one, else the least
+ * recently used, whose count is reported before it is taken over. */
 static gv_log_site *site_of(gv_log *lg, const char *fmt, int64_t now) {
   uintptr_t h = (uintptr_t)fmt;
-  gv_log_site *s;
+  gv_log_site *s, *lru = NULL;
 
   h ^= h >> 17;
   h *= 0x9e3779b97f4a7c15u;
-  s = &lg->sites[(h >> 32) % GV_LOG_SITES];
-  if (s->fmt != fmt) {
-    if (s->fmt != NULL)
-      report(lg, s);
-    s->fmt = fmt;
-    s->lines = 0;
-    s->window_start = now;
+  h >>= 32;
+  for (unsigned k = 0; k < GV_LOG_PROBE; k++) {
+    s = &lg->sites[(h + k) % GV_LOG_SITES];
+    if (s->fmt == fmt)
+      return s;
+    if (s->fmt == NULL) {
+      lru = s;
+      break;
+    }
+    if (lru == NULL || s->last < lru->last)
+      lru = s;
   }
-  return s;
+  if (lru->fmt != NULL)
+    report(lg, lru);
+  lru->fmt = fmt;
+  lru->lines = 0;
+  lru->window_start = now;
+  return lru;
 }
 
 void gv_logf(gv_log *lg, gv_log_level level, const char *fmt, ...) {
@@ -116,6 +126,7 @@ void gv_logf(gv_log *lg, gv_log_level level, const char *fmt, ...) {
 
     pthread_mutex_lock(&lg->mu);
     s = site_of(lg, fmt, now);
+    s->last = now;
     if (now - s->window_start >= lg->window_ms) {
       report(lg, s);
       s->window_start = now;

@@ -30,11 +30,17 @@ typedef enum gv_log_level {
 
 #define GV_LOG_BURST 20
 #define GV_LOG_WINDOW_MS 10000
-#define GV_LOG_SITES 64 /* call sites tracked at once (direct-mapped) */
+/* Call sites tracked at once: a site is looked for in GV_LOG_PROBE slots
+ * from its hash, and takes the free one or the least recently used there.
+ * The daemons have far fewer sites than slots, so two sites that hash
+ * alike do not reset each other's budget. */
+#define GV_LOG_SITES 256
+#define GV_LOG_PROBE 16
 
 typedef struct gv_log_site {
   const char *fmt; /* NULL: free */
   int64_t window_start;
+  int64_t last;        /* the site's last line, written or not */
   unsigned lines;      /* written in this window */
   unsigned suppressed; /* not written since the last report */
 } gv_log_site;

@@ -95,6 +95,74 @@ START_TEST(test_log_rate_limit) {
 }
 END_TEST
 
+/* Sums the N of every "suppressed N line(s)" line. */
+static size_t count_suppressed(FILE *f) {
+  char line[1200];
+  const char *p;
+  size_t n = 0;
+  rewind(f);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if ((p = strstr(line, "suppressed ")) != NULL)
+      n += strtoul(p + strlen("suppressed "), NULL, 10);
+  return n;
+}
+
+/* Many sites flooding in turn each keep their own budget (a direct-mapped
+ * table let two sites that hashed alike reset each other's, so neither was
+ * ever limited); past the table's size a site is taken over, its count
+ * reported first: every line is written or counted, none lost. */
+START_TEST(test_log_many_sites) {
+#define SITE(n) "site " #n " %d"
+  static const char *const fmts[] = {
+      SITE(0),  SITE(1),  SITE(2),  SITE(3),  SITE(4),  SITE(5),  SITE(6),
+      SITE(7),  SITE(8),  SITE(9),  SITE(10), SITE(11), SITE(12), SITE(13),
+      SITE(14), SITE(15), SITE(16), SITE(17), SITE(18), SITE(19), SITE(20),
+      SITE(21), SITE(22), SITE(23), SITE(24), SITE(25), SITE(26), SITE(27),
+      SITE(28), SITE(29), SITE(30), SITE(31), SITE(32), SITE(33), SITE(34),
+      SITE(35), SITE(36), SITE(37), SITE(38), SITE(39)};
+#undef SITE
+  const size_t n = sizeof(fmts) / sizeof(fmts[0]), rounds = 30;
+  FILE *f = tmpfile();
+  gv_log lg;
+
+  ck_assert_ptr_nonnull(f);
+  gv_log_init(&lg, f, GV_LOG_INFO, "test");
+  lg.now_ms = fake_clock;
+  fake_now = 1000;
+  for (size_t r = 0; r < rounds; r++)
+    for (size_t i = 0; i < n; i++)
+      gv_logf(&lg, GV_LOG_INFO, fmts[i], (int)r);
+  for (size_t i = 0; i < n; i++) {
+    char want[32];
+    snprintf(want, sizeof(want), "info: site %zu ", i);
+    ck_assert_uint_eq(count_lines(f, want), GV_LOG_BURST);
+  }
+  ck_assert_uint_eq(count_lines(f, "suppressed"), 0);
+  gv_log_done(&lg);
+  ck_assert_uint_eq(count_suppressed(f), n * (rounds - GV_LOG_BURST));
+  ck_assert_uint_eq(count_lines(f, "suppressed"), n);
+
+  /* More sites than slots: whatever is taken over, written + counted is
+   * every call. Each site is its own "x" in one array. */
+  {
+    static char many[2 * 3 * GV_LOG_SITES];
+    size_t calls = 0;
+    for (size_t i = 0; i < sizeof(many); i += 2)
+      many[i] = 'x';
+    ck_assert_ptr_nonnull(f = freopen(NULL, "w+", f));
+    gv_log_init(&lg, f, GV_LOG_INFO, "test");
+    lg.now_ms = fake_clock;
+    for (int r = 0; r < GV_LOG_BURST + 5; r++)
+      for (size_t i = 0; i < sizeof(many); i += 2, calls++)
+        gv_logf(&lg, GV_LOG_INFO, &many[i], r);
+    gv_log_done(&lg);
+    ck_assert_uint_gt(count_suppressed(f), 0);
+    ck_assert_uint_eq(count_lines(f, "info: x") + count_suppressed(f), calls);
+  }
+  fclose(f);
+}
+END_TEST
+
 START_TEST(test_log_one_line_and_parse) {
   FILE *f = tmpfile();
   gv_log lg = {.level = GV_LOG_DEBUG, .out = f};
@@ -553,6 +621,7 @@ static Suite *common_suite(void) {
   tcase_add_test(tc, test_sockaddr_round_trip);
   tcase_add_test(tc, test_sockaddr_mapped_and_bad);
   tcase_add_test(tc, test_log_rate_limit);
+  tcase_add_test(tc, test_log_many_sites);
   tcase_add_test(tc, test_log_one_line_and_parse);
   tcase_add_test(tc, test_backoff_bounds);
   tcase_add_test(tc, test_conn_failed_dial_is_silent);
