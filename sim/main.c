@@ -95,14 +95,21 @@ static void print_repro(const opts *o) {
 
 /* Invariants are checked after formation and at the end; the dedup and
  * IP-leak invariants on every frame. A violation stops the run. */
-static void check_or_die(gv_sim *s, const opts *o) {
-  if (gv_sim_check(s) && s->ip_leaks == 0)
-    return;
+static void die_violated(const gv_sim *s, const opts *o) {
   fprintf(stderr, "grapevine-sim: INVARIANT VIOLATED at +%lld ms: %s\n",
           (long long)(s->now - GV_SIM_T0),
           s->ip_leaks > 0 ? "a silent node's address was sent" : s->violation);
   print_repro(o);
   exit(3);
+}
+
+static bool invariants_hold(gv_sim *s) {
+  return gv_sim_check(s) && s->ip_leaks == 0;
+}
+
+static void check_or_die(gv_sim *s, const opts *o) {
+  if (!invariants_hold(s))
+    die_violated(s, o);
 }
 
 static void form(gv_sim *s, const opts *o, double silent_frac, unsigned cands) {
@@ -543,13 +550,14 @@ static int sweep_fork(const opts *o, gv_sim *s, sweep_res *res,
     sweep_res out;
     close(fds[0]);
     follow(o, s, &r, &x, &sent0);
-    if (!gv_sim_check(s) || s->ip_leaks > 0)
+    if (!invariants_hold(s)) {
       progress(o,
                "the sweep point is --scenario failures --seed %llu "
                "--fail-frac %.1f%s",
                (unsigned long long)o->cfg.seed, o->fail_frac,
                o->cfg.repair ? "" : " --no-repair");
-    check_or_die(s, o); /* exit 3 */
+      die_violated(s, o); /* exit 3 */
+    }
     out.reliability = r.reliability;
     out.rmr = r.rmr;
     /* 16 bytes: one write, never short. Then out without freeing: the
