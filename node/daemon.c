@@ -320,6 +320,10 @@ static void run_action(gv_node *n, const gv_action *a) {
                         gv_peer_entry_sig(a->entry), a->at);
     else
       gv_store_del_peer(n->store, a->peer);
+    /* A silent peer's newer record may name this node as its relay (or
+     * no longer): the relay decides again whether it holds its link. */
+    if (n->relay != NULL)
+      gv_relay_record(n->relay, a->peer, now_ms(n));
     break;
   case GV_ACT_REPORT:
     if (n->ctl != NULL)

@@ -140,6 +140,9 @@ typedef struct peer {
   int64_t next_dial;   /* no dial before this (backoff after failures) */
   gv_linkid link;      /* valid while up */
   bool up, held, relay, dialed;
+  bool inbound; /* the link is one it dialed to us */
+  bool named;   /* silent, and its record names us as a relay (rehold()) */
+  bool user;    /* named, and the relay holds its link (cfg.users_max) */
   int64_t credit;   /* bytes of ROUTE we may still send */
   int64_t grant_in; /* bytes of ROUTE it may still send us */
   int64_t consumed; /* received since our last CREDIT */
@@ -244,6 +247,7 @@ struct gv_relay {
   size_t head_act, n_act, cap_act;
   uint8_t relays[GV_RELAY_RELAYS_MAX][GV_ID_BYTES]; /* a silent node's */
   size_t n_relays;
+  size_t n_users; /* peers with user set */
 
   int64_t next_sweep, next_refresh;
   int64_t next_sync;    /* the earliest peer's next_sync (INT64_MAX: none) */
@@ -2192,6 +2196,82 @@ static void send_credit(gv_relay *r, peer *p, uint32_t window) {
   emit_send(r, p, buf, 1 + GV_RW_CREDIT_LEN);
 }
 
+static void route_of(gv_relay *r, const uint8_t *id, gv_rroute *rt) {
+  memset(rt, 0, sizeof(*rt));
+  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, id, rt))
+    rt->known = false;
+}
+
+/* Whether p, on its inbound link, is a silent node whose record (rt)
+ * names us as one of its relays: that link is its only way in. */
+static bool names_us(const gv_relay *r, const peer *p, const gv_rroute *rt) {
+  if (r->cfg.silent || !p->inbound || !rt->known || rt->broadcasting)
+    return false;
+  for (size_t i = 0; i < rt->n_relays && i < GV_RELAY_RELAYS_MAX; i++)
+    if (is_self(r, rt->relays[i]))
+      return true;
+  return false;
+}
+
+/* The relay holds a link it dialed (until idle, sweep()), a silent node's
+ * link to its relay, and a relay user's link to us (§5.7). */
+static bool wants_hold(const peer *p) {
+  return p->dialed || p->relay || p->user;
+}
+
+static void set_user(gv_relay *r, peer *p, bool on) {
+  if (p->user == on)
+    return;
+  p->user = on;
+  if (on)
+    r->n_users++;
+  else
+    r->n_users--;
+}
+
+/* A slot for a relay user freed: the linked peers that name us and wait
+ * for one take it (their records named us while cfg.users_max were
+ * served). */
+static void fill_users(gv_relay *r) {
+  for (size_t i = 0; i < r->peers.cap && r->n_users < r->cfg.users_max; i++) {
+    peer *q = r->peers.slots[i].val;
+    if (q != NULL && q->up && q->named && !q->user) {
+      set_user(r, q, true);
+      emit_hold(r, q, true);
+    }
+  }
+}
+
+/* Whether the relay holds p's link as a relay user's, from its record (rt)
+ * and the room left. */
+static void decide_user(gv_relay *r, peer *p, const gv_rroute *rt) {
+  bool was = p->user;
+
+  p->named = names_us(r, p, rt);
+  set_user(r, p, p->named && (p->user || r->n_users < r->cfg.users_max));
+  if (was && !p->user)
+    fill_users(r);
+}
+
+/* p's record changed: whether it names us as its relay is decided again,
+ * and the hold follows. Deciding it only at link-up left the link of a
+ * silent node that named us after its link came up (its relays are chosen
+ * at its own link-up, and its record reaches us by gossip later) held by
+ * gossip alone: young, so the first one evicted when our inbound slots
+ * filled (docs/SIMULATOR.md, relay scenario, item 8). A record no longer
+ * known changes nothing. */
+static void rehold(gv_relay *r, peer *p) {
+  gv_rroute rt;
+
+  if (!p->up)
+    return;
+  route_of(r, p->id, &rt);
+  if (!rt.known)
+    return;
+  decide_user(r, p, &rt);
+  emit_hold(r, p, wants_hold(p));
+}
+
 static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
                    const gv_addr *addr, const gv_msg *hello, int64_t now) {
   gv_relay *r = ctx;
@@ -2212,24 +2292,16 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   p->consumed = 0;
   p->last_used = now;
   send_credit(r, p, r->cfg.window);
-  memset(&rt, 0, sizeof(rt));
-  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, id, &rt))
-    rt.known = false;
-  hold = p->dialed;
+  p->inbound = !dialed;
+  route_of(r, id, &rt);
   if (r->cfg.silent && dialed && rt.known && rt.broadcasting &&
       r->n_relays < GV_RELAY_RELAYS_MAX) {
     memcpy(r->relays[r->n_relays++], id, GV_ID_BYTES);
     p->relay = true;
-    hold = true;
     emit_relays(r);
   }
-  /* A silent node that names us as its relay: its link is its only way
-   * in, so we keep it too. */
-  if (!r->cfg.silent && !dialed && rt.known && !rt.broadcasting)
-    for (size_t i = 0; i < rt.n_relays; i++)
-      if (is_self(r, rt.relays[i]))
-        hold = true;
-  p->held = hold;
+  decide_user(r, p, &rt);
+  hold = p->held = wants_hold(p);
   /* Members this link reaches (the peer, or a silent member it relays
    * for) hear JOIN and our directory now: after a restart, that is how
    * this node learns the team's agents again without waiting for the
@@ -2254,7 +2326,11 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
   (void)why;
   if (p == NULL)
     return;
-  p->up = p->held = p->dialed = false;
+  p->up = p->held = p->dialed = p->named = false;
+  if (p->user) {
+    set_user(r, p, false);
+    fill_users(r);
+  }
   p->credit = p->grant_in = p->consumed = 0;
   v = p->wait;
   n = p->n_wait;
@@ -2375,6 +2451,15 @@ static int svc_recv(void *ctx, gv_linkid link, const uint8_t *msg, size_t len,
   free(plain);
   end_event(r, now);
   return 0;
+}
+
+void gv_relay_record(gv_relay *r, const uint8_t *id, int64_t now) {
+  peer *p = peer_get(r, id, false);
+
+  if (p == NULL || !p->up)
+    return;
+  rehold(r, p);
+  end_event(r, now);
 }
 
 /* A dial ended before READY. Ours (a relay dial) backs off, so a node
@@ -2691,8 +2776,8 @@ static void sweep(gv_relay *r, int64_t now) {
   r->min_deadline = next;
   for (size_t i = 0; i < r->peers.cap; i++) {
     peer *p = r->peers.slots[i].val;
-    if (p != NULL && p->held && p->dialed && !p->relay && p->n_wait == 0 &&
-        now - p->last_used >= IDLE_LINK_MS) {
+    if (p != NULL && p->held && p->dialed && !p->relay && !p->user &&
+        p->n_wait == 0 && now - p->last_used >= IDLE_LINK_MS) {
       emit_hold(r, p, false);
       p->dialed = false;
     }
@@ -2918,6 +3003,7 @@ void gv_relay_cfg_default(gv_relay_cfg *cfg) {
   cfg->retry_max_ms = 5 * 60 * 1000;
   cfg->busy_retry_ms = 5000;
   cfg->dir_refresh_ms = 5 * 60 * 1000;
+  cfg->users_max = 16;
 }
 
 int gv_relay_new(gv_relay **out, const gv_relay_cfg *cfg,
@@ -3094,7 +3180,7 @@ void gv_relay_stats_get(const gv_relay *r, gv_relay_stats *out) {
 }
 
 int gv_relay_check(const gv_relay *r, gv_why *why) {
-  size_t n_out = 0, n_in = 0;
+  size_t n_out = 0, n_in = 0, n_users = 0;
 
   for (size_t i = 0; i < r->n_heap; i++) {
     const rmsg *m = r->heap[i];
@@ -3154,5 +3240,18 @@ int gv_relay_check(const gv_relay *r, gv_why *why) {
         return gv_fail(why, GV_ESTATE, "pair: seqs out of order");
     }
   }
+  for (size_t i = 0; i < r->peers.cap; i++) {
+    const peer *p = r->peers.slots[i].val;
+    if (p == NULL)
+      continue;
+    n_users += p->user;
+    if (p->user && !(p->up && p->named && p->held))
+      return gv_fail(why, GV_ESTATE, "a relay user's link not held");
+    if (p->up && p->named && !p->user && r->n_users < r->cfg.users_max)
+      return gv_fail(why, GV_ESTATE, "a relay user left waiting with room");
+  }
+  if (n_users != r->n_users || n_users > r->cfg.users_max)
+    return gv_fail(why, GV_ESTATE, "relay users: %zu counted, %zu kept",
+                   n_users, r->n_users);
   return 0;
 }

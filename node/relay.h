@@ -63,6 +63,10 @@ typedef struct gv_relay_cfg {
   int64_t busy_retry_ms;  /* retry_after a full inbox answers (5 s) */
   int64_t dir_refresh_ms; /* full DIR to every member (5 min) */
   bool silent;            /* this node is silent: it names relays */
+  /* Broadcasting: silent nodes whose links to us we hold as their relay
+   * (16): such a link is never evicted (lcore.h), so the rest of the
+   * inbound slots stay for broadcasting peers and newcomers. */
+  size_t users_max;
   /* n random bytes (nonces, ids, session tokens). Required. */
   void (*random)(void *ctx, uint8_t *buf, size_t n);
   /* Fills *out for node id (false, or out->known false: unknown). May be
@@ -217,6 +221,11 @@ void gv_relay_tick(gv_relay *r, int64_t now);
  * ones that fail later come through the service's dial_ended. The relay
  * backs off dialing that node. */
 void gv_relay_dial_failed(gv_relay *r, const uint8_t *id, int64_t now);
+/* The node's gossip table took a newer record of node id (or dropped it).
+ * The relay asks cfg.route again for what it decided from the record at
+ * link-up: whether id, silent on an inbound link, names this node as its
+ * relay, and so whether the relay holds that link (docs/RELAY.md §5.7). */
+void gv_relay_record(gv_relay *r, const uint8_t *id, int64_t now);
 
 /* ---- output and inspection ---- */
 

@@ -42,7 +42,16 @@
 #define CHECK_MS 1000 /* the cores' invariants, this often */
 #define CANDIDATES 8  /* tracker answers a (re)started node dials */
 
-enum { A_COMMIT, A_LINE, A_SEND, A_CRASH, A_RESTART, A_CONNECT, A_CHECK };
+enum {
+  A_COMMIT,
+  A_LINE,
+  A_SEND,
+  A_CRASH,
+  A_RESTART,
+  A_CONNECT,
+  A_CHECK,
+  A_RECORD /* node's table takes a newer record of node arg */
+};
 
 typedef struct aev {
   int64_t t;
@@ -469,6 +478,14 @@ static void on_line(rsim *m, uint32_t a, const uint8_t *data, size_t len) {
   cJSON_Delete(j);
 }
 
+/* Node `to` learns node i's newer record, once the running event is done
+ * (a core is never called from inside another's actions). */
+static void record_to(rsim *m, const uint8_t *to, uint32_t i) {
+  int64_t j = node_of(m, to);
+  if (j >= 0)
+    apush(m, m->s->now, A_RECORD, (uint32_t)j, i, NULL);
+}
+
 /* What the relay core asks beyond the link layer (sim/net.c calls it). */
 static void relay_fn(void *ctx, uint32_t i, const gv_ract *a) {
   rsim *m = ctx;
@@ -501,8 +518,15 @@ static void relay_fn(void *ctx, uint32_t i, const gv_ract *a) {
       m->agents[t->first_agent + a->conn - 1].online = false;
     break;
   case GV_RACT_RELAYS:
+    /* The relays it named and the ones it names now hear the new record
+     * (route_cb's answer changes for everyone at once, as if gossip were
+     * instant): whether they hold its link rests on it. */
+    for (size_t k = 0; k < t->n_relays; k++)
+      record_to(m, t->relays[k], i);
     t->n_relays = a->n_relays;
     memcpy(t->relays, a->relays, a->n_relays * GV_ID_BYTES);
+    for (size_t k = 0; k < t->n_relays; k++)
+      record_to(m, t->relays[k], i);
     break;
   default: break;
   }
@@ -659,6 +683,11 @@ static void run_event(rsim *m, aev *e) {
                        m->s->now);
     break;
   }
+  case A_RECORD:
+    if (!live)
+      return;
+    gv_relay_record(t->r, m->s->nodes[e->arg].id.pk, m->s->now);
+    break;
   case A_CHECK:
     check_all(m);
     apush(m, m->s->now + CHECK_MS, A_CHECK, 0, 0, NULL);

@@ -841,6 +841,69 @@ START_TEST(test_directory_holds_no_link) {
 }
 END_TEST
 
+/* The relay scenario's item 8 (docs/SIMULATOR.md): a broadcasting node's
+ * end of a silent node's link came up before the silent node named it as
+ * a relay (a silent node chooses its relays at its own link-up, and its
+ * record comes by gossip later), so it held the link for gossip alone,
+ * young and the first evicted. The newer record must make it hold the
+ * link, whatever the idle sweep, and a record that names it no more must
+ * let the link go. Nodes: 0 B (broadcasting), 1 S (silent). */
+START_TEST(test_relay_named_after_link_up) {
+  const gv_service *sb, *ss;
+  int64_t now = 0;
+
+  setup_n(2);
+  N[1].broadcasting = false;
+  N[1].cfg.silent = true;
+  start(0, now);
+  start(1, now);
+  sb = gv_relay_service(N[0].r);
+  ss = gv_relay_service(N[1].r);
+  up_[0][1] = up_[1][0] = true;
+  N[0].held[1] = sb->up(sb->ctx, 2, N[1].id.pk, false, NULL, NULL, now);
+  ck_assert(!N[0].held[1]); /* S names no relay yet */
+  N[1].held[0] = ss->up(ss->ctx, 1, N[0].id.pk, true, NULL, NULL, now);
+  pump(now);
+  ck_assert_uint_eq(N[1].n_relays, 1); /* now it names B */
+  ck_assert(N[1].held[0]);
+  gv_relay_record(N[0].r, N[1].id.pk, now); /* B's gossip brings it */
+  pump(now);
+  ck_assert_msg(N[0].held[1], "B does not hold its relay user's link");
+  tick(now += 3 * 60 * SEC); /* idle: no message crossed it */
+  ck_assert(N[0].held[1]);
+  N[1].n_relays = 0; /* a newer record names another relay */
+  gv_relay_record(N[0].r, N[1].id.pk, now);
+  pump(now);
+  ck_assert(!N[0].held[1]);
+  teardown_all();
+}
+END_TEST
+
+/* Held relay users' links are never evicted, so a broadcasting node that
+ * held every one filled its inbound slots with them and refused every
+ * other dial (50 nodes, seed 2: another broadcasting node's messages to
+ * it were lost). It holds cfg.users_max; a slot that frees goes to a
+ * linked node that names it and waits. Nodes: 0 B, 1 S, 2 T (silent). */
+START_TEST(test_relay_users_max) {
+  int64_t now = 0;
+
+  setup_n(3);
+  N[0].cfg.users_max = 1;
+  N[1].broadcasting = N[2].broadcasting = false;
+  N[1].cfg.silent = N[2].cfg.silent = true;
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  ck_assert_uint_eq(N[2].n_relays, 1); /* T names B too */
+  ck_assert(N[0].held[1]);
+  ck_assert_msg(!N[0].held[2], "B holds more relay users than users_max");
+  link_down(1, 0, now);
+  ck_assert_msg(N[0].held[2], "T did not get the slot S left");
+  teardown_all();
+}
+END_TEST
+
 /* A full inbox answers BUSY and the origin keeps and retries; a full
  * outbox refuses at once. */
 START_TEST(test_busy_and_outbox_full) {
@@ -915,6 +978,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_silent_through_relay);
   tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_directory_holds_no_link);
+  tcase_add_test(tc, test_relay_named_after_link_up);
+  tcase_add_test(tc, test_relay_users_max);
   tcase_add_test(tc, test_busy_and_outbox_full);
   tcase_add_test(tc, test_credit_window);
   suite_add_tcase(s, tc);
