@@ -44,6 +44,16 @@ holds() { peers_of "$1" | J "any(p['id']=='$2' and '$3' in p['repositories'] for
 # relayed ID: R's record of silent ID names a relay (its way in).
 has_relay() { peers_of "$1" | J "any(p['id']=='$2' and p.get('relays') for p in d)" | grep -qx True; }
 
+# fetch_ok NODE V1 DIR FILE WANT MSG SHORT [ARG...]: NODE fetches V1 into
+# DIR (bounded); ok MSG if it exits 0 and DIR/FILE's sha256 is WANT.
+fetch_ok() {
+  local node=$1 v=$2 dir=$3 file=$4 want=$5 msg=$6 short=$7 out rc got
+  shift 7
+  out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v" --out "$dir" --timeout 60s "$@" --data-dir "$TMP/$node" 2>&1); rc=$?
+  got=$(sha256sum <"$TMP/$dir/$file" 2>/dev/null | cut -d' ' -f1)
+  [ $rc = 0 ] && [ "$got" = "$want" ] && ok "$msg" || not_ok "$short" "rc=$rc $(tail -3 <<<"$out")"
+}
+
 mkdir -p "$TMP/b" "$TMP/c" "$TMP/d" "$TMP/s" "$TMP/s2" "$TMP/out"
 head -c $((1 << 20)) /dev/urandom >"$TMP/b/bd.bin"
 cp "$TMP/b/bd.bin" "$TMP/d/bd.bin"
@@ -62,11 +72,8 @@ v1=$("$GV" share "$TMP/b/one.bin" --json --data-dir "$TMP/B" | J "d['v1']")
 if wait_for 20 holds F "$id_S" "bt:$v1" && wait_for 20 has_relay F "$id_S"; then
   ok "the silent fetcher knows the silent seeder's record (bt: name, relays)"
 else not_ok "F knows S" "$(peers_of F)"; fi
-out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1" --out out --timeout 60s --data-dir "$TMP/F" 2>&1); rc=$?
-got=$(sha256sum <"$TMP/out/one.bin" 2>/dev/null | cut -d' ' -f1)
-[ $rc = 0 ] && [ "$got" = "$want1" ] &&
-  ok "a silent fetcher gets the file from three seeders, one silent (sha256)" ||
-  not_ok "fetch with a silent seeder" "rc=$rc $(tail -3 <<<"$out")"
+fetch_ok F "$v1" out one.bin "$want1" \
+  "a silent fetcher gets the file from three seeders, one silent (sha256)" "fetch with a silent seeder"
 # uploaded counts across restarts; libtorrent adds to it once a second
 uploaded_S() { "$GV" torrents --json --data-dir "$TMP/S" | J "int(sum(t['uploaded'] for t in d))"; }
 served() { [ "$(uploaded_S)" -gt 0 ]; }
@@ -79,11 +86,8 @@ upS=$(uploaded_S)
 # ---- 2. silent seeder, silent fetcher, only R between them ----
 v1b=$("$GV" share "$TMP/s2/two.bin" --json --data-dir "$TMP/S2" | J "d['v1']")
 wait_for 20 holds F2 "$id_S2" "bt:$v1b"
-out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1b" --out out2 --timeout 60s --json --data-dir "$TMP/F2" 2>&1); rc=$?
-got=$(sha256sum <"$TMP/out2/two.bin" 2>/dev/null | cut -d' ' -f1)
-[ $rc = 0 ] && [ "$got" = "$want2" ] &&
-  ok "silent to silent through the broadcasting R: the file arrives whole (sha256)" ||
-  not_ok "silent to silent" "rc=$rc $(tail -3 <<<"$out")"
+fetch_ok F2 "$v1b" out2 two.bin "$want2" \
+  "silent to silent through the broadcasting R: the file arrives whole (sha256)" "silent to silent" --json
 metrics_ok=$("$GV" torrents --json --data-dir "$TMP/F2" |
   J "all(a.startswith('127.0.0.1:') for t in d for a in t['peer_addrs'])")
 [ "$metrics_ok" = True ] && ok "the silent fetcher's libtorrent sees only 127.0.0.1 (its tunnel ports)" ||
@@ -94,11 +98,9 @@ id_D=$("$GV" id --data-dir "$TMP/D")
 vbd=$("$GV" share "$TMP/b/bd.bin" --json --data-dir "$TMP/B" | J "d['v1']")
 "$GV" share "$TMP/d/bd.bin" --data-dir "$TMP/D" >/dev/null
 wait_for 20 holds F "$id_D" "bt:$vbd"
-out=$(cd "$TMP" && timeout 120 "$GV" fetch "$vbd" --out outbd --timeout 60s --data-dir "$TMP/F" 2>&1); rc=$?
-got=$(sha256sum <"$TMP/outbd/bd.bin" 2>/dev/null | cut -d' ' -f1)
-[ $rc = 0 ] && [ "$got" = "$want_bd" ] &&
-  ok "a silent fetcher gets a file only broadcasting seeders hold, through its guard (sha256)" ||
-  not_ok "silent fetcher, broadcasting seeders" "rc=$rc $(tail -3 <<<"$out")"
+fetch_ok F "$vbd" outbd bd.bin "$want_bd" \
+  "a silent fetcher gets a file only broadcasting seeders hold, through its guard (sha256)" \
+  "silent fetcher, broadcasting seeders"
 uploaded() { "$GV" torrents --json --data-dir "$TMP/$1" | J "int(sum(t['uploaded'] for t in d))"; }
 served_BD() { [ "$(($(uploaded B) + $(uploaded D)))" -gt 0 ]; }
 wait_for 5 served_BD && ok "B and D served it ($(($(uploaded B) >> 10)) and $(($(uploaded D) >> 10)) KiB)" ||
@@ -124,11 +126,9 @@ done
 # ---- 3. a broadcasting fetcher, the silent seeder S2 ----
 start G --broadcast --listen "$(addr 7)" --peer "$(addr 0)" || not_ok "G starts"
 wait_for 20 holds G "$id_S2" "bt:$v1b"
-out=$(cd "$TMP" && timeout 120 "$GV" fetch "$v1b" --out out3 --timeout 60s --data-dir "$TMP/G" 2>&1); rc=$?
-got=$(sha256sum <"$TMP/out3/two.bin" 2>/dev/null | cut -d' ' -f1)
-[ $rc = 0 ] && [ "$got" = "$want2" ] &&
-  ok "a broadcasting fetcher gets a silent seeder's file through its relay (sha256)" ||
-  not_ok "broadcasting fetcher, silent seeder" "rc=$rc $(tail -3 <<<"$out")"
+fetch_ok G "$v1b" out3 two.bin "$want2" \
+  "a broadcasting fetcher gets a silent seeder's file through its relay (sha256)" \
+  "broadcasting fetcher, silent seeder"
 
 # ---- no silent address anywhere ----
 leaks=""
