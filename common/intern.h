@@ -32,8 +32,9 @@ void gv_intern_free(gv_intern *p);
  * not be written. It is aligned as malloc's blocks are, so it may be read
  * as any object whose bytes s held. */
 const char *gv_intern_get(gv_intern *p, const char *s, size_t len);
-/* One more reference to s, a string gv_intern_get() returned: s, or NULL
- * when out of memory. */
+/* One more reference to s, a string gv_intern_get() returned: s, or,
+ * when s's count is at its limit, a second copy of it (as gv_intern_get()
+ * makes); NULL only when out of memory. */
 const char *gv_intern_ref(gv_intern *p, const char *s);
 /* Gives back one reference to a string gv_intern_get() returned; NULL is
  * ignored. */
