@@ -7,6 +7,13 @@
  *   op % 5 == 2  a request line from agent connection 1 or 2 (op bit 3)
  *   op % 5 == 3  time passes: the first byte, in seconds, then a tick
  *   op % 5 == 4  the store commits every pending job, or fails them all
+ * and, for op >= 0xe0, the links and records of other nodes (relay users,
+ * docs/RELAY.md §5.7):
+ *   op even      node k (the first byte, of NODES) links to us or its link
+ *                goes down (second byte: bit 0 up, bit 1 we dialed it)
+ *   op odd       node k's record as the gossip table holds it (second
+ *                byte: bit 0 known, bit 1 broadcasting, bit 2 names us as
+ *                a relay), then gv_relay_record()
  * The core's invariants must hold after every event, and everything must
  * be released at the end (ASan's leak check). */
 #include <sodium.h>
@@ -23,6 +30,53 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint64_t jobs[4096];
 static size_t n_jobs;
+
+#define NODES 8 /* other nodes, beside the team's peer A (link 1) */
+static gv_identity nodes[NODES];
+static gv_rroute routes[NODES];
+static bool linked[NODES];
+
+/* cfg.route: the records the input gave. */
+static bool route(void *ctx, const uint8_t *id, gv_rroute *out) {
+  (void)ctx;
+  for (size_t k = 0; k < NODES; k++)
+    if (memcmp(id, nodes[k].pk, GV_ID_BYTES) == 0) {
+      *out = routes[k];
+      return out->known;
+    }
+  return false;
+}
+
+/* The node events (op >= 0xe0): link k + 2 is node k's. */
+static void node_event(gv_relay *r, const gv_service *svc,
+                       const gv_identity *self, uint8_t op, const uint8_t *p,
+                       size_t len, int64_t now) {
+  size_t k;
+  gv_rroute *rt;
+
+  if (len < 2)
+    return;
+  k = p[0] % NODES;
+  if (!(op & 1)) {
+    if ((p[1] & 1) && !linked[k])
+      linked[k] = svc->up(svc->ctx, (gv_linkid)k + 2, nodes[k].pk,
+                          (p[1] & 2) != 0, NULL, NULL, now);
+    else if (!(p[1] & 1) && linked[k]) {
+      svc->down(svc->ctx, (gv_linkid)k + 2, GV_CLOSE_GOODBYE, now);
+      linked[k] = false;
+    }
+    return;
+  }
+  rt = &routes[k];
+  memset(rt, 0, sizeof(*rt));
+  rt->known = p[1] & 1;
+  rt->broadcasting = (p[1] & 2) != 0;
+  if (!rt->broadcasting && (p[1] & 4)) {
+    memcpy(rt->relays[rt->n_relays++], nodes[(k + 1) % NODES].pk, GV_ID_BYTES);
+    memcpy(rt->relays[rt->n_relays++], self->pk, GV_ID_BYTES);
+  }
+  gv_relay_record(r, nodes[k].pk, now);
+}
 
 static void rnd(void *ctx, uint8_t *buf, size_t n) {
   static uint8_t seed[randombytes_SEEDBYTES];
@@ -71,11 +125,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(T, 3, sizeof(T));
     gv_rw_team_keys(T, &team);
     FZ_CHECK(gv_rw_peer_key(&peer, self.pk, &k_ab, NULL) == 0);
+    for (size_t k = 0; k < NODES; k++) {
+      memset(seed, (int)(16 + k), sizeof(seed));
+      gv_id_from_seed(&nodes[k], seed);
+    }
     ready = true;
   }
   n_jobs = 0;
+  memset(routes, 0, sizeof(routes));
+  memset(linked, 0, sizeof(linked));
   gv_relay_cfg_default(&cfg);
   cfg.random = rnd;
+  cfg.route = route;
+  cfg.users_max = 3; /* fewer than the nodes that may name us */
   cfg.inbox_max = 8;
   cfg.outbox_max = 8;
   FZ_CHECK(gv_relay_new(&r, &cfg, &self, now) == 0);
@@ -96,6 +158,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (len > size - off - 3)
       len = size - off - 3;
     off += 3 + len;
+    if (op >= 0xe0) {
+      node_event(r, svc, &self, op, p, len, now);
+      drain(r);
+      continue;
+    }
     switch (op % 5) {
     case 0: (void)svc->recv(svc->ctx, 1, p, len, now, &why); break;
     case 1:
@@ -141,6 +208,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   gv_relay_conn_closed(r, 1, now);
   svc->down(svc->ctx, 1, GV_CLOSE_SHUTDOWN, now);
+  for (size_t k = 0; k < NODES; k++)
+    if (linked[k])
+      svc->down(svc->ctx, (gv_linkid)k + 2, GV_CLOSE_SHUTDOWN, now);
   drain(r);
   gv_relay_free(r);
   return 0;
