@@ -140,9 +140,9 @@ typedef struct peer {
   int64_t next_dial;   /* no dial before this (backoff after failures) */
   gv_linkid link;      /* valid while up */
   bool up, held, relay, dialed;
-  bool inbound; /* the link is one it dialed to us */
-  bool named;   /* silent, and its record names us as a relay (rehold()) */
-  bool user;    /* named, and the relay holds its link (cfg.users_max) */
+  bool inbound;     /* the link is one it dialed to us */
+  bool named;       /* silent, and its record names us as a relay (rehold()) */
+  bool user;        /* named, and the relay holds its link (cfg.users_max) */
   int64_t credit;   /* bytes of ROUTE we may still send */
   int64_t grant_in; /* bytes of ROUTE it may still send us */
   int64_t consumed; /* received since our last CREDIT */
