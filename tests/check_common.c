@@ -54,6 +54,14 @@ END_TEST
 static int64_t fake_now;
 static int64_t fake_clock(void) { return fake_now; }
 
+/* A rate-limited logger writing to f on the fake clock, at 1000 ms. */
+static void log_setup(gv_log *lg, FILE *f) {
+  ck_assert_ptr_nonnull(f);
+  gv_log_init(lg, f, GV_LOG_INFO, "test");
+  lg->now_ms = fake_clock;
+  fake_now = 1000;
+}
+
 static size_t count_lines(FILE *f, const char *needle) {
   char line[1200];
   size_t n = 0;
@@ -70,10 +78,7 @@ START_TEST(test_log_rate_limit) {
   FILE *f = tmpfile();
   gv_log lg;
 
-  ck_assert_ptr_nonnull(f);
-  gv_log_init(&lg, f, GV_LOG_INFO, "test");
-  lg.now_ms = fake_clock;
-  fake_now = 1000;
+  log_setup(&lg, f);
   for (int i = 0; i < 100; i++)
     gv_logf(&lg, GV_LOG_INFO, "flood %d", i);
   gv_logf(&lg, GV_LOG_WARN, "other site");
@@ -125,10 +130,7 @@ START_TEST(test_log_many_sites) {
   FILE *f = tmpfile();
   gv_log lg;
 
-  ck_assert_ptr_nonnull(f);
-  gv_log_init(&lg, f, GV_LOG_INFO, "test");
-  lg.now_ms = fake_clock;
-  fake_now = 1000;
+  log_setup(&lg, f);
   for (size_t r = 0; r < rounds; r++)
     for (size_t i = 0; i < n; i++)
       gv_logf(&lg, GV_LOG_INFO, fmts[i], (int)r);
@@ -149,9 +151,7 @@ START_TEST(test_log_many_sites) {
     size_t calls = 0;
     for (size_t i = 0; i < sizeof(many); i += 2)
       many[i] = 'x';
-    ck_assert_ptr_nonnull(f = freopen(NULL, "w+", f));
-    gv_log_init(&lg, f, GV_LOG_INFO, "test");
-    lg.now_ms = fake_clock;
+    log_setup(&lg, f = freopen(NULL, "w+", f));
     for (int r = 0; r < GV_LOG_BURST + 5; r++)
       for (size_t i = 0; i < sizeof(many); i += 2, calls++)
         gv_logf(&lg, GV_LOG_INFO, &many[i], r);
