@@ -1214,6 +1214,52 @@ START_TEST(test_envelope_bytes_as_cjson) {
 }
 END_TEST
 
+/* The escape loop goes a word at a time (msg.c w_str()): one or two
+ * bytes to escape at every place of strings of every length up to ten
+ * words, each encoded as cJSON prints it. */
+START_TEST(test_escape_every_place) {
+  static const char special[] = {'"',  '\\', 0x01,       0x1f,
+                                 '\n', 0x7f, (char)0x80, (char)0xff};
+  char body[80], *out;
+  gv_msg m, rec;
+  size_t len;
+
+  for (size_t n = 1; n < sizeof(body); n++)
+    for (size_t at = 0; at < n; at++)
+      for (size_t c = 0; c < sizeof(special); c++)
+        for (size_t two = 0; two < 2; two++) {
+          cJSON *o, *r;
+          char hex[129];
+          memset(body, 'a', n);
+          body[n] = '\0';
+          body[at] = special[c];
+          if (two && at + 1 < n)
+            body[at + 1] = special[(c + 1) % sizeof(special)];
+          memset(&m, 0, sizeof(m));
+          memset(&rec, 0, sizeof(rec));
+          m.type = GV_MSG_HELLO;
+          m.ts = T0_MS;
+          strcpy(m.u.hello.agent, "a");
+          rec.type = GV_MSG_PEER_UPDATE;
+          rec.body = body;
+          m.u.hello.record = &rec;
+          ck_assert_int_eq(gv_msg_encode_link(&m, &out, &len), 0);
+          o = cJSON_CreateObject();
+          cJSON_AddRawToObject(o, "v", "1");
+          cJSON_AddStringToObject(o, "type", "HELLO");
+          cJSON_AddStringToObject(o, "agent", "a");
+          cJSON_AddRawToObject(o, "ts", "1767225600000");
+          cJSON_AddRawToObject(o, "seq", "0");
+          r = cJSON_AddObjectToObject(o, "record");
+          cJSON_AddStringToObject(r, "body", body);
+          gv_hex_encode(hex, rec.sig, 64);
+          cJSON_AddStringToObject(r, "sig", hex);
+          expect_cjson(o, out, len);
+          free(out);
+        }
+}
+END_TEST
+
 /* gv_hex_decode takes what sodium_hex2bin took at our call sites: exactly
  * 2n digits of either case, nothing else. */
 START_TEST(test_hex_decode) {
@@ -1254,6 +1300,7 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_addr_parse);
   tcase_add_test(rt, test_repos_packed_with_body);
   tcase_add_test(rt, test_envelope_bytes_as_cjson);
+  tcase_add_test(rt, test_escape_every_place);
   tcase_add_test(rt, test_hex_decode);
   suite_add_tcase(s, rt);
 
