@@ -543,6 +543,41 @@ START_TEST(test_memo_envelopes) {
   ck_assert(!SCAN("{\"a\":7,\"b\":\"x\"", sizeof(str)));
   ck_assert(!SCAN("{\"a\":7}", sizeof(str)));
 #undef SCAN
+  /* Strings go a block or a word at a time: one escape (or a byte that
+   * ends the form) at every place of every length up to five blocks,
+   * against the rule byte by byte. */
+  {
+    static const char *const marks[] = {"\\\"", "\\\\", "\\/",     "\x7f",
+                                        "\x80", "\x1f", "\\\"\\\\"};
+    char text[128], val[96], want[96], out[96], big[160];
+    for (size_t n = 0; n < 80; n++)
+      for (size_t at = 0; at <= n; at++)
+        for (size_t k = 0; k < sizeof(marks) / sizeof(marks[0]); k++) {
+          size_t wn = 0, len;
+          bool ok = true;
+          memset(val, 'a', n);
+          val[n] = '\0';
+          len = (size_t)snprintf(text, sizeof(text), "%.*s%s%s", (int)at, val,
+                                 marks[k], val + at);
+          snprintf(big, sizeof(big), "{\"a\":7,\"b\":\"%s\"}", text);
+          for (size_t i = 0; i < len && ok; i++) {
+            unsigned char c = (unsigned char)text[i];
+            if (c == '\\' && (text[i + 1] == '"' || text[i + 1] == '\\'))
+              want[wn++] = text[++i];
+            else if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+              want[wn++] = (char)c;
+            else
+              ok = false;
+          }
+          ck_assert_msg(gv_json_scan(big, strlen(big), keys, t, 2, out,
+                                     sizeof(out), &used) == ok,
+                        "%s", big);
+          if (ok) {
+            ck_assert_uint_eq(t[1].len, wn);
+            ck_assert_mem_eq(t[1].s, want, wn);
+          }
+        }
+  }
 
   hits = 0;
   ck_assert_int_eq(same(env, NOW, false, NULL), 0);

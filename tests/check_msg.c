@@ -1278,6 +1278,34 @@ START_TEST(test_hex_decode) {
       ck_assert_int_eq(gv_hex_decode(out, 4, bad, 8) == 0, digit);
     }
   }
+  /* A signature's length (decoded sixteen digits at a time where it can):
+   * every byte value at every place, and every byte's two digits. */
+  {
+    uint8_t sig[64], got[64];
+    char text[129];
+    for (int k = 0; k < 64; k++)
+      sig[k] = (uint8_t)(k * 37 + 11);
+    for (int b = 0; b < 256; b++) {
+      sig[b % 64] = (uint8_t)b;
+      gv_hex_encode(text, sig, 64);
+      ck_assert_int_eq(gv_hex_decode(got, 64, text, 128), 0);
+      ck_assert_mem_eq(got, sig, 64);
+      for (int at = 0; at < 128; at++) /* upper case decodes the same */
+        if (text[at] >= 'a')
+          text[at] = (char)(text[at] - 'a' + 'A');
+      ck_assert_int_eq(gv_hex_decode(got, 64, text, 128), 0);
+      ck_assert_mem_eq(got, sig, 64);
+    }
+    for (int c = 0; c < 256; c++) {
+      bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                   (c >= 'A' && c <= 'F');
+      for (int at = 0; at < 128; at++) {
+        gv_hex_encode(text, sig, 64);
+        text[at] = (char)c;
+        ck_assert_int_eq(gv_hex_decode(got, 64, text, 128) == 0, digit);
+      }
+    }
+  }
 }
 END_TEST
 
