@@ -394,6 +394,13 @@ static void emit_send(gv_relay *r, peer *p, uint8_t *buf, size_t len) {
   a->len = len;
 }
 
+/* What cfg.route says of node id; known false when it says nothing. */
+static void route_of(gv_relay *r, const uint8_t *id, gv_rroute *rt) {
+  memset(rt, 0, sizeof(*rt));
+  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, id, rt))
+    rt->known = false;
+}
+
 static void emit_hold(gv_relay *r, peer *p, bool on) {
   if (!p->up || p->held == on)
     return;
@@ -744,8 +751,8 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
 
   if (p->up)
     return p;
-  memset(&rt, 0, sizeof(rt));
-  if (r->cfg.route != NULL && r->cfg.route(r->cfg.ctx, dst, &rt) && rt.known) {
+  route_of(r, dst, &rt);
+  if (rt.known) {
     if (rt.broadcasting) {
       if (may_dial)
         dial(r, p, &rt.addr, now);
@@ -760,10 +767,10 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
   for (size_t i = 0; i < rt.n_relays && may_dial; i++) {
     size_t k = (i + turn) % rt.n_relays;
     gv_rroute rr;
-    memset(&rr, 0, sizeof(rr));
-    if (!is_self(r, rt.relays[k]) &&
-        r->cfg.route(r->cfg.ctx, rt.relays[k], &rr) && rr.known &&
-        rr.broadcasting) {
+    if (is_self(r, rt.relays[k]))
+      continue;
+    route_of(r, rt.relays[k], &rr);
+    if (rr.known && rr.broadcasting) {
       dial(r, peer_get(r, rt.relays[k], true), &rr.addr, now);
       break;
     }
@@ -1332,9 +1339,8 @@ static bool route_via(gv_relay *r, const uint8_t *dst, const uint8_t *via) {
 
   if (memcmp(dst, via, GV_ID_BYTES) == 0)
     return true;
-  memset(&rt, 0, sizeof(rt));
-  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, dst, &rt) ||
-      !rt.known || rt.broadcasting)
+  route_of(r, dst, &rt);
+  if (!rt.known || rt.broadcasting)
     return false;
   for (size_t i = 0; i < rt.n_relays; i++)
     if (memcmp(rt.relays[i], via, GV_ID_BYTES) == 0)
@@ -2194,12 +2200,6 @@ static void send_credit(gv_relay *r, peer *p, uint32_t window) {
   gv_rw_credit_encode(window, buf + 1);
   p->grant_in += window;
   emit_send(r, p, buf, 1 + GV_RW_CREDIT_LEN);
-}
-
-static void route_of(gv_relay *r, const uint8_t *id, gv_rroute *rt) {
-  memset(rt, 0, sizeof(*rt));
-  if (r->cfg.route == NULL || !r->cfg.route(r->cfg.ctx, id, rt))
-    rt->known = false;
 }
 
 /* Whether p, on its inbound link, is a silent node whose record (rt)
