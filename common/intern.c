@@ -239,8 +239,9 @@ void gv_intern_memo_max(gv_intern *p, size_t max) {
     memo_evict(p);
 }
 
-static memo_ent *memo_get(gv_intern *p, const char *body, size_t len) {
-  uint64_t h = hash(p, body, len);
+/* The body's entry; h is its hash. */
+static memo_ent *memo_get(gv_intern *p, const char *body, size_t len,
+                          uint64_t h) {
   table *t = &p->memo;
   memo_ent *en;
 
@@ -261,7 +262,7 @@ static void lend(gv_intern *p, gv_msg *m, const char *s) {
 }
 
 static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
-  memo_ent *en = memo_get(ctx, body, len);
+  memo_ent *en = memo_get(ctx, body, len, hash(ctx, body, len));
   const char *sig, *t;
 
   if (en == NULL)
@@ -305,11 +306,12 @@ static int memo_find(void *ctx, const char *body, size_t len, gv_msg *m) {
 static void memo_put(void *ctx, gv_msg *m, bool sig_checked) {
   gv_intern *p = ctx;
   size_t n, tail = m->type == GV_MSG_PEER_REQUEST ? sizeof(m->u.request) : 0;
+  uint64_t h = hash(p, m->body, m->body_len);
   const char *kept;
   memo_ent *en;
   char *s;
 
-  if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len) != NULL)
+  if (m->body_len > UINT32_MAX || memo_get(p, m->body, m->body_len, h) != NULL)
     return;
   if (p->memo.len >= p->max)
     memo_evict(p);
@@ -326,7 +328,7 @@ static void memo_put(void *ctx, gv_msg *m, bool sig_checked) {
     return;
   }
   memset(en, 0, offsetof(memo_ent, tail));
-  en->hash = hash(p, m->body, m->body_len);
+  en->hash = h;
   en->kept = kept;
   memcpy(en->id, m->id, GV_MSG_ID_BYTES);
   memcpy(en->origin, m->origin, GV_ID_BYTES);
