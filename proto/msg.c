@@ -850,10 +850,12 @@ typedef struct wbuf {
   char *p;
   size_t n, cap;
   bool oom;
+  bool lent; /* p is the caller's buffer (the _in forms), not malloc'd */
 } wbuf;
 
 /* Room for more bytes and a NUL. The first block is the size asked
- * (w_open's hint), later ones double. */
+ * (w_open's hint), later ones double; a lent buffer that is too small is
+ * left for a malloc'd copy. */
 static void w_reserve(wbuf *w, size_t more) {
   size_t need = w->n + more + 1, cap = w->cap ? w->cap : need;
   char *p;
@@ -861,12 +863,29 @@ static void w_reserve(wbuf *w, size_t more) {
     return;
   while (cap < need)
     cap *= 2;
-  if ((p = realloc(w->p, cap)) == NULL) {
+  if (w->lent) {
+    if ((p = malloc(cap)) != NULL)
+      memcpy(p, w->p, w->n);
+  } else {
+    p = realloc(w->p, cap);
+  }
+  if (p == NULL) {
     w->oom = true;
     return;
   }
   w->p = p;
   w->cap = cap;
+  w->lent = false;
+}
+
+/* A buffer that starts in buf[0..cap) (none if cap is 0). */
+static wbuf w_in(char *buf, size_t cap) {
+  return (wbuf){.p = buf, .cap = cap, .lent = cap > 0};
+}
+
+static void w_free(wbuf *w) {
+  if (!w->lent)
+    free(w->p);
 }
 
 static void w_mem(wbuf *w, const char *s, size_t len) {
@@ -984,11 +1003,11 @@ static void w_open(wbuf *w, size_t hint) {
 static int w_close(wbuf *w, char **out, size_t *len) {
   W_LIT(w, "}");
   if (w->oom) {
-    free(w->p);
+    w_free(w);
     return GV_ENOMEM;
   }
   if (w->n > GV_MSG_MAX) {
-    free(w->p);
+    w_free(w);
     return GV_ETOOBIG;
   }
   w->p[w->n] = '\0';
@@ -998,7 +1017,12 @@ static int w_close(wbuf *w, char **out, size_t *len) {
 }
 
 int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
-  wbuf w = {0};
+  return gv_msg_encode_link_in(m, NULL, 0, out, len);
+}
+
+int gv_msg_encode_link_in(const gv_msg *m, char *buf, size_t cap, char **out,
+                          size_t *len) {
+  wbuf w = w_in(buf, cap);
   const gv_msg *rec;
 
   if (gv_msg_is_gossip(m->type) || m->type <= GV_MSG_NONE ||
@@ -1021,7 +1045,7 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
       break;
     if (rec->body == NULL || (rec->type != GV_MSG_PEER_ANNOUNCEMENT &&
                               rec->type != GV_MSG_PEER_UPDATE)) {
-      free(w.p);
+      w_free(&w);
       return GV_EINVAL;
     }
     w_key(&w, "record");
@@ -1036,7 +1060,7 @@ int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len) {
   case GV_MSG_IHAVE:
   case GV_MSG_IWANT:
     if (m->u.ids.n == 0 || m->u.ids.n > GV_MAX_IDS) {
-      free(w.p);
+      w_free(&w);
       return GV_EINVAL;
     }
     w_key(&w, "ids");
@@ -1111,7 +1135,12 @@ static int build_body(const gv_msg *m, cJSON *b) {
 }
 
 int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len) {
-  wbuf w = {0};
+  return gv_msg_encode_gossip_in(m, NULL, 0, out, len);
+}
+
+int gv_msg_encode_gossip_in(const gv_msg *m, char *buf, size_t cap,
+                            char **out, size_t *len) {
+  wbuf w = w_in(buf, cap);
 
   if (m->body == NULL || !gv_msg_is_gossip(m->type))
     return GV_EINVAL;

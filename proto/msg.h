@@ -229,6 +229,12 @@ char *gv_kept_new(const gv_msg *m, size_t *n);
 /* Encodes a link message from m->type and its union member. *out is
  * malloc'd (free() it), NUL-terminated; *len excludes the NUL. */
 int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len);
+/* As gv_msg_encode_link(), written into buf[0..cap) when it fits (then
+ * *out == buf), or else into a malloc'd block (*out != buf: free() it).
+ * For the sends of every hop and link: no allocation of the encoder's
+ * worst case (six bytes a body byte) that is freed at once. */
+int gv_msg_encode_link_in(const gv_msg *m, char *buf, size_t cap, char **out,
+                          size_t *len);
 
 /* Gossip origin: fills m->origin from id, builds and signs the body from
  * m->type, m->seq, m->ts and the union member, sets m->body and m->id, then
@@ -243,6 +249,9 @@ int gv_msg_seal_opt(gv_msg *m, const gv_identity *id, bool stub_sig, char **out,
 /* Encodes the envelope of an already-signed gossip message (forwarding:
  * change m->ttl and m->hops first). The body is emitted unchanged. */
 int gv_msg_encode_gossip(const gv_msg *m, char **out, size_t *len);
+/* As gv_msg_encode_gossip(), into buf as gv_msg_encode_link_in(). */
+int gv_msg_encode_gossip_in(const gv_msg *m, char *buf, size_t cap,
+                            char **out, size_t *len);
 
 /* Checks a repository name (PROTOCOL.md §6.2). 0 or GV_EFIELD. */
 int gv_repo_name_check(const char *name, size_t len);

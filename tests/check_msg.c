@@ -1227,6 +1227,83 @@ START_TEST(test_envelope_bytes_as_cjson) {
 }
 END_TEST
 
+/* The _in encoders write into the caller's block when the message fits
+ * and move to a malloc'd one when it does not: the same bytes either way,
+ * and a failed encode frees only what it allocated (ASan checks the free
+ * of a stack block). */
+START_TEST(test_encode_in_lent_buffer) {
+  static const size_t caps[] = {1, 64, 700, 2048, 8192};
+  char body[600], stack[8192], *want, *out;
+  size_t want_len, len;
+  gv_msg h, rec, g;
+
+  for (size_t i = 0; i < sizeof(body) - 1; i++)
+    body[i] = "ab\"c\n"[i % 5];
+  body[sizeof(body) - 1] = '\0';
+  memset(&rec, 0, sizeof(rec));
+  rec.type = GV_MSG_PEER_UPDATE;
+  rec.body = body;
+  memset(&h, 0, sizeof(h));
+  h.type = GV_MSG_HELLO;
+  h.ts = T0_MS;
+  strcpy(h.u.hello.agent, "agent");
+  h.u.hello.record = &rec;
+  memset(&g, 0, sizeof(g));
+  g.type = GV_MSG_HEARTBEAT;
+  g.ttl = 1;
+  g.body = body;
+
+  for (int k = 0; k < 2; k++) {
+    int rc = k == 0 ? gv_msg_encode_link(&h, &want, &want_len)
+                    : gv_msg_encode_gossip(&g, &want, &want_len);
+    ck_assert_int_eq(rc, 0);
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+      memset(stack, 0x55, sizeof(stack));
+      rc = k == 0 ? gv_msg_encode_link_in(&h, stack, caps[c], &out, &len)
+                  : gv_msg_encode_gossip_in(&g, stack, caps[c], &out, &len);
+      ck_assert_int_eq(rc, 0);
+      ck_assert_uint_eq(len, want_len);
+      ck_assert_mem_eq(out, want, len + 1); /* and the NUL */
+      if (out == stack)
+        ck_assert_uint_lt(len, caps[c]);
+      else
+        free(out);
+      /* A block past the encoder's first reserve is used as it is. */
+      if (caps[c] == sizeof(stack))
+        ck_assert_ptr_eq(out, stack);
+      if (caps[c] < want_len)
+        ck_assert_ptr_ne(out, stack);
+    }
+    free(want);
+  }
+
+  /* Refused after writing began, in the block or past it. */
+  rec.type = GV_MSG_HEARTBEAT;
+  for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
+    ck_assert_int_eq(gv_msg_encode_link_in(&h, stack, caps[c], &out, &len),
+                     GV_EINVAL);
+}
+END_TEST
+
+/* Too big to send: refused, in a lent block or not. */
+START_TEST(test_encode_too_big) {
+  char *body = malloc(GV_MSG_MAX + 1), stack[8192], *out;
+  size_t len;
+  gv_msg g;
+
+  memset(body, 'x', GV_MSG_MAX);
+  body[GV_MSG_MAX] = '\0';
+  memset(&g, 0, sizeof(g));
+  g.type = GV_MSG_HEARTBEAT;
+  g.body = body;
+  ck_assert_int_eq(gv_msg_encode_gossip(&g, &out, &len), GV_ETOOBIG);
+  ck_assert_int_eq(
+      gv_msg_encode_gossip_in(&g, stack, sizeof(stack), &out, &len),
+      GV_ETOOBIG);
+  free(body);
+}
+END_TEST
+
 /* The escape loop goes a word at a time (msg.c w_str()): one or two
  * bytes to escape at every place of strings of every length up to ten
  * words, each encoded as cJSON prints it. */
@@ -1318,12 +1395,14 @@ static Suite *msg_suite(void) {
   tcase_add_test(rt, test_repos_packed_with_body);
   tcase_add_test(rt, test_envelope_bytes_as_cjson);
   tcase_add_test(rt, test_escape_every_place);
+  tcase_add_test(rt, test_encode_in_lent_buffer);
   tcase_add_test(rt, test_hex_decode);
   suite_add_tcase(s, rt);
 
   tcase_add_checked_fixture(bad, setup, NULL);
   tcase_add_test(bad, test_malformed_json);
   tcase_add_test(bad, test_too_big);
+  tcase_add_test(bad, test_encode_too_big);
   tcase_add_test(bad, test_bad_version);
   tcase_add_test(bad, test_unknown_and_misplaced_type);
   tcase_add_test(bad, test_bad_signature);
