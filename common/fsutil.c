@@ -1,12 +1,16 @@
 /* Whole-file writes: see fsutil.h. */
 #include "fsutil.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int gv_write_atomic(const char *path, const void *data, size_t len,
@@ -77,4 +81,44 @@ out:
   if (rc < 0)
     errno = -rc; /* the cause, whatever the clean-up did to errno */
   return rc;
+}
+
+/* Whether name is one gv_write_atomic gives its temporary files. */
+static bool atomic_tmp_name(const char *name) {
+  static const char tag[] = ".tmp.";
+  size_t n = strlen(name), t = sizeof(tag) - 1;
+
+  /* ".", at least one byte of the name, the tag, six from mkstemp */
+  if (name[0] != '.' || n < 1 + 1 + t + 6 ||
+      memcmp(name + n - 6 - t, tag, t) != 0)
+    return false;
+  for (size_t i = n - 6; i < n; i++)
+    if (!isalnum((unsigned char)name[i]))
+      return false;
+  return true;
+}
+
+int gv_sweep_atomic_tmp(const char *dir, int min_age_s, gv_why *why) {
+  time_t now = time(NULL);
+  struct dirent *de;
+  struct stat st;
+  int dfd, removed = 0;
+  DIR *d;
+
+  if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+  if ((d = fdopendir(dfd)) == NULL) {
+    int rc = gv_fail(why, -errno, "%s: %s", dir, strerror(errno));
+    close(dfd);
+    return rc;
+  }
+  while ((de = readdir(d)) != NULL) {
+    if (!atomic_tmp_name(de->d_name) ||
+        fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || now - st.st_mtime < min_age_s)
+      continue;
+    removed += unlinkat(dfd, de->d_name, 0) == 0;
+  }
+  closedir(d); /* and dfd */
+  return removed;
 }

@@ -31,6 +31,19 @@ extern "C" {
 int gv_write_atomic(const char *path, const void *data, size_t len,
                     gv_why *why);
 
+/* Removes what gv_write_atomic leaves behind when its process dies (kill
+ * -9, a crash, power loss) between making the temporary file and renaming
+ * it: regular files of dir named ".<name>.tmp.XXXXXX" (mkstemp's six
+ * letters and digits) last modified at least min_age_s seconds ago. A
+ * younger one may be another process's write in progress (a command
+ * writing a team file while the node starts); symbolic links, directories
+ * and every other name are left alone.
+ *
+ * Returns how many were removed, or -errno if dir cannot be read, with why
+ * naming it. A file that cannot be removed is skipped: the next sweep
+ * tries again. */
+int gv_sweep_atomic_tmp(const char *dir, int min_age_s, gv_why *why);
+
 #ifdef __cplusplus
 }
 #endif

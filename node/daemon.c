@@ -33,6 +33,7 @@
 #include "ctlsrv.h"
 #include "db.h"
 #include "engine.h"
+#include "fsutil.h"
 #include "lcore.h"
 #include "links.h"
 #include "log.h"
@@ -1357,6 +1358,23 @@ static void tor_listen(gv_node *n) {
   gv_engine_set_tport(n->engine, port, now_ms(n));
 }
 
+/* What writes cut short by a kill -9 left in dir (fsutil.h): files a
+ * minute old at least, so that a command writing a team file while the
+ * node starts keeps its own. */
+#define TMP_SWEEP_AGE_S 60
+
+static void sweep_tmp(gv_node *n, const char *dir) {
+  gv_why why;
+  int k = gv_sweep_atomic_tmp(dir, TMP_SWEEP_AGE_S, &why);
+
+  if (k > 0)
+    gv_logf(&n->log, GV_LOG_INFO,
+            "removed %d temporary file%s of interrupted writes in %s", k,
+            k == 1 ? "" : "s", dir);
+  else if (k < 0)
+    gv_logf(&n->log, GV_LOG_WARN, "temporary files: %s", why.text);
+}
+
 /* The torrent session (on 127.0.0.1, and on the --listen IP while
  * broadcasting: tor_listen), its state in DATA_DIR/torrents; a
  * broadcasting record names its port. */
@@ -1368,6 +1386,9 @@ static int start_torrent(gv_node *n, gv_why *why) {
   if ((rc = gv_torsvc_new(&n->tor, n->loop, n->engine, &n->log, &n->cfg,
                           "127.0.0.1", dir, &tor_cbs, n, why)) < 0)
     return rc;
+  sweep_tmp(n, dir); /* the list and .torrent copies */
+  snprintf(dir, sizeof(dir), "%s/torrents/state", n->dir);
+  sweep_tmp(n, dir); /* resume files */
   tor_listen(n);
   publish_repos(n); /* the shares listed from the last run */
   drain(n);
@@ -1385,6 +1406,7 @@ static int start(gv_node *n, gv_why *why) {
   gv_id_to_hex(n->id.pk, n->idhex);
   gv_logf(&n->log, GV_LOG_INFO, "node %s%s, data in %s", n->idhex,
           created ? " (new identity)" : "", n->dir);
+  sweep_tmp(n, n->dir); /* team files */
   db_path(n, "node.db", path, sizeof(path));
   if ((rc = gv_store_open(&n->store, path, why)) < 0)
     return db_failed(n, "node.db", rc, why);

@@ -1,12 +1,16 @@
 /* common/fsutil.h: gv_write_atomic writes, replaces, and fails clearly,
- * leaving no temporary file behind. */
+ * leaving no temporary file behind; gv_sweep_atomic_tmp removes what a
+ * process killed mid-write left, and nothing else. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -134,6 +138,83 @@ START_TEST(test_rename_fails) {
 }
 END_TEST
 
+/* Makes dir/name holding "x", last modified age_s seconds ago. */
+static void make_aged(const char *name, int age_s) {
+  char path[192];
+  struct timespec t[2];
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  ck_assert_ptr_nonnull(f = fopen(path, "w"));
+  fputs("x", f);
+  fclose(f);
+  clock_gettime(CLOCK_REALTIME, &t[0]);
+  t[0].tv_sec -= age_s;
+  t[1] = t[0];
+  ck_assert_int_eq(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static bool exists(const char *name) {
+  char path[192];
+  struct stat sb;
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return lstat(path, &sb) == 0;
+}
+
+/* What a write cut short leaves (".<name>.tmp.XXXXXX") goes once it is
+ * min_age_s old; everything else stays. */
+START_TEST(test_sweep_leftovers) {
+  static const char *const kept[] = {
+      ".list.tmp.ABc12z",   /* too young: a write in progress */
+      ".list.tmp.ABc12",    /* five letters */
+      ".list.tmp.ABc1-z",   /* not mkstemp's */
+      "list.tmp.ABc12z",    /* no leading dot */
+      "..tmp.ABc12z",       /* no name */
+      ".list.tmp.ABc12zz",  /* seven */
+      "node.key",
+  };
+  char path[192], link[192];
+  gv_why why = {""};
+
+  make_aged(".list.tmp.Q7fK2a", 120);
+  make_aged(".f0e1.resume.tmp.000000", 61);
+  make_aged(".list.tmp.ABc12z", 10);
+  for (size_t i = 1; i < sizeof(kept) / sizeof(kept[0]); i++)
+    make_aged(kept[i], 3600);
+  /* A directory and a symbolic link of the form are not what a write
+   * leaves: neither is touched (nor what the link points at). */
+  snprintf(path, sizeof(path), "%s/.d.tmp.aaaaaa", dir);
+  ck_assert_int_eq(mkdir(path, 0700), 0);
+  snprintf(path, sizeof(path), "%s/node.key", dir);
+  snprintf(link, sizeof(link), "%s/.l.tmp.bbbbbb", dir);
+  ck_assert_int_eq(symlink(path, link), 0);
+
+  ck_assert_int_eq(gv_sweep_atomic_tmp(dir, 60, &why), 2);
+  ck_assert(!exists(".list.tmp.Q7fK2a"));
+  ck_assert(!exists(".f0e1.resume.tmp.000000"));
+  for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+    ck_assert_msg(exists(kept[i]), "%s was removed", kept[i]);
+  ck_assert(exists(".d.tmp.aaaaaa"));
+  ck_assert(exists(".l.tmp.bbbbbb"));
+  ck_assert_int_eq(n_entries(dir, NULL, 0), 9);
+  /* Nothing left to do; a younger limit takes the young one. */
+  ck_assert_int_eq(gv_sweep_atomic_tmp(dir, 60, NULL), 0);
+  ck_assert_int_eq(gv_sweep_atomic_tmp(dir, 5, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_sweep_missing_directory) {
+  char path[128];
+  gv_why why = {""};
+
+  snprintf(path, sizeof(path), "%s/nope", dir);
+  ck_assert_int_eq(gv_sweep_atomic_tmp(path, 60, &why), -ENOENT);
+  ck_assert_msg(strstr(why.text, path) == why.text &&
+                    strstr(why.text, strerror(ENOENT)) != NULL,
+                "%s", why.text);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("fsutil");
   TCase *tc = tcase_create("write_atomic");
@@ -143,6 +224,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_relative_path);
   tcase_add_test(tc, test_missing_directory);
   tcase_add_test(tc, test_rename_fails);
+  tcase_add_test(tc, test_sweep_leftovers);
+  tcase_add_test(tc, test_sweep_missing_directory);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -3,7 +3,8 @@
 # each broadcasting on its own 127.0.0.x (docs/TORRENT.md): share on two
 # seeders, fetch on a third (found by gossip, dialed on IP:tport), the
 # records' bt: names and tport, a silent record without tport, kill -9 of
-# a seeder mid-fetch, kill -9 of the fetcher and its resume, bad input,
+# a seeder mid-fetch, kill -9 of the fetcher and its resume (and the
+# temporary files of interrupted writes swept at restart), bad input,
 # no holder, unshare. Every wait is bounded.
 cd "$(dirname "$0")/../.." && . tests/integration/lib.sh
 free_ports 6 || { not_ok "no 6 free ports"; finish; exit; }
@@ -115,7 +116,18 @@ p=$(progress_of h "$v1")
 sleep 1.2 # past GV_TOR_RESUME_MS: the verified pieces are in the resume file
 { kill -9 "$pid_h"; wait "$pid_h"; } 2>/dev/null
 wait "$fpid" 2>/dev/null
+# What writes cut short by a kill -9 leave (a team file, the list, a resume
+# file): the restart removes those over a minute old and keeps a younger
+# one, which may be another process's write in progress.
+stale="h/.team.tmp.Aa0Bb1 h/torrents/.list.tmp.Cc2Dd3 h/torrents/state/.f.resume.tmp.Ee4Ff5"
+for f in $stale h/torrents/.list.tmp.Gg6Hh7; do (umask 077 && echo partial >"$TMP/$f"); done
+for f in $stale; do touch -d '2 minutes ago' "$TMP/$f"; done
 start h --broadcast --listen "$(addr 6)" --peer "$(addr 1)"
+left=$(for f in $stale; do [ -e "$TMP/$f" ] && echo "$f"; done)
+if [ -z "$left" ] && [ -e "$TMP/h/torrents/.list.tmp.Gg6Hh7" ] &&
+   [ "$(grep -c 'removed 1 temporary file of interrupted writes in ' "$TMP/h.log")" = 3 ]; then
+  ok "the restart removed the temporary files of interrupted writes, and kept a young one"
+else not_ok "leftover temporary files" "left: $left; $(grep -i 'temporary' "$TMP/h.log")"; fi
 listed=$("$GV" torrents --json --data-dir "$TMP/h" | J "any(t['v1']=='$v1' for t in d)")
 [ "$listed" = True ] && ok "the restarted node has the fetch back from its list before it is asked" ||
   not_ok "fetch listed after restart" "$("$GV" torrents --json --data-dir "$TMP/h")"
