@@ -116,6 +116,7 @@ typedef struct gv_sim {
   int64_t now;
   gv_sim_node *nodes;
   uint32_t n_nodes, cap_nodes;
+  uint32_t n_silent; /* of the nodes, added silent (root's) */
   gv_sim_link *links;
   uint32_t n_links, cap_links;
   /* The event queue (net.c, "the event queue"): a ring of one-ms buckets
