@@ -956,7 +956,13 @@ static void w_str(wbuf *w, const char *s) {
       continue;
     }
     m = (unsigned)__builtin_ctzll(m) >> 3;
-    o = w_byte(o + m, (unsigned char)s[i + m]);
+    o += m;
+    if (s[i + m] == '"') { /* nearly every escape of a JSON body */
+      memcpy(o, "\\\"", 2);
+      o += 2;
+    } else {
+      o = w_byte(o, (unsigned char)s[i + m]);
+    }
     i += m + 1;
   }
   for (; i < len; i++)
