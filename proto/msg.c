@@ -853,13 +853,13 @@ typedef struct wbuf {
   bool lent; /* p is the caller's buffer (the _in forms), not malloc'd */
 } wbuf;
 
-/* Room for more bytes and a NUL. The first block is the size asked
- * (w_open's hint), later ones double; a lent buffer that is too small is
- * left for a malloc'd copy. */
-static void w_reserve(wbuf *w, size_t more) {
+/* w_reserve's growth: the first block is the size asked (w_open's hint),
+ * later ones double; a lent buffer that is too small is left for a
+ * malloc'd copy. */
+static void w_grow(wbuf *w, size_t more) {
   size_t need = w->n + more + 1, cap = w->cap ? w->cap : need;
   char *p;
-  if (w->oom || need <= w->cap)
+  if (w->oom)
     return;
   while (cap < need)
     cap *= 2;
@@ -876,6 +876,13 @@ static void w_reserve(wbuf *w, size_t more) {
   w->p = p;
   w->cap = cap;
   w->lent = false;
+}
+
+/* Room for more bytes and a NUL (w->oom set if there is none). Called
+ * for every member written: the test inline, the growth not. */
+static inline void w_reserve(wbuf *w, size_t more) {
+  if (w->n + more + 1 > w->cap)
+    w_grow(w, more);
 }
 
 /* A buffer that starts in buf[0..cap) (none if cap is 0). */
@@ -971,11 +978,20 @@ static void w_str(wbuf *w, const char *s) {
   w->n = (size_t)(o - w->p);
 }
 
-/* ,"key": (the first member's comma is the caller's '{'). */
+/* ,"key": (the first member's comma is the caller's '{'). Keys are our
+ * own names, nothing in them to escape. */
 static void w_key(wbuf *w, const char *key) {
-  W_LIT(w, ",");
-  w_str(w, key);
-  W_LIT(w, ":");
+  size_t len = strlen(key);
+  char *o;
+
+  w_reserve(w, len + 4);
+  if (w->oom)
+    return;
+  o = w->p + w->n;
+  memcpy(o, ",\"", 2);
+  memcpy(o + 2, key, len);
+  memcpy(o + 2 + len, "\":", 2);
+  w->n += len + 4;
 }
 
 /* ,"key":digits (snprintf cost a thousand instructions a number). */
