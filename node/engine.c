@@ -107,7 +107,7 @@ gv_buf *gv_chan_buf(gv_chan chan, const void *msg, size_t len) {
 #define ENCODE_STACK 8192
 
 /* The frame of an envelope encoded into stack (or malloc'd past it). */
-static gv_buf *chan_out(unsigned chan, char *out, size_t len,
+static gv_buf *chan_out(gv_chan chan, char *out, size_t len,
                         const char *stack) {
   gv_buf *b = gv_chan_buf(chan, out, len);
   if (out != stack)

@@ -287,7 +287,7 @@ static void send_hello(gv_lcore *lc, llink *l) {
   memset(&rec, 0, sizeof(rec));
   h.type = GV_MSG_HELLO;
   h.ts = lc->now + lc->wall_offset;
-  /* Cut to fit, NUL-ended by the memset (snprintf cost 600 instructions) */
+  /* Cut to fit, NUL-ended by the memset (snprintf cost 600 instructions). */
   memcpy(h.u.hello.agent, lc->cfg->agent,
          strnlen(lc->cfg->agent, sizeof(h.u.hello.agent) - 1));
   if (lc->svc[GV_CHAN_GOSSIP] != NULL && lc->svc[GV_CHAN_GOSSIP]->hello != NULL)

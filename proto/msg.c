@@ -853,11 +853,11 @@ typedef struct wbuf {
   bool lent; /* p is the caller's buffer (the _in forms), not malloc'd */
 } wbuf;
 
-/* w_reserve's growth: the first block is the size asked (w_open's hint),
- * later ones double; a lent buffer that is too small is left for a
- * malloc'd copy. */
+/* w_reserve's growth: the first malloc'd block is the size asked (w_open's
+ * hint, or what a lent block lacked room for), later ones double; what was
+ * written in a lent block is copied over. */
 static void w_grow(wbuf *w, size_t more) {
-  size_t need = w->n + more + 1, cap = w->cap ? w->cap : need;
+  size_t need = w->n + more + 1, cap = w->cap && !w->lent ? w->cap : need;
   char *p;
   if (w->oom)
     return;
@@ -887,7 +887,7 @@ static inline void w_reserve(wbuf *w, size_t more) {
 
 /* A buffer that starts in buf[0..cap) (none if cap is 0). */
 static wbuf w_in(char *buf, size_t cap) {
-  return (wbuf){.p = buf, .cap = cap, .lent = cap > 0};
+  return (wbuf){.p = cap > 0 ? buf : NULL, .cap = cap, .lent = cap > 0};
 }
 
 static void w_free(wbuf *w) {

@@ -229,10 +229,12 @@ char *gv_kept_new(const gv_msg *m, size_t *n);
 /* Encodes a link message from m->type and its union member. *out is
  * malloc'd (free() it), NUL-terminated; *len excludes the NUL. */
 int gv_msg_encode_link(const gv_msg *m, char **out, size_t *len);
-/* As gv_msg_encode_link(), written into buf[0..cap) when it fits (then
- * *out == buf), or else into a malloc'd block (*out != buf: free() it).
- * For the sends of every hop and link: no allocation of the encoder's
- * worst case (six bytes a body byte) that is freed at once. */
+/* As gv_msg_encode_link(), written into buf[0..cap) when the encoder's
+ * worst case fits there (about six bytes a body byte: then *out ==
+ * buf), or else into a malloc'd block (*out != buf: free() it); buf may be
+ * NULL when cap is 0. On an error nothing is left allocated, and buf's
+ * contents are undefined. For the sends of every hop and link: no
+ * allocation of that worst case, freed at once. */
 int gv_msg_encode_link_in(const gv_msg *m, char *buf, size_t cap, char **out,
                           size_t *len);
 

@@ -1227,12 +1227,12 @@ START_TEST(test_envelope_bytes_as_cjson) {
 }
 END_TEST
 
-/* The _in encoders write into the caller's block when the message fits
- * and move to a malloc'd one when it does not: the same bytes either way,
- * and a failed encode frees only what it allocated (ASan checks the free
- * of a stack block). */
+/* The _in encoders write into the caller's block when the encoder's worst
+ * case fits and move to a malloc'd one when it does not (a block of size
+ * 0 is none): the same bytes either way, and a failed encode frees only
+ * what it allocated (ASan checks the free of a stack block). */
 START_TEST(test_encode_in_lent_buffer) {
-  static const size_t caps[] = {1, 64, 700, 2048, 8192};
+  static const size_t caps[] = {0, 1, 64, 700, 2048, 8192};
   char body[600], stack[8192], *want, *out;
   size_t want_len, len;
   gv_msg h, rec, g;
