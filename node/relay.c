@@ -736,13 +736,17 @@ static void dial(gv_relay *r, peer *p, const gv_addr *addr, int64_t now) {
  * one of the relays its record names that we have a link to, taken in
  * turn by `turn` (a retry count), so that a relay that lost dst is not
  * used for ever; else the hop dst's last packet came through (an answer
- * needs no record to go back). When no link reaches dst or a relay it
- * names and may_dial, asks for a dial of dst (broadcasting) or of one of
- * its relays (in turn) before it falls back on that last hop: the hop is
- * a link dst once had for its own reasons and may have lost since, and
- * a message that only ever took it would be dropped there at every try
- * (the relay scenario's lost messages, seed 3). NULL when there is no
- * link to take. */
+ * needs no record to go back). A packet that may_dial (a message) to a
+ * broadcasting dst without a link asks for a dial of dst and waits for
+ * that link (kick()); to a silent dst that no relay link reaches, it asks
+ * for a dial of one of its relays (in turn) before it falls back on that
+ * last hop: the hop is a link dst once had for its own reasons and may
+ * have lost since, and a message that only ever took it would be dropped
+ * there at every try (the relay scenario's lost messages, seed 3). A
+ * packet that may not dial (an answer, the directory's) takes the hop to
+ * a broadcasting dst too: a silent node that such a dst reached through
+ * the silent node's relay has no link to it, and its STORED would be
+ * dropped at every retransmission. NULL when there is no link to take. */
 static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
                    unsigned turn, int64_t now) {
   peer *p = peer_get(r, dst, true), *q, *up[GV_RELAY_RELAYS_MAX];
@@ -752,12 +756,12 @@ static peer *route(gv_relay *r, const uint8_t *dst, bool may_dial,
   if (p->up)
     return p;
   route_of(r, dst, &rt);
-  if (rt.known) {
-    if (rt.broadcasting) {
-      if (may_dial)
-        dial(r, p, &rt.addr, now);
+  if (rt.known && rt.broadcasting) {
+    if (may_dial) {
+      dial(r, p, &rt.addr, now);
       return NULL;
     }
+  } else if (rt.known) {
     for (size_t i = 0; i < rt.n_relays; i++)
       if ((q = peer_get(r, rt.relays[i], true))->up)
         up[n_up++] = q;

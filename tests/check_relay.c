@@ -48,6 +48,7 @@ typedef struct tnode {
 static tnode N[MAXN];
 static int nn;
 static bool up_[MAXN][MAXN], drop_[MAXN][MAXN];
+static unsigned sends_[MAXN][MAXN]; /* packets node i sent on its link to j */
 static pkt *net;
 static size_t n_net, cap_net;
 
@@ -188,6 +189,7 @@ static void drain(int i, int64_t now) {
       j = (int)a.link - 1;
       ck_assert(j >= 0 && j < nn && up_[i][j]);
       ck_assert_uint_eq(a.data[0], GV_CHAN_RELAY);
+      sends_[i][j]++;
       if (drop_[i][j])
         break; /* lost: freed below */
       GROW(net, n_net, cap_net);
@@ -292,6 +294,7 @@ static void setup_n(int n) {
   memset(N, 0, sizeof(N));
   memset(up_, 0, sizeof(up_));
   memset(drop_, 0, sizeof(drop_));
+  memset(sends_, 0, sizeof(sends_));
   nn = n;
   randombytes_buf(T, sizeof(T));
   for (int i = 0; i < n; i++) {
@@ -752,6 +755,58 @@ START_TEST(test_silent_through_relay) {
 }
 END_TEST
 
+/* A silent node S that a broadcasting origin O reaches through S's relay
+ * R has no link to O, and an answer may not dial: S's STORED and DELIVERED
+ * must go back the way O's DATA came, on S's link to R, which forwards
+ * them to O. (They were dropped: O's record is known and broadcasting, so
+ * the way back was never looked at; O retransmitted, S answered STORED
+ * again, dropped again, and O never saw stored or delivered.)
+ * Nodes: 0 R (broadcasting, the inviter), 1 S (silent), 2 O. */
+START_TEST(test_answer_back_through_relay) {
+  gv_relay_stats st;
+  char id[33];
+  unsigned s_to_r, s_dials;
+  uint64_t fwd;
+  int64_t now = 0;
+
+  setup_n(3);
+  N[1].broadcasting = false;
+  N[1].cfg.silent = true;
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now); /* S dials R: R becomes S's relay */
+  link_up(2, 0, now); /* O dials R; S and O have no link, ever */
+  ck_assert_uint_eq(N[1].n_relays, 1);
+  open_agent(1, 1, "ops:sam", now);
+  open_agent(2, 1, "web:olga", now);
+  tick(now += 6 * 60 * SEC); /* the refresh: O's directory lists sam */
+  tick(now += SEC);
+  req(2, 1, now, "{\"cmd\":\"subscribe\"}");
+  s_to_r = sends_[1][0];
+  s_dials = N[1].dials;
+  gv_relay_stats_get(N[0].r, &st);
+  fwd = st.forwarded;
+  req(2, 1, now, "{\"cmd\":\"send\",\"to\":\"sam\",\"message\":\"back\"}");
+  ck_assert_int_eq(count_lines(2, 1, "\"state\":\"accepted\""), 1);
+  ck_assert_int_eq(count_lines(1, 1, "\"body\":\"back\""), 1);
+  /* Stored at S, and O hears it at once: no retransmission was needed. */
+  ck_assert_msg(count_lines(2, 1, "\"state\":\"stored\"") == 1,
+                "O never heard S's STORED");
+  ck_assert_uint_gt(sends_[1][0], s_to_r); /* on S's link to R */
+  ck_assert_uint_eq(N[1].dials, s_dials);  /* and S dialed nobody */
+  last_id(1, 1, id);
+  req(1, 1, now, "{\"cmd\":\"ack\",\"ids\":[\"%s\"]}", id);
+  ck_assert_msg(count_lines(2, 1, "\"state\":\"delivered\"") == 1,
+                "O never heard S's DELIVERED");
+  gv_relay_stats_get(N[0].r, &st);
+  /* R forwarded the DATA to S, the STORED and DELIVERED to O. */
+  ck_assert_uint_ge(st.forwarded - fwd, 3);
+  tick(now += 10 * SEC);
+  ck_assert_int_eq(count_lines(1, 1, "\"body\":\"back\""), 1);
+  teardown_all();
+}
+END_TEST
+
 /* The relay scenario's lost messages (grapevine-sim --scenario relay
  * --nodes 200 --seed 3): a silent origin A learned the way back to a
  * silent destination D from D's directory packets, which came through V;
@@ -976,6 +1031,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_restart_then_more_before_agent);
   tcase_add_test(tc, test_outsider);
   tcase_add_test(tc, test_silent_through_relay);
+  tcase_add_test(tc, test_answer_back_through_relay);
   tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_directory_holds_no_link);
   tcase_add_test(tc, test_relay_named_after_link_up);
