@@ -807,6 +807,36 @@ START_TEST(test_answer_back_through_relay) {
 }
 END_TEST
 
+/* The directory's half of the same: a team of a silent node S and a
+ * broadcasting node O, whose only way between them is S's relay R, a node
+ * of another team. O's JOIN reaches S through R; S's answer (MEMBERS and
+ * its directory) must go back through R too, or O never lists S's agents.
+ * Nodes: 0 S (silent, the inviter), 1 R (another team), 2 O. */
+START_TEST(test_join_answer_back_through_relay) {
+  int64_t now = 0;
+
+  setup_n(3);
+  N[0].broadcasting = false;
+  N[0].cfg.silent = true;
+  randombytes_buf(N[1].team, sizeof(N[1].team));
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(0, 1, now); /* S dials R: R becomes S's relay */
+  link_up(2, 1, now); /* O dials R; S and O have no link, ever */
+  ck_assert_uint_eq(N[0].n_relays, 1);
+  open_agent(0, 1, "ops:sam", now);
+  open_agent(2, 1, "web:olga", now);
+  for (int k = 0; k < 10; k++) /* O's JOIN is retried (1 s doubling) */
+    tick(now += SEC);
+  req(2, 1, now, "{\"cmd\":\"agents\"}");
+  ck_assert_msg(strstr(last_line(2, 1), "ops:sam@") != NULL,
+                "O's directory does not list sam: %s", last_line(2, 1));
+  req(2, 1, now, "{\"cmd\":\"send\",\"to\":\"sam\",\"message\":\"hi\"}");
+  ck_assert_int_eq(count_lines(0, 1, "\"body\":\"hi\""), 1);
+  teardown_all();
+}
+END_TEST
+
 /* The relay scenario's lost messages (grapevine-sim --scenario relay
  * --nodes 200 --seed 3): a silent origin A learned the way back to a
  * silent destination D from D's directory packets, which came through V;
@@ -1032,6 +1062,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_outsider);
   tcase_add_test(tc, test_silent_through_relay);
   tcase_add_test(tc, test_answer_back_through_relay);
+  tcase_add_test(tc, test_join_answer_back_through_relay);
   tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_directory_holds_no_link);
   tcase_add_test(tc, test_relay_named_after_link_up);
