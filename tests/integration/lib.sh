@@ -93,6 +93,21 @@ free_ports() {
   return 1
 }
 
+# node_in NS NAME ARGS...: as start, inside network namespace NS (the
+# control socket is a file, so the CLI reaches it from outside); adds it to
+# pids; waits (10 s at most) until it answers.
+node_in() {
+  local ns=$1 name=$2
+  shift 2
+  ip netns exec "$ns" "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" > "$TMP/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # start NAME ARGS...: starts `grapevine node` with its data in $TMP/NAME and
 # its log in $TMP/NAME.log, adds it to pids and sets pid_NAME; waits (10 s at
 # most) until it answers.

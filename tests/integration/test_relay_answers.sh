@@ -61,17 +61,6 @@ routed "$NS_S" "$IP_R" && routed "$NS_O" "$IP_R" && ! routed "$NS_S" "$IP_O" &&
   ok "S and O have a route to R; S has none to O" ||
   { not_ok "S and O have a route to R; S has none to O"; finish; exit; }
 
-node_in() { # NS NAME ARGS...: a node in NS; waits until it answers
-  local ns=$1 name=$2
-  shift 2
-  ip netns exec "$ns" "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" > "$TMP/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
-}
 node_in "$NS_R" R --broadcast --listen "$IP_R:$PORT" &&
   node_in "$NS_O" O --broadcast --listen "$IP_O:$PORT" --peer "$IP_R:$PORT" &&
   node_in "$NS_S" S --peer "$IP_R:$PORT" ||

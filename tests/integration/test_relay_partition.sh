@@ -39,17 +39,6 @@ ip netns add "$NS_V" &&
   ip -n "$NS_S" link set "$IF_S" up && ip -n "$NS_V" link set "$IF_V" up ||
   { not_ok "two namespaces joined by a veth pair"; finish; exit; }
 
-node_in() { # NS NAME ARGS...: a node in NS; waits until it answers
-  local ns=$1 name=$2
-  shift 2
-  ip netns exec "$ns" "$GV" node --data-dir "$TMP/$name" --log-level debug "$@" > "$TMP/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    "$GV" status --data-dir "$TMP/$name" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
-}
 node_in "$NS_V" V --broadcast --listen "$IP_V:7411" &&
   node_in "$NS_S" S --peer "$IP_V:7411" ||
   { not_ok "both nodes start" "$(tail -3 "$TMP"/*.log)"; finish; exit; }
