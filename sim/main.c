@@ -549,6 +549,7 @@ static int sweep_fork(const opts *o, gv_sim *s, sweep_res *res,
     uint64_t *sent0 = NULL;
     sweep_res out;
     close(fds[0]);
+    s->cfg.progress_s = 0; /* J children at once: the parent's lines say it */
     follow(o, s, &r, &x, &sent0);
     if (!invariants_hold(s)) {
       progress(o,
@@ -836,6 +837,8 @@ static void usage(FILE *f) {
           "  --json               one JSON object on stdout\n"
           "  --no-timing          leave out wall-clock keys (byte-identical "
           "output)\n\n"
+          "Progress goes to stderr: each phase, and a line every 5 s while "
+          "a run goes on.\n"
           "Exit status: 0 ok, 2 usage, 3 an invariant was violated (the seed "
           "and the\ncommand that reproduces it are printed).\n");
 }
@@ -985,6 +988,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->cfg.candidates = 8;
   o->cfg.shuffle_ms = 60000;
   o->cfg.threads = 1;
+  o->cfg.progress_s = 5;
   o->jobs = 1;
   o->scenario = "single";
   o->churn_frac = 0.1;

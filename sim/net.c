@@ -70,6 +70,7 @@ struct gv_sim_par {
   pthread_barrier_t bar;
   pthread_t th[GV_SIM_THREADS_MAX];
   int64_t next[2][GV_SIM_THREADS_MAX];
+  uint64_t events[2][GV_SIM_THREADS_MAX]; /* as next: the lanes' counts */
   int job;               /* what the lanes do next (lanes, "jobs") */
   int64_t run_to;        /* JOB_RUN */
   uint32_t from, to, k;  /* JOB_ADD, JOB_SEED: nodes [from, to) */
@@ -849,6 +850,31 @@ static void ev_drop(const gv_sim_ev *ev) {
     gv_buf_unref(ev->buf);
 }
 
+static double clock_s(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* cfg.progress_s: a line on stderr when that much wall time has passed
+ * since the last (or since gv_sim_new), with the virtual time reached and
+ * the events run (all lanes'). A million nodes take a minute to form; a
+ * researcher sees that the run moves, and how fast. */
+static void progress_tick(gv_sim *r, int64_t now, uint64_t events) {
+  double t = clock_s(CLOCK_MONOTONIC);
+
+  if (t < r->progress_next || events < r->progress_events)
+    return; /* (a run's first window reads a count older than the last) */
+  fprintf(stderr,
+          "grapevine-sim: running: +%.1f s simulated, %llu events, "
+          "%.0f events/s\n",
+          (double)(now - GV_SIM_T0) / 1e3, (unsigned long long)events,
+          (double)(events - r->progress_events) / (t - r->progress_at));
+  r->progress_at = t;
+  r->progress_events = events;
+  r->progress_next = t + r->cfg.progress_s;
+}
+
 /* Runs s's events up to time last, inclusive. */
 static void run_events(gv_sim *s, int64_t last) {
   int64_t at;
@@ -859,6 +885,9 @@ static void run_events(gv_sim *s, int64_t last) {
 
     s->now = at;
     s->events++;
+    /* One thread: here, every 65,536 events; lanes: lane_run(). */
+    if ((s->events & 0xffff) == 0 && s->cfg.progress_s > 0 && s->root == s)
+      progress_tick(s, at, s->events);
     if (n->dead || ev.epoch != n->epoch) {
       ev_drop(&ev); /* for a crashed node, or its past life */
       continue;
@@ -934,12 +963,6 @@ static void run_events(gv_sim *s, int64_t last) {
  */
 
 /* Seconds on a clock, for the lanes' busy times only (timing keys). */
-static double clock_s(clockid_t c) {
-  struct timespec ts;
-  clock_gettime(c, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void bar_wait(gv_sim *r, unsigned tid) {
   pthread_barrier_wait(&r->par->bar);
   if (tid == 0)
@@ -1052,6 +1075,12 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
         start = par->next[p ^ 1][u];
     if (start > t_end)
       break;
+    if (tid == 0 && r->cfg.progress_s > 0) {
+      uint64_t events = 0;
+      for (unsigned u = 0; u < r->threads; u++)
+        events += par->events[p ^ 1][u];
+      progress_tick(r, start, events);
+    }
     merge(r, tid, p ^ 1);
     release(s, p, start); /* sent two windows ago, merged since */
     last = t_end - start < lookahead ? t_end : start + lookahead - 1;
@@ -1064,6 +1093,7 @@ static void lane_run(gv_sim *r, unsigned tid, int64_t t_end) {
     s->cpu_s += clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
     start = lane_next(s);
     par->next[p][tid] = start < s->out_min ? start : s->out_min;
+    par->events[p][tid] = s->events;
     if (tid == 0)
       r->windows++;
     lane_thp(s);
@@ -1678,6 +1708,8 @@ int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg) {
   s->root = s;
   s->threads = threads;
   s->now = GV_SIM_T0;
+  s->progress_at = clock_s(CLOCK_MONOTONIC);
+  s->progress_next = s->progress_at + cfg->progress_s;
   s->cap_nodes = cfg->nodes + cfg->nodes / 8 + GV_SIM_SPARE_NODES;
   if ((s->nodes = calloc(s->cap_nodes, sizeof(gv_sim_node))) == NULL) {
     free(s);

@@ -53,6 +53,10 @@ typedef struct gv_sim_cfg {
   /* malloc's heap is on huge pages (sim/main.c, thp_reexec): the lanes
    * past the first advise their own arenas' heaps too (net.c, lane_thp) */
   bool huge_pages;
+  /* A progress line on stderr at most this often (wall seconds) while
+   * gv_sim_run_until() runs; 0: none. It reads the wall clock, and nothing
+   * of what it reads reaches the run. */
+  double progress_s;
 } gv_sim_cfg;
 
 #define GV_SIM_THREADS_MAX 64
@@ -176,6 +180,9 @@ typedef struct gv_sim {
    * (net.c, lane_thp) when thp is set, next at thp_next (monotonic s) */
   bool thp;
   double thp_next;
+  /* root: cfg.progress_s's last line (monotonic s, events) and the next */
+  double progress_at, progress_next;
+  uint64_t progress_events;
 } gv_sim;
 
 int gv_sim_new(gv_sim **out, const gv_sim_cfg *cfg);
