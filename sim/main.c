@@ -835,10 +835,13 @@ static void usage(FILE *f) {
           "network's memory\n"
           "  --out DIR            write CSV series and gnuplot SVG plots\n"
           "  --json               one JSON object on stdout\n"
+          "  --progress S         a progress line on stderr every S s of a "
+          "run (5);\n"
+          "                       0: none\n"
           "  --no-timing          leave out wall-clock keys (byte-identical "
           "output)\n\n"
-          "Progress goes to stderr: each phase, and a line every 5 s while "
-          "a run goes on.\n"
+          "Progress goes to stderr: each phase, and a line every 5 s "
+          "(--progress) while\na run goes on.\n"
           "Exit status: 0 ok, 2 usage, 3 an invariant was violated (the seed "
           "and the\ncommand that reproduces it are printed).\n");
 }
@@ -965,6 +968,7 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"observers", required_argument, NULL, 1007},
       {"threads", required_argument, NULL, 1008},
       {"jobs", required_argument, NULL, 1009},
+      {"progress", required_argument, NULL, 1010},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -1161,6 +1165,10 @@ static int parse_args(int argc, char **argv, opts *o) {
       if (parse_u64(optarg, 1, JOBS_MAX, &v) < 0)
         bad = "--jobs takes 1..64";
       o->jobs = (unsigned)v;
+      break;
+    case 1010:
+      if (parse_double(optarg, 0, 3600, &o->cfg.progress_s) < 0)
+        bad = "--progress takes 0..3600 (seconds; 0: no progress lines)";
       break;
     case 'B':
       if (parse_u64(optarg, 1, 1024, &v) < 0)

@@ -863,8 +863,10 @@ static double clock_s(clockid_t c) {
 static void progress_tick(gv_sim *r, int64_t now, uint64_t events) {
   double t = clock_s(CLOCK_MONOTONIC);
 
-  if (t < r->progress_next || events < r->progress_events)
-    return; /* (a run's first window reads a count older than the last) */
+  /* No events since the last line: nothing to say (a run's first window
+   * reads counts published before the last line). */
+  if (t < r->progress_next || events <= r->progress_events)
+    return;
   fprintf(stderr,
           "grapevine-sim: running: +%.1f s simulated, %llu events, "
           "%.0f events/s\n",

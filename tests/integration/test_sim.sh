@@ -25,6 +25,27 @@ for k in nodes seed scenario reliability rmr ldh latency_ms msgs_per_node bytes_
 done
 ok "output has the contract's keys"
 
+# Progress: while a run goes on, lines on stderr (here at every check:
+# each 65,536 events on one thread, each window on two) with the virtual
+# time and the events so far, all threads'; none with --progress 0; stdout
+# the same either way.
+for t in 1 2; do
+  P="--nodes 5000 --seed 7 --json --no-timing --stub-sigs --threads $t"
+  a=$("$SIM" $P --progress 0.000001 2>"$TMP/progress.$t")
+  b=$("$SIM" $P --progress 0 2>"$TMP/quiet.$t")
+  n=$(grep -c "^grapevine-sim: running: +[0-9.]* s simulated, [0-9]* events, [0-9]* events/s$" "$TMP/progress.$t")
+  if [ -n "$a" ] && [ "$a" = "$b" ] && [ "$n" -ge 1 ] && ! grep -q running "$TMP/quiet.$t" &&
+     python3 - "$TMP/progress.$t" "$(J 'd["events"]' <<<"$a")" <<'PY'; then
+import re, sys
+ev = [int(m) for m in re.findall(r"running: .*, (\d+) events,", open(sys.argv[1]).read())]
+sys.exit(not (ev == sorted(set(ev)) and 0 < ev[-1] <= int(sys.argv[2])))
+PY
+    ok "--threads $t: $n progress lines, events rising; none with --progress 0; same output"
+  else not_ok "progress lines, --threads $t" "$n lines: $(head -c 600 "$TMP/progress.$t")"; fi
+done
+out=$("$SIM" --nodes 10 --progress -1 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q -- "--progress takes" <<<"$out" && ok "bad --progress is named" || not_ok "bad --progress" "$rc $out"
+
 # Reliability 1.0 at 10k nodes, with RMR no higher than plain push.
 r=$("$SIM" --nodes 10000 --json --stub-sigs 2>/dev/null)
 p=$("$SIM" --nodes 10000 --json --stub-sigs --no-repair 2>/dev/null)
