@@ -2246,12 +2246,56 @@ static void fill_users(gv_relay *r) {
   }
 }
 
+/* When every slot is taken, a peer whose record names at most
+ * USER_TAKE_MAX relays (us alone) takes the slot of a user whose record
+ * names at least USER_SHED_MIN. A silent node names only relays whose
+ * links are up (it drops one at link-down), and a link nobody holds is
+ * evicted fast, so the relays a record names are a fair proxy for the
+ * relays that hold it: the one naming us alone is likely held by none,
+ * the one naming 3 or more by 2 others at least once we let it go
+ * (docs/SIMULATOR.md, relay scenario, item 11). The gap is what keeps it
+ * from swinging back: the user let go still names 2 relays or more, so it
+ * cannot take a slot by the same rule until it has lost all but one; a
+ * user naming 2 keeps its slot, since without it it might have 1 relay
+ * holding it, or none. */
+#define USER_TAKE_MAX 1
+#define USER_SHED_MIN 3
+
+/* The relay user whose record names the most relays, USER_SHED_MIN at
+ * least (ties: the lowest node id), or NULL. */
+static peer *user_to_shed(gv_relay *r) {
+  peer *best = NULL;
+  size_t best_n = 0;
+
+  for (size_t i = 0; i < r->peers.cap; i++) {
+    peer *q = r->peers.slots[i].val;
+    gv_rroute rt;
+    if (q == NULL || !q->user)
+      continue;
+    route_of(r, q->id, &rt);
+    if (!rt.known || rt.n_relays < USER_SHED_MIN)
+      continue;
+    if (best == NULL || rt.n_relays > best_n ||
+        (rt.n_relays == best_n && memcmp(q->id, best->id, GV_ID_BYTES) < 0)) {
+      best = q;
+      best_n = rt.n_relays;
+    }
+  }
+  return best;
+}
+
 /* Whether the relay holds p's link as a relay user's, from its record (rt)
- * and the room left. */
+ * and the room left: a slot, or the slot of a user others hold (above). */
 static void decide_user(gv_relay *r, peer *p, const gv_rroute *rt) {
   bool was = p->user;
+  peer *q;
 
   p->named = names_us(r, p, rt);
+  if (p->named && !p->user && r->n_users >= r->cfg.users_max &&
+      rt->n_relays <= USER_TAKE_MAX && (q = user_to_shed(r)) != NULL) {
+    set_user(r, q, false); /* its link falls back on gossip's hold */
+    emit_hold(r, q, wants_hold(q));
+  }
   set_user(r, p, p->named && (p->user || r->n_users < r->cfg.users_max));
   if (was && !p->user)
     fill_users(r);

@@ -989,6 +989,71 @@ START_TEST(test_relay_users_max) {
 }
 END_TEST
 
+/* The relay scenario's item 11 (docs/SIMULATOR.md, 100 nodes, seed 29):
+ * every slot was held by silent nodes that 2-4 relays held, and a
+ * restarted silent node got none anywhere, its links the first evicted
+ * and its messages lost. A node whose record names only us takes the
+ * slot of a user whose record names 3 relays or more; that user, naming
+ * 2 others, does not take it back. Nodes: 0 B, 1 S, 2 T (silent), 3 X (a
+ * broadcasting node S also names). */
+START_TEST(test_relay_slot_to_unheld) {
+  int64_t now = 0;
+
+  setup_n(4);
+  N[0].cfg.users_max = 1;
+  N[1].broadcasting = N[2].broadcasting = false;
+  N[1].cfg.silent = N[2].cfg.silent = true;
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  ck_assert(N[0].held[1]);
+  /* S's record comes to name 3 relays (X and a third B never sees). */
+  memcpy(N[1].relays[1], N[3].id.pk, GV_ID_BYTES);
+  memset(N[1].relays[2], 0x7a, GV_ID_BYTES);
+  N[1].n_relays = 3;
+  gv_relay_record(N[0].r, N[1].id.pk, now);
+  pump(now);
+  ck_assert(N[0].held[1]);
+  link_up(2, 0, now);
+  ck_assert_uint_eq(N[2].n_relays, 1); /* T names B alone */
+  ck_assert_msg(N[0].held[2], "T, naming B alone, got no slot");
+  ck_assert_msg(!N[0].held[1], "S kept its slot: more users than users_max");
+  gv_relay_record(N[0].r, N[1].id.pk, now); /* S still names B */
+  pump(now);
+  ck_assert_msg(N[0].held[2] && !N[0].held[1], "S took the slot back");
+  link_down(2, 0, now);
+  ck_assert_msg(N[0].held[1], "S did not get the slot T left");
+  teardown_all();
+}
+END_TEST
+
+/* A user whose record names 2 relays keeps its slot: without it, it may
+ * have one relay holding it, or none. Nodes as above. */
+START_TEST(test_relay_slot_kept_by_two) {
+  int64_t now = 0;
+
+  setup_n(4);
+  N[0].cfg.users_max = 1;
+  N[1].broadcasting = N[2].broadcasting = false;
+  N[1].cfg.silent = N[2].cfg.silent = true;
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(1, 3, now); /* S names B and X */
+  ck_assert_uint_eq(N[1].n_relays, 2);
+  gv_relay_record(N[0].r, N[1].id.pk, now);
+  pump(now);
+  link_up(2, 0, now);
+  ck_assert_uint_eq(N[2].n_relays, 1);
+  ck_assert(N[0].held[1]);
+  ck_assert_msg(!N[0].held[2], "S, naming 2 relays, lost its slot");
+  gv_relay_record(N[0].r, N[2].id.pk, now);
+  pump(now);
+  ck_assert(N[0].held[1] && !N[0].held[2]);
+  teardown_all();
+}
+END_TEST
+
 /* A full inbox answers BUSY and the origin keeps and retries; a full
  * outbox refuses at once. */
 START_TEST(test_busy_and_outbox_full) {
@@ -1067,6 +1132,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_directory_holds_no_link);
   tcase_add_test(tc, test_relay_named_after_link_up);
   tcase_add_test(tc, test_relay_users_max);
+  tcase_add_test(tc, test_relay_slot_to_unheld);
+  tcase_add_test(tc, test_relay_slot_kept_by_two);
   tcase_add_test(tc, test_busy_and_outbox_full);
   tcase_add_test(tc, test_credit_window);
   suite_add_tcase(s, tc);
