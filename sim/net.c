@@ -850,6 +850,8 @@ static void ev_drop(const gv_sim_ev *ev) {
     gv_buf_unref(ev->buf);
 }
 
+/* Seconds on a clock: for the lanes' busy times (timing keys) and the
+ * progress line, never for the run. */
 static double clock_s(clockid_t c) {
   struct timespec ts;
   clock_gettime(c, &ts);
@@ -958,13 +960,12 @@ static void run_events(gv_sim *s, int64_t last) {
  * send order) is pushed onto the receiver's queue at the start of the
  * next window, sender by sender, before anything of that window runs:
  * every such event is at S + L or later, so none is late, and the order
- * of every queue is fixed by the seed and T alone. The outboxes and the
- * published next times alternate by window parity, so one barrier a
- * window suffices: the window after the next is the first to write what
- * a window read.
+ * of every queue is fixed by the seed and T alone. The outboxes, the
+ * published next times and the published event counts alternate by
+ * window parity, so one barrier a window suffices: the window after the
+ * next is the first to write what a window read.
  */
 
-/* Seconds on a clock, for the lanes' busy times only (timing keys). */
 static void bar_wait(gv_sim *r, unsigned tid) {
   pthread_barrier_wait(&r->par->bar);
   if (tid == 0)
@@ -1267,6 +1268,12 @@ static void lanes_job(gv_sim *r, int job) {
 }
 
 void gv_sim_run_until(gv_sim *s, int64_t t) {
+  if (s->cfg.progress_s > 0) {
+    /* a line's rate counts this run's events and time, not the set-up's
+     * or the caller's between runs */
+    s->progress_at = clock_s(CLOCK_MONOTONIC);
+    s->progress_events = s->events;
+  }
   if (s->threads == 1) {
     run_events(s, t);
     if (s->now < t)

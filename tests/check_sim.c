@@ -86,8 +86,11 @@ START_TEST(test_silent_address_as_text_is_a_leak) {
 END_TEST
 
 START_TEST(test_silent_address_in_relay_packet_is_a_leak) {
+  char *argv[] = {"grapevine-sim"};
+
   send_bin(SILENT);
   ck_assert_uint_eq(s->ip_leaks, 1);
+  ck_assert(!gv_sim_checked(s, 1, argv));
 }
 END_TEST
 
