@@ -2233,16 +2233,55 @@ static void set_user(gv_relay *r, peer *p, bool on) {
     r->n_users--;
 }
 
-/* A slot for a relay user freed: the linked peers that name us and wait
- * for one take it (their records named us while cfg.users_max were
- * served). */
-static void fill_users(gv_relay *r) {
-  for (size_t i = 0; i < r->peers.cap && r->n_users < r->cfg.users_max; i++) {
+/* The relays p's record names (0 for a record no longer known). */
+static size_t named_relays(gv_relay *r, const peer *p) {
+  gv_rroute rt;
+  route_of(r, p->id, &rt);
+  return rt.known ? rt.n_relays : 0;
+}
+
+/* Whether a (naming na relays) comes before b (nb) for a slot: fewer
+ * relays named first, then the lower id XORed with ours, so that relays
+ * with the same users do not all choose the same one. */
+static bool first_for_slot(const gv_relay *r, const peer *a, size_t na,
+                           const peer *b, size_t nb) {
+  if (na != nb)
+    return na < nb;
+  for (size_t k = 0; k < GV_ID_BYTES; k++)
+    if ((a->id[k] ^ r->self.pk[k]) != (b->id[k] ^ r->self.pk[k]))
+      return (a->id[k] ^ r->self.pk[k]) < (b->id[k] ^ r->self.pk[k]);
+  return false;
+}
+
+/* The linked peer that names us and waits for a slot and comes first for
+ * one (*n: the relays it names), or NULL. */
+static peer *first_waiting(gv_relay *r, size_t *n) {
+  peer *best = NULL;
+
+  for (size_t i = 0; i < r->peers.cap; i++) {
     peer *q = r->peers.slots[i].val;
-    if (q != NULL && q->up && q->named && !q->user) {
-      set_user(r, q, true);
-      emit_hold(r, q, true);
+    size_t k;
+    if (q == NULL || !q->up || !q->named || q->user)
+      continue;
+    k = named_relays(r, q);
+    if (best == NULL || first_for_slot(r, q, k, best, *n)) {
+      best = q;
+      *n = k;
     }
+  }
+  return best;
+}
+
+/* A slot for a relay user freed: the linked peers that name us and wait
+ * for one take it, the fewest relays named first (their records named us
+ * while cfg.users_max were served). */
+static void fill_users(gv_relay *r) {
+  peer *q;
+  size_t n;
+
+  while (r->n_users < r->cfg.users_max && (q = first_waiting(r, &n)) != NULL) {
+    set_user(r, q, true);
+    emit_hold(r, q, true);
   }
 }
 
@@ -2261,44 +2300,55 @@ static void fill_users(gv_relay *r) {
 #define USER_TAKE_MAX 1
 #define USER_SHED_MIN 3
 
-/* The relay user whose record names the most relays, USER_SHED_MIN at
- * least (ties: the lowest node id), or NULL. */
+/* The relay user that comes last for a slot (the most relays named),
+ * naming USER_SHED_MIN at least, or NULL. */
 static peer *user_to_shed(gv_relay *r) {
   peer *best = NULL;
   size_t best_n = 0;
 
   for (size_t i = 0; i < r->peers.cap; i++) {
     peer *q = r->peers.slots[i].val;
-    gv_rroute rt;
-    if (q == NULL || !q->user)
+    size_t k;
+    if (q == NULL || !q->user || (k = named_relays(r, q)) < USER_SHED_MIN)
       continue;
-    route_of(r, q->id, &rt);
-    if (!rt.known || rt.n_relays < USER_SHED_MIN)
-      continue;
-    if (best == NULL || rt.n_relays > best_n ||
-        (rt.n_relays == best_n && memcmp(q->id, best->id, GV_ID_BYTES) < 0)) {
+    if (best == NULL || first_for_slot(r, best, best_n, q, k)) {
       best = q;
-      best_n = rt.n_relays;
+      best_n = k;
     }
   }
   return best;
 }
 
+/* The trades above, as long as there is one to make: tried whenever a
+ * record changes, the waiting peer's or a user's. Each leaves one user
+ * fewer naming USER_SHED_MIN, so they end. p's hold is its caller's to
+ * emit. */
+static void trade_users(gv_relay *r, peer *p) {
+  peer *w, *q;
+  size_t n;
+
+  while (r->n_users >= r->cfg.users_max &&
+         (w = first_waiting(r, &n)) != NULL && n <= USER_TAKE_MAX &&
+         (q = user_to_shed(r)) != NULL) {
+    set_user(r, q, false); /* its link falls back on gossip's hold */
+    set_user(r, w, true);
+    if (q != p)
+      emit_hold(r, q, wants_hold(q));
+    if (w != p)
+      emit_hold(r, w, true);
+  }
+}
+
 /* Whether the relay holds p's link as a relay user's, from its record (rt)
- * and the room left: a slot, or the slot of a user others hold (above). */
+ * and the room left: a free slot, or the slot of a user others hold. */
 static void decide_user(gv_relay *r, peer *p, const gv_rroute *rt) {
   bool was = p->user;
-  peer *q;
 
   p->named = names_us(r, p, rt);
-  if (p->named && !p->user && r->n_users >= r->cfg.users_max &&
-      rt->n_relays <= USER_TAKE_MAX && (q = user_to_shed(r)) != NULL) {
-    set_user(r, q, false); /* its link falls back on gossip's hold */
-    emit_hold(r, q, wants_hold(q));
-  }
   set_user(r, p, p->named && (p->user || r->n_users < r->cfg.users_max));
   if (was && !p->user)
     fill_users(r);
+  trade_users(r, p);
 }
 
 /* p's record changed: whether it names us as its relay is decided again,

@@ -1054,6 +1054,90 @@ START_TEST(test_relay_slot_kept_by_two) {
 }
 END_TEST
 
+/* Silent node i's record comes to name B (0) and n - 1 other relays. */
+static void names_n(int i, size_t n, int64_t now) {
+  memcpy(N[i].relays[0], N[0].id.pk, GV_ID_BYTES);
+  for (size_t k = 1; k < n; k++)
+    memset(N[i].relays[k], 0x70 + (int)k, GV_ID_BYTES);
+  N[i].n_relays = n;
+  gv_relay_record(N[0].r, N[i].id.pk, now);
+  pump(now);
+}
+
+/* The trade is tried at a user's newer record too: T, naming B alone,
+ * waits while the user S names 2, and takes the slot once S names 3.
+ * Nodes: 0 B, 1 S, 2 T (silent). */
+START_TEST(test_relay_slot_when_user_names_more) {
+  int64_t now = 0;
+
+  setup_n(3);
+  N[0].cfg.users_max = 1;
+  N[1].broadcasting = N[2].broadcasting = false;
+  N[1].cfg.silent = N[2].cfg.silent = true;
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  names_n(1, 2, now);
+  link_up(2, 0, now);
+  ck_assert(N[0].held[1] && !N[0].held[2]);
+  names_n(1, 3, now);
+  ck_assert_msg(N[0].held[2] && !N[0].held[1],
+                "T, naming B alone, still waits after S came to name 3");
+  teardown_all();
+}
+END_TEST
+
+/* Of the users, the one naming the most relays gives its slot up. Nodes:
+ * 0 B; 1, 2, 3 silent. */
+START_TEST(test_relay_slot_shed_order) {
+  int64_t now = 0;
+
+  setup_n(4);
+  N[0].cfg.users_max = 2;
+  for (int i = 1; i < 4; i++) {
+    N[i].broadcasting = false;
+    N[i].cfg.silent = true;
+  }
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  names_n(1, 3, now);
+  names_n(2, 4, now);
+  link_up(3, 0, now); /* names B alone */
+  ck_assert_msg(N[0].held[3] && N[0].held[1] && !N[0].held[2],
+                "the user naming 4 relays was not the one to give its slot up");
+  teardown_all();
+}
+END_TEST
+
+/* Of the peers that wait, the one naming the fewest relays takes a slot
+ * that frees. Nodes: 0 B; 1, 2, 3 silent. */
+START_TEST(test_relay_slot_fill_order) {
+  int64_t now = 0;
+
+  setup_n(4);
+  N[0].cfg.users_max = 1;
+  for (int i = 1; i < 4; i++) {
+    N[i].broadcasting = false;
+    N[i].cfg.silent = true;
+  }
+  for (int i = 0; i < 4; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  names_n(1, 2, now);
+  for (int i = 2; i < 4; i++)
+    link_up(i, 0, now);
+  names_n(2, 2, now);
+  names_n(3, 3, now);
+  ck_assert(N[0].held[1] && !N[0].held[2] && !N[0].held[3]);
+  link_down(1, 0, now);
+  ck_assert_msg(N[0].held[2] && !N[0].held[3],
+                "the freed slot went to a peer naming more relays");
+  teardown_all();
+}
+END_TEST
+
 /* A full inbox answers BUSY and the origin keeps and retries; a full
  * outbox refuses at once. */
 START_TEST(test_busy_and_outbox_full) {
@@ -1133,6 +1217,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_relay_named_after_link_up);
   tcase_add_test(tc, test_relay_users_max);
   tcase_add_test(tc, test_relay_slot_to_unheld);
+  tcase_add_test(tc, test_relay_slot_when_user_names_more);
+  tcase_add_test(tc, test_relay_slot_shed_order);
+  tcase_add_test(tc, test_relay_slot_fill_order);
   tcase_add_test(tc, test_relay_slot_kept_by_two);
   tcase_add_test(tc, test_busy_and_outbox_full);
   tcase_add_test(tc, test_credit_window);
