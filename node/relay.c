@@ -2233,11 +2233,12 @@ static void set_user(gv_relay *r, peer *p, bool on) {
     r->n_users--;
 }
 
-/* The relays p's record names (0 for a record no longer known). */
+/* The relays p's record names; SIZE_MAX for a record no longer known
+ * (expired, a node gone quiet): last for a slot, first to give one up. */
 static size_t named_relays(gv_relay *r, const peer *p) {
   gv_rroute rt;
   route_of(r, p->id, &rt);
-  return rt.known ? rt.n_relays : 0;
+  return rt.known ? rt.n_relays : SIZE_MAX;
 }
 
 /* Whether a (naming na relays) comes before b (nb) for a slot: fewer
