@@ -964,6 +964,19 @@ START_TEST(test_relay_named_after_link_up) {
 }
 END_TEST
 
+/* Node 0 a broadcasting relay with users_max slots for relay users,
+ * nodes 1..silent silent, the rest of the n broadcasting; all started. */
+static void setup_users(int n, int silent, size_t users_max, int64_t now) {
+  setup_n(n);
+  N[0].cfg.users_max = users_max;
+  for (int i = 1; i <= silent; i++) {
+    N[i].broadcasting = false;
+    N[i].cfg.silent = true;
+  }
+  for (int i = 0; i < n; i++)
+    start(i, now);
+}
+
 /* Held relay users' links are never evicted, so a broadcasting node that
  * held every one filled its inbound slots with them and refused every
  * other dial (50 nodes, seed 2: another broadcasting node's messages to
@@ -972,12 +985,7 @@ END_TEST
 START_TEST(test_relay_users_max) {
   int64_t now = 0;
 
-  setup_n(3);
-  N[0].cfg.users_max = 1;
-  N[1].broadcasting = N[2].broadcasting = false;
-  N[1].cfg.silent = N[2].cfg.silent = true;
-  for (int i = 0; i < 3; i++)
-    start(i, now);
+  setup_users(3, 2, 1, now);
   link_up(1, 0, now);
   link_up(2, 0, now);
   ck_assert_uint_eq(N[2].n_relays, 1); /* T names B too */
@@ -999,12 +1007,7 @@ END_TEST
 START_TEST(test_relay_slot_to_unheld) {
   int64_t now = 0;
 
-  setup_n(4);
-  N[0].cfg.users_max = 1;
-  N[1].broadcasting = N[2].broadcasting = false;
-  N[1].cfg.silent = N[2].cfg.silent = true;
-  for (int i = 0; i < 4; i++)
-    start(i, now);
+  setup_users(4, 2, 1, now);
   link_up(1, 0, now);
   ck_assert(N[0].held[1]);
   /* S's record comes to name 3 relays (X and a third B never sees). */
@@ -1032,12 +1035,7 @@ END_TEST
 START_TEST(test_relay_slot_kept_by_two) {
   int64_t now = 0;
 
-  setup_n(4);
-  N[0].cfg.users_max = 1;
-  N[1].broadcasting = N[2].broadcasting = false;
-  N[1].cfg.silent = N[2].cfg.silent = true;
-  for (int i = 0; i < 4; i++)
-    start(i, now);
+  setup_users(4, 2, 1, now);
   link_up(1, 0, now);
   link_up(1, 3, now); /* S names B and X */
   ck_assert_uint_eq(N[1].n_relays, 2);
@@ -1070,12 +1068,7 @@ static void names_n(int i, size_t n, int64_t now) {
 START_TEST(test_relay_slot_when_user_names_more) {
   int64_t now = 0;
 
-  setup_n(3);
-  N[0].cfg.users_max = 1;
-  N[1].broadcasting = N[2].broadcasting = false;
-  N[1].cfg.silent = N[2].cfg.silent = true;
-  for (int i = 0; i < 3; i++)
-    start(i, now);
+  setup_users(3, 2, 1, now);
   link_up(1, 0, now);
   names_n(1, 2, now);
   link_up(2, 0, now);
@@ -1092,14 +1085,7 @@ END_TEST
 START_TEST(test_relay_slot_shed_order) {
   int64_t now = 0;
 
-  setup_n(4);
-  N[0].cfg.users_max = 2;
-  for (int i = 1; i < 4; i++) {
-    N[i].broadcasting = false;
-    N[i].cfg.silent = true;
-  }
-  for (int i = 0; i < 4; i++)
-    start(i, now);
+  setup_users(4, 3, 2, now);
   link_up(1, 0, now);
   link_up(2, 0, now);
   names_n(1, 3, now);
@@ -1116,14 +1102,7 @@ END_TEST
 START_TEST(test_relay_slot_fill_order) {
   int64_t now = 0;
 
-  setup_n(4);
-  N[0].cfg.users_max = 1;
-  for (int i = 1; i < 4; i++) {
-    N[i].broadcasting = false;
-    N[i].cfg.silent = true;
-  }
-  for (int i = 0; i < 4; i++)
-    start(i, now);
+  setup_users(4, 3, 1, now);
   link_up(1, 0, now);
   names_n(1, 2, now);
   for (int i = 2; i < 4; i++)
