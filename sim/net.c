@@ -859,9 +859,10 @@ static double clock_s(clockid_t c) {
 }
 
 /* cfg.progress_s: a line on stderr when that much wall time has passed
- * since the last (or since gv_sim_new), with the virtual time reached and
- * the events run (all lanes'). A million nodes take a minute to form; a
- * researcher sees that the run moves, and how fast. */
+ * since the last (or since gv_sim_new), with the virtual time reached,
+ * the events run (all lanes') and their rate since the last line or the
+ * start of this run (gv_sim_run_until). A million nodes take a minute to
+ * form; a researcher sees that the run moves, and how fast. */
 static void progress_tick(gv_sim *r, int64_t now, uint64_t events) {
   double t = clock_s(CLOCK_MONOTONIC);
 
