@@ -2223,6 +2223,13 @@ static bool wants_hold(const peer *p) {
   return p->dialed || p->relay || p->user;
 }
 
+/* A link held only because this relay dialed it for messages, none of
+ * which waits for its credit: the relay may let it go (sweep(), make_room()).
+ * A relay of ours and a relay user's link are not ours to let go. */
+static bool lettable(const peer *p) {
+  return p->held && p->dialed && !p->relay && !p->user && p->n_wait == 0;
+}
+
 static void set_user(gv_relay *r, peer *p, bool on) {
   if (p->user == on)
     return;
@@ -2575,11 +2582,54 @@ void gv_relay_dial_failed(gv_relay *r, const uint8_t *id, int64_t now) {
                                      r->cfg.retry_max_ms, p->dial_fails);
 }
 
+/* Whether an outbox message waiting for a retry would leave on a link to
+ * via. */
+static bool needed(gv_relay *r, const uint8_t *via) {
+  for (size_t i = 0; i < r->n_heap; i++)
+    if (route_via(r, r->heap[i]->dst, via))
+      return true;
+  return false;
+}
+
+/* Our own link core refused our dial of id (GV_CLOSE_FULL): its dialed
+ * slots are taken, some perhaps by links this relay dialed for earlier
+ * messages and keeps until IDLE_LINK_MS passes. Backing off would hold
+ * id's messages for minutes (docs/SIMULATOR.md, relay scenario, item 12),
+ * so the least recently used link that the relay may let go and that no
+ * waiting message needs goes now, and the messages for id are due at
+ * once: the release reaches the link core before their dial does. The
+ * refused dial never left this node, so it does not count toward
+ * DIAL_HOLDOFF_MS. Returns false when there is no such link. */
+static bool make_room(gv_relay *r, const uint8_t *id, int64_t now) {
+  peer *p = peer_get(r, id, false), *q = NULL;
+
+  if (p == NULL || !p->dialed || p->up)
+    return false;
+  for (size_t i = 0; i < r->peers.cap; i++) {
+    peer *c = r->peers.slots[i].val;
+    if (c == NULL || c == p || !lettable(c) || needed(r, c->id))
+      continue;
+    if (q == NULL || c->last_used < q->last_used ||
+        (c->last_used == q->last_used && memcmp(c->id, q->id, GV_ID_BYTES) < 0))
+      q = c;
+  }
+  if (q == NULL)
+    return false;
+  emit_hold(r, q, false);
+  q->dialed = false;
+  p->dialed = false;
+  p->last_dial = now - DIAL_HOLDOFF_MS;
+  kick(r, id, now);
+  return true;
+}
+
 static void svc_dial_ended(void *ctx, const uint8_t *id, const gv_addr *addr,
                            gv_close why, int64_t now) {
   (void)addr;
-  if (why != GV_CLOSE_DUPLICATE)
-    gv_relay_dial_failed(ctx, id, now);
+  if (why == GV_CLOSE_DUPLICATE ||
+      (why == GV_CLOSE_FULL && make_room(ctx, id, now)))
+    return;
+  gv_relay_dial_failed(ctx, id, now);
 }
 
 const gv_service *gv_relay_service(gv_relay *r) { return &r->svc; }
@@ -2875,8 +2925,7 @@ static void sweep(gv_relay *r, int64_t now) {
   r->min_deadline = next;
   for (size_t i = 0; i < r->peers.cap; i++) {
     peer *p = r->peers.slots[i].val;
-    if (p != NULL && p->held && p->dialed && !p->relay && !p->user &&
-        p->n_wait == 0 && now - p->last_used >= IDLE_LINK_MS) {
+    if (p != NULL && lettable(p) && now - p->last_used >= IDLE_LINK_MS) {
       emit_hold(r, p, false);
       p->dialed = false;
     }

@@ -926,6 +926,73 @@ START_TEST(test_directory_holds_no_link) {
 }
 END_TEST
 
+/* Nodes 0 V (the inviter), 1 A, 2 B, 3 C, all linked to V, with agents
+ * alice at A, bob at B and carol at C; A dialed B for a message to bob,
+ * whose packets reach B unless drop_bob; then alice sends to carol, and
+ * A's own link core refuses the dial of C (GV_CLOSE_FULL: its dialed slots
+ * are taken). Returns the DIALs A had asked for before that refusal. */
+static unsigned refused_dial_after_bob(bool drop_bob, int64_t *now) {
+  const gv_service *sa;
+  unsigned dials;
+
+  setup_n(4);
+  for (int i = 0; i < 4; i++)
+    start(i, *now);
+  for (int i = 1; i < 4; i++)
+    link_up(i, 0, *now);
+  open_agent(1, 1, "web:alice", *now);
+  open_agent(2, 1, "api:bob", *now);
+  open_agent(3, 1, "api:carol", *now);
+  tick(*now += 6 * 60 * SEC); /* the refresh: every directory is whole */
+  drop_[1][2] = drop_bob;
+  req(1, 1, *now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"hi\"}");
+  ck_assert_int_eq(memcmp(N[1].dialed, N[2].id.pk, GV_ID_BYTES), 0);
+  link_up(1, 2, *now);
+  tick(*now += SEC);
+  ck_assert_int_eq(count_lines(2, 1, "\"body\":\"hi\""), drop_bob ? 0 : 1);
+  tick(*now += 10 * SEC); /* well inside IDLE_LINK_MS */
+  ck_assert(N[1].held[2]);
+  req(1, 1, *now, "{\"cmd\":\"send\",\"to\":\"carol\",\"message\":\"yo\"}");
+  ck_assert_int_eq(memcmp(N[1].dialed, N[3].id.pk, GV_ID_BYTES), 0);
+  dials = N[1].dials;
+  sa = gv_relay_service(N[1].r);
+  sa->dial_ended(sa->ctx, N[3].id.pk, NULL, GV_CLOSE_FULL, *now);
+  pump(*now);
+  return dials;
+}
+
+/* The relay scenario's item 12 (docs/SIMULATOR.md): a dial that this
+ * node's own link core refused for want of a slot, while a link the relay
+ * dialed for a delivered message sat idle, backed off for minutes. The
+ * idle link must go and the dial must be asked for again at once. */
+START_TEST(test_full_lets_idle_link_go) {
+  int64_t now = 0;
+  unsigned dials = refused_dial_after_bob(false, &now);
+
+  ck_assert_msg(!N[1].held[2], "A keeps the idle link it dialed for bob");
+  tick(now);
+  ck_assert_uint_eq(N[1].dials, dials + 1);
+  ck_assert_int_eq(memcmp(N[1].dialed, N[3].id.pk, GV_ID_BYTES), 0);
+  link_up(1, 3, now);
+  tick(now += SEC);
+  ck_assert_int_eq(count_lines(3, 1, "\"body\":\"yo\""), 1);
+  teardown_all();
+}
+END_TEST
+
+/* ...but a link that a waiting message still needs (bob's, undelivered)
+ * stays, and the refused dial backs off as any failed dial does. */
+START_TEST(test_full_keeps_needed_link) {
+  int64_t now = 0;
+  unsigned dials = refused_dial_after_bob(true, &now);
+
+  ck_assert(N[1].held[2]);
+  tick(now);
+  ck_assert_uint_eq(N[1].dials, dials);
+  teardown_all();
+}
+END_TEST
+
 /* The relay scenario's item 8 (docs/SIMULATOR.md): a broadcasting node's
  * end of a silent node's link came up before the silent node named it as
  * a relay (a silent node chooses its relays at its own link-up, and its
@@ -1193,6 +1260,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_join_answer_back_through_relay);
   tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_directory_holds_no_link);
+  tcase_add_test(tc, test_full_lets_idle_link_go);
+  tcase_add_test(tc, test_full_keeps_needed_link);
   tcase_add_test(tc, test_relay_named_after_link_up);
   tcase_add_test(tc, test_relay_users_max);
   tcase_add_test(tc, test_relay_slot_to_unheld);
