@@ -670,6 +670,24 @@ static void dir_set(team *t, const uint8_t *node, const char *project,
   e->online = online;
 }
 
+/* Whether block b lists exactly the agents (and their online flags) that
+ * team t holds for b's node. */
+static bool same_block(team *t, const gv_rw_dir_node *b) {
+  gv_rw_dir_entry e;
+  size_t n = 0, held = 0, off = 0;
+  gv_raddr_ent *x;
+
+  while (gv_rw_dir_next(b, &off, &e)) {
+    x = dir_find(t, b->node, e.project.s, e.project.len, e.name.s, e.name.len);
+    if (x == NULL || x->online != e.online)
+      return false;
+    n++;
+  }
+  for (size_t i = 0; i < t->n_dir; i++)
+    held += memcmp(t->dir[i].node, b->node, GV_ID_BYTES) == 0;
+  return n == held;
+}
+
 /* Forgets node's entries in team t (a full DIR replaces them). */
 static void dir_clear_node(team *t, const uint8_t *node) {
   size_t k = 0;
@@ -2125,8 +2143,12 @@ static void in_control(gv_relay *r, size_t ti, const uint8_t *src,
     while (gv_rw_dir_node_next(&b->u.dir, &boff, &blk)) {
       if (is_self(r, blk.node)) {
         /* Ours as we said it before a clock step back: say it again,
-         * above that version, so that ours wins. */
-        if (blk.ver >= dir_ver(t, r->self.pk)) {
+         * above that version, so that ours wins. Ours at our version and
+         * as we hold it is the echo every whole directory carries of its
+         * receiver's block: nothing to say (saying it again, to every
+         * member, was most of the relay scenario's packets, item 7). */
+        uint64_t v = dir_ver(t, r->self.pk);
+        if (blk.ver > v || (blk.ver == v && !same_block(t, &blk))) {
           dir_set_ver(t, r->self.pk, blk.ver + 1);
           send_own_dir(r, ti, now);
         }
