@@ -74,8 +74,10 @@ typedef struct rmsg {
   unsigned tries;
   bool waiting; /* on waitp's credit list */
   struct peer *waitp;
-  bool gone_pending;   /* failed: GONE not yet acknowledged */
-  int64_t accepted_at; /* monotonic, for the latency histograms */
+  bool has_sent_on;             /* its last packet left on a link to */
+  uint8_t sent_on[GV_ID_BYTES]; /* this node, not answered since */
+  bool gone_pending;            /* failed: GONE not yet acknowledged */
+  int64_t accepted_at;          /* monotonic, for the latency histograms */
   /* inbox */
   bool skip; /* a seq the origin gave up on: no body */
   bool pushed;
@@ -1325,6 +1327,10 @@ static void try_send(gv_relay *r, rmsg *m, int64_t now) {
     heap_del(r, m);
     return;
   }
+  if (rc == TX_SENT) {
+    m->has_sent_on = true;
+    memcpy(m->sent_on, via->id, GV_ID_BYTES);
+  }
   if (rc == TX_SENT && m->state == GV_RSTATE_ACCEPTED)
     set_state(r, m, GV_RSTATE_SENT, 0, via->id, now);
   m->tries++;
@@ -2450,6 +2456,7 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
   peer *p = peer_by_link(r, link);
   rmsg **v;
   size_t n;
+  int64_t soon;
 
   (void)why;
   if (p == NULL)
@@ -2460,19 +2467,45 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
     fill_users(r);
   }
   p->credit = p->grant_in = p->consumed = 0;
+  /* What waited on this link, or left on it and is still unanswered, most
+   * likely died with it: a full node evicts its newest inbound link, often
+   * before the first packet crosses, and the origin is not told. Such a
+   * message goes again as soon as p may be dialed again, not after a
+   * backoff grown by tries that never had a chance (in the relay scenario
+   * without the directory's echo storm, a silent origin's message to a
+   * full broadcasting node so waited 31 s, then 185 s). */
+  soon = now + r->cfg.retry_min_ms;
+  if (p->last_dial + DIAL_HOLDOFF_MS > soon)
+    soon = p->last_dial + DIAL_HOLDOFF_MS;
   v = p->wait;
   n = p->n_wait;
   p->wait = NULL;
   p->n_wait = p->cap_wait = 0;
   for (size_t i = 0; i < n; i++) {
+    int64_t t;
     v[i]->waiting = false;
     v[i]->waitp = NULL;
     if (!to_send(v[i]))
       continue;
     v[i]->tries++;
-    schedule(r, v[i],
-             now + gv_backoff_ms(&r->rng, r->cfg.retry_min_ms,
-                                 r->cfg.retry_max_ms, v[i]->tries));
+    t = now + gv_backoff_ms(&r->rng, r->cfg.retry_min_ms, r->cfg.retry_max_ms,
+                            v[i]->tries);
+    schedule(r, v[i], t < soon ? t : soon);
+  }
+  free(v);
+  v = NULL;
+  n = 0;
+  for (size_t i = 0, cap = 0; i < r->n_heap; i++) {
+    rmsg *m = r->heap[i];
+    if (to_send(m) && m->has_sent_on && m->next_try > soon &&
+        memcmp(m->sent_on, p->id, GV_ID_BYTES) == 0) {
+      GROW(v, n, cap);
+      v[n++] = m;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    v[i]->has_sent_on = false;
+    schedule(r, v[i], soon);
   }
   free(v);
   if (p->relay) {

@@ -1241,6 +1241,52 @@ START_TEST(test_credit_window) {
 }
 END_TEST
 
+/* The relay scenario without the directory's echo storm (docs/SIMULATOR.md
+ * item 7; 100 nodes, seed 5, drained in 225 s): an origin dialed a
+ * broadcasting destination whose inbound slots were full; the destination
+ * evicted the new link (its newest) just as the message's packet crossed,
+ * and the packet died with it. The origin was not told, and the message
+ * waited out a backoff grown by tries that never had a chance: minutes, at
+ * every such eviction. A link that goes down under an unanswered packet
+ * sends its message again as soon as the destination may be dialed again.
+ * Nodes: 0 V (the inviter), 1 A, 2 B. */
+START_TEST(test_link_lost_under_message) {
+  int64_t now = 0, down_at;
+  unsigned dials;
+
+  setup_n(3);
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  open_agent(1, 1, "web:alice", now);
+  open_agent(2, 1, "api:bob", now);
+  tick(now += 6 * 60 * SEC); /* the refresh: every directory is whole */
+  req(1, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"hi\"}");
+  ck_assert_ptr_nonnull(strstr(last_line(1, 1), "accepted"));
+  ck_assert_int_eq(memcmp(N[1].dialed, N[2].id.pk, GV_ID_BYTES), 0);
+  for (int k = 0; k < 24; k++) /* two minutes of dials that never connect */
+    tick(now += 5 * SEC);
+  drop_[1][2] = true; /* B evicts the link as the DATA crosses */
+  link_up(1, 2, now);
+  tick(now);
+  ck_assert_uint_gt(sends_[1][2], 0);
+  link_down(1, 2, down_at = now += 100);
+  drop_[1][2] = false;
+  dials = N[1].dials;
+  for (int k = 0; k < 20 && count_lines(2, 1, "\"body\":\"hi\"") == 0; k++) {
+    tick(now += SEC);
+    if (!up_[1][2] && N[1].dials > dials &&
+        memcmp(N[1].dialed, N[2].id.pk, GV_ID_BYTES) == 0)
+      link_up(1, 2, now);
+  }
+  ck_assert_msg(count_lines(2, 1, "\"body\":\"hi\"") == 1,
+                "not delivered %lld ms after the link went down",
+                (long long)(now - down_at));
+  teardown_all();
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("relay");
   TCase *tc = tcase_create("core");
@@ -1262,6 +1308,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_directory_holds_no_link);
   tcase_add_test(tc, test_full_lets_idle_link_go);
   tcase_add_test(tc, test_full_keeps_needed_link);
+  tcase_add_test(tc, test_link_lost_under_message);
   tcase_add_test(tc, test_relay_named_after_link_up);
   tcase_add_test(tc, test_relay_users_max);
   tcase_add_test(tc, test_relay_slot_to_unheld);
