@@ -926,6 +926,43 @@ START_TEST(test_directory_holds_no_link) {
 }
 END_TEST
 
+/* The relay scenario's item 7 (docs/SIMULATOR.md): every whole directory
+ * a member sends carries the receiver's own block at the receiver's
+ * version, and the receiver took it for a clock stepped back, made a new
+ * version and sent it to every member: an echo at every refresh. In a
+ * quiet team (nothing changes) a refresh is each node's JOIN and directory
+ * to each member and each member's MEMBERS and directory back, no more.
+ * Nodes: 0 V (the inviter), 1 A, 2 B, all linked to each other. */
+START_TEST(test_quiet_refresh_no_echo) {
+  int64_t now = 0;
+  unsigned before = 0, after = 0;
+
+  setup_n(3);
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  link_up(1, 2, now);
+  open_agent(0, 1, "web:vera", now);
+  open_agent(1, 1, "web:alice", now);
+  open_agent(2, 1, "api:bob", now);
+  tick(now += 6 * 60 * SEC); /* a refresh: every directory is whole */
+  tick(now += 6 * 60 * SEC); /* and another */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      before += sends_[i][j];
+  tick(now += 6 * 60 * SEC); /* a quiet refresh */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      after += sends_[i][j];
+  /* Per ordered pair: the JOIN and the directory of the refresh, MEMBERS
+   * and the directory in answer (30 with the echo: each node's own block
+   * again to both members). */
+  ck_assert_uint_eq(after - before, 4 * 3 * 2);
+  teardown_all();
+}
+END_TEST
+
 /* Nodes 0 V (the inviter), 1 A, 2 B, 3 C, all linked to V, with agents
  * alice at A, bob at B and carol at C; A dialed B for a message to bob,
  * whose packets reach B unless drop_bob; then alice sends to carol, and
@@ -1306,6 +1343,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_join_answer_back_through_relay);
   tcase_add_test(tc, test_stale_way_back);
   tcase_add_test(tc, test_directory_holds_no_link);
+  tcase_add_test(tc, test_quiet_refresh_no_echo);
   tcase_add_test(tc, test_full_lets_idle_link_go);
   tcase_add_test(tc, test_full_keeps_needed_link);
   tcase_add_test(tc, test_link_lost_under_message);
