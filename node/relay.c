@@ -18,7 +18,8 @@
 #define DIAL_HOLDOFF_MS (10LL * 1000) /* one DIAL per node per this */
 #define JOIN_HOLDOFF_MS 1000 /* one MEMBERS+DIR answer per node a second */
 #define IDLE_LINK_MS (60LL * 1000) /* no message on a dialed link: let go */
-#define KEYS_MAX 4096              /* cached peer box keys */
+#define LOST_QUICK 3  /* links lost under a message, each retried soon */
+#define KEYS_MAX 4096 /* cached peer box keys */
 #define CREDIT_MAX (64LL * 1024 * 1024)
 /* Finished messages kept in memory for status, trace and `read`; older
  * ones are forgotten (their rows stay on disk until a day past their
@@ -74,10 +75,11 @@ typedef struct rmsg {
   unsigned tries;
   bool waiting; /* on waitp's credit list */
   struct peer *waitp;
-  bool has_sent_on;             /* its last packet left on a link to */
-  uint8_t sent_on[GV_ID_BYTES]; /* this node, not answered since */
-  bool gone_pending;            /* failed: GONE not yet acknowledged */
-  int64_t accepted_at;          /* monotonic, for the latency histograms */
+  bool unanswered;     /* its last packet left on sent_link, no answer since */
+  gv_linkid sent_link; /* (svc_down()) */
+  uint8_t lost;        /* links lost under it since its last answer */
+  bool gone_pending;   /* failed: GONE not yet acknowledged */
+  int64_t accepted_at; /* monotonic, for the latency histograms */
   /* inbox */
   bool skip; /* a seq the origin gave up on: no body */
   bool pushed;
@@ -149,6 +151,7 @@ typedef struct peer {
   int64_t grant_in; /* bytes of ROUTE it may still send us */
   int64_t consumed; /* received since our last CREDIT */
   int64_t last_dial, last_join;
+  int64_t last_room; /* make_room() for a refused dial of it */
   int64_t last_used; /* a message's packet crossed the link (sweep) */
   rmsg **wait;       /* waiting for credit, FIFO */
   size_t n_wait, cap_wait;
@@ -672,22 +675,37 @@ static void dir_set(team *t, const uint8_t *node, const char *project,
   e->online = online;
 }
 
+/* Whether block b lists the held entry x (its agent and online flag). */
+static bool block_has(const gv_rw_dir_node *b, const gv_raddr_ent *x) {
+  gv_rw_dir_entry e;
+  size_t off = 0;
+
+  while (gv_rw_dir_next(b, &off, &e))
+    if (e.online == x->online && e.project.len == strlen(x->agent.project) &&
+        memcmp(e.project.s, x->agent.project, e.project.len) == 0 &&
+        e.name.len == strlen(x->agent.name) &&
+        memcmp(e.name.s, x->agent.name, e.name.len) == 0)
+      return true;
+  return false;
+}
+
 /* Whether block b lists exactly the agents (and their online flags) that
- * team t holds for b's node. */
+ * team t holds for b's node: each of b's is held, and each held is in b. */
 static bool same_block(team *t, const gv_rw_dir_node *b) {
   gv_rw_dir_entry e;
-  size_t n = 0, held = 0, off = 0;
+  size_t off = 0;
   gv_raddr_ent *x;
 
   while (gv_rw_dir_next(b, &off, &e)) {
     x = dir_find(t, b->node, e.project.s, e.project.len, e.name.s, e.name.len);
     if (x == NULL || x->online != e.online)
       return false;
-    n++;
   }
   for (size_t i = 0; i < t->n_dir; i++)
-    held += memcmp(t->dir[i].node, b->node, GV_ID_BYTES) == 0;
-  return n == held;
+    if (memcmp(t->dir[i].node, b->node, GV_ID_BYTES) == 0 &&
+        !block_has(b, &t->dir[i]))
+      return false;
+  return true;
 }
 
 /* Forgets node's entries in team t (a full DIR replaces them). */
@@ -708,7 +726,7 @@ static peer *peer_get(gv_relay *r, const uint8_t *id, bool create) {
   if (p == NULL && create) {
     p = gv__xcalloc(1, sizeof(*p));
     memcpy(p->id, id, GV_ID_BYTES);
-    p->last_dial = p->last_join = INT64_MIN / 2;
+    p->last_dial = p->last_join = p->last_room = INT64_MIN / 2;
     if (gv_idmap_put(&r->peers, id, p) < 0)
       gv__xcheck(NULL);
   }
@@ -1328,8 +1346,8 @@ static void try_send(gv_relay *r, rmsg *m, int64_t now) {
     return;
   }
   if (rc == TX_SENT) {
-    m->has_sent_on = true;
-    memcpy(m->sent_on, via->id, GV_ID_BYTES);
+    m->unanswered = true;
+    m->sent_link = via->link;
   }
   if (rc == TX_SENT && m->state == GV_RSTATE_ACCEPTED)
     set_state(r, m, GV_RSTATE_SENT, 0, via->id, now);
@@ -1398,6 +1416,9 @@ static void out_reply(gv_relay *r, const uint8_t *src, const uint8_t *id,
 
   if (m == NULL || !m->committed || memcmp(m->dst, src, GV_ID_BYTES) != 0)
     return; /* unknown, or not from its destination: ignored */
+  /* Any answer, BUSY too (its wait stands): what left reached it. */
+  m->unanswered = false;
+  m->lost = 0;
   if (m->gone_pending) {
     if (b->kind != GV_RW_BUSY) { /* any answer acknowledges the GONE */
       m->gone_pending = false;
@@ -2451,14 +2472,38 @@ static bool svc_up(void *ctx, gv_linkid link, const uint8_t *id, bool dialed,
   return hold;
 }
 
+/* When message m, which link p's loss most likely took, goes again: as
+ * soon as p may be dialed again (DIAL_HOLDOFF_MS after its last dial, at
+ * least retry_min_ms from now), for the first LOST_QUICK such losses
+ * before any answer; past them (a peer that drops every new link) later
+ * each time, DIAL_HOLDOFF_MS doubling. */
+static int64_t after_loss(gv_relay *r, rmsg *m, const peer *p, int64_t now) {
+  int64_t t = p->last_dial + DIAL_HOLDOFF_MS, min = now + r->cfg.retry_min_ms;
+
+  if (m->lost < UINT8_MAX)
+    m->lost++;
+  if (m->lost > LOST_QUICK)
+    min = now + gv_backoff_ms(&r->rng, DIAL_HOLDOFF_MS, r->cfg.retry_max_ms,
+                              m->lost - LOST_QUICK);
+  return t > min ? t : min;
+}
+
 static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
   gv_relay *r = ctx;
   peer *p = peer_by_link(r, link);
   rmsg **v;
   size_t n;
-  int64_t soon;
+  /* What waited on the link, or left on it and is still unanswered, most
+   * likely died with it: a full node evicts its newest inbound link, often
+   * before the first packet crosses, and the origin is not told. Such a
+   * message goes again after_loss(), not after a backoff grown by tries
+   * that never had a chance (in the relay scenario without the directory's
+   * echo, a silent origin's message to a full broadcasting node so waited
+   * 31 s, then 185 s; docs/SIMULATOR.md, relay scenario, item 13). A link
+   * this node let go (unwanted: idle, or make_room()) or its own stop is
+   * no such loss. */
+  bool lost = why != GV_CLOSE_UNWANTED && why != GV_CLOSE_SHUTDOWN;
 
-  (void)why;
   if (p == NULL)
     return;
   p->up = p->held = p->dialed = p->named = false;
@@ -2467,22 +2512,12 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
     fill_users(r);
   }
   p->credit = p->grant_in = p->consumed = 0;
-  /* What waited on this link, or left on it and is still unanswered, most
-   * likely died with it: a full node evicts its newest inbound link, often
-   * before the first packet crosses, and the origin is not told. Such a
-   * message goes again as soon as p may be dialed again, not after a
-   * backoff grown by tries that never had a chance (in the relay scenario
-   * without the directory's echo storm, a silent origin's message to a
-   * full broadcasting node so waited 31 s, then 185 s). */
-  soon = now + r->cfg.retry_min_ms;
-  if (p->last_dial + DIAL_HOLDOFF_MS > soon)
-    soon = p->last_dial + DIAL_HOLDOFF_MS;
   v = p->wait;
   n = p->n_wait;
   p->wait = NULL;
   p->n_wait = p->cap_wait = 0;
   for (size_t i = 0; i < n; i++) {
-    int64_t t;
+    int64_t t, soon;
     v[i]->waiting = false;
     v[i]->waitp = NULL;
     if (!to_send(v[i]))
@@ -2490,22 +2525,25 @@ static void svc_down(void *ctx, gv_linkid link, gv_close why, int64_t now) {
     v[i]->tries++;
     t = now + gv_backoff_ms(&r->rng, r->cfg.retry_min_ms, r->cfg.retry_max_ms,
                             v[i]->tries);
-    schedule(r, v[i], t < soon ? t : soon);
+    if (lost && (soon = after_loss(r, v[i], p, now)) < t)
+      t = soon;
+    schedule(r, v[i], t);
   }
   free(v);
   v = NULL;
   n = 0;
-  for (size_t i = 0, cap = 0; i < r->n_heap; i++) {
+  for (size_t i = 0, cap = 0; lost && i < r->n_heap; i++) {
     rmsg *m = r->heap[i];
-    if (to_send(m) && m->has_sent_on && m->next_try > soon &&
-        memcmp(m->sent_on, p->id, GV_ID_BYTES) == 0) {
-      GROW(v, n, cap);
+    if (to_send(m) && m->unanswered && m->sent_link == link) {
+      GROW(v, n, cap); /* rescheduled after the walk: that moves the heap */
       v[n++] = m;
     }
   }
   for (size_t i = 0; i < n; i++) {
-    v[i]->has_sent_on = false;
-    schedule(r, v[i], soon);
+    int64_t soon = after_loss(r, v[i], p, now);
+    v[i]->unanswered = false;
+    if (soon < v[i]->next_try)
+      schedule(r, v[i], soon);
   }
   free(v);
   if (p->relay) {
@@ -2638,11 +2676,17 @@ void gv_relay_dial_failed(gv_relay *r, const uint8_t *id, int64_t now) {
 }
 
 /* Whether an outbox message waiting for a retry would leave on a link to
- * via. */
+ * via: its destination's own, one of its relays, or (route()'s fallback)
+ * the hop its destination's last packet came through. */
 static bool needed(gv_relay *r, const uint8_t *via) {
-  for (size_t i = 0; i < r->n_heap; i++)
-    if (route_via(r, r->heap[i]->dst, via))
+  for (size_t i = 0; i < r->n_heap; i++) {
+    const uint8_t *dst = r->heap[i]->dst;
+    peer *d;
+    if (route_via(r, dst, via) ||
+        ((d = peer_get(r, dst, false)) != NULL && d->has_via &&
+         memcmp(d->via, via, GV_ID_BYTES) == 0))
       return true;
+  }
   return false;
 }
 
@@ -2650,19 +2694,23 @@ static bool needed(gv_relay *r, const uint8_t *via) {
  * slots are taken, some perhaps by links this relay dialed for earlier
  * messages and keeps until IDLE_LINK_MS passes. Backing off would hold
  * id's messages for minutes (docs/SIMULATOR.md, relay scenario, item 12),
- * so the least recently used link that the relay may let go and that no
- * waiting message needs goes now, and the messages for id are due at
- * once: the release reaches the link core before their dial does. The
- * refused dial never left this node, so it does not count toward
- * DIAL_HOLDOFF_MS. Returns false when there is no such link. */
+ * so, when a waiting message needs id, the least recently used link that
+ * this relay dialed, may let go and no waiting message needs goes now,
+ * and the messages for id are due at once: the release reaches the link
+ * core before their dial does. The refusal was ours, not id's, so the
+ * dial may go again before DIAL_HOLDOFF_MS; but only once in that time,
+ * since a release frees no slot when gossip holds the link too, and a
+ * refusal after it is backed off as any. Returns false when it made no
+ * room. */
 static bool make_room(gv_relay *r, const uint8_t *id, int64_t now) {
   peer *p = peer_get(r, id, false), *q = NULL;
 
-  if (p == NULL || !p->dialed || p->up)
+  if (p == NULL || !p->dialed || p->up ||
+      now - p->last_room < DIAL_HOLDOFF_MS || !needed(r, id))
     return false;
   for (size_t i = 0; i < r->peers.cap; i++) {
     peer *c = r->peers.slots[i].val;
-    if (c == NULL || c == p || !lettable(c) || needed(r, c->id))
+    if (c == NULL || c == p || c->inbound || !lettable(c) || needed(r, c->id))
       continue;
     if (q == NULL || c->last_used < q->last_used ||
         (c->last_used == q->last_used && memcmp(c->id, q->id, GV_ID_BYTES) < 0))
@@ -2673,6 +2721,7 @@ static bool make_room(gv_relay *r, const uint8_t *id, int64_t now) {
   emit_hold(r, q, false);
   q->dialed = false;
   p->dialed = false;
+  p->last_room = now;
   p->last_dial = now - DIAL_HOLDOFF_MS;
   kick(r, id, now);
   return true;

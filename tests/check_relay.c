@@ -354,15 +354,27 @@ static void link_up(int a, int b, int64_t now) {
   pump(now);
 }
 
-static void link_down(int a, int b, int64_t now) {
+/* The link between a and b ends, for the reasons each end's link core
+ * gives. */
+static void link_end(int a, int b, gv_close why_a, gv_close why_b,
+                     int64_t now) {
   const gv_service *sa = gv_relay_service(N[a].r);
   const gv_service *sb = gv_relay_service(N[b].r);
 
   up_[a][b] = up_[b][a] = false;
   N[a].held[b] = N[b].held[a] = false;
-  sa->down(sa->ctx, (gv_linkid)(b + 1), GV_CLOSE_SHUTDOWN, now);
-  sb->down(sb->ctx, (gv_linkid)(a + 1), GV_CLOSE_SHUTDOWN, now);
+  sa->down(sa->ctx, (gv_linkid)(b + 1), why_a, now);
+  sb->down(sb->ctx, (gv_linkid)(a + 1), why_b, now);
   pump(now);
+}
+
+static void link_down(int a, int b, int64_t now) {
+  link_end(a, b, GV_CLOSE_SHUTDOWN, GV_CLOSE_SHUTDOWN, now);
+}
+
+/* b evicted a's link (its inbound slots full): a hears a goodbye. */
+static void link_lost(int a, int b, int64_t now) {
+  link_end(a, b, GV_CLOSE_GOODBYE, GV_CLOSE_EVICTED, now);
 }
 
 /* Agent requests: conn c on node i. */
@@ -1308,7 +1320,7 @@ START_TEST(test_link_lost_under_message) {
   link_up(1, 2, now);
   tick(now);
   ck_assert_uint_gt(sends_[1][2], 0);
-  link_down(1, 2, down_at = now += 100);
+  link_lost(1, 2, down_at = now += 100);
   drop_[1][2] = false;
   dials = N[1].dials;
   for (int k = 0; k < 20 && count_lines(2, 1, "\"body\":\"hi\"") == 0; k++) {
@@ -1320,6 +1332,43 @@ START_TEST(test_link_lost_under_message) {
   ck_assert_msg(count_lines(2, 1, "\"body\":\"hi\"") == 1,
                 "not delivered %lld ms after the link went down",
                 (long long)(now - down_at));
+  teardown_all();
+}
+END_TEST
+
+/* ...but a destination that evicts every new link of ours before the
+ * packet crosses (its inbound slots full for good) must not be dialed at
+ * every DIAL_HOLDOFF_MS for the message's life: each such loss sends the
+ * message again sooner than its backoff, but later each time (without
+ * that, 121 dials in 20 minutes). */
+START_TEST(test_flapping_link_backs_off) {
+  int64_t now = 0;
+  unsigned first, seen;
+
+  setup_n(3);
+  for (int i = 0; i < 3; i++)
+    start(i, now);
+  link_up(1, 0, now);
+  link_up(2, 0, now);
+  open_agent(1, 1, "web:alice", now);
+  open_agent(2, 1, "api:bob", now);
+  tick(now += 6 * 60 * SEC);
+  drop_[1][2] = true;
+  req(1, 1, now, "{\"cmd\":\"send\",\"to\":\"bob\",\"message\":\"hi\"}");
+  first = seen = N[1].dials;
+  for (int k = 0; k < 20 * 60; k++) {
+    if (!up_[1][2] && N[1].dials > seen &&
+        memcmp(N[1].dialed, N[2].id.pk, GV_ID_BYTES) == 0) {
+      seen = N[1].dials;
+      link_up(1, 2, now); /* CREDIT comes, the DATA is lost... */
+      tick(now);
+      link_lost(1, 2, now); /* ...with the link */
+    }
+    tick(now += SEC);
+  }
+  ck_assert_int_eq(count_lines(2, 1, "\"body\":\"hi\""), 0);
+  ck_assert_uint_ge(seen - first, 3);
+  ck_assert_msg(seen - first <= 20, "%u dials in 20 minutes", seen - first);
   teardown_all();
 }
 END_TEST
@@ -1347,6 +1396,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_full_lets_idle_link_go);
   tcase_add_test(tc, test_full_keeps_needed_link);
   tcase_add_test(tc, test_link_lost_under_message);
+  tcase_add_test(tc, test_flapping_link_backs_off);
   tcase_add_test(tc, test_relay_named_after_link_up);
   tcase_add_test(tc, test_relay_users_max);
   tcase_add_test(tc, test_relay_slot_to_unheld);

@@ -76,7 +76,7 @@ none_lost "50 nodes, seed 2" --nodes 50 --seed 2 --drain-s 300
 # Item 11: every user slot was held by silent nodes that 2-4 relays held,
 # and nodes that restarted got none anywhere: 10 messages lost in the
 # 900 s drain. A node naming its relay alone now takes the slot of a user
-# naming 3 or more; the drain takes 36 virtual s. Cut to 300 s. About
+# naming 3 or more; the drain takes 46 virtual s. Cut to 300 s. About
 # 15 s of CPU, minutes in the sanitizer build: LIMIT is for a hang only.
 LIMIT=900 none_lost "100 nodes, seed 29" --nodes 100 --seed 29 --drain-s 300
 # Item 13: with the echo gone, a silent origin's message to a busy
