@@ -1030,7 +1030,8 @@ START_TEST(test_full_lets_idle_link_go) {
 END_TEST
 
 /* ...but a link that a waiting message still needs (bob's, undelivered)
- * stays, and the refused dial backs off as any failed dial does. */
+ * stays, and the refused dial is not asked for again at once (it goes to
+ * gv_relay_dial_failed()'s backoff, as any failed dial). */
 START_TEST(test_full_keeps_needed_link) {
   int64_t now = 0;
   unsigned dials = refused_dial_after_bob(true, &now);
